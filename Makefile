@@ -1,0 +1,101 @@
+# Build: bin/coordinator, bin/worker, the Criterion test binary and the benchmarks.
+# Flags come from pkg-config and the MPI compiler wrapper, never from hard-coded paths.
+.DEFAULT_GOAL := all
+CC        := mpicc
+PKGS      := hdf5-openmpi libzmq libturbojpeg spng yaml-0.1 libcjson openssl
+OPT       ?= -O2 -march=native
+CFLAGS    := -std=c17 $(OPT) -g -fopenmp -D_GNU_SOURCE -Wall -Wextra -Werror -I. \
+             $(shell pkg-config --cflags $(PKGS)) $(EXTRA_CFLAGS)
+LDLIBS    := $(shell pkg-config --libs $(PKGS)) -ldnnl -lm -lpthread
+LDFLAGS   := -fopenmp $(EXTRA_LDFLAGS)
+
+# ---- optional features: detected, printed once, overridable ----------------------------------
+CUDA_HOME ?= /usr/local/cuda
+NVCC      ?= $(firstword $(wildcard $(CUDA_HOME)/bin/nvcc) $(shell command -v nvcc 2>/dev/null))
+CUDA      ?= auto
+ifeq ($(CUDA),auto)
+  override CUDA := $(if $(NVCC),1,0)
+endif
+HAVE_CUDNN := $(if $(wildcard $(CUDA_HOME)/include/cudnn.h),found,not found)
+HAVE_NCCL  := $(if $(wildcard $(CUDA_HOME)/include/nccl.h),found,not found)
+H5_PARALLEL := $(if $(filter 1,$(shell printf '\043include <H5pubconf.h>\nH5_HAVE_PARALLEL\n' | \
+                 cc -E -P $(shell pkg-config --cflags hdf5-openmpi) -x c - 2>/dev/null | tail -n 1)),found,not found)
+HAVE_MPI   := $(if $(shell command -v mpicc 2>/dev/null),found,not found)
+HAVE_ZMQ   := $(if $(shell pkg-config --exists libzmq && echo y),found,not found)
+ifeq ($(CUDA),1)
+  CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+               -gencode arch=compute_90,code=compute_90
+  NVCCFLAGS ?= -O2 -std=c++17 $(CUDA_ARCH) -I. -Xcompiler -Wall,-Wextra,-Werror
+  CFLAGS    += -DHAVE_CUDA -I$(CUDA_HOME)/include
+  LDFLAGS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64
+  # objects from nvcc reference libstdc++ when the C driver links them
+  LDLIBS    += -lcudnn -lnccl -lcudart -lstdc++
+endif
+ifeq ($(MAKELEVEL),0)
+  $(info features: MPI $(HAVE_MPI), HDF5 parallel $(H5_PARALLEL), ZeroMQ $(HAVE_ZMQ), CUDA $(if $(filter 1,$(CUDA)),found ($(NVCC)),not found), cuDNN $(HAVE_CUDNN), NCCL $(HAVE_NCCL))
+endif
+
+# ---- sources: every .c in the module folders is library code, except the two mains -------------
+MODULES   := common kernels dataio worker coordinator
+MAINS     := worker/main.c coordinator/main.c
+ALL_C     := $(filter-out $(MAINS),$(foreach m,$(MODULES),$(wildcard $(m)/*.c)))
+# foo_nocuda.c is the CPU-only stand-in for foo.cu: built exactly when the .cu is not
+ifeq ($(CUDA),1)
+  LIB_C   := $(filter-out %_nocuda.c,$(ALL_C))
+  LIB_CU  := $(foreach m,$(MODULES),$(wildcard $(m)/*.cu))
+else
+  LIB_C   := $(ALL_C)
+  LIB_CU  :=
+endif
+LIB_OBJ   := $(LIB_C:%.c=build/%.o) $(LIB_CU:%.cu=build/%.cu.o)
+TEST_OBJ  := $(patsubst %.c,build/%.o,$(wildcard tests/*.c))
+BENCH_BIN := $(patsubst bench/%.c,bin/%,$(wildcard bench/*.c))
+
+all: bin/coordinator bin/worker build/tests/yolo-tests $(BENCH_BIN)
+
+build/libyolo.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+bin/%: build/%/main.o build/libyolo.a | bin
+	$(CC) $(LDFLAGS) -o $@ $< build/libyolo.a $(LDLIBS)
+
+bin/bench_%: build/bench/bench_%.o build/libyolo.a | bin
+	$(CC) $(LDFLAGS) -o $@ $< build/libyolo.a $(LDLIBS)
+
+build/tests/yolo-tests: $(TEST_OBJ) build/libyolo.a
+	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJ) build/libyolo.a $(LDLIBS) -lcriterion
+
+build/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+build/%.cu.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -MMD -MP -c -o $@ $<
+
+bin:
+	mkdir -p bin
+
+-include $(shell find build -name '*.d' 2>/dev/null)
+
+# ---- entry points -------------------------------------------------------------------------------
+deps:
+	bash scripts/install-deps.sh
+
+# TEST_ARGS passes options to Criterion, e.g. make test TEST_ARGS="--filter 'conv/*'"
+test: all
+	OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader \
+	OMPI_MCA_rmaps_base_oversubscribe=1 ./build/tests/yolo-tests --jobs 2 $(TEST_ARGS)
+
+bench: all
+	bash bench/run.sh
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h' '*.cu' '*.cuh')
+
+clean:
+	rm -rf build bin
+
+.PHONY: all deps test bench format clean
+.SECONDARY:

@@ -1,0 +1,33 @@
+/* bin/coordinator: the CLI. Dispatches to one subcommand per module. */
+#include "common/log.h"
+#include "coordinator/commands.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct command {
+    const char *name, *help;
+    int (*run)(int argc, char **argv);
+} command;
+
+static const command commands[] = {
+    {"data", "pack | synth | info | verify  HDF5 datasets", cmd_data},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: coordinator <command> [key=value ...]\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
+}
+
+int main(int argc, char **argv) {
+    log_set_program("coordinator");
+    if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 2, argv + 2);
+    log_error("unknown command '%s' (try: coordinator help)", argv[1]);
+    return 2;
+}

@@ -1,0 +1,52 @@
+/* The dataset file (HDF5), read side. Schema and writers: dataio/dataset_write.h; the schema is
+ * documented in the README ("Dataset file"). Every reader opens the file read-only and reads
+ * single samples by index; nothing here needs the whole split in memory except the labels. */
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#define DATASET_FORMAT_VERSION 1
+
+typedef enum split_id { SPLIT_TRAIN = 0, SPLIT_VAL = 1, SPLIT_TEST = 2, SPLIT_COUNT = 3 } split_id;
+const char *split_name(split_id s); /* "train", "val", "test" */
+
+typedef enum image_encoding {
+    IMG_JPEG = 1,
+    IMG_PNG = 2,
+    IMG_RAW_RGB = 3, /* uint8 HWC RGB, height*width*3 bytes (synthetic data) */
+} image_encoding;
+
+typedef struct dataset dataset;
+
+typedef struct dataset_sample {
+    int index;
+    int height, width; /* original image size */
+    image_encoding encoding;
+    uint8_t *bytes; /* encoded image; owned by the sample */
+    size_t nbytes;
+    int nboxes;
+    float *labels; /* [nboxes][5]: class, cx, cy, w, h (normalised to [0,1]); owned */
+} dataset_sample;
+
+/* Opens read-only. A missing file, a foreign or truncated file, or an unknown format version gives
+ * -1/NULL with one line in err naming the file (no HDF5 error stack is printed). */
+dataset *dataset_open(const char *path, char *err, size_t errlen);
+void dataset_close(dataset *ds);
+
+const char *dataset_path(const dataset *ds);
+int dataset_num_classes(const dataset *ds);
+const char *dataset_class_name(const dataset *ds, int cls);
+const char *dataset_hash(const dataset *ds); /* sha256 hex over images and labels: the version id */
+int dataset_split_size(const dataset *ds, split_id s); /* 0 when the split is absent */
+
+/* One sample: encoded bytes, size, labels. 0 or -1 with err. Not thread-safe (HDF5 is built
+ * without thread safety): callers with several threads serialise calls on one dataset. */
+int dataset_read(dataset *ds, split_id s, int index, dataset_sample *out, char *err,
+                 size_t errlen);
+void dataset_sample_free(dataset_sample *smp);
+
+/* Labels only (no image bytes), e.g. for validation ground truth. *labels is owned by the dataset
+ * and stays valid until dataset_close. */
+int dataset_labels(dataset *ds, split_id s, int index, const float **labels, int *nboxes);
+/* Original size of one image, without reading its bytes. */
+int dataset_image_size(dataset *ds, split_id s, int index, int *height, int *width);

@@ -1,0 +1,28 @@
+/* 2-D convolution, fp32. Activations NHWC. Weights OHWI: [cout][kh][kw][cin/groups]
+ * (PyTorch's OIHW transposed (0,2,3,1)). Optional bias [cout]. Zero padding, dilation 1.
+ * Any kernel size, stride, padding and groups (groups == cin == cout is depthwise).
+ *
+ * Backward ACCUMULATES: dx += ..., dw += ..., dbias += ... (any of them may be NULL to skip).
+ * Accumulation lets a graph fan out and lets micro-batches add up without extra passes. */
+#pragma once
+#include <stddef.h>
+
+typedef struct conv2d_desc {
+    int n, h, w, cin;                /* input */
+    int cout, kh, kw, stride, pad, groups;
+    int oh, ow;                      /* output, derived by conv2d_make */
+} conv2d_desc;
+
+/* Square kernel k, PyTorch output size: oh = (h + 2 pad - k) / stride + 1. */
+conv2d_desc conv2d_make(int n, int h, int w, int cin, int cout, int k, int stride, int pad,
+                        int groups);
+/* Scratch the caller must provide to forward/backward (floats; may be 0). */
+size_t conv2d_workspace_floats(const conv2d_desc *d);
+void conv2d_forward(const conv2d_desc *d, const float *x, const float *w, const float *bias,
+                    float *y, float *ws);
+void conv2d_backward(const conv2d_desc *d, const float *x, const float *w, const float *dy,
+                     float *dx, float *dw, float *dbias, float *ws);
+/* Multiply-adds of one forward pass (for FLOP counts: 2 x this). */
+double conv2d_macs(const conv2d_desc *d);
+/* Which implementation ran for this shape, e.g. "onednn-brgconv", "im2col+dnnl_sgemm". */
+const char *conv2d_path(const conv2d_desc *d);

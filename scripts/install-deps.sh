@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs every Debian package this project builds, tests and benchmarks with.
+# Idempotent: packages already present are skipped, so a second run changes nothing.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+APT=(apt-get -o DPkg::Lock::Timeout=600)
+PKGS=(
+  build-essential pkg-config clang-format
+  libopenmpi-dev openmpi-bin        # MPI: launch, CPU all-reduce, coordinator <-> worker messages
+  libhdf5-openmpi-dev hdf5-tools    # datasets and checkpoints; h5ls/h5dump for tests
+  libzmq3-dev                       # telemetry (PUB) and control (REP)
+  libturbojpeg0-dev libspng-dev     # JPEG and PNG decode
+  libdnnl-dev                       # CPU GEMM and convolution (see shared research cpu-gemm.md)
+  libopenblas-dev                   # reference BLAS for tests that compare GEMM paths
+  libyaml-dev                       # model and dataset yaml
+  libcjson-dev                      # COCO json import, telemetry JSON
+  libssl-dev                        # sha256 (dataset and checkpoint hashes)
+  libcriterion-dev                  # C test framework
+)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  "${APT[@]}" update
+  "${APT[@]}" install -y --no-install-recommends "${missing[@]}"
+else
+  echo "install-deps: all ${#PKGS[@]} packages present"
+fi
+# CUDA is not an apt package here: the toolkit comes with the machine image (/usr/local/cuda).
+# The Makefile compiles the .cu sources whenever nvcc exists.

@@ -1,0 +1,76 @@
+#include "common/atomic_file.h"
+#include "common/kv.h"
+#include "common/rng.h"
+#include "common/sha256.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+Test(common, kv_typed_getters_and_unknown_keys) {
+    char *argv[] = {"epochs=5", "lr0=0.01", "cos_lr=True", "bogus=1", "epochs=7"};
+    kv_args a;
+    char err[256];
+    cr_assert_eq(kv_parse(5, argv, &a, err, sizeof err), 0);
+    long e;
+    double lr;
+    bool cos;
+    cr_assert_eq(kv_get_long(&a, "epochs", 1, &e, err, sizeof err), 0);
+    cr_assert_eq(e, 7, "a repeated key takes the last value");
+    cr_assert_eq(kv_get_double(&a, "lr0", 0, &lr, err, sizeof err), 0);
+    cr_assert_float_eq(lr, 0.01, 1e-12);
+    cr_assert_eq(kv_get_bool(&a, "cos_lr", false, &cos, err, sizeof err), 0);
+    cr_assert(cos);
+    cr_assert_eq(kv_check_unused(&a, err, sizeof err), -1);
+    cr_assert(strstr(err, "bogus"), "error names the key: %s", err);
+    kv_set(&a, "epochs", "x");
+    cr_assert_eq(kv_get_long(&a, "epochs", 1, &e, err, sizeof err), -1);
+    cr_assert(strstr(err, "epochs=x"), "%s", err);
+    kv_free(&a);
+    char *bad[] = {"noequals"};
+    cr_assert_eq(kv_parse(1, bad, &a, err, sizeof err), -1);
+    cr_assert(strstr(err, "noequals"));
+}
+
+Test(common, rng_is_keyed_and_uniform) {
+    rng a = rng_keyed(0, 3, 17), b = rng_keyed(0, 3, 17), c = rng_keyed(0, 3, 18);
+    rng u = rng_keyed(1, 0, 0);
+    int same = 0;
+    double sum = 0;
+    for (int i = 0; i < 10000; i++) {
+        uint64_t x = rng_u64(&a);
+        cr_assert_eq(x, rng_u64(&b));
+        same += x == rng_u64(&c);
+        sum += rng_uniform(&u);
+    }
+    cr_assert_eq(same, 0, "different keys give different streams");
+    cr_assert(sum / 10000 > 0.48 && sum / 10000 < 0.52, "mean %f", sum / 10000);
+}
+
+Test(common, sha256_known_vector) {
+    char hex[65];
+    sha256_hex("abc", 3, hex);
+    cr_assert_str_eq(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+Test(common, atomic_write_replaces_whole_file) {
+    char dir[] = "/tmp/yolo-atomic-XXXXXX", path[128], err[256];
+    cr_assert(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/f.txt", dir);
+    cr_assert_eq(atomic_write_file(path, "old", 3, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(atomic_write_file(path, "newer", 5, err, sizeof err), 0, "%s", err);
+    FILE *f = fopen(path, "rb");
+    char buf[16] = {0};
+    cr_assert(f);
+    cr_assert_eq(fread(buf, 1, sizeof buf, f), 5);
+    fclose(f);
+    cr_assert_str_eq(buf, "newer");
+    snprintf(path, sizeof path, "%s/missing/f.txt", dir);
+    cr_assert_eq(atomic_write_file(path, "x", 1, err, sizeof err), -1);
+    cr_assert(strstr(err, "missing"), "%s", err);
+    snprintf(path, sizeof path, "%s/f.txt", dir);
+    unlink(path);
+    rmdir(dir);
+}

@@ -1,0 +1,19 @@
+/* bin/worker: with a subcommand (info) it runs offline; otherwise it is a training rank started
+ * by mpirun next to the coordinator. */
+#include "common/log.h"
+#include "worker/commands.h"
+
+#include <stdio.h>
+#include <string.h>
+
+int main(int argc, char **argv) {
+    log_set_program("worker");
+    if (argc >= 2 && !strcmp(argv[1], "info")) return worker_cmd_info(argc - 2, argv + 2);
+    if (argc >= 2 && (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help"))) {
+        printf("usage: worker info model=<yaml> [nc=N] [imgsz=S]\n"
+               "       (as a training rank: mpirun -np 1 coordinator train ... : -np N worker)\n");
+        return 0;
+    }
+    log_error("the training role is not implemented yet; try: worker info model=yolov8n.yaml");
+    return 2;
+}
