@@ -30,8 +30,10 @@ bool parse_double(const char *s, double *out) {
 
 bool parse_bool(const char *s, bool *out) {
     if (!s) return false;
-    if (!strcasecmp(s, "true") || !strcmp(s, "1") || !strcasecmp(s, "yes")) return *out = true, true;
-    if (!strcasecmp(s, "false") || !strcmp(s, "0") || !strcasecmp(s, "no")) return *out = false, true;
+    if (!strcasecmp(s, "true") || !strcmp(s, "1") || !strcasecmp(s, "yes"))
+        return *out = true, true;
+    if (!strcasecmp(s, "false") || !strcmp(s, "0") || !strcasecmp(s, "no"))
+        return *out = false, true;
     return false;
 }
 

@@ -21,7 +21,8 @@ void kv_set(kv_args *a, const char *key, const char *val); /* add or replace */
 
 /* NULL when absent. Marks the key used. */
 const char *kv_get(kv_args *a, const char *key);
-/* Return 0 and store the value (or def when absent); -1 with "key=val: expected ..." on bad value. */
+/* Return 0 and store the value (or def when absent); -1 with "key=val: expected ..." on bad value.
+ */
 int kv_get_str(kv_args *a, const char *key, const char *def, const char **out);
 int kv_get_long(kv_args *a, const char *key, long def, long *out, char *err, size_t errlen);
 int kv_get_double(kv_args *a, const char *key, double def, double *out, char *err, size_t errlen);

@@ -7,8 +7,12 @@
 
 static char program[64] = "yolo";
 
-void log_set_program(const char *name) { snprintf(program, sizeof program, "%s", name); }
-const char *log_program(void) { return program; }
+void log_set_program(const char *name) {
+    snprintf(program, sizeof program, "%s", name);
+}
+const char *log_program(void) {
+    return program;
+}
 
 static void vlog(const char *level, const char *fmt, va_list ap) {
     char buf[2048];

@@ -10,7 +10,8 @@ void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* For failures that are bugs or resource exhaustion, not user errors: message with file:line, abort. */
+/* For failures that are bugs or resource exhaustion, not user errors: message with file:line,
+ * abort. */
 _Noreturn void log_fatal_at(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 #define FATAL(...) log_fatal_at(__FILE__, __LINE__, __VA_ARGS__)

@@ -16,11 +16,21 @@ rng rng_keyed(uint64_t seed, uint64_t a, uint64_t b) {
     return (rng){k, 0};
 }
 
-uint64_t rng_u64(rng *r) { return mix64(r->key + 0x9e3779b97f4a7c15ull * ++r->ctr); }
-uint32_t rng_u32(rng *r) { return (uint32_t)(rng_u64(r) >> 32); }
-double rng_uniform(rng *r) { return (double)(rng_u64(r) >> 11) * 0x1.0p-53; }
-double rng_range(rng *r, double lo, double hi) { return lo + (hi - lo) * rng_uniform(r); }
-int rng_int(rng *r, int n) { return n <= 0 ? 0 : (int)(rng_uniform(r) * n); }
+uint64_t rng_u64(rng *r) {
+    return mix64(r->key + 0x9e3779b97f4a7c15ull * ++r->ctr);
+}
+uint32_t rng_u32(rng *r) {
+    return (uint32_t)(rng_u64(r) >> 32);
+}
+double rng_uniform(rng *r) {
+    return (double)(rng_u64(r) >> 11) * 0x1.0p-53;
+}
+double rng_range(rng *r, double lo, double hi) {
+    return lo + (hi - lo) * rng_uniform(r);
+}
+int rng_int(rng *r, int n) {
+    return n <= 0 ? 0 : (int)(rng_uniform(r) * n);
+}
 
 double rng_normal(rng *r) {
     double u1 = rng_uniform(r), u2 = rng_uniform(r);

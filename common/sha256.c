@@ -13,7 +13,8 @@ struct sha256_ctx {
 sha256_ctx *sha256_begin(void) {
     sha256_ctx *c = xmalloc(sizeof *c);
     c->md = EVP_MD_CTX_new();
-    if (!c->md || EVP_DigestInit_ex(c->md, EVP_sha256(), NULL) != 1) FATAL("EVP sha256 init failed");
+    if (!c->md || EVP_DigestInit_ex(c->md, EVP_sha256(), NULL) != 1)
+        FATAL("EVP sha256 init failed");
     return c;
 }
 

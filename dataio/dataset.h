@@ -41,8 +41,7 @@ int dataset_split_size(const dataset *ds, split_id s); /* 0 when the split is ab
 
 /* One sample: encoded bytes, size, labels. 0 or -1 with err. Not thread-safe (HDF5 is built
  * without thread safety): callers with several threads serialise calls on one dataset. */
-int dataset_read(dataset *ds, split_id s, int index, dataset_sample *out, char *err,
-                 size_t errlen);
+int dataset_read(dataset *ds, split_id s, int index, dataset_sample *out, char *err, size_t errlen);
 void dataset_sample_free(dataset_sample *smp);
 
 /* Labels only (no image bytes), e.g. for validation ground truth. *labels is owned by the dataset

@@ -1,13 +1,15 @@
 /* Batch normalisation over NHWC activations viewed as [m][c] (m = n*h*w).
  * Ultralytics' settings: eps 1e-3, momentum 0.03, PyTorch convention:
  * running = (1 - momentum) running + momentum batch_stat, with the UNBIASED batch variance for
- * running_var and the biased one for normalising. Backward accumulates (+=) into dx, dgamma, dbeta. */
+ * running_var and the biased one for normalising. Backward accumulates (+=) into dx, dgamma, dbeta.
+ */
 #pragma once
 
 #define BN_EPS 1e-3f
 #define BN_MOMENTUM 0.03f
 
-/* running_mean/running_var may be NULL (no update). save_mean/save_invstd [c] are kept for backward. */
+/* running_mean/running_var may be NULL (no update). save_mean/save_invstd [c] are kept for
+ * backward. */
 void batchnorm_forward_train(int m, int c, const float *x, const float *gamma, const float *beta,
                              float eps, float momentum, float *running_mean, float *running_var,
                              float *save_mean, float *save_invstd, float *y);

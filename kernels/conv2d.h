@@ -8,9 +8,9 @@
 #include <stddef.h>
 
 typedef struct conv2d_desc {
-    int n, h, w, cin;                /* input */
+    int n, h, w, cin; /* input */
     int cout, kh, kw, stride, pad, groups;
-    int oh, ow;                      /* output, derived by conv2d_make */
+    int oh, ow; /* output, derived by conv2d_make */
 } conv2d_desc;
 
 /* Square kernel k, PyTorch output size: oh = (h + 2 pad - k) / stride + 1. */

@@ -7,4 +7,6 @@ int gpu_probe(char *msg, size_t msglen) {
     return 0;
 }
 
-const char *gpu_build_info(void) { return "built without CUDA"; }
+const char *gpu_build_info(void) {
+    return "built without CUDA";
+}

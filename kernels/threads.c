@@ -9,4 +9,6 @@ void kernels_set_threads(int n) {
     omp_set_num_threads(nthreads);
 }
 
-int kernels_threads(void) { return nthreads; }
+int kernels_threads(void) {
+    return nthreads;
+}

@@ -74,3 +74,17 @@ Test(common, atomic_write_replaces_whole_file) {
     unlink(path);
     rmdir(dir);
 }
+
+#include "tests/oracle.h"
+
+Test(common, oracle_files_readable) {
+    const char *f = oracle_path("yolov8n-nc3-64.h5");
+    cr_assert(f, "oracle file not found under ../shared/data/oracle");
+    size_t n = 0;
+    float *img = oracle_read_f32(f, "/input/images_u8", &n, NULL, NULL);
+    cr_assert(img);
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += img[i];
+    cr_assert_float_eq(s, 3458714.0, 0.5, "sum of images_u8 as the oracle README gives");
+    free(img);
+}
