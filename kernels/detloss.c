@@ -156,8 +156,9 @@ static inline float gmax(float a, float b, float *ga) {
 }
 
 /* CIoU of boxes b1, b2 (xyxy). If g is non-NULL it receives d CIoU / d b1 (alpha held constant,
- * as Ultralytics computes it under no_grad). */
-static float ciou(const float *b1, const float *b2, float g[4]) {
+ * as Ultralytics computes it under no_grad). alpha_fixed >= 0 replaces the computed alpha. */
+static float ciou_impl(const float *b1, const float *b2, float alpha_fixed, float *alpha_used,
+                       float g[4]) {
     const float eps = CIOU_EPS;
     float w1 = b1[2] - b1[0], h1 = b1[3] - b1[1] + eps;
     float w2 = b2[2] - b2[0], h2 = b2[3] - b2[1] + eps;
@@ -178,8 +179,9 @@ static float ciou(const float *b1, const float *b2, float g[4]) {
     const float k = (float)(4.0 / (M_PI * M_PI));
     float at = atanf(w2 / h2) - atanf(w1 / h1);
     float v = k * (at * at);
-    float alpha = v / (v - iou + (float)(1.0 + 1e-7));
+    float alpha = alpha_fixed >= 0 ? alpha_fixed : v / (v - iou + (float)(1.0 + 1e-7));
     float out = iou - (rho2 / c2 + v * alpha);
+    if (alpha_used) *alpha_used = alpha;
     if (!g) return out;
 
     /* iou = inter / uni */
@@ -202,6 +204,15 @@ static float ciou(const float *b1, const float *b2, float g[4]) {
         g[i] = (float)(diou - dterm - alpha * dv[i]);
     }
     return out;
+}
+
+static float ciou(const float *b1, const float *b2, float g[4]) {
+    return ciou_impl(b1, b2, -1.0f, NULL, g);
+}
+
+float detloss_ciou(const float b1[4], const float b2[4], float alpha_fixed, float *alpha_used,
+                   float grad[4]) {
+    return ciou_impl(b1, b2, alpha_fixed, alpha_used, grad);
 }
 
 /* ---- TaskAlignedAssigner -----------------------------------------------------------------------

@@ -55,6 +55,13 @@ void detloss_preprocess_targets(int ntargets, const float *targets, int B, int M
 void detloss_decode(const detloss_hyp *h, int B, int A, const float *preds,
                     const float *anchor_points, float *boxes);
 
+/* CIoU of xyxy boxes as bbox_iou(b1, b2, xywh=False, CIoU=True) (eps 1e-7). grad (may be NULL)
+ * receives d CIoU / d b1 with the aspect weight alpha held constant, as Ultralytics computes it
+ * under no_grad; alpha_fixed >= 0 replaces the computed alpha (for gradient checks), < 0 computes
+ * it; alpha_used (may be NULL) receives the alpha applied. */
+float detloss_ciou(const float b1[4], const float b2[4], float alpha_fixed, float *alpha_used,
+                   float grad[4]);
+
 /* Assigner output, caller-owned arrays. target_bboxes are xyxy pixels (the loss divides them by
  * the anchor stride); target_labels/target_bboxes of a background anchor are those of GT
  * target_gt_idx = 0 of its image, as Ultralytics leaves them. */
