@@ -655,3 +655,36 @@ Test(detloss, assigner_small_box_widening) {
     h.stal_min = 0; /* without STAL no anchor centre lies inside */
     cr_expect_eq(tal_run(&t, &h), 0);
 }
+
+/* CIoU gradient on its own, alpha frozen, over box pairs that overlap, nest and miss. */
+Test(detloss, ciou_gradient_finite_differences) {
+    const float pairs[][8] = {{1, 2, 5, 7, 2, 1, 6, 5},        {0, 0, 10, 4, 2, 1, 5, 3},
+                              {3, 3, 4, 9, 1, 2, 8, 6},        {0, 0, 2, 2, 5, 6, 9, 8},
+                              {10, 12, 30, 20, 14, 8, 26, 28}, {-1, -2, 3, 1, 0.5f, -1, 2, 2.5f}};
+    for (size_t p = 0; p < sizeof pairs / sizeof *pairs; p++) {
+        float b1[4], b2[4], g[4], g2[4], al;
+        memcpy(b1, pairs[p], sizeof b1);
+        memcpy(b2, pairs[p] + 4, sizeof b2);
+        float c0 = detloss_ciou(b1, b2, -1, &al, g);
+        cr_expect(c0 <= 1 && c0 > -1.5f);
+        cr_expect_eq(detloss_ciou(b1, b2, al, NULL, g2), c0, "alpha override reproduces CIoU");
+        for (int k = 0; k < 4; k++) {
+            cr_expect_eq(g2[k], g[k]);
+            const double hs = 1e-3 * fmax(1, fabs(b1[k]));
+            float keep = b1[k];
+            b1[k] = (float)(keep + hs);
+            double fp = detloss_ciou(b1, b2, al, NULL, NULL);
+            b1[k] = (float)(keep - hs);
+            double fm = detloss_ciou(b1, b2, al, NULL, NULL);
+            b1[k] = keep;
+            double num = (fp - fm) / (2 * hs);
+            cr_expect(fabs(num - g[k]) <= 2e-3 + 2e-3 * fabs(g[k]),
+                      "pair %zu coordinate %d: analytic %.6g, numeric %.6g", p, k, g[k], num);
+        }
+    }
+    /* identical boxes: CIoU 1; every min/max is a tie (PyTorch splits those 1/2, 1/2) */
+    float b[4] = {1, 1, 4, 5}, g[4];
+    cr_expect_float_eq(detloss_ciou(b, b, -1, NULL, g), 1.0f, 1e-6f);
+    for (int k = 0; k < 4; k++)
+        cr_expect(isfinite(g[k]) && fabsf(g[k]) < 1.0f, "g[%d] %g", k, g[k]);
+}
