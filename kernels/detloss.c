@@ -122,13 +122,14 @@ static void anchor_dist(int R, const float *pa, float dist[4]) {
         for (int s = 0; s < 4; s++) dist[s] = pa[s];
         return;
     }
-    float p[64];
+    float p[DETLOSS_MAX_REG_MAX];
     for (int s = 0; s < 4; s++) dist[s] = dfl_side(R, pa + s * R, p);
 }
 
 void detloss_decode(const detloss_hyp *h, int B, int A, const float *preds,
                     const float *anchor_points, float *boxes) {
     int no = 4 * h->reg_max + h->nc;
+#pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++)
         for (int a = 0; a < A; a++) {
             float d[4];
@@ -373,53 +374,46 @@ void detloss_tal_assign(const detloss_hyp *h, int B, int A, int M, const float *
 /* ---- loss with a fixed assignment --------------------------------------------------------------
  */
 
-/* PyTorch's binary_cross_entropy_with_logits, one element. */
-static inline float bce_logits(float x, float y) {
-    float mx = -x > 0 ? -x : 0;
-    return (1 - y) * x + mx + logf(expf(-mx) + expf(-x - mx));
+/* PyTorch's binary_cross_entropy_with_logits, one element:
+ * (1 - y) x + m + log(exp(-m) + exp(-x - m)), m = max(-x, 0); one of the two exps is exactly 1.
+ * *sig receives sigmoid(x) from the same exponential. */
+static inline float bce_logits(float x, float y, float *sig) {
+    float e = expf(-fabsf(x)); /* exp(-|x|) */
+    float mx = x < 0 ? -x : 0;
+    *sig = x >= 0 ? 1.0f / (1.0f + e) : e / (1.0f + e);
+    return (1 - y) * x + mx + logf(1.0f + e);
 }
 
-int detloss_from_assign(const detloss_hyp *h, int B, int A, const float *preds,
-                        const float *anchor_points, const float *strides, float img_h, float img_w,
-                        const detloss_assign *as, const float *gw, float *dpreds,
-                        detloss_out *out) {
-    const int R = h->reg_max, nc = h->nc, no = 4 * R + nc;
-    const size_t BA = (size_t)B * A;
-    float w3[3] = {1, 1, 1};
-    if (gw) memcpy(w3, gw, sizeof w3);
-    double tsum = 0;
-    for (size_t i = 0; i < BA * nc; i++) tsum += as->target_scores[i];
-    float tss = (float)tsum;
-    if (tss < 1) tss = 1;
-    if (dpreds) memset(dpreds, 0, BA * no * sizeof *dpreds);
-    const float gcls = w3[1] * h->cls * (float)B / tss;
-    const float gbox = w3[0] * h->box * (float)B / tss;
-    const float gdfl = w3[2] * h->dfl * (float)B / tss;
-    const float tclamp = (float)((double)(R - 1) - DFL_CLAMP_MARGIN);
+typedef struct loss_coefs {
+    float gcls, gbox, gdfl, tclamp, img_h, img_w;
+} loss_coefs;
 
-    /* classification: BCE over every anchor and class */
-    double lcls = 0;
-    for (size_t ba = 0; ba < BA; ba++) {
+/* One image's sums (cls, box, dfl) and foreground count; writes its slice of dpreds. */
+static void image_loss(const detloss_hyp *h, int b, int A, const float *preds,
+                       const float *anchor_points, const float *strides, const detloss_assign *as,
+                       const loss_coefs *k, float *dpreds, double sums[3], int *num_fg) {
+    const int R = h->reg_max, nc = h->nc, no = 4 * R + nc;
+    double lcls = 0, liou = 0, ldfl = 0;
+    int nfg = 0;
+    for (size_t ba = (size_t)b * A; ba < (size_t)(b + 1) * A; ba++) {
+        /* classification: BCE over every anchor and class */
         const float *x = preds + ba * no + 4 * R;
         const float *y = as->target_scores + ba * nc;
         for (int c = 0; c < nc; c++) {
-            lcls += bce_logits(x[c], y[c]);
-            if (dpreds) dpreds[ba * no + 4 * R + c] = gcls * (1.0f / (1.0f + expf(-x[c])) - y[c]);
+            float sg;
+            lcls += bce_logits(x[c], y[c], &sg);
+            if (dpreds) dpreds[ba * no + 4 * R + c] = k->gcls * (sg - y[c]);
         }
-    }
-
-    /* box (CIoU) and DFL / L1 on foreground anchors */
-    double liou = 0, ldfl = 0;
-    int nfg = 0;
-    for (size_t ba = 0; ba < BA; ba++) {
         if (!as->fg_mask[ba]) continue;
+
+        /* box (CIoU) and DFL / L1 on foreground anchors */
         nfg++;
         int a = (int)(ba % A);
         const float *pa = preds + ba * no, *ap = anchor_points + 2 * a;
         const float *ts = as->target_scores + ba * nc, *tb_px = as->target_bboxes + ba * 4;
         float st = strides[a], w = 0;
         for (int c = 0; c < nc; c++) w += ts[c];
-        float p[4][64], dist[4];
+        float p[4][DETLOSS_MAX_REG_MAX], dist[4];
         for (int s = 0; s < 4; s++) dist[s] = R == 1 ? pa[s] : dfl_side(R, pa + s * R, p[s]);
         float pbox[4] = {ap[0] - dist[0], ap[1] - dist[1], ap[0] + dist[2], ap[1] + dist[3]};
         float tb[4];
@@ -427,19 +421,21 @@ int detloss_from_assign(const detloss_hyp *h, int B, int A, const float *preds,
         float g[4];
         float ci = ciou(pbox, tb, dpreds ? g : NULL);
         liou += (1.0f - ci) * w;
+        /* d loss / d distance: x1 = ax - l, y1 = ay - t, x2 = ax + r, y2 = ay + b */
         float ddist[4] = {0, 0, 0, 0};
         if (dpreds) {
-            float cb = -gbox * w;
+            float cb = -k->gbox * w;
             ddist[0] = -cb * g[0];
             ddist[1] = -cb * g[1];
             ddist[2] = cb * g[2];
             ddist[3] = cb * g[3];
         }
         float tl4[4] = {ap[0] - tb[0], ap[1] - tb[1], tb[2] - ap[0], tb[3] - ap[1]};
+        float side_sum = 0;
         if (R > 1) {
-            float side_sum = 0;
+            /* DFL: two-bin cross-entropy around the clamped target distance */
             for (int s = 0; s < 4; s++) {
-                float t = tl4[s] < 0 ? 0 : (tl4[s] > tclamp ? tclamp : tl4[s]);
+                float t = tl4[s] < 0 ? 0 : (tl4[s] > k->tclamp ? k->tclamp : tl4[s]);
                 int il = (int)t, ir = il + 1;
                 float wl = (float)ir - t, wr = 1 - wl;
                 const float *z = pa + s * R;
@@ -450,35 +446,75 @@ int detloss_from_assign(const detloss_hyp *h, int B, int A, const float *preds,
                 float lse = mx + (float)log(se);
                 side_sum += (lse - z[il]) * wl + (lse - z[ir]) * wr;
                 if (dpreds) {
-                    float cd = gdfl * w / 4;
+                    float cd = k->gdfl * w / 4;
                     float *dz = dpreds + ba * no + s * R;
                     for (int j = 0; j < R; j++) {
                         float d = p[s][j] * (wl + wr) - (j == il ? wl : 0) - (j == ir ? wr : 0);
-                        dz[j] += cd * d + ddist[s] * p[s][j] * ((float)j - dist[s]);
+                        dz[j] = cd * d + ddist[s] * p[s][j] * ((float)j - dist[s]);
                     }
                 }
             }
-            ldfl += side_sum / 4 * w;
         } else {
-            float side_sum = 0;
+            /* reg_max 1: L1 on ltrb distances scaled to pixels and normalised by image size */
             for (int s = 0; s < 4; s++) {
-                float dim = (s & 1) ? img_h : img_w;
+                float dim = (s & 1) ? k->img_h : k->img_w;
                 float tgt = tl4[s] * st / dim, pd = dist[s] * st / dim;
                 float diff = pd - tgt;
                 side_sum += fabsf(diff);
                 if (dpreds) {
                     float sg = diff > 0 ? 1.0f : (diff < 0 ? -1.0f : 0.0f);
-                    dpreds[ba * no + s] += gdfl * w / 4 * sg * st / dim + ddist[s];
+                    dpreds[ba * no + s] = k->gdfl * w / 4 * sg * st / dim + ddist[s];
                 }
             }
-            ldfl += side_sum / 4 * w;
+        }
+        ldfl += side_sum / 4 * w;
+    }
+    sums[0] = lcls, sums[1] = liou, sums[2] = ldfl;
+    *num_fg = nfg;
+}
+
+int detloss_from_assign(const detloss_hyp *h, int B, int A, const float *preds,
+                        const float *anchor_points, const float *strides, float img_h, float img_w,
+                        const detloss_assign *as, const float *gw, float *dpreds,
+                        detloss_out *out) {
+    const int R = h->reg_max, nc = h->nc, no = 4 * R + nc;
+    if (R < 1 || R > DETLOSS_MAX_REG_MAX || nc < 1) return -1;
+    float w3[3] = {1, 1, 1};
+    if (gw) memcpy(w3, gw, sizeof w3);
+    double tsum = 0;
+    for (size_t i = 0; i < (size_t)B * A * nc; i++) tsum += as->target_scores[i];
+    float tss = (float)tsum;
+    if (tss < 1) tss = 1;
+    if (dpreds) memset(dpreds, 0, (size_t)B * A * no * sizeof *dpreds);
+    loss_coefs k = {.gcls = w3[1] * h->cls * (float)B / tss,
+                    .gbox = w3[0] * h->box * (float)B / tss,
+                    .gdfl = w3[2] * h->dfl * (float)B / tss,
+                    .tclamp = (float)((double)(R - 1) - DFL_CLAMP_MARGIN),
+                    .img_h = img_h,
+                    .img_w = img_w};
+    /* images in parallel; partial sums added in image order, so the result does not depend on
+     * the thread count */
+    enum { CHUNK = 64 };
+    double sums[3] = {0, 0, 0};
+    int nfg = 0;
+    for (int b0 = 0; b0 < B; b0 += CHUNK) {
+        int nb = B - b0 < CHUNK ? B - b0 : CHUNK;
+        double part[CHUNK][3];
+        int pfg[CHUNK];
+#pragma omp parallel for schedule(static)
+        for (int i = 0; i < nb; i++)
+            image_loss(h, b0 + i, A, preds, anchor_points, strides, as, &k, dpreds, part[i],
+                       &pfg[i]);
+        for (int i = 0; i < nb; i++) {
+            for (int j = 0; j < 3; j++) sums[j] += part[i][j];
+            nfg += pfg[i];
         }
     }
     float items[3] = {0, 0, 0};
-    items[1] = ((float)lcls / tss) * h->cls;
+    items[1] = ((float)sums[0] / tss) * h->cls;
     if (nfg) {
-        items[0] = ((float)liou / tss) * h->box;
-        items[2] = ((float)ldfl / tss) * h->dfl;
+        items[0] = ((float)sums[1] / tss) * h->box;
+        items[2] = ((float)sums[2] / tss) * h->dfl;
     }
     for (int i = 0; i < 3; i++) {
         out->items[i] = items[i];
@@ -550,6 +586,7 @@ int detloss_branch(detloss_ctx *ctx, const detloss_hyp *h, int B, int A, const f
                    const float *targets, float img_h, float img_w, const float *gw, float *dpreds,
                    detloss_out *out) {
     const int nc = h->nc, no = 4 * h->reg_max + nc;
+    if (h->reg_max < 1 || h->reg_max > DETLOSS_MAX_REG_MAX || h->nc < 1) return -1;
     const int M = detloss_max_gt(ntargets, targets, B);
     const size_t BA = (size_t)B * A, BM = (size_t)B * (M > 0 ? M : 1);
     float *labels = slot(ctx, S_LABELS, BM * sizeof(float));
@@ -576,6 +613,7 @@ int detloss_branch(detloss_ctx *ctx, const detloss_hyp *h, int B, int A, const f
     detloss_preprocess_targets(ntargets, targets, B, M, img_h, img_w, labels, bboxes, mask);
     /* the assigner sees detached sigmoid scores, boxes and anchors in pixels */
     detloss_decode(h, B, A, preds, anchor_points, boxes);
+#pragma omp parallel for schedule(static)
     for (size_t ba = 0; ba < BA; ba++) {
         float st = strides[ba % A];
         for (int i = 0; i < 4; i++) boxes[ba * 4 + i] *= st;

@@ -17,8 +17,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define DETLOSS_MAX_REG_MAX 64
+
 typedef struct detloss_hyp {
-    int nc, reg_max;        /* classes; 16 (v8/v11: DFL) or 1 (yolo26: raw distances) */
+    int nc, reg_max;        /* classes; 16 (v8/v11: DFL) or 1 (yolo26: raw distances), <= 64 */
     float box, cls, dfl;    /* gains 7.5, 0.5, 1.5 */
     int topk, topk2;        /* 10, 10 (one2many); 7, 1 (yolo26 one2one) */
     float alpha, beta, eps; /* assigner: 0.5, 6.0, 1e-9 */
@@ -104,7 +106,7 @@ const detloss_assign *detloss_last_assign(const detloss_ctx *ctx, int *B, int *A
 /* Loss with a given assignment (no assigner): target_bboxes xyxy pixels, target_scores, fg_mask
  * from `as` (target_labels and target_gt_idx are not read). dpreds (may be NULL) receives
  * d (sum_j gw[j] * vec[j]) / d preds; gw NULL means {1,1,1}. img_h/img_w: input size in pixels.
- * Returns 0. */
+ * Returns 0; -1 for reg_max outside [1, 64] or nc < 1 (detloss_branch/_e2e: also out of memory). */
 int detloss_from_assign(const detloss_hyp *h, int B, int A, const float *preds,
                         const float *anchor_points, const float *strides, float img_h, float img_w,
                         const detloss_assign *as, const float *gw, float *dpreds, detloss_out *out);

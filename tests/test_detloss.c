@@ -688,3 +688,44 @@ Test(detloss, ciou_gradient_finite_differences) {
     for (int k = 0; k < 4; k++)
         cr_expect(isfinite(g[k]) && fabsf(g[k]) < 1.0f, "g[%d] %g", k, g[k]);
 }
+
+/* No targets at all (and an image without targets): only the BCE term, against all-zero targets. */
+Test(detloss, no_targets_gives_cls_only) {
+    const int hs[1] = {2}, wsz[1] = {3}, B = 2, nc = 2, R = 16, no = 4 * R + nc;
+    const float lstr[1] = {8};
+    float anc[12], str[6];
+    const int A = detloss_make_anchors(1, hs, wsz, lstr, anc, str);
+    float x[2 * 6 * 66], g[2 * 6 * 66];
+    lcg_state = 7;
+    for (int i = 0; i < B * A * no; i++) x[i] = 4 * urand() - 2;
+    detloss_hyp h = detloss_hyp_default(nc, R);
+    detloss_ctx *ctx = detloss_create();
+    detloss_out o;
+    cr_assert_eq(detloss_branch(ctx, &h, B, A, x, anc, str, 0, NULL, 16, 24, NULL, g, &o), 0);
+    double want = 0;
+    for (int ba = 0; ba < B * A; ba++)
+        for (int c = 0; c < nc; c++) {
+            double z = x[ba * no + 4 * R + c];
+            want += log1p(exp(z)); /* BCE with target 0 */
+            cr_expect_float_eq(g[ba * no + 4 * R + c], (float)(0.5 * B / (1 + exp(-z))), 1e-6f);
+        }
+    cr_expect_eq(o.num_fg, 0);
+    cr_expect_eq(o.vec[0], 0.0f);
+    cr_expect_eq(o.vec[2], 0.0f);
+    cr_expect_eq(o.target_scores_sum, 1.0f);
+    check_rel("cls without targets", o.vec[1], 0.5 * B * want, 1e-6);
+    for (int ba = 0; ba < B * A; ba++)
+        for (int k = 0; k < 4 * R; k++) cr_expect_eq(g[ba * no + k], 0.0f);
+    /* one box in image 1 only: image 0 stays all background */
+    const float t[6] = {1, 1, 0.5f, 0.5f, 0.6f, 0.8f};
+    cr_assert_eq(detloss_branch(ctx, &h, B, A, x, anc, str, 1, t, 16, 24, NULL, g, &o), 0);
+    int fg0 = 0, fg1 = 0, Bq, Aq, Mq;
+    const detloss_assign *as = detloss_last_assign(ctx, &Bq, &Aq, &Mq);
+    cr_expect(Bq == B && Aq == A && Mq == 1);
+    for (int a = 0; a < A; a++) fg0 += as->fg_mask[a], fg1 += as->fg_mask[A + a];
+    cr_expect_eq(fg0, 0);
+    cr_expect_gt(fg1, 0);
+    h.reg_max = 65;
+    cr_expect_eq(detloss_branch(ctx, &h, B, A, x, anc, str, 1, t, 16, 24, NULL, g, &o), -1);
+    detloss_destroy(ctx);
+}
