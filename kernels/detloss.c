@@ -216,13 +216,12 @@ float detloss_ciou(const float b1[4], const float b2[4], float alpha_fixed, floa
     return ciou_impl(b1, b2, alpha_fixed, alpha_used, grad);
 }
 
-/* ---- TaskAlignedAssigner -----------------------------------------------------------------------
- */
+/* ---- TaskAlignedAssigner ------------------------------------------------------------------ */
 
 size_t detloss_tal_workspace(int B, int A, int M) {
     (void)B; /* images are assigned one after another, sharing the scratch */
     size_t mA = (size_t)(M > 0 ? M : 1) * A;
-    return mA * (2 * sizeof(float) + 2) + (size_t)(3 * A + 2) * sizeof(float);
+    return mA * (2 * sizeof(float) + 2) + (size_t)(3 * A + 2) * sizeof(float) + (size_t)M + 1;
 }
 
 /* Indices of the k largest v[0..n) into idx (k <= n), ties to the lower index. */
@@ -261,11 +260,15 @@ void detloss_tal_assign(const detloss_hyp *h, int B, int A, int M, const float *
     float *kval = (float *)(kidx + (topk > topk2 ? topk : topk2) + 1);
     uint8_t *in_gt = (uint8_t *)(kval + (topk > topk2 ? topk : topk2) + 1); /* [M][A] */
     uint8_t *pos = in_gt + mA;                                              /* [M][A] */
+    uint8_t *valid = pos + mA;                                              /* [M] */
 
     for (int b = 0; b < B; b++) {
         const float *ps = pd_scores + (size_t)b * A * nc, *pb = pd_bboxes + (size_t)b * A * 4;
         const float *gl = gt_labels + (size_t)b * M, *gb = gt_bboxes + (size_t)b * M * 4;
-        const float *mg = mask_gt + (size_t)b * M;
+        const float *mg_in = mask_gt + (size_t)b * M;
+        /* a GT is real when mask_gt says so and its class is in range (else it is padding) */
+        uint8_t *mg = valid;
+        for (int j = 0; j < M; j++) mg[j] = mg_in[j] != 0 && gl[j] >= 0 && (int)gl[j] < nc;
         /* 1. candidates: anchor centre strictly inside the (STAL-widened) GT */
         for (int j = 0; j < M; j++) {
             const float *g = gb + 4 * j;
@@ -364,7 +367,9 @@ void detloss_tal_assign(const detloss_hyp *h, int B, int A, int M, const float *
                 if (!pos[ja]) continue;
                 size_t ba = (size_t)b * A + a;
                 float t = metric[ja] * U / (T + h->eps);
-                float *ts = out->target_scores + ba * nc + out->target_labels[ba];
+                int lab = out->target_labels[ba];
+                if (lab >= nc) continue; /* not reachable: positives come from valid GTs */
+                float *ts = out->target_scores + ba * nc + lab;
                 if (t > *ts) *ts = t;
             }
         }

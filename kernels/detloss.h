@@ -79,7 +79,8 @@ typedef struct detloss_assign {
 size_t detloss_tal_workspace(int B, int A, int M);
 /* TaskAlignedAssigner. pd_scores = sigmoid(class logits) [B][A][nc]; pd_bboxes xyxy pixels
  * [B][A][4]; anc_points pixels [A][2]; gt_labels [B][M], gt_bboxes xyxy pixels [B][M][4],
- * mask_gt [B][M]. Uses h->nc, topk, topk2, alpha, beta, eps, stal_min, stal_size. */
+ * mask_gt [B][M]; a GT whose class is outside [0, nc) is treated as padding. Uses h->nc, topk,
+ * topk2, alpha, beta, eps, stal_min, stal_size. */
 void detloss_tal_assign(const detloss_hyp *h, int B, int A, int M, const float *pd_scores,
                         const float *pd_bboxes, const float *anc_points, const float *gt_labels,
                         const float *gt_bboxes, const float *mask_gt, const detloss_assign *out,

@@ -563,6 +563,9 @@ Test(detloss, assigner_centres_edges_padding) {
     tal_init(&t, pred);
     tal_gt(&t, 0, 12, 12, 36, 28, 0);
     cr_expect_eq(tal_run(&t, &h), 0, "a padded GT gets no anchors");
+    tal_init(&t, pred);
+    tal_gt(&t, 5, 12, 12, 36, 28, 1);
+    cr_expect_eq(tal_run(&t, &h), 0, "a class outside [0, nc) is treated as padding");
 }
 
 /* GT0 (2,2,30,30) and GT1 (18,18,46,46) share 4 anchor centres; both pick them in their top-k. */
