@@ -48,6 +48,33 @@ int detloss_make_anchors(int nl, const int *hs, const int *ws, const float *leve
     return a;
 }
 
+static int total_anchors(int nl, const int *hw) {
+    int A = 0;
+    for (int l = 0; l < nl; l++) A += hw[l];
+    return A;
+}
+
+void detloss_concat_levels(int B, int nl, const int *hw, int no, const float *const *levels,
+                           float *preds) {
+    const int A = total_anchors(nl, hw);
+    for (int b = 0; b < B; b++)
+        for (int l = 0, a0 = 0; l < nl; a0 += hw[l], l++)
+            memcpy(preds + ((size_t)b * A + a0) * no, levels[l] + (size_t)b * hw[l] * no,
+                   (size_t)hw[l] * no * sizeof(float));
+}
+
+void detloss_split_levels(int B, int nl, const int *hw, int no, const float *dpreds,
+                          float *const *dlevels) {
+    const int A = total_anchors(nl, hw);
+    for (int b = 0; b < B; b++)
+        for (int l = 0, a0 = 0; l < nl; a0 += hw[l], l++) {
+            if (!dlevels[l]) continue;
+            const float *src = dpreds + ((size_t)b * A + a0) * no;
+            float *dst = dlevels[l] + (size_t)b * hw[l] * no;
+            for (size_t i = 0; i < (size_t)hw[l] * no; i++) dst[i] += src[i];
+        }
+}
+
 void detloss_e2e_weights(int updates, int epochs, float *o2m, float *o2o) {
     /* E2ELoss.decay, in double as Python computes it; the tensors then see float32 scalars. */
     double denom = epochs - 1 > 1 ? (double)(epochs - 1) : 1.0;

@@ -37,6 +37,14 @@ detloss_hyp detloss_hyp_one2one(int nc, int reg_max);
 int detloss_make_anchors(int nl, const int *hs, const int *ws, const float *level_strides,
                          float *points, float *strides);
 
+/* Head outputs per level, NHWC [B][hw[l]][no], to preds [B][A][no] (Ultralytics' order). */
+void detloss_concat_levels(int B, int nl, const int *hw, int no, const float *const *levels,
+                           float *preds);
+/* The reverse for gradients: dlevels[l] += the level's slice of dpreds (accumulates, as every
+ * backward kernel; a NULL dlevels[l] is skipped). */
+void detloss_split_levels(int B, int nl, const int *hw, int no, const float *dpreds,
+                          float *const *dlevels);
+
 /* E2E (yolo26) branch weights after `updates` completed epochs of `epochs`:
  * o2m = max(1 - u/max(epochs-1, 1), 0) * (0.8 - 0.1) + 0.1, o2o = max(1 - o2m, 0).
  * updates = 0 gives 0.8 / 0.2. */

@@ -345,6 +345,45 @@ Test(detloss, oracle_loss_26_e2e) {
     free(p2m), free(p2o), free(d2m), free(d2o), free(r2m), free(r2o);
 }
 
+/* /outputs/<branch>/level{i} (NCHW) as NHWC, concatenated, are exactly the loss's preds; the
+ * gradient splits back onto the levels as grad_level{i}. */
+Test(detloss, levels_concat_and_split) {
+    oracle_case c;
+    load_case(&c, Y26, 1);
+    float *preds = load_preds(&c, "one2many"), *grads = load_grad_levels(&c, "one2many");
+    size_t np = (size_t)c.B * c.A * c.no;
+    float *lv[3], *gl[3], *dl[3];
+    int hw[3];
+    for (int l = 0; l < 3; l++) {
+        char p[128];
+        size_t n;
+        hw[l] = c.lh[l] * c.lw[l];
+        snprintf(p, sizeof p, "/outputs/one2many/level%d", l);
+        float *x = rd(c.f, p, &n);
+        lv[l] = malloc(n * sizeof(float));
+        nchw_to_nhwc(x, lv[l], c.B, c.no, c.lh[l], c.lw[l]);
+        free(x);
+        snprintf(p, sizeof p, "/outputs/one2many/grad_level%d", l);
+        x = rd(c.f, p, &n);
+        gl[l] = malloc(n * sizeof(float));
+        nchw_to_nhwc(x, gl[l], c.B, c.no, c.lh[l], c.lw[l]);
+        free(x);
+        dl[l] = malloc(n * sizeof(float));
+        memcpy(dl[l], gl[l], n * sizeof(float)); /* split accumulates onto this: 2x, exact */
+    }
+    float *cat = malloc(np * sizeof(float));
+    detloss_concat_levels(c.B, 3, hw, c.no, (const float *const *)lv, cat);
+    cr_expect_eq(maxdiff(cat, preds, np), 0.0, "concat of the levels is /outputs/boxes,scores");
+    detloss_split_levels(c.B, 3, hw, c.no, grads, dl);
+    for (int l = 0; l < 3; l++) {
+        size_t n = (size_t)c.B * hw[l] * c.no;
+        for (size_t i = 0; i < n; i++) gl[l][i] *= 2;
+        cr_expect_eq(maxdiff(dl[l], gl[l], n), 0.0, "level %d", l);
+        free(lv[l]), free(gl[l]), free(dl[l]);
+    }
+    free(cat), free(preds), free(grads);
+}
+
 Test(detloss, e2e_schedule) {
     float m, o;
     detloss_e2e_weights(0, 10, &m, &o);
