@@ -1,8 +1,10 @@
 /* Attention core of C2PSA/PSABlock. Per (image, head), with Q, K [hw][kd] and V [hw][hd] read in
  * place from the NHWC qkv tensor (row stride = all qkv channels):
  *   S = scale Q K^T, P = softmax over each row, O = P V.
- * Matmuls go through oneDNN's row-major dnnl_sgemm (which threads itself), softmax rows through
- * OpenMP. Backward:
+ * Matmuls go through oneDNN's row-major dnnl_sgemm. The (image, head) pairs are spread over the
+ * OpenMP threads and each pair runs sequentially (oneDNN does not thread inside a parallel region),
+ * so the result does not depend on the thread count; a threaded sgemm would split its sums
+ * differently for 1 and 2 threads. Backward:
  *   dV += P^T dO (+ the direct grad of v_out), dP = dO V^T, dS = P * (dP - rowsum(P * dP)),
  *   dQ += scale dS K, dK += scale dS^T Q. */
 #include "kernels/attention.h"
@@ -14,8 +16,6 @@
 #include <oneapi/dnnl/dnnl.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define ATT_PAR_MIN 64 /* rows of hw floats */
 
 /* C = alpha op(A) op(B) + beta C, row-major. A failure here is a bug (bad dims), not user input. */
 static void sgemm(char ta, char tb, int m, int n, int k, float alpha, const float *a, int lda,
@@ -34,7 +34,6 @@ static void check_desc(const attention_desc *d) {
 
 /* Row-wise softmax of s [rows][cols], in place. */
 static void softmax_rows(int rows, int cols, float *s) {
-#pragma omp parallel for num_threads(kernels_threads()) schedule(static) if (rows >= ATT_PAR_MIN)
     for (int i = 0; i < rows; i++) {
         float *r = s + (size_t)i * cols;
         float mx = r[0];
@@ -55,6 +54,7 @@ void attention_forward(const attention_desc *d, const float *qkv, float *out, fl
     int hw = d->hw, kd = d->kd, hd = d->hd;
     int cq = d->heads * (2 * kd + hd); /* qkv row stride */
     int co = d->heads * hd;            /* out / v_out row stride */
+#pragma omp parallel for num_threads(kernels_threads()) schedule(static) collapse(2)
     for (int b = 0; b < d->n; b++)
         for (int h = 0; h < d->heads; h++) {
             const float *q = qkv + (size_t)b * hw * cq + (size_t)h * (2 * kd + hd);
@@ -74,7 +74,6 @@ void attention_forward(const attention_desc *d, const float *qkv, float *out, fl
 
 /* ds = p * (dp - rowsum(p * dp)), in place in dp. */
 static void softmax_backward_rows(int rows, int cols, const float *p, float *dp) {
-#pragma omp parallel for num_threads(kernels_threads()) schedule(static) if (rows >= ATT_PAR_MIN)
     for (int i = 0; i < rows; i++) {
         const float *pr = p + (size_t)i * cols;
         float *dr = dp + (size_t)i * cols;
@@ -89,26 +88,30 @@ void attention_backward(const attention_desc *d, const float *qkv, const float *
     check_desc(d);
     int hw = d->hw, kd = d->kd, hd = d->hd;
     int cq = d->heads * (2 * kd + hd), co = d->heads * hd;
-    float *ds = xmalloc(sizeof(float) * hw * hw);
-    for (int b = 0; b < d->n; b++)
-        for (int h = 0; h < d->heads; h++) {
-            size_t qoff = (size_t)b * hw * cq + (size_t)h * (2 * kd + hd);
-            size_t ooff = (size_t)b * hw * co + (size_t)h * hd;
-            const float *q = qkv + qoff, *k = q + kd, *v = q + 2 * kd;
-            float *dq = dqkv + qoff, *dk = dq + kd, *dvq = dq + 2 * kd;
-            const float *p = probs + ((size_t)b * d->heads + h) * hw * hw;
-            const float *dor = dout + ooff;
-            sgemm('T', 'N', hw, hd, hw, 1.0f, p, hw, dor, co, 1.0f, dvq, cq);
-            if (dv)
-                for (int i = 0; i < hw; i++) {
-                    const float *src = dv + ooff + (size_t)i * co;
-                    float *dst = dvq + (size_t)i * cq;
-                    for (int c = 0; c < hd; c++) dst[c] += src[c];
-                }
-            sgemm('N', 'T', hw, hw, hd, 1.0f, dor, co, v, cq, 0.0f, ds, hw);
-            softmax_backward_rows(hw, hw, p, ds);
-            sgemm('N', 'N', hw, kd, hw, d->scale, ds, hw, k, cq, 1.0f, dq, cq);
-            sgemm('T', 'N', hw, kd, hw, d->scale, ds, hw, q, cq, 1.0f, dk, cq);
-        }
-    free(ds);
+#pragma omp parallel num_threads(kernels_threads())
+    {
+        float *ds = xmalloc(sizeof(float) * hw * hw); /* dP, then dS, of one (image, head) */
+#pragma omp for schedule(static) collapse(2)
+        for (int b = 0; b < d->n; b++)
+            for (int h = 0; h < d->heads; h++) {
+                size_t qoff = (size_t)b * hw * cq + (size_t)h * (2 * kd + hd);
+                size_t ooff = (size_t)b * hw * co + (size_t)h * hd;
+                const float *q = qkv + qoff, *k = q + kd, *v = q + 2 * kd;
+                float *dq = dqkv + qoff, *dk = dq + kd, *dvq = dq + 2 * kd;
+                const float *p = probs + ((size_t)b * d->heads + h) * hw * hw;
+                const float *dor = dout + ooff;
+                sgemm('T', 'N', hw, hd, hw, 1.0f, p, hw, dor, co, 1.0f, dvq, cq);
+                if (dv)
+                    for (int i = 0; i < hw; i++) {
+                        const float *src = dv + ooff + (size_t)i * co;
+                        float *dst = dvq + (size_t)i * cq;
+                        for (int c = 0; c < hd; c++) dst[c] += src[c];
+                    }
+                sgemm('N', 'T', hw, hw, hd, 1.0f, dor, co, v, cq, 0.0f, ds, hw);
+                softmax_backward_rows(hw, hw, p, ds);
+                sgemm('N', 'N', hw, kd, hw, d->scale, ds, hw, k, cq, 1.0f, dq, cq);
+                sgemm('T', 'N', hw, kd, hw, d->scale, ds, hw, q, cq, 1.0f, dk, cq);
+            }
+        free(ds);
+    }
 }
