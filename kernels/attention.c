@@ -10,6 +10,7 @@
 #include "kernels/attention.h"
 
 #include "common/log.h"
+#include "kernels/fast_exp.h"
 #include "kernels/threads.h"
 
 #include <math.h>
@@ -39,8 +40,9 @@ static void softmax_rows(int rows, int cols, float *s) {
         float mx = r[0];
         for (int j = 1; j < cols; j++) mx = r[j] > mx ? r[j] : mx;
         float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
         for (int j = 0; j < cols; j++) {
-            r[j] = expf(r[j] - mx);
+            r[j] = exp_fast(r[j] - mx);
             sum += r[j];
         }
         float inv = 1.0f / sum;
@@ -78,6 +80,7 @@ static void softmax_backward_rows(int rows, int cols, const float *p, float *dp)
         const float *pr = p + (size_t)i * cols;
         float *dr = dp + (size_t)i * cols;
         float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
         for (int j = 0; j < cols; j++) dot += pr[j] * dr[j];
         for (int j = 0; j < cols; j++) dr[j] = pr[j] * (dr[j] - dot);
     }

@@ -1,6 +1,7 @@
 /* DFL decode: per side, softmax over reg_max bins, then the expected bin index. */
 #include "kernels/dfl.h"
 
+#include "kernels/fast_exp.h"
 #include "kernels/threads.h"
 
 #include <math.h>
@@ -13,11 +14,13 @@ static float side_softmax(int reg_max, const float *l, float *p) {
     float mx = l[0];
     for (int b = 1; b < reg_max; b++) mx = l[b] > mx ? l[b] : mx;
     float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
     for (int b = 0; b < reg_max; b++) {
-        p[b] = expf(l[b] - mx);
+        p[b] = exp_fast(l[b] - mx);
         sum += p[b];
     }
     float inv = 1.0f / sum, e = 0.0f;
+#pragma omp simd reduction(+ : e)
     for (int b = 0; b < reg_max; b++) {
         p[b] *= inv;
         e += (float)b * p[b];

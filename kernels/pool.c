@@ -9,6 +9,18 @@
 
 #define POOL_PAR_MIN 16384
 
+/* One tap of the window over all channels: take x when larger (or NaN); branch-free, vectorised. */
+static void tap_update(int c, const float *restrict xi, int32_t base, float *restrict y,
+                       int32_t *restrict am) {
+#pragma omp simd
+    for (int ch = 0; ch < c; ch++) {
+        float v = xi[ch];
+        int take = v > y[ch] || v != v;
+        y[ch] = take ? v : y[ch];
+        am[ch] = take ? base + ch : am[ch];
+    }
+}
+
 void maxpool_forward(int n, int h, int w, int c, int k, int stride, int pad, const float *x,
                      float *y, int32_t *argmax) {
     if (k < 1 || stride < 1 || pad < 0 || 2 * pad > k)
@@ -39,14 +51,7 @@ void maxpool_forward(int n, int h, int w, int c, int k, int stride, int pad, con
             for (int iy = y0; iy < y1; iy++)
                 for (int ix = x0; ix < x1; ix++) {
                     int32_t base = (int32_t)((((size_t)b * h + iy) * w + ix) * c);
-                    const float *xi = x + base;
-                    for (int ch = 0; ch < c; ch++) {
-                        float v = xi[ch];
-                        if (v > yo[ch] || isnan(v)) {
-                            yo[ch] = v;
-                            ao[ch] = base + ch;
-                        }
-                    }
+                    tap_update(c, x + base, base, yo, ao);
                 }
         }
     }

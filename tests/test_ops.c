@@ -371,3 +371,31 @@ Test(ops, layout_ops_threads_deterministic) {
     cr_assert(memcmp(d1, d2, nx * sizeof(float)) == 0);
     free(x), free(dy), free(y1), free(y2), free(d1), free(d2);
 }
+
+/* ---- the vectorised exp behind SiLU, softmax and DFL ---------------------------------------- */
+
+#include "kernels/fast_exp.h"
+
+Test(ops, exp_fast_accuracy_and_extremes) {
+    double worst = 0;
+    for (int i = 0; i <= 200000; i++) {
+        float x = -87.0f + 175.0f * (float)i / 200000;
+        double rel = fabs(exp_fast(x) / exp((double)x) - 1);
+        if (rel > worst) worst = rel;
+    }
+    cr_assert(worst < 5e-7, "exp_fast max relative error %g", worst);
+    cr_log_info("exp_fast max relative error on [-87, 88]: %.2e", worst);
+    float big = exp_fast(1000.0f), tiny = exp_fast(-1000.0f);
+    cr_assert(isfinite(big) && big > 1e38f, "exp_fast(1000) = %g", big);
+    cr_assert(tiny > 0 && tiny < 1e-37f, "exp_fast(-1000) = %g", tiny);
+    cr_assert(isfinite(exp_fast(INFINITY)) && exp_fast(-INFINITY) >= 0);
+    cr_assert(isnan(exp_fast(NAN)));
+    float x[4] = {NAN, -INFINITY, INFINITY, -200.0f}, y[4], dx[4] = {0}, dy[4] = {1, 1, 1, 1};
+    silu_forward(4, x, y);
+    cr_assert(isnan(y[0]), "SiLU propagates NaN");
+    /* +inf stays inf; -200 gives ~0 (exactly: -200 e^-200); -inf is not checked (PyTorch: NaN) */
+    cr_assert(y[2] == INFINITY && y[3] <= 0.0f && y[3] > -1e-30f, "SiLU tails: %g %g", y[2], y[3]);
+    silu_backward(4, x, dy, dx);
+    cr_assert(isnan(dx[0]));
+    cr_assert(fabsf(dx[3]) < 1e-30f, "silu'(-200) ~ 0, got %g", dx[3]);
+}
