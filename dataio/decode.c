@@ -31,9 +31,9 @@ int image_sniff_encoding(const uint8_t *b, size_t n) {
     return 0;
 }
 
-static int size_ok(int h, int w, char *err, size_t errlen) {
+static int size_ok(const char *what, int h, int w, char *err, size_t errlen) {
     if (h <= 0 || w <= 0 || h > MAX_SIDE || w > MAX_SIDE || (size_t)h * (size_t)w > MAX_PIXELS)
-        return errf(err, errlen, "image size %dx%d out of range", w, h);
+        return errf(err, errlen, "%s: image size %dx%d out of range", what, w, h);
     return 0;
 }
 
@@ -42,10 +42,11 @@ static int size_ok(int h, int w, char *err, size_t errlen) {
 static int jpeg_header(tjhandle tj, const uint8_t *b, size_t n, int *h, int *w, char *err,
                        size_t errlen) {
     int sub, cs;
+    *h = *w = 0; /* a stream without a frame header can "succeed" without setting them */
     if (n > (size_t)0xFFFFFFFFu) return errf(err, errlen, "jpeg: %zu bytes is too large", n);
     if (tjDecompressHeader3(tj, b, (unsigned long)n, w, h, &sub, &cs) != 0)
         return errf(err, errlen, "jpeg: %s", tjGetErrorStr2(tj));
-    return size_ok(*h, *w, err, errlen);
+    return size_ok("jpeg", *h, *w, err, errlen);
 }
 
 /* The smallest downscale (num/denom <= 1) whose output still covers min_h x min_w. */
@@ -100,7 +101,7 @@ static spng_ctx *png_open(const uint8_t *b, size_t n, int *h, int *w, char *err,
         return NULL;
     }
     *h = (int)ihdr.height, *w = (int)ihdr.width;
-    if (size_ok(*h, *w, err, errlen) != 0) {
+    if (size_ok("png", *h, *w, err, errlen) != 0) {
         spng_ctx_free(ctx);
         return NULL;
     }
@@ -139,7 +140,7 @@ int image_decode(const uint8_t *bytes, size_t n, image_encoding enc, int min_h, 
     case IMG_PNG:
         return png_decode(bytes, n, rgb, h, w, err, errlen);
     case IMG_RAW_RGB:
-        if (size_ok(*h, *w, err, errlen) != 0) return -1;
+        if (size_ok("raw_rgb", *h, *w, err, errlen) != 0) return -1;
         if (n != (size_t)*h * *w * 3)
             return errf(err, errlen, "raw_rgb: %zu bytes, expected %dx%dx3 = %zu", n, *w, *h,
                         (size_t)*h * *w * 3);
