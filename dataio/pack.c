@@ -115,12 +115,18 @@ int pack_load_image(pack_ctx *c, const char *path, uint8_t **bytes, size_t *n, i
         goto bad;
     }
     free(rgb);
+    /* libjpeg fills a truncated scan with grey and only warns; Ultralytics keeps such images too */
+    if (e == IMG_JPEG && (nb < 2 || b[nb - 2] != 0xFF || b[nb - 1] != 0xD9))
+        log_warn("%s: JPEG has no end marker (truncated?); kept", path);
     char hex[65];
     sha256_hex(b, nb, hex);
     const char *first = dup_check(c, hex, path);
     if (first) {
         c->st->duplicates++;
-        log_warn("duplicate image: %s has the same bytes as %s (kept)", path, first);
+        if (!strcmp(first, path))
+            log_warn("duplicate image: %s is listed again (kept)", path);
+        else
+            log_warn("duplicate image: %s has the same bytes as %s (kept)", path, first);
     }
     *bytes = b, *n = nb, *enc = (image_encoding)e;
     return 0;
