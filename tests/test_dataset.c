@@ -659,3 +659,55 @@ Test(dataset, writer_abort_and_failed_finish_leave_no_file) {
     cr_assert(!dataset_has_split(ds, SPLIT_VAL));
     dataset_close(ds);
 }
+
+/* Encodes a w x h PNG of the given colour type / bit depth from raw samples, then decodes it. */
+static void png_case(uint8_t color_type, uint8_t depth, const void *px, size_t n, int h, int w,
+                     uint8_t **rgb) {
+    spng_ctx *c = spng_ctx_new(SPNG_CTX_ENCODER);
+    cr_assert_not_null(c);
+    spng_set_option(c, SPNG_ENCODE_TO_BUFFER, 1);
+    struct spng_ihdr ih = {0};
+    ih.width = (uint32_t)w, ih.height = (uint32_t)h, ih.bit_depth = depth;
+    ih.color_type = color_type;
+    cr_assert_eq(spng_set_ihdr(c, &ih), 0);
+    if (color_type == SPNG_COLOR_TYPE_INDEXED) {
+        struct spng_plte pl = {0};
+        pl.n_entries = 2;
+        pl.entries[0] = (struct spng_plte_entry){10, 20, 30, 255};
+        pl.entries[1] = (struct spng_plte_entry){200, 100, 50, 255};
+        cr_assert_eq(spng_set_plte(c, &pl), 0);
+    }
+    cr_assert_eq(spng_encode_image(c, px, n, SPNG_FMT_PNG, SPNG_ENCODE_FINALIZE), 0);
+    size_t len;
+    int e;
+    uint8_t *png = spng_get_png_buffer(c, &len, &e);
+    cr_assert_not_null(png, "spng error %d", e);
+    spng_ctx_free(c);
+    int dh, dw;
+    char err[256];
+    cr_assert_eq(image_decode(png, len, IMG_PNG, 0, 0, rgb, &dh, &dw, err, sizeof err), 0, "%s",
+                 err);
+    cr_assert(dh == h && dw == w);
+    free(png);
+}
+
+Test(dataset, png_gray_alpha_palette_16bit_become_rgb8) {
+    uint8_t gray[6] = {0, 50, 100, 150, 200, 250}, *rgb;
+    png_case(SPNG_COLOR_TYPE_GRAYSCALE, 8, gray, 6, 2, 3, &rgb);
+    for (int i = 0; i < 6; i++)
+        cr_assert(rgb[i * 3] == gray[i] && rgb[i * 3 + 1] == gray[i] && rgb[i * 3 + 2] == gray[i]);
+    free(rgb);
+    uint8_t rgba[8] = {1, 2, 3, 0, 4, 5, 6, 255};
+    png_case(SPNG_COLOR_TYPE_TRUECOLOR_ALPHA, 8, rgba, 8, 1, 2, &rgb);
+    cr_assert(rgb[0] == 1 && rgb[2] == 3 && rgb[3] == 4 && rgb[5] == 6, "alpha dropped");
+    free(rgb);
+    uint8_t idx[4] = {0, 1, 1, 0};
+    png_case(SPNG_COLOR_TYPE_INDEXED, 8, idx, 4, 2, 2, &rgb);
+    cr_assert(rgb[0] == 10 && rgb[3] == 200 && rgb[4] == 100 && rgb[11] == 30);
+    free(rgb);
+    uint16_t g16[2] = {0x1234, 0xABCD}; /* SPNG_FMT_PNG takes 16-bit samples host-endian */
+    png_case(SPNG_COLOR_TYPE_GRAYSCALE, 16, g16, 4, 1, 2, &rgb);
+    cr_assert(rgb[0] == 0x12 && rgb[3] == 0xAB, "16-bit keeps the high byte: %d %d", rgb[0],
+              rgb[3]);
+    free(rgb);
+}
