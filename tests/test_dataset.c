@@ -531,6 +531,7 @@ Test(dataset, yaml_names_map_list_file_and_bad_yaml) {
     make_small_yolo();
     write_text(tpath("ds/val.txt"), "./images/val/c.png\nimages/train/a.png\n");
     write_text(tpath("ds/data.yaml"), "path: .\ntrain: [images/train]\nval: val.txt\n"
+                                      "test: [images/val, images/train]\n"
                                       "names:\n  0: a\n  2: c\n  1: b\n");
     pack_stats st;
     char err[512];
@@ -538,8 +539,13 @@ Test(dataset, yaml_names_map_list_file_and_bad_yaml) {
         pack_ultralytics(tpath("ds/data.yaml"), tpath("o.h5"), false, &st, err, sizeof err), 0,
         "%s", err);
     cr_assert_eq(st.images[SPLIT_VAL], 2);
+    cr_assert_eq(st.images[SPLIT_TEST], 3);
     dataset *ds = dataset_open(tpath("o.h5"), err, sizeof err);
     cr_assert_not_null(ds);
+    cr_assert_eq(dataset_split_size(ds, SPLIT_TEST), 3);
+    char name[256];
+    cr_assert_eq(dataset_filename(ds, SPLIT_TEST, 0, name, sizeof name), 0);
+    cr_assert_str_eq(name, "images/train/a.png", "sorted by path, relative to the root");
     cr_assert_str_eq(dataset_class_name(ds, 1), "b");
     cr_assert_str_eq(dataset_class_name(ds, 2), "c");
     dataset_close(ds);
