@@ -100,8 +100,16 @@ fail:
 
 void allreduce_free(allreduce *ar) {
     if (!ar) return;
-    if (ar->req) MPI_Waitall(ar->nb, ar->req, MPI_STATUSES_IGNORE);
-    if (ar->comm != MPI_COMM_NULL) MPI_Comm_free(&ar->comm);
+    char err[MPI_MAX_ERROR_STRING + 128];
+    int rc;
+    if (ar->req && (rc = MPI_Waitall(ar->nb, ar->req, MPI_STATUSES_IGNORE)) != MPI_SUCCESS) {
+        mpi_err(ar, rc, "MPI_Waitall (free)", err, sizeof err);
+        log_warn("%s", err);
+    }
+    if (ar->comm != MPI_COMM_NULL && (rc = MPI_Comm_free(&ar->comm)) != MPI_SUCCESS) {
+        mpi_err(ar, rc, "MPI_Comm_free", err, sizeof err);
+        log_warn("%s", err);
+    }
     free(ar->ready);
     free(ar->req);
     free(ar->idx);
