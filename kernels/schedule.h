@@ -47,3 +47,10 @@ long sched_round_half_even(double x);
  * `epoch`, with nw from sched_warmup_iters. Returns the accumulate for this iteration: the warmup
  * value while ni <= nw, else `accumulate` unchanged. */
 int sched_apply(const sched_cfg *c, int epoch, long ni, long nw, int accumulate, optimizer *o);
+
+/* The optimizer steps after the backward of iteration ni when ni - last_opt_step >= accumulate;
+ * last_opt_step starts at -1 and is never reset between epochs, so the first step comes at
+ * ni = accumulate - 1. Gradients are summed over those iterations, never divided. */
+static inline int sched_should_step(long ni, long last_opt_step, int accumulate) {
+    return ni - last_opt_step >= accumulate;
+}

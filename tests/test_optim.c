@@ -369,6 +369,14 @@ Test(optim, accumulate_decay_and_warmup_length) {
     cr_assert_eq(sched_warmup_iters(&c, 503), 252, "251.5 -> 252");
     c.warmup_epochs = 0;
     cr_assert_eq(sched_warmup_iters(&c, 1000), -1);
+    /* accumulate 4 from last_opt_step -1: steps after iterations 3, 7, 11, ... */
+    long last = -1;
+    int steps_at[3], k = 0;
+    for (long ni = 0; ni < 12; ni++)
+        if (sched_should_step(ni, last, 4)) steps_at[k++] = (int)(last = ni);
+    cr_assert_eq(k, 3);
+    cr_assert_eq(steps_at[0], 3);
+    cr_assert_eq(steps_at[2], 11);
 }
 
 /* SGD groups at lr 0.01, 100 epochs, nb = 50 batches/epoch -> nw = max(150, 100) = 150, batch 16 ->
