@@ -4,6 +4,8 @@
 
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define TOL 2e-6
@@ -438,4 +440,93 @@ Test(optim, warmup_lr_momentum_accumulate) {
     cr_assert_float_eq(o.group[0].momentum, 0.9, 1e-15);
     cr_assert_float_eq(o.group[0].lr, 0.001 * 10 / 150, 1e-15);
     optim_free(&o);
+}
+
+#include "tests/oracle.h"
+
+/* yolov8n's 184 parameter tensors (oracle file, state_dict names) grouped as build_optimizer does
+ * give Ultralytics' well-known log line "57 weight(decay=0.0), 64 weight(decay=0.0005), 63
+ * bias(decay=0.0)". Then one clipped SGD step over the flat buffer with the oracle's gradients,
+ * the frozen DFL conv left out of the table: it must not move, every other tensor must. */
+Test(optim, yolov8n_groups_match_ultralytics_and_step_real_table) {
+    const char *f = oracle_path("yolov8n-nc3-64.h5");
+    cr_assert(f, "oracle file not found");
+    int nn = 0;
+    char **names = oracle_list(f, "/params", &nn);
+    cr_assert_eq(nn, 184);
+    int count[4] = {0}, nt = 0, dfl = -1;
+    optim_tensor *t = calloc((size_t)nn, sizeof *t);
+    float **vals = calloc((size_t)nn, sizeof *vals), **grads = calloc((size_t)nn, sizeof *grads);
+    size_t *numel = calloc((size_t)nn, sizeof *numel), total = 0;
+    for (int i = 0; i < nn; i++) {
+        char path[256];
+        size_t dims[8];
+        int nd;
+        snprintf(path, sizeof path, "/params/%s", names[i]);
+        vals[i] = oracle_read_f32(f, path, &numel[i], &nd, dims);
+        cr_assert(vals[i], "%s", path);
+        optim_tag tag = optim_tag_of(names[i], nd, strstr(names[i], ".bn.") != NULL, 0);
+        count[tag]++;
+        snprintf(path, sizeof path, "/grads/%s", names[i]);
+        grads[i] = oracle_read_f32(f, path, NULL, NULL, NULL);
+        if (strstr(names[i], ".dfl")) {
+            dfl = i;
+            cr_assert_null(grads[i], "the frozen DFL weight has no gradient");
+        } else {
+            cr_assert(grads[i], "%s", path);
+            t[nt] = (optim_tensor){.offset = total, .numel = numel[i], .ndim = nd, .group = tag};
+            for (int d = 0; d < nd; d++) t[nt].shape[d] = (int)dims[d];
+            nt++;
+        }
+        total += numel[i];
+    }
+    cr_assert_eq(count[PG_BN], 57);
+    cr_assert_eq(count[PG_WEIGHT], 64);
+    cr_assert_eq(count[PG_BIAS], 63);
+    cr_assert_geq(dfl, 0);
+    float *p = malloc(total * sizeof *p), *g = calloc(total, sizeof *g);
+    float *p0 = malloc(total * sizeof *p0);
+    for (size_t i = 0, off = 0; i < (size_t)nn; off += numel[i], i++) {
+        memcpy(p + off, vals[i], numel[i] * sizeof *p);
+        if (grads[i]) memcpy(g + off, grads[i], numel[i] * sizeof *g);
+    }
+    memcpy(p0, p, total * sizeof *p);
+    optim_group gr[OPTIM_MAX_GROUPS];
+    int ng = optim_default_groups(OPTIM_SGD, 0.01, 0.937, 5e-4, gr);
+    optimizer o;
+    char err[200];
+    cr_assert_eq(optim_init(&o, OPTIM_SGD, total, t, nt, gr, ng, err, sizeof err), 0, "%s", err);
+    double norm = optim_clip_grad_norm(g, total, OPTIM_CLIP_MAX_NORM);
+    cr_assert(isfinite(norm) && norm > 0);
+    optim_step(&o, p, g);
+    /* every trainable tensor gets a momentum buffer (= its clipped gradient plus decay; some
+     * updates are below the float spacing of their weights, so p itself may not change) */
+    int moved = 0, buffered = 0;
+    for (size_t i = 0, off = 0; i < (size_t)nn; off += numel[i], i++) {
+        int same = memcmp(p + off, p0 + off, numel[i] * sizeof *p) == 0;
+        double mm = 0;
+        for (size_t k = 0; k < numel[i]; k++) mm += fabs(o.m1[off + k]);
+        if ((int)i == dfl) {
+            cr_assert(same, "the DFL weight moved");
+            cr_assert_eq(mm, 0.0);
+        } else {
+            moved += !same;
+            buffered += mm > 0;
+        }
+    }
+    cr_assert_eq(buffered, nn - 1, "every trainable tensor takes a step");
+    cr_assert_gt(moved, nn / 2, "most weights change: %d", moved);
+    optim_free(&o);
+    for (int i = 0; i < nn; i++) {
+        free(vals[i]);
+        free(grads[i]);
+    }
+    oracle_free_list(names, nn);
+    free(vals);
+    free(grads);
+    free(numel);
+    free(t);
+    free(p);
+    free(g);
+    free(p0);
 }
