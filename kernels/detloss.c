@@ -2,6 +2,7 @@
  * Float32 arithmetic in PyTorch's order of operations where a value feeds a comparison (the
  * assigner) or the reported loss; sums are accumulated in double. See detloss.h. */
 #include "kernels/detloss.h"
+#include "kernels/threads.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -9,6 +10,8 @@
 
 #define CIOU_EPS 1e-7f
 #define DFL_CLAMP_MARGIN 0.01f
+/* below this many (anchor x channel) values a parallel region costs more than it saves */
+#define DETLOSS_PAR_MIN 65536
 
 detloss_hyp detloss_hyp_default(int nc, int reg_max) {
     detloss_hyp h = {.nc = nc,
@@ -156,7 +159,8 @@ static void anchor_dist(int R, const float *pa, float dist[4]) {
 void detloss_decode(const detloss_hyp *h, int B, int A, const float *preds,
                     const float *anchor_points, float *boxes) {
     int no = 4 * h->reg_max + h->nc;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for num_threads(kernels_threads())                                            \
+    schedule(static) if ((size_t)B * A * no >= DETLOSS_PAR_MIN)
     for (int b = 0; b < B; b++)
         for (int a = 0; a < A; a++) {
             float d[4];
@@ -533,7 +537,8 @@ int detloss_from_assign(const detloss_hyp *h, int B, int A, const float *preds,
         int nb = B - b0 < CHUNK ? B - b0 : CHUNK;
         double part[CHUNK][3];
         int pfg[CHUNK];
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for num_threads(kernels_threads())                                            \
+    schedule(static) if ((size_t)nb * A * no >= DETLOSS_PAR_MIN)
         for (int i = 0; i < nb; i++)
             image_loss(h, b0 + i, A, preds, anchor_points, strides, as, &k, dpreds, part[i],
                        &pfg[i]);
@@ -645,7 +650,8 @@ int detloss_branch(detloss_ctx *ctx, const detloss_hyp *h, int B, int A, const f
     detloss_preprocess_targets(ntargets, targets, B, M, img_h, img_w, labels, bboxes, mask);
     /* the assigner sees detached sigmoid scores, boxes and anchors in pixels */
     detloss_decode(h, B, A, preds, anchor_points, boxes);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for num_threads(kernels_threads())                                            \
+    schedule(static) if (BA * no >= DETLOSS_PAR_MIN)
     for (size_t ba = 0; ba < BA; ba++) {
         float st = strides[ba % A];
         for (int i = 0; i < 4; i++) boxes[ba * 4 + i] *= st;
