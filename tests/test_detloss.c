@@ -1,6 +1,7 @@
 /* Detection loss (kernels/detloss.h) against the Ultralytics 8.4.33 oracles, finite differences
  * and hand-made assigner cases. */
 #include "kernels/detloss.h"
+#include "kernels/threads.h"
 #include "tests/oracle.h"
 
 #include <criterion/criterion.h>
@@ -770,4 +771,38 @@ Test(detloss, no_targets_gives_cls_only) {
     h.reg_max = 65;
     cr_expect_eq(detloss_branch(ctx, &h, B, A, x, anc, str, 1, t, 16, 24, NULL, g, &o), -1);
     detloss_destroy(ctx);
+}
+
+/* Images run in parallel, sums are added in image order: 1 and 2 threads agree bitwise. */
+Test(detloss, thread_count_does_not_change_results) {
+    const int hs[3] = {16, 8, 4}, B = 4, nc = 3, R = 16, no = 4 * R + nc;
+    const float ls[3] = {8, 16, 32};
+    const int A = detloss_make_anchors(3, hs, hs, ls, NULL, NULL);
+    float *anc = malloc(sizeof(float) * 2 * A), *str = malloc(sizeof(float) * A);
+    detloss_make_anchors(3, hs, hs, ls, anc, str);
+    size_t np = (size_t)B * A * no;
+    cr_assert_geq(np, 65536u, "large enough for the parallel path");
+    float *x = malloc(np * sizeof(float)), *g1 = malloc(np * sizeof(float));
+    float *g2 = malloc(np * sizeof(float));
+    lcg_state = 99;
+    for (size_t i = 0; i < np; i++) x[i] = 2 * urand() - 1 - 0.3f * (float)((i % no) % R);
+    float t[4 * 6];
+    for (int i = 0; i < 4; i++) {
+        float *r = t + 6 * i;
+        r[0] = (float)i, r[1] = (float)(i % nc), r[2] = 0.3f + 0.1f * i, r[3] = 0.6f - 0.1f * i;
+        r[4] = 0.2f + 0.05f * i, r[5] = 0.3f;
+    }
+    detloss_hyp h = detloss_hyp_default(nc, R);
+    detloss_ctx *ctx = detloss_create();
+    detloss_out o1, o2;
+    kernels_set_threads(1);
+    cr_assert_eq(detloss_branch(ctx, &h, B, A, x, anc, str, 4, t, 128, 128, NULL, g1, &o1), 0);
+    kernels_set_threads(2);
+    cr_assert_eq(detloss_branch(ctx, &h, B, A, x, anc, str, 4, t, 128, 128, NULL, g2, &o2), 0);
+    kernels_set_threads(1);
+    cr_expect_gt(o1.num_fg, 0);
+    cr_expect_eq(memcmp(o1.vec, o2.vec, sizeof o1.vec), 0);
+    cr_expect_eq(memcmp(g1, g2, np * sizeof(float)), 0);
+    detloss_destroy(ctx);
+    free(anc), free(str), free(x), free(g1), free(g2);
 }
