@@ -1,7 +1,7 @@
 #include "coordinator/results_csv.h"
 #include "coordinator/rundir.h"
 #include "coordinator/shard_plan.h"
-#include "coordinator/train_args.h"
+#include "common/train_args.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>

@@ -1,4 +1,4 @@
-#include "coordinator/train_args.h"
+#include "common/train_args.h"
 
 #include "common/log.h"
 

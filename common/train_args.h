@@ -1,4 +1,4 @@
-/* The training arguments: Ultralytics' key names and defaults (default.yaml of 8.4), plus a few of
+/* The training arguments (shared by coordinator and workers: the config is broadcast as this struct): Ultralytics' key names and defaults (default.yaml of 8.4), plus a few of
  * our own for the distributed engine. Parsed from key=value, validated (one line naming the key on
  * a bad value), written to args.yaml. */
 #pragma once
