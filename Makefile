@@ -66,13 +66,17 @@ bin/bench_%: build/bench/bench_%.o build/libyolo.a | bin
 build/tests/yolo-tests: $(TEST_OBJ) build/libyolo.a
 	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJ) build/libyolo.a $(LDLIBS) -lcriterion
 
+# V=1 shows full command lines
+Q := $(if $(V),,@)
 build/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+	@$(if $(V),,echo "  CC    $<")
+	$(Q)$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
 build/%.cu.o: %.cu
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVCCFLAGS) -MMD -MP -c -o $@ $<
+	@$(if $(V),,echo "  NVCC  $<")
+	$(Q)$(NVCC) $(NVCCFLAGS) -MMD -MP -c -o $@ $<
 
 bin:
 	mkdir -p bin
