@@ -37,17 +37,20 @@ void augment_load_size(int h0, int w0, int imgsz, int *h, int *w) {
     if (*w < 1) *w = 1;
 }
 
+/* Round half to even (as OpenCV's saturate_cast) without a libm call: adding 1.5 * 2^23 leaves
+ * no fraction bits, so the FPU rounds in its default nearest-even mode. */
 static inline uint8_t sat_u8(float v) {
     if (v <= 0.f) return 0;
     if (v >= 255.f) return 255;
-    return (uint8_t)lrintf(v);
+    volatile float t = v + 0x1.8p23f; /* volatile: keep the rounding step under any flags */
+    return (uint8_t)(int)(t - 0x1.8p23f);
 }
 
 /* Resize into a destination with its own row stride (bytes), so the letterbox can write straight
  * into its padded canvas. OpenCV INTER_LINEAR geometry: sx = (dx + 0.5) * sw/dw - 0.5, clamped to
  * the first/last pixel with the weight moved onto it. */
-static void resize_strided(const uint8_t *src, int sh, int sw, uint8_t *dst, size_t dstride,
-                           int dh, int dw) {
+static void resize_strided(const uint8_t *src, int sh, int sw, uint8_t *dst, size_t dstride, int dh,
+                           int dw) {
     if (sh == dh && sw == dw) {
         for (int y = 0; y < dh; y++)
             memcpy(dst + y * dstride, src + (size_t)y * sw * 3, (size_t)sw * 3);
@@ -243,7 +246,8 @@ int augment_val(const aug_image *img, int orig_h, int orig_w, int imgsz, uint8_t
 static void mat3_mul(double out[3][3], const double a[3][3], const double b[3][3]) {
     double t[3][3];
     for (int i = 0; i < 3; i++)
-        for (int j = 0; j < 3; j++) t[i][j] = a[i][0] * b[0][j] + a[i][1] * b[1][j] + a[i][2] * b[2][j];
+        for (int j = 0; j < 3; j++)
+            t[i][j] = a[i][0] * b[0][j] + a[i][1] * b[1][j] + a[i][2] * b[2][j];
     memcpy(out, t, sizeof(t));
 }
 
@@ -267,7 +271,7 @@ static int mat3_inv(double o[3][3], const double m[3][3]) {
 }
 
 /* dst(x, y) = src(Minv (x, y, 1)), bilinear, neighbours outside the source read as 114 (OpenCV's
- * BORDER_CONSTANT), in float rather than OpenCV's 1/32-pixel fixed point. */
+ * BORDER_CONSTANT). Perspective warps only; in float rather than OpenCV's fixed point. */
 static void warp(const uint8_t *src, int sh, int sw, uint8_t *dst, int oh, int ow,
                  const double mi[3][3], int projective) {
     const float pad = AUG_PAD_VALUE;
@@ -290,7 +294,8 @@ static void warp(const uint8_t *src, int sh, int sw, uint8_t *dst, int oh, int o
             }
             int x0 = (int)floor(sx), y0 = (int)floor(sy);
             float fx = (float)(sx - x0), fy = (float)(sy - y0);
-            float w00 = (1 - fx) * (1 - fy), w01 = fx * (1 - fy), w10 = (1 - fx) * fy, w11 = fx * fy;
+            float w00 = (1 - fx) * (1 - fy), w01 = fx * (1 - fy), w10 = (1 - fx) * fy,
+                  w11 = fx * fy;
             if (x0 >= 0 && y0 >= 0 && x0 + 1 < sw && y0 + 1 < sh) {
                 const uint8_t *p = src + ((size_t)y0 * sw + x0) * 3, *q = p + (size_t)sw * 3;
                 for (int k = 0; k < 3; k++)
@@ -308,6 +313,58 @@ static void warp(const uint8_t *src, int sh, int sw, uint8_t *dst, int oh, int o
             }
         }
     }
+}
+
+/* Affine warp the way OpenCV's warpAffine + bilinear remap does it for 8-bit images: the
+ * inverse map in 1/1024 pixel fixed point rounded to 1/32 pixel, weights (32 - f) * f' in 1/1024
+ * units, (sum + 512) >> 10. Same border rule as warp(). mi is the inverse matrix. */
+static int round_to_int(double v) {
+    if (v > 2147483647.0) return 2147483647;
+    if (v < -2147483648.0) return (-2147483647 - 1);
+    return (int)lrint(v);
+}
+
+static void warp_affine_fixed(const uint8_t *src, int sh, int sw, uint8_t *dst, int oh, int ow,
+                              const double mi[3][3]) {
+    int *adelta = xmalloc(sizeof(int) * 2 * (size_t)ow), *bdelta = adelta + ow;
+    for (int x = 0; x < ow; x++) {
+        adelta[x] = round_to_int(mi[0][0] * x * 1024);
+        bdelta[x] = round_to_int(mi[1][0] * x * 1024);
+    }
+    const uint8_t pad = AUG_PAD_VALUE;
+    for (int y = 0; y < oh; y++) {
+        int X0 = round_to_int((mi[0][1] * y + mi[0][2]) * 1024) + 16;
+        int Y0 = round_to_int((mi[1][1] * y + mi[1][2]) * 1024) + 16;
+        uint8_t *d = dst + (size_t)y * ow * 3;
+        for (int x = 0; x < ow; x++, d += 3) {
+            int X = (X0 + adelta[x]) >> 5, Y = (Y0 + bdelta[x]) >> 5;
+            int sx = X >> 5, sy = Y >> 5, fx = X & 31, fy = Y & 31;
+            int w00 = (32 - fx) * (32 - fy), w01 = fx * (32 - fy), w10 = (32 - fx) * fy,
+                w11 = fx * fy;
+            if ((unsigned)sx < (unsigned)(sw - 1) && (unsigned)sy < (unsigned)(sh - 1)) {
+                const uint8_t *p = src + ((size_t)sy * sw + sx) * 3, *q = p + (size_t)sw * 3;
+                for (int k = 0; k < 3; k++)
+                    d[k] = (uint8_t)((w00 * p[k] + w01 * p[3 + k] + w10 * q[k] + w11 * q[3 + k] +
+                                      512) >>
+                                     10);
+            } else if (sx >= sw || sx + 1 < 0 || sy >= sh || sy + 1 < 0) {
+                d[0] = d[1] = d[2] = pad;
+            } else {
+                int in00 = sx >= 0 && sy >= 0 && sx < sw && sy < sh;
+                int in01 = sx + 1 >= 0 && sy >= 0 && sx + 1 < sw && sy < sh;
+                int in10 = sx >= 0 && sy + 1 >= 0 && sx < sw && sy + 1 < sh;
+                int in11 = sx + 1 >= 0 && sy + 1 >= 0 && sx + 1 < sw && sy + 1 < sh;
+                for (int k = 0; k < 3; k++) {
+                    int v = w00 * (in00 ? src[((size_t)sy * sw + sx) * 3 + k] : pad) +
+                            w01 * (in01 ? src[((size_t)sy * sw + sx + 1) * 3 + k] : pad) +
+                            w10 * (in10 ? src[((size_t)(sy + 1) * sw + sx) * 3 + k] : pad) +
+                            w11 * (in11 ? src[((size_t)(sy + 1) * sw + sx + 1) * 3 + k] : pad);
+                    d[k] = (uint8_t)((v + 512) >> 10);
+                }
+            }
+        }
+    }
+    free(adelta);
 }
 
 int augment_box_candidate(const float box1[4], const float box2[4]) {
@@ -351,7 +408,10 @@ static int random_perspective(const augment_params *p, rng *r, const uint8_t *sr
         for (int j = 0; j < 3; j++) identity &= M[i][j] == (i == j ? 1.0 : 0.0);
     double mi[3][3];
     if ((border != 0 || !identity) && mat3_inv(mi, M) == 0) {
-        warp(src, sh, sw, out, oh, ow, mi, projective);
+        if (projective)
+            warp(src, sh, sw, out, oh, ow, mi, 1);
+        else
+            warp_affine_fixed(src, sh, sw, out, oh, ow, mi);
     } else if (border == 0) {
         memcpy(out, src, (size_t)oh * ow * 3);
     } else { /* singular matrix: nothing maps; an empty image */
@@ -405,11 +465,29 @@ void augment_hsv_apply(uint8_t *rgb, size_t npix, double r_h, double r_s, double
         lut_v[i] = (uint8_t)fmin(fmax(i * (r_v + 1), 0.0), 255.0);
     }
     lut_s[0] = 0;
-    static const int sector_idx[6][3] = {{1, 3, 0}, {1, 0, 2}, {3, 0, 1},
-                                         {0, 2, 1}, {0, 1, 3}, {2, 1, 0}};
+    /* OpenCV's HSV->RGB per hue value: h*6/180 in float, wrapped into [0,6), split into sector
+     * and fraction. Hue LUT values are < 180 but a float modulo can give exactly 180. */
+    float hue_frac[256];
+    uint8_t hue_sector[256];
+    for (int i = 0; i < 256; i++) {
+        float hf = i * (6.f / 180.f);
+        while (hf >= 6.f) hf -= 6.f;
+        int sector = (int)floorf(hf);
+        hf -= sector;
+        if ((unsigned)sector >= 6u) sector = 0, hf = 0.f;
+        hue_frac[i] = hf;
+        hue_sector[i] = (uint8_t)sector;
+    }
+    int lastR = -1, lastG = -1, lastB = -1;
+    uint8_t last[3] = {0, 0, 0};
     for (size_t i = 0; i < npix; i++) {
         uint8_t *px = rgb + 3 * i;
         int R = px[0], G = px[1], B = px[2];
+        if (R == lastR && G == lastG && B == lastB) { /* runs of one colour: pads, flat areas */
+            px[0] = last[0], px[1] = last[1], px[2] = last[2];
+            continue;
+        }
+        lastR = R, lastG = G, lastB = B;
         int v = R > G ? R : G;
         v = v > B ? v : B;
         int vmin = R < G ? R : G;
@@ -421,24 +499,38 @@ void augment_hsv_apply(uint8_t *rgb, size_t npix, double r_h, double r_s, double
         h = (h * hdiv[diff] + (1 << 11)) >> 12;
         h += h < 0 ? 180 : 0;
 
-        float hf = lut_h[h], sf = lut_s[s] * (1.f / 255.f), vf = lut_v[v] * (1.f / 255.f);
-        float b, g, r;
+        int hh = lut_h[h];
+        float hf = hue_frac[hh], sf = lut_s[s] * (1.f / 255.f), vf = lut_v[v] * (1.f / 255.f);
+        float r, g, b;
         if (sf == 0.f) {
             b = g = r = vf;
         } else {
-            hf *= 6.f / 180.f;
-            while (hf >= 6.f) hf -= 6.f;
-            int sector = (int)floorf(hf);
-            hf -= sector;
-            if ((unsigned)sector >= 6u) sector = 0, hf = 0.f;
-            float tab[4] = {vf, vf * (1.f - sf), vf * (1.f - sf * hf), vf * (1.f - sf * (1.f - hf))};
-            b = tab[sector_idx[sector][0]];
-            g = tab[sector_idx[sector][1]];
-            r = tab[sector_idx[sector][2]];
+            float t0 = vf, t1 = vf * (1.f - sf), t2 = vf * (1.f - sf * hf);
+            float t3 = vf * (1.f - sf * (1.f - hf));
+            switch (hue_sector[hh]) { /* OpenCV's sector table, as (b, g, r) */
+            case 0:
+                b = t1, g = t3, r = t0;
+                break;
+            case 1:
+                b = t1, g = t0, r = t2;
+                break;
+            case 2:
+                b = t3, g = t0, r = t1;
+                break;
+            case 3:
+                b = t0, g = t2, r = t1;
+                break;
+            case 4:
+                b = t0, g = t1, r = t3;
+                break;
+            default:
+                b = t2, g = t1, r = t0;
+                break;
+            }
         }
-        px[0] = sat_u8(r * 255.f);
-        px[1] = sat_u8(g * 255.f);
-        px[2] = sat_u8(b * 255.f);
+        px[0] = last[0] = sat_u8(r * 255.f);
+        px[1] = last[1] = sat_u8(g * 255.f);
+        px[2] = last[2] = sat_u8(b * 255.f);
     }
 }
 

@@ -14,14 +14,14 @@
 
 /* Ultralytics' names and default values (cfg/default.yaml). */
 typedef struct augment_params {
-    double mosaic;      /* probability of a 4-image mosaic; 0 after close_mosaic */
-    double degrees;     /* rotation, +- degrees */
-    double translate;   /* translation, +- fraction of the output size */
-    double scale;       /* scale gain, uniform in [1 - scale, 1 + scale] */
-    double shear;       /* shear, +- degrees */
-    double perspective; /* perspective, +- (0 means a pure affine warp) */
-    double flipud;      /* probability of a vertical flip */
-    double fliplr;      /* probability of a horizontal flip */
+    double mosaic;              /* probability of a 4-image mosaic; 0 after close_mosaic */
+    double degrees;             /* rotation, +- degrees */
+    double translate;           /* translation, +- fraction of the output size */
+    double scale;               /* scale gain, uniform in [1 - scale, 1 + scale] */
+    double shear;               /* shear, +- degrees */
+    double perspective;         /* perspective, +- (0 means a pure affine warp) */
+    double flipud;              /* probability of a vertical flip */
+    double fliplr;              /* probability of a horizontal flip */
     double hsv_h, hsv_s, hsv_v; /* HSV gains (fractions) */
 } augment_params;
 

@@ -233,16 +233,21 @@ static void slot_clear_labels(slot *s, int n) {
 loader *loader_create_source(sample_source src, const loader_config *cfg, char *err,
                              size_t errlen) {
     const char *bad = NULL;
-    if (cfg->imgsz <= 0 || cfg->imgsz % 2) bad = "imgsz must be a positive even number";
-    else if (cfg->nthreads < 1) bad = "nthreads must be >= 1";
-    else if (cfg->depth < 2) bad = "depth must be >= 2";
-    else if (cfg->max_batch < 1) bad = "max_batch must be >= 1";
-    else if (src.size < 1) bad = "no samples";
-    else if (!src.read || !src.decode || !src.free_sample) bad = "incomplete sample source";
+    if (cfg->imgsz <= 0 || cfg->imgsz % 2)
+        bad = "imgsz must be a positive even number";
+    else if (cfg->nthreads < 1)
+        bad = "nthreads must be >= 1";
+    else if (cfg->depth < 2)
+        bad = "depth must be >= 2";
+    else if (cfg->max_batch < 1)
+        bad = "max_batch must be >= 1";
+    else if (src.size < 1)
+        bad = "no samples";
+    else if (!src.read || !src.decode || !src.free_sample)
+        bad = "incomplete sample source";
     if (bad) {
         errf(err, errlen, "%s: loader: %s (imgsz=%d nthreads=%d depth=%d max_batch=%d)",
-             src.name ? src.name : "?", bad, cfg->imgsz, cfg->nthreads, cfg->depth,
-             cfg->max_batch);
+             src.name ? src.name : "?", bad, cfg->imgsz, cfg->nthreads, cfg->depth, cfg->max_batch);
         if (src.close) src.close(src.ctx);
         return NULL;
     }
@@ -280,8 +285,8 @@ loader *loader_create_source(sample_source src, const loader_config *cfg, char *
 int loader_submit(loader *L, int64_t step, int epoch, const int *indices, int n, char *err,
                   size_t errlen) {
     if (n < 1 || n > L->cfg.max_batch)
-        return errf(err, errlen, "%s: loader: step %lld has %d samples, allowed 1..%d",
-                    L->src.name, (long long)step, n, L->cfg.max_batch);
+        return errf(err, errlen, "%s: loader: step %lld has %d samples, allowed 1..%d", L->src.name,
+                    (long long)step, n, L->cfg.max_batch);
     for (int i = 0; i < n; i++)
         if (indices[i] < 0 || indices[i] >= L->src.size)
             return errf(err, errlen, "%s: loader: step %lld: sample index %d out of range [0, %d)",
@@ -293,8 +298,10 @@ int loader_submit(loader *L, int64_t step, int epoch, const int *indices, int n,
     pthread_mutex_lock(&L->mu);
     j->mosaic = L->mosaic;
     j->seq = L->next_submit_seq++;
-    if (L->pending_tail) L->pending_tail->next = j;
-    else L->pending_head = j;
+    if (L->pending_tail)
+        L->pending_tail->next = j;
+    else
+        L->pending_head = j;
     L->pending_tail = j;
     pthread_cond_broadcast(&L->work_cv);
     pthread_mutex_unlock(&L->mu);

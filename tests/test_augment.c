@@ -206,7 +206,7 @@ Test(augment, train_is_a_function_of_the_rng_key) {
 
 /* A magenta rectangle on dark noise; after augmentation (HSV off so the colour survives) every
  * surviving, unclipped label must coincide with the magenta pixels. */
-static void check_geometry(int use_mosaic, double degrees) {
+static void check_geometry(int use_mosaic, double degrees, double shear, double perspective) {
     const int H = 120, W = 160, S = 128;
     uint8_t *src = noise(H, W, 11, 120);
     int rx0 = 40, ry0 = 30, rx1 = 120, ry1 = 94; /* [x0, x1) x [y0, y1) */
@@ -229,6 +229,8 @@ static void check_geometry(int use_mosaic, double degrees) {
     p.hsv_h = p.hsv_s = p.hsv_v = 0;
     p.flipud = 0.5;
     p.degrees = degrees;
+    p.shear = shear;
+    p.perspective = perspective;
     uint8_t *out = malloc((size_t)S * S * 3);
     int checked = 0;
     double worst = 1;
@@ -274,8 +276,14 @@ static void check_geometry(int use_mosaic, double degrees) {
 }
 
 Test(augment, geometry_label_covers_rectangle_mosaic) {
-    check_geometry(1, 0);
+    check_geometry(1, 0, 0, 0);
 }
 Test(augment, geometry_label_covers_rectangle_no_mosaic) {
-    check_geometry(0, 0);
+    check_geometry(0, 0, 0, 0);
+}
+/* Rotation, shear and perspective: the label is the box of the warped corners, and so is the
+ * extent of the warped rectangle's pixels. */
+Test(augment, geometry_label_covers_rectangle_rotated_perspective) {
+    check_geometry(1, 10, 3, 0.0005);
+    check_geometry(0, 10, 3, 0.0005);
 }

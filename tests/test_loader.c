@@ -57,8 +57,7 @@ static int mem_decode(void *ctx, const dataset_sample *s, int min_h, int min_w, 
                       int *h, int *w, char *err, size_t errlen) {
     mem_source *m = ctx;
     (void)min_h, (void)min_w;
-    if (m->decode_sleep_ms)
-        nanosleep(&(struct timespec){0, m->decode_sleep_ms * 1000000L}, NULL);
+    if (m->decode_sleep_ms) nanosleep(&(struct timespec){0, m->decode_sleep_ms * 1000000L}, NULL);
     if (s->index == m->fail_decode) {
         snprintf(err, errlen, "injected decode failure");
         return -1;
@@ -259,8 +258,8 @@ Test(loader, read_and_decode_errors_name_file_and_sample) {
     cr_assert_eq(loader_submit(L, 2, 0, s2, 2, err, sizeof err), 0);
     loader_batch b;
     cr_assert_eq(loader_next(L, &b, err, sizeof err), -1);
-    cr_assert(strstr(err, "mem.h5") && strstr(err, "sample 5") && strstr(err, "read failure"),
-              "%s", err);
+    cr_assert(strstr(err, "mem.h5") && strstr(err, "sample 5") && strstr(err, "read failure"), "%s",
+              err);
     cr_assert_null(strchr(err, '\n'));
     cr_assert_eq(loader_next(L, &b, err, sizeof err), -1);
     cr_assert(strstr(err, "mem.h5") && strstr(err, "sample 9") && strstr(err, "decode failure"),
