@@ -205,15 +205,23 @@ const float *model_anchor_strides(const model *m) {
     return m->anchor_str;
 }
 
-const float *model_activation(const model *m, const char *name, int dims[4]) {
-    if (!m->act) return NULL;
+static const float *named(const model *m, const float *base, const char *name, int dims[4]) {
+    if (!base) return NULL;
     for (int i = 0; i < m->nnames; i++)
         if (!strcmp(m->names[i].name, name)) {
             const slot *s = &m->slots[m->names[i].slot];
             if (dims) dims[0] = s->n, dims[1] = s->h, dims[2] = s->w, dims[3] = s->c;
-            return m->act + s->off;
+            return base + s->off;
         }
     return NULL;
+}
+
+const float *model_activation(const model *m, const char *name, int dims[4]) {
+    return named(m, m->act, name, dims);
+}
+
+const float *model_activation_grad(const model *m, const char *name, int dims[4]) {
+    return named(m, m->dact, name, dims);
 }
 
 void model_timing(const model *m, double *conv_s, double *other_s) {

@@ -105,5 +105,8 @@ void model_decode(const model *m, int branch, float *out);
  * after a forward; NULL if unknown. dims: n, h, w, c. For tests and debugging. */
 const float *model_activation(const model *m, const char *name, int dims[4]);
 
+/* Gradient of the loss w.r.t. that activation, after model_backward (same layout). */
+const float *model_activation_grad(const model *m, const char *name, int dims[4]);
+
 /* Time spent in convolutions vs everything else in the last forward + backward (seconds). */
 void model_timing(const model *m, double *conv_s, double *other_s);
