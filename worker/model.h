@@ -97,6 +97,9 @@ const float *model_anchor_strides(const model *m);
  * gradients ACCUMULATE into model_grads (call model_zero_grad first). */
 void model_backward(model *m, const float *dout_one2many, const float *dout_one2one);
 
+/* d loss / d images (NHWC, as given to model_forward) after model_backward. */
+const float *model_input_grad(const model *m);
+
 /* Eval decode of a branch after a forward: out [B][A][4 + nc]. With reg_max > 1 (DFL) and not
  * end2end: cx, cy, w, h in pixels; end2end: x1, y1, x2, y2 in pixels; then sigmoid scores. */
 void model_decode(const model *m, int branch, float *out);

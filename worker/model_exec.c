@@ -93,7 +93,7 @@ static void run_backward(model *m, const op *o) {
     float *A = m->act, *D = m->dact;
     const slot *X = &m->slots[o->x], *Y = &m->slots[o->y];
     const float *x = A + X->off, *dy = D + Y->off;
-    float *dx = o->x == 0 ? NULL : D + X->off; /* slot 0 is the image: no gradient needed */
+    float *dx = D + X->off; /* slot 0 is the image: its gradient is kept too (model_input_grad) */
     switch (o->kind) {
     case OP_CONV:
         conv2d_backward(&o->cd, x, m->p + m->params[o->pw].offset, dy, dx,
@@ -118,7 +118,7 @@ static void run_backward(model *m, const op *o) {
         float *dxs[OP_MAX_IN];
         int cs[OP_MAX_IN];
         for (int i = 0; i < o->nin; i++) {
-            dxs[i] = o->ins[i] == 0 ? NULL : D + m->slots[o->ins[i]].off;
+            dxs[i] = D + m->slots[o->ins[i]].off;
             cs[i] = m->slots[o->ins[i]].c;
         }
         concat_backward(rows(Y), o->nin, cs, dy, dxs);
@@ -147,6 +147,10 @@ static void run_backward(model *m, const op *o) {
         break;
     }
     }
+}
+
+const float *model_input_grad(const model *m) {
+    return m->dact ? m->dact + m->slots[0].off : NULL;
 }
 
 void model_forward(model *m, const float *images, bool train) {
