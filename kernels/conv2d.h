@@ -26,3 +26,11 @@ void conv2d_backward(const conv2d_desc *d, const float *x, const float *w, const
 double conv2d_macs(const conv2d_desc *d);
 /* Which implementation ran for this shape, e.g. "onednn-brgconv", "im2col+dnnl_sgemm". */
 const char *conv2d_path(const conv2d_desc *d);
+
+/* Implementation choice. AUTO picks per shape (depthwise: direct loop; 1x1 stride 1: GEMM;
+ * else oneDNN convolution primitives, falling back to im2col+GEMM if oneDNN refuses the shape).
+ * GEMM and ONEDNN force one family where it applies (tests and benchmarks compare them). */
+typedef enum conv2d_impl { CONV2D_AUTO, CONV2D_GEMM, CONV2D_ONEDNN } conv2d_impl;
+void conv2d_set_impl(conv2d_impl impl);
+/* Frees the cached oneDNN primitives (optional; e.g. at exit or to compare creation costs). */
+void conv2d_cache_clear(void);
