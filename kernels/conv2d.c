@@ -6,13 +6,16 @@
  *  - oneDNN convolution primitives (NHWC activations, weights in the layout oneDNN picks, reordered
  *    from OHWI on every call because the weights change every step). oneDNN writes its outputs,
  *    so dx goes through scratch + add and dw through a reorder with a sum post-op.
- * Primitives are created once per (shape, thread count, impl) and kept in a small table. The table
- * is not locked: convolutions are called from one thread (each uses OpenMP inside). */
+ * -std=c17 turns off FMA contraction, so the direct loops call fmaf (one vfmadd with
+ * -march=native). Primitives are created once per (shape, thread count, impl) and kept in a small
+ * table. The table is not locked: convolutions are called from one thread (each uses OpenMP
+ * inside). */
 #include "kernels/conv2d.h"
 
 #include "common/log.h"
 #include "kernels/gemm.h"
 
+#include <math.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <omp.h>
 #include <stdint.h>
@@ -117,8 +120,12 @@ static void dw_forward(const conv2d_desc *d, const float *x, const float *w, con
         for (int oy = 0; oy < d->oh; oy++)
             for (int ox = 0; ox < d->ow; ox++) {
                 float *yp = y + (((size_t)n * d->oh + oy) * d->ow + ox) * C;
-#pragma omp simd
-                for (int c = 0; c < C; c++) yp[c] = bias ? bias[c] : 0.0f;
+                /* not `bias ? bias[c] : 0` in the loop: that becomes a masked load from NULL,
+                 * which costs a microcode assist per vector on AMD */
+                if (bias)
+                    memcpy(yp, bias, sizeof(float) * C);
+                else
+                    memset(yp, 0, sizeof(float) * C);
                 for (int ki = 0; ki < d->kh; ki++) {
                     int iy = oy * S - P + ki;
                     if (iy < 0 || iy >= d->h) continue;
@@ -128,7 +135,7 @@ static void dw_forward(const conv2d_desc *d, const float *x, const float *w, con
                         const float *xp = x + (((size_t)n * d->h + iy) * d->w + ix) * C;
                         const float *wp = wt + ((size_t)ki * d->kw + kj) * C;
 #pragma omp simd
-                        for (int c = 0; c < C; c++) yp[c] += xp[c] * wp[c];
+                        for (int c = 0; c < C; c++) yp[c] = fmaf(xp[c], wp[c], yp[c]);
                     }
                 }
             }
@@ -159,7 +166,7 @@ static void dw_backward(const conv2d_desc *d, const float *x, const float *w, co
                             const float *g = dy + (((size_t)n * d->oh + oy) * d->ow + ox) * C;
                             const float *wp = wt + ((size_t)ki * d->kw + kj) * C;
 #pragma omp simd
-                            for (int c = 0; c < C; c++) dxp[c] += g[c] * wp[c];
+                            for (int c = 0; c < C; c++) dxp[c] = fmaf(g[c], wp[c], dxp[c]);
                         }
                     }
                 }
@@ -183,7 +190,7 @@ static void dw_backward(const conv2d_desc *d, const float *x, const float *w, co
                                 const float *xp = x + (((size_t)n * d->h + iy) * d->w + ix) * C;
                                 float *acc = dwt + ((size_t)ki * d->kw + kj) * C;
 #pragma omp simd
-                                for (int c = c0; c < c1; c++) acc[c] += g[c] * xp[c];
+                                for (int c = c0; c < c1; c++) acc[c] = fmaf(g[c], xp[c], acc[c]);
                             }
                         }
                     }
