@@ -135,7 +135,7 @@ static const layer EXTRA[] = {
 };
 
 typedef struct timing {
-    double fwd_ms, bwd_ms;
+    double fwd_ms, bwd_ms, bd_ms, bw_ms; /* bd/bw: dx only, dw only (when asked) */
 } timing;
 
 static int cmp_double(const void *a, const void *b) {
@@ -143,29 +143,31 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* Median of repeated single calls: at least 3, until 0.15 s are spent, at most 25. */
+/* Fastest of repeated single calls (other people's jobs only ever slow a call down): at least 3,
+ * until 0.15 s are spent, at most 25.
+ * op: 0 forward, 1 backward dx + dw, 2 dx only, 3 dw only. */
 #define MAX_REPS 25
-static double time_call(const conv2d_desc *d, int backward, const float *x, const float *w,
+static double time_call(const conv2d_desc *d, int op, const float *x, const float *w,
                         const float *b, float *y, float *dx, float *dw, float *db, float *ws) {
     double t[MAX_REPS], spent = 0;
     int n = 0;
     for (int warm = 0; warm < 2; warm++) {
-        if (backward)
-            conv2d_backward(d, x, w, y, dx, dw, db, ws);
+        if (op)
+            conv2d_backward(d, x, w, y, op == 3 ? NULL : dx, op == 2 ? NULL : dw, db, ws);
         else
             conv2d_forward(d, x, w, b, y, ws);
     }
     while (n < MAX_REPS && (n < 3 || spent < 0.15)) {
         double t0 = now_seconds();
-        if (backward)
-            conv2d_backward(d, x, w, y, dx, dw, db, ws);
+        if (op)
+            conv2d_backward(d, x, w, y, op == 3 ? NULL : dx, op == 2 ? NULL : dw, db, ws);
         else
             conv2d_forward(d, x, w, b, y, ws);
         t[n] = now_seconds() - t0;
         spent += t[n++];
     }
     qsort(t, n, sizeof *t, cmp_double);
-    return t[n / 2] * 1e3;
+    return t[0] * 1e3;
 }
 
 static float *rand_buf(size_t n, uint64_t key) {
@@ -175,7 +177,8 @@ static float *rand_buf(size_t n, uint64_t key) {
     return p;
 }
 
-static timing time_shape(const conv2d_desc *d, int bias, conv2d_impl impl, const char **path) {
+static timing time_shape(const conv2d_desc *d, int bias, conv2d_impl impl, int split,
+                         const char **path) {
     conv2d_set_impl(impl);
     size_t nx = (size_t)d->n * d->h * d->w * d->cin, ny = (size_t)d->n * d->oh * d->ow * d->cout;
     size_t nw = (size_t)d->cout * d->kh * d->kw * (d->cin / d->groups);
@@ -184,9 +187,13 @@ static timing time_shape(const conv2d_desc *d, int bias, conv2d_impl impl, const
           *db = xcalloc(d->cout, 4);
     float *ws = xmalloc((conv2d_workspace_floats(d) + 1) * sizeof(float));
     *path = conv2d_path(d);
-    timing t;
+    timing t = {0};
     t.fwd_ms = time_call(d, 0, x, w, bias ? b : NULL, y, dx, dw, bias ? db : NULL, ws);
     t.bwd_ms = time_call(d, 1, x, w, bias ? b : NULL, y, dx, dw, bias ? db : NULL, ws);
+    if (split) {
+        t.bd_ms = time_call(d, 2, x, w, NULL, y, dx, dw, NULL, ws);
+        t.bw_ms = time_call(d, 3, x, w, NULL, y, dx, dw, NULL, ws);
+    }
     free(x), free(w), free(b), free(y), free(dx), free(dw), free(db), free(ws);
     conv2d_set_impl(CONV2D_AUTO);
     return t;
@@ -204,7 +211,7 @@ static void run_threads(int threads, int avx512, int compare, int imgsz, int bat
            threads, threads > 1 ? "s" : "", peak, peak / threads, gemm_backend());
     printf("%-20s %4s %4s %4s %2s %4s %3s | %7s %6s %5s | %7s %6s %5s |", "layer (n)", "in", "cin",
            "cout", "k", "s", "g", "fwd ms", "GF/s", "%pk", "bwd ms", "GF/s", "%pk");
-    if (compare) printf(" gemm f/b ms     onednn f/b ms   |");
+    if (compare) printf("  gemm: fwd    dx     dw  onednn: fwd  dx     dw   |");
     printf(" path\n");
     double total_ms = 0, total_gflop = 0;
     size_t nall = NLAYERS_V8N + sizeof EXTRA / sizeof *EXTRA;
@@ -221,7 +228,7 @@ static void run_threads(int threads, int avx512, int compare, int imgsz, int bat
         int hin = imgsz / L->div;
         conv2d_desc d = conv2d_make(batch, hin, hin, L->cin, L->cout, L->k, L->s, L->k / 2, L->g);
         const char *path;
-        timing t = time_shape(&d, L->bias, CONV2D_AUTO, &path);
+        timing t = time_shape(&d, L->bias, CONV2D_AUTO, 0, &path);
         char pathbuf[256];
         snprintf(pathbuf, sizeof pathbuf, "%s", path);
         double gf = 2 * conv2d_macs(&d) * 1e-9;
@@ -233,9 +240,10 @@ static void run_threads(int threads, int avx512, int compare, int imgsz, int bat
                100 * fb / peak);
         if (compare) {
             const char *p1, *p2;
-            timing tg = time_shape(&d, L->bias, CONV2D_GEMM, &p1);
-            timing to = time_shape(&d, L->bias, CONV2D_ONEDNN, &p2);
-            printf(" %6.3f/%-7.3f %6.3f/%-7.3f |", tg.fwd_ms, tg.bwd_ms, to.fwd_ms, to.bwd_ms);
+            timing tg = time_shape(&d, L->bias, CONV2D_GEMM, 1, &p1);
+            timing to = time_shape(&d, L->bias, CONV2D_ONEDNN, 1, &p2);
+            printf(" %6.2f %6.2f %6.2f  %6.2f %6.2f %6.2f |", tg.fwd_ms, tg.bd_ms, tg.bw_ms,
+                   to.fwd_ms, to.bd_ms, to.bw_ms);
         }
         printf(" %s\n", pathbuf);
         if (i < NLAYERS_V8N) {
@@ -274,7 +282,7 @@ int main(int argc, char **argv) {
     __builtin_cpu_init();
     int avx512 = __builtin_cpu_supports("avx512f");
     printf("bench_conv: yolov8n convs, imgsz %ld, batch %ld, fp32 NHWC; peak loop %s x %d "
-           "accumulators. Timings are medians; the machine is shared, so expect noise.\n",
+           "accumulators. Timings are the fastest of several calls; the machine is shared, so expect noise.\n",
            imgsz, batch, avx512 ? "AVX-512" : "AVX2", FMA_ACC);
     printf("%%pk = GFLOP/s / measured FMA peak for the same thread count; bwd = dx + dw (+ dbias), "
            "2x the forward FLOPs. (n) = occurrences in the model.\n");

@@ -11,6 +11,7 @@
  * table. The table is not locked: convolutions are called from one thread (each uses OpenMP
  * inside). */
 #include "kernels/conv2d.h"
+#include "kernels/conv2d_internal.h"
 
 #include "common/log.h"
 #include "kernels/gemm.h"
@@ -73,10 +74,8 @@ static size_t rows_out(const conv2d_desc *d) {
 static size_t rows_in(const conv2d_desc *d) {
     return (size_t)d->n * d->h * d->w;
 }
-/* Workspace regions start on 64-byte boundaries: round float counts up to 16. */
-static size_t round16(size_t floats) {
-    return (floats + 15) & ~(size_t)15;
-}
+/* Workspace regions start on 64-byte boundaries: float counts are rounded up to 16. */
+#define round16 conv2d_round16
 static float *align64(float *ws) {
     return (float *)(((uintptr_t)ws + 63) & ~(uintptr_t)63);
 }
@@ -99,105 +98,6 @@ static void bias_grad(size_t m, int c, const float *dy, float *db) {
     for (int t = 0; t < nt; t++)
         for (int j = 0; j < c; j++) db[j] += (float)part[(size_t)t * c + j];
     free(part);
-}
-
-/* ---- depthwise direct loops ----------------------------------------------------------------- */
-
-/* OHWI with I = 1 is [c][kh][kw]; the loops want [kh][kw][c] so channels are contiguous. */
-static void dw_transpose_weights(const conv2d_desc *d, const float *w, float *wt) {
-    int c = d->cout, kk = d->kh * d->kw;
-    for (int ch = 0; ch < c; ch++)
-        for (int t = 0; t < kk; t++) wt[(size_t)t * c + ch] = w[(size_t)ch * kk + t];
-}
-
-static void dw_forward(const conv2d_desc *d, const float *x, const float *w, const float *bias,
-                       float *y, float *ws) {
-    const int C = d->cin, S = d->stride, P = d->pad;
-    float *wt = ws;
-    dw_transpose_weights(d, w, wt);
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int n = 0; n < d->n; n++)
-        for (int oy = 0; oy < d->oh; oy++)
-            for (int ox = 0; ox < d->ow; ox++) {
-                float *yp = y + (((size_t)n * d->oh + oy) * d->ow + ox) * C;
-                /* not `bias ? bias[c] : 0` in the loop: that becomes a masked load from NULL,
-                 * which costs a microcode assist per vector on AMD */
-                if (bias)
-                    memcpy(yp, bias, sizeof(float) * C);
-                else
-                    memset(yp, 0, sizeof(float) * C);
-                for (int ki = 0; ki < d->kh; ki++) {
-                    int iy = oy * S - P + ki;
-                    if (iy < 0 || iy >= d->h) continue;
-                    for (int kj = 0; kj < d->kw; kj++) {
-                        int ix = ox * S - P + kj;
-                        if (ix < 0 || ix >= d->w) continue;
-                        const float *xp = x + (((size_t)n * d->h + iy) * d->w + ix) * C;
-                        const float *wp = wt + ((size_t)ki * d->kw + kj) * C;
-#pragma omp simd
-                        for (int c = 0; c < C; c++) yp[c] = fmaf(xp[c], wp[c], yp[c]);
-                    }
-                }
-            }
-}
-
-/* dx gathered per input pixel (no races); dw per block of 16 channels (no races, no partials). */
-static void dw_backward(const conv2d_desc *d, const float *x, const float *w, const float *dy,
-                        float *dx, float *dw, float *ws) {
-    const int C = d->cin, S = d->stride, P = d->pad, kk = d->kh * d->kw;
-    float *wt = ws, *dwt = ws + round16((size_t)kk * C);
-    if (dx) {
-        dw_transpose_weights(d, w, wt);
-#pragma omp parallel for collapse(2) schedule(static)
-        for (int n = 0; n < d->n; n++)
-            for (int iy = 0; iy < d->h; iy++)
-                for (int ix = 0; ix < d->w; ix++) {
-                    float *dxp = dx + (((size_t)n * d->h + iy) * d->w + ix) * C;
-                    for (int ki = 0; ki < d->kh; ki++) {
-                        int t = iy + P - ki;
-                        if (t < 0 || t % S) continue;
-                        int oy = t / S;
-                        if (oy >= d->oh) continue;
-                        for (int kj = 0; kj < d->kw; kj++) {
-                            int u = ix + P - kj;
-                            if (u < 0 || u % S) continue;
-                            int ox = u / S;
-                            if (ox >= d->ow) continue;
-                            const float *g = dy + (((size_t)n * d->oh + oy) * d->ow + ox) * C;
-                            const float *wp = wt + ((size_t)ki * d->kw + kj) * C;
-#pragma omp simd
-                            for (int c = 0; c < C; c++) dxp[c] = fmaf(g[c], wp[c], dxp[c]);
-                        }
-                    }
-                }
-    }
-    if (dw) {
-        memset(dwt, 0, sizeof(float) * kk * C);
-        int nblk = (C + 15) / 16;
-#pragma omp parallel for schedule(static)
-        for (int b = 0; b < nblk; b++) {
-            int c0 = b * 16, c1 = c0 + 16 < C ? c0 + 16 : C;
-            for (int n = 0; n < d->n; n++)
-                for (int oy = 0; oy < d->oh; oy++)
-                    for (int ox = 0; ox < d->ow; ox++) {
-                        const float *g = dy + (((size_t)n * d->oh + oy) * d->ow + ox) * C;
-                        for (int ki = 0; ki < d->kh; ki++) {
-                            int iy = oy * S - P + ki;
-                            if (iy < 0 || iy >= d->h) continue;
-                            for (int kj = 0; kj < d->kw; kj++) {
-                                int ix = ox * S - P + kj;
-                                if (ix < 0 || ix >= d->w) continue;
-                                const float *xp = x + (((size_t)n * d->h + iy) * d->w + ix) * C;
-                                float *acc = dwt + ((size_t)ki * d->kw + kj) * C;
-#pragma omp simd
-                                for (int c = c0; c < c1; c++) acc[c] = fmaf(g[c], xp[c], acc[c]);
-                            }
-                        }
-                    }
-        }
-        for (int c = 0; c < C; c++)
-            for (int t = 0; t < kk; t++) dw[(size_t)c * kk + t] += dwt[(size_t)t * C + c];
-    }
 }
 
 /* ---- GEMM path ------------------------------------------------------------------------------ */
@@ -482,12 +382,16 @@ static const char *impl_name(const dnn_prim *p) {
     return s;
 }
 
-static size_t dnn_ws_floats(const conv2d_desc *d, const dnn_conv *c) {
-    size_t fwd = c->wfwd_f + c->scr_f_f;
-    size_t bdata = c->wbd_f + c->scr_d_f + round16(rows_in(d) * d->cin);
-    size_t bweights = c->dwint_f + c->scr_w_f;
-    size_t m = fwd > bdata ? fwd : bdata;
-    return m > bweights ? m : bweights;
+/* Workspace of each op on the oneDNN path (they run one at a time, so the caller's buffer is the
+ * largest of them). */
+static size_t dnn_ws_fwd(const dnn_conv *c) {
+    return c->wfwd_f + c->scr_f_f;
+}
+static size_t dnn_ws_bwd_data(const conv2d_desc *d, const dnn_conv *c) {
+    return c->wbd_f + c->scr_d_f + round16(rows_in(d) * d->cin);
+}
+static size_t dnn_ws_bwd_weights(const dnn_conv *c) {
+    return c->dwint_f + c->scr_w_f;
 }
 
 static void set_handle(dnnl_memory_t m, const void *p) {
@@ -568,13 +472,27 @@ static void dnn_backward(const conv2d_desc *d, dnn_conv *c, const float *x, cons
     }
 }
 
-/* ---- per-shape table ------------------------------------------------------------------------ */
+/* ---- per-shape choice and table ------------------------------------------------------------- */
+
+enum { OP_FWD, OP_BWD_DATA, OP_BWD_WEIGHTS, NOPS };
+
+/* CONV2D_AUTO's choice for each op, from bench_conv (compare=true) on the project's machine:
+ * oneDNN's direct kernels win where the per-tap channel count is small (no im2col blow-up) and
+ * for depthwise; im2col + sgemm wins for strided convs with >= 64 input channels and for the
+ * weight gradient from 32 input channels up; a 1x1 stride-1 conv is a plain GEMM. */
+static int auto_path(const conv2d_desc *d, int op) {
+    int cg = d->cin / d->groups;
+    if (is_depthwise(d)) return PATH_ONEDNN;
+    if (is_pointwise(d)) return PATH_GEMM;
+    if (op == OP_BWD_WEIGHTS) return cg >= 32 ? PATH_GEMM : PATH_ONEDNN;
+    return d->stride > 1 && cg >= 64 ? PATH_GEMM : PATH_ONEDNN;
+}
 
 typedef struct conv_entry {
     conv2d_desc d;
     int nthreads;
     conv2d_impl impl;
-    int path;
+    int path[NOPS];
     size_t ws_floats;
     dnn_conv *dnn;
     char name[256];
@@ -596,34 +514,69 @@ static int desc_equal(const conv2d_desc *a, const conv2d_desc *b) {
            a->groups == b->groups && a->oh == b->oh && a->ow == b->ow;
 }
 
+static size_t op_ws(const conv_entry *e, int op) {
+    const conv2d_desc *d = &e->d;
+    switch (e->path[op]) {
+    case PATH_DEPTHWISE:
+        return conv2d_dw_ws_floats(d, e->nthreads);
+    case PATH_ONEDNN:
+        return op == OP_FWD        ? dnn_ws_fwd(e->dnn)
+               : op == OP_BWD_DATA ? dnn_ws_bwd_data(d, e->dnn)
+                                   : dnn_ws_bwd_weights(e->dnn);
+    default:
+        return is_pointwise(d) ? 0 : round16(rows_out(d) * d->kh * d->kw * (d->cin / d->groups));
+    }
+}
+
+static void op_name(const conv_entry *e, int op, char *buf, size_t len) {
+    const dnn_prim *p[NOPS];
+    switch (e->path[op]) {
+    case PATH_DEPTHWISE:
+        snprintf(buf, len, "direct");
+        break;
+    case PATH_ONEDNN:
+        p[OP_FWD] = &e->dnn->fwd, p[OP_BWD_DATA] = &e->dnn->bwd_data;
+        p[OP_BWD_WEIGHTS] = &e->dnn->bwd_weights;
+        snprintf(buf, len, "onednn/%s", impl_name(p[op]));
+        break;
+    default:
+        snprintf(buf, len, is_pointwise(&e->d) ? "sgemm" : "im2col+sgemm");
+        break;
+    }
+}
+
 static void entry_fill(conv_entry *e) {
     const conv2d_desc *d = &e->d;
-    int want_dnn = e->impl == CONV2D_ONEDNN ||
-                   (e->impl == CONV2D_AUTO && !is_depthwise(d) && !is_pointwise(d));
-    if (e->impl == CONV2D_AUTO && is_depthwise(d)) {
-        e->path = PATH_DEPTHWISE;
-        e->ws_floats = 2 * round16((size_t)d->kh * d->kw * d->cin) + WS_SLACK;
+    int any_dnn = 0;
+    for (int op = 0; op < NOPS; op++) {
+        int p = auto_path(d, op);
+        if (e->impl == CONV2D_GEMM) p = PATH_GEMM;
+        if (e->impl == CONV2D_ONEDNN) p = PATH_ONEDNN;
+        if (e->impl == CONV2D_DIRECT && is_depthwise(d)) p = PATH_DEPTHWISE;
+        e->path[op] = p;
+        any_dnn |= p == PATH_ONEDNN;
+    }
+    if (any_dnn && !(e->dnn = dnn_create(d))) {
+        log_warn("conv2d: oneDNN has no primitive for %dx%dx%d->%d k%dx%d s%d p%d g%d; using %s",
+                 d->h, d->w, d->cin, d->cout, d->kh, d->kw, d->stride, d->pad, d->groups,
+                 is_depthwise(d) ? "direct loops" : "GEMM");
+        for (int op = 0; op < NOPS; op++)
+            if (e->path[op] == PATH_ONEDNN)
+                e->path[op] = is_depthwise(d) ? PATH_DEPTHWISE : PATH_GEMM;
+    }
+    e->ws_floats = 0;
+    for (int op = 0; op < NOPS; op++)
+        if (op_ws(e, op) > e->ws_floats) e->ws_floats = op_ws(e, op);
+    if (e->ws_floats) e->ws_floats += WS_SLACK;
+    int same = e->path[0] == e->path[1] && e->path[1] == e->path[2];
+    if (same && e->path[0] == PATH_GEMM)
+        snprintf(e->name, sizeof e->name, is_pointwise(d) ? "1x1 dnnl_sgemm" : "im2col+dnnl_sgemm");
+    else if (same && e->path[0] == PATH_DEPTHWISE)
         snprintf(e->name, sizeof e->name, "depthwise-direct");
-        return;
-    }
-    if (want_dnn && (e->dnn = dnn_create(d)) != NULL) {
-        e->path = PATH_ONEDNN;
-        e->ws_floats = dnn_ws_floats(d, e->dnn) + WS_SLACK;
-        snprintf(e->name, sizeof e->name, "onednn fwd:%s bwd-data:%s bwd-w:%s",
-                 impl_name(&e->dnn->fwd), impl_name(&e->dnn->bwd_data),
-                 impl_name(&e->dnn->bwd_weights));
-        return;
-    }
-    if (want_dnn)
-        log_warn("conv2d: oneDNN has no primitive for %dx%dx%d->%d k%dx%d s%d p%d g%d; using GEMM",
-                 d->h, d->w, d->cin, d->cout, d->kh, d->kw, d->stride, d->pad, d->groups);
-    e->path = PATH_GEMM;
-    if (is_pointwise(d)) {
-        e->ws_floats = 0;
-        snprintf(e->name, sizeof e->name, "1x1 dnnl_sgemm");
-    } else {
-        e->ws_floats = round16(rows_out(d) * d->kh * d->kw * (d->cin / d->groups)) + WS_SLACK;
-        snprintf(e->name, sizeof e->name, "im2col+dnnl_sgemm");
+    else {
+        char n[NOPS][80];
+        for (int op = 0; op < NOPS; op++) op_name(e, op, n[op], sizeof n[op]);
+        snprintf(e->name, sizeof e->name, "fwd:%s dx:%s dw:%s", n[0], n[1], n[2]);
     }
 }
 
@@ -659,14 +612,18 @@ const char *conv2d_path(const conv2d_desc *d) {
     return lookup(d)->name;
 }
 
+static float *checked_ws(const conv_entry *e, float *ws, const char *fn) {
+    if (e->ws_floats && !ws) FATAL("%s: workspace of %zu floats is NULL", fn, e->ws_floats);
+    return ws ? align64(ws) : NULL;
+}
+
 void conv2d_forward(const conv2d_desc *d, const float *x, const float *w, const float *bias,
                     float *y, float *ws) {
     conv_entry *e = lookup(d);
-    float *a = ws ? align64(ws) : NULL;
-    if (e->ws_floats && !ws) FATAL("conv2d_forward: workspace of %zu floats is NULL", e->ws_floats);
-    switch (e->path) {
+    float *a = checked_ws(e, ws, "conv2d_forward");
+    switch (e->path[OP_FWD]) {
     case PATH_DEPTHWISE:
-        dw_forward(d, x, w, bias, y, a);
+        conv2d_dw_forward(d, x, w, bias, y, a);
         break;
     case PATH_ONEDNN:
         dnn_forward(d, e->dnn, x, w, bias, y, a);
@@ -677,22 +634,30 @@ void conv2d_forward(const conv2d_desc *d, const float *x, const float *w, const 
     }
 }
 
+static void backward_on(const conv_entry *e, int path, const float *x, const float *w,
+                        const float *dy, float *dx, float *dw, float *ws) {
+    switch (path) {
+    case PATH_DEPTHWISE:
+        conv2d_dw_backward(&e->d, x, w, dy, dx, dw, ws);
+        break;
+    case PATH_ONEDNN:
+        dnn_backward(&e->d, e->dnn, x, w, dy, dx, dw, ws);
+        break;
+    default:
+        gemm_backward(&e->d, x, w, dy, dx, dw, ws);
+        break;
+    }
+}
+
 void conv2d_backward(const conv2d_desc *d, const float *x, const float *w, const float *dy,
                      float *dx, float *dw, float *dbias, float *ws) {
     conv_entry *e = lookup(d);
-    float *a = ws ? align64(ws) : NULL;
-    if (e->ws_floats && !ws)
-        FATAL("conv2d_backward: workspace of %zu floats is NULL", e->ws_floats);
-    switch (e->path) {
-    case PATH_DEPTHWISE:
-        dw_backward(d, x, w, dy, dx, dw, a);
-        break;
-    case PATH_ONEDNN:
-        dnn_backward(d, e->dnn, x, w, dy, dx, dw, a);
-        break;
-    default:
-        gemm_backward(d, x, w, dy, dx, dw, a);
-        break;
+    float *a = checked_ws(e, ws, "conv2d_backward");
+    if (e->path[OP_BWD_DATA] == e->path[OP_BWD_WEIGHTS]) {
+        if (dx || dw) backward_on(e, e->path[OP_BWD_DATA], x, w, dy, dx, dw, a);
+    } else {
+        if (dw) backward_on(e, e->path[OP_BWD_WEIGHTS], x, w, dy, NULL, dw, a);
+        if (dx) backward_on(e, e->path[OP_BWD_DATA], x, w, dy, dx, NULL, a);
     }
     if (dbias) bias_grad(rows_out(d), d->cout, dy, dbias);
 }

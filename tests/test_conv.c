@@ -113,6 +113,9 @@ static const shape SHAPES[] = {
     {2, 9, 8, 16, 16, 3, 1, 1, 16},   /* depthwise */
     {1, 10, 11, 24, 24, 3, 2, 1, 24}, /* depthwise s2 */
     {3, 8, 8, 20, 20, 5, 1, 2, 20},   /* depthwise k5, channel count not a multiple of 16 */
+    {2, 7, 9, 40, 40, 3, 2, 1, 40},   /* depthwise: 32-channel blocks and a tail */
+    {1, 6, 7, 32, 8, 3, 1, 1, 1},     /* AUTO mixes oneDNN (fwd, dx) and GEMM (dw) */
+    {2, 7, 6, 64, 8, 3, 2, 1, 1},     /* AUTO: GEMM for strided, wide input */
 };
 #define NSHAPES (sizeof SHAPES / sizeof *SHAPES)
 
@@ -179,21 +182,33 @@ Test(conv, onednn_path_matches_naive) {
     check_all(CONV2D_ONEDNN, 1);
 }
 
+Test(conv, direct_depthwise_matches_naive) {
+    check_all(CONV2D_DIRECT, 2);
+}
+
 Test(conv, paths_reported) {
     kernels_set_threads(1);
     conv2d_desc dw = conv2d_make(1, 8, 8, 16, 16, 3, 1, 1, 16);
     conv2d_desc pw = conv2d_make(1, 8, 8, 16, 32, 1, 1, 0, 1);
     conv2d_desc c3 = conv2d_make(1, 8, 8, 16, 32, 3, 2, 1, 1);
-    cr_assert_str_eq(conv2d_path(&dw), "depthwise-direct");
+    conv2d_desc mixed = conv2d_make(1, 8, 8, 32, 32, 3, 1, 1, 1);
+    conv2d_desc wide = conv2d_make(1, 8, 8, 64, 32, 3, 2, 1, 1);
+    cr_assert(strncmp(conv2d_path(&dw), "fwd:onednn/", 11) == 0, "%s", conv2d_path(&dw));
     cr_assert_str_eq(conv2d_path(&pw), "1x1 dnnl_sgemm");
-    cr_assert(strncmp(conv2d_path(&c3), "onednn", 6) == 0, "%s", conv2d_path(&c3));
+    cr_assert(strncmp(conv2d_path(&c3), "fwd:onednn/", 11) == 0, "%s", conv2d_path(&c3));
+    cr_assert(strstr(conv2d_path(&mixed), "dw:im2col+sgemm"), "%s", conv2d_path(&mixed));
+    cr_assert_str_eq(conv2d_path(&wide), "im2col+dnnl_sgemm");
     cr_assert_eq(conv2d_workspace_floats(&pw), 0, "1x1 stride 1 needs no im2col");
     conv2d_set_impl(CONV2D_GEMM);
     cr_assert_str_eq(conv2d_path(&c3), "im2col+dnnl_sgemm");
+    conv2d_set_impl(CONV2D_DIRECT);
+    cr_assert_str_eq(conv2d_path(&dw), "depthwise-direct");
+    conv2d_set_impl(CONV2D_ONEDNN);
+    cr_assert(strstr(conv2d_path(&wide), "dw:onednn/"), "%s", conv2d_path(&wide));
     conv2d_set_impl(CONV2D_AUTO);
-    cr_assert(strncmp(conv2d_path(&c3), "onednn", 6) == 0);
+    cr_assert(strncmp(conv2d_path(&c3), "fwd:onednn/", 11) == 0);
     conv2d_cache_clear();
-    cr_assert(strncmp(conv2d_path(&c3), "onednn", 6) == 0, "rebuilt after clearing");
+    cr_assert(strncmp(conv2d_path(&c3), "fwd:onednn/", 11) == 0, "rebuilt after clearing");
 }
 
 /* ---- finite differences in double ----------------------------------------------------------- */
@@ -258,8 +273,10 @@ Test(conv, finite_differences_1x1) {
 Test(conv, finite_differences_depthwise) {
     const shape s = {2, 5, 6, 3, 3, 3, 2, 1, 3};
     fd_shape(&s, CONV2D_AUTO);
-    const shape k5 = {1, 5, 5, 2, 2, 5, 1, 2, 2};
+    fd_shape(&s, CONV2D_DIRECT);
+    const shape k5 = {1, 5, 5, 2, 2, 5, 1, 2, 2}, wide = {1, 4, 5, 36, 36, 3, 1, 1, 36};
     fd_shape(&k5, CONV2D_AUTO);
+    fd_shape(&wide, CONV2D_DIRECT);
 }
 Test(conv, finite_differences_k5_p0) {
     const shape s = {1, 7, 6, 3, 4, 5, 2, 0, 1};
@@ -274,9 +291,9 @@ Test(conv, backward_twice_doubles_gradients) {
                             {2, 7, 5, 8, 12, 1, 1, 0, 1},
                             {2, 9, 8, 16, 16, 3, 1, 1, 16},
                             {2, 8, 8, 8, 12, 3, 1, 1, 2}};
-    conv2d_impl impls[] = {CONV2D_AUTO, CONV2D_GEMM, CONV2D_ONEDNN};
+    conv2d_impl impls[] = {CONV2D_AUTO, CONV2D_GEMM, CONV2D_ONEDNN, CONV2D_DIRECT};
     for (size_t si = 0; si < 4; si++)
-        for (int ii = 0; ii < 3; ii++) {
+        for (int ii = 0; ii < 4; ii++) {
             conv2d_set_impl(impls[ii]);
             conv2d_desc d = make(&shapes[si]);
             size_t nx = x_size(&d), ny = y_size(&d), nw = w_size(&d);
