@@ -45,6 +45,7 @@ typedef struct job_info {
 typedef struct epoch_header {
     int32_t epoch, steps, share; /* share = images per worker per step */
     int32_t mosaic;              /* 0 once close_mosaic applies */
+    int32_t epochs;              /* total epochs: changes when `time` re-estimates it */
 } epoch_header;
 
 typedef struct step_report {

@@ -133,7 +133,7 @@ static int run(train_args *a, int workers) {
         shard_plan plan;
         shard_plan_make(&plan, n_train, (int)a->batch, workers, (uint64_t)a->seed, epoch);
         epoch_header h = {.epoch = epoch, .steps = plan.steps, .share = (int)a->batch / workers,
-                          .mosaic = epoch < a->epochs - a->close_mosaic};
+                          .mosaic = epoch < a->epochs - a->close_mosaic, .epochs = (int)a->epochs};
         if (epoch == a->epochs - a->close_mosaic && a->close_mosaic > 0)
             log_info("closing dataloader mosaic");
         int32_t *idx = xmalloc((size_t)plan.steps * h.share * sizeof *idx);
@@ -162,6 +162,8 @@ static int run(train_args *a, int workers) {
             double ips = (double)(s + 1) * a->batch / (now_seconds() - t_epoch);
             progress_step(&pr, s, mean, inst, ips, false);
             train_state_step(&st, epoch, s, plan.steps, rep, workers, mean, ips);
+            /* time=H: checked after every step, as Ultralytics checks after every optimizer step */
+            if (a->time_hours > 0 && now_seconds() - t_train > a->time_hours * 3600) st.stop_requested = true;
             int32_t word = train_state_control(&st);
             if (word == CTRL_STOP) stop = true;
             send_control(workers, word);
@@ -176,6 +178,18 @@ static int run(train_args *a, int workers) {
             log_error("%s", err);
             rc = 1;
         }
+        if (a->time_hours > 0 && !stop) {
+            /* Ultralytics re-estimates the epoch count from the mean epoch time (schedule too). */
+            double el = now_seconds() - t_train;
+            long e = (long)ceil(a->time_hours * 3600 / (el / (epoch + 1)));
+            a->epochs = e > epoch + 1 ? e : epoch + 1;
+            if (el >= a->time_hours * 3600) stop = true;
+        }
+    }
+    if (rc == 0) {
+        epoch_header done = {.steps = -1};
+        for (int w = 0; w < workers; w++)
+            CHECK_MPI(MPI_Send(&done, sizeof done, MPI_BYTE, w + 1, TAG_EPOCH, MPI_COMM_WORLD));
     }
     train_state_finish(&st, rc == 0, now_seconds() - t_train);
     train_state_free(&st);

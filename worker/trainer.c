@@ -44,9 +44,9 @@ typedef struct worker {
     char err[1024];
 } worker;
 
-static void fail_report(worker *w, step_report *r, const char *msg) {
+static void fail_report(step_report *r, const char *msg) {
     r->ok = 0;
-    snprintf(r->error, sizeof r->error, "%s", msg);
+    snprintf(r->error, sizeof r->error, "%.199s", msg);
 }
 
 /* Forward, loss and backward of one micro-batch; loss items added to items[3]. The head-output
@@ -120,7 +120,7 @@ static int train_epoch(worker *w, const epoch_header *h, const int32_t *idx, boo
         step_report r = {.epoch = h->epoch, .step = s, .worker = w->wrank, .ok = 1};
         loader_batch b;
         double t0 = now_seconds();
-        if (loader_next(w->train_ld, &b, w->err, sizeof w->err) != 0) fail_report(w, &r, w->err);
+        if (loader_next(w->train_ld, &b, w->err, sizeof w->err) != 0) fail_report(&r, w->err);
         else {
             r.stall_s = b.stall_s;
             double t1 = now_seconds();
@@ -128,7 +128,7 @@ static int train_epoch(worker *w, const epoch_header *h, const int32_t *idx, boo
             double items[3] = {0};
             for (int j = 0; j < w->nmicro; j++) micro_step(w, &b, j * w->micro, w->micro, items);
             if (w->ni - w->last_opt_step >= w->accumulate) {
-                if (optimizer_step(w, &r) != 0) fail_report(w, &r, w->err);
+                if (optimizer_step(w, &r) != 0) fail_report(&r, w->err);
                 w->last_opt_step = w->ni;
             }
             w->ni++;
@@ -171,7 +171,7 @@ static int end_epoch(worker *w) {
         int64_t *counts = xcalloc(2 * (size_t)w->job.nc, sizeof *counts);
         if (model_plan(w->ema_m, chunk, (int)w->a.imgsz, (int)w->a.imgsz, w->err, sizeof w->err) != 0) {
             s = (val_summary){.ok = 0};
-            snprintf(s.error, sizeof s.error, "%s", w->err);
+            snprintf(s.error, sizeof s.error, "%.199s", w->err);
         } else {
             validate_run(&v, 0, idx, vh.count, &s, &recs, counts, w->err, sizeof w->err);
         }
@@ -299,11 +299,14 @@ int worker_train_main(void) {
         MPI_Abort(MPI_COMM_WORLD, 1);
     }
     bool stop = false;
-    for (int e = 0; e < w->a.epochs && !stop; e++) {
+    for (;;) { /* the coordinator decides how many epochs (time=, stop): steps < 0 ends */
         epoch_header h;
         CHECK_MPI(MPI_Recv(&h, sizeof h, MPI_BYTE, 0, TAG_EPOCH, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+        if (h.steps < 0) break;
         int32_t *idx = xmalloc((size_t)h.steps * h.share * sizeof *idx);
         CHECK_MPI(MPI_Recv(idx, h.steps * h.share, MPI_INT32_T, 0, TAG_PLAN, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+        w->a.epochs = h.epochs; /* `time` may re-estimate the total */
+        w->sc.epochs = h.epochs;
         int r = train_epoch(w, &h, idx, &stop);
         free(idx);
         if (r != 0 || end_epoch(w) != 0) {

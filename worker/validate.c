@@ -3,6 +3,7 @@
 #include "common/log.h"
 #include "kernels/nms.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -103,6 +104,6 @@ int validate_run(validator *v, int epoch, const int32_t *idx, int n, val_summary
     free(img);
     free(det);
     s->ok = rc == 0;
-    if (rc) snprintf(s->error, sizeof s->error, "%s", err);
+    if (rc) snprintf(s->error, sizeof s->error, "%.199s", err);
     return rc;
 }
