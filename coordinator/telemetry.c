@@ -270,9 +270,13 @@ static int check_not_in_use(const telemetry *t, char *err, size_t errlen) {
     cJSON *j = cJSON_Parse(text);
     free(text);
     cJSON *pid = cJSON_GetObjectItemCaseSensitive(j, "pid");
+    const char *host = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "host"));
+    char me[256] = "";
+    gethostname(me, sizeof me - 1);
     int rc = 0;
+    /* A pid means something only on the host that wrote it (run dirs may be on shared storage). */
     if (cJSON_IsNumber(pid) && pid->valuedouble > 0 && (pid_t)pid->valuedouble != getpid() &&
-        kill((pid_t)pid->valuedouble, 0) == 0)
+        (!host || !strcmp(host, me)) && kill((pid_t)pid->valuedouble, 0) == 0)
         rc = errf(err, errlen,
                   "telemetry: %s: already served by live process %d (see %s); not binding twice",
                   t->rundir, (int)pid->valuedouble, path);

@@ -485,3 +485,31 @@ Test(telemetry, cli_on_a_run_that_is_not_live) {
     cr_assert(strstr(out, "train/box_loss") && strstr(out, "1.1"), "%s", out);
     remove_rundir(dir);
 }
+
+Test(telemetry, refuses_a_run_dir_served_by_a_live_process) {
+    char dir[64], err[512], path[PATH_MAX], host[256] = "";
+    make_rundir(dir);
+    gethostname(host, sizeof host - 1);
+    snprintf(path, sizeof path, "%s/%s", dir, TELEMETRY_ENDPOINTS_FILE);
+    pid_t dead = fork();
+    if (dead == 0) _exit(0);
+    waitpid(dead, NULL, 0);
+    pid_t pids[2] = {getppid(), dead}; /* a live process, then one that is gone */
+    for (int i = 0; i < 2; i++) {
+        FILE *f = fopen(path, "w");
+        cr_assert(f);
+        fprintf(f, "{\"version\":1,\"pid\":%d,\"host\":\"%s\",\"pub\":\"x\",\"ctl\":\"y\"}",
+                (int)pids[i], host);
+        fclose(f);
+        telemetry *t = telemetry_open(dir, NULL, err, sizeof err);
+        if (i == 0) {
+            cr_assert_null(t, "a live server's run dir is not taken over");
+            cr_assert(strstr(err, "already served") && strstr(err, dir), "%s", err);
+            cr_assert_eq(access(path, F_OK), 0, "the live server's endpoints.json is kept");
+        } else {
+            cr_assert(t, "a stale endpoints.json is replaced: %s", err);
+            telemetry_close(t);
+        }
+    }
+    remove_rundir(dir);
+}

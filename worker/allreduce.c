@@ -2,6 +2,7 @@
 
 #include "common/log.h"
 #include "common/timer.h"
+#include "kernels/threads.h"
 
 #include <malloc.h>
 #include <stdint.h>
@@ -26,6 +27,8 @@ struct allreduce {
     int launched_early; /* launched before allreduce_wait this step */
     double t_first;     /* first launch of the step */
     double t_last_done; /* latest observed completion */
+    double scale_s;     /* time spent dividing completed buckets this step */
+    int *idx;           /* scratch for MPI_Testsome / MPI_Waitsome */
     span *spans;
     int nspans, capspans;
 };
@@ -82,6 +85,7 @@ allreduce *allreduce_create(MPI_Comm comm, float *grad, size_t count, size_t buc
     ar->nb = (int)nb;
     ar->ready = xcalloc(nb, sizeof *ar->ready);
     ar->req = xmalloc(nb * sizeof *ar->req);
+    ar->idx = xmalloc(nb * sizeof *ar->idx);
     for (size_t i = 0; i < nb; i++) ar->req[i] = MPI_REQUEST_NULL;
     if (allreduce_begin(ar, err, errlen) != 0) goto fail;
     return ar;
@@ -89,16 +93,26 @@ fail:
     if (ar->comm != MPI_COMM_NULL) MPI_Comm_free(&ar->comm);
     free(ar->ready);
     free(ar->req);
+    free(ar->idx);
     free(ar);
     return NULL;
 }
 
 void allreduce_free(allreduce *ar) {
     if (!ar) return;
-    if (ar->req) MPI_Waitall(ar->nb, ar->req, MPI_STATUSES_IGNORE);
-    if (ar->comm != MPI_COMM_NULL) MPI_Comm_free(&ar->comm);
+    char err[MPI_MAX_ERROR_STRING + 128];
+    int rc;
+    if (ar->req && (rc = MPI_Waitall(ar->nb, ar->req, MPI_STATUSES_IGNORE)) != MPI_SUCCESS) {
+        mpi_err(ar, rc, "MPI_Waitall (free)", err, sizeof err);
+        log_warn("%s", err);
+    }
+    if (ar->comm != MPI_COMM_NULL && (rc = MPI_Comm_free(&ar->comm)) != MPI_SUCCESS) {
+        mpi_err(ar, rc, "MPI_Comm_free", err, sizeof err);
+        log_warn("%s", err);
+    }
     free(ar->ready);
     free(ar->req);
+    free(ar->idx);
     free(ar->spans);
     free(ar);
 }
@@ -131,7 +145,7 @@ int allreduce_begin(allreduce *ar, char *err, size_t errlen) {
     memset(ar->ready, 0, (size_t)ar->nb * sizeof *ar->ready);
     ar->next = 0;
     ar->launched_early = 0;
-    ar->t_first = ar->t_last_done = 0;
+    ar->t_first = ar->t_last_done = ar->scale_s = 0;
     ar->nspans = 0;
     return 0;
 }
@@ -164,15 +178,39 @@ static int launch_ready(allreduce *ar, char *err, size_t errlen) {
     return 0;
 }
 
+/* A reduced bucket holds the sum: divide it now, while the other buckets are still in flight.
+ * Division (not multiplication by 1/size) is correctly rounded, so the average is exact whenever
+ * the sum is. */
+static void finish_bucket(allreduce *ar, int b) {
+    double t0 = now_seconds();
+    size_t first, n;
+    allreduce_bucket_range(ar, b, &first, &n);
+    float *g = ar->grad + first;
+    const float size = (float)ar->size;
+    if (ar->size > 1) {
+#pragma omp parallel for num_threads(kernels_threads()) if (n > (1u << 18)) schedule(static)
+        for (size_t i = 0; i < n; i++) g[i] /= size;
+    }
+    double t1 = now_seconds();
+    ar->scale_s += t1 - t0;
+    ar->t_last_done = t0;
+}
+
+/* Completes whatever finished (blocking: until at least one did), scaling each bucket. */
+static int complete_some(allreduce *ar, int blocking, char *err, size_t errlen) {
+    int outcount = 0;
+    int rc = blocking ? MPI_Waitsome(ar->nb, ar->req, &outcount, ar->idx, MPI_STATUSES_IGNORE)
+                      : MPI_Testsome(ar->nb, ar->req, &outcount, ar->idx, MPI_STATUSES_IGNORE);
+    if (rc != MPI_SUCCESS)
+        return mpi_err(ar, rc, blocking ? "MPI_Waitsome" : "MPI_Testsome", err, errlen);
+    if (outcount == MPI_UNDEFINED) return 0;
+    for (int i = 0; i < outcount; i++) finish_bucket(ar, ar->idx[i]);
+    return outcount;
+}
+
 int allreduce_progress(allreduce *ar, char *err, size_t errlen) {
     if (!in_flight(ar)) return 0;
-    int outcount = 0;
-    int *idx = xmalloc((size_t)ar->nb * sizeof *idx);
-    int rc = MPI_Testsome(ar->nb, ar->req, &outcount, idx, MPI_STATUSES_IGNORE);
-    free(idx);
-    if (rc != MPI_SUCCESS) return mpi_err(ar, rc, "MPI_Testsome", err, errlen);
-    if (outcount != MPI_UNDEFINED && outcount > 0) ar->t_last_done = now_seconds();
-    return 0;
+    return complete_some(ar, 0, err, errlen) < 0 ? -1 : 0;
 }
 
 /* Adds [a, b) to the sorted, merged list of marked spans; -1 if any float was marked before. */
@@ -235,21 +273,13 @@ int allreduce_wait(allreduce *ar, allreduce_stats *stats, char *err, size_t errl
     double t0 = now_seconds();
     while (ar->next < ar->nb)
         if (launch(ar, bucket_at(ar, ar->next), err, errlen) != 0) return -1;
-    int pending = in_flight(ar);
-    int rc = MPI_Waitall(ar->nb, ar->req, MPI_STATUSES_IGNORE);
-    if (rc != MPI_SUCCESS) return mpi_err(ar, rc, "MPI_Waitall", err, errlen);
+    while (in_flight(ar))
+        if (complete_some(ar, 1, err, errlen) < 0) return -1;
     double t1 = now_seconds();
-    if (pending) ar->t_last_done = t1;
-    /* Division (not multiplication by 1/size) is correctly rounded, so any world size gives the
-     * exact average when the sum is exact. */
-    const float size = (float)ar->size;
-    float *g = ar->grad;
-    for (size_t i = 0; i < ar->count; i++) g[i] /= size;
-    double t2 = now_seconds();
     if (stats) {
         stats->comm_s = ar->t_last_done - ar->t_first;
         stats->exposed_s = t1 - t0;
-        stats->scale_s = t2 - t1;
+        stats->scale_s = ar->scale_s;
         stats->buckets = ar->nb;
         stats->launched_early = ar->launched_early;
         stats->bytes = ar->count * sizeof(float);

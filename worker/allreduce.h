@@ -4,9 +4,9 @@
  * The gradients live in ONE flat float buffer. It is cut into contiguous buckets (ranges of the
  * buffer, bucket_bytes each, the last one shorter). As backward finishes a layer it calls
  * allreduce_mark_ready() on that layer's gradient range; a bucket whose floats are all marked is
- * launched at once with MPI_Iallreduce (in place, MPI_SUM). allreduce_wait() launches whatever is
- * left, completes everything and divides by the number of workers, so the optimizer sees the
- * average gradient on every rank.
+ * launched at once with MPI_Iallreduce (in place, MPI_SUM). Each bucket is divided by the number
+ * of workers as soon as its reduction is seen complete (in mark_ready/progress/wait), so after
+ * allreduce_wait() every rank holds the average gradient.
  *
  * Call order: MPI requires every rank to start its collectives on a communicator in the same
  * order. Ranks finish layers at different times, so buckets are launched strictly in a FIXED
@@ -41,7 +41,7 @@ typedef struct allreduce_stats {
     double comm_s; /* from the first launch of the step to the completion of the last bucket */
     double
         exposed_s;  /* time spent blocked in allreduce_wait: communication NOT hidden by compute */
-    double scale_s; /* time dividing by the world size */
+    double scale_s; /* time dividing by the world size (each bucket as soon as it completes) */
     int buckets;    /* buckets reduced this step */
     int launched_early; /* of those, launched by mark_ready (before allreduce_wait) */
     size_t bytes;       /* bytes reduced per rank */
@@ -72,6 +72,6 @@ int allreduce_mark_ready(allreduce *ar, size_t first, size_t count, char *err, s
 /* Drives progress of in-flight reductions (Open MPI progresses non-blocking collectives only
  * inside MPI calls); cheap, call it between layers if marks are far apart. */
 int allreduce_progress(allreduce *ar, char *err, size_t errlen);
-/* Launches the buckets not launched yet (in order), waits for all, divides by the world size.
- * stats may be NULL. */
+/* Launches the buckets not launched yet (in order), waits for all and averages them; the next
+ * step may start right after (marks are cleared). stats may be NULL. */
 int allreduce_wait(allreduce *ar, allreduce_stats *stats, char *err, size_t errlen);

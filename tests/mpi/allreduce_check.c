@@ -146,13 +146,14 @@ static void check_ranges_and_errors(void) {
 int main(int argc, char **argv) {
     (void)argc;
     (void)argv;
-    if (allreduce_tune_malloc() != 0) fprintf(stderr, "allreduce_check: mallopt refused\n");
+    int tuned = allreduce_tune_malloc(); /* before MPI_Init, as a worker main does */
     if (MPI_Init(&argc, &argv) != MPI_SUCCESS) {
         fprintf(stderr, "allreduce_check: MPI_Init failed\n");
         return 1;
     }
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
+    CHECK(tuned == 0, "allreduce_tune_malloc: mallopt refused the thresholds");
     check_ranges_and_errors();
     const struct {
         size_t count, bucket_bytes;
