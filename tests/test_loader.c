@@ -1,13 +1,19 @@
 #include "common/rng.h"
 #include "dataio/augment.h"
+#include "dataio/dataset_write.h"
 #include "dataio/loader.h"
+#include "dataio/pack.h"
+#include "tests/oracle.h"
+#include "dataio/synth.h"
 
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* In-memory sample source: raw RGB images of varying sizes with a few labels each; can fail a
  * read or a decode at one index, sleep in decode, and counts concurrent reads. */
@@ -303,4 +309,159 @@ Test(loader, stall_is_measured_and_shutdown_with_work_pending) {
     /* one thread, two samples of >= 20 ms decode each: the consumer waited at least 20 ms */
     cr_assert(b.stall_s >= 0.02, "stall %g", b.stall_s);
     loader_destroy(L); /* 5 steps outstanding: must return without hanging */
+}
+
+/* ---- through a real dataset file --------------------------------------------------------- */
+
+static void write_h5(const char *path) {
+    char err[512];
+    const char *names[3] = {"circle", "rectangle", "triangle"};
+    dataset_writer *w = dataset_writer_create(path, 3, names, "test_loader", err, sizeof err);
+    cr_assert(w, "%s", err);
+    uint8_t rgb[96 * 96 * 3];
+    float lab[SYNTH_MAX_OBJECTS * 5];
+    cr_assert_eq(dataset_writer_begin_split(w, SPLIT_TRAIN, err, sizeof err), 0, "%s", err);
+    for (int i = 0; i < 8; i++) {
+        int nb = synth_image(3, SPLIT_TRAIN, i, 96, 3, rgb, lab);
+        cr_assert_eq(dataset_writer_add(w, rgb, sizeof rgb, IMG_RAW_RGB, 96, 96, lab, nb, "synth",
+                                        err, sizeof err),
+                     0, "%s", err);
+    }
+    cr_assert_eq(dataset_writer_begin_split(w, SPLIT_VAL, err, sizeof err), 0, "%s", err);
+    for (int i = 0; i < 3; i++) {
+        int nb = synth_image(3, SPLIT_VAL, i, 96, 3, rgb, lab);
+        cr_assert_eq(dataset_writer_add(w, rgb, sizeof rgb, IMG_RAW_RGB, 96, 96, lab, nb, "synth",
+                                        err, sizeof err),
+                     0, "%s", err);
+    }
+    uint8_t junk[64] = {0xFF, 0xD8, 0xFF, 0x01, 0x02}; /* a JPEG start, then garbage */
+    cr_assert_eq(dataset_writer_add(w, junk, sizeof junk, IMG_JPEG, 50, 60, NULL, 0, "junk.jpg",
+                                    err, sizeof err),
+                 0, "%s", err);
+    cr_assert_eq(dataset_writer_finish(w, NULL, err, sizeof err), 0, "%s", err);
+}
+
+static uint8_t *h5_run(const char *path, int nthreads, size_t *nbytes) {
+    char err[512];
+    loader_config c = small_cfg(nthreads);
+    c.max_batch = 4;
+    loader *L = loader_create(path, SPLIT_TRAIN, &c, err, sizeof err);
+    cr_assert(L, "%s", err);
+    int s0[4] = {0, 3, 5, 7}, s1[4] = {6, 1, 2, 4};
+    cr_assert_eq(loader_submit(L, 0, 2, s0, 4, err, sizeof err), 0);
+    cr_assert_eq(loader_submit(L, 1, 2, s1, 4, err, sizeof err), 0);
+    size_t per = (size_t)4 * 64 * 64 * 3;
+    uint8_t *all = malloc(2 * per);
+    for (int s = 0; s < 2; s++) {
+        loader_batch b;
+        cr_assert_eq(loader_next(L, &b, err, sizeof err), 0, "%s", err);
+        cr_assert(b.nlabels > 0);
+        memcpy(all + s * per, b.images, per);
+    }
+    loader_destroy(L);
+    *nbytes = 2 * per;
+    return all;
+}
+
+Test(loader, dataset_file_threads_validation_and_errors) {
+    char dir[] = "/tmp/yolo-loader-test.XXXXXX", path[600], err[512];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/synth.h5", dir);
+    write_h5(path);
+    size_t n1, n3;
+    uint8_t *a = h5_run(path, 1, &n1), *b = h5_run(path, 3, &n3);
+    cr_assert_eq(n1, n3);
+    cr_assert_eq(memcmp(a, b, n1), 0, "dataset batches differ between 1 and 3 threads");
+    free(a), free(b);
+
+    loader_config c = small_cfg(2);
+    c.augment = 0;
+    loader *L = loader_create(path, SPLIT_VAL, &c, err, sizeof err);
+    cr_assert(L, "%s", err);
+    int good[3] = {0, 1, 2}, bad[1] = {3};
+    cr_assert_eq(loader_submit(L, 0, 0, good, 3, err, sizeof err), 0);
+    cr_assert_eq(loader_submit(L, 1, 0, bad, 1, err, sizeof err), 0);
+    loader_batch bt;
+    cr_assert_eq(loader_next(L, &bt, err, sizeof err), 0, "%s", err);
+    cr_assert(bt.info && bt.info[0].orig_h == 96 && bt.info[0].orig_w == 96);
+    cr_assert_float_eq(bt.info[0].gain_x, 64.f / 96.f, 1e-6);
+    cr_assert_eq(loader_next(L, &bt, err, sizeof err), -1);
+    cr_assert(strstr(err, path) && strstr(err, "sample 3"), "%s", err);
+    cr_assert_null(strchr(err, '\n'));
+    loader_destroy(L);
+
+    cr_assert_null(loader_create(path, SPLIT_TEST, &c, err, sizeof err));
+    cr_assert(strstr(err, "test"), "%s", err);
+    char missing[700];
+    snprintf(missing, sizeof missing, "%s/missing.h5", dir);
+    cr_assert_null(loader_create(missing, SPLIT_TRAIN, &c, err, sizeof err));
+    cr_assert(strstr(err, "missing.h5"), "%s", err);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* coco8's real JPEGs (DCT-scaled decode) through pack -> dataset -> loader. */
+Test(loader, coco8_val_boxes_map_back_and_train_labels_are_sane) {
+    const char *yaml = shared_path("data/coco8/coco8.yaml");
+    cr_assert_not_null(yaml, "coco8 is part of the shared data");
+    char dir[] = "/tmp/yolo-loader-c8.XXXXXX", path[600], err[512];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/c8.h5", dir);
+    pack_stats st;
+    cr_assert_eq(pack_ultralytics(yaml, path, false, &st, err, sizeof err), 0, "%s", err);
+
+    loader_config c = loader_config_defaults();
+    c.imgsz = 320, c.nthreads = 2, c.max_batch = 4, c.augment = 0;
+    loader *L = loader_create(path, SPLIT_VAL, &c, err, sizeof err);
+    cr_assert(L, "%s", err);
+    dataset *ds = dataset_open(path, err, sizeof err);
+    cr_assert(ds, "%s", err);
+    int idx[4] = {0, 1, 2, 3};
+    cr_assert_eq(loader_submit(L, 0, 0, idx, 4, err, sizeof err), 0);
+    loader_batch b;
+    cr_assert_eq(loader_next(L, &b, err, sizeof err), 0, "%s", err);
+    int k = 0;
+    for (int i = 0; i < 4; i++) {
+        const float *lab;
+        int nb, h, w;
+        cr_assert_eq(dataset_labels(ds, SPLIT_VAL, i, &lab, &nb), 0);
+        cr_assert_eq(dataset_image_size(ds, SPLIT_VAL, i, &h, &w), 0);
+        const letterbox_info *in = &b.info[i];
+        cr_assert(in->orig_h == h && in->orig_w == w);
+        /* long side fills imgsz; the pad is centred */
+        float ow = w * in->gain_x, oh = h * in->gain_y;
+        cr_assert(fabsf(fmaxf(ow, oh) - 320) < 1.f, "%g x %g", ow, oh);
+        cr_assert(fabsf(2 * in->pad_x + ow - 320) <= 1.f && fabsf(2 * in->pad_y + oh - 320) <= 1.f);
+        for (int j = 0; j < nb; j++, k++) {
+            const float *g = lab + 5 * j, *o = b.labels + 6 * k;
+            cr_assert_eq(o[0], (float)i);
+            cr_assert_eq(o[1], g[0]);
+            cr_assert_float_eq(o[2] * 320, g[1] * w * in->gain_x + in->pad_x, 1e-2);
+            cr_assert_float_eq(o[3] * 320, g[2] * h * in->gain_y + in->pad_y, 1e-2);
+            cr_assert_float_eq(o[4] * 320, g[3] * w * in->gain_x, 1e-2);
+            cr_assert_float_eq(o[5] * 320, g[4] * h * in->gain_y, 1e-2);
+        }
+        /* a pad row of a landscape image is 114 */
+        if (in->pad_y >= 1) cr_assert_eq(b.images[(size_t)i * 320 * 320 * 3], 114);
+    }
+    cr_assert_eq(k, b.nlabels, "validation keeps every box");
+    dataset_close(ds);
+    loader_destroy(L);
+
+    c.augment = 1;
+    L = loader_create(path, SPLIT_TRAIN, &c, err, sizeof err);
+    cr_assert(L, "%s", err);
+    cr_assert_eq(loader_submit(L, 0, 0, idx, 4, err, sizeof err), 0);
+    cr_assert_eq(loader_next(L, &b, err, sizeof err), 0, "%s", err);
+    cr_assert(b.nlabels > 0);
+    for (int i = 0; i < b.nlabels; i++) {
+        const float *o = b.labels + 6 * i;
+        cr_assert(o[1] >= 0 && o[1] < 80 && o[1] == (float)(int)o[1]);
+        cr_assert(o[4] * 320 > 2 && o[5] * 320 > 2, "candidate filter: boxes over 2 px");
+        cr_assert(o[2] - o[4] / 2 >= -1e-5f && o[2] + o[4] / 2 <= 1 + 1e-5f, "clipped");
+        cr_assert(o[3] - o[5] / 2 >= -1e-5f && o[3] + o[5] / 2 <= 1 + 1e-5f, "clipped");
+    }
+    loader_destroy(L);
+    unlink(path);
+    rmdir(dir);
 }
