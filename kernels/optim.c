@@ -73,36 +73,83 @@ static void sgd_range(float *p, const float *g, float *m, size_t n, const optim_
                       int nesterov) {
     const float lr = (float)gr->lr, mu = (float)gr->momentum, wd = (float)gr->weight_decay;
     const float nlr = -lr;
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
-    for (size_t i = 0; i < n; i++) {
-        float gi = wd != 0.0f ? g[i] + wd * p[i] : g[i];
-        float upd = gi;
-        if (mu != 0.0f) {
+    /* one branch-free loop per case so that each vectorises */
+    if (mu == 0.0f) {
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+        for (size_t i = 0; i < n; i++) {
+            float gi = wd != 0.0f ? g[i] + wd * p[i] : g[i];
+            p[i] = p[i] + nlr * gi;
+        }
+    } else if (nesterov) {
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+        for (size_t i = 0; i < n; i++) {
+            float gi = wd != 0.0f ? g[i] + wd * p[i] : g[i];
             float mi = m[i] * mu + gi;
             m[i] = mi;
-            upd = nesterov ? gi + mu * mi : mi;
+            p[i] = p[i] + nlr * (gi + mu * mi);
         }
-        p[i] = p[i] + nlr * upd;
+    } else {
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+        for (size_t i = 0; i < n; i++) {
+            float gi = wd != 0.0f ? g[i] + wd * p[i] : g[i];
+            float mi = m[i] * mu + gi;
+            m[i] = mi;
+            p[i] = p[i] + nlr * mi;
+        }
     }
 }
 
-/* torch.optim.AdamW (single-tensor path, amsgrad off, maximize off). */
+/* torch.optim.AdamW (single-tensor path, amsgrad off, maximize off), on one chunk. (The loop does
+ * not vectorise: without -fno-math-errno GCC keeps sqrtf's errno path.) */
+typedef struct {
+    float decay, w1, b2f, w2, nstep, bc2s, eps;
+} adamw_consts;
+
+static void adamw_chunk(float *p, const float *g, float *m, float *v, size_t n,
+                        const adamw_consts *k) {
+    const float decay = k->decay, w1 = k->w1, b2f = k->b2f, w2 = k->w2, nstep = k->nstep;
+    const float bc2s = k->bc2s, eps = k->eps;
+    if (w1 < 0.5f) { /* torch.lerp's branch on the weight, hoisted */
+#pragma omp simd
+        for (size_t i = 0; i < n; i++) {
+            float pi = p[i] * decay, gi = g[i];
+            float mi = m[i] + w1 * (gi - m[i]);
+            float vi = v[i] * b2f + (w2 * gi) * gi;
+            m[i] = mi;
+            v[i] = vi;
+            p[i] = pi + (nstep * mi) / (sqrtf(vi) / bc2s + eps);
+        }
+    } else {
+#pragma omp simd
+        for (size_t i = 0; i < n; i++) {
+            float pi = p[i] * decay, gi = g[i];
+            float mi = gi - (gi - m[i]) * (1.0f - w1);
+            float vi = v[i] * b2f + (w2 * gi) * gi;
+            m[i] = mi;
+            v[i] = vi;
+            p[i] = pi + (nstep * mi) / (sqrtf(vi) / bc2s + eps);
+        }
+    }
+}
+
+#define ADAM_CHUNK 8192
+
 static void adamw_range(float *p, const float *g, float *m, float *v, size_t n,
                         const optim_group *gr, double beta2, double eps, long step) {
     const double b1 = gr->momentum;
     const double bc1 = 1.0 - pow(b1, (double)step), bc2 = 1.0 - pow(beta2, (double)step);
-    const float decay = (float)(1.0 - gr->lr * gr->weight_decay);
-    const float w1 = (float)(1.0 - b1), b2f = (float)beta2, w2 = (float)(1.0 - beta2);
-    const float nstep = (float)(-(gr->lr / bc1)), bc2s = (float)sqrt(bc2), epsf = (float)eps;
+    const adamw_consts k = {.decay = (float)(1.0 - gr->lr * gr->weight_decay),
+                            .w1 = (float)(1.0 - b1),
+                            .b2f = (float)beta2,
+                            .w2 = (float)(1.0 - beta2),
+                            .nstep = (float)(-(gr->lr / bc1)),
+                            .bc2s = (float)sqrt(bc2),
+                            .eps = (float)eps};
+    size_t nch = (n + ADAM_CHUNK - 1) / ADAM_CHUNK;
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
-    for (size_t i = 0; i < n; i++) {
-        float pi = p[i] * decay, gi = g[i];
-        float mi = lerpf_torch(m[i], gi, w1);
-        float vi = v[i] * b2f + (w2 * gi) * gi;
-        m[i] = mi;
-        v[i] = vi;
-        float denom = sqrtf(vi) / bc2s + epsf;
-        p[i] = pi + (nstep * mi) / denom;
+    for (size_t c = 0; c < nch; c++) {
+        size_t lo = c * ADAM_CHUNK, len = lo + ADAM_CHUNK <= n ? ADAM_CHUNK : n - lo;
+        adamw_chunk(p + lo, g + lo, m + lo, v + lo, len, &k);
     }
 }
 
@@ -275,7 +322,7 @@ double optim_clip_grad_norm(float *grads, size_t n, double max_norm) {
     double coef = max_norm / (total + 1e-6);
     if (coef < 1.0) { /* also false for a NaN norm: grads are left as they are */
         const float cf = (float)coef;
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
         for (size_t i = 0; i < n; i++) grads[i] *= cf;
     }
     return total;
@@ -354,7 +401,7 @@ double ema_decay_at(const model_ema *e, long updates) {
 void ema_blend(float *ema, const float *model, size_t n, double d) {
     const float df = (float)d, od = (float)(1.0 - d);
     /* v *= d; v += (1 - d) * model: two roundings, as PyTorch does it */
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         float v = ema[i] * df;
         float t = od * model[i];

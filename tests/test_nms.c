@@ -2,6 +2,7 @@
 #include "kernels/nms.h"
 
 #include <criterion/criterion.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 /* one anchor row: cx, cy, w, h, scores... */
@@ -177,4 +178,94 @@ Test(nms, match_predictions_rule) {
     /* no ground truth: all false positives */
     val_match(d, 6, NULL, NULL, 0, r);
     for (int i = 0; i < 6; i++) cr_assert_eq(r[i].tp, 0u);
+}
+
+/* Ultralytics' match_predictions spelled out literally (pairs with IoU >= t in row-major order,
+ * stable ascending sort by IoU then reversed, first pair per prediction, re-ordered by prediction
+ * index, first pair per gt), to check val_match's shortcut on random crowded scenes. */
+typedef struct {
+    int g, p;
+    float v;
+} pair;
+
+static uint32_t literal_tp(const float *iou, int ngt, int n, int p_want) {
+    uint32_t bits = 0;
+    pair *pr = malloc((size_t)(ngt * n + 1) * sizeof *pr);
+    for (int t = 0; t < VAL_NIOU; t++) {
+        int k = 0;
+        for (int g = 0; g < ngt; g++)
+            for (int p = 0; p < n; p++)
+                if (iou[g * n + p] >= VAL_IOU_THRESHOLDS[t]) pr[k++] = (pair){g, p, iou[g * n + p]};
+        for (int i = 1; i < k; i++) { /* insertion sort: stable, ascending */
+            pair x = pr[i];
+            int j = i - 1;
+            while (j >= 0 && pr[j].v > x.v) {
+                pr[j + 1] = pr[j];
+                j--;
+            }
+            pr[j + 1] = x;
+        }
+        for (int i = 0; i < k / 2; i++) { /* [::-1] */
+            pair x = pr[i];
+            pr[i] = pr[k - 1 - i];
+            pr[k - 1 - i] = x;
+        }
+        int best_g_of_p = -1, taken_by_lower = 0;
+        for (int i = 0; i < k; i++) /* unique over predictions: the first pair of p_want */
+            if (pr[i].p == p_want) {
+                best_g_of_p = pr[i].g;
+                break;
+            }
+        if (best_g_of_p < 0) continue;
+        for (int q = 0; q < p_want && !taken_by_lower; q++) /* lower p with the same first gt? */
+            for (int i = 0; i < k; i++)
+                if (pr[i].p == q) {
+                    taken_by_lower = pr[i].g == best_g_of_p;
+                    break;
+                }
+        if (!taken_by_lower) bits |= 1u << t;
+    }
+    free(pr);
+    return bits;
+}
+
+Test(nms, match_equals_literal_algorithm_on_random_scenes) {
+    srand(12345);
+    for (int scene = 0; scene < 20; scene++) {
+        enum { NG = 12, NP = 30 };
+        float gt[NG][4];
+        int gc[NG];
+        detection d[NP];
+        for (int g = 0; g < NG; g++) {
+            float x = (float)(rand() % 40), y = (float)(rand() % 40), w = 10 + (float)(rand() % 20);
+            gt[g][0] = x;
+            gt[g][1] = y;
+            gt[g][2] = x + w;
+            gt[g][3] = y + w * 0.8f;
+            gc[g] = rand() % 2;
+        }
+        for (int p = 0; p < NP; p++) {
+            const float *b = gt[rand() % NG];
+            float j = (float)(rand() % 9 - 4) * 0.5f, s = 1.0f + (float)(rand() % 5) * 0.05f;
+            d[p] = box(b[0] + j, b[1] - j * 0.5f, b[0] + (b[2] - b[0]) * s + j, b[3] + j,
+                       1.0f - (float)p / NP, rand() % 4 ? gc[rand() % NG] : rand() % 2);
+        }
+        float iou[NG * NP];
+        for (int g = 0; g < NG; g++)
+            for (int p = 0; p < NP; p++)
+                iou[g * NP + p] =
+                    gc[g] == d[p].cls
+                        ? box_iou_xyxy(gt[g], (float[]){d[p].x1, d[p].y1, d[p].x2, d[p].y2})
+                        : 0.0f;
+        val_record r[NP];
+        val_match(d, NP, &gt[0][0], gc, NG, r);
+        int ntp = 0;
+        for (int p = 0; p < NP; p++) {
+            uint32_t want = literal_tp(iou, NG, NP, p);
+            cr_assert_eq(r[p].tp, want, "scene %d pred %d: %#x, literal %#x", scene, p, r[p].tp,
+                         want);
+            ntp += r[p].tp != 0;
+        }
+        cr_assert(ntp > 0 && ntp < NP, "scene %d is not trivial (%d TP)", scene, ntp);
+    }
 }
