@@ -170,9 +170,9 @@ static int run(train_args *a, int workers) {
             if (stop) break;
         }
         progress_epoch_end(&pr);
+        for (int k = 0; k < 3; k++) st.train_loss[k] = loss_sum[k] / plan.steps;
         shard_plan_free(&plan);
         if (rc) break;
-        for (int k = 0; k < 3; k++) st.train_loss[k] = loss_sum[k] / plan.steps;
         bool final = epoch + 1 == a->epochs || stop;
         if (train_state_end_epoch(&st, epoch, final, now_seconds() - t_train, err, sizeof err) != 0) {
             log_error("%s", err);
