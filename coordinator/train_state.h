@@ -29,8 +29,9 @@ void train_state_step(train_state *st, int epoch, int step, int steps, const ste
                       int workers, const double mean_loss[3], double images_per_s);
 /* The control word for the workers after this step. */
 int32_t train_state_control(train_state *st);
-/* Validation (when due), metrics, results.csv row, last/best weights. */
-int train_state_end_epoch(train_state *st, int epoch, bool final, double elapsed, char *err,
+/* Validation (when due), metrics, results.csv row (time: now - t_train, after validation),
+ * last/best weights. */
+int train_state_end_epoch(train_state *st, int epoch, bool final, double t_train, char *err,
                           size_t errlen);
 void train_state_finish(train_state *st, bool ok, double elapsed);
 void train_state_free(train_state *st);
