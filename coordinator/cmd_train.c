@@ -27,8 +27,7 @@
 static int gather_reports(const train_args *a, int workers, step_report *r) {
     MPI_Request *req = xcalloc((size_t)workers, sizeof *req);
     for (int w = 0; w < workers; w++)
-        CHECK_MPI(
-            MPI_Irecv(&r[w], sizeof *r, MPI_BYTE, w + 1, TAG_REPORT, MPI_COMM_WORLD, &req[w]));
+        CHECK_MPI(MPI_Irecv(&r[w], sizeof *r, MPI_BYTE, w + 1, TAG_REPORT, MPI_COMM_WORLD, &req[w]));
     double t0 = now_seconds();
     bool warned = false;
     int done = 0, rc = 0;
@@ -44,18 +43,15 @@ static int gather_reports(const train_args *a, int workers, step_report *r) {
                 int f = 0;
                 CHECK_MPI(MPI_Test(&req[w], &f, MPI_STATUS_IGNORE));
                 if (!f && len < sizeof names - 16)
-                    len += (size_t)snprintf(names + len, sizeof names - len, "%s%d", len ? "," : "",
-                                            w + 1);
+                    len += (size_t)snprintf(names + len, sizeof names - len, "%s%d", len ? "," : "", w + 1);
             }
             if (el > a->stall_abort) {
-                log_error(
-                    "no step report from rank(s) %s for %.0f s (stall_abort=%g): aborting the job",
-                    names, el, a->stall_abort);
+                log_error("no step report from rank(s) %s for %.0f s (stall_abort=%g): aborting the job",
+                          names, el, a->stall_abort);
                 rc = -1;
                 break;
             }
-            log_warn("no step report from rank(s) %s for %.0f s (stall_warn=%g)", names, el,
-                     a->stall_warn);
+            log_warn("no step report from rank(s) %s for %.0f s (stall_warn=%g)", names, el, a->stall_warn);
             warned = true;
         }
         usleep(200);
@@ -138,21 +134,16 @@ static int run(train_args *a, int workers) {
     for (int epoch = 0; epoch < a->epochs && !stop && rc == 0; epoch++) {
         shard_plan plan;
         shard_plan_make(&plan, n_train, (int)a->batch, workers, (uint64_t)a->seed, epoch);
-        epoch_header h = {.epoch = epoch,
-                          .steps = plan.steps,
-                          .share = (int)a->batch / workers,
-                          .mosaic = epoch < a->epochs - a->close_mosaic,
-                          .epochs = (int)a->epochs};
+        epoch_header h = {.epoch = epoch, .steps = plan.steps, .share = (int)a->batch / workers,
+                          .mosaic = epoch < a->epochs - a->close_mosaic, .epochs = (int)a->epochs};
         if (epoch == a->epochs - a->close_mosaic && a->close_mosaic > 0)
             log_info("closing dataloader mosaic");
         int32_t *idx = xmalloc((size_t)plan.steps * h.share * sizeof *idx);
         for (int w = 0; w < workers; w++) {
             for (int s = 0; s < plan.steps; s++)
-                memcpy(idx + (size_t)s * h.share, shard_plan_slice(&plan, s, w),
-                       h.share * sizeof *idx);
+                memcpy(idx + (size_t)s * h.share, shard_plan_slice(&plan, s, w), h.share * sizeof *idx);
             CHECK_MPI(MPI_Send(&h, sizeof h, MPI_BYTE, w + 1, TAG_EPOCH, MPI_COMM_WORLD));
-            CHECK_MPI(
-                MPI_Send(idx, plan.steps * h.share, MPI_INT32_T, w + 1, TAG_PLAN, MPI_COMM_WORLD));
+            CHECK_MPI(MPI_Send(idx, plan.steps * h.share, MPI_INT32_T, w + 1, TAG_PLAN, MPI_COMM_WORLD));
         }
         free(idx);
         progress pr;
@@ -174,8 +165,7 @@ static int run(train_args *a, int workers) {
             progress_step(&pr, s, mean, inst, ips, false);
             train_state_step(&st, epoch, s, plan.steps, rep, workers, mean, ips);
             /* time=H: checked after every step, as Ultralytics checks after every optimizer step */
-            if (a->time_hours > 0 && now_seconds() - t_train > a->time_hours * 3600)
-                st.stop_requested = true;
+            if (a->time_hours > 0 && now_seconds() - t_train > a->time_hours * 3600) st.stop_requested = true;
             int32_t word = train_state_control(&st);
             if (word == CTRL_STOP) stop = true;
             send_control(workers, word);
@@ -242,15 +232,12 @@ int cmd_train(int argc, char **argv) {
         /* Under mpirun the worker count is the job's; batch must split evenly over it. */
         a.workers = size - 1;
         if (a.batch % a.workers) {
-            log_error("batch=%ld is not divisible by the %ld workers of this job", a.batch,
-                      a.workers);
+            log_error("batch=%ld is not divisible by the %ld workers of this job", a.batch, a.workers);
             rc = 2;
         }
     }
-    if (rc == 0)
-        rc = run(&a, size - 1);
-    else
-        release_workers();
+    if (rc == 0) rc = run(&a, size - 1);
+    else release_workers();
     kv_free(&kv);
     runlog_close();
     MPI_Comm_free(&self_comm);
