@@ -13,6 +13,7 @@
 #include "coordinator/shard_plan.h"
 #include "coordinator/train_state.h"
 #include "dataio/dataset.h"
+#include "dataio/pack_cache.h"
 
 #include <math.h>
 #include <mpi.h>
@@ -78,6 +79,16 @@ static void release_workers(void) {
 
 static int run(train_args *a, int workers) {
     char err[1024];
+    /* data=<yaml>: packed on first use, then the cached pack while its fingerprint matches. */
+    pack_cache_result pc;
+    char h5[sizeof a->data];
+    if (pack_cache_resolve(a->data, NULL, h5, sizeof h5, &pc, err, sizeof err) != 0) {
+        log_error("%s", err);
+        release_workers();
+        return 2;
+    }
+    memcpy(a->data, h5, sizeof h5);
+    if (pc == PACK_CACHE_REUSED) log_info("data: using %s (packed earlier, source unchanged)", a->data);
     dataset *ds = dataset_open(a->data, err, sizeof err);
     if (!ds) {
         log_error("%s", err);

@@ -27,6 +27,11 @@ typedef struct pack_stats {
 int pack_ultralytics(const char *yaml_path, const char *out, bool skip_bad, pack_stats *st,
                      char *err, size_t errlen);
 
+/* A fingerprint of what pack_ultralytics would read: the packer version, the yaml's bytes, and for
+ * every image (and its label file, present or not) its path, size and modification time. Cheap
+ * (stat calls, no image reads): the pack cache re-packs when it changes. */
+int pack_ultralytics_fingerprint(const char *yaml_path, char hex[65], char *err, size_t errlen);
+
 /* COCO instances json per split (NULL = split absent; train required) with its image folder.
  * Category ids map, in increasing id order, to classes 0..K-1 named by the categories. All splits
  * must list the same categories. */

@@ -392,3 +392,94 @@ out:
     yaml_document_delete(&doc);
     return rc;
 }
+
+/* ---- source fingerprint (the pack cache, dataio/pack_cache.h) -------------------------------- */
+
+static void fp_file(sha256_ctx *h, const char *path) {
+    struct stat sb;
+    int64_t v[3] = {-1, -1, -1}; /* absent: a label file appearing changes the fingerprint too */
+    if (stat(path, &sb) == 0) {
+        v[0] = (int64_t)sb.st_size;
+        v[1] = (int64_t)sb.st_mtim.tv_sec;
+        v[2] = (int64_t)sb.st_mtim.tv_nsec;
+    }
+    sha256_update(h, path, strlen(path) + 1);
+    sha256_update(h, v, sizeof v);
+}
+
+int pack_ultralytics_fingerprint(const char *yaml_path, char hex[65], char *err, size_t errlen) {
+    uint8_t *text;
+    size_t n;
+    if (pack_read_file(yaml_path, &text, &n, err, errlen) != 0) return -1;
+    sha256_ctx *h = sha256_begin();
+    sha256_update(h, DATASET_PACKER_VERSION, sizeof DATASET_PACKER_VERSION);
+    sha256_update(h, text, n);
+    yaml_parser_t parser;
+    yaml_document_t doc;
+    int rc = -1;
+    if (!yaml_parser_initialize(&parser)) {
+        free(text);
+        sha256_end(h, hex);
+        return errf(err, errlen, "%s: cannot create a yaml parser", yaml_path);
+    }
+    yaml_parser_set_input_string(&parser, text, n);
+    if (!yaml_parser_load(&parser, &doc)) {
+        errf(err, errlen, "%s:%zu: yaml: %s", yaml_path, parser.problem_mark.line + 1,
+             parser.problem ? parser.problem : "parse error");
+        yaml_parser_delete(&parser);
+        free(text);
+        sha256_end(h, hex);
+        return -1;
+    }
+    yaml_parser_delete(&parser);
+    free(text);
+    yaml_node_t *top = yaml_document_get_root_node(&doc);
+    char *root = NULL;
+    if (!top || top->type != YAML_MAPPING_NODE) {
+        errf(err, errlen, "%s: expected a mapping (path, train, val, names)", yaml_path);
+        goto out;
+    }
+    char *ydir = dir_of(yaml_path);
+    yaml_node_t *pn = map_get(&doc, top, "path");
+    root = is_null(pn) ? xstrdup(ydir) : scalar(pn) ? join(ydir, scalar(pn)) : NULL;
+    free(ydir);
+    if (!root) {
+        errf(err, errlen, "%s: path: expected a folder", yaml_path);
+        goto out;
+    }
+    rc = 0;
+    /* Every image the packer would read and its label file: path, size, modification time. List
+     * files and folders enter through the lists they produce. */
+    for (int s = 0; rc == 0 && s < SPLIT_COUNT; s++) {
+        yaml_node_t *e = map_get(&doc, top, split_name((split_id)s));
+        if (is_null(e)) continue;
+        strlist imgs = {0};
+        const char *key = split_name((split_id)s);
+        if (e->type == YAML_SEQUENCE_NODE) {
+            for (yaml_node_item_t *it = e->data.sequence.items.start;
+                 rc == 0 && it < e->data.sequence.items.top; it++) {
+                const char *p = scalar(yaml_document_get_node(&doc, *it));
+                rc = p ? collect_entry(yaml_path, key, root, p, &imgs, err, errlen)
+                       : errf(err, errlen, "%s: %s: list items must be paths", yaml_path, key);
+            }
+        } else if (scalar(e)) {
+            rc = collect_entry(yaml_path, key, root, scalar(e), &imgs, err, errlen);
+        } else {
+            rc = errf(err, errlen, "%s: %s: expected a path or a list of paths", yaml_path, key);
+        }
+        qsort(imgs.v, (size_t)imgs.n, sizeof *imgs.v, cmp_str);
+        sha256_update(h, key, strlen(key) + 1);
+        for (int i = 0; rc == 0 && i < imgs.n; i++) {
+            char *lp = label_path(imgs.v[i]);
+            fp_file(h, imgs.v[i]);
+            fp_file(h, lp);
+            free(lp);
+        }
+        sl_free(&imgs);
+    }
+out:
+    sha256_end(h, hex);
+    free(root);
+    yaml_document_delete(&doc);
+    return rc;
+}

@@ -1,6 +1,8 @@
 /* End to end, in small: synthesize a dataset, train yolov8n for a few epochs through the real
  * command (coordinator + 1 worker under mpirun), and check that it learns: the training loss falls
  * and mAP50 rises well above its first-epoch value. About a minute on 2 cores. */
+#include "oracle.h"
+
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +64,46 @@ Test(trainlearns, yolov8n_on_synthetic_shapes, .timeout = 600) {
     f = fopen(path, "r");
     cr_assert(f, "args.yaml written");
     fclose(f);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+/* data=<dataset.yaml> end to end on the real coco8 (80 class names, 4+4 images, read-only folder):
+ * packed into the cache folder on first use, one epoch at imgsz 64, nc=80 reaches the model (the
+ * saved class head has 80 outputs), and the run directory holds train.log with the val table. */
+Test(trainlearns, coco8_yaml_one_epoch, .timeout = 300) {
+    const char *yaml = shared_path("data/coco8/coco8.yaml");
+    cr_assert(yaml, "shared coco8 missing");
+    char dir[] = "/tmp/yolo-coco8-XXXXXX", cmd[2048], path[512];
+    cr_assert(mkdtemp(dir));
+    snprintf(cmd, sizeof cmd,
+             "XDG_CACHE_HOME=%s/cache ./bin/coordinator train data=%s model=yolov8n.yaml epochs=1 "
+             "imgsz=64 batch=2 workers=1 threads=1 project=%s name=run > %s/log.txt 2>&1",
+             dir, yaml, dir, dir);
+    int rc = system(cmd);
+    cr_assert_eq(rc, 0, "training exited %d; see %s/log.txt", rc, dir);
+    snprintf(path, sizeof path, "%s/run/results.csv", dir);
+    FILE *f = fopen(path, "r");
+    cr_assert(f, "%s missing", path);
+    char line[1024];
+    int rows = 0;
+    while (fgets(line, sizeof line, f)) rows++;
+    fclose(f);
+    cr_assert_eq(rows, 2, "header and one epoch row");
+    snprintf(cmd, sizeof cmd, "ls %s/cache/yolo-cluster/coco8-*.h5 >/dev/null", dir);
+    cr_assert_eq(system(cmd), 0, "the pack was cached in the cache folder");
+    snprintf(path, sizeof path, "%s/run/weights/last.h5", dir);
+    size_t n = 0, dims[4];
+    int nd = 0;
+    float *w = oracle_read_f32(path, "model.22.cv3.0.2.bias", &n, &nd, dims);
+    cr_assert(w, "class head bias in %s", path);
+    cr_assert_eq(n, 80, "nc from the dataset: 80 class outputs, got %zu", n);
+    free(w);
+    snprintf(cmd, sizeof cmd,
+             "grep -q '80 classes' %s/run/train.log && grep -q ' all ' %s/run/train.log && "
+             "! grep -q \"$(printf '\\r')\" %s/run/train.log",
+             dir, dir, dir);
+    cr_assert_eq(system(cmd), 0, "train.log has the start line and the val table, no redraws");
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     cr_assert_eq(system(cmd), 0);
 }
