@@ -19,8 +19,10 @@ bool launched_by_mpi(void) {
 int launch_mpmd(const char *self, int workers, int argc, char **argv) {
     char exe[PATH_MAX], worker[PATH_MAX + 16];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0) snprintf(exe, sizeof exe, "%s", self);
-    else exe[n] = 0;
+    if (n <= 0)
+        snprintf(exe, sizeof exe, "%s", self);
+    else
+        exe[n] = 0;
     char *dir = dirname(xstrdup(exe));
     snprintf(worker, sizeof worker, "%s/worker", dir);
     if (access(worker, X_OK) != 0) {
@@ -34,6 +36,10 @@ int launch_mpmd(const char *self, int workers, int argc, char **argv) {
     setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 0);
     setenv("OMPI_MCA_rmaps_base_oversubscribe", "1", 0);
     setenv("OMPI_MCA_btl", "self,vader", 0);
+    /* Open MPI binds each rank to ONE core when there are at most 2 ranks: a single worker's
+     * threads=2 then share a core (measured: no faster than threads=1). Workers size their own
+     * thread pools, so no binding. */
+    setenv("OMPI_MCA_hwloc_base_binding_policy", "none", 0);
     char **av = xcalloc((size_t)argc + 16, sizeof *av);
     int k = 0;
     av[k++] = "mpirun";

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 int train_state_write_args(const train_args *a, char *err, size_t errlen) {
     char *buf = NULL, path[2200];
@@ -34,13 +35,31 @@ void train_state_init(train_state *st, train_args *a, dataset *ds, int workers) 
 
 void train_state_step(train_state *st, int epoch, int step, int steps, const step_report *r,
                       int workers, const double mean_loss[3], double images_per_s) {
-    (void)epoch, (void)step, (void)steps, (void)workers, (void)mean_loss, (void)images_per_s;
+    (void)epoch, (void)steps, (void)mean_loss, (void)images_per_s;
     for (int k = 0; k < 3; k++) st->lr[k] = r[0].lr[k];
+    if (step == 0) st->ep_compute_s = st->ep_stall_s = st->ep_comm_s = 0, st->ep_steps = 0;
+    for (int w = 0; w < workers; w++) {
+        st->ep_compute_s += r[w].compute_s / workers;
+        st->ep_stall_s += r[w].stall_s / workers;
+        st->ep_comm_s += r[w].comm_exposed_s / workers;
+    }
+    st->ep_steps++;
 }
 
 int32_t train_state_control(train_state *st) {
     if (st->stop_requested) return CTRL_STOP;
     return CTRL_CONTINUE;
+}
+
+/* Waits for a message by probing with 1 ms sleeps: a blocking MPI_Recv busy-polls a whole core
+ * while the workers validate, and on a 2-core machine that core is one of theirs. */
+static void wait_message(int src, int tag) {
+    for (;;) {
+        int flag = 0;
+        CHECK_MPI(MPI_Iprobe(src, tag, MPI_COMM_WORLD, &flag, MPI_STATUS_IGNORE));
+        if (flag) return;
+        usleep(1000);
+    }
 }
 
 static double ap_mean(const double *ap) {
@@ -68,6 +87,7 @@ static int validate(train_state *st, int epoch, val_metrics *m, double val_loss[
     }
     for (int w = 0; w < W; w++) {
         val_summary s;
+        wait_message(w + 1, TAG_VAL_SUMMARY);
         CHECK_MPI(MPI_Recv(&s, sizeof s, MPI_BYTE, w + 1, TAG_VAL_SUMMARY, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
         all = xrealloc(all, (nall + (size_t)s.records + 1) * sizeof *all);
         CHECK_MPI(MPI_Recv(all + nall, s.records * (int)sizeof *all, MPI_BYTE, w + 1, TAG_VAL_RECORDS,
@@ -105,6 +125,7 @@ static int validate(train_state *st, int epoch, val_metrics *m, double val_loss[
 /* Worker 0 sends the EMA state after every epoch; it becomes last (and best) weights. */
 static int save_weights(train_state *st, int epoch, double fitness, bool best, char *err, size_t errlen) {
     model_state_header h;
+    wait_message(1, TAG_STATE_HEADER);
     CHECK_MPI(MPI_Recv(&h, sizeof h, MPI_BYTE, 1, TAG_STATE_HEADER, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
     tensor_desc *t = xmalloc((size_t)(h.n_tensors ? h.n_tensors : 1) * sizeof *t);
     float *data = xmalloc((size_t)(h.n_floats ? h.n_floats : 1) * sizeof *data);
@@ -131,17 +152,23 @@ int train_state_end_epoch(train_state *st, int epoch, bool final, double t_train
     bool do_val = (a->val || final) && dataset_split_size(st->ds, SPLIT_VAL) > 0;
     val_metrics m;
     memset(&m, 0, sizeof m);
-    double val_loss[3] = {0};
+    double val_loss[3] = {0}, val_s = 0;
     if (!do_val) {
         val_header h = {.epoch = epoch, .count = -1}; /* no validation this epoch */
         for (int w = 0; w < st->workers; w++)
             CHECK_MPI(MPI_Send(&h, sizeof h, MPI_BYTE, w + 1, TAG_VAL_HEADER, MPI_COMM_WORLD));
     } else {
+        double t0 = now_seconds();
         if (validate(st, epoch, &m, val_loss, err, errlen) != 0) {
             val_metrics_free(&m);
             return -1;
         }
+        val_s = now_seconds() - t0;
     }
+    if (a->verbose)
+        printf("epoch %d time (mean over workers): %d steps, compute %.1f s, loader stall %.1f s, "
+               "exposed all-reduce %.1f s; validation %.1f s\n",
+               epoch + 1, st->ep_steps, st->ep_compute_s, st->ep_stall_s, st->ep_comm_s, val_s);
     /* Ultralytics' time column: seconds since training started, taken after validation. */
     double elapsed = now_seconds() - t_train;
     double fitness = do_val ? m.fitness : -(st->train_loss[0] + st->train_loss[1] + st->train_loss[2]);
@@ -176,10 +203,12 @@ void train_state_finish(train_state *st, bool ok, double elapsed) {
         return;
     }
     printf("\n%d epochs completed in %.3f hours.\n", st->epochs_done, elapsed / 3600);
-    printf("Results saved to %s (weights/last.h5, weights/best.h5, results.csv, args.yaml)\n",
+    printf("Results saved to %s (weights/last.h5, weights/best.h5, results.csv, args.yaml, "
+           "train.log)\n",
            st->args->save_dir);
-    printf("best epoch %d: mAP50 %.4f, mAP50-95 %.4f\n", st->best_epoch + 1, st->best_map50,
-           st->best_map50_95);
+    /* Last line: the run directory and the best epoch by fitness (mAP50-95), for make demo. */
+    printf("run directory %s: best epoch %d, mAP50 %.4f, mAP50-95 %.4f\n", st->args->save_dir,
+           st->best_epoch + 1, st->best_map50, st->best_map50_95);
     fflush(stdout);
 }
 

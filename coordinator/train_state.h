@@ -19,6 +19,9 @@ typedef struct train_state {
     double lr[3];
     double last_map50, last_map50_95;
     int epochs_done;
+    /* This epoch's per-step times summed (mean over workers): where the time went. */
+    double ep_compute_s, ep_stall_s, ep_comm_s;
+    int ep_steps;
     bool save_requested, stop_requested;
 } train_state;
 
