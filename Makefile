@@ -66,13 +66,20 @@ bin/bench_%: build/bench/bench_%.o build/libyolo.a | bin
 build/tests/yolo-tests: $(TEST_OBJ) build/libyolo.a
 	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJ) build/libyolo.a $(LDLIBS) -lcriterion
 
+# kernels: float compares may be if-converted (we never enable FP traps), so clamps vectorise
+build/kernels/%.o: CFLAGS += -fno-trapping-math
+
+# V=1 shows full command lines
+Q := $(if $(V),,@)
 build/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+	@$(if $(V),,echo "  CC    $<")
+	$(Q)$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
 build/%.cu.o: %.cu
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVCCFLAGS) -MMD -MP -c -o $@ $<
+	@$(if $(V),,echo "  NVCC  $<")
+	$(Q)$(NVCC) $(NVCCFLAGS) -MMD -MP -c -o $@ $<
 
 bin:
 	mkdir -p bin
