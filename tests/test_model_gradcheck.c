@@ -1,5 +1,5 @@
 /* Whole-model finite-difference check (suite `model`): a width-reduced yolo26-style network
- * (tests/fixtures/tiny26.yaml: every module type, end2end head) at 64x64, batch 2, train mode.
+ * (tests/fixtures/tiny-yolo26n.yaml: every module type, end2end head) at 64x64, batch 2, train mode.
  * Scalar L = sum(out_o2m * r1) + sum(out_o2o * r2) with fixed random r, accumulated in double;
  * the analytic gradient is model_backward(r1, r2). The one2one head reads DETACHED features, so
  * for everything outside one2one_* the analytic gradient is that of the one2many term alone (the
@@ -51,7 +51,7 @@ static double central(fd_ctx *c, float *x, double h) {
 
 Test(model, whole_model_finite_differences, .timeout = 120) {
     char err[512];
-    model *m = model_create("tests/fixtures/tiny26.yaml", 0, 7, err, sizeof err);
+    model *m = model_create("tests/fixtures/tiny-yolo26n.yaml", 0, 7, err, sizeof err);
     cr_assert(m, "%s", err);
     cr_assert_eq(model_plan(m, B, S, S, err, sizeof err), 0, "%s", err);
     cr_assert_eq(model_num_branches(m), 2);
@@ -136,7 +136,7 @@ Test(model, whole_model_finite_differences, .timeout = 120) {
 /* The one2one head runs on detached features: its gradient must not reach the backbone. */
 Test(model, one2one_is_detached) {
     char err[512];
-    model *m = model_create("tests/fixtures/tiny26.yaml", 0, 3, err, sizeof err);
+    model *m = model_create("tests/fixtures/tiny-yolo26n.yaml", 0, 3, err, sizeof err);
     cr_assert(m, "%s", err);
     cr_assert_eq(model_plan(m, B, S, S, err, sizeof err), 0, "%s", err);
     size_t nout = (size_t)B * model_num_anchors(m) * model_out_channels(m);
