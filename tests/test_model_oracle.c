@@ -77,7 +77,7 @@ typedef struct oracle_run {
     int nb; /* branches */
 } oracle_run;
 
-static oracle_run setup(const char *oracle, const char *yaml, size_t nparams) {
+static oracle_run setup(const char *oracle, const char *yaml, size_t nparams, bool keep) {
     oracle_run r = {0};
     r.file = oracle_path(oracle);
     cr_assert(r.file, "oracle %s not found", oracle);
@@ -87,6 +87,7 @@ static oracle_run setup(const char *oracle, const char *yaml, size_t nparams) {
     cr_assert_eq(model_num_params(r.m), nparams);
     load_params(r.m, r.file);
     load_buffers(r.m, r.file, "/buffers");
+    model_keep_activation_grads(r.m, keep);
     cr_assert_eq(model_plan(r.m, B, IMG, IMG, err, sizeof err), 0, "%s", err);
     r.nb = model_num_branches(r.m);
     return r;
@@ -328,7 +329,7 @@ static void check_eval(oracle_run *r) {
 }
 
 static void full_oracle(const char *oracle, const char *yaml, size_t nparams) {
-    oracle_run r = setup(oracle, yaml, nparams);
+    oracle_run r = setup(oracle, yaml, nparams, true);
     forward_images(&r, true);
     int na, ng;
     double wa = compare_named(&r, "/activations", false, 1e-3, &na);
@@ -351,4 +352,23 @@ Test(model, oracle_yolov8n, .timeout = 120) {
 
 Test(model, oracle_yolo26n, .timeout = 120) {
     full_oracle("yolo26n-nc3-64.h5", "yolo26n.yaml", 2504970);
+}
+
+/* Shared gradient memory (the default) gives bit-identical parameter and input gradients. */
+Test(model, grad_arena_sharing_is_exact, .timeout = 120) {
+    oracle_run a = setup("yolo26n-nc3-64.h5", "yolo26n.yaml", 2504970, true);
+    oracle_run b = setup("yolo26n-nc3-64.h5", "yolo26n.yaml", 2504970, false);
+    cr_assert(model_arena_bytes(b.m) < 0.8 * model_arena_bytes(a.m), "%zu vs %zu",
+              model_arena_bytes(b.m), model_arena_bytes(a.m));
+    oracle_run *rs[2] = {&a, &b};
+    for (int i = 0; i < 2; i++) {
+        forward_images(rs[i], true);
+        backward_from_oracle(rs[i]);
+    }
+    cr_assert(!memcmp(model_grads(a.m), model_grads(b.m), model_num_params(a.m) * sizeof(float)));
+    cr_assert(!memcmp(model_input_grad(a.m), model_input_grad(b.m),
+                      (size_t)B * IMG * IMG * 3 * sizeof(float)));
+    cr_assert_null(model_activation_grad(b.m, "model.0", NULL));
+    model_free(a.m);
+    model_free(b.m);
 }

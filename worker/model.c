@@ -68,6 +68,9 @@ void model_free_plan(model *m) {
     }
     free(m->anchor_pts);
     free(m->anchor_str);
+    free(m->zero_start);
+    free(m->zero_slots);
+    m->zero_start = m->zero_slots = NULL;
     m->act = m->dact = m->scratch = m->ws = m->anchor_pts = m->anchor_str = NULL;
     m->iscratch = NULL;
     m->batch = 0;
@@ -154,7 +157,7 @@ size_t model_layer_params(const model *m, int layer) {
     return m->layer_params[layer];
 }
 size_t model_arena_bytes(const model *m) {
-    return (2 * m->arena_floats + m->scratch_floats + m->conv_ws) * sizeof(float) +
+    return (m->arena_floats + m->grad_floats + m->scratch_floats + m->conv_ws) * sizeof(float) +
            m->scratch_i32 * sizeof(int32_t);
 }
 
@@ -221,7 +224,12 @@ const float *model_activation(const model *m, const char *name, int dims[4]) {
 }
 
 const float *model_activation_grad(const model *m, const char *name, int dims[4]) {
+    if (!m->keep_grads) return NULL;
     return named(m, m->dact, name, dims);
+}
+
+void model_keep_activation_grads(model *m, bool keep) {
+    m->keep_grads = keep;
 }
 
 void model_timing(const model *m, double *conv_s, double *other_s) {

@@ -61,7 +61,7 @@ static int new_slot(builder *b, int n, int h, int w, int c) {
         m->slots = xrealloc(m->slots, (size_t)m->cap_slots * sizeof *m->slots);
     }
     slot *s = &m->slots[m->nslots];
-    *s = (slot){n, h, w, c, m->arena_floats};
+    *s = (slot){n, h, w, c, m->arena_floats, 0};
     m->arena_floats += (size_t)n * h * w * c;
     return m->nslots++;
 }

@@ -92,8 +92,8 @@ static void run_forward(model *m, const op *o, bool train) {
 static void run_backward(model *m, const op *o) {
     float *A = m->act, *D = m->dact;
     const slot *X = &m->slots[o->x], *Y = &m->slots[o->y];
-    const float *x = A + X->off, *dy = D + Y->off;
-    float *dx = D + X->off; /* slot 0 is the image: its gradient is kept too (model_input_grad) */
+    const float *x = A + X->off, *dy = D + Y->goff;
+    float *dx = D + X->goff; /* slot 0 is the image: its gradient is kept too (model_input_grad) */
     switch (o->kind) {
     case OP_CONV:
         conv2d_backward(&o->cd, x, m->p + m->params[o->pw].offset, dy, dx,
@@ -112,13 +112,13 @@ static void run_backward(model *m, const op *o) {
         break;
     case OP_ADD:
         accumulate(numel(Y), dy, dx);
-        accumulate(numel(Y), dy, D + m->slots[o->x2].off);
+        accumulate(numel(Y), dy, D + m->slots[o->x2].goff);
         break;
     case OP_CONCAT: {
         float *dxs[OP_MAX_IN];
         int cs[OP_MAX_IN];
         for (int i = 0; i < o->nin; i++) {
-            dxs[i] = D + m->slots[o->ins[i]].off;
+            dxs[i] = D + m->slots[o->ins[i]].goff;
             cs[i] = m->slots[o->ins[i]].c;
         }
         concat_backward(rows(Y), o->nin, cs, dy, dxs);
@@ -134,7 +134,7 @@ static void run_backward(model *m, const op *o) {
         maxpool_backward(Y->n, Y->h, Y->w, Y->c, dy, m->iscratch + o->argmax, dx);
         break;
     case OP_ATTN:
-        attention_backward(&o->ad, x, m->scratch + o->save, dy, D + m->slots[o->y2].off, dx);
+        attention_backward(&o->ad, x, m->scratch + o->save, dy, D + m->slots[o->y2].goff, dx);
         break;
     case OP_DETACH:
         break;
@@ -143,14 +143,14 @@ static void run_backward(model *m, const op *o) {
         int a0 = level_anchor_offset(m, o->level);
         for (int b = 0; b < X->n; b++)
             accumulate(hw * no, m->dout[o->branch] + ((size_t)b * A_ + a0) * no,
-                       D + X->off + b * hw * no);
+                       D + X->goff + b * hw * no);
         break;
     }
     }
 }
 
 const float *model_input_grad(const model *m) {
-    return m->dact ? m->dact + m->slots[0].off : NULL;
+    return m->dact ? m->dact + m->slots[0].goff : NULL;
 }
 
 void model_forward(model *m, const float *images, bool train) {
@@ -174,7 +174,7 @@ void model_forward(model *m, const float *images, bool train) {
 void model_backward(model *m, const float *dout_one2many, const float *dout_one2one) {
     if (!m->trained_forward) FATAL("model_backward needs a train-mode forward first");
     size_t no = (size_t)m->batch * m->anchors * m->no;
-    memset(m->dact, 0, m->arena_floats * sizeof *m->dact);
+    if (m->keep_grads) memset(m->dact, 0, m->grad_floats * sizeof *m->dact);
     const float *d[2] = {dout_one2many, dout_one2one};
     for (int b = 0; b < model_num_branches(m); b++) {
         if (d[b])
@@ -184,6 +184,11 @@ void model_backward(model *m, const float *dout_one2many, const float *dout_one2
     }
     for (int i = m->nops - 1; i >= 0; i--) {
         double t0 = now_seconds();
+        if (!m->keep_grads) /* gradients that become live here start from zero */
+            for (int k = m->zero_start[i]; k < m->zero_start[i + 1]; k++) {
+                const slot *s = &m->slots[m->zero_slots[k]];
+                memset(m->dact + s->goff, 0, numel(s) * sizeof *m->dact);
+            }
         run_backward(m, &m->ops[i]);
         double dt = now_seconds() - t0;
         if (m->ops[i].kind == OP_CONV)
@@ -206,7 +211,8 @@ int model_plan(model *m, int batch, int h, int w, char *err, size_t errlen) {
     m->h = h;
     m->w = w;
     m->act = xmalloc(m->arena_floats * sizeof *m->act);
-    m->dact = xmalloc(m->arena_floats * sizeof *m->dact);
+    model_plan_grads(m);
+    m->dact = xmalloc((m->grad_floats + 1) * sizeof *m->dact);
     m->scratch = xmalloc((m->scratch_floats + 1) * sizeof *m->scratch);
     m->iscratch = xmalloc((m->scratch_i32 + 1) * sizeof *m->iscratch);
     m->conv_ws = 0;
