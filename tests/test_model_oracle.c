@@ -372,3 +372,30 @@ Test(model, grad_arena_sharing_is_exact, .timeout = 120) {
     model_free(a.m);
     model_free(b.m);
 }
+
+/* yolo26 top-k from the stored calibrated decode must reproduce the stored end-to-end output. */
+Test(model, oracle_yolo26n_topk) {
+    const char *f = oracle_path("yolo26n-nc3-64.h5");
+    cr_assert(f);
+    size_t n, m, dims[8];
+    int nd;
+    float *dec = must_read(f, "/eval/decoded_one2one_calibrated", &n, &nd, dims);
+    int A = (int)dims[2], nc = (int)dims[1] - 4;
+    cr_assert_eq(A, 84);
+    float *t = malloc(n * sizeof *t);
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < 4 + nc; c++)
+            for (int a = 0; a < A; a++)
+                t[((size_t)b * A + a) * (4 + nc) + c] = dec[((size_t)b * (4 + nc) + c) * A + a];
+    float *ref = must_read(f, "/eval/output_calibrated", &m, &nd, dims);
+    cr_assert(nd == 3 && dims[1] == 84 && dims[2] == 6);
+    float *out = malloc(m * sizeof *out);
+    model_topk_e2e(B, A, nc, 300, t, out);
+    for (size_t i = 0; i < m; i++)
+        cr_assert_eq(out[i], ref[i], "top-k element %zu (row %zu col %zu): %g vs %g", i, i / 6,
+                     i % 6, out[i], ref[i]);
+    free(dec);
+    free(t);
+    free(ref);
+    free(out);
+}

@@ -108,6 +108,12 @@ const float *model_input_grad(const model *m);
  * end2end: cx, cy, w, h in pixels; end2end: x1, y1, x2, y2 in pixels; then sigmoid scores. */
 void model_decode(const model *m, int branch, float *out);
 
+/* End-to-end post-process of yolo26 (Ultralytics' Detect.postprocess, no NMS): from decoded
+ * [B][A][4 + nc] (x1, y1, x2, y2, scores), the k anchors with the highest max class score, then
+ * the k best (anchor, class) pairs among those k * nc scores, sorted by score (ties: lower index
+ * first). out [B][k][6] = x1, y1, x2, y2, score, class. k = min(max_det, A). */
+void model_topk_e2e(int batch, int anchors, int nc, int k, const float *decoded, float *out);
+
 /* Activation of a module by its Ultralytics name ("model.9.m#1", "model.2.cv1.bn", ...), NHWC,
  * after a forward; NULL if unknown. dims: n, h, w, c. For tests and debugging. */
 const float *model_activation(const model *m, const char *name, int dims[4]);
