@@ -50,8 +50,10 @@ endif
 LIB_OBJ   := $(LIB_C:%.c=build/%.o) $(LIB_CU:%.cu=build/%.cu.o)
 TEST_OBJ  := $(patsubst %.c,build/%.o,$(wildcard tests/*.c))
 BENCH_BIN := $(patsubst bench/%.c,bin/%,$(wildcard bench/*.c))
+# tests/mpi/foo.c: a standalone MPI program that a Criterion test runs under mpirun
+MPI_TEST_BIN := $(patsubst tests/mpi/%.c,build/tests/mpi/%,$(wildcard tests/mpi/*.c))
 
-all: bin/coordinator bin/worker build/tests/yolo-tests $(BENCH_BIN)
+all: bin/coordinator bin/worker build/tests/yolo-tests $(BENCH_BIN) $(MPI_TEST_BIN)
 
 build/libyolo.a: $(LIB_OBJ)
 	@rm -f $@
@@ -61,6 +63,9 @@ bin/%: build/%/main.o build/libyolo.a | bin
 	$(CC) $(LDFLAGS) -o $@ $< build/libyolo.a $(LDLIBS)
 
 bin/bench_%: build/bench/bench_%.o build/libyolo.a | bin
+	$(CC) $(LDFLAGS) -o $@ $< build/libyolo.a $(LDLIBS)
+
+$(MPI_TEST_BIN): build/tests/mpi/%: build/tests/mpi/%.o build/libyolo.a
 	$(CC) $(LDFLAGS) -o $@ $< build/libyolo.a $(LDLIBS)
 
 build/tests/yolo-tests: $(TEST_OBJ) build/libyolo.a
