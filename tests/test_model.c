@@ -105,6 +105,11 @@ Test(model, state_dict_names_order_shapes) {
         off += model_param_tensor(m, k)->numel;
     }
     cr_assert_eq(off, model_num_params(m));
+    cr_assert_eq(t0->role, MODEL_WEIGHT);
+    cr_assert_eq(model_param_tensor(m, 1)->role, MODEL_BN_WEIGHT);
+    cr_assert_eq(model_param_tensor(m, 2)->role, MODEL_BIAS);
+    cr_assert_eq(model_param_tensor(m, i)->role, MODEL_BIAS);
+    cr_assert_eq(model_buffer_tensor(m, 0)->role, MODEL_BUFFER);
     cr_assert_str_eq(model_buffer_tensor(m, 0)->name, "model.0.bn.running_mean");
     cr_assert_str_eq(model_buffer_tensor(m, 1)->name, "model.0.bn.running_var");
     model_free(m);

@@ -18,6 +18,7 @@ static float *must_read(const char *f, const char *d, size_t *n, int *nd, size_t
     return x;
 }
 
+/* the test's own converters, to check model_tensor_{to,from}_torch */
 static void oihw_to_ohwi(const float *src, float *dst, const int *s) {
     for (int o = 0; o < s[0]; o++)
         for (int i = 0; i < s[1]; i++)
@@ -156,7 +157,29 @@ static const char *branch_name(int b) {
 }
 
 static void check_outputs(oracle_run *r) {
-    int no = model_out_channels(r->m);
+    int no = model_out_channels(r->m), A = model_num_anchors(r->m);
+    /* the flat layout is the oracle's cat(boxes, scores) over [B][C][A], transposed */
+    for (int br = 0; br < r->nb; br++) {
+        char d[80];
+        int rm4 = no - 3;
+        for (int part = 0; part < 2; part++) {
+            snprintf(d, sizeof d, "/outputs/%s/%s", branch_name(br), part ? "scores" : "boxes");
+            size_t n;
+            float *ref = must_read(r->file, d, &n, NULL, NULL);
+            int C = part ? 3 : rm4, c0 = part ? rm4 : 0;
+            cr_assert_eq(n, (size_t)B * C * A);
+            float *ours = malloc(n * sizeof *ours);
+            for (int b = 0; b < B; b++)
+                for (int c = 0; c < C; c++)
+                    for (int a = 0; a < A; a++)
+                        ours[((size_t)b * C + c) * A + a] =
+                            model_output(r->m, br)[((size_t)b * A + a) * no + c0 + c];
+            double e = rel_max_diff(ours, ref, n);
+            cr_assert(e <= 1e-3, "%s: rel %.3g", d, e);
+            free(ref);
+            free(ours);
+        }
+    }
     float *buf = malloc((size_t)B * no * 64 * sizeof *buf);
     for (int br = 0; br < r->nb; br++)
         for (int l = 0; l < 3; l++) {
@@ -328,8 +351,25 @@ static void check_eval(oracle_run *r) {
     free(t);
 }
 
+static void check_converters(const model *m) {
+    const model_tensor *t = model_param_tensor(m, model_find_param(m, "model.1.conv.weight"));
+    float *a = malloc(t->numel * sizeof *a), *b = malloc(t->numel * sizeof *b);
+    float *c = malloc(t->numel * sizeof *c);
+    for (size_t i = 0; i < t->numel; i++) a[i] = (float)i;
+    model_tensor_from_torch(t, a, b);
+    oihw_to_ohwi(a, c, t->shape);
+    cr_assert(!memcmp(b, c, t->numel * sizeof *b));
+    model_tensor_to_torch(t, b, c);
+    ohwi_to_oihw(b, a, t->shape);
+    cr_assert(!memcmp(a, c, t->numel * sizeof *b));
+    free(a);
+    free(b);
+    free(c);
+}
+
 static void full_oracle(const char *oracle, const char *yaml, size_t nparams) {
     oracle_run r = setup(oracle, yaml, nparams, true);
+    check_converters(r.m);
     forward_images(&r, true);
     int na, ng;
     double wa = compare_named(&r, "/activations", false, 1e-3, &na);

@@ -236,3 +236,31 @@ void model_timing(const model *m, double *conv_s, double *other_s) {
     *conv_s = m->t_conv;
     *other_s = m->t_other;
 }
+
+void model_tensor_to_torch(const model_tensor *t, const float *ours, float *torch) {
+    if (!t->ohwi) {
+        memcpy(torch, ours, t->numel * sizeof *ours);
+        return;
+    }
+    int O = t->shape[0], I = t->shape[1], H = t->shape[2], W = t->shape[3];
+    for (int o = 0; o < O; o++)
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++)
+                for (int i = 0; i < I; i++)
+                    torch[(((size_t)o * I + i) * H + y) * W + x] =
+                        ours[(((size_t)o * H + y) * W + x) * I + i];
+}
+
+void model_tensor_from_torch(const model_tensor *t, const float *torch, float *ours) {
+    if (!t->ohwi) {
+        memcpy(ours, torch, t->numel * sizeof *ours);
+        return;
+    }
+    int O = t->shape[0], I = t->shape[1], H = t->shape[2], W = t->shape[3];
+    for (int o = 0; o < O; o++)
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++)
+                for (int i = 0; i < I; i++)
+                    ours[(((size_t)o * H + y) * W + x) * I + i] =
+                        torch[(((size_t)o * I + i) * H + y) * W + x];
+}

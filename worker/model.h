@@ -39,6 +39,14 @@ typedef struct model model;
 
 enum { MODEL_ONE2MANY = 0, MODEL_ONE2ONE = 1 };
 
+/* Optimizer groups as Ultralytics' build_optimizer forms them. */
+typedef enum {
+    MODEL_WEIGHT,    /* conv weights: weight decay */
+    MODEL_BN_WEIGHT, /* BN gamma: no decay */
+    MODEL_BIAS,      /* BN beta and Conv2d biases: no decay */
+    MODEL_BUFFER,    /* BN running stats (buffers, not parameters) */
+} model_role;
+
 typedef struct model_tensor {
     char name[80]; /* Ultralytics state_dict name, e.g. "model.22.cv2.0.2.bias" */
     int ndim;      /* 4 for conv weights, 1 otherwise */
@@ -46,8 +54,14 @@ typedef struct model_tensor {
     size_t offset; /* into model_params / model_grads (or model_buffers) */
     size_t numel;
     bool trainable; /* false only for the DFL weight */
-    bool ohwi;      /* stored OHWI (a conv weight with kh*kw > 1 or ci > 1) */
+    bool ohwi;      /* stored OHWI in memory (every 4-d tensor) */
+    model_role role;
 } model_tensor;
+
+/* Copy between our memory layout and PyTorch's (OIHW for conv weights; 1-d tensors as is), for
+ * checkpoints and weight exchange. */
+void model_tensor_to_torch(const model_tensor *t, const float *ours, float *torch);
+void model_tensor_from_torch(const model_tensor *t, const float *torch, float *ours);
 
 /* yaml: as for model_yaml_load. nc > 0 overrides the yaml's nc. seed keys the initialisation
  * (Ultralytics' scheme: U(+-1/sqrt(fan_in)) conv weights and Conv2d biases, BN gamma 1 beta 0,

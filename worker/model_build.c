@@ -49,6 +49,15 @@ static int reg_tensor(builder *b, bool is_buf, const char *name, int ndim, const
     t->offset = *tot;
     t->trainable = trainable;
     t->ohwi = ndim == 4;
+    size_t len = strlen(name);
+    if (is_buf)
+        t->role = MODEL_BUFFER;
+    else if (ndim == 4)
+        t->role = MODEL_WEIGHT;
+    else if (len > 5 && !strcmp(name + len - 5, ".bias"))
+        t->role = MODEL_BIAS;
+    else
+        t->role = MODEL_BN_WEIGHT;
     *tot += t->numel;
     if (!is_buf && trainable) m->ntrainable += t->numel;
     return (*cnt)++;
