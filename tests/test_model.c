@@ -228,6 +228,8 @@ Test(model, bad_yaml_errors) {
     expect_error(HDR "  - [-1, 1, Conv, [abc, 3]]\nhead:\n  - [[0, 1, 1], 1, Detect, [nc]]\n",
                  "layer 1", "channels");
     expect_error("nc: 4\nbackbone: []\n", "backbone", NULL);
+    expect_error("activation: nn.ReLU()\n" HDR "head:\n  - [[0, 0, 0], 1, Detect, [nc]]\n",
+                 "activation", NULL);
 }
 
 static char *run_cmd(const char *cmd, int *status) {

@@ -399,6 +399,9 @@ static int load_doc(ctx *c, model_yaml *y, int nc_override) {
         y->nc = (int)l;
     }
     if (nc_override > 0) y->nc = nc_override;
+    if ((n = map_get(c, root, "activation")))
+        return errf(c->err, c->errlen, "%s:%d: activation: only the default SiLU is supported",
+                    c->file, line_of(n));
     y->reg_max = 16;
     if ((n = map_get(c, root, "reg_max"))) {
         if (!scalar(n) || !parse_long(scalar(n), &l) || l < 1 || l > 64)
