@@ -103,11 +103,18 @@ test: all
 bench: all
 	bash bench/run.sh
 
+# The main job on the built-in synthetic dataset: a few minutes of yolov8n on 2 workers.
+DEMO_ARGS ?= model=yolov8n.yaml imgsz=160 batch=16 time=0.08 workers=2 project=runs name=demo
+demo: deps all
+	@mkdir -p data
+	@test -f data/synth.h5 || ./bin/coordinator data synth out=data/synth.h5 train=2000 val=400 imgsz=256 classes=3 seed=0
+	./bin/coordinator train data=data/synth.h5 $(DEMO_ARGS)
+
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h' '*.cu' '*.cuh')
 
 clean:
 	rm -rf build bin
 
-.PHONY: all deps test bench format clean
+.PHONY: all deps test bench demo format clean
 .SECONDARY:
