@@ -115,6 +115,15 @@ const float *model_anchor_strides(const model *m);
  * gradients ACCUMULATE into model_grads (call model_zero_grad first). */
 void model_backward(model *m, const float *dout_one2many, const float *dout_one2one);
 
+/* Called during model_backward each time the gradients [first, first + count) of the flat
+ * gradient buffer are final for this backward (after the op owning those parameters ran; first,
+ * before any op, for parameters no op touches, such as the frozen DFL weight). Every parameter
+ * float is reported exactly once per backward. Parameters are laid out in forward order, so the
+ * ranges come roughly from the end of the buffer towards its start. For overlapping the gradient
+ * all-reduce with the rest of backward. fn NULL: no hook. */
+typedef void (*model_grad_ready_fn)(void *ctx, size_t first, size_t count);
+void model_set_grad_ready_hook(model *m, model_grad_ready_fn fn, void *ctx);
+
 /* d loss / d images (NHWC, as given to model_forward) after model_backward. */
 const float *model_input_grad(const model *m);
 

@@ -171,6 +171,40 @@ void model_forward(model *m, const float *images, bool train) {
     m->trained_forward = train;
 }
 
+void model_set_grad_ready_hook(model *m, model_grad_ready_fn fn, void *ctx) {
+    m->grad_hook = fn;
+    m->grad_hook_ctx = ctx;
+}
+
+/* Reports the parameters of op o (a, b: param indices or -1) to the hook, merged when adjacent. */
+static void report_grads(const model *m, int a, int b) {
+    const model_tensor *ta = a >= 0 ? &m->params[a] : NULL, *tb = b >= 0 ? &m->params[b] : NULL;
+    if (ta && tb && ta->offset + ta->numel == tb->offset)
+        m->grad_hook(m->grad_hook_ctx, ta->offset, ta->numel + tb->numel);
+    else
+        for (int i = 0; i < 2; i++) {
+            const model_tensor *t = i ? tb : ta;
+            if (t) m->grad_hook(m->grad_hook_ctx, t->offset, t->numel);
+        }
+}
+
+/* Parameters no op owns (their gradients never change) are final before backward starts. */
+static void report_unowned_grads(const model *m) {
+    bool *owned = xcalloc((size_t)m->nparams + 1, sizeof *owned);
+    for (int i = 0; i < m->nops; i++) {
+        const op *o = &m->ops[i];
+        if (o->kind == OP_CONV) {
+            owned[o->pw] = true;
+            if (o->pb >= 0) owned[o->pb] = true;
+        } else if (o->kind == OP_BN) {
+            owned[o->pg] = owned[o->pbeta] = true;
+        }
+    }
+    for (int i = 0; i < m->nparams; i++)
+        if (!owned[i]) report_grads(m, i, -1);
+    free(owned);
+}
+
 void model_backward(model *m, const float *dout_one2many, const float *dout_one2one) {
     if (!m->trained_forward) FATAL("model_backward needs a train-mode forward first");
     size_t no = (size_t)m->batch * m->anchors * m->no;
@@ -182,6 +216,7 @@ void model_backward(model *m, const float *dout_one2many, const float *dout_one2
         else
             memset(m->dout[b], 0, no * sizeof *m->dout[b]);
     }
+    if (m->grad_hook) report_unowned_grads(m);
     for (int i = m->nops - 1; i >= 0; i--) {
         double t0 = now_seconds();
         if (!m->keep_grads) /* gradients that become live here start from zero */
@@ -190,6 +225,9 @@ void model_backward(model *m, const float *dout_one2many, const float *dout_one2
                 memset(m->dact + s->goff, 0, numel(s) * sizeof *m->dact);
             }
         run_backward(m, &m->ops[i]);
+        const op *o = &m->ops[i];
+        if (m->grad_hook && o->kind == OP_CONV) report_grads(m, o->pw, o->pb);
+        if (m->grad_hook && o->kind == OP_BN) report_grads(m, o->pg, o->pbeta);
         double dt = now_seconds() - t0;
         if (m->ops[i].kind == OP_CONV)
             m->t_conv += dt;

@@ -80,6 +80,8 @@ struct model {
     float *anchor_pts, *anchor_str;
     bool trained_forward;
     double t_conv, t_other;
+    model_grad_ready_fn grad_hook; /* model_set_grad_ready_hook */
+    void *grad_hook_ctx;
 };
 
 /* Builds the graph for batch x h x w into m->slots/ops/names. With `create`, also registers the
