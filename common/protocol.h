@@ -54,10 +54,15 @@ typedef struct step_report {
     double compute_s;      /* forward + backward + optimizer */
     double comm_exposed_s; /* all-reduce time not hidden behind backward */
     double comm_total_s;
-    double stall_s;        /* waited for the loader */
+    double stall_s; /* waited for the loader */
     double lr[3];
-    char error[200];       /* when !ok: one line naming the problem */
+    char error[200]; /* when !ok: one line naming the problem */
 } step_report;
+
+/* Validation runs in batches of VAL_CHUNK images and the coordinator gives each worker whole
+ * batches, so the batches (hence the batch-level val loss items, which Ultralytics averages) do
+ * not depend on the number of workers. */
+#define VAL_CHUNK 16
 
 typedef struct val_header {
     int32_t epoch, count; /* val indices that follow */

@@ -51,13 +51,22 @@ static double ap_mean(const double *ap) {
 /* Splits the val split over the workers, gathers their records and computes the metrics. */
 static int validate(train_state *st, int epoch, val_metrics *m, double val_loss[3], char *err,
                     size_t errlen) {
-    int n = dataset_split_size(st->ds, SPLIT_VAL), nc = dataset_num_classes(st->ds), W = st->workers;
-    int64_t *counts = xcalloc(2 * (size_t)nc, sizeof *counts), *wc = xmalloc(2 * (size_t)nc * sizeof *wc);
+    int n = dataset_split_size(st->ds, SPLIT_VAL), nc = dataset_num_classes(st->ds),
+        W = st->workers;
+    int64_t *counts = xcalloc(2 * (size_t)nc, sizeof *counts),
+            *wc = xmalloc(2 * (size_t)nc * sizeof *wc);
     val_record *all = NULL;
     size_t nall = 0;
     int rc = 0, images = 0;
+    /* Test knob: everything on worker 0, to check that the split does not change the metrics. */
+    bool one = getenv("YOLO_TEST_VAL_ON_ONE_WORKER") != NULL;
+    int chunks = (n + VAL_CHUNK - 1) / VAL_CHUNK;
     for (int w = 0; w < W; w++) {
-        int lo = (int)((long)n * w / W), hi = (int)((long)n * (w + 1) / W);
+        int lo = (int)((long)chunks * w / W) * VAL_CHUNK,
+            hi = (int)((long)chunks * (w + 1) / W) * VAL_CHUNK;
+        if (hi > n) hi = n;
+        if (lo > n) lo = n;
+        if (one) lo = 0, hi = w == 0 ? n : 0;
         val_header h = {.epoch = epoch, .count = hi - lo};
         int32_t *idx = xmalloc((size_t)(h.count ? h.count : 1) * sizeof *idx);
         for (int i = 0; i < h.count; i++) idx[i] = lo + i;
@@ -67,11 +76,13 @@ static int validate(train_state *st, int epoch, val_metrics *m, double val_loss[
     }
     for (int w = 0; w < W; w++) {
         val_summary s;
-        CHECK_MPI(MPI_Recv(&s, sizeof s, MPI_BYTE, w + 1, TAG_VAL_SUMMARY, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+        CHECK_MPI(MPI_Recv(&s, sizeof s, MPI_BYTE, w + 1, TAG_VAL_SUMMARY, MPI_COMM_WORLD,
+                           MPI_STATUS_IGNORE));
         all = xrealloc(all, (nall + (size_t)s.records + 1) * sizeof *all);
-        CHECK_MPI(MPI_Recv(all + nall, s.records * (int)sizeof *all, MPI_BYTE, w + 1, TAG_VAL_RECORDS,
-                           MPI_COMM_WORLD, MPI_STATUS_IGNORE));
-        CHECK_MPI(MPI_Recv(wc, 2 * nc, MPI_INT64_T, w + 1, TAG_VAL_COUNTS, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+        CHECK_MPI(MPI_Recv(all + nall, s.records * (int)sizeof *all, MPI_BYTE, w + 1,
+                           TAG_VAL_RECORDS, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+        CHECK_MPI(MPI_Recv(wc, 2 * nc, MPI_INT64_T, w + 1, TAG_VAL_COUNTS, MPI_COMM_WORLD,
+                           MPI_STATUS_IGNORE));
         if (!s.ok) {
             rc = errf(err, errlen, "rank %d: validation failed: %s", w + 1, s.error);
             continue;
@@ -93,7 +104,8 @@ static int validate(train_state *st, int epoch, val_metrics *m, double val_loss[
         for (int c = 0; c < nc && nc > 1; c++)
             if (counts[c] > 0)
                 progress_val_row(dataset_class_name(st->ds, c), (int)counts[nc + c], (int)counts[c],
-                                 m->p[c], m->r[c], m->ap[c * VAL_NIOU], ap_mean(m->ap + c * VAL_NIOU));
+                                 m->p[c], m->r[c], m->ap[c * VAL_NIOU],
+                                 ap_mean(m->ap + c * VAL_NIOU));
     }
     free(all);
     free(counts);
@@ -102,16 +114,21 @@ static int validate(train_state *st, int epoch, val_metrics *m, double val_loss[
 }
 
 /* Worker 0 sends the EMA state after every epoch; it becomes last (and best) weights. */
-static int save_weights(train_state *st, int epoch, double fitness, bool best, char *err, size_t errlen) {
+static int save_weights(train_state *st, int epoch, double fitness, bool best, char *err,
+                        size_t errlen) {
     model_state_header h;
-    CHECK_MPI(MPI_Recv(&h, sizeof h, MPI_BYTE, 1, TAG_STATE_HEADER, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+    CHECK_MPI(
+        MPI_Recv(&h, sizeof h, MPI_BYTE, 1, TAG_STATE_HEADER, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
     tensor_desc *t = xmalloc((size_t)(h.n_tensors ? h.n_tensors : 1) * sizeof *t);
     float *data = xmalloc((size_t)(h.n_floats ? h.n_floats : 1) * sizeof *data);
     CHECK_MPI(MPI_Recv(t, (int)(h.n_tensors * (int64_t)sizeof *t), MPI_BYTE, 1, TAG_STATE_DATA,
                        MPI_COMM_WORLD, MPI_STATUS_IGNORE));
-    CHECK_MPI(MPI_Recv(data, (int)h.n_floats, MPI_FLOAT, 1, TAG_STATE_DATA, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+    CHECK_MPI(MPI_Recv(data, (int)h.n_floats, MPI_FLOAT, 1, TAG_STATE_DATA, MPI_COMM_WORLD,
+                       MPI_STATUS_IGNORE));
     char path[2300];
-    weights_meta meta = {.epoch = epoch, .fitness = fitness, .model = st->args->model,
+    weights_meta meta = {.epoch = epoch,
+                         .fitness = fitness,
+                         .model = st->args->model,
                          .dataset_hash = dataset_hash(st->ds)};
     snprintf(path, sizeof path, "%s/weights/last.h5", st->args->save_dir);
     int rc = weights_write(path, &h, t, data, &meta, err, errlen);
@@ -141,7 +158,8 @@ int train_state_end_epoch(train_state *st, int epoch, bool final, double elapsed
             return -1;
         }
     }
-    double fitness = do_val ? m.fitness : -(st->train_loss[0] + st->train_loss[1] + st->train_loss[2]);
+    double fitness =
+        do_val ? m.fitness : -(st->train_loss[0] + st->train_loss[1] + st->train_loss[2]);
     bool best = fitness > st->best_fitness || epoch == 0;
     if (best) {
         st->best_fitness = fitness;
@@ -151,8 +169,13 @@ int train_state_end_epoch(train_state *st, int epoch, bool final, double elapsed
     }
     st->last_map50 = m.map50;
     st->last_map50_95 = m.map50_95;
-    epoch_row row = {.epoch = epoch + 1, .time = elapsed, .precision = m.precision, .recall = m.recall,
-                     .map50 = m.map50, .map50_95 = m.map50_95, .n_lr = 3};
+    epoch_row row = {.epoch = epoch + 1,
+                     .time = elapsed,
+                     .precision = m.precision,
+                     .recall = m.recall,
+                     .map50 = m.map50,
+                     .map50_95 = m.map50_95,
+                     .n_lr = 3};
     for (int k = 0; k < 3; k++) {
         row.train[k] = st->train_loss[k];
         row.val[k] = val_loss[k];
@@ -180,4 +203,6 @@ void train_state_finish(train_state *st, bool ok, double elapsed) {
     fflush(stdout);
 }
 
-void train_state_free(train_state *st) { (void)st; }
+void train_state_free(train_state *st) {
+    (void)st;
+}

@@ -229,7 +229,7 @@ static int end_epoch(worker *w) {
         int32_t *idx = xmalloc((size_t)(vh.count + 1) * sizeof *idx);
         CHECK_MPI(MPI_Recv(idx, vh.count, MPI_INT32_T, 0, TAG_VAL_PLAN, MPI_COMM_WORLD,
                            MPI_STATUS_IGNORE));
-        int chunk = w->share < 16 ? 16 : w->share;
+        int chunk = VAL_CHUNK; /* the coordinator's split is in whole chunks */
         validator v = {.m = w->ema_m,
                        .ld = w->val_ld,
                        .chunk = chunk,
@@ -320,7 +320,7 @@ static int setup(worker *w) {
     w->train_ld = loader_create(a->data, SPLIT_TRAIN, &lc, w->err, sizeof w->err);
     if (!w->train_ld) return -1;
     lc.augment = 0;
-    lc.max_batch = w->share < 16 ? 16 : w->share;
+    lc.max_batch = VAL_CHUNK;
     if (w->job.n_val > 0) {
         w->val_ld = loader_create(a->data, SPLIT_VAL, &lc, w->err, sizeof w->err);
         if (!w->val_ld) return -1;
