@@ -31,14 +31,55 @@ void train_state_init(train_state *st, train_args *a, dataset *ds, int workers) 
     *st = (train_state){.args = a, .ds = ds, .workers = workers, .best_fitness = -INFINITY};
 }
 
+/* One step event: the slowest worker's times (the step waits for it) and every worker's. */
 void train_state_step(train_state *st, int epoch, int step, int steps, const step_report *r,
                       int workers, const double mean_loss[3], double images_per_s) {
-    (void)epoch, (void)step, (void)steps, (void)workers, (void)mean_loss, (void)images_per_s;
     for (int k = 0; k < 3; k++) st->lr[k] = r[0].lr[k];
+    if (!st->tel) return;
+    static const char *const names[3] = {"box_loss", "cls_loss", "dfl_loss"};
+    telemetry_worker_timing *wt = xcalloc((size_t)workers, sizeof *wt);
+    telemetry_step e = {.epoch = epoch + 1,
+                        .epochs = (int)st->args->epochs,
+                        .step = step + 1,
+                        .steps = steps,
+                        .nloss = 3,
+                        .loss_names = names,
+                        .losses = mean_loss,
+                        .images_per_s = images_per_s,
+                        .lr = r[0].lr[0],
+                        .eta_s = -1,
+                        .nworkers = workers,
+                        .workers = wt};
+    for (int w = 0; w < workers; w++) {
+        wt[w] = (telemetry_worker_timing){.rank = w + 1,
+                                          .compute_s = r[w].compute_s,
+                                          .comm_s = r[w].comm_total_s,
+                                          .comm_exposed_s = r[w].comm_exposed_s,
+                                          .stall_s = r[w].stall_s};
+        e.compute_s = fmax(e.compute_s, r[w].compute_s);
+        e.comm_s = fmax(e.comm_s, r[w].comm_total_s);
+        e.comm_exposed_s = fmax(e.comm_exposed_s, r[w].comm_exposed_s);
+        e.loader_stall_s = fmax(e.loader_stall_s, r[w].stall_s);
+    }
+    if (telemetry_publish_step(st->tel, &e) != 0) log_warn("telemetry: step event not sent");
+    free(wt);
 }
 
 int32_t train_state_control(train_state *st) {
-    if (st->stop_requested) return CTRL_STOP;
+    if (st->tel) {
+        char err[512];
+        if (telemetry_poll(st->tel, err, sizeof err) < 0) log_warn("telemetry: %s", err);
+        if (telemetry_take_save(st->tel)) st->save_requested = true;
+        if (telemetry_stop_requested(st->tel) && !st->stop_requested) {
+            log_info("stop requested: saving and finishing after this step");
+            st->stop_requested = true;
+        }
+    }
+    if (st->stop_requested) return CTRL_STOP; /* end_epoch saves */
+    if (st->save_requested) {
+        st->save_requested = false;
+        return CTRL_SAVE;
+    }
     return CTRL_CONTINUE;
 }
 
@@ -113,8 +154,9 @@ static int validate(train_state *st, int epoch, val_metrics *m, double val_loss[
     return rc;
 }
 
-/* Worker 0 sends the EMA state after every epoch; it becomes last (and best) weights. */
-static int save_weights(train_state *st, int epoch, double fitness, bool best, char *err,
+/* Worker 0 sends the EMA state after every epoch; it becomes last (and best) weights. step >= 0:
+ * a checkpoint requested in the middle of an epoch (last only). */
+static int save_weights(train_state *st, int epoch, long step, double fitness, bool best, char *err,
                         size_t errlen) {
     model_state_header h;
     CHECK_MPI(
@@ -138,6 +180,23 @@ static int save_weights(train_state *st, int epoch, double fitness, bool best, c
     }
     free(t);
     free(data);
+    if (rc == 0 && st->tel) {
+        snprintf(path, sizeof path, "%s/weights/last.h5", st->args->save_dir);
+        telemetry_publish_checkpoint(st->tel, "last", path, epoch + 1, step >= 0 ? step + 1 : -1);
+        if (best) {
+            snprintf(path, sizeof path, "%s/weights/best.h5", st->args->save_dir);
+            telemetry_publish_checkpoint(st->tel, "best", path, epoch + 1, -1);
+        }
+    }
+    return rc;
+}
+
+int train_state_save_now(train_state *st, int epoch, long step, char *err, size_t errlen) {
+    double fit = isfinite(st->best_fitness) ? st->best_fitness : 0;
+    int rc = save_weights(st, epoch, step, fit, false, err, errlen);
+    if (rc == 0)
+        log_info("checkpoint: %s/weights/last.h5 (epoch %d, step %ld)", st->args->save_dir,
+                 epoch + 1, step + 1);
     return rc;
 }
 
@@ -186,7 +245,24 @@ int train_state_end_epoch(train_state *st, int epoch, bool final, double elapsed
     snprintf(path, sizeof path, "%s/results.csv", a->save_dir);
     if (results_csv_append(path, &row, err, errlen) != 0) return -1;
     st->epochs_done = epoch + 1;
-    return save_weights(st, epoch, fitness, best, err, errlen);
+    if (st->tel) {
+        static const char *const names[11] = {"train/box_loss",
+                                              "train/cls_loss",
+                                              "train/dfl_loss",
+                                              "metrics/precision(B)",
+                                              "metrics/recall(B)",
+                                              "metrics/mAP50(B)",
+                                              "metrics/mAP50-95(B)",
+                                              "val/box_loss",
+                                              "val/cls_loss",
+                                              "val/dfl_loss",
+                                              "fitness"};
+        double v[11] = {row.train[0], row.train[1], row.train[2], row.precision,
+                        row.recall,   row.map50,    row.map50_95, row.val[0],
+                        row.val[1],   row.val[2],   fitness};
+        telemetry_publish_epoch(st->tel, epoch + 1, (int)a->epochs, 11, names, v);
+    }
+    return save_weights(st, epoch, -1, fitness, best, err, errlen);
 }
 
 void train_state_finish(train_state *st, bool ok, double elapsed) {
