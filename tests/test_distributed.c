@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 /* Small runs: 40 train images, batch 8, nbs 8 (an optimizer step every step): 5 steps. */
 #define RUN_ARGS                                                                                   \
@@ -193,6 +194,131 @@ Test(distributed, validation_split_over_workers_equals_one_worker, .timeout = 30
                 a[5], a[6]);
     for (int k = 0; k < 7; k++) cr_assert_eq(a[k], b[k], "column %d: %g vs %g", 6 + k, a[k], b[k]);
     cr_assert_gt(a[4] + a[5] + a[6], 0, "val loss computed");
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+/* Polls for a file (up to `seconds`); true if it appeared. */
+static bool wait_file(const char *path, double seconds) {
+    for (double t = 0; t < seconds; t += 0.2) {
+        FILE *f = fopen(path, "r");
+        if (f) {
+            fclose(f);
+            return true;
+        }
+        usleep(200000);
+    }
+    return false;
+}
+
+static bool file_has(const char *path, const char *needle) {
+    FILE *f = fopen(path, "r");
+    if (!f) return false;
+    static char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    return strstr(buf, needle) != NULL;
+}
+
+static int read_rc(const char *path) {
+    FILE *f = fopen(path, "r");
+    int rc = -1;
+    if (f && fscanf(f, "%d", &rc) != 1) rc = -1;
+    if (f) fclose(f);
+    return rc;
+}
+
+/* Starts a training job in the background; its exit code goes to <dir>/<name>.rc. */
+static void train_bg(const char *dir, const char *name, const char *env, const char *extra) {
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "(%s timeout 120 ./bin/coordinator train data=%s/s.h5 " RUN_ARGS
+             " project=%s name=%s %s > %s/%s.log 2>&1; echo $? > %s/%s.rc) &",
+             env ? env : "", dir, dir, name, extra, dir, name, dir, name);
+    cr_assert_eq(system(cmd), 0);
+}
+
+/* A live 2-worker run: `watch` prints its steps, `ctl status` answers, `ctl stop` ends it early
+ * with exit 0 and weights; watch then sees "finished" and exits 0. */
+Test(distributed, watch_and_stop_a_live_run, .timeout = 300) {
+    char dir[64], path[256], cmd[1024];
+    make_data(dir, sizeof dir, 40, 8);
+    train_bg(dir, "live", NULL, "workers=2 epochs=50 val=False");
+    snprintf(path, sizeof path, "%s/live/endpoints.json", dir);
+    cr_assert(wait_file(path, 90), "endpoints.json written; see %s/live.log", dir);
+    snprintf(cmd, sizeof cmd,
+             "(timeout 120 ./bin/coordinator watch %s/live > %s/watch.out 2>&1; echo $? > "
+             "%s/watch.rc) &",
+             dir, dir, dir);
+    cr_assert_eq(system(cmd), 0);
+    snprintf(path, sizeof path, "%s/watch.out", dir);
+    bool stepping = false;
+    for (int i = 0; i < 300 && !stepping; i++, usleep(200000)) stepping = file_has(path, " step ");
+    cr_assert(stepping, "watch prints step lines");
+    snprintf(cmd, sizeof cmd, "./bin/coordinator ctl %s/live status > %s/status.out", dir, dir);
+    cr_assert_eq(system(cmd), 0, "ctl status");
+    snprintf(path, sizeof path, "%s/status.out", dir);
+    cr_assert(file_has(path, "\"running\""), "status says running");
+    snprintf(cmd, sizeof cmd, "./bin/coordinator ctl %s/live stop > /dev/null", dir);
+    cr_assert_eq(system(cmd), 0, "ctl stop");
+    snprintf(path, sizeof path, "%s/live.rc", dir);
+    cr_assert(wait_file(path, 90), "the run ends after stop");
+    usleep(300000);
+    cr_assert_eq(read_rc(path), 0, "stopped run exits 0; see %s/live.log", dir);
+    snprintf(path, sizeof path, "%s/live/weights/last.h5", dir);
+    cr_assert(wait_file(path, 1), "last.h5 written on stop");
+    snprintf(path, sizeof path, "%s/live.log", dir);
+    cr_assert(file_has(path, "stop requested"), "the coordinator saw the stop");
+    cr_assert(!file_has(path, "50 epochs completed"), "stopped early");
+    snprintf(path, sizeof path, "%s/watch.rc", dir);
+    cr_assert(wait_file(path, 30), "watch exits when the run finishes");
+    usleep(300000);
+    cr_assert_eq(read_rc(path), 0, "watch exit code");
+    snprintf(path, sizeof path, "%s/watch.out", dir);
+    cr_assert(file_has(path, "finished:"), "watch saw the finished event");
+    cr_assert(file_has(path, "checkpoint last written"), "watch saw the checkpoint event");
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+/* Rank 2 sleeps 3 s once (after its all-reduce, so only its report is late): with stall_warn=1 the
+ * coordinator names it on the terminal and on the PUB socket, and the run still succeeds. */
+Test(distributed, stalled_worker_is_named_in_a_warning, .timeout = 300) {
+    char dir[64], path[256], cmd[1024];
+    make_data(dir, sizeof dir, 40, 8);
+    train_bg(dir, "slow", "YOLO_TEST_STALL_RANK=2 YOLO_TEST_STALL_SECONDS=3",
+             "workers=2 epochs=1 val=False stall_warn=1 stall_abort=60");
+    snprintf(path, sizeof path, "%s/slow/endpoints.json", dir);
+    cr_assert(wait_file(path, 90), "endpoints.json written; see %s/slow.log", dir);
+    snprintf(cmd, sizeof cmd, "timeout 120 ./bin/coordinator watch %s/slow > %s/watch.out 2>&1",
+             dir, dir);
+    cr_assert_eq(system(cmd), 0, "watch exits 0 on finished");
+    snprintf(path, sizeof path, "%s/slow.rc", dir);
+    cr_assert(wait_file(path, 60));
+    usleep(300000);
+    cr_assert_eq(read_rc(path), 0, "a stall below stall_abort is only a warning");
+    snprintf(path, sizeof path, "%s/slow.log", dir);
+    cr_assert(file_has(path, "no step report from rank(s) 2 "), "terminal warning names rank 2");
+    snprintf(path, sizeof path, "%s/watch.out", dir);
+    cr_assert(file_has(path, "warning: no step report from rank(s) 2 "),
+              "PUB warning names rank 2");
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+/* Rank 2 sleeps 60 s: past stall_abort=3 the job aborts with a non-zero exit naming rank 2. */
+Test(distributed, stalled_worker_aborts_the_job, .timeout = 300) {
+    char dir[64], path[256];
+    make_data(dir, sizeof dir, 40, 8);
+    int rc = train(dir, "hung", "YOLO_TEST_STALL_RANK=2 YOLO_TEST_STALL_SECONDS=60",
+                   "workers=2 epochs=1 val=False stall_warn=1 stall_abort=3");
+    cr_assert_neq(rc, 0, "aborted job exits non-zero");
+    cr_assert_neq(rc, 124, "aborted by the coordinator, not by the test's timeout");
+    snprintf(path, sizeof path, "%s/hung.log", dir);
+    cr_assert(file_has(path, "no step report from rank(s) 2 for"), "names rank 2");
+    cr_assert(file_has(path, "aborting the job"), "says it aborts");
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     cr_assert_eq(system(cmd), 0);
