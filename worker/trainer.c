@@ -67,14 +67,16 @@ static void grad_ready(void *ctx, size_t first, size_t count) {
         w->ar_failed = true;
 }
 
-/* Gradient accumulation over micro-batches and accumulation steps, as PyTorch does it: each
- * backward computes its gradient from zero and it is ADDED to the running sum (grad += new), rather
- * than the kernels accumulating into the running sum. Then N micro-batches on one worker round
- * exactly like N workers whose gradients the all-reduce sums (for N = 2 bitwise). */
-
 /* Forward, loss and backward of one micro-batch; loss items added to items[3]. The head-output
  * gradient is scaled by the number of workers: the all-reduce averages, so the optimizer sees the
- * SUM of the workers' gradients, as Ultralytics' DDP (loss x world_size, then average) does. */
+ * SUM of the workers' gradients, as Ultralytics' DDP (loss x world_size, then average) does.
+ *
+ * Accumulation over micro-batches and accumulation steps works as in PyTorch: each backward
+ * computes its gradient from zero and it is ADDED to the running sum w->acc (grad += new), rather
+ * than the kernels accumulating into the running sum; the last backward of an optimizer step (sync)
+ * adds w->acc range by range in the hook, just before the range is all-reduced. So N micro-batches
+ * on one worker round exactly like N workers whose gradients the all-reduce sums (N = 2: bitwise).
+ */
 static void micro_step(worker *w, const loader_batch *b, int first, int n, bool sync,
                        double items[3]) {
     size_t px = (size_t)w->a.imgsz * w->a.imgsz * 3;
@@ -115,7 +117,7 @@ static void micro_step(worker *w, const loader_batch *b, int first, int n, bool 
     }
     model_backward(w->m, w->dout[0], model_num_branches(w->m) == 2 ? w->dout[1] : NULL);
     model_set_grad_ready_hook(w->m, NULL, NULL);
-    if (!sync) { /* keep this backward's gradient apart: see accumulate_grads */
+    if (!sync) { /* add this backward's gradient to the running sum, start the next from zero */
         size_t np = model_num_params(w->m);
         float *g = model_grads(w->m);
         if (!w->acc) w->acc = xmalloc(np * sizeof *w->acc);
