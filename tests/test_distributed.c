@@ -6,6 +6,7 @@
  *   - a silent worker is named in a warning and, past stall_abort, the job aborts naming it. */
 #include <criterion/criterion.h>
 #include <hdf5.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -322,4 +323,31 @@ Test(distributed, stalled_worker_aborts_the_job, .timeout = 300) {
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     cr_assert_eq(system(cmd), 0);
+}
+
+/* tests/mpi/overlap_check.c under mpirun -np 2: the model's backward hook marks every gradient
+ * float once, every bucket starts during backward, and the result equals a blocking all-reduce
+ * bit for bit (yolov8n and yolo26n). */
+Test(distributed, backward_hook_starts_every_bucket_during_backward, .timeout = 120) {
+    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 0);
+    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 0);
+    setenv("OMPI_MCA_btl", "self,vader", 0);
+    setenv("OMPI_MCA_rmaps_base_oversubscribe", "1", 0);
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    cr_assert(n > 0);
+    exe[n] = 0;
+    char *slash = strrchr(exe, '/');
+    cr_assert(slash);
+    *slash = 0;
+    char cmd[PATH_MAX + 160];
+    snprintf(cmd, sizeof cmd, "timeout 60 mpirun -np 2 '%s/mpi/overlap_check' 2>&1", exe);
+    FILE *p = popen(cmd, "r");
+    cr_assert(p, "popen %s", cmd);
+    static char out[16384];
+    size_t len = fread(out, 1, sizeof out - 1, p);
+    out[len] = 0;
+    int st = pclose(p);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "overlap_check failed:\n%s", out);
+    cr_assert(strstr(out, "overlap_check: OK np=2"), "expected OK in:\n%s", out);
 }
