@@ -1,7 +1,7 @@
 /* Convolution throughput against this machine's measured fp32 FMA peak.
  * (a) peak: an AVX-512 (else AVX2) FMA loop with 12 independent accumulators, per thread count;
  * (b) forward and backward (dx + dw) of every distinct conv shape of yolov8n at imgsz 320, batch 8.
- * Usage: bench_conv [threads=1,2] [compare=false] [imgsz=320] [batch=8]
+ * Usage: bench_conv [threads=1,2] [compare=false] [clock=wall|cpu] [imgsz=320] [batch=8]
  *   compare=true also times the forced GEMM and forced oneDNN implementations of every shape. */
 #include "common/kv.h"
 #include "common/log.h"
@@ -60,6 +60,17 @@ __attribute__((target("avx2,fma"))) static float fma_loop_avx2(long iters) {
     return r;
 }
 
+/* clock=cpu: process CPU time, which leaves out the time other people's jobs hold our core (for
+ * threads=1; with more threads it also counts OpenMP's spin-waiting, so it is divided by the
+ * thread count and is only a rough guide). */
+static int g_cpu_clock, g_threads = 1;
+static double tick(void) {
+    if (!g_cpu_clock) return now_seconds();
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return ((double)t.tv_sec + 1e-9 * (double)t.tv_nsec) / g_threads;
+}
+
 static volatile float g_sink;
 
 /* GFLOP/s of `threads` threads each running the FMA loop (best of 5). */
@@ -68,14 +79,14 @@ static double fma_peak(int threads, int avx512) {
     const int lanes = avx512 ? 16 : 8;
     double best = 0;
     for (int rep = 0; rep < 5; rep++) {
-        double t0 = now_seconds();
+        double t0 = tick();
 #pragma omp parallel num_threads(threads)
         {
             float s = avx512 ? fma_loop_avx512(iters) : fma_loop_avx2(iters);
 #pragma omp atomic
             g_sink += s;
         }
-        double t = now_seconds() - t0;
+        double t = tick() - t0;
         double gf = (double)threads * iters * FMA_ACC * lanes * 2 / t * 1e-9;
         if (gf > best) best = gf;
     }
@@ -158,12 +169,12 @@ static double time_call(const conv2d_desc *d, int op, const float *x, const floa
             conv2d_forward(d, x, w, b, y, ws);
     }
     while (n < MAX_REPS && (n < 3 || spent < 0.15)) {
-        double t0 = now_seconds();
+        double t0 = tick();
         if (op)
             conv2d_backward(d, x, w, y, op == 3 ? NULL : dx, op == 2 ? NULL : dw, db, ws);
         else
             conv2d_forward(d, x, w, b, y, ws);
-        t[n] = now_seconds() - t0;
+        t[n] = tick() - t0;
         spent += t[n++];
     }
     qsort(t, n, sizeof *t, cmp_double);
@@ -206,6 +217,7 @@ static int same_layer(const layer *a, const layer *b) {
 
 static void run_threads(int threads, int avx512, int compare, int imgsz, int batch) {
     kernels_set_threads(threads);
+    g_threads = threads;
     double peak = fma_peak(threads, avx512);
     printf("\n== %d thread%s: measured FMA peak %.1f GFLOP/s (%.1f per thread), gemm: %s\n",
            threads, threads > 1 ? "s" : "", peak, peak / threads, gemm_backend());
@@ -263,17 +275,25 @@ int main(int argc, char **argv) {
     char err[256];
     const char *threads_s;
     bool compare;
+    const char *clock_s;
     long imgsz, batch;
     if (kv_parse(argc - 1, argv + 1, &a, err, sizeof err) ||
         kv_get_str(&a, "threads", "1,2", &threads_s) ||
         kv_get_bool(&a, "compare", false, &compare, err, sizeof err) ||
+        kv_get_str(&a, "clock", "wall", &clock_s) ||
         kv_get_long(&a, "imgsz", 320, &imgsz, err, sizeof err) ||
         kv_get_long(&a, "batch", 8, &batch, err, sizeof err) ||
         kv_check_unused(&a, err, sizeof err)) {
-        log_error("%s (usage: bench_conv [threads=1,2] [compare=false] [imgsz=320] [batch=8])",
+        log_error("%s (usage: bench_conv [threads=1,2] [compare=false] [clock=wall] [imgsz=320] "
+                  "[batch=8])",
                   err);
         return 2;
     }
+    if (strcmp(clock_s, "wall") && strcmp(clock_s, "cpu")) {
+        log_error("clock=%s: expected wall or cpu", clock_s);
+        return 2;
+    }
+    g_cpu_clock = !strcmp(clock_s, "cpu");
     if (imgsz < 32 || imgsz % 32 || batch < 1) {
         log_error("imgsz=%ld batch=%ld: imgsz must be a positive multiple of 32, batch >= 1", imgsz,
                   batch);
@@ -282,8 +302,10 @@ int main(int argc, char **argv) {
     __builtin_cpu_init();
     int avx512 = __builtin_cpu_supports("avx512f");
     printf("bench_conv: yolov8n convs, imgsz %ld, batch %ld, fp32 NHWC; peak loop %s x %d "
-           "accumulators. Timings are the fastest of several calls; the machine is shared, so expect noise.\n",
-           imgsz, batch, avx512 ? "AVX-512" : "AVX2", FMA_ACC);
+           "accumulators. Timings: fastest of several calls, %s clock; the machine is shared, so "
+           "expect noise.\n",
+           imgsz, batch, avx512 ? "AVX-512" : "AVX2", FMA_ACC,
+           g_cpu_clock ? "process CPU time / threads" : "wall");
     printf("%%pk = GFLOP/s / measured FMA peak for the same thread count; bwd = dx + dw (+ dbias), "
            "2x the forward FLOPs. (n) = occurrences in the model.\n");
     char buf[64];

@@ -476,15 +476,17 @@ static void dnn_backward(const conv2d_desc *d, dnn_conv *c, const float *x, cons
 
 enum { OP_FWD, OP_BWD_DATA, OP_BWD_WEIGHTS, NOPS };
 
-/* CONV2D_AUTO's choice for each op, from bench_conv (compare=true) on the project's machine:
- * oneDNN's direct kernels win where the per-tap channel count is small (no im2col blow-up) and
- * for depthwise; im2col + sgemm wins for strided convs with >= 64 input channels and for the
- * weight gradient from 32 input channels up; a 1x1 stride-1 conv is a plain GEMM. */
+/* CONV2D_AUTO's choice for each op, from bench_conv compare=true clock=cpu (1 thread, yolov8n
+ * shapes, Zen 3 AVX2; README has the table). oneDNN's direct kernels win where the channels per tap
+ * are few (no im2col blow-up) and for depthwise; im2col + sgemm wins for strided convs from 64
+ * input channels up and for the weight gradient of strided convs from 16, or of any conv from 64;
+ * a 1x1 stride-1 conv is a plain GEMM (no im2col, and beta = 1 accumulates for free). */
 static int auto_path(const conv2d_desc *d, int op) {
     int cg = d->cin / d->groups;
     if (is_depthwise(d)) return PATH_ONEDNN;
     if (is_pointwise(d)) return PATH_GEMM;
-    if (op == OP_BWD_WEIGHTS) return cg >= 32 ? PATH_GEMM : PATH_ONEDNN;
+    if (op == OP_BWD_WEIGHTS)
+        return (d->stride > 1 && cg >= 16) || cg >= 64 ? PATH_GEMM : PATH_ONEDNN;
     return d->stride > 1 && cg >= 64 ? PATH_GEMM : PATH_ONEDNN;
 }
 
