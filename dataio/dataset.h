@@ -2,6 +2,7 @@
  * documented in the README ("Dataset file"). Every reader opens the file read-only and reads
  * single samples by index; nothing here needs the whole split in memory except the labels. */
 #pragma once
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,6 +39,13 @@ int dataset_num_classes(const dataset *ds);
 const char *dataset_class_name(const dataset *ds, int cls);
 const char *dataset_hash(const dataset *ds); /* sha256 hex over images and labels: the version id */
 int dataset_split_size(const dataset *ds, split_id s); /* 0 when the split is absent */
+bool dataset_has_split(const dataset *ds, split_id s);
+int64_t dataset_split_boxes(const dataset *ds, split_id s);    /* total boxes in a split */
+const char *dataset_split_hash(const dataset *ds, split_id s); /* "" when absent */
+/* Provenance attributes ("" when absent): source, created (UTC ISO 8601), packer version. */
+const char *dataset_source(const dataset *ds);
+const char *dataset_created(const dataset *ds);
+const char *dataset_packer_version(const dataset *ds);
 
 /* One sample: encoded bytes, size, labels. 0 or -1 with err. Not thread-safe (HDF5 is built
  * without thread safety): callers with several threads serialise calls on one dataset. */
@@ -49,3 +57,5 @@ void dataset_sample_free(dataset_sample *smp);
 int dataset_labels(dataset *ds, split_id s, int index, const float **labels, int *nboxes);
 /* Original size of one image, without reading its bytes. */
 int dataset_image_size(dataset *ds, split_id s, int index, int *height, int *width);
+/* Source file name of one image, into buf. 0 or -1. */
+int dataset_filename(dataset *ds, split_id s, int index, char *buf, size_t n);

@@ -3,7 +3,8 @@
  * q = rows [0,kd), k = [kd,2kd), v = [2kd, 2kd+hd).
  * Forward: S = scale q^T k per head (i query pixel, j key pixel), P = softmax_j S,
  * out[i][head*hd + c] = sum_j v[c][j] P[i][j]; also writes v_out[i][head*hd + c] = v[c][i]
- * (the V tensor the pe conv reads). probs [n][heads][hw][hw] is saved for backward.
+ * (the V tensor the pe conv reads; v_out may be NULL). probs [n][heads][hw][hw] is saved for
+ * backward.
  * Backward accumulates into dqkv from dout (grad of out) and dv (grad of v_out; may be NULL). */
 #pragma once
 

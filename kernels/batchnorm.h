@@ -9,7 +9,8 @@
 #define BN_MOMENTUM 0.03f
 
 /* running_mean/running_var may be NULL (no update). save_mean/save_invstd [c] are kept for
- * backward. */
+ * backward (save_invstd = 1/sqrt(biased var + eps)). In backward any of dx, dgamma, dbeta may be
+ * NULL. Per-channel sums are in double over fixed row chunks: results do not depend on threads. */
 void batchnorm_forward_train(int m, int c, const float *x, const float *gamma, const float *beta,
                              float eps, float momentum, float *running_mean, float *running_var,
                              float *save_mean, float *save_invstd, float *y);

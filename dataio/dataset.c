@@ -1,0 +1,326 @@
+/* Reader of the dataset file; the schema is in dataio/dataset_write.h. */
+#include "dataio/dataset.h"
+
+#include "common/log.h"
+#include "dataio/dataset_write.h"
+
+#include <hdf5.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct split_data {
+    int present;
+    int64_t n, m;
+    uint8_t *enc;
+    int32_t *hgt, *wid;
+    int64_t *off;
+    float *labels;
+    hid_t images, filenames;
+    char hash[65];
+} split_data;
+
+struct dataset {
+    char *path, *source, *created, *packer;
+    hid_t file, vlen_u8, str;
+    int nc;
+    char **names;
+    char hash[65];
+    split_data sp[SPLIT_COUNT];
+};
+
+const char *split_name(split_id s) {
+    static const char *names[SPLIT_COUNT] = {"train", "val", "test"};
+    return s >= 0 && s < SPLIT_COUNT ? names[s] : "?";
+}
+
+static hid_t vlen_str_type(void) {
+    hid_t t = H5Tcopy(H5T_C_S1);
+    if (t >= 0 && (H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0)) {
+        H5Tclose(t);
+        return -1;
+    }
+    return t;
+}
+
+/* A scalar string attribute (variable-length), malloc'd; NULL when absent or not a string. */
+static char *read_str_attr(dataset *ds, hid_t obj, const char *name) {
+    if (H5Aexists(obj, name) <= 0) return NULL;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    if (a < 0) return NULL;
+    char *v = NULL, *out = NULL;
+    hid_t ft = H5Aget_type(a);
+    if (ft >= 0 && H5Tget_class(ft) == H5T_STRING && H5Tis_variable_str(ft) > 0 &&
+        H5Aread(a, ds->str, &v) >= 0 && v) {
+        out = xstrdup(v);
+        H5free_memory(v);
+    }
+    if (ft >= 0) H5Tclose(ft);
+    H5Aclose(a);
+    return out;
+}
+
+static int read_int_attr(hid_t obj, const char *name, int64_t *out) {
+    if (H5Aexists(obj, name) <= 0) return -1;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    if (a < 0) return -1;
+    int rc = H5Aread(a, H5T_NATIVE_INT64, out) >= 0 ? 0 : -1;
+    H5Aclose(a);
+    return rc;
+}
+
+/* Reads a whole table of the expected rank; dims[] receives its shape. NULL on any error. */
+static void *read_table(hid_t grp, const char *name, hid_t mtype, int rank, hsize_t *dims) {
+    if (H5Lexists(grp, name, H5P_DEFAULT) <= 0) return NULL;
+    hid_t d = H5Dopen2(grp, name, H5P_DEFAULT), sp = d >= 0 ? H5Dget_space(d) : -1;
+    void *buf = NULL;
+    if (sp >= 0 && H5Sget_simple_extent_ndims(sp) == rank &&
+        H5Sget_simple_extent_dims(sp, dims, NULL) == rank) {
+        size_t n = 1;
+        for (int i = 0; i < rank; i++) n *= dims[i];
+        buf = xmalloc(n ? n * H5Tget_size(mtype) : 1);
+        if (n && H5Dread(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) free(buf), buf = NULL;
+    }
+    if (sp >= 0) H5Sclose(sp);
+    if (d >= 0) H5Dclose(d);
+    return buf;
+}
+
+static hsize_t dataset_len(hid_t d) {
+    hid_t sp = H5Dget_space(d);
+    hsize_t n = 0;
+    if (sp >= 0 && H5Sget_simple_extent_ndims(sp) == 1)
+        H5Sget_simple_extent_dims(sp, &n, NULL);
+    else
+        n = (hsize_t)-1;
+    if (sp >= 0) H5Sclose(sp);
+    return n;
+}
+
+static int open_split(dataset *ds, split_id s, char *err, size_t errlen) {
+    split_data *p = &ds->sp[s];
+    const char *sn = split_name(s);
+    if (H5Lexists(ds->file, sn, H5P_DEFAULT) <= 0) return 0;
+    hid_t g = H5Gopen2(ds->file, sn, H5P_DEFAULT);
+    if (g < 0) return errf(err, errlen, "%s: /%s is not a group", ds->path, sn);
+    hsize_t dn[2], dh[1], dw[1], doff[1], dl[2];
+    p->enc = read_table(g, "encoding", H5T_NATIVE_UINT8, 1, dn);
+    p->hgt = read_table(g, "height", H5T_NATIVE_INT32, 1, dh);
+    p->wid = read_table(g, "width", H5T_NATIVE_INT32, 1, dw);
+    p->off = read_table(g, "label_offsets", H5T_NATIVE_INT64, 1, doff);
+    p->labels = read_table(g, "labels", H5T_NATIVE_FLOAT, 2, dl);
+    p->images = H5Lexists(g, "images", H5P_DEFAULT) > 0 ? H5Dopen2(g, "images", H5P_DEFAULT) : -1;
+    p->filenames =
+        H5Lexists(g, "filenames", H5P_DEFAULT) > 0 ? H5Dopen2(g, "filenames", H5P_DEFAULT) : -1;
+    char *h = read_str_attr(ds, g, "sha256");
+    H5Gclose(g);
+    if (!p->enc || !p->hgt || !p->wid || !p->off || !p->labels || p->images < 0 ||
+        p->filenames < 0 || !h || strlen(h) != 64) {
+        free(h);
+        return errf(err, errlen, "%s: /%s: missing or unreadable member (not a dataset file?)",
+                    ds->path, sn);
+    }
+    memcpy(p->hash, h, 65);
+    free(h);
+    p->n = (int64_t)dn[0], p->m = (int64_t)dl[0];
+    if (dh[0] != dn[0] || dw[0] != dn[0] || doff[0] != dn[0] + 1 || dl[1] != 5 ||
+        dataset_len(p->images) != dn[0] || dataset_len(p->filenames) != dn[0] || p->n > INT32_MAX)
+        return errf(err, errlen, "%s: /%s: table sizes disagree", ds->path, sn);
+    if (p->off[0] != 0 || p->off[p->n] != p->m)
+        return errf(err, errlen, "%s: /%s: label_offsets do not span labels", ds->path, sn);
+    for (int64_t i = 0; i < p->n; i++)
+        if (p->off[i + 1] < p->off[i] || p->hgt[i] <= 0 || p->wid[i] <= 0)
+            return errf(err, errlen, "%s: /%s: image %lld: bad offsets or size", ds->path, sn,
+                        (long long)i);
+    for (int64_t b = 0; b < p->m; b++) {
+        float c = p->labels[b * 5];
+        if (!(c >= 0 && c < ds->nc))
+            return errf(err, errlen, "%s: /%s: box %lld has class %g, num_classes is %d", ds->path,
+                        sn, (long long)b, c, ds->nc);
+    }
+    p->present = 1;
+    return 0;
+}
+
+dataset *dataset_open(const char *path, char *err, size_t errlen) {
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    htri_t is = H5Fis_hdf5(path);
+    if (is < 0) return errf(err, errlen, "%s: cannot open (missing or unreadable)", path), NULL;
+    if (is == 0) return errf(err, errlen, "%s: not an HDF5 file", path), NULL;
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) return errf(err, errlen, "%s: corrupt or truncated HDF5 file", path), NULL;
+    dataset *ds = xcalloc(1, sizeof *ds);
+    ds->path = xstrdup(path), ds->file = f;
+    ds->vlen_u8 = H5Tvlen_create(H5T_NATIVE_UINT8), ds->str = vlen_str_type();
+    for (int s = 0; s < SPLIT_COUNT; s++) ds->sp[s].images = ds->sp[s].filenames = -1;
+    int64_t ver = 0, nc = 0;
+    if (read_int_attr(f, "format_version", &ver) != 0) {
+        errf(err, errlen, "%s: not a dataset file (no format_version attribute)", path);
+        goto fail;
+    }
+    if (ver != DATASET_FORMAT_VERSION) {
+        errf(err, errlen, "%s: dataset format version %lld is not supported (this build reads %d)",
+             path, (long long)ver, DATASET_FORMAT_VERSION);
+        goto fail;
+    }
+    char *h = read_str_attr(ds, f, "sha256");
+    if (read_int_attr(f, "num_classes", &nc) != 0 || nc < 1 || nc > 1000000 || !h ||
+        strlen(h) != 64) {
+        free(h);
+        errf(err, errlen, "%s: missing or bad num_classes/sha256 attributes", path);
+        goto fail;
+    }
+    memcpy(ds->hash, h, 65);
+    free(h);
+    ds->nc = (int)nc;
+    ds->source = read_str_attr(ds, f, "source");
+    ds->created = read_str_attr(ds, f, "created");
+    ds->packer = read_str_attr(ds, f, "packer_version");
+    hsize_t dn;
+    hid_t cn =
+        H5Lexists(f, "class_names", H5P_DEFAULT) > 0 ? H5Dopen2(f, "class_names", H5P_DEFAULT) : -1;
+    char **raw = xcalloc((size_t)nc, sizeof *raw);
+    int ok = cn >= 0 && (dn = dataset_len(cn)) == (hsize_t)nc &&
+             H5Dread(cn, ds->str, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw) >= 0;
+    ds->names = xcalloc((size_t)nc, sizeof *ds->names);
+    for (int i = 0; i < nc; i++) {
+        ds->names[i] = xstrdup(ok && raw[i] ? raw[i] : "");
+        if (raw[i]) H5free_memory(raw[i]);
+    }
+    free(raw);
+    if (cn >= 0) H5Dclose(cn);
+    if (!ok) {
+        errf(err, errlen, "%s: class_names missing or not %lld strings", path, (long long)nc);
+        goto fail;
+    }
+    for (int s = 0; s < SPLIT_COUNT; s++)
+        if (open_split(ds, (split_id)s, err, errlen) != 0) goto fail;
+    return ds;
+fail:
+    dataset_close(ds);
+    return NULL;
+}
+
+void dataset_close(dataset *ds) {
+    if (!ds) return;
+    for (int s = 0; s < SPLIT_COUNT; s++) {
+        split_data *p = &ds->sp[s];
+        free(p->enc), free(p->hgt), free(p->wid), free(p->off), free(p->labels);
+        if (p->images >= 0) H5Dclose(p->images);
+        if (p->filenames >= 0) H5Dclose(p->filenames);
+    }
+    for (int i = 0; ds->names && i < ds->nc; i++) free(ds->names[i]);
+    if (ds->vlen_u8 >= 0) H5Tclose(ds->vlen_u8);
+    if (ds->str >= 0) H5Tclose(ds->str);
+    if (ds->file >= 0) H5Fclose(ds->file);
+    free(ds->names), free(ds->path), free(ds->source), free(ds->created), free(ds->packer);
+    free(ds);
+}
+
+const char *dataset_path(const dataset *ds) {
+    return ds->path;
+}
+int dataset_num_classes(const dataset *ds) {
+    return ds->nc;
+}
+const char *dataset_class_name(const dataset *ds, int cls) {
+    return cls >= 0 && cls < ds->nc ? ds->names[cls] : "?";
+}
+const char *dataset_hash(const dataset *ds) {
+    return ds->hash;
+}
+const char *dataset_source(const dataset *ds) {
+    return ds->source ? ds->source : "";
+}
+const char *dataset_created(const dataset *ds) {
+    return ds->created ? ds->created : "";
+}
+const char *dataset_packer_version(const dataset *ds) {
+    return ds->packer ? ds->packer : "";
+}
+
+int dataset_split_size(const dataset *ds, split_id s) {
+    return s >= 0 && s < SPLIT_COUNT && ds->sp[s].present ? (int)ds->sp[s].n : 0;
+}
+bool dataset_has_split(const dataset *ds, split_id s) {
+    return s >= 0 && s < SPLIT_COUNT && ds->sp[s].present;
+}
+int64_t dataset_split_boxes(const dataset *ds, split_id s) {
+    return dataset_has_split(ds, s) ? ds->sp[s].m : 0;
+}
+const char *dataset_split_hash(const dataset *ds, split_id s) {
+    return dataset_has_split(ds, s) ? ds->sp[s].hash : "";
+}
+
+static split_data *sample_split(dataset *ds, split_id s, int index) {
+    if (!dataset_has_split(ds, s) || index < 0 || index >= ds->sp[s].n) return NULL;
+    return &ds->sp[s];
+}
+
+/* Reads element `index` of a 1-D variable-length dataset into *v (reclaimed by the caller). */
+static int read_vlen_elem(hid_t d, hid_t mtype, int index, void *v) {
+    hsize_t i = (hsize_t)index, one = 1;
+    hid_t fs = H5Dget_space(d), ms = H5Screate_simple(1, &one, NULL);
+    int rc = fs >= 0 && ms >= 0 &&
+                     H5Sselect_hyperslab(fs, H5S_SELECT_SET, &i, NULL, &one, NULL) >= 0 &&
+                     H5Dread(d, mtype, ms, fs, H5P_DEFAULT, v) >= 0
+                 ? 0
+                 : -1;
+    if (ms >= 0) H5Sclose(ms);
+    if (fs >= 0) H5Sclose(fs);
+    return rc;
+}
+
+int dataset_read(dataset *ds, split_id s, int index, dataset_sample *out, char *err,
+                 size_t errlen) {
+    memset(out, 0, sizeof *out);
+    split_data *p = sample_split(ds, s, index);
+    if (!p)
+        return errf(err, errlen, "%s: no sample %d in split %s (size %d)", ds->path, index,
+                    split_name(s), dataset_split_size(ds, s));
+    hvl_t v = {0, NULL};
+    if (read_vlen_elem(p->images, ds->vlen_u8, index, &v) != 0)
+        return errf(err, errlen, "%s: %s image %d: HDF5 read failed (corrupt file?)", ds->path,
+                    split_name(s), index);
+    out->bytes = xmalloc(v.len ? v.len : 1);
+    if (v.len) memcpy(out->bytes, v.p, v.len);
+    out->nbytes = v.len;
+    if (v.p) H5free_memory(v.p); /* what H5Dvlen_reclaim does for one plain uint8 sequence */
+    out->index = index;
+    out->height = p->hgt[index], out->width = p->wid[index];
+    out->encoding = (image_encoding)p->enc[index];
+    out->nboxes = (int)(p->off[index + 1] - p->off[index]);
+    out->labels = xmalloc(out->nboxes ? (size_t)out->nboxes * 5 * sizeof(float) : 1);
+    memcpy(out->labels, p->labels + p->off[index] * 5, (size_t)out->nboxes * 5 * sizeof(float));
+    return 0;
+}
+
+void dataset_sample_free(dataset_sample *smp) {
+    if (!smp) return;
+    free(smp->bytes), free(smp->labels);
+    smp->bytes = NULL, smp->labels = NULL, smp->nbytes = 0, smp->nboxes = 0;
+}
+
+int dataset_labels(dataset *ds, split_id s, int index, const float **labels, int *nboxes) {
+    split_data *p = sample_split(ds, s, index);
+    if (!p) return -1;
+    *labels = p->labels + p->off[index] * 5;
+    *nboxes = (int)(p->off[index + 1] - p->off[index]);
+    return 0;
+}
+
+int dataset_image_size(dataset *ds, split_id s, int index, int *height, int *width) {
+    split_data *p = sample_split(ds, s, index);
+    if (!p) return -1;
+    *height = p->hgt[index], *width = p->wid[index];
+    return 0;
+}
+
+int dataset_filename(dataset *ds, split_id s, int index, char *buf, size_t n) {
+    split_data *p = sample_split(ds, s, index);
+    if (!p || n == 0) return -1;
+    char *v = NULL;
+    if (read_vlen_elem(p->filenames, ds->str, index, &v) != 0) return -1;
+    snprintf(buf, n, "%s", v ? v : "");
+    if (v) H5free_memory(v);
+    return 0;
+}

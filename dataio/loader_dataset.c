@@ -1,0 +1,64 @@
+/* The loader's default sample source: one split of a dataset file (dataio/dataset.h), decoded
+ * by dataio/decode.h. */
+#include "common/log.h"
+#include "dataio/dataset.h"
+#include "dataio/decode.h"
+#include "dataio/loader.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+typedef struct split_source {
+    dataset *ds;
+    split_id split;
+    char name[600];
+} split_source;
+
+static int ds_read(void *ctx, int index, dataset_sample *out, char *err, size_t errlen) {
+    split_source *d = ctx;
+    return dataset_read(d->ds, d->split, index, out, err, errlen);
+}
+
+static int ds_decode(void *ctx, const dataset_sample *s, int min_h, int min_w, uint8_t **rgb,
+                     int *h, int *w, char *err, size_t errlen) {
+    (void)ctx;
+    *h = s->height, *w = s->width; /* raw images carry no header */
+    if (image_decode(s->bytes, s->nbytes, s->encoding, min_h, min_w, rgb, h, w, err, errlen) != 0)
+        return -1;
+    return 0;
+}
+
+static void ds_free(void *ctx, dataset_sample *s) {
+    (void)ctx;
+    dataset_sample_free(s);
+}
+
+static void ds_close(void *ctx) {
+    split_source *d = ctx;
+    dataset_close(d->ds);
+    free(d);
+}
+
+loader *loader_create(const char *dataset_path, split_id split, const loader_config *cfg, char *err,
+                      size_t errlen) {
+    dataset *ds = dataset_open(dataset_path, err, errlen);
+    if (!ds) return NULL;
+    int n = dataset_split_size(ds, split);
+    if (n < 1) {
+        errf(err, errlen, "%s: split '%s' is empty or absent", dataset_path, split_name(split));
+        dataset_close(ds);
+        return NULL;
+    }
+    split_source *d = xcalloc(1, sizeof *d);
+    d->ds = ds;
+    d->split = split;
+    snprintf(d->name, sizeof d->name, "%s [%s]", dataset_path, split_name(split));
+    sample_source src = {.ctx = d,
+                         .name = d->name,
+                         .size = n,
+                         .read = ds_read,
+                         .decode = ds_decode,
+                         .free_sample = ds_free,
+                         .close = ds_close};
+    return loader_create_source(src, cfg, err, errlen);
+}

@@ -1,0 +1,53 @@
+/* Packers: build a dataset file from an Ultralytics dataset yaml with images/ and labels/
+ * folders, from COCO instances json files, or from the synthetic generator. Each writes through
+ * dataset_writer (temporary name, renamed at the end), so a failed pack leaves no output file.
+ * Warnings (clipped boxes, background images, duplicates, skipped images) go to log_warn and are
+ * counted in pack_stats. */
+#pragma once
+#include "dataio/dataset_write.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct pack_stats {
+    int64_t images[SPLIT_COUNT], boxes[SPLIT_COUNT];
+    int64_t background; /* images without any box (no label file, empty file, no annotation) */
+    int64_t clipped;    /* boxes that extended past the image and were clipped */
+    int64_t dropped;    /* boxes with no area left (after clipping, or w/h <= 0 in COCO) */
+    int64_t crowd;      /* COCO iscrowd annotations kept out of the labels */
+    int64_t duplicates; /* images whose bytes equal an earlier image's (kept, warned) */
+    int64_t skipped;    /* images that did not decode, skipped because skip_bad was set */
+    char hash[65];      /* content hash of the written file */
+} pack_stats;
+
+/* data=<dataset.yaml>: `path` (root; absent = the yaml's folder, relative = relative to it),
+ * `train`/`val`/`test` (folder, list file, or a list of those, relative to the root), `names`
+ * (list or {id: name} map), optional `nc`. Label file of an image: its path with the last
+ * /images/ replaced by /labels/ and the extension by .txt. */
+int pack_ultralytics(const char *yaml_path, const char *out, bool skip_bad, pack_stats *st,
+                     char *err, size_t errlen);
+
+/* COCO instances json per split (NULL = split absent; train required) with its image folder.
+ * Category ids map, in increasing id order, to classes 0..K-1 named by the categories. All splits
+ * must list the same categories. */
+int pack_coco(const char *const json[SPLIT_COUNT], const char *const images_dir[SPLIT_COUNT],
+              const char *out, bool skip_bad, pack_stats *st, char *err, size_t errlen);
+
+/* count[s] synthetic images per split (0 = absent), raw RGB imgsz x imgsz, classes in 1..3. */
+int pack_synth(const char *out, const int count[SPLIT_COUNT], int imgsz, int classes, uint64_t seed,
+               pack_stats *st, char *err, size_t errlen);
+
+/* ---- shared by the packers (pack.c) ---- */
+typedef struct pack_ctx pack_ctx;
+pack_ctx *pack_ctx_new(pack_stats *st, bool skip_bad);
+void pack_ctx_free(pack_ctx *c);
+/* Reads and checks one image file: the encoding comes from its magic bytes, the whole file must
+ * decode. 0: ok (*bytes malloc'd); 1: bad image skipped (skip_bad; logged and counted);
+ * -1: error naming the file. Warns about and counts an image whose bytes were seen before. */
+int pack_load_image(pack_ctx *c, const char *path, uint8_t **bytes, size_t *n, image_encoding *enc,
+                    int *h, int *w, char *err, size_t errlen);
+/* Clips a normalised cx,cy,w,h box to the image; counts and (once per pack) reports clipping,
+ * naming where. Returns false when nothing of the box is left (counted as dropped). */
+bool pack_clip_box(pack_ctx *c, float *box4, const char *where);
+/* Whole file into a malloc'd buffer (NUL-terminated beyond n). 0 or -1 + err naming the file. */
+int pack_read_file(const char *path, uint8_t **data, size_t *n, char *err, size_t errlen);

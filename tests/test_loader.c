@@ -1,0 +1,467 @@
+#include "common/rng.h"
+#include "dataio/augment.h"
+#include "dataio/dataset_write.h"
+#include "dataio/loader.h"
+#include "dataio/pack.h"
+#include "tests/oracle.h"
+#include "dataio/synth.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* In-memory sample source: raw RGB images of varying sizes with a few labels each; can fail a
+ * read or a decode at one index, sleep in decode, and counts concurrent reads. */
+typedef struct mem_source {
+    int n;
+    int fail_read, fail_decode;
+    int decode_sleep_ms;
+    atomic_int in_read, max_in_read;
+} mem_source;
+
+static void mem_image(int index, int *h, int *w) {
+    *h = 40 + 7 * (index % 5);
+    *w = 56 + 5 * (index % 3);
+}
+
+static int mem_read(void *ctx, int index, dataset_sample *out, char *err, size_t errlen) {
+    mem_source *m = ctx;
+    int now = atomic_fetch_add(&m->in_read, 1) + 1;
+    int prev = atomic_load(&m->max_in_read);
+    while (now > prev && !atomic_compare_exchange_weak(&m->max_in_read, &prev, now)) {
+    }
+    int rc = 0;
+    if (index == m->fail_read) {
+        snprintf(err, errlen, "injected read failure");
+        rc = -1;
+    } else {
+        int h, w;
+        mem_image(index, &h, &w);
+        memset(out, 0, sizeof *out);
+        out->index = index, out->height = h, out->width = w, out->encoding = IMG_RAW_RGB;
+        out->nbytes = (size_t)h * w * 3;
+        out->bytes = malloc(out->nbytes);
+        rng r = rng_keyed(1234, 0, (uint64_t)index);
+        for (size_t i = 0; i < out->nbytes; i++) out->bytes[i] = (uint8_t)rng_int(&r, 256);
+        out->nboxes = 1 + index % 3;
+        out->labels = malloc(sizeof(float) * 5 * out->nboxes);
+        for (int k = 0; k < out->nboxes; k++) {
+            float *l = out->labels + 5 * k;
+            l[0] = (float)(k % 2), l[1] = 0.3f + 0.2f * k, l[2] = 0.5f, l[3] = 0.25f, l[4] = 0.4f;
+        }
+    }
+    atomic_fetch_sub(&m->in_read, 1);
+    return rc;
+}
+
+static int mem_decode(void *ctx, const dataset_sample *s, int min_h, int min_w, uint8_t **rgb,
+                      int *h, int *w, char *err, size_t errlen) {
+    mem_source *m = ctx;
+    (void)min_h, (void)min_w;
+    if (m->decode_sleep_ms) nanosleep(&(struct timespec){0, m->decode_sleep_ms * 1000000L}, NULL);
+    if (s->index == m->fail_decode) {
+        snprintf(err, errlen, "injected decode failure");
+        return -1;
+    }
+    *rgb = malloc(s->nbytes);
+    memcpy(*rgb, s->bytes, s->nbytes);
+    *h = s->height, *w = s->width;
+    return 0;
+}
+
+static void mem_free(void *ctx, dataset_sample *s) {
+    (void)ctx;
+    free(s->bytes);
+    free(s->labels);
+    s->bytes = NULL, s->labels = NULL;
+}
+
+static mem_source g_src[4]; /* one per concurrently alive loader in a test */
+
+static sample_source mem_source_make(int k, int n) {
+    mem_source *m = &g_src[k];
+    memset(m, 0, sizeof *m);
+    m->n = n, m->fail_read = m->fail_decode = -1;
+    return (sample_source){.ctx = m,
+                           .name = "mem.h5 [train]",
+                           .size = n,
+                           .read = mem_read,
+                           .decode = mem_decode,
+                           .free_sample = mem_free};
+}
+
+static loader_config small_cfg(int nthreads) {
+    loader_config c = loader_config_defaults();
+    c.imgsz = 64, c.nthreads = nthreads, c.depth = 3, c.max_batch = 6;
+    return c;
+}
+
+/* Runs 3 steps and returns all image bytes and labels concatenated. */
+typedef struct run_out {
+    uint8_t *img;
+    size_t nimg;
+    float *lab;
+    size_t nlab;
+} run_out;
+
+static run_out run_steps(loader_config c, int epoch) {
+    char err[512];
+    loader *L = loader_create_source(mem_source_make(0, 20), &c, err, sizeof err);
+    cr_assert(L, "%s", err);
+    int steps[3][6] = {{0, 5, 9, 13, 2, 19}, {1, 1, 7, 3, 18, 4}, {11, 6, 8, 10, 12, 14}};
+    for (int s = 0; s < 3; s++)
+        cr_assert_eq(loader_submit(L, s, epoch, steps[s], 6, err, sizeof err), 0, "%s", err);
+    run_out o = {0};
+    size_t per = (size_t)6 * 64 * 64 * 3;
+    o.img = malloc(3 * per);
+    o.lab = malloc(sizeof(float) * 6 * 3 * 6 * 12);
+    for (int s = 0; s < 3; s++) {
+        loader_batch b;
+        cr_assert_eq(loader_next(L, &b, err, sizeof err), 0, "%s", err);
+        cr_assert_eq(b.step, s);
+        cr_assert_eq(b.n, 6);
+        cr_assert_eq(memcmp(b.indices, steps[s], sizeof steps[s]), 0);
+        cr_assert(b.stall_s >= 0);
+        memcpy(o.img + o.nimg, b.images, per);
+        o.nimg += per;
+        for (int i = 0; i < b.nlabels; i++) {
+            cr_assert(b.labels[6 * i] >= 0 && b.labels[6 * i] < 6);
+            if (i) cr_assert(b.labels[6 * i] >= b.labels[6 * (i - 1)], "labels in batch order");
+        }
+        memcpy(o.lab + o.nlab, b.labels, sizeof(float) * 6 * b.nlabels);
+        o.nlab += 6 * (size_t)b.nlabels;
+    }
+    cr_assert(g_src[0].max_in_read <= 1, "reads must be serialised");
+    loader_destroy(L);
+    return o;
+}
+
+Test(loader, batches_identical_for_1_and_4_threads) {
+    run_out a = run_steps(small_cfg(1), 0);
+    loader_config c4 = small_cfg(4);
+    c4.depth = 2;
+    run_out b = run_steps(c4, 0);
+    cr_assert_eq(a.nimg, b.nimg);
+    cr_assert_eq(memcmp(a.img, b.img, a.nimg), 0, "images differ between 1 and 4 threads");
+    cr_assert_eq(a.nlab, b.nlab);
+    cr_assert(a.nlab > 0);
+    cr_assert_eq(memcmp(a.lab, b.lab, sizeof(float) * a.nlab), 0);
+
+    run_out e = run_steps(small_cfg(2), 1);
+    cr_assert_neq(memcmp(a.img, e.img, a.nimg), 0, "another epoch must augment differently");
+    loader_config cs = small_cfg(2);
+    cs.seed = 1;
+    run_out s = run_steps(cs, 0);
+    cr_assert_neq(memcmp(a.img, s.img, a.nimg), 0, "another seed must augment differently");
+    run_out *all[] = {&a, &b, &e, &s};
+    for (int i = 0; i < 4; i++) free(all[i]->img), free(all[i]->lab);
+}
+
+/* The loader must produce exactly what the augmentation functions produce for the same keys. */
+static void expect_same_as_augment(double mosaic) {
+    char err[512];
+    loader_config c = small_cfg(2);
+    sample_source src = mem_source_make(0, 20);
+    loader *L = loader_create_source(src, &c, err, sizeof err);
+    cr_assert(L);
+    loader_set_mosaic(L, mosaic);
+    int idx[2] = {3, 17};
+    cr_assert_eq(loader_submit(L, 7, 4, idx, 2, err, sizeof err), 0);
+    loader_batch b;
+    cr_assert_eq(loader_next(L, &b, err, sizeof err), 0, "%s", err);
+    for (int k = 0; k < 2; k++) {
+        augment_params p = c.aug;
+        p.mosaic = mosaic;
+        rng r = rng_keyed(c.seed, 4, (uint64_t)idx[k]);
+        int parts[3], ids[4] = {idx[k]};
+        int mos = augment_draw_mosaic(&r, &p, 20, parts);
+        cr_assert_eq(mos, mosaic > 0);
+        aug_image a[4];
+        uint8_t *bufs[4] = {0};
+        float labs[4][15];
+        for (int i = 0; i < (mos ? 4 : 1); i++) {
+            if (i) ids[i] = parts[i - 1];
+            dataset_sample s;
+            cr_assert_eq(mem_read(src.ctx, ids[i], &s, err, sizeof err), 0);
+            int h, w;
+            augment_load_size(s.height, s.width, 64, &h, &w);
+            bufs[i] = malloc((size_t)h * w * 3);
+            image_resize_bilinear(s.bytes, s.height, s.width, bufs[i], h, w);
+            memcpy(labs[i], s.labels, sizeof(float) * 5 * s.nboxes);
+            a[i] = (aug_image){bufs[i], h, w, labs[i], s.nboxes};
+            mem_free(NULL, &s);
+        }
+        uint8_t want[64 * 64 * 3];
+        float wl[60];
+        int n = augment_train(&p, 64, &r, mos, a, want, wl);
+        cr_assert_eq(memcmp(want, b.images + (size_t)k * 64 * 64 * 3, sizeof want), 0,
+                     "sample %d differs from augment_train", k);
+        int got = 0;
+        for (int i = 0; i < b.nlabels; i++)
+            if (b.labels[6 * i] == k) {
+                cr_assert(got < n);
+                cr_assert_eq(memcmp(b.labels + 6 * i + 1, wl + 5 * got, 5 * sizeof(float)), 0);
+                got++;
+            }
+        cr_assert_eq(got, n);
+        for (int i = 0; i < 4; i++) free(bufs[i]);
+    }
+    loader_destroy(L);
+}
+
+Test(loader, matches_augment_with_mosaic) {
+    expect_same_as_augment(1.0);
+}
+Test(loader, close_mosaic_matches_augment_without_mosaic) {
+    expect_same_as_augment(0.0);
+}
+
+Test(loader, validation_letterbox_and_info) {
+    char err[512];
+    loader_config c = small_cfg(3);
+    c.augment = 0;
+    loader *L = loader_create_source(mem_source_make(0, 10), &c, err, sizeof err);
+    cr_assert(L);
+    int idx[3] = {4, 0, 8};
+    cr_assert_eq(loader_submit(L, 0, 0, idx, 3, err, sizeof err), 0);
+    loader_batch b;
+    cr_assert_eq(loader_next(L, &b, err, sizeof err), 0, "%s", err);
+    cr_assert(b.info);
+    for (int k = 0; k < 3; k++) {
+        dataset_sample s;
+        cr_assert_eq(mem_read(&g_src[0], idx[k], &s, err, sizeof err), 0);
+        aug_image a = {s.bytes, s.height, s.width, s.labels, s.nboxes};
+        uint8_t want[64 * 64 * 3];
+        float wl[15];
+        letterbox_info info;
+        int n = augment_val(&a, s.height, s.width, 64, want, wl, &info);
+        cr_assert_eq(memcmp(want, b.images + (size_t)k * sizeof want, sizeof want), 0);
+        cr_assert_eq(memcmp(&info, &b.info[k], sizeof info), 0);
+        cr_assert(b.info[k].orig_h == s.height && b.info[k].orig_w == s.width);
+        cr_assert_eq(n, s.nboxes, "validation keeps every box");
+        mem_free(NULL, &s);
+    }
+    loader_destroy(L);
+}
+
+Test(loader, read_and_decode_errors_name_file_and_sample) {
+    char err[512];
+    loader_config c = small_cfg(2);
+    sample_source src = mem_source_make(0, 20);
+    g_src[0].fail_read = 5;
+    g_src[0].fail_decode = 9;
+    c.aug.mosaic = 0; /* partners could hit the failing indices */
+    loader *L = loader_create_source(src, &c, err, sizeof err);
+    cr_assert(L);
+    int s0[2] = {1, 5}, s1[2] = {9, 2}, s2[2] = {3, 4};
+    cr_assert_eq(loader_submit(L, 0, 0, s0, 2, err, sizeof err), 0);
+    cr_assert_eq(loader_submit(L, 1, 0, s1, 2, err, sizeof err), 0);
+    cr_assert_eq(loader_submit(L, 2, 0, s2, 2, err, sizeof err), 0);
+    loader_batch b;
+    cr_assert_eq(loader_next(L, &b, err, sizeof err), -1);
+    cr_assert(strstr(err, "mem.h5") && strstr(err, "sample 5") && strstr(err, "read failure"), "%s",
+              err);
+    cr_assert_null(strchr(err, '\n'));
+    cr_assert_eq(loader_next(L, &b, err, sizeof err), -1);
+    cr_assert(strstr(err, "mem.h5") && strstr(err, "sample 9") && strstr(err, "decode failure"),
+              "%s", err);
+    cr_assert_eq(loader_next(L, &b, err, sizeof err), 0, "a later good step still loads: %s", err);
+    cr_assert_eq(b.step, 2);
+    loader_destroy(L);
+}
+
+Test(loader, usage_errors) {
+    char err[512];
+    loader_config c = small_cfg(1);
+    loader *L = loader_create_source(mem_source_make(0, 10), &c, err, sizeof err);
+    cr_assert(L);
+    loader_batch b;
+    cr_assert_eq(loader_next(L, &b, err, sizeof err), -1);
+    cr_assert(strstr(err, "no step"), "%s", err);
+    int bad[2] = {0, 10};
+    cr_assert_eq(loader_submit(L, 0, 0, bad, 2, err, sizeof err), -1);
+    cr_assert(strstr(err, "index 10"), "%s", err);
+    cr_assert_eq(loader_submit(L, 0, 0, bad, 7, err, sizeof err), -1);
+    cr_assert(strstr(err, "7 samples"), "%s", err);
+    loader_destroy(L);
+    c.imgsz = 63;
+    cr_assert_null(loader_create_source(mem_source_make(0, 10), &c, err, sizeof err));
+    cr_assert(strstr(err, "imgsz"), "%s", err);
+}
+
+Test(loader, stall_is_measured_and_shutdown_with_work_pending) {
+    char err[512];
+    loader_config c = small_cfg(1);
+    c.aug.mosaic = 0;
+    sample_source src = mem_source_make(0, 10);
+    g_src[0].decode_sleep_ms = 20;
+    loader *L = loader_create_source(src, &c, err, sizeof err);
+    cr_assert(L);
+    int idx[2] = {0, 1};
+    for (int s = 0; s < 6; s++) cr_assert_eq(loader_submit(L, s, 0, idx, 2, err, sizeof err), 0);
+    loader_batch b;
+    cr_assert_eq(loader_next(L, &b, err, sizeof err), 0);
+    /* one thread, two samples of >= 20 ms decode each: the consumer waited at least 20 ms */
+    cr_assert(b.stall_s >= 0.02, "stall %g", b.stall_s);
+    loader_destroy(L); /* 5 steps outstanding: must return without hanging */
+}
+
+/* ---- through a real dataset file --------------------------------------------------------- */
+
+static void write_h5(const char *path) {
+    char err[512];
+    const char *names[3] = {"circle", "rectangle", "triangle"};
+    dataset_writer *w = dataset_writer_create(path, 3, names, "test_loader", err, sizeof err);
+    cr_assert(w, "%s", err);
+    uint8_t rgb[96 * 96 * 3];
+    float lab[SYNTH_MAX_OBJECTS * 5];
+    cr_assert_eq(dataset_writer_begin_split(w, SPLIT_TRAIN, err, sizeof err), 0, "%s", err);
+    for (int i = 0; i < 8; i++) {
+        int nb = synth_image(3, SPLIT_TRAIN, i, 96, 3, rgb, lab);
+        cr_assert_eq(dataset_writer_add(w, rgb, sizeof rgb, IMG_RAW_RGB, 96, 96, lab, nb, "synth",
+                                        err, sizeof err),
+                     0, "%s", err);
+    }
+    cr_assert_eq(dataset_writer_begin_split(w, SPLIT_VAL, err, sizeof err), 0, "%s", err);
+    for (int i = 0; i < 3; i++) {
+        int nb = synth_image(3, SPLIT_VAL, i, 96, 3, rgb, lab);
+        cr_assert_eq(dataset_writer_add(w, rgb, sizeof rgb, IMG_RAW_RGB, 96, 96, lab, nb, "synth",
+                                        err, sizeof err),
+                     0, "%s", err);
+    }
+    uint8_t junk[64] = {0xFF, 0xD8, 0xFF, 0x01, 0x02}; /* a JPEG start, then garbage */
+    cr_assert_eq(dataset_writer_add(w, junk, sizeof junk, IMG_JPEG, 50, 60, NULL, 0, "junk.jpg",
+                                    err, sizeof err),
+                 0, "%s", err);
+    cr_assert_eq(dataset_writer_finish(w, NULL, err, sizeof err), 0, "%s", err);
+}
+
+static uint8_t *h5_run(const char *path, int nthreads, size_t *nbytes) {
+    char err[512];
+    loader_config c = small_cfg(nthreads);
+    c.max_batch = 4;
+    loader *L = loader_create(path, SPLIT_TRAIN, &c, err, sizeof err);
+    cr_assert(L, "%s", err);
+    int s0[4] = {0, 3, 5, 7}, s1[4] = {6, 1, 2, 4};
+    cr_assert_eq(loader_submit(L, 0, 2, s0, 4, err, sizeof err), 0);
+    cr_assert_eq(loader_submit(L, 1, 2, s1, 4, err, sizeof err), 0);
+    size_t per = (size_t)4 * 64 * 64 * 3;
+    uint8_t *all = malloc(2 * per);
+    for (int s = 0; s < 2; s++) {
+        loader_batch b;
+        cr_assert_eq(loader_next(L, &b, err, sizeof err), 0, "%s", err);
+        cr_assert(b.nlabels > 0);
+        memcpy(all + s * per, b.images, per);
+    }
+    loader_destroy(L);
+    *nbytes = 2 * per;
+    return all;
+}
+
+Test(loader, dataset_file_threads_validation_and_errors) {
+    char dir[] = "/tmp/yolo-loader-test.XXXXXX", path[600], err[512];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/synth.h5", dir);
+    write_h5(path);
+    size_t n1, n3;
+    uint8_t *a = h5_run(path, 1, &n1), *b = h5_run(path, 3, &n3);
+    cr_assert_eq(n1, n3);
+    cr_assert_eq(memcmp(a, b, n1), 0, "dataset batches differ between 1 and 3 threads");
+    free(a), free(b);
+
+    loader_config c = small_cfg(2);
+    c.augment = 0;
+    loader *L = loader_create(path, SPLIT_VAL, &c, err, sizeof err);
+    cr_assert(L, "%s", err);
+    int good[3] = {0, 1, 2}, bad[1] = {3};
+    cr_assert_eq(loader_submit(L, 0, 0, good, 3, err, sizeof err), 0);
+    cr_assert_eq(loader_submit(L, 1, 0, bad, 1, err, sizeof err), 0);
+    loader_batch bt;
+    cr_assert_eq(loader_next(L, &bt, err, sizeof err), 0, "%s", err);
+    cr_assert(bt.info && bt.info[0].orig_h == 96 && bt.info[0].orig_w == 96);
+    cr_assert_float_eq(bt.info[0].gain_x, 64.f / 96.f, 1e-6);
+    cr_assert_eq(loader_next(L, &bt, err, sizeof err), -1);
+    cr_assert(strstr(err, path) && strstr(err, "sample 3"), "%s", err);
+    cr_assert_null(strchr(err, '\n'));
+    loader_destroy(L);
+
+    cr_assert_null(loader_create(path, SPLIT_TEST, &c, err, sizeof err));
+    cr_assert(strstr(err, "test"), "%s", err);
+    char missing[700];
+    snprintf(missing, sizeof missing, "%s/missing.h5", dir);
+    cr_assert_null(loader_create(missing, SPLIT_TRAIN, &c, err, sizeof err));
+    cr_assert(strstr(err, "missing.h5"), "%s", err);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* coco8's real JPEGs (DCT-scaled decode) through pack -> dataset -> loader. */
+Test(loader, coco8_val_boxes_map_back_and_train_labels_are_sane) {
+    const char *yaml = shared_path("data/coco8/coco8.yaml");
+    cr_assert_not_null(yaml, "coco8 is part of the shared data");
+    char dir[] = "/tmp/yolo-loader-c8.XXXXXX", path[600], err[512];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/c8.h5", dir);
+    pack_stats st;
+    cr_assert_eq(pack_ultralytics(yaml, path, false, &st, err, sizeof err), 0, "%s", err);
+
+    loader_config c = loader_config_defaults();
+    c.imgsz = 320, c.nthreads = 2, c.max_batch = 4, c.augment = 0;
+    loader *L = loader_create(path, SPLIT_VAL, &c, err, sizeof err);
+    cr_assert(L, "%s", err);
+    dataset *ds = dataset_open(path, err, sizeof err);
+    cr_assert(ds, "%s", err);
+    int idx[4] = {0, 1, 2, 3};
+    cr_assert_eq(loader_submit(L, 0, 0, idx, 4, err, sizeof err), 0);
+    loader_batch b;
+    cr_assert_eq(loader_next(L, &b, err, sizeof err), 0, "%s", err);
+    int k = 0;
+    for (int i = 0; i < 4; i++) {
+        const float *lab;
+        int nb, h, w;
+        cr_assert_eq(dataset_labels(ds, SPLIT_VAL, i, &lab, &nb), 0);
+        cr_assert_eq(dataset_image_size(ds, SPLIT_VAL, i, &h, &w), 0);
+        const letterbox_info *in = &b.info[i];
+        cr_assert(in->orig_h == h && in->orig_w == w);
+        /* long side fills imgsz; the pad is centred */
+        float ow = w * in->gain_x, oh = h * in->gain_y;
+        cr_assert(fabsf(fmaxf(ow, oh) - 320) < 1.f, "%g x %g", ow, oh);
+        cr_assert(fabsf(2 * in->pad_x + ow - 320) <= 1.f && fabsf(2 * in->pad_y + oh - 320) <= 1.f);
+        for (int j = 0; j < nb; j++, k++) {
+            const float *g = lab + 5 * j, *o = b.labels + 6 * k;
+            cr_assert_eq(o[0], (float)i);
+            cr_assert_eq(o[1], g[0]);
+            cr_assert_float_eq(o[2] * 320, g[1] * w * in->gain_x + in->pad_x, 1e-2);
+            cr_assert_float_eq(o[3] * 320, g[2] * h * in->gain_y + in->pad_y, 1e-2);
+            cr_assert_float_eq(o[4] * 320, g[3] * w * in->gain_x, 1e-2);
+            cr_assert_float_eq(o[5] * 320, g[4] * h * in->gain_y, 1e-2);
+        }
+        /* a pad row of a landscape image is 114 */
+        if (in->pad_y >= 1) cr_assert_eq(b.images[(size_t)i * 320 * 320 * 3], 114);
+    }
+    cr_assert_eq(k, b.nlabels, "validation keeps every box");
+    dataset_close(ds);
+    loader_destroy(L);
+
+    c.augment = 1;
+    L = loader_create(path, SPLIT_TRAIN, &c, err, sizeof err);
+    cr_assert(L, "%s", err);
+    cr_assert_eq(loader_submit(L, 0, 0, idx, 4, err, sizeof err), 0);
+    cr_assert_eq(loader_next(L, &b, err, sizeof err), 0, "%s", err);
+    cr_assert(b.nlabels > 0);
+    for (int i = 0; i < b.nlabels; i++) {
+        const float *o = b.labels + 6 * i;
+        cr_assert(o[1] >= 0 && o[1] < 80 && o[1] == (float)(int)o[1]);
+        cr_assert(o[4] * 320 > 2 && o[5] * 320 > 2, "candidate filter: boxes over 2 px");
+        cr_assert(o[2] - o[4] / 2 >= -1e-5f && o[2] + o[4] / 2 <= 1 + 1e-5f, "clipped");
+        cr_assert(o[3] - o[5] / 2 >= -1e-5f && o[3] + o[5] / 2 <= 1 + 1e-5f, "clipped");
+    }
+    loader_destroy(L);
+    unlink(path);
+    rmdir(dir);
+}
