@@ -114,7 +114,7 @@ static const shape SHAPES[] = {
     {1, 10, 11, 24, 24, 3, 2, 1, 24}, /* depthwise s2 */
     {3, 8, 8, 20, 20, 5, 1, 2, 20},   /* depthwise k5, channel count not a multiple of 16 */
     {2, 7, 9, 40, 40, 3, 2, 1, 40},   /* depthwise: 32-channel blocks and a tail */
-    {1, 6, 7, 32, 8, 3, 2, 1, 1},     /* AUTO mixes oneDNN (fwd, dx) and GEMM (dw) */
+    {1, 6, 7, 32, 8, 3, 1, 1, 1},     /* AUTO mixes oneDNN (fwd, dx) and GEMM (dw) */
     {2, 7, 6, 64, 8, 3, 2, 1, 1},     /* AUTO: GEMM for strided, wide input */
 };
 #define NSHAPES (sizeof SHAPES / sizeof *SHAPES)
@@ -191,7 +191,7 @@ Test(conv, paths_reported) {
     conv2d_desc dw = conv2d_make(1, 8, 8, 16, 16, 3, 1, 1, 16);
     conv2d_desc pw = conv2d_make(1, 8, 8, 16, 32, 1, 1, 0, 1);
     conv2d_desc c3 = conv2d_make(1, 8, 8, 16, 32, 3, 2, 1, 1);
-    conv2d_desc mixed = conv2d_make(1, 8, 8, 32, 32, 3, 2, 1, 1);
+    conv2d_desc mixed = conv2d_make(1, 8, 8, 32, 32, 3, 1, 1, 1);
     conv2d_desc wide = conv2d_make(1, 8, 8, 64, 32, 3, 2, 1, 1);
     cr_assert(strncmp(conv2d_path(&dw), "fwd:onednn/", 11) == 0, "%s", conv2d_path(&dw));
     cr_assert_str_eq(conv2d_path(&pw), "1x1 dnnl_sgemm");
