@@ -1,7 +1,8 @@
 /* Convolution throughput against this machine's measured fp32 FMA peak.
  * (a) peak: an AVX-512 (else AVX2) FMA loop with 12 independent accumulators, per thread count;
  * (b) forward and backward (dx + dw) of every distinct conv shape of yolov8n at imgsz 320, batch 8.
- * Usage: bench_conv [threads=1,2] [compare=false] [clock=wall|cpu] [imgsz=320] [batch=8]
+ * Usage: bench_conv [threads=1,2] [compare=false] [clock=wall|cpu] [mintime=0.15] [imgsz=320]
+ *                   [batch=8]
  *   compare=true also times the forced GEMM and forced oneDNN implementations of every shape. */
 #include "common/kv.h"
 #include "common/log.h"
@@ -155,9 +156,10 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 /* Fastest of repeated single calls (other people's jobs only ever slow a call down): at least 3,
- * until 0.15 s are spent, at most 25.
+ * until mintime seconds are spent (default 0.15), at most 100.
  * op: 0 forward, 1 backward dx + dw, 2 dx only, 3 dw only. */
-#define MAX_REPS 25
+#define MAX_REPS 100
+static double g_mintime = 0.15;
 static double time_call(const conv2d_desc *d, int op, const float *x, const float *w,
                         const float *b, float *y, float *dx, float *dw, float *db, float *ws) {
     double t[MAX_REPS], spent = 0;
@@ -168,7 +170,7 @@ static double time_call(const conv2d_desc *d, int op, const float *x, const floa
         else
             conv2d_forward(d, x, w, b, y, ws);
     }
-    while (n < MAX_REPS && (n < 3 || spent < 0.15)) {
+    while (n < MAX_REPS && (n < 3 || spent < g_mintime)) {
         double t0 = tick();
         if (op)
             conv2d_backward(d, x, w, y, op == 3 ? NULL : dx, op == 2 ? NULL : dw, db, ws);
@@ -281,6 +283,7 @@ int main(int argc, char **argv) {
         kv_get_str(&a, "threads", "1,2", &threads_s) ||
         kv_get_bool(&a, "compare", false, &compare, err, sizeof err) ||
         kv_get_str(&a, "clock", "wall", &clock_s) ||
+        kv_get_double(&a, "mintime", 0.15, &g_mintime, err, sizeof err) ||
         kv_get_long(&a, "imgsz", 320, &imgsz, err, sizeof err) ||
         kv_get_long(&a, "batch", 8, &batch, err, sizeof err) ||
         kv_check_unused(&a, err, sizeof err)) {
