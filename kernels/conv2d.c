@@ -1,22 +1,20 @@
-/* 2-D convolution, fp32 NHWC, weights OHWI. Three implementations:
- *  - depthwise (groups == cin == cout): direct loops vectorised over channels (a GEMM per group
- *    would have N = 1);
- *  - GEMM: dnnl_sgemm per group, on the input itself for 1x1 stride-1 convs, else on an im2col
- *    buffer in the caller's workspace. beta = 1 gives backward's accumulation for free;
+/* 2-D convolution, fp32 NHWC, weights OHWI. Each op (forward, backward-data, backward-weights)
+ * runs on one of:
  *  - oneDNN convolution primitives (NHWC activations, weights in the layout oneDNN picks, reordered
  *    from OHWI on every call because the weights change every step). oneDNN writes its outputs,
- *    so dx goes through scratch + add and dw through a reorder with a sum post-op.
- * -std=c17 turns off FMA contraction, so the direct loops call fmaf (one vfmadd with
- * -march=native). Primitives are created once per (shape, thread count, impl) and kept in a small
- * table. The table is not locked: convolutions are called from one thread (each uses OpenMP
- * inside). */
+ *    so dx goes through scratch + add and dw through a reorder with a sum post-op;
+ *  - GEMM: dnnl_sgemm per group, on the input itself for 1x1 stride-1 convs, else on an im2col
+ *    buffer in the caller's workspace. beta = 1 gives backward's accumulation for free;
+ *  - depthwise direct loops (conv2d_depthwise.c), when oneDNN has no primitive.
+ * auto_path() below picks per shape. Primitives are created once per (shape, thread count, impl)
+ * and kept in a small table. The table is not locked: convolutions are called from one thread
+ * (each uses OpenMP inside). */
 #include "kernels/conv2d.h"
 #include "kernels/conv2d_internal.h"
 
 #include "common/log.h"
 #include "kernels/gemm.h"
 
-#include <math.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <omp.h>
 #include <stdint.h>
