@@ -168,8 +168,8 @@ static void col2im_add(const conv2d_desc *d, const float *dcol, int g, float *dx
             }
 }
 
-static void gemm_forward(const conv2d_desc *d, const float *x, const float *w, const float *bias,
-                         float *y, float *ws) {
+static void gemm_forward_part(const conv2d_desc *d, const float *x, const float *w,
+                              const float *bias, float *y, float *ws) {
     const size_t M = rows_out(d);
     const int cg = d->cin / d->groups, og = d->cout / d->groups, K = d->kh * d->kw * cg;
     float beta = 0.0f;
@@ -191,8 +191,8 @@ static void gemm_forward(const conv2d_desc *d, const float *x, const float *w, c
     }
 }
 
-static void gemm_backward(const conv2d_desc *d, const float *x, const float *w, const float *dy,
-                          float *dx, float *dw, float *ws) {
+static void gemm_backward_part(const conv2d_desc *d, const float *x, const float *w,
+                               const float *dy, float *dx, float *dw, float *ws) {
     const size_t M = rows_out(d);
     const int cg = d->cin / d->groups, og = d->cout / d->groups, K = d->kh * d->kw * cg;
     for (int g = 0; g < d->groups; g++) {
@@ -217,6 +217,51 @@ static void gemm_backward(const conv2d_desc *d, const float *x, const float *w, 
                 col2im_add(d, ws, g, dx);
             }
         }
+    }
+}
+
+/* The GEMM path works on chunks of whole images so that the im2col buffer stays under
+ * g_im2col_cap floats (16 MB; at least one image): at imgsz 640, batch 16 a full buffer would be
+ * 300 MB. dw accumulates over chunks (beta = 1); dx and y rows belong to one chunk each. */
+static size_t g_im2col_cap = (size_t)4 << 20;
+void conv2d_cache_clear(void);
+
+void conv2d_set_im2col_cap(size_t floats) {
+    g_im2col_cap = floats;
+    conv2d_cache_clear(); /* workspace sizes change */
+}
+
+static int chunk_images(const conv2d_desc *d) {
+    if (is_pointwise(d)) return d->n;
+    size_t per = (size_t)d->oh * d->ow * d->kh * d->kw * (d->cin / d->groups);
+    size_t c = g_im2col_cap / per;
+    return c < 1 ? 1 : c > (size_t)d->n ? d->n : (int)c;
+}
+static size_t gemm_ws_floats(const conv2d_desc *d) {
+    if (is_pointwise(d)) return 0;
+    return round16((size_t)chunk_images(d) * d->oh * d->ow * d->kh * d->kw * (d->cin / d->groups));
+}
+
+static void gemm_forward(const conv2d_desc *d, const float *x, const float *w, const float *bias,
+                         float *y, float *ws) {
+    const int step = chunk_images(d);
+    const size_t in_img = (size_t)d->h * d->w * d->cin, out_img = (size_t)d->oh * d->ow * d->cout;
+    for (int n0 = 0; n0 < d->n; n0 += step) {
+        conv2d_desc s = *d;
+        s.n = n0 + step < d->n ? step : d->n - n0;
+        gemm_forward_part(&s, x + n0 * in_img, w, bias, y + n0 * out_img, ws);
+    }
+}
+
+static void gemm_backward(const conv2d_desc *d, const float *x, const float *w, const float *dy,
+                          float *dx, float *dw, float *ws) {
+    const int step = chunk_images(d);
+    const size_t in_img = (size_t)d->h * d->w * d->cin, out_img = (size_t)d->oh * d->ow * d->cout;
+    for (int n0 = 0; n0 < d->n; n0 += step) {
+        conv2d_desc s = *d;
+        s.n = n0 + step < d->n ? step : d->n - n0;
+        gemm_backward_part(&s, x + n0 * in_img, w, dy + n0 * out_img, dx ? dx + n0 * in_img : NULL,
+                           dw, ws);
     }
 }
 
@@ -543,7 +588,7 @@ static size_t op_ws(const conv_entry *e, int op) {
                : op == OP_BWD_DATA ? dnn_ws_bwd_data(d, e->dnn)
                                    : dnn_ws_bwd_weights(e->dnn);
     default:
-        return is_pointwise(d) ? 0 : round16(rows_out(d) * d->kh * d->kw * (d->cin / d->groups));
+        return gemm_ws_floats(d);
     }
 }
 
