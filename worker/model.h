@@ -91,13 +91,14 @@ size_t model_layer_params(const model *m, int layer);
 void model_conv_macs(const model *m, int h, int w, double *macs, double *bias_adds);
 
 /* Plans the activation arena for batch x h x w (h, w multiples of 32). Replans when called
- * again with another shape. 0, or -1 with a message. */
+ * again with another shape. Gradient memory is allocated by the first model_backward after a
+ * plan, so an eval-only model (validation, EMA) never holds it. 0, or -1 with a message. */
 int model_plan(model *m, int batch, int h, int w, char *err, size_t errlen);
 /* Activation gradients share memory when their lifetimes in backward do not overlap, so after
  * model_backward only some are still there. keep = true (before model_plan) gives every slot its
  * own gradient memory, for model_activation_grad in tests and debugging. */
 void model_keep_activation_grads(model *m, bool keep);
-size_t model_arena_bytes(const model *m);
+size_t model_arena_bytes(const model *m); /* activations + gradients + scratch, as planned */
 
 /* Forward over NHWC float images [B][H][W][3] of the planned shape. train: BN uses batch
  * statistics and updates the running buffers; eval: BN uses the buffers. */

@@ -173,6 +173,7 @@ void model_forward(model *m, const float *images, bool train) {
 
 void model_backward(model *m, const float *dout_one2many, const float *dout_one2one) {
     if (!m->trained_forward) FATAL("model_backward needs a train-mode forward first");
+    if (!m->dact) m->dact = xmalloc((m->grad_floats + 1) * sizeof *m->dact);
     size_t no = (size_t)m->batch * m->anchors * m->no;
     if (m->keep_grads) memset(m->dact, 0, m->grad_floats * sizeof *m->dact);
     const float *d[2] = {dout_one2many, dout_one2one};
@@ -211,8 +212,7 @@ int model_plan(model *m, int batch, int h, int w, char *err, size_t errlen) {
     m->h = h;
     m->w = w;
     m->act = xmalloc(m->arena_floats * sizeof *m->act);
-    model_plan_grads(m);
-    m->dact = xmalloc((m->grad_floats + 1) * sizeof *m->dact);
+    model_plan_grads(m); /* gradient memory is allocated by the first backward */
     m->scratch = xmalloc((m->scratch_floats + 1) * sizeof *m->scratch);
     m->iscratch = xmalloc((m->scratch_i32 + 1) * sizeof *m->iscratch);
     m->conv_ws = 0;
