@@ -346,6 +346,18 @@ static void check_eval(oracle_run *r) {
     double e = rel_max_diff(ours, t, n);
     cr_assert(e <= 5e-3, "eval decode rel %.3g", e);
     cr_log_info("%s eval decode: rel max diff %.2e", r->file, e);
+    /* an eval-only plan (shared activation memory) computes the same, bit for bit */
+    size_t full = model_arena_bytes(r->m);
+    char err[256];
+    cr_assert_eq(model_plan_eval(r->m, B, IMG, IMG, err, sizeof err), 0, "%s", err);
+    cr_assert(model_arena_bytes(r->m) < full / 3, "eval arena %zu vs %zu", model_arena_bytes(r->m),
+              full);
+    forward_images(r, false);
+    float *again = malloc(n * sizeof *again);
+    model_decode(r->m, e2e ? MODEL_ONE2ONE : MODEL_ONE2MANY, again);
+    cr_assert(!memcmp(again, ours, n * sizeof *again), "eval-only plan differs");
+    cr_assert_null(model_activation(r->m, "model.0", NULL));
+    free(again);
     free(ours);
     free(ref);
     free(t);

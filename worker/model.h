@@ -98,6 +98,10 @@ int model_plan(model *m, int batch, int h, int w, char *err, size_t errlen);
  * model_backward only some are still there. keep = true (before model_plan) gives every slot its
  * own gradient memory, for model_activation_grad in tests and debugging. */
 void model_keep_activation_grads(model *m, bool keep);
+/* An eval-only plan: activations share memory by lifetime (far less memory for validation);
+ * only model_forward(..., false), outputs and decode are valid (no backward, no
+ * model_activation). */
+int model_plan_eval(model *m, int batch, int h, int w, char *err, size_t errlen);
 size_t model_arena_bytes(const model *m); /* activations + gradients + scratch, as planned */
 
 /* Forward over NHWC float images [B][H][W][3] of the planned shape. train: BN uses batch

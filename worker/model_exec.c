@@ -155,6 +155,7 @@ const float *model_input_grad(const model *m) {
 
 void model_forward(model *m, const float *images, bool train) {
     if (!m->act) FATAL("model_forward before model_plan");
+    if (train && m->eval_only) FATAL("model_forward(train) on a model_plan_eval plan");
     const slot *img = &m->slots[0];
     memcpy(m->act + img->off, images, numel(img) * sizeof *images);
     m->t_conv = m->t_other = 0;
@@ -200,7 +201,7 @@ void model_backward(model *m, const float *dout_one2many, const float *dout_one2
 }
 
 /* Frees any earlier plan, rebuilds the graph at this shape and allocates the arena. */
-int model_plan(model *m, int batch, int h, int w, char *err, size_t errlen) {
+static int plan(model *m, int batch, int h, int w, bool eval_only, char *err, size_t errlen) {
     if (batch < 1 || h < 32 || w < 32 || h % 32 || w % 32)
         return errf(err, errlen,
                     "batch %d, image %dx%d: need batch >= 1 and sides that are "
@@ -208,11 +209,16 @@ int model_plan(model *m, int batch, int h, int w, char *err, size_t errlen) {
                     batch, h, w);
     model_free_plan(m);
     if (model_build_graph(m, batch, h, w, false, NULL, NULL, err, errlen)) return -1;
+    m->eval_only = eval_only;
+    if (eval_only) model_share_activations(m);
     m->batch = batch;
     m->h = h;
     m->w = w;
     m->act = xmalloc(m->arena_floats * sizeof *m->act);
-    model_plan_grads(m); /* gradient memory is allocated by the first backward */
+    if (eval_only)
+        m->grad_floats = 0;
+    else
+        model_plan_grads(m); /* gradient memory is allocated by the first backward */
     m->scratch = xmalloc((m->scratch_floats + 1) * sizeof *m->scratch);
     m->iscratch = xmalloc((m->scratch_i32 + 1) * sizeof *m->iscratch);
     m->conv_ws = 0;
@@ -241,4 +247,12 @@ int model_plan(model *m, int batch, int h, int w, char *err, size_t errlen) {
             }
     m->trained_forward = false;
     return 0;
+}
+
+int model_plan(model *m, int batch, int h, int w, char *err, size_t errlen) {
+    return plan(m, batch, h, w, false, err, errlen);
+}
+
+int model_plan_eval(model *m, int batch, int h, int w, char *err, size_t errlen) {
+    return plan(m, batch, h, w, true, err, errlen);
 }

@@ -78,7 +78,7 @@ struct model {
     int no; /* 4 * reg_max + nc */
     float *out[2], *dout[2];
     float *anchor_pts, *anchor_str;
-    bool trained_forward;
+    bool trained_forward, eval_only;
     double t_conv, t_other;
 };
 
@@ -87,6 +87,8 @@ struct model {
  * Accumulates conv MACs. 0, or -1 with message. */
 /* Lays out the gradient arena (slot goff, grad_floats, the zeroing lists) from the op list. */
 void model_plan_grads(model *m);
+/* Eval-only plans: slots share activation memory by forward lifetime (sets slot off). */
+void model_share_activations(model *m);
 
 /* Frees the activation arena and head buffers (the parameters stay). */
 void model_free_plan(model *m);
