@@ -43,7 +43,7 @@ void augment_load_size(int h0, int w0, int imgsz, int *h, int *w) {
 static inline uint8_t sat_u8(float v) {
     if (v <= 0.f) return 0;
     if (v >= 255.f) return 255;
-    volatile float t = v + 0x1.8p23f; /* volatile: keep the rounding step under any flags */
+    float t = v + 0x1.8p23f; /* exact without -ffast-math, which this file must not use */
     return (uint8_t)(int)(t - 0x1.8p23f);
 }
 
