@@ -14,12 +14,15 @@ int main(int argc, char **argv) {
     } else if (!strcmp(mode, "warp")) {
         int oh = atoi(argv[4]), ow = atoi(argv[5]);
         double M[3][3] = {{atof(argv[6]), atof(argv[7]), atof(argv[8])},
-                          {atof(argv[9]), atof(argv[10]), atof(argv[11])}, {0, 0, 1}};
+                          {atof(argv[9]), atof(argv[10]), atof(argv[11])},
+                          {0, 0, 1}};
         double mi[3][3];
         affine_inverse(mi, M);
         uint8_t *out = malloc((size_t)oh * ow * 3);
-        if (argc > 12) warp(in, h, w, out, oh, ow, mi, 0);
-        else warp(in, h, w, out, oh, ow, mi, 0);
+        if (argc > 12)
+            warp(in, h, w, out, oh, ow, mi, 0);
+        else
+            warp(in, h, w, out, oh, ow, mi, 0);
         fwrite(out, 1, (size_t)oh * ow * 3, stdout);
     } else if (!strcmp(mode, "resize")) {
         int oh = atoi(argv[4]), ow = atoi(argv[5]);

@@ -5,7 +5,8 @@
 #include <stdlib.h>
 int main(int argc, char **argv) {
     int S = atoi(argv[1]);
-    uint64_t seed = strtoull(argv[2], 0, 10), ep = strtoull(argv[3], 0, 10), idx = strtoull(argv[4], 0, 10);
+    uint64_t seed = strtoull(argv[2], 0, 10), ep = strtoull(argv[3], 0, 10),
+             idx = strtoull(argv[4], 0, 10);
     double mosaic = atof(argv[5]);
     aug_image im[4];
     for (int i = 0; i < 4; i++) {
