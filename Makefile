@@ -50,8 +50,10 @@ endif
 LIB_OBJ   := $(LIB_C:%.c=build/%.o) $(LIB_CU:%.cu=build/%.cu.o)
 TEST_OBJ  := $(patsubst %.c,build/%.o,$(wildcard tests/*.c))
 BENCH_BIN := $(patsubst bench/%.c,bin/%,$(wildcard bench/*.c))
+# tests/mpi/foo.c: a standalone MPI program that a Criterion test runs under mpirun
+MPI_TEST_BIN := $(patsubst tests/mpi/%.c,build/tests/mpi/%,$(wildcard tests/mpi/*.c))
 
-all: bin/coordinator bin/worker build/tests/yolo-tests $(BENCH_BIN)
+all: bin/coordinator bin/worker build/tests/yolo-tests $(BENCH_BIN) $(MPI_TEST_BIN)
 
 build/libyolo.a: $(LIB_OBJ)
 	@rm -f $@
@@ -61,6 +63,9 @@ bin/%: build/%/main.o build/libyolo.a | bin
 	$(CC) $(LDFLAGS) -o $@ $< build/libyolo.a $(LDLIBS)
 
 bin/bench_%: build/bench/bench_%.o build/libyolo.a | bin
+	$(CC) $(LDFLAGS) -o $@ $< build/libyolo.a $(LDLIBS)
+
+$(MPI_TEST_BIN): build/tests/mpi/%: build/tests/mpi/%.o build/libyolo.a
 	$(CC) $(LDFLAGS) -o $@ $< build/libyolo.a $(LDLIBS)
 
 build/tests/yolo-tests: $(TEST_OBJ) build/libyolo.a
@@ -98,11 +103,18 @@ test: all
 bench: all
 	bash bench/run.sh
 
+# The main job on the built-in synthetic dataset: a few minutes of yolov8n on 2 workers.
+DEMO_ARGS ?= model=yolov8n.yaml imgsz=160 batch=16 time=0.08 workers=2 project=runs name=demo
+demo: deps all
+	@mkdir -p data
+	@test -f data/synth.h5 || ./bin/coordinator data synth out=data/synth.h5 train=2000 val=400 imgsz=256 classes=3 seed=0
+	./bin/coordinator train data=data/synth.h5 $(DEMO_ARGS)
+
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h' '*.cu' '*.cuh')
 
 clean:
 	rm -rf build bin
 
-.PHONY: all deps test bench format clean
+.PHONY: all deps test bench demo format clean
 .SECONDARY:

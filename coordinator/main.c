@@ -12,6 +12,9 @@ typedef struct command {
 
 static const command commands[] = {
     {"data", "pack | synth | info | verify  HDF5 datasets", cmd_data},
+    {"train", "key=value ...  train a model (Ultralytics arguments)", cmd_train},
+    {"watch", "<rundir>  live progress of a run (or its results.csv summary)", cmd_watch},
+    {"ctl", "<rundir> status | save | stop  control a live run", cmd_ctl},
 };
 
 static void usage(FILE *f) {

@@ -16,7 +16,8 @@ typedef struct conv2d_desc {
 /* Square kernel k, PyTorch output size: oh = (h + 2 pad - k) / stride + 1. */
 conv2d_desc conv2d_make(int n, int h, int w, int cin, int cout, int k, int stride, int pad,
                         int groups);
-/* Scratch the caller must provide to forward/backward (floats; may be 0). */
+/* Scratch the caller must provide to forward/backward (floats; may be 0; need not be aligned).
+ * Depends on the thread count: query it after kernels_set_threads(). */
 size_t conv2d_workspace_floats(const conv2d_desc *d);
 void conv2d_forward(const conv2d_desc *d, const float *x, const float *w, const float *bias,
                     float *y, float *ws);
@@ -26,3 +27,13 @@ void conv2d_backward(const conv2d_desc *d, const float *x, const float *w, const
 double conv2d_macs(const conv2d_desc *d);
 /* Which implementation ran for this shape, e.g. "onednn-brgconv", "im2col+dnnl_sgemm". */
 const char *conv2d_path(const conv2d_desc *d);
+
+/* Implementation choice, per op (forward, backward-data, backward-weights). AUTO picks per shape
+ * from measurements (kernels/conv2d.c: auto_path): oneDNN convolution primitives, im2col or plain
+ * (1x1) dnnl_sgemm, falling back to GEMM / direct loops if oneDNN refuses a shape. GEMM and ONEDNN
+ * force one family for every op; DIRECT forces our depthwise loops for depthwise shapes (others as
+ * AUTO). For tests and benchmarks. */
+typedef enum conv2d_impl { CONV2D_AUTO, CONV2D_GEMM, CONV2D_ONEDNN, CONV2D_DIRECT } conv2d_impl;
+void conv2d_set_impl(conv2d_impl impl);
+/* Frees the cached oneDNN primitives (optional; e.g. at exit or to compare creation costs). */
+void conv2d_cache_clear(void);

@@ -2,6 +2,7 @@
  * by mpirun next to the coordinator. */
 #include "common/log.h"
 #include "worker/commands.h"
+#include "worker/trainer.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -14,6 +15,9 @@ int main(int argc, char **argv) {
                "       (as a training rank: mpirun -np 1 coordinator train ... : -np N worker)\n");
         return 0;
     }
-    log_error("the training role is not implemented yet; try: worker info model=yolov8n.yaml");
-    return 2;
+    if (argc >= 2) {
+        log_error("unknown command '%s' (try: worker help)", argv[1]);
+        return 2;
+    }
+    return worker_train_main();
 }

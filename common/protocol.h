@@ -1,0 +1,99 @@
+/* Messages between the coordinator (world rank 0) and the workers (ranks 1..N). Plain structs
+ * sent as bytes: coordinator and workers are built from the same tree (MPMD of one build).
+ *
+ * Sequence:
+ *   start:  coordinator -> all   MPI_Bcast of train_args (common/train_args.h) and job_info
+ *   epoch:  coordinator -> each  epoch_header, then header.steps * header.share int32 indices
+ *   step:   each -> coordinator  step_report (also the heartbeat)
+ *           coordinator -> each  int32 control word (CTRL_*)
+ *   val:    coordinator -> each  val_header, then its val indices; each -> coordinator
+ *           val_summary, then its match records and per-class ground-truth counts
+ *   state:  worker 0 -> coordinator  model_state_header, then the float buffers (params, EMA,
+ *           BN buffers) for checkpoints
+ * This header is libc-only; CHECK_MPI expands only where <mpi.h> is included. */
+#pragma once
+#include <stdint.h>
+
+#define PROTOCOL_VERSION 1
+
+enum msg_tag {
+    TAG_EPOCH = 100,
+    TAG_PLAN,
+    TAG_REPORT,
+    TAG_CONTROL,
+    TAG_VAL_HEADER,
+    TAG_VAL_PLAN,
+    TAG_VAL_SUMMARY,
+    TAG_VAL_RECORDS,
+    TAG_VAL_COUNTS,
+    TAG_STATE_HEADER,
+    TAG_STATE_DATA,
+};
+
+typedef enum control_word {
+    CTRL_CONTINUE = 0,
+    CTRL_SAVE = 1,  /* send state after this step (checkpoint requested) */
+    CTRL_STOP = 2,  /* finish after this step */
+    CTRL_ABORT = 3, /* another rank failed: exit now */
+} control_word;
+
+typedef struct job_info {
+    int32_t protocol, nc, n_train, n_val, workers;
+    uint64_t dataset_size_hint;
+} job_info;
+
+typedef struct epoch_header {
+    int32_t epoch, steps, share; /* share = images per worker per step */
+    int32_t mosaic;              /* 0 once close_mosaic applies */
+    int32_t epochs;              /* total epochs: changes when `time` re-estimates it */
+} epoch_header;
+
+typedef struct step_report {
+    int32_t epoch, step, worker, images, instances, ok;
+    float loss[3];         /* box, cls, dfl items of this worker's share */
+    double compute_s;      /* forward + backward + optimizer */
+    double comm_exposed_s; /* all-reduce time not hidden behind backward */
+    double comm_total_s;
+    double stall_s;        /* waited for the loader */
+    double lr[3];
+    char error[200];       /* when !ok: one line naming the problem */
+} step_report;
+
+typedef struct val_header {
+    int32_t epoch, count; /* val indices that follow */
+} val_header;
+
+/* Followed by `records` val_record (common/val_record.h) and 2*nc int64: per-class ground-truth
+ * instances, then per-class images containing that class. */
+typedef struct val_summary {
+    int32_t images, records, ok;
+    double loss_sum[3]; /* summed val loss items over this worker's images */
+    char error[200];
+} val_summary;
+
+/* Model state for a weights file: n_tensors tensor_desc, then n_floats floats. Tensors are in
+ * PyTorch layout (OIHW) under their Ultralytics state_dict names: the EMA parameters followed by
+ * the BN buffers (running_mean, running_var), as a checkpoint's `ema`/`model` holds them. */
+typedef struct model_state_header {
+    int64_t n_tensors, n_floats;
+    int64_t ema_updates;
+    int32_t epoch, pad;
+} model_state_header;
+
+typedef struct tensor_desc {
+    char name[112];
+    int32_t ndim;
+    int32_t shape[4];
+    int64_t offset; /* in floats, into the data that follows */
+} tensor_desc;
+
+#define CHECK_MPI(call)                                                                            \
+    do {                                                                                           \
+        int rc_ = (call);                                                                          \
+        if (rc_ != MPI_SUCCESS) {                                                                  \
+            char s_[MPI_MAX_ERROR_STRING];                                                         \
+            int l_ = 0;                                                                            \
+            MPI_Error_string(rc_, s_, &l_);                                                        \
+            FATAL("%s failed: %s", #call, s_);                                                     \
+        }                                                                                          \
+    } while (0)

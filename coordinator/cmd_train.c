@@ -1,0 +1,244 @@
+/* coordinator train: rank 0 of the MPMD job. Owns the config, the run directory, the shard plan,
+ * the metrics files and the terminal; workers own the tensors (DESIGN.md section 2). */
+#include "common/log.h"
+#include "common/protocol.h"
+#include "common/timer.h"
+#include "common/train_args.h"
+#include "coordinator/commands.h"
+#include "coordinator/launch.h"
+#include "coordinator/progress.h"
+#include "coordinator/results_csv.h"
+#include "coordinator/rundir.h"
+#include "coordinator/shard_plan.h"
+#include "coordinator/train_state.h"
+#include "dataio/dataset.h"
+
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Receives one step_report from every worker, polling so that a silent rank can be named
+ * (stall_warn) and the job aborted (stall_abort). Returns 0, or -1 when a worker failed or
+ * stalled past the abort limit. */
+static int gather_reports(const train_args *a, int workers, step_report *r) {
+    MPI_Request *req = xcalloc((size_t)workers, sizeof *req);
+    for (int w = 0; w < workers; w++)
+        CHECK_MPI(MPI_Irecv(&r[w], sizeof *r, MPI_BYTE, w + 1, TAG_REPORT, MPI_COMM_WORLD, &req[w]));
+    double t0 = now_seconds();
+    bool warned = false;
+    int done = 0, rc = 0;
+    while (done < workers) {
+        int flag = 0;
+        CHECK_MPI(MPI_Testall(workers, req, &flag, MPI_STATUSES_IGNORE));
+        if (flag) break;
+        double el = now_seconds() - t0;
+        if ((el > a->stall_warn && !warned) || el > a->stall_abort) {
+            char names[512] = "";
+            size_t len = 0;
+            for (int w = 0; w < workers; w++) {
+                int f = 0;
+                CHECK_MPI(MPI_Test(&req[w], &f, MPI_STATUS_IGNORE));
+                if (!f && len < sizeof names - 16)
+                    len += (size_t)snprintf(names + len, sizeof names - len, "%s%d", len ? "," : "", w + 1);
+            }
+            if (el > a->stall_abort) {
+                log_error("no step report from rank(s) %s for %.0f s (stall_abort=%g): aborting the job",
+                          names, el, a->stall_abort);
+                rc = -1;
+                break;
+            }
+            log_warn("no step report from rank(s) %s for %.0f s (stall_warn=%g)", names, el, a->stall_warn);
+            warned = true;
+        }
+        usleep(200);
+    }
+    free(req);
+    if (rc) return rc;
+    for (int w = 0; w < workers; w++)
+        if (!r[w].ok) {
+            log_error("rank %d: %s", w + 1, r[w].error);
+            rc = -1;
+        }
+    return rc;
+}
+
+static void send_control(int workers, int32_t word) {
+    for (int w = 1; w <= workers; w++)
+        CHECK_MPI(MPI_Send(&word, 1, MPI_INT32_T, w, TAG_CONTROL, MPI_COMM_WORLD));
+}
+
+static void release_workers(void) {
+    int32_t go = 0;
+    CHECK_MPI(MPI_Bcast(&go, 1, MPI_INT32_T, 0, MPI_COMM_WORLD));
+}
+
+static int run(train_args *a, int workers) {
+    char err[1024];
+    dataset *ds = dataset_open(a->data, err, sizeof err);
+    if (!ds) {
+        log_error("%s", err);
+        release_workers();
+        return 2;
+    }
+    job_info job = {.protocol = PROTOCOL_VERSION,
+                    .nc = dataset_num_classes(ds),
+                    .n_train = dataset_split_size(ds, SPLIT_TRAIN),
+                    .n_val = dataset_split_size(ds, SPLIT_VAL),
+                    .workers = workers};
+    if (job.n_train == 0) {
+        log_error("%s: the train split is empty", a->data);
+        dataset_close(ds);
+        release_workers();
+        return 2;
+    }
+    a->nc = job.nc;
+    if (a->imgsz % 32) {
+        long r = (a->imgsz + 31) / 32 * 32;
+        log_warn("imgsz=%ld must be a multiple of max stride 32, updating to %ld", a->imgsz, r);
+        a->imgsz = r;
+    }
+    if (rundir_create(a->project, a->name, a->exist_ok, a->save_dir, sizeof a->save_dir, err,
+                      sizeof err) != 0) {
+        log_error("%s", err);
+        dataset_close(ds);
+        release_workers();
+        return 2;
+    }
+    if (train_state_write_args(a, err, sizeof err) != 0) {
+        log_error("%s", err);
+        dataset_close(ds);
+        release_workers();
+        return 1;
+    }
+    int32_t go = 1;
+    CHECK_MPI(MPI_Bcast(&go, 1, MPI_INT32_T, 0, MPI_COMM_WORLD));
+    CHECK_MPI(MPI_Bcast(a, sizeof *a, MPI_BYTE, 0, MPI_COMM_WORLD));
+    CHECK_MPI(MPI_Bcast(&job, sizeof job, MPI_BYTE, 0, MPI_COMM_WORLD));
+    log_info("training %s on %s (%d train / %d val images, %d classes) with %d worker(s), "
+             "batch %ld, imgsz %ld -> %s",
+             a->model, a->data, job.n_train, job.n_val, job.nc, workers, a->batch, a->imgsz,
+             a->save_dir);
+
+    int n_train = (int)fmax(1, floor(job.n_train * a->fraction));
+    train_state st;
+    train_state_init(&st, a, ds, workers);
+    step_report *rep = xcalloc((size_t)workers, sizeof *rep);
+    int rc = 0;
+    bool stop = false;
+    double t_train = now_seconds();
+    for (int epoch = 0; epoch < a->epochs && !stop && rc == 0; epoch++) {
+        shard_plan plan;
+        shard_plan_make(&plan, n_train, (int)a->batch, workers, (uint64_t)a->seed, epoch);
+        epoch_header h = {.epoch = epoch, .steps = plan.steps, .share = (int)a->batch / workers,
+                          .mosaic = epoch < a->epochs - a->close_mosaic, .epochs = (int)a->epochs};
+        if (epoch == a->epochs - a->close_mosaic && a->close_mosaic > 0)
+            log_info("closing dataloader mosaic");
+        int32_t *idx = xmalloc((size_t)plan.steps * h.share * sizeof *idx);
+        for (int w = 0; w < workers; w++) {
+            for (int s = 0; s < plan.steps; s++)
+                memcpy(idx + (size_t)s * h.share, shard_plan_slice(&plan, s, w), h.share * sizeof *idx);
+            CHECK_MPI(MPI_Send(&h, sizeof h, MPI_BYTE, w + 1, TAG_EPOCH, MPI_COMM_WORLD));
+            CHECK_MPI(MPI_Send(idx, plan.steps * h.share, MPI_INT32_T, w + 1, TAG_PLAN, MPI_COMM_WORLD));
+        }
+        free(idx);
+        progress pr;
+        progress_epoch_begin(&pr, epoch, (int)a->epochs, plan.steps, (int)a->imgsz);
+        double loss_sum[3] = {0}, t_epoch = now_seconds();
+        for (int s = 0; s < plan.steps; s++) {
+            if (gather_reports(a, workers, rep) != 0) {
+                send_control(workers, CTRL_ABORT);
+                rc = 1;
+                break;
+            }
+            int inst = 0;
+            for (int w = 0; w < workers; w++) {
+                inst += rep[w].instances;
+                for (int k = 0; k < 3; k++) loss_sum[k] += rep[w].loss[k] / workers;
+            }
+            double mean[3] = {loss_sum[0] / (s + 1), loss_sum[1] / (s + 1), loss_sum[2] / (s + 1)};
+            double ips = (double)(s + 1) * a->batch / (now_seconds() - t_epoch);
+            progress_step(&pr, s, mean, inst, ips, false);
+            train_state_step(&st, epoch, s, plan.steps, rep, workers, mean, ips);
+            /* time=H: checked after every step, as Ultralytics checks after every optimizer step */
+            if (a->time_hours > 0 && now_seconds() - t_train > a->time_hours * 3600) st.stop_requested = true;
+            int32_t word = train_state_control(&st);
+            if (word == CTRL_STOP) stop = true;
+            send_control(workers, word);
+            if (stop) break;
+        }
+        progress_epoch_end(&pr);
+        for (int k = 0; k < 3; k++) st.train_loss[k] = loss_sum[k] / plan.steps;
+        shard_plan_free(&plan);
+        if (rc) break;
+        bool final = epoch + 1 == a->epochs || stop;
+        if (train_state_end_epoch(&st, epoch, final, now_seconds() - t_train, err, sizeof err) != 0) {
+            log_error("%s", err);
+            rc = 1;
+        }
+        if (a->time_hours > 0 && !stop) {
+            /* Ultralytics re-estimates the epoch count from the mean epoch time (schedule too). */
+            double el = now_seconds() - t_train;
+            long e = (long)ceil(a->time_hours * 3600 / (el / (epoch + 1)));
+            a->epochs = e > epoch + 1 ? e : epoch + 1;
+            if (el >= a->time_hours * 3600) stop = true;
+        }
+    }
+    if (rc == 0) {
+        epoch_header done = {.steps = -1};
+        for (int w = 0; w < workers; w++)
+            CHECK_MPI(MPI_Send(&done, sizeof done, MPI_BYTE, w + 1, TAG_EPOCH, MPI_COMM_WORLD));
+    }
+    train_state_finish(&st, rc == 0, now_seconds() - t_train);
+    train_state_free(&st);
+    free(rep);
+    dataset_close(ds);
+    return rc;
+}
+
+int cmd_train(int argc, char **argv) {
+    char err[1024];
+    kv_args kv;
+    train_args a;
+    if (!launched_by_mpi()) {
+        /* Validate before launching anything, so a bad argument creates nothing. */
+        if (kv_parse(argc, argv, &kv, err, sizeof err) != 0 ||
+            train_args_parse(&kv, &a, err, sizeof err) != 0) {
+            log_error("%s", err);
+            return 2;
+        }
+        kv_free(&kv);
+        return launch_mpmd("coordinator", (int)a.workers, argc, argv);
+    }
+    CHECK_MPI(MPI_Init(NULL, NULL));
+    int size = 0;
+    CHECK_MPI(MPI_Comm_size(MPI_COMM_WORLD, &size));
+    /* Workers split off their own communicator; the coordinator takes part with its own color. */
+    MPI_Comm self_comm;
+    CHECK_MPI(MPI_Comm_split(MPI_COMM_WORLD, 0, 0, &self_comm));
+    int rc = 0;
+    if (kv_parse(argc, argv, &kv, err, sizeof err) != 0 ||
+        train_args_parse(&kv, &a, err, sizeof err) != 0) {
+        log_error("%s", err);
+        rc = 2;
+    } else if (size < 2) {
+        log_error("no workers: start as mpirun -np 1 coordinator train ... : -np N worker");
+        rc = 2;
+    } else {
+        /* Under mpirun the worker count is the job's; batch must split evenly over it. */
+        a.workers = size - 1;
+        if (a.batch % a.workers) {
+            log_error("batch=%ld is not divisible by the %ld workers of this job", a.batch, a.workers);
+            rc = 2;
+        }
+    }
+    if (rc == 0) rc = run(&a, size - 1);
+    else release_workers();
+    kv_free(&kv);
+    MPI_Comm_free(&self_comm);
+    if (rc == 1) MPI_Abort(MPI_COMM_WORLD, 1);
+    MPI_Finalize();
+    return rc;
+}

@@ -1,0 +1,17 @@
+/* results.csv exactly as Ultralytics writes it for detection: header once, one row per epoch,
+ * values pre-rounded to 5 decimals (losses and metrics) and printed with %.6g (errata 7). */
+#pragma once
+#include <stdio.h>
+
+typedef struct epoch_row {
+    int epoch;       /* 1-based */
+    double time;     /* seconds since training started */
+    double train[3]; /* box, cls, dfl */
+    double precision, recall, map50, map50_95;
+    double val[3]; /* box, cls, dfl */
+    double lr[8];
+    int n_lr; /* 3 for SGD/AdamW, 8 for MuSGD */
+} epoch_row;
+
+/* Appends one row to path, writing the header first when the file is new. 0 or -1 with err. */
+int results_csv_append(const char *path, const epoch_row *r, char *err, size_t errlen);

@@ -1,0 +1,230 @@
+/* Model creation, parameter registry and initialisation, arena planning (see model.h). */
+#include "common/log.h"
+#include "common/rng.h"
+#include "worker/model_internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Ultralytics' init: PyTorch defaults (kaiming-uniform a=sqrt(5) = U(+-1/sqrt(fan_in)) for conv
+ * weights and Conv2d biases, BN gamma 1 beta 0, running 0/1), then Detect.bias_init. */
+static void init_params(model *m, uint64_t seed) {
+    const model_yaml *y = &m->cfg;
+    int det = y->nlayers - 1;
+    double fan_in = 1;
+    for (int i = 0; i < m->nparams; i++) {
+        model_tensor *t = &m->params[i];
+        float *p = m->p + t->offset;
+        const char *nm = t->name;
+        size_t len = strlen(nm);
+        rng r = rng_keyed(seed, (uint64_t)i, 0x6d6f64656cULL);
+        if (strstr(nm, ".dfl.conv.weight")) {
+            for (size_t k = 0; k < t->numel; k++) p[k] = (float)k;
+        } else if (t->ndim == 4) {
+            fan_in = (double)t->shape[1] * t->shape[2] * t->shape[3];
+            double bound = 1.0 / sqrt(fan_in);
+            for (size_t k = 0; k < t->numel; k++) p[k] = (float)rng_range(&r, -bound, bound);
+        } else if (len > 12 && !strcmp(nm + len - 10, ".bn.weight")) {
+            for (size_t k = 0; k < t->numel; k++) p[k] = 1.0f;
+        } else if (len > 10 && !strcmp(nm + len - 8, ".bn.bias")) {
+            memset(p, 0, t->numel * sizeof *p);
+        } else { /* a Conv2d bias: same bound as its weight (the previous tensor) */
+            double bound = 1.0 / sqrt(fan_in);
+            for (size_t k = 0; k < t->numel; k++) p[k] = (float)rng_range(&r, -bound, bound);
+            int l, lvl;
+            char br[16];
+            if (sscanf(nm, "model.%d.%15[a-z0-9_].%d.2.bias", &l, br, &lvl) == 3 && l == det &&
+                lvl >= 0 && lvl < 3) {
+                if (!strcmp(br, "cv2") || !strcmp(br, "one2one_cv2")) {
+                    for (size_t k = 0; k < t->numel; k++) p[k] = 2.0f;
+                } else if (!strcmp(br, "cv3") || !strcmp(br, "one2one_cv3")) {
+                    double s = 640.0 / m->strides[lvl];
+                    float v = (float)log(5.0 / y->nc / (s * s));
+                    for (size_t k = 0; k < t->numel && k < (size_t)y->nc; k++) p[k] = v;
+                }
+            }
+        }
+    }
+    for (int i = 0; i < m->nbufs; i++) {
+        model_tensor *t = &m->bufs[i];
+        float v = strstr(t->name, "running_var") ? 1.0f : 0.0f;
+        for (size_t k = 0; k < t->numel; k++) m->b[t->offset + k] = v;
+    }
+    m->num_batches_tracked = 0;
+}
+
+void model_free_plan(model *m) {
+    free(m->act);
+    free(m->dact);
+    free(m->scratch);
+    free(m->iscratch);
+    free(m->ws);
+    for (int b = 0; b < 2; b++) {
+        free(m->out[b]);
+        free(m->dout[b]);
+        m->out[b] = m->dout[b] = NULL;
+    }
+    free(m->anchor_pts);
+    free(m->anchor_str);
+    m->act = m->dact = m->scratch = m->ws = m->anchor_pts = m->anchor_str = NULL;
+    m->iscratch = NULL;
+    m->batch = 0;
+}
+
+model *model_create(const char *yaml, int nc, uint64_t seed, char *err, size_t errlen) {
+    model *m = xcalloc(1, sizeof *m);
+    if (model_yaml_load(yaml, nc, &m->cfg, err, errlen)) {
+        free(m);
+        return NULL;
+    }
+    m->layer_params = xcalloc((size_t)m->cfg.nlayers, sizeof *m->layer_params);
+    /* the first build registers the parameters; the probe size only has to be a valid shape */
+    if (model_build_graph(m, 1, 64, 64, true, NULL, NULL, err, errlen)) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "%s", err ? err : "");
+        errf(err, errlen, "%s: %s", m->cfg.path, msg);
+        model_free(m);
+        return NULL;
+    }
+    m->p = xcalloc(m->nparam_floats, sizeof *m->p);
+    m->g = xcalloc(m->nparam_floats, sizeof *m->g);
+    m->b = xcalloc(m->nbuf_floats ? m->nbuf_floats : 1, sizeof *m->b);
+    init_params(m, seed);
+    return m;
+}
+
+void model_free(model *m) {
+    if (!m) return;
+    model_free_plan(m);
+    free(m->params);
+    free(m->bufs);
+    free(m->p);
+    free(m->g);
+    free(m->b);
+    free(m->layer_params);
+    free(m->slots);
+    free(m->ops);
+    free(m->names);
+    model_yaml_free(&m->cfg);
+    free(m);
+}
+
+const model_yaml *model_config(const model *m) {
+    return &m->cfg;
+}
+size_t model_num_params(const model *m) {
+    return m->nparam_floats;
+}
+size_t model_num_trainable(const model *m) {
+    return m->ntrainable;
+}
+size_t model_num_buffer_floats(const model *m) {
+    return m->nbuf_floats;
+}
+float *model_params(model *m) {
+    return m->p;
+}
+float *model_grads(model *m) {
+    return m->g;
+}
+float *model_buffers(model *m) {
+    return m->b;
+}
+int model_num_param_tensors(const model *m) {
+    return m->nparams;
+}
+const model_tensor *model_param_tensor(const model *m, int i) {
+    return &m->params[i];
+}
+int model_num_buffer_tensors(const model *m) {
+    return m->nbufs;
+}
+const model_tensor *model_buffer_tensor(const model *m, int i) {
+    return &m->bufs[i];
+}
+long long *model_num_batches_tracked(model *m) {
+    return &m->num_batches_tracked;
+}
+void model_zero_grad(model *m) {
+    memset(m->g, 0, m->nparam_floats * sizeof *m->g);
+}
+size_t model_layer_params(const model *m, int layer) {
+    return m->layer_params[layer];
+}
+size_t model_arena_bytes(const model *m) {
+    return (2 * m->arena_floats + m->scratch_floats + m->conv_ws) * sizeof(float) +
+           m->scratch_i32 * sizeof(int32_t);
+}
+
+static int find(const model_tensor *t, int n, const char *name) {
+    for (int i = 0; i < n; i++)
+        if (!strcmp(t[i].name, name)) return i;
+    return -1;
+}
+int model_find_param(const model *m, const char *name) {
+    return find(m->params, m->nparams, name);
+}
+int model_find_buffer(const model *m, const char *name) {
+    return find(m->bufs, m->nbufs, name);
+}
+
+void model_conv_macs(const model *m, int h, int w, double *macs, double *bias_adds) {
+    /* build on a scratch copy so an existing plan stays intact */
+    model t = *m;
+    t.slots = NULL;
+    t.ops = NULL;
+    t.names = NULL;
+    t.cap_slots = t.cap_ops = t.cap_names = 0;
+    char err[256];
+    if (model_build_graph(&t, 1, h, w, false, macs, bias_adds, err, sizeof err)) {
+        *macs = *bias_adds = NAN;
+    }
+    free(t.slots);
+    free(t.ops);
+    free(t.names);
+}
+
+int model_num_branches(const model *m) {
+    return m->cfg.end2end ? 2 : 1;
+}
+int model_num_anchors(const model *m) {
+    return m->anchors;
+}
+int model_out_channels(const model *m) {
+    return m->no;
+}
+const float *model_output(const model *m, int branch) {
+    return branch >= 0 && branch < model_num_branches(m) ? m->out[branch] : NULL;
+}
+const float *model_anchor_points(const model *m) {
+    return m->anchor_pts;
+}
+const float *model_anchor_strides(const model *m) {
+    return m->anchor_str;
+}
+
+static const float *named(const model *m, const float *base, const char *name, int dims[4]) {
+    if (!base) return NULL;
+    for (int i = 0; i < m->nnames; i++)
+        if (!strcmp(m->names[i].name, name)) {
+            const slot *s = &m->slots[m->names[i].slot];
+            if (dims) dims[0] = s->n, dims[1] = s->h, dims[2] = s->w, dims[3] = s->c;
+            return base + s->off;
+        }
+    return NULL;
+}
+
+const float *model_activation(const model *m, const char *name, int dims[4]) {
+    return named(m, m->act, name, dims);
+}
+
+const float *model_activation_grad(const model *m, const char *name, int dims[4]) {
+    return named(m, m->dact, name, dims);
+}
+
+void model_timing(const model *m, double *conv_s, double *other_s) {
+    *conv_s = m->t_conv;
+    *other_s = m->t_other;
+}

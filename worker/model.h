@@ -1,0 +1,115 @@
+/* A YOLO detection model (yolov8 / yolo11 / yolo26 families) built from an Ultralytics model yaml,
+ * with whole-model forward and backward on the CPU kernels in kernels/.
+ *
+ * How the trainer uses it:
+ *
+ *   model *m = model_create("yolov8n.yaml", nc, seed, err, sizeof err);  // params initialised
+ *   model_plan(m, batch, imgsz, imgsz, err, sizeof err);  // activation arena for this shape
+ *   model_zero_grad(m);
+ *   model_forward(m, images, true);            // images NHWC float [B][H][W][3], 0..1
+ *   const float *o2m = model_output(m, MODEL_ONE2MANY);  // [B][A][4*reg_max + nc] raw logits
+ *   ... loss computes d loss / d output into dout (same layout) ...
+ *   model_backward(m, dout, dout_o2o);          // ACCUMULATES into model_grads(m)
+ *   ... all-reduce model_grads(m), optimizer updates model_params(m) ...
+ *
+ * Layout of the head outputs (per branch): A = sum over levels of H_l * W_l anchors, level-major
+ * (stride 8, 16, 32), then row-major y * W + x inside a level; per anchor 4*reg_max box channels
+ * (side-major: side * reg_max + bin, sides l, t, r, b) then nc class logits. This is Ultralytics'
+ * cat(boxes, scores) transposed to [B][A][C]. Anchor points are (x + 0.5, y + 0.5) in grid units of
+ * their level (model_anchors).
+ *
+ * Branches: MODEL_ONE2MANY is the normal head (cv2 / cv3). end2end models (yolo26) also have
+ * MODEL_ONE2ONE (one2one_cv2 / one2one_cv3), which runs on DETACHED copies of the features: its
+ * gradient reaches only its own parameters.
+ *
+ * Parameters live in one flat float buffer and gradients in another of the same layout; each
+ * tensor is a view with its Ultralytics state_dict name and PyTorch shape, in state_dict order.
+ * Conv weights are stored OHWI in memory (the PyTorch shape reported is OIHW). The frozen DFL
+ * weight (0..15) is a parameter that is not trainable; its gradient stays 0. BN running_mean and
+ * running_var are buffers (a third flat buffer); num_batches_tracked is one counter for the model.
+ */
+#pragma once
+#include "worker/model_yaml.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct model model;
+
+enum { MODEL_ONE2MANY = 0, MODEL_ONE2ONE = 1 };
+
+typedef struct model_tensor {
+    char name[80]; /* Ultralytics state_dict name, e.g. "model.22.cv2.0.2.bias" */
+    int ndim;      /* 4 for conv weights, 1 otherwise */
+    int shape[4];  /* PyTorch shape (OIHW for conv weights) */
+    size_t offset; /* into model_params / model_grads (or model_buffers) */
+    size_t numel;
+    bool trainable; /* false only for the DFL weight */
+    bool ohwi;      /* stored OHWI (a conv weight with kh*kw > 1 or ci > 1) */
+} model_tensor;
+
+/* yaml: as for model_yaml_load. nc > 0 overrides the yaml's nc. seed keys the initialisation
+ * (Ultralytics' scheme: U(+-1/sqrt(fan_in)) conv weights and Conv2d biases, BN gamma 1 beta 0,
+ * Detect box bias 2.0, class bias log(5 / nc / (640 / stride)^2)). NULL with a message on error. */
+model *model_create(const char *yaml, int nc, uint64_t seed, char *err, size_t errlen);
+void model_free(model *m);
+const model_yaml *model_config(const model *m);
+
+size_t model_num_params(const model *m);    /* every parameter, incl. the DFL weight */
+size_t model_num_trainable(const model *m); /* Ultralytics' "gradients" */
+size_t model_num_buffer_floats(const model *m);
+float *model_params(model *m);
+float *model_grads(model *m);
+float *model_buffers(model *m);
+int model_num_param_tensors(const model *m);
+const model_tensor *model_param_tensor(const model *m, int i);
+int model_num_buffer_tensors(const model *m);
+const model_tensor *model_buffer_tensor(const model *m, int i);
+int model_find_param(const model *m, const char *name); /* index or -1 */
+int model_find_buffer(const model *m, const char *name);
+long long *model_num_batches_tracked(model *m);
+void model_zero_grad(model *m);
+
+/* Per-layer summary (for `worker info`): parameters of yaml layer i. */
+size_t model_layer_params(const model *m, int layer);
+/* Conv multiply-adds and Conv2d bias adds of one image at h x w (no arena needed). */
+void model_conv_macs(const model *m, int h, int w, double *macs, double *bias_adds);
+
+/* Plans the activation arena for batch x h x w (h, w multiples of 32). Replans when called
+ * again with another shape. 0, or -1 with a message. */
+int model_plan(model *m, int batch, int h, int w, char *err, size_t errlen);
+size_t model_arena_bytes(const model *m);
+
+/* Forward over NHWC float images [B][H][W][3] of the planned shape. train: BN uses batch
+ * statistics and updates the running buffers; eval: BN uses the buffers. */
+void model_forward(model *m, const float *images, bool train);
+int model_num_branches(const model *m);                /* 2 for end2end models, else 1 */
+int model_num_anchors(const model *m);                 /* A at the planned shape */
+int model_out_channels(const model *m);                /* 4 * reg_max + nc */
+const float *model_output(const model *m, int branch); /* [B][A][4*reg_max + nc] */
+/* Anchor centres [A][2] (grid units of their level) and strides [A]. */
+const float *model_anchor_points(const model *m);
+const float *model_anchor_strides(const model *m);
+
+/* Backward from d loss / d outputs (same layout as model_output; dout_one2one may be NULL, and
+ * must be for models without that branch). Needs a train-mode forward just before. Parameter
+ * gradients ACCUMULATE into model_grads (call model_zero_grad first). */
+void model_backward(model *m, const float *dout_one2many, const float *dout_one2one);
+
+/* d loss / d images (NHWC, as given to model_forward) after model_backward. */
+const float *model_input_grad(const model *m);
+
+/* Eval decode of a branch after a forward: out [B][A][4 + nc]. With reg_max > 1 (DFL) and not
+ * end2end: cx, cy, w, h in pixels; end2end: x1, y1, x2, y2 in pixels; then sigmoid scores. */
+void model_decode(const model *m, int branch, float *out);
+
+/* Activation of a module by its Ultralytics name ("model.9.m#1", "model.2.cv1.bn", ...), NHWC,
+ * after a forward; NULL if unknown. dims: n, h, w, c. For tests and debugging. */
+const float *model_activation(const model *m, const char *name, int dims[4]);
+
+/* Gradient of the loss w.r.t. that activation, after model_backward (same layout). */
+const float *model_activation_grad(const model *m, const char *name, int dims[4]);
+
+/* Time spent in convolutions vs everything else in the last forward + backward (seconds). */
+void model_timing(const model *m, double *conv_s, double *other_s);

@@ -1,0 +1,87 @@
+/* Internals shared by worker/model*.c: the compiled graph (a flat list of primitive ops over
+ * tensor slots, run forward in order and backward in reverse) and the parameter registry. */
+#pragma once
+#include "kernels/attention.h"
+#include "kernels/conv2d.h"
+#include "worker/model.h"
+
+#include <stdint.h>
+
+typedef enum {
+    OP_CONV,     /* x -> y, weight (+ bias) */
+    OP_BN,       /* x -> y */
+    OP_SILU,     /* x -> y */
+    OP_ADD,      /* x + x2 -> y */
+    OP_CONCAT,   /* ins -> y */
+    OP_SLICE,    /* x[..., off : off + c] -> y */
+    OP_UPSAMPLE, /* x -> y (nearest 2x) */
+    OP_MAXPOOL,  /* x -> y */
+    OP_ATTN,     /* qkv x -> y (attention out), y2 (V) */
+    OP_DETACH,   /* y = x, no gradient back */
+    OP_OUTPUT,   /* level slot x -> the flat output of a branch */
+} op_kind;
+
+#define OP_MAX_IN 8
+
+typedef struct slot {
+    int n, h, w, c;
+    size_t off; /* floats into the activation (and activation-gradient) arena */
+} slot;
+
+typedef struct op {
+    op_kind kind;
+    int x, x2, y, y2;
+    int nin, ins[OP_MAX_IN];
+    conv2d_desc cd;
+    int pw, pb;            /* conv weight / bias params (-1: none) */
+    int pg, pbeta, bm, bv; /* bn params and buffers */
+    size_t save;           /* bn save_mean/invstd, attention probs: scratch offset (floats) */
+    int off;               /* slice */
+    int k, stride, pad;    /* maxpool */
+    size_t argmax;         /* maxpool: int32 scratch offset */
+    attention_desc ad;
+    int branch, level; /* output */
+} op;
+
+typedef struct act_name {
+    char name[80];
+    int slot;
+} act_name;
+
+struct model {
+    model_yaml cfg;
+    /* parameters, gradients, buffers */
+    model_tensor *params, *bufs;
+    int nparams, nbufs, cap_params, cap_bufs;
+    size_t nparam_floats, nbuf_floats, ntrainable;
+    float *p, *g, *b;
+    long long num_batches_tracked;
+    size_t *layer_params; /* per yaml layer */
+    /* graph at the planned shape */
+    int batch, h, w;
+    slot *slots;
+    int nslots, cap_slots;
+    op *ops;
+    int nops, cap_ops;
+    act_name *names;
+    int nnames, cap_names;
+    size_t arena_floats, scratch_floats, scratch_i32, conv_ws;
+    float *act, *dact, *scratch, *ws;
+    int32_t *iscratch;
+    /* heads */
+    int nlevels, strides[3], level_h[3], level_w[3], anchors;
+    int no; /* 4 * reg_max + nc */
+    float *out[2], *dout[2];
+    float *anchor_pts, *anchor_str;
+    bool trained_forward;
+    double t_conv, t_other;
+};
+
+/* Builds the graph for batch x h x w into m->slots/ops/names. With `create`, also registers the
+ * parameters and buffers (the first build); afterwards it checks the same registry is produced.
+ * Accumulates conv MACs. 0, or -1 with message. */
+/* Frees the activation arena and head buffers (the parameters stay). */
+void model_free_plan(model *m);
+
+int model_build_graph(model *m, int batch, int h, int w, bool create, double *macs,
+                      double *bias_adds, char *err, size_t errlen);

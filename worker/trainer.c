@@ -1,0 +1,333 @@
+/* One training worker: receives the config and the shard plan, trains on its share of every
+ * global batch, all-reduces gradients with the other workers, validates its share of the val
+ * split, and reports to the coordinator (DESIGN.md sections 2 and 4). */
+#include "worker/trainer.h"
+
+#include "common/log.h"
+#include "common/protocol.h"
+#include "common/timer.h"
+#include "common/train_args.h"
+#include "dataio/loader.h"
+#include "kernels/detloss.h"
+#include "kernels/optim.h"
+#include "kernels/schedule.h"
+#include "kernels/threads.h"
+#include "worker/allreduce.h"
+#include "worker/model.h"
+#include "worker/train_setup.h"
+#include "worker/validate.h"
+
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct worker {
+    train_args a;
+    job_info job;
+    int rank, wrank, W; /* world rank, rank among workers, number of workers */
+    MPI_Comm wcomm;
+    model *m, *ema_m; /* the trained model and its EMA (validated, saved) */
+    optimizer opt;
+    sched_cfg sc;
+    model_ema ema;
+    int accumulate, share, micro, nmicro;
+    long ni, last_opt_step, nw;
+    detloss_ctx *loss;
+    detloss_hyp h_o2m, h_o2o;
+    int e2e_updates;
+    loader *train_ld, *val_ld;
+    allreduce *ar;
+    float *img, *dout[2];
+    char err[1024];
+} worker;
+
+static void fail_report(step_report *r, const char *msg) {
+    r->ok = 0;
+    snprintf(r->error, sizeof r->error, "%.199s", msg);
+}
+
+/* Forward, loss and backward of one micro-batch; loss items added to items[3]. The head-output
+ * gradient is scaled by the number of workers: the all-reduce averages, so the optimizer sees the
+ * SUM of the workers' gradients, as Ultralytics' DDP (loss x world_size, then average) does. */
+static void micro_step(worker *w, const loader_batch *b, int first, int n, double items[3]) {
+    size_t px = (size_t)w->a.imgsz * w->a.imgsz * 3;
+    const uint8_t *src = b->images + (size_t)first * px;
+    for (size_t i = 0; i < (size_t)n * px; i++) w->img[i] = src[i] * (1.0f / 255.0f);
+    /* This micro-batch's targets, batch index rebased to 0. */
+    float *t = xmalloc((size_t)(b->nlabels + 1) * 6 * sizeof *t);
+    int nt = 0;
+    for (int l = 0; l < b->nlabels; l++) {
+        int bi = (int)b->labels[l * 6];
+        if (bi < first || bi >= first + n) continue;
+        memcpy(t + nt * 6, b->labels + l * 6, 6 * sizeof *t);
+        t[nt * 6] = (float)(bi - first);
+        nt++;
+    }
+    model_forward(w->m, w->img, true);
+    int A = model_num_anchors(w->m);
+    float S = (float)w->a.imgsz;
+    detloss_out o;
+    if (model_num_branches(w->m) == 2) {
+        float o2m, o2o;
+        detloss_e2e_weights(w->e2e_updates, (int)w->a.epochs, &o2m, &o2o);
+        detloss_e2e(w->loss, &w->h_o2m, &w->h_o2o, o2m, o2o, n, A, model_output(w->m, 0),
+                    model_output(w->m, 1), model_anchor_points(w->m), model_anchor_strides(w->m),
+                    nt, t, S, S, w->dout[0], w->dout[1], &o, NULL);
+    } else {
+        detloss_branch(w->loss, &w->h_o2m, n, A, model_output(w->m, 0), model_anchor_points(w->m),
+                       model_anchor_strides(w->m), nt, t, S, S, NULL, w->dout[0], &o);
+    }
+    size_t nout = (size_t)n * A * model_out_channels(w->m);
+    for (int br = 0; br < model_num_branches(w->m); br++)
+        for (size_t i = 0; i < nout; i++) w->dout[br][i] *= (float)w->W;
+    model_backward(w->m, w->dout[0], model_num_branches(w->m) == 2 ? w->dout[1] : NULL);
+    for (int k = 0; k < 3; k++) items[k] += o.items[k];
+    free(t);
+}
+
+/* Optimizer step (Ultralytics order): average gradients over workers, clip the global norm at 10,
+ * step, zero the gradients, update the EMA. */
+static int optimizer_step(worker *w, step_report *r) {
+    allreduce_stats as = {0};
+    size_t n = model_num_params(w->m);
+    if (allreduce_begin(w->ar, w->err, sizeof w->err) != 0 ||
+        allreduce_mark_ready(w->ar, 0, n, w->err, sizeof w->err) != 0 ||
+        allreduce_wait(w->ar, &as, w->err, sizeof w->err) != 0)
+        return -1;
+    r->comm_exposed_s += as.exposed_s;
+    r->comm_total_s += as.comm_s;
+    optim_clip_grad_norm(model_grads(w->m), n, OPTIM_CLIP_MAX_NORM);
+    optim_step(&w->opt, model_params(w->m), model_grads(w->m));
+    model_zero_grad(w->m);
+    float *ema[2] = {model_params(w->ema_m), model_buffers(w->ema_m)};
+    const float *cur[2] = {model_params(w->m), model_buffers(w->m)};
+    size_t sz[2] = {model_num_params(w->m), model_num_buffer_floats(w->m)};
+    ema_update(&w->ema, 2, ema, cur, sz);
+    return 0;
+}
+
+static int train_epoch(worker *w, const epoch_header *h, const int32_t *idx, bool *stop) {
+    loader_set_mosaic(w->train_ld, h->mosaic ? w->a.mosaic : 0.0);
+    for (int s = 0; s < h->steps; s++)
+        if (loader_submit(w->train_ld, (int64_t)h->epoch * h->steps + s, h->epoch,
+                          idx + (size_t)s * h->share, h->share, w->err, sizeof w->err) != 0)
+            return -1;
+    if (w->nw < 0 && w->ni == 0) w->nw = sched_warmup_iters(&w->sc, h->steps);
+    for (int s = 0; s < h->steps; s++) {
+        step_report r = {.epoch = h->epoch, .step = s, .worker = w->wrank, .ok = 1};
+        loader_batch b;
+        double t0 = now_seconds();
+        if (loader_next(w->train_ld, &b, w->err, sizeof w->err) != 0) fail_report(&r, w->err);
+        else {
+            r.stall_s = b.stall_s;
+            double t1 = now_seconds();
+            w->accumulate = sched_apply(&w->sc, h->epoch, w->ni, w->nw, w->accumulate, &w->opt);
+            double items[3] = {0};
+            for (int j = 0; j < w->nmicro; j++) micro_step(w, &b, j * w->micro, w->micro, items);
+            if (w->ni - w->last_opt_step >= w->accumulate) {
+                if (optimizer_step(w, &r) != 0) fail_report(&r, w->err);
+                w->last_opt_step = w->ni;
+            }
+            w->ni++;
+            for (int k = 0; k < 3; k++) r.loss[k] = (float)(items[k] / w->nmicro);
+            r.images = b.n;
+            r.instances = b.nlabels;
+            r.compute_s = now_seconds() - t1 - r.comm_exposed_s;
+            for (int k = 0; k < 3 && k < w->opt.ngroups; k++) r.lr[k] = w->opt.group[k].lr;
+        }
+        (void)t0;
+        CHECK_MPI(MPI_Send(&r, sizeof r, MPI_BYTE, 0, TAG_REPORT, MPI_COMM_WORLD));
+        int32_t word;
+        CHECK_MPI(MPI_Recv(&word, 1, MPI_INT32_T, 0, TAG_CONTROL, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+        if (word == CTRL_ABORT || !r.ok) return -1;
+        if (word == CTRL_STOP) {
+            *stop = true;
+            break;
+        }
+    }
+    return 0;
+}
+
+/* Validation of this worker's share (when the coordinator asks) and, on worker 0, the EMA state
+ * for the weights files. BN running stats drift per worker, so worker 0's EMA buffers are
+ * broadcast first, as Ultralytics does before validating. */
+static int end_epoch(worker *w) {
+    val_header vh;
+    CHECK_MPI(MPI_Recv(&vh, sizeof vh, MPI_BYTE, 0, TAG_VAL_HEADER, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+    CHECK_MPI(MPI_Bcast(model_buffers(w->ema_m), (int)model_num_buffer_floats(w->ema_m), MPI_FLOAT, 0,
+                        w->wcomm));
+    if (vh.count >= 0) {
+        int32_t *idx = xmalloc((size_t)(vh.count + 1) * sizeof *idx);
+        CHECK_MPI(MPI_Recv(idx, vh.count, MPI_INT32_T, 0, TAG_VAL_PLAN, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+        int chunk = w->share < 16 ? 16 : w->share;
+        validator v = {.m = w->ema_m, .ld = w->val_ld, .chunk = chunk, .nc = w->job.nc,
+                       .imgsz = (int)w->a.imgsz, .loss = w->loss, .conf = (float)w->a.conf,
+                       .iou = (float)w->a.iou, .max_det = (int)w->a.max_det};
+        val_summary s;
+        val_record *recs = NULL;
+        int64_t *counts = xcalloc(2 * (size_t)w->job.nc, sizeof *counts);
+        if (model_plan(w->ema_m, chunk, (int)w->a.imgsz, (int)w->a.imgsz, w->err, sizeof w->err) != 0) {
+            s = (val_summary){.ok = 0};
+            snprintf(s.error, sizeof s.error, "%.199s", w->err);
+        } else {
+            validate_run(&v, 0, idx, vh.count, &s, &recs, counts, w->err, sizeof w->err);
+        }
+        CHECK_MPI(MPI_Send(&s, sizeof s, MPI_BYTE, 0, TAG_VAL_SUMMARY, MPI_COMM_WORLD));
+        CHECK_MPI(MPI_Send(recs, s.records * (int)sizeof *recs, MPI_BYTE, 0, TAG_VAL_RECORDS, MPI_COMM_WORLD));
+        CHECK_MPI(MPI_Send(counts, 2 * w->job.nc, MPI_INT64_T, 0, TAG_VAL_COUNTS, MPI_COMM_WORLD));
+        free(recs);
+        free(counts);
+        free(idx);
+        if (!s.ok) return -1;
+    }
+    if (w->wrank == 0) {
+        model_state_header h;
+        tensor_desc *t;
+        float *d;
+        train_export_state(w->ema_m, model_params(w->ema_m), model_buffers(w->ema_m), &h, &t, &d);
+        h.ema_updates = w->ema.updates;
+        CHECK_MPI(MPI_Send(&h, sizeof h, MPI_BYTE, 0, TAG_STATE_HEADER, MPI_COMM_WORLD));
+        CHECK_MPI(MPI_Send(t, (int)(h.n_tensors * (int64_t)sizeof *t), MPI_BYTE, 0, TAG_STATE_DATA, MPI_COMM_WORLD));
+        CHECK_MPI(MPI_Send(d, (int)h.n_floats, MPI_FLOAT, 0, TAG_STATE_DATA, MPI_COMM_WORLD));
+        free(t);
+        free(d);
+    }
+    w->e2e_updates++;
+    return 0;
+}
+
+static int setup(worker *w) {
+    train_args *a = &w->a;
+    if (a->threads > 0) kernels_set_threads((int)a->threads);
+    else {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        kernels_set_threads(cores / w->W > 1 ? (int)(cores / w->W) : 1);
+    }
+    w->share = (int)a->batch / w->W;
+    w->micro = a->micro_batch ? (int)a->micro_batch : w->share;
+    w->nmicro = w->share / w->micro;
+    /* Same seed on every worker: identical initial weights without a broadcast. */
+    w->m = model_create(a->model, w->job.nc, (uint64_t)a->seed, w->err, sizeof w->err);
+    if (!w->m) return -1;
+    w->ema_m = model_create(a->model, w->job.nc, (uint64_t)a->seed, w->err, sizeof w->err);
+    if (!w->ema_m) return -1;
+    if (model_plan(w->m, w->micro, (int)a->imgsz, (int)a->imgsz, w->err, sizeof w->err) != 0) return -1;
+    long n_train = (long)fmax(1, floor(w->job.n_train * a->fraction));
+    if (train_setup_optimizer(w->m, a, n_train, &w->opt, &w->sc, &w->accumulate, w->err, sizeof w->err) != 0)
+        return -1;
+    ema_init(&w->ema);
+    w->ni = 0;
+    w->last_opt_step = -1;
+    w->nw = -1;
+    const model_yaml *y = model_config(w->m);
+    w->loss = detloss_create();
+    w->h_o2m = detloss_hyp_default(w->job.nc, y->reg_max);
+    w->h_o2o = detloss_hyp_one2one(w->job.nc, y->reg_max);
+    detloss_hyp *hs[2] = {&w->h_o2m, &w->h_o2o};
+    for (int i = 0; i < 2; i++) {
+        hs[i]->box = (float)a->box;
+        hs[i]->cls = (float)a->cls;
+        hs[i]->dfl = (float)a->dfl;
+    }
+    loader_config lc = loader_config_defaults();
+    lc.imgsz = (int)a->imgsz;
+    lc.augment = 1;
+    lc.aug.mosaic = a->mosaic;
+    lc.aug.degrees = a->degrees;
+    lc.aug.translate = a->translate;
+    lc.aug.scale = a->scale;
+    lc.aug.shear = a->shear;
+    lc.aug.perspective = a->perspective;
+    lc.aug.flipud = a->flipud;
+    lc.aug.fliplr = a->fliplr;
+    lc.aug.hsv_h = a->hsv_h;
+    lc.aug.hsv_s = a->hsv_s;
+    lc.aug.hsv_v = a->hsv_v;
+    lc.seed = (uint64_t)a->seed;
+    lc.nthreads = (int)a->loader_threads;
+    lc.depth = 4;
+    lc.max_batch = w->share;
+    w->train_ld = loader_create(a->data, SPLIT_TRAIN, &lc, w->err, sizeof w->err);
+    if (!w->train_ld) return -1;
+    lc.augment = 0;
+    lc.max_batch = w->share < 16 ? 16 : w->share;
+    if (w->job.n_val > 0) {
+        w->val_ld = loader_create(a->data, SPLIT_VAL, &lc, w->err, sizeof w->err);
+        if (!w->val_ld) return -1;
+    }
+    size_t bucket = (size_t)(a->bucket_mb * 1024 * 1024);
+    w->ar = allreduce_create(w->wcomm, model_grads(w->m), model_num_params(w->m), bucket,
+                             ALLREDUCE_ORDER_BACKWARD, w->err, sizeof w->err);
+    if (!w->ar) return -1;
+    size_t A = (size_t)model_num_anchors(w->m), no = (size_t)model_out_channels(w->m);
+    w->img = xmalloc((size_t)w->micro * a->imgsz * a->imgsz * 3 * sizeof *w->img);
+    for (int i = 0; i < 2; i++) w->dout[i] = xcalloc((size_t)w->micro * A * no, sizeof *w->dout[i]);
+    model_zero_grad(w->m);
+    return 0;
+}
+
+int worker_train_main(void) {
+    allreduce_tune_malloc();
+    CHECK_MPI(MPI_Init(NULL, NULL));
+    worker *w = xcalloc(1, sizeof *w);
+    CHECK_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &w->rank));
+    char name[32];
+    snprintf(name, sizeof name, "worker[%d]", w->rank);
+    log_set_program(name);
+    CHECK_MPI(MPI_Comm_split(MPI_COMM_WORLD, 1, w->rank, &w->wcomm));
+    CHECK_MPI(MPI_Comm_rank(w->wcomm, &w->wrank));
+    CHECK_MPI(MPI_Comm_size(w->wcomm, &w->W));
+    int32_t go = 0;
+    CHECK_MPI(MPI_Bcast(&go, 1, MPI_INT32_T, 0, MPI_COMM_WORLD));
+    int rc = 0;
+    if (!go) { /* the coordinator refused the arguments and said why */
+        rc = 2;
+        goto out;
+    }
+    CHECK_MPI(MPI_Bcast(&w->a, sizeof w->a, MPI_BYTE, 0, MPI_COMM_WORLD));
+    CHECK_MPI(MPI_Bcast(&w->job, sizeof w->job, MPI_BYTE, 0, MPI_COMM_WORLD));
+    if (w->job.protocol != PROTOCOL_VERSION) {
+        log_error("rank %d: protocol version %d, coordinator speaks %d", w->rank, PROTOCOL_VERSION,
+                  w->job.protocol);
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    if (setup(w) != 0) {
+        log_error("rank %d: %s", w->rank, w->err);
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    bool stop = false;
+    for (;;) { /* the coordinator decides how many epochs (time=, stop): steps < 0 ends */
+        epoch_header h;
+        CHECK_MPI(MPI_Recv(&h, sizeof h, MPI_BYTE, 0, TAG_EPOCH, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+        if (h.steps < 0) break;
+        int32_t *idx = xmalloc((size_t)h.steps * h.share * sizeof *idx);
+        CHECK_MPI(MPI_Recv(idx, h.steps * h.share, MPI_INT32_T, 0, TAG_PLAN, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+        w->a.epochs = h.epochs; /* `time` may re-estimate the total */
+        w->sc.epochs = h.epochs;
+        int r = train_epoch(w, &h, idx, &stop);
+        free(idx);
+        if (r != 0 || end_epoch(w) != 0) {
+            log_error("rank %d: %s", w->rank, w->err);
+            rc = 1;
+            break;
+        }
+    }
+    allreduce_free(w->ar);
+    loader_destroy(w->train_ld);
+    loader_destroy(w->val_ld);
+    detloss_destroy(w->loss);
+    optim_free(&w->opt);
+    model_free(w->m);
+    model_free(w->ema_m);
+    free(w->img);
+    free(w->dout[0]);
+    free(w->dout[1]);
+out:
+    MPI_Comm_free(&w->wcomm);
+    free(w);
+    MPI_Finalize();
+    return rc;
+}
