@@ -1,6 +1,7 @@
 /* Whole-model forward, backward and eval decode against the PyTorch oracle files (suite `model`):
  * yolov8n and yolo26n at nc=3, 64x64, batch 2. Tolerances from the oracle README section 5. */
 #include "tests/oracle.h"
+#include "kernels/detloss.h"
 #include "worker/model.h"
 
 #include <criterion/criterion.h>
@@ -450,4 +451,58 @@ Test(model, oracle_yolo26n_topk) {
     free(t);
     free(ref);
     free(out);
+}
+
+/* One whole training step: model forward -> detloss (kernels/detloss.h) -> model backward, from
+ * /input only; the loss and every parameter gradient against the oracle. */
+static void train_step_oracle(const char *oracle, const char *yaml, size_t nparams) {
+    oracle_run r = setup(oracle, yaml, nparams, false);
+    forward_images(&r, true);
+    size_t nt, tdims[8];
+    int tnd;
+    float *targets = must_read(r.file, "/input/targets", &nt, &tnd, tdims);
+    int ntargets = (int)tdims[0];
+    const model_yaml *y = model_config(r.m);
+    int A = model_num_anchors(r.m), no = model_out_channels(r.m);
+    float *d[2] = {calloc((size_t)B * A * no, sizeof(float)), calloc((size_t)B * A * no, 4)};
+    detloss_ctx *ctx = detloss_create();
+    detloss_out out;
+    int rc;
+    if (r.nb == 2) {
+        detloss_hyp h2m = detloss_hyp_default(y->nc, y->reg_max);
+        detloss_hyp h2o = detloss_hyp_one2one(y->nc, y->reg_max);
+        float o2m, o2o;
+        detloss_e2e_weights(0, 100, &o2m, &o2o);
+        rc = detloss_e2e(ctx, &h2m, &h2o, o2m, o2o, B, A, model_output(r.m, 0),
+                         model_output(r.m, 1), model_anchor_points(r.m), model_anchor_strides(r.m),
+                         ntargets, targets, IMG, IMG, d[0], d[1], &out, NULL);
+    } else {
+        detloss_hyp h = detloss_hyp_default(y->nc, y->reg_max);
+        rc = detloss_branch(ctx, &h, B, A, model_output(r.m, 0), model_anchor_points(r.m),
+                            model_anchor_strides(r.m), ntargets, targets, IMG, IMG, NULL, d[0],
+                            &out);
+    }
+    cr_assert_eq(rc, 0);
+    float *total = must_read(r.file, "/loss/total", NULL, NULL, NULL);
+    double le = fabs(out.total - total[0]) / fabs(total[0]);
+    cr_assert(le <= 1e-5, "loss total %.8g vs %.8g (rel %.2g)", out.total, total[0], le);
+    model_zero_grad(r.m);
+    model_backward(r.m, d[0], r.nb == 2 ? d[1] : NULL);
+    double worst, l2 = check_grads(&r, &worst);
+    cr_log_info("%s train step: loss %.8g (rel %.1e), grads worst rel %.2e, global L2 %.2e", oracle,
+                out.total, le, worst, l2);
+    detloss_destroy(ctx);
+    free(total);
+    free(targets);
+    free(d[0]);
+    free(d[1]);
+    model_free(r.m);
+}
+
+Test(model, train_step_yolov8n, .timeout = 120) {
+    train_step_oracle("yolov8n-nc3-64.h5", "yolov8n.yaml", 3011433);
+}
+
+Test(model, train_step_yolo26n, .timeout = 120) {
+    train_step_oracle("yolo26n-nc3-64.h5", "yolo26n.yaml", 2504970);
 }
