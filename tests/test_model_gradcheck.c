@@ -56,6 +56,7 @@ Test(model, whole_model_finite_differences, .timeout = 120) {
     cr_assert(m, "%s", err);
     cr_assert_eq(model_plan(m, B, S, S, err, sizeof err), 0, "%s", err);
     cr_assert_eq(model_num_branches(m), 2);
+    model_want_input_grad(m, true);
     fd_ctx c = {.m = m};
     c.nout = (size_t)B * model_num_anchors(m) * model_out_channels(m);
     rng g = rng_keyed(11, 0, 0);

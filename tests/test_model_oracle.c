@@ -414,6 +414,8 @@ Test(model, grad_arena_sharing_is_exact, .timeout = 120) {
     cr_assert(model_arena_bytes(b.m) < 0.8 * model_arena_bytes(a.m), "%zu vs %zu",
               model_arena_bytes(b.m), model_arena_bytes(a.m));
     oracle_run *rs[2] = {&a, &b};
+    model_want_input_grad(a.m, true);
+    model_want_input_grad(b.m, true);
     for (int i = 0; i < 2; i++) {
         forward_images(rs[i], true);
         backward_from_oracle(rs[i]);

@@ -120,7 +120,9 @@ const float *model_anchor_strides(const model *m);
  * gradients ACCUMULATE into model_grads (call model_zero_grad first). */
 void model_backward(model *m, const float *dout_one2many, const float *dout_one2one);
 
-/* d loss / d images (NHWC, as given to model_forward) after model_backward. */
+/* d loss / d images (NHWC, as given to model_forward) after model_backward; only computed after
+ * model_want_input_grad(m, true) (training does not need it), else NULL. */
+void model_want_input_grad(model *m, bool on);
 const float *model_input_grad(const model *m);
 
 /* Eval decode of a branch after a forward: out [B][A][4 + nc]. With reg_max > 1 (DFL) and not

@@ -93,7 +93,8 @@ static void run_backward(model *m, const op *o) {
     float *A = m->act, *D = m->dact;
     const slot *X = &m->slots[o->x], *Y = &m->slots[o->y];
     const float *x = A + X->off, *dy = D + Y->goff;
-    float *dx = D + X->goff; /* slot 0 is the image: its gradient is kept too (model_input_grad) */
+    /* slot 0 is the image: its gradient only when asked for (model_want_input_grad) */
+    float *dx = o->x == 0 && !m->want_input_grad ? NULL : D + X->goff;
     switch (o->kind) {
     case OP_CONV:
         conv2d_backward(&o->cd, x, m->p + m->params[o->pw].offset, dy, dx,
@@ -150,7 +151,11 @@ static void run_backward(model *m, const op *o) {
 }
 
 const float *model_input_grad(const model *m) {
-    return m->dact ? m->dact + m->slots[0].goff : NULL;
+    return m->dact && m->want_input_grad ? m->dact + m->slots[0].goff : NULL;
+}
+
+void model_want_input_grad(model *m, bool on) {
+    m->want_input_grad = on;
 }
 
 void model_forward(model *m, const float *images, bool train) {
@@ -188,6 +193,7 @@ void model_backward(model *m, const float *dout_one2many, const float *dout_one2
         double t0 = now_seconds();
         if (!m->keep_grads) /* gradients that become live here start from zero */
             for (int k = m->zero_start[i]; k < m->zero_start[i + 1]; k++) {
+                if (m->zero_slots[k] == 0 && !m->want_input_grad) continue;
                 const slot *s = &m->slots[m->zero_slots[k]];
                 memset(m->dact + s->goff, 0, numel(s) * sizeof *m->dact);
             }

@@ -78,7 +78,7 @@ struct model {
     int no; /* 4 * reg_max + nc */
     float *out[2], *dout[2];
     float *anchor_pts, *anchor_str;
-    bool trained_forward, eval_only;
+    bool trained_forward, eval_only, want_input_grad;
     double t_conv, t_other;
 };
 
