@@ -350,6 +350,7 @@ static void check_eval(oracle_run *r) {
     /* an eval-only plan (shared activation memory) computes the same, bit for bit */
     size_t full = model_arena_bytes(r->m);
     char err[256];
+    model_keep_activation_grads(r->m, false);
     cr_assert_eq(model_plan_eval(r->m, B, IMG, IMG, err, sizeof err), 0, "%s", err);
     cr_assert(model_arena_bytes(r->m) < full / 3, "eval arena %zu vs %zu", model_arena_bytes(r->m),
               full);

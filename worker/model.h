@@ -94,9 +94,9 @@ void model_conv_macs(const model *m, int h, int w, double *macs, double *bias_ad
  * again with another shape. Gradient memory is allocated by the first model_backward after a
  * plan, so an eval-only model (validation, EMA) never holds it. 0, or -1 with a message. */
 int model_plan(model *m, int batch, int h, int w, char *err, size_t errlen);
-/* Activation gradients share memory when their lifetimes in backward do not overlap, so after
- * model_backward only some are still there. keep = true (before model_plan) gives every slot its
- * own gradient memory, for model_activation_grad in tests and debugging. */
+/* Activations and their gradients share memory when their lifetimes do not overlap, so after a
+ * forward / backward only some are still there. keep = true (before model_plan) gives every slot
+ * its own memory, for model_activation / model_activation_grad in tests and debugging. */
 void model_keep_activation_grads(model *m, bool keep);
 /* An eval-only plan: activations share memory by lifetime (far less memory for validation);
  * only model_forward(..., false), outputs and decode are valid (no backward, no
@@ -136,7 +136,7 @@ void model_decode(const model *m, int branch, float *out);
 void model_topk_e2e(int batch, int anchors, int nc, int k, const float *decoded, float *out);
 
 /* Activation of a module by its Ultralytics name ("model.9.m#1", "model.2.cv1.bn", ...), NHWC,
- * after a forward; NULL if unknown. dims: n, h, w, c. For tests and debugging. */
+ * after a forward; NULL if unknown or without model_keep_activation_grads. dims: n, h, w, c. */
 const float *model_activation(const model *m, const char *name, int dims[4]);
 
 /* Gradient of the loss w.r.t. that activation, after model_backward (same layout). */

@@ -216,7 +216,7 @@ static int plan(model *m, int batch, int h, int w, bool eval_only, char *err, si
     model_free_plan(m);
     if (model_build_graph(m, batch, h, w, false, NULL, NULL, err, errlen)) return -1;
     m->eval_only = eval_only;
-    if (eval_only) model_share_activations(m);
+    if (!m->keep_grads) model_share_activations(m, !eval_only);
     m->batch = batch;
     m->h = h;
     m->w = w;

@@ -80,13 +80,24 @@ static void lifetimes(const model *m, int *prod, int *cons) {
     }
 }
 
-void model_share_activations(model *m) {
-    int S = m->nslots;
+void model_share_activations(model *m, bool train) {
+    int S = m->nslots, N = m->nops;
     int *prod = xmalloc((size_t)S * sizeof *prod), *cons = xmalloc((size_t)S * sizeof *cons);
     lifetimes(m, prod, cons);
+    /* for training, slots that a backward op reads (conv, BN, SiLU and attention inputs) stay to
+     * the end; the rest (inputs only of add, concat, slice, upsample, pool, detach, output) die
+     * after their last forward reader */
+    bool *keep = xcalloc((size_t)S, sizeof *keep);
+    for (int i = 0; train && i < N; i++) {
+        op_kind k = m->ops[i].kind;
+        if (k == OP_CONV || k == OP_BN || k == OP_SILU || k == OP_ATTN) keep[m->ops[i].x] = true;
+    }
     range *r = xmalloc((size_t)S * sizeof *r);
-    for (int s = 0; s < S; s++)
-        r[s] = (range){prod[s], cons[s] >= 0 ? cons[s] : prod[s], 0, numel(&m->slots[s]), s};
+    for (int s = 0; s < S; s++) {
+        int t1 = keep[s] ? N : cons[s] >= 0 ? cons[s] : prod[s];
+        r[s] = (range){prod[s], t1, 0, numel(&m->slots[s]), s};
+    }
+    free(keep);
     m->arena_floats = place(r, S);
     for (int i = 0; i < S; i++) m->slots[r[i].slot].off = r[i].off;
     free(r);

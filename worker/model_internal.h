@@ -87,8 +87,9 @@ struct model {
  * Accumulates conv MACs. 0, or -1 with message. */
 /* Lays out the gradient arena (slot goff, grad_floats, the zeroing lists) from the op list. */
 void model_plan_grads(model *m);
-/* Eval-only plans: slots share activation memory by forward lifetime (sets slot off). */
-void model_share_activations(model *m);
+/* Slots share activation memory by forward lifetime (sets slot off and arena_floats); with
+ * train, slots that backward reads are kept to the end. */
+void model_share_activations(model *m, bool train);
 
 /* Frees the activation arena and head buffers (the parameters stay). */
 void model_free_plan(model *m);
