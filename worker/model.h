@@ -144,3 +144,5 @@ const float *model_activation_grad(const model *m, const char *name, int dims[4]
 
 /* Time spent in convolutions vs everything else in the last forward + backward (seconds). */
 void model_timing(const model *m, double *conv_s, double *other_s);
+/* The same per op kind, "conv 0.412/0.934, bn 0.051/0.080, ..." (seconds forward/backward). */
+const char *model_timing_text(const model *m, char *buf, size_t n);

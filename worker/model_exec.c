@@ -9,6 +9,7 @@
 #include "kernels/tensor_ops.h"
 #include "worker/model_internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -164,6 +165,7 @@ void model_forward(model *m, const float *images, bool train) {
     const slot *img = &m->slots[0];
     memcpy(m->act + img->off, images, numel(img) * sizeof *images);
     m->t_conv = m->t_other = 0;
+    memset(m->t_kind, 0, sizeof m->t_kind);
     for (int i = 0; i < m->nops; i++) {
         double t0 = now_seconds();
         run_forward(m, &m->ops[i], train);
@@ -172,6 +174,7 @@ void model_forward(model *m, const float *images, bool train) {
             m->t_conv += dt;
         else
             m->t_other += dt;
+        m->t_kind[m->ops[i].kind][0] += dt;
     }
     if (train) m->num_batches_tracked++;
     m->trained_forward = train;
@@ -203,6 +206,7 @@ void model_backward(model *m, const float *dout_one2many, const float *dout_one2
             m->t_conv += dt;
         else
             m->t_other += dt;
+        m->t_kind[m->ops[i].kind][1] += dt;
     }
 }
 
@@ -261,4 +265,17 @@ int model_plan(model *m, int batch, int h, int w, char *err, size_t errlen) {
 
 int model_plan_eval(model *m, int batch, int h, int w, char *err, size_t errlen) {
     return plan(m, batch, h, w, true, err, errlen);
+}
+
+const char *model_timing_text(const model *m, char *buf, size_t n) {
+    static const char *names[] = {"conv",     "bn",   "silu", "add",    "concat", "slice",
+                                  "upsample", "pool", "attn", "detach", "output"};
+    size_t o = 0;
+    buf[0] = 0;
+    for (int k = 0; k <= OP_OUTPUT && o < n; k++) {
+        if (m->t_kind[k][0] + m->t_kind[k][1] == 0) continue;
+        o += (size_t)snprintf(buf + o, n - o, "%s%s %.3f/%.3f", o ? ", " : "", names[k],
+                              m->t_kind[k][0], m->t_kind[k][1]);
+    }
+    return buf;
 }

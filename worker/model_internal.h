@@ -80,6 +80,7 @@ struct model {
     float *anchor_pts, *anchor_str;
     bool trained_forward, eval_only, want_input_grad;
     double t_conv, t_other;
+    double t_kind[OP_OUTPUT + 1][2]; /* seconds per op kind, forward / backward */
 };
 
 /* Builds the graph for batch x h x w into m->slots/ops/names. With `create`, also registers the
