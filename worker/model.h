@@ -16,7 +16,7 @@
  * (stride 8, 16, 32), then row-major y * W + x inside a level; per anchor 4*reg_max box channels
  * (side-major: side * reg_max + bin, sides l, t, r, b) then nc class logits. This is Ultralytics'
  * cat(boxes, scores) transposed to [B][A][C]. Anchor points are (x + 0.5, y + 0.5) in grid units of
- * their level (model_anchors).
+ * their level (model_anchor_points / model_anchor_strides), as kernels/detloss.h expects.
  *
  * Branches: MODEL_ONE2MANY is the normal head (cv2 / cv3). end2end models (yolo26) also have
  * MODEL_ONE2ONE (one2one_cv2 / one2one_cv3), which runs on DETACHED copies of the features: its
@@ -26,7 +26,11 @@
  * tensor is a view with its Ultralytics state_dict name and PyTorch shape, in state_dict order.
  * Conv weights are stored OHWI in memory (the PyTorch shape reported is OIHW). The frozen DFL
  * weight (0..15) is a parameter that is not trainable; its gradient stays 0. BN running_mean and
- * running_var are buffers (a third flat buffer); num_batches_tracked is one counter for the model.
+ * running_var are buffers (a third flat buffer); num_batches_tracked is one counter for the model
+ * (a checkpoint writes it as "<bn>.num_batches_tracked" next to every "<bn>.running_mean").
+ *
+ * Threads: the kernels use kernels_set_threads(). Memory: see model_plan / model_plan_eval.
+ * A model is not thread-safe; separate models (e.g. the EMA copy) are independent.
  */
 #pragma once
 #include "worker/model_yaml.h"
@@ -91,7 +95,7 @@ size_t model_layer_params(const model *m, int layer);
 void model_conv_macs(const model *m, int h, int w, double *macs, double *bias_adds);
 
 /* Plans the activation arena for batch x h x w (h, w multiples of 32). Replans when called
- * again with another shape. Gradient memory is allocated by the first model_backward after a
+ * again with another shape (outputs, anchors and activations of the old plan are gone). Gradient memory is allocated by the first model_backward after a
  * plan, so an eval-only model (validation, EMA) never holds it. 0, or -1 with a message. */
 int model_plan(model *m, int batch, int h, int w, char *err, size_t errlen);
 /* Activations and their gradients share memory when their lifetimes do not overlap, so after a
