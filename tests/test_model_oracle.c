@@ -2,6 +2,7 @@
  * yolov8n and yolo26n at nc=3, 64x64, batch 2. Tolerances from the oracle README section 5. */
 #include "tests/oracle.h"
 #include "kernels/detloss.h"
+#include "kernels/threads.h"
 #include "worker/model.h"
 
 #include <criterion/criterion.h>
@@ -400,16 +401,22 @@ static void full_oracle(const char *oracle, const char *yaml, size_t nparams) {
     model_free(r.m);
 }
 
-Test(model, oracle_yolov8n, .timeout = 120) {
+/* oneDNN follows OpenMP's default (every core); libgomp's spinning barriers make that very slow
+ * on a loaded shared machine, so these tests pin one thread as the worker does per rank. */
+static void one_thread(void) {
+    kernels_set_threads(1);
+}
+
+Test(model, oracle_yolov8n, .init = one_thread, .timeout = 120) {
     full_oracle("yolov8n-nc3-64.h5", "yolov8n.yaml", 3011433);
 }
 
-Test(model, oracle_yolo26n, .timeout = 120) {
+Test(model, oracle_yolo26n, .init = one_thread, .timeout = 120) {
     full_oracle("yolo26n-nc3-64.h5", "yolo26n.yaml", 2504970);
 }
 
 /* Shared gradient memory (the default) gives bit-identical parameter and input gradients. */
-Test(model, grad_arena_sharing_is_exact, .timeout = 120) {
+Test(model, grad_arena_sharing_is_exact, .init = one_thread, .timeout = 120) {
     oracle_run a = setup("yolo26n-nc3-64.h5", "yolo26n.yaml", 2504970, true);
     oracle_run b = setup("yolo26n-nc3-64.h5", "yolo26n.yaml", 2504970, false);
     cr_assert(model_arena_bytes(b.m) < 0.8 * model_arena_bytes(a.m), "%zu vs %zu",
@@ -430,7 +437,7 @@ Test(model, grad_arena_sharing_is_exact, .timeout = 120) {
 }
 
 /* yolo26 top-k from the stored calibrated decode must reproduce the stored end-to-end output. */
-Test(model, oracle_yolo26n_topk) {
+Test(model, oracle_yolo26n_topk, .init = one_thread) {
     const char *f = oracle_path("yolo26n-nc3-64.h5");
     cr_assert(f);
     size_t n, m, dims[8];
@@ -502,10 +509,10 @@ static void train_step_oracle(const char *oracle, const char *yaml, size_t npara
     model_free(r.m);
 }
 
-Test(model, train_step_yolov8n, .timeout = 120) {
+Test(model, train_step_yolov8n, .init = one_thread, .timeout = 120) {
     train_step_oracle("yolov8n-nc3-64.h5", "yolov8n.yaml", 3011433);
 }
 
-Test(model, train_step_yolo26n, .timeout = 120) {
+Test(model, train_step_yolo26n, .init = one_thread, .timeout = 120) {
     train_step_oracle("yolo26n-nc3-64.h5", "yolo26n.yaml", 2504970);
 }
