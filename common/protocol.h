@@ -54,9 +54,9 @@ typedef struct step_report {
     double compute_s;      /* forward + backward + optimizer */
     double comm_exposed_s; /* all-reduce time not hidden behind backward */
     double comm_total_s;
-    double stall_s;        /* waited for the loader */
+    double stall_s; /* waited for the loader */
     double lr[3];
-    char error[200];       /* when !ok: one line naming the problem */
+    char error[200]; /* when !ok: one line naming the problem */
 } step_report;
 
 typedef struct val_header {
