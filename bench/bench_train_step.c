@@ -61,6 +61,9 @@ static int run_size(model *m, int imgsz, int batch, int steps) {
            model_config(m)->name, imgsz, batch, step_ips, tt / steps, fwd_ips, tf > 0 ? tt / tf : 0,
            100 * conv / (conv + other), 100 * other / (conv + other),
            model_arena_bytes(m) / 1048576.0);
+    char kinds[512];
+    printf("  last step by op kind (s, forward/backward): %s\n",
+           model_timing_text(m, kinds, sizeof kinds));
     free(img);
     free(d[0]);
     free(d[1]);

@@ -19,10 +19,13 @@ bool launched_by_mpi(void) {
 int launch_mpmd(const char *self, int workers, int argc, char **argv) {
     char exe[PATH_MAX], worker[PATH_MAX + 16];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0) snprintf(exe, sizeof exe, "%s", self);
-    else exe[n] = 0;
-    char *dir = dirname(xstrdup(exe));
-    snprintf(worker, sizeof worker, "%s/worker", dir);
+    if (n <= 0)
+        snprintf(exe, sizeof exe, "%s", self);
+    else
+        exe[n] = 0;
+    char *copy = xstrdup(exe);
+    snprintf(worker, sizeof worker, "%s/worker", dirname(copy));
+    free(copy);
     if (access(worker, X_OK) != 0) {
         log_error("%s: worker binary not found next to the coordinator", worker);
         return 2;

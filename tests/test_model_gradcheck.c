@@ -11,6 +11,7 @@
  * float noise shows) and 1e-2 for pixels (their gradients are small, so float noise dominates below
  * ~3e-3). */
 #include "common/rng.h"
+#include "kernels/threads.h"
 #include "worker/model.h"
 
 #include <criterion/criterion.h>
@@ -50,12 +51,19 @@ static double central(fd_ctx *c, float *x, double h) {
     return (lp - lm) / (hp + hm);
 }
 
-Test(model, whole_model_finite_differences, .timeout = 120) {
+/* oneDNN follows OpenMP's default (every core); libgomp's spinning barriers make that very slow
+ * on a loaded shared machine, so these tests pin one thread as the worker does per rank. */
+static void one_thread(void) {
+    kernels_set_threads(1);
+}
+
+Test(model, whole_model_finite_differences, .init = one_thread, .timeout = 120) {
     char err[512];
     model *m = model_create("tests/fixtures/tiny-yolo26n.yaml", 0, 7, err, sizeof err);
     cr_assert(m, "%s", err);
     cr_assert_eq(model_plan(m, B, S, S, err, sizeof err), 0, "%s", err);
     cr_assert_eq(model_num_branches(m), 2);
+    model_want_input_grad(m, true);
     fd_ctx c = {.m = m};
     c.nout = (size_t)B * model_num_anchors(m) * model_out_channels(m);
     rng g = rng_keyed(11, 0, 0);
@@ -135,7 +143,7 @@ Test(model, whole_model_finite_differences, .timeout = 120) {
 }
 
 /* The one2one head runs on detached features: its gradient must not reach the backbone. */
-Test(model, one2one_is_detached) {
+Test(model, one2one_is_detached, .init = one_thread) {
     char err[512];
     model *m = model_create("tests/fixtures/tiny-yolo26n.yaml", 0, 3, err, sizeof err);
     cr_assert(m, "%s", err);
@@ -166,7 +174,7 @@ Test(model, one2one_is_detached) {
 
 /* Non-square input, another family and scale: anchors, finite outputs, and every conv weight
  * reached by the backward (a disconnected op would leave a zero gradient). */
-Test(model, yolo11s_non_square_every_weight_has_gradient, .timeout = 120) {
+Test(model, yolo11s_non_square_every_weight_has_gradient, .init = one_thread, .timeout = 120) {
     char err[512];
     model *m = model_create("yolo11s.yaml", 5, 1, err, sizeof err);
     cr_assert(m, "%s", err);

@@ -1,6 +1,8 @@
 /* Whole-model forward, backward and eval decode against the PyTorch oracle files (suite `model`):
  * yolov8n and yolo26n at nc=3, 64x64, batch 2. Tolerances from the oracle README section 5. */
 #include "tests/oracle.h"
+#include "kernels/detloss.h"
+#include "kernels/threads.h"
 #include "worker/model.h"
 
 #include <criterion/criterion.h>
@@ -346,6 +348,19 @@ static void check_eval(oracle_run *r) {
     double e = rel_max_diff(ours, t, n);
     cr_assert(e <= 5e-3, "eval decode rel %.3g", e);
     cr_log_info("%s eval decode: rel max diff %.2e", r->file, e);
+    /* an eval-only plan (shared activation memory) computes the same, bit for bit */
+    size_t full = model_arena_bytes(r->m);
+    char err[256];
+    model_keep_activation_grads(r->m, false);
+    cr_assert_eq(model_plan_eval(r->m, B, IMG, IMG, err, sizeof err), 0, "%s", err);
+    cr_assert(model_arena_bytes(r->m) < full / 3, "eval arena %zu vs %zu", model_arena_bytes(r->m),
+              full);
+    forward_images(r, false);
+    float *again = malloc(n * sizeof *again);
+    model_decode(r->m, e2e ? MODEL_ONE2ONE : MODEL_ONE2MANY, again);
+    cr_assert(!memcmp(again, ours, n * sizeof *again), "eval-only plan differs");
+    cr_assert_null(model_activation(r->m, "model.0", NULL));
+    free(again);
     free(ours);
     free(ref);
     free(t);
@@ -386,21 +401,29 @@ static void full_oracle(const char *oracle, const char *yaml, size_t nparams) {
     model_free(r.m);
 }
 
-Test(model, oracle_yolov8n, .timeout = 120) {
+/* oneDNN follows OpenMP's default (every core); libgomp's spinning barriers make that very slow
+ * on a loaded shared machine, so these tests pin one thread as the worker does per rank. */
+static void one_thread(void) {
+    kernels_set_threads(1);
+}
+
+Test(model, oracle_yolov8n, .init = one_thread, .timeout = 120) {
     full_oracle("yolov8n-nc3-64.h5", "yolov8n.yaml", 3011433);
 }
 
-Test(model, oracle_yolo26n, .timeout = 120) {
+Test(model, oracle_yolo26n, .init = one_thread, .timeout = 120) {
     full_oracle("yolo26n-nc3-64.h5", "yolo26n.yaml", 2504970);
 }
 
 /* Shared gradient memory (the default) gives bit-identical parameter and input gradients. */
-Test(model, grad_arena_sharing_is_exact, .timeout = 120) {
+Test(model, grad_arena_sharing_is_exact, .init = one_thread, .timeout = 120) {
     oracle_run a = setup("yolo26n-nc3-64.h5", "yolo26n.yaml", 2504970, true);
     oracle_run b = setup("yolo26n-nc3-64.h5", "yolo26n.yaml", 2504970, false);
     cr_assert(model_arena_bytes(b.m) < 0.8 * model_arena_bytes(a.m), "%zu vs %zu",
               model_arena_bytes(b.m), model_arena_bytes(a.m));
     oracle_run *rs[2] = {&a, &b};
+    model_want_input_grad(a.m, true);
+    model_want_input_grad(b.m, true);
     for (int i = 0; i < 2; i++) {
         forward_images(rs[i], true);
         backward_from_oracle(rs[i]);
@@ -414,7 +437,7 @@ Test(model, grad_arena_sharing_is_exact, .timeout = 120) {
 }
 
 /* yolo26 top-k from the stored calibrated decode must reproduce the stored end-to-end output. */
-Test(model, oracle_yolo26n_topk) {
+Test(model, oracle_yolo26n_topk, .init = one_thread) {
     const char *f = oracle_path("yolo26n-nc3-64.h5");
     cr_assert(f);
     size_t n, m, dims[8];
@@ -438,4 +461,58 @@ Test(model, oracle_yolo26n_topk) {
     free(t);
     free(ref);
     free(out);
+}
+
+/* One whole training step: model forward -> detloss (kernels/detloss.h) -> model backward, from
+ * /input only; the loss and every parameter gradient against the oracle. */
+static void train_step_oracle(const char *oracle, const char *yaml, size_t nparams) {
+    oracle_run r = setup(oracle, yaml, nparams, false);
+    forward_images(&r, true);
+    size_t nt, tdims[8];
+    int tnd;
+    float *targets = must_read(r.file, "/input/targets", &nt, &tnd, tdims);
+    int ntargets = (int)tdims[0];
+    const model_yaml *y = model_config(r.m);
+    int A = model_num_anchors(r.m), no = model_out_channels(r.m);
+    float *d[2] = {calloc((size_t)B * A * no, sizeof(float)), calloc((size_t)B * A * no, 4)};
+    detloss_ctx *ctx = detloss_create();
+    detloss_out out;
+    int rc;
+    if (r.nb == 2) {
+        detloss_hyp h2m = detloss_hyp_default(y->nc, y->reg_max);
+        detloss_hyp h2o = detloss_hyp_one2one(y->nc, y->reg_max);
+        float o2m, o2o;
+        detloss_e2e_weights(0, 100, &o2m, &o2o);
+        rc = detloss_e2e(ctx, &h2m, &h2o, o2m, o2o, B, A, model_output(r.m, 0),
+                         model_output(r.m, 1), model_anchor_points(r.m), model_anchor_strides(r.m),
+                         ntargets, targets, IMG, IMG, d[0], d[1], &out, NULL);
+    } else {
+        detloss_hyp h = detloss_hyp_default(y->nc, y->reg_max);
+        rc = detloss_branch(ctx, &h, B, A, model_output(r.m, 0), model_anchor_points(r.m),
+                            model_anchor_strides(r.m), ntargets, targets, IMG, IMG, NULL, d[0],
+                            &out);
+    }
+    cr_assert_eq(rc, 0);
+    float *total = must_read(r.file, "/loss/total", NULL, NULL, NULL);
+    double le = fabs(out.total - total[0]) / fabs(total[0]);
+    cr_assert(le <= 1e-5, "loss total %.8g vs %.8g (rel %.2g)", out.total, total[0], le);
+    model_zero_grad(r.m);
+    model_backward(r.m, d[0], r.nb == 2 ? d[1] : NULL);
+    double worst, l2 = check_grads(&r, &worst);
+    cr_log_info("%s train step: loss %.8g (rel %.1e), grads worst rel %.2e, global L2 %.2e", oracle,
+                out.total, le, worst, l2);
+    detloss_destroy(ctx);
+    free(total);
+    free(targets);
+    free(d[0]);
+    free(d[1]);
+    model_free(r.m);
+}
+
+Test(model, train_step_yolov8n, .init = one_thread, .timeout = 120) {
+    train_step_oracle("yolov8n-nc3-64.h5", "yolov8n.yaml", 3011433);
+}
+
+Test(model, train_step_yolo26n, .init = one_thread, .timeout = 120) {
+    train_step_oracle("yolo26n-nc3-64.h5", "yolo26n.yaml", 2504970);
 }

@@ -220,6 +220,7 @@ static const float *named(const model *m, const float *base, const char *name, i
 }
 
 const float *model_activation(const model *m, const char *name, int dims[4]) {
+    if (!m->keep_grads) return NULL; /* shared memory: many slots are overwritten */
     return named(m, m->act, name, dims);
 }
 

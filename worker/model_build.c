@@ -550,7 +550,7 @@ static void detect(builder *b, const char *pre, const model_layer *L, const int 
     if (L->ch[0] / 4 > c2) c2 = L->ch[0] / 4;
     if (4 * rm > c2) c2 = 4 * rm;
     int c3 = L->ch[0] > (nc < 100 ? nc : 100) ? L->ch[0] : (nc < 100 ? nc : 100);
-    static head_decl h[2]; /* large; not reentrant across threads building at once */
+    head_decl h[2];
     memset(h, 0, sizeof h);
     head_declare_box(b, pre, "cv2", L->ch, c2, rm, &h[0]);
     head_declare_cls(b, pre, "cv3", L->ch, c3, nc, y->legacy, &h[0]);

@@ -9,6 +9,7 @@
 #include "kernels/tensor_ops.h"
 #include "worker/model_internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -93,7 +94,8 @@ static void run_backward(model *m, const op *o) {
     float *A = m->act, *D = m->dact;
     const slot *X = &m->slots[o->x], *Y = &m->slots[o->y];
     const float *x = A + X->off, *dy = D + Y->goff;
-    float *dx = D + X->goff; /* slot 0 is the image: its gradient is kept too (model_input_grad) */
+    /* slot 0 is the image: its gradient only when asked for (model_want_input_grad) */
+    float *dx = o->x == 0 && !m->want_input_grad ? NULL : D + X->goff;
     switch (o->kind) {
     case OP_CONV:
         conv2d_backward(&o->cd, x, m->p + m->params[o->pw].offset, dy, dx,
@@ -150,14 +152,20 @@ static void run_backward(model *m, const op *o) {
 }
 
 const float *model_input_grad(const model *m) {
-    return m->dact ? m->dact + m->slots[0].goff : NULL;
+    return m->dact && m->want_input_grad ? m->dact + m->slots[0].goff : NULL;
+}
+
+void model_want_input_grad(model *m, bool on) {
+    m->want_input_grad = on;
 }
 
 void model_forward(model *m, const float *images, bool train) {
     if (!m->act) FATAL("model_forward before model_plan");
+    if (train && m->eval_only) FATAL("model_forward(train) on a model_plan_eval plan");
     const slot *img = &m->slots[0];
     memcpy(m->act + img->off, images, numel(img) * sizeof *images);
     m->t_conv = m->t_other = 0;
+    memset(m->t_kind, 0, sizeof m->t_kind);
     for (int i = 0; i < m->nops; i++) {
         double t0 = now_seconds();
         run_forward(m, &m->ops[i], train);
@@ -166,6 +174,7 @@ void model_forward(model *m, const float *images, bool train) {
             m->t_conv += dt;
         else
             m->t_other += dt;
+        m->t_kind[m->ops[i].kind][0] += dt;
     }
     if (train) m->num_batches_tracked++;
     m->trained_forward = train;
@@ -207,6 +216,7 @@ static void report_unowned_grads(const model *m) {
 
 void model_backward(model *m, const float *dout_one2many, const float *dout_one2one) {
     if (!m->trained_forward) FATAL("model_backward needs a train-mode forward first");
+    if (!m->dact) m->dact = xmalloc((m->grad_floats + 1) * sizeof *m->dact);
     size_t no = (size_t)m->batch * m->anchors * m->no;
     if (m->keep_grads) memset(m->dact, 0, m->grad_floats * sizeof *m->dact);
     const float *d[2] = {dout_one2many, dout_one2one};
@@ -221,6 +231,7 @@ void model_backward(model *m, const float *dout_one2many, const float *dout_one2
         double t0 = now_seconds();
         if (!m->keep_grads) /* gradients that become live here start from zero */
             for (int k = m->zero_start[i]; k < m->zero_start[i + 1]; k++) {
+                if (m->zero_slots[k] == 0 && !m->want_input_grad) continue;
                 const slot *s = &m->slots[m->zero_slots[k]];
                 memset(m->dact + s->goff, 0, numel(s) * sizeof *m->dact);
             }
@@ -233,11 +244,12 @@ void model_backward(model *m, const float *dout_one2many, const float *dout_one2
             m->t_conv += dt;
         else
             m->t_other += dt;
+        m->t_kind[m->ops[i].kind][1] += dt;
     }
 }
 
 /* Frees any earlier plan, rebuilds the graph at this shape and allocates the arena. */
-int model_plan(model *m, int batch, int h, int w, char *err, size_t errlen) {
+static int plan(model *m, int batch, int h, int w, bool eval_only, char *err, size_t errlen) {
     if (batch < 1 || h < 32 || w < 32 || h % 32 || w % 32)
         return errf(err, errlen,
                     "batch %d, image %dx%d: need batch >= 1 and sides that are "
@@ -245,12 +257,16 @@ int model_plan(model *m, int batch, int h, int w, char *err, size_t errlen) {
                     batch, h, w);
     model_free_plan(m);
     if (model_build_graph(m, batch, h, w, false, NULL, NULL, err, errlen)) return -1;
+    m->eval_only = eval_only;
+    if (!m->keep_grads) model_share_activations(m, !eval_only);
     m->batch = batch;
     m->h = h;
     m->w = w;
     m->act = xmalloc(m->arena_floats * sizeof *m->act);
-    model_plan_grads(m);
-    m->dact = xmalloc((m->grad_floats + 1) * sizeof *m->dact);
+    if (eval_only)
+        m->grad_floats = 0;
+    else
+        model_plan_grads(m); /* gradient memory is allocated by the first backward */
     m->scratch = xmalloc((m->scratch_floats + 1) * sizeof *m->scratch);
     m->iscratch = xmalloc((m->scratch_i32 + 1) * sizeof *m->iscratch);
     m->conv_ws = 0;
@@ -279,4 +295,25 @@ int model_plan(model *m, int batch, int h, int w, char *err, size_t errlen) {
             }
     m->trained_forward = false;
     return 0;
+}
+
+int model_plan(model *m, int batch, int h, int w, char *err, size_t errlen) {
+    return plan(m, batch, h, w, false, err, errlen);
+}
+
+int model_plan_eval(model *m, int batch, int h, int w, char *err, size_t errlen) {
+    return plan(m, batch, h, w, true, err, errlen);
+}
+
+const char *model_timing_text(const model *m, char *buf, size_t n) {
+    static const char *names[] = {"conv",     "bn",   "silu", "add",    "concat", "slice",
+                                  "upsample", "pool", "attn", "detach", "output"};
+    size_t o = 0;
+    buf[0] = 0;
+    for (int k = 0; k <= OP_OUTPUT && o < n; k++) {
+        if (m->t_kind[k][0] + m->t_kind[k][1] == 0) continue;
+        o += (size_t)snprintf(buf + o, n - o, "%s%s %.3f/%.3f", o ? ", " : "", names[k],
+                              m->t_kind[k][0], m->t_kind[k][1]);
+    }
+    return buf;
 }

@@ -244,8 +244,8 @@ static int end_epoch(worker *w) {
         val_summary s;
         val_record *recs = NULL;
         int64_t *counts = xcalloc(2 * (size_t)w->job.nc, sizeof *counts);
-        if (model_plan(w->ema_m, chunk, (int)w->a.imgsz, (int)w->a.imgsz, w->err, sizeof w->err) !=
-            0) {
+        if (model_plan_eval(w->ema_m, chunk, (int)w->a.imgsz, (int)w->a.imgsz, w->err,
+                            sizeof w->err) != 0) {
             s = (val_summary){.ok = 0};
             snprintf(s.error, sizeof s.error, "%.199s", w->err);
         } else {
