@@ -241,8 +241,8 @@ static void train_bg(const char *dir, const char *name, const char *env, const c
     cr_assert_eq(system(cmd), 0);
 }
 
-/* A live 2-worker run: `watch` prints its steps, `ctl status` answers, `ctl stop` ends it early
- * with exit 0 and weights; watch then sees "finished" and exits 0. */
+/* A live 2-worker run: `watch` prints its steps, `ctl status` answers, `ctl save` writes last.h5
+ * mid-epoch, `ctl stop` ends it early with exit 0 and weights; watch sees "finished", exits 0. */
 Test(distributed, watch_and_stop_a_live_run, .timeout = 300) {
     char dir[64], path[256], cmd[1024];
     make_data(dir, sizeof dir, 40, 8);
@@ -262,6 +262,16 @@ Test(distributed, watch_and_stop_a_live_run, .timeout = 300) {
     cr_assert_eq(system(cmd), 0, "ctl status");
     snprintf(path, sizeof path, "%s/status.out", dir);
     cr_assert(file_has(path, "\"running\""), "status says running");
+    /* save: last.h5 at the next step boundary, mid-epoch (the log line comes from that path) */
+    snprintf(cmd, sizeof cmd, "./bin/coordinator ctl %s/live save > /dev/null", dir);
+    cr_assert_eq(system(cmd), 0, "ctl save");
+    snprintf(path, sizeof path, "%s/live.log", dir);
+    bool saved = false;
+    for (int i = 0; i < 300 && !saved; i++, usleep(200000))
+        saved = file_has(path, "weights/last.h5 (epoch ");
+    cr_assert(saved, "save wrote a mid-epoch checkpoint; see %s/live.log", dir);
+    snprintf(path, sizeof path, "%s/live/weights/last.h5", dir);
+    cr_assert(wait_file(path, 1), "last.h5 after save");
     snprintf(cmd, sizeof cmd, "./bin/coordinator ctl %s/live stop > /dev/null", dir);
     cr_assert_eq(system(cmd), 0, "ctl stop");
     snprintf(path, sizeof path, "%s/live.rc", dir);
