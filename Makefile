@@ -96,7 +96,7 @@ deps:
 	bash scripts/install-deps.sh
 
 # TEST_ARGS passes options to Criterion, e.g. make test TEST_ARGS="--filter 'conv/*'"
-test: all
+test: deps all
 	OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader \
 	OMPI_MCA_rmaps_base_oversubscribe=1 ./build/tests/yolo-tests --jobs 2 $(TEST_ARGS)
 

@@ -1,7 +1,8 @@
 /* Convolution throughput against this machine's measured fp32 FMA peak.
  * (a) peak: an AVX-512 (else AVX2) FMA loop with 12 independent accumulators, per thread count;
  * (b) forward and backward (dx + dw) of every distinct conv shape of yolov8n at imgsz 320, batch 8.
- * Usage: bench_conv [threads=1,2] [compare=false] [imgsz=320] [batch=8]
+ * Usage: bench_conv [threads=1,2] [compare=false] [clock=wall|cpu] [mintime=0.15] [imgsz=320]
+ *                   [batch=8]
  *   compare=true also times the forced GEMM and forced oneDNN implementations of every shape. */
 #include "common/kv.h"
 #include "common/log.h"
@@ -60,6 +61,17 @@ __attribute__((target("avx2,fma"))) static float fma_loop_avx2(long iters) {
     return r;
 }
 
+/* clock=cpu: process CPU time, which leaves out the time other people's jobs hold our core (for
+ * threads=1; with more threads it also counts OpenMP's spin-waiting, so it is divided by the
+ * thread count and is only a rough guide). */
+static int g_cpu_clock, g_threads = 1;
+static double tick(void) {
+    if (!g_cpu_clock) return now_seconds();
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return ((double)t.tv_sec + 1e-9 * (double)t.tv_nsec) / g_threads;
+}
+
 static volatile float g_sink;
 
 /* GFLOP/s of `threads` threads each running the FMA loop (best of 5). */
@@ -68,14 +80,14 @@ static double fma_peak(int threads, int avx512) {
     const int lanes = avx512 ? 16 : 8;
     double best = 0;
     for (int rep = 0; rep < 5; rep++) {
-        double t0 = now_seconds();
+        double t0 = tick();
 #pragma omp parallel num_threads(threads)
         {
             float s = avx512 ? fma_loop_avx512(iters) : fma_loop_avx2(iters);
 #pragma omp atomic
             g_sink += s;
         }
-        double t = now_seconds() - t0;
+        double t = tick() - t0;
         double gf = (double)threads * iters * FMA_ACC * lanes * 2 / t * 1e-9;
         if (gf > best) best = gf;
     }
@@ -94,7 +106,7 @@ typedef struct layer {
 /* Every conv of yolov8n (architecture note 3.1 and 4.1, nc = 80), in model order, duplicates
  * included (they are folded below and counted). Extra rows at the end: yolo11n's depthwise. */
 static const layer LAYERS[] = {
-    {"0 Conv stem", 1, 3, 16, 3, 2, 1, 0},       {"1 Conv", 2, 16, 32, 3, 2, 1, 0},
+    {"0 Conv stem*", 1, 3, 16, 3, 2, 1, 0},      {"1 Conv", 2, 16, 32, 3, 2, 1, 0},
     {"2 C2f.cv1", 4, 32, 32, 1, 1, 1, 0},        {"2 C2f.m.cv1/cv2", 4, 16, 16, 3, 1, 1, 0},
     {"2 C2f.m.cv1/cv2", 4, 16, 16, 3, 1, 1, 0},  {"2 C2f.cv2", 4, 48, 32, 1, 1, 1, 0},
     {"3 Conv", 4, 32, 64, 3, 2, 1, 0},           {"4 C2f.cv1", 8, 64, 64, 1, 1, 1, 0},
@@ -144,9 +156,10 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 /* Fastest of repeated single calls (other people's jobs only ever slow a call down): at least 3,
- * until 0.15 s are spent, at most 25.
+ * until mintime seconds are spent (default 0.15), at most 100.
  * op: 0 forward, 1 backward dx + dw, 2 dx only, 3 dw only. */
-#define MAX_REPS 25
+#define MAX_REPS 100
+static double g_mintime = 0.15;
 static double time_call(const conv2d_desc *d, int op, const float *x, const float *w,
                         const float *b, float *y, float *dx, float *dw, float *db, float *ws) {
     double t[MAX_REPS], spent = 0;
@@ -157,13 +170,13 @@ static double time_call(const conv2d_desc *d, int op, const float *x, const floa
         else
             conv2d_forward(d, x, w, b, y, ws);
     }
-    while (n < MAX_REPS && (n < 3 || spent < 0.15)) {
-        double t0 = now_seconds();
+    while (n < MAX_REPS && (n < 3 || spent < g_mintime)) {
+        double t0 = tick();
         if (op)
             conv2d_backward(d, x, w, y, op == 3 ? NULL : dx, op == 2 ? NULL : dw, db, ws);
         else
             conv2d_forward(d, x, w, b, y, ws);
-        t[n] = now_seconds() - t0;
+        t[n] = tick() - t0;
         spent += t[n++];
     }
     qsort(t, n, sizeof *t, cmp_double);
@@ -177,7 +190,7 @@ static float *rand_buf(size_t n, uint64_t key) {
     return p;
 }
 
-static timing time_shape(const conv2d_desc *d, int bias, conv2d_impl impl, int split,
+static timing time_shape(const conv2d_desc *d, int bias, int need_dx, conv2d_impl impl, int split,
                          const char **path) {
     conv2d_set_impl(impl);
     size_t nx = (size_t)d->n * d->h * d->w * d->cin, ny = (size_t)d->n * d->oh * d->ow * d->cout;
@@ -189,7 +202,8 @@ static timing time_shape(const conv2d_desc *d, int bias, conv2d_impl impl, int s
     *path = conv2d_path(d);
     timing t = {0};
     t.fwd_ms = time_call(d, 0, x, w, bias ? b : NULL, y, dx, dw, bias ? db : NULL, ws);
-    t.bwd_ms = time_call(d, 1, x, w, bias ? b : NULL, y, dx, dw, bias ? db : NULL, ws);
+    t.bwd_ms =
+        time_call(d, need_dx ? 1 : 3, x, w, bias ? b : NULL, y, dx, dw, bias ? db : NULL, ws);
     if (split) {
         t.bd_ms = time_call(d, 2, x, w, NULL, y, dx, dw, NULL, ws);
         t.bw_ms = time_call(d, 3, x, w, NULL, y, dx, dw, NULL, ws);
@@ -206,6 +220,7 @@ static int same_layer(const layer *a, const layer *b) {
 
 static void run_threads(int threads, int avx512, int compare, int imgsz, int batch) {
     kernels_set_threads(threads);
+    g_threads = threads;
     double peak = fma_peak(threads, avx512);
     printf("\n== %d thread%s: measured FMA peak %.1f GFLOP/s (%.1f per thread), gemm: %s\n",
            threads, threads > 1 ? "s" : "", peak, peak / threads, gemm_backend());
@@ -226,13 +241,15 @@ static void run_threads(int threads, int avx512, int compare, int imgsz, int bat
             if (seen) continue;
         }
         int hin = imgsz / L->div;
+        int need_dx = L->cin != 3; /* the stem's input is the image: training needs no dx */
         conv2d_desc d = conv2d_make(batch, hin, hin, L->cin, L->cout, L->k, L->s, L->k / 2, L->g);
         const char *path;
-        timing t = time_shape(&d, L->bias, CONV2D_AUTO, 0, &path);
+        timing t = time_shape(&d, L->bias, need_dx, CONV2D_AUTO, 0, &path);
         char pathbuf[256];
         snprintf(pathbuf, sizeof pathbuf, "%s", path);
         double gf = 2 * conv2d_macs(&d) * 1e-9;
-        double ff = gf / (t.fwd_ms * 1e-3), fb = 2 * gf / (t.bwd_ms * 1e-3);
+        double bgf = need_dx ? 2 * gf : gf;
+        double ff = gf / (t.fwd_ms * 1e-3), fb = bgf / (t.bwd_ms * 1e-3);
         char name[32];
         snprintf(name, sizeof name, "%s (%d)", L->name, count);
         printf("%-20s %4d %4d %4d %2d %4d %3d | %7.3f %6.1f %4.0f%% | %7.3f %6.1f %4.0f%% |", name,
@@ -240,15 +257,15 @@ static void run_threads(int threads, int avx512, int compare, int imgsz, int bat
                100 * fb / peak);
         if (compare) {
             const char *p1, *p2;
-            timing tg = time_shape(&d, L->bias, CONV2D_GEMM, 1, &p1);
-            timing to = time_shape(&d, L->bias, CONV2D_ONEDNN, 1, &p2);
+            timing tg = time_shape(&d, L->bias, need_dx, CONV2D_GEMM, 1, &p1);
+            timing to = time_shape(&d, L->bias, need_dx, CONV2D_ONEDNN, 1, &p2);
             printf(" %6.2f %6.2f %6.2f  %6.2f %6.2f %6.2f |", tg.fwd_ms, tg.bd_ms, tg.bw_ms,
                    to.fwd_ms, to.bd_ms, to.bw_ms);
         }
         printf(" %s\n", pathbuf);
         if (i < NLAYERS_V8N) {
             total_ms += count * (t.fwd_ms + t.bwd_ms);
-            total_gflop += count * 3 * gf;
+            total_gflop += count * (gf + bgf);
         }
     }
     printf("yolov8n all convs (with repeats), fwd + bwd(dx+dw), batch %d @ %d: %.1f ms, %.1f "
@@ -263,17 +280,26 @@ int main(int argc, char **argv) {
     char err[256];
     const char *threads_s;
     bool compare;
+    const char *clock_s;
     long imgsz, batch;
     if (kv_parse(argc - 1, argv + 1, &a, err, sizeof err) ||
         kv_get_str(&a, "threads", "1,2", &threads_s) ||
         kv_get_bool(&a, "compare", false, &compare, err, sizeof err) ||
+        kv_get_str(&a, "clock", "wall", &clock_s) ||
+        kv_get_double(&a, "mintime", 0.15, &g_mintime, err, sizeof err) ||
         kv_get_long(&a, "imgsz", 320, &imgsz, err, sizeof err) ||
         kv_get_long(&a, "batch", 8, &batch, err, sizeof err) ||
         kv_check_unused(&a, err, sizeof err)) {
-        log_error("%s (usage: bench_conv [threads=1,2] [compare=false] [imgsz=320] [batch=8])",
+        log_error("%s (usage: bench_conv [threads=1,2] [compare=false] [clock=wall] [imgsz=320] "
+                  "[batch=8])",
                   err);
         return 2;
     }
+    if (strcmp(clock_s, "wall") && strcmp(clock_s, "cpu")) {
+        log_error("clock=%s: expected wall or cpu", clock_s);
+        return 2;
+    }
+    g_cpu_clock = !strcmp(clock_s, "cpu");
     if (imgsz < 32 || imgsz % 32 || batch < 1) {
         log_error("imgsz=%ld batch=%ld: imgsz must be a positive multiple of 32, batch >= 1", imgsz,
                   batch);
@@ -282,10 +308,14 @@ int main(int argc, char **argv) {
     __builtin_cpu_init();
     int avx512 = __builtin_cpu_supports("avx512f");
     printf("bench_conv: yolov8n convs, imgsz %ld, batch %ld, fp32 NHWC; peak loop %s x %d "
-           "accumulators. Timings are the fastest of several calls; the machine is shared, so expect noise.\n",
-           imgsz, batch, avx512 ? "AVX-512" : "AVX2", FMA_ACC);
+           "accumulators. Timings: fastest of several calls, %s clock; the machine is shared, so "
+           "expect noise.\n",
+           imgsz, batch, avx512 ? "AVX-512" : "AVX2", FMA_ACC,
+           g_cpu_clock ? "process CPU time / threads" : "wall");
     printf("%%pk = GFLOP/s / measured FMA peak for the same thread count; bwd = dx + dw (+ dbias), "
-           "2x the forward FLOPs. (n) = occurrences in the model.\n");
+           "2x the forward FLOPs. (n) = occurrences in the model. * stem: bwd = dw only (its input "
+           "is the "
+           "image; training needs no dx).\n");
     char buf[64];
     snprintf(buf, sizeof buf, "%s", threads_s);
     for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {

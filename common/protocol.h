@@ -5,7 +5,8 @@
  *   start:  coordinator -> all   MPI_Bcast of train_args (common/train_args.h) and job_info
  *   epoch:  coordinator -> each  epoch_header, then header.steps * header.share int32 indices
  *   step:   each -> coordinator  step_report (also the heartbeat)
- *           coordinator -> each  int32 control word (CTRL_*)
+ *           coordinator -> each  int32 control word (CTRL_*); after CTRL_SAVE worker 0 sends
+ *                                its state (as below) and the coordinator writes last weights
  *   val:    coordinator -> each  val_header, then its val indices; each -> coordinator
  *           val_summary, then its match records and per-class ground-truth counts
  *   state:  worker 0 -> coordinator  model_state_header, then the float buffers (params, EMA,
@@ -14,7 +15,7 @@
 #pragma once
 #include <stdint.h>
 
-#define PROTOCOL_VERSION 1
+#define PROTOCOL_VERSION 2
 
 enum msg_tag {
     TAG_EPOCH = 100,
@@ -32,7 +33,7 @@ enum msg_tag {
 
 typedef enum control_word {
     CTRL_CONTINUE = 0,
-    CTRL_SAVE = 1,  /* send state after this step (checkpoint requested) */
+    CTRL_SAVE = 1,  /* worker 0 sends its state (as after an epoch) after this step */
     CTRL_STOP = 2,  /* finish after this step */
     CTRL_ABORT = 3, /* another rank failed: exit now */
 } control_word;
@@ -54,10 +55,15 @@ typedef struct step_report {
     double compute_s;      /* forward + backward + optimizer */
     double comm_exposed_s; /* all-reduce time not hidden behind backward */
     double comm_total_s;
-    double stall_s;        /* waited for the loader */
+    double stall_s; /* waited for the loader */
     double lr[3];
-    char error[200];       /* when !ok: one line naming the problem */
+    char error[200]; /* when !ok: one line naming the problem */
 } step_report;
+
+/* Validation runs in batches of VAL_CHUNK images and the coordinator gives each worker whole
+ * batches, so the batches (hence the batch-level val loss items, which Ultralytics averages) do
+ * not depend on the number of workers. */
+#define VAL_CHUNK 16
 
 typedef struct val_header {
     int32_t epoch, count; /* val indices that follow */

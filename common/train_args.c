@@ -167,8 +167,13 @@ int train_args_parse(kv_args *args, train_args *out, char *err, size_t errlen) {
         strcmp(out->optimizer, "AdamW") && strcmp(out->optimizer, "MuSGD"))
         return errf(err, errlen, "optimizer=%s: expected auto, SGD, AdamW or MuSGD",
                     out->optimizer);
-    if (strcmp(out->device, "cpu") && strcmp(out->device, "cuda"))
-        return errf(err, errlen, "device=%s: expected cpu or cuda", out->device);
+    if (!strcmp(out->device, "cuda") || !strncmp(out->device, "cuda:", 5) ||
+        (out->device[0] >= '0' && out->device[0] <= '9'))
+        return errf(err, errlen,
+                    "device=%s: the CUDA training backend is not implemented yet; use device=cpu",
+                    out->device);
+    if (strcmp(out->device, "cpu"))
+        return errf(err, errlen, "device=%s: expected cpu", out->device);
     if (out->batch % out->workers != 0) {
         char ok[256] = "";
         size_t len = 0;

@@ -1,6 +1,7 @@
-/* The training arguments (shared by coordinator and workers: the config is broadcast as this struct): Ultralytics' key names and defaults (default.yaml of 8.4), plus a few of
- * our own for the distributed engine. Parsed from key=value, validated (one line naming the key on
- * a bad value), written to args.yaml. */
+/* The training arguments (shared by coordinator and workers: the config is broadcast as this
+ * struct): Ultralytics' key names and defaults (default.yaml of 8.4), plus a few of our own for the
+ * distributed engine. Parsed from key=value, validated (one line naming the key on a bad value),
+ * written to args.yaml. */
 #pragma once
 #include <stdbool.h>
 #include <stdio.h>

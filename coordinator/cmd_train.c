@@ -11,6 +11,7 @@
 #include "coordinator/rundir.h"
 #include "coordinator/runlog.h"
 #include "coordinator/shard_plan.h"
+#include "coordinator/telemetry.h"
 #include "coordinator/train_state.h"
 #include "dataio/dataset.h"
 #include "dataio/pack_cache.h"
@@ -25,11 +26,12 @@
 /* Receives one step_report from every worker, polling so that a silent rank can be named
  * (stall_warn) and the job aborted (stall_abort). Returns 0, or -1 when a worker failed or
  * stalled past the abort limit. */
-static int gather_reports(const train_args *a, int workers, step_report *r) {
+static int gather_reports(const train_args *a, int workers, step_report *r, telemetry *tel) {
     MPI_Request *req = xcalloc((size_t)workers, sizeof *req);
     for (int w = 0; w < workers; w++)
-        CHECK_MPI(MPI_Irecv(&r[w], sizeof *r, MPI_BYTE, w + 1, TAG_REPORT, MPI_COMM_WORLD, &req[w]));
-    double t0 = now_seconds();
+        CHECK_MPI(
+            MPI_Irecv(&r[w], sizeof *r, MPI_BYTE, w + 1, TAG_REPORT, MPI_COMM_WORLD, &req[w]));
+    double t0 = now_seconds(), t_poll = t0;
     bool warned = false;
     int done = 0, rc = 0;
     while (done < workers) {
@@ -37,6 +39,11 @@ static int gather_reports(const train_args *a, int workers, step_report *r) {
         CHECK_MPI(MPI_Testall(workers, req, &flag, MPI_STATUSES_IGNORE));
         if (flag) break;
         double el = now_seconds() - t0;
+        if (tel && el > 0.05 && now_seconds() - t_poll > 0.05) { /* answer `ctl status` meanwhile */
+            char e[256];
+            if (telemetry_poll(tel, e, sizeof e) < 0) log_warn("telemetry: %s", e);
+            t_poll = now_seconds();
+        }
         if ((el > a->stall_warn && !warned) || el > a->stall_abort) {
             char names[512] = "";
             size_t len = 0;
@@ -44,18 +51,27 @@ static int gather_reports(const train_args *a, int workers, step_report *r) {
                 int f = 0;
                 CHECK_MPI(MPI_Test(&req[w], &f, MPI_STATUS_IGNORE));
                 if (!f && len < sizeof names - 16)
-                    len += (size_t)snprintf(names + len, sizeof names - len, "%s%d", len ? "," : "", w + 1);
+                    len += (size_t)snprintf(names + len, sizeof names - len, "%s%d", len ? "," : "",
+                                            w + 1);
             }
+            char msg[800];
             if (el > a->stall_abort) {
-                log_error("no step report from rank(s) %s for %.0f s (stall_abort=%g): aborting the job",
-                          names, el, a->stall_abort);
+                snprintf(
+                    msg, sizeof msg,
+                    "no step report from rank(s) %s for %.0f s (stall_abort=%g): aborting the job",
+                    names, el, a->stall_abort);
+                log_error("%s", msg);
+                if (tel) telemetry_publish_warning(tel, msg); /* "failed" follows at the end */
                 rc = -1;
                 break;
             }
-            log_warn("no step report from rank(s) %s for %.0f s (stall_warn=%g)", names, el, a->stall_warn);
+            snprintf(msg, sizeof msg, "no step report from rank(s) %s for %.0f s (stall_warn=%g)",
+                     names, el, a->stall_warn);
+            log_warn("%s", msg);
+            if (tel) telemetry_publish_warning(tel, msg);
             warned = true;
         }
-        usleep(200);
+        usleep(1000); /* 1 ms: step reports need no finer timing, and rank 0 shares the cores */
     }
     free(req);
     if (rc) return rc;
@@ -138,6 +154,9 @@ static int run(train_args *a, int workers) {
     int n_train = (int)fmax(1, floor(job.n_train * a->fraction));
     train_state st;
     train_state_init(&st, a, ds, workers);
+    /* Live progress and control (coordinator watch / ctl); training goes on without it. */
+    st.tel = telemetry_open(a->save_dir, &(telemetry_opts){0}, err, sizeof err);
+    if (!st.tel) log_warn("telemetry off: %s", err);
     step_report *rep = xcalloc((size_t)workers, sizeof *rep);
     int rc = 0;
     bool stop = false;
@@ -145,23 +164,28 @@ static int run(train_args *a, int workers) {
     for (int epoch = 0; epoch < a->epochs && !stop && rc == 0; epoch++) {
         shard_plan plan;
         shard_plan_make(&plan, n_train, (int)a->batch, workers, (uint64_t)a->seed, epoch);
-        epoch_header h = {.epoch = epoch, .steps = plan.steps, .share = (int)a->batch / workers,
-                          .mosaic = epoch < a->epochs - a->close_mosaic, .epochs = (int)a->epochs};
+        epoch_header h = {.epoch = epoch,
+                          .steps = plan.steps,
+                          .share = (int)a->batch / workers,
+                          .mosaic = epoch < a->epochs - a->close_mosaic,
+                          .epochs = (int)a->epochs};
         if (epoch == a->epochs - a->close_mosaic && a->close_mosaic > 0)
             log_info("closing dataloader mosaic");
         int32_t *idx = xmalloc((size_t)plan.steps * h.share * sizeof *idx);
         for (int w = 0; w < workers; w++) {
             for (int s = 0; s < plan.steps; s++)
-                memcpy(idx + (size_t)s * h.share, shard_plan_slice(&plan, s, w), h.share * sizeof *idx);
+                memcpy(idx + (size_t)s * h.share, shard_plan_slice(&plan, s, w),
+                       h.share * sizeof *idx);
             CHECK_MPI(MPI_Send(&h, sizeof h, MPI_BYTE, w + 1, TAG_EPOCH, MPI_COMM_WORLD));
-            CHECK_MPI(MPI_Send(idx, plan.steps * h.share, MPI_INT32_T, w + 1, TAG_PLAN, MPI_COMM_WORLD));
+            CHECK_MPI(
+                MPI_Send(idx, plan.steps * h.share, MPI_INT32_T, w + 1, TAG_PLAN, MPI_COMM_WORLD));
         }
         free(idx);
         progress pr;
         progress_epoch_begin(&pr, epoch, (int)a->epochs, plan.steps, (int)a->imgsz);
         double loss_sum[3] = {0}, t_epoch = now_seconds();
         for (int s = 0; s < plan.steps; s++) {
-            if (gather_reports(a, workers, rep) != 0) {
+            if (gather_reports(a, workers, rep, st.tel) != 0) {
                 send_control(workers, CTRL_ABORT);
                 rc = 1;
                 break;
@@ -176,10 +200,16 @@ static int run(train_args *a, int workers) {
             progress_step(&pr, s, mean, inst, ips, false);
             train_state_step(&st, epoch, s, plan.steps, rep, workers, mean, ips);
             /* time=H: checked after every step, as Ultralytics checks after every optimizer step */
-            if (a->time_hours > 0 && now_seconds() - t_train > a->time_hours * 3600) st.stop_requested = true;
+            if (a->time_hours > 0 && now_seconds() - t_train > a->time_hours * 3600)
+                st.stop_requested = true;
             int32_t word = train_state_control(&st);
             if (word == CTRL_STOP) stop = true;
             send_control(workers, word);
+            if (word == CTRL_SAVE && train_state_save_now(&st, epoch, s, err, sizeof err) != 0) {
+                log_error("%s", err);
+                rc = 1;
+                break;
+            }
             if (stop) break;
         }
         progress_epoch_end(&pr);
@@ -205,6 +235,17 @@ static int run(train_args *a, int workers) {
             CHECK_MPI(MPI_Send(&done, sizeof done, MPI_BYTE, w + 1, TAG_EPOCH, MPI_COMM_WORLD));
     }
     train_state_finish(&st, rc == 0, now_seconds() - t_train);
+    if (st.tel) {
+        char msg[2300];
+        if (rc == 0)
+            snprintf(msg, sizeof msg, "%d epoch(s) completed; results in %s", st.epochs_done,
+                     a->save_dir);
+        else
+            snprintf(msg, sizeof msg, "training failed after %d epoch(s); what was saved is in %s",
+                     st.epochs_done, a->save_dir);
+        telemetry_publish_finished(st.tel, rc == 0, msg);
+        telemetry_close(st.tel);
+    }
     train_state_free(&st);
     free(rep);
     dataset_close(ds);
@@ -243,12 +284,15 @@ int cmd_train(int argc, char **argv) {
         /* Under mpirun the worker count is the job's; batch must split evenly over it. */
         a.workers = size - 1;
         if (a.batch % a.workers) {
-            log_error("batch=%ld is not divisible by the %ld workers of this job", a.batch, a.workers);
+            log_error("batch=%ld is not divisible by the %ld workers of this job", a.batch,
+                      a.workers);
             rc = 2;
         }
     }
-    if (rc == 0) rc = run(&a, size - 1);
-    else release_workers();
+    if (rc == 0)
+        rc = run(&a, size - 1);
+    else
+        release_workers();
     kv_free(&kv);
     runlog_close();
     MPI_Comm_free(&self_comm);

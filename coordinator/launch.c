@@ -23,8 +23,9 @@ int launch_mpmd(const char *self, int workers, int argc, char **argv) {
         snprintf(exe, sizeof exe, "%s", self);
     else
         exe[n] = 0;
-    char *dir = dirname(xstrdup(exe));
-    snprintf(worker, sizeof worker, "%s/worker", dir);
+    char *copy = xstrdup(exe);
+    snprintf(worker, sizeof worker, "%s/worker", dirname(copy));
+    free(copy);
     if (access(worker, X_OK) != 0) {
         log_error("%s: worker binary not found next to the coordinator", worker);
         return 2;

@@ -8,8 +8,10 @@
 
 static void fmt_time(double s, char *buf, size_t n) {
     int t = (int)(s + 0.5);
-    if (t >= 3600) snprintf(buf, n, "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60);
-    else snprintf(buf, n, "%02d:%02d", t / 60, t % 60);
+    if (t >= 3600)
+        snprintf(buf, n, "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60);
+    else
+        snprintf(buf, n, "%02d:%02d", t / 60, t % 60);
 }
 
 void progress_epoch_begin(progress *p, int epoch, int epochs, int steps, int imgsz) {
@@ -19,8 +21,8 @@ void progress_epoch_begin(progress *p, int epoch, int epochs, int steps, int img
     p->imgsz = imgsz;
     p->t_start = p->t_last_print = now_seconds();
     p->tty = runlog_isatty(STDOUT_FILENO);
-    printf("\n%11s%11s%11s%11s%11s%11s\n", "Epoch", "box_loss", "cls_loss", "dfl_loss",
-           "Instances", "Size");
+    printf("\n%11s%11s%11s%11s%11s%11s\n", "Epoch", "box_loss", "cls_loss", "dfl_loss", "Instances",
+           "Size");
 }
 
 void progress_step(progress *p, int step, const double l[3], int instances, double ips,
@@ -30,7 +32,8 @@ void progress_step(progress *p, int step, const double l[3], int instances, doub
     if (!force && !last && (p->tty ? now - p->t_last_print < 0.2 : now - p->t_last_print < 10))
         return;
     p->t_last_print = now;
-    double el = now - p->t_start, eta = step + 1 < p->steps ? el / (step + 1) * (p->steps - step - 1) : 0;
+    double el = now - p->t_start,
+           eta = step + 1 < p->steps ? el / (step + 1) * (p->steps - step - 1) : 0;
     char e1[32], e2[32], ep[32];
     fmt_time(el, e1, sizeof e1);
     fmt_time(eta, e2, sizeof e2);
@@ -51,8 +54,8 @@ void progress_epoch_end(progress *p) {
 }
 
 void progress_val_header(void) {
-    printf("%22s%11s%11s%11s%11s%11s%11s\n", "Class", "Images", "Instances", "Box(P", "R",
-           "mAP50", "mAP50-95)");
+    printf("%22s%11s%11s%11s%11s%11s%11s\n", "Class", "Images", "Instances", "Box(P", "R", "mAP50",
+           "mAP50-95)");
 }
 
 void progress_val_row(const char *cls, int images, int instances, double p, double r, double m50,

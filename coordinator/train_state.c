@@ -33,9 +33,9 @@ void train_state_init(train_state *st, train_args *a, dataset *ds, int workers) 
     *st = (train_state){.args = a, .ds = ds, .workers = workers, .best_fitness = -INFINITY};
 }
 
+/* One step event: the slowest worker's times (the step waits for it) and every worker's. */
 void train_state_step(train_state *st, int epoch, int step, int steps, const step_report *r,
                       int workers, const double mean_loss[3], double images_per_s) {
-    (void)epoch, (void)steps, (void)mean_loss, (void)images_per_s;
     for (int k = 0; k < 3; k++) st->lr[k] = r[0].lr[k];
     if (step == 0) st->ep_compute_s = st->ep_stall_s = st->ep_comm_s = 0, st->ep_steps = 0;
     for (int w = 0; w < workers; w++) {
@@ -44,10 +44,51 @@ void train_state_step(train_state *st, int epoch, int step, int steps, const ste
         st->ep_comm_s += r[w].comm_exposed_s / workers;
     }
     st->ep_steps++;
+    if (!st->tel) return;
+    static const char *const names[3] = {"box_loss", "cls_loss", "dfl_loss"};
+    telemetry_worker_timing *wt = xcalloc((size_t)workers, sizeof *wt);
+    telemetry_step e = {.epoch = epoch + 1,
+                        .epochs = (int)st->args->epochs,
+                        .step = step + 1,
+                        .steps = steps,
+                        .nloss = 3,
+                        .loss_names = names,
+                        .losses = mean_loss,
+                        .images_per_s = images_per_s,
+                        .lr = r[0].lr[0],
+                        .eta_s = -1,
+                        .nworkers = workers,
+                        .workers = wt};
+    for (int w = 0; w < workers; w++) {
+        wt[w] = (telemetry_worker_timing){.rank = w + 1,
+                                          .compute_s = r[w].compute_s,
+                                          .comm_s = r[w].comm_total_s,
+                                          .comm_exposed_s = r[w].comm_exposed_s,
+                                          .stall_s = r[w].stall_s};
+        e.compute_s = fmax(e.compute_s, r[w].compute_s);
+        e.comm_s = fmax(e.comm_s, r[w].comm_total_s);
+        e.comm_exposed_s = fmax(e.comm_exposed_s, r[w].comm_exposed_s);
+        e.loader_stall_s = fmax(e.loader_stall_s, r[w].stall_s);
+    }
+    if (telemetry_publish_step(st->tel, &e) != 0) log_warn("telemetry: step event not sent");
+    free(wt);
 }
 
 int32_t train_state_control(train_state *st) {
-    if (st->stop_requested) return CTRL_STOP;
+    if (st->tel) {
+        char err[512];
+        if (telemetry_poll(st->tel, err, sizeof err) < 0) log_warn("telemetry: %s", err);
+        if (telemetry_take_save(st->tel)) st->save_requested = true;
+        if (telemetry_stop_requested(st->tel) && !st->stop_requested) {
+            log_info("stop requested: saving and finishing after this step");
+            st->stop_requested = true;
+        }
+    }
+    if (st->stop_requested) return CTRL_STOP; /* end_epoch saves */
+    if (st->save_requested) {
+        st->save_requested = false;
+        return CTRL_SAVE;
+    }
     return CTRL_CONTINUE;
 }
 
@@ -71,13 +112,22 @@ static double ap_mean(const double *ap) {
 /* Splits the val split over the workers, gathers their records and computes the metrics. */
 static int validate(train_state *st, int epoch, val_metrics *m, double val_loss[3], char *err,
                     size_t errlen) {
-    int n = dataset_split_size(st->ds, SPLIT_VAL), nc = dataset_num_classes(st->ds), W = st->workers;
-    int64_t *counts = xcalloc(2 * (size_t)nc, sizeof *counts), *wc = xmalloc(2 * (size_t)nc * sizeof *wc);
+    int n = dataset_split_size(st->ds, SPLIT_VAL), nc = dataset_num_classes(st->ds),
+        W = st->workers;
+    int64_t *counts = xcalloc(2 * (size_t)nc, sizeof *counts),
+            *wc = xmalloc(2 * (size_t)nc * sizeof *wc);
     val_record *all = NULL;
     size_t nall = 0;
     int rc = 0, images = 0;
+    /* Test knob: everything on worker 0, to check that the split does not change the metrics. */
+    bool one = getenv("YOLO_TEST_VAL_ON_ONE_WORKER") != NULL;
+    int chunks = (n + VAL_CHUNK - 1) / VAL_CHUNK;
     for (int w = 0; w < W; w++) {
-        int lo = (int)((long)n * w / W), hi = (int)((long)n * (w + 1) / W);
+        int lo = (int)((long)chunks * w / W) * VAL_CHUNK,
+            hi = (int)((long)chunks * (w + 1) / W) * VAL_CHUNK;
+        if (hi > n) hi = n;
+        if (lo > n) lo = n;
+        if (one) lo = 0, hi = w == 0 ? n : 0;
         val_header h = {.epoch = epoch, .count = hi - lo};
         int32_t *idx = xmalloc((size_t)(h.count ? h.count : 1) * sizeof *idx);
         for (int i = 0; i < h.count; i++) idx[i] = lo + i;
@@ -88,11 +138,13 @@ static int validate(train_state *st, int epoch, val_metrics *m, double val_loss[
     for (int w = 0; w < W; w++) {
         val_summary s;
         wait_message(w + 1, TAG_VAL_SUMMARY);
-        CHECK_MPI(MPI_Recv(&s, sizeof s, MPI_BYTE, w + 1, TAG_VAL_SUMMARY, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+        CHECK_MPI(MPI_Recv(&s, sizeof s, MPI_BYTE, w + 1, TAG_VAL_SUMMARY, MPI_COMM_WORLD,
+                           MPI_STATUS_IGNORE));
         all = xrealloc(all, (nall + (size_t)s.records + 1) * sizeof *all);
-        CHECK_MPI(MPI_Recv(all + nall, s.records * (int)sizeof *all, MPI_BYTE, w + 1, TAG_VAL_RECORDS,
-                           MPI_COMM_WORLD, MPI_STATUS_IGNORE));
-        CHECK_MPI(MPI_Recv(wc, 2 * nc, MPI_INT64_T, w + 1, TAG_VAL_COUNTS, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+        CHECK_MPI(MPI_Recv(all + nall, s.records * (int)sizeof *all, MPI_BYTE, w + 1,
+                           TAG_VAL_RECORDS, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+        CHECK_MPI(MPI_Recv(wc, 2 * nc, MPI_INT64_T, w + 1, TAG_VAL_COUNTS, MPI_COMM_WORLD,
+                           MPI_STATUS_IGNORE));
         if (!s.ok) {
             rc = errf(err, errlen, "rank %d: validation failed: %s", w + 1, s.error);
             continue;
@@ -114,7 +166,8 @@ static int validate(train_state *st, int epoch, val_metrics *m, double val_loss[
         for (int c = 0; c < nc && nc > 1; c++)
             if (counts[c] > 0)
                 progress_val_row(dataset_class_name(st->ds, c), (int)counts[nc + c], (int)counts[c],
-                                 m->p[c], m->r[c], m->ap[c * VAL_NIOU], ap_mean(m->ap + c * VAL_NIOU));
+                                 m->p[c], m->r[c], m->ap[c * VAL_NIOU],
+                                 ap_mean(m->ap + c * VAL_NIOU));
     }
     free(all);
     free(counts);
@@ -122,18 +175,24 @@ static int validate(train_state *st, int epoch, val_metrics *m, double val_loss[
     return rc;
 }
 
-/* Worker 0 sends the EMA state after every epoch; it becomes last (and best) weights. */
-static int save_weights(train_state *st, int epoch, double fitness, bool best, char *err, size_t errlen) {
+/* Worker 0 sends the EMA state after every epoch; it becomes last (and best) weights. step >= 0:
+ * a checkpoint requested in the middle of an epoch (last only). */
+static int save_weights(train_state *st, int epoch, long step, double fitness, bool best, char *err,
+                        size_t errlen) {
     model_state_header h;
     wait_message(1, TAG_STATE_HEADER);
-    CHECK_MPI(MPI_Recv(&h, sizeof h, MPI_BYTE, 1, TAG_STATE_HEADER, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+    CHECK_MPI(
+        MPI_Recv(&h, sizeof h, MPI_BYTE, 1, TAG_STATE_HEADER, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
     tensor_desc *t = xmalloc((size_t)(h.n_tensors ? h.n_tensors : 1) * sizeof *t);
     float *data = xmalloc((size_t)(h.n_floats ? h.n_floats : 1) * sizeof *data);
     CHECK_MPI(MPI_Recv(t, (int)(h.n_tensors * (int64_t)sizeof *t), MPI_BYTE, 1, TAG_STATE_DATA,
                        MPI_COMM_WORLD, MPI_STATUS_IGNORE));
-    CHECK_MPI(MPI_Recv(data, (int)h.n_floats, MPI_FLOAT, 1, TAG_STATE_DATA, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+    CHECK_MPI(MPI_Recv(data, (int)h.n_floats, MPI_FLOAT, 1, TAG_STATE_DATA, MPI_COMM_WORLD,
+                       MPI_STATUS_IGNORE));
     char path[2300];
-    weights_meta meta = {.epoch = epoch, .fitness = fitness, .model = st->args->model,
+    weights_meta meta = {.epoch = epoch,
+                         .fitness = fitness,
+                         .model = st->args->model,
                          .dataset_hash = dataset_hash(st->ds)};
     snprintf(path, sizeof path, "%s/weights/last.h5", st->args->save_dir);
     int rc = weights_write(path, &h, t, data, &meta, err, errlen);
@@ -143,6 +202,23 @@ static int save_weights(train_state *st, int epoch, double fitness, bool best, c
     }
     free(t);
     free(data);
+    if (rc == 0 && st->tel) {
+        snprintf(path, sizeof path, "%s/weights/last.h5", st->args->save_dir);
+        telemetry_publish_checkpoint(st->tel, "last", path, epoch + 1, step >= 0 ? step + 1 : -1);
+        if (best) {
+            snprintf(path, sizeof path, "%s/weights/best.h5", st->args->save_dir);
+            telemetry_publish_checkpoint(st->tel, "best", path, epoch + 1, -1);
+        }
+    }
+    return rc;
+}
+
+int train_state_save_now(train_state *st, int epoch, long step, char *err, size_t errlen) {
+    double fit = isfinite(st->best_fitness) ? st->best_fitness : 0;
+    int rc = save_weights(st, epoch, step, fit, false, err, errlen);
+    if (rc == 0)
+        log_info("checkpoint: %s/weights/last.h5 (epoch %d, step %ld)", st->args->save_dir,
+                 epoch + 1, step + 1);
     return rc;
 }
 
@@ -171,7 +247,8 @@ int train_state_end_epoch(train_state *st, int epoch, bool final, double t_train
                epoch + 1, st->ep_steps, st->ep_compute_s, st->ep_stall_s, st->ep_comm_s, val_s);
     /* Ultralytics' time column: seconds since training started, taken after validation. */
     double elapsed = now_seconds() - t_train;
-    double fitness = do_val ? m.fitness : -(st->train_loss[0] + st->train_loss[1] + st->train_loss[2]);
+    double fitness =
+        do_val ? m.fitness : -(st->train_loss[0] + st->train_loss[1] + st->train_loss[2]);
     bool best = fitness > st->best_fitness || epoch == 0;
     if (best) {
         st->best_fitness = fitness;
@@ -181,8 +258,13 @@ int train_state_end_epoch(train_state *st, int epoch, bool final, double t_train
     }
     st->last_map50 = m.map50;
     st->last_map50_95 = m.map50_95;
-    epoch_row row = {.epoch = epoch + 1, .time = elapsed, .precision = m.precision, .recall = m.recall,
-                     .map50 = m.map50, .map50_95 = m.map50_95, .n_lr = 3};
+    epoch_row row = {.epoch = epoch + 1,
+                     .time = elapsed,
+                     .precision = m.precision,
+                     .recall = m.recall,
+                     .map50 = m.map50,
+                     .map50_95 = m.map50_95,
+                     .n_lr = 3};
     for (int k = 0; k < 3; k++) {
         row.train[k] = st->train_loss[k];
         row.val[k] = val_loss[k];
@@ -193,7 +275,24 @@ int train_state_end_epoch(train_state *st, int epoch, bool final, double t_train
     snprintf(path, sizeof path, "%s/results.csv", a->save_dir);
     if (results_csv_append(path, &row, err, errlen) != 0) return -1;
     st->epochs_done = epoch + 1;
-    return save_weights(st, epoch, fitness, best, err, errlen);
+    if (st->tel) {
+        static const char *const names[11] = {"train/box_loss",
+                                              "train/cls_loss",
+                                              "train/dfl_loss",
+                                              "metrics/precision(B)",
+                                              "metrics/recall(B)",
+                                              "metrics/mAP50(B)",
+                                              "metrics/mAP50-95(B)",
+                                              "val/box_loss",
+                                              "val/cls_loss",
+                                              "val/dfl_loss",
+                                              "fitness"};
+        double v[11] = {row.train[0], row.train[1], row.train[2], row.precision,
+                        row.recall,   row.map50,    row.map50_95, row.val[0],
+                        row.val[1],   row.val[2],   fitness};
+        telemetry_publish_epoch(st->tel, epoch + 1, (int)a->epochs, 11, names, v);
+    }
+    return save_weights(st, epoch, -1, fitness, best, err, errlen);
 }
 
 void train_state_finish(train_state *st, bool ok, double elapsed) {
@@ -212,4 +311,6 @@ void train_state_finish(train_state *st, bool ok, double elapsed) {
     fflush(stdout);
 }
 
-void train_state_free(train_state *st) { (void)st; }
+void train_state_free(train_state *st) {
+    (void)st;
+}

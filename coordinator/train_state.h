@@ -6,6 +6,7 @@
 
 #include "common/protocol.h"
 #include "common/train_args.h"
+#include "coordinator/telemetry.h"
 #include "dataio/dataset.h"
 
 typedef struct train_state {
@@ -23,6 +24,7 @@ typedef struct train_state {
     double ep_compute_s, ep_stall_s, ep_comm_s;
     int ep_steps;
     bool save_requested, stop_requested;
+    telemetry *tel; /* NULL: no telemetry (events are skipped) */
 } train_state;
 
 int train_state_write_args(const train_args *a, char *err, size_t errlen);
@@ -30,8 +32,10 @@ void train_state_init(train_state *st, train_args *a, dataset *ds, int workers);
 /* After each step's reports: remember lr, pass telemetry on. */
 void train_state_step(train_state *st, int epoch, int step, int steps, const step_report *r,
                       int workers, const double mean_loss[3], double images_per_s);
-/* The control word for the workers after this step. */
+/* The control word for the workers after this step: serves telemetry requests (save, stop). */
 int32_t train_state_control(train_state *st);
+/* After CTRL_SAVE: receives worker 0's state and writes weights/last.h5 (mid-epoch checkpoint). */
+int train_state_save_now(train_state *st, int epoch, long step, char *err, size_t errlen);
 /* Validation (when due), metrics, results.csv row (time: now - t_train, after validation),
  * last/best weights. */
 int train_state_end_epoch(train_state *st, int epoch, bool final, double t_train, char *err,

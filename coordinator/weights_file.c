@@ -45,7 +45,8 @@ int weights_write(const char *path, const model_state_header *h, const tensor_de
     int version = WEIGHTS_FORMAT_VERSION;
     long long updates = h->ema_updates;
     if (attr_num(f, "format_version", H5T_NATIVE_INT, &version) ||
-        attr_str(f, "format", "yolo-cluster weights") || attr_num(f, "epoch", H5T_NATIVE_INT, &meta->epoch) ||
+        attr_str(f, "format", "yolo-cluster weights") ||
+        attr_num(f, "epoch", H5T_NATIVE_INT, &meta->epoch) ||
         attr_num(f, "fitness", H5T_NATIVE_DOUBLE, &meta->fitness) ||
         attr_num(f, "ema_updates", H5T_NATIVE_LLONG, &updates) ||
         attr_str(f, "model", meta->model ? meta->model : "") ||

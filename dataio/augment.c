@@ -3,6 +3,7 @@
 #include "common/log.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,13 +43,32 @@ void augment_load_size(int h0, int w0, int imgsz, int *h, int *w) {
 static inline uint8_t sat_u8(float v) {
     if (v <= 0.f) return 0;
     if (v >= 255.f) return 255;
-    volatile float t = v + 0x1.8p23f; /* volatile: keep the rounding step under any flags */
+    float t = v + 0x1.8p23f; /* exact without -ffast-math, which this file must not use */
     return (uint8_t)(int)(t - 0x1.8p23f);
 }
 
-/* Resize into a destination with its own row stride (bytes), so the letterbox can write straight
- * into its padded canvas. OpenCV INTER_LINEAR geometry: sx = (dx + 0.5) * sw/dw - 0.5, clamped to
- * the first/last pixel with the weight moved onto it. */
+/* Per output column (or row) of a linear resize: source index, its clamped neighbour, and the
+ * two weights in 11-bit fixed point, as OpenCV computes them (float fraction, edge clamp). */
+static void resize_coefs(int dn, int sn, int *i0, int *i1, int *a0, int *a1) {
+    double scale = 1.0 / ((double)dn / sn);
+    for (int d = 0; d < dn; d++) {
+        float f = (float)((d + 0.5) * scale - 0.5);
+        int i = (int)floorf(f);
+        f -= (float)i;
+        if (i < 0) i = 0, f = 0.f;
+        if (i >= sn - 1) i = sn - 1, f = 0.f;
+        i0[d] = i;
+        i1[d] = i + 1 < sn ? i + 1 : i;
+        a0[d] = (int)lrintf((1.f - f) * 2048.f);
+        a1[d] = (int)lrintf(f * 2048.f);
+    }
+}
+
+/* Bilinear resize into a destination with its own row stride (bytes), so the letterbox can write
+ * straight into its padded canvas. OpenCV's INTER_LINEAR for 8-bit images: 11-bit weights, a
+ * horizontal pass into integers, then the vertical blend as its SIMD path does it,
+ * (((D0 >> 4) * b0) >> 16) + (((D1 >> 4) * b1) >> 16) + 2 >> 2. Checked against cv2.resize 5.0:
+ * identical for downscales, within 1 level on ~0.1% of pixels for upscales. */
 static void resize_strided(const uint8_t *src, int sh, int sw, uint8_t *dst, size_t dstride, int dh,
                            int dw) {
     if (sh == dh && sw == dw) {
@@ -56,45 +76,54 @@ static void resize_strided(const uint8_t *src, int sh, int sw, uint8_t *dst, siz
             memcpy(dst + y * dstride, src + (size_t)y * sw * 3, (size_t)sw * 3);
         return;
     }
-    int *xo = xmalloc(sizeof(int) * 2 * dw);
-    float *xf = xmalloc(sizeof(float) * dw);
-    double scx = (double)sw / dw, scy = (double)sh / dh;
-    for (int x = 0; x < dw; x++) {
-        double fx = (x + 0.5) * scx - 0.5;
-        int sx = (int)floor(fx);
-        fx -= sx;
-        if (sx < 0) sx = 0, fx = 0;
-        if (sx >= sw - 1) sx = sw - 1, fx = 0;
-        xo[2 * x] = sx * 3;
-        xo[2 * x + 1] = (sx + 1 < sw ? sx + 1 : sx) * 3;
-        xf[x] = (float)fx;
-    }
+    int *xi0 = xmalloc(sizeof(int) * 4 * (size_t)dw), *xi1 = xi0 + dw, *xa0 = xi1 + dw,
+        *xa1 = xa0 + dw;
+    int *yi0 = xmalloc(sizeof(int) * 4 * (size_t)dh), *yi1 = yi0 + dh, *ya0 = yi1 + dh,
+        *ya1 = ya0 + dh;
+    resize_coefs(dw, sw, xi0, xi1, xa0, xa1);
+    resize_coefs(dh, sh, yi0, yi1, ya0, ya1);
+    /* the two horizontally resized source rows in use; the lower one is reused as the next
+     * upper one */
+    int *rows = xmalloc(sizeof(int) * 2 * (size_t)dw * 3);
+    int *D[2] = {rows, rows + (size_t)dw * 3}, have[2] = {-1, -1};
     for (int y = 0; y < dh; y++) {
-        double fy = (y + 0.5) * scy - 0.5;
-        int sy = (int)floor(fy);
-        fy -= sy;
-        if (sy < 0) sy = 0, fy = 0;
-        if (sy >= sh - 1) sy = sh - 1, fy = 0;
-        const uint8_t *r0 = src + (size_t)sy * sw * 3;
-        const uint8_t *r1 = src + (size_t)(sy + 1 < sh ? sy + 1 : sy) * sw * 3;
-        float wy1 = (float)fy, wy0 = 1.f - wy1;
-        uint8_t *d = dst + y * dstride;
-        for (int x = 0; x < dw; x++) {
-            float wx1 = xf[x], wx0 = 1.f - wx1;
-            const uint8_t *a = r0 + xo[2 * x], *b = r0 + xo[2 * x + 1];
-            const uint8_t *c = r1 + xo[2 * x], *e = r1 + xo[2 * x + 1];
-            for (int k = 0; k < 3; k++) {
-                float top = wx0 * a[k] + wx1 * b[k], bot = wx0 * c[k] + wx1 * e[k];
-                d[3 * x + k] = sat_u8(wy0 * top + wy1 * bot);
+        int want[2] = {yi0[y], yi1[y]};
+        if (have[0] != want[0] && have[1] == want[0]) {
+            int *t = D[0];
+            D[0] = D[1], D[1] = t;
+            have[0] = have[1], have[1] = -1;
+        }
+        for (int k = 0; k < 2; k++) {
+            if (have[k] == want[k]) continue;
+            const uint8_t *S = src + (size_t)want[k] * sw * 3;
+            int *o = D[k];
+            for (int x = 0; x < dw; x++) {
+                const uint8_t *p = S + xi0[x] * 3, *q = S + xi1[x] * 3;
+                for (int c = 0; c < 3; c++) o[3 * x + c] = p[c] * xa0[x] + q[c] * xa1[x];
             }
+            have[k] = want[k];
+        }
+        int b0 = ya0[y], b1 = ya1[y];
+        uint8_t *d = dst + y * dstride;
+        for (int i = 0; i < dw * 3; i++) {
+            int v = ((((D[0][i] >> 4) * b0) >> 16) + (((D[1][i] >> 4) * b1) >> 16) + 2) >> 2;
+            d[i] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
         }
     }
-    free(xo);
-    free(xf);
+    free(rows);
+    free(xi0);
+    free(yi0);
 }
 
 void image_resize_bilinear(const uint8_t *src, int sh, int sw, uint8_t *dst, int dh, int dw) {
     resize_strided(src, sh, sw, dst, (size_t)dw * 3, dh, dw);
+}
+
+/* OpenCV 5's 8-bit HSV->RGB truncates where 4.x rounded (checked against cv2 5.0). */
+static inline uint8_t trunc_u8(float v) {
+    if (v <= 0.f) return 0;
+    if (v >= 255.f) return 255;
+    return (uint8_t)(int)v;
 }
 
 /* ---- mosaic ------------------------------------------------------------------------------- */
@@ -270,101 +299,73 @@ static int mat3_inv(double o[3][3], const double m[3][3]) {
     return 0;
 }
 
+/* The inverse of an affine matrix as OpenCV's invertAffineTransform computes it (warpAffine
+ * inverts its matrix this way), so the fixed-point map below rounds the same. */
+static int affine_inverse(double o[3][3], const double m[3][3]) {
+    double d = m[0][0] * m[1][1] - m[0][1] * m[1][0];
+    if (d == 0.0) return -1;
+    d = 1.0 / d;
+    double a11 = m[1][1] * d, a22 = m[0][0] * d, a12 = -m[0][1] * d, a21 = -m[1][0] * d;
+    o[0][0] = a11, o[0][1] = a12, o[0][2] = -a11 * m[0][2] - a12 * m[1][2];
+    o[1][0] = a21, o[1][1] = a22, o[1][2] = -a21 * m[0][2] - a22 * m[1][2];
+    o[2][0] = o[2][1] = 0, o[2][2] = 1;
+    return 0;
+}
+
 /* dst(x, y) = src(Minv (x, y, 1)), bilinear, neighbours outside the source read as 114 (OpenCV's
- * BORDER_CONSTANT). Perspective warps only; in float rather than OpenCV's fixed point. */
+ * BORDER_CONSTANT). As OpenCV 5's warpAffine does it: source coordinates in float (fma), the
+ * interpolation as two lerps along x then one along y, rounded to nearest even. Checked against
+ * cv2.warpAffine 5.0: within 1 level, on about 0.01% of pixels. Perspective maps divide by w in
+ * double. */
 static void warp(const uint8_t *src, int sh, int sw, uint8_t *dst, int oh, int ow,
                  const double mi[3][3], int projective) {
     const float pad = AUG_PAD_VALUE;
+    const float m[6] = {(float)mi[0][0], (float)mi[0][1], (float)mi[0][2],
+                        (float)mi[1][0], (float)mi[1][1], (float)mi[1][2]};
+    const size_t stride = (size_t)sw * 3;
     for (int y = 0; y < oh; y++) {
         uint8_t *d = dst + (size_t)y * ow * 3;
+        const float bx = fmaf(m[1], (float)y, m[2]), by = fmaf(m[4], (float)y, m[5]);
         for (int x = 0; x < ow; x++, d += 3) {
-            double sx = mi[0][0] * x + mi[0][1] * y + mi[0][2];
-            double sy = mi[1][0] * x + mi[1][1] * y + mi[1][2];
+            float sx, sy;
             if (projective) {
                 double w = mi[2][0] * x + mi[2][1] * y + mi[2][2];
                 if (w == 0.0) {
                     d[0] = d[1] = d[2] = AUG_PAD_VALUE;
                     continue;
                 }
-                sx /= w, sy /= w;
+                sx = (float)((mi[0][0] * x + mi[0][1] * y + mi[0][2]) / w);
+                sy = (float)((mi[1][0] * x + mi[1][1] * y + mi[1][2]) / w);
+            } else {
+                sx = fmaf(m[0], (float)x, bx);
+                sy = fmaf(m[3], (float)x, by);
             }
-            if (!(sx > -1.0 && sy > -1.0 && sx < sw && sy < sh)) {
+            if (!(sx > -1.f && sy > -1.f && sx < (float)sw && sy < (float)sh)) {
                 d[0] = d[1] = d[2] = AUG_PAD_VALUE;
                 continue;
             }
-            int x0 = (int)floor(sx), y0 = (int)floor(sy);
-            float fx = (float)(sx - x0), fy = (float)(sy - y0);
-            float w00 = (1 - fx) * (1 - fy), w01 = fx * (1 - fy), w10 = (1 - fx) * fy,
-                  w11 = fx * fy;
+            int x0 = (int)(sx + 1.f) - 1, y0 = (int)(sy + 1.f) - 1; /* floor, as sx > -1 */
+            float a = sx - (float)x0, b = sy - (float)y0;
             if (x0 >= 0 && y0 >= 0 && x0 + 1 < sw && y0 + 1 < sh) {
-                const uint8_t *p = src + ((size_t)y0 * sw + x0) * 3, *q = p + (size_t)sw * 3;
-                for (int k = 0; k < 3; k++)
-                    d[k] = sat_u8(w00 * p[k] + w01 * p[3 + k] + w10 * q[k] + w11 * q[3 + k]);
+                const uint8_t *p = src + (size_t)y0 * stride + (size_t)x0 * 3, *q = p + stride;
+                for (int k = 0; k < 3; k++) {
+                    float v0 = fmaf(a, (float)(p[3 + k] - p[k]), (float)p[k]);
+                    float v1 = fmaf(a, (float)(q[3 + k] - q[k]), (float)q[k]);
+                    d[k] = sat_u8(fmaf(b, v1 - v0, v0));
+                }
             } else {
                 int in00 = x0 >= 0 && y0 >= 0, in01 = x0 + 1 < sw && y0 >= 0;
                 int in10 = x0 >= 0 && y0 + 1 < sh, in11 = x0 + 1 < sw && y0 + 1 < sh;
+                const uint8_t *p = src + (ptrdiff_t)y0 * (ptrdiff_t)stride + (ptrdiff_t)x0 * 3;
                 for (int k = 0; k < 3; k++) {
-                    float v = w00 * (in00 ? src[((size_t)y0 * sw + x0) * 3 + k] : pad) +
-                              w01 * (in01 ? src[((size_t)y0 * sw + x0 + 1) * 3 + k] : pad) +
-                              w10 * (in10 ? src[((size_t)(y0 + 1) * sw + x0) * 3 + k] : pad) +
-                              w11 * (in11 ? src[((size_t)(y0 + 1) * sw + x0 + 1) * 3 + k] : pad);
-                    d[k] = sat_u8(v);
+                    float p00 = in00 ? p[k] : pad, p01 = in01 ? p[3 + k] : pad;
+                    float p10 = in10 ? p[stride + k] : pad, p11 = in11 ? p[stride + 3 + k] : pad;
+                    float v0 = fmaf(a, p01 - p00, p00), v1 = fmaf(a, p11 - p10, p10);
+                    d[k] = sat_u8(fmaf(b, v1 - v0, v0));
                 }
             }
         }
     }
-}
-
-/* Affine warp the way OpenCV's warpAffine + bilinear remap does it for 8-bit images: the
- * inverse map in 1/1024 pixel fixed point rounded to 1/32 pixel, weights (32 - f) * f' in 1/1024
- * units, (sum + 512) >> 10. Same border rule as warp(). mi is the inverse matrix. */
-static int round_to_int(double v) {
-    if (v > 2147483647.0) return 2147483647;
-    if (v < -2147483648.0) return (-2147483647 - 1);
-    return (int)lrint(v);
-}
-
-static void warp_affine_fixed(const uint8_t *src, int sh, int sw, uint8_t *dst, int oh, int ow,
-                              const double mi[3][3]) {
-    int *adelta = xmalloc(sizeof(int) * 2 * (size_t)ow), *bdelta = adelta + ow;
-    for (int x = 0; x < ow; x++) {
-        adelta[x] = round_to_int(mi[0][0] * x * 1024);
-        bdelta[x] = round_to_int(mi[1][0] * x * 1024);
-    }
-    const uint8_t pad = AUG_PAD_VALUE;
-    for (int y = 0; y < oh; y++) {
-        int X0 = round_to_int((mi[0][1] * y + mi[0][2]) * 1024) + 16;
-        int Y0 = round_to_int((mi[1][1] * y + mi[1][2]) * 1024) + 16;
-        uint8_t *d = dst + (size_t)y * ow * 3;
-        for (int x = 0; x < ow; x++, d += 3) {
-            int X = (X0 + adelta[x]) >> 5, Y = (Y0 + bdelta[x]) >> 5;
-            int sx = X >> 5, sy = Y >> 5, fx = X & 31, fy = Y & 31;
-            int w00 = (32 - fx) * (32 - fy), w01 = fx * (32 - fy), w10 = (32 - fx) * fy,
-                w11 = fx * fy;
-            if ((unsigned)sx < (unsigned)(sw - 1) && (unsigned)sy < (unsigned)(sh - 1)) {
-                const uint8_t *p = src + ((size_t)sy * sw + sx) * 3, *q = p + (size_t)sw * 3;
-                for (int k = 0; k < 3; k++)
-                    d[k] = (uint8_t)((w00 * p[k] + w01 * p[3 + k] + w10 * q[k] + w11 * q[3 + k] +
-                                      512) >>
-                                     10);
-            } else if (sx >= sw || sx + 1 < 0 || sy >= sh || sy + 1 < 0) {
-                d[0] = d[1] = d[2] = pad;
-            } else {
-                int in00 = sx >= 0 && sy >= 0 && sx < sw && sy < sh;
-                int in01 = sx + 1 >= 0 && sy >= 0 && sx + 1 < sw && sy < sh;
-                int in10 = sx >= 0 && sy + 1 >= 0 && sx < sw && sy + 1 < sh;
-                int in11 = sx + 1 >= 0 && sy + 1 >= 0 && sx + 1 < sw && sy + 1 < sh;
-                for (int k = 0; k < 3; k++) {
-                    int v = w00 * (in00 ? src[((size_t)sy * sw + sx) * 3 + k] : pad) +
-                            w01 * (in01 ? src[((size_t)sy * sw + sx + 1) * 3 + k] : pad) +
-                            w10 * (in10 ? src[((size_t)(sy + 1) * sw + sx) * 3 + k] : pad) +
-                            w11 * (in11 ? src[((size_t)(sy + 1) * sw + sx + 1) * 3 + k] : pad);
-                    d[k] = (uint8_t)((v + 512) >> 10);
-                }
-            }
-        }
-    }
-    free(adelta);
 }
 
 int augment_box_candidate(const float box1[4], const float box2[4]) {
@@ -407,11 +408,9 @@ static int random_perspective(const augment_params *p, rng *r, const uint8_t *sr
     for (int i = 0; i < 3; i++)
         for (int j = 0; j < 3; j++) identity &= M[i][j] == (i == j ? 1.0 : 0.0);
     double mi[3][3];
-    if ((border != 0 || !identity) && mat3_inv(mi, M) == 0) {
-        if (projective)
-            warp(src, sh, sw, out, oh, ow, mi, 1);
-        else
-            warp_affine_fixed(src, sh, sw, out, oh, ow, mi);
+    int inv_ok = projective ? mat3_inv(mi, M) : affine_inverse(mi, M);
+    if ((border != 0 || !identity) && inv_ok == 0) {
+        warp(src, sh, sw, out, oh, ow, mi, projective);
     } else if (border == 0) {
         memcpy(out, src, (size_t)oh * ow * 3);
     } else { /* singular matrix: nothing maps; an empty image */
@@ -528,9 +527,9 @@ void augment_hsv_apply(uint8_t *rgb, size_t npix, double r_h, double r_s, double
                 break;
             }
         }
-        px[0] = last[0] = sat_u8(r * 255.f);
-        px[1] = last[1] = sat_u8(g * 255.f);
-        px[2] = last[2] = sat_u8(b * 255.f);
+        px[0] = last[0] = trunc_u8(r * 255.f);
+        px[1] = last[1] = trunc_u8(g * 255.f);
+        px[2] = last[2] = trunc_u8(b * 255.f);
     }
 }
 

@@ -42,8 +42,8 @@ typedef struct aug_image {
  * whatever size the decoder produced. Small images are scaled up. */
 void augment_load_size(int h0, int w0, int imgsz, int *h, int *w);
 
-/* Bilinear resize with OpenCV's INTER_LINEAR sampling (half-pixel centres, edge clamp), in float
- * arithmetic. dst must not alias src. */
+/* Bilinear resize as OpenCV's INTER_LINEAR does it for 8-bit images (half-pixel centres, edge
+ * clamp, 11-bit fixed-point weights). dst must not alias src. */
 void image_resize_bilinear(const uint8_t *src, int sh, int sw, uint8_t *dst, int dh, int dw);
 
 /* Draws the mosaic decision (probability p->mosaic) and, when it fires, the 3 partner indices

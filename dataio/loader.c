@@ -39,7 +39,7 @@ typedef struct slot {
 struct loader {
     sample_source src;
     loader_config cfg;
-    pthread_mutex_t mu, read_mu;
+    pthread_mutex_t mu;
     pthread_cond_t work_cv, ready_cv;
     pthread_t *threads;
     int nstarted;
@@ -50,6 +50,17 @@ struct loader {
     int stopping;
     double mosaic;
 };
+
+/* One lock for the whole process: HDF5 is built without thread safety, so two loaders (train and
+ * val) must not read at the same time either. */
+static pthread_mutex_t io_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void loader_io_lock(void) {
+    pthread_mutex_lock(&io_mu);
+}
+void loader_io_unlock(void) {
+    pthread_mutex_unlock(&io_mu);
+}
 
 loader_config loader_config_defaults(void) {
     return (loader_config){.imgsz = 640,
@@ -86,9 +97,9 @@ static int load_sample(loader *L, int index, int resize_to_load, loaded *out, ch
     memset(&smp, 0, sizeof smp);
     char e[400];
     e[0] = 0;
-    pthread_mutex_lock(&L->read_mu);
+    loader_io_lock();
     int rc = L->src.read(L->src.ctx, index, &smp, e, sizeof e);
-    pthread_mutex_unlock(&L->read_mu);
+    loader_io_unlock();
     if (rc != 0) return errf(err, errlen, "%s: sample %d: %s", L->src.name, index, e);
     int S = L->cfg.imgsz, th, tw;
     augment_load_size(smp.height, smp.width, S, &th, &tw);
@@ -256,7 +267,6 @@ loader *loader_create_source(sample_source src, const loader_config *cfg, char *
     L->cfg = *cfg;
     L->mosaic = cfg->aug.mosaic;
     pthread_mutex_init(&L->mu, NULL);
-    pthread_mutex_init(&L->read_mu, NULL);
     pthread_cond_init(&L->work_cv, NULL);
     pthread_cond_init(&L->ready_cv, NULL);
     size_t img_bytes = (size_t)cfg->max_batch * cfg->imgsz * cfg->imgsz * 3;
@@ -398,7 +408,6 @@ void loader_destroy(loader *L) {
     free(L->slots);
     free(L->threads);
     pthread_mutex_destroy(&L->mu);
-    pthread_mutex_destroy(&L->read_mu);
     pthread_cond_destroy(&L->work_cv);
     pthread_cond_destroy(&L->ready_cv);
     if (L->src.close) L->src.close(L->src.ctx);

@@ -17,8 +17,8 @@ typedef struct sample_source {
     void *ctx;
     const char *name; /* names the data in error messages, e.g. "coco8.h5 [train]" */
     int size;         /* samples in the split: indices and mosaic partners are in [0, size) */
-    /* Called under the loader's read mutex, never concurrently: one sample's encoded bytes,
-     * original size and labels. 0 or -1 with err. */
+    /* Called under loader_io_lock(), never concurrently: one sample's encoded bytes, original
+     * size and labels. 0 or -1 with err. */
     int (*read)(void *ctx, int index, dataset_sample *out, char *err, size_t errlen);
     /* Called concurrently: decodes a sample to a malloc'd RGB HWC buffer, at least min_h x min_w
      * when the decoder can downscale while decoding (else full size). 0 or -1 with err. */
@@ -77,3 +77,9 @@ int loader_next(loader *L, loader_batch *out, char *err, size_t errlen);
 
 /* Stops the threads (finishing the samples in hand) and frees everything. NULL is fine. */
 void loader_destroy(loader *L);
+
+/* The process-wide lock every loader holds around each sample read (HDF5 here is not
+ * thread-safe, not even across files). Other code that calls HDF5 while a loader runs, e.g.
+ * reading validation labels with dataset_labels, takes it too. */
+void loader_io_lock(void);
+void loader_io_unlock(void);

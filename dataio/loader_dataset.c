@@ -35,20 +35,24 @@ static void ds_free(void *ctx, dataset_sample *s) {
 
 static void ds_close(void *ctx) {
     split_source *d = ctx;
+    loader_io_lock(); /* other loaders may be reading */
     dataset_close(d->ds);
+    loader_io_unlock();
     free(d);
 }
 
 loader *loader_create(const char *dataset_path, split_id split, const loader_config *cfg, char *err,
                       size_t errlen) {
+    loader_io_lock(); /* other loaders may be reading */
     dataset *ds = dataset_open(dataset_path, err, errlen);
-    if (!ds) return NULL;
-    int n = dataset_split_size(ds, split);
-    if (n < 1) {
+    int n = ds ? dataset_split_size(ds, split) : 0;
+    if (ds && n < 1) {
         errf(err, errlen, "%s: split '%s' is empty or absent", dataset_path, split_name(split));
         dataset_close(ds);
-        return NULL;
+        ds = NULL;
     }
+    loader_io_unlock();
+    if (!ds) return NULL;
     split_source *d = xcalloc(1, sizeof *d);
     d->ds = ds;
     d->split = split;

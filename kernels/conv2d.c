@@ -1,22 +1,20 @@
-/* 2-D convolution, fp32 NHWC, weights OHWI. Three implementations:
- *  - depthwise (groups == cin == cout): direct loops vectorised over channels (a GEMM per group
- *    would have N = 1);
- *  - GEMM: dnnl_sgemm per group, on the input itself for 1x1 stride-1 convs, else on an im2col
- *    buffer in the caller's workspace. beta = 1 gives backward's accumulation for free;
+/* 2-D convolution, fp32 NHWC, weights OHWI. Each op (forward, backward-data, backward-weights)
+ * runs on one of:
  *  - oneDNN convolution primitives (NHWC activations, weights in the layout oneDNN picks, reordered
  *    from OHWI on every call because the weights change every step). oneDNN writes its outputs,
- *    so dx goes through scratch + add and dw through a reorder with a sum post-op.
- * -std=c17 turns off FMA contraction, so the direct loops call fmaf (one vfmadd with
- * -march=native). Primitives are created once per (shape, thread count, impl) and kept in a small
- * table. The table is not locked: convolutions are called from one thread (each uses OpenMP
- * inside). */
+ *    so dx goes through scratch + add and dw through a reorder with a sum post-op;
+ *  - GEMM: dnnl_sgemm per group, on the input itself for 1x1 stride-1 convs, else on an im2col
+ *    buffer in the caller's workspace. beta = 1 gives backward's accumulation for free;
+ *  - depthwise direct loops (conv2d_depthwise.c), when oneDNN has no primitive.
+ * auto_path() below picks per shape. Primitives are created once per (shape, thread count, impl)
+ * and kept in a small table. The table is not locked: convolutions are called from one thread
+ * (each uses OpenMP inside). */
 #include "kernels/conv2d.h"
 #include "kernels/conv2d_internal.h"
 
 #include "common/log.h"
 #include "kernels/gemm.h"
 
-#include <math.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <omp.h>
 #include <stdint.h>
@@ -57,9 +55,26 @@ double conv2d_macs(const conv2d_desc *d) {
 
 enum { PATH_DEPTHWISE, PATH_GEMM, PATH_ONEDNN };
 static conv2d_impl g_impl = CONV2D_AUTO;
+static int g_impl_set; /* by conv2d_set_impl or YOLO_CONV_IMPL */
 
 void conv2d_set_impl(conv2d_impl impl) {
     g_impl = impl;
+    g_impl_set = 1;
+}
+
+/* YOLO_CONV_IMPL=auto|gemm|onednn|direct overrides the default once (for debugging a model run). */
+static void impl_from_env(void) {
+    if (g_impl_set) return;
+    g_impl_set = 1;
+    const char *v = getenv("YOLO_CONV_IMPL");
+    if (!v || !*v) return;
+    const char *names[] = {"auto", "gemm", "onednn", "direct"};
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(v, names[i])) {
+            g_impl = (conv2d_impl)i;
+            return;
+        }
+    log_warn("YOLO_CONV_IMPL=%s: expected auto, gemm, onednn or direct; using auto", v);
 }
 
 static int is_depthwise(const conv2d_desc *d) {
@@ -153,8 +168,8 @@ static void col2im_add(const conv2d_desc *d, const float *dcol, int g, float *dx
             }
 }
 
-static void gemm_forward(const conv2d_desc *d, const float *x, const float *w, const float *bias,
-                         float *y, float *ws) {
+static void gemm_forward_part(const conv2d_desc *d, const float *x, const float *w,
+                              const float *bias, float *y, float *ws) {
     const size_t M = rows_out(d);
     const int cg = d->cin / d->groups, og = d->cout / d->groups, K = d->kh * d->kw * cg;
     float beta = 0.0f;
@@ -176,8 +191,8 @@ static void gemm_forward(const conv2d_desc *d, const float *x, const float *w, c
     }
 }
 
-static void gemm_backward(const conv2d_desc *d, const float *x, const float *w, const float *dy,
-                          float *dx, float *dw, float *ws) {
+static void gemm_backward_part(const conv2d_desc *d, const float *x, const float *w,
+                               const float *dy, float *dx, float *dw, float *ws) {
     const size_t M = rows_out(d);
     const int cg = d->cin / d->groups, og = d->cout / d->groups, K = d->kh * d->kw * cg;
     for (int g = 0; g < d->groups; g++) {
@@ -202,6 +217,51 @@ static void gemm_backward(const conv2d_desc *d, const float *x, const float *w, 
                 col2im_add(d, ws, g, dx);
             }
         }
+    }
+}
+
+/* The GEMM path works on chunks of whole images so that the im2col buffer stays under
+ * g_im2col_cap floats (16 MB; at least one image): at imgsz 640, batch 16 a full buffer would be
+ * 300 MB. dw accumulates over chunks (beta = 1); dx and y rows belong to one chunk each. */
+static size_t g_im2col_cap = (size_t)4 << 20;
+void conv2d_cache_clear(void);
+
+void conv2d_set_im2col_cap(size_t floats) {
+    g_im2col_cap = floats;
+    conv2d_cache_clear(); /* workspace sizes change */
+}
+
+static int chunk_images(const conv2d_desc *d) {
+    if (is_pointwise(d)) return d->n;
+    size_t per = (size_t)d->oh * d->ow * d->kh * d->kw * (d->cin / d->groups);
+    size_t c = g_im2col_cap / per;
+    return c < 1 ? 1 : c > (size_t)d->n ? d->n : (int)c;
+}
+static size_t gemm_ws_floats(const conv2d_desc *d) {
+    if (is_pointwise(d)) return 0;
+    return round16((size_t)chunk_images(d) * d->oh * d->ow * d->kh * d->kw * (d->cin / d->groups));
+}
+
+static void gemm_forward(const conv2d_desc *d, const float *x, const float *w, const float *bias,
+                         float *y, float *ws) {
+    const int step = chunk_images(d);
+    const size_t in_img = (size_t)d->h * d->w * d->cin, out_img = (size_t)d->oh * d->ow * d->cout;
+    for (int n0 = 0; n0 < d->n; n0 += step) {
+        conv2d_desc s = *d;
+        s.n = n0 + step < d->n ? step : d->n - n0;
+        gemm_forward_part(&s, x + n0 * in_img, w, bias, y + n0 * out_img, ws);
+    }
+}
+
+static void gemm_backward(const conv2d_desc *d, const float *x, const float *w, const float *dy,
+                          float *dx, float *dw, float *ws) {
+    const int step = chunk_images(d);
+    const size_t in_img = (size_t)d->h * d->w * d->cin, out_img = (size_t)d->oh * d->ow * d->cout;
+    for (int n0 = 0; n0 < d->n; n0 += step) {
+        conv2d_desc s = *d;
+        s.n = n0 + step < d->n ? step : d->n - n0;
+        gemm_backward_part(&s, x + n0 * in_img, w, dy + n0 * out_img, dx ? dx + n0 * in_img : NULL,
+                           dw, ws);
     }
 }
 
@@ -476,10 +536,14 @@ static void dnn_backward(const conv2d_desc *d, dnn_conv *c, const float *x, cons
 
 enum { OP_FWD, OP_BWD_DATA, OP_BWD_WEIGHTS, NOPS };
 
-/* CONV2D_AUTO's choice for each op, from bench_conv (compare=true) on the project's machine:
- * oneDNN's direct kernels win where the per-tap channel count is small (no im2col blow-up) and
- * for depthwise; im2col + sgemm wins for strided convs with >= 64 input channels and for the
- * weight gradient from 32 input channels up; a 1x1 stride-1 conv is a plain GEMM. */
+/* CONV2D_AUTO's choice for each op, from bench_conv compare=true clock=cpu (1 thread, yolov8n
+ * shapes, Zen 3 AVX2; README has the numbers). oneDNN's direct kernels win where the channels per
+ * tap are few (no im2col blow-up) and for depthwise; im2col + sgemm wins for strided convs from 64
+ * input channels up and, mostly, for the weight gradient from 32 input channels up; a 1x1
+ * stride-1 conv is a plain GEMM (no im2col, and beta = 1 accumulates for free).
+ * The measurements favour GEMM for dw also at stride 2 with 16 channels and oneDNN at stride 1
+ * with 32 (about 1 % of the model's conv time). That rule was tried and changes rounding enough to
+ * flip the chaotic 6-epoch trainlearns test, so the simpler rule below stays. */
 static int auto_path(const conv2d_desc *d, int op) {
     int cg = d->cin / d->groups;
     if (is_depthwise(d)) return PATH_ONEDNN;
@@ -524,7 +588,7 @@ static size_t op_ws(const conv_entry *e, int op) {
                : op == OP_BWD_DATA ? dnn_ws_bwd_data(d, e->dnn)
                                    : dnn_ws_bwd_weights(e->dnn);
     default:
-        return is_pointwise(d) ? 0 : round16(rows_out(d) * d->kh * d->kw * (d->cin / d->groups));
+        return gemm_ws_floats(d);
     }
 }
 
@@ -581,6 +645,7 @@ static void entry_fill(conv_entry *e) {
 }
 
 static conv_entry *lookup(const conv2d_desc *d) {
+    impl_from_env();
     int nt = omp_get_max_threads();
     for (int i = 0; i < g_cache_used; i++) {
         conv_entry *e = &g_cache[i];

@@ -1,7 +1,8 @@
 /* Depthwise convolution (groups == cin == cout): direct loops over NHWC, vectorised over channels.
  * A GEMM per group would have N = 1. oneDNN's jit_dw kernels measured faster on this machine, so
  * conv2d uses these loops when oneDNN has no primitive for a shape, or when asked to
- * (CONV2D_DIRECT). */
+ * (CONV2D_DIRECT). The portable loops call fmaf because -std=c17 turns off FMA contraction.
+ */
 #include "kernels/conv2d_internal.h"
 
 #include <math.h>

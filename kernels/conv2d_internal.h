@@ -16,3 +16,7 @@ void conv2d_dw_forward(const conv2d_desc *d, const float *x, const float *w, con
                        float *y, float *ws);
 void conv2d_dw_backward(const conv2d_desc *d, const float *x, const float *w, const float *dy,
                         float *dx, float *dw, float *ws);
+
+/* Tests: the GEMM path's im2col buffer limit in floats (default 4 Mi; at least one image per
+ * chunk). Clears the primitive table, since workspace sizes change. */
+void conv2d_set_im2col_cap(size_t floats);

@@ -2,6 +2,7 @@
  * gradient checks, accumulate semantics. Also the gemm wrapper. */
 #include "common/rng.h"
 #include "kernels/conv2d.h"
+#include "kernels/conv2d_internal.h"
 #include "kernels/gemm.h"
 #include "kernels/threads.h"
 
@@ -180,6 +181,12 @@ Test(conv, gemm_path_matches_naive) {
 }
 Test(conv, onednn_path_matches_naive) {
     check_all(CONV2D_ONEDNN, 1);
+}
+
+Test(conv, gemm_path_one_image_per_chunk_matches_naive) {
+    conv2d_set_im2col_cap(1); /* every batch split into single images */
+    check_all(CONV2D_GEMM, 1);
+    check_all(CONV2D_AUTO, 2);
 }
 
 Test(conv, direct_depthwise_matches_naive) {

@@ -372,6 +372,29 @@ Test(loader, dataset_file_threads_validation_and_errors) {
     uint8_t *a = h5_run(path, 1, &n1), *b = h5_run(path, 3, &n3);
     cr_assert_eq(n1, n3);
     cr_assert_eq(memcmp(a, b, n1), 0, "dataset batches differ between 1 and 3 threads");
+
+    /* a train and a val loader on the same file at once (one process-wide HDF5 lock) */
+    loader_config ct = small_cfg(2), cv = small_cfg(2);
+    ct.max_batch = 4, cv.augment = 0;
+    loader *Lt = loader_create(path, SPLIT_TRAIN, &ct, err, sizeof err);
+    loader *Lv = loader_create(path, SPLIT_VAL, &cv, err, sizeof err);
+    cr_assert(Lt && Lv, "%s", err);
+    int s0[4] = {0, 3, 5, 7}, s1[4] = {6, 1, 2, 4}, v[3] = {0, 1, 2};
+    cr_assert_eq(loader_submit(Lt, 0, 2, s0, 4, err, sizeof err), 0);
+    cr_assert_eq(loader_submit(Lt, 1, 2, s1, 4, err, sizeof err), 0);
+    for (int i = 0; i < 4; i++) cr_assert_eq(loader_submit(Lv, i, 0, v, 3, err, sizeof err), 0);
+    size_t per = n1 / 2;
+    for (int i = 0; i < 4; i++) {
+        loader_batch bv;
+        cr_assert_eq(loader_next(Lv, &bv, err, sizeof err), 0, "%s", err);
+        if (i < 2) {
+            loader_batch bt;
+            cr_assert_eq(loader_next(Lt, &bt, err, sizeof err), 0, "%s", err);
+            cr_assert_eq(memcmp(bt.images, a + i * per, per), 0, "step %d differs", i);
+        }
+    }
+    loader_destroy(Lt);
+    loader_destroy(Lv);
     free(a), free(b);
 
     loader_config c = small_cfg(2);

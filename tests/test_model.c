@@ -105,6 +105,11 @@ Test(model, state_dict_names_order_shapes) {
         off += model_param_tensor(m, k)->numel;
     }
     cr_assert_eq(off, model_num_params(m));
+    cr_assert_eq(t0->role, MODEL_WEIGHT);
+    cr_assert_eq(model_param_tensor(m, 1)->role, MODEL_BN_WEIGHT);
+    cr_assert_eq(model_param_tensor(m, 2)->role, MODEL_BIAS);
+    cr_assert_eq(model_param_tensor(m, i)->role, MODEL_BIAS);
+    cr_assert_eq(model_buffer_tensor(m, 0)->role, MODEL_BUFFER);
     cr_assert_str_eq(model_buffer_tensor(m, 0)->name, "model.0.bn.running_mean");
     cr_assert_str_eq(model_buffer_tensor(m, 1)->name, "model.0.bn.running_var");
     model_free(m);
@@ -183,6 +188,22 @@ Test(model, scale_resolution_rules) {
     cr_assert_eq(y.scale, 'n');
     cr_assert_eq(y.layers[0].c2, 16);
     model_yaml_free(&y);
+    /* a file without scales: depth_multiple / width_multiple */
+    char path[] = "/tmp/yolo_model_mult_XXXXXX.yaml";
+    int fd = mkstemps(path, 5);
+    cr_assert(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    fputs("nc: 2\ndepth_multiple: 0.33\nwidth_multiple: 0.25\nbackbone:\n"
+          "  - [-1, 1, Conv, [64, 3, 2]]\n  - [-1, 3, C2f, [64, True]]\n"
+          "head:\n  - [[0, 1, 1], 1, Detect, [nc]]\n",
+          f);
+    fclose(f);
+    cr_assert_eq(model_yaml_load(path, 0, &y, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(y.scale, 0);
+    cr_assert_eq(y.layers[0].c2, 16);
+    cr_assert_eq(y.layers[1].n, 1);
+    model_yaml_free(&y);
+    unlink(path);
     cr_assert_neq(model_yaml_load("yolov9n.yaml", 0, &y, err, sizeof err), 0);
     cr_assert(strstr(err, "yolov9n.yaml"), "%s", err);
 }
@@ -223,6 +244,8 @@ Test(model, bad_yaml_errors) {
     expect_error(HDR "  - [-1, 1, Conv, [abc, 3]]\nhead:\n  - [[0, 1, 1], 1, Detect, [nc]]\n",
                  "layer 1", "channels");
     expect_error("nc: 4\nbackbone: []\n", "backbone", NULL);
+    expect_error("activation: nn.ReLU()\n" HDR "head:\n  - [[0, 0, 0], 1, Detect, [nc]]\n",
+                 "activation", NULL);
 }
 
 static char *run_cmd(const char *cmd, int *status) {

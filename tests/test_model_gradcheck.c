@@ -1,15 +1,17 @@
 /* Whole-model finite-difference check (suite `model`): a width-reduced yolo26-style network
- * (tests/fixtures/tiny26.yaml: every module type, end2end head) at 64x64, batch 2, train mode.
- * Scalar L = sum(out_o2m * r1) + sum(out_o2o * r2) with fixed random r, accumulated in double;
- * the analytic gradient is model_backward(r1, r2). The one2one head reads DETACHED features, so
- * for everything outside one2one_* the analytic gradient is that of the one2many term alone (the
- * function itself still depends on those parameters through the one2one head): differences for
- * those use L_o2m only, and for one2one_* parameters the full L. Central differences on sampled
- * parameters (the largest-gradient element of sampled tensors, so the signal is well above float
- * noise) and on input pixels. Steps: 3e-4 for parameters (larger steps cross max-pool switches and
- * BN curvature: at 3e-3 the first conv's difference is off by 20%; at 1e-4 float noise shows) and
- * 1e-2 for pixels (their gradients are small, so float noise dominates below ~3e-3). */
+ * (tests/fixtures/tiny-yolo26n.yaml: every module type, end2end head) at 64x64, batch 2, train
+ * mode. Scalar L = sum(out_o2m * r1) + sum(out_o2o * r2) with fixed random r, accumulated in
+ * double; the analytic gradient is model_backward(r1, r2). The one2one head reads DETACHED
+ * features, so for everything outside one2one_* the analytic gradient is that of the one2many term
+ * alone (the function itself still depends on those parameters through the one2one head):
+ * differences for those use L_o2m only, and for one2one_* parameters the full L. Central
+ * differences on sampled parameters (the largest-gradient element of sampled tensors, so the signal
+ * is well above float noise) and on input pixels. Steps: 3e-4 for parameters (larger steps cross
+ * max-pool switches and BN curvature: at 3e-3 the first conv's difference is off by 20%; at 1e-4
+ * float noise shows) and 1e-2 for pixels (their gradients are small, so float noise dominates below
+ * ~3e-3). */
 #include "common/rng.h"
+#include "kernels/threads.h"
 #include "worker/model.h"
 
 #include <criterion/criterion.h>
@@ -49,12 +51,19 @@ static double central(fd_ctx *c, float *x, double h) {
     return (lp - lm) / (hp + hm);
 }
 
-Test(model, whole_model_finite_differences, .timeout = 120) {
+/* oneDNN follows OpenMP's default (every core); libgomp's spinning barriers make that very slow
+ * on a loaded shared machine, so these tests pin one thread as the worker does per rank. */
+static void one_thread(void) {
+    kernels_set_threads(1);
+}
+
+Test(model, whole_model_finite_differences, .init = one_thread, .timeout = 120) {
     char err[512];
-    model *m = model_create("tests/fixtures/tiny26.yaml", 0, 7, err, sizeof err);
+    model *m = model_create("tests/fixtures/tiny-yolo26n.yaml", 0, 7, err, sizeof err);
     cr_assert(m, "%s", err);
     cr_assert_eq(model_plan(m, B, S, S, err, sizeof err), 0, "%s", err);
     cr_assert_eq(model_num_branches(m), 2);
+    model_want_input_grad(m, true);
     fd_ctx c = {.m = m};
     c.nout = (size_t)B * model_num_anchors(m) * model_out_channels(m);
     rng g = rng_keyed(11, 0, 0);
@@ -134,9 +143,9 @@ Test(model, whole_model_finite_differences, .timeout = 120) {
 }
 
 /* The one2one head runs on detached features: its gradient must not reach the backbone. */
-Test(model, one2one_is_detached) {
+Test(model, one2one_is_detached, .init = one_thread) {
     char err[512];
-    model *m = model_create("tests/fixtures/tiny26.yaml", 0, 3, err, sizeof err);
+    model *m = model_create("tests/fixtures/tiny-yolo26n.yaml", 0, 3, err, sizeof err);
     cr_assert(m, "%s", err);
     cr_assert_eq(model_plan(m, B, S, S, err, sizeof err), 0, "%s", err);
     size_t nout = (size_t)B * model_num_anchors(m) * model_out_channels(m);
@@ -160,5 +169,38 @@ Test(model, one2one_is_detached) {
     cr_assert(nonzero_o2o > 10);
     free(img);
     free(r);
+    model_free(m);
+}
+
+/* Non-square input, another family and scale: anchors, finite outputs, and every conv weight
+ * reached by the backward (a disconnected op would leave a zero gradient). */
+Test(model, yolo11s_non_square_every_weight_has_gradient, .init = one_thread, .timeout = 120) {
+    char err[512];
+    model *m = model_create("yolo11s.yaml", 5, 1, err, sizeof err);
+    cr_assert(m, "%s", err);
+    cr_assert_eq(model_plan(m, 2, 64, 96, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(model_num_anchors(m), 8 * 12 + 4 * 6 + 2 * 3);
+    cr_assert_eq(model_out_channels(m), 64 + 5);
+    const float *pts = model_anchor_points(m), *st = model_anchor_strides(m);
+    cr_assert(pts[2 * 95] == 11.5f && pts[2 * 95 + 1] == 7.5f && st[95] == 8.0f);
+    cr_assert(pts[2 * 96] == 0.5f && st[96] == 16.0f && st[125] == 32.0f);
+    size_t nimg = (size_t)2 * 64 * 96 * 3, nout = (size_t)2 * 126 * 69;
+    float *img = malloc(nimg * sizeof *img), *d = malloc(nout * sizeof *d);
+    rng g = rng_keyed(9, 0, 0);
+    for (size_t i = 0; i < nimg; i++) img[i] = (float)rng_uniform(&g);
+    for (size_t i = 0; i < nout; i++) d[i] = (float)rng_normal(&g);
+    model_zero_grad(m);
+    model_forward(m, img, true);
+    for (size_t i = 0; i < nout; i++) cr_assert(isfinite(model_output(m, 0)[i]));
+    model_backward(m, d, NULL);
+    for (int t = 0; t < model_num_param_tensors(m); t++) {
+        const model_tensor *T = model_param_tensor(m, t);
+        if (T->role != MODEL_WEIGHT || !T->trainable) continue;
+        double s = 0;
+        for (size_t k = 0; k < T->numel; k++) s += fabs(model_grads(m)[T->offset + k]);
+        cr_assert(s > 0 && isfinite(s), "%s: gradient sum %g", T->name, s);
+    }
+    free(img);
+    free(d);
     model_free(m);
 }

@@ -1,6 +1,8 @@
 /* Whole-model forward, backward and eval decode against the PyTorch oracle files (suite `model`):
  * yolov8n and yolo26n at nc=3, 64x64, batch 2. Tolerances from the oracle README section 5. */
 #include "tests/oracle.h"
+#include "kernels/detloss.h"
+#include "kernels/threads.h"
 #include "worker/model.h"
 
 #include <criterion/criterion.h>
@@ -18,6 +20,7 @@ static float *must_read(const char *f, const char *d, size_t *n, int *nd, size_t
     return x;
 }
 
+/* the test's own converters, to check model_tensor_{to,from}_torch */
 static void oihw_to_ohwi(const float *src, float *dst, const int *s) {
     for (int o = 0; o < s[0]; o++)
         for (int i = 0; i < s[1]; i++)
@@ -77,7 +80,7 @@ typedef struct oracle_run {
     int nb; /* branches */
 } oracle_run;
 
-static oracle_run setup(const char *oracle, const char *yaml, size_t nparams) {
+static oracle_run setup(const char *oracle, const char *yaml, size_t nparams, bool keep) {
     oracle_run r = {0};
     r.file = oracle_path(oracle);
     cr_assert(r.file, "oracle %s not found", oracle);
@@ -87,6 +90,7 @@ static oracle_run setup(const char *oracle, const char *yaml, size_t nparams) {
     cr_assert_eq(model_num_params(r.m), nparams);
     load_params(r.m, r.file);
     load_buffers(r.m, r.file, "/buffers");
+    model_keep_activation_grads(r.m, keep);
     cr_assert_eq(model_plan(r.m, B, IMG, IMG, err, sizeof err), 0, "%s", err);
     r.nb = model_num_branches(r.m);
     return r;
@@ -155,7 +159,29 @@ static const char *branch_name(int b) {
 }
 
 static void check_outputs(oracle_run *r) {
-    int no = model_out_channels(r->m);
+    int no = model_out_channels(r->m), A = model_num_anchors(r->m);
+    /* the flat layout is the oracle's cat(boxes, scores) over [B][C][A], transposed */
+    for (int br = 0; br < r->nb; br++) {
+        char d[80];
+        int rm4 = no - 3;
+        for (int part = 0; part < 2; part++) {
+            snprintf(d, sizeof d, "/outputs/%s/%s", branch_name(br), part ? "scores" : "boxes");
+            size_t n;
+            float *ref = must_read(r->file, d, &n, NULL, NULL);
+            int C = part ? 3 : rm4, c0 = part ? rm4 : 0;
+            cr_assert_eq(n, (size_t)B * C * A);
+            float *ours = malloc(n * sizeof *ours);
+            for (int b = 0; b < B; b++)
+                for (int c = 0; c < C; c++)
+                    for (int a = 0; a < A; a++)
+                        ours[((size_t)b * C + c) * A + a] =
+                            model_output(r->m, br)[((size_t)b * A + a) * no + c0 + c];
+            double e = rel_max_diff(ours, ref, n);
+            cr_assert(e <= 1e-3, "%s: rel %.3g", d, e);
+            free(ref);
+            free(ours);
+        }
+    }
     float *buf = malloc((size_t)B * no * 64 * sizeof *buf);
     for (int br = 0; br < r->nb; br++)
         for (int l = 0; l < 3; l++) {
@@ -322,13 +348,43 @@ static void check_eval(oracle_run *r) {
     double e = rel_max_diff(ours, t, n);
     cr_assert(e <= 5e-3, "eval decode rel %.3g", e);
     cr_log_info("%s eval decode: rel max diff %.2e", r->file, e);
+    /* an eval-only plan (shared activation memory) computes the same, bit for bit */
+    size_t full = model_arena_bytes(r->m);
+    char err[256];
+    model_keep_activation_grads(r->m, false);
+    cr_assert_eq(model_plan_eval(r->m, B, IMG, IMG, err, sizeof err), 0, "%s", err);
+    cr_assert(model_arena_bytes(r->m) < full / 3, "eval arena %zu vs %zu", model_arena_bytes(r->m),
+              full);
+    forward_images(r, false);
+    float *again = malloc(n * sizeof *again);
+    model_decode(r->m, e2e ? MODEL_ONE2ONE : MODEL_ONE2MANY, again);
+    cr_assert(!memcmp(again, ours, n * sizeof *again), "eval-only plan differs");
+    cr_assert_null(model_activation(r->m, "model.0", NULL));
+    free(again);
     free(ours);
     free(ref);
     free(t);
 }
 
+static void check_converters(const model *m) {
+    const model_tensor *t = model_param_tensor(m, model_find_param(m, "model.1.conv.weight"));
+    float *a = malloc(t->numel * sizeof *a), *b = malloc(t->numel * sizeof *b);
+    float *c = malloc(t->numel * sizeof *c);
+    for (size_t i = 0; i < t->numel; i++) a[i] = (float)i;
+    model_tensor_from_torch(t, a, b);
+    oihw_to_ohwi(a, c, t->shape);
+    cr_assert(!memcmp(b, c, t->numel * sizeof *b));
+    model_tensor_to_torch(t, b, c);
+    ohwi_to_oihw(b, a, t->shape);
+    cr_assert(!memcmp(a, c, t->numel * sizeof *b));
+    free(a);
+    free(b);
+    free(c);
+}
+
 static void full_oracle(const char *oracle, const char *yaml, size_t nparams) {
-    oracle_run r = setup(oracle, yaml, nparams);
+    oracle_run r = setup(oracle, yaml, nparams, true);
+    check_converters(r.m);
     forward_images(&r, true);
     int na, ng;
     double wa = compare_named(&r, "/activations", false, 1e-3, &na);
@@ -345,10 +401,118 @@ static void full_oracle(const char *oracle, const char *yaml, size_t nparams) {
     model_free(r.m);
 }
 
-Test(model, oracle_yolov8n, .timeout = 120) {
+/* oneDNN follows OpenMP's default (every core); libgomp's spinning barriers make that very slow
+ * on a loaded shared machine, so these tests pin one thread as the worker does per rank. */
+static void one_thread(void) {
+    kernels_set_threads(1);
+}
+
+Test(model, oracle_yolov8n, .init = one_thread, .timeout = 120) {
     full_oracle("yolov8n-nc3-64.h5", "yolov8n.yaml", 3011433);
 }
 
-Test(model, oracle_yolo26n, .timeout = 120) {
+Test(model, oracle_yolo26n, .init = one_thread, .timeout = 120) {
     full_oracle("yolo26n-nc3-64.h5", "yolo26n.yaml", 2504970);
+}
+
+/* Shared gradient memory (the default) gives bit-identical parameter and input gradients. */
+Test(model, grad_arena_sharing_is_exact, .init = one_thread, .timeout = 120) {
+    oracle_run a = setup("yolo26n-nc3-64.h5", "yolo26n.yaml", 2504970, true);
+    oracle_run b = setup("yolo26n-nc3-64.h5", "yolo26n.yaml", 2504970, false);
+    cr_assert(model_arena_bytes(b.m) < 0.8 * model_arena_bytes(a.m), "%zu vs %zu",
+              model_arena_bytes(b.m), model_arena_bytes(a.m));
+    oracle_run *rs[2] = {&a, &b};
+    model_want_input_grad(a.m, true);
+    model_want_input_grad(b.m, true);
+    for (int i = 0; i < 2; i++) {
+        forward_images(rs[i], true);
+        backward_from_oracle(rs[i]);
+    }
+    cr_assert(!memcmp(model_grads(a.m), model_grads(b.m), model_num_params(a.m) * sizeof(float)));
+    cr_assert(!memcmp(model_input_grad(a.m), model_input_grad(b.m),
+                      (size_t)B * IMG * IMG * 3 * sizeof(float)));
+    cr_assert_null(model_activation_grad(b.m, "model.0", NULL));
+    model_free(a.m);
+    model_free(b.m);
+}
+
+/* yolo26 top-k from the stored calibrated decode must reproduce the stored end-to-end output. */
+Test(model, oracle_yolo26n_topk, .init = one_thread) {
+    const char *f = oracle_path("yolo26n-nc3-64.h5");
+    cr_assert(f);
+    size_t n, m, dims[8];
+    int nd;
+    float *dec = must_read(f, "/eval/decoded_one2one_calibrated", &n, &nd, dims);
+    int A = (int)dims[2], nc = (int)dims[1] - 4;
+    cr_assert_eq(A, 84);
+    float *t = malloc(n * sizeof *t);
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < 4 + nc; c++)
+            for (int a = 0; a < A; a++)
+                t[((size_t)b * A + a) * (4 + nc) + c] = dec[((size_t)b * (4 + nc) + c) * A + a];
+    float *ref = must_read(f, "/eval/output_calibrated", &m, &nd, dims);
+    cr_assert(nd == 3 && dims[1] == 84 && dims[2] == 6);
+    float *out = malloc(m * sizeof *out);
+    model_topk_e2e(B, A, nc, 300, t, out);
+    for (size_t i = 0; i < m; i++)
+        cr_assert_eq(out[i], ref[i], "top-k element %zu (row %zu col %zu): %g vs %g", i, i / 6,
+                     i % 6, out[i], ref[i]);
+    free(dec);
+    free(t);
+    free(ref);
+    free(out);
+}
+
+/* One whole training step: model forward -> detloss (kernels/detloss.h) -> model backward, from
+ * /input only; the loss and every parameter gradient against the oracle. */
+static void train_step_oracle(const char *oracle, const char *yaml, size_t nparams) {
+    oracle_run r = setup(oracle, yaml, nparams, false);
+    forward_images(&r, true);
+    size_t nt, tdims[8];
+    int tnd;
+    float *targets = must_read(r.file, "/input/targets", &nt, &tnd, tdims);
+    int ntargets = (int)tdims[0];
+    const model_yaml *y = model_config(r.m);
+    int A = model_num_anchors(r.m), no = model_out_channels(r.m);
+    float *d[2] = {calloc((size_t)B * A * no, sizeof(float)), calloc((size_t)B * A * no, 4)};
+    detloss_ctx *ctx = detloss_create();
+    detloss_out out;
+    int rc;
+    if (r.nb == 2) {
+        detloss_hyp h2m = detloss_hyp_default(y->nc, y->reg_max);
+        detloss_hyp h2o = detloss_hyp_one2one(y->nc, y->reg_max);
+        float o2m, o2o;
+        detloss_e2e_weights(0, 100, &o2m, &o2o);
+        rc = detloss_e2e(ctx, &h2m, &h2o, o2m, o2o, B, A, model_output(r.m, 0),
+                         model_output(r.m, 1), model_anchor_points(r.m), model_anchor_strides(r.m),
+                         ntargets, targets, IMG, IMG, d[0], d[1], &out, NULL);
+    } else {
+        detloss_hyp h = detloss_hyp_default(y->nc, y->reg_max);
+        rc = detloss_branch(ctx, &h, B, A, model_output(r.m, 0), model_anchor_points(r.m),
+                            model_anchor_strides(r.m), ntargets, targets, IMG, IMG, NULL, d[0],
+                            &out);
+    }
+    cr_assert_eq(rc, 0);
+    float *total = must_read(r.file, "/loss/total", NULL, NULL, NULL);
+    double le = fabs(out.total - total[0]) / fabs(total[0]);
+    cr_assert(le <= 1e-5, "loss total %.8g vs %.8g (rel %.2g)", out.total, total[0], le);
+    model_zero_grad(r.m);
+    model_backward(r.m, d[0], r.nb == 2 ? d[1] : NULL);
+    double worst, l2 = check_grads(&r, &worst);
+    cr_log_info("%s train step: loss %.8g (rel %.1e), grads worst rel %.2e, global L2 %.2e", oracle,
+                out.total, le, worst, l2);
+    detloss_destroy(ctx);
+    free(total);
+    free(targets);
+    free(d[0]);
+    free(d[1]);
+    model_free(r.m);
+}
+
+Test(model, train_step_yolov8n, .init = one_thread, .timeout = 120) {
+    train_step_oracle("yolov8n-nc3-64.h5", "yolov8n.yaml", 3011433);
+}
+
+Test(model, train_step_yolo26n, .init = one_thread, .timeout = 120) {
+    train_step_oracle("yolo26n-nc3-64.h5", "yolo26n.yaml", 2504970);
 }

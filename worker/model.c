@@ -68,6 +68,9 @@ void model_free_plan(model *m) {
     }
     free(m->anchor_pts);
     free(m->anchor_str);
+    free(m->zero_start);
+    free(m->zero_slots);
+    m->zero_start = m->zero_slots = NULL;
     m->act = m->dact = m->scratch = m->ws = m->anchor_pts = m->anchor_str = NULL;
     m->iscratch = NULL;
     m->batch = 0;
@@ -154,7 +157,7 @@ size_t model_layer_params(const model *m, int layer) {
     return m->layer_params[layer];
 }
 size_t model_arena_bytes(const model *m) {
-    return (2 * m->arena_floats + m->scratch_floats + m->conv_ws) * sizeof(float) +
+    return (m->arena_floats + m->grad_floats + m->scratch_floats + m->conv_ws) * sizeof(float) +
            m->scratch_i32 * sizeof(int32_t);
 }
 
@@ -217,14 +220,48 @@ static const float *named(const model *m, const float *base, const char *name, i
 }
 
 const float *model_activation(const model *m, const char *name, int dims[4]) {
+    if (!m->keep_grads) return NULL; /* shared memory: many slots are overwritten */
     return named(m, m->act, name, dims);
 }
 
 const float *model_activation_grad(const model *m, const char *name, int dims[4]) {
+    if (!m->keep_grads) return NULL;
     return named(m, m->dact, name, dims);
+}
+
+void model_keep_activation_grads(model *m, bool keep) {
+    m->keep_grads = keep;
 }
 
 void model_timing(const model *m, double *conv_s, double *other_s) {
     *conv_s = m->t_conv;
     *other_s = m->t_other;
+}
+
+void model_tensor_to_torch(const model_tensor *t, const float *ours, float *torch) {
+    if (!t->ohwi) {
+        memcpy(torch, ours, t->numel * sizeof *ours);
+        return;
+    }
+    int O = t->shape[0], I = t->shape[1], H = t->shape[2], W = t->shape[3];
+    for (int o = 0; o < O; o++)
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++)
+                for (int i = 0; i < I; i++)
+                    torch[(((size_t)o * I + i) * H + y) * W + x] =
+                        ours[(((size_t)o * H + y) * W + x) * I + i];
+}
+
+void model_tensor_from_torch(const model_tensor *t, const float *torch, float *ours) {
+    if (!t->ohwi) {
+        memcpy(ours, torch, t->numel * sizeof *ours);
+        return;
+    }
+    int O = t->shape[0], I = t->shape[1], H = t->shape[2], W = t->shape[3];
+    for (int o = 0; o < O; o++)
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++)
+                for (int i = 0; i < I; i++)
+                    ours[(((size_t)o * H + y) * W + x) * I + i] =
+                        torch[(((size_t)o * I + i) * H + y) * W + x];
 }

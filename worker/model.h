@@ -16,7 +16,7 @@
  * (stride 8, 16, 32), then row-major y * W + x inside a level; per anchor 4*reg_max box channels
  * (side-major: side * reg_max + bin, sides l, t, r, b) then nc class logits. This is Ultralytics'
  * cat(boxes, scores) transposed to [B][A][C]. Anchor points are (x + 0.5, y + 0.5) in grid units of
- * their level (model_anchors).
+ * their level (model_anchor_points / model_anchor_strides), as kernels/detloss.h expects.
  *
  * Branches: MODEL_ONE2MANY is the normal head (cv2 / cv3). end2end models (yolo26) also have
  * MODEL_ONE2ONE (one2one_cv2 / one2one_cv3), which runs on DETACHED copies of the features: its
@@ -26,7 +26,11 @@
  * tensor is a view with its Ultralytics state_dict name and PyTorch shape, in state_dict order.
  * Conv weights are stored OHWI in memory (the PyTorch shape reported is OIHW). The frozen DFL
  * weight (0..15) is a parameter that is not trainable; its gradient stays 0. BN running_mean and
- * running_var are buffers (a third flat buffer); num_batches_tracked is one counter for the model.
+ * running_var are buffers (a third flat buffer); num_batches_tracked is one counter for the model
+ * (a checkpoint writes it as "<bn>.num_batches_tracked" next to every "<bn>.running_mean").
+ *
+ * Threads: the kernels use kernels_set_threads(). Memory: see model_plan / model_plan_eval.
+ * A model is not thread-safe; separate models (e.g. the EMA copy) are independent.
  */
 #pragma once
 #include "worker/model_yaml.h"
@@ -39,6 +43,14 @@ typedef struct model model;
 
 enum { MODEL_ONE2MANY = 0, MODEL_ONE2ONE = 1 };
 
+/* Optimizer groups as Ultralytics' build_optimizer forms them. */
+typedef enum {
+    MODEL_WEIGHT,    /* conv weights: weight decay */
+    MODEL_BN_WEIGHT, /* BN gamma: no decay */
+    MODEL_BIAS,      /* BN beta and Conv2d biases: no decay */
+    MODEL_BUFFER,    /* BN running stats (buffers, not parameters) */
+} model_role;
+
 typedef struct model_tensor {
     char name[80]; /* Ultralytics state_dict name, e.g. "model.22.cv2.0.2.bias" */
     int ndim;      /* 4 for conv weights, 1 otherwise */
@@ -46,8 +58,14 @@ typedef struct model_tensor {
     size_t offset; /* into model_params / model_grads (or model_buffers) */
     size_t numel;
     bool trainable; /* false only for the DFL weight */
-    bool ohwi;      /* stored OHWI (a conv weight with kh*kw > 1 or ci > 1) */
+    bool ohwi;      /* stored OHWI in memory (every 4-d tensor) */
+    model_role role;
 } model_tensor;
+
+/* Copy between our memory layout and PyTorch's (OIHW for conv weights; 1-d tensors as is), for
+ * checkpoints and weight exchange. */
+void model_tensor_to_torch(const model_tensor *t, const float *ours, float *torch);
+void model_tensor_from_torch(const model_tensor *t, const float *torch, float *ours);
 
 /* yaml: as for model_yaml_load. nc > 0 overrides the yaml's nc. seed keys the initialisation
  * (Ultralytics' scheme: U(+-1/sqrt(fan_in)) conv weights and Conv2d biases, BN gamma 1 beta 0,
@@ -77,9 +95,18 @@ size_t model_layer_params(const model *m, int layer);
 void model_conv_macs(const model *m, int h, int w, double *macs, double *bias_adds);
 
 /* Plans the activation arena for batch x h x w (h, w multiples of 32). Replans when called
- * again with another shape. 0, or -1 with a message. */
+ * again with another shape (outputs, anchors and activations of the old plan are gone). Gradient memory is allocated by the first model_backward after a
+ * plan, so an eval-only model (validation, EMA) never holds it. 0, or -1 with a message. */
 int model_plan(model *m, int batch, int h, int w, char *err, size_t errlen);
-size_t model_arena_bytes(const model *m);
+/* Activations and their gradients share memory when their lifetimes do not overlap, so after a
+ * forward / backward only some are still there. keep = true (before model_plan) gives every slot
+ * its own memory, for model_activation / model_activation_grad in tests and debugging. */
+void model_keep_activation_grads(model *m, bool keep);
+/* An eval-only plan: activations share memory by lifetime (far less memory for validation);
+ * only model_forward(..., false), outputs and decode are valid (no backward, no
+ * model_activation). */
+int model_plan_eval(model *m, int batch, int h, int w, char *err, size_t errlen);
+size_t model_arena_bytes(const model *m); /* activations + gradients + scratch, as planned */
 
 /* Forward over NHWC float images [B][H][W][3] of the planned shape. train: BN uses batch
  * statistics and updates the running buffers; eval: BN uses the buffers. */
@@ -97,15 +124,32 @@ const float *model_anchor_strides(const model *m);
  * gradients ACCUMULATE into model_grads (call model_zero_grad first). */
 void model_backward(model *m, const float *dout_one2many, const float *dout_one2one);
 
-/* d loss / d images (NHWC, as given to model_forward) after model_backward. */
+/* Called during model_backward each time the gradients [first, first + count) of the flat
+ * gradient buffer are final for this backward (after the op owning those parameters ran; first,
+ * before any op, for parameters no op touches, such as the frozen DFL weight). Every parameter
+ * float is reported exactly once per backward. Parameters are laid out in forward order, so the
+ * ranges come roughly from the end of the buffer towards its start. For overlapping the gradient
+ * all-reduce with the rest of backward. fn NULL: no hook. */
+typedef void (*model_grad_ready_fn)(void *ctx, size_t first, size_t count);
+void model_set_grad_ready_hook(model *m, model_grad_ready_fn fn, void *ctx);
+
+/* d loss / d images (NHWC, as given to model_forward) after model_backward; only computed after
+ * model_want_input_grad(m, true) (training does not need it), else NULL. */
+void model_want_input_grad(model *m, bool on);
 const float *model_input_grad(const model *m);
 
 /* Eval decode of a branch after a forward: out [B][A][4 + nc]. With reg_max > 1 (DFL) and not
  * end2end: cx, cy, w, h in pixels; end2end: x1, y1, x2, y2 in pixels; then sigmoid scores. */
 void model_decode(const model *m, int branch, float *out);
 
+/* End-to-end post-process of yolo26 (Ultralytics' Detect.postprocess, no NMS): from decoded
+ * [B][A][4 + nc] (x1, y1, x2, y2, scores), the k anchors with the highest max class score, then
+ * the k best (anchor, class) pairs among those k * nc scores, sorted by score (ties: lower index
+ * first). out [B][k][6] = x1, y1, x2, y2, score, class. k = min(max_det, A). */
+void model_topk_e2e(int batch, int anchors, int nc, int k, const float *decoded, float *out);
+
 /* Activation of a module by its Ultralytics name ("model.9.m#1", "model.2.cv1.bn", ...), NHWC,
- * after a forward; NULL if unknown. dims: n, h, w, c. For tests and debugging. */
+ * after a forward; NULL if unknown or without model_keep_activation_grads. dims: n, h, w, c. */
 const float *model_activation(const model *m, const char *name, int dims[4]);
 
 /* Gradient of the loss w.r.t. that activation, after model_backward (same layout). */
@@ -113,3 +157,5 @@ const float *model_activation_grad(const model *m, const char *name, int dims[4]
 
 /* Time spent in convolutions vs everything else in the last forward + backward (seconds). */
 void model_timing(const model *m, double *conv_s, double *other_s);
+/* The same per op kind, "conv 0.412/0.934, bn 0.051/0.080, ..." (seconds forward/backward). */
+const char *model_timing_text(const model *m, char *buf, size_t n);

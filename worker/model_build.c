@@ -49,6 +49,15 @@ static int reg_tensor(builder *b, bool is_buf, const char *name, int ndim, const
     t->offset = *tot;
     t->trainable = trainable;
     t->ohwi = ndim == 4;
+    size_t len = strlen(name);
+    if (is_buf)
+        t->role = MODEL_BUFFER;
+    else if (ndim == 4)
+        t->role = MODEL_WEIGHT;
+    else if (len > 5 && !strcmp(name + len - 5, ".bias"))
+        t->role = MODEL_BIAS;
+    else
+        t->role = MODEL_BN_WEIGHT;
     *tot += t->numel;
     if (!is_buf && trainable) m->ntrainable += t->numel;
     return (*cnt)++;
@@ -61,7 +70,7 @@ static int new_slot(builder *b, int n, int h, int w, int c) {
         m->slots = xrealloc(m->slots, (size_t)m->cap_slots * sizeof *m->slots);
     }
     slot *s = &m->slots[m->nslots];
-    *s = (slot){n, h, w, c, m->arena_floats};
+    *s = (slot){n, h, w, c, m->arena_floats, 0};
     m->arena_floats += (size_t)n * h * w * c;
     return m->nslots++;
 }
@@ -541,7 +550,7 @@ static void detect(builder *b, const char *pre, const model_layer *L, const int 
     if (L->ch[0] / 4 > c2) c2 = L->ch[0] / 4;
     if (4 * rm > c2) c2 = 4 * rm;
     int c3 = L->ch[0] > (nc < 100 ? nc : 100) ? L->ch[0] : (nc < 100 ? nc : 100);
-    static head_decl h[2]; /* large; not reentrant across threads building at once */
+    head_decl h[2];
     memset(h, 0, sizeof h);
     head_declare_box(b, pre, "cv2", L->ch, c2, rm, &h[0]);
     head_declare_cls(b, pre, "cv3", L->ch, c3, nc, y->legacy, &h[0]);

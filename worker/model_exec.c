@@ -9,6 +9,7 @@
 #include "kernels/tensor_ops.h"
 #include "worker/model_internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -92,8 +93,9 @@ static void run_forward(model *m, const op *o, bool train) {
 static void run_backward(model *m, const op *o) {
     float *A = m->act, *D = m->dact;
     const slot *X = &m->slots[o->x], *Y = &m->slots[o->y];
-    const float *x = A + X->off, *dy = D + Y->off;
-    float *dx = D + X->off; /* slot 0 is the image: its gradient is kept too (model_input_grad) */
+    const float *x = A + X->off, *dy = D + Y->goff;
+    /* slot 0 is the image: its gradient only when asked for (model_want_input_grad) */
+    float *dx = o->x == 0 && !m->want_input_grad ? NULL : D + X->goff;
     switch (o->kind) {
     case OP_CONV:
         conv2d_backward(&o->cd, x, m->p + m->params[o->pw].offset, dy, dx,
@@ -112,13 +114,13 @@ static void run_backward(model *m, const op *o) {
         break;
     case OP_ADD:
         accumulate(numel(Y), dy, dx);
-        accumulate(numel(Y), dy, D + m->slots[o->x2].off);
+        accumulate(numel(Y), dy, D + m->slots[o->x2].goff);
         break;
     case OP_CONCAT: {
         float *dxs[OP_MAX_IN];
         int cs[OP_MAX_IN];
         for (int i = 0; i < o->nin; i++) {
-            dxs[i] = D + m->slots[o->ins[i]].off;
+            dxs[i] = D + m->slots[o->ins[i]].goff;
             cs[i] = m->slots[o->ins[i]].c;
         }
         concat_backward(rows(Y), o->nin, cs, dy, dxs);
@@ -134,7 +136,7 @@ static void run_backward(model *m, const op *o) {
         maxpool_backward(Y->n, Y->h, Y->w, Y->c, dy, m->iscratch + o->argmax, dx);
         break;
     case OP_ATTN:
-        attention_backward(&o->ad, x, m->scratch + o->save, dy, D + m->slots[o->y2].off, dx);
+        attention_backward(&o->ad, x, m->scratch + o->save, dy, D + m->slots[o->y2].goff, dx);
         break;
     case OP_DETACH:
         break;
@@ -143,21 +145,27 @@ static void run_backward(model *m, const op *o) {
         int a0 = level_anchor_offset(m, o->level);
         for (int b = 0; b < X->n; b++)
             accumulate(hw * no, m->dout[o->branch] + ((size_t)b * A_ + a0) * no,
-                       D + X->off + b * hw * no);
+                       D + X->goff + b * hw * no);
         break;
     }
     }
 }
 
 const float *model_input_grad(const model *m) {
-    return m->dact ? m->dact + m->slots[0].off : NULL;
+    return m->dact && m->want_input_grad ? m->dact + m->slots[0].goff : NULL;
+}
+
+void model_want_input_grad(model *m, bool on) {
+    m->want_input_grad = on;
 }
 
 void model_forward(model *m, const float *images, bool train) {
     if (!m->act) FATAL("model_forward before model_plan");
+    if (train && m->eval_only) FATAL("model_forward(train) on a model_plan_eval plan");
     const slot *img = &m->slots[0];
     memcpy(m->act + img->off, images, numel(img) * sizeof *images);
     m->t_conv = m->t_other = 0;
+    memset(m->t_kind, 0, sizeof m->t_kind);
     for (int i = 0; i < m->nops; i++) {
         double t0 = now_seconds();
         run_forward(m, &m->ops[i], train);
@@ -166,15 +174,51 @@ void model_forward(model *m, const float *images, bool train) {
             m->t_conv += dt;
         else
             m->t_other += dt;
+        m->t_kind[m->ops[i].kind][0] += dt;
     }
     if (train) m->num_batches_tracked++;
     m->trained_forward = train;
 }
 
+void model_set_grad_ready_hook(model *m, model_grad_ready_fn fn, void *ctx) {
+    m->grad_hook = fn;
+    m->grad_hook_ctx = ctx;
+}
+
+/* Reports the parameters of op o (a, b: param indices or -1) to the hook, merged when adjacent. */
+static void report_grads(const model *m, int a, int b) {
+    const model_tensor *ta = a >= 0 ? &m->params[a] : NULL, *tb = b >= 0 ? &m->params[b] : NULL;
+    if (ta && tb && ta->offset + ta->numel == tb->offset)
+        m->grad_hook(m->grad_hook_ctx, ta->offset, ta->numel + tb->numel);
+    else
+        for (int i = 0; i < 2; i++) {
+            const model_tensor *t = i ? tb : ta;
+            if (t) m->grad_hook(m->grad_hook_ctx, t->offset, t->numel);
+        }
+}
+
+/* Parameters no op owns (their gradients never change) are final before backward starts. */
+static void report_unowned_grads(const model *m) {
+    bool *owned = xcalloc((size_t)m->nparams + 1, sizeof *owned);
+    for (int i = 0; i < m->nops; i++) {
+        const op *o = &m->ops[i];
+        if (o->kind == OP_CONV) {
+            owned[o->pw] = true;
+            if (o->pb >= 0) owned[o->pb] = true;
+        } else if (o->kind == OP_BN) {
+            owned[o->pg] = owned[o->pbeta] = true;
+        }
+    }
+    for (int i = 0; i < m->nparams; i++)
+        if (!owned[i]) report_grads(m, i, -1);
+    free(owned);
+}
+
 void model_backward(model *m, const float *dout_one2many, const float *dout_one2one) {
     if (!m->trained_forward) FATAL("model_backward needs a train-mode forward first");
+    if (!m->dact) m->dact = xmalloc((m->grad_floats + 1) * sizeof *m->dact);
     size_t no = (size_t)m->batch * m->anchors * m->no;
-    memset(m->dact, 0, m->arena_floats * sizeof *m->dact);
+    if (m->keep_grads) memset(m->dact, 0, m->grad_floats * sizeof *m->dact);
     const float *d[2] = {dout_one2many, dout_one2one};
     for (int b = 0; b < model_num_branches(m); b++) {
         if (d[b])
@@ -182,19 +226,30 @@ void model_backward(model *m, const float *dout_one2many, const float *dout_one2
         else
             memset(m->dout[b], 0, no * sizeof *m->dout[b]);
     }
+    if (m->grad_hook) report_unowned_grads(m);
     for (int i = m->nops - 1; i >= 0; i--) {
         double t0 = now_seconds();
+        if (!m->keep_grads) /* gradients that become live here start from zero */
+            for (int k = m->zero_start[i]; k < m->zero_start[i + 1]; k++) {
+                if (m->zero_slots[k] == 0 && !m->want_input_grad) continue;
+                const slot *s = &m->slots[m->zero_slots[k]];
+                memset(m->dact + s->goff, 0, numel(s) * sizeof *m->dact);
+            }
         run_backward(m, &m->ops[i]);
+        const op *o = &m->ops[i];
+        if (m->grad_hook && o->kind == OP_CONV) report_grads(m, o->pw, o->pb);
+        if (m->grad_hook && o->kind == OP_BN) report_grads(m, o->pg, o->pbeta);
         double dt = now_seconds() - t0;
         if (m->ops[i].kind == OP_CONV)
             m->t_conv += dt;
         else
             m->t_other += dt;
+        m->t_kind[m->ops[i].kind][1] += dt;
     }
 }
 
 /* Frees any earlier plan, rebuilds the graph at this shape and allocates the arena. */
-int model_plan(model *m, int batch, int h, int w, char *err, size_t errlen) {
+static int plan(model *m, int batch, int h, int w, bool eval_only, char *err, size_t errlen) {
     if (batch < 1 || h < 32 || w < 32 || h % 32 || w % 32)
         return errf(err, errlen,
                     "batch %d, image %dx%d: need batch >= 1 and sides that are "
@@ -202,11 +257,16 @@ int model_plan(model *m, int batch, int h, int w, char *err, size_t errlen) {
                     batch, h, w);
     model_free_plan(m);
     if (model_build_graph(m, batch, h, w, false, NULL, NULL, err, errlen)) return -1;
+    m->eval_only = eval_only;
+    if (!m->keep_grads) model_share_activations(m, !eval_only);
     m->batch = batch;
     m->h = h;
     m->w = w;
     m->act = xmalloc(m->arena_floats * sizeof *m->act);
-    m->dact = xmalloc(m->arena_floats * sizeof *m->dact);
+    if (eval_only)
+        m->grad_floats = 0;
+    else
+        model_plan_grads(m); /* gradient memory is allocated by the first backward */
     m->scratch = xmalloc((m->scratch_floats + 1) * sizeof *m->scratch);
     m->iscratch = xmalloc((m->scratch_i32 + 1) * sizeof *m->iscratch);
     m->conv_ws = 0;
@@ -235,4 +295,25 @@ int model_plan(model *m, int batch, int h, int w, char *err, size_t errlen) {
             }
     m->trained_forward = false;
     return 0;
+}
+
+int model_plan(model *m, int batch, int h, int w, char *err, size_t errlen) {
+    return plan(m, batch, h, w, false, err, errlen);
+}
+
+int model_plan_eval(model *m, int batch, int h, int w, char *err, size_t errlen) {
+    return plan(m, batch, h, w, true, err, errlen);
+}
+
+const char *model_timing_text(const model *m, char *buf, size_t n) {
+    static const char *names[] = {"conv",     "bn",   "silu", "add",    "concat", "slice",
+                                  "upsample", "pool", "attn", "detach", "output"};
+    size_t o = 0;
+    buf[0] = 0;
+    for (int k = 0; k <= OP_OUTPUT && o < n; k++) {
+        if (m->t_kind[k][0] + m->t_kind[k][1] == 0) continue;
+        o += (size_t)snprintf(buf + o, n - o, "%s%s %.3f/%.3f", o ? ", " : "", names[k],
+                              m->t_kind[k][0], m->t_kind[k][1]);
+    }
+    return buf;
 }

@@ -25,7 +25,9 @@ typedef enum {
 
 typedef struct slot {
     int n, h, w, c;
-    size_t off; /* floats into the activation (and activation-gradient) arena */
+    size_t off;  /* floats into the activation arena */
+    size_t goff; /* floats into the gradient arena (shared by slots whose gradients are never
+                    live at the same time in backward, unless keep_grads) */
 } slot;
 
 typedef struct op {
@@ -66,6 +68,9 @@ struct model {
     act_name *names;
     int nnames, cap_names;
     size_t arena_floats, scratch_floats, scratch_i32, conv_ws;
+    size_t grad_floats;
+    bool keep_grads;
+    int *zero_start, *zero_slots; /* CSR: slots whose gradient is zeroed before op i's backward */
     float *act, *dact, *scratch, *ws;
     int32_t *iscratch;
     /* heads */
@@ -73,13 +78,22 @@ struct model {
     int no; /* 4 * reg_max + nc */
     float *out[2], *dout[2];
     float *anchor_pts, *anchor_str;
-    bool trained_forward;
+    bool trained_forward, eval_only, want_input_grad;
     double t_conv, t_other;
+    model_grad_ready_fn grad_hook; /* model_set_grad_ready_hook */
+    void *grad_hook_ctx;
+    double t_kind[OP_OUTPUT + 1][2]; /* seconds per op kind, forward / backward */
 };
 
 /* Builds the graph for batch x h x w into m->slots/ops/names. With `create`, also registers the
  * parameters and buffers (the first build); afterwards it checks the same registry is produced.
  * Accumulates conv MACs. 0, or -1 with message. */
+/* Lays out the gradient arena (slot goff, grad_floats, the zeroing lists) from the op list. */
+void model_plan_grads(model *m);
+/* Slots share activation memory by forward lifetime (sets slot off and arena_floats); with
+ * train, slots that backward reads are kept to the end. */
+void model_share_activations(model *m, bool train);
+
 /* Frees the activation arena and head buffers (the parameters stay). */
 void model_free_plan(model *m);
 

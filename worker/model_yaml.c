@@ -399,6 +399,9 @@ static int load_doc(ctx *c, model_yaml *y, int nc_override) {
         y->nc = (int)l;
     }
     if (nc_override > 0) y->nc = nc_override;
+    if ((n = map_get(c, root, "activation")))
+        return errf(c->err, c->errlen, "%s:%d: activation: only the default SiLU is supported",
+                    c->file, line_of(n));
     y->reg_max = 16;
     if ((n = map_get(c, root, "reg_max"))) {
         if (!scalar(n) || !parse_long(scalar(n), &l) || l < 1 || l > 64)
@@ -446,8 +449,17 @@ static int load_doc(ctx *c, model_yaml *y, int nc_override) {
         y->depth = v3[0];
         y->width = v3[1];
         y->max_channels = (int)v3[2];
-    } else {
+    } else { /* older files: depth_multiple / width_multiple, no max_channels clamp */
         y->scale = 0;
+        y->max_channels = 1 << 30;
+        const char *keys[2] = {"depth_multiple", "width_multiple"};
+        double *dst[2] = {&y->depth, &y->width};
+        for (int i = 0; i < 2; i++)
+            if ((n = map_get(c, root, keys[i]))) {
+                if (!scalar(n) || !parse_double(scalar(n), dst[i]) || *dst[i] <= 0)
+                    return errf(c->err, c->errlen, "%s:%d: %s must be a positive number", c->file,
+                                line_of(n), keys[i]);
+            }
     }
     yaml_node_t *bb = map_get(c, root, "backbone"), *hd = map_get(c, root, "head");
     if (seq_len(bb) < 0 || seq_len(hd) < 0)

@@ -51,20 +51,6 @@ int train_setup_optimizer(model *m, train_args *a, long n_train, optimizer *o, s
     return rc;
 }
 
-/* OHWI -> OIHW for conv weights stored OHWI; other tensors are copied as they are. */
-static void to_torch(const model_tensor *t, const float *src, float *dst) {
-    if (!t->ohwi || t->ndim != 4) {
-        memcpy(dst, src, t->numel * sizeof *dst);
-        return;
-    }
-    int O = t->shape[0], I = t->shape[1], H = t->shape[2], W = t->shape[3];
-    for (int o = 0; o < O; o++)
-        for (int y = 0; y < H; y++)
-            for (int x = 0; x < W; x++)
-                for (int i = 0; i < I; i++)
-                    dst[(((size_t)o * I + i) * H + y) * W + x] = src[(((size_t)o * H + y) * W + x) * I + i];
-}
-
 void train_export_state(const model *m, const float *params, const float *buffers,
                         model_state_header *h, tensor_desc **tp, float **dp) {
     int np = model_num_param_tensors(m), nb = model_num_buffer_tensors(m);
@@ -79,7 +65,7 @@ void train_export_state(const model *m, const float *params, const float *buffer
         t[i].ndim = mt->ndim;
         memcpy(t[i].shape, mt->shape, sizeof t[i].shape);
         t[i].offset = (int64_t)off;
-        to_torch(mt, src, d + off);
+        model_tensor_to_torch(mt, src, d + off);
         off += mt->numel;
     }
     *h = (model_state_header){.n_tensors = np + nb, .n_floats = (int64_t)off};

@@ -41,6 +41,11 @@ typedef struct worker {
     loader *train_ld, *val_ld;
     allreduce *ar;
     float *img, *dout[2];
+    bool ar_failed; /* a mark_ready from the backward hook failed (message in err) */
+    float *acc;     /* gradients of the earlier backwards of this optimizer step */
+    bool acc_live;  /* acc holds something (else it counts as zero) */
+    int test_stall_rank;
+    double test_stall_s; /* YOLO_TEST_STALL_*: fault injection for the stall tests */
     char err[1024];
 } worker;
 
@@ -49,10 +54,31 @@ static void fail_report(step_report *r, const char *msg) {
     snprintf(r->error, sizeof r->error, "%.199s", msg);
 }
 
+/* Backward hook on the micro-batch that completes an optimizer step: each layer's gradient range
+ * is final, so its bucket can start reducing while backward goes on with the layers before it. */
+static void grad_ready(void *ctx, size_t first, size_t count) {
+    worker *w = ctx;
+    if (w->acc_live) {
+        float *g = model_grads(w->m) + first;
+        const float *acc = w->acc + first;
+        for (size_t i = 0; i < count; i++) g[i] = acc[i] + g[i];
+    }
+    if (!w->ar_failed && allreduce_mark_ready(w->ar, first, count, w->err, sizeof w->err) != 0)
+        w->ar_failed = true;
+}
+
 /* Forward, loss and backward of one micro-batch; loss items added to items[3]. The head-output
  * gradient is scaled by the number of workers: the all-reduce averages, so the optimizer sees the
- * SUM of the workers' gradients, as Ultralytics' DDP (loss x world_size, then average) does. */
-static void micro_step(worker *w, const loader_batch *b, int first, int n, double items[3]) {
+ * SUM of the workers' gradients, as Ultralytics' DDP (loss x world_size, then average) does.
+ *
+ * Accumulation over micro-batches and accumulation steps works as in PyTorch: each backward
+ * computes its gradient from zero and it is ADDED to the running sum w->acc (grad += new), rather
+ * than the kernels accumulating into the running sum; the last backward of an optimizer step (sync)
+ * adds w->acc range by range in the hook, just before the range is all-reduced. So N micro-batches
+ * on one worker round exactly like N workers whose gradients the all-reduce sums (N = 2: bitwise).
+ */
+static void micro_step(worker *w, const loader_batch *b, int first, int n, bool sync,
+                       double items[3]) {
     size_t px = (size_t)w->a.imgsz * w->a.imgsz * 3;
     const uint8_t *src = b->images + (size_t)first * px;
     for (size_t i = 0; i < (size_t)n * px; i++) w->img[i] = src[i] * (1.0f / 255.0f);
@@ -83,30 +109,62 @@ static void micro_step(worker *w, const loader_batch *b, int first, int n, doubl
     size_t nout = (size_t)n * A * model_out_channels(w->m);
     for (int br = 0; br < model_num_branches(w->m); br++)
         for (size_t i = 0; i < nout; i++) w->dout[br][i] *= (float)w->W;
+    /* Gradients accumulate locally over micro-batches and accumulation steps; only the backward
+     * that completes an optimizer step feeds the all-reduce. */
+    if (sync) {
+        if (allreduce_begin(w->ar, w->err, sizeof w->err) != 0) w->ar_failed = true;
+        model_set_grad_ready_hook(w->m, grad_ready, w);
+    }
     model_backward(w->m, w->dout[0], model_num_branches(w->m) == 2 ? w->dout[1] : NULL);
+    model_set_grad_ready_hook(w->m, NULL, NULL);
+    if (!sync) { /* add this backward's gradient to the running sum, start the next from zero */
+        size_t np = model_num_params(w->m);
+        float *g = model_grads(w->m);
+        if (!w->acc) w->acc = xmalloc(np * sizeof *w->acc);
+        if (w->acc_live)
+            for (size_t i = 0; i < np; i++) w->acc[i] += g[i];
+        else
+            memcpy(w->acc, g, np * sizeof *g);
+        w->acc_live = true;
+        model_zero_grad(w->m);
+    }
     for (int k = 0; k < 3; k++) items[k] += o.items[k];
     free(t);
 }
 
-/* Optimizer step (Ultralytics order): average gradients over workers, clip the global norm at 10,
- * step, zero the gradients, update the EMA. */
+/* Optimizer step (Ultralytics order): finish averaging gradients over workers (the buckets were
+ * started during backward), clip the global norm at 10, step, zero the gradients, update the EMA.
+ */
 static int optimizer_step(worker *w, step_report *r) {
     allreduce_stats as = {0};
     size_t n = model_num_params(w->m);
-    if (allreduce_begin(w->ar, w->err, sizeof w->err) != 0 ||
-        allreduce_mark_ready(w->ar, 0, n, w->err, sizeof w->err) != 0 ||
-        allreduce_wait(w->ar, &as, w->err, sizeof w->err) != 0)
-        return -1;
+    if (w->ar_failed || allreduce_wait(w->ar, &as, w->err, sizeof w->err) != 0) return -1;
     r->comm_exposed_s += as.exposed_s;
     r->comm_total_s += as.comm_s;
     optim_clip_grad_norm(model_grads(w->m), n, OPTIM_CLIP_MAX_NORM);
     optim_step(&w->opt, model_params(w->m), model_grads(w->m));
     model_zero_grad(w->m);
+    w->acc_live = false;
     float *ema[2] = {model_params(w->ema_m), model_buffers(w->ema_m)};
     const float *cur[2] = {model_params(w->m), model_buffers(w->m)};
     size_t sz[2] = {model_num_params(w->m), model_num_buffer_floats(w->m)};
     ema_update(&w->ema, 2, ema, cur, sz);
     return 0;
+}
+
+/* Worker 0's EMA state (parameters and BN buffers) for a weights file. */
+static void send_state(worker *w) {
+    model_state_header h;
+    tensor_desc *t;
+    float *d;
+    train_export_state(w->ema_m, model_params(w->ema_m), model_buffers(w->ema_m), &h, &t, &d);
+    h.ema_updates = w->ema.updates;
+    CHECK_MPI(MPI_Send(&h, sizeof h, MPI_BYTE, 0, TAG_STATE_HEADER, MPI_COMM_WORLD));
+    CHECK_MPI(MPI_Send(t, (int)(h.n_tensors * (int64_t)sizeof *t), MPI_BYTE, 0, TAG_STATE_DATA,
+                       MPI_COMM_WORLD));
+    CHECK_MPI(MPI_Send(d, (int)h.n_floats, MPI_FLOAT, 0, TAG_STATE_DATA, MPI_COMM_WORLD));
+    free(t);
+    free(d);
 }
 
 static int train_epoch(worker *w, const epoch_header *h, const int32_t *idx, bool *stop) {
@@ -120,14 +178,17 @@ static int train_epoch(worker *w, const epoch_header *h, const int32_t *idx, boo
         step_report r = {.epoch = h->epoch, .step = s, .worker = w->wrank, .ok = 1};
         loader_batch b;
         double t0 = now_seconds();
-        if (loader_next(w->train_ld, &b, w->err, sizeof w->err) != 0) fail_report(&r, w->err);
+        if (loader_next(w->train_ld, &b, w->err, sizeof w->err) != 0)
+            fail_report(&r, w->err);
         else {
             r.stall_s = b.stall_s;
             double t1 = now_seconds();
             w->accumulate = sched_apply(&w->sc, h->epoch, w->ni, w->nw, w->accumulate, &w->opt);
             double items[3] = {0};
-            for (int j = 0; j < w->nmicro; j++) micro_step(w, &b, j * w->micro, w->micro, items);
-            if (w->ni - w->last_opt_step >= w->accumulate) {
+            bool opt_step = w->ni - w->last_opt_step >= w->accumulate;
+            for (int j = 0; j < w->nmicro; j++)
+                micro_step(w, &b, j * w->micro, w->micro, opt_step && j == w->nmicro - 1, items);
+            if (opt_step) {
                 if (optimizer_step(w, &r) != 0) fail_report(&r, w->err);
                 w->last_opt_step = w->ni;
             }
@@ -139,10 +200,16 @@ static int train_epoch(worker *w, const epoch_header *h, const int32_t *idx, boo
             for (int k = 0; k < 3 && k < w->opt.ngroups; k++) r.lr[k] = w->opt.group[k].lr;
         }
         (void)t0;
+        if (w->test_stall_rank == w->rank && s == 1) { /* once: after the all-reduce, so only */
+            w->test_stall_rank = -1;                   /* this rank's report is late */
+            usleep((useconds_t)(w->test_stall_s * 1e6));
+        }
         CHECK_MPI(MPI_Send(&r, sizeof r, MPI_BYTE, 0, TAG_REPORT, MPI_COMM_WORLD));
         int32_t word;
-        CHECK_MPI(MPI_Recv(&word, 1, MPI_INT32_T, 0, TAG_CONTROL, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+        CHECK_MPI(
+            MPI_Recv(&word, 1, MPI_INT32_T, 0, TAG_CONTROL, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
         if (word == CTRL_ABORT || !r.ok) return -1;
+        if (word == CTRL_SAVE && w->wrank == 0) send_state(w);
         if (word == CTRL_STOP) {
             *stop = true;
             break;
@@ -156,52 +223,52 @@ static int train_epoch(worker *w, const epoch_header *h, const int32_t *idx, boo
  * broadcast first, as Ultralytics does before validating. */
 static int end_epoch(worker *w) {
     val_header vh;
-    CHECK_MPI(MPI_Recv(&vh, sizeof vh, MPI_BYTE, 0, TAG_VAL_HEADER, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
-    CHECK_MPI(MPI_Bcast(model_buffers(w->ema_m), (int)model_num_buffer_floats(w->ema_m), MPI_FLOAT, 0,
-                        w->wcomm));
+    CHECK_MPI(
+        MPI_Recv(&vh, sizeof vh, MPI_BYTE, 0, TAG_VAL_HEADER, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+    CHECK_MPI(MPI_Bcast(model_buffers(w->ema_m), (int)model_num_buffer_floats(w->ema_m), MPI_FLOAT,
+                        0, w->wcomm));
     if (vh.count >= 0) {
         int32_t *idx = xmalloc((size_t)(vh.count + 1) * sizeof *idx);
-        CHECK_MPI(MPI_Recv(idx, vh.count, MPI_INT32_T, 0, TAG_VAL_PLAN, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
-        int chunk = w->share < 16 ? 16 : w->share;
-        validator v = {.m = w->ema_m, .ld = w->val_ld, .chunk = chunk, .nc = w->job.nc,
-                       .imgsz = (int)w->a.imgsz, .loss = w->loss, .conf = (float)w->a.conf,
-                       .iou = (float)w->a.iou, .max_det = (int)w->a.max_det};
+        CHECK_MPI(MPI_Recv(idx, vh.count, MPI_INT32_T, 0, TAG_VAL_PLAN, MPI_COMM_WORLD,
+                           MPI_STATUS_IGNORE));
+        int chunk = VAL_CHUNK; /* the coordinator's split is in whole chunks */
+        validator v = {.m = w->ema_m,
+                       .ld = w->val_ld,
+                       .chunk = chunk,
+                       .nc = w->job.nc,
+                       .imgsz = (int)w->a.imgsz,
+                       .loss = w->loss,
+                       .conf = (float)w->a.conf,
+                       .iou = (float)w->a.iou,
+                       .max_det = (int)w->a.max_det};
         val_summary s;
         val_record *recs = NULL;
         int64_t *counts = xcalloc(2 * (size_t)w->job.nc, sizeof *counts);
-        if (model_plan(w->ema_m, chunk, (int)w->a.imgsz, (int)w->a.imgsz, w->err, sizeof w->err) != 0) {
+        if (model_plan_eval(w->ema_m, chunk, (int)w->a.imgsz, (int)w->a.imgsz, w->err,
+                            sizeof w->err) != 0) {
             s = (val_summary){.ok = 0};
             snprintf(s.error, sizeof s.error, "%.199s", w->err);
         } else {
             validate_run(&v, 0, idx, vh.count, &s, &recs, counts, w->err, sizeof w->err);
         }
         CHECK_MPI(MPI_Send(&s, sizeof s, MPI_BYTE, 0, TAG_VAL_SUMMARY, MPI_COMM_WORLD));
-        CHECK_MPI(MPI_Send(recs, s.records * (int)sizeof *recs, MPI_BYTE, 0, TAG_VAL_RECORDS, MPI_COMM_WORLD));
+        CHECK_MPI(MPI_Send(recs, s.records * (int)sizeof *recs, MPI_BYTE, 0, TAG_VAL_RECORDS,
+                           MPI_COMM_WORLD));
         CHECK_MPI(MPI_Send(counts, 2 * w->job.nc, MPI_INT64_T, 0, TAG_VAL_COUNTS, MPI_COMM_WORLD));
         free(recs);
         free(counts);
         free(idx);
         if (!s.ok) return -1;
     }
-    if (w->wrank == 0) {
-        model_state_header h;
-        tensor_desc *t;
-        float *d;
-        train_export_state(w->ema_m, model_params(w->ema_m), model_buffers(w->ema_m), &h, &t, &d);
-        h.ema_updates = w->ema.updates;
-        CHECK_MPI(MPI_Send(&h, sizeof h, MPI_BYTE, 0, TAG_STATE_HEADER, MPI_COMM_WORLD));
-        CHECK_MPI(MPI_Send(t, (int)(h.n_tensors * (int64_t)sizeof *t), MPI_BYTE, 0, TAG_STATE_DATA, MPI_COMM_WORLD));
-        CHECK_MPI(MPI_Send(d, (int)h.n_floats, MPI_FLOAT, 0, TAG_STATE_DATA, MPI_COMM_WORLD));
-        free(t);
-        free(d);
-    }
+    if (w->wrank == 0) send_state(w);
     w->e2e_updates++;
     return 0;
 }
 
 static int setup(worker *w) {
     train_args *a = &w->a;
-    if (a->threads > 0) kernels_set_threads((int)a->threads);
+    if (a->threads > 0)
+        kernels_set_threads((int)a->threads);
     else {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         kernels_set_threads(cores / w->W > 1 ? (int)(cores / w->W) : 1);
@@ -214,9 +281,11 @@ static int setup(worker *w) {
     if (!w->m) return -1;
     w->ema_m = model_create(a->model, w->job.nc, (uint64_t)a->seed, w->err, sizeof w->err);
     if (!w->ema_m) return -1;
-    if (model_plan(w->m, w->micro, (int)a->imgsz, (int)a->imgsz, w->err, sizeof w->err) != 0) return -1;
+    if (model_plan(w->m, w->micro, (int)a->imgsz, (int)a->imgsz, w->err, sizeof w->err) != 0)
+        return -1;
     long n_train = (long)fmax(1, floor(w->job.n_train * a->fraction));
-    if (train_setup_optimizer(w->m, a, n_train, &w->opt, &w->sc, &w->accumulate, w->err, sizeof w->err) != 0)
+    if (train_setup_optimizer(w->m, a, n_train, &w->opt, &w->sc, &w->accumulate, w->err,
+                              sizeof w->err) != 0)
         return -1;
     ema_init(&w->ema);
     w->ni = 0;
@@ -253,7 +322,7 @@ static int setup(worker *w) {
     w->train_ld = loader_create(a->data, SPLIT_TRAIN, &lc, w->err, sizeof w->err);
     if (!w->train_ld) return -1;
     lc.augment = 0;
-    lc.max_batch = w->share < 16 ? 16 : w->share;
+    lc.max_batch = VAL_CHUNK;
     if (w->job.n_val > 0) {
         w->val_ld = loader_create(a->data, SPLIT_VAL, &lc, w->err, sizeof w->err);
         if (!w->val_ld) return -1;
@@ -266,6 +335,9 @@ static int setup(worker *w) {
     w->img = xmalloc((size_t)w->micro * a->imgsz * a->imgsz * 3 * sizeof *w->img);
     for (int i = 0; i < 2; i++) w->dout[i] = xcalloc((size_t)w->micro * A * no, sizeof *w->dout[i]);
     model_zero_grad(w->m);
+    const char *sr = getenv("YOLO_TEST_STALL_RANK"), *ss = getenv("YOLO_TEST_STALL_SECONDS");
+    w->test_stall_rank = sr ? atoi(sr) : -1;
+    w->test_stall_s = ss ? atof(ss) : 0;
     return 0;
 }
 
@@ -301,10 +373,12 @@ int worker_train_main(void) {
     bool stop = false;
     for (;;) { /* the coordinator decides how many epochs (time=, stop): steps < 0 ends */
         epoch_header h;
-        CHECK_MPI(MPI_Recv(&h, sizeof h, MPI_BYTE, 0, TAG_EPOCH, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+        CHECK_MPI(
+            MPI_Recv(&h, sizeof h, MPI_BYTE, 0, TAG_EPOCH, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
         if (h.steps < 0) break;
         int32_t *idx = xmalloc((size_t)h.steps * h.share * sizeof *idx);
-        CHECK_MPI(MPI_Recv(idx, h.steps * h.share, MPI_INT32_T, 0, TAG_PLAN, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+        CHECK_MPI(MPI_Recv(idx, h.steps * h.share, MPI_INT32_T, 0, TAG_PLAN, MPI_COMM_WORLD,
+                           MPI_STATUS_IGNORE));
         w->a.epochs = h.epochs; /* `time` may re-estimate the total */
         w->sc.epochs = h.epochs;
         int r = train_epoch(w, &h, idx, &stop);
@@ -323,6 +397,7 @@ int worker_train_main(void) {
     model_free(w->m);
     model_free(w->ema_m);
     free(w->img);
+    free(w->acc);
     free(w->dout[0]);
     free(w->dout[1]);
 out:

@@ -54,7 +54,7 @@ int validate_run(validator *v, int epoch, const int32_t *idx, int n, val_summary
             rc = -1;
             break;
         }
-        if (bt.n != v->chunk && model_plan(v->m, bt.n, v->imgsz, v->imgsz, err, errlen) != 0) {
+        if (bt.n != v->chunk && model_plan_eval(v->m, bt.n, v->imgsz, v->imgsz, err, errlen) != 0) {
             rc = -1;
             break;
         }
@@ -97,7 +97,7 @@ int validate_run(validator *v, int epoch, const int32_t *idx, int n, val_summary
         }
     }
     if (rc == 0 && n > 0 && (n % v->chunk) != 0)
-        rc = model_plan(v->m, v->chunk, v->imgsz, v->imgsz, err, errlen);
+        rc = model_plan_eval(v->m, v->chunk, v->imgsz, v->imgsz, err, errlen);
     free(gt_cls);
     free(gt_box);
     free(dec);
