@@ -221,6 +221,15 @@ static int run(train_args *a, int workers) {
             log_error("%s", err);
             rc = 1;
         }
+        /* Early stopping (Ultralytics' EarlyStopping): no fitness improvement for `patience`
+         * epochs. patience=0 never stops. */
+        if (rc == 0 && !stop && a->patience > 0 && epoch - st.best_epoch >= a->patience &&
+            epoch + 1 < a->epochs) {
+            log_info("stopping training early as no improvement was observed in the last %ld "
+                     "epochs; best results at epoch %d",
+                     a->patience, st.best_epoch + 1);
+            stop = true;
+        }
         if (a->time_hours > 0 && !stop) {
             /* Ultralytics re-estimates the epoch count from the mean epoch time (schedule too). */
             double el = now_seconds() - t_train;

@@ -200,6 +200,12 @@ static int save_weights(train_state *st, int epoch, long step, double fitness, b
         snprintf(path, sizeof path, "%s/weights/best.h5", st->args->save_dir);
         rc = weights_write(path, &h, t, data, &meta, err, errlen);
     }
+    /* save_period=k: also weights/epoch{e}.h5 when the 0-based epoch e is divisible by k (as
+     * Ultralytics' epoch{e}.pt, which includes epoch0). */
+    if (rc == 0 && step < 0 && st->args->save_period > 0 && epoch % st->args->save_period == 0) {
+        snprintf(path, sizeof path, "%s/weights/epoch%d.h5", st->args->save_dir, epoch);
+        rc = weights_write(path, &h, t, data, &meta, err, errlen);
+    }
     free(t);
     free(data);
     if (rc == 0 && st->tel) {

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define EPOCHS 6
+#define EPOCHS 10
 
 static void read_results(const char *path, double loss[EPOCHS], double map50[EPOCHS]) {
     FILE *f = fopen(path, "r");
