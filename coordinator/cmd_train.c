@@ -104,7 +104,8 @@ static int run(train_args *a, int workers) {
         return 2;
     }
     memcpy(a->data, h5, sizeof h5);
-    if (pc == PACK_CACHE_REUSED) log_info("data: using %s (packed earlier, source unchanged)", a->data);
+    if (pc == PACK_CACHE_REUSED)
+        log_info("data: using %s (packed earlier, source unchanged)", a->data);
     dataset *ds = dataset_open(a->data, err, sizeof err);
     if (!ds) {
         log_error("%s", err);

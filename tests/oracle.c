@@ -46,8 +46,7 @@ bool oracle_has(const char *file, const char *dset) {
     return ok;
 }
 
-float *oracle_read_f32(const char *file, const char *dset, size_t *count, int *ndim,
-                       size_t *dims) {
+float *oracle_read_f32(const char *file, const char *dset, size_t *count, int *ndim, size_t *dims) {
     float *out = NULL;
     H5E_BEGIN_TRY {
         hid_t f = H5Fopen(file, H5F_ACC_RDONLY, H5P_DEFAULT);

@@ -35,7 +35,8 @@ Test(runsetup, train_args_defaults_and_errors) {
                {"colour=red", "colour"},
                {"data=/nonexistent.h5", "not found"},
                {"optimizer=Lion", "optimizer=Lion"},
-               {"device=cuda", "not implemented"}, {"device=tpu", "device=tpu"}};
+               {"device=cuda", "not implemented"},
+               {"device=tpu", "device=tpu"}};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         char *argv[] = {"data=/etc/hostname", bad[i].arg};
         cr_assert_eq(parse(&a, err, 2, argv), -1, "%s should fail", bad[i].arg);

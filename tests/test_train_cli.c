@@ -48,7 +48,8 @@ Test(traincli, bad_arguments_exit_2_and_create_nothing) {
         cr_assert(strstr(out, cases[i].expect), "%s: message names it: %s", cases[i].args, out);
         cr_assert(!strchr(out, '\n') || strchr(out, '\n') == out + strlen(out) - 1, "one line");
     }
-    snprintf(cmd, sizeof cmd, "./bin/coordinator train data=%s/missing.h5 project=%s/runs", dir, dir);
+    snprintf(cmd, sizeof cmd, "./bin/coordinator train data=%s/missing.h5 project=%s/runs", dir,
+             dir);
     cr_assert_eq(run(cmd, out, sizeof out), 2);
     cr_assert(strstr(out, "missing.h5"), "%s", out);
     char runs[300];

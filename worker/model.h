@@ -95,8 +95,9 @@ size_t model_layer_params(const model *m, int layer);
 void model_conv_macs(const model *m, int h, int w, double *macs, double *bias_adds);
 
 /* Plans the activation arena for batch x h x w (h, w multiples of 32). Replans when called
- * again with another shape (outputs, anchors and activations of the old plan are gone). Gradient memory is allocated by the first model_backward after a
- * plan, so an eval-only model (validation, EMA) never holds it. 0, or -1 with a message. */
+ * again with another shape (outputs, anchors and activations of the old plan are gone). Gradient
+ * memory is allocated by the first model_backward after a plan, so an eval-only model (validation,
+ * EMA) never holds it. 0, or -1 with a message. */
 int model_plan(model *m, int batch, int h, int w, char *err, size_t errlen);
 /* Activations and their gradients share memory when their lifetimes do not overlap, so after a
  * forward / backward only some are still there. keep = true (before model_plan) gives every slot

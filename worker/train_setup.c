@@ -16,9 +16,14 @@ int train_setup_optimizer(model *m, train_args *a, long n_train, optimizer *o, s
         a->warmup_bias_lr = 0.0; /* Ultralytics forces this under auto */
         log_info("optimizer: 'optimizer=auto' found, determining best optimizer: %s(lr=%g, "
                  "momentum=%g)",
-                 kind == OPTIM_SGD ? "SGD" : kind == OPTIM_ADAMW ? "AdamW" : "MuSGD", lr, momentum);
+                 kind == OPTIM_SGD     ? "SGD"
+                 : kind == OPTIM_ADAMW ? "AdamW"
+                                       : "MuSGD",
+                 lr, momentum);
     } else {
-        kind = !strcmp(a->optimizer, "SGD") ? OPTIM_SGD : !strcmp(a->optimizer, "AdamW") ? OPTIM_ADAMW : OPTIM_MUSGD;
+        kind = !strcmp(a->optimizer, "SGD")     ? OPTIM_SGD
+               : !strcmp(a->optimizer, "AdamW") ? OPTIM_ADAMW
+                                                : OPTIM_MUSGD;
     }
     *sc = sched_defaults((int)a->epochs, (int)a->batch);
     sc->lrf = a->lrf;
