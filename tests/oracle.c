@@ -110,6 +110,12 @@ void oracle_free_list(char **names, int n) {
     free(names);
 }
 
+double max_abs_f32(const float *x, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m = fmax(m, fabs(x[i]));
+    return m;
+}
+
 double rel_max_diff(const float *a, const float *b, size_t n) {
     double md = 0, mb = 0;
     for (size_t i = 0; i < n; i++) {

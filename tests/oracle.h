@@ -16,6 +16,8 @@ bool oracle_has(const char *file, const char *dset);
 /* Names of the members of a group (malloc'd array of malloc'd strings; *n set). */
 char **oracle_list(const char *file, const char *group, int *n);
 void oracle_free_list(char **names, int n);
+/* max|x| */
+double max_abs_f32(const float *x, size_t n);
 /* max|a-b| / max|b| */
 double rel_max_diff(const float *a, const float *b, size_t n);
 /* OIHW -> OHWI (our conv layout), NCHW -> NHWC */
