@@ -256,7 +256,6 @@ static int run(train_args *a, int workers) {
         telemetry_publish_finished(st.tel, rc == 0, msg);
         telemetry_close(st.tel);
     }
-    train_state_free(&st);
     free(rep);
     dataset_close(ds);
     return rc;

@@ -317,6 +317,3 @@ void train_state_finish(train_state *st, bool ok, double elapsed) {
     fflush(stdout);
 }
 
-void train_state_free(train_state *st) {
-    (void)st;
-}

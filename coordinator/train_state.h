@@ -41,4 +41,3 @@ int train_state_save_now(train_state *st, int epoch, long step, char *err, size_
 int train_state_end_epoch(train_state *st, int epoch, bool final, double t_train, char *err,
                           size_t errlen);
 void train_state_finish(train_state *st, bool ok, double elapsed);
-void train_state_free(train_state *st);

@@ -177,7 +177,6 @@ static int train_epoch(worker *w, const epoch_header *h, const int32_t *idx, boo
     for (int s = 0; s < h->steps; s++) {
         step_report r = {.epoch = h->epoch, .step = s, .worker = w->wrank, .ok = 1};
         loader_batch b;
-        double t0 = now_seconds();
         if (loader_next(w->train_ld, &b, w->err, sizeof w->err) != 0)
             fail_report(&r, w->err);
         else {
@@ -199,7 +198,6 @@ static int train_epoch(worker *w, const epoch_header *h, const int32_t *idx, boo
             r.compute_s = now_seconds() - t1 - r.comm_exposed_s;
             for (int k = 0; k < 3 && k < w->opt.ngroups; k++) r.lr[k] = w->opt.group[k].lr;
         }
-        (void)t0;
         if (w->test_stall_rank == w->rank && s == 1) { /* once: after the all-reduce, so only */
             w->test_stall_rank = -1;                   /* this rank's report is late */
             usleep((useconds_t)(w->test_stall_s * 1e6));
