@@ -316,4 +316,3 @@ void train_state_finish(train_state *st, bool ok, double elapsed) {
            st->best_epoch + 1, st->best_map50, st->best_map50_95);
     fflush(stdout);
 }
-
