@@ -12,6 +12,7 @@ typedef struct train_args {
     /* data and model */
     char data[1024], model[1024], project[1024], name[256], optimizer[32], device[32];
     char save_dir[2048]; /* resolved run directory */
+    char resume[1024];   /* "False", "True", "auto", a run folder or a version file */
     long epochs, patience, batch, imgsz, save_period, seed, close_mosaic, nbs, max_det, workers;
     double time_hours, fraction, lr0, lrf, momentum, weight_decay, warmup_epochs, warmup_momentum,
         warmup_bias_lr, box, cls, dfl, hsv_h, hsv_s, hsv_v, degrees, translate, scale, shear,
@@ -23,11 +24,16 @@ typedef struct train_args {
     long loader_threads; /* decode+augment threads per worker */
     double bucket_mb;    /* gradient all-reduce bucket size */
     double stall_warn, stall_abort;
-    long nc; /* classes, from the dataset (not an argument) */
+    long keep; /* checkpoint versions kept (weights/v*.h5); 0 keeps all */
+    long nc;   /* classes, from the dataset (not an argument) */
 } train_args;
 
 /* Defaults, then every key=value in args (unknown key, bad number, out-of-range value: -1 and one
  * line in err naming the key). Does not touch the filesystem except to check `data` exists. */
 int train_args_parse(kv_args *args, train_args *out, char *err, size_t errlen);
-/* Every resolved argument, Ultralytics' order, `key: value` lines. */
+/* Every resolved argument, Ultralytics' order, `key: value` lines (numbers exactly: parsing the
+ * text back gives the same values, which is how a resumed run gets its arguments). */
 void train_args_write_yaml(const train_args *a, FILE *f);
+/* The keys a resumed run may change (resources, reporting, stopping rules); the others would make
+ * it another run. */
+bool train_args_resume_may_change(const char *key);

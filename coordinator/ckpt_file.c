@@ -46,8 +46,7 @@ static void iso_now(char *buf, size_t n) {
     strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-int ckpt_write(const char *path, ckpt_meta *meta, ckpt_tensor *t, int n, char *err,
-               size_t errlen) {
+int ckpt_write(const char *path, ckpt_meta *meta, ckpt_tensor *t, int n, char *err, size_t errlen) {
     meta->format_version = CKPT_FORMAT_VERSION;
     if (!meta->created[0]) iso_now(meta->created, sizeof meta->created);
     for (int i = 0; i < n; i++)

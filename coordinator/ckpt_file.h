@@ -49,9 +49,9 @@ typedef struct ckpt_param_group {
 typedef struct ckpt_meta {
     /* root */
     int format_version;
-    int version;          /* N of vN */
-    char reason[16];      /* why it was written: "epoch", "save", "stop", "final" */
-    char created[32];     /* ISO 8601 UTC */
+    int version;      /* N of vN */
+    char reason[16];  /* why it was written: "epoch", "save", "stop", "final" */
+    char created[32]; /* ISO 8601 UTC */
     char content_sha256[65];
     /* /train: the position. epoch is 1-based; step = steps of that epoch done (of steps). */
     int epoch, epochs, step, steps;
@@ -103,7 +103,8 @@ void ckpt_meta_set(char **field, const char *value);
  * temporary file is removed and nothing under path changes. */
 int ckpt_write(const char *path, ckpt_meta *meta, ckpt_tensor *t, int n, char *err, size_t errlen);
 
-/* ---- reading ---------------------------------------------------------------------------------- */
+/* ---- reading ----------------------------------------------------------------------------------
+ */
 typedef struct ckpt_file ckpt_file;
 
 /* Opens a version and reads its metadata and tensor list (no tensor data). NULL with one line in

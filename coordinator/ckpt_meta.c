@@ -105,17 +105,23 @@ typedef struct field {
     const char *group; /* "" = root */
     const char *name;
     ftype type;
-    size_t off, size; /* size: F_STR capacity */
+    size_t off, size;  /* size: F_STR capacity */
     const char *value; /* F_CONST: a fixed description, written for readers */
 } field;
 
 #define O(m) offsetof(ckpt_meta, m)
-#define FI(g, n, m) {g, n, F_INT, O(m), 0, NULL}
-#define FL(g, n, m) {g, n, F_I64, O(m), 0, NULL}
-#define FD(g, n, m) {g, n, F_DBL, O(m), 0, NULL}
-#define FS(g, n, m) {g, n, F_STR, O(m), sizeof(((ckpt_meta *)0)->m), NULL}
-#define FH(g, n, m) {g, n, F_HEAP, O(m), 0, NULL}
-#define FC(g, n, v) {g, n, F_CONST, 0, 0, v}
+#define FI(g, n, m)                                                                                \
+    { g, n, F_INT, O(m), 0, NULL }
+#define FL(g, n, m)                                                                                \
+    { g, n, F_I64, O(m), 0, NULL }
+#define FD(g, n, m)                                                                                \
+    { g, n, F_DBL, O(m), 0, NULL }
+#define FS(g, n, m)                                                                                \
+    { g, n, F_STR, O(m), sizeof(((ckpt_meta *)0)->m), NULL }
+#define FH(g, n, m)                                                                                \
+    { g, n, F_HEAP, O(m), 0, NULL }
+#define FC(g, n, v)                                                                                \
+    { g, n, F_CONST, 0, 0, v }
 
 static const field fields[] = {
     FC("", "format", CKPT_FORMAT),
@@ -123,8 +129,9 @@ static const field fields[] = {
     FI("", "version", version),
     FS("", "reason", reason),
     FS("", "created", created),
-    FC("", "layout", "tensors in PyTorch layout (OIHW convs) under Ultralytics state_dict names; "
-                     "float32/int64 little-endian; each has a sha256 attribute over its bytes"),
+    FC("", "layout",
+       "tensors in PyTorch layout (OIHW convs) under Ultralytics state_dict names; "
+       "float32/int64 little-endian; each has a sha256 attribute over its bytes"),
     FI("train", "epoch", epoch),
     FI("train", "epochs", epochs),
     FI("train", "step", step),
@@ -198,7 +205,7 @@ static const row_col row_cols[] = {
 };
 #define NROWCOLS (sizeof row_cols / sizeof *row_cols)
 
-static const char *const group_names[] = {"train", "rng",     "data",    "ema",
+static const char *const group_names[] = {"train",     "rng",     "data",   "ema",
                                           "optimizer", "metrics", "lineage"};
 
 /* ---- writing ------------------------------------------------------------------------------ */

@@ -88,7 +88,8 @@ int ckpt_store_list(const char *run_dir, ckpt_entry **out, int *n, char *err, si
         char p[4500];
         struct stat st;
         if (!v || snprintf(p, sizeof p, "%s/%s", wdir, de->d_name) >= (int)sizeof p ||
-            strlen(p) >= sizeof e->path || lstat(p, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+            strlen(p) >= sizeof e->path || lstat(p, &st) != 0 || !S_ISREG(st.st_mode))
+            continue;
         if (*n == cap) e = xrealloc(e, (size_t)(cap = cap ? 2 * cap : 64) * sizeof *e);
         ckpt_entry *x = &e[(*n)++];
         memset(x, 0, sizeof *x);
@@ -299,7 +300,8 @@ void ckpt_store_clean_temporaries(const char *run_dir) {
     while ((de = readdir(d)))
         if (de->d_name[0] == '.' && strstr(de->d_name, ".tmp.")) {
             char p[4500];
-            if (snprintf(p, sizeof p, "%s/%s", wdir, de->d_name) < (int)sizeof p && unlink(p) == 0) log_info("removed %s (left by an interrupted write)", p);
+            if (snprintf(p, sizeof p, "%s/%s", wdir, de->d_name) < (int)sizeof p && unlink(p) == 0)
+                log_info("removed %s (left by an interrupted write)", p);
         }
     closedir(d);
 }

@@ -22,12 +22,12 @@
 
 typedef struct ckpt_entry {
     int version;
-    char file[32];    /* "v0003.h5" */
-    char path[4200];  /* <run>/weights/v0003.h5 */
-    int64_t size;     /* bytes */
-    bool last, best;  /* what last.h5 / best.h5 point to */
-    char links[256];  /* other links to it, comma separated ("epoch4.h5") */
-    char tags[512];   /* user tags, comma separated */
+    char file[32];   /* "v0003.h5" */
+    char path[4200]; /* <run>/weights/v0003.h5 */
+    int64_t size;    /* bytes */
+    bool last, best; /* what last.h5 / best.h5 point to */
+    char links[256]; /* other links to it, comma separated ("epoch4.h5") */
+    char tags[512];  /* user tags, comma separated */
 } ckpt_entry;
 
 /* Every version file in <run>/weights, by increasing number (no file is opened). An absent

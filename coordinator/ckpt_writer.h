@@ -20,7 +20,7 @@ typedef struct ckpt_writer ckpt_writer;
 
 typedef struct ckpt_writer_opts {
     const char *run_dir;
-    int next_version;          /* number of the first version written */
+    int next_version;           /* number of the first version written */
     const char *parent_version; /* lineage of the first version ("" for a fresh run) */
     const char *parent_run;     /* folder of that parent ("" for a fresh run) */
     int keep;                   /* retention: 0 keeps every version */
@@ -42,17 +42,17 @@ typedef struct ckpt_job {
 } ckpt_job;
 
 typedef struct ckpt_result {
-    bool ok;             /* the version is on disk */
-    int version;         /* the number it got (also when the write failed) */
-    char path[4200];     /* its file */
-    char reason[16];     /* meta.reason */
-    int epoch, step;     /* meta.epoch (1-based), meta.step */
+    bool ok;         /* the version is on disk */
+    int version;     /* the number it got (also when the write failed) */
+    char path[4200]; /* its file */
+    char reason[16]; /* meta.reason */
+    int epoch, step; /* meta.epoch (1-based), meta.step */
     bool best;
-    double seconds;      /* write time: hashing, HDF5, fsync, rename */
-    int64_t bytes;       /* file size */
+    double seconds;           /* write time: hashing, HDF5, fsync, rename */
+    int64_t bytes;            /* file size */
     double started, finished; /* monotonic seconds (the tests check that writes never overlap) */
-    int pruned;          /* versions deleted by retention after it */
-    char error[1024];    /* !ok: why; ok: a warning about links or retention, or "" */
+    int pruned;               /* versions deleted by retention after it */
+    char error[1024];         /* !ok: why; ok: a warning about links or retention, or "" */
 } ckpt_result;
 
 ckpt_writer *ckpt_writer_start(const ckpt_writer_opts *o);

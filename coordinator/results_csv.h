@@ -1,6 +1,7 @@
 /* results.csv exactly as Ultralytics writes it for detection: header once, one row per epoch,
  * values pre-rounded to 5 decimals (losses and metrics) and printed with %.6g (errata 7). */
 #pragma once
+#include <stddef.h>
 #include <stdio.h>
 
 typedef struct epoch_row {
@@ -13,5 +14,8 @@ typedef struct epoch_row {
     int n_lr; /* 3 for SGD/AdamW, 8 for MuSGD */
 } epoch_row;
 
+/* The header line (with n_lr learning-rate columns) and one row, each ending in a newline. */
+void results_csv_header(int n_lr, FILE *f);
+void results_csv_row(const epoch_row *r, FILE *f);
 /* Appends one row to path, writing the header first when the file is new. 0 or -1 with err. */
 int results_csv_append(const char *path, const epoch_row *r, char *err, size_t errlen);

@@ -64,19 +64,13 @@ static int fill(ckpt_meta *m, ckpt_tensor t[4]) {
     for (size_t i = 0; i < sizeof w / sizeof *w; i++) w[i] = (float)i * 0.5f - 3;
     b[0] = 1.5f;
     b[1] = -2;
-    t[0] = (ckpt_tensor){.name = "model/model.0.conv.weight",
-                         .ndim = 4,
-                         .shape = {2, 3, 3, 3},
-                         .data = w};
+    t[0] = (ckpt_tensor){
+        .name = "model/model.0.conv.weight", .ndim = 4, .shape = {2, 3, 3, 3}, .data = w};
     t[1] = (ckpt_tensor){.name = "ema/model.0.conv.bias", .ndim = 1, .shape = {2}, .data = b};
-    t[2] = (ckpt_tensor){.name = "model/model.0.bn.num_batches_tracked",
-                         .dtype = CKPT_I64,
-                         .ndim = 0,
-                         .data = &nbt};
-    t[3] = (ckpt_tensor){.name = "optimizer/state/model.0.conv.bias/exp_avg",
-                         .ndim = 1,
-                         .shape = {2},
-                         .data = b};
+    t[2] = (ckpt_tensor){
+        .name = "model/model.0.bn.num_batches_tracked", .dtype = CKPT_I64, .ndim = 0, .data = &nbt};
+    t[3] = (ckpt_tensor){
+        .name = "optimizer/state/model.0.conv.bias/exp_avg", .ndim = 1, .shape = {2}, .data = b};
     return 4;
 }
 

@@ -95,7 +95,7 @@ Test(ckptstore, versions_links_lineage_and_references) {
         cr_assert_eq(ckpt_file_meta(f)->version, i + 1);
         ckpt_close(f);
     }
-    const char *refs[][2] = {{"last", "v0003.h5"}, {"best", "v0003.h5"}, {"v2", "v0002.h5"},
+    const char *refs[][2] = {{"last", "v0003.h5"}, {"best", "v0003.h5"},  {"v2", "v0002.h5"},
                              {"2", "v0002.h5"},    {"v0001", "v0001.h5"}, {"v0001.h5", "v0001.h5"}};
     for (size_t i = 0; i < sizeof refs / sizeof *refs; i++) {
         cr_assert_eq(ckpt_store_resolve(run, refs[i][0], path, sizeof path, err, sizeof err), 0,
@@ -187,7 +187,9 @@ Test(ckptstore, saves_during_a_write_are_queued_not_interleaved) {
         cr_assert(r[i].ok, "%s", r[i].error);
         cr_assert_eq(r[i].version, i + 1, "submission order");
         cr_assert_eq(r[i].epoch, i + 1);
-        if (i) cr_assert_geq(r[i].started, r[i - 1].finished, "write %d began after %d ended", i, i - 1);
+        if (i)
+            cr_assert_geq(r[i].started, r[i - 1].finished, "write %d began after %d ended", i,
+                          i - 1);
     }
 }
 
@@ -205,16 +207,18 @@ Test(ckptstore, newest_complete_falls_back_past_a_damaged_version) {
     write_all(&o, 3, NULL, r);
     char path[4300], err[1024];
     int v = 0;
-    cr_assert_eq(ckpt_store_newest_complete(run, note, NULL, path, sizeof path, &v, err, sizeof err),
-                 0, "%s", err);
+    cr_assert_eq(
+        ckpt_store_newest_complete(run, note, NULL, path, sizeof path, &v, err, sizeof err), 0,
+        "%s", err);
     cr_assert_eq(v, 3);
     ckpt_store_version_path(run, 3, path, sizeof path);
     struct stat st;
     cr_assert_eq(stat(path, &st), 0);
     cr_assert_eq(truncate(path, st.st_size - 100), 0);
     notes = 0;
-    cr_assert_eq(ckpt_store_newest_complete(run, note, NULL, path, sizeof path, &v, err, sizeof err),
-                 0, "%s", err);
+    cr_assert_eq(
+        ckpt_store_newest_complete(run, note, NULL, path, sizeof path, &v, err, sizeof err), 0,
+        "%s", err);
     cr_assert_eq(v, 2, "the previous version");
     cr_assert_eq(notes, 1);
     cr_assert(strstr(note_text, "v0003.h5") && strstr(note_text, "trying v0002.h5"), "%s",
@@ -223,8 +227,9 @@ Test(ckptstore, newest_complete_falls_back_past_a_damaged_version) {
     cr_assert_eq(truncate(path, 10), 0);
     ckpt_store_version_path(run, 1, path, sizeof path);
     cr_assert_eq(truncate(path, 10), 0);
-    cr_assert_eq(ckpt_store_newest_complete(run, NULL, NULL, path, sizeof path, &v, err, sizeof err),
-                 1, "none complete");
+    cr_assert_eq(
+        ckpt_store_newest_complete(run, NULL, NULL, path, sizeof path, &v, err, sizeof err), 1,
+        "none complete");
     cr_assert(strstr(err, "no complete checkpoint version"), "%s", err);
 }
 

@@ -1,10 +1,8 @@
 /* Worker-side training setup: the optimizer's parameter groups from the model's tensors (as
- * Ultralytics' build_optimizer), the schedule config from the arguments, and the model state in
- * PyTorch layout for weights files. */
+ * Ultralytics' build_optimizer) and the schedule config from the arguments. */
 #pragma once
 #include <stddef.h>
 
-#include "common/protocol.h"
 #include "common/train_args.h"
 #include "kernels/optim.h"
 #include "kernels/schedule.h"
@@ -15,8 +13,3 @@
  * scaled by batch*accumulate/nbs, and the schedule config. n_train: images per epoch. */
 int train_setup_optimizer(model *m, train_args *a, long n_train, optimizer *o, sched_cfg *sc,
                           int *accumulate, char *err, size_t errlen);
-
-/* The model's parameters (from params, e.g. the EMA copy) and BN buffers in PyTorch layout under
- * their state_dict names. *t and *data are malloc'd. */
-void train_export_state(const model *m, const float *params, const float *buffers,
-                        model_state_header *h, tensor_desc **t, float **data);
