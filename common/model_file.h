@@ -1,8 +1,8 @@
 /* Where a model yaml is: model=yolov8n.yaml without a '/' is looked up in models/ (then next to
- * the binary, ../models); with a '/' it is a path. If that exact file is missing, the "unified" file
- * with the scale letter removed (yolov8.yaml) is used, as Ultralytics does. Shared by the worker
- * (which builds the model) and the coordinator (which records the yaml text in checkpoints and
- * checks it on resume). */
+ * the binary, ../models); with a '/' it is a path. If that exact file is missing, the "unified"
+ * file with the scale letter removed (yolov8.yaml) is used, as Ultralytics does. Shared by the
+ * worker (which builds the model) and the coordinator (which records the yaml text in checkpoints
+ * and checks it on resume). */
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>

@@ -51,8 +51,8 @@ static void receive_tensors(table *b, int src, int tag, int64_t nt, int64_t nf, 
     CHECK_MPI(MPI_Recv(t, (int)(nt * (int64_t)sizeof *t), MPI_BYTE, src, tag, MPI_COMM_WORLD,
                        MPI_STATUS_IGNORE));
     b->f = xrealloc(b->f, (b->nf + (size_t)nf + 1) * sizeof *b->f);
-    CHECK_MPI(MPI_Recv(b->f + b->nf, (int)nf, MPI_FLOAT, src, tag, MPI_COMM_WORLD,
-                       MPI_STATUS_IGNORE));
+    CHECK_MPI(
+        MPI_Recv(b->f + b->nf, (int)nf, MPI_FLOAT, src, tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
     for (int64_t i = 0; i < nt; i++) {
         const char *rest = t[i].name;
         if (strip && !strncmp(rest, strip, strlen(strip))) rest += strlen(strip);
@@ -221,7 +221,8 @@ ckpt_state *ckpt_state_load(ckpt_file *f, char *err, size_t errlen) {
     s->accum = xcalloc((size_t)(s->ranks ? s->ranks : 1), sizeof *s->accum);
     for (int i = 0; i < ckpt_num_tensors(f); i++) {
         const ckpt_tensor *t = ckpt_tensor_at(f, i);
-        if (t->dtype != CKPT_F32) continue; /* the num_batches_tracked copies: the header has them */
+        if (t->dtype != CKPT_F32)
+            continue; /* the num_batches_tracked copies: the header has them */
         int rc = 0;
         if (!strncmp(t->name, "model/", 6) || !strncmp(t->name, "ema/", 4) ||
             !strncmp(t->name, "optimizer/state/", 16)) {

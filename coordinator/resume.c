@@ -190,9 +190,9 @@ static int pick_version(const char *run, const char *file, bool is_auto, bool ve
         }
         int v = 0;
         char e2[1200];
-        int rc = ckpt_store_newest_complete(run, verbose ? note_warn : NULL, NULL,
-                                            plan->version_path, sizeof plan->version_path, &v, e2,
-                                            sizeof e2);
+        int rc =
+            ckpt_store_newest_complete(run, verbose ? note_warn : NULL, NULL, plan->version_path,
+                                       sizeof plan->version_path, &v, e2, sizeof e2);
         if (rc == 1 && is_auto) {
             if (verbose) log_info("resume=auto: %s; starting a fresh run there", e2);
             return 1;
@@ -250,7 +250,8 @@ int resume_prepare(kv_args *kv, train_args *a, resume_plan *plan, bool verbose, 
     const char *vname = strrchr(plan->version_path, '/') ? strrchr(plan->version_path, '/') + 1
                                                          : plan->version_path;
     plan->version = ckpt_store_parse_name(plan->version_path);
-    plan->in_run_dir = run_of_version(plan->version_path, plan->parent_run, sizeof plan->parent_run);
+    plan->in_run_dir =
+        run_of_version(plan->version_path, plan->parent_run, sizeof plan->parent_run);
     if (m->finished) {
         if (is_auto) {
             printf("resume=auto: %s finished at epoch %d of %d (%s): nothing to resume\n",

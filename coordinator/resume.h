@@ -22,12 +22,12 @@
 #include "common/train_args.h"
 
 typedef struct resume_plan {
-    bool active;              /* continue from version_path */
+    bool active; /* continue from version_path */
     char version_path[4200];
-    int version;              /* its number (0 when its name has none) */
-    char run_dir[2048];       /* where the run goes on; "" = a folder from project/name */
-    bool in_run_dir;          /* the version is one of run_dir's (retention keeps it) */
-    char parent_run[4200];    /* absolute folder of the run the version belongs to */
+    int version;           /* its number (0 when its name has none) */
+    char run_dir[2048];    /* where the run goes on; "" = a folder from project/name */
+    bool in_run_dir;       /* the version is one of run_dir's (retention keeps it) */
+    char parent_run[4200]; /* absolute folder of the run the version belongs to */
 } resume_plan;
 
 /* From the command line kv, fills *a with the effective arguments and *plan. Returns 0; 1 when

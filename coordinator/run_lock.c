@@ -15,7 +15,8 @@ static int busy(const char *run_dir, int fd, char *err, size_t errlen) {
     ssize_t k = pread(fd, holder, sizeof holder - 1, 0);
     holder[k > 0 ? k : 0] = 0;
     holder[strcspn(holder, "\n")] = 0;
-    return errf(err, errlen, "%s is in use by another run (%s); wait for it to end or pick another "
+    return errf(err, errlen,
+                "%s is in use by another run (%s); wait for it to end or pick another "
                 "name",
                 run_dir, holder[0] ? holder : "holder unknown");
 }

@@ -225,8 +225,9 @@ static void report(train_state *st, const ckpt_result *r) {
     st->failed_last = !r->ok;
     if (!r->ok) {
         char msg[1400];
-        snprintf(msg, sizeof msg, "checkpoint %.40s (%s, %s) not written: %.1000s; training goes on",
-                 name, r->reason, where, r->error);
+        snprintf(msg, sizeof msg,
+                 "checkpoint %.40s (%s, %s) not written: %.1000s; training goes on", name,
+                 r->reason, where, r->error);
         log_error("%s", msg);
         if (st->tel) telemetry_publish_warning(st->tel, msg);
         return;
@@ -271,7 +272,8 @@ int train_state_flush_versions(train_state *st) {
                  "%s/weights/v%04d.h5",
                  st->args->save_dir, newest);
     else
-        snprintf(msg, sizeof msg, "the last checkpoint could not be written; no version is on disk");
+        snprintf(msg, sizeof msg,
+                 "the last checkpoint could not be written; no version is on disk");
     log_error("%s", msg);
     if (st->tel) telemetry_publish_warning(st->tel, msg);
     return -1;

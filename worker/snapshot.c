@@ -28,14 +28,16 @@ typedef struct msg {
 /* Appends one tensor, converted to PyTorch layout, under prefix + name + suffix. */
 static void add(msg *b, const char *prefix, const model_tensor *mt, const char *suffix,
                 const float *ours) {
-    if (b->n == b->cap) b->t = xrealloc(b->t, (size_t)(b->cap = b->cap ? 2 * b->cap : 512) * sizeof *b->t);
+    if (b->n == b->cap)
+        b->t = xrealloc(b->t, (size_t)(b->cap = b->cap ? 2 * b->cap : 512) * sizeof *b->t);
     if (b->nf + mt->numel > b->capf) {
         b->capf = 2 * (b->nf + mt->numel);
         b->d = xrealloc(b->d, b->capf * sizeof *b->d);
     }
     tensor_desc *t = &b->t[b->n++];
     memset(t, 0, sizeof *t);
-    if (snprintf(t->name, sizeof t->name, "%s%s%s", prefix, mt->name, suffix) >= (int)sizeof t->name)
+    if (snprintf(t->name, sizeof t->name, "%s%s%s", prefix, mt->name, suffix) >=
+        (int)sizeof t->name)
         FATAL("tensor name too long: %s%s%s", prefix, mt->name, suffix);
     t->ndim = mt->ndim;
     memcpy(t->shape, mt->shape, sizeof t->shape);
@@ -86,8 +88,8 @@ static void add_optimizer(msg *b, model *m, const optimizer *o) {
 static void send_msg(const msg *b, int tag_desc) {
     if (b->nf > INT_MAX || (size_t)b->n * sizeof *b->t > INT_MAX)
         FATAL("state of %zu floats is too large for one message", b->nf);
-    CHECK_MPI(MPI_Send(b->t, (int)((size_t)b->n * sizeof *b->t), MPI_BYTE, 0, tag_desc,
-                       MPI_COMM_WORLD));
+    CHECK_MPI(
+        MPI_Send(b->t, (int)((size_t)b->n * sizeof *b->t), MPI_BYTE, 0, tag_desc, MPI_COMM_WORLD));
     CHECK_MPI(MPI_Send(b->d, (int)b->nf, MPI_FLOAT, 0, tag_desc, MPI_COMM_WORLD));
 }
 
@@ -151,7 +153,8 @@ void snapshot_send(const snapshot_parts *p) {
 
 /* ---- restoring ------------------------------------------------------------------------------- */
 
-/* Where a named tensor goes: the model tensor that describes it and its destination (our layout). */
+/* Where a named tensor goes: the model tensor that describes it and its destination (our layout).
+ */
 static int locate(snapshot_parts *p, const char *name, const model_tensor **mt, float **dst,
                   char *err, size_t errlen) {
     model *m = NULL;
@@ -175,7 +178,8 @@ static int locate(snapshot_parts *p, const char *name, const model_tensor **mt, 
     }
     const char *pfx = "optimizer/state/", *slash = strrchr(name, '/');
     if (strncmp(name, pfx, strlen(pfx)) || !slash || slash < name + strlen(pfx))
-        return errf(err, errlen, "checkpoint tensor %s: not a model, EMA or optimizer tensor", name);
+        return errf(err, errlen, "checkpoint tensor %s: not a model, EMA or optimizer tensor",
+                    name);
     char pname[STATE_NAME_MAX];
     snprintf(pname, sizeof pname, "%.*s", (int)(slash - name - strlen(pfx)), name + strlen(pfx));
     int i = model_find_param(p->m, pname);
@@ -201,7 +205,8 @@ static bool same_shape(const tensor_desc *t, const model_tensor *mt) {
 
 /* How many tensors a complete state has for this model and optimizer. */
 static int expected_tensors(snapshot_parts *p) {
-    int per_model = model_num_param_tensors(p->m) + model_num_buffer_tensors(p->m), n = 2 * per_model;
+    int per_model = model_num_param_tensors(p->m) + model_num_buffer_tensors(p->m),
+        n = 2 * per_model;
     for (int k = 0; k < p->opt->ntensors; k++) n += 1 + (key2(p->opt, &p->opt->tensors[k]) != NULL);
     return n;
 }
@@ -209,7 +214,8 @@ static int expected_tensors(snapshot_parts *p) {
 static int restore_counters(snapshot_parts *p, const state_header *h, char *err, size_t errlen) {
     optimizer *o = p->opt;
     if (h->optimizer_kind != (int32_t)o->kind || h->ngroups != o->ngroups)
-        return errf(err, errlen, "checkpoint optimizer %s with %d groups; this run builds %s with %d",
+        return errf(err, errlen,
+                    "checkpoint optimizer %s with %d groups; this run builds %s with %d",
                     state_optimizer_name(h->optimizer_kind), h->ngroups,
                     state_optimizer_name(o->kind), o->ngroups);
     for (int g = 0; g < o->ngroups; g++) {
@@ -232,8 +238,8 @@ static int restore_counters(snapshot_parts *p, const state_header *h, char *err,
 
 static int receive_accum(snapshot_parts *p, char *err, size_t errlen) {
     accum_header ah;
-    CHECK_MPI(MPI_Recv(&ah, sizeof ah, MPI_BYTE, 0, TAG_STATE_ACCUM, MPI_COMM_WORLD,
-                       MPI_STATUS_IGNORE));
+    CHECK_MPI(
+        MPI_Recv(&ah, sizeof ah, MPI_BYTE, 0, TAG_STATE_ACCUM, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
     tensor_desc *t = xmalloc((size_t)(ah.n_tensors ? ah.n_tensors : 1) * sizeof *t);
     float *d = xmalloc((size_t)(ah.n_floats ? ah.n_floats : 1) * sizeof *d);
     CHECK_MPI(MPI_Recv(t, (int)(ah.n_tensors * (int64_t)sizeof *t), MPI_BYTE, 0, TAG_STATE_ACCUM,

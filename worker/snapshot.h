@@ -26,7 +26,7 @@ typedef struct snapshot_parts {
     model_ema *ema;
     long *iterations, *last_opt_step, *warmup_iters;
     int *accumulate, *e2e_updates;
-    float **acc;    /* pending gradient sum, our layout, model_num_params floats (lazily malloc'd) */
+    float **acc; /* pending gradient sum, our layout, model_num_params floats (lazily malloc'd) */
     bool *acc_live; /* *acc holds a sum */
     int world_size, wrank;
 } snapshot_parts;
