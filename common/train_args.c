@@ -237,3 +237,13 @@ void train_args_write_yaml(const train_args *a, FILE *f) {
     }
     fprintf(f, "save_dir: %s\n", a->save_dir);
 }
+
+char *train_args_yaml_text(const train_args *a) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) FATAL("open_memstream failed");
+    train_args_write_yaml(a, f);
+    if (fclose(f) != 0) FATAL("open_memstream failed");
+    return buf;
+}

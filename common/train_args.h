@@ -34,6 +34,8 @@ int train_args_parse(kv_args *args, train_args *out, char *err, size_t errlen);
 /* Every resolved argument, Ultralytics' order, `key: value` lines (numbers exactly: parsing the
  * text back gives the same values, which is how a resumed run gets its arguments). */
 void train_args_write_yaml(const train_args *a, FILE *f);
+/* The same text in a malloc'd string. */
+char *train_args_yaml_text(const train_args *a);
 /* The keys a resumed run may change (resources, reporting, stopping rules); the others would make
  * it another run. */
 bool train_args_resume_may_change(const char *key);

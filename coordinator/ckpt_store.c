@@ -374,11 +374,9 @@ static int valid_tag(const char *name, char *err, size_t errlen) {
     return 0;
 }
 
-int ckpt_tag_set(const char *run_dir, const char *name, int version, char *err, size_t errlen) {
-    if (valid_tag(name, err, errlen) != 0) return -1;
-    char p[4300];
-    ckpt_store_version_path(run_dir, version, p, sizeof p);
-    if (access(p, F_OK) != 0) return errf(err, errlen, "%s: no such version", p);
+/* Under the folder's lock: reads the tags, sets (version > 0) or removes (version 0) one, writes
+ * them back. */
+static int edit_tag(const char *run_dir, const char *name, int version, char *err, size_t errlen) {
     int fd = store_lock(run_dir, err, errlen);
     if (fd < 0) return -1;
     ckpt_tag *t;
@@ -387,35 +385,33 @@ int ckpt_tag_set(const char *run_dir, const char *name, int version, char *err, 
     if (rc == 0) {
         int i = 0;
         while (i < n && strcmp(t[i].name, name)) i++;
-        if (i == n) {
-            t = xrealloc(t, (size_t)(n + 1) * sizeof *t);
-            snprintf(t[n++].name, sizeof t->name, "%s", name);
+        if (version > 0) {
+            if (i == n) {
+                t = xrealloc(t, (size_t)(n + 1) * sizeof *t);
+                snprintf(t[n++].name, sizeof t->name, "%s", name);
+            }
+            t[i].version = version;
+        } else if (i == n) {
+            rc = errf(err, errlen, "%s: no tag '%s'", run_dir, name);
+        } else {
+            memmove(&t[i], &t[i + 1], (size_t)(n - i - 1) * sizeof *t);
+            n--;
         }
-        t[i].version = version;
-        rc = tags_write(run_dir, t, n, err, errlen);
+        if (rc == 0) rc = tags_write(run_dir, t, n, err, errlen);
         free(t);
     }
     store_unlock(fd);
     return rc;
 }
 
+int ckpt_tag_set(const char *run_dir, const char *name, int version, char *err, size_t errlen) {
+    if (valid_tag(name, err, errlen) != 0) return -1;
+    char p[4300];
+    ckpt_store_version_path(run_dir, version, p, sizeof p);
+    if (access(p, F_OK) != 0) return errf(err, errlen, "%s: no such version", p);
+    return edit_tag(run_dir, name, version, err, errlen);
+}
+
 int ckpt_tag_remove(const char *run_dir, const char *name, char *err, size_t errlen) {
-    int fd = store_lock(run_dir, err, errlen);
-    if (fd < 0) return -1;
-    ckpt_tag *t;
-    int n;
-    int rc = ckpt_tags_read(run_dir, &t, &n, err, errlen);
-    if (rc == 0) {
-        int i = 0;
-        while (i < n && strcmp(t[i].name, name)) i++;
-        if (i == n)
-            rc = errf(err, errlen, "%s: no tag '%s'", run_dir, name);
-        else {
-            memmove(&t[i], &t[i + 1], (size_t)(n - i - 1) * sizeof *t);
-            rc = tags_write(run_dir, t, n - 1, err, errlen);
-        }
-        free(t);
-    }
-    store_unlock(fd);
-    return rc;
+    return edit_tag(run_dir, name, 0, err, errlen);
 }

@@ -123,15 +123,13 @@ void ckpt_state_receive(int workers, ckpt_job *job) {
     meta_from_header(&job->meta, &h, workers);
     /* one block: the floats, then the two counters */
     size_t fbytes = (b.nf * sizeof(float) + 7) / 8 * 8;
-    char *blob = xmalloc(fbytes + 2 * sizeof(int64_t));
-    memcpy(blob, b.f, b.nf * sizeof(float));
+    char *blob = xrealloc(b.f, fbytes + 2 * sizeof(int64_t));
     int64_t *counters = (int64_t *)(blob + fbytes);
     counters[0] = h.bn_batches_model;
     counters[1] = h.bn_batches_ema;
     for (int i = 0; i < b.n; i++)
         b.t[i].data = b.t[i].dtype == CKPT_I64 ? (const void *)&counters[b.off[i]]
                                                : (const void *)((float *)blob + b.off[i]);
-    free(b.f);
     free(b.off);
     job->t = b.t;
     job->n = b.n;

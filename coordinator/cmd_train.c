@@ -18,6 +18,7 @@
 #include "coordinator/telemetry.h"
 #include "coordinator/train_state.h"
 #include "dataio/dataset.h"
+#include "dataio/loader.h"
 #include "dataio/pack_cache.h"
 
 #include <math.h>
@@ -287,7 +288,9 @@ static int run(train_args *a, int workers, const resume_plan *plan) {
     train_state_start(&st, resumed, &epoch0, &step0);
     if (resumed) a->epochs = resumed->epochs; /* the count in force (time= may have changed it) */
     ckpt_state_free(state);
+    loader_io_lock(); /* the checkpoint writer thread runs: HDF5 calls take the HDF5 lock */
     ckpt_close(vf);
+    loader_io_unlock();
     /* Live progress and control (coordinator watch / ctl); training goes on without it. */
     st.tel = telemetry_open(a->save_dir, &(telemetry_opts){0}, err, sizeof err);
     if (!st.tel) log_warn("telemetry off: %s", err);

@@ -74,16 +74,6 @@ static void kv_from_yaml(const char *text, kv_args *out) {
     }
 }
 
-static char *args_yaml_text(const train_args *a) {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    if (!f) FATAL("open_memstream failed");
-    train_args_write_yaml(a, f);
-    fclose(f);
-    return buf;
-}
-
 /* The run's own arguments with the command line's allowed changes; a change to any other key
  * is refused, naming it. skip_model: model= names the version file (resume=True's form). */
 static int resumed_args(kv_args *cmd, const ckpt_meta *m, const char *version, bool skip_model,
@@ -97,7 +87,7 @@ static int resumed_args(kv_args *cmd, const ckpt_meta *m, const char *version, b
         rc = errf(err, errlen, "resume: the arguments of %s do not parse here: %s", version, e2);
         goto out;
     }
-    char *y0 = args_yaml_text(a);
+    char *y0 = train_args_yaml_text(a);
     for (int i = 0; i < cmd->n && rc == 0; i++) {
         const char *k = cmd->items[i].key, *v = cmd->items[i].val;
         cmd->items[i].used = true;
@@ -113,7 +103,7 @@ static int resumed_args(kv_args *cmd, const ckpt_meta *m, const char *version, b
         if (train_args_parse(&one, &b, e2, sizeof e2) != 0) {
             rc = errf(err, errlen, "resume: %s", e2);
         } else {
-            char *y1 = args_yaml_text(&b), was[1024], now[1024];
+            char *y1 = train_args_yaml_text(&b), was[1024], now[1024];
             yaml_value(y0, k, was, sizeof was);
             yaml_value(y1, k, now, sizeof now);
             if (strcmp(was, now))

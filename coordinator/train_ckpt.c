@@ -16,18 +16,8 @@
 #include <string.h>
 #include <unistd.h>
 
-static char *args_text(const train_args *a) {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    if (!f) FATAL("open_memstream failed");
-    train_args_write_yaml(a, f);
-    fclose(f);
-    return buf;
-}
-
 int train_state_write_args(const train_args *a, char *err, size_t errlen) {
-    char *buf = args_text(a), path[2200];
+    char *buf = train_args_yaml_text(a), path[2200];
     snprintf(path, sizeof path, "%s/args.yaml", a->save_dir);
     int rc = atomic_write_file(path, buf, strlen(buf), err, errlen);
     free(buf);
@@ -103,7 +93,7 @@ int train_state_init(train_state *st, train_args *a, dataset *ds, int workers,
     char path[1024];
     st->model_yaml = model_file_read(a->model, path, sizeof path, err, errlen);
     if (!st->model_yaml) return -1;
-    st->args_yaml = args_text(a);
+    st->args_yaml = train_args_yaml_text(a);
     const char *vname = "";
     if (resumed) {
         vname = strrchr(plan->version_path, '/') ? strrchr(plan->version_path, '/') + 1

@@ -23,8 +23,9 @@ static const char *private_mounts(const char *dir, char *why, size_t n) {
                    ">/dev/null 2>&1",
                    ways[i], dir, dir) == 0)
             return ways[i];
-    snprintf(why, n, "cannot mount a tmpfs in a private mount namespace here (unshare -Urm and "
-                     "unshare -m refused): no small or read-only filesystem to fill");
+    snprintf(why, n,
+             "cannot mount a tmpfs in a private mount namespace here (unshare -Urm and "
+             "unshare -m refused): no small or read-only filesystem to fill");
     return NULL;
 }
 
@@ -50,14 +51,13 @@ static void run_job(const char *ns, const char *dir, const char *name, const cha
     cr_assert((f = fopen(sp, "w")));
     fputs(script, f);
     fclose(f);
-    cr_assert_eq(run_sh("(%s sh %s; echo $? > %s/%s.ns) > /dev/null 2>&1 &", ns, sp, dir, name),
-                 0);
+    cr_assert_eq(run_sh("(%s sh %s; echo $? > %s/%s.ns) > /dev/null 2>&1 &", ns, sp, dir, name), 0);
     char p[256];
     snprintf(p, sizeof p, "%s/%s/endpoints.json", dir, name);
     cr_assert(run_wait_file(p, 120), "the run started; see %s/%s.log", dir, name);
-    cr_assert_eq(run_sh("(timeout 300 ./bin/coordinator watch %s/%s > %s/watch.out 2>&1 &)", dir,
-                        name, dir),
-                 0);
+    cr_assert_eq(
+        run_sh("(timeout 300 ./bin/coordinator watch %s/%s > %s/watch.out 2>&1 &)", dir, name, dir),
+        0);
     snprintf(p, sizeof p, "%s/%s.ns", dir, name);
     cr_assert(run_wait_file(p, 600), "the job ends");
     usleep(300000);

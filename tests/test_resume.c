@@ -147,7 +147,8 @@ Test(resume, sigkill_after_a_mid_epoch_version_then_resume_is_bit_identical, .ti
     snprintf(rb, sizeof rb, "resume=%s/b", dir);
     cr_assert_eq(train(dir, "b", "", rb), 0, "resume: see %s/b.log", dir);
     snprintf(pa, sizeof pa, "%s/b.log", dir);
-    cr_assert(run_file_has(pa, "resuming ") && run_file_has(pa, "v0002.h5"), "says what it resumes");
+    cr_assert(run_file_has(pa, "resuming ") && run_file_has(pa, "v0002.h5"),
+              "says what it resumes");
     /* ref: v1 epoch 1, v2 save, v3 epoch 2, v4 epoch 3; resumed: the same numbers */
     version_path(pa, sizeof pa, dir, "ref", 4);
     version_path(pb, sizeof pb, dir, "b", 4);
@@ -347,8 +348,8 @@ Test(resume, impossible_resumes_are_refused_before_launch, .timeout = 900) {
     snprintf(args, sizeof args, "resume=auto name=r model=%s/yolov8n.yaml", dir);
     cr_assert_eq(train_msg(dir, args, out, sizeof out), 0);
     cr_assert_eq(run_sh("mkdir -p %s/fresh/weights", dir), 0);
-    cr_assert_eq(train(dir, "fresh", "", "resume=auto workers=1 epochs=1"), 0,
-                 "see %s/fresh.log", dir);
+    cr_assert_eq(train(dir, "fresh", "", "resume=auto workers=1 epochs=1"), 0, "see %s/fresh.log",
+                 dir);
     cr_assert_eq(count_versions(dir, "fresh"), 1, "trained in fresh/, not fresh2/");
     run_sh("rm -rf %s", dir);
 }
