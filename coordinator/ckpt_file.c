@@ -53,8 +53,12 @@ static int build_image(const char *path, ckpt_meta *meta, const ckpt_tensor *t, 
                        size_t *len, char *err, size_t errlen) {
     char h5err[256];
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    /* one allocation for the whole image: the tensors plus room for the metadata */
+    size_t bytes = 4 << 20;
+    for (int i = 0; i < n; i++)
+        bytes += (size_t)ckpt_tensor_numel(&t[i]) * ckpt_dtype_size(t[i].dtype);
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (fapl < 0 || H5Pset_fapl_core(fapl, 16 << 20, 0) < 0) {
+    if (fapl < 0 || H5Pset_fapl_core(fapl, bytes, 0) < 0) {
         if (fapl >= 0) H5Pclose(fapl);
         return errf(err, errlen, "%s: HDF5 in-memory file setup failed", path);
     }
