@@ -248,6 +248,11 @@ int augment_letterbox(const aug_image *img, int out_h, int out_w, int scaleup, u
 
 int augment_val(const aug_image *img, int orig_h, int orig_w, int imgsz, uint8_t *out,
                 float *out_labels, letterbox_info *info) {
+    return augment_val_shape(img, orig_h, orig_w, imgsz, imgsz, imgsz, out, out_labels, info);
+}
+
+int augment_val_shape(const aug_image *img, int orig_h, int orig_w, int imgsz, int out_h, int out_w,
+                      uint8_t *out, float *out_labels, letterbox_info *info) {
     int th, tw;
     augment_load_size(orig_h, orig_w, imgsz, &th, &tw);
     aug_image loaded = *img;
@@ -259,7 +264,7 @@ int augment_val(const aug_image *img, int orig_h, int orig_w, int imgsz, uint8_t
     }
     float r;
     int px, py;
-    int n = augment_letterbox(&loaded, imgsz, imgsz, 0, out, out_labels, &r, &px, &py);
+    int n = augment_letterbox(&loaded, out_h, out_w, 0, out, out_labels, &r, &px, &py);
     free(tmp);
     if (info) {
         info->orig_h = orig_h, info->orig_w = orig_w;

@@ -78,6 +78,10 @@ int augment_letterbox(const aug_image *img, int out_h, int out_w, int scaleup, u
  * the label count; info maps predictions back to the original image. */
 int augment_val(const aug_image *img, int orig_h, int orig_w, int imgsz, uint8_t *out,
                 float *out_labels, letterbox_info *info);
+/* The same into an out_h x out_w canvas: a rectangular validation batch's shape (Ultralytics'
+ * rect_shape); labels are normalised to that canvas. */
+int augment_val_shape(const aug_image *img, int orig_h, int orig_w, int imgsz, int out_h, int out_w,
+                      uint8_t *out, float *out_labels, letterbox_info *info);
 
 /* The pieces, exposed for tests and reuse. */
 
