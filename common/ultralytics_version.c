@@ -18,6 +18,7 @@ static const ul_behaviour table[UL_NVERSIONS] = {
                     .l1_loss_name = true,
                     .fraction_count = true,
                     .bce_torch2 = true,
+                    .warp_from_centre = true,
                     .args_8_4_190 = true},
 };
 

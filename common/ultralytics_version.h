@@ -54,6 +54,10 @@ typedef struct ul_behaviour {
     /* fraction: 1 = max(1, round(n * f)), or an image count when f is an integer > 1 (8.4.190);
      * 0 = round(n * f) when f < 1, else all. */
     bool fraction_count;
+    /* Training samples without mosaic are warped about their own centre straight into imgsz
+     * (8.4.190) instead of being letterboxed to imgsz first (8.4.33): half a pixel apart where
+     * the letterbox padding is odd. */
+    bool warp_from_centre;
     /* BCE rounding of the PyTorch the release's oracle was made with: 8.4.190 with torch 2.x's
      * (1 - y) x - log_sigmoid(x); 8.4.33 with torch 1.13's x + log(1 + e^-x). Not an Ultralytics
      * change: the same loss, rounded as the PyTorch a user of that release runs it. */

@@ -23,6 +23,10 @@ typedef struct augment_params {
     double flipud;              /* probability of a vertical flip */
     double fliplr;              /* probability of a horizontal flip */
     double hsv_h, hsv_s, hsv_v; /* HSV gains (fractions) */
+    /* A sample without mosaic: 0 letterboxes it to imgsz, then warps (Ultralytics 8.4.33); 1
+     * warps the load-size image about its centre straight into imgsz x imgsz (8.4.190). They
+     * differ by half a pixel where the letterbox padding is odd. */
+    int warp_from_centre;
 } augment_params;
 
 /* mosaic=1, degrees=0, translate=0.1, scale=0.5, shear=0, perspective=0, flipud=0, fliplr=0.5,

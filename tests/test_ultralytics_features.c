@@ -1,6 +1,7 @@
 /* The 8.4.190 behaviours that need a model, a dataset or a whole run (suite `ulfeature`): MuSGD
  * groups, what the optimizer lines report, the loss settings, class weights (cls_pw), max_det
  * raising, YOLO26 validation through both heads, and the names and lines a run writes. */
+#include "common/rng.h"
 #include "common/train_args.h"
 #include "coordinator/train_prep.h"
 #include "dataio/augment.h"
@@ -420,4 +421,34 @@ Test(ulfeature, runs_name_l1_loss_and_print_the_optimizer, .timeout = 300) {
     }
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     cr_assert_eq(system(cmd), 0);
+}
+
+/* A non-mosaic training sample with every augmentation at 0: 8.4.33 letterboxes the 47 x 64 image
+ * into 64 x 64 (8 rows of padding above: round(8.5 - 0.1)) and copies it; 8.4.190 warps it about
+ * its centre, 8.5 rows down, so each output row blends two image rows and the box moves by 8.5. */
+Test(ulfeature, non_mosaic_sample_is_warped_from_its_centre_in_8_4_190) {
+    enum { H = 47, W = 64, S = 64 };
+    uint8_t *img = malloc(H * W * 3), *o33 = malloc(S * S * 3), *o190 = malloc(S * S * 3);
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W * 3; x++) img[y * W * 3 + x] = (uint8_t)(40 + 4 * y);
+    float lab[5] = {1, 0.5f, 0.5f, 0.5f, 0.5f}, l33[5], l190[5];
+    aug_image a = {img, H, W, lab, 1};
+    augment_params p = {0};
+    rng r = rng_keyed(1, 2, 3);
+    cr_assert_eq(augment_train(&p, S, &r, 0, &a, o33, l33), 1);
+    p.warp_from_centre = 1;
+    r = rng_keyed(1, 2, 3);
+    cr_assert_eq(augment_train(&p, S, &r, 0, &a, o190, l190), 1);
+    cr_assert_eq(o33[(7 * S) * 3], 114, "8.4.33: padding row 7");
+    cr_assert_eq(o33[(8 * S) * 3], 40, "8.4.33: image row 0 at row 8");
+    cr_assert_eq(o33[(9 * S) * 3], 44);
+    int v = o190[(9 * S) * 3]; /* half of image row 0 (40), half of row 1 (44) */
+    cr_assert(v >= 41 && v <= 43, "8.4.190: row 9 blends rows 0 and 1: %d", v);
+    v = o190[(8 * S) * 3]; /* half padding (114), half row 0 (40) */
+    cr_assert(v >= 76 && v <= 78, "8.4.190: row 8 blends the border and row 0: %d", v);
+    /* the box: centre y 0.5 of 47 rows -> 23.5 + 8 = 31.5 (8.4.33), + 8.5 = 32 (8.4.190) */
+    cr_assert_float_eq(l33[2] * S, 31.5f, 1e-4);
+    cr_assert_float_eq(l190[2] * S, 32.0f, 1e-4);
+    cr_assert_float_eq(l190[1], l33[1], 1e-6, "no padding across: x is the same");
+    free(img), free(o33), free(o190);
 }

@@ -314,6 +314,7 @@ static int setup(worker *w) {
     lc.aug.hsv_h = a->hsv_h;
     lc.aug.hsv_s = a->hsv_s;
     lc.aug.hsv_v = a->hsv_v;
+    lc.aug.warp_from_centre = ul_behaviour_of(a->ultralytics)->warp_from_centre;
     lc.seed = (uint64_t)a->seed;
     lc.nthreads = (int)a->loader_threads;
     lc.depth = 4;
