@@ -163,6 +163,8 @@ static int run(train_args *a, int workers) {
     CHECK_MPI(
         MPI_Recv(&mi, sizeof mi, MPI_BYTE, 1, TAG_MODEL_INFO, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
     train_prep_print_optimizer(a, &mi);
+    if (a->nms == 0 && mi.branches == 1) /* Ultralytics' end2end setter says the same */
+        log_warn("nms=False: this model has no one-to-one head; using one-to-many outputs.");
 
     train_state st;
     train_state_init(&st, a, ds, workers);
