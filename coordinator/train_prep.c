@@ -24,12 +24,13 @@ long train_prep_max_det(train_args *a, dataset *ds, long n_train) {
     long observed = tr > va ? tr : va;
     if (!ul_behaviour_of(a->ultralytics)->max_det_raise || observed <= a->max_det) return observed;
     char msg[800];
-    int k = snprintf(msg, sizeof msg,
-                     "Dataset images contain up to %ld objects (train=%d, val=%d), but max_det=%ld. "
-                     "This mismatch can cap recall and produce invalid validation metrics. Raising "
-                     "it may increase validation cost but cannot increase model or export "
-                     "capacity, which may cap recall.",
-                     observed, tr, va, a->max_det);
+    int k =
+        snprintf(msg, sizeof msg,
+                 "Dataset images contain up to %ld objects (train=%d, val=%d), but max_det=%ld. "
+                 "This mismatch can cap recall and produce invalid validation metrics. Raising "
+                 "it may increase validation cost but cannot increase model or export "
+                 "capacity, which may cap recall.",
+                 observed, tr, va, a->max_det);
     if (a->max_det == 300) { /* Ultralytics compares with the default, not with "was it given" */
         a->max_det = observed;
         snprintf(msg + k, sizeof msg - (size_t)k,
@@ -91,7 +92,8 @@ bool train_prep_class_weights(const train_args *a, dataset *ds, long n_train, fl
 bool train_prep_mosaic_closed(const train_args *a, long epoch, long epochs, bool closed) {
     if (closed) return true;
     if (a->close_mosaic <= 0) return false;
-    if (ul_behaviour_of(a->ultralytics)->close_mosaic_from) return epoch >= epochs - a->close_mosaic;
+    if (ul_behaviour_of(a->ultralytics)->close_mosaic_from)
+        return epoch >= epochs - a->close_mosaic;
     return epoch == epochs - a->close_mosaic;
 }
 
@@ -119,7 +121,7 @@ void train_prep_print_optimizer(const train_args *a, const model_info *mi) {
 
 const char *train_prep_third_loss(const train_args *a, const model_info *mi) {
     return mi->reg_max == 1 && ul_behaviour_of(a->ultralytics)->l1_loss_name ? "l1_loss"
-                                                                              : "dfl_loss";
+                                                                             : "dfl_loss";
 }
 
 void train_prep_early_stop_update(early_stop *es, int epoch, double fitness) {

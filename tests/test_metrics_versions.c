@@ -148,8 +148,8 @@ static void make_scene(scene *s, int id, int kind) {
             if (kind == 2)
                 conf = 0.05f * (float)(1 + (int)(rng_uniform(&r) * 19));
             else /* distinct over the whole scene */
-                conf = (float)(0.001 + 0.998 * ((double)(uniq++) + rng_uniform(&r) * 0.5) /
-                                          (NIMG * MAXP));
+                conf = (float)(0.001 +
+                               0.998 * ((double)(uniq++) + rng_uniform(&r) * 0.5) / (NIMG * MAXP));
             if (m->ng == 0 || rng_uniform(&r) < 0.15) {
                 float x = (float)(rng_uniform(&r) * span), y = (float)(rng_uniform(&r) * span);
                 m->d[p] = box(x, y, x + 20, y + 15, conf, (int)(rng_uniform(&r) * NCLS));
@@ -172,7 +172,8 @@ static void write_scene(FILE *f, const scene *s) {
     for (int i = 0; i < NIMG; i++) {
         const scene_img *m = &s->im[i];
         fprintf(f, "image %d %d\n", m->np, m->ng);
-        for (int p = 0; p < m->np; p++) fprintf(f, "pred %d %a\n", m->d[p].cls, (double)m->d[p].conf);
+        for (int p = 0; p < m->np; p++)
+            fprintf(f, "pred %d %a\n", m->d[p].cls, (double)m->d[p].conf);
         for (int g = 0; g < m->ng; g++) fprintf(f, "gt %d\n", m->gc[g]);
         for (int g = 0; g < m->ng; g++) {
             fprintf(f, "iou");
@@ -197,9 +198,8 @@ static size_t ours(const scene *s, val_record *recs, int64_t *gt, val_metrics *m
     }
     val_record *copy = malloc(n * sizeof *copy);
     memcpy(copy, recs, n * sizeof *copy);
-    cr_assert_eq(val_metrics_compute_with(VAL_AP_DROP_AFTER_LAST_RECALL, copy, n, gt, NCLS, m,
-                                          NULL, 0),
-                 0);
+    cr_assert_eq(
+        val_metrics_compute_with(VAL_AP_DROP_AFTER_LAST_RECALL, copy, n, gt, NCLS, m, NULL, 0), 0);
     free(copy);
     return n;
 }
@@ -255,8 +255,8 @@ Test(valversion, matches_and_map_equal_ultralytics_8_4_190, .timeout = 300) {
             for (int t = 0; t < VAL_NIOU; t++) {
                 double ref = strtod(e, &e), got = m.ap[(size_t)c * VAL_NIOU + t];
                 worst = fmax(worst, fabs(got - ref));
-                cr_assert(fabs(got - ref) <= 1e-12, "scene %d class %d t %d: AP %.17g vs %.17g",
-                          si, c, t, got, ref);
+                cr_assert(fabs(got - ref) <= 1e-12, "scene %d class %d t %d: AP %.17g vs %.17g", si,
+                          c, t, got, ref);
             }
             checked_ap++;
         } else if (!strncmp(line, "pr ", 3) && sc[si].unique_conf) {
@@ -284,10 +284,11 @@ Test(valversion, matches_and_map_equal_ultralytics_8_4_190, .timeout = 300) {
         for (int j = 0; j < NIMG; j++) total_preds += sc[i].im[j].np;
     cr_assert_eq(checked_tp, total_preds, "every prediction compared");
     cr_assert_gt(checked_ap, 10, "per-class APs compared");
-    cr_assert(tp_total > total_preds / 10 && tp_total < total_preds, "scenes are not trivial: %d/%d",
-              tp_total, total_preds);
-    cr_log_info("%d predictions' TP bits equal Ultralytics 8.4.190; %d class APs, worst |diff| %.3g",
-                checked_tp, checked_ap, worst);
+    cr_assert(tp_total > total_preds / 10 && tp_total < total_preds,
+              "scenes are not trivial: %d/%d", tp_total, total_preds);
+    cr_log_info(
+        "%d predictions' TP bits equal Ultralytics 8.4.190; %d class APs, worst |diff| %.3g",
+        checked_tp, checked_ap, worst);
     free(recs);
     free(sc);
     char cmd[400];

@@ -10,6 +10,7 @@
 #include "kernels/detloss.h"
 #include "kernels/nms.h"
 #include "kernels/threads.h"
+#include "tests/mem_source.h"
 #include "worker/model.h"
 #include "worker/train_setup.h"
 #include "worker/validate.h"
@@ -58,7 +59,8 @@ Test(ulfeature, musgd_groups_and_optimizer_summary, .init = one_thread) {
          * levels x (2 Conv of weight, bn.weight, bn.bias + Conv2d weight, bias) = 24 */
         {"yolov8n.yaml", UL_8_4_33, 0},
         {"yolov8n.yaml", UL_8_4_190, 24},
-        /* yolo26 head (model.23): cv3 and one2one_cv3, 3 levels x (4 Conv x 3 + 2) = 84 either way */
+        /* yolo26 head (model.23): cv3 and one2one_cv3, 3 levels x (4 Conv x 3 + 2) = 84 either way
+         */
         {"yolo26n.yaml", UL_8_4_33, 84},
         {"yolo26n.yaml", UL_8_4_190, 84},
     };
@@ -70,11 +72,11 @@ Test(ulfeature, musgd_groups_and_optimizer_summary, .init = one_thread) {
         sched_cfg sc;
         int acc;
         model_info mi;
-        cr_assert_eq(train_setup_optimizer(m, &a, 16, &o, &sc, &acc, &mi, err, sizeof err), 0,
-                     "%s", err);
+        cr_assert_eq(train_setup_optimizer(m, &a, 16, &o, &sc, &acc, &mi, err, sizeof err), 0, "%s",
+                     err);
         cr_assert_eq(o.ngroups, 8);
-        cr_assert_eq(lr3x_tensors(&o), c[i].lr3x, "%s %s: %d", c[i].yaml,
-                     ul_version_name(c[i].v), lr3x_tensors(&o));
+        cr_assert_eq(lr3x_tensors(&o), c[i].lr3x, "%s %s: %d", c[i].yaml, ul_version_name(c[i].v),
+                     lr3x_tensors(&o));
         cr_assert_str_eq(mi.optimizer, "MuSGD");
         /* every conv weight is 4-d: the Muon group is the same under both rules; the frozen DFL
          * weight counts, as in Ultralytics' groups */
@@ -138,8 +140,8 @@ Test(ulfeature, class_weights_scale_the_bce_linearly) {
     float *preds = malloc(sizeof(float) * B * A * no), *g = malloc(sizeof(float) * B * A * no);
     float *gs = calloc((size_t)B * A * no, sizeof(float));
     for (int i = 0; i < B * A * no; i++) preds[i] = sinf(0.37f * (float)i) * 2.0f - 1.0f;
-    float targets[3 * 6] = {0, 0, 0.3f, 0.3f, 0.2f, 0.25f, 0, 2, 0.7f, 0.6f, 0.3f, 0.2f,
-                            1, 1, 0.5f, 0.5f, 0.4f, 0.4f};
+    float targets[3 * 6] = {0,    0,    0.3f, 0.3f, 0.2f, 0.25f, 0,    2,    0.7f,
+                            0.6f, 0.3f, 0.2f, 1,    1,    0.5f,  0.5f, 0.4f, 0.4f};
     detloss_ctx *ctx = detloss_create();
     detloss_hyp h = detloss_hyp_default(NC, 16);
     detloss_out o, oc;
@@ -196,13 +198,16 @@ static void write_dense(const char *path) {
                       0, .6f, .6f, .1f, .1f, 0, .8f, .8f, .1f, .1f};
     float two[10] = {2, .3f, .3f, .2f, .2f, 2, .7f, .7f, .2f, .2f};
     cr_assert_eq(dataset_writer_begin_split(w, SPLIT_TRAIN, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(dataset_writer_add(w, px, sizeof px, IMG_RAW_RGB, 8, 8, l, 301, "0", err, sizeof err),
-                 0, "%s", err);
-    cr_assert_eq(dataset_writer_add(w, px, sizeof px, IMG_RAW_RGB, 8, 8, four, 4, "1", err, sizeof err),
-                 0, "%s", err);
+    cr_assert_eq(
+        dataset_writer_add(w, px, sizeof px, IMG_RAW_RGB, 8, 8, l, 301, "0", err, sizeof err), 0,
+        "%s", err);
+    cr_assert_eq(
+        dataset_writer_add(w, px, sizeof px, IMG_RAW_RGB, 8, 8, four, 4, "1", err, sizeof err), 0,
+        "%s", err);
     cr_assert_eq(dataset_writer_begin_split(w, SPLIT_VAL, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(dataset_writer_add(w, px, sizeof px, IMG_RAW_RGB, 8, 8, two, 2, "v", err, sizeof err),
-                 0, "%s", err);
+    cr_assert_eq(
+        dataset_writer_add(w, px, sizeof px, IMG_RAW_RGB, 8, 8, two, 2, "v", err, sizeof err), 0,
+        "%s", err);
     cr_assert_eq(dataset_writer_finish(w, NULL, err, sizeof err), 0, "%s", err);
     free(l);
 }
@@ -246,32 +251,16 @@ Test(ulfeature, max_det_raise_and_class_weights_from_the_data) {
 
 /* ---- YOLO26 validation through both heads ---------------------------------------------------- */
 
-static int mem_read(void *ctx, int index, dataset_sample *out, char *err, size_t errlen) {
-    (void)ctx, (void)err, (void)errlen;
-    memset(out, 0, sizeof *out);
+static void fill_image(int index, dataset_sample *out) {
     int h = 48 + 8 * index, w = 64;
-    out->index = index, out->height = h, out->width = w, out->encoding = IMG_RAW_RGB;
-    out->nbytes = (size_t)h * w * 3;
-    out->bytes = malloc(out->nbytes);
-    for (size_t i = 0; i < out->nbytes; i++) out->bytes[i] = (uint8_t)((i * 7 + index * 31) % 251);
+    out->height = h, out->width = w;
+    out->bytes = malloc((size_t)h * w * 3);
+    for (size_t i = 0; i < (size_t)h * w * 3; i++)
+        out->bytes[i] = (uint8_t)((i * 7 + (size_t)index * 31) % 251);
     out->nboxes = 2;
     out->labels = malloc(10 * sizeof(float));
     float l[10] = {0, 0.3f, 0.4f, 0.3f, 0.4f, 1, 0.7f, 0.6f, 0.2f, 0.3f};
     memcpy(out->labels, l, sizeof l);
-    return 0;
-}
-static int mem_decode(void *ctx, const dataset_sample *s, int min_h, int min_w, uint8_t **rgb,
-                      int *h, int *w, char *err, size_t errlen) {
-    (void)ctx, (void)min_h, (void)min_w, (void)err, (void)errlen;
-    *rgb = malloc(s->nbytes);
-    memcpy(*rgb, s->bytes, s->nbytes);
-    *h = s->height, *w = s->width;
-    return 0;
-}
-static void mem_free(void *ctx, dataset_sample *s) {
-    (void)ctx;
-    free(s->bytes);
-    free(s->labels);
 }
 
 /* Runs validate_run on 3 images in one 64 x 96 batch and recomputes the detections of the chosen
@@ -280,15 +269,23 @@ static int val_one_head(model *m, bool one2one, val_record **recs_out) {
     char err[512];
     loader_config c = loader_config_defaults();
     c.imgsz = 64, c.augment = 0, c.nthreads = 1, c.depth = 2, c.max_batch = 2, c.max_side = 96;
-    sample_source src = {.name = "mem", .size = 3, .read = mem_read, .decode = mem_decode,
-                         .free_sample = mem_free};
-    loader *L = loader_create_source(src, &c, err, sizeof err);
+    loader *L = loader_create_source(mem_source_of("mem", 3, fill_image), &c, err, sizeof err);
     cr_assert(L, "%s", err);
     detloss_hyp h2m = detloss_hyp_default(2, 1), h2o = detloss_hyp_one2one(2, 1);
     detloss_ctx *ctx = detloss_create();
-    validator v = {.m = m, .ld = L, .chunk = 2, .nc = 2, .imgsz = 64, .loss = ctx,
-                   .h_o2m = &h2m, .h_o2o = &h2o, .one2one = one2one, .match = VAL_MATCH_GREEDY,
-                   .conf = 0.001f, .iou = 0.7f, .max_det = 300};
+    validator v = {.m = m,
+                   .ld = L,
+                   .chunk = 2,
+                   .nc = 2,
+                   .imgsz = 64,
+                   .loss = ctx,
+                   .h_o2m = &h2m,
+                   .h_o2o = &h2o,
+                   .one2one = one2one,
+                   .match = VAL_MATCH_GREEDY,
+                   .conf = 0.001f,
+                   .iou = 0.7f,
+                   .max_det = 300};
     int32_t idx[3] = {0, 1, 2};
     val_shape shape = {3, 64, 96};
     val_summary s;
@@ -303,15 +300,16 @@ static int val_one_head(model *m, bool one2one, val_record **recs_out) {
     /* independent: the letterboxed images, one forward of all three, the branch's decode */
     float *img = malloc(sizeof(float) * 3 * 64 * 96 * 3);
     for (int i = 0; i < 3; i++) {
-        dataset_sample smp;
-        mem_read(NULL, i, &smp, err, sizeof err);
+        dataset_sample smp = {0};
+        fill_image(i, &smp);
         aug_image a = {smp.bytes, smp.height, smp.width, smp.labels, smp.nboxes};
         uint8_t *u8 = malloc(64 * 96 * 3);
         float lab[10];
         augment_val_shape(&a, smp.height, smp.width, 64, 64, 96, u8, lab, NULL);
         for (int k = 0; k < 64 * 96 * 3; k++) img[(size_t)i * 64 * 96 * 3 + k] = u8[k] / 255.0f;
         free(u8);
-        mem_free(NULL, &smp);
+        free(smp.bytes);
+        free(smp.labels);
     }
     cr_assert_eq(model_plan_eval(m, 3, 64, 96, err, sizeof err), 0, "%s", err);
     model_forward(m, img, false);

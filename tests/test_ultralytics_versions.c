@@ -73,13 +73,13 @@ Test(ulversion, new_arguments_work_or_are_refused_by_name) {
     struct {
         const char *arg, *expect;
     } bad[] = {
-        {"amp=bf16", "amp=bf16"},          /* CPU float32 engine: refused with the reason */
-        {"amp=half", "amp=half"},          /* not a value Ultralytics knows */
-        {"cls_pw=1.5", "cls_pw=1.5"},      /* Ultralytics asserts 0 <= cls_pw <= 1 */
-        {"nms=maybe", "nms=maybe"},        /* True, False or None */
+        {"amp=bf16", "amp=bf16"},     /* CPU float32 engine: refused with the reason */
+        {"amp=half", "amp=half"},     /* not a value Ultralytics knows */
+        {"cls_pw=1.5", "cls_pw=1.5"}, /* Ultralytics asserts 0 <= cls_pw <= 1 */
+        {"nms=maybe", "nms=maybe"},   /* True, False or None */
         {"pretrained=yolo26n.pt", "pretrained=yolo26n.pt"}, /* no weights import yet */
         {"optimizer=RAdam", "does not implement"},          /* theirs, not ours */
-        {"fraction=2.5", "fraction=2.5"},  /* a count must be whole */
+        {"fraction=2.5", "fraction=2.5"},                   /* a count must be whole */
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         char *argv[] = {"data=/etc/hostname", (char *)bad[i].arg};
@@ -96,7 +96,7 @@ Test(ulversion, new_arguments_work_or_are_refused_by_name) {
     char *amp33[] = {"data=/etc/hostname", "ultralytics=8.4.33", "amp=fp16"};
     cr_assert_eq(parse(&a, err, 3, amp33), -1, "amp is a bool in 8.4.33");
     char *ok[] = {"data=/etc/hostname", "amp=fp32", "channels_last=True", "cls_remap=False",
-                  "optimizer=musgd", "nms=None", "pretrained=False"};
+                  "optimizer=musgd",    "nms=None", "pretrained=False"};
     cr_assert_eq(parse(&a, err, 7, ok), 0, "%s", err);
     cr_assert_str_eq(a.optimizer, "MuSGD", "case-insensitive, as Ultralytics");
     cr_assert_eq(a.nms, -1);
@@ -150,10 +150,20 @@ Test(ulversion, python_float_repr) {
     struct {
         double x;
         const char *s;
-    } c[] = {{0.01, "0.01"},     {0.0005, "0.0005"},    {1e-05, "1e-05"},       {0.9, "0.9"},
-             {0.937, "0.937"},   {1.0, "1.0"},          {0.001429, "0.001429"}, {100.0, "100.0"},
-             {1e16, "1e+16"},    {0.1 + 0.2, "0.30000000000000004"},           {-2.5, "-2.5"},
-             {0.0, "0.0"},       {123456.789, "123456.789"},                   {0.0001, "0.0001"}};
+    } c[] = {{0.01, "0.01"},
+             {0.0005, "0.0005"},
+             {1e-05, "1e-05"},
+             {0.9, "0.9"},
+             {0.937, "0.937"},
+             {1.0, "1.0"},
+             {0.001429, "0.001429"},
+             {100.0, "100.0"},
+             {1e16, "1e+16"},
+             {0.1 + 0.2, "0.30000000000000004"},
+             {-2.5, "-2.5"},
+             {0.0, "0.0"},
+             {123456.789, "123456.789"},
+             {0.0001, "0.0001"}};
     for (size_t i = 0; i < sizeof c / sizeof *c; i++)
         cr_assert_str_eq(py_float_repr(c[i].x, b, sizeof b), c[i].s, "repr(%.17g)", c[i].x);
 }

@@ -4,6 +4,7 @@
 #include "coordinator/val_plan.h"
 #include "dataio/augment.h"
 #include "dataio/loader.h"
+#include "tests/mem_source.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -53,12 +54,10 @@ Test(valrect, plan_shapes_by_hand) {
 
 /* One 30 x 40 (h x w) image: a left half of value 200, a right half of 50, and a box over the
  * left half. */
-static int one_read(void *ctx, int index, dataset_sample *out, char *err, size_t errlen) {
-    (void)ctx, (void)err, (void)errlen;
-    memset(out, 0, sizeof *out);
-    out->index = index, out->height = 30, out->width = 40, out->encoding = IMG_RAW_RGB;
-    out->nbytes = 30 * 40 * 3;
-    out->bytes = malloc(out->nbytes);
+static void fill_one(int index, dataset_sample *out) {
+    (void)index;
+    out->height = 30, out->width = 40;
+    out->bytes = malloc(30 * 40 * 3);
     for (int y = 0; y < 30; y++)
         for (int x = 0; x < 40; x++)
             for (int c = 0; c < 3; c++) out->bytes[(y * 40 + x) * 3 + c] = x < 20 ? 200 : 50;
@@ -66,20 +65,6 @@ static int one_read(void *ctx, int index, dataset_sample *out, char *err, size_t
     out->labels = malloc(5 * sizeof(float));
     float l[5] = {1, 0.25f, 0.5f, 0.5f, 1.0f};
     memcpy(out->labels, l, sizeof l);
-    return 0;
-}
-static int one_decode(void *ctx, const dataset_sample *s, int min_h, int min_w, uint8_t **rgb,
-                      int *h, int *w, char *err, size_t errlen) {
-    (void)ctx, (void)min_h, (void)min_w, (void)err, (void)errlen;
-    *rgb = malloc(s->nbytes);
-    memcpy(*rgb, s->bytes, s->nbytes);
-    *h = s->height, *w = s->width;
-    return 0;
-}
-static void one_free(void *ctx, dataset_sample *s) {
-    (void)ctx;
-    free(s->bytes);
-    free(s->labels);
 }
 
 /* imgsz 64: the 30 x 40 image loads at 48 x 64 (long side 64), then goes into a 64 x 96 canvas
@@ -89,8 +74,7 @@ Test(valrect, loader_letterboxes_into_the_batch_canvas) {
     char err[512];
     loader_config c = loader_config_defaults();
     c.imgsz = 64, c.augment = 0, c.nthreads = 1, c.depth = 2, c.max_batch = 2, c.max_side = 96;
-    sample_source src = {.name = "mem", .size = 2, .read = one_read, .decode = one_decode,
-                         .free_sample = one_free};
+    sample_source src = mem_source_of("mem", 2, fill_one);
     loader *L = loader_create_source(src, &c, err, sizeof err);
     cr_assert(L, "%s", err);
     int idx[2] = {0, 1};
@@ -120,8 +104,8 @@ Test(valrect, loader_letterboxes_into_the_batch_canvas) {
     cr_assert_float_eq(b.info[1].pad_x, 16.0f, 0);
     cr_assert_float_eq(b.info[1].pad_y, 8.0f, 0);
     /* the same through augment_val_shape, and the square submission as before */
-    dataset_sample s;
-    one_read(NULL, 0, &s, err, sizeof err);
+    dataset_sample s = {0};
+    fill_one(0, &s);
     aug_image a = {s.bytes, s.height, s.width, s.labels, s.nboxes};
     uint8_t *want = malloc(64 * 96 * 3);
     float wl[5];
@@ -132,13 +116,14 @@ Test(valrect, loader_letterboxes_into_the_batch_canvas) {
     uint8_t *sq = malloc(64 * 64 * 3);
     augment_val(&a, 30, 40, 64, sq, wl, NULL);
     cr_assert_eq(memcmp(sq, b.images, 64 * 64 * 3), 0);
-    one_free(NULL, &s);
+    free(s.bytes);
+    free(s.labels);
     free(want);
     free(sq);
     loader_destroy(L);
     /* training loaders take no shapes */
     c.augment = 1, c.max_side = 0;
-    L = loader_create_source(src, &c, err, sizeof err);
+    L = loader_create_source(mem_source_of("mem", 2, fill_one), &c, err, sizeof err);
     cr_assert(L, "%s", err);
     cr_assert_eq(loader_submit_shape(L, 0, 0, idx, 1, 64, 96, err, sizeof err), -1);
     loader_destroy(L);
