@@ -64,6 +64,9 @@ typedef struct ckpt_meta {
     double best_fitness;      /* -inf before the first validated epoch */
     int best_epoch;           /* 1-based; 0: none */
     double best_map50, best_map50_95;
+    double early_stop_best; /* Ultralytics' EarlyStopping state (patience) */
+    int early_stop_epoch;   /* 1-based; 0: none */
+    int mosaic_closed;      /* close_mosaic took effect (it stays off) */
     /* /rng and /data: every random draw is keyed by (seed, epoch, sample index) */
     int64_t seed;
     int n_train, batch;

@@ -151,6 +151,9 @@ static const field fields[] = {
     FI("train", "best_epoch", best_epoch),
     FD("train", "best_map50", best_map50),
     FD("train", "best_map50_95", best_map50_95),
+    FD("train", "early_stop_best", early_stop_best),
+    FI("train", "early_stop_epoch", early_stop_epoch),
+    FI("train", "mosaic_closed", mosaic_closed),
     FL("train", "bn_batches_model", bn_batches_model),
     FL("rng", "seed", seed),
     FC("rng", "scheme",
@@ -190,19 +193,28 @@ typedef struct row_col {
     size_t off;
 } row_col;
 #define R(m) offsetof(epoch_row, m)
+/* "%s": the third loss's name (dfl_loss, or l1_loss for YOLO26 under 8.4.190) */
 static const row_col row_cols[] = {
     {"time", R(time)},
     {"train/box_loss", R(train[0])},
     {"train/cls_loss", R(train[1])},
-    {"train/dfl_loss", R(train[2])},
+    {"train/%s", R(train[2])},
     {"metrics/precision(B)", R(precision)},
     {"metrics/recall(B)", R(recall)},
     {"metrics/mAP50(B)", R(map50)},
     {"metrics/mAP50-95(B)", R(map50_95)},
     {"val/box_loss", R(val[0])},
     {"val/cls_loss", R(val[1])},
-    {"val/dfl_loss", R(val[2])},
+    {"val/%s", R(val[2])},
 };
+
+/* A column's attribute name for a row. */
+static const char *col_name(const row_col *c, const epoch_row *r, char *buf, size_t n) {
+    if (!strstr(c->name, "%s")) return c->name;
+    snprintf(buf, n, !strncmp(c->name, "train/", 6) ? "train/%s" : "val/%s",
+             r->third_loss ? r->third_loss : "dfl_loss");
+    return buf;
+}
 #define NROWCOLS (sizeof row_cols / sizeof *row_cols)
 
 static const char *const group_names[] = {"train",     "rng",     "data",   "ema",
@@ -269,8 +281,9 @@ static int write_row(hid_t file, const ckpt_meta *m) {
     hid_t g = H5Gopen2(file, "metrics", H5P_DEFAULT);
     if (g < 0) return -1;
     int rc = h5_attr_put(g, "epoch", H5T_NATIVE_INT, &m->row.epoch, 0);
+    char nb[40];
     for (size_t i = 0; i < NROWCOLS && !rc; i++)
-        rc = h5_attr_put(g, row_cols[i].name, H5T_NATIVE_DOUBLE,
+        rc = h5_attr_put(g, col_name(&row_cols[i], &m->row, nb, sizeof nb), H5T_NATIVE_DOUBLE,
                          (const char *)&m->row + row_cols[i].off, 0);
     for (int i = 0; i < m->row.n_lr && i < 8 && !rc; i++) {
         char name[16];
@@ -361,9 +374,11 @@ static int read_row(hid_t file, ckpt_meta *m) {
     hid_t g = H5Gopen2(file, "metrics", H5P_DEFAULT);
     if (g < 0) return -1;
     int rc = h5_attr_get(g, "epoch", H5T_NATIVE_INT, &m->row.epoch, 0);
+    m->row.third_loss = H5Aexists(g, "train/l1_loss") > 0 ? "l1_loss" : NULL;
+    char nb[40];
     for (size_t i = 0; i < NROWCOLS && !rc; i++)
-        rc = h5_attr_get(g, row_cols[i].name, H5T_NATIVE_DOUBLE, (char *)&m->row + row_cols[i].off,
-                         0);
+        rc = h5_attr_get(g, col_name(&row_cols[i], &m->row, nb, sizeof nb), H5T_NATIVE_DOUBLE,
+                         (char *)&m->row + row_cols[i].off, 0);
     m->row.n_lr = 0;
     for (int i = 0; i < 8 && !rc; i++) {
         char name[16];
@@ -478,8 +493,9 @@ void ckpt_content_digest(const ckpt_meta *m, const ckpt_tensor *t, int n, char h
     if (m->has_row) {
         snprintf(buf, sizeof buf, "row epoch=%d", m->row.epoch);
         put_text(c, buf);
+        char nb[40];
         for (size_t i = 0; i < NROWCOLS; i++) {
-            snprintf(buf, sizeof buf, " %s=%a", row_cols[i].name,
+            snprintf(buf, sizeof buf, " %s=%a", col_name(&row_cols[i], &m->row, nb, sizeof nb),
                      *(const double *)((const char *)&m->row + row_cols[i].off));
             put_text(c, buf);
         }

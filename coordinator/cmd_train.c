@@ -16,6 +16,7 @@
 #include "coordinator/runlog.h"
 #include "coordinator/shard_plan.h"
 #include "coordinator/telemetry.h"
+#include "coordinator/train_prep.h"
 #include "coordinator/train_state.h"
 #include "dataio/dataset.h"
 #include "dataio/loader.h"
@@ -132,14 +133,15 @@ static int train_steps(train_state *st, int epoch, int first, int n_train, int *
     shard_plan plan;
     shard_plan_make(&plan, n_train, (int)a->batch, workers, (uint64_t)a->seed, epoch);
     *steps = plan.steps;
+    bool off = train_prep_mosaic_closed(a, epoch, a->epochs, st->mosaic_off);
+    if (off && !st->mosaic_off) log_info("Closing dataloader mosaic");
+    st->mosaic_off = off;
     epoch_header h = {.epoch = epoch,
                       .steps = plan.steps,
                       .share = (int)a->batch / workers,
-                      .mosaic = epoch < a->epochs - a->close_mosaic,
+                      .mosaic = !off,
                       .epochs = (int)a->epochs,
                       .first_step = first};
-    if (epoch == a->epochs - a->close_mosaic && a->close_mosaic > 0 && first == 0)
-        log_info("closing dataloader mosaic");
     int32_t *idx = xmalloc((size_t)plan.steps * h.share * sizeof *idx);
     for (int w = 0; w < workers; w++) {
         for (int s = 0; s < plan.steps; s++)
@@ -150,7 +152,7 @@ static int train_steps(train_state *st, int epoch, int first, int n_train, int *
     }
     free(idx);
     if (first == 0) memset(st->loss_sum, 0, sizeof st->loss_sum);
-    progress pr;
+    progress pr = {.third_loss = st->loss_names[2]};
     progress_epoch_begin(&pr, epoch, (int)a->epochs, plan.steps, (int)a->imgsz);
     step_report *rep = xcalloc((size_t)workers, sizeof *rep);
     double t_epoch = now_seconds();
@@ -246,8 +248,8 @@ static int run(train_args *a, int workers, const resume_plan *plan) {
         log_warn("imgsz=%ld must be a multiple of max stride 32, updating to %ld", a->imgsz, r);
         a->imgsz = r;
     }
-    ckpt_file *vf;
-    ckpt_state *state;
+    ckpt_file *vf = NULL;
+    ckpt_state *state = NULL;
     int rc = open_run_dir(a, plan);
     if (rc == 0) rc = load_version(plan, &vf, &state);
     if (rc == 0) {
@@ -264,16 +266,28 @@ static int run(train_args *a, int workers, const resume_plan *plan) {
         release_workers(0);
         return rc;
     }
+    /* after args.yaml, as Ultralytics (its args.yaml keeps the max_det the user gave) */
+    int n_train = (int)train_args_train_images(a, job.n_train);
+    train_prep_max_det(a, ds, n_train);
+    float *cls_w = xmalloc((size_t)(job.nc + 1) * sizeof *cls_w);
+    job.class_weights = train_prep_class_weights(a, ds, n_train, cls_w);
     job.resume = state != NULL;
     release_workers(1);
     CHECK_MPI(MPI_Bcast(a, sizeof *a, MPI_BYTE, 0, MPI_COMM_WORLD));
     CHECK_MPI(MPI_Bcast(&job, sizeof job, MPI_BYTE, 0, MPI_COMM_WORLD));
+    if (job.class_weights) CHECK_MPI(MPI_Bcast(cls_w, job.nc, MPI_FLOAT, 0, MPI_COMM_WORLD));
+    free(cls_w);
     log_info("training %s on %s (%d train / %d val images, %d classes) with %d worker(s), "
-             "batch %ld, imgsz %ld -> %s",
-             a->model, a->data, job.n_train, job.n_val, job.nc, workers, a->batch, a->imgsz,
-             a->save_dir);
+             "batch %ld, imgsz %ld, Ultralytics %s semantics -> %s",
+             a->model, a->data, n_train, job.n_val, job.nc, workers, a->batch, a->imgsz,
+             ul_version_name(a->ultralytics), a->save_dir);
+    model_info mi;
+    CHECK_MPI(
+        MPI_Recv(&mi, sizeof mi, MPI_BYTE, 1, TAG_MODEL_INFO, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+    train_prep_print_optimizer(a, &mi);
+    if (a->nms == 0 && mi.branches == 1) /* Ultralytics' end2end setter says the same */
+        log_warn("nms=False: this model has no one-to-one head; using one-to-many outputs.");
 
-    int n_train = (int)fmax(1, floor(job.n_train * a->fraction));
     train_state st;
     const ckpt_meta *resumed = vf ? ckpt_file_meta(vf) : NULL;
     if (train_state_init(&st, a, ds, workers, resumed, plan, err, sizeof err) != 0) {
@@ -283,6 +297,7 @@ static int run(train_args *a, int workers, const resume_plan *plan) {
         dataset_close(ds);
         return 1;
     }
+    st.loss_names[2] = train_prep_third_loss(a, &mi);
     if (state) ckpt_state_broadcast(state, workers); /* the workers restore it after setup */
     int epoch0, step0;
     train_state_start(&st, resumed, &epoch0, &step0);

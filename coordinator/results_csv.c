@@ -11,11 +11,14 @@ static double r5(double x) {
     return round(x * 1e5) / 1e5;
 }
 
-void results_csv_header(int n_lr, FILE *f) {
-    fprintf(f, "epoch,time,train/box_loss,train/cls_loss,train/dfl_loss,metrics/precision(B),"
-               "metrics/recall(B),metrics/mAP50(B),metrics/mAP50-95(B),val/box_loss,"
-               "val/cls_loss,val/dfl_loss");
-    for (int i = 0; i < n_lr; i++) fprintf(f, ",lr/pg%d", i);
+void results_csv_header(const epoch_row *r, FILE *f) {
+    const char *l3 = r->third_loss ? r->third_loss : "dfl_loss";
+    fprintf(f,
+            "epoch,time,train/box_loss,train/cls_loss,train/%s,metrics/precision(B),"
+            "metrics/recall(B),metrics/mAP50(B),metrics/mAP50-95(B),val/box_loss,"
+            "val/cls_loss,val/%s",
+            l3, l3);
+    for (int i = 0; i < r->n_lr; i++) fprintf(f, ",lr/pg%d", i);
     fprintf(f, "\n");
 }
 
@@ -31,7 +34,7 @@ int results_csv_append(const char *path, const epoch_row *r, char *err, size_t e
     int fresh = access(path, F_OK) != 0;
     FILE *f = fopen(path, "a");
     if (!f) return errf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-    if (fresh) results_csv_header(r->n_lr, f);
+    if (fresh) results_csv_header(r, f);
     results_csv_row(r, f);
     if (ferror(f) | (fclose(f) != 0))
         return errf(err, errlen, "%s: write failed: %s", path, strerror(errno));

@@ -11,11 +11,13 @@ typedef struct epoch_row {
     double precision, recall, map50, map50_95;
     double val[3]; /* box, cls, dfl */
     double lr[8];
-    int n_lr; /* 3 for SGD/AdamW, 8 for MuSGD */
+    int n_lr;               /* 3 for SGD/AdamW, 8 for MuSGD */
+    const char *third_loss; /* column name stem: "dfl_loss" (NULL) or "l1_loss" */
 } epoch_row;
 
-/* The header line (with n_lr learning-rate columns) and one row, each ending in a newline. */
-void results_csv_header(int n_lr, FILE *f);
+/* The header line (the row's third loss name and n_lr learning-rate columns) and one row, each
+ * ending in a newline. */
+void results_csv_header(const epoch_row *r, FILE *f);
 void results_csv_row(const epoch_row *r, FILE *f);
 /* Appends one row to path, writing the header first when the file is new. 0 or -1 with err. */
 int results_csv_append(const char *path, const epoch_row *r, char *err, size_t errlen);

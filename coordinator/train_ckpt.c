@@ -68,6 +68,8 @@ static void restore(train_state *st, const ckpt_meta *m, const char *version) {
     st->best_epoch = m->best_epoch - 1;
     st->best_map50 = m->best_map50;
     st->best_map50_95 = m->best_map50_95;
+    st->es = (early_stop){.best = m->early_stop_best, .best_epoch = m->early_stop_epoch - 1};
+    st->mosaic_off = m->mosaic_closed;
     st->epochs_done = m->epoch_complete ? m->epoch : m->epoch - 1;
     st->t_train = now_seconds() - m->elapsed_s;
     st->has_row = m->has_row;
@@ -88,6 +90,8 @@ int train_state_init(train_state *st, train_args *a, dataset *ds, int workers,
                         .workers = workers,
                         .best_fitness = -INFINITY,
                         .best_epoch = -1,
+                        .es = {.best = 0, .best_epoch = -1},
+                        .loss_names = {"box_loss", "cls_loss", "dfl_loss"},
                         .t_train = now_seconds(),
                         .results_text = xstrdup("")};
     char path[1024];
@@ -142,6 +146,9 @@ static void fill_meta(train_state *st, ckpt_meta *m, const char *reason, int epo
     m->best_epoch = st->best_epoch + 1;
     m->best_map50 = st->best_map50;
     m->best_map50_95 = st->best_map50_95;
+    m->early_stop_best = st->es.best;
+    m->early_stop_epoch = st->es.best_epoch + 1;
+    m->mosaic_closed = st->mosaic_off;
     m->seed = a->seed;
     m->n_train = (int)fmax(1, floor(dataset_split_size(st->ds, SPLIT_TRAIN) * a->fraction));
     m->batch = (int)a->batch;
@@ -194,7 +201,7 @@ void train_state_add_row(train_state *st, const epoch_row *row, double fitness) 
     FILE *f = open_memstream(&buf, &len);
     if (!f) FATAL("open_memstream failed");
     fputs(st->results_text, f);
-    if (!st->results_text[0]) results_csv_header(row->n_lr, f);
+    if (!st->results_text[0]) results_csv_header(row, f);
     results_csv_row(row, f);
     fclose(f);
     free(st->results_text);
@@ -271,6 +278,8 @@ int train_state_flush_versions(train_state *st) {
 
 void train_state_free(train_state *st) {
     if (st->writer) train_state_flush_versions(st);
+    val_plan_free(&st->vplan);
+    st->vplan_made = false;
     free(st->results_text);
     free(st->model_yaml);
     free(st->args_yaml);

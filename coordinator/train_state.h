@@ -11,6 +11,8 @@
 #include "coordinator/resume.h"
 #include "coordinator/results_csv.h"
 #include "coordinator/telemetry.h"
+#include "coordinator/train_prep.h"
+#include "coordinator/val_plan.h"
 #include "dataio/dataset.h"
 
 typedef struct train_state {
@@ -18,7 +20,8 @@ typedef struct train_state {
     dataset *ds;
     int workers;
     double best_fitness;
-    int best_epoch; /* 0-based; -1 before the first */
+    int best_epoch; /* of best.h5: the last epoch whose fitness reached the best so far; -1 */
+    early_stop es;  /* EarlyStopping's own best (train_prep.h) */
     double best_map50, best_map50_95;
     double loss_sum[3];   /* this epoch's summed step losses (box, cls, dfl), mean over workers */
     double train_loss[3]; /* epoch means, set by the caller before end_epoch */
@@ -30,7 +33,11 @@ typedef struct train_state {
     double ep_compute_s, ep_stall_s, ep_comm_s;
     int ep_steps;
     bool save_requested, stop_requested;
-    telemetry *tel; /* NULL: no telemetry (events are skipped) */
+    telemetry *tel;            /* NULL: no telemetry (events are skipped) */
+    const char *loss_names[3]; /* box_loss, cls_loss, dfl_loss or l1_loss (train_prep.h) */
+    val_plan vplan;            /* rectangular validation batches, made at the first validation */
+    bool vplan_made;
+    bool mosaic_off; /* close_mosaic took effect (it stays off) */
     /* checkpoints (train_ckpt.c) */
     ckpt_writer *writer;
     char *results_text; /* results.csv as written so far ("" before the first row) */
