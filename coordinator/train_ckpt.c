@@ -97,7 +97,12 @@ int train_state_init(train_state *st, train_args *a, dataset *ds, int workers,
     char path[1024];
     st->model_yaml = model_file_read(a->model, path, sizeof path, err, errlen);
     if (!st->model_yaml) return -1;
-    st->args_yaml = train_args_yaml_text(a);
+    /* lineage: args.yaml as written (before train_prep adjusts max_det, as Ultralytics') */
+    char apath[2300];
+    snprintf(apath, sizeof apath, "%s/args.yaml", a->save_dir);
+    size_t alen = 0;
+    st->args_yaml = telemetry_read_text(apath, 1 << 20, &alen, NULL, 0);
+    if (!st->args_yaml) st->args_yaml = train_args_yaml_text(a);
     const char *vname = "";
     if (resumed) {
         vname = strrchr(plan->version_path, '/') ? strrchr(plan->version_path, '/') + 1
