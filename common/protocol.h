@@ -8,14 +8,15 @@
  *           coordinator -> each  int32 control word (CTRL_*); after CTRL_SAVE worker 0 sends
  *                                its state (as below) and the coordinator writes last weights
  *   val:    coordinator -> each  val_header, then its val indices; each -> coordinator
- *           val_summary, then its match records and per-class ground-truth counts
+ *           val_summary, then its match records and per-class ground-truth counts, and when
+ *           the header asks for plots the confusion matrix and the plotted predictions
  *   state:  worker 0 -> coordinator  model_state_header, then the float buffers (params, EMA,
  *           BN buffers) for checkpoints
  * This header is libc-only; CHECK_MPI expands only where <mpi.h> is included. */
 #pragma once
 #include <stdint.h>
 
-#define PROTOCOL_VERSION 2
+#define PROTOCOL_VERSION 3
 
 enum msg_tag {
     TAG_EPOCH = 100,
@@ -29,6 +30,7 @@ enum msg_tag {
     TAG_VAL_COUNTS,
     TAG_STATE_HEADER,
     TAG_STATE_DATA,
+    TAG_VAL_PLOTS,
 };
 
 typedef enum control_word {
@@ -67,10 +69,12 @@ typedef struct step_report {
 
 typedef struct val_header {
     int32_t epoch, count; /* val indices that follow */
+    int32_t plots;        /* 1: also send the plot data (common/val_plots.h) */
 } val_header;
 
 /* Followed by `records` val_record (common/val_record.h) and 2*nc int64: per-class ground-truth
- * instances, then per-class images containing that class. */
+ * instances, then per-class images containing that class. With val_header.plots, then on
+ * TAG_VAL_PLOTS: (nc+1)^2 int64 confusion counts, one int64 n, n val_plot_det. */
 typedef struct val_summary {
     int32_t images, records, ok;
     double loss_sum[3]; /* summed val loss items over this worker's images */

@@ -2,6 +2,7 @@
 
 #include "common/log.h"
 #include "kernels/nms.h"
+#include "worker/val_plot_collect.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,7 +30,8 @@ static void val_loss(validator *v, int B, const float *labels, int nlabels, doub
 }
 
 int validate_run(validator *v, int epoch, const int32_t *idx, int n, val_summary *s,
-                 val_record **recs, int64_t *counts, char *err, size_t errlen) {
+                 val_record **recs, int64_t *counts, val_plot_data *plots, char *err,
+                 size_t errlen) {
     memset(s, 0, sizeof *s);
     memset(counts, 0, 2 * (size_t)v->nc * sizeof *counts);
     *recs = NULL;
@@ -92,6 +94,9 @@ int validate_run(validator *v, int epoch, const int32_t *idx, int n, val_summary
                 *recs = xrealloc(*recs, cap * sizeof **recs);
             }
             val_match(det, nd, gt_box, gt_cls, ngt, *recs + s->records);
+            if (plots)
+                val_plot_collect_image(plots, bt.indices[i], det, nd, gt_box, gt_cls, ngt,
+                                       &bt.info[i], v->conf);
             s->records += nd;
             s->images++;
         }

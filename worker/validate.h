@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "common/protocol.h"
+#include "common/val_plots.h"
 #include "common/val_record.h"
 #include "dataio/loader.h"
 #include "kernels/detloss.h"
@@ -23,6 +24,8 @@ typedef struct validator {
 } validator;
 
 /* Runs over idx[0..n): fills the summary, *recs (malloc'd, s->records entries) and counts
- * [2*nc] (per-class instances, then images containing the class). 0 or -1 with err. */
+ * [2*nc] (per-class instances, then images containing the class), and plots (when not NULL:
+ * confusion matrix and predictions to draw, worker/val_plot_collect.h). 0 or -1 with err. */
 int validate_run(validator *v, int epoch, const int32_t *idx, int n, val_summary *s,
-                 val_record **recs, int64_t *counts, char *err, size_t errlen);
+                 val_record **recs, int64_t *counts, val_plot_data *plots, char *err,
+                 size_t errlen);
