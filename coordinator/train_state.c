@@ -247,8 +247,10 @@ int train_state_end_epoch(train_state *st, int epoch, bool final, double t_train
     val_metrics m;
     memset(&m, 0, sizeof m);
     double val_loss[3] = {0}, val_s = 0;
-    /* Ultralytics draws the validation plots at the last validation of training */
-    bool plots = do_val && final && a->plots;
+    /* Ultralytics draws the validation plots at the last epoch, and at any epoch early stopping
+     * may end on (EarlyStopping.possible_stop: patience - 1 epochs without improvement) */
+    bool possible_stop = a->patience > 0 && epoch > 0 && epoch - st->best_epoch >= a->patience - 1;
+    bool plots = do_val && a->plots && (final || possible_stop);
     val_plot_data pd;
     val_plot_data_init(&pd, dataset_num_classes(st->ds));
     if (!do_val) {

@@ -419,3 +419,91 @@ Test(charts, plotted_predictions_undo_the_letterbox) {
     cr_assert_eq(d.confusion[1 * 3 + 1], 2);
     val_plot_data_free(&d);
 }
+
+/* The same counting as Ultralytics' own ConfusionMatrix.process_batch on random images (needs
+ * the bench environment: torch + ultralytics). */
+Test(charts, confusion_counts_match_ultralytics, .timeout = 600) {
+    char py[1100], reason[1400];
+    if (!test_pyenv_python("bench", py, sizeof py, reason, sizeof reason))
+        cr_skip_test("%s", reason);
+    char dir[64], path[128], cmd[4096];
+    tmpdir(dir);
+    snprintf(path, sizeof path, "%s/images.txt", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert(f);
+    enum { NC = 3, IMAGES = 300 };
+    int64_t ours[(NC + 1) * (NC + 1)] = {0};
+    uint32_t s = 7;
+#define RND() ((s = s * 1664525u + 1013904223u) >> 8 & 0xffff) / 65536.0f
+    for (int im = 0; im < IMAGES; im++) {
+        int ngt = (int)(RND() * 5), nd = (int)(RND() * 8);
+        float gt[5 * 4];
+        int gc[5];
+        detection det[8];
+        for (int g = 0; g < ngt; g++) {
+            float x = RND() * 80, y = RND() * 80, w = 5 + RND() * 20, h = 5 + RND() * 20;
+            gt[4 * g] = x, gt[4 * g + 1] = y, gt[4 * g + 2] = x + w, gt[4 * g + 3] = y + h;
+            gc[g] = (int)(RND() * NC);
+        }
+        for (int p = 0; p < nd; p++) {
+            /* most near a ground truth (jittered), some anywhere */
+            float x0 = RND() * 80, y0 = RND() * 80, x1 = x0 + 5 + RND() * 20,
+                  y1 = y0 + 5 + RND() * 20;
+            if (ngt && RND() < 0.7f) {
+                int g = (int)(RND() * ngt);
+                float j = 6 * (RND() - 0.5f);
+                x0 = gt[4 * g] + j, y0 = gt[4 * g + 1] - j, x1 = gt[4 * g + 2] + j / 2;
+                y1 = gt[4 * g + 3] + RND() * 4;
+            }
+            det[p] = (detection){x0, y0, x1, y1, 0.02f + 0.97f * RND(), (int)(RND() * NC)};
+        }
+        for (int i = 1; i < nd; i++) /* score-sorted, as the post-processing returns them */
+            for (int j = i; j > 0 && det[j - 1].conf < det[j].conf; j--) {
+                detection t = det[j];
+                det[j] = det[j - 1], det[j - 1] = t;
+            }
+        val_confusion_update(ours, NC, det, nd, gt, gc, ngt, 0.25f);
+        fprintf(f, "%d %d\n", ngt, nd);
+        for (int g = 0; g < ngt; g++)
+            fprintf(f, "%d %.9g %.9g %.9g %.9g\n", gc[g], gt[4 * g], gt[4 * g + 1], gt[4 * g + 2],
+                    gt[4 * g + 3]);
+        for (int p = 0; p < nd; p++)
+            fprintf(f, "%d %.9g %.9g %.9g %.9g %.9g\n", det[p].cls, det[p].x1, det[p].y1, det[p].x2,
+                    det[p].y2, det[p].conf);
+    }
+#undef RND
+    fclose(f);
+    snprintf(cmd, sizeof cmd,
+             "%s - %s 2>%s/py.err <<'EOF'\n"
+             "import sys, torch\n"
+             "from ultralytics.utils.metrics import ConfusionMatrix\n"
+             "cm = ConfusionMatrix(names={i: str(i) for i in range(%d)})\n"
+             "lines = open(sys.argv[1]).read().split('\\n')\n"
+             "i = 0\n"
+             "while i < len(lines) and lines[i].strip():\n"
+             "    ngt, nd = map(int, lines[i].split()); i += 1\n"
+             "    g = [list(map(float, l.split())) for l in lines[i:i + ngt]]; i += ngt\n"
+             "    d = [list(map(float, l.split())) for l in lines[i:i + nd]]; i += nd\n"
+             "    batch = {'cls': torch.tensor([r[0] for r in g]),\n"
+             "             'bboxes': torch.tensor([r[1:5] for r in g]).reshape(-1, 4)}\n"
+             "    det = {'cls': torch.tensor([r[0] for r in d]),\n"
+             "           'bboxes': torch.tensor([r[1:5] for r in d]).reshape(-1, 4),\n"
+             "           'conf': torch.tensor([r[5] for r in d])}\n"
+             "    cm.process_batch(det, batch, conf=0.25)\n"
+             "print(' '.join(str(int(v)) for v in cm.matrix.flatten()))\n"
+             "EOF",
+             py, path, dir, NC);
+    FILE *p = popen(cmd, "r");
+    cr_assert(p);
+    for (int i = 0; i < (NC + 1) * (NC + 1); i++) {
+        long long v;
+        cr_assert_eq(fscanf(p, "%lld", &v), 1, "Ultralytics' matrix (see %s/py.err)", dir);
+        cr_assert_eq(ours[i], v, "cell [%d][%d]: ours %lld, Ultralytics %lld", i / (NC + 1),
+                     i % (NC + 1), (long long)ours[i], v);
+    }
+    cr_assert_eq(pclose(p), 0);
+    int64_t total = 0;
+    for (int i = 0; i < (NC + 1) * (NC + 1); i++) total += ours[i];
+    cr_assert_gt(total, 300, "enough pairs counted to mean something");
+    rm_rf(dir);
+}
