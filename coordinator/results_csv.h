@@ -16,8 +16,9 @@ typedef struct epoch_row {
 
 #define RESULTS_MAX_COLUMNS 20
 
-/* The row as results.csv's columns, in file order (epoch, time, train/box_loss, ...,
- * lr/pg{n_lr-1}): names[i] (static strings) and values[i], unrounded. Returns the count. */
+/* The row as results.csv's columns, in file order: epoch, time, the three train losses,
+ * precision, recall, mAP50, mAP50-95, the three val losses (indices 2..11), then lr/pg0..: names[i]
+ * (static strings) and values[i], unrounded. Returns the count. */
 int results_csv_columns(const epoch_row *r, const char **names, double *values);
 
 /* Appends one row to path, writing the header first when the file is new. 0 or -1 with err. */

@@ -6,7 +6,6 @@
 
 #include <math.h>
 #include <stdlib.h>
-
 /* The step event carries the slowest worker's times (the step waits for it) and every worker's. */
 static int tel_step(void *self, const sink_step *r, char *err, size_t errlen) {
     static const char *const names[3] = {"box_loss", "cls_loss", "dfl_loss"};
@@ -40,22 +39,13 @@ static int tel_step(void *self, const sink_step *r, char *err, size_t errlen) {
     return rc ? errf(err, errlen, "step event not sent") : 0;
 }
 
+/* The epoch event: results.csv's loss and metric columns (not epoch, time or lr) and fitness. */
 static int tel_epoch(void *self, const sink_epoch *r, char *err, size_t errlen) {
-    static const char *const names[11] = {"train/box_loss",
-                                          "train/cls_loss",
-                                          "train/dfl_loss",
-                                          "metrics/precision(B)",
-                                          "metrics/recall(B)",
-                                          "metrics/mAP50(B)",
-                                          "metrics/mAP50-95(B)",
-                                          "val/box_loss",
-                                          "val/cls_loss",
-                                          "val/dfl_loss",
-                                          "fitness"};
-    const epoch_row *w = r->row;
-    double v[11] = {w->train[0], w->train[1], w->train[2], w->precision, w->recall, w->map50,
-                    w->map50_95, w->val[0],   w->val[1],   w->val[2],    r->fitness};
-    if (telemetry_publish_epoch(self, w->epoch, r->epochs, 11, names, v) != 0)
+    const char *names[RESULTS_MAX_COLUMNS + 1];
+    double v[RESULTS_MAX_COLUMNS + 1];
+    results_csv_columns(r->row, names, v);
+    names[12] = "fitness", v[12] = r->fitness;
+    if (telemetry_publish_epoch(self, r->row->epoch, r->epochs, 11, names + 2, v + 2) != 0)
         return errf(err, errlen, "epoch event not sent");
     return 0;
 }
