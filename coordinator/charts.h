@@ -13,7 +13,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/val_record.h"
 #include "coordinator/metrics.h"
+#include "dataio/dataset.h"
+
+#include <limits.h>
 
 /* ---- results.png ----------------------------------------------------------------------------- */
 
@@ -88,3 +92,33 @@ typedef struct chart_box {
 int chart_mosaic(const chart_tile *tiles, int ntiles, const chart_box *boxes, size_t nboxes,
                  const char *const *names, int nc, int max_side, const char *path, char *err,
                  size_t errlen);
+
+/* ---- a run directory's charts from its dataset ------------------------------------------------
+ */
+
+typedef struct chart_run {
+    char dir[PATH_MAX];
+    dataset *ds; /* class names; labels; the plotted val images are read from it */
+    int nc, imgsz;
+    const char **names; /* [nc], the dataset's */
+} chart_run;
+
+/* What the validation plots are drawn from. */
+typedef struct chart_validation {
+    const val_metrics *m;     /* with the per-class curves */
+    const int64_t *confusion; /* [(nc + 1)][(nc + 1)], [predicted][true], nc = background */
+    size_t ndets;
+    const val_plot_det *dets; /* predictions on val images [0, VAL_PLOT_IMAGES), original px */
+} chart_validation;
+
+void chart_run_init(chart_run *r, const char *dir, dataset *ds, int imgsz);
+void chart_run_free(chart_run *r);
+/* dir/file into out; -1 + err when it does not fit. */
+int chart_run_path(const chart_run *r, const char *file, char *out, size_t n, char *err,
+                   size_t errlen);
+/* labels.jpg from one split's labels. */
+int chart_run_labels(const chart_run *r, split_id split, char *err, size_t errlen);
+/* PR_curve.png, F1/P/R_curve.png (when a class has ground truth), confusion_matrix.png,
+ * confusion_matrix_normalized.png, and val_batch{0,1,2}_labels.jpg / _pred.jpg of val images
+ * [16 k, 16 k + 16) at tile side min(imgsz, 1920 / grid). */
+int chart_run_validation(const chart_run *r, const chart_validation *v, char *err, size_t errlen);
