@@ -8,8 +8,8 @@
 #include "coordinator/ckpt_transfer.h"
 #include "coordinator/commands.h"
 #include "coordinator/launch.h"
+#include "coordinator/metric_sink.h"
 #include "coordinator/progress.h"
-#include "coordinator/results_csv.h"
 #include "coordinator/resume.h"
 #include "coordinator/run_lock.h"
 #include "coordinator/rundir.h"
@@ -309,6 +309,8 @@ static int run(train_args *a, int workers, const resume_plan *plan) {
     /* Live progress and control (coordinator watch / ctl); training goes on without it. */
     st.tel = telemetry_open(a->save_dir, &(telemetry_opts){0}, err, sizeof err);
     if (!st.tel) log_warn("telemetry off: %s", err);
+    sink_run sinks_run = {.save_dir = a->save_dir, .args = a, .ds = ds, .workers = workers};
+    st.sinks = metric_sinks_for_training(&sinks_run, st.tel);
     bool stop = false, halted = false;
     for (int epoch = epoch0; epoch < a->epochs && !stop && rc == 0; epoch++) {
         bool final = false;
@@ -328,6 +330,8 @@ static int run(train_args *a, int workers, const resume_plan *plan) {
         workers_released = true;
     }
     int vrc = train_state_flush_versions(&st);
+    metric_sinks_close(st.sinks, rc == 0 && vrc == 0);
+    st.sinks = NULL;
     train_state_finish(&st, rc == 0, now_seconds() - st.t_train);
     if (rc == 0 && halted)
         printf("stopped; continue with: coordinator train resume=%s\n", a->save_dir);

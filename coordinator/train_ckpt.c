@@ -36,7 +36,9 @@ static void read_test_knobs(train_state *st, ckpt_writer_opts *o) {
     o->test_delay_s = d ? atof(d) : 0;
 }
 
-/* results.csv is rewritten whole (atomically) from the text kept for the versions. */
+/* A resumed run's results.csv is the version's: rows written after it (the crash came after the
+ * row, before the next version) are dropped, a missing or damaged file is restored. */
+/* The version's results.csv text, atomically (the results.csv sink appends to it from here). */
 static void write_results(train_state *st) {
     char path[2300], err[600];
     snprintf(path, sizeof path, "%s/results.csv", st->args->save_dir);
@@ -46,8 +48,6 @@ static void write_results(train_state *st) {
     }
 }
 
-/* A resumed run's results.csv is the version's: rows written after it (the crash came after the
- * row, before the next version) are dropped, a missing or damaged file is restored. */
 static void restore_results(train_state *st, const char *version) {
     char path[2300];
     snprintf(path, sizeof path, "%s/results.csv", st->args->save_dir);
@@ -214,7 +214,6 @@ void train_state_add_row(train_state *st, const epoch_row *row, double fitness) 
     st->has_row = true;
     st->last_row = *row;
     st->last_fitness = fitness;
-    write_results(st);
 }
 
 static void report(train_state *st, const ckpt_result *r) {

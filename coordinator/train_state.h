@@ -10,6 +10,7 @@
 #include "coordinator/ckpt_writer.h"
 #include "coordinator/resume.h"
 #include "coordinator/results_csv.h"
+#include "coordinator/metric_sink.h"
 #include "coordinator/telemetry.h"
 #include "coordinator/train_prep.h"
 #include "coordinator/val_plan.h"
@@ -33,7 +34,8 @@ typedef struct train_state {
     double ep_compute_s, ep_stall_s, ep_comm_s;
     int ep_steps;
     bool save_requested, stop_requested;
-    telemetry *tel;            /* NULL: no telemetry (events are skipped) */
+    telemetry *tel;            /* NULL: no telemetry (control requests are not served) */
+    metric_sinks *sinks;       /* where step and epoch records go (results.csv, events, charts) */
     const char *loss_names[3]; /* box_loss, cls_loss, dfl_loss or l1_loss (train_prep.h) */
     val_plan vplan;            /* rectangular validation batches, made at the first validation */
     bool vplan_made;
@@ -57,7 +59,8 @@ int train_state_init(train_state *st, train_args *a, dataset *ds, int workers,
                      const ckpt_meta *resumed, const resume_plan *plan, char *err, size_t errlen);
 /* Where training starts: epoch (0-based) and its first step (0 unless resumed mid-epoch). */
 void train_state_start(const train_state *st, const ckpt_meta *resumed, int *epoch, int *step);
-/* After each step's reports: remember lr, pass telemetry on, report finished versions. */
+/* After each step's reports: remember lr, send the step record to the sinks, report finished
+ * versions. */
 void train_state_step(train_state *st, int epoch, int step, int steps, const step_report *r,
                       int workers, const double mean_loss[3], double images_per_s);
 /* The control word for the workers after this step: serves telemetry requests (save, stop). */
@@ -74,9 +77,9 @@ int train_state_end_epoch(train_state *st, int epoch, int steps, bool final, boo
  * when the newest version could not be written (the reason was reported). */
 int train_state_flush_versions(train_state *st);
 void train_state_finish(train_state *st, bool ok, double elapsed);
-/* train_ckpt.c, for train_state.c: a results.csv row (kept in memory for the versions, the file
- * rewritten whole and atomically; a failure is a warning), the epoch's version, finished
- * versions reported on the terminal and the telemetry socket. */
+/* train_ckpt.c, for train_state.c: a results.csv row kept in memory for the versions (the file
+ * is the results.csv sink's), the epoch's version, finished versions reported on the terminal
+ * and the telemetry socket. */
 void train_state_add_row(train_state *st, const epoch_row *row, double fitness);
 void train_state_save_epoch(train_state *st, int epoch, int steps, bool best, bool finished);
 void train_state_report_versions(train_state *st);
