@@ -38,29 +38,26 @@ static void read_test_knobs(train_state *st, ckpt_writer_opts *o) {
 
 /* A resumed run's results.csv is the version's: rows written after it (the crash came after the
  * row, before the next version) are dropped, a missing or damaged file is restored. */
-/* The version's results.csv text, atomically (the results.csv sink appends to it from here). */
-static void write_results(train_state *st) {
-    char path[2300], err[600];
-    snprintf(path, sizeof path, "%s/results.csv", st->args->save_dir);
-    if (atomic_write_file(path, st->results_text, strlen(st->results_text), err, sizeof err) != 0) {
-        log_warn("results.csv not written: %s", err);
-        if (st->tel) telemetry_publish_warning(st->tel, err);
-    }
-}
-
+/* A resumed run's results.csv is the version's text, written atomically (the results.csv sink
+ * appends to it from here; a version before the first row means no file, so the sink writes the
+ * header): rows written after the version (the crash came after the row, before the next
+ * version) are dropped, a missing or damaged file is restored. */
 static void restore_results(train_state *st, const char *version) {
-    char path[2300];
+    char path[2300], err[600];
     snprintf(path, sizeof path, "%s/results.csv", st->args->save_dir);
     size_t len = 0;
     char *now = telemetry_read_text(path, 64 << 20, &len, NULL, 0);
-    if (now && !strcmp(now, st->results_text)) {
-        free(now);
-        return;
-    }
-    log_info("results.csv: back to its rows as of %s (%s)", version,
-             now ? "later rows came after that version" : "the file was missing");
+    bool same = now ? !strcmp(now, st->results_text) : !st->results_text[0];
+    if (!same)
+        log_info("results.csv: back to its rows as of %s (%s)", version,
+                 now ? "later rows came after that version" : "the file was missing");
     free(now);
-    write_results(st);
+    if (same) return;
+    int rc = st->results_text[0] ? atomic_write_file(path, st->results_text,
+                                                     strlen(st->results_text), err, sizeof err)
+             : unlink(path) == 0 ? 0
+                                 : errf(err, sizeof err, "%s: cannot remove", path);
+    if (rc != 0) log_warn("results.csv not restored: %s", err);
 }
 
 static void restore(train_state *st, const ckpt_meta *m, const char *version) {

@@ -206,9 +206,9 @@ static int train_epoch(worker *w, const epoch_header *h, const int32_t *idx, boo
     return 0;
 }
 
-/* Validation of this worker's share (when the coordinator asks) and, on worker 0, the EMA state
- * for the weights files. BN running stats drift per worker, so worker 0's EMA buffers are
- * broadcast first, as Ultralytics does before validating. */
+/* Validation of this worker's share (when the coordinator asks), then the training state for the
+ * epoch's checkpoint version (worker/snapshot.h). BN running stats drift per worker, so worker
+ * 0's EMA buffers are broadcast first, as Ultralytics does before validating. */
 static int end_epoch(worker *w) {
     val_header vh;
     CHECK_MPI(
