@@ -306,6 +306,10 @@ void conv2d_ctx_destroy(conv2d_ctx *c) {
     free(c);
 }
 
+conv2d_ctx *conv2d_default_ctx(void) {
+    return &g_default;
+}
+
 void conv2d_set_impl(conv2d_impl impl) {
     g_default.impl = impl;
     g_default.impl_set = 1;

@@ -53,6 +53,7 @@ const char *conv2d_ctx_path(conv2d_ctx *c, const conv2d_desc *d);
 conv2d_impl conv2d_impl_from_env(conv2d_impl fallback);
 
 /* ---- on the default context (its implementation starts as YOLO_CONV_IMPL, else AUTO) ---- */
+conv2d_ctx *conv2d_default_ctx(void); /* conv2d_ctx_destroy leaves it alone */
 size_t conv2d_workspace_floats(const conv2d_desc *d);
 void conv2d_forward(const conv2d_desc *d, const float *x, const float *w, const float *bias,
                     float *y, float *ws);
