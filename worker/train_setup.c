@@ -53,7 +53,22 @@ int train_setup_optimizer(model *m, train_args *a, long n_train, optimizer *o, s
     }
     int rc = optim_init(o, kind, model_num_params(m), ts, k, groups, ng, err, errlen);
     free(ts);
+    if (rc == 0) { /* the state next to the parameters it updates */
+        backend *be = model_backend(m);
+        size_t bytes = (o->n ? o->n : 1) * sizeof(float);
+        float *m1 = backend_alloc(be, bytes), *m2 = o->m2 ? backend_alloc(be, bytes) : NULL;
+        backend_zero(be, m1, bytes);
+        if (m2) backend_zero(be, m2, bytes);
+        optim_adopt_state(o, m1, m2);
+    }
     return rc;
+}
+
+void train_free_optimizer(model *m, optimizer *o) {
+    float *m1 = o->m1, *m2 = o->m2;
+    optim_free(o);
+    backend_free(model_backend(m), m1);
+    backend_free(model_backend(m), m2);
 }
 
 void train_export_state(const model *m, const float *params, const float *buffers,

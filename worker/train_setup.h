@@ -12,9 +12,12 @@
 
 /* Resolves optimizer=auto (Ultralytics' rule; forces warmup_bias_lr to 0 in *a), builds the
  * groups (weights with decay, BN weights, biases; MuSGD adds muon groups) with the weight decay
- * scaled by batch*accumulate/nbs, and the schedule config. n_train: images per epoch. */
+ * scaled by batch*accumulate/nbs, and the schedule config. n_train: images per epoch. The
+ * optimizer state (o->m1, o->m2) lives on the model's backend, zeroed; free with
+ * train_free_optimizer. */
 int train_setup_optimizer(model *m, train_args *a, long n_train, optimizer *o, sched_cfg *sc,
                           int *accumulate, char *err, size_t errlen);
+void train_free_optimizer(model *m, optimizer *o);
 
 /* The model's parameters (from params, e.g. the EMA copy) and BN buffers in PyTorch layout under
  * their state_dict names. *t and *data are malloc'd. */

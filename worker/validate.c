@@ -16,12 +16,12 @@ static void val_loss(validator *v, int B, const float *labels, int nlabels, doub
     detloss_hyp h = detloss_hyp_default(v->nc, y->reg_max);
     if (model_num_branches(v->m) == 2) {
         detloss_hyp h2 = detloss_hyp_one2one(v->nc, y->reg_max);
-        detloss_e2e(v->loss, &h, &h2, 0.8f, 0.2f, B, A, model_output(v->m, MODEL_ONE2MANY),
-                    model_output(v->m, MODEL_ONE2ONE), model_anchor_points(v->m),
+        detloss_e2e(v->loss, &h, &h2, 0.8f, 0.2f, B, A, model_output_host(v->m, MODEL_ONE2MANY),
+                    model_output_host(v->m, MODEL_ONE2ONE), model_anchor_points(v->m),
                     model_anchor_strides(v->m), nlabels, labels, (float)v->imgsz, (float)v->imgsz,
                     NULL, NULL, &o, NULL);
     } else {
-        detloss_branch(v->loss, &h, B, A, model_output(v->m, MODEL_ONE2MANY),
+        detloss_branch(v->loss, &h, B, A, model_output_host(v->m, MODEL_ONE2MANY),
                        model_anchor_points(v->m), model_anchor_strides(v->m), nlabels, labels,
                        (float)v->imgsz, (float)v->imgsz, NULL, NULL, &o);
     }
@@ -35,7 +35,7 @@ int validate_run(validator *v, int epoch, const int32_t *idx, int n, val_summary
     *recs = NULL;
     int A = 0, no = 4 + v->nc, e2e = model_num_branches(v->m) == 2;
     size_t cap = 0;
-    float *dec = NULL, *img = NULL;
+    float *dec = NULL;
     detection *det = xmalloc((size_t)v->max_det * sizeof *det);
     nms_cfg cfg = nms_val_defaults();
     cfg.conf_thres = v->conf;
@@ -58,10 +58,7 @@ int validate_run(validator *v, int epoch, const int32_t *idx, int n, val_summary
             rc = -1;
             break;
         }
-        size_t px = (size_t)bt.n * v->imgsz * v->imgsz * 3;
-        img = xrealloc(img, px * sizeof *img);
-        for (size_t i = 0; i < px; i++) img[i] = bt.images[i] * (1.0f / 255.0f);
-        model_forward(v->m, img, false);
+        model_forward_u8(v->m, bt.images, false);
         A = model_num_anchors(v->m);
         dec = xrealloc(dec, (size_t)bt.n * A * no * sizeof *dec);
         model_decode(v->m, e2e ? MODEL_ONE2ONE : MODEL_ONE2MANY, dec);
@@ -101,7 +98,6 @@ int validate_run(validator *v, int epoch, const int32_t *idx, int n, val_summary
     free(gt_cls);
     free(gt_box);
     free(dec);
-    free(img);
     free(det);
     s->ok = rc == 0;
     if (rc) snprintf(s->error, sizeof s->error, "%.199s", err);
