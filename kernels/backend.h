@@ -6,8 +6,8 @@
  *
  * Memory. backend_alloc gives memory of the backend ("device memory"): on the CPU backend that is
  * host memory, on a GPU backend it is not, and only the backend's own functions may touch it.
- * Pointers into it are plain pointers (offsets into an allocation are allocations' views), so an
- * op takes device pointers and sizes exactly as the CPU kernels do. The host moves data across
+ * An allocation plus an offset is again device memory (a view), so an op takes device pointers
+ * and sizes exactly as the CPU kernels do. The host moves data across
  * with backend_to_device / backend_to_host; backend_memory_is_host says when a caller may skip
  * a copy and read device memory directly (ggml's buffer_is_host).
  *
