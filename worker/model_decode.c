@@ -1,5 +1,7 @@
 /* Eval-mode decode of the head outputs (the backend's detect_decode: Ultralytics'
- * Detect._inference) into host memory, and the end-to-end top-k post-process on the host. */
+ * Detect._inference) into host memory: xyxy for the one2one branch (the end-to-end head), xywh
+ * for the one2many branch of every model (it goes to NMS, also for yolo26); and the end-to-end
+ * top-k post-process on the host. */
 #include "common/log.h"
 #include "worker/model_internal.h"
 
@@ -14,7 +16,7 @@ void model_decode(model *m, int branch, float *out) {
                             .reg_max = m->cfg.reg_max,
                             .nc = m->cfg.nc,
                             .ld = m->no,
-                            .xyxy = m->cfg.end2end};
+                            .xyxy = branch == MODEL_ONE2ONE};
     size_t bytes = (size_t)d.rows * (4 + d.nc) * sizeof *out;
     if (backend_memory_is_host(m->be)) { /* straight into the caller's memory */
         backend_detect_decode(m->be, &d, o, m->anchor_pts_dev, m->anchor_str_dev, out);
