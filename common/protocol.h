@@ -10,7 +10,8 @@
  *                                its state (as below) and the coordinator writes last weights
  *   val:    coordinator -> each  val_header, then its val indices and its rectangular batches
  *           (header.batches x int32 {count, h, w}); each -> coordinator
- *           val_summary, then its match records and per-class ground-truth counts
+ *           val_summary, then its match records and per-class ground-truth counts, and when
+ *           the header asks for plots the confusion matrix and the plotted predictions
  *   state:  worker 0 -> coordinator  model_state_header, then the float buffers (params, EMA,
  *           BN buffers) for checkpoints
  * This header is libc-only; CHECK_MPI expands only where <mpi.h> is included. */
@@ -32,6 +33,7 @@ enum msg_tag {
     TAG_STATE_HEADER,
     TAG_STATE_DATA,
     TAG_MODEL_INFO,
+    TAG_VAL_PLOTS,
 };
 
 typedef enum control_word {
@@ -88,10 +90,12 @@ typedef struct step_report {
 typedef struct val_header {
     int32_t epoch, count; /* val indices that follow (-1: no validation this epoch) */
     int32_t batches;      /* rectangular batches that follow the indices, 3 int32 each */
+    int32_t plots;        /* 1: also send the plot data (common/val_plots.h) */
 } val_header;
 
 /* Followed by `records` val_record (common/val_record.h) and 2*nc int64: per-class ground-truth
- * instances, then per-class images containing that class. */
+ * instances, then per-class images containing that class. With val_header.plots, then on
+ * TAG_VAL_PLOTS: (nc+1)^2 int64 confusion counts, one int64 n, n val_plot_det. */
 typedef struct val_summary {
     int32_t images, records, ok;
     int32_t batches;    /* rectangular batches validated */

@@ -6,8 +6,8 @@
 #include "common/train_args.h"
 #include "coordinator/commands.h"
 #include "coordinator/launch.h"
+#include "coordinator/metric_sink.h"
 #include "coordinator/progress.h"
-#include "coordinator/results_csv.h"
 #include "coordinator/rundir.h"
 #include "coordinator/runlog.h"
 #include "coordinator/shard_plan.h"
@@ -172,6 +172,8 @@ static int run(train_args *a, int workers) {
     /* Live progress and control (coordinator watch / ctl); training goes on without it. */
     st.tel = telemetry_open(a->save_dir, &(telemetry_opts){0}, err, sizeof err);
     if (!st.tel) log_warn("telemetry off: %s", err);
+    sink_run sinks_run = {.save_dir = a->save_dir, .args = a, .ds = ds, .workers = workers};
+    st.sinks = metric_sinks_for_training(&sinks_run, st.tel);
     step_report *rep = xcalloc((size_t)workers, sizeof *rep);
     int rc = 0;
     bool stop = false, mosaic_off = false;
@@ -259,6 +261,7 @@ static int run(train_args *a, int workers) {
         for (int w = 0; w < workers; w++)
             CHECK_MPI(MPI_Send(&done, sizeof done, MPI_BYTE, w + 1, TAG_EPOCH, MPI_COMM_WORLD));
     }
+    metric_sinks_close(st.sinks, rc == 0);
     train_state_finish(&st, rc == 0, now_seconds() - t_train);
     if (st.tel) {
         char msg[2300];

@@ -3,10 +3,10 @@
 #include "common/atomic_file.h"
 #include "common/log.h"
 #include "common/timer.h"
+#include "common/val_plots.h"
 #include "common/val_record.h"
 #include "coordinator/metrics.h"
 #include "coordinator/progress.h"
-#include "coordinator/results_csv.h"
 #include "coordinator/weights_file.h"
 
 #include <math.h>
@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 int train_state_write_args(const train_args *a, char *err, size_t errlen) {
@@ -60,7 +61,12 @@ static int make_val_plan(train_state *st, char *err, size_t errlen) {
     return 0;
 }
 
-/* One step event: the slowest worker's times (the step waits for it) and every worker's. */
+static double unix_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
 void train_state_step(train_state *st, int epoch, int step, int steps, const step_report *r,
                       int workers, const double mean_loss[3], double images_per_s) {
     for (int k = 0; k < 3; k++) st->lr[k] = r[0].lr[k];
@@ -71,34 +77,22 @@ void train_state_step(train_state *st, int epoch, int step, int steps, const ste
         st->ep_comm_s += r[w].comm_exposed_s / workers;
     }
     st->ep_steps++;
-    if (!st->tel) return;
-    const char *const *names = st->loss_names;
-    telemetry_worker_timing *wt = xcalloc((size_t)workers, sizeof *wt);
-    telemetry_step e = {.epoch = epoch + 1,
-                        .epochs = (int)st->args->epochs,
-                        .step = step + 1,
-                        .steps = steps,
-                        .nloss = 3,
-                        .loss_names = names,
-                        .losses = mean_loss,
-                        .images_per_s = images_per_s,
-                        .lr = r[0].lr[0],
-                        .eta_s = -1,
-                        .nworkers = workers,
-                        .workers = wt};
-    for (int w = 0; w < workers; w++) {
-        wt[w] = (telemetry_worker_timing){.rank = w + 1,
-                                          .compute_s = r[w].compute_s,
-                                          .comm_s = r[w].comm_total_s,
-                                          .comm_exposed_s = r[w].comm_exposed_s,
-                                          .stall_s = r[w].stall_s};
-        e.compute_s = fmax(e.compute_s, r[w].compute_s);
-        e.comm_s = fmax(e.comm_s, r[w].comm_total_s);
-        e.comm_exposed_s = fmax(e.comm_exposed_s, r[w].comm_exposed_s);
-        e.loader_stall_s = fmax(e.loader_stall_s, r[w].stall_s);
+    sink_step rec = {.epoch = epoch,
+                     .epochs = (int)st->args->epochs,
+                     .step = step,
+                     .steps = steps,
+                     .global_step = (int64_t)epoch * steps + step + 1,
+                     .wall_time = unix_now(),
+                     .images_per_s = images_per_s,
+                     .workers = workers,
+                     .loss_names = st->loss_names,
+                     .reports = r};
+    for (int k = 0; k < 3; k++) {
+        rec.mean_loss[k] = mean_loss[k];
+        rec.lr[k] = r[0].lr[k];
+        for (int w = 0; w < workers; w++) rec.loss[k] += r[w].loss[k] / workers;
     }
-    if (telemetry_publish_step(st->tel, &e) != 0) log_warn("telemetry: step event not sent");
-    free(wt);
+    metric_sinks_step(st->sinks, &rec);
 }
 
 int32_t train_state_control(train_state *st) {
@@ -130,6 +124,23 @@ static void wait_message(int src, int tag) {
     }
 }
 
+/* One worker's plot data (protocol.h, TAG_VAL_PLOTS), merged into acc. */
+static void recv_plot_data(int rank, val_plot_data *acc) {
+    val_plot_data d;
+    val_plot_data_init(&d, acc->nc);
+    int64_t nd = 0;
+    CHECK_MPI(MPI_Recv(d.confusion, (acc->nc + 1) * (acc->nc + 1), MPI_INT64_T, rank, TAG_VAL_PLOTS,
+                       MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+    CHECK_MPI(
+        MPI_Recv(&nd, 1, MPI_INT64_T, rank, TAG_VAL_PLOTS, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+    d.dets = xmalloc((size_t)(nd > 0 ? nd : 1) * sizeof *d.dets);
+    d.ndets = d.cap = (size_t)nd;
+    CHECK_MPI(MPI_Recv(d.dets, (int)(nd * (int64_t)sizeof *d.dets), MPI_BYTE, rank, TAG_VAL_PLOTS,
+                       MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+    val_plot_data_merge(acc, &d);
+    val_plot_data_free(&d);
+}
+
 static double ap_mean(const double *ap) {
     double s = 0;
     for (int t = 0; t < VAL_NIOU; t++) s += ap[t];
@@ -137,7 +148,7 @@ static double ap_mean(const double *ap) {
 }
 
 /* Sends every worker its whole rectangular batches: indices, then {count, h, w} per batch. */
-static void send_val_plans(train_state *st, int epoch) {
+static void send_val_plans(train_state *st, int epoch, bool plots) {
     const val_plan *vp = &st->vplan;
     int W = st->workers, nb = vp->nbatches;
     /* Test knob: everything on worker 0, to check that the split does not change the metrics. */
@@ -147,7 +158,7 @@ static void send_val_plans(train_state *st, int epoch) {
         if (one) b0 = 0, b1 = w == 0 ? nb : 0;
         int lo = b0 < nb ? vp->batches[b0].start : vp->n;
         int hi = b1 > b0 ? vp->batches[b1 - 1].start + vp->batches[b1 - 1].count : lo;
-        val_header h = {.epoch = epoch, .count = hi - lo, .batches = b1 - b0};
+        val_header h = {.epoch = epoch, .count = hi - lo, .batches = b1 - b0, .plots = plots};
         int32_t *shapes = xmalloc((size_t)(3 * h.batches + 1) * sizeof *shapes);
         for (int b = b0; b < b1; b++) {
             shapes[3 * (b - b0)] = vp->batches[b].count;
@@ -163,9 +174,10 @@ static void send_val_plans(train_state *st, int epoch) {
     }
 }
 
-/* Splits the val split over the workers, gathers their records and computes the metrics. */
-static int validate(train_state *st, int epoch, val_metrics *m, double val_loss[3], char *err,
-                    size_t errlen) {
+/* Splits the val split over the workers, gathers their records and computes the metrics; with
+ * plots (not NULL, initialised) also the confusion matrix and the predictions to draw. */
+static int validate(train_state *st, int epoch, val_metrics *m, double val_loss[3],
+                    val_plot_data *plots, char *err, size_t errlen) {
     int nc = dataset_num_classes(st->ds), W = st->workers;
     const ul_behaviour *beh = ul_behaviour_of(st->args->ultralytics);
     int64_t *counts = xcalloc(2 * (size_t)nc, sizeof *counts),
@@ -173,7 +185,7 @@ static int validate(train_state *st, int epoch, val_metrics *m, double val_loss[
     val_record *all = NULL;
     size_t nall = 0;
     int rc = 0, images = 0, batches = 0;
-    send_val_plans(st, epoch);
+    send_val_plans(st, epoch, plots != NULL);
     for (int w = 0; w < W; w++) {
         val_summary s;
         wait_message(w + 1, TAG_VAL_SUMMARY);
@@ -184,6 +196,7 @@ static int validate(train_state *st, int epoch, val_metrics *m, double val_loss[
                            TAG_VAL_RECORDS, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
         CHECK_MPI(MPI_Recv(wc, 2 * nc, MPI_INT64_T, w + 1, TAG_VAL_COUNTS, MPI_COMM_WORLD,
                            MPI_STATUS_IGNORE));
+        if (plots) recv_plot_data(w + 1, plots);
         if (!s.ok) {
             rc = errf(err, errlen, "rank %d: validation failed: %s", w + 1, s.error);
             continue;
@@ -278,6 +291,12 @@ int train_state_end_epoch(train_state *st, int epoch, bool final, double t_train
     val_metrics m;
     memset(&m, 0, sizeof m);
     double val_loss[3] = {0}, val_s = 0;
+    /* Ultralytics draws the validation plots at the last epoch, and at any epoch early stopping
+     * may end on (EarlyStopping.possible_stop: patience - 1 epochs without improvement) */
+    bool possible_stop = a->patience > 0 && epoch > 0 && epoch - st->best_epoch >= a->patience - 1;
+    bool plots = do_val && a->plots && (final || possible_stop);
+    val_plot_data pd;
+    val_plot_data_init(&pd, dataset_num_classes(st->ds));
     if (!do_val) {
         val_header h = {.epoch = epoch, .count = -1}; /* no validation this epoch */
         for (int w = 0; w < st->workers; w++)
@@ -289,10 +308,12 @@ int train_state_end_epoch(train_state *st, int epoch, bool final, double t_train
             val_header h = {.epoch = epoch, .count = -1};
             for (int w = 0; w < st->workers; w++)
                 CHECK_MPI(MPI_Send(&h, sizeof h, MPI_BYTE, w + 1, TAG_VAL_HEADER, MPI_COMM_WORLD));
+            val_plot_data_free(&pd);
             return -1;
         }
-        if (validate(st, epoch, &m, val_loss, err, errlen) != 0) {
+        if (validate(st, epoch, &m, val_loss, plots ? &pd : NULL, err, errlen) != 0) {
             val_metrics_free(&m);
+            val_plot_data_free(&pd);
             return -1;
         }
         val_s = now_seconds() - t0;
@@ -330,33 +351,21 @@ int train_state_end_epoch(train_state *st, int epoch, bool final, double t_train
         row.val[k] = val_loss[k];
         row.lr[k] = st->lr[k];
     }
+    metric_sinks_epoch(st->sinks, &(sink_epoch){.row = &row,
+                                                .epochs = (int)a->epochs,
+                                                .fitness = fitness,
+                                                .final = final,
+                                                .wall_time = unix_now()});
+    if (plots)
+        metric_sinks_validation(st->sinks, &(sink_validation){.epoch = epoch,
+                                                              .m = &m,
+                                                              .nc = pd.nc,
+                                                              .confusion = pd.confusion,
+                                                              .ndets = pd.ndets,
+                                                              .dets = pd.dets});
+    val_plot_data_free(&pd);
     if (do_val) val_metrics_free(&m);
-    char path[2300];
-    snprintf(path, sizeof path, "%s/results.csv", a->save_dir);
-    if (results_csv_append(path, &row, err, errlen) != 0) return -1;
     st->epochs_done = epoch + 1;
-    if (st->tel) {
-        char tl[3][40], vl[3][40];
-        for (int k = 0; k < 3; k++) {
-            snprintf(tl[k], sizeof tl[k], "train/%s", st->loss_names[k]);
-            snprintf(vl[k], sizeof vl[k], "val/%s", st->loss_names[k]);
-        }
-        const char *names[11] = {tl[0],
-                                 tl[1],
-                                 tl[2],
-                                 "metrics/precision(B)",
-                                 "metrics/recall(B)",
-                                 "metrics/mAP50(B)",
-                                 "metrics/mAP50-95(B)",
-                                 vl[0],
-                                 vl[1],
-                                 vl[2],
-                                 "fitness"};
-        double v[11] = {row.train[0], row.train[1], row.train[2], row.precision,
-                        row.recall,   row.map50,    row.map50_95, row.val[0],
-                        row.val[1],   row.val[2],   fitness};
-        telemetry_publish_epoch(st->tel, epoch + 1, (int)a->epochs, 11, names, v);
-    }
     return save_weights(st, epoch, -1, fitness, best, err, errlen);
 }
 

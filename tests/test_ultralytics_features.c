@@ -291,8 +291,8 @@ static int val_one_head(model *m, bool one2one, val_record **recs_out) {
     val_summary s;
     val_record *recs;
     int64_t counts[4];
-    cr_assert_eq(validate_run(&v, 0, idx, 3, &shape, 1, &s, &recs, counts, err, sizeof err), 0,
-                 "%s", err);
+    cr_assert_eq(validate_run(&v, 0, idx, 3, &shape, 1, &s, &recs, counts, NULL, err, sizeof err),
+                 0, "%s", err);
     cr_assert_eq(s.images, 3);
     cr_assert_eq(s.batches, 1, "one rectangular batch, in two forward chunks");
     cr_assert(counts[0] == 3 && counts[1] == 3 && counts[2] == 3 && counts[3] == 3);

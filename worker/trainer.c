@@ -265,13 +265,24 @@ static int end_epoch(worker *w) {
                        .max_det = (int)w->a.max_det};
         val_summary s;
         val_record *recs = NULL;
+        val_plot_data plots;
+        val_plot_data_init(&plots, w->job.nc);
         int64_t *counts = xcalloc(2 * (size_t)w->job.nc, sizeof *counts);
-        validate_run(&v, 0, idx, vh.count, shapes, vh.batches, &s, &recs, counts, w->err,
-                     sizeof w->err);
+        validate_run(&v, 0, idx, vh.count, shapes, vh.batches, &s, &recs, counts,
+                     vh.plots ? &plots : NULL, w->err, sizeof w->err);
         CHECK_MPI(MPI_Send(&s, sizeof s, MPI_BYTE, 0, TAG_VAL_SUMMARY, MPI_COMM_WORLD));
         CHECK_MPI(MPI_Send(recs, s.records * (int)sizeof *recs, MPI_BYTE, 0, TAG_VAL_RECORDS,
                            MPI_COMM_WORLD));
         CHECK_MPI(MPI_Send(counts, 2 * w->job.nc, MPI_INT64_T, 0, TAG_VAL_COUNTS, MPI_COMM_WORLD));
+        if (vh.plots) {
+            int64_t nd = (int64_t)plots.ndets;
+            CHECK_MPI(MPI_Send(plots.confusion, (w->job.nc + 1) * (w->job.nc + 1), MPI_INT64_T, 0,
+                               TAG_VAL_PLOTS, MPI_COMM_WORLD));
+            CHECK_MPI(MPI_Send(&nd, 1, MPI_INT64_T, 0, TAG_VAL_PLOTS, MPI_COMM_WORLD));
+            CHECK_MPI(MPI_Send(plots.dets, (int)(nd * (int64_t)sizeof *plots.dets), MPI_BYTE, 0,
+                               TAG_VAL_PLOTS, MPI_COMM_WORLD));
+        }
+        val_plot_data_free(&plots);
         free(recs);
         free(counts);
         free(shapes);

@@ -1,6 +1,7 @@
 #include "worker/validate.h"
 
 #include "common/log.h"
+#include "worker/val_plot_collect.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,7 +43,7 @@ static void batch_items(const validator *v, const batch_loss *bl, double items[3
  * matching; records appended to *recs. */
 static void match_chunk(validator *v, const loader_batch *bt, const float *dec, int A,
                         detection *det, val_summary *s, val_record **recs, size_t *cap,
-                        int64_t *counts) {
+                        int64_t *counts, val_plot_data *plots) {
     int no = 4 + v->nc;
     nms_cfg cfg = nms_val_defaults();
     cfg.conf_thres = v->conf;
@@ -76,6 +77,9 @@ static void match_chunk(validator *v, const loader_batch *bt, const float *dec, 
             *recs = xrealloc(*recs, *cap * sizeof **recs);
         }
         val_match_with(v->match, det, nd, gt_box, gt_cls, ngt, *recs + s->records);
+        if (plots)
+            val_plot_collect_image(plots, bt->indices[i], det, nd, gt_box, gt_cls, ngt,
+                                   &bt->info[i], v->conf);
         s->records += nd;
         s->images++;
     }
@@ -85,8 +89,8 @@ static void match_chunk(validator *v, const loader_batch *bt, const float *dec, 
 }
 
 int validate_run(validator *v, int epoch, const int32_t *idx, int n, const val_shape *batches,
-                 int nb, val_summary *s, val_record **recs, int64_t *counts, char *err,
-                 size_t errlen) {
+                 int nb, val_summary *s, val_record **recs, int64_t *counts, val_plot_data *plots,
+                 char *err, size_t errlen) {
     memset(s, 0, sizeof *s);
     memset(counts, 0, 2 * (size_t)v->nc * sizeof *counts);
     *recs = NULL;
@@ -126,7 +130,7 @@ int validate_run(validator *v, int epoch, const int32_t *idx, int n, const val_s
             dec = xrealloc(dec, (size_t)bt.n * A * (4 + v->nc) * sizeof *dec);
             model_decode(v->m, v->one2one ? MODEL_ONE2ONE : MODEL_ONE2MANY, dec);
             chunk_loss(v, bt.n, bt.h, bt.w, bt.labels, bt.nlabels, &bl);
-            match_chunk(v, &bt, dec, A, det, s, recs, &cap, counts);
+            match_chunk(v, &bt, dec, A, det, s, recs, &cap, counts, plots);
         }
         if (rc) break;
         double items[3];
