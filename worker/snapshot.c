@@ -3,6 +3,7 @@
 
 #include "common/log.h"
 #include "common/protocol.h"
+#include "kernels/backend.h"
 
 #include <limits.h>
 #include <mpi.h>
@@ -46,19 +47,77 @@ static void add(msg *b, const char *prefix, const model_tensor *mt, const char *
     b->nf += mt->numel;
 }
 
-static void add_model(msg *b, const char *prefix, model *m) {
+/* Host copies of the state: the model's memory is its backend's, which may be a device's
+ * (worker/model.h names the crossing points; the optimizer state and the gradient sum are backend
+ * memory too). */
+typedef struct host_state {
+    float *params, *buffers, *ema_params, *ema_buffers, *m1, *m2, *acc;
+} host_state;
+
+static float *host_floats(size_t n) {
+    return xcalloc(n ? n : 1, sizeof(float));
+}
+
+/* Reads everything (the gradient sum only when acc_live) from the backend. */
+static void host_fetch(const snapshot_parts *p, host_state *h) {
+    backend *be = model_backend(p->m);
+    size_t np = model_num_params(p->m), nb = model_num_buffer_floats(p->m);
+    *h = (host_state){.params = host_floats(np),
+                      .buffers = host_floats(nb),
+                      .ema_params = host_floats(np),
+                      .ema_buffers = host_floats(nb),
+                      .m1 = host_floats(p->opt->n),
+                      .m2 = p->opt->m2 ? host_floats(p->opt->n) : NULL,
+                      .acc = host_floats(np)};
+    model_params_to_host(p->m, h->params);
+    model_buffers_to_host(p->m, h->buffers);
+    model_params_to_host(p->ema_m, h->ema_params);
+    model_buffers_to_host(p->ema_m, h->ema_buffers);
+    backend_to_host(be, h->m1, p->opt->m1, p->opt->n * sizeof *h->m1);
+    if (h->m2) backend_to_host(be, h->m2, p->opt->m2, p->opt->n * sizeof *h->m2);
+    if (*p->acc_live) backend_to_host(be, h->acc, *p->acc, np * sizeof *h->acc);
+}
+
+/* Writes it back (the gradient sum when acc_live, allocating it on the backend). */
+static void host_store(snapshot_parts *p, const host_state *h) {
+    backend *be = model_backend(p->m);
+    size_t np = model_num_params(p->m);
+    model_params_from_host(p->m, h->params);
+    model_buffers_from_host(p->m, h->buffers);
+    model_params_from_host(p->ema_m, h->ema_params);
+    model_buffers_from_host(p->ema_m, h->ema_buffers);
+    backend_to_device(be, p->opt->m1, h->m1, p->opt->n * sizeof *h->m1);
+    if (h->m2) backend_to_device(be, p->opt->m2, h->m2, p->opt->n * sizeof *h->m2);
+    if (*p->acc_live) {
+        if (!*p->acc) *p->acc = backend_alloc(be, np * sizeof **p->acc);
+        backend_to_device(be, *p->acc, h->acc, np * sizeof *h->acc);
+    }
+}
+
+static void host_free(host_state *h) {
+    free(h->params);
+    free(h->buffers);
+    free(h->ema_params);
+    free(h->ema_buffers);
+    free(h->m1);
+    free(h->m2);
+    free(h->acc);
+}
+
+static void add_model(msg *b, const char *prefix, const model *m, const float *params,
+                      const float *buffers) {
     for (int i = 0; i < model_num_param_tensors(m); i++) {
         const model_tensor *mt = model_param_tensor(m, i);
-        add(b, prefix, mt, "", model_params(m) + mt->offset);
+        add(b, prefix, mt, "", params + mt->offset);
     }
     for (int i = 0; i < model_num_buffer_tensors(m); i++) {
         const model_tensor *mt = model_buffer_tensor(m, i);
-        add(b, prefix, mt, "", model_buffers(m) + mt->offset);
+        add(b, prefix, mt, "", buffers + mt->offset);
     }
 }
 
 /* The parameter a row of the optimizer's table belongs to (same offset in the flat buffer). */
-static const model_tensor *param_at(model *m, size_t offset) {
+static const model_tensor *param_at(const model *m, size_t offset) {
     for (int i = 0; i < model_num_param_tensors(m); i++)
         if (model_param_tensor(m, i)->offset == offset) return model_param_tensor(m, i);
     return NULL;
@@ -74,14 +133,14 @@ static const char *key2(const optimizer *o, const optim_tensor *ot) {
     return o->group[ot->group].use_muon ? "/momentum_buffer_SGD" : NULL;
 }
 
-static void add_optimizer(msg *b, model *m, const optimizer *o) {
+static void add_optimizer(msg *b, const model *m, const optimizer *o, const host_state *h) {
     for (int k = 0; k < o->ntensors; k++) {
         const optim_tensor *ot = &o->tensors[k];
         const model_tensor *mt = param_at(m, ot->offset);
         if (!mt) FATAL("optimizer tensor at offset %zu is no parameter", ot->offset);
-        add(b, "optimizer/state/", mt, key1(o), o->m1 + ot->offset);
+        add(b, "optimizer/state/", mt, key1(o), h->m1 + ot->offset);
         const char *k2 = key2(o, ot);
-        if (k2) add(b, "optimizer/state/", mt, k2, o->m2 + ot->offset);
+        if (k2) add(b, "optimizer/state/", mt, k2, h->m2 + ot->offset);
     }
 }
 
@@ -128,23 +187,30 @@ static void fill_header(const snapshot_parts *p, const msg *b, state_header *h) 
 }
 
 void snapshot_send(const snapshot_parts *p) {
+    if (p->wrank != 0 && !*p->acc_live) return;
+    host_state hs;
+    host_fetch(p, &hs);
     if (p->wrank == 0) {
         msg b = {0};
-        add_model(&b, "model/", p->m);
-        add_model(&b, "ema/", p->ema_m);
-        add_optimizer(&b, p->m, p->opt);
+        add_model(&b, "model/", p->m, hs.params, hs.buffers);
+        add_model(&b, "ema/", p->ema_m, hs.ema_params, hs.ema_buffers);
+        add_optimizer(&b, p->m, p->opt, &hs);
         state_header h;
         fill_header(p, &b, &h);
         CHECK_MPI(MPI_Send(&h, sizeof h, MPI_BYTE, 0, TAG_STATE_HEADER, MPI_COMM_WORLD));
         send_msg(&b, TAG_STATE_DATA);
         msg_free(&b);
     }
-    if (!*p->acc_live) return;
+    if (!*p->acc_live) {
+        host_free(&hs);
+        return;
+    }
     msg b = {0};
     for (int i = 0; i < model_num_param_tensors(p->m); i++) {
         const model_tensor *mt = model_param_tensor(p->m, i);
-        add(&b, "grad_accum/", mt, "", *p->acc + mt->offset);
+        add(&b, "grad_accum/", mt, "", hs.acc + mt->offset);
     }
+    host_free(&hs);
     accum_header ah = {.n_tensors = b.n, .n_floats = (int64_t)b.nf};
     CHECK_MPI(MPI_Send(&ah, sizeof ah, MPI_BYTE, 0, TAG_STATE_ACCUM, MPI_COMM_WORLD));
     send_msg(&b, TAG_STATE_ACCUM);
@@ -155,23 +221,26 @@ void snapshot_send(const snapshot_parts *p) {
 
 /* Where a named tensor goes: the model tensor that describes it and its destination (our layout).
  */
-static int locate(snapshot_parts *p, const char *name, const model_tensor **mt, float **dst,
-                  char *err, size_t errlen) {
+static int locate(snapshot_parts *p, host_state *hs, const char *name, const model_tensor **mt,
+                  float **dst, char *err, size_t errlen) {
     model *m = NULL;
+    float *params = NULL, *buffers = NULL;
     const char *rest = NULL;
-    if (!strncmp(name, "model/", 6)) m = p->m, rest = name + 6;
-    if (!strncmp(name, "ema/", 4)) m = p->ema_m, rest = name + 4;
+    if (!strncmp(name, "model/", 6))
+        m = p->m, rest = name + 6, params = hs->params, buffers = hs->buffers;
+    if (!strncmp(name, "ema/", 4))
+        m = p->ema_m, rest = name + 4, params = hs->ema_params, buffers = hs->ema_buffers;
     if (m) {
         int i = model_find_param(m, rest);
         if (i >= 0) {
             *mt = model_param_tensor(m, i);
-            *dst = model_params(m) + (*mt)->offset;
+            *dst = params + (*mt)->offset;
             return 0;
         }
         i = model_find_buffer(m, rest);
         if (i >= 0) {
             *mt = model_buffer_tensor(m, i);
-            *dst = model_buffers(m) + (*mt)->offset;
+            *dst = buffers + (*mt)->offset;
             return 0;
         }
         return errf(err, errlen, "checkpoint tensor %s: this model has no such tensor", name);
@@ -187,9 +256,9 @@ static int locate(snapshot_parts *p, const char *name, const model_tensor **mt, 
     *mt = model_param_tensor(p->m, i);
     const optimizer *o = p->opt;
     if (!strcmp(slash, key1(o)))
-        *dst = o->m1 + (*mt)->offset;
+        *dst = hs->m1 + (*mt)->offset;
     else if (o->m2 && (!strcmp(slash, "/exp_avg_sq") || !strcmp(slash, "/momentum_buffer_SGD")))
-        *dst = o->m2 + (*mt)->offset;
+        *dst = hs->m2 + (*mt)->offset;
     else
         return errf(err, errlen, "checkpoint tensor %s: not state of a %s optimizer", name,
                     state_optimizer_name(o->kind));
@@ -236,7 +305,7 @@ static int restore_counters(snapshot_parts *p, const state_header *h, char *err,
     return 0;
 }
 
-static int receive_accum(snapshot_parts *p, char *err, size_t errlen) {
+static int receive_accum(snapshot_parts *p, host_state *hs, char *err, size_t errlen) {
     accum_header ah;
     CHECK_MPI(
         MPI_Recv(&ah, sizeof ah, MPI_BYTE, 0, TAG_STATE_ACCUM, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
@@ -246,9 +315,7 @@ static int receive_accum(snapshot_parts *p, char *err, size_t errlen) {
                        MPI_COMM_WORLD, MPI_STATUS_IGNORE));
     CHECK_MPI(MPI_Recv(d, (int)ah.n_floats, MPI_FLOAT, 0, TAG_STATE_ACCUM, MPI_COMM_WORLD,
                        MPI_STATUS_IGNORE));
-    size_t np = model_num_params(p->m);
-    if (!*p->acc) *p->acc = xmalloc(np * sizeof **p->acc);
-    memset(*p->acc, 0, np * sizeof **p->acc);
+    memset(hs->acc, 0, model_num_params(p->m) * sizeof *hs->acc);
     int rc = 0, found = 0;
     for (int64_t i = 0; i < ah.n_tensors && rc == 0; i++) {
         const char *name = t[i].name + strlen("grad_accum/");
@@ -257,7 +324,7 @@ static int receive_accum(snapshot_parts *p, char *err, size_t errlen) {
             rc = errf(err, errlen, "checkpoint tensor %s does not fit this model", t[i].name);
         else {
             const model_tensor *mt = model_param_tensor(p->m, k);
-            model_tensor_from_torch(mt, d + t[i].offset, *p->acc + mt->offset);
+            model_tensor_from_torch(mt, d + t[i].offset, hs->acc + mt->offset);
             found++;
         }
     }
@@ -277,11 +344,14 @@ int snapshot_receive(snapshot_parts *p, char *err, size_t errlen) {
     float *d = xmalloc((size_t)(h.n_floats ? h.n_floats : 1) * sizeof *d);
     CHECK_MPI(MPI_Bcast(t, (int)(h.n_tensors * (int64_t)sizeof *t), MPI_BYTE, 0, MPI_COMM_WORLD));
     CHECK_MPI(MPI_Bcast(d, (int)h.n_floats, MPI_FLOAT, 0, MPI_COMM_WORLD));
+    host_state hs;
+    *p->acc_live = false;
+    host_fetch(p, &hs);
     int rc = 0;
     for (int64_t i = 0; i < h.n_tensors && rc == 0; i++) {
         const model_tensor *mt = NULL;
         float *dst = NULL;
-        if (locate(p, t[i].name, &mt, &dst, err, errlen) != 0)
+        if (locate(p, &hs, t[i].name, &mt, &dst, err, errlen) != 0)
             rc = -1;
         else if (!same_shape(&t[i], mt))
             rc = errf(err, errlen, "checkpoint tensor %s: shape does not match this model's",
@@ -301,9 +371,9 @@ int snapshot_receive(snapshot_parts *p, char *err, size_t errlen) {
     /* the coordinator sends every rank its gradient sum when one is pending: always receive it */
     if (h.grad_accum) {
         char e2[512];
-        if (receive_accum(p, e2, sizeof e2) != 0 && rc == 0) rc = errf(err, errlen, "%s", e2);
-    } else {
-        *p->acc_live = false;
+        if (receive_accum(p, &hs, e2, sizeof e2) != 0 && rc == 0) rc = errf(err, errlen, "%s", e2);
     }
+    if (rc == 0) host_store(p, &hs);
+    host_free(&hs);
     return rc;
 }

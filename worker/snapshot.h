@@ -11,8 +11,10 @@
  * worker: each sends its own, and on resume gets its own back (or, with another number of
  * workers, rank 0 gets their sum: exact up to rounding).
  *
- * All access goes through the model / optimizer accessors, so a backend that keeps tensors on a
- * device only has to provide host views here. */
+ * The model's tensors, the optimizer state and the gradient sum are backend memory: they cross
+ * to the host and back only through model_{params,buffers}_{to,from}_host and
+ * backend_to_host / backend_to_device (worker/model.h's boundary), so a device backend works
+ * unchanged. */
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>

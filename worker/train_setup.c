@@ -71,6 +71,14 @@ int train_setup_optimizer(model *m, train_args *a, long n_train, optimizer *o, s
     }
     int rc = optim_init(o, kind, model_num_params(m), ts, k, groups, ng, err, errlen);
     free(ts);
+    if (rc == 0) { /* the state next to the parameters it updates */
+        backend *be = model_backend(m);
+        size_t bytes = (o->n ? o->n : 1) * sizeof(float);
+        float *m1 = backend_alloc(be, bytes), *m2 = o->m2 ? backend_alloc(be, bytes) : NULL;
+        backend_zero(be, m1, bytes);
+        if (m2) backend_zero(be, m2, bytes);
+        optim_adopt_state(o, m1, m2);
+    }
     *info =
         (model_info){.reg_max = model_config(m)->reg_max,
                      .branches = model_num_branches(m),
@@ -99,4 +107,11 @@ void train_setup_loss(const train_args *a, int nc, int reg_max, detloss_hyp *o2m
         hs[i]->stal_min = ul_behaviour_of(a->ultralytics)->stal_min;
         hs[i]->bce_torch2 = ul_behaviour_of(a->ultralytics)->bce_torch2;
     }
+}
+
+void train_free_optimizer(model *m, optimizer *o) {
+    float *m1 = o->m1, *m2 = o->m2;
+    optim_free(o);
+    backend_free(model_backend(m), m1);
+    backend_free(model_backend(m), m2);
 }

@@ -14,9 +14,11 @@
  * groups (weights with decay, BN weights, biases; MuSGD adds muon groups, membership per the
  * `ultralytics` release) with the weight decay scaled by batch*accumulate/nbs, and the schedule
  * config and accumulation of that release. n_train: images per epoch. *info: what was built,
- * for the coordinator's optimizer lines. */
+ * for the coordinator's optimizer lines. The optimizer state (o->m1, o->m2) lives on the model's
+ * backend, zeroed; free it with train_free_optimizer. */
 int train_setup_optimizer(model *m, train_args *a, long n_train, optimizer *o, sched_cfg *sc,
                           int *accumulate, model_info *info, char *err, size_t errlen);
+void train_free_optimizer(model *m, optimizer *o);
 
 /* The loss settings of both branches (one2many / plain, and yolo26's one2one): the gains of the
  * arguments and the assigner of the `ultralytics` release. Training and validation share them. */
