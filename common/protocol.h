@@ -2,6 +2,9 @@
  * sent as bytes: coordinator and workers are built from the same tree (MPMD of one build).
  *
  * Sequence:
+ *   hello:  all <-> all  MPI_Allgather of rank_info (common/rank_info.h: pid, host, start time),
+ *           before anything else: the coordinator names a dead or silent rank by it, and a
+ *           worker watches its coordinator
  *   start:  coordinator -> all   MPI_Bcast of train_args (common/train_args.h) and job_info
  *           (then, when job.class_weights, nc floats); worker 0 -> coordinator  model_info (what
  *           it built: loss names, optimizer groups)
@@ -11,11 +14,13 @@
  *           pending gradient sum (n_tensors 0: none)
  *   epoch:  coordinator -> each  epoch_header, then header.steps * header.share int32 indices
  *           (steps before header.first_step are not run: a resumed epoch)
- *   step:   each -> coordinator  step_report (also the heartbeat)
+ *   step:   each -> coordinator  step_report (also the heartbeat; it carries a stop signal the
+ *           worker received, so a signal to any rank stops the job carefully)
  *           coordinator -> each  int32 control word (CTRL_*); after CTRL_SAVE and CTRL_STOP a
  *           state message follows (as below)
  *   val:    coordinator -> each  val_header, then its val indices and its rectangular batches
- *           (header.batches x int32 {count, h, w}); each -> coordinator
+ *           (header.batches x int32 {count, h, w}); each -> coordinator  an int32 on
+ *           TAG_VAL_PROGRESS after every batch (the heartbeat of a long validation), then
  *           val_summary, then its match records and per-class ground-truth counts, and when
  *           the header asks for plots the confusion matrix and the plotted predictions
  *   state:  worker 0 -> coordinator  state_header, tensor_desc table, floats (model, EMA and
@@ -26,7 +31,7 @@
 #pragma once
 #include <stdint.h>
 
-#define PROTOCOL_VERSION 4
+#define PROTOCOL_VERSION 5
 
 enum msg_tag {
     TAG_EPOCH = 100,
@@ -43,6 +48,7 @@ enum msg_tag {
     TAG_STATE_ACCUM,
     TAG_MODEL_INFO,
     TAG_VAL_PLOTS,
+    TAG_VAL_PROGRESS,
 };
 
 typedef enum control_word {
@@ -51,7 +57,7 @@ typedef enum control_word {
     CTRL_END_EPOCH = 2, /* end this epoch after this step (validation, then the run ends: time=) */
     CTRL_ABORT = 3,     /* another rank failed: exit now */
     CTRL_STOP = 4,      /* the state follows, then leave the epoch without validating and wait for
-                           the end (ctl stop, preemption: the version it writes resumes exactly) */
+                           the end (ctl stop, a stop signal: the version it writes resumes exactly) */
 } control_word;
 
 typedef struct job_info {
@@ -85,6 +91,7 @@ typedef struct epoch_header {
 
 typedef struct step_report {
     int32_t epoch, step, worker, images, instances, ok;
+    int32_t signal;        /* a stop signal this worker received (SIGINT, SIGTERM, SIGUSR1), 0 */
     float loss[3];         /* box, cls, dfl items of this worker's share */
     double compute_s;      /* forward + backward + optimizer */
     double comm_exposed_s; /* all-reduce time not hidden behind backward */

@@ -3,7 +3,7 @@
 
 #include "common/log.h"
 #include "common/protocol.h"
-#include "coordinator/mpi_wait.h"
+#include "coordinator/rank_watch.h"
 
 #include <limits.h>
 #include <mpi.h>
@@ -48,11 +48,9 @@ static void receive_tensors(table *b, int src, int tag, int64_t nt, int64_t nf, 
     if (nf > INT_MAX || nt * (int64_t)sizeof(tensor_desc) > INT_MAX)
         FATAL("rank %d: state message of %lld floats is too large", src, (long long)nf);
     tensor_desc *t = xmalloc((size_t)(nt ? nt : 1) * sizeof *t);
-    CHECK_MPI(MPI_Recv(t, (int)(nt * (int64_t)sizeof *t), MPI_BYTE, src, tag, MPI_COMM_WORLD,
-                       MPI_STATUS_IGNORE));
+    rank_watch_recv(t, (int)(nt * (int64_t)sizeof *t), MPI_BYTE, src, tag, "checkpoint state");
     b->f = xrealloc(b->f, (b->nf + (size_t)nf + 1) * sizeof *b->f);
-    CHECK_MPI(
-        MPI_Recv(b->f + b->nf, (int)nf, MPI_FLOAT, src, tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+    rank_watch_recv(b->f + b->nf, (int)nf, MPI_FLOAT, src, tag, "checkpoint state");
     for (int64_t i = 0; i < nt; i++) {
         const char *rest = t[i].name;
         if (strip && !strncmp(rest, strip, strlen(strip))) rest += strlen(strip);
@@ -105,16 +103,12 @@ static void add_bn_counters(table *b) {
 
 void ckpt_state_receive(int workers, ckpt_job *job) {
     state_header h;
-    mpi_wait_message(1, TAG_STATE_HEADER);
-    CHECK_MPI(
-        MPI_Recv(&h, sizeof h, MPI_BYTE, 1, TAG_STATE_HEADER, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+    rank_watch_recv(&h, sizeof h, MPI_BYTE, 1, TAG_STATE_HEADER, "checkpoint state");
     table b = {0};
     receive_tensors(&b, 1, TAG_STATE_DATA, h.n_tensors, h.n_floats, NULL, "");
     for (int r = 1; h.grad_accum && r <= workers; r++) {
         accum_header ah;
-        mpi_wait_message(r, TAG_STATE_ACCUM);
-        CHECK_MPI(MPI_Recv(&ah, sizeof ah, MPI_BYTE, r, TAG_STATE_ACCUM, MPI_COMM_WORLD,
-                           MPI_STATUS_IGNORE));
+        rank_watch_recv(&ah, sizeof ah, MPI_BYTE, r, TAG_STATE_ACCUM, "checkpoint state");
         char prefix[32];
         snprintf(prefix, sizeof prefix, "grad_accum/rank%d/", r - 1);
         receive_tensors(&b, r, TAG_STATE_ACCUM, ah.n_tensors, ah.n_floats, "grad_accum/", prefix);

@@ -1,6 +1,7 @@
 /* coordinator train: rank 0 of the MPMD job. Owns the config, the run directory, the shard plan,
  * the metrics files and the terminal; workers own the tensors (DESIGN.md section 2). */
 #include "common/log.h"
+#include "common/stop_signal.h"
 #include "common/protocol.h"
 #include "common/timer.h"
 #include "common/train_args.h"
@@ -10,6 +11,7 @@
 #include "coordinator/launch.h"
 #include "coordinator/metric_sink.h"
 #include "coordinator/progress.h"
+#include "coordinator/rank_watch.h"
 #include "coordinator/resume.h"
 #include "coordinator/run_lock.h"
 #include "coordinator/rundir.h"
@@ -29,63 +31,19 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Receives one step_report from every worker, polling so that a silent rank can be named
- * (stall_warn) and the job aborted (stall_abort). Returns 0, or -1 when a worker failed or
- * stalled past the abort limit. */
-static int gather_reports(const train_args *a, int workers, step_report *r, telemetry *tel) {
-    MPI_Request *req = xcalloc((size_t)workers, sizeof *req);
-    for (int w = 0; w < workers; w++)
-        CHECK_MPI(
-            MPI_Irecv(&r[w], sizeof *r, MPI_BYTE, w + 1, TAG_REPORT, MPI_COMM_WORLD, &req[w]));
-    double t0 = now_seconds(), t_poll = t0;
-    bool warned = false;
-    int done = 0, rc = 0;
-    while (done < workers) {
-        int flag = 0;
-        CHECK_MPI(MPI_Testall(workers, req, &flag, MPI_STATUSES_IGNORE));
-        if (flag) break;
-        double el = now_seconds() - t0;
-        if (tel && el > 0.05 && now_seconds() - t_poll > 0.05) { /* answer `ctl status` meanwhile */
-            char e[256];
-            if (telemetry_poll(tel, e, sizeof e) < 0) log_warn("telemetry: %s", e);
-            t_poll = now_seconds();
-        }
-        if ((el > a->stall_warn && !warned) || el > a->stall_abort) {
-            char names[512] = "";
-            size_t len = 0;
-            for (int w = 0; w < workers; w++) {
-                int f = 0;
-                CHECK_MPI(MPI_Test(&req[w], &f, MPI_STATUS_IGNORE));
-                if (!f && len < sizeof names - 16)
-                    len += (size_t)snprintf(names + len, sizeof names - len, "%s%d", len ? "," : "",
-                                            w + 1);
-            }
-            char msg[800];
-            if (el > a->stall_abort) {
-                snprintf(
-                    msg, sizeof msg,
-                    "no step report from rank(s) %s for %.0f s (stall_abort=%g): aborting the job",
-                    names, el, a->stall_abort);
-                log_error("%s", msg);
-                if (tel) telemetry_publish_warning(tel, msg); /* "failed" follows at the end */
-                rc = -1;
-                break;
-            }
-            snprintf(msg, sizeof msg, "no step report from rank(s) %s for %.0f s (stall_warn=%g)",
-                     names, el, a->stall_warn);
-            log_warn("%s", msg);
-            if (tel) telemetry_publish_warning(tel, msg);
-            warned = true;
-        }
-        usleep(1000); /* 1 ms: step reports need no finer timing, and rank 0 shares the cores */
-    }
-    free(req);
-    if (rc) return rc;
-    for (int w = 0; w < workers; w++)
+/* One step's reports (rank_watch: a dead or silent rank ends the job, named); -1 when a worker
+ * reported a failure of its own (it said why). Stop signals the workers received are noted. */
+static int gather_reports(train_state *st, step_report *r) {
+    rank_watch_reports(st->workers, r);
+    int rc = 0;
+    for (int w = 0; w < st->workers; w++) {
+        if (r[w].signal) train_state_note_signal(st, r[w].signal, w + 1);
         if (!r[w].ok) {
+            r[w].error[sizeof r[w].error - 1] = 0;
             log_error("rank %d: %s", w + 1, r[w].error);
             rc = -1;
         }
+    }
     return rc;
 }
 
@@ -121,6 +79,8 @@ static int open_run_dir(train_args *a, const resume_plan *plan) {
         return 2;
     }
     ckpt_store_clean_temporaries(a->save_dir); /* we hold the lock: no write is under way */
+    telemetry_remove_stale(a->save_dir);       /* endpoints of a coordinator killed earlier */
+    launch_report_run_dir(a->save_dir);
     return 0;
 }
 
@@ -158,7 +118,7 @@ static int train_steps(train_state *st, int epoch, int first, int n_train, int *
     double t_epoch = now_seconds();
     int rc = 0;
     for (int s = first; s < plan.steps; s++) {
-        if (gather_reports(a, workers, rep, st->tel) != 0) {
+        if (gather_reports(st, rep) != 0) {
             send_control(workers, CTRL_ABORT);
             rc = 1;
             break;
@@ -180,7 +140,11 @@ static int train_steps(train_state *st, int epoch, int first, int n_train, int *
             word = CTRL_END_EPOCH;
         send_control(workers, word);
         if (word == CTRL_SAVE || word == CTRL_STOP)
-            train_state_save_now(st, word == CTRL_STOP ? "stop" : "save", epoch, s, plan.steps);
+            train_state_save_now(st,
+                                 word == CTRL_SAVE ? "save"
+                                 : st->stop_signal ? "signal"
+                                                   : "stop",
+                                 epoch, s, plan.steps);
         if (word == CTRL_STOP) *halted = true;
         if (word == CTRL_STOP || word == CTRL_END_EPOCH) {
             *stop = true;
@@ -211,6 +175,57 @@ static int load_version(const resume_plan *plan, ckpt_file **f, ckpt_state **sta
 }
 
 static bool workers_released; /* they left cleanly: no MPI_Abort on a late failure */
+
+/* What is left to finish when a rank has failed (rank_watch_on_fail; ctx: the train_state once
+ * there is one): the versions already queued (each written whole or not at all), the sinks, the
+ * endpoints, train.log. */
+static void finish_after_rank_failure(void *ctx) {
+    train_state *st = ctx;
+    if (st) {
+        train_state_flush_versions(st);
+        metric_sinks_close(st->sinks, false);
+        st->sinks = NULL;
+        train_state_finish(st, false, 0);
+        rank_watch_telemetry(NULL);
+        telemetry_close(st->tel);
+        st->tel = NULL;
+    }
+    runlog_close();
+}
+
+/* A second Ctrl-C ends the process from its signal handler: its line goes to the terminal and
+ * train.log directly, and the endpoints go with it. */
+static void prepare_ending_at_once(telemetry *tel) {
+    int term, file;
+    runlog_raw_fds(&term, &file);
+    stop_signal_write_on_exit(term);
+    stop_signal_write_on_exit(file);
+    for (int i = 0; tel && telemetry_file(tel, i); i++)
+        stop_signal_unlink_on_exit(telemetry_file(tel, i));
+}
+
+/* The end of the run: the summary, and the event that says how it ended. */
+static int finish_run(train_state *st, int rc, bool halted) {
+    int vrc = train_state_flush_versions(st);
+    metric_sinks_close(st->sinks, rc == 0 && vrc == 0);
+    st->sinks = NULL;
+    if (rc == 0 && vrc == 0 && halted && st->stop_signal) /* saved, stopped: resume continues */
+        return train_state_finish_stopped(st);
+    const char *dir = st->args->save_dir;
+    train_state_finish(st, rc == 0, now_seconds() - st->t_train);
+    if (rc == 0 && halted) printf("stopped; continue with: coordinator train resume=%s\n", dir);
+    if (rc == 0 && vrc != 0) rc = 1;
+    if (st->tel) {
+        char msg[2300];
+        if (rc == 0)
+            snprintf(msg, sizeof msg, "%d epoch(s) completed; results in %s", st->epochs_done, dir);
+        else
+            snprintf(msg, sizeof msg, "training failed after %d epoch(s); what was saved is in %s",
+                     st->epochs_done, dir);
+        telemetry_publish_finished(st->tel, rc == 0, msg);
+    }
+    return rc;
+}
 
 static int run(train_args *a, int workers, const resume_plan *plan) {
     char err[1024];
@@ -254,6 +269,9 @@ static int run(train_args *a, int workers, const resume_plan *plan) {
     if (rc == 0) rc = load_version(plan, &vf, &state);
     if (rc == 0) {
         if (runlog_open(a->save_dir, err, sizeof err) != 0) log_warn("%s (no train.log)", err);
+        rank_watch_on_fail(finish_after_rank_failure, NULL);
+        prepare_ending_at_once(NULL);
+        rank_watch_log_ranks();
         if (train_state_write_args(a, err, sizeof err) != 0) {
             log_error("%s", err);
             rc = 2;
@@ -282,8 +300,7 @@ static int run(train_args *a, int workers, const resume_plan *plan) {
              a->model, a->data, n_train, job.n_val, job.nc, workers, a->batch, a->imgsz,
              ul_version_name(a->ultralytics), a->save_dir);
     model_info mi;
-    CHECK_MPI(
-        MPI_Recv(&mi, sizeof mi, MPI_BYTE, 1, TAG_MODEL_INFO, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+    rank_watch_recv(&mi, sizeof mi, MPI_BYTE, 1, TAG_MODEL_INFO, "model info");
     train_prep_print_optimizer(a, &mi);
     if (a->nms == 0 && mi.branches == 1) /* Ultralytics' end2end setter says the same */
         log_warn("nms=False: this model has no one-to-one head; using one-to-many outputs.");
@@ -298,6 +315,7 @@ static int run(train_args *a, int workers, const resume_plan *plan) {
         return 1;
     }
     st.loss_names[2] = train_prep_third_loss(a, &mi);
+    rank_watch_on_fail(finish_after_rank_failure, &st);
     if (state) ckpt_state_broadcast(state, workers); /* the workers restore it after setup */
     int epoch0, step0;
     train_state_start(&st, resumed, &epoch0, &step0);
@@ -309,10 +327,16 @@ static int run(train_args *a, int workers, const resume_plan *plan) {
     /* Live progress and control (coordinator watch / ctl); training goes on without it. */
     st.tel = telemetry_open(a->save_dir, &(telemetry_opts){0}, err, sizeof err);
     if (!st.tel) log_warn("telemetry off: %s", err);
+    rank_watch_telemetry(st.tel);
+    prepare_ending_at_once(st.tel);
     sink_run sinks_run = {.save_dir = a->save_dir, .args = a, .ds = ds, .workers = workers};
     st.sinks = metric_sinks_for_training(&sinks_run, st.tel);
     bool stop = false, halted = false;
     for (int epoch = epoch0; epoch < a->epochs && !stop && rc == 0; epoch++) {
+        if (train_state_signal_at_boundary(&st)) { /* the last version is the epoch's */
+            halted = true;
+            break;
+        }
         bool final = false;
         int steps = 0;
         rc = train_steps(&st, epoch, epoch == epoch0 ? step0 : 0, n_train, &steps, &final, &halted);
@@ -329,25 +353,11 @@ static int run(train_args *a, int workers, const resume_plan *plan) {
             CHECK_MPI(MPI_Send(&done, sizeof done, MPI_BYTE, w + 1, TAG_EPOCH, MPI_COMM_WORLD));
         workers_released = true;
     }
-    int vrc = train_state_flush_versions(&st);
-    metric_sinks_close(st.sinks, rc == 0 && vrc == 0);
-    st.sinks = NULL;
-    train_state_finish(&st, rc == 0, now_seconds() - st.t_train);
-    if (rc == 0 && halted)
-        printf("stopped; continue with: coordinator train resume=%s\n", a->save_dir);
-    if (rc == 0 && vrc != 0) rc = 1;
-    if (st.tel) {
-        char msg[2300];
-        if (rc == 0)
-            snprintf(msg, sizeof msg, "%d epoch(s) completed; results in %s", st.epochs_done,
-                     a->save_dir);
-        else
-            snprintf(msg, sizeof msg, "training failed after %d epoch(s); what was saved is in %s",
-                     st.epochs_done, a->save_dir);
-        telemetry_publish_finished(st.tel, rc == 0, msg);
-        telemetry_close(st.tel);
-        st.tel = NULL;
-    }
+    rc = finish_run(&st, rc, halted);
+    rank_watch_on_fail(finish_after_rank_failure, NULL);
+    rank_watch_telemetry(NULL);
+    telemetry_close(st.tel);
+    st.tel = NULL;
     train_state_free(&st);
     dataset_close(ds);
     return rc;
@@ -376,6 +386,7 @@ int cmd_train(int argc, char **argv) {
     /* Workers split off their own communicator; the coordinator takes part with its own color. */
     MPI_Comm self_comm;
     CHECK_MPI(MPI_Comm_split(MPI_COMM_WORLD, 0, 0, &self_comm));
+    rank_watch_start();
     int rc = 0, prep = -1;
     resume_plan plan = {0};
     kv = (kv_args){0};
@@ -397,6 +408,7 @@ int cmd_train(int argc, char **argv) {
             rc = 2;
         }
     }
+    if (rc == 0) rank_watch_limits(a.stall_warn, a.stall_abort);
     if (rc == 0)
         rc = run(&a, size - 1, &plan);
     else
@@ -405,7 +417,10 @@ int cmd_train(int argc, char **argv) {
     kv_free(&kv);
     runlog_close();
     MPI_Comm_free(&self_comm);
-    if (rc == 1 && !workers_released) MPI_Abort(MPI_COMM_WORLD, 1);
+    if (rc == 1 && !workers_released) {
+        launch_report_status(rc);
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
     MPI_Finalize();
-    return rc;
+    return launch_report_status(rc);
 }

@@ -3,6 +3,7 @@
  * live (no endpoints, or no answer to "status") is summarized from its results.csv instead. */
 #include "common/kv.h"
 #include "common/log.h"
+#include "common/stop_signal.h"
 #include "common/timer.h"
 #include "coordinator/commands.h"
 #include "coordinator/telemetry.h"
@@ -62,7 +63,8 @@ static void print_step(const cJSON *e, watch_state *ws) {
     }
 }
 
-/* Prints one event; returns 0 to go on, 1 when the run finished, 2 when it failed. */
+/* Prints one event; returns 0 to go on, 1 when the run finished, 2 when it failed, 3 when a signal
+ * stopped it (after saving a version). */
 static int print_event(const char *text, watch_state *ws) {
     cJSON *e = cJSON_Parse(text);
     const char *kind = str(e, "event");
@@ -91,6 +93,9 @@ static int print_event(const char *text, watch_state *ws) {
     } else if (!strcmp(kind, "failed")) {
         printf("failed: %s\n", str(e, "message"));
         rc = 2;
+    } else if (!strcmp(kind, "preempted")) {
+        printf("preempted: %s\n", str(e, "message"));
+        rc = 3;
     } else {
         printf("event: %s\n", text); /* a newer server's event: show it raw */
     }
@@ -212,9 +217,10 @@ int cmd_watch(int argc, char **argv) {
     if (last) print_step(last, &ws);
     fflush(stdout);
     /* Already over (the server lingers briefly after the end): nothing more will come. */
-    int over = !strcmp(str(st, "state"), "finished") ? 0
-               : !strcmp(str(st, "state"), "failed") ? 1
-                                                     : -1;
+    int over = !strcmp(str(st, "state"), "finished")    ? 0
+               : !strcmp(str(st, "state"), "failed")    ? 1
+               : !strcmp(str(st, "state"), "preempted") ? EXIT_STOPPED_BY_SIGNAL
+                                                        : -1;
     cJSON_Delete(st);
     if (over >= 0) {
         telemetry_client_close(c);
@@ -232,7 +238,7 @@ int cmd_watch(int argc, char **argv) {
         if (ev) {
             int r = print_event(ev, &ws);
             free(ev);
-            if (r) rc = r == 1 ? 0 : 1;
+            if (r) rc = r == 1 ? 0 : r == 2 ? 1 : EXIT_STOPPED_BY_SIGNAL;
             quiet_since = now_seconds();
         } else if (err[0]) {
             log_error("watch: %s", err);

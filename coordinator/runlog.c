@@ -128,6 +128,11 @@ void runlog_close(void) {
     g.active = false;
 }
 
+void runlog_raw_fds(int *terminal, int *file) {
+    *terminal = g.active ? g.orig[1] : -1;
+    *file = g.active ? fileno(g.file) : -1;
+}
+
 bool runlog_isatty(int fd) {
     if (g.active && (fd == 1 || fd == 2)) return g.tty[fd - 1];
     return isatty(fd);

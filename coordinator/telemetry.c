@@ -32,6 +32,7 @@ struct telemetry {
     char rundir[PATH_MAX];
     char pub_ep[PATH_MAX + 16], ctl_ep[PATH_MAX + 16];
     char ipc_pub[PATH_MAX + 64], ipc_ctl[PATH_MAX + 64]; /* socket files to remove on close */
+    char endpoints[PATH_MAX + 64];                       /* endpoints.json, once written */
     uint8_t (*allowed)[32];                              /* authorized client public keys (CURVE) */
     int nallowed;
     long seq;
@@ -261,6 +262,19 @@ static int bind_one(telemetry *t, void *s, const char *host, int port, const cha
     return 0;
 }
 
+/* The pid endpoints.json names when it is a live process of this host; 0: none, or gone; -1:
+ * another host's (a pid means something only on the host that wrote it, and run folders may be on
+ * shared storage: those count as live). */
+static int endpoints_owner(cJSON *j) {
+    cJSON *pid = cJSON_GetObjectItemCaseSensitive(j, "pid");
+    const char *host = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "host"));
+    char me[256] = "";
+    gethostname(me, sizeof me - 1);
+    if (!cJSON_IsNumber(pid) || pid->valuedouble <= 0) return 0;
+    if (host && strcmp(host, me)) return -1;
+    return kill((pid_t)pid->valuedouble, 0) == 0 || errno == EPERM ? (int)pid->valuedouble : 0;
+}
+
 /* Refuses a run directory whose endpoints.json names another live process. */
 static int check_not_in_use(const telemetry *t, char *err, size_t errlen) {
     char path[PATH_MAX + 64];
@@ -269,19 +283,33 @@ static int check_not_in_use(const telemetry *t, char *err, size_t errlen) {
     if (!text) return 0;
     cJSON *j = cJSON_Parse(text);
     free(text);
-    cJSON *pid = cJSON_GetObjectItemCaseSensitive(j, "pid");
-    const char *host = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "host"));
-    char me[256] = "";
-    gethostname(me, sizeof me - 1);
-    int rc = 0;
-    /* A pid means something only on the host that wrote it (run dirs may be on shared storage). */
-    if (cJSON_IsNumber(pid) && pid->valuedouble > 0 && (pid_t)pid->valuedouble != getpid() &&
-        (!host || !strcmp(host, me)) && kill((pid_t)pid->valuedouble, 0) == 0)
+    int owner = endpoints_owner(j), rc = 0;
+    if (owner > 0 && owner != (int)getpid())
         rc = errf(err, errlen,
                   "telemetry: %s: already served by live process %d (see %s); not binding twice",
-                  t->rundir, (int)pid->valuedouble, path);
+                  t->rundir, owner, path);
     cJSON_Delete(j);
     return rc;
+}
+
+int telemetry_remove_stale(const char *rundir) {
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/%s", rundir, TELEMETRY_ENDPOINTS_FILE);
+    char *text = telemetry_read_text(path, 1 << 16, NULL, NULL, 0);
+    if (!text) return 0;
+    cJSON *j = cJSON_Parse(text);
+    free(text);
+    int removed = 0;
+    if (j && endpoints_owner(j) == 0) {
+        const char *keys[] = {"pub", "ctl"};
+        for (int i = 0; i < 2; i++) {
+            const char *ep = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, keys[i]));
+            if (ep && !strncmp(ep, "ipc://", 6)) unlink(ep + 6);
+        }
+        removed = unlink(path) == 0;
+    }
+    cJSON_Delete(j);
+    return removed;
 }
 
 static int write_endpoints(telemetry *t, const char *server_public, char *err, size_t errlen) {
@@ -304,6 +332,7 @@ static int write_endpoints(telemetry *t, const char *server_public, char *err, s
     snprintf(path, sizeof path, "%s/%s", t->rundir, TELEMETRY_ENDPOINTS_FILE);
     int rc = atomic_write_file(path, text, strlen(text), err, errlen);
     free(text);
+    if (rc == 0) snprintf(t->endpoints, sizeof t->endpoints, "%s", path);
     return rc;
 }
 
@@ -649,4 +678,35 @@ int telemetry_publish_finished(telemetry *t, bool ok, const char *message) {
     cJSON_AddStringToObject(e, "message", message ? message : "");
     t->state = ok ? "finished" : "failed";
     return event_send(t, e);
+}
+
+int telemetry_publish_rank_failure(telemetry *t, const char *message, int rank, const char *host,
+                                   int pid, int last_epoch, int last_step) {
+    cJSON *e = event_new(t, "failed");
+    cJSON_AddStringToObject(e, "message", message ? message : "");
+    cJSON_AddNumberToObject(e, "rank", rank);
+    cJSON_AddStringToObject(e, "host", host ? host : "");
+    cJSON_AddNumberToObject(e, "pid", pid);
+    cJSON_AddNumberToObject(e, "last_epoch", last_epoch);
+    cJSON_AddNumberToObject(e, "last_step", last_step);
+    t->state = "failed";
+    return event_send(t, e);
+}
+
+int telemetry_publish_preempted(telemetry *t, const char *message, const char *signal, int rank,
+                                const char *version) {
+    cJSON *e = event_new(t, "preempted");
+    cJSON_AddStringToObject(e, "message", message ? message : "");
+    cJSON_AddStringToObject(e, "signal", signal ? signal : "");
+    cJSON_AddNumberToObject(e, "rank", rank);
+    cJSON_AddStringToObject(e, "version", version ? version : "");
+    t->state = "preempted";
+    return event_send(t, e);
+}
+
+const char *telemetry_file(const telemetry *t, int i) {
+    const char *files[] = {t->endpoints, t->ipc_pub, t->ipc_ctl};
+    for (size_t k = 0, n = 0; k < sizeof files / sizeof *files; k++)
+        if (files[k][0] && (int)n++ == i) return files[k];
+    return NULL;
 }

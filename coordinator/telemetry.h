@@ -4,8 +4,8 @@
  * Server (the coordinator owns one per run):
  *   - a PUB socket (ZMQ_XPUB) sending one JSON object per event. Every event starts with
  *     {"event":"<kind>","seq":N,"time":<unix s>, ...}; kinds: step, epoch, checkpoint, warning,
- *     finished, failed. Sends never block training: a subscriber that falls more than the
- *     high-water mark (1000 events) behind loses events (it sees a gap in "seq").
+ *     finished, failed, preempted. Sends never block training: a subscriber that falls more than
+ * the high-water mark (1000 events) behind loses events (it sees a gap in "seq").
  *   - a REP socket answering JSON requests {"cmd":"status"|"save"|"stop"}. "save" asks for a
  *     checkpoint at the next step boundary, "stop" for a checkpoint and a clean finish: both only
  *     set flags that the training loop reads (telemetry_take_save, telemetry_stop_requested).
@@ -63,6 +63,10 @@ typedef struct telemetry_step {
     const telemetry_worker_timing *workers;
 } telemetry_step;
 
+/* Removes <rundir>/endpoints.json and the ipc socket files it names when the process that wrote
+ * it (on this host) is gone: what a coordinator killed with SIGKILL leaves. Returns 1 when it
+ * removed them, 0 when there was nothing stale. */
+int telemetry_remove_stale(const char *rundir);
 /* Binds the sockets and writes endpoints.json. NULL + err (naming the run dir) on failure. */
 telemetry *telemetry_open(const char *rundir, const telemetry_opts *opts, char *err, size_t errlen);
 /* Closes the sockets, removes endpoints.json and the ipc socket files. */
@@ -92,6 +96,17 @@ int telemetry_publish_checkpoint(telemetry *t, const char *version, const char *
 int telemetry_publish_warning(telemetry *t, const char *message);
 /* ok: "finished", else "failed". */
 int telemetry_publish_finished(telemetry *t, bool ok, const char *message);
+/* "failed", naming the rank that ended the job: {"rank":2,"host":"..","pid":N,"last_epoch":E,
+ * "last_step":S} (1-based; 0: it reported no step). */
+int telemetry_publish_rank_failure(telemetry *t, const char *message, int rank, const char *host,
+                                   int pid, int last_epoch, int last_step);
+/* "preempted": stopped by a signal after saving `version` ("" when none was saved), {"signal":
+ * "SIGTERM","rank":R,"version":"v0005"}; the state becomes "preempted". */
+int telemetry_publish_preempted(telemetry *t, const char *message, const char *signal, int rank,
+                                const char *version);
+/* The files telemetry_close removes (endpoints.json, ipc socket files), for a process that has to
+ * end without closing (a second Ctrl-C): the i-th, or NULL past the last. */
+const char *telemetry_file(const telemetry *t, int i);
 
 /* ---- client side ------------------------------------------------------------------------------
  */

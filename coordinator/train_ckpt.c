@@ -232,6 +232,8 @@ static void report(train_state *st, const ckpt_result *r) {
     }
     log_info("checkpoint %s written (%s, %s%s): %.1f MB in %.2f s", r->path, r->reason, where,
              r->best ? ", best" : "", r->bytes / 1e6, r->seconds);
+    st->last_version = r->version;
+    snprintf(st->last_version_where, sizeof st->last_version_where, "%s", where);
     if (st->tel) {
         char v[32];
         snprintf(v, sizeof v, "v%04d", r->version);

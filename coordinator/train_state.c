@@ -2,13 +2,14 @@
 
 #include "common/atomic_file.h"
 #include "common/log.h"
+#include "common/stop_signal.h"
 #include "common/timer.h"
 #include "common/val_plots.h"
 #include "common/val_record.h"
 #include "coordinator/metrics.h"
 #include "coordinator/progress.h"
+#include "coordinator/rank_watch.h"
 #include "coordinator/results_csv.h"
-#include "coordinator/mpi_wait.h"
 
 #include <math.h>
 #include <mpi.h>
@@ -82,7 +83,9 @@ int32_t train_state_control(train_state *st, int epoch, int step) {
             st->stop_requested = true;
         }
     }
-    if (st->stop_requested) return CTRL_STOP; /* a version that resumes exactly, no validation */
+    if (stop_signal_first()) train_state_note_signal(st, stop_signal_first(), 0);
+    if (st->stop_requested || st->stop_signal)
+        return CTRL_STOP; /* a version that resumes exactly, no validation */
     if (st->save_requested) {
         st->save_requested = false;
         return CTRL_SAVE;
@@ -95,14 +98,14 @@ static void recv_plot_data(int rank, val_plot_data *acc) {
     val_plot_data d;
     val_plot_data_init(&d, acc->nc);
     int64_t nd = 0;
-    CHECK_MPI(MPI_Recv(d.confusion, (acc->nc + 1) * (acc->nc + 1), MPI_INT64_T, rank, TAG_VAL_PLOTS,
-                       MPI_COMM_WORLD, MPI_STATUS_IGNORE));
-    CHECK_MPI(
-        MPI_Recv(&nd, 1, MPI_INT64_T, rank, TAG_VAL_PLOTS, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+    const char *what = "validation plot data";
+    rank_watch_recv(d.confusion, (acc->nc + 1) * (acc->nc + 1), MPI_INT64_T, rank, TAG_VAL_PLOTS,
+                    what);
+    rank_watch_recv(&nd, 1, MPI_INT64_T, rank, TAG_VAL_PLOTS, what);
     d.dets = xmalloc((size_t)(nd > 0 ? nd : 1) * sizeof *d.dets);
     d.ndets = d.cap = (size_t)nd;
-    CHECK_MPI(MPI_Recv(d.dets, (int)(nd * (int64_t)sizeof *d.dets), MPI_BYTE, rank, TAG_VAL_PLOTS,
-                       MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+    rank_watch_recv(d.dets, (int)(nd * (int64_t)sizeof *d.dets), MPI_BYTE, rank, TAG_VAL_PLOTS,
+                    what);
     val_plot_data_merge(acc, &d);
     val_plot_data_free(&d);
 }
@@ -154,14 +157,13 @@ static int validate(train_state *st, int epoch, val_metrics *m, double val_loss[
     send_val_plans(st, epoch, plots != NULL);
     for (int w = 0; w < W; w++) {
         val_summary s;
-        mpi_wait_message(w + 1, TAG_VAL_SUMMARY);
-        CHECK_MPI(MPI_Recv(&s, sizeof s, MPI_BYTE, w + 1, TAG_VAL_SUMMARY, MPI_COMM_WORLD,
-                           MPI_STATUS_IGNORE));
+        /* a share of a large val split takes as long as it takes: a heartbeat per batch */
+        rank_watch_wait_progress(w + 1, TAG_VAL_SUMMARY, TAG_VAL_PROGRESS, "validation results");
+        rank_watch_recv(&s, sizeof s, MPI_BYTE, w + 1, TAG_VAL_SUMMARY, "validation results");
         all = xrealloc(all, (nall + (size_t)s.records + 1) * sizeof *all);
-        CHECK_MPI(MPI_Recv(all + nall, s.records * (int)sizeof *all, MPI_BYTE, w + 1,
-                           TAG_VAL_RECORDS, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
-        CHECK_MPI(MPI_Recv(wc, 2 * nc, MPI_INT64_T, w + 1, TAG_VAL_COUNTS, MPI_COMM_WORLD,
-                           MPI_STATUS_IGNORE));
+        rank_watch_recv(all + nall, s.records * (int)sizeof *all, MPI_BYTE, w + 1, TAG_VAL_RECORDS,
+                        "validation results");
+        rank_watch_recv(wc, 2 * nc, MPI_INT64_T, w + 1, TAG_VAL_COUNTS, "validation results");
         if (plots) recv_plot_data(w + 1, plots);
         if (!s.ok) {
             rc = errf(err, errlen, "rank %d: validation failed: %s", w + 1, s.error);

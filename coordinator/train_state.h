@@ -34,7 +34,10 @@ typedef struct train_state {
     double ep_compute_s, ep_stall_s, ep_comm_s;
     int ep_steps;
     bool save_requested, stop_requested;
-    telemetry *tel;            /* NULL: no telemetry (control requests are not served) */
+    int stop_signal, stop_signal_rank; /* the stop signal in force (0: none) and who received it */
+    int last_version;                  /* the newest version written by this run (0: none yet) */
+    char last_version_where[64];       /* "epoch 2 step 3 of 5", "end of epoch 2" */
+    telemetry *tel;                    /* NULL: no telemetry (control requests are not served) */
     metric_sinks *sinks;       /* where step and epoch records go (results.csv, events, charts) */
     const char *loss_names[3]; /* box_loss, cls_loss, dfl_loss or l1_loss (train_prep.h) */
     val_plan vplan;            /* rectangular validation batches, made at the first validation */
@@ -63,8 +66,18 @@ void train_state_start(const train_state *st, const ckpt_meta *resumed, int *epo
  * versions. */
 void train_state_step(train_state *st, int epoch, int step, int steps, const step_report *r,
                       int workers, const double mean_loss[3], double images_per_s);
-/* The control word for the workers after this step: serves telemetry requests (save, stop). */
+/* The control word for the workers after this step: serves telemetry requests (save, stop) and
+ * stop signals (the coordinator's own, or one a worker reported: CTRL_STOP). */
 int32_t train_state_control(train_state *st, int epoch, int step);
+/* A stop signal received by `rank` (0: this process): from now on the run stops at the next step
+ * boundary (said once, on the terminal and in train.log). */
+void train_state_note_signal(train_state *st, int sig, int rank);
+/* At an epoch boundary, with the previous epoch's version queued: true when a stop signal has
+ * arrived, so the run stops here without another version. */
+bool train_state_signal_at_boundary(train_state *st);
+/* The end of a run a signal stopped: the line (terminal, train.log) and the "preempted" event;
+ * returns EXIT_STOPPED_BY_SIGNAL. After the versions are flushed. */
+int train_state_finish_stopped(train_state *st);
 /* After CTRL_SAVE / CTRL_STOP at step `step` (0-based) of `steps`: receives the workers' state
  * and queues a version ("save" or "stop") for the writer. */
 void train_state_save_now(train_state *st, const char *reason, int epoch, int step, int steps);

@@ -14,6 +14,7 @@
 #include "kernels/schedule.h"
 #include "kernels/threads.h"
 #include "worker/allreduce.h"
+#include "worker/coord_watch.h"
 #include "worker/model.h"
 #include "worker/snapshot.h"
 #include "worker/train_setup.h"
@@ -198,8 +199,10 @@ static int train_epoch(worker *w, const epoch_header *h, const int32_t *idx, boo
             w->test_stall_rank = -1;                   /* this rank's report is late */
             usleep((useconds_t)(w->test_stall_s * 1e6));
         }
+        r.signal = coord_watch_take_signal();
         CHECK_MPI(MPI_Send(&r, sizeof r, MPI_BYTE, 0, TAG_REPORT, MPI_COMM_WORLD));
         int32_t word;
+        coord_watch_wait(TAG_CONTROL, "the answer to its step report");
         CHECK_MPI(
             MPI_Recv(&word, 1, MPI_INT32_T, 0, TAG_CONTROL, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
         if (word == CTRL_ABORT || !r.ok) return -1;
@@ -210,11 +213,20 @@ static int train_epoch(worker *w, const epoch_header *h, const int32_t *idx, boo
     return 0;
 }
 
+/* One rectangular val batch done: a heartbeat, so the coordinator tells a long validation from a
+ * hung worker (common/protocol.h, TAG_VAL_PROGRESS). */
+static void val_heartbeat(void *ctx) {
+    int32_t *batches = ctx;
+    ++*batches;
+    CHECK_MPI(MPI_Send(batches, 1, MPI_INT32_T, 0, TAG_VAL_PROGRESS, MPI_COMM_WORLD));
+}
+
 /* Validation of this worker's share (when the coordinator asks), then the training state for the
  * epoch's checkpoint version (worker/snapshot.h). BN running stats drift per worker, so worker
  * 0's EMA buffers are broadcast first, as Ultralytics does before validating. */
 static int end_epoch(worker *w) {
     val_header vh;
+    coord_watch_wait(TAG_VAL_HEADER, "the validation plan");
     CHECK_MPI(
         MPI_Recv(&vh, sizeof vh, MPI_BYTE, 0, TAG_VAL_HEADER, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
     size_t nb = model_num_buffer_floats(w->ema_m);
@@ -231,6 +243,7 @@ static int end_epoch(worker *w) {
         CHECK_MPI(MPI_Recv(shapes, 3 * vh.batches, MPI_INT32_T, 0, TAG_VAL_PLAN, MPI_COMM_WORLD,
                            MPI_STATUS_IGNORE));
         const ul_behaviour *beh = ul_behaviour_of(w->a.ultralytics);
+        int32_t heartbeats = 0;
         validator v = {.m = w->ema_m,
                        .ld = w->val_ld,
                        .chunk = VAL_CHUNK,
@@ -244,7 +257,9 @@ static int end_epoch(worker *w) {
                        .match = beh->match_greedy ? VAL_MATCH_GREEDY : VAL_MATCH_IOU_SORTED,
                        .conf = (float)w->a.conf,
                        .iou = (float)w->a.iou,
-                       .max_det = (int)w->a.max_det};
+                       .max_det = (int)w->a.max_det,
+                       .batch_done = val_heartbeat,
+                       .batch_ctx = &heartbeats};
         val_summary s;
         val_record *recs = NULL;
         val_plot_data plots;
@@ -377,6 +392,7 @@ int worker_train_main(void) {
     CHECK_MPI(MPI_Comm_split(MPI_COMM_WORLD, 1, w->rank, &w->wcomm));
     CHECK_MPI(MPI_Comm_rank(w->wcomm, &w->wrank));
     CHECK_MPI(MPI_Comm_size(w->wcomm, &w->W));
+    coord_watch_start();
     int32_t go = 0;
     CHECK_MPI(MPI_Bcast(&go, 1, MPI_INT32_T, 0, MPI_COMM_WORLD));
     int rc = 0;
@@ -390,6 +406,7 @@ int worker_train_main(void) {
         w->cls_w = xmalloc((size_t)w->job.nc * sizeof *w->cls_w);
         CHECK_MPI(MPI_Bcast(w->cls_w, w->job.nc, MPI_FLOAT, 0, MPI_COMM_WORLD));
     }
+    coord_watch_limit(w->a.stall_abort);
     if (w->job.protocol != PROTOCOL_VERSION) {
         log_error("rank %d: protocol version %d, coordinator speaks %d", w->rank, PROTOCOL_VERSION,
                   w->job.protocol);
@@ -408,6 +425,7 @@ int worker_train_main(void) {
     }
     for (;;) { /* the coordinator decides how many epochs (time=, stop): steps < 0 ends */
         epoch_header h;
+        coord_watch_wait(TAG_EPOCH, "the next epoch");
         CHECK_MPI(
             MPI_Recv(&h, sizeof h, MPI_BYTE, 0, TAG_EPOCH, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
         if (h.steps < 0) break;

@@ -137,6 +137,7 @@ int validate_run(validator *v, int epoch, const int32_t *idx, int n, const val_s
         batch_items(v, &bl, items);
         for (int k = 0; k < 3; k++) s->loss_sum[k] += items[k];
         s->batches++;
+        if (v->batch_done) v->batch_done(v->batch_ctx);
     }
     free(dec);
     free(det);

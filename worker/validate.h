@@ -28,6 +28,9 @@ typedef struct validator {
     val_match_rule match;             /* the release's prediction matching */
     float conf, iou;
     int max_det;
+    /* after each rectangular batch (NULL: nothing): the worker's heartbeat to the coordinator */
+    void (*batch_done)(void *ctx);
+    void *batch_ctx;
 } validator;
 
 /* One rectangular batch: `count` consecutive indices, letterboxed into h x w. */
