@@ -55,10 +55,14 @@ endif
 LIB_OBJ   := $(LIB_C:%.c=build/%.o) $(LIB_CU:%.cu=build/%.cu.o)
 TEST_OBJ  := $(patsubst %.c,build/%.o,$(wildcard tests/*.c))
 BENCH_BIN := $(patsubst bench/%.c,bin/%,$(wildcard bench/*.c))
+# tests/cluster/*.c: the cluster tests (make test-cluster), their own binary so that make test stays
+# lean; tests/tools: helpers the cluster tests' scripts call
+CLUSTER_TEST_OBJ := $(patsubst %.c,build/%.o,$(wildcard tests/cluster/*.c)) build/tests/runs.o
 # tests/mpi/foo.c: a standalone MPI program that a Criterion test runs under mpirun
 MPI_TEST_BIN := $(patsubst tests/mpi/%.c,build/tests/mpi/%,$(wildcard tests/mpi/*.c))
 
-all: features bin/coordinator bin/worker build/tests/yolo-tests $(BENCH_BIN) $(MPI_TEST_BIN)
+all: features bin/coordinator bin/worker bin/yolo-loopback.so build/tests/yolo-tests $(BENCH_BIN) \
+     $(MPI_TEST_BIN)
 
 features:
 	@echo "features: $(FEATURES)"
@@ -73,11 +77,22 @@ bin/%: build/%/main.o build/libyolo.a | bin
 bin/bench_%: build/bench/bench_%.o build/libyolo.a | bin
 	$(CC) $(LDFLAGS) -o $@ $< build/libyolo.a $(LDLIBS)
 
+# mpirun's loopback preload for single-host launches (cluster/loopback/loopback_bind.c): libc only,
+# built with the plain C compiler, never part of libyolo (it replaces bind())
+bin/yolo-loopback.so: cluster/loopback/loopback_bind.c | bin
+	cc -std=c17 -O2 -Wall -Wextra -Werror -fPIC -shared -o $@ $<
+
 $(MPI_TEST_BIN): build/tests/mpi/%: build/tests/mpi/%.o build/libyolo.a
 	$(CC) $(LDFLAGS) -o $@ $< build/libyolo.a $(LDLIBS)
 
 build/tests/yolo-tests: $(TEST_OBJ) build/libyolo.a
 	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJ) build/libyolo.a $(LDLIBS) -lcriterion
+
+build/tests/yolo-cluster-tests: $(CLUSTER_TEST_OBJ) build/libyolo.a
+	$(CC) $(LDFLAGS) -o $@ $(CLUSTER_TEST_OBJ) build/libyolo.a $(LDLIBS) -lcriterion
+
+build/tests/ckpt-check: build/tests/tools/ckpt_check.o build/libyolo.a
+	$(CC) $(LDFLAGS) -o $@ $< build/libyolo.a $(LDLIBS)
 
 # kernels: float compares may be if-converted (we never enable FP traps), so clamps vectorise
 build/kernels/%.o: CFLAGS += -fno-trapping-math
@@ -123,6 +138,18 @@ run-test: all
 	OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader \
 	OMPI_MCA_rmaps_base_oversubscribe=1 ./build/tests/yolo-tests --jobs 2 $(TEST_ARGS)
 
+# The cluster tests (signals, failures, a Slurm harness, hosts in network namespaces, fault
+# injection): their own packages (Slurm, munge; scripts/install-deps.sh cluster), binary and run.
+# FAULTS: fault-injection rounds (tests/fault_inject.sh). TEST_ARGS as for make test.
+FAULTS ?= 20
+test-cluster: deps
+	bash scripts/install-deps.sh cluster
+	@$(MAKE) --no-print-directory run-test-cluster
+
+run-test-cluster: all build/tests/yolo-cluster-tests build/tests/ckpt-check
+	./build/tests/yolo-cluster-tests --jobs 2 $(TEST_ARGS)
+	bash tests/fault_inject.sh $(FAULTS)
+
 bench: all
 	bash bench/run.sh
 
@@ -139,5 +166,6 @@ format:
 clean:
 	rm -rf build bin
 
-.PHONY: all features deps test run-test bench demo run-demo format clean FORCE
+.PHONY: all features deps test run-test test-cluster run-test-cluster bench demo run-demo format \
+        clean FORCE
 .SECONDARY:

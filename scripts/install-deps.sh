@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs every Debian package this project builds, tests and benchmarks with.
 # Idempotent: packages already present are skipped, so a second run changes nothing.
+# `install-deps.sh cluster` adds what `make test-cluster` needs (a Slurm cluster on this machine,
+# hosts in network namespaces), so that `make test` stays lean.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 APT=(apt-get -o DPkg::Lock::Timeout=600)
@@ -23,6 +25,12 @@ PKGS=(
   libcairo2-dev fonts-dejavu-core   # charts (results.png, PR curves, ...): drawing, text face
   libcriterion-dev                  # C test framework
 )
+if [ "${1:-}" = cluster ]; then
+  PKGS=(
+    slurmctld slurmd slurm-client munge # a single-node Slurm for tests (cluster/slurm/harness.sh)
+    iproute2                          # ip netns: several hosts on one machine
+  )
+fi
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
