@@ -183,3 +183,9 @@ void job_assert_endpoints_removed(const char *dir, const char *name) {
                          dir, name, dir, name, dir, name),
                   0, "endpoints.json and the sockets of %s/%s are removed", dir, name);
 }
+
+int job_assert_ended_clean(const job *j, double seconds) {
+    job_assert_no_process_left(j, seconds);
+    job_assert_endpoints_removed(j->dir, j->name);
+    return job_verify_versions(j->dir, j->name);
+}

@@ -55,3 +55,6 @@ void job_assert_same_weights(const char *a, const char *b);
 int job_newest_version(const char *dir, const char *name);
 /* No endpoints.json and no *.sock file left in the run folder. */
 void job_assert_endpoints_removed(const char *dir, const char *name);
+/* After a job ended: no process of it left within `seconds`, its endpoints removed, every
+ * version it wrote verifies; returns how many versions there are. */
+int job_assert_ended_clean(const job *j, double seconds);

@@ -63,9 +63,7 @@ Test(failures, a_killed_worker_is_named_and_resume_finishes_bit_identical, .time
               "train.log names the rank, its host and pid; see %s", tlog);
     cr_assert(run_file_has(tlog, "last reported epoch"), "and the last step it reported");
     cr_assert(run_file_has(j.log, "died (its process is gone)"), "so does the terminal");
-    job_assert_no_process_left(&j, 30);
-    job_assert_endpoints_removed(dir, "run");
-    job_verify_versions(dir, "run");
+    job_assert_ended_clean(&j, 30);
     resume_matches_reference(dir, "run");
     run_sh("rm -rf %s", dir);
 }
@@ -81,8 +79,7 @@ Test(failures, a_hung_worker_is_named_past_stall_abort, .timeout = 900) {
     cr_assert(run_file_has(tlog, "(stall_abort=40): ending the job") &&
                   run_file_has(tlog, "(host "),
               "train.log names the silent rank; see %s", tlog);
-    job_assert_no_process_left(&j, 30);
-    job_verify_versions(dir, "run");
+    job_assert_ended_clean(&j, 30);
     run_sh("rm -rf %s", dir);
 }
 
@@ -93,12 +90,10 @@ Test(failures, a_killed_coordinator_leaves_no_worker, .timeout = 900) {
     start_and_hit(&j, dir, SIGKILL, job_coordinator);
     int rc = job_wait_end(&j, 2 * STALL_ABORT + 120);
     cr_assert_neq(rc, 0, "see %s", j.log);
-    job_assert_no_process_left(&j, 2 * STALL_ABORT);
+    job_assert_ended_clean(&j, 2 * STALL_ABORT);
     snprintf(tlog, sizeof tlog, "%s/run/train.log", dir);
     cr_assert(run_file_has(tlog, "the job ended before the coordinator finished"),
               "the launcher says so in train.log; see %s", tlog);
-    job_assert_endpoints_removed(dir, "run");
-    job_verify_versions(dir, "run");
     resume_matches_reference(dir, "run");
     run_sh("rm -rf %s", dir);
 }
@@ -109,8 +104,7 @@ Test(failures, a_killed_launcher_takes_the_whole_job_with_it, .timeout = 900) {
     job j;
     start_and_hit(&j, dir, SIGKILL, job_launcher);
     job_wait_end(&j, 60);
-    job_assert_no_process_left(&j, STALL_ABORT);
-    job_verify_versions(dir, "run");
+    job_assert_ended_clean(&j, STALL_ABORT);
     run_sh("rm -rf %s", dir);
 }
 

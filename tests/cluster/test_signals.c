@@ -43,9 +43,7 @@ static void stop_and_resume(const char *prefix, int sig, pid_t (*target)(const j
               "the line names the signal and who received it; see %s", j.log);
     snprintf(a, sizeof a, "%s/run/train.log", dir);
     cr_assert(run_file_has(a, "stopped by "), "train.log has the line too");
-    job_assert_no_process_left(&j, 30);
-    job_assert_endpoints_removed(dir, "run");
-    int n = job_verify_versions(dir, "run");
+    int n = job_assert_ended_clean(&j, 30);
     cr_assert_geq(n, 1, "a version was saved");
     char resume[256];
     snprintf(resume, sizeof resume, "resume=%s/run", dir);
@@ -86,9 +84,7 @@ Test(signals, second_sigint_stops_at_once, .timeout = 600) {
     int rc = job_wait_end(&j, 120);
     cr_assert_eq(rc, 130, "stopped at once: exit 130 (got %d); see %s", rc, j.log);
     cr_assert(run_file_has(j.log, "stopping the job at once"), "says so; see %s", j.log);
-    job_assert_no_process_left(&j, 30);
-    job_assert_endpoints_removed(dir, "run");
-    job_verify_versions(dir, "run");
+    job_assert_ended_clean(&j, 30);
     run_sh("rm -rf %s", dir);
 }
 
