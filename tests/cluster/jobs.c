@@ -189,3 +189,23 @@ int job_assert_ended_clean(const job *j, double seconds) {
     job_assert_endpoints_removed(j->dir, j->name);
     return job_verify_versions(j->dir, j->name);
 }
+
+void job_watch_start(const job *j) {
+    char out[300];
+    snprintf(out, sizeof out, "%s/%s.watch", j->dir, j->name);
+    cr_assert_eq(run_sh("(./bin/coordinator watch %s/%s > %s 2>&1; echo $? > %s.rc) "
+                        ">/dev/null 2>&1 </dev/null &",
+                        j->dir, j->name, out, out),
+                 0);
+    cr_assert(run_wait_text(out, "watching ", 60), "watch connects; see %s", out);
+    usleep(500000); /* its subscription reaches the PUB socket */
+}
+
+int job_watch_end(const job *j, double seconds, char *out, size_t n) {
+    char rc[320];
+    snprintf(out, n, "%s/%s.watch", j->dir, j->name);
+    snprintf(rc, sizeof rc, "%s.rc", out);
+    cr_assert(run_wait_file(rc, seconds), "watch ended; see %s", out);
+    usleep(100000);
+    return run_read_rc(rc);
+}

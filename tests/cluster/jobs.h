@@ -58,3 +58,8 @@ void job_assert_endpoints_removed(const char *dir, const char *name);
 /* After a job ended: no process of it left within `seconds`, its endpoints removed, every
  * version it wrote verifies; returns how many versions there are. */
 int job_assert_ended_clean(const job *j, double seconds);
+/* `bin/coordinator watch` of the running job in the background (its PUB socket), into
+ * dir/name.watch; returns once it is subscribed. */
+void job_watch_start(const job *j);
+/* Waits for that watch to end: its exit status; out: the file with what it printed. */
+int job_watch_end(const job *j, double seconds, char *out, size_t n);

@@ -55,9 +55,19 @@ Test(failures, a_killed_worker_is_named_and_resume_finishes_bit_identical, .time
     char dir[128], tlog[256];
     job_make_dir(dir, sizeof dir, "yolo-fail-worker");
     job j;
-    start_and_hit(&j, dir, SIGKILL, first_worker);
+    job_start(&j, dir, "run", "", EPOCHS " " STALL);
+    job_wait_text(&j, " 2/4 ", 300);
+    job_watch_start(&j);
+    pid_t w = first_worker(&j);
+    cr_assert_gt(w, 0, "a worker is running");
+    cr_assert_eq(kill(w, SIGKILL), 0);
     int rc = job_wait_end(&j, STALL_ABORT + 120);
     cr_assert(rc != 0 && rc != 75, "the job failed (status %d); see %s", rc, j.log);
+    char watch[320];
+    cr_assert_eq(job_watch_end(&j, 60, watch, sizeof watch), 1, "watch ends on failed; see %s",
+                 watch);
+    cr_assert(run_file_has(watch, "failed: rank ") && run_file_has(watch, "died (its process"),
+              "the failed event on the PUB socket names the rank; see %s", watch);
     snprintf(tlog, sizeof tlog, "%s/run/train.log", dir);
     cr_assert(run_file_has(tlog, "died (its process is gone)") && run_file_has(tlog, "(host "),
               "train.log names the rank, its host and pid; see %s", tlog);

@@ -34,11 +34,17 @@ static void stop_and_resume(const char *prefix, int sig, pid_t (*target)(const j
     job j;
     job_start(&j, dir, "run", "", EPOCHS " " STALL);
     job_wait_text(&j, " 2/4 ", 300);
+    job_watch_start(&j);
     pid_t p = target(&j);
     cr_assert_gt(p, 0, "the process to signal is running");
     cr_assert_eq(kill(p, sig), 0);
     int rc = job_wait_end(&j, 300);
     cr_assert_eq(rc, 75, "stopped after saving: exit 75 (got %d); see %s", rc, j.log);
+    char watch[320];
+    cr_assert_eq(job_watch_end(&j, 60, watch, sizeof watch), 75,
+                 "watch ends on preempted with 75; see %s", watch);
+    cr_assert(run_file_has(watch, "preempted: ") && run_file_has(watch, "stopped by "),
+              "the preempted event on the PUB socket; see %s", watch);
     cr_assert(run_file_has(j.log, "stopped by ") && run_file_has(j.log, received_by),
               "the line names the signal and who received it; see %s", j.log);
     snprintf(a, sizeof a, "%s/run/train.log", dir);
