@@ -14,6 +14,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tests/testenv.h"
+
 /* Small runs: 40 train images, batch 8, nbs 8 (an optimizer step every step): 5 steps. */
 #define RUN_ARGS                                                                                   \
     "model=yolov8n.yaml epochs=1 imgsz=64 batch=8 nbs=8 threads=1 loader_threads=1 "               \
@@ -21,10 +23,10 @@
 
 static void make_data(char *dir, size_t n, int ntrain, int nval) {
     char cmd[512];
-    snprintf(dir, n, "/tmp/yolo-dist-XXXXXX");
-    cr_assert(mkdtemp(dir));
+    test_temp_dir(dir, n, "dist");
+    setenv("COORD", bin_path("coordinator"), 1); /* "$COORD" in the commands below */
     snprintf(cmd, sizeof cmd,
-             "./bin/coordinator data synth out=%s/s.h5 train=%d val=%d imgsz=64 classes=3 "
+             "\"$COORD\" data synth out=%s/s.h5 train=%d val=%d imgsz=64 classes=3 "
              "seed=3 >/dev/null",
              dir, ntrain, nval);
     cr_assert_eq(system(cmd), 0, "synth");
@@ -34,7 +36,7 @@ static void make_data(char *dir, size_t n, int ntrain, int nval) {
 static int train(const char *dir, const char *name, const char *env, const char *extra) {
     char cmd[2048];
     snprintf(cmd, sizeof cmd,
-             "%s timeout 120 ./bin/coordinator train data=%s/s.h5 " RUN_ARGS
+             "%s timeout 120 \"$COORD\" train data=%s/s.h5 " RUN_ARGS
              " project=%s name=%s %s > %s/%s.log 2>&1",
              env ? env : "", dir, dir, name, extra, dir, name);
     int st = system(cmd);
@@ -121,7 +123,7 @@ static void read_metrics(const char *path, double v[7]) {
 }
 
 static void check_equivalent(int workers) {
-    char dir[64], extra[128], pa[256], pb[256];
+    char dir[256], extra[128], pa[512], pb[512];
     /* 2 workers: 5 steps (40 images); 4 workers: 2 steps (16 images), see below. */
     make_data(dir, sizeof dir, workers == 2 ? 40 : 16, 8);
     int share = 8 / workers;
@@ -159,9 +161,7 @@ static void check_equivalent(int workers) {
      * (N updates per step, over all images). They must differ, and only at the scale of the
      * statistics of different images. */
     cr_assert_gt(c.max_rel_buffer, 1e-4, "BN running stats come from different images");
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
+    test_remove_dir(dir);
 }
 
 Test(distributed, two_workers_equal_one_worker_two_micro_batches, .timeout = 300) {
@@ -176,7 +176,7 @@ Test(distributed, four_workers_equal_one_worker_four_micro_batches, .timeout = 3
  * images, 3 chunks of VAL_CHUNK=16) once divided over both workers, once all on worker 0 (test
  * knob YOLO_TEST_VAL_ON_ONE_WORKER): metrics and val losses must be identical. */
 Test(distributed, validation_split_over_workers_equals_one_worker, .timeout = 300) {
-    char dir[64], pa[256], pb[256];
+    char dir[256], pa[512], pb[512];
     make_data(dir, sizeof dir, 40, 40);
     cr_assert_eq(train(dir, "split", NULL, "workers=2 conf=0.00001"), 0, "see %s/split.log", dir);
     cr_assert_eq(train(dir, "one", "YOLO_TEST_VAL_ON_ONE_WORKER=1", "workers=2 conf=0.00001"), 0,
@@ -195,9 +195,7 @@ Test(distributed, validation_split_over_workers_equals_one_worker, .timeout = 30
                 a[5], a[6]);
     for (int k = 0; k < 7; k++) cr_assert_eq(a[k], b[k], "column %d: %g vs %g", 6 + k, a[k], b[k]);
     cr_assert_gt(a[4] + a[5] + a[6], 0, "val loss computed");
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
+    test_remove_dir(dir);
 }
 
 /* Polls for a file (up to `seconds`); true if it appeared. */
@@ -235,7 +233,7 @@ static int read_rc(const char *path) {
 static void train_bg(const char *dir, const char *name, const char *env, const char *extra) {
     char cmd[2048];
     snprintf(cmd, sizeof cmd,
-             "(%s timeout 120 ./bin/coordinator train data=%s/s.h5 " RUN_ARGS
+             "(%s timeout 120 \"$COORD\" train data=%s/s.h5 " RUN_ARGS
              " project=%s name=%s %s > %s/%s.log 2>&1; echo $? > %s/%s.rc) &",
              env ? env : "", dir, dir, name, extra, dir, name, dir, name);
     cr_assert_eq(system(cmd), 0);
@@ -244,13 +242,13 @@ static void train_bg(const char *dir, const char *name, const char *env, const c
 /* A live 2-worker run: `watch` prints its steps, `ctl status` answers, `ctl save` writes last.h5
  * mid-epoch, `ctl stop` ends it early with exit 0 and weights; watch sees "finished", exits 0. */
 Test(distributed, watch_and_stop_a_live_run, .timeout = 300) {
-    char dir[64], path[256], cmd[1024];
+    char dir[256], path[512], cmd[1024];
     make_data(dir, sizeof dir, 40, 8);
     train_bg(dir, "live", NULL, "workers=2 epochs=50 val=False");
     snprintf(path, sizeof path, "%s/live/endpoints.json", dir);
     cr_assert(wait_file(path, 90), "endpoints.json written; see %s/live.log", dir);
     snprintf(cmd, sizeof cmd,
-             "(timeout 120 ./bin/coordinator watch %s/live > %s/watch.out 2>&1; echo $? > "
+             "(timeout 120 \"$COORD\" watch %s/live > %s/watch.out 2>&1; echo $? > "
              "%s/watch.rc) &",
              dir, dir, dir);
     cr_assert_eq(system(cmd), 0);
@@ -258,12 +256,12 @@ Test(distributed, watch_and_stop_a_live_run, .timeout = 300) {
     bool stepping = false;
     for (int i = 0; i < 300 && !stepping; i++, usleep(200000)) stepping = file_has(path, " step ");
     cr_assert(stepping, "watch prints step lines");
-    snprintf(cmd, sizeof cmd, "./bin/coordinator ctl %s/live status > %s/status.out", dir, dir);
+    snprintf(cmd, sizeof cmd, "\"$COORD\" ctl %s/live status > %s/status.out", dir, dir);
     cr_assert_eq(system(cmd), 0, "ctl status");
     snprintf(path, sizeof path, "%s/status.out", dir);
     cr_assert(file_has(path, "\"running\""), "status says running");
     /* save: last.h5 at the next step boundary, mid-epoch (the log line comes from that path) */
-    snprintf(cmd, sizeof cmd, "./bin/coordinator ctl %s/live save > /dev/null", dir);
+    snprintf(cmd, sizeof cmd, "\"$COORD\" ctl %s/live save > /dev/null", dir);
     cr_assert_eq(system(cmd), 0, "ctl save");
     snprintf(path, sizeof path, "%s/live.log", dir);
     bool saved = false;
@@ -272,7 +270,7 @@ Test(distributed, watch_and_stop_a_live_run, .timeout = 300) {
     cr_assert(saved, "save wrote a mid-epoch checkpoint; see %s/live.log", dir);
     snprintf(path, sizeof path, "%s/live/weights/last.h5", dir);
     cr_assert(wait_file(path, 1), "last.h5 after save");
-    snprintf(cmd, sizeof cmd, "./bin/coordinator ctl %s/live stop > /dev/null", dir);
+    snprintf(cmd, sizeof cmd, "\"$COORD\" ctl %s/live stop > /dev/null", dir);
     cr_assert_eq(system(cmd), 0, "ctl stop");
     snprintf(path, sizeof path, "%s/live.rc", dir);
     cr_assert(wait_file(path, 90), "the run ends after stop");
@@ -290,21 +288,19 @@ Test(distributed, watch_and_stop_a_live_run, .timeout = 300) {
     snprintf(path, sizeof path, "%s/watch.out", dir);
     cr_assert(file_has(path, "finished:"), "watch saw the finished event");
     cr_assert(file_has(path, "checkpoint last written"), "watch saw the checkpoint event");
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
+    test_remove_dir(dir);
 }
 
 /* Rank 2 sleeps 3 s once (after its all-reduce, so only its report is late): with stall_warn=1 the
  * coordinator names it on the terminal and on the PUB socket, and the run still succeeds. */
 Test(distributed, stalled_worker_is_named_in_a_warning, .timeout = 300) {
-    char dir[64], path[256], cmd[1024];
+    char dir[256], path[512], cmd[1024];
     make_data(dir, sizeof dir, 40, 8);
     train_bg(dir, "slow", "YOLO_TEST_STALL_RANK=2 YOLO_TEST_STALL_SECONDS=3",
              "workers=2 epochs=1 val=False stall_warn=1 stall_abort=60");
     snprintf(path, sizeof path, "%s/slow/endpoints.json", dir);
     cr_assert(wait_file(path, 90), "endpoints.json written; see %s/slow.log", dir);
-    snprintf(cmd, sizeof cmd, "timeout 120 ./bin/coordinator watch %s/slow > %s/watch.out 2>&1",
-             dir, dir);
+    snprintf(cmd, sizeof cmd, "timeout 120 \"$COORD\" watch %s/slow > %s/watch.out 2>&1", dir, dir);
     cr_assert_eq(system(cmd), 0, "watch exits 0 on finished");
     snprintf(path, sizeof path, "%s/slow.rc", dir);
     cr_assert(wait_file(path, 60));
@@ -315,13 +311,12 @@ Test(distributed, stalled_worker_is_named_in_a_warning, .timeout = 300) {
     snprintf(path, sizeof path, "%s/watch.out", dir);
     cr_assert(file_has(path, "warning: no step report from rank(s) 2 "),
               "PUB warning names rank 2");
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
+    test_remove_dir(dir);
 }
 
 /* Rank 2 sleeps 60 s: past stall_abort=3 the job aborts with a non-zero exit naming rank 2. */
 Test(distributed, stalled_worker_aborts_the_job, .timeout = 300) {
-    char dir[64], path[256];
+    char dir[256], path[512];
     make_data(dir, sizeof dir, 40, 8);
     int rc = train(dir, "hung", "YOLO_TEST_STALL_RANK=2 YOLO_TEST_STALL_SECONDS=60",
                    "workers=2 epochs=1 val=False stall_warn=1 stall_abort=3");
@@ -330,28 +325,17 @@ Test(distributed, stalled_worker_aborts_the_job, .timeout = 300) {
     snprintf(path, sizeof path, "%s/hung.log", dir);
     cr_assert(file_has(path, "no step report from rank(s) 2 for"), "names rank 2");
     cr_assert(file_has(path, "aborting the job"), "says it aborts");
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
+    test_remove_dir(dir);
 }
 
 /* tests/mpi/overlap_check.c under mpirun -np 2: the model's backward hook marks every gradient
  * float once, every bucket starts during backward, and the result equals a blocking all-reduce
  * bit for bit (yolov8n and yolo26n). */
 Test(distributed, backward_hook_starts_every_bucket_during_backward, .timeout = 120) {
-    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 0);
-    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 0);
-    setenv("OMPI_MCA_btl", "self,vader", 0);
-    setenv("OMPI_MCA_rmaps_base_oversubscribe", "1", 0);
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    cr_assert(n > 0);
-    exe[n] = 0;
-    char *slash = strrchr(exe, '/');
-    cr_assert(slash);
-    *slash = 0;
+    test_mpi_env();
     char cmd[PATH_MAX + 160];
-    snprintf(cmd, sizeof cmd, "timeout 60 mpirun -np 2 '%s/mpi/overlap_check' 2>&1", exe);
+    snprintf(cmd, sizeof cmd, "timeout 60 mpirun -np 2 '%s/mpi/overlap_check' 2>&1",
+             test_exe_dir());
     FILE *p = popen(cmd, "r");
     cr_assert(p, "popen %s", cmd);
     static char out[16384];

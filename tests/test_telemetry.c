@@ -17,9 +17,10 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "tests/testenv.h"
+
 static void make_rundir(char *dir) {
-    strcpy(dir, "/tmp/yolo-tel-XXXXXX");
-    cr_assert(mkdtemp(dir));
+    test_temp_dir(dir, 256, "tel");
 }
 
 /* Removes a run directory made by make_rundir (flat: files only). */
@@ -146,7 +147,7 @@ static const char *jstr(const cJSON *o, const char *k) {
  */
 
 Test(telemetry, control_round_trips_and_endpoints_file) {
-    char dir[64], err[512], path[PATH_MAX];
+    char dir[256], err[512], path[PATH_MAX];
     make_rundir(dir);
     telemetry *t = telemetry_open(dir, NULL, err, sizeof err);
     cr_assert(t, "%s", err);
@@ -197,7 +198,7 @@ Test(telemetry, control_round_trips_and_endpoints_file) {
 }
 
 Test(telemetry, bad_requests_get_errors_and_change_nothing) {
-    char dir[64], err[512];
+    char dir[256], err[512];
     make_rundir(dir);
     telemetry *t = telemetry_open(dir, NULL, err, sizeof err);
     cr_assert(t, "%s", err);
@@ -261,7 +262,7 @@ Test(telemetry, bad_requests_get_errors_and_change_nothing) {
 }
 
 Test(telemetry, subscriber_receives_every_event_in_order) {
-    char dir[64], err[512];
+    char dir[256], err[512];
     make_rundir(dir);
     telemetry *t = telemetry_open(dir, NULL, err, sizeof err);
     cr_assert(t, "%s", err);
@@ -330,7 +331,7 @@ Test(telemetry, subscriber_receives_every_event_in_order) {
 }
 
 Test(telemetry, curve_refuses_clients_without_the_key) {
-    char dir[64], err[512], path[PATH_MAX];
+    char dir[256], err[512], path[PATH_MAX];
     make_rundir(dir);
     telemetry_opts o = {.host = "127.0.0.1", .curve = true};
     telemetry *t = telemetry_open(dir, &o, err, sizeof err);
@@ -405,13 +406,8 @@ Test(telemetry, curve_refuses_clients_without_the_key) {
  */
 
 static int run_cli(const char *args, char *out, size_t outlen) {
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    cr_assert(n > 0);
-    exe[n] = 0;
-    *strrchr(exe, '/') = 0; /* build/tests */
     char cmd[2 * PATH_MAX];
-    snprintf(cmd, sizeof cmd, "timeout 30 %s/../../bin/coordinator %s 2>&1", exe, args);
+    snprintf(cmd, sizeof cmd, "timeout 30 '%s' %s 2>&1", bin_path("coordinator"), args);
     FILE *p = popen(cmd, "r");
     cr_assert(p);
     size_t len = fread(out, 1, outlen - 1, p);
@@ -421,7 +417,7 @@ static int run_cli(const char *args, char *out, size_t outlen) {
 }
 
 Test(telemetry, cli_ctl_and_watch_live_run) {
-    char dir[64], err[512], args[256], out[16384];
+    char dir[256], err[512], args[768], out[16384];
     make_rundir(dir);
     telemetry *t = telemetry_open(dir, NULL, err, sizeof err);
     cr_assert(t, "%s", err);
@@ -452,7 +448,7 @@ Test(telemetry, cli_ctl_and_watch_live_run) {
 }
 
 Test(telemetry, cli_on_a_run_that_is_not_live) {
-    char dir[64], args[256], out[16384], path[PATH_MAX];
+    char dir[256], args[768], out[16384], path[PATH_MAX];
     make_rundir(dir);
     /* No endpoints and no results. */
     snprintf(args, sizeof args, "watch %s", dir);
@@ -487,7 +483,7 @@ Test(telemetry, cli_on_a_run_that_is_not_live) {
 }
 
 Test(telemetry, refuses_a_run_dir_served_by_a_live_process) {
-    char dir[64], err[512], path[PATH_MAX], host[256] = "";
+    char dir[256], err[512], path[PATH_MAX], host[256] = "";
     make_rundir(dir);
     gethostname(host, sizeof host - 1);
     snprintf(path, sizeof path, "%s/%s", dir, TELEMETRY_ENDPOINTS_FILE);
