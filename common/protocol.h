@@ -2,7 +2,12 @@
  * sent as bytes: coordinator and workers are built from the same tree (MPMD of one build).
  *
  * Sequence:
- *   start:  coordinator -> all   MPI_Bcast of train_args (common/train_args.h) and job_info
+ *   start:  coordinator -> all   MPI_Bcast of an int32 go (0: the arguments were refused, exit),
+ *                                then of train_args (common/train_args.h) and job_info
+ *   setup:  all -> coordinator   MPI_Gather of setup_report (the coordinator's is ignored): each
+ *                                worker builds its model, checks memory and opens its loaders;
+ *           coordinator -> all   MPI_Bcast of an int32 start (0: a rank failed, or the run folder
+ *                                could not be made: everyone exits, nothing was created)
  *   epoch:  coordinator -> each  epoch_header, then header.steps * header.share int32 indices
  *   step:   each -> coordinator  step_report (also the heartbeat)
  *           coordinator -> each  int32 control word (CTRL_*); after CTRL_SAVE worker 0 sends
@@ -15,7 +20,7 @@
 #pragma once
 #include <stdint.h>
 
-#define PROTOCOL_VERSION 2
+#define PROTOCOL_VERSION 3
 
 enum msg_tag {
     TAG_EPOCH = 100,
@@ -42,6 +47,12 @@ typedef struct job_info {
     int32_t protocol, nc, n_train, n_val, workers;
     uint64_t dataset_size_hint;
 } job_info;
+
+/* A worker's verdict on its setup, before the coordinator creates anything. */
+typedef struct setup_report {
+    int32_t ok;
+    char error[200]; /* when !ok: one line naming the problem */
+} setup_report;
 
 typedef struct epoch_header {
     int32_t epoch, steps, share; /* share = images per worker per step */

@@ -6,6 +6,7 @@
 #include "common/train_args.h"
 #include "coordinator/commands.h"
 #include "coordinator/launch.h"
+#include "coordinator/preflight.h"
 #include "coordinator/progress.h"
 #include "coordinator/results_csv.h"
 #include "coordinator/rundir.h"
@@ -14,7 +15,6 @@
 #include "coordinator/telemetry.h"
 #include "coordinator/train_state.h"
 #include "dataio/dataset.h"
-#include "dataio/pack_cache.h"
 
 #include <math.h>
 #include <mpi.h>
@@ -93,21 +93,44 @@ static void release_workers(void) {
     CHECK_MPI(MPI_Bcast(&go, 1, MPI_INT32_T, 0, MPI_COMM_WORLD));
 }
 
+/* After the workers' setup: the first failure (one line), or the run folder, train.log and
+ * args.yaml. Then the start word for every rank. 0, or 2 when nothing may start. */
+static int start_run(train_args *a, int workers, char *err, size_t errlen) {
+    setup_report *reps = xcalloc((size_t)workers + 1, sizeof *reps);
+    setup_report mine = {.ok = 1};
+    CHECK_MPI(
+        MPI_Gather(&mine, sizeof mine, MPI_BYTE, reps, sizeof *reps, MPI_BYTE, 0, MPI_COMM_WORLD));
+    int rc = 0, failed = 0, first = 0;
+    for (int r = 1; r <= workers; r++)
+        if (!reps[r].ok && !failed++) first = r;
+    if (failed) {
+        reps[first].error[sizeof reps[first].error - 1] = 0;
+        log_error("rank %d: %s%s", first, reps[first].error,
+                  failed > 1 ? " (and on other ranks)" : "");
+        rc = 2;
+    } else if (rundir_create(a->project, a->name, a->exist_ok, a->save_dir, sizeof a->save_dir, err,
+                             errlen) != 0) {
+        log_error("%s", err);
+        rc = 2;
+    } else {
+        if (runlog_open(a->save_dir, err, errlen) != 0) log_warn("%s (no train.log)", err);
+        if (train_state_write_args(a, err, errlen) != 0) {
+            log_error("%s", err);
+            rc = 2;
+        }
+    }
+    free(reps);
+    int32_t start = rc == 0;
+    CHECK_MPI(MPI_Bcast(&start, 1, MPI_INT32_T, 0, MPI_COMM_WORLD));
+    return rc;
+}
+
 static int run(train_args *a, int workers) {
     char err[1024];
-    /* data=<yaml>: packed on first use, then the cached pack while its fingerprint matches. */
-    pack_cache_result pc;
-    char h5[sizeof a->data];
-    if (pack_cache_resolve(a->data, NULL, h5, sizeof h5, &pc, err, sizeof err) != 0) {
-        log_error("%s", err);
-        release_workers();
-        return 2;
-    }
-    memcpy(a->data, h5, sizeof h5);
-    if (pc == PACK_CACHE_REUSED)
-        log_info("data: using %s (packed earlier, source unchanged)", a->data);
-    dataset *ds = dataset_open(a->data, err, sizeof err);
-    if (!ds) {
+    /* Our own launcher (launch_mpmd) checked and warned already: this pass is quiet. */
+    int flags = getenv("YOLO_PREFLIGHT_DONE") ? PREFLIGHT_QUIET : 0;
+    dataset *ds;
+    if (preflight_train(a, workers, flags, &ds, err, sizeof err) != 0) {
         log_error("%s", err);
         release_workers();
         return 2;
@@ -117,36 +140,15 @@ static int run(train_args *a, int workers) {
                     .n_train = dataset_split_size(ds, SPLIT_TRAIN),
                     .n_val = dataset_split_size(ds, SPLIT_VAL),
                     .workers = workers};
-    if (job.n_train == 0) {
-        log_error("%s: the train split is empty", a->data);
-        dataset_close(ds);
-        release_workers();
-        return 2;
-    }
     a->nc = job.nc;
-    if (a->imgsz % 32) {
-        long r = (a->imgsz + 31) / 32 * 32;
-        log_warn("imgsz=%ld must be a multiple of max stride 32, updating to %ld", a->imgsz, r);
-        a->imgsz = r;
-    }
-    if (rundir_create(a->project, a->name, a->exist_ok, a->save_dir, sizeof a->save_dir, err,
-                      sizeof err) != 0) {
-        log_error("%s", err);
-        dataset_close(ds);
-        release_workers();
-        return 2;
-    }
-    if (runlog_open(a->save_dir, err, sizeof err) != 0) log_warn("%s (no train.log)", err);
-    if (train_state_write_args(a, err, sizeof err) != 0) {
-        log_error("%s", err);
-        dataset_close(ds);
-        release_workers();
-        return 1;
-    }
     int32_t go = 1;
     CHECK_MPI(MPI_Bcast(&go, 1, MPI_INT32_T, 0, MPI_COMM_WORLD));
     CHECK_MPI(MPI_Bcast(a, sizeof *a, MPI_BYTE, 0, MPI_COMM_WORLD));
     CHECK_MPI(MPI_Bcast(&job, sizeof job, MPI_BYTE, 0, MPI_COMM_WORLD));
+    if (start_run(a, workers, err, sizeof err) != 0) {
+        dataset_close(ds);
+        return 2;
+    }
     log_info("training %s on %s (%d train / %d val images, %d classes) with %d worker(s), "
              "batch %ld, imgsz %ld -> %s",
              a->model, a->data, job.n_train, job.n_val, job.nc, workers, a->batch, a->imgsz,
@@ -266,13 +268,20 @@ int cmd_train(int argc, char **argv) {
     kv_args kv;
     train_args a;
     if (!launched_by_mpi()) {
-        /* Validate before launching anything, so a bad argument creates nothing. */
-        if (kv_parse(argc, argv, &kv, err, sizeof err) != 0 ||
-            train_args_parse(&kv, &a, err, sizeof err) != 0) {
+        /* Validate everything before launching anything, so a bad input creates nothing. */
+        dataset *ds = NULL;
+        int bad = kv_parse(argc, argv, &kv, err, sizeof err) != 0;
+        if (!bad) {
+            bad = train_args_parse(&kv, &a, err, sizeof err) != 0 ||
+                  preflight_train(&a, (int)a.workers, PREFLIGHT_MODEL, &ds, err, sizeof err) != 0;
+            kv_free(&kv);
+        }
+        if (bad) {
             log_error("%s", err);
             return 2;
         }
-        kv_free(&kv);
+        dataset_close(ds);
+        setenv("YOLO_PREFLIGHT_DONE", "1", 1);
         return launch_mpmd("coordinator", (int)a.workers, argc, argv);
     }
     CHECK_MPI(MPI_Init(NULL, NULL));

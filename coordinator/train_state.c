@@ -307,6 +307,10 @@ void train_state_finish(train_state *st, bool ok, double elapsed) {
                st->args->save_dir);
         return;
     }
+    if (st->epochs_done == 0) { /* stopped before the first epoch ended: nothing was saved */
+        printf("\nno epoch completed; nothing saved in %s\n", st->args->save_dir);
+        return;
+    }
     printf("\n%d epochs completed in %.3f hours.\n", st->epochs_done, elapsed / 3600);
     printf("Results saved to %s (weights/last.h5, weights/best.h5, results.csv, args.yaml, "
            "train.log)\n",
@@ -316,4 +320,3 @@ void train_state_finish(train_state *st, bool ok, double elapsed) {
            st->best_epoch + 1, st->best_map50, st->best_map50_95);
     fflush(stdout);
 }
-

@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <libgen.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -209,19 +210,11 @@ static char *label_path(const char *img) {
     return out;
 }
 
-/* Parses a label file into *lab (grown as needed). 0, or -1 with "file:line: ..." in err.
- * A missing file is not an error: *found is set false (a background image). */
-static int read_labels(pack_ctx *c, const char *path, int nc, float **lab, int *cap, int *nb,
-                       bool *found, char *err, size_t errlen) {
-    *nb = 0, *found = false;
-    struct stat sb;
-    if (stat(path, &sb) != 0) return 0;
-    uint8_t *data;
-    size_t n;
-    if (pack_read_file(path, &data, &n, err, errlen) != 0) return -1;
-    *found = true;
+int pack_parse_label_text(pack_ctx *c, char *text, const char *path, int nc, float **lab, int *cap,
+                          int *nb, char *err, size_t errlen) {
+    *nb = 0;
     int rc = 0, lineno = 0;
-    char *save = NULL, *text = (char *)data;
+    char *save = NULL;
     for (char *line = text; line && rc == 0; line = save) {
         char *nl = strchr(line, '\n');
         save = nl ? nl + 1 : NULL;
@@ -246,13 +239,21 @@ static int read_labels(pack_ctx *c, const char *path, int nc, float **lab, int *
                 rc = errf(err, errlen, "%s:%d: field %d '%s' is not a number", path, lineno, k + 1,
                           tok[k]);
         if (rc) break;
-        if (v[0] != (double)(long)v[0] || v[0] < 0 || v[0] >= nc) {
+        if (!(v[0] >= 0 && v[0] < nc) || v[0] != floor(v[0])) {
             rc = errf(err, errlen, "%s:%d: class %s is not an integer in 0..%d (nc=%d)", path,
                       lineno, tok[0], nc - 1, nc);
             break;
         }
         if (v[3] < 0 || v[4] < 0) {
             rc = errf(err, errlen, "%s:%d: negative box width or height", path, lineno);
+            break;
+        }
+        /* normalised: anything this far outside [0, 1] is not a box that clipping could mend */
+        if (fabs(v[1]) > 1e3 || fabs(v[2]) > 1e3 || v[3] > 1e3 || v[4] > 1e3) {
+            rc = errf(err, errlen,
+                      "%s:%d: box (%s %s %s %s) is far outside the image (normalised "
+                      "coordinates are in 0..1)",
+                      path, lineno, tok[1], tok[2], tok[3], tok[4]);
             break;
         }
         if (*nb == *cap) {
@@ -265,6 +266,21 @@ static int read_labels(pack_ctx *c, const char *path, int nc, float **lab, int *
         snprintf(where, sizeof where, "%s:%d", path, lineno);
         if (pack_clip_box(c, b + 1, where)) (*nb)++;
     }
+    return rc;
+}
+
+/* Parses a label file into *lab (grown as needed). 0, or -1 with "file:line: ..." in err.
+ * A missing file is not an error: *found is set false (a background image). */
+static int read_labels(pack_ctx *c, const char *path, int nc, float **lab, int *cap, int *nb,
+                       bool *found, char *err, size_t errlen) {
+    *nb = 0, *found = false;
+    struct stat sb;
+    if (stat(path, &sb) != 0) return 0;
+    uint8_t *data;
+    size_t n;
+    if (pack_read_file(path, &data, &n, err, errlen) != 0) return -1;
+    *found = true;
+    int rc = pack_parse_label_text(c, (char *)data, path, nc, lab, cap, nb, err, errlen);
     free(data);
     return rc;
 }

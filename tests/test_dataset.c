@@ -446,7 +446,7 @@ Test(dataset, class_id_beyond_nc_names_file_line_and_nc) {
     char cmd[1024], out[4096];
     snprintf(cmd, sizeof cmd, COORD " data pack data=%s out=%s", tpath("ds/data.yaml"),
              tpath("o.h5"));
-    cr_assert_eq(run_cmd(cmd, out, sizeof out), 1, "%s", out);
+    cr_assert_eq(run_cmd(cmd, out, sizeof out), 2, "bad input: %s", out);
     cr_assert(strstr(out, "labels/val/c.txt:2:") && strstr(out, "nc=3"), "%s", out);
     cr_assert(!strchr(strchr(out, '\n') + 1, '\n'), "one line: %s", out);
     assert_no_output(tmpdir, tpath("o.h5"));

@@ -166,6 +166,13 @@ static int unit_emit(builder *b, const cunit *u, int x) {
     }
     int pad = u->k / 2;
     int oh = (xs.h + 2 * pad - u->k) / u->s + 1, ow = (xs.w + 2 * pad - u->k) / u->s + 1;
+    if (oh < 1 || ow < 1) { /* a yaml whose strides shrink the image to nothing */
+        if (!b->failed)
+            errf(b->err, b->errlen, "%s: a %dx%d input leaves no pixels after k=%d s=%d", u->name,
+                 xs.h, xs.w, u->k, u->s);
+        b->failed = true;
+        oh = ow = 1;
+    }
     op *o = new_op(b, OP_CONV);
     o->x = x;
     o->cd = (conv2d_desc){.n = xs.n,
@@ -617,8 +624,17 @@ int model_build_graph(model *m, int batch, int h, int w, bool create, double *ma
         case MOD_DETECT: {
             int feats[3];
             for (int k = 0; k < 3; k++) feats[k] = out[L->from[k]];
-            for (int k = 0; k < 3; k++) m->strides[k] = h / S(&b, feats[k]).h;
-            detect(&b, pre, L, feats);
+            for (int k = 0; k < 3; k++) {
+                slot f = S(&b, feats[k]);
+                if (h % f.h || w % f.w || h / f.h != w / f.w) {
+                    if (!b.failed)
+                        errf(err, errlen, "%s: input %d is %dx%d, not the %dx%d image / a stride",
+                             pre, k, f.h, f.w, h, w);
+                    b.failed = true;
+                }
+                m->strides[k] = h / f.h;
+            }
+            if (!b.failed) detect(&b, pre, L, feats);
             break;
         }
         }

@@ -13,6 +13,7 @@
 #include "kernels/schedule.h"
 #include "kernels/threads.h"
 #include "worker/allreduce.h"
+#include "worker/mem_budget.h"
 #include "worker/model.h"
 #include "worker/train_setup.h"
 #include "worker/validate.h"
@@ -28,6 +29,7 @@ typedef struct worker {
     train_args a;
     job_info job;
     int rank, wrank, W; /* world rank, rank among workers, number of workers */
+    int local_workers;  /* workers on this machine (they share its memory) */
     MPI_Comm wcomm;
     model *m, *ema_m; /* the trained model and its EMA (validated, saved) */
     optimizer opt;
@@ -77,8 +79,8 @@ static void grad_ready(void *ctx, size_t first, size_t count) {
  * adds w->acc range by range in the hook, just before the range is all-reduced. So N micro-batches
  * on one worker round exactly like N workers whose gradients the all-reduce sums (N = 2: bitwise).
  */
-static void micro_step(worker *w, const loader_batch *b, int first, int n, bool sync,
-                       double items[3]) {
+static int micro_step(worker *w, const loader_batch *b, int first, int n, bool sync,
+                      double items[3]) {
     size_t px = (size_t)w->a.imgsz * w->a.imgsz * 3;
     const uint8_t *src = b->images + (size_t)first * px;
     for (size_t i = 0; i < (size_t)n * px; i++) w->img[i] = src[i] * (1.0f / 255.0f);
@@ -96,16 +98,23 @@ static void micro_step(worker *w, const loader_batch *b, int first, int n, bool 
     int A = model_num_anchors(w->m);
     float S = (float)w->a.imgsz;
     detloss_out o;
+    int lrc;
     if (model_num_branches(w->m) == 2) {
         float o2m, o2o;
         detloss_e2e_weights(w->e2e_updates, (int)w->a.epochs, &o2m, &o2o);
-        detloss_e2e(w->loss, &w->h_o2m, &w->h_o2o, o2m, o2o, n, A, model_output(w->m, 0),
-                    model_output(w->m, 1), model_anchor_points(w->m), model_anchor_strides(w->m),
-                    nt, t, S, S, w->dout[0], w->dout[1], &o, NULL);
+        lrc =
+            detloss_e2e(w->loss, &w->h_o2m, &w->h_o2o, o2m, o2o, n, A, model_output(w->m, 0),
+                        model_output(w->m, 1), model_anchor_points(w->m),
+                        model_anchor_strides(w->m), nt, t, S, S, w->dout[0], w->dout[1], &o, NULL);
     } else {
-        detloss_branch(w->loss, &w->h_o2m, n, A, model_output(w->m, 0), model_anchor_points(w->m),
-                       model_anchor_strides(w->m), nt, t, S, S, NULL, w->dout[0], &o);
+        lrc = detloss_branch(w->loss, &w->h_o2m, n, A, model_output(w->m, 0),
+                             model_anchor_points(w->m), model_anchor_strides(w->m), nt, t, S, S,
+                             NULL, w->dout[0], &o);
     }
+    free(t);
+    if (lrc != 0)
+        return errf(w->err, sizeof w->err, "detection loss failed (nc=%d, reg_max=%d)", w->job.nc,
+                    model_config(w->m)->reg_max);
     size_t nout = (size_t)n * A * model_out_channels(w->m);
     for (int br = 0; br < model_num_branches(w->m); br++)
         for (size_t i = 0; i < nout; i++) w->dout[br][i] *= (float)w->W;
@@ -129,7 +138,7 @@ static void micro_step(worker *w, const loader_batch *b, int first, int n, bool 
         model_zero_grad(w->m);
     }
     for (int k = 0; k < 3; k++) items[k] += o.items[k];
-    free(t);
+    return 0;
 }
 
 /* Optimizer step (Ultralytics order): finish averaging gradients over workers (the buckets were
@@ -185,9 +194,14 @@ static int train_epoch(worker *w, const epoch_header *h, const int32_t *idx, boo
             w->accumulate = sched_apply(&w->sc, h->epoch, w->ni, w->nw, w->accumulate, &w->opt);
             double items[3] = {0};
             bool opt_step = w->ni - w->last_opt_step >= w->accumulate;
-            for (int j = 0; j < w->nmicro; j++)
-                micro_step(w, &b, j * w->micro, w->micro, opt_step && j == w->nmicro - 1, items);
-            if (opt_step) {
+            int mrc = 0;
+            for (int j = 0; j < w->nmicro && mrc == 0; j++)
+                mrc = micro_step(w, &b, j * w->micro, w->micro, opt_step && j == w->nmicro - 1,
+                                 items);
+            if (mrc != 0) {
+                fail_report(&r, w->err);
+                if (opt_step) allreduce_wait(w->ar, NULL, NULL, 0); /* peers still reduce */
+            } else if (opt_step) {
                 if (optimizer_step(w, &r) != 0) fail_report(&r, w->err);
                 w->last_opt_step = w->ni;
             }
@@ -277,6 +291,13 @@ static int setup(worker *w) {
     /* Same seed on every worker: identical initial weights without a broadcast. */
     w->m = model_create(a->model, w->job.nc, (uint64_t)a->seed, w->err, sizeof w->err);
     if (!w->m) return -1;
+    /* refuse a batch that cannot fit before allocating it (the coordinator checked the same
+     * with `worker info` when it launched the job itself) */
+    mem_budget mb;
+    if (mem_budget_train(w->m, w->share, w->micro, (int)a->imgsz, &mb, w->err, sizeof w->err) ||
+        mem_budget_check(&mb, w->local_workers, mem_available(), (int)a->imgsz, (int)a->batch,
+                         w->err, sizeof w->err))
+        return -1;
     w->ema_m = model_create(a->model, w->job.nc, (uint64_t)a->seed, w->err, sizeof w->err);
     if (!w->ema_m) return -1;
     if (model_plan(w->m, w->micro, (int)a->imgsz, (int)a->imgsz, w->err, sizeof w->err) != 0)
@@ -350,6 +371,9 @@ int worker_train_main(void) {
     CHECK_MPI(MPI_Comm_split(MPI_COMM_WORLD, 1, w->rank, &w->wcomm));
     CHECK_MPI(MPI_Comm_rank(w->wcomm, &w->wrank));
     CHECK_MPI(MPI_Comm_size(w->wcomm, &w->W));
+    if (w->rank == 0) /* the other ranks wait for a coordinator's go: this says no */
+        log_error("rank 0 is a worker: start the job as mpirun -np 1 coordinator train ... : "
+                  "-np N worker");
     int32_t go = 0;
     CHECK_MPI(MPI_Bcast(&go, 1, MPI_INT32_T, 0, MPI_COMM_WORLD));
     int rc = 0;
@@ -364,12 +388,19 @@ int worker_train_main(void) {
                   w->job.protocol);
         MPI_Abort(MPI_COMM_WORLD, 1);
     }
-    if (setup(w) != 0) {
-        log_error("rank %d: %s", w->rank, w->err);
-        MPI_Abort(MPI_COMM_WORLD, 1);
-    }
+    MPI_Comm node;
+    CHECK_MPI(MPI_Comm_split_type(w->wcomm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
+    CHECK_MPI(MPI_Comm_size(node, &w->local_workers));
+    CHECK_MPI(MPI_Comm_free(&node));
+    /* The coordinator prints the first failure and creates nothing unless every worker is ready */
+    setup_report sr = {.ok = setup(w) == 0};
+    if (!sr.ok) snprintf(sr.error, sizeof sr.error, "%.199s", w->err);
+    CHECK_MPI(MPI_Gather(&sr, sizeof sr, MPI_BYTE, NULL, 0, MPI_BYTE, 0, MPI_COMM_WORLD));
+    int32_t start = 0;
+    CHECK_MPI(MPI_Bcast(&start, 1, MPI_INT32_T, 0, MPI_COMM_WORLD));
+    if (!start) rc = 2;
     bool stop = false;
-    for (;;) { /* the coordinator decides how many epochs (time=, stop): steps < 0 ends */
+    for (; start;) { /* the coordinator decides how many epochs (time=, stop): steps < 0 ends */
         epoch_header h;
         CHECK_MPI(
             MPI_Recv(&h, sizeof h, MPI_BYTE, 0, TAG_EPOCH, MPI_COMM_WORLD, MPI_STATUS_IGNORE));

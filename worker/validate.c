@@ -9,23 +9,28 @@
 
 /* Loss items of the eval-mode head outputs (Ultralytics computes the val loss on them; for
  * end-to-end models it logs the one2one items). */
-static void val_loss(validator *v, int B, const float *labels, int nlabels, double sum[3]) {
+static int val_loss(validator *v, int B, const float *labels, int nlabels, double sum[3], char *err,
+                    size_t errlen) {
     const model_yaml *y = model_config(v->m);
     int A = model_num_anchors(v->m);
     detloss_out o;
     detloss_hyp h = detloss_hyp_default(v->nc, y->reg_max);
+    int rc;
     if (model_num_branches(v->m) == 2) {
         detloss_hyp h2 = detloss_hyp_one2one(v->nc, y->reg_max);
-        detloss_e2e(v->loss, &h, &h2, 0.8f, 0.2f, B, A, model_output(v->m, MODEL_ONE2MANY),
-                    model_output(v->m, MODEL_ONE2ONE), model_anchor_points(v->m),
-                    model_anchor_strides(v->m), nlabels, labels, (float)v->imgsz, (float)v->imgsz,
-                    NULL, NULL, &o, NULL);
+        rc = detloss_e2e(v->loss, &h, &h2, 0.8f, 0.2f, B, A, model_output(v->m, MODEL_ONE2MANY),
+                         model_output(v->m, MODEL_ONE2ONE), model_anchor_points(v->m),
+                         model_anchor_strides(v->m), nlabels, labels, (float)v->imgsz,
+                         (float)v->imgsz, NULL, NULL, &o, NULL);
     } else {
-        detloss_branch(v->loss, &h, B, A, model_output(v->m, MODEL_ONE2MANY),
-                       model_anchor_points(v->m), model_anchor_strides(v->m), nlabels, labels,
-                       (float)v->imgsz, (float)v->imgsz, NULL, NULL, &o);
+        rc = detloss_branch(v->loss, &h, B, A, model_output(v->m, MODEL_ONE2MANY),
+                            model_anchor_points(v->m), model_anchor_strides(v->m), nlabels, labels,
+                            (float)v->imgsz, (float)v->imgsz, NULL, NULL, &o);
     }
+    if (rc != 0)
+        return errf(err, errlen, "validation loss failed (nc=%d, reg_max=%d)", v->nc, y->reg_max);
     for (int k = 0; k < 3; k++) sum[k] += (double)o.items[k] * B;
+    return 0;
 }
 
 int validate_run(validator *v, int epoch, const int32_t *idx, int n, val_summary *s,
@@ -48,6 +53,9 @@ int validate_run(validator *v, int epoch, const int32_t *idx, int n, val_summary
     }
     int *gt_cls = NULL;
     float *gt_box = NULL;
+    /* image_seen[c] == image number + 1: class c already counted for this image */
+    int *image_seen = xcalloc((size_t)v->nc, sizeof *image_seen);
+    int image_no = 0;
     for (int lo = 0; lo < n && rc == 0; lo += v->chunk) {
         loader_batch bt;
         if (loader_next(v->ld, &bt, err, errlen) != 0) {
@@ -65,12 +73,15 @@ int validate_run(validator *v, int epoch, const int32_t *idx, int n, val_summary
         A = model_num_anchors(v->m);
         dec = xrealloc(dec, (size_t)bt.n * A * no * sizeof *dec);
         model_decode(v->m, e2e ? MODEL_ONE2ONE : MODEL_ONE2MANY, dec);
-        val_loss(v, bt.n, bt.labels, bt.nlabels, s->loss_sum);
+        if (val_loss(v, bt.n, bt.labels, bt.nlabels, s->loss_sum, err, errlen) != 0) {
+            rc = -1;
+            break;
+        }
         gt_cls = xrealloc(gt_cls, (size_t)(bt.nlabels + 1) * sizeof *gt_cls);
         gt_box = xrealloc(gt_box, (size_t)(bt.nlabels + 1) * 4 * sizeof *gt_box);
         for (int i = 0, l = 0; i < bt.n; i++) {
             int ngt = 0;
-            bool seen[1024] = {0};
+            image_no++;
             for (; l < bt.nlabels && (int)bt.labels[l * 6] == i; l++, ngt++) {
                 const float *r = bt.labels + l * 6;
                 int c = (int)r[1];
@@ -82,7 +93,7 @@ int validate_run(validator *v, int epoch, const int32_t *idx, int n, val_summary
                 gt_box[ngt * 4 + 3] = (r[3] + r[5] / 2) * S;
                 if (c >= 0 && c < v->nc) {
                     counts[c]++;
-                    if (c < 1024 && !seen[c]) seen[c] = true, counts[v->nc + c]++;
+                    if (image_seen[c] != image_no) image_seen[c] = image_no, counts[v->nc + c]++;
                 }
             }
             const float *p = dec + (size_t)i * A * no;
@@ -100,6 +111,7 @@ int validate_run(validator *v, int epoch, const int32_t *idx, int n, val_summary
         rc = model_plan_eval(v->m, v->chunk, v->imgsz, v->imgsz, err, errlen);
     free(gt_cls);
     free(gt_box);
+    free(image_seen);
     free(dec);
     free(img);
     free(det);
