@@ -26,9 +26,9 @@ int dir_creatable(const char *path, char *err, size_t errlen) {
     for (;;) {
         struct stat sb;
         if (stat(buf, &sb) == 0) {
-            if (!S_ISDIR(sb.st_mode)) return errf(err, errlen, "%s: exists and is not a folder", buf);
-            if (!dir_writable(buf))
-                return errf(err, errlen, "%s: folder is not writable", buf);
+            if (!S_ISDIR(sb.st_mode))
+                return errf(err, errlen, "%s: exists and is not a folder", buf);
+            if (!dir_writable(buf)) return errf(err, errlen, "%s: folder is not writable", buf);
             return 0;
         }
         if (errno == ENOTDIR) { /* a file further up: find it for the message */

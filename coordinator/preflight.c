@@ -40,8 +40,8 @@ static int check_split(train_args *a, const dataset *ds, int workers, bool quiet
     if (a->batch > used) {
         long b = used - used % workers;
         if (!quiet)
-            log_warn("batch=%ld is more than the %ld training images of %s: using batch=%ld", a->batch,
-                 used, a->data, b);
+            log_warn("batch=%ld is more than the %ld training images of %s: using batch=%ld",
+                     a->batch, used, a->data, b);
         a->batch = b;
         long share = b / workers;
         if (a->micro_batch && share % a->micro_batch)
@@ -52,7 +52,8 @@ static int check_split(train_args *a, const dataset *ds, int workers, bool quiet
     }
     if (a->imgsz % 32) {
         long r = (a->imgsz + 31) / 32 * 32;
-        if (!quiet) log_warn("imgsz=%ld must be a multiple of max stride 32, updating to %ld", a->imgsz, r);
+        if (!quiet)
+            log_warn("imgsz=%ld must be a multiple of max stride 32, updating to %ld", a->imgsz, r);
         a->imgsz = r;
     }
     return 0;
@@ -83,7 +84,7 @@ static int check_model(const train_args *a, int nc, int workers, char *err, size
     snprintf(argbuf[3], sizeof argbuf[3], "batch=%ld", a->batch);
     snprintf(argbuf[4], sizeof argbuf[4], "workers=%d", workers);
     snprintf(argbuf[5], sizeof argbuf[5], "micro_batch=%ld", a->micro_batch);
-    char *av[] = {worker,     "info",     argbuf[0], argbuf[1], argbuf[2],
+    char *av[] = {worker,    "info",    argbuf[0], argbuf[1], argbuf[2],
                   argbuf[3], argbuf[4], argbuf[5], NULL};
     int pipefd[2];
     if (pipe(pipefd) != 0) return errf(err, errlen, "pipe: %s", strerror(errno));
@@ -129,8 +130,7 @@ static int check_model(const train_args *a, int nc, int workers, char *err, size
     if (WIFEXITED(st) && WEXITSTATUS(st) == 0) return 0;
     char line[1024];
     last_error_line(out, line, sizeof line);
-    if (WIFEXITED(st) && WEXITSTATUS(st) == 2 && line[0])
-        return errf(err, errlen, "%s", line);
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 2 && line[0]) return errf(err, errlen, "%s", line);
     return errf(err, errlen, "model check (%s info %s) failed (%s %d): %s", worker, argbuf[0],
                 WIFEXITED(st) ? "exit" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st),
                 line[0] ? line : "no message");
