@@ -1,11 +1,17 @@
 #include "common/log.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static char program[64] = "yolo";
+static bool quiet;
+
+void log_set_quiet(bool q) {
+    quiet = q;
+}
 
 void log_set_program(const char *name) {
     snprintf(program, sizeof program, "%s", name);
@@ -15,6 +21,7 @@ const char *log_program(void) {
 }
 
 static void vlog(const char *level, const char *fmt, va_list ap) {
+    if (quiet && strcmp(level, "error: ")) return;
     char buf[2048];
     vsnprintf(buf, sizeof buf, fmt, ap);
     fprintf(stderr, "%s: %s%s\n", program, level, buf);

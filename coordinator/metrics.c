@@ -127,7 +127,7 @@ int val_metrics_compute(val_record *recs, size_t n, const int64_t *gt_counts, in
         free(ev);
         return 0;
     }
-    qsort(recs, n, sizeof *recs, cmp_record);
+    if (n) qsort(recs, n, sizeof *recs, cmp_record); /* recs may be NULL when n == 0 */
 
     double *pc = xcalloc((size_t)ne * NPR, sizeof *pc), *rc = xcalloc((size_t)ne * NPR, sizeof *rc);
     double *xp = xmalloc((n ? n : 1) * sizeof *xp), *rec0 = xmalloc((n ? n : 1) * sizeof *rec0);

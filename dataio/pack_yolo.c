@@ -307,7 +307,7 @@ static int pack_split(pack_ctx *c, dataset_writer *w, split_id s, const char *ya
     }
     if (rc == 0 && imgs.n == 0) rc = errf(err, errlen, "%s: %s: no images found", yaml, key);
     if (rc == 0) rc = dataset_writer_begin_split(w, s, err, errlen);
-    qsort(imgs.v, (size_t)imgs.n, sizeof *imgs.v, cmp_str);
+    if (imgs.n) qsort(imgs.v, (size_t)imgs.n, sizeof *imgs.v, cmp_str);
     float *lab = NULL;
     int cap = 0;
     size_t rl = strlen(root);
@@ -483,7 +483,7 @@ int pack_ultralytics_fingerprint(const char *yaml_path, char hex[65], char *err,
         } else {
             rc = errf(err, errlen, "%s: %s: expected a path or a list of paths", yaml_path, key);
         }
-        qsort(imgs.v, (size_t)imgs.n, sizeof *imgs.v, cmp_str);
+        if (imgs.n) qsort(imgs.v, (size_t)imgs.n, sizeof *imgs.v, cmp_str);
         sha256_update(h, key, strlen(key) + 1);
         for (int i = 0; rc == 0 && i < imgs.n; i++) {
             char *lp = label_path(imgs.v[i]);
