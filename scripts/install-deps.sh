@@ -21,6 +21,7 @@ PKGS=(
   libcjson-dev                      # COCO json import, telemetry JSON
   libssl-dev                        # sha256 (dataset and checkpoint hashes)
   libcriterion-dev                  # C test framework
+  clang libclang-rt-14-dev libomp-14-dev  # libFuzzer + ASan/UBSan runtimes, OpenMP (make fuzz)
 )
 missing=()
 for p in "${PKGS[@]}"; do
