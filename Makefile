@@ -147,12 +147,15 @@ FUZZ_TEST_SECONDS ?= 5
 SANITIZE_FILTER   ?= !(trainlearns/*)
 test-sanitize: deps
 	@$(MAKE) --no-print-directory SANITIZE=address B=build/asan BIN=build/asan/bin run-test-sanitize
-run-test-sanitize: features $(TEST_PROGRAMS)
-	$(MPI_ENV) YOLO_BIN_DIR=$(CURDIR)/$(BIN) \
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1 \
+run-test-sanitize: features $(TEST_PROGRAMS) $(B)/keep_dso.so
+	$(MPI_ENV) YOLO_BIN_DIR=$(CURDIR)/$(BIN) LD_PRELOAD=$(CURDIR)/$(B)/keep_dso.so \
+	ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:verify_asan_link_order=0:fast_unwind_on_malloc=0 \
 	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/sanitize/lsan.supp:print_suppressions=0 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	./$(B)/tests/yolo-tests --jobs 2 --filter '$(SANITIZE_FILTER)' $(TEST_ARGS)
+
+$(B)/keep_dso.so: tests/sanitize/keep_dso.c
+	cc -shared -fPIC -O2 -o $@ $<
 
 fuzz: deps
 	@$(MAKE) --no-print-directory SANITIZE=fuzz B=build/fuzz run-fuzz

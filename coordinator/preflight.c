@@ -68,7 +68,9 @@ static void last_error_line(char *text, char *out, size_t n) {
     char *p = strstr(line, ": error: ");
     if (p) line = p + 9;
     if (!strncmp(line, "info: ", 6)) line += 6;
-    snprintf(out, n, "%s", line);
+    size_t k = strlen(line) < n ? strlen(line) : n - 1;
+    memcpy(out, line, k);
+    out[k] = 0;
 }
 
 /* The model and memory: `worker info model=... nc=... imgsz=... batch=... workers=...`, the
