@@ -13,6 +13,7 @@
 #include "coordinator/runlog.h"
 #include "coordinator/shard_plan.h"
 #include "coordinator/telemetry.h"
+#include "coordinator/train_prep.h"
 #include "coordinator/train_state.h"
 #include "dataio/dataset.h"
 
@@ -149,31 +150,48 @@ static int run(train_args *a, int workers) {
         dataset_close(ds);
         return 2;
     }
+    /* Settled now that train.log records what they print; args.yaml kept the max_det the user
+     * gave, as Ultralytics' does. */
+    int n_train = (int)train_args_train_images(a, job.n_train);
+    train_prep_max_det(a, ds, n_train);
+    float *cls_w = xmalloc((size_t)(job.nc + 1) * sizeof *cls_w);
+    run_prep prep = {.max_det = a->max_det,
+                     .class_weights = train_prep_class_weights(a, ds, n_train, cls_w)};
+    CHECK_MPI(MPI_Bcast(&prep, sizeof prep, MPI_BYTE, 0, MPI_COMM_WORLD));
+    if (prep.class_weights) CHECK_MPI(MPI_Bcast(cls_w, job.nc, MPI_FLOAT, 0, MPI_COMM_WORLD));
+    free(cls_w);
     log_info("training %s on %s (%d train / %d val images, %d classes) with %d worker(s), "
-             "batch %ld, imgsz %ld -> %s",
-             a->model, a->data, job.n_train, job.n_val, job.nc, workers, a->batch, a->imgsz,
-             a->save_dir);
+             "batch %ld, imgsz %ld, Ultralytics %s semantics -> %s",
+             a->model, a->data, n_train, job.n_val, job.nc, workers, a->batch, a->imgsz,
+             ul_version_name(a->ultralytics), a->save_dir);
+    model_info mi;
+    CHECK_MPI(
+        MPI_Recv(&mi, sizeof mi, MPI_BYTE, 1, TAG_MODEL_INFO, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+    train_prep_print_optimizer(a, &mi);
+    if (a->nms == 0 && mi.branches == 1) /* Ultralytics' end2end setter says the same */
+        log_warn("nms=False: this model has no one-to-one head; using one-to-many outputs.");
 
-    int n_train = (int)fmax(1, floor(job.n_train * a->fraction));
     train_state st;
     train_state_init(&st, a, ds, workers);
+    st.loss_names[2] = train_prep_third_loss(a, &mi);
     /* Live progress and control (coordinator watch / ctl); training goes on without it. */
     st.tel = telemetry_open(a->save_dir, &(telemetry_opts){0}, err, sizeof err);
     if (!st.tel) log_warn("telemetry off: %s", err);
     step_report *rep = xcalloc((size_t)workers, sizeof *rep);
     int rc = 0;
-    bool stop = false;
+    bool stop = false, mosaic_off = false;
     double t_train = now_seconds();
     for (int epoch = 0; epoch < a->epochs && !stop && rc == 0; epoch++) {
         shard_plan plan;
         shard_plan_make(&plan, n_train, (int)a->batch, workers, (uint64_t)a->seed, epoch);
+        bool off = train_prep_mosaic_closed(a, epoch, a->epochs, mosaic_off);
+        if (off && !mosaic_off) log_info("Closing dataloader mosaic");
+        mosaic_off = off;
         epoch_header h = {.epoch = epoch,
                           .steps = plan.steps,
                           .share = (int)a->batch / workers,
-                          .mosaic = epoch < a->epochs - a->close_mosaic,
+                          .mosaic = !off,
                           .epochs = (int)a->epochs};
-        if (epoch == a->epochs - a->close_mosaic && a->close_mosaic > 0)
-            log_info("closing dataloader mosaic");
         int32_t *idx = xmalloc((size_t)plan.steps * h.share * sizeof *idx);
         for (int w = 0; w < workers; w++) {
             for (int s = 0; s < plan.steps; s++)
@@ -184,7 +202,7 @@ static int run(train_args *a, int workers) {
                 MPI_Send(idx, plan.steps * h.share, MPI_INT32_T, w + 1, TAG_PLAN, MPI_COMM_WORLD));
         }
         free(idx);
-        progress pr;
+        progress pr = {.third_loss = st.loss_names[2]};
         progress_epoch_begin(&pr, epoch, (int)a->epochs, plan.steps, (int)a->imgsz);
         double loss_sum[3] = {0}, t_epoch = now_seconds();
         for (int s = 0; s < plan.steps; s++) {
@@ -226,11 +244,11 @@ static int run(train_args *a, int workers) {
         }
         /* Early stopping (Ultralytics' EarlyStopping): no fitness improvement for `patience`
          * epochs. patience=0 never stops. */
-        if (rc == 0 && !stop && a->patience > 0 && epoch - st.best_epoch >= a->patience &&
+        if (rc == 0 && !stop && a->val && train_prep_early_stop_due(&st.es, epoch, a->patience) &&
             epoch + 1 < a->epochs) {
             log_info("stopping training early as no improvement was observed in the last %ld "
                      "epochs; best results at epoch %d",
-                     a->patience, st.best_epoch + 1);
+                     a->patience, st.es.best_epoch + 1);
             stop = true;
         }
         if (a->time_hours > 0 && !stop) {
@@ -259,6 +277,7 @@ static int run(train_args *a, int workers) {
         telemetry_close(st.tel);
     }
     free(rep);
+    train_state_free(&st);
     dataset_close(ds);
     return rc;
 }

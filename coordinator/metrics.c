@@ -6,6 +6,7 @@
 #include "common/log.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,13 +74,23 @@ double val_np_interp(double x, const double *xp, const double *fp, size_t n, dou
 }
 
 double val_compute_ap(const double *recall, const double *precision, size_t n) {
-    size_t m = n + 2;
+    return val_compute_ap_with(VAL_AP_TO_ONE, recall, precision, n);
+}
+
+double val_compute_ap_with(val_ap_rule rule, const double *recall, const double *precision,
+                           size_t n) {
+    bool drop = rule == VAL_AP_DROP_AFTER_LAST_RECALL;
+    size_t m = n + 2 + drop;
     double *mrec = xmalloc(m * sizeof *mrec), *mpre = xmalloc(m * sizeof *mpre);
     mrec[0] = 0.0;
     mpre[0] = 1.0;
     for (size_t i = 0; i < n; i++) {
         mrec[i + 1] = recall[i];
         mpre[i + 1] = precision[i];
+    }
+    if (drop) { /* (r_last, 0): the precision envelope ends where the recall does */
+        mrec[n + 1] = n ? recall[n - 1] : 1.0;
+        mpre[n + 1] = 0.0;
     }
     mrec[m - 1] = 1.0;
     mpre[m - 1] = 0.0;
@@ -106,6 +117,11 @@ void val_metrics_free(val_metrics *m) {
 
 int val_metrics_compute(val_record *recs, size_t n, const int64_t *gt_counts, int nc,
                         val_metrics *m, char *err, size_t errlen) {
+    return val_metrics_compute_with(VAL_AP_TO_ONE, recs, n, gt_counts, nc, m, err, errlen);
+}
+
+int val_metrics_compute_with(val_ap_rule rule, val_record *recs, size_t n, const int64_t *gt_counts,
+                             int nc, val_metrics *m, char *err, size_t errlen) {
     memset(m, 0, sizeof *m);
     for (int c = 0; c < nc; c++)
         if (gt_counts[c] < 0)
@@ -157,7 +173,7 @@ int val_metrics_compute(val_record *recs, size_t n, const int64_t *gt_counts, in
                 memcpy(rec0, rt, np_ * sizeof *rt);
                 memcpy(prec0, pt, np_ * sizeof *pt);
             }
-            m->ap[(size_t)c * VAL_NIOU + t] = val_compute_ap(rt, pt, np_);
+            m->ap[(size_t)c * VAL_NIOU + t] = val_compute_ap_with(rule, rt, pt, np_);
         }
         for (int i = 0; i < NPR; i++) {
             double q = -linspace01(i, NPR);

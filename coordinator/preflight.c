@@ -31,7 +31,7 @@ static int check_split(train_args *a, const dataset *ds, int workers, bool quiet
                        size_t errlen) {
     int n = dataset_split_size(ds, SPLIT_TRAIN);
     if (n == 0) return errf(err, errlen, "%s: the train split is empty", a->data);
-    long used = (long)fmax(1, floor(n * a->fraction));
+    long used = train_args_train_images(a, n);
     if (used < workers)
         return errf(err, errlen,
                     "%s: %ld training image(s) (fraction=%g) cannot feed %d workers: use "

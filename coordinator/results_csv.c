@@ -16,9 +16,12 @@ int results_csv_append(const char *path, const epoch_row *r, char *err, size_t e
     FILE *f = fopen(path, "a");
     if (!f) return errf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
     if (fresh) {
-        fprintf(f, "epoch,time,train/box_loss,train/cls_loss,train/dfl_loss,metrics/precision(B),"
-                   "metrics/recall(B),metrics/mAP50(B),metrics/mAP50-95(B),val/box_loss,"
-                   "val/cls_loss,val/dfl_loss");
+        const char *l3 = r->third_loss ? r->third_loss : "dfl_loss";
+        fprintf(f,
+                "epoch,time,train/box_loss,train/cls_loss,train/%s,metrics/precision(B),"
+                "metrics/recall(B),metrics/mAP50(B),metrics/mAP50-95(B),val/box_loss,"
+                "val/cls_loss,val/%s",
+                l3, l3);
         for (int i = 0; i < r->n_lr; i++) fprintf(f, ",lr/pg%d", i);
         fprintf(f, "\n");
     }

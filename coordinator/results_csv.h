@@ -10,7 +10,8 @@ typedef struct epoch_row {
     double precision, recall, map50, map50_95;
     double val[3]; /* box, cls, dfl */
     double lr[8];
-    int n_lr; /* 3 for SGD/AdamW, 8 for MuSGD */
+    int n_lr;               /* 3 for SGD/AdamW, 8 for MuSGD */
+    const char *third_loss; /* column name stem: "dfl_loss" (NULL) or "l1_loss" */
 } epoch_row;
 
 /* Appends one row to path, writing the header first when the file is new. 0 or -1 with err. */

@@ -30,7 +30,34 @@ int train_state_write_args(const train_args *a, char *err, size_t errlen) {
 }
 
 void train_state_init(train_state *st, train_args *a, dataset *ds, int workers) {
-    *st = (train_state){.args = a, .ds = ds, .workers = workers, .best_fitness = -INFINITY};
+    *st = (train_state){.args = a,
+                        .ds = ds,
+                        .workers = workers,
+                        .best_fitness = -INFINITY,
+                        .es = {.best = 0, .best_epoch = -1},
+                        .loss_names = {"box_loss", "cls_loss", "dfl_loss"}};
+}
+
+void train_state_free(train_state *st) {
+    val_plan_free(&st->vplan);
+    st->vplan_made = false;
+}
+
+/* Ultralytics' rectangular val batches of 2 x batch images (the trainer's val loader). */
+static int make_val_plan(train_state *st, char *err, size_t errlen) {
+    if (st->vplan_made) return 0;
+    int n = dataset_split_size(st->ds, SPLIT_VAL), bad = -1;
+    int *h = xmalloc((size_t)(n + 1) * sizeof *h), *w = xmalloc((size_t)(n + 1) * sizeof *w);
+    for (int i = 0; i < n; i++)
+        if (dataset_image_size(st->ds, SPLIT_VAL, i, &h[i], &w[i]) != 0) h[i] = w[i] = 0;
+    int rc = val_plan_make(&st->vplan, n, h, w, (int)st->args->imgsz, 32, 2 * (int)st->args->batch,
+                           0.5, &bad);
+    free(h);
+    free(w);
+    if (rc != 0)
+        return errf(err, errlen, "%s: val image %d has no valid size", dataset_path(st->ds), bad);
+    st->vplan_made = true;
+    return 0;
 }
 
 /* One step event: the slowest worker's times (the step waits for it) and every worker's. */
@@ -45,7 +72,7 @@ void train_state_step(train_state *st, int epoch, int step, int steps, const ste
     }
     st->ep_steps++;
     if (!st->tel) return;
-    static const char *const names[3] = {"box_loss", "cls_loss", "dfl_loss"};
+    const char *const *names = st->loss_names;
     telemetry_worker_timing *wt = xcalloc((size_t)workers, sizeof *wt);
     telemetry_step e = {.epoch = epoch + 1,
                         .epochs = (int)st->args->epochs,
@@ -109,32 +136,44 @@ static double ap_mean(const double *ap) {
     return s / VAL_NIOU;
 }
 
+/* Sends every worker its whole rectangular batches: indices, then {count, h, w} per batch. */
+static void send_val_plans(train_state *st, int epoch) {
+    const val_plan *vp = &st->vplan;
+    int W = st->workers, nb = vp->nbatches;
+    /* Test knob: everything on worker 0, to check that the split does not change the metrics. */
+    bool one = getenv("YOLO_TEST_VAL_ON_ONE_WORKER") != NULL;
+    for (int w = 0; w < W; w++) {
+        int b0 = (int)((long)nb * w / W), b1 = (int)((long)nb * (w + 1) / W);
+        if (one) b0 = 0, b1 = w == 0 ? nb : 0;
+        int lo = b0 < nb ? vp->batches[b0].start : vp->n;
+        int hi = b1 > b0 ? vp->batches[b1 - 1].start + vp->batches[b1 - 1].count : lo;
+        val_header h = {.epoch = epoch, .count = hi - lo, .batches = b1 - b0};
+        int32_t *shapes = xmalloc((size_t)(3 * h.batches + 1) * sizeof *shapes);
+        for (int b = b0; b < b1; b++) {
+            shapes[3 * (b - b0)] = vp->batches[b].count;
+            shapes[3 * (b - b0) + 1] = vp->batches[b].h;
+            shapes[3 * (b - b0) + 2] = vp->batches[b].w;
+        }
+        CHECK_MPI(MPI_Send(&h, sizeof h, MPI_BYTE, w + 1, TAG_VAL_HEADER, MPI_COMM_WORLD));
+        CHECK_MPI(
+            MPI_Send(vp->order + lo, h.count, MPI_INT32_T, w + 1, TAG_VAL_PLAN, MPI_COMM_WORLD));
+        CHECK_MPI(
+            MPI_Send(shapes, 3 * h.batches, MPI_INT32_T, w + 1, TAG_VAL_PLAN, MPI_COMM_WORLD));
+        free(shapes);
+    }
+}
+
 /* Splits the val split over the workers, gathers their records and computes the metrics. */
 static int validate(train_state *st, int epoch, val_metrics *m, double val_loss[3], char *err,
                     size_t errlen) {
-    int n = dataset_split_size(st->ds, SPLIT_VAL), nc = dataset_num_classes(st->ds),
-        W = st->workers;
+    int nc = dataset_num_classes(st->ds), W = st->workers;
+    const ul_behaviour *beh = ul_behaviour_of(st->args->ultralytics);
     int64_t *counts = xcalloc(2 * (size_t)nc, sizeof *counts),
             *wc = xmalloc(2 * (size_t)nc * sizeof *wc);
     val_record *all = NULL;
     size_t nall = 0;
-    int rc = 0, images = 0;
-    /* Test knob: everything on worker 0, to check that the split does not change the metrics. */
-    bool one = getenv("YOLO_TEST_VAL_ON_ONE_WORKER") != NULL;
-    int chunks = (n + VAL_CHUNK - 1) / VAL_CHUNK;
-    for (int w = 0; w < W; w++) {
-        int lo = (int)((long)chunks * w / W) * VAL_CHUNK,
-            hi = (int)((long)chunks * (w + 1) / W) * VAL_CHUNK;
-        if (hi > n) hi = n;
-        if (lo > n) lo = n;
-        if (one) lo = 0, hi = w == 0 ? n : 0;
-        val_header h = {.epoch = epoch, .count = hi - lo};
-        int32_t *idx = xmalloc((size_t)(h.count ? h.count : 1) * sizeof *idx);
-        for (int i = 0; i < h.count; i++) idx[i] = lo + i;
-        CHECK_MPI(MPI_Send(&h, sizeof h, MPI_BYTE, w + 1, TAG_VAL_HEADER, MPI_COMM_WORLD));
-        CHECK_MPI(MPI_Send(idx, h.count, MPI_INT32_T, w + 1, TAG_VAL_PLAN, MPI_COMM_WORLD));
-        free(idx);
-    }
+    int rc = 0, images = 0, batches = 0;
+    send_val_plans(st, epoch);
     for (int w = 0; w < W; w++) {
         val_summary s;
         wait_message(w + 1, TAG_VAL_SUMMARY);
@@ -151,12 +190,16 @@ static int validate(train_state *st, int epoch, val_metrics *m, double val_loss[
         }
         nall += (size_t)s.records;
         images += s.images;
+        batches += s.batches;
         for (int c = 0; c < 2 * nc; c++) counts[c] += wc[c];
         for (int k = 0; k < 3; k++) val_loss[k] += s.loss_sum[k];
     }
     if (rc == 0) {
-        for (int k = 0; k < 3; k++) val_loss[k] /= images > 0 ? images : 1;
-        if (val_metrics_compute(all, nall, counts, nc, m, err, errlen) != 0) rc = -1;
+        /* Ultralytics: the batches' loss items summed, divided by the number of batches */
+        for (int k = 0; k < 3; k++) val_loss[k] /= batches > 0 ? batches : 1;
+        val_ap_rule rule =
+            beh->ap_drop_after_last_recall ? VAL_AP_DROP_AFTER_LAST_RECALL : VAL_AP_TO_ONE;
+        if (val_metrics_compute_with(rule, all, nall, counts, nc, m, err, errlen) != 0) rc = -1;
     }
     if (rc == 0) {
         progress_val_header();
@@ -241,6 +284,13 @@ int train_state_end_epoch(train_state *st, int epoch, bool final, double t_train
             CHECK_MPI(MPI_Send(&h, sizeof h, MPI_BYTE, w + 1, TAG_VAL_HEADER, MPI_COMM_WORLD));
     } else {
         double t0 = now_seconds();
+        if (make_val_plan(st, err, errlen) != 0) {
+            /* the workers wait for a header: tell them there is nothing to validate */
+            val_header h = {.epoch = epoch, .count = -1};
+            for (int w = 0; w < st->workers; w++)
+                CHECK_MPI(MPI_Send(&h, sizeof h, MPI_BYTE, w + 1, TAG_VAL_HEADER, MPI_COMM_WORLD));
+            return -1;
+        }
         if (validate(st, epoch, &m, val_loss, err, errlen) != 0) {
             val_metrics_free(&m);
             return -1;
@@ -255,13 +305,16 @@ int train_state_end_epoch(train_state *st, int epoch, bool final, double t_train
     double elapsed = now_seconds() - t_train;
     double fitness =
         do_val ? m.fitness : -(st->train_loss[0] + st->train_loss[1] + st->train_loss[2]);
-    bool best = fitness > st->best_fitness || epoch == 0;
+    /* Ultralytics writes best.pt whenever fitness equals the best so far after the update, so
+     * a tie moves best to the later epoch */
+    bool best = fitness >= st->best_fitness || epoch == 0;
     if (best) {
         st->best_fitness = fitness;
         st->best_epoch = epoch;
         st->best_map50 = m.map50;
         st->best_map50_95 = m.map50_95;
     }
+    if (do_val) train_prep_early_stop_update(&st->es, epoch, fitness);
     st->last_map50 = m.map50;
     st->last_map50_95 = m.map50_95;
     epoch_row row = {.epoch = epoch + 1,
@@ -270,7 +323,8 @@ int train_state_end_epoch(train_state *st, int epoch, bool final, double t_train
                      .recall = m.recall,
                      .map50 = m.map50,
                      .map50_95 = m.map50_95,
-                     .n_lr = 3};
+                     .n_lr = 3,
+                     .third_loss = st->loss_names[2]};
     for (int k = 0; k < 3; k++) {
         row.train[k] = st->train_loss[k];
         row.val[k] = val_loss[k];
@@ -282,17 +336,22 @@ int train_state_end_epoch(train_state *st, int epoch, bool final, double t_train
     if (results_csv_append(path, &row, err, errlen) != 0) return -1;
     st->epochs_done = epoch + 1;
     if (st->tel) {
-        static const char *const names[11] = {"train/box_loss",
-                                              "train/cls_loss",
-                                              "train/dfl_loss",
-                                              "metrics/precision(B)",
-                                              "metrics/recall(B)",
-                                              "metrics/mAP50(B)",
-                                              "metrics/mAP50-95(B)",
-                                              "val/box_loss",
-                                              "val/cls_loss",
-                                              "val/dfl_loss",
-                                              "fitness"};
+        char tl[3][40], vl[3][40];
+        for (int k = 0; k < 3; k++) {
+            snprintf(tl[k], sizeof tl[k], "train/%s", st->loss_names[k]);
+            snprintf(vl[k], sizeof vl[k], "val/%s", st->loss_names[k]);
+        }
+        const char *names[11] = {tl[0],
+                                 tl[1],
+                                 tl[2],
+                                 "metrics/precision(B)",
+                                 "metrics/recall(B)",
+                                 "metrics/mAP50(B)",
+                                 "metrics/mAP50-95(B)",
+                                 vl[0],
+                                 vl[1],
+                                 vl[2],
+                                 "fitness"};
         double v[11] = {row.train[0], row.train[1], row.train[2], row.precision,
                         row.recall,   row.map50,    row.map50_95, row.val[0],
                         row.val[1],   row.val[2],   fitness};

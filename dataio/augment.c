@@ -248,6 +248,11 @@ int augment_letterbox(const aug_image *img, int out_h, int out_w, int scaleup, u
 
 int augment_val(const aug_image *img, int orig_h, int orig_w, int imgsz, uint8_t *out,
                 float *out_labels, letterbox_info *info) {
+    return augment_val_shape(img, orig_h, orig_w, imgsz, imgsz, imgsz, out, out_labels, info);
+}
+
+int augment_val_shape(const aug_image *img, int orig_h, int orig_w, int imgsz, int out_h, int out_w,
+                      uint8_t *out, float *out_labels, letterbox_info *info) {
     int th, tw;
     augment_load_size(orig_h, orig_w, imgsz, &th, &tw);
     aug_image loaded = *img;
@@ -259,7 +264,7 @@ int augment_val(const aug_image *img, int orig_h, int orig_w, int imgsz, uint8_t
     }
     float r;
     int px, py;
-    int n = augment_letterbox(&loaded, imgsz, imgsz, 0, out, out_labels, &r, &px, &py);
+    int n = augment_letterbox(&loaded, out_h, out_w, 0, out, out_labels, &r, &px, &py);
     free(tmp);
     if (info) {
         info->orig_h = orig_h, info->orig_w = orig_w;
@@ -379,9 +384,10 @@ int augment_box_candidate(const float box1[4], const float box2[4]) {
 /* Ultralytics' RandomPerspective: M = T S R P C, warp src (sh x sw) to (sh + 2 border) x
  * (sw + 2 border), boxes through the corners, clipped, candidate-filtered. Draw order: perspective
  * x, y, angle, scale, shear x, y, translate x, y. */
+/* Warps src (sh x sw) into out (oh x ow) about src's centre. */
 static int random_perspective(const augment_params *p, rng *r, const uint8_t *src, int sh, int sw,
-                              int border, uint8_t *out, float *lab, int n) {
-    int ow = sw + 2 * border, oh = sh + 2 * border;
+                              int oh, int ow, uint8_t *out, float *lab, int n) {
+    int resized = oh != sh || ow != sw;
     const double deg = M_PI / 180.0;
     double C[3][3] = {{1, 0, -sw / 2.0}, {0, 1, -sh / 2.0}, {0, 0, 1}};
     double P[3][3] = {{1, 0, 0}, {0, 1, 0}, {0, 0, 1}};
@@ -409,9 +415,9 @@ static int random_perspective(const augment_params *p, rng *r, const uint8_t *sr
         for (int j = 0; j < 3; j++) identity &= M[i][j] == (i == j ? 1.0 : 0.0);
     double mi[3][3];
     int inv_ok = projective ? mat3_inv(mi, M) : affine_inverse(mi, M);
-    if ((border != 0 || !identity) && inv_ok == 0) {
+    if ((resized || !identity) && inv_ok == 0) {
         warp(src, sh, sw, out, oh, ow, mi, projective);
-    } else if (border == 0) {
+    } else if (!resized) {
         memcpy(out, src, (size_t)oh * ow * 3);
     } else { /* singular matrix: nothing maps; an empty image */
         memset(out, AUG_PAD_VALUE, (size_t)oh * ow * 3);
@@ -568,23 +574,34 @@ int augment_train(const augment_params *p, int imgsz, rng *r, int use_mosaic, co
     if (s <= 0 || s % 2) FATAL("augment_train: imgsz %d must be even and positive", s);
     for (int i = 0; i < (use_mosaic ? 4 : 1); i++) total += imgs[i].nlabels;
     float *lab = xmalloc(sizeof(float) * 5 * (size_t)(total > 0 ? total : 1));
-    int n, side, border;
-    uint8_t *canvas;
-    if (use_mosaic) {
-        side = 2 * s;
-        canvas = xmalloc((size_t)side * side * 3);
+    int n;
+    if (use_mosaic) { /* a 2s canvas warped into s x s (Ultralytics' border -s/2) */
+        uint8_t *canvas = xmalloc((size_t)4 * s * s * 3);
         n = mosaic4(s, r, imgs, canvas, lab);
-        border = -((s + 1) / 2);
+        n = random_perspective(p, r, canvas, 2 * s, 2 * s, s, s, out, lab, n);
+        free(canvas);
+    } else if (p->warp_from_centre) {
+        /* 8.4.190: the load-size image itself, warped about its centre into s x s */
+        const aug_image *im = &imgs[0];
+        n = 0;
+        for (int i = 0; i < im->nlabels; i++) {
+            const float *l = im->labels + 5 * i;
+            float *o = lab + 5 * n++;
+            o[0] = l[0];
+            o[1] = (l[1] - l[3] / 2) * (float)im->w;
+            o[2] = (l[2] - l[4] / 2) * (float)im->h;
+            o[3] = (l[1] + l[3] / 2) * (float)im->w;
+            o[4] = (l[2] + l[4] / 2) * (float)im->h;
+        }
+        n = random_perspective(p, r, im->rgb, im->h, im->w, s, s, out, lab, n);
     } else {
-        /* Ultralytics letterboxes a non-mosaic training sample to imgsz (scale-up allowed), then
-         * warps with border 0. */
-        side = s;
-        canvas = xmalloc((size_t)side * side * 3);
+        /* 8.4.33 letterboxes a non-mosaic training sample to imgsz (scale-up allowed), then warps
+         * it (border 0): with an odd padding the image sits half a pixel off the centre. */
+        uint8_t *canvas = xmalloc((size_t)s * s * 3);
         n = letterbox_core(&imgs[0], s, s, 1, canvas, lab, NULL, NULL, NULL);
-        border = 0;
+        n = random_perspective(p, r, canvas, s, s, s, s, out, lab, n);
+        free(canvas);
     }
-    n = random_perspective(p, r, canvas, side, side, border, out, lab, n);
-    free(canvas);
 
     /* Three gains are drawn whatever their values (numpy draws them in Ultralytics). */
     double rh = rng_range(r, -1, 1) * p->hsv_h;

@@ -36,6 +36,7 @@ typedef struct loader_config {
     int nthreads;  /* decode/augment threads, >= 1 */
     int depth;     /* batch buffers in the ring, >= 2 (one is held by the consumer) */
     int max_batch; /* the largest n loader_submit will get */
+    int max_side;  /* validation: the largest side loader_submit_shape will get (0: imgsz) */
 } loader_config;
 
 /* Defaults: imgsz 640, augment 1, augment_defaults(), seed 0, 2 threads, depth 3, batch 16. */
@@ -45,8 +46,9 @@ typedef struct loader_batch {
     int64_t step;
     int epoch;
     int n, imgsz;
+    int h, w;           /* image size of this batch: imgsz x imgsz, or the submitted shape */
     const int *indices; /* [n] dataset indices, as submitted */
-    uint8_t *images;    /* [n][imgsz][imgsz][3] RGB */
+    uint8_t *images;    /* [n][h][w][3] RGB */
     int nlabels;
     float *labels;              /* [nlabels][6]: batch index, class, cx, cy, w, h (normalised) */
     const letterbox_info *info; /* [n] validation only (NULL when augmenting) */
@@ -66,6 +68,11 @@ loader *loader_create_source(sample_source src, const loader_config *cfg, char *
  * order. -1 with err for n out of [1, max_batch] or an index out of [0, size). Never blocks. */
 int loader_submit(loader *L, int64_t step, int epoch, const int *indices, int n, char *err,
                   size_t errlen);
+
+/* Validation loaders (augment = 0) only: a step whose images are letterboxed into out_h x out_w
+ * (even, at most max_side) instead of imgsz x imgsz: a rectangular validation batch. */
+int loader_submit_shape(loader *L, int64_t step, int epoch, const int *indices, int n, int out_h,
+                        int out_w, char *err, size_t errlen);
 
 /* close_mosaic: the mosaic probability for steps submitted from now on (0 turns it off). */
 void loader_set_mosaic(loader *L, double p);

@@ -87,15 +87,17 @@ static void make_world(char *dir, size_t n) {
         const char *name, *text;
     } models[] = {
         {"fwd.yaml", HDR "  - [-1, 1, Conv, [64, 3, 2]]\n  - [2, 1, Conv, [64, 3, 2]]\n"
-                     "head:\n  - [[0, 1, 1], 1, Detect, [nc]]\n"},
-        {"repeats.yaml", "nc: 2\nbackbone:\n  - [-1, 1, Conv, [64, 3, 2]]\n"
-                         "  - [-1, 40, C2f, [64, True]]\nhead:\n  - [[0, 1, 1], 1, Detect, [nc]]\n"},
+                         "head:\n  - [[0, 1, 1], 1, Detect, [nc]]\n"},
+        {"repeats.yaml",
+         "nc: 2\nbackbone:\n  - [-1, 1, Conv, [64, 3, 2]]\n"
+         "  - [-1, 40, C2f, [64, True]]\nhead:\n  - [[0, 1, 1], 1, Detect, [nc]]\n"},
         {"sppf.yaml", HDR "  - [-1, 1, Conv, [64, 3, 2]]\n  - [-1, 1, SPPF, [64, 5, 40, True]]\n"
-                      "head:\n  - [[0, 1, 1], 1, Detect, [nc]]\n"},
+                          "head:\n  - [[0, 1, 1], 1, Detect, [nc]]\n"},
         {"kernel.yaml", HDR "  - [-1, 1, Conv, [64, 99, 2]]\nhead:\n  - [[0, 0, 0], 1, Detect, "
-                        "[nc]]\n"},
-        {"strides.yaml", "nc: 2\nbackbone:\n  - [-1, 1, Conv, [8, 3, 3]]\n  - [-1, 1, Conv, [8, 3, 3]]\n"
-                         "  - [-1, 1, Conv, [8, 3, 3]]\nhead:\n  - [[0, 1, 2], 1, Detect, [nc]]\n"},
+                            "[nc]]\n"},
+        {"strides.yaml",
+         "nc: 2\nbackbone:\n  - [-1, 1, Conv, [8, 3, 3]]\n  - [-1, 1, Conv, [8, 3, 3]]\n"
+         "  - [-1, 1, Conv, [8, 3, 3]]\nhead:\n  - [[0, 1, 2], 1, Detect, [nc]]\n"},
     };
     for (size_t i = 0; i < sizeof models / sizeof *models; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, models[i].name);
@@ -218,19 +220,26 @@ static const row pack_rows[] = {
      PACK "data=coco8/coco8.yaml out=o.h5", 2, "far outside the image"},
     {"label negative width", "echo '1 0.5 0.5 -0.1 0.1' >> " LABEL,
      PACK "data=coco8/coco8.yaml out=o.h5", 2, "negative box width"},
-    {"dataset yaml syntax", "printf 'train: [a\\nval: b\\n' > bad.yaml", PACK "data=bad.yaml out=o.h5",
-     2, "bad.yaml"},
+    {"dataset yaml syntax", "printf 'train: [a\\nval: b\\n' > bad.yaml",
+     PACK "data=bad.yaml out=o.h5", 2, "bad.yaml"},
     {"dataset yaml without val", "printf 'train: coco8/images/train\\nnames: [a]\\n' > noval.yaml",
      PACK "data=noval.yaml out=o.h5", 2, "'val' are required"},
-    {"coco bbox 1e308", COCO("[" COCO_IMG "]", "[{\"image_id\":1,\"category_id\":1,\"bbox\":[1e308,1e308,1e308,1e308]}]", "[{\"id\":1,\"name\":\"x\"}]"),
+    {"coco bbox 1e308",
+     COCO("[" COCO_IMG "]",
+          "[{\"image_id\":1,\"category_id\":1,\"bbox\":[1e308,1e308,1e308,1e308]}]",
+          "[{\"id\":1,\"name\":\"x\"}]"),
      PACK "coco=c.json images=img out=o.h5", 2, "is not a box"},
     {"coco invalid json", "echo '{\"images\": [' > c.json", PACK "coco=c.json images=img out=o.h5",
      2, "invalid json"},
-    {"coco unknown category", COCO("[" COCO_IMG "]", "[{\"image_id\":1,\"category_id\":5,\"bbox\":[1,1,2,2]}]", "[{\"id\":1,\"name\":\"x\"}]"),
+    {"coco unknown category",
+     COCO("[" COCO_IMG "]", "[{\"image_id\":1,\"category_id\":5,\"bbox\":[1,1,2,2]}]",
+          "[{\"id\":1,\"name\":\"x\"}]"),
      PACK "coco=c.json images=img out=o.h5", 2, "unknown category id 5"},
     {"coco images not a list", COCO("{}", "[]", "[{\"id\":1,\"name\":\"x\"}]"),
      PACK "coco=c.json images=img out=o.h5", 2, "images: expected a non-empty array"},
-    {"coco image size wrong", COCO("[{\"id\":1,\"file_name\":\"a.jpg\",\"width\":64,\"height\":48}]", "[]", "[{\"id\":1,\"name\":\"x\"}]"),
+    {"coco image size wrong",
+     COCO("[{\"id\":1,\"file_name\":\"a.jpg\",\"width\":64,\"height\":48}]", "[]",
+          "[{\"id\":1,\"name\":\"x\"}]"),
      PACK "coco=c.json images=img out=o.h5", 2, "but c.json says 64x48"},
     {"coco without images=", NULL, PACK "coco=c.json out=o.h5", 2, "needs images=<dir>"},
     {"synth without out", NULL, "\"$C\" data synth train=2", 2, "out=<file.h5> is required"},
@@ -274,8 +283,7 @@ static const row train_rows[] = {
      "k must be in 1..15"},
     {"train Detect input not a stride of the image", NULL, TRAIN "data=s.h5 model=./strides.yaml",
      2, "not the 64x64 image / a stride"},
-    {"train project read-only", NULL, "\"$C\" train data=s.h5 project=ro/runs", 2,
-     "not writable"},
+    {"train project read-only", NULL, "\"$C\" train data=s.h5 project=ro/runs", 2, "not writable"},
     {"train project under a file", NULL, "\"$C\" train data=s.h5 project=afile/runs", 2,
      "not a folder"},
     {"train memory for imgsz x batch", NULL, TRAIN "data=s.h5 imgsz=8192 batch=16", 2,
@@ -296,8 +304,7 @@ static const row train_rows[] = {
 static const row mpirun_rows[] = {
     {"mpirun missing model", NULL, MPIRUN("data=s.h5 model=nonexistent.yaml"), 2,
      "rank 1: nonexistent.yaml"},
-    {"mpirun memory", NULL, MPIRUN("data=s.h5 imgsz=8192 batch=16"), 2,
-     "GiB of memory per worker"},
+    {"mpirun memory", NULL, MPIRUN("data=s.h5 imgsz=8192 batch=16"), 2, "GiB of memory per worker"},
     {"mpirun NaN label", NULL, MPIRUN("data=nan.h5"), 2, "box is not inside the image"},
     {"mpirun read-only project", NULL,
      "mpirun -q -np 1 \"$C\" train data=s.h5 project=ro/runs : -np 2 \"$W\"", 2, "not writable"},

@@ -121,7 +121,7 @@ static void apply_edits(const char *path, const uint8_t *d, size_t n) {
             int32_t i32 = (int32_t)v;
             float f32;
             memcpy(&f32, &v, sizeof f32);
-            const void *val = t == 0 ? (const void *)&u8
+            const void *val = t == 0   ? (const void *)&u8
                               : t <= 2 ? (const void *)&i32
                               : t == 3 ? (const void *)&v
                                        : (const void *)&f32;

@@ -18,7 +18,8 @@ static void write_png(const char *path) {
     uint8_t rgb[8 * 8 * 3];
     for (int i = 0; i < (int)sizeof rgb; i++) rgb[i] = (uint8_t)(i * 37);
     spng_ctx *c = spng_ctx_new(SPNG_CTX_ENCODER);
-    struct spng_ihdr ih = {.width = 8, .height = 8, .bit_depth = 8, .color_type = SPNG_COLOR_TYPE_TRUECOLOR};
+    struct spng_ihdr ih = {
+        .width = 8, .height = 8, .bit_depth = 8, .color_type = SPNG_COLOR_TYPE_TRUECOLOR};
     FILE *f = fopen(path, "wb");
     if (!c || !f || spng_set_png_file(c, f) || spng_set_ihdr(c, &ih) ||
         spng_encode_image(c, rgb, sizeof rgb, SPNG_FMT_PNG, SPNG_ENCODE_FINALIZE)) {
@@ -30,8 +31,8 @@ static void write_png(const char *path) {
 }
 
 static void layout(void) {
-    const char *dirs[] = {"ds", "ds/images", "ds/images/train", "ds/images/val", "ds/labels",
-                          "ds/labels/train", "ds/labels/val"};
+    const char *dirs[] = {"ds",        "ds/images",       "ds/images/train", "ds/images/val",
+                          "ds/labels", "ds/labels/train", "ds/labels/val"};
     for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) mkdir(fuzz_path(dirs[i]), 0700);
     write_png(fuzz_path("ds/images/train/a.png"));
     write_png(fuzz_path("ds/images/val/b.png"));
