@@ -75,7 +75,7 @@ BENCH_BIN := $(patsubst bench/%.c,$(BIN)/%,$(wildcard bench/*.c))
 # tests/mpi/foo.c: a standalone MPI program that a Criterion test runs under mpirun
 MPI_TEST_BIN := $(patsubst tests/mpi/%.c,$(B)/tests/mpi/%,$(wildcard tests/mpi/*.c))
 # tests/fuzz/fuzz_foo.c: a libFuzzer target (SANITIZE=fuzz only)
-FUZZ_BIN  := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BIN  := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(filter-out %/fuzz_common.c,$(wildcard tests/fuzz/fuzz_*.c)))
 TEST_PROGRAMS := $(BIN)/coordinator $(BIN)/worker $(B)/tests/yolo-tests $(MPI_TEST_BIN)
 
 all: features $(TEST_PROGRAMS) $(BENCH_BIN)
