@@ -238,6 +238,31 @@ static void expect_error(const char *text, const char *want1, const char *want2)
 }
 
 #define HDR "nc: 4\nscales:\n  n: [0.5, 0.25, 1024]\nbackbone:\n  - [-1, 1, Conv, [64, 3, 2]]\n"
+/* Deep repeats: C2f concatenates 2 + n parts and SPPF cv1 and its n pools, up to the supported 16
+ * (ops once held 8 inputs: n = 12 wrote past them); 17 is refused with the layer named. */
+Test(model, deep_repeats_build_and_run_and_beyond_the_limit_are_refused) {
+    char dir[256], path[300], err[512];
+    test_temp_dir(dir, sizeof dir, "deep");
+    snprintf(path, sizeof path, "%s/deep.yaml", dir);
+    write_file(path,
+               "nc: 2\nbackbone:\n  - [-1, 1, Conv, [16, 3, 2]]\n  - [-1, 1, Conv, [16, 3, 2]]\n"
+               "  - [-1, 1, Conv, [16, 3, 2]]\n  - [-1, 16, C2f, [16, True]]\n"
+               "  - [-1, 1, SPPF, [16, 3, 16, True]]\nhead:\n  - [[1, 2, 4], 1, Detect, [nc]]\n");
+    model *m = model_create(path, 0, 1, err, sizeof err);
+    cr_assert(m, "%s", err);
+    cr_assert_eq(model_plan(m, 1, 64, 64, err, sizeof err), 0, "%s", err);
+    float *img = calloc(64 * 64 * 3, sizeof *img);
+    model_forward(m, img, true);
+    free(img);
+    model_free(m);
+    write_file(path, "nc: 2\nbackbone:\n  - [-1, 1, Conv, [16, 3, 2]]\n  - [-1, 17, C2f, [16]]\n"
+                     "head:\n  - [[0, 1, 1], 1, Detect, [nc]]\n");
+    model_yaml y;
+    cr_assert_neq(model_yaml_load(path, 0, &y, err, sizeof err), 0);
+    cr_assert(strstr(err, "layer 1") && strstr(err, "above the supported 16"), "%s", err);
+    test_remove_dir(dir);
+}
+
 Test(model, bad_yaml_errors) {
     expect_error(HDR "  - [-1, 1, Frobnicate, [64]]\nhead:\n  - [[0, 1, 1], 1, Detect, [nc]]\n",
                  "layer 1", "unknown module 'Frobnicate'");

@@ -247,6 +247,7 @@ static int slice_emit(builder *b, int x, int off, int c) {
 }
 
 static int concat_emit(builder *b, int k, const int *ins) {
+    if (k > OP_MAX_IN) FATAL("concat of %d inputs (at most %d)", k, OP_MAX_IN);
     op *o = new_op(b, OP_CONCAT);
     o->nin = k;
     int c = 0;
@@ -429,8 +430,8 @@ static int sppf(builder *b, const char *pre, const model_layer *L, int x) {
     cunit cv1 = unit_decl(b, nm, L->c1, h, 1, 1, 1, true, L->sppf_act);
     snprintf(nm, sizeof nm, "%s.cv2", pre);
     cunit cv2 = unit_decl(b, nm, h * (L->n_pool + 1), L->c2, 1, 1, 1, true, true);
-    int parts[1 + 16];
-    if (L->n_pool > 16) FATAL("SPPF n %d too large", L->n_pool);
+    int parts[OP_MAX_IN]; /* cv1 and the pools, concatenated (model_yaml checks n) */
+    if (L->n_pool + 1 > OP_MAX_IN) FATAL("SPPF n %d too large", L->n_pool);
     parts[0] = unit_emit(b, &cv1, x);
     for (int i = 0; i < L->n_pool; i++) {
         slot s = S(b, parts[i]);

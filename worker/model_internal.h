@@ -21,7 +21,8 @@ typedef enum {
     OP_OUTPUT,   /* level slot x -> the flat output of a branch */
 } op_kind;
 
-#define OP_MAX_IN 8
+/* inputs of one op: C2f/C3k2 concatenate 2 + n parts, SPPF cv1 and its n pools */
+#define OP_MAX_IN (2 + MODEL_MAX_REPEATS)
 
 typedef struct slot {
     int n, h, w, c;

@@ -30,6 +30,7 @@ typedef struct worker {
     job_info job;
     int rank, wrank, W; /* world rank, rank among workers, number of workers */
     int local_workers;  /* workers on this machine (they share its memory) */
+    bool aborted;       /* the coordinator ended the job (CTRL_ABORT) and printed why */
     MPI_Comm wcomm;
     model *m, *ema_m; /* the trained model and its EMA (validated, saved) */
     optimizer opt;
@@ -223,6 +224,7 @@ static int train_epoch(worker *w, const epoch_header *h, const int32_t *idx, boo
         int32_t word;
         CHECK_MPI(
             MPI_Recv(&word, 1, MPI_INT32_T, 0, TAG_CONTROL, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+        if (word == CTRL_ABORT) w->aborted = true; /* the coordinator said why */
         if (word == CTRL_ABORT || !r.ok) return -1;
         if (word == CTRL_SAVE && w->wrank == 0) send_state(w);
         if (word == CTRL_STOP) {
@@ -428,7 +430,7 @@ int worker_train_main(void) {
         int r = train_epoch(w, &h, idx, &stop);
         free(idx);
         if (r != 0 || end_epoch(w) != 0) {
-            log_error("rank %d: %s", w->rank, w->err);
+            if (!w->aborted) log_error("rank %d: %s", w->rank, w->err);
             rc = 1;
             break;
         }
