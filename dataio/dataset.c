@@ -181,7 +181,7 @@ dataset *dataset_open(const char *path, char *err, size_t errlen) {
         goto fail;
     }
     char *h = read_str_attr(ds, f, "sha256");
-    if (read_int_attr(f, "num_classes", &nc) != 0 || nc < 1 || nc > 1000000 || !h ||
+    if (read_int_attr(f, "num_classes", &nc) != 0 || nc < 1 || nc > DATASET_MAX_CLASSES || !h ||
         strlen(h) != 64) {
         free(h);
         errf(err, errlen, "%s: missing or bad num_classes/sha256 attributes", path);

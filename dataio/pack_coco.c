@@ -69,6 +69,9 @@ static int read_categories(const char *path, const cJSON *root, category **out, 
     if (!cJSON_IsArray(cats) || cJSON_GetArraySize(cats) < 1)
         return errf(err, errlen, "%s: categories: expected a non-empty array", path);
     int k = cJSON_GetArraySize(cats), i = 0;
+    if (k > DATASET_MAX_CLASSES)
+        return errf(err, errlen, "%s: %d categories, more than the %d a dataset may have", path, k,
+                    DATASET_MAX_CLASSES);
     category *c = xcalloc((size_t)k, sizeof *c);
     const cJSON *it;
     cJSON_ArrayForEach(it, cats) {

@@ -149,8 +149,9 @@ static int read_names(const char *yaml, yaml_document_t *doc, yaml_node_t *root,
                       char *err, size_t errlen) {
     yaml_node_t *nn = map_get(doc, root, "names"), *ncn = map_get(doc, root, "nc");
     long nc = -1;
-    if (!is_null(ncn) && (!scalar(ncn) || !parse_long(scalar(ncn), &nc) || nc < 1))
-        return errf(err, errlen, "%s: nc: expected a positive integer", yaml);
+    if (!is_null(ncn) &&
+        (!scalar(ncn) || !parse_long(scalar(ncn), &nc) || nc < 1 || nc > DATASET_MAX_CLASSES))
+        return errf(err, errlen, "%s: nc: expected an integer in 1..%d", yaml, DATASET_MAX_CLASSES);
     if (nn && nn->type == YAML_SEQUENCE_NODE) {
         for (yaml_node_item_t *it = nn->data.sequence.items.start; it < nn->data.sequence.items.top;
              it++) {
@@ -184,6 +185,9 @@ static int read_names(const char *yaml, yaml_document_t *doc, yaml_node_t *root,
         }
     }
     if (names->n < 1) return errf(err, errlen, "%s: no class names (names: or nc:)", yaml);
+    if (names->n > DATASET_MAX_CLASSES)
+        return errf(err, errlen, "%s: %d class names, more than the %d a dataset may have", yaml,
+                    names->n, DATASET_MAX_CLASSES);
     if (nc > 0 && nc != names->n)
         return errf(err, errlen, "%s: nc=%ld but names has %d entries", yaml, nc, names->n);
     return 0;
