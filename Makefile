@@ -5,7 +5,7 @@
 # and `make demo` can install the packages (`make deps`) and then build in a fresh make.
 .DEFAULT_GOAL := all
 CC        := mpicc
-PKGS      := hdf5-openmpi libzmq libturbojpeg spng yaml-0.1 libcjson openssl
+PKGS      := hdf5-openmpi libzmq libturbojpeg spng yaml-0.1 libcjson openssl cairo
 # Build variants: objects under $(B), programs under $(BIN). SANITIZE=address is the ASan+UBSan
 # build of the tests (make test-sanitize), SANITIZE=fuzz the clang libFuzzer build (make fuzz);
 # both are CPU-only.
@@ -121,6 +121,17 @@ $(B)/%.cu.o: %.cu
 	@$(if $(V),,echo "  NVCC  $<")
 	$(Q)$(NVCC) $(NVCCFLAGS) -MMD -MP -c -o $@ $<
 
+# The code version recorded in checkpoints: git describe at build time. The header is rewritten
+# only when the text changes, so an unchanged tree rebuilds nothing. One header for every build
+# variant (code_version.c includes it from the checkout root).
+build/gen/code_version.h: FORCE
+	@mkdir -p $(dir $@)
+	@v=$$(git describe --always --dirty --tags 2>/dev/null || echo unknown); \
+	 printf '#define CODE_VERSION "%s"\n' "$$v" > $@.tmp; \
+	 cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
+$(B)/common/code_version.o: build/gen/code_version.h
+FORCE:
+
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
 
 # ---- entry points -------------------------------------------------------------------------------
@@ -180,5 +191,5 @@ clean:
 	rm -rf build bin
 
 .PHONY: all features deps test run-test bench demo run-demo format clean test-sanitize \
-        run-test-sanitize fuzz run-fuzz
+        run-test-sanitize fuzz run-fuzz FORCE
 .SECONDARY:

@@ -34,9 +34,14 @@ typedef struct {
     double *ap; /* [nc][VAL_NIOU] */
     double *p, *r, *f1;
     int64_t *gt; /* copy of the counts */
+    /* Curves for plots (ap_per_class's p_curve, r_curve, f1_curve, prec_values): [nc][1000], zero
+     * rows for classes without ground truth. p, r, f1 against confidence linspace(0, 1, 1000); pr:
+     * the IoU-0.5 precision envelope at recall linspace(0, 1, 1000). */
+    double *p_curve, *r_curve, *f1_curve, *pr_curve;
 } val_metrics;
 
 typedef enum { VAL_AP_TO_ONE = 0, VAL_AP_DROP_AFTER_LAST_RECALL = 1 } val_ap_rule;
+#define VAL_CURVE_POINTS 1000
 
 /* recs may be reordered (sorted in place). Records whose class is outside [0, nc) are ignored,
  * like predictions of classes without ground truth. Returns 0, or -1 with a message in err when a
@@ -52,6 +57,9 @@ void val_metrics_free(val_metrics *m);
 double val_compute_ap(const double *recall, const double *precision, size_t n);
 double val_compute_ap_with(val_ap_rule rule, const double *recall, const double *precision,
                            size_t n);
+/* Ultralytics' smooth(y, f): a box filter of round(2 n f) // 2 + 1 taps over y padded with its end
+ * values, n outputs. */
+void val_smooth_box(const double *y, int n, double f, double *out);
 /* numpy.interp(x, xp, fp, left, right) for one x; xp ascending, repeats allowed (the last of equal
  * xp values wins on an exact hit). */
 double val_np_interp(double x, const double *xp, const double *fp, size_t n, double left,

@@ -151,8 +151,7 @@ int preflight_train(train_args *a, int workers, int flags, dataset **ds, char *e
     *ds = NULL;
     if (check_data(a, quiet, ds, err, errlen) != 0) return -1;
     int rc = check_split(a, *ds, workers, quiet, err, errlen);
-    if (rc == 0) rc = check_run_folder(a, err, errlen);
-    /* resume=: checked here once the checkpoint store exists (today the key is inert) */
+    if (rc == 0 && !(flags & PREFLIGHT_RESUME)) rc = check_run_folder(a, err, errlen);
     if (rc == 0 && (flags & PREFLIGHT_MODEL))
         rc = check_model(a, dataset_num_classes(*ds), workers, err, errlen);
     if (rc) {

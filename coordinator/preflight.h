@@ -6,7 +6,7 @@
  * Checks, in order: the dataset (a dataset yaml is packed or its cached pack reused; the file must
  * open, which checks its structure and every label), the train split against batch, fraction and
  * workers, imgsz (rounded up to a multiple of 32, as Ultralytics does), the run folder
- * (project/name must be creatable), resume (no checkpoint store yet: see preflight.c), and, when
+ * (project/name must be creatable; a resumed run's folder is checked by resume_prepare), and, when
  * asked, the model and memory through `worker info` (the workers' own code: the model yaml builds
  * for the dataset's classes, and `workers` workers of batch/workers images at imgsz fit in the
  * available memory). Under mpirun the workers make that last check themselves before training. */
@@ -18,8 +18,9 @@
 #include "dataio/dataset.h"
 
 enum {
-    PREFLIGHT_MODEL = 1, /* also the model and memory check (outside mpirun) */
-    PREFLIGHT_QUIET = 2, /* no warnings: they were printed by an earlier preflight of this run */
+    PREFLIGHT_MODEL = 1,  /* also the model and memory check (outside mpirun) */
+    PREFLIGHT_QUIET = 2,  /* no warnings: they were printed by an earlier preflight of this run */
+    PREFLIGHT_RESUME = 4, /* resumed in its own run folder (resume_prepare checked that one) */
 };
 
 /* May update a: data (the packed .h5 of a yaml), imgsz (rounded), batch (lowered to the train

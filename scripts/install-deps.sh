@@ -20,6 +20,7 @@ PKGS=(
   libyaml-dev                       # model and dataset yaml
   libcjson-dev                      # COCO json import, telemetry JSON
   libssl-dev                        # sha256 (dataset and checkpoint hashes)
+  libcairo2-dev fonts-dejavu-core   # charts (results.png, PR curves, ...): drawing, text face
   libcriterion-dev                  # C test framework
   clang libclang-rt-14-dev libomp-14-dev  # libFuzzer + ASan/UBSan runtimes, OpenMP (make fuzz)
 )

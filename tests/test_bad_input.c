@@ -299,6 +299,11 @@ static const row train_rows[] = {
     {"train bad number", NULL, TRAIN "data=s.h5 lr0=fast", 2, "lr0=fast"},
     {"train unknown key", NULL, TRAIN "data=s.h5 bogus_key=1", 2, "bogus_key"},
     {"train huge batch", NULL, TRAIN "data=s.h5 batch=3000000000", 2, "batch=3000000000"},
+    {"resume a missing run", NULL, TRAIN "data=s.h5 resume=nowhere", 2, "resume=nowhere"},
+    {"resume a dataset file", NULL, TRAIN "data=s.h5 resume=s.h5", 2,
+     "not a yolo-cluster checkpoint"},
+    {"resume a run without versions", "mkdir -p runs/empty/weights", TRAIN "resume=runs/empty", 2,
+     "no checkpoint version"},
 };
 
 /* A hand-written MPMD line: with -q (or OMPI_MCA_orte_execute_quiet=1) Open MPI adds nothing, so
@@ -338,9 +343,9 @@ static const row ctl_rows[] = {
     {"watch garbage endpoints", NULL, "\"$C\" watch garbage", 1, "endpoints"},
 };
 
-/* coordinator ckpt (list / show / verify / diff / export) does not exist yet: its rows (missing
- * checkpoint, foreign or truncated file, bad version, unwritable export target) go here, in a
- * ckpt_rows[] table run by a Test like the ones below, when the checkpoint store lands. */
+/* `coordinator ckpt` (list / show / verify / diff / export) does not exist yet (train resume= does:
+ * see train_rows): its rows (missing checkpoint, foreign or truncated file, bad version,
+ * unwritable export target) go here, in a ckpt_rows[] table run by a Test like the ones below. */
 
 Test(badinput, data_pack_and_synth, .timeout = 300) {
     RUN(pack_rows);

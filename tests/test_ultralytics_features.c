@@ -85,7 +85,7 @@ Test(ulfeature, musgd_groups_and_optimizer_summary, .init = one_thread) {
         cr_assert_eq(mi.n_weight, v8 ? 64 : 126, "%d", mi.n_weight);
         cr_assert_eq(mi.n_bn, v8 ? 57 : 114);
         cr_assert_eq(mi.n_bias, v8 ? 63 : 126);
-        optim_free(&o);
+        train_free_optimizer(m, &o);
         model_free(m);
     }
     /* auto on 16 images: AdamW, lr round(0.002 * 5 / 7, 6); 8.4.190 caps accumulate at
@@ -108,7 +108,7 @@ Test(ulfeature, musgd_groups_and_optimizer_summary, .init = one_thread) {
         cr_assert_eq(mi.accumulate, v == UL_8_4_190 ? 4 : 8);
         cr_assert_eq(acc, mi.accumulate);
         cr_assert_eq(mi.warmup_iters, v == UL_8_4_190 ? 2 : 100);
-        optim_free(&o);
+        train_free_optimizer(m, &o);
     }
     model_free(m);
 }
@@ -291,8 +291,8 @@ static int val_one_head(model *m, bool one2one, val_record **recs_out) {
     val_summary s;
     val_record *recs;
     int64_t counts[4];
-    cr_assert_eq(validate_run(&v, 0, idx, 3, &shape, 1, &s, &recs, counts, err, sizeof err), 0,
-                 "%s", err);
+    cr_assert_eq(validate_run(&v, 0, idx, 3, &shape, 1, &s, &recs, counts, NULL, err, sizeof err),
+                 0, "%s", err);
     cr_assert_eq(s.images, 3);
     cr_assert_eq(s.batches, 1, "one rectangular batch, in two forward chunks");
     cr_assert(counts[0] == 3 && counts[1] == 3 && counts[2] == 3 && counts[3] == 3);

@@ -155,6 +155,27 @@ void last_line(const char *text, char *line, size_t n) {
     line[len] = 0;
 }
 
+/* $YOLO_COORD and $YOLO_WORKER for shell commands ("$YOLO_COORD" train ...), set before any test
+ * runs: the built programs next to this checkout (or in $YOLO_BIN_DIR). */
+__attribute__((constructor)) static void export_programs(void) {
+    char exe[PATH_MAX], path[PATH_MAX + 32];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return;
+    exe[n] = 0;
+    const char *dir = getenv("YOLO_BIN_DIR");
+    char bin[PATH_MAX];
+    if (dir && *dir) {
+        snprintf(bin, sizeof bin, "%s", dir);
+    } else { /* <checkout>/build/tests/yolo-tests -> <checkout>/bin (the layout of `make`) */
+        for (int up = 0; up < 3; up++) *strrchr(exe, '/') = 0;
+        snprintf(bin, sizeof bin, "%.4000s/bin", exe);
+    }
+    snprintf(path, sizeof path, "%.4000s/coordinator", bin);
+    setenv("YOLO_COORD", path, 0);
+    snprintf(path, sizeof path, "%.4000s/worker", bin);
+    setenv("YOLO_WORKER", path, 0);
+}
+
 void test_mpi_env(void) {
     setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 0);
     setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 0);

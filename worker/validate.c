@@ -1,6 +1,7 @@
 #include "worker/validate.h"
 
 #include "common/log.h"
+#include "worker/val_plot_collect.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,12 +19,12 @@ static int chunk_loss(validator *v, int B, int h, int w, const float *labels, in
     int A = model_num_anchors(v->m), rc;
     detloss_out o;
     if (model_num_branches(v->m) == 2)
-        rc = detloss_e2e(v->loss, v->h_o2m, v->h_o2o, 0.8f, 0.2f, B, A,
-                         model_output(v->m, MODEL_ONE2MANY), model_output(v->m, MODEL_ONE2ONE),
-                         model_anchor_points(v->m), model_anchor_strides(v->m), nlabels, labels,
-                         (float)h, (float)w, NULL, NULL, &o, NULL);
+        rc = detloss_e2e(
+            v->loss, v->h_o2m, v->h_o2o, 0.8f, 0.2f, B, A, model_output_host(v->m, MODEL_ONE2MANY),
+            model_output_host(v->m, MODEL_ONE2ONE), model_anchor_points(v->m),
+            model_anchor_strides(v->m), nlabels, labels, (float)h, (float)w, NULL, NULL, &o, NULL);
     else
-        rc = detloss_branch(v->loss, v->h_o2m, B, A, model_output(v->m, MODEL_ONE2MANY),
+        rc = detloss_branch(v->loss, v->h_o2m, B, A, model_output_host(v->m, MODEL_ONE2MANY),
                             model_anchor_points(v->m), model_anchor_strides(v->m), nlabels, labels,
                             (float)h, (float)w, NULL, NULL, &o);
     if (rc != 0)
@@ -46,7 +47,7 @@ static void batch_items(const validator *v, const batch_loss *bl, double items[3
  * matching; records appended to *recs. */
 static void match_chunk(validator *v, const loader_batch *bt, const float *dec, int A,
                         detection *det, val_summary *s, val_record **recs, size_t *cap,
-                        int64_t *counts) {
+                        int64_t *counts, val_plot_data *plots) {
     int no = 4 + v->nc;
     nms_cfg cfg = nms_val_defaults();
     cfg.conf_thres = v->conf;
@@ -80,6 +81,9 @@ static void match_chunk(validator *v, const loader_batch *bt, const float *dec, 
             *recs = xrealloc(*recs, *cap * sizeof **recs);
         }
         val_match_with(v->match, det, nd, gt_box, gt_cls, ngt, *recs + s->records);
+        if (plots)
+            val_plot_collect_image(plots, bt->indices[i], det, nd, gt_box, gt_cls, ngt,
+                                   &bt->info[i], v->conf);
         s->records += nd;
         s->images++;
     }
@@ -89,8 +93,8 @@ static void match_chunk(validator *v, const loader_batch *bt, const float *dec, 
 }
 
 int validate_run(validator *v, int epoch, const int32_t *idx, int n, const val_shape *batches,
-                 int nb, val_summary *s, val_record **recs, int64_t *counts, char *err,
-                 size_t errlen) {
+                 int nb, val_summary *s, val_record **recs, int64_t *counts, val_plot_data *plots,
+                 char *err, size_t errlen) {
     memset(s, 0, sizeof *s);
     memset(counts, 0, 2 * (size_t)v->nc * sizeof *counts);
     *recs = NULL;
@@ -108,7 +112,7 @@ int validate_run(validator *v, int epoch, const int32_t *idx, int n, const val_s
                 return -1;
         }
     size_t cap = 0;
-    float *dec = NULL, *img = NULL;
+    float *dec = NULL;
     detection *det = xmalloc((size_t)v->max_det * sizeof *det);
     int rc = 0, ph = 0, pw = 0, pn = 0; /* the shape the model is planned for */
     for (int b = 0; b < nb && rc == 0; b++) {
@@ -125,10 +129,7 @@ int validate_run(validator *v, int epoch, const int32_t *idx, int n, const val_s
                 break;
             }
             pn = bt.n, ph = bt.h, pw = bt.w;
-            size_t px = (size_t)bt.n * bt.h * bt.w * 3;
-            img = xrealloc(img, px * sizeof *img);
-            for (size_t i = 0; i < px; i++) img[i] = bt.images[i] * (1.0f / 255.0f);
-            model_forward(v->m, img, false);
+            model_forward_u8(v->m, bt.images, false);
             int A = model_num_anchors(v->m);
             dec = xrealloc(dec, (size_t)bt.n * A * (4 + v->nc) * sizeof *dec);
             model_decode(v->m, v->one2one ? MODEL_ONE2ONE : MODEL_ONE2MANY, dec);
@@ -136,7 +137,7 @@ int validate_run(validator *v, int epoch, const int32_t *idx, int n, const val_s
                 rc = -1;
                 break;
             }
-            match_chunk(v, &bt, dec, A, det, s, recs, &cap, counts);
+            match_chunk(v, &bt, dec, A, det, s, recs, &cap, counts, plots);
         }
         if (rc) break;
         double items[3];
@@ -145,7 +146,6 @@ int validate_run(validator *v, int epoch, const int32_t *idx, int n, const val_s
         s->batches++;
     }
     free(dec);
-    free(img);
     free(det);
     s->ok = rc == 0;
     if (rc) snprintf(s->error, sizeof s->error, "%.199s", err);

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "common/protocol.h"
+#include "common/val_plots.h"
 #include "common/val_record.h"
 #include "dataio/loader.h"
 #include "kernels/detloss.h"
@@ -36,7 +37,8 @@ typedef struct val_shape {
 
 /* Runs over idx[0..n) cut into the nb batches (their counts sum to n): fills the summary, *recs
  * (malloc'd, s->records entries) and counts [2*nc] (per-class instances, then images containing
- * the class). 0 or -1 with err. */
+ * the class), and plots (when not NULL: confusion matrix and predictions to draw,
+ * worker/val_plot_collect.h). 0 or -1 with err. */
 int validate_run(validator *v, int epoch, const int32_t *idx, int n, const val_shape *batches,
-                 int nb, val_summary *s, val_record **recs, int64_t *counts, char *err,
-                 size_t errlen);
+                 int nb, val_summary *s, val_record **recs, int64_t *counts, val_plot_data *plots,
+                 char *err, size_t errlen);
