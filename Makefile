@@ -33,11 +33,13 @@ FEATURES    = MPI $(HAVE_MPI), HDF5 parallel $(H5_PARALLEL), ZeroMQ $(HAVE_ZMQ),
 ifeq ($(CUDA),1)
   CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
                -gencode arch=compute_90,code=compute_90
-  NVCCFLAGS ?= -O2 -std=c++17 $(CUDA_ARCH) -I. -Xcompiler -Wall,-Wextra,-Werror
+  # -fmad=false: no contraction to FMA, as the C kernels (-std=c17) have none, so our elementwise
+  # kernels give the CPU reference's bits (docs/cuda.md)
+  NVCCFLAGS ?= -O2 -std=c++17 $(CUDA_ARCH) -fmad=false -I. -Xcompiler -Wall,-Wextra,-Werror
   CFLAGS    += -DHAVE_CUDA -I$(CUDA_HOME)/include
   LDFLAGS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64
   # objects from nvcc reference libstdc++ when the C driver links them
-  LDLIBS    += -lcudnn -lnccl -lcudart -lstdc++
+  LDLIBS    += -lcudnn -lcublas -lnccl -lcudart -lstdc++
 endif
 
 # ---- sources: every .c in the module folders is library code, except the two mains -------------
@@ -47,7 +49,7 @@ ALL_C     := $(filter-out $(MAINS),$(foreach m,$(MODULES),$(wildcard $(m)/*.c)))
 # foo_nocuda.c is the CPU-only stand-in for foo.cu: built exactly when the .cu is not
 ifeq ($(CUDA),1)
   LIB_C   := $(filter-out %_nocuda.c,$(ALL_C))
-  LIB_CU  := $(foreach m,$(MODULES),$(wildcard $(m)/*.cu))
+  LIB_CU  := $(foreach m,$(MODULES),$(wildcard $(m)/*.cu)) $(wildcard kernels/cuda/*.cu)
 else
   LIB_C   := $(ALL_C)
   LIB_CU  :=
