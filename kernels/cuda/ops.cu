@@ -3,9 +3,13 @@
 #include "kernels/cuda/ops.cuh"
 
 void cuda_ops_fill(backend_i *f) {
-    (void)f;
+    cuda_fill_elementwise(f);
+    cuda_fill_layout(f);
+    cuda_fill_pool(f);
+    cuda_fill_batchnorm(f);
+    cuda_fill_optim(f);
 }
 
 void cuda_ops_release(cuda_ctx *c) {
-    (void)c;
+    cuda_release_optim(c);
 }

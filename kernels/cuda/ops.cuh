@@ -5,3 +5,16 @@
 
 void cuda_ops_fill(backend_i *f);   // every family below
 void cuda_ops_release(cuda_ctx *c); // what the families cached (conv plans, optimizer tables)
+
+void cuda_fill_elementwise(backend_i *f); // elementwise.cu
+void cuda_fill_layout(backend_i *f);      // layout.cu
+void cuda_fill_pool(backend_i *f);        // pool.cu
+void cuda_fill_batchnorm(backend_i *f);   // batchnorm.cu
+void cuda_fill_optim(backend_i *f);       // optim.cu
+void cuda_release_optim(cuda_ctx *c);
+
+// y += x over n floats, on the stream (for other families' use).
+void cuda_accumulate(cuda_ctx *c, size_t n, const float *x, float *y);
+// Row-major C[m][n] = alpha op(A) op(B) + beta C on cuBLAS (fp32).
+void cuda_gemm_rm(cuda_ctx *c, bool ta, bool tb, int m, int n, int k, float alpha, const float *a,
+                  int lda, const float *b, int ldb, float beta, float *cm, int ldc);
