@@ -160,6 +160,22 @@ static void cu_bn_backward(backend *be, int m, int ch, const float *x, const flo
     cuda_leave(c);
 }
 
+__global__ void channel_sum_add_k(int c, const double *part, int chunks, float *acc) {
+    int ch = blockIdx.x * blockDim.x + threadIdx.x;
+    if (ch >= c) return;
+    double s1, s2;
+    chunk_total(part, chunks, c, ch, &s1, &s2);
+    acc[ch] += (float)s1;
+}
+
+void cuda_channel_sum_add(cuda_ctx *c, int m, int ch, const float *a, float *acc) {
+    bn_split s;
+    void *extra;
+    double *part = sums(c, m, ch, a, NULL, NULL, 0, &s, &extra);
+    channel_sum_add_k<<<(ch + 127) / 128, 128, 0, c->stream>>>(ch, part, s.chunks, acc);
+    CUDA_LAUNCHED("channel_sum_add_k");
+}
+
 void cuda_fill_batchnorm(backend_i *f) {
     f->batchnorm_forward_train = cu_bn_forward_train;
     f->batchnorm_forward_eval = cu_bn_forward_eval;

@@ -8,8 +8,12 @@ void cuda_ops_fill(backend_i *f) {
     cuda_fill_pool(f);
     cuda_fill_batchnorm(f);
     cuda_fill_optim(f);
+    cuda_fill_dfl(f);
+    cuda_fill_attention(f);
+    cuda_fill_conv(f);
 }
 
 void cuda_ops_release(cuda_ctx *c) {
     cuda_release_optim(c);
+    cuda_release_conv(c);
 }
