@@ -27,14 +27,7 @@ struct optim_tables {
 
 __global__ void optim_fused_k(optim_step_k k, size_t n, const uint8_t *map, float *p,
                               const float *g, float *m1, float *m2) {
-    GRID_STRIDE(i, n) {
-        unsigned gi = map[i];
-        if (gi >= OPTIM_MAP_MUON) continue;
-        if (k.kind == OPTIM_ADAMW)
-            adamw_1(&k.g[gi], p + i, g[i], m1 + i, m2 + i);
-        else
-            sgd_1(&k.g[gi], k.nesterov, p + i, g[i], m1 + i);
-    }
+    GRID_STRIDE(i, n) optim_fused_1(&k, map[i], p + i, g[i], m1 + i, m2 ? m2 + i : NULL);
 }
 
 __global__ void sgd_range_k(optim_gk k, int nesterov, size_t n, float *p, const float *g,
@@ -140,10 +133,6 @@ static size_t muon_bytes(size_t n, int rows, int cols) {
            align_up(NORM_BLOCKS * 8) + align_up(8);
 }
 
-static bool is_muon(const optimizer *o, const optim_tensor *t) {
-    return o->kind == OPTIM_MUSGD && o->group[t->group].use_muon && t->ndim >= 2;
-}
-
 static optim_tables *tables_for(cuda_ctx *c, const optimizer *o) {
     optim_tables *t = c->optim;
     if (t && t->tensors == o->tensors && t->ntensors == o->ntensors && t->n == o->n) return t;
@@ -157,12 +146,10 @@ static optim_tables *tables_for(cuda_ctx *c, const optimizer *o) {
     t->ntensors = o->ntensors;
     t->n = o->n;
     uint8_t *map = (uint8_t *)xmalloc(o->n ? o->n : 1);
-    memset(map, OPTIM_MAP_NONE, o->n);
+    optim_fill_map(o, map);
     for (int i = 0; i < o->ntensors; i++) {
         const optim_tensor *ti = &o->tensors[i];
-        bool muon = is_muon(o, ti);
-        memset(map + ti->offset, muon ? OPTIM_MAP_MUON : ti->group, ti->numel);
-        if (muon) {
+        if (optim_is_muon(o, ti)) {
             size_t b = muon_bytes(ti->numel, ti->shape[0], (int)(ti->numel / ti->shape[0]));
             if (b > t->muon_scratch_bytes) t->muon_scratch_bytes = b;
         }
@@ -224,25 +211,18 @@ static void ns5(cuda_ctx *c, float *x, int rows, int cols, int bf16, char *ws) {
 
 static void muon_tensor(cuda_ctx *c, const optimizer *o, const optim_tensor *t, float *p,
                         const float *g, float *m1, float *m2, size_t scratch_bytes) {
-    const optim_group *gr = &o->group[t->group];
     const size_t n = t->numel;
     const int rows = t->shape[0], cols = (int)(n / (size_t)rows);
+    const muon_k k = optim_muon_consts(o, t);
     char *ws = (char *)cuda_scratch(c, scratch_bytes);
     float *u = (float *)ws;
-    muon_momentum_k<<<cuda_blocks(c, n), CUDA_BLOCK, 0, c->stream>>>(
-        n, m1, g, (float)gr->momentum, (float)(1.0 - gr->momentum), o->nesterov, u);
+    unsigned blocks = cuda_blocks(c, n);
+    muon_momentum_k<<<blocks, CUDA_BLOCK, 0, c->stream>>>(n, m1, g, k.mu, k.w, o->nesterov, u);
     CUDA_LAUNCHED("muon_momentum_k");
     ns5(c, u, rows, cols, o->ns_bf16, ws + align_up(n * 4));
-    double ratio = (double)t->shape[t->ndim - 2] / (double)t->shape[t->ndim - 1];
-    float scale = (float)sqrt(ratio > 1.0 ? ratio : 1.0);
-    float alpha = (float)(-(gr->lr * o->muon_scale));
-    muon_apply_k<<<cuda_blocks(c, n), CUDA_BLOCK, 0, c->stream>>>(n, p, u, scale, alpha,
-                                                                  o->ns_bf16);
+    muon_apply_k<<<blocks, CUDA_BLOCK, 0, c->stream>>>(n, p, u, k.scale, k.alpha, o->ns_bf16);
     CUDA_LAUNCHED("muon_apply_k");
-    optim_group sg = *gr;
-    sg.lr = gr->lr * o->sgd_scale;
-    optim_gk k = optim_group_consts(&sg, o->beta2, o->eps, o->step);
-    sgd_range_k<<<cuda_blocks(c, n), CUDA_BLOCK, 0, c->stream>>>(k, o->nesterov, n, p, g, m2);
+    sgd_range_k<<<blocks, CUDA_BLOCK, 0, c->stream>>>(k.sgd, o->nesterov, n, p, g, m2);
     CUDA_LAUNCHED("sgd_range_k");
 }
 
@@ -252,18 +232,13 @@ static void cu_optim_step(backend *be, optimizer *o, float *params, const float 
     cuda_ctx *c = cuda_enter(be, "optim_step");
     optim_tables *t = tables_for(c, o);
     o->step++;
-    optim_step_k k;
-    memset(&k, 0, sizeof k);
-    k.kind = o->kind;
-    k.nesterov = o->nesterov;
-    for (int i = 0; i < o->ngroups; i++)
-        k.g[i] = optim_group_consts(&o->group[i], o->beta2, o->eps, o->step);
+    optim_step_k k = optim_step_consts(o);
     optim_fused_k<<<cuda_blocks(c, o->n), CUDA_BLOCK, 0, c->stream>>>(k, o->n, t->map, params,
                                                                       grads, o->m1, o->m2);
     CUDA_LAUNCHED("optim_fused_k");
     for (int i = 0; i < o->ntensors; i++) {
         const optim_tensor *ti = &o->tensors[i];
-        if (!is_muon(o, ti)) continue;
+        if (!optim_is_muon(o, ti)) continue;
         muon_tensor(c, o, ti, params + ti->offset, grads + ti->offset, o->m1 + ti->offset,
                     o->m2 + ti->offset, t->muon_scratch_bytes);
     }

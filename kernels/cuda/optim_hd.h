@@ -70,6 +70,41 @@ YOLO_HD void adamw_1(const optim_gk *k, float *p, float g, float *m, float *v) {
     *p = pi + (k->nstep * mi) / (sqrtf(vi) / k->bc2s + k->eps);
 }
 
+/* One element of the fused pass: the update of its group (gi from the map), or nothing. */
+YOLO_HD void optim_fused_1(const optim_step_k *k, unsigned gi, float *p, float g, float *m1,
+                           float *m2) {
+    if (gi >= OPTIM_MAP_MUON) return;
+    if (k->kind == OPTIM_ADAMW)
+        adamw_1(&k->g[gi], p, g, m1, m2);
+    else
+        sgd_1(&k->g[gi], k->nesterov, p, g, m1);
+}
+
+/* Host: the constants of the step about to be taken (o->step already counts it). */
+static inline optim_step_k optim_step_consts(const optimizer *o) {
+    optim_step_k k;
+    memset(&k, 0, sizeof k);
+    k.kind = o->kind;
+    k.nesterov = o->nesterov;
+    for (int i = 0; i < o->ngroups; i++)
+        k.g[i] = optim_group_consts(&o->group[i], o->beta2, o->eps, o->step);
+    return k;
+}
+
+/* Whether a tensor takes MuSGD's Muon path (optim_step's condition). */
+YOLO_HD int optim_is_muon(const optimizer *o, const optim_tensor *t) {
+    return o->kind == OPTIM_MUSGD && o->group[t->group].use_muon && t->ndim >= 2;
+}
+
+/* Host: the per-element group map of the fused pass, n entries. */
+static inline void optim_fill_map(const optimizer *o, uint8_t *map) {
+    memset(map, OPTIM_MAP_NONE, o->n);
+    for (int i = 0; i < o->ntensors; i++) {
+        const optim_tensor *t = &o->tensors[i];
+        memset(map + t->offset, optim_is_muon(o, t) ? OPTIM_MAP_MUON : t->group, t->numel);
+    }
+}
+
 /* ema_blend, one element: two roundings, as PyTorch */
 YOLO_HD float ema_1(float e, float model, float df, float od) {
     float v = e * df;
@@ -105,6 +140,27 @@ YOLO_HD float muon_apply_1(float p, float o, float scale, float alpha, int bf16)
         if (bf16) o = bf16_round_hd(o);
     }
     return p + alpha * o;
+}
+
+/* Host: the constants of one Muon tensor's step (musgd_muon_tensor's): momentum and lerp weight,
+ * the shape factor sqrt(max(1, s[-2]/s[-1])), the update's -lr muon_scale, and the SGD part's
+ * group constants at lr sgd_scale. */
+typedef struct muon_k {
+    float mu, w, scale, alpha;
+    optim_gk sgd;
+} muon_k;
+static inline muon_k optim_muon_consts(const optimizer *o, const optim_tensor *t) {
+    const optim_group *gr = &o->group[t->group];
+    muon_k k;
+    k.mu = (float)gr->momentum;
+    k.w = (float)(1.0 - gr->momentum);
+    double ratio = (double)t->shape[t->ndim - 2] / (double)t->shape[t->ndim - 1];
+    k.scale = (float)sqrt(ratio > 1.0 ? ratio : 1.0);
+    k.alpha = (float)(-(gr->lr * o->muon_scale));
+    optim_group sg = *gr;
+    sg.lr = gr->lr * o->sgd_scale;
+    k.sgd = optim_group_consts(&sg, o->beta2, o->eps, o->step);
+    return k;
 }
 
 /* ---- the global gradient norm: fixed-order sums in double ---- */
