@@ -35,7 +35,8 @@ ifeq ($(CUDA),1)
                -gencode arch=compute_90,code=compute_90
   # -fmad=false: no contraction to FMA, as the C kernels (-std=c17) have none, so our elementwise
   # kernels give the CPU reference's bits (docs/cuda.md)
-  NVCCFLAGS ?= -O2 -std=c++17 $(CUDA_ARCH) -fmad=false -I. -Xcompiler -Wall,-Wextra,-Werror
+  NVCCFLAGS ?= -O2 -std=c++17 $(CUDA_ARCH) -fmad=false -I. -Xcompiler -Wall,-Wextra,-Werror \
+               $(EXTRA_NVCCFLAGS)
   CFLAGS    += -DHAVE_CUDA -I$(CUDA_HOME)/include
   LDFLAGS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64
   # objects from nvcc reference libstdc++ when the C driver links them
@@ -99,6 +100,30 @@ build/%.cu.o: %.cu
 bin:
 	mkdir -p bin
 
+# ---- the op harness alone (tests/ops/backend_ops_main.c) ------------------------------------------
+# The kernels, the backends and the harness, without MPI, HDF5, ZeroMQ or Criterion: what a bare
+# GPU machine can build and run (docs/cuda.md). Its own objects (build/bops/) and flags: no
+# pkg-config packages. Where there is no mpicc: make backend-ops CC=gcc; headers and libraries
+# elsewhere: EXTRA_CFLAGS / EXTRA_NVCCFLAGS / EXTRA_LDFLAGS.
+BOPS_C    := $(filter kernels/%,$(LIB_C)) common/log.c common/rng.c tests/backend_ops.c \
+             tests/backend_ops_cases.c tests/ops/backend_ops_main.c
+BOPS_OBJ  := $(BOPS_C:%.c=build/bops/%.o) \
+             $(filter-out build/kernels/gpu.cu.o,$(filter build/kernels/%,$(LIB_CU:%.cu=build/%.cu.o)))
+BOPS_CFLAGS = -std=c17 $(OPT) -g -fopenmp -D_GNU_SOURCE -Wall -Wextra -Werror -I. \
+              $(if $(filter 1,$(CUDA)),-DHAVE_CUDA -I$(CUDA_HOME)/include) $(EXTRA_CFLAGS)
+BOPS_LIBS = -ldnnl -lm -lpthread $(if $(filter 1,$(CUDA)),-lcudnn -lcublas -lcudart -lstdc++)
+
+backend-ops: build/backend_ops
+
+build/backend_ops: $(BOPS_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(BOPS_LIBS)
+
+build/bops/kernels/%.o: BOPS_CFLAGS += -fno-trapping-math
+build/bops/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(V),,echo "  CC    $< (backend-ops)")
+	$(Q)$(CC) $(BOPS_CFLAGS) -MMD -MP -c -o $@ $<
+
 -include $(shell find build -name '*.d' 2>/dev/null)
 
 # ---- entry points -------------------------------------------------------------------------------
@@ -131,5 +156,5 @@ format:
 clean:
 	rm -rf build bin
 
-.PHONY: all features deps test run-test bench demo run-demo format clean
+.PHONY: all features deps test run-test bench demo run-demo format clean backend-ops
 .SECONDARY:
