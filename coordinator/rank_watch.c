@@ -99,9 +99,13 @@ static void kill_local_workers(void) {
         if (rank_info_alive(&g.ranks[r]) == 1) kill(g.ranks[r].pid, SIGKILL);
 }
 
+/* rank < 1: no one rank is to blame (a collective that never completed): "the workers". */
 static _Noreturn void fail(int rank, const char *why) {
     char who[256], msg[1024];
-    rank_watch_describe(rank, who, sizeof who);
+    if (rank >= 1)
+        rank_watch_describe(rank, who, sizeof who);
+    else
+        snprintf(who, sizeof who, "the workers (ranks 1-%d)", g.size - 1);
     snprintf(msg, sizeof msg, "%s %s: ending the job", who, why);
     log_error("%s", msg);
     if (g.tel) {
@@ -223,6 +227,30 @@ void rank_watch_wait_progress(int src, int tag, int progress_tag, const char *wh
 void rank_watch_recv(void *buf, int count, MPI_Datatype type, int src, int tag, const char *what) {
     wait_message(src, tag, -1, what);
     CHECK_MPI(MPI_Recv(buf, count, type, src, tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+}
+
+void rank_watch_collective(MPI_Request *req, const char *what) {
+    double t0 = now_seconds();
+    wait_clock c = {.t0 = t0, .t_live = t0, .t_poll = t0};
+    for (;;) {
+        int flag = 0;
+        CHECK_MPI(MPI_Test(req, &flag, MPI_STATUS_IGNORE));
+        if (flag) return;
+        double el = tick(&c);
+        if (el > g.abort_s) {
+            char why[256];
+            snprintf(why, sizeof why, "did not all send their %s for %.0f s (stall_abort=%g)", what,
+                     el, g.abort_s);
+            fail(0, why);
+        }
+        if (el > g.warn_s && !c.warned) {
+            char who[64];
+            snprintf(who, sizeof who, "all of the workers (ranks 1-%d)", g.size - 1);
+            stall_warning(who, what, el);
+            c.warned = true;
+        }
+        usleep(1000);
+    }
 }
 
 /* The ranks whose report is still missing, "2, 3" (their requests are tested, so the reports that

@@ -37,6 +37,10 @@ void rank_watch_wait(int src, int tag, const char *what);
 void rank_watch_wait_progress(int src, int tag, int progress_tag, const char *what);
 /* rank_watch_wait, then MPI_Recv of count items of type from src. */
 void rank_watch_recv(void *buf, int count, MPI_Datatype type, int src, int tag, const char *what);
+/* Completes a nonblocking collective the workers take part in (their setup reports): a dead
+ * worker is named at once; past stall_abort the job ends naming the workers (which one is late a
+ * collective does not say). Never returns on failure. */
+void rank_watch_collective(MPI_Request *req, const char *what);
 /* One step's report from each of the workers (ranks 1..workers) into r[0..workers-1], with the
  * stall limits; records each rank's last step. Never returns on failure. */
 void rank_watch_reports(int workers, step_report *r);
