@@ -103,6 +103,10 @@ test: deps all
 bench: all
 	bash bench/run.sh
 
+# Our loader against Ultralytics' on the same files, one core each (needs scripts/pyenv.sh bench).
+bench-loader: all
+	bash bench/loader.sh
+
 # The main job on the built-in synthetic dataset: a few minutes of yolov8n on 2 workers.
 DEMO_ARGS ?= model=yolov8n.yaml imgsz=160 batch=16 time=0.08 workers=2 project=runs name=demo
 demo: deps all
@@ -116,5 +120,5 @@ format:
 clean:
 	rm -rf build bin
 
-.PHONY: all deps test bench demo format clean
+.PHONY: all deps test bench bench-loader demo format clean
 .SECONDARY:

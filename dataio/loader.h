@@ -2,9 +2,11 @@
  * global batch); N threads read (serialised: HDF5 here is not thread-safe), decode and augment
  * (in parallel) into a bounded ring of batch buffers ahead of the consumer.
  *
- * Determinism: a sample's augmentation depends only on (seed, epoch, dataset index) and the
- * mosaic probability in force when its step was submitted; mosaic partners are drawn from the
- * whole split with that same RNG. A batch is byte-identical for any thread count or ring depth. */
+ * Determinism: a sample's augmentation depends only on (seed, epoch, dataset index), the mosaic
+ * probability in force when its step was submitted, and its step's mosaic pool: the samples of
+ * that step and of the steps submitted before it in the same epoch, up to Ultralytics' buffer
+ * length min(split size, 8 x max_batch, 1000) in whole steps. Partners are drawn from the pool
+ * with the sample's RNG. A batch is byte-identical for any thread count, ring depth or cache. */
 #pragma once
 #include "dataio/augment.h"
 #include "dataio/dataset.h"
@@ -26,7 +28,15 @@ typedef struct sample_source {
                   int *w, char *err, size_t errlen);
     void (*free_sample)(void *ctx, dataset_sample *s);
     void (*close)(void *ctx); /* may be NULL; called by loader_destroy */
+    /* May be NULL: original size of one image without decoding it (cache=ram sizes its memory
+     * with it). Called before the loader's threads start. 0 or -1. */
+    int (*image_size)(void *ctx, int index, int *h, int *w);
 } sample_source;
+
+typedef enum loader_cache {
+    LOADER_CACHE_NONE, /* decoded images live in the mosaic buffer only */
+    LOADER_CACHE_RAM,  /* every image stays in memory once decoded (at its load-time size) */
+} loader_cache;
 
 typedef struct loader_config {
     int imgsz;          /* output side, even (Ultralytics rounds it to a multiple of 32) */
@@ -36,9 +46,15 @@ typedef struct loader_config {
     int nthreads;  /* decode/augment threads, >= 1 */
     int depth;     /* batch buffers in the ring, >= 2 (one is held by the consumer) */
     int max_batch; /* the largest n loader_submit will get */
+    loader_cache cache;
+    /* cache=ram: processes on this machine that cache the same split (each needs the memory),
+     * and the memory they may use in bytes (0: MemAvailable from /proc/meminfo). */
+    int cache_sharers;
+    size_t cache_limit;
 } loader_config;
 
-/* Defaults: imgsz 640, augment 1, augment_defaults(), seed 0, 2 threads, depth 3, batch 16. */
+/* Defaults: imgsz 640, augment 1, augment_defaults(), seed 0, 2 threads, depth 3, batch 16, no
+ * cache (1 sharer, limit 0). */
 loader_config loader_config_defaults(void);
 
 typedef struct loader_batch {
@@ -56,7 +72,7 @@ typedef struct loader_batch {
 typedef struct loader loader;
 
 /* Loader over a dataset file's split. NULL with one line in err (bad config, unreadable file,
- * empty split). */
+ * empty split, cache=ram that does not fit: the memory needed is logged first either way). */
 loader *loader_create(const char *dataset_path, split_id split, const loader_config *cfg, char *err,
                       size_t errlen);
 /* Loader over any source; takes ownership of src (src.close runs at destroy, or on failure). */
@@ -67,6 +83,11 @@ loader *loader_create_source(sample_source src, const loader_config *cfg, char *
 int loader_submit(loader *L, int64_t step, int epoch, const int *indices, int n, char *err,
                   size_t errlen);
 
+/* Records a step of an epoch without loading it: a run that starts mid-epoch (resume) notes the
+ * steps before its first one (at least the last 8 x max_batch samples' worth) so that its mosaic
+ * pools, and so its batches, are those of an uninterrupted run. -1 with err as loader_submit. */
+int loader_note_step(loader *L, int epoch, const int *indices, int n, char *err, size_t errlen);
+
 /* close_mosaic: the mosaic probability for steps submitted from now on (0 turns it off). */
 void loader_set_mosaic(loader *L, double p);
 
@@ -74,6 +95,12 @@ void loader_set_mosaic(loader *L, double p);
  * or loader_destroy. 0, or -1 with one line in err: a read or decode failure names the data
  * and the sample index; calling with no step outstanding is an error too. */
 int loader_next(loader *L, loader_batch *out, char *err, size_t errlen);
+
+/* Samples in the split (indices are in [0, size)). */
+int loader_size(const loader *L);
+
+/* Seconds spent so far per stage, summed over threads (see aug_stage). */
+void loader_stage_times(loader *L, stage_times *out);
 
 /* Stops the threads (finishing the samples in hand) and frees everything. NULL is fine. */
 void loader_destroy(loader *L);

@@ -28,6 +28,11 @@ static int ds_decode(void *ctx, const dataset_sample *s, int min_h, int min_w, u
     return 0;
 }
 
+static int ds_image_size(void *ctx, int index, int *h, int *w) {
+    split_source *d = ctx;
+    return dataset_image_size(d->ds, d->split, index, h, w);
+}
+
 static void ds_free(void *ctx, dataset_sample *s) {
     (void)ctx;
     dataset_sample_free(s);
@@ -63,6 +68,7 @@ loader *loader_create(const char *dataset_path, split_id split, const loader_con
                          .read = ds_read,
                          .decode = ds_decode,
                          .free_sample = ds_free,
-                         .close = ds_close};
+                         .close = ds_close,
+                         .image_size = ds_image_size};
     return loader_create_source(src, cfg, err, errlen);
 }
