@@ -2,7 +2,7 @@
 # Flags come from pkg-config and the MPI compiler wrapper, never from hard-coded paths.
 .DEFAULT_GOAL := all
 CC        := mpicc
-PKGS      := hdf5-openmpi libzmq libturbojpeg spng yaml-0.1 libcjson openssl
+PKGS      := hdf5-openmpi libzmq libturbojpeg spng libdeflate yaml-0.1 libcjson openssl
 OPT       ?= -O2 -march=native
 CFLAGS    := -std=c17 $(OPT) -g -fopenmp -D_GNU_SOURCE -Wall -Wextra -Werror -I. \
              $(shell pkg-config --cflags $(PKGS)) $(EXTRA_CFLAGS)

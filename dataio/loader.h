@@ -75,7 +75,9 @@ typedef struct loader loader;
  * empty split, cache=ram that does not fit: the memory needed is logged first either way). */
 loader *loader_create(const char *dataset_path, split_id split, const loader_config *cfg, char *err,
                       size_t errlen);
-/* Loader over any source; takes ownership of src (src.close runs at destroy, or on failure). */
+/* Loader over any source; takes ownership of src (src.close runs at destroy, or on failure).
+ * The first loader of a process raises glibc's mmap and trim thresholds (32 MB, 1 GB) so the
+ * per-sample image buffers are reused rather than faulted in again each time. */
 loader *loader_create_source(sample_source src, const loader_config *cfg, char *err, size_t errlen);
 
 /* Queues one step: n sample indices (copied). Steps come out of loader_next in submission

@@ -6,9 +6,6 @@
 #include "dataio/pixels_simd.h"
 
 #include <math.h>
-#if PIXELS_AVX512
-#include <immintrin.h>
-#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -125,15 +122,34 @@ void canvas_draw(const pixel_canvas *c, uint8_t *out) {
     }
 }
 
-void pixels_canvas_row(const pixel_canvas *c, int y, uint8_t *row) {
-    memset(row, PIXELS_PAD, (size_t)(c->w + 2) * 3);
-    if (y < 0 || y >= c->h) return;
-    for (int k = 0; k < c->npieces; k++) {
+void pixels_canvas_row(const pixel_canvas *c, int y, uint8_t *row, int from, int to) {
+    /* the pieces on this row, left to right (at most 4), and pad in the gaps */
+    const canvas_piece *on[4];
+    int n = 0;
+    for (int k = 0; y >= 0 && y < c->h && k < c->npieces; k++) {
         const canvas_piece *p = &c->piece[k];
-        if (y >= p->y && y < p->y + p->h)
-            memcpy(row + (size_t)(p->x + 1) * 3, p->rgb + (size_t)(y - p->y) * p->stride,
-                   (size_t)p->w * 3);
+        if (y < p->y || y >= p->y + p->h) continue;
+        int i = n++;
+        for (; i > 0 && on[i - 1]->x > p->x; i--) on[i] = on[i - 1];
+        on[i] = p;
     }
+    int x = from; /* in extended columns: canvas column x - 1 */
+    for (int i = 0; i < n && x < to; i++) {
+        int a = on[i]->x + 1, b = a + on[i]->w;
+        if (b <= x) continue;
+        if (a > x) {
+            int e = a < to ? a : to;
+            memset(row + (size_t)x * 3, PIXELS_PAD, (size_t)(e - x) * 3);
+            x = e;
+        }
+        int e = b < to ? b : to;
+        if (e > x)
+            memcpy(row + (size_t)x * 3,
+                   on[i]->rgb + (size_t)(y - on[i]->y) * on[i]->stride + (size_t)(x - a) * 3,
+                   (size_t)(e - x) * 3);
+        x = e > x ? e : x;
+    }
+    if (x < to) memset(row + (size_t)x * 3, PIXELS_PAD, (size_t)(to - x) * 3);
 }
 
 /* ---- warp ------------------------------------------------------------------------------------- */
@@ -208,26 +224,6 @@ void image_warp(const pixel_canvas *c, const double mi[3][3], int projective, ui
         pixels_warp_separable(c, mi, dst, oh, ow, flip_lr, flip_ud, post) == 0)
         return;
     image_warp_ref(c, mi, projective, dst, oh, ow, flip_lr, flip_ud, post);
-}
-
-void pixels_store_stream(uint8_t *dst, const uint8_t *src, size_t n) {
-#if PIXELS_AVX512
-    size_t head = (64 - ((uintptr_t)dst & 63)) & 63;
-    if (head > n) head = n;
-    memcpy(dst, src, head);
-    size_t i = head;
-    for (; i + 64 <= n; i += 64)
-        _mm512_stream_si512((void *)(dst + i), _mm512_loadu_si512(src + i));
-    memcpy(dst + i, src + i, n - i);
-#else
-    memcpy(dst, src, n);
-#endif
-}
-
-void pixels_store_fence(void) {
-#if PIXELS_AVX512
-    _mm_sfence();
-#endif
 }
 
 /* ---- HSV -------------------------------------------------------------------------------------- */

@@ -55,9 +55,9 @@ typedef struct pixels_row_op {
  * coordinates divided in double) do it. mi is the inverse map (OpenCV inverts M with
  * invertAffineTransform's formulas for an affine warp). flip_lr / flip_ud mirror the output
  * (as a flip after the warp would, for free). post (may be NULL) runs on every output row.
- * An affine map without rotation or shear is separable: it never draws the canvas, and writes
- * dst once, row by row, with streaming stores (dst is not read back). Any other map draws the
- * canvas into scratch first. */
+ * An affine map without rotation or shear is separable: it never draws the canvas, and makes
+ * dst row by row, each finished by post while in cache. Any other map draws the canvas into
+ * scratch first. */
 void image_warp(const pixel_canvas *c, const double mi[3][3], int projective, uint8_t *dst, int oh,
                 int ow, int flip_lr, int flip_ud, const pixels_row_op *post);
 void image_warp_ref(const pixel_canvas *c, const double mi[3][3], int projective, uint8_t *dst,

@@ -16,8 +16,9 @@
  * neighbour, and the two 11-bit fixed-point weights. */
 void pixels_resize_coefs(int dn, int sn, int *i0, int *i1, int *a0, int *a1);
 
-/* Canvas row y (-1 and h give rows of pad) with one pad pixel on each side: (w + 2) x 3 bytes. */
-void pixels_canvas_row(const pixel_canvas *c, int y, uint8_t *row);
+/* Canvas row y (-1 and h give rows of pad) with one pad pixel on each side ((w + 2) x 3 bytes),
+ * only its extended columns [from, to) (canvas columns from - 1 .. to - 2) written. */
+void pixels_canvas_row(const pixel_canvas *c, int y, uint8_t *row, int from, int to);
 
 /* The warp for an affine map without rotation or shear (mi[0][1] and mi[1][0] zero as floats):
  * each output row reads two canvas rows, each column the same two canvas columns, so rows are
@@ -25,11 +26,6 @@ void pixels_canvas_row(const pixel_canvas *c, int y, uint8_t *row);
  * columns are not one interval, which an affine map cannot produce. */
 int pixels_warp_separable(const pixel_canvas *c, const double mi[3][3], uint8_t *dst, int oh,
                           int ow, int flip_lr, int flip_ud, const pixels_row_op *post);
-
-/* n bytes to dst, which is not read again soon: streaming stores where the build has them. */
-void pixels_store_stream(uint8_t *dst, const uint8_t *src, size_t n);
-/* Orders the streaming stores before whatever follows (the batch is handed to another thread). */
-void pixels_store_fence(void);
 
 #if PIXELS_AVX512
 void pixels_resize_avx512(const uint8_t *src, int sh, int sw, uint8_t *dst, size_t dstride, int dh,

@@ -93,13 +93,19 @@ int pixels_warp_separable(const pixel_canvas *c, const double mi[3][3], uint8_t 
     size_t rowb = (size_t)(c->w + 2) * 3;
     uint8_t *crow = xcalloc(rowb + 64, 1); /* vector loads read up to 64 bytes past an offset */
     int lo = 3 * first, n = first < 0 ? 0 : 3 * (last + 1) - lo;
+    /* the extended canvas columns the valid output reads (each element reads 2 pixels) */
+    int from = c->w + 2, to = 0;
+    for (int i = lo; i < lo + n; i++) {
+        from = off[i] / 3 < from ? off[i] / 3 : from;
+        to = off[i] / 3 + 2 > to ? off[i] / 3 + 2 : to;
+    }
     hrow_plan *plan = hrow_prepare(off + lo, aw + lo, n);
     float *hbuf = xmalloc(sizeof(float) * 2 * (size_t)(n > 0 ? n : 1));
     float *H[2] = {hbuf, hbuf + n};
     int have[2] = {-2, -2}; /* canvas rows in H (-1 is a row of pad) */
-    /* each output row is made in a cached row buffer, finished (post), then streamed out */
-    uint8_t *obuf = xmalloc((size_t)n3 + 64);
+    /* each output row is made and finished (post) while it is in cache */
     for (int y = 0; y < oh; y++) {
+        uint8_t *obuf = dst + (size_t)(flip_ud ? oh - 1 - y : y) * n3;
         int y0;
         float b;
         if (n == 0 || !split_coord(fmaf(m3, 0.f, fmaf(m4, (float)y, m5)), c->h, &y0, &b)) {
@@ -113,7 +119,7 @@ int pixels_warp_separable(const pixel_canvas *c, const double mi[3][3], uint8_t 
             }
             for (int k = 0; k < 2; k++) {
                 if (have[k] == want[k]) continue;
-                pixels_canvas_row(c, want[k], crow);
+                pixels_canvas_row(c, want[k], crow, from, to);
                 hrow(plan, crow, off + lo, aw + lo, n, H[k]);
                 have[k] = want[k];
             }
@@ -122,10 +128,7 @@ int pixels_warp_separable(const pixel_canvas *c, const double mi[3][3], uint8_t 
             memset(obuf + lo + n, PIXELS_PAD, (size_t)(n3 - lo - n));
         }
         if (post) post->fn(post->ctx, obuf, ow);
-        pixels_store_stream(dst + (size_t)(flip_ud ? oh - 1 - y : y) * n3, obuf, (size_t)n3);
     }
-    pixels_store_fence();
-    free(obuf);
     hrow_done(plan);
     free(hbuf), free(crow), free(off), free(aw);
     return 0;
