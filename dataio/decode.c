@@ -2,6 +2,9 @@
 
 #include "common/log.h"
 
+#if defined(__AVX512BW__) && defined(__AVX512VBMI__)
+#include <immintrin.h>
+#endif
 #include <libdeflate.h>
 #include <pthread.h>
 #include <spng.h>
@@ -148,6 +151,36 @@ static int paeth(int a, int b, int c) {
     return pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
 }
 
+#if defined(__AVX512BW__) && defined(__AVX512VBMI__)
+/* The Sub filter is a running sum per channel: out[i] = raw[i] + out[i - bpp]. 64 / bpp pixels
+ * at a time, by log-step shifted adds, plus the previous block's last pixel. OpenCV writes
+ * every PNG row with this filter. */
+static void unfilter_sub_avx512(const uint8_t *raw, uint8_t *out, size_t len, int bpp) {
+    int block = 64 / bpp * bpp, nsteps = 0;
+    __m512i shift[6];
+    __mmask64 keep[6];
+    uint8_t idx[64], last[64];
+    for (int k = bpp; k < block; k *= 2, nsteps++) {
+        for (int i = 0; i < 64; i++) idx[i] = (uint8_t)(i >= k ? i - k : 0);
+        shift[nsteps] = _mm512_loadu_si512(idx);
+        keep[nsteps] = ~0ull << k;
+    }
+    for (int i = 0; i < 64; i++) last[i] = (uint8_t)(block - bpp + i % bpp);
+    const __m512i last_px = _mm512_loadu_si512(last);
+    __m512i carry = _mm512_setzero_si512();
+    for (size_t i = 0; i < len; i += (size_t)block) {
+        size_t left = len - i < (size_t)block ? len - i : (size_t)block;
+        __mmask64 m = left >= 64 ? ~0ull : (1ull << left) - 1;
+        __m512i x = _mm512_maskz_loadu_epi8(m, raw + i);
+        for (int k = 0; k < nsteps; k++)
+            x = _mm512_add_epi8(x, _mm512_maskz_permutexvar_epi8(keep[k], shift[k], x));
+        x = _mm512_add_epi8(x, carry);
+        _mm512_mask_storeu_epi8(out + i, m, x);
+        carry = _mm512_permutexvar_epi8(last_px, x);
+    }
+}
+#endif
+
 /* One PNG row (filter type f) into out; prev is the row above (zeros for the first). */
 static int unfilter(int f, const uint8_t *raw, const uint8_t *prev, uint8_t *out, size_t len,
                     int bpp) {
@@ -157,8 +190,12 @@ static int unfilter(int f, const uint8_t *raw, const uint8_t *prev, uint8_t *out
         memcpy(out, raw, len);
         return 0;
     case 1:
+#if defined(__AVX512BW__) && defined(__AVX512VBMI__)
+        unfilter_sub_avx512(raw, out, len, bpp);
+#else
         for (i = 0; i < (size_t)bpp && i < len; i++) out[i] = raw[i];
         for (; i < len; i++) out[i] = (uint8_t)(raw[i] + out[i - bpp]);
+#endif
         return 0;
     case 2:
         for (i = 0; i < len; i++) out[i] = (uint8_t)(raw[i] + prev[i]);
@@ -261,8 +298,9 @@ static int png_decode_fast(const uint8_t *b, size_t n, uint8_t **rgb, int *h, in
     for (uint32_t y = 0; y < ph && !bad; y++) {
         const uint8_t *src = raw + (size_t)y * (stride + 1);
         uint8_t *cur = ch == 3 ? out + (size_t)y * stride : rows + (y & 1) * stride;
-        const uint8_t *prev =
-            y == 0 ? zero : ch == 3 ? cur - stride : rows + ((y + 1) & 1) * stride;
+        const uint8_t *prev = y == 0    ? zero
+                              : ch == 3 ? cur - stride
+                                        : rows + ((y + 1) & 1) * stride;
         bad = unfilter(src[0], src + 1, prev, cur, stride, ch);
         if (ch == 3) continue;
         uint8_t *o = out + (size_t)y * pw * 3;

@@ -82,7 +82,8 @@ static void evict(image_cache *c) {
 cached_image *image_cache_acquire(image_cache *c, int index, int *must_load) {
     pthread_mutex_lock(&c->mu);
     entry *e;
-    while ((e = c->by_index[index]) && e->state == LOADING) pthread_cond_wait(&c->loaded_cv, &c->mu);
+    while ((e = c->by_index[index]) && e->state == LOADING)
+        pthread_cond_wait(&c->loaded_cv, &c->mu);
     *must_load = e == NULL;
     if (e) {
         c->hits++;

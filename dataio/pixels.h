@@ -20,8 +20,8 @@ int pixels_simd(void);
  * stride in bytes, so a letterbox can resize into its padded canvas; it must not alias src. */
 void image_resize_into(const uint8_t *src, int sh, int sw, uint8_t *dst, size_t dstride, int dh,
                        int dw);
-void image_resize_into_ref(const uint8_t *src, int sh, int sw, uint8_t *dst, size_t dstride,
-                           int dh, int dw);
+void image_resize_into_ref(const uint8_t *src, int sh, int sw, uint8_t *dst, size_t dstride, int dh,
+                           int dw);
 /* The same into a packed dh x dw image. */
 void image_resize_bilinear(const uint8_t *src, int sh, int sw, uint8_t *dst, int dh, int dw);
 

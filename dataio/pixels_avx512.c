@@ -16,7 +16,8 @@ static inline __mmask16 tail16(int left) {
     return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
 }
 
-/* ---- warp rows -------------------------------------------------------------------------------- */
+/* ---- warp rows --------------------------------------------------------------------------------
+ */
 
 /* Per block of 16 output elements: the lowest source offset, and each element's byte offset
  * from it, when all 16 (and their right neighbours, 3 bytes on) fit in one 64-byte window; a
@@ -91,7 +92,8 @@ void pixels_warp_vblend_avx512(const float *H0, const float *H1, float b, int n,
     }
 }
 
-/* ---- resize ----------------------------------------------------------------------------------- */
+/* ---- resize -----------------------------------------------------------------------------------
+ */
 
 /* One source row along x into D = (p0 * a0 + p1 * a1) >> 4 as int16 (only D >> 4 is ever used).
  * off/w: per output element the byte offset of p0 and the weight pair a0 | a1 << 16; elements
@@ -163,9 +165,11 @@ void pixels_resize_avx512(const uint8_t *src, int sh, int sw, uint8_t *dst, size
     free(rows), free(off), free(xi0), free(yi0);
 }
 
-/* ---- HSV -------------------------------------------------------------------------------------- */
+/* ---- HSV --------------------------------------------------------------------------------------
+ */
 
-/* ---- HSV -------------------------------------------------------------------------------------- */
+/* ---- HSV --------------------------------------------------------------------------------------
+ */
 
 /* A 256-entry byte table in four registers, looked up for 64 byte indices at once: two
  * 128-entry permutes, picked by bit 7 of the index. */
@@ -200,8 +204,8 @@ typedef struct hsv_words {
     __m512i h, s;
 } hsv_words;
 
-static inline hsv_words hsv_int16(__m512i R, __m512i G, __m512i B, __m512i v, __m512i d,
-                                  __m512i qh, __m512i ql3, __m512i dh, __m512i dl3) {
+static inline hsv_words hsv_int16(__m512i R, __m512i G, __m512i B, __m512i v, __m512i d, __m512i qh,
+                                  __m512i ql3, __m512i dh, __m512i dl3) {
     __m512i s = _mm512_add_epi16(_mm512_mullo_epi16(d, qh), _mm512_mulhrs_epi16(d, ql3));
     __mmask32 vr = _mm512_cmpeq_epi16_mask(v, R), vg = _mm512_cmpeq_epi16_mask(v, G);
     __m512i h = _mm512_add_epi16(_mm512_sub_epi16(R, G), _mm512_slli_epi16(d, 2));
@@ -241,9 +245,10 @@ static void interleave_index(int k, uint8_t rg[64], uint8_t *is_b) {
 
 /* The float half of HSV->RGB for quarter q of 64 pixels: hue, saturation and value bytes in;
  * the t1 and t2/t3 bytes and the sector out, inserted at quarter q. */
-static inline __attribute__((always_inline)) void
-hsv_float_quarter(__m512i hh, __m512i ls, __m512i lv, const int q, __m512i *O1, __m512i *OM,
-                  __m512i *SEC) {
+static inline __attribute__((always_inline)) void hsv_float_quarter(__m512i hh, __m512i ls,
+                                                                    __m512i lv, const int q,
+                                                                    __m512i *O1, __m512i *OM,
+                                                                    __m512i *SEC) {
     const __m512 one = _mm512_set1_ps(1.f), six = _mm512_set1_ps(6.f);
     const __m512 hscale = _mm512_set1_ps(6.f / 180.f), inv255 = _mm512_set1_ps(1.f / 255.f);
     const __m512 k255 = _mm512_set1_ps(255.f);
@@ -258,8 +263,10 @@ hsv_float_quarter(__m512i hh, __m512i ls, __m512i lv, const int q, __m512i *O1, 
     __m512 t1 = _mm512_mul_ps(vf, _mm512_sub_ps(one, sf));
     __m512 tm = _mm512_mul_ps(vf, _mm512_sub_ps(one, _mm512_mul_ps(sf, x)));
     /* truncation; the values are >= 0 */
-    *O1 = _mm512_inserti32x4(*O1, _mm512_cvtusepi32_epi8(_mm512_cvttps_epi32(_mm512_mul_ps(t1, k255))), q);
-    *OM = _mm512_inserti32x4(*OM, _mm512_cvtusepi32_epi8(_mm512_cvttps_epi32(_mm512_mul_ps(tm, k255))), q);
+    *O1 = _mm512_inserti32x4(
+        *O1, _mm512_cvtusepi32_epi8(_mm512_cvttps_epi32(_mm512_mul_ps(t1, k255))), q);
+    *OM = _mm512_inserti32x4(
+        *OM, _mm512_cvtusepi32_epi8(_mm512_cvttps_epi32(_mm512_mul_ps(tm, k255))), q);
     *SEC = _mm512_inserti32x4(*SEC, _mm512_cvtepi32_epi8(sector), q);
 }
 
@@ -269,7 +276,8 @@ void pixels_hsv_avx512(const image_hsv_tables *t, uint8_t *rgb, size_t npix) {
     const byte_table TdlL = byte_table_load(t->dlL), TdlH = byte_table_load(t->dlH);
     const byte_table To0 = byte_table_load(t->o0), Tlv = byte_table_load(t->lut_v);
     const byte_table Tlh = byte_table_load(t->lut_h), Tls = byte_table_load(t->lut_s);
-    const __m512i iR = _mm512_loadu_si512(channel_index(0)), iG = _mm512_loadu_si512(channel_index(1));
+    const __m512i iR = _mm512_loadu_si512(channel_index(0)),
+                  iG = _mm512_loadu_si512(channel_index(1));
     const __m512i iB = _mm512_loadu_si512(channel_index(2));
     const __mmask64 fromR = ~((1ull << 43) - 1), fromG = fromR, fromB = ~((1ull << 42) - 1);
     __m512i oidx[3];

@@ -754,7 +754,8 @@ Test(dataset, png_every_filter_and_several_chunks_decode_exactly) {
             spng_ctx_free(c);
             int idat = 0;
             for (size_t p = 8; p + 8 <= len;) {
-                uint32_t l = (uint32_t)png[p] << 24 | png[p + 1] << 16 | png[p + 2] << 8 | png[p + 3];
+                uint32_t l =
+                    (uint32_t)png[p] << 24 | png[p + 1] << 16 | png[p + 2] << 8 | png[p + 3];
                 idat += !memcmp(png + p + 4, "IDAT", 4);
                 p += 12 + (size_t)l;
             }
@@ -766,8 +767,8 @@ Test(dataset, png_every_filter_and_several_chunks_decode_exactly) {
             for (int i = 0; i < h * w; i++)
                 for (int ch = 0; ch < 3; ch++) {
                     int want = px[(size_t)i * kinds[k].ch + (kinds[k].ch == 1 ? 0 : ch)];
-                    cr_assert_eq(rgb[3 * i + ch], want, "kind %zu filter %zu pixel %d channel %d", k,
-                                 f, i, ch);
+                    cr_assert_eq(rgb[3 * i + ch], want, "kind %zu filter %zu pixel %d channel %d",
+                                 k, f, i, ch);
                 }
             free(rgb);
             free(png);

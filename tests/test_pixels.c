@@ -28,7 +28,7 @@ static void expect_same(const uint8_t *a, const uint8_t *b, size_t n, const char
 
 Test(pixels, reports_which_kernels_run) {
     cr_log_info("pixel kernels: %s", pixels_simd() ? "AVX-512" : "scalar");
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) &&                     \
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) &&                      \
     defined(__AVX512VBMI__)
     cr_assert_eq(pixels_simd(), 1, "built for AVX-512: the vectorised kernels must run");
 #else
@@ -76,8 +76,12 @@ Test(pixels, warp_equals_scalar_for_mosaics_letterboxes_and_flips) {
             for (int k = 0; k < 4; k++) {
                 int iw = w[k] + rng_int(&r, 9), ih = h[k] + rng_int(&r, 9);
                 imgs[k] = random_image(&r, ih, iw, trial % 4 == 1);
-                c.piece[c.npieces++] = (canvas_piece){imgs[k] + 3 * (iw - w[k]), (size_t)iw * 3,
-                                                      x[k], y[k], w[k] - 3 * (k == 1), h[k]};
+                c.piece[c.npieces++] = (canvas_piece){imgs[k] + 3 * (iw - w[k]),
+                                                      (size_t)iw * 3,
+                                                      x[k],
+                                                      y[k],
+                                                      w[k] - 3 * (k == 1),
+                                                      h[k]};
             }
         } else { /* a letterbox: one image padded to a square */
             c.h = c.w = s;
@@ -89,7 +93,8 @@ Test(pixels, warp_equals_scalar_for_mosaics_letterboxes_and_flips) {
         int o = trial % 2 ? s : s;
         double mi[3][3];
         /* zooms out past 1/4 too: those blocks take the gather path */
-        double scale = trial % 8 == 7 ? 0.12 : 0.5 + rng_uniform(&r), rot = trial % 6 == 5 ? 0.2 : 0.0;
+        double scale = trial % 8 == 7 ? 0.12 : 0.5 + rng_uniform(&r),
+               rot = trial % 6 == 5 ? 0.2 : 0.0;
         inverse_map(mi, scale, (rng_uniform(&r) - 0.3) * c.w, (rng_uniform(&r) - 0.3) * c.h, rot);
         int lr = trial & 1, ud = (trial >> 1) & 1;
         uint8_t *a = malloc((size_t)o * o * 3), *b = malloc((size_t)o * o * 3);
@@ -139,7 +144,7 @@ Test(pixels, hsv_equals_scalar_for_any_gains_and_lengths) {
     uint8_t *a = malloc(n * 3), *b = malloc(n * 3);
     for (size_t i = 0; i < n; i++)
         a[3 * i] = (uint8_t)(i % 64 * 4 + 3), a[3 * i + 1] = (uint8_t)(i / 64 % 64 * 4),
-                  a[3 * i + 2] = (uint8_t)(i / 4096 * 4 + 1);
+              a[3 * i + 2] = (uint8_t)(i / 4096 * 4 + 1);
     memcpy(b, a, n * 3);
     image_hsv(a, n, 0.02, 0.6, -0.35);
     image_hsv_ref(b, n, 0.02, 0.6, -0.35);
