@@ -382,3 +382,68 @@ int image_decode_size(const uint8_t *bytes, size_t n, image_encoding enc, int *h
     }
     return errf(err, errlen, "%s: size is not stored in the bytes", image_encoding_name(enc));
 }
+
+/* ---- encode ---------------------------------------------------------------------------------- */
+
+static int jpeg_encode(const uint8_t *rgb, int h, int w, int quality, uint8_t **bytes, size_t *n,
+                       char *err, size_t errlen) {
+    tjhandle tj = tjInitCompress();
+    if (!tj) return errf(err, errlen, "jpeg: cannot create encoder: %s", tjGetErrorStr2(NULL));
+    unsigned char *buf = NULL;
+    unsigned long len = 0;
+    int rc = tjCompress2(tj, rgb, w, w * 3, h, TJPF_RGB, &buf, &len, TJSAMP_420, quality, 0);
+    if (rc != 0) errf(err, errlen, "jpeg: %s", tjGetErrorStr2(tj));
+    tjDestroy(tj);
+    if (rc != 0) {
+        tjFree(buf);
+        return -1;
+    }
+    *bytes = xmalloc(len);
+    memcpy(*bytes, buf, len);
+    *n = len;
+    tjFree(buf);
+    return 0;
+}
+
+static int png_encode(const uint8_t *rgb, int h, int w, uint8_t **bytes, size_t *n, char *err,
+                      size_t errlen) {
+    spng_ctx *ctx = spng_ctx_new(SPNG_CTX_ENCODER);
+    if (!ctx) return errf(err, errlen, "png: cannot create encoder");
+    struct spng_ihdr ihdr = {.width = (uint32_t)w,
+                             .height = (uint32_t)h,
+                             .bit_depth = 8,
+                             .color_type = SPNG_COLOR_TYPE_TRUECOLOR};
+    int e = spng_set_option(ctx, SPNG_ENCODE_TO_BUFFER, 1);
+    if (!e) e = spng_set_ihdr(ctx, &ihdr);
+    if (!e) e = spng_encode_image(ctx, rgb, (size_t)h * w * 3, SPNG_FMT_PNG, SPNG_ENCODE_FINALIZE);
+    size_t len = 0;
+    void *buf = e ? NULL : spng_get_png_buffer(ctx, &len, &e);
+    spng_ctx_free(ctx);
+    if (e || !buf) {
+        free(buf);
+        return errf(err, errlen, "png: %s", spng_strerror(e));
+    }
+    *bytes = buf, *n = len;
+    return 0;
+}
+
+int image_encode(const uint8_t *rgb, int h, int w, image_encoding enc, int quality, uint8_t **bytes,
+                 size_t *n, char *err, size_t errlen) {
+    *bytes = NULL, *n = 0;
+    if (size_ok(image_encoding_name(enc), h, w, err, errlen) != 0) return -1;
+    switch (enc) {
+    case IMG_JPEG:
+        if (quality < 1 || quality > 100)
+            return errf(err, errlen, "jpeg: quality %d outside 1..100", quality);
+        return jpeg_encode(rgb, h, w, quality, bytes, n, err, errlen);
+    case IMG_PNG:
+        return png_encode(rgb, h, w, bytes, n, err, errlen);
+    case IMG_RAW_RGB:
+        *n = (size_t)h * w * 3;
+        *bytes = xmalloc(*n);
+        memcpy(*bytes, rgb, *n);
+        return 0;
+    default:
+        return errf(err, errlen, "unknown image encoding %d", (int)enc);
+    }
+}

@@ -315,6 +315,14 @@ static int setup(worker *w) {
     lc.aug.hsv_v = a->hsv_v;
     lc.seed = (uint64_t)a->seed;
     lc.nthreads = (int)a->loader_threads;
+    if (!strcmp(a->cache, "ram")) {
+        /* every worker on this machine keeps its own copy: the memory check counts them */
+        MPI_Comm node;
+        CHECK_MPI(MPI_Comm_split_type(w->wcomm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
+        CHECK_MPI(MPI_Comm_size(node, &lc.cache_sharers));
+        CHECK_MPI(MPI_Comm_free(&node));
+        lc.cache = LOADER_CACHE_RAM;
+    }
     lc.depth = 4;
     lc.max_batch = w->share;
     w->train_ld = loader_create(a->data, SPLIT_TRAIN, &lc, w->err, sizeof w->err);
