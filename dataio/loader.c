@@ -382,8 +382,10 @@ loader *loader_create_source(sample_source src, const loader_config *cfg, char *
     L->pool_steps = buffer / cfg->max_batch > 1 ? buffer / cfg->max_batch : 1;
     L->hist = xcalloc((size_t)L->pool_steps, sizeof *L->hist);
     L->hist_epoch = -1;
-    /* The buffer, the batches in the ring and those being worked on; more only costs memory. */
-    int keep = (L->pool_steps + cfg->depth + 1) * cfg->max_batch + 4 * cfg->nthreads;
+    /* Training: the buffer, the batches in the ring and those being worked on (more only costs
+     * memory). Validation reads each image once: only what is being worked on. */
+    int keep = cfg->augment ? (L->pool_steps + cfg->depth + 1) * cfg->max_batch + 4 * cfg->nthreads
+                            : cfg->max_batch + 4 * cfg->nthreads;
     L->cache = image_cache_create(src.size, cfg->cache == LOADER_CACHE_RAM ? 0 : keep);
     pthread_mutex_init(&L->mu, NULL);
     pthread_cond_init(&L->work_cv, NULL);

@@ -11,8 +11,8 @@
 
 /* One image: decoded (JPEG at the smallest DCT scale still covering the load-time size, as the
  * loader decodes), resized to the load-time size, encoded. */
-static int store_image(const dataset_sample *smp, const pack_store *st, uint8_t **bytes,
-                       size_t *n, image_encoding *enc, char *err, size_t errlen) {
+static int store_image(const dataset_sample *smp, const pack_store *st, uint8_t **bytes, size_t *n,
+                       image_encoding *enc, char *err, size_t errlen) {
     int th, tw, h = smp->stored_h, w = smp->stored_w;
     augment_load_size(smp->height, smp->width, st->imgsz, &th, &tw);
     uint8_t *rgb = NULL;
@@ -50,8 +50,8 @@ int pack_resized(const char *in, const char *out, const pack_store *store, pack_
     if (!ds) return -1;
     int prev = dataset_stored_imgsz(ds);
     if (prev && prev < store->imgsz) {
-        errf(err, errlen, "%s stores images at %d px; storing them at %d would upscale them",
-             in, prev, store->imgsz);
+        errf(err, errlen, "%s stores images at %d px; storing them at %d would upscale them", in,
+             prev, store->imgsz);
         dataset_close(ds);
         return -1;
     }

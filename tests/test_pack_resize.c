@@ -30,8 +30,7 @@ static void setup(void) {
     cr_assert_not_null(yaml, "coco8 is part of the shared data");
     pack_stats st;
     char err[512];
-    cr_assert_eq(pack_ultralytics(yaml, tpath("c8.h5"), false, &st, err, sizeof err), 0, "%s",
-                 err);
+    cr_assert_eq(pack_ultralytics(yaml, tpath("c8.h5"), false, &st, err, sizeof err), 0, "%s", err);
 }
 
 static void teardown(void) {
@@ -51,7 +50,8 @@ typedef struct batches {
 
 static batches load(const char *path, int imgsz) {
     char err[512];
-    batches o = {.img = malloc((size_t)12 * imgsz * imgsz * 3), .lab = malloc(sizeof(float) * 6000)};
+    batches o = {.img = malloc((size_t)12 * imgsz * imgsz * 3),
+                 .lab = malloc(sizeof(float) * 6000)};
     for (int pass = 0; pass < 2; pass++) {
         loader_config c = loader_config_defaults();
         c.imgsz = imgsz, c.nthreads = 2, c.max_batch = 4, c.augment = pass == 0;
@@ -143,7 +143,8 @@ Test(packsize, jpeg_storage_is_close_and_verifies) {
                  sad / (double)want.n);
     cr_assert_gt(sad, 0.0, "and is not the raw pixels");
     free(want.img), free(want.lab), free(got.img), free(got.lab);
-    snprintf(cmd, sizeof cmd, "./bin/coordinator data verify %s >/dev/null 2>&1", tpath("jpg64.h5"));
+    snprintf(cmd, sizeof cmd, "./bin/coordinator data verify %s >/dev/null 2>&1",
+             tpath("jpg64.h5"));
     cr_assert_eq(system(cmd), 0, "data verify accepts a resized file");
     snprintf(cmd, sizeof cmd,
              "./bin/coordinator data pack data=%s out=%s imgsz=64 store=raw >/dev/null 2>&1 && "
