@@ -1,27 +1,35 @@
 # Build: bin/coordinator, bin/worker, the Criterion test binary and the benchmarks.
 # Flags come from pkg-config and the MPI compiler wrapper, never from hard-coded paths.
+# Everything derived from pkg-config or installed tools is computed lazily, on first use and then
+# once (VAR = $(eval VAR := ...)$(VAR)): a parse on a bare machine runs none of them, so `make test`
+# and `make demo` can install the packages (`make deps`) and then build in a fresh make.
 .DEFAULT_GOAL := all
 CC        := mpicc
-PKGS      := hdf5-openmpi libzmq libturbojpeg spng libdeflate yaml-0.1 libcjson openssl
+PKGS      := hdf5-openmpi libzmq libturbojpeg spng libdeflate yaml-0.1 libcjson openssl cairo
 OPT       ?= -O2 -march=native
-CFLAGS    := -std=c17 $(OPT) -g -fopenmp -D_GNU_SOURCE -Wall -Wextra -Werror -I. \
-             $(shell pkg-config --cflags $(PKGS)) $(EXTRA_CFLAGS)
-LDLIBS    := $(shell pkg-config --libs $(PKGS)) -ldnnl -lm -lpthread
-LDFLAGS   := -fopenmp $(EXTRA_LDFLAGS)
+PKG_CFLAGS = $(eval PKG_CFLAGS := $$(shell pkg-config --cflags $$(PKGS)))$(PKG_CFLAGS)
+PKG_LIBS   = $(eval PKG_LIBS := $$(shell pkg-config --libs $$(PKGS)))$(PKG_LIBS)
+CFLAGS     = -std=c17 $(OPT) -g -fopenmp -D_GNU_SOURCE -Wall -Wextra -Werror -I. \
+             $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+LDLIBS     = $(PKG_LIBS) -ldnnl -lm -lpthread
+LDFLAGS    = -fopenmp $(EXTRA_LDFLAGS)
 
-# ---- optional features: detected, printed once, overridable ----------------------------------
+# ---- optional features: detected, printed when building, overridable ----------------------------
 CUDA_HOME ?= /usr/local/cuda
 NVCC      ?= $(firstword $(wildcard $(CUDA_HOME)/bin/nvcc) $(shell command -v nvcc 2>/dev/null))
 CUDA      ?= auto
 ifeq ($(CUDA),auto)
   override CUDA := $(if $(NVCC),1,0)
 endif
-HAVE_CUDNN := $(if $(wildcard $(CUDA_HOME)/include/cudnn.h),found,not found)
-HAVE_NCCL  := $(if $(wildcard $(CUDA_HOME)/include/nccl.h),found,not found)
-H5_PARALLEL := $(if $(filter 1,$(shell printf '\043include <H5pubconf.h>\nH5_HAVE_PARALLEL\n' | \
-                 cc -E -P $(shell pkg-config --cflags hdf5-openmpi) -x c - 2>/dev/null | tail -n 1)),found,not found)
-HAVE_MPI   := $(if $(shell command -v mpicc 2>/dev/null),found,not found)
-HAVE_ZMQ   := $(if $(shell pkg-config --exists libzmq && echo y),found,not found)
+HAVE_CUDNN  = $(if $(wildcard $(CUDA_HOME)/include/cudnn.h),found,not found)
+HAVE_NCCL   = $(if $(wildcard $(CUDA_HOME)/include/nccl.h),found,not found)
+H5_PARALLEL = $(if $(filter 1,$(shell printf '\043include <H5pubconf.h>\nH5_HAVE_PARALLEL\n' | \
+                cc -E -P $(shell pkg-config --cflags hdf5-openmpi 2>/dev/null) -x c - 2>/dev/null | \
+                tail -n 1)),found,not found)
+HAVE_MPI    = $(if $(shell command -v mpicc 2>/dev/null),found,not found)
+HAVE_ZMQ    = $(if $(shell pkg-config --exists libzmq 2>/dev/null && echo y),found,not found)
+FEATURES    = MPI $(HAVE_MPI), HDF5 parallel $(H5_PARALLEL), ZeroMQ $(HAVE_ZMQ), CUDA $(if \
+              $(filter 1,$(CUDA)),found ($(NVCC)),not found), cuDNN $(HAVE_CUDNN), NCCL $(HAVE_NCCL)
 ifeq ($(CUDA),1)
   CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
                -gencode arch=compute_90,code=compute_90
@@ -30,9 +38,6 @@ ifeq ($(CUDA),1)
   LDFLAGS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64
   # objects from nvcc reference libstdc++ when the C driver links them
   LDLIBS    += -lcudnn -lnccl -lcudart -lstdc++
-endif
-ifeq ($(MAKELEVEL),0)
-  $(info features: MPI $(HAVE_MPI), HDF5 parallel $(H5_PARALLEL), ZeroMQ $(HAVE_ZMQ), CUDA $(if $(filter 1,$(CUDA)),found ($(NVCC)),not found), cuDNN $(HAVE_CUDNN), NCCL $(HAVE_NCCL))
 endif
 
 # ---- sources: every .c in the module folders is library code, except the two mains -------------
@@ -53,7 +58,10 @@ BENCH_BIN := $(patsubst bench/%.c,bin/%,$(wildcard bench/*.c))
 # tests/mpi/foo.c: a standalone MPI program that a Criterion test runs under mpirun
 MPI_TEST_BIN := $(patsubst tests/mpi/%.c,build/tests/mpi/%,$(wildcard tests/mpi/*.c))
 
-all: bin/coordinator bin/worker build/tests/yolo-tests $(BENCH_BIN) $(MPI_TEST_BIN)
+all: features bin/coordinator bin/worker build/tests/yolo-tests $(BENCH_BIN) $(MPI_TEST_BIN)
+
+features:
+	@echo "features: $(FEATURES)"
 
 build/libyolo.a: $(LIB_OBJ)
 	@rm -f $@
@@ -95,8 +103,13 @@ bin:
 deps:
 	bash scripts/install-deps.sh
 
+# test and demo install what is missing, then build and run in a fresh make (which computes the
+# flags only now that the packages are there).
 # TEST_ARGS passes options to Criterion, e.g. make test TEST_ARGS="--filter 'conv/*'"
-test: deps all
+test demo: deps
+	@$(MAKE) --no-print-directory run-$@
+
+run-test: all
 	OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader \
 	OMPI_MCA_rmaps_base_oversubscribe=1 ./build/tests/yolo-tests --jobs 2 $(TEST_ARGS)
 
@@ -109,7 +122,7 @@ bench-loader: all
 
 # The main job on the built-in synthetic dataset: a few minutes of yolov8n on 2 workers.
 DEMO_ARGS ?= model=yolov8n.yaml imgsz=160 batch=16 time=0.08 workers=2 project=runs name=demo
-demo: deps all
+run-demo: all
 	@mkdir -p data
 	@test -f data/synth.h5 || ./bin/coordinator data synth out=data/synth.h5 train=2000 val=400 imgsz=256 classes=3 seed=0
 	./bin/coordinator train data=data/synth.h5 $(DEMO_ARGS)
@@ -120,5 +133,5 @@ format:
 clean:
 	rm -rf build bin
 
-.PHONY: all deps test bench bench-loader demo format clean
+.PHONY: all features deps test run-test bench bench-loader demo run-demo format clean
 .SECONDARY:

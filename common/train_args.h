@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "common/kv.h"
+#include "common/ultralytics_version.h"
 
 typedef struct train_args {
     /* data and model */
@@ -18,17 +19,31 @@ typedef struct train_args {
         warmup_bias_lr, box, cls, dfl, hsv_h, hsv_s, hsv_v, degrees, translate, scale, shear,
         perspective, flipud, fliplr, mosaic, iou, conf;
     bool exist_ok, cos_lr, val, save, deterministic, single_cls, plots, verbose;
+    /* from Ultralytics 8.4.190 (args_8_4_190) */
+    double cls_pw;     /* class weights (1/count)^cls_pw in the BCE; 0 = off */
+    bool cls_remap;    /* only acts when pretrained weights are loaded (refused here) */
+    int nms;           /* -1 None, 0 False, 1 True: YOLO26 validation head (see trainer) */
+    int channels_last; /* -1 None, 0, 1: memory layout; ours is NHWC whatever it says */
+    char amp[8];       /* True/False (8.4.33), or fp16/bf16/fp32 (8.4.190); CPU trains fp32 */
     /* ours */
     long micro_batch;    /* images per accumulation step on each worker; 0 = whole share */
     long threads;        /* kernel threads per worker; 0 = cores / workers */
     long loader_threads; /* decode+augment threads per worker */
     double bucket_mb;    /* gradient all-reduce bucket size */
     double stall_warn, stall_abort;
-    long nc; /* classes, from the dataset (not an argument) */
+    ul_version ultralytics; /* ultralytics=: the release whose semantics are followed */
+    long nc;                /* classes, from the dataset (not an argument) */
 } train_args;
 
 /* Defaults, then every key=value in args (unknown key, bad number, out-of-range value: -1 and one
  * line in err naming the key). Does not touch the filesystem except to check `data` exists. */
 int train_args_parse(kv_args *args, train_args *out, char *err, size_t errlen);
-/* Every resolved argument, Ultralytics' order, `key: value` lines. */
+/* Every resolved argument, Ultralytics' order, `key: value` lines (only the keys the chosen
+ * release has), then ours. */
 void train_args_write_yaml(const train_args *a, FILE *f);
+/* Training images used out of n by `fraction`: 8.4.33 round(n * f) (half to even) when f < 1;
+ * 8.4.190 max(1, round(n * f)), or min(f, n) images when f is an integer > 1. At least 1. */
+long train_args_train_images(const train_args *a, long n);
+/* The YOLO26 validation head: true for the one-to-one head with top-k, false for one-to-many
+ * with NMS (8.4.190: nms=False selects one-to-one; 8.4.33: always one-to-one). */
+bool train_args_val_one2one(const train_args *a);

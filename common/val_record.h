@@ -22,3 +22,17 @@ typedef struct {
     int32_t cls; /* predicted class */
     uint32_t tp; /* bit t: true positive at VAL_IOU_THRESHOLDS[t] */
 } val_record;
+
+/* Plots of the end-of-training validation (coordinator charts): predictions on the first
+ * VAL_PLOT_IMAGES val images (three mosaics of 16, as Ultralytics' val_batch0..2), kept above
+ * VAL_PLOT_CONF (plot_images' default threshold), boxes in original-image pixels (letterbox
+ * undone, clipped to the image). */
+#define VAL_PLOT_IMAGES 48
+#define VAL_PLOT_CONF 0.25f
+
+typedef struct {
+    int32_t image; /* val split index */
+    int32_t cls;
+    float conf;
+    float x1, y1, x2, y2;
+} val_plot_det;

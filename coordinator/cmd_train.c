@@ -6,12 +6,13 @@
 #include "common/train_args.h"
 #include "coordinator/commands.h"
 #include "coordinator/launch.h"
+#include "coordinator/metric_sink.h"
 #include "coordinator/progress.h"
-#include "coordinator/results_csv.h"
 #include "coordinator/rundir.h"
 #include "coordinator/runlog.h"
 #include "coordinator/shard_plan.h"
 #include "coordinator/telemetry.h"
+#include "coordinator/train_prep.h"
 #include "coordinator/train_state.h"
 #include "dataio/dataset.h"
 #include "dataio/pack_cache.h"
@@ -143,35 +144,51 @@ static int run(train_args *a, int workers) {
         release_workers();
         return 1;
     }
+    /* after args.yaml, as Ultralytics (its args.yaml keeps the max_det the user gave) */
+    int n_train = (int)train_args_train_images(a, job.n_train);
+    train_prep_max_det(a, ds, n_train);
+    float *cls_w = xmalloc((size_t)(job.nc + 1) * sizeof *cls_w);
+    job.class_weights = train_prep_class_weights(a, ds, n_train, cls_w);
     int32_t go = 1;
     CHECK_MPI(MPI_Bcast(&go, 1, MPI_INT32_T, 0, MPI_COMM_WORLD));
     CHECK_MPI(MPI_Bcast(a, sizeof *a, MPI_BYTE, 0, MPI_COMM_WORLD));
     CHECK_MPI(MPI_Bcast(&job, sizeof job, MPI_BYTE, 0, MPI_COMM_WORLD));
+    if (job.class_weights) CHECK_MPI(MPI_Bcast(cls_w, job.nc, MPI_FLOAT, 0, MPI_COMM_WORLD));
+    free(cls_w);
     log_info("training %s on %s (%d train / %d val images, %d classes) with %d worker(s), "
-             "batch %ld, imgsz %ld -> %s",
-             a->model, a->data, job.n_train, job.n_val, job.nc, workers, a->batch, a->imgsz,
-             a->save_dir);
+             "batch %ld, imgsz %ld, Ultralytics %s semantics -> %s",
+             a->model, a->data, n_train, job.n_val, job.nc, workers, a->batch, a->imgsz,
+             ul_version_name(a->ultralytics), a->save_dir);
+    model_info mi;
+    CHECK_MPI(
+        MPI_Recv(&mi, sizeof mi, MPI_BYTE, 1, TAG_MODEL_INFO, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+    train_prep_print_optimizer(a, &mi);
+    if (a->nms == 0 && mi.branches == 1) /* Ultralytics' end2end setter says the same */
+        log_warn("nms=False: this model has no one-to-one head; using one-to-many outputs.");
 
-    int n_train = (int)fmax(1, floor(job.n_train * a->fraction));
     train_state st;
     train_state_init(&st, a, ds, workers);
+    st.loss_names[2] = train_prep_third_loss(a, &mi);
     /* Live progress and control (coordinator watch / ctl); training goes on without it. */
     st.tel = telemetry_open(a->save_dir, &(telemetry_opts){0}, err, sizeof err);
     if (!st.tel) log_warn("telemetry off: %s", err);
+    sink_run sinks_run = {.save_dir = a->save_dir, .args = a, .ds = ds, .workers = workers};
+    st.sinks = metric_sinks_for_training(&sinks_run, st.tel);
     step_report *rep = xcalloc((size_t)workers, sizeof *rep);
     int rc = 0;
-    bool stop = false;
+    bool stop = false, mosaic_off = false;
     double t_train = now_seconds();
     for (int epoch = 0; epoch < a->epochs && !stop && rc == 0; epoch++) {
         shard_plan plan;
         shard_plan_make(&plan, n_train, (int)a->batch, workers, (uint64_t)a->seed, epoch);
+        bool off = train_prep_mosaic_closed(a, epoch, a->epochs, mosaic_off);
+        if (off && !mosaic_off) log_info("Closing dataloader mosaic");
+        mosaic_off = off;
         epoch_header h = {.epoch = epoch,
                           .steps = plan.steps,
                           .share = (int)a->batch / workers,
-                          .mosaic = epoch < a->epochs - a->close_mosaic,
+                          .mosaic = !off,
                           .epochs = (int)a->epochs};
-        if (epoch == a->epochs - a->close_mosaic && a->close_mosaic > 0)
-            log_info("closing dataloader mosaic");
         int32_t *idx = xmalloc((size_t)plan.steps * h.share * sizeof *idx);
         for (int w = 0; w < workers; w++) {
             for (int s = 0; s < plan.steps; s++)
@@ -182,7 +199,7 @@ static int run(train_args *a, int workers) {
                 MPI_Send(idx, plan.steps * h.share, MPI_INT32_T, w + 1, TAG_PLAN, MPI_COMM_WORLD));
         }
         free(idx);
-        progress pr;
+        progress pr = {.third_loss = st.loss_names[2]};
         progress_epoch_begin(&pr, epoch, (int)a->epochs, plan.steps, (int)a->imgsz);
         double loss_sum[3] = {0}, t_epoch = now_seconds();
         for (int s = 0; s < plan.steps; s++) {
@@ -224,11 +241,11 @@ static int run(train_args *a, int workers) {
         }
         /* Early stopping (Ultralytics' EarlyStopping): no fitness improvement for `patience`
          * epochs. patience=0 never stops. */
-        if (rc == 0 && !stop && a->patience > 0 && epoch - st.best_epoch >= a->patience &&
+        if (rc == 0 && !stop && a->val && train_prep_early_stop_due(&st.es, epoch, a->patience) &&
             epoch + 1 < a->epochs) {
             log_info("stopping training early as no improvement was observed in the last %ld "
                      "epochs; best results at epoch %d",
-                     a->patience, st.best_epoch + 1);
+                     a->patience, st.es.best_epoch + 1);
             stop = true;
         }
         if (a->time_hours > 0 && !stop) {
@@ -244,6 +261,7 @@ static int run(train_args *a, int workers) {
         for (int w = 0; w < workers; w++)
             CHECK_MPI(MPI_Send(&done, sizeof done, MPI_BYTE, w + 1, TAG_EPOCH, MPI_COMM_WORLD));
     }
+    metric_sinks_close(st.sinks, rc == 0);
     train_state_finish(&st, rc == 0, now_seconds() - t_train);
     if (st.tel) {
         char msg[2300];
@@ -257,6 +275,7 @@ static int run(train_args *a, int workers) {
         telemetry_close(st.tel);
     }
     free(rep);
+    train_state_free(&st);
     dataset_close(ds);
     return rc;
 }

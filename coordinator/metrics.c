@@ -6,11 +6,12 @@
 #include "common/log.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define NPR 1000 /* points of the P/R-vs-confidence curves */
-#define NAP 101  /* recall points of the AP integral */
+#define NPR VAL_CURVE_POINTS /* points of the P/R-vs-confidence and plotted PR curves */
+#define NAP 101              /* recall points of the AP integral */
 
 static int cmp_record(const void *pa, const void *pb) {
     const val_record *a = pa, *b = pb;
@@ -72,14 +73,21 @@ double val_np_interp(double x, const double *xp, const double *fp, size_t n, dou
     return slope * (x - xp[lo]) + fp[lo];
 }
 
-double val_compute_ap(const double *recall, const double *precision, size_t n) {
-    size_t m = n + 2;
+/* AP of one curve; pr_out (NULL or [NPR]): the envelope at recall linspace(0, 1, NPR) (plots). */
+static double compute_ap(val_ap_rule rule, const double *recall, const double *precision, size_t n,
+                         double *pr_out) {
+    bool drop = rule == VAL_AP_DROP_AFTER_LAST_RECALL;
+    size_t m = n + 2 + drop;
     double *mrec = xmalloc(m * sizeof *mrec), *mpre = xmalloc(m * sizeof *mpre);
     mrec[0] = 0.0;
     mpre[0] = 1.0;
     for (size_t i = 0; i < n; i++) {
         mrec[i + 1] = recall[i];
         mpre[i + 1] = precision[i];
+    }
+    if (drop) { /* (r_last, 0): the precision envelope ends where the recall does */
+        mrec[n + 1] = n ? recall[n - 1] : 1.0;
+        mpre[n + 1] = 0.0;
     }
     mrec[m - 1] = 1.0;
     mpre[m - 1] = 0.0;
@@ -90,9 +98,38 @@ double val_compute_ap(const double *recall, const double *precision, size_t n) {
         y[i] = val_np_interp(linspace01(i, NAP), mrec, mpre, m, mpre[0], mpre[m - 1]);
     for (int i = 0; i < NAP - 1; i++)
         term[i] = (linspace01(i + 1, NAP) - linspace01(i, NAP)) * (y[i + 1] + y[i]) / 2.0;
+    for (int i = 0; pr_out && i < NPR; i++)
+        pr_out[i] = val_np_interp(linspace01(i, NPR), mrec, mpre, m, mpre[0], mpre[m - 1]);
     free(mrec);
     free(mpre);
     return np_sum(term, NAP - 1);
+}
+
+double val_compute_ap(const double *recall, const double *precision, size_t n) {
+    return compute_ap(VAL_AP_TO_ONE, recall, precision, n, NULL);
+}
+
+double val_compute_ap_with(val_ap_rule rule, const double *recall, const double *precision,
+                           size_t n) {
+    return compute_ap(rule, recall, precision, n, NULL);
+}
+
+void val_smooth_box(const double *y, int n, double f, double *out) {
+    if (n <= 0) return;
+    int nf = (int)nearbyint(n * f * 2) / 2 + 1, h = nf / 2;
+    double *yp = xmalloc(((size_t)n + 2 * (size_t)h) * sizeof *yp);
+    for (int i = 0; i < h; i++) {
+        yp[i] = y[0];
+        yp[n + h + i] = y[n - 1];
+    }
+    memcpy(yp + h, y, (size_t)n * sizeof *y);
+    const double w = 1.0 / nf;
+    for (int i = 0; i < n; i++) {
+        double s = 0;
+        for (int k = 0; k < nf; k++) s += yp[i + k] * w;
+        out[i] = s;
+    }
+    free(yp);
 }
 
 void val_metrics_free(val_metrics *m) {
@@ -101,11 +138,20 @@ void val_metrics_free(val_metrics *m) {
     free(m->r);
     free(m->f1);
     free(m->gt);
+    free(m->p_curve);
+    free(m->r_curve);
+    free(m->f1_curve);
+    free(m->pr_curve);
     memset(m, 0, sizeof *m);
 }
 
 int val_metrics_compute(val_record *recs, size_t n, const int64_t *gt_counts, int nc,
                         val_metrics *m, char *err, size_t errlen) {
+    return val_metrics_compute_with(VAL_AP_TO_ONE, recs, n, gt_counts, nc, m, err, errlen);
+}
+
+int val_metrics_compute_with(val_ap_rule rule, val_record *recs, size_t n, const int64_t *gt_counts,
+                             int nc, val_metrics *m, char *err, size_t errlen) {
     memset(m, 0, sizeof *m);
     for (int c = 0; c < nc; c++)
         if (gt_counts[c] < 0)
@@ -118,6 +164,11 @@ int val_metrics_compute(val_record *recs, size_t n, const int64_t *gt_counts, in
     m->f1 = xcalloc((size_t)(nc > 0 ? nc : 1), sizeof *m->f1);
     m->gt = xcalloc((size_t)(nc > 0 ? nc : 1), sizeof *m->gt);
     if (nc > 0) memcpy(m->gt, gt_counts, (size_t)nc * sizeof *m->gt);
+    size_t ncurve = (size_t)(nc > 0 ? nc : 1) * NPR;
+    m->p_curve = xcalloc(ncurve, sizeof *m->p_curve);
+    m->r_curve = xcalloc(ncurve, sizeof *m->r_curve);
+    m->f1_curve = xcalloc(ncurve, sizeof *m->f1_curve);
+    m->pr_curve = xcalloc(ncurve, sizeof *m->pr_curve);
     int *ev = xmalloc((size_t)(nc > 0 ? nc : 1) * sizeof *ev); /* evaluated class ids */
     int ne = 0;
     for (int c = 0; c < nc; c++)
@@ -129,7 +180,7 @@ int val_metrics_compute(val_record *recs, size_t n, const int64_t *gt_counts, in
     }
     qsort(recs, n, sizeof *recs, cmp_record);
 
-    double *pc = xcalloc((size_t)ne * NPR, sizeof *pc), *rc = xcalloc((size_t)ne * NPR, sizeof *rc);
+    double *pc = m->p_curve, *rc = m->r_curve; /* rows by class id */
     double *xp = xmalloc((n ? n : 1) * sizeof *xp), *rec0 = xmalloc((n ? n : 1) * sizeof *rec0);
     double *prec0 = xmalloc((n ? n : 1) * sizeof *prec0);
     double *rt = xmalloc((n ? n : 1) * sizeof *rt), *pt = xmalloc((n ? n : 1) * sizeof *pt);
@@ -157,45 +208,40 @@ int val_metrics_compute(val_record *recs, size_t n, const int64_t *gt_counts, in
                 memcpy(rec0, rt, np_ * sizeof *rt);
                 memcpy(prec0, pt, np_ * sizeof *pt);
             }
-            m->ap[(size_t)c * VAL_NIOU + t] = val_compute_ap(rt, pt, np_);
+            m->ap[(size_t)c * VAL_NIOU + t] =
+                compute_ap(rule, rt, pt, np_, t == 0 ? m->pr_curve + (size_t)c * NPR : NULL);
         }
         for (int i = 0; i < NPR; i++) {
             double q = -linspace01(i, NPR);
-            rc[(size_t)e * NPR + i] = val_np_interp(q, xp, rec0, np_, 0.0, rec0[np_ - 1]);
-            pc[(size_t)e * NPR + i] = val_np_interp(q, xp, prec0, np_, 1.0, prec0[np_ - 1]);
+            rc[(size_t)c * NPR + i] = val_np_interp(q, xp, rec0, np_, 0.0, rec0[np_ - 1]);
+            pc[(size_t)c * NPR + i] = val_np_interp(q, xp, prec0, np_, 1.0, prec0[np_ - 1]);
         }
     }
     /* mean F1 over classes, smoothed, first arg-max */
-    double *f1m = xmalloc(NPR * sizeof *f1m), *yp = xmalloc((NPR + 100) * sizeof *yp);
+    double *f1m = xmalloc(NPR * sizeof *f1m), *f1s = xmalloc(NPR * sizeof *f1s);
     for (int i = 0; i < NPR; i++) {
         double s = 0;
         for (int e = 0; e < ne; e++) {
-            double p = pc[(size_t)e * NPR + i], r = rc[(size_t)e * NPR + i];
-            s += 2 * p * r / (p + r + 1e-16);
+            size_t k = (size_t)ev[e] * NPR + i;
+            double p = pc[k], r = rc[k];
+            m->f1_curve[k] = 2 * p * r / (p + r + 1e-16);
+            s += m->f1_curve[k];
         }
         f1m[i] = s / ne;
     }
-    for (int i = 0; i < 50; i++) {
-        yp[i] = f1m[0];
-        yp[NPR + 50 + i] = f1m[NPR - 1];
-    }
-    memcpy(yp + 50, f1m, NPR * sizeof *f1m);
-    const double w = 1.0 / 101.0;
+    val_smooth_box(f1m, NPR, 0.1, f1s);
     int best = 0;
     double bestv = -INFINITY;
-    for (int i = 0; i < NPR; i++) {
-        double s = 0;
-        for (int k = 0; k < 101; k++) s += yp[i + k] * w;
-        if (s > bestv) {
-            bestv = s;
+    for (int i = 0; i < NPR; i++)
+        if (f1s[i] > bestv) {
+            bestv = f1s[i];
             best = i;
         }
-    }
     m->conf = linspace01(best, NPR);
     double *tmp = xmalloc((size_t)ne * VAL_NIOU * sizeof *tmp);
     for (int e = 0; e < ne; e++) {
         const int c = ev[e];
-        double p = pc[(size_t)e * NPR + best], r = rc[(size_t)e * NPR + best];
+        double p = pc[(size_t)c * NPR + best], r = rc[(size_t)c * NPR + best];
         m->p[c] = p;
         m->r[c] = r;
         m->f1[c] = 2 * p * r / (p + r + 1e-16);
@@ -215,14 +261,12 @@ int val_metrics_compute(val_record *recs, size_t n, const int64_t *gt_counts, in
     m->fitness = m->map50_95;
     free(tmp);
     free(f1m);
-    free(yp);
+    free(f1s);
     free(pt);
     free(rt);
     free(prec0);
     free(rec0);
     free(xp);
-    free(rc);
-    free(pc);
     free(ev);
     return 0;
 }

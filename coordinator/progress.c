@@ -21,8 +21,8 @@ void progress_epoch_begin(progress *p, int epoch, int epochs, int steps, int img
     p->imgsz = imgsz;
     p->t_start = p->t_last_print = now_seconds();
     p->tty = runlog_isatty(STDOUT_FILENO);
-    printf("\n%11s%11s%11s%11s%11s%11s\n", "Epoch", "box_loss", "cls_loss", "dfl_loss", "Instances",
-           "Size");
+    printf("\n%11s%11s%11s%11s%11s%11s\n", "Epoch", "box_loss", "cls_loss",
+           p->third_loss ? p->third_loss : "dfl_loss", "Instances", "Size");
 }
 
 void progress_step(progress *p, int step, const double l[3], int instances, double ips,

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 
 typedef struct progress {
+    const char *third_loss; /* "dfl_loss" (NULL) or "l1_loss"; set before progress_epoch_begin */
     int epoch, epochs, steps, imgsz;
     double t_start, t_last_print;
     bool tty;

@@ -3,10 +3,10 @@
 #include "common/atomic_file.h"
 #include "common/log.h"
 #include "common/timer.h"
+#include "common/val_plots.h"
 #include "common/val_record.h"
 #include "coordinator/metrics.h"
 #include "coordinator/progress.h"
-#include "coordinator/results_csv.h"
 #include "coordinator/weights_file.h"
 
 #include <math.h>
@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 int train_state_write_args(const train_args *a, char *err, size_t errlen) {
@@ -30,10 +31,42 @@ int train_state_write_args(const train_args *a, char *err, size_t errlen) {
 }
 
 void train_state_init(train_state *st, train_args *a, dataset *ds, int workers) {
-    *st = (train_state){.args = a, .ds = ds, .workers = workers, .best_fitness = -INFINITY};
+    *st = (train_state){.args = a,
+                        .ds = ds,
+                        .workers = workers,
+                        .best_fitness = -INFINITY,
+                        .es = {.best = 0, .best_epoch = -1},
+                        .loss_names = {"box_loss", "cls_loss", "dfl_loss"}};
 }
 
-/* One step event: the slowest worker's times (the step waits for it) and every worker's. */
+void train_state_free(train_state *st) {
+    val_plan_free(&st->vplan);
+    st->vplan_made = false;
+}
+
+/* Ultralytics' rectangular val batches of 2 x batch images (the trainer's val loader). */
+static int make_val_plan(train_state *st, char *err, size_t errlen) {
+    if (st->vplan_made) return 0;
+    int n = dataset_split_size(st->ds, SPLIT_VAL), bad = -1;
+    int *h = xmalloc((size_t)(n + 1) * sizeof *h), *w = xmalloc((size_t)(n + 1) * sizeof *w);
+    for (int i = 0; i < n; i++)
+        if (dataset_image_size(st->ds, SPLIT_VAL, i, &h[i], &w[i]) != 0) h[i] = w[i] = 0;
+    int rc = val_plan_make(&st->vplan, n, h, w, (int)st->args->imgsz, 32, 2 * (int)st->args->batch,
+                           0.5, &bad);
+    free(h);
+    free(w);
+    if (rc != 0)
+        return errf(err, errlen, "%s: val image %d has no valid size", dataset_path(st->ds), bad);
+    st->vplan_made = true;
+    return 0;
+}
+
+static double unix_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
 void train_state_step(train_state *st, int epoch, int step, int steps, const step_report *r,
                       int workers, const double mean_loss[3], double images_per_s) {
     for (int k = 0; k < 3; k++) st->lr[k] = r[0].lr[k];
@@ -44,34 +77,22 @@ void train_state_step(train_state *st, int epoch, int step, int steps, const ste
         st->ep_comm_s += r[w].comm_exposed_s / workers;
     }
     st->ep_steps++;
-    if (!st->tel) return;
-    static const char *const names[3] = {"box_loss", "cls_loss", "dfl_loss"};
-    telemetry_worker_timing *wt = xcalloc((size_t)workers, sizeof *wt);
-    telemetry_step e = {.epoch = epoch + 1,
-                        .epochs = (int)st->args->epochs,
-                        .step = step + 1,
-                        .steps = steps,
-                        .nloss = 3,
-                        .loss_names = names,
-                        .losses = mean_loss,
-                        .images_per_s = images_per_s,
-                        .lr = r[0].lr[0],
-                        .eta_s = -1,
-                        .nworkers = workers,
-                        .workers = wt};
-    for (int w = 0; w < workers; w++) {
-        wt[w] = (telemetry_worker_timing){.rank = w + 1,
-                                          .compute_s = r[w].compute_s,
-                                          .comm_s = r[w].comm_total_s,
-                                          .comm_exposed_s = r[w].comm_exposed_s,
-                                          .stall_s = r[w].stall_s};
-        e.compute_s = fmax(e.compute_s, r[w].compute_s);
-        e.comm_s = fmax(e.comm_s, r[w].comm_total_s);
-        e.comm_exposed_s = fmax(e.comm_exposed_s, r[w].comm_exposed_s);
-        e.loader_stall_s = fmax(e.loader_stall_s, r[w].stall_s);
+    sink_step rec = {.epoch = epoch,
+                     .epochs = (int)st->args->epochs,
+                     .step = step,
+                     .steps = steps,
+                     .global_step = (int64_t)epoch * steps + step + 1,
+                     .wall_time = unix_now(),
+                     .images_per_s = images_per_s,
+                     .workers = workers,
+                     .loss_names = st->loss_names,
+                     .reports = r};
+    for (int k = 0; k < 3; k++) {
+        rec.mean_loss[k] = mean_loss[k];
+        rec.lr[k] = r[0].lr[k];
+        for (int w = 0; w < workers; w++) rec.loss[k] += r[w].loss[k] / workers;
     }
-    if (telemetry_publish_step(st->tel, &e) != 0) log_warn("telemetry: step event not sent");
-    free(wt);
+    metric_sinks_step(st->sinks, &rec);
 }
 
 int32_t train_state_control(train_state *st) {
@@ -103,38 +124,68 @@ static void wait_message(int src, int tag) {
     }
 }
 
+/* One worker's plot data (protocol.h, TAG_VAL_PLOTS), merged into acc. */
+static void recv_plot_data(int rank, val_plot_data *acc) {
+    val_plot_data d;
+    val_plot_data_init(&d, acc->nc);
+    int64_t nd = 0;
+    CHECK_MPI(MPI_Recv(d.confusion, (acc->nc + 1) * (acc->nc + 1), MPI_INT64_T, rank, TAG_VAL_PLOTS,
+                       MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+    CHECK_MPI(
+        MPI_Recv(&nd, 1, MPI_INT64_T, rank, TAG_VAL_PLOTS, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+    d.dets = xmalloc((size_t)(nd > 0 ? nd : 1) * sizeof *d.dets);
+    d.ndets = d.cap = (size_t)nd;
+    CHECK_MPI(MPI_Recv(d.dets, (int)(nd * (int64_t)sizeof *d.dets), MPI_BYTE, rank, TAG_VAL_PLOTS,
+                       MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+    val_plot_data_merge(acc, &d);
+    val_plot_data_free(&d);
+}
+
 static double ap_mean(const double *ap) {
     double s = 0;
     for (int t = 0; t < VAL_NIOU; t++) s += ap[t];
     return s / VAL_NIOU;
 }
 
-/* Splits the val split over the workers, gathers their records and computes the metrics. */
-static int validate(train_state *st, int epoch, val_metrics *m, double val_loss[3], char *err,
-                    size_t errlen) {
-    int n = dataset_split_size(st->ds, SPLIT_VAL), nc = dataset_num_classes(st->ds),
-        W = st->workers;
+/* Sends every worker its whole rectangular batches: indices, then {count, h, w} per batch. */
+static void send_val_plans(train_state *st, int epoch, bool plots) {
+    const val_plan *vp = &st->vplan;
+    int W = st->workers, nb = vp->nbatches;
+    /* Test knob: everything on worker 0, to check that the split does not change the metrics. */
+    bool one = getenv("YOLO_TEST_VAL_ON_ONE_WORKER") != NULL;
+    for (int w = 0; w < W; w++) {
+        int b0 = (int)((long)nb * w / W), b1 = (int)((long)nb * (w + 1) / W);
+        if (one) b0 = 0, b1 = w == 0 ? nb : 0;
+        int lo = b0 < nb ? vp->batches[b0].start : vp->n;
+        int hi = b1 > b0 ? vp->batches[b1 - 1].start + vp->batches[b1 - 1].count : lo;
+        val_header h = {.epoch = epoch, .count = hi - lo, .batches = b1 - b0, .plots = plots};
+        int32_t *shapes = xmalloc((size_t)(3 * h.batches + 1) * sizeof *shapes);
+        for (int b = b0; b < b1; b++) {
+            shapes[3 * (b - b0)] = vp->batches[b].count;
+            shapes[3 * (b - b0) + 1] = vp->batches[b].h;
+            shapes[3 * (b - b0) + 2] = vp->batches[b].w;
+        }
+        CHECK_MPI(MPI_Send(&h, sizeof h, MPI_BYTE, w + 1, TAG_VAL_HEADER, MPI_COMM_WORLD));
+        CHECK_MPI(
+            MPI_Send(vp->order + lo, h.count, MPI_INT32_T, w + 1, TAG_VAL_PLAN, MPI_COMM_WORLD));
+        CHECK_MPI(
+            MPI_Send(shapes, 3 * h.batches, MPI_INT32_T, w + 1, TAG_VAL_PLAN, MPI_COMM_WORLD));
+        free(shapes);
+    }
+}
+
+/* Splits the val split over the workers, gathers their records and computes the metrics; with
+ * plots (not NULL, initialised) also the confusion matrix and the predictions to draw. */
+static int validate(train_state *st, int epoch, val_metrics *m, double val_loss[3],
+                    val_plot_data *plots, char *err, size_t errlen) {
+    int nc = dataset_num_classes(st->ds), W = st->workers;
+    const ul_behaviour *beh = ul_behaviour_of(st->args->ultralytics);
     int64_t *counts = xcalloc(2 * (size_t)nc, sizeof *counts),
             *wc = xmalloc(2 * (size_t)nc * sizeof *wc);
     val_record *all = NULL;
     size_t nall = 0;
-    int rc = 0, images = 0;
-    /* Test knob: everything on worker 0, to check that the split does not change the metrics. */
-    bool one = getenv("YOLO_TEST_VAL_ON_ONE_WORKER") != NULL;
-    int chunks = (n + VAL_CHUNK - 1) / VAL_CHUNK;
-    for (int w = 0; w < W; w++) {
-        int lo = (int)((long)chunks * w / W) * VAL_CHUNK,
-            hi = (int)((long)chunks * (w + 1) / W) * VAL_CHUNK;
-        if (hi > n) hi = n;
-        if (lo > n) lo = n;
-        if (one) lo = 0, hi = w == 0 ? n : 0;
-        val_header h = {.epoch = epoch, .count = hi - lo};
-        int32_t *idx = xmalloc((size_t)(h.count ? h.count : 1) * sizeof *idx);
-        for (int i = 0; i < h.count; i++) idx[i] = lo + i;
-        CHECK_MPI(MPI_Send(&h, sizeof h, MPI_BYTE, w + 1, TAG_VAL_HEADER, MPI_COMM_WORLD));
-        CHECK_MPI(MPI_Send(idx, h.count, MPI_INT32_T, w + 1, TAG_VAL_PLAN, MPI_COMM_WORLD));
-        free(idx);
-    }
+    int rc = 0, images = 0, batches = 0;
+    send_val_plans(st, epoch, plots != NULL);
     for (int w = 0; w < W; w++) {
         val_summary s;
         wait_message(w + 1, TAG_VAL_SUMMARY);
@@ -145,18 +196,23 @@ static int validate(train_state *st, int epoch, val_metrics *m, double val_loss[
                            TAG_VAL_RECORDS, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
         CHECK_MPI(MPI_Recv(wc, 2 * nc, MPI_INT64_T, w + 1, TAG_VAL_COUNTS, MPI_COMM_WORLD,
                            MPI_STATUS_IGNORE));
+        if (plots) recv_plot_data(w + 1, plots);
         if (!s.ok) {
             rc = errf(err, errlen, "rank %d: validation failed: %s", w + 1, s.error);
             continue;
         }
         nall += (size_t)s.records;
         images += s.images;
+        batches += s.batches;
         for (int c = 0; c < 2 * nc; c++) counts[c] += wc[c];
         for (int k = 0; k < 3; k++) val_loss[k] += s.loss_sum[k];
     }
     if (rc == 0) {
-        for (int k = 0; k < 3; k++) val_loss[k] /= images > 0 ? images : 1;
-        if (val_metrics_compute(all, nall, counts, nc, m, err, errlen) != 0) rc = -1;
+        /* Ultralytics: the batches' loss items summed, divided by the number of batches */
+        for (int k = 0; k < 3; k++) val_loss[k] /= batches > 0 ? batches : 1;
+        val_ap_rule rule =
+            beh->ap_drop_after_last_recall ? VAL_AP_DROP_AFTER_LAST_RECALL : VAL_AP_TO_ONE;
+        if (val_metrics_compute_with(rule, all, nall, counts, nc, m, err, errlen) != 0) rc = -1;
     }
     if (rc == 0) {
         progress_val_header();
@@ -235,14 +291,29 @@ int train_state_end_epoch(train_state *st, int epoch, bool final, double t_train
     val_metrics m;
     memset(&m, 0, sizeof m);
     double val_loss[3] = {0}, val_s = 0;
+    /* Ultralytics draws the validation plots at the last epoch, and at any epoch early stopping
+     * may end on (EarlyStopping.possible_stop: patience - 1 epochs without improvement) */
+    bool possible_stop = a->patience > 0 && epoch > 0 && epoch - st->best_epoch >= a->patience - 1;
+    bool plots = do_val && a->plots && (final || possible_stop);
+    val_plot_data pd;
+    val_plot_data_init(&pd, dataset_num_classes(st->ds));
     if (!do_val) {
         val_header h = {.epoch = epoch, .count = -1}; /* no validation this epoch */
         for (int w = 0; w < st->workers; w++)
             CHECK_MPI(MPI_Send(&h, sizeof h, MPI_BYTE, w + 1, TAG_VAL_HEADER, MPI_COMM_WORLD));
     } else {
         double t0 = now_seconds();
-        if (validate(st, epoch, &m, val_loss, err, errlen) != 0) {
+        if (make_val_plan(st, err, errlen) != 0) {
+            /* the workers wait for a header: tell them there is nothing to validate */
+            val_header h = {.epoch = epoch, .count = -1};
+            for (int w = 0; w < st->workers; w++)
+                CHECK_MPI(MPI_Send(&h, sizeof h, MPI_BYTE, w + 1, TAG_VAL_HEADER, MPI_COMM_WORLD));
+            val_plot_data_free(&pd);
+            return -1;
+        }
+        if (validate(st, epoch, &m, val_loss, plots ? &pd : NULL, err, errlen) != 0) {
             val_metrics_free(&m);
+            val_plot_data_free(&pd);
             return -1;
         }
         val_s = now_seconds() - t0;
@@ -255,13 +326,16 @@ int train_state_end_epoch(train_state *st, int epoch, bool final, double t_train
     double elapsed = now_seconds() - t_train;
     double fitness =
         do_val ? m.fitness : -(st->train_loss[0] + st->train_loss[1] + st->train_loss[2]);
-    bool best = fitness > st->best_fitness || epoch == 0;
+    /* Ultralytics writes best.pt whenever fitness equals the best so far after the update, so
+     * a tie moves best to the later epoch */
+    bool best = fitness >= st->best_fitness || epoch == 0;
     if (best) {
         st->best_fitness = fitness;
         st->best_epoch = epoch;
         st->best_map50 = m.map50;
         st->best_map50_95 = m.map50_95;
     }
+    if (do_val) train_prep_early_stop_update(&st->es, epoch, fitness);
     st->last_map50 = m.map50;
     st->last_map50_95 = m.map50_95;
     epoch_row row = {.epoch = epoch + 1,
@@ -270,34 +344,28 @@ int train_state_end_epoch(train_state *st, int epoch, bool final, double t_train
                      .recall = m.recall,
                      .map50 = m.map50,
                      .map50_95 = m.map50_95,
-                     .n_lr = 3};
+                     .n_lr = 3,
+                     .third_loss = st->loss_names[2]};
     for (int k = 0; k < 3; k++) {
         row.train[k] = st->train_loss[k];
         row.val[k] = val_loss[k];
         row.lr[k] = st->lr[k];
     }
+    metric_sinks_epoch(st->sinks, &(sink_epoch){.row = &row,
+                                                .epochs = (int)a->epochs,
+                                                .fitness = fitness,
+                                                .final = final,
+                                                .wall_time = unix_now()});
+    if (plots)
+        metric_sinks_validation(st->sinks, &(sink_validation){.epoch = epoch,
+                                                              .m = &m,
+                                                              .nc = pd.nc,
+                                                              .confusion = pd.confusion,
+                                                              .ndets = pd.ndets,
+                                                              .dets = pd.dets});
+    val_plot_data_free(&pd);
     if (do_val) val_metrics_free(&m);
-    char path[2300];
-    snprintf(path, sizeof path, "%s/results.csv", a->save_dir);
-    if (results_csv_append(path, &row, err, errlen) != 0) return -1;
     st->epochs_done = epoch + 1;
-    if (st->tel) {
-        static const char *const names[11] = {"train/box_loss",
-                                              "train/cls_loss",
-                                              "train/dfl_loss",
-                                              "metrics/precision(B)",
-                                              "metrics/recall(B)",
-                                              "metrics/mAP50(B)",
-                                              "metrics/mAP50-95(B)",
-                                              "val/box_loss",
-                                              "val/cls_loss",
-                                              "val/dfl_loss",
-                                              "fitness"};
-        double v[11] = {row.train[0], row.train[1], row.train[2], row.precision,
-                        row.recall,   row.map50,    row.map50_95, row.val[0],
-                        row.val[1],   row.val[2],   fitness};
-        telemetry_publish_epoch(st->tel, epoch + 1, (int)a->epochs, 11, names, v);
-    }
     return save_weights(st, epoch, -1, fitness, best, err, errlen);
 }
 
@@ -316,4 +384,3 @@ void train_state_finish(train_state *st, bool ok, double elapsed) {
            st->best_epoch + 1, st->best_map50, st->best_map50_95);
     fflush(stdout);
 }
-

@@ -6,7 +6,10 @@
 
 #include "common/protocol.h"
 #include "common/train_args.h"
+#include "coordinator/metric_sink.h"
 #include "coordinator/telemetry.h"
+#include "coordinator/train_prep.h"
+#include "coordinator/val_plan.h"
 #include "dataio/dataset.h"
 
 typedef struct train_state {
@@ -14,7 +17,8 @@ typedef struct train_state {
     dataset *ds;
     int workers;
     double best_fitness;
-    int best_epoch;
+    int best_epoch; /* of best.h5: the last epoch whose fitness reached the best so far */
+    early_stop es;  /* EarlyStopping's own best (train_prep.h) */
     double best_map50, best_map50_95;
     double train_loss[3]; /* epoch means, set by the caller before end_epoch */
     double lr[3];
@@ -24,12 +28,16 @@ typedef struct train_state {
     double ep_compute_s, ep_stall_s, ep_comm_s;
     int ep_steps;
     bool save_requested, stop_requested;
-    telemetry *tel; /* NULL: no telemetry (events are skipped) */
+    telemetry *tel;            /* NULL: no telemetry (control requests are not served) */
+    metric_sinks *sinks;       /* where step and epoch records go (results.csv, events, charts) */
+    const char *loss_names[3]; /* box_loss, cls_loss, dfl_loss or l1_loss (train_prep.h) */
+    val_plan vplan;            /* rectangular validation batches, made at the first validation */
+    bool vplan_made;
 } train_state;
 
 int train_state_write_args(const train_args *a, char *err, size_t errlen);
 void train_state_init(train_state *st, train_args *a, dataset *ds, int workers);
-/* After each step's reports: remember lr, pass telemetry on. */
+/* After each step's reports: remember lr, send the step record to the sinks. */
 void train_state_step(train_state *st, int epoch, int step, int steps, const step_report *r,
                       int workers, const double mean_loss[3], double images_per_s);
 /* The control word for the workers after this step: serves telemetry requests (save, stop). */
@@ -41,3 +49,5 @@ int train_state_save_now(train_state *st, int epoch, long step, char *err, size_
 int train_state_end_epoch(train_state *st, int epoch, bool final, double t_train, char *err,
                           size_t errlen);
 void train_state_finish(train_state *st, bool ok, double elapsed);
+/* Frees what init and validation allocated. */
+void train_state_free(train_state *st);

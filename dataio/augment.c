@@ -181,6 +181,11 @@ int augment_letterbox(const aug_image *img, int out_h, int out_w, int scaleup, u
 
 int augment_val(const aug_image *img, int orig_h, int orig_w, int imgsz, uint8_t *out,
                 float *out_labels, letterbox_info *info) {
+    return augment_val_shape(img, orig_h, orig_w, imgsz, imgsz, imgsz, out, out_labels, info);
+}
+
+int augment_val_shape(const aug_image *img, int orig_h, int orig_w, int imgsz, int out_h, int out_w,
+                      uint8_t *out, float *out_labels, letterbox_info *info) {
     int th, tw;
     augment_load_size(orig_h, orig_w, imgsz, &th, &tw);
     aug_image loaded = *img;
@@ -192,7 +197,7 @@ int augment_val(const aug_image *img, int orig_h, int orig_w, int imgsz, uint8_t
     }
     float r;
     int px, py;
-    int n = augment_letterbox(&loaded, imgsz, imgsz, 0, out, out_labels, &r, &px, &py);
+    int n = augment_letterbox(&loaded, out_h, out_w, 0, out, out_labels, &r, &px, &py);
     free(tmp);
     if (info) {
         info->orig_h = orig_h, info->orig_w = orig_w;
@@ -253,12 +258,11 @@ int augment_box_candidate(const float box1[4], const float box2[4]) {
     return w2 > 2 && h2 > 2 && w2 * h2 / (w1 * h1 + eps) > 0.1 && ar < 100;
 }
 
-/* Ultralytics' RandomPerspective, drawn: M = T S R P C for a src (sh x sw) warped to
- * (sh + 2 border) x (sw + 2 border); *scale gets the scale gain. Draw order: perspective x, y,
- * angle, scale, shear x, y, translate x, y. */
-static void perspective_matrix(const augment_params *p, rng *r, int sh, int sw, int border,
+/* Ultralytics' RandomPerspective, drawn: M = T S R P C for a src (sh x sw) warped into oh x ow
+ * about src's centre (T by a fraction of the output size); *scale gets the scale gain. Draw
+ * order: perspective x, y, angle, scale, shear x, y, translate x, y. */
+static void perspective_matrix(const augment_params *p, rng *r, int sh, int sw, int oh, int ow,
                                double M[3][3], double *scale) {
-    int ow = sw + 2 * border, oh = sh + 2 * border;
     const double deg = M_PI / 180.0;
     double C[3][3] = {{1, 0, -sw / 2.0}, {0, 1, -sh / 2.0}, {0, 0, 1}};
     double P[3][3] = {{1, 0, 0}, {0, 1, 0}, {0, 0, 1}};
@@ -281,31 +285,32 @@ static void perspective_matrix(const augment_params *p, rng *r, int sh, int sw, 
     *scale = s;
 }
 
-/* The warp of RandomPerspective (canvas side x side to side + 2 border), mirrored as the flips
- * that follow it would. Returns 0, or -1 for a singular matrix (out is then empty). */
-static int perspective_warp(const pixel_canvas *cv, int side, int border, const double M[3][3],
+/* The warp of RandomPerspective (the canvas into oh x ow), mirrored as the flips that follow it
+ * would, each output row finished by post. Returns 0, or -1 for a singular matrix (out is then
+ * empty). */
+static int perspective_warp(const pixel_canvas *cv, int oh, int ow, const double M[3][3],
                             int projective, uint8_t *out, int flip_lr, int flip_ud,
                             const pixels_row_op *post) {
-    int o = side + 2 * border;
+    int resized = oh != cv->h || ow != cv->w;
     int identity = 1;
     for (int i = 0; i < 3; i++)
         for (int j = 0; j < 3; j++) identity &= M[i][j] == (i == j ? 1.0 : 0.0);
     double mi[3][3];
     int inv_ok = projective ? mat3_inv(mi, M) : affine_inverse(mi, M);
-    if ((border != 0 || !identity) && inv_ok == 0) {
-        image_warp(cv, mi, projective, out, o, o, flip_lr, flip_ud, post);
+    if ((resized || !identity) && inv_ok == 0) {
+        image_warp(cv, mi, projective, out, oh, ow, flip_lr, flip_ud, post);
         return 0;
     }
     int rc = 0;
-    if (border == 0) {
+    if (!resized) {
         canvas_draw(cv, out);
-        if (flip_ud) image_flip_ud(out, o, o);
-        if (flip_lr) image_flip_lr(out, o, o);
+        if (flip_ud) image_flip_ud(out, oh, ow);
+        if (flip_lr) image_flip_lr(out, oh, ow);
     } else { /* singular matrix: nothing maps; an empty image */
-        memset(out, AUG_PAD_VALUE, (size_t)o * o * 3);
+        memset(out, AUG_PAD_VALUE, (size_t)oh * ow * 3);
         rc = -1;
     }
-    for (int y = 0; post && y < o; y++) post->fn(post->ctx, out + (size_t)y * o * 3, o);
+    for (int y = 0; post && y < oh; y++) post->fn(post->ctx, out + (size_t)y * ow * 3, ow);
     return rc;
 }
 
@@ -408,17 +413,29 @@ int augment_train_timed(const augment_params *p, int imgsz, rng *r, int use_mosa
     double t0 = t ? cpu_seconds() : 0;
     for (int i = 0; i < (use_mosaic ? 4 : 1); i++) total += imgs[i].nlabels;
     float *lab = xmalloc(sizeof(float) * 5 * (size_t)(total > 0 ? total : 1));
-    int n, side, border;
+    int n;
     pixel_canvas cv;
     uint8_t *resized = NULL;
-    if (use_mosaic) {
-        side = 2 * s;
+    if (use_mosaic) { /* a 2s canvas warped into s x s (Ultralytics' border -s/2) */
         n = mosaic4(s, r, imgs, &cv, lab);
-        border = -((s + 1) / 2);
+    } else if (p->warp_from_centre) {
+        /* 8.4.190: the load-size image itself, warped about its centre into s x s */
+        const aug_image *im = &imgs[0];
+        n = 0;
+        for (int i = 0; i < im->nlabels; i++) {
+            const float *l = im->labels + 5 * i;
+            float *o = lab + 5 * n++;
+            o[0] = l[0];
+            o[1] = (l[1] - l[3] / 2) * (float)im->w;
+            o[2] = (l[2] - l[4] / 2) * (float)im->h;
+            o[3] = (l[1] + l[3] / 2) * (float)im->w;
+            o[4] = (l[2] + l[4] / 2) * (float)im->h;
+        }
+        cv = (pixel_canvas){im->h, im->w, 1, {{im->rgb, (size_t)im->w * 3, 0, 0, im->w, im->h}}};
     } else {
-        /* Ultralytics letterboxes a non-mosaic training sample to imgsz (scale-up allowed), then
-         * warps with border 0. At the load-time size the letterbox only pads. */
-        side = s;
+        /* 8.4.33 letterboxes a non-mosaic training sample to imgsz (scale-up allowed), then warps
+         * it (border 0): with an odd padding the image sits half a pixel off the centre. At the
+         * load-time size the letterbox only pads. */
         letterbox_geom g;
         n = letterbox_place(&imgs[0], s, s, 1, &g, lab);
         const uint8_t *px = imgs[0].rgb;
@@ -427,11 +444,10 @@ int augment_train_timed(const augment_params *p, int imgsz, rng *r, int use_mosa
             image_resize_bilinear(imgs[0].rgb, imgs[0].h, imgs[0].w, resized, g.nh, g.nw);
         }
         cv = (pixel_canvas){s, s, 1, {{px, (size_t)g.nw * 3, g.left, g.top, g.nw, g.nh}}};
-        border = 0;
     }
     lap(t, STAGE_PLACE, &t0);
     double M[3][3], scale;
-    perspective_matrix(p, r, side, side, border, M, &scale);
+    perspective_matrix(p, r, cv.h, cv.w, s, s, M, &scale);
     int projective = p->perspective != 0.0;
     /* Three gains are drawn whatever their values (numpy draws them in Ultralytics), then the
      * flips; pixels are warped and flipped in one pass, then HSV (per pixel, so in any order). */
@@ -445,8 +461,7 @@ int augment_train_timed(const augment_params *p, int imgsz, rng *r, int use_mosa
     int jitter = p->hsv_h != 0 || p->hsv_s != 0 || p->hsv_v != 0;
     if (jitter) image_hsv_prepare(&hsv.tables, rh, rs, rv);
     uint64_t w0 = ticks();
-    if (perspective_warp(&cv, side, border, M, projective, out, lr, ud, jitter ? &post : NULL) != 0)
-        n = 0;
+    if (perspective_warp(&cv, s, s, M, projective, out, lr, ud, jitter ? &post : NULL) != 0) n = 0;
     uint64_t wt = ticks() - w0;
     free(resized);
     /* HSV ran row by row inside the warp: split the stage's time by the ticks counted in it */

@@ -24,6 +24,10 @@ typedef struct augment_params {
     double flipud;              /* probability of a vertical flip */
     double fliplr;              /* probability of a horizontal flip */
     double hsv_h, hsv_s, hsv_v; /* HSV gains (fractions) */
+    /* A sample without mosaic: 0 letterboxes it to imgsz, then warps (Ultralytics 8.4.33); 1
+     * warps the load-size image about its centre straight into imgsz x imgsz (8.4.190). They
+     * differ by half a pixel where the letterbox padding is odd. */
+    int warp_from_centre;
 } augment_params;
 
 /* mosaic=1, degrees=0, translate=0.1, scale=0.5, shear=0, perspective=0, flipud=0, fliplr=0.5,
@@ -98,6 +102,10 @@ int augment_letterbox(const aug_image *img, int out_h, int out_w, int scaleup, u
  * the label count; info maps predictions back to the original image. */
 int augment_val(const aug_image *img, int orig_h, int orig_w, int imgsz, uint8_t *out,
                 float *out_labels, letterbox_info *info);
+/* The same into an out_h x out_w canvas: a rectangular validation batch's shape (Ultralytics'
+ * rect_shape); labels are normalised to that canvas. */
+int augment_val_shape(const aug_image *img, int orig_h, int orig_w, int imgsz, int out_h, int out_w,
+                      uint8_t *out, float *out_labels, letterbox_info *info);
 
 /* The pieces, exposed for tests and reuse. */
 

@@ -15,6 +15,7 @@ typedef struct job {
     uint64_t seq;
     int64_t step;
     int epoch, n;
+    int out_h, out_w; /* output size (imgsz x imgsz unless a validation shape was given) */
     int *indices;
     int *pool, npool; /* mosaic partners come from here: this step and the steps before it */
     double mosaic;
@@ -215,14 +216,14 @@ static cached_image *get_image(loader *L, int index, stage_times *t, char *err, 
 static int process_sample(loader *L, slot *s, int b, stage_times *t, char *err, size_t errlen) {
     const job *j = s->job;
     int S = L->cfg.imgsz, index = j->indices[b];
-    uint8_t *dst = s->images + (size_t)b * S * S * 3;
+    uint8_t *dst = s->images + (size_t)b * j->out_h * j->out_w * 3;
     cached_image *im[4] = {NULL};
     if (!L->cfg.augment) {
         if (!(im[0] = get_image(L, index, t, err, errlen))) return -1;
         aug_image a = {im[0]->rgb, im[0]->h, im[0]->w, im[0]->labels, im[0]->nlabels};
         float *lab = xmalloc(sizeof(float) * 5 * (size_t)(a.nlabels > 0 ? a.nlabels : 1));
-        s->sample_nlabels[b] =
-            augment_val(&a, im[0]->orig_h, im[0]->orig_w, S, dst, lab, &s->info[b]);
+        s->sample_nlabels[b] = augment_val_shape(&a, im[0]->orig_h, im[0]->orig_w, S, j->out_h,
+                                                 j->out_w, dst, lab, &s->info[b]);
         s->sample_labels[b] = lab;
         image_cache_release(L->cache, im[0]);
         return 0;
@@ -357,6 +358,8 @@ loader *loader_create_source(sample_source src, const loader_config *cfg, char *
         bad = "depth must be >= 2";
     else if (cfg->max_batch < 1)
         bad = "max_batch must be >= 1";
+    else if (cfg->max_side && (cfg->max_side < cfg->imgsz || cfg->augment))
+        bad = "max_side is for validation loaders and must be >= imgsz";
     else if (src.size < 1)
         bad = "no samples";
     else if (!src.read || !src.decode || !src.free_sample)
@@ -390,7 +393,8 @@ loader *loader_create_source(sample_source src, const loader_config *cfg, char *
     pthread_mutex_init(&L->mu, NULL);
     pthread_cond_init(&L->work_cv, NULL);
     pthread_cond_init(&L->ready_cv, NULL);
-    size_t img_bytes = (size_t)cfg->max_batch * cfg->imgsz * cfg->imgsz * 3;
+    size_t side = (size_t)(cfg->max_side ? cfg->max_side : cfg->imgsz);
+    size_t img_bytes = (size_t)cfg->max_batch * side * side * 3;
     L->slots = xcalloc((size_t)cfg->depth, sizeof(slot));
     for (int i = 0; i < cfg->depth; i++) {
         slot *s = &L->slots[i];
@@ -462,9 +466,23 @@ int loader_note_step(loader *L, int epoch, const int *indices, int n, char *err,
 
 int loader_submit(loader *L, int64_t step, int epoch, const int *indices, int n, char *err,
                   size_t errlen) {
+    return loader_submit_shape(L, step, epoch, indices, n, L->cfg.imgsz, L->cfg.imgsz, err, errlen);
+}
+
+int loader_submit_shape(loader *L, int64_t step, int epoch, const int *indices, int n, int out_h,
+                        int out_w, char *err, size_t errlen) {
+    int side = L->cfg.max_side ? L->cfg.max_side : L->cfg.imgsz;
+    bool square = out_h == L->cfg.imgsz && out_w == L->cfg.imgsz;
+    if (!square && (L->cfg.augment || out_h < 2 || out_w < 2 || out_h % 2 || out_w % 2 ||
+                    out_h > side || out_w > side))
+        return errf(err, errlen,
+                    "%s: loader: step %lld: output %dx%d needs a validation loader and even sides "
+                    "in [2, %d]",
+                    L->src.name, (long long)step, out_h, out_w, side);
     if (check_step(L, step, indices, n, err, errlen) != 0) return -1;
     job *j = xcalloc(1, sizeof *j);
     j->step = step, j->epoch = epoch, j->n = n;
+    j->out_h = out_h, j->out_w = out_w;
     j->indices = xmalloc(sizeof(int) * (size_t)n);
     memcpy(j->indices, indices, sizeof(int) * (size_t)n);
     j->pool = xmalloc(sizeof(int) * (size_t)L->pool_steps * L->cfg.max_batch);
@@ -539,6 +557,7 @@ int loader_next(loader *L, loader_batch *out, char *err, size_t errlen) {
     out->epoch = j->epoch;
     out->n = j->n;
     out->imgsz = L->cfg.imgsz;
+    out->h = j->out_h, out->w = j->out_w;
     out->indices = j->indices;
     out->images = s->images;
     out->nlabels = (int)total;

@@ -51,6 +51,7 @@ typedef struct loader_config {
      * and the memory they may use in bytes (0: MemAvailable from /proc/meminfo). */
     int cache_sharers;
     size_t cache_limit;
+    int max_side; /* validation: the largest side loader_submit_shape will get (0: imgsz) */
 } loader_config;
 
 /* Defaults: imgsz 640, augment 1, augment_defaults(), seed 0, 2 threads, depth 3, batch 16, no
@@ -61,8 +62,9 @@ typedef struct loader_batch {
     int64_t step;
     int epoch;
     int n, imgsz;
+    int h, w;           /* image size of this batch: imgsz x imgsz, or the submitted shape */
     const int *indices; /* [n] dataset indices, as submitted */
-    uint8_t *images;    /* [n][imgsz][imgsz][3] RGB */
+    uint8_t *images;    /* [n][h][w][3] RGB */
     int nlabels;
     float *labels;              /* [nlabels][6]: batch index, class, cx, cy, w, h (normalised) */
     const letterbox_info *info; /* [n] validation only (NULL when augmenting) */
@@ -89,6 +91,10 @@ int loader_submit(loader *L, int64_t step, int epoch, const int *indices, int n,
  * steps before its first one (at least the last 8 x max_batch samples' worth) so that its mosaic
  * pools, and so its batches, are those of an uninterrupted run. -1 with err as loader_submit. */
 int loader_note_step(loader *L, int epoch, const int *indices, int n, char *err, size_t errlen);
+/* Validation loaders (augment = 0) only: a step whose images are letterboxed into out_h x out_w
+ * (even, at most max_side) instead of imgsz x imgsz: a rectangular validation batch. */
+int loader_submit_shape(loader *L, int64_t step, int epoch, const int *indices, int n, int out_h,
+                        int out_w, char *err, size_t errlen);
 
 /* close_mosaic: the mosaic probability for steps submitted from now on (0 turns it off). */
 void loader_set_mosaic(loader *L, double p);

@@ -420,6 +420,16 @@ static inline float bce_logits(float x, float y, float *sig) {
     return (1 - y) * x + mx + logf(1.0f + e);
 }
 
+/* The same loss as PyTorch 2.x computes it: (1 - y) x - log_sigmoid(x), log_sigmoid(x) =
+ * min(x, 0) - log1p(exp(-|x|)). Mathematically equal; in float32 the subtraction cancels for
+ * very negative logits, and that rounding is what torch 2 gives (and the 8.4.190 oracle holds). */
+static inline float bce_logits_torch2(float x, float y, float *sig) {
+    float e = expf(-fabsf(x));
+    *sig = x >= 0 ? 1.0f / (1.0f + e) : e / (1.0f + e);
+    float ls = (x < 0 ? x : 0.0f) - log1pf(e);
+    return (1 - y) * x - ls;
+}
+
 typedef struct loss_coefs {
     float gcls, gbox, gdfl, tclamp, img_h, img_w;
 } loss_coefs;
@@ -436,9 +446,16 @@ static void image_loss(const detloss_hyp *h, int b, int A, const float *preds,
         const float *x = preds + ba * no + 4 * R;
         const float *y = as->target_scores + ba * nc;
         for (int c = 0; c < nc; c++) {
-            float sg;
-            lcls += bce_logits(x[c], y[c], &sg);
-            if (dpreds) dpreds[ba * no + 4 * R + c] = k->gcls * (sg - y[c]);
+            float sg, l = h->bce_torch2 ? bce_logits_torch2(x[c], y[c], &sg)
+                                        : bce_logits(x[c], y[c], &sg);
+            if (h->cls_weight) { /* cls_pw: each class's BCE times its weight (8.4.190) */
+                float cw = h->cls_weight[c];
+                lcls += l * cw;
+                if (dpreds) dpreds[ba * no + 4 * R + c] = k->gcls * ((sg - y[c]) * cw);
+            } else {
+                lcls += l;
+                if (dpreds) dpreds[ba * no + 4 * R + c] = k->gcls * (sg - y[c]);
+            }
         }
         if (!as->fg_mask[ba]) continue;
 
@@ -560,6 +577,10 @@ int detloss_from_assign(const detloss_hyp *h, int B, int A, const float *preds,
     out->total = out->vec[0] + out->vec[1] + out->vec[2];
     out->target_scores_sum = tss;
     out->num_fg = nfg;
+    out->loss_sum[0] = nfg ? sums[1] : 0;
+    out->loss_sum[1] = sums[0];
+    out->loss_sum[2] = nfg ? sums[2] : 0;
+    out->target_scores_raw = tsum;
     return 0;
 }
 
@@ -685,6 +706,8 @@ int detloss_e2e(detloss_ctx *ctx, const detloss_hyp *h_o2m, const detloss_hyp *h
     }
     out->total = out->vec[0] + out->vec[1] + out->vec[2];
     out->target_scores_sum = r[1].target_scores_sum;
+    memcpy(out->loss_sum, r[1].loss_sum, sizeof out->loss_sum);
+    out->target_scores_raw = r[1].target_scores_raw;
     out->num_fg = r[1].num_fg;
     if (br) {
         br[0] = r[0];

@@ -24,11 +24,17 @@ typedef struct detloss_hyp {
     float box, cls, dfl;    /* gains 7.5, 0.5, 1.5 */
     int topk, topk2;        /* 10, 10 (one2many); 7, 1 (yolo26 one2one) */
     float alpha, beta, eps; /* assigner: 0.5, 6.0, 1e-9 */
-    float stal_min;         /* STAL: a GT side < stal_min px (smallest stride, 8) ... */
-    float stal_size; /* ... becomes stal_size px (second stride, 16) for the candidate test */
+    /* STAL: a GT side < stal_min px (Ultralytics 8.4.33: 8, the smallest stride; 8.4.190: 16,
+     * stride_val) becomes stal_size px (the second stride, 16) for the candidate test */
+    float stal_min, stal_size;
+    const float *cls_weight; /* [nc] per-class BCE weights (cls_pw), or NULL for none */
+    /* BCE rounding: 0 as PyTorch 1.13 (x + log(1 + e^-x)), 1 as PyTorch 2.x ((1 - y) x -
+     * log_sigmoid(x), which cancels for very negative logits). Same value up to float32 noise. */
+    int bce_torch2;
 } detloss_hyp;
 
-/* Defaults: the one2many / plain v8 branch (topk 10) and yolo26's one2one branch (topk 7, 1). */
+/* Defaults: the one2many / plain v8 branch (topk 10) and yolo26's one2one branch (topk 7, 1);
+ * stal_min 8 (8.4.33: callers following 8.4.190 set 16), no class weights. */
 detloss_hyp detloss_hyp_default(int nc, int reg_max);
 detloss_hyp detloss_hyp_one2one(int nc, int reg_max);
 
@@ -103,6 +109,10 @@ typedef struct detloss_out {
     float total;             /* vec[0] + vec[1] + vec[2] */
     float target_scores_sum; /* max(sum of target scores, 1) (E2E: the one2one branch's) */
     int num_fg;              /* foreground anchors (E2E: one2one) */
+    /* The (box, cls, dfl) sums before gains and the division by target_scores_sum, and the sum of
+     * target scores before its clamp at 1 (E2E: one2one's): lets a caller that ran a batch in
+     * parts compute the whole batch's items, gain * sum / max(target sum, 1). */
+    double loss_sum[3], target_scores_raw;
 } detloss_out;
 
 /* Reusable scratch: grows on demand, so steady-state calls do not allocate. */

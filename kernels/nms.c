@@ -4,6 +4,7 @@
 #include "common/log.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -187,16 +188,56 @@ int topk_detect(const float *pred, int A, int nc, const nms_cfg *cfg, detection 
     return n;
 }
 
-void val_match(const detection *det, int n, const float *gt_box, const int *gt_cls, int ngt,
-               val_record *rec) {
-    for (int p = 0; p < n; p++) rec[p] = (val_record){det[p].conf, det[p].cls, 0};
-    if (n == 0 || ngt == 0) return;
-    float *iou = xmalloc((size_t)ngt * n * sizeof *iou); /* [gt][pred], 0 across classes */
+/* [gt][pred] IoU, 0 across classes */
+static float *class_iou(const detection *det, int n, const float *gt_box, const int *gt_cls,
+                        int ngt) {
+    float *iou = xmalloc((size_t)ngt * n * sizeof *iou);
     for (int g = 0; g < ngt; g++) {
         for (int p = 0; p < n; p++) {
             float pb[4] = {det[p].x1, det[p].y1, det[p].x2, det[p].y2};
             iou[(size_t)g * n + p] = gt_cls[g] == det[p].cls ? box_iou_xyxy(gt_box + 4 * g, pb) : 0;
         }
+    }
+    return iou;
+}
+
+/* 8.4.190: predictions in order claim, per threshold, their best unclaimed ground truth. */
+static void match_greedy(const float *iou, int n, int ngt, val_record *rec) {
+    unsigned char *claimed = xcalloc((size_t)ngt * VAL_NIOU, 1); /* [gt][t] */
+    for (int p = 0; p < n; p++) {
+        bool any = false; /* Ultralytics skips predictions without an IoU >= the lowest threshold */
+        for (int g = 0; g < ngt && !any; g++) any = iou[(size_t)g * n + p] >= VAL_IOU_THRESHOLDS[0];
+        if (!any) continue;
+        for (int t = 0; t < VAL_NIOU; t++) {
+            int k = 0;
+            float best = -1;
+            for (int g = 0; g < ngt; g++) {
+                float a = claimed[(size_t)g * VAL_NIOU + t] ? 0.0f : iou[(size_t)g * n + p];
+                if (a > best) best = a, k = g; /* first maximum, as argmax */
+            }
+            if (best >= VAL_IOU_THRESHOLDS[t]) {
+                rec[p].tp |= 1u << t;
+                claimed[(size_t)k * VAL_NIOU + t] = 1;
+            }
+        }
+    }
+    free(claimed);
+}
+
+void val_match(const detection *det, int n, const float *gt_box, const int *gt_cls, int ngt,
+               val_record *rec) {
+    val_match_with(VAL_MATCH_IOU_SORTED, det, n, gt_box, gt_cls, ngt, rec);
+}
+
+void val_match_with(val_match_rule rule, const detection *det, int n, const float *gt_box,
+                    const int *gt_cls, int ngt, val_record *rec) {
+    for (int p = 0; p < n; p++) rec[p] = (val_record){det[p].conf, det[p].cls, 0};
+    if (n == 0 || ngt == 0) return;
+    float *iou = class_iou(det, n, gt_box, gt_cls, ngt);
+    if (rule == VAL_MATCH_GREEDY) {
+        match_greedy(iou, n, ngt, rec);
+        free(iou);
+        return;
     }
     int *best = xmalloc((size_t)n * sizeof *best);     /* each prediction's best ground truth */
     int *taken = xmalloc((size_t)ngt * sizeof *taken); /* lowest prediction index per gt */

@@ -12,12 +12,16 @@
  * Ties in every sort go to the lower index (PyTorch leaves topk ties unspecified).
  *
  * - val_match (BaseValidator.match_predictions): IoU (float32, eps 1e-7 in the union) between every
- *   ground truth and prediction, zero where classes differ; per threshold t independently: pairs
- *   with IoU >= t, sorted by IoU descending; each prediction keeps its best pair; then each ground
- *   truth keeps, of the pairs left, the one with the lowest prediction index (no re-sort: the
- *   Ultralytics quirk); those predictions are TP at t. Predictions must come score-sorted (as both
- *   post-processes return them). Equal IoUs: the pair earlier in (gt, pred) row-major order wins
+ *   ground truth and prediction, zero where classes differ. Then, by release:
+ *   8.4.33 (VAL_MATCH_IOU_SORTED): per threshold t independently: pairs with IoU >= t, sorted by
+ *   IoU descending; each prediction keeps its best pair; then each ground truth keeps, of the pairs
+ *   left, the one with the lowest prediction index (no re-sort: the Ultralytics quirk); those
+ *   predictions are TP at t. Equal IoUs: the pair earlier in (gt, pred) row-major order wins
  *   (numpy's order there depends on its sort algorithm).
+ *   8.4.190 (VAL_MATCH_GREEDY, COCO style): predictions in their order (descending confidence),
+ *   each at each threshold claims the unclaimed ground truth of highest IoU (equal IoUs: the lower
+ *   gt index, numpy's argmax) when that IoU >= t.
+ *   Predictions must come score-sorted (as both post-processes return them).
  *
  * Boxes are xyxy pixels of the letterboxed network input (ground truth scaled to the same canvas).
  */
@@ -56,7 +60,12 @@ int topk_detect(const float *pred, int A, int nc, const nms_cfg *cfg, detection 
 /* IoU of two xyxy boxes exactly as Ultralytics' box_iou computes it in float32 (eps 1e-7). */
 float box_iou_xyxy(const float *a, const float *b);
 
+typedef enum { VAL_MATCH_IOU_SORTED = 0, VAL_MATCH_GREEDY = 1 } val_match_rule;
+
 /* Match n detections (score-sorted) of one image against its ngt ground truths (gt_box [ngt][4]
- * xyxy, gt_cls [ngt]); fills rec[n] (conf, cls, tp bits). No ground truth: all false positives. */
+ * xyxy, gt_cls [ngt]); fills rec[n] (conf, cls, tp bits). No ground truth: all false positives.
+ * val_match is the 8.4.33 rule. */
 void val_match(const detection *det, int n, const float *gt_box, const int *gt_cls, int ngt,
                val_record *rec);
+void val_match_with(val_match_rule rule, const detection *det, int n, const float *gt_box,
+                    const int *gt_cls, int ngt, val_record *rec);

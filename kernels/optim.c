@@ -331,7 +331,8 @@ double optim_clip_grad_norm(float *grads, size_t n, double max_norm) {
 /* ---- groups -------------------------------------------------------------------------------- */
 
 optim_tag optim_tag_of(const char *fullname, int ndim, int in_norm_module, int use_muon) {
-    if (use_muon && ndim >= 2) return PG_MUON;
+    if (use_muon == OPTIM_MUON_NDIM_2_4 ? ndim == 2 || ndim == 4 : use_muon && ndim >= 2)
+        return PG_MUON;
     if (strstr(fullname, "bias")) return PG_BIAS;
     if (in_norm_module || strstr(fullname, "logit_scale")) return PG_BN;
     return PG_WEIGHT;
@@ -340,6 +341,14 @@ optim_tag optim_tag_of(const char *fullname, int ndim, int in_norm_module, int u
 int optim_lr3x_match(const char *fullname) {
     return (strstr(fullname, "23") && strstr(fullname, "cv3")) ||
            strstr(fullname, "proto.semseg") != NULL;
+}
+
+int optim_lr3x_match_head(const char *fullname, int head_layer) {
+    char a[48], b[48];
+    snprintf(a, sizeof a, "model.%d.cv3.", head_layer);
+    snprintf(b, sizeof b, "model.%d.one2one_cv3.", head_layer);
+    return !strncmp(fullname, a, strlen(a)) || !strncmp(fullname, b, strlen(b)) ||
+           strstr(fullname, "proto.semseg") || strstr(fullname, "SemanticSegment");
 }
 
 int optim_group_index(optim_kind kind, optim_tag tag, int lr3x) {

@@ -98,11 +98,16 @@ double optim_clip_grad_norm(float *grads, size_t n, double max_norm);
 
 /* ---- building the groups as Ultralytics' build_optimizer does ---------------------------------
  * Tag of one parameter from its full state_dict name, its ndim and whether its module is a
- * normalisation layer: muon (MuSGD and ndim >= 2) first, then "bias" in the name, then norm module
- * or "logit_scale" in the name -> bn, else weight. */
+ * normalisation layer: muon first, then "bias" in the name, then norm module or "logit_scale" in
+ * the name -> bn, else weight. use_muon: 0 no Muon group (SGD, AdamW); OPTIM_MUON_NDIM_GE2
+ * (MuSGD in 8.4.33: ndim >= 2); OPTIM_MUON_NDIM_2_4 (MuSGD in 8.4.190: ndim 2 or 4). */
+enum { OPTIM_MUON_NDIM_GE2 = 1, OPTIM_MUON_NDIM_2_4 = 2 };
 optim_tag optim_tag_of(const char *fullname, int ndim, int in_norm_module, int use_muon);
-/* MuSGD's 3x-LR subgroup: name contains both "23" and "cv3", or contains "proto.semseg". */
+/* MuSGD's 3x-LR subgroup in 8.4.33: name contains both "23" and "cv3", or "proto.semseg". */
 int optim_lr3x_match(const char *fullname);
+/* ... and in 8.4.190: the parameters of the head's (model.<head_layer>) cv3 and one2one_cv3
+ * modules, or a name containing "proto.semseg" or "SemanticSegment". */
+int optim_lr3x_match_head(const char *fullname, int head_layer);
 /* The groups for `kind` with base lr, momentum and (scaled) decay, in Ultralytics' order:
  * SGD/AdamW: [weight, bn, bias] (3 groups); MuSGD: [weight x3, weight, bn x3, bn, bias x3, bias,
  * muon x3, muon] (8 groups, the x3 ones at 3*lr). Returns the count. */

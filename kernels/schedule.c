@@ -32,6 +32,13 @@ double sched_lf(const sched_cfg *c, int epoch) {
 }
 
 long sched_warmup_iters(const sched_cfg *c, long nb) {
+    if (c->warmup_leaves_last_epoch) {
+        /* warmup_epochs = min(warmup_epochs, max(epochs - 1, 0)); 0 iterations: no warmup */
+        double last = c->epochs - 1 > 0 ? (double)(c->epochs - 1) : 0.0;
+        double we = c->warmup_epochs < last ? c->warmup_epochs : last;
+        long w = we > 0 ? sched_round_half_even(we * (double)nb) : 0;
+        return w > 0 ? w : -1;
+    }
     if (c->warmup_epochs <= 0) return -1;
     long w = sched_round_half_even(c->warmup_epochs * (double)nb);
     return w > 100 ? w : 100;
@@ -39,6 +46,12 @@ long sched_warmup_iters(const sched_cfg *c, long nb) {
 
 int sched_accumulate(const sched_cfg *c) {
     long a = sched_round_half_even((double)c->nbs / (double)c->batch);
+    return a > 1 ? (int)a : 1;
+}
+
+int sched_accumulate_capped(const sched_cfg *c, int cap, long nb, int time_mode) {
+    long a = sched_accumulate(c);
+    if (cap && !time_mode && nb * c->epochs < a) a = nb * c->epochs;
     return a > 1 ? (int)a : 1;
 }
 
@@ -58,8 +71,9 @@ int sched_apply(const sched_cfg *c, int epoch, long ni, long nw, int accumulate,
     int has_momentum = o->kind != OPTIM_ADAMW; /* Adam keeps betas, no "momentum" key */
     if (ni <= nw) {
         double x = (double)ni, x1 = (double)nw;
-        long a =
-            sched_round_half_even(sched_interp(x, 0, x1, 1.0, (double)c->nbs / (double)c->batch));
+        double target =
+            c->accumulate_target > 0 ? c->accumulate_target : (double)c->nbs / (double)c->batch;
+        long a = sched_round_half_even(sched_interp(x, 0, x1, 1.0, target));
         accumulate = a > 1 ? (int)a : 1;
         for (int g = 0; g < o->ngroups; g++) {
             optim_group *gr = &o->group[g];

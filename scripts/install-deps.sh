@@ -4,6 +4,11 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 APT=(apt-get -o DPkg::Lock::Timeout=600)
+if [ "$(id -u)" -ne 0 ]; then
+  # a normal user installs through sudo (the README's one prerequisite besides git and make)
+  command -v sudo >/dev/null || { echo "install-deps: not root and no sudo: run as root" >&2; exit 2; }
+  APT=(sudo DEBIAN_FRONTEND=noninteractive "${APT[@]}")
+fi
 PKGS=(
   build-essential pkg-config clang-format
   libopenmpi-dev openmpi-bin        # MPI: launch, CPU all-reduce, coordinator <-> worker messages
@@ -16,6 +21,7 @@ PKGS=(
   libyaml-dev                       # model and dataset yaml
   libcjson-dev                      # COCO json import, telemetry JSON
   libssl-dev                        # sha256 (dataset and checkpoint hashes)
+  libcairo2-dev fonts-dejavu-core   # charts (results.png, PR curves, ...): drawing, text face
   libcriterion-dev                  # C test framework
 )
 missing=()

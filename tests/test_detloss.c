@@ -1,5 +1,7 @@
-/* Detection loss (kernels/detloss.h) against the Ultralytics 8.4.33 oracles, finite differences
- * and hand-made assigner cases. */
+/* Detection loss (kernels/detloss.h) against the Ultralytics oracles of both supported releases
+ * (8.4.33 at the top of the oracle folder, 8.4.190 in ultralytics-8.4.190/, each checked with its
+ * own `ultralytics` setting), finite differences and hand-made assigner cases. */
+#include "common/ultralytics_version.h"
 #include "kernels/detloss.h"
 #include "kernels/threads.h"
 #include "tests/oracle.h"
@@ -12,6 +14,15 @@
 
 #define V8 "yolov8n-nc3-64.h5"
 #define Y26 "yolo26n-nc3-64.h5"
+#define V8_190 "ultralytics-8.4.190/yolov8n-nc3-64.h5"
+#define Y26_190 "ultralytics-8.4.190/yolo26n-nc3-64.h5"
+
+/* The loss settings a run with ultralytics=<v> uses (as worker/train_setup.c sets them). */
+static detloss_hyp hyp_for(ul_version v, detloss_hyp h) {
+    h.stal_min = ul_behaviour_of(v)->stal_min;
+    h.bce_torch2 = ul_behaviour_of(v)->bce_torch2;
+    return h;
+}
 
 static const char *need_oracle(const char *name) {
     const char *p = oracle_path(name);
@@ -98,6 +109,51 @@ Test(detloss, oracle_assigner_26_one2many) {
 }
 Test(detloss, oracle_assigner_26_one2one) {
     oracle_assigner(Y26, "one2one", detloss_hyp_one2one(3, 1));
+}
+Test(detloss, oracle190_assigner_v8_one2many) {
+    oracle_assigner(V8_190, "one2many", hyp_for(UL_8_4_190, detloss_hyp_default(3, 16)));
+}
+Test(detloss, oracle190_assigner_26_one2many) {
+    oracle_assigner(Y26_190, "one2many", hyp_for(UL_8_4_190, detloss_hyp_default(3, 1)));
+}
+Test(detloss, oracle190_assigner_26_one2one) {
+    oracle_assigner(Y26_190, "one2one", hyp_for(UL_8_4_190, detloss_hyp_one2one(3, 1)));
+}
+/* The 8.4.190 small-box rule really is the difference: with 8.4.33's threshold the 8.4.190
+ * assignment is not reproduced (its README: 17 + 6 foreground anchors instead of 18 + 11). */
+Test(detloss, oracle190_needs_the_16px_rule) {
+    const char *f = need_oracle(V8_190);
+    size_t n;
+    float *fg = rd(f, "/assigner/one2many/fg_mask", &n);
+    int ref = 0;
+    for (size_t i = 0; i < n; i++) ref += fg[i] != 0;
+    cr_assert_eq(ref, 29, "README: 18 + 11 foreground anchors");
+    const char *ins[6] = {"in_pd_scores", "in_pd_bboxes", "in_anc_points",
+                          "in_gt_labels", "in_gt_bboxes", "in_mask_gt"};
+    float *in[6];
+    for (int i = 0; i < 6; i++) {
+        char p[128];
+        snprintf(p, sizeof p, "/assigner/one2many/%s", ins[i]);
+        in[i] = rd(f, p, &n);
+    }
+    const int A = 84, B = 2, M = 3, nc = 3;
+    int got[2];
+    for (int v = 0; v < 2; v++) {
+        detloss_hyp h = hyp_for((ul_version)v, detloss_hyp_default(nc, 16));
+        int *lab = malloc(sizeof(int) * B * A), *gi = malloc(sizeof(int) * B * A);
+        float *box = malloc(sizeof(float) * B * A * 4), *sc = malloc(sizeof(float) * B * A * nc);
+        uint8_t *m = malloc((size_t)B * A);
+        detloss_assign as = {lab, box, sc, m, gi};
+        void *ws = malloc(detloss_tal_workspace(B, A, M));
+        detloss_tal_assign(&h, B, A, M, in[0], in[1], in[2], in[3], in[4], in[5], &as, ws);
+        got[v] = 0;
+        for (int i = 0; i < B * A; i++) got[v] += m[i];
+        free(lab), free(gi), free(box), free(sc), free(m), free(ws);
+    }
+    cr_assert_eq(got[UL_8_4_190], 29);
+    cr_assert_eq(got[UL_8_4_33], 23, "8.4.33's 8 px rule gives 17 + 6, got %d", got[UL_8_4_33]);
+    for (int i = 0; i < 6; i++) free(in[i]);
+    free(fg);
 }
 
 /* ---- 2. loss and d total / d preds against the oracle ------------------------------------------
@@ -271,10 +327,10 @@ static void check_components(const oracle_case *c, detloss_ctx *ctx, const detlo
     free(d);
 }
 
-Test(detloss, oracle_loss_v8) {
+static void oracle_loss_v8(const char *file, ul_version v) {
     oracle_case c;
-    load_case(&c, V8, 16);
-    detloss_hyp h = detloss_hyp_default(3, 16);
+    load_case(&c, file, 16);
+    detloss_hyp h = hyp_for(v, detloss_hyp_default(3, 16));
     float *preds = load_preds(&c, "one2many");
     size_t np = (size_t)c.B * c.A * c.no;
     float *d = malloc(np * sizeof(float));
@@ -299,10 +355,18 @@ Test(detloss, oracle_loss_v8) {
     free(preds), free(d), free(ref);
 }
 
-Test(detloss, oracle_loss_26_e2e) {
+Test(detloss, oracle_loss_v8) {
+    oracle_loss_v8(V8, UL_8_4_33);
+}
+Test(detloss, oracle190_loss_v8) {
+    oracle_loss_v8(V8_190, UL_8_4_190);
+}
+
+static void oracle_loss_26(const char *file, ul_version v, int fg_o2m) {
     oracle_case c;
-    load_case(&c, Y26, 1);
-    detloss_hyp h2m = detloss_hyp_default(3, 1), h2o = detloss_hyp_one2one(3, 1);
+    load_case(&c, file, 1);
+    detloss_hyp h2m = hyp_for(v, detloss_hyp_default(3, 1));
+    detloss_hyp h2o = hyp_for(v, detloss_hyp_one2one(3, 1));
     float *p2m = load_preds(&c, "one2many"), *p2o = load_preds(&c, "one2one");
     size_t np = (size_t)c.B * c.A * c.no;
     float *d2m = malloc(np * sizeof(float)), *d2o = malloc(np * sizeof(float));
@@ -325,7 +389,7 @@ Test(detloss, oracle_loss_26_e2e) {
               read_scalar(c.f, "/loss/one2many/target_scores_sum"), 1e-5);
     check_rel("o2o target_scores_sum", br[1].target_scores_sum,
               read_scalar(c.f, "/loss/one2one/target_scores_sum"), 1e-5);
-    cr_expect_eq(br[0].num_fg, 25, "README: one2many has 17 + 8 foreground anchors");
+    cr_expect_eq(br[0].num_fg, fg_o2m, "README: one2many foreground anchors");
     cr_expect_eq(br[1].num_fg, 5, "README: one2one has 3 + 2 foreground anchors");
     float *r2m = load_grad_levels(&c, "one2many"), *r2o = load_grad_levels(&c, "one2one");
     double gm = fmax(max_abs_f32(r2m, np), max_abs_f32(r2o, np));
@@ -338,6 +402,13 @@ Test(detloss, oracle_loss_26_e2e) {
     check_components(&c, ctx, &h2o, "one2one", p2o, wo);
     detloss_destroy(ctx);
     free(p2m), free(p2o), free(d2m), free(d2o), free(r2m), free(r2o);
+}
+
+Test(detloss, oracle_loss_26_e2e) {
+    oracle_loss_26(Y26, UL_8_4_33, 25); /* 17 + 8 */
+}
+Test(detloss, oracle190_loss_26_e2e) {
+    oracle_loss_26(Y26_190, UL_8_4_190, 31); /* 18 + 13 */
 }
 
 /* /outputs/<branch>/level{i} (NCHW) as NHWC, concatenated, are exactly the loss's preds; the

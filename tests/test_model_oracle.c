@@ -1,5 +1,8 @@
 /* Whole-model forward, backward and eval decode against the PyTorch oracle files (suite `model`):
- * yolov8n and yolo26n at nc=3, 64x64, batch 2. Tolerances from the oracle README section 5. */
+ * yolov8n and yolo26n at nc=3, 64x64, batch 2, for both supported releases (8.4.33 files at the
+ * top of the oracle folder, 8.4.190 in ultralytics-8.4.190/). Tolerances from the oracle README
+ * section 5. */
+#include "common/ultralytics_version.h"
 #include "tests/oracle.h"
 #include "kernels/detloss.h"
 #include "kernels/threads.h"
@@ -415,6 +418,15 @@ Test(model, oracle_yolo26n, .init = one_thread, .timeout = 120) {
     full_oracle("yolo26n-nc3-64.h5", "yolo26n.yaml", 2504970);
 }
 
+/* 8.4.190 (torch 2.15): the same network; PSA scales q before q^T k (rounding only). */
+Test(model, oracle190_yolov8n, .init = one_thread, .timeout = 120) {
+    full_oracle("ultralytics-8.4.190/yolov8n-nc3-64.h5", "yolov8n.yaml", 3011433);
+}
+
+Test(model, oracle190_yolo26n, .init = one_thread, .timeout = 120) {
+    full_oracle("ultralytics-8.4.190/yolo26n-nc3-64.h5", "yolo26n.yaml", 2504970);
+}
+
 /* Shared gradient memory (the default) gives bit-identical parameter and input gradients. */
 Test(model, grad_arena_sharing_is_exact, .init = one_thread, .timeout = 120) {
     oracle_run a = setup("yolo26n-nc3-64.h5", "yolo26n.yaml", 2504970, true);
@@ -437,8 +449,8 @@ Test(model, grad_arena_sharing_is_exact, .init = one_thread, .timeout = 120) {
 }
 
 /* yolo26 top-k from the stored calibrated decode must reproduce the stored end-to-end output. */
-Test(model, oracle_yolo26n_topk, .init = one_thread) {
-    const char *f = oracle_path("yolo26n-nc3-64.h5");
+static void oracle_topk(const char *file) {
+    const char *f = oracle_path(file);
     cr_assert(f);
     size_t n, m, dims[8];
     int nd;
@@ -463,9 +475,17 @@ Test(model, oracle_yolo26n_topk, .init = one_thread) {
     free(out);
 }
 
+Test(model, oracle_yolo26n_topk, .init = one_thread) {
+    oracle_topk("yolo26n-nc3-64.h5");
+}
+
+Test(model, oracle190_yolo26n_topk, .init = one_thread) {
+    oracle_topk("ultralytics-8.4.190/yolo26n-nc3-64.h5");
+}
+
 /* One whole training step: model forward -> detloss (kernels/detloss.h) -> model backward, from
  * /input only; the loss and every parameter gradient against the oracle. */
-static void train_step_oracle(const char *oracle, const char *yaml, size_t nparams) {
+static void train_step_oracle(const char *oracle, const char *yaml, size_t nparams, ul_version v) {
     oracle_run r = setup(oracle, yaml, nparams, false);
     forward_images(&r, true);
     size_t nt, tdims[8];
@@ -481,6 +501,8 @@ static void train_step_oracle(const char *oracle, const char *yaml, size_t npara
     if (r.nb == 2) {
         detloss_hyp h2m = detloss_hyp_default(y->nc, y->reg_max);
         detloss_hyp h2o = detloss_hyp_one2one(y->nc, y->reg_max);
+        h2m.stal_min = h2o.stal_min = ul_behaviour_of(v)->stal_min;
+        h2m.bce_torch2 = h2o.bce_torch2 = ul_behaviour_of(v)->bce_torch2;
         float o2m, o2o;
         detloss_e2e_weights(0, 100, &o2m, &o2o);
         rc = detloss_e2e(ctx, &h2m, &h2o, o2m, o2o, B, A, model_output(r.m, 0),
@@ -488,6 +510,8 @@ static void train_step_oracle(const char *oracle, const char *yaml, size_t npara
                          ntargets, targets, IMG, IMG, d[0], d[1], &out, NULL);
     } else {
         detloss_hyp h = detloss_hyp_default(y->nc, y->reg_max);
+        h.stal_min = ul_behaviour_of(v)->stal_min;
+        h.bce_torch2 = ul_behaviour_of(v)->bce_torch2;
         rc = detloss_branch(ctx, &h, B, A, model_output(r.m, 0), model_anchor_points(r.m),
                             model_anchor_strides(r.m), ntargets, targets, IMG, IMG, NULL, d[0],
                             &out);
@@ -510,9 +534,17 @@ static void train_step_oracle(const char *oracle, const char *yaml, size_t npara
 }
 
 Test(model, train_step_yolov8n, .init = one_thread, .timeout = 120) {
-    train_step_oracle("yolov8n-nc3-64.h5", "yolov8n.yaml", 3011433);
+    train_step_oracle("yolov8n-nc3-64.h5", "yolov8n.yaml", 3011433, UL_8_4_33);
 }
 
 Test(model, train_step_yolo26n, .init = one_thread, .timeout = 120) {
-    train_step_oracle("yolo26n-nc3-64.h5", "yolo26n.yaml", 2504970);
+    train_step_oracle("yolo26n-nc3-64.h5", "yolo26n.yaml", 2504970, UL_8_4_33);
+}
+
+Test(model, train_step190_yolov8n, .init = one_thread, .timeout = 120) {
+    train_step_oracle("ultralytics-8.4.190/yolov8n-nc3-64.h5", "yolov8n.yaml", 3011433, UL_8_4_190);
+}
+
+Test(model, train_step190_yolo26n, .init = one_thread, .timeout = 120) {
+    train_step_oracle("ultralytics-8.4.190/yolo26n-nc3-64.h5", "yolo26n.yaml", 2504970, UL_8_4_190);
 }

@@ -1,6 +1,7 @@
 /* Training options that change what a run does: early stopping (patience) and periodic weights
- * (save_period). Tiny runs: an untrained model's fitness (mAP50-95) stays 0, so it never improves
- * after the first epoch. */
+ * (save_period). Tiny runs: an untrained model's fitness (mAP50-95) stays 0, and Ultralytics'
+ * EarlyStopping never stops while its best fitness is 0 ("allow for early zero-fitness stage").
+ * The rule itself, with fitness that rises and stalls, is tested in test_ultralytics_versions.c. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +24,7 @@ static int exists(const char *dir, const char *rel) {
     return access(p, F_OK) == 0;
 }
 
-Test(trainoptions, patience_stops_and_save_period_keeps_epochs, .timeout = 300) {
+Test(trainoptions, zero_fitness_never_stops_early_and_save_period_keeps_epochs, .timeout = 300) {
     char dir[] = "/tmp/yolo-trainopt-XXXXXX", cmd[2048], run[512];
     cr_assert(mkdtemp(dir));
     snprintf(cmd, sizeof cmd,
@@ -41,14 +42,17 @@ Test(trainoptions, patience_stops_and_save_period_keeps_epochs, .timeout = 300) 
     char path[600];
     snprintf(path, sizeof path, "%s/results.csv", run);
     int rows = count_rows(path);
-    /* best stays epoch 1 (index 0): stop after index 2, i.e. 3 epochs of the 6 */
-    cr_assert_eq(rows, 3, "early stop after 3 epochs, got %d rows", rows);
+    /* fitness 0 every epoch: the best epoch moves along, patience=2 never runs out */
+    cr_assert_eq(rows, 6, "all 6 epochs while fitness is 0, got %d rows", rows);
     snprintf(path, sizeof path, "%s/log.txt", dir);
     snprintf(cmd, sizeof cmd, "grep -q 'stopping training early' %s", path);
-    cr_assert_eq(system(cmd), 0, "the stop is announced");
-    cr_assert(exists(run, "weights/epoch0.h5") && exists(run, "weights/epoch1.h5") &&
-              exists(run, "weights/epoch2.h5"));
-    cr_assert(!exists(run, "weights/epoch3.h5"), "no weights past the stop");
+    cr_assert_neq(system(cmd), 0, "no early stop announced");
+    for (int e = 0; e < 6; e++) {
+        char rel[64];
+        snprintf(rel, sizeof rel, "weights/epoch%d.h5", e);
+        cr_assert(exists(run, rel), "save_period=1 keeps %s", rel);
+    }
+    cr_assert(!exists(run, "weights/epoch6.h5"), "no weights past the last epoch");
     cr_assert(exists(run, "weights/last.h5") && exists(run, "weights/best.h5"));
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     cr_assert_eq(system(cmd), 0);

@@ -139,8 +139,9 @@ void model_set_grad_ready_hook(model *m, model_grad_ready_fn fn, void *ctx);
 void model_want_input_grad(model *m, bool on);
 const float *model_input_grad(const model *m);
 
-/* Eval decode of a branch after a forward: out [B][A][4 + nc]. With reg_max > 1 (DFL) and not
- * end2end: cx, cy, w, h in pixels; end2end: x1, y1, x2, y2 in pixels; then sigmoid scores. */
+/* Eval decode of a branch after a forward: out [B][A][4 + nc]. MODEL_ONE2MANY: cx, cy, w, h in
+ * pixels (for NMS); MODEL_ONE2ONE (end-to-end head): x1, y1, x2, y2 in pixels; then sigmoid
+ * scores. DFL expectation when reg_max > 1, raw distances when 1. */
 void model_decode(const model *m, int branch, float *out);
 
 /* End-to-end post-process of yolo26 (Ultralytics' Detect.postprocess, no NMS): from decoded

@@ -457,7 +457,8 @@ static int c2psa(builder *b, const char *pre, const model_layer *L, int x) {
     if (L->n > 16) FATAL("repeat count %d too large", L->n);
     for (int j = 0; j < L->n; j++) {
         snprintf(nm, sizeof nm, "%s.m.%d", pre, j);
-        ps[j] = psa_declare(b, nm, c, c / 64);
+        /* 8.4.190's max(c // 64, 1): 8.4.33's c // 64 is 0 heads (a crash) below 64 channels */
+        ps[j] = psa_declare(b, nm, c, c / 64 > 1 ? c / 64 : 1);
     }
     int t = unit_emit(b, &cv1, x);
     int parts[2] = {slice_emit(b, t, 0, c), slice_emit(b, t, c, c)};

@@ -1,6 +1,7 @@
 /* Eval-mode decode of the head outputs into boxes in pixels and class probabilities, as
  * Ultralytics' Detect._inference: DFL expectation (reg_max > 1) or raw distances (reg_max 1),
- * ltrb around the anchor centre, times the stride; xywh for v8/11, xyxy for end2end models. */
+ * ltrb around the anchor centre, times the stride; xyxy for the one2one branch (the end-to-end
+ * head), xywh for the one2many branch of every model (it goes to NMS, also for yolo26). */
 #include "common/log.h"
 #include "kernels/dfl.h"
 #include "worker/model_internal.h"
@@ -20,7 +21,7 @@ void model_decode(const model *m, int branch, float *out) {
         for (size_t r = 0; r < rows; r++)
             for (int k = 0; k < 4; k++) dist[r * 4 + k] = o[r * no + k];
     }
-    bool xyxy = m->cfg.end2end;
+    bool xyxy = branch == MODEL_ONE2ONE;
     for (size_t r = 0; r < rows; r++) {
         int a = (int)(r % (size_t)A);
         float ax = m->anchor_pts[2 * a], ay = m->anchor_pts[2 * a + 1], s = m->anchor_str[a];

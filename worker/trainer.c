@@ -32,6 +32,8 @@ typedef struct worker {
     model *m, *ema_m; /* the trained model and its EMA (validated, saved) */
     optimizer opt;
     sched_cfg sc;
+    model_info info; /* what setup built, for the coordinator */
+    float *cls_w;    /* cls_pw class weights [nc], or NULL */
     model_ema ema;
     int accumulate, share, micro, nmicro;
     long ni, last_opt_step, nw;
@@ -173,7 +175,8 @@ static int train_epoch(worker *w, const epoch_header *h, const int32_t *idx, boo
         if (loader_submit(w->train_ld, (int64_t)h->epoch * h->steps + s, h->epoch,
                           idx + (size_t)s * h->share, h->share, w->err, sizeof w->err) != 0)
             return -1;
-    if (w->nw < 0 && w->ni == 0) w->nw = sched_warmup_iters(&w->sc, h->steps);
+    /* each epoch: 8.4.190's warmup length follows `time`'s re-estimated epochs */
+    w->nw = sched_warmup_iters(&w->sc, h->steps);
     for (int s = 0; s < h->steps; s++) {
         step_report r = {.epoch = h->epoch, .step = s, .worker = w->wrank, .ok = 1};
         loader_batch b;
@@ -227,34 +230,49 @@ static int end_epoch(worker *w) {
                         0, w->wcomm));
     if (vh.count >= 0) {
         int32_t *idx = xmalloc((size_t)(vh.count + 1) * sizeof *idx);
+        val_shape *shapes = xmalloc((size_t)(vh.batches + 1) * sizeof *shapes);
         CHECK_MPI(MPI_Recv(idx, vh.count, MPI_INT32_T, 0, TAG_VAL_PLAN, MPI_COMM_WORLD,
                            MPI_STATUS_IGNORE));
-        int chunk = VAL_CHUNK; /* the coordinator's split is in whole chunks */
+        CHECK_MPI(MPI_Recv(shapes, 3 * vh.batches, MPI_INT32_T, 0, TAG_VAL_PLAN, MPI_COMM_WORLD,
+                           MPI_STATUS_IGNORE));
+        const ul_behaviour *beh = ul_behaviour_of(w->a.ultralytics);
         validator v = {.m = w->ema_m,
                        .ld = w->val_ld,
-                       .chunk = chunk,
+                       .chunk = VAL_CHUNK,
                        .nc = w->job.nc,
                        .imgsz = (int)w->a.imgsz,
                        .loss = w->loss,
+                       .h_o2m = &w->h_o2m,
+                       .h_o2o = &w->h_o2o,
+                       .one2one =
+                           model_num_branches(w->ema_m) == 2 && train_args_val_one2one(&w->a),
+                       .match = beh->match_greedy ? VAL_MATCH_GREEDY : VAL_MATCH_IOU_SORTED,
                        .conf = (float)w->a.conf,
                        .iou = (float)w->a.iou,
                        .max_det = (int)w->a.max_det};
         val_summary s;
         val_record *recs = NULL;
+        val_plot_data plots;
+        val_plot_data_init(&plots, w->job.nc);
         int64_t *counts = xcalloc(2 * (size_t)w->job.nc, sizeof *counts);
-        if (model_plan_eval(w->ema_m, chunk, (int)w->a.imgsz, (int)w->a.imgsz, w->err,
-                            sizeof w->err) != 0) {
-            s = (val_summary){.ok = 0};
-            snprintf(s.error, sizeof s.error, "%.199s", w->err);
-        } else {
-            validate_run(&v, 0, idx, vh.count, &s, &recs, counts, w->err, sizeof w->err);
-        }
+        validate_run(&v, 0, idx, vh.count, shapes, vh.batches, &s, &recs, counts,
+                     vh.plots ? &plots : NULL, w->err, sizeof w->err);
         CHECK_MPI(MPI_Send(&s, sizeof s, MPI_BYTE, 0, TAG_VAL_SUMMARY, MPI_COMM_WORLD));
         CHECK_MPI(MPI_Send(recs, s.records * (int)sizeof *recs, MPI_BYTE, 0, TAG_VAL_RECORDS,
                            MPI_COMM_WORLD));
         CHECK_MPI(MPI_Send(counts, 2 * w->job.nc, MPI_INT64_T, 0, TAG_VAL_COUNTS, MPI_COMM_WORLD));
+        if (vh.plots) {
+            int64_t nd = (int64_t)plots.ndets;
+            CHECK_MPI(MPI_Send(plots.confusion, (w->job.nc + 1) * (w->job.nc + 1), MPI_INT64_T, 0,
+                               TAG_VAL_PLOTS, MPI_COMM_WORLD));
+            CHECK_MPI(MPI_Send(&nd, 1, MPI_INT64_T, 0, TAG_VAL_PLOTS, MPI_COMM_WORLD));
+            CHECK_MPI(MPI_Send(plots.dets, (int)(nd * (int64_t)sizeof *plots.dets), MPI_BYTE, 0,
+                               TAG_VAL_PLOTS, MPI_COMM_WORLD));
+        }
+        val_plot_data_free(&plots);
         free(recs);
         free(counts);
+        free(shapes);
         free(idx);
         if (!s.ok) return -1;
     }
@@ -281,8 +299,8 @@ static int setup(worker *w) {
     if (!w->ema_m) return -1;
     if (model_plan(w->m, w->micro, (int)a->imgsz, (int)a->imgsz, w->err, sizeof w->err) != 0)
         return -1;
-    long n_train = (long)fmax(1, floor(w->job.n_train * a->fraction));
-    if (train_setup_optimizer(w->m, a, n_train, &w->opt, &w->sc, &w->accumulate, w->err,
+    long n_train = train_args_train_images(a, w->job.n_train);
+    if (train_setup_optimizer(w->m, a, n_train, &w->opt, &w->sc, &w->accumulate, &w->info, w->err,
                               sizeof w->err) != 0)
         return -1;
     ema_init(&w->ema);
@@ -291,14 +309,8 @@ static int setup(worker *w) {
     w->nw = -1;
     const model_yaml *y = model_config(w->m);
     w->loss = detloss_create();
-    w->h_o2m = detloss_hyp_default(w->job.nc, y->reg_max);
-    w->h_o2o = detloss_hyp_one2one(w->job.nc, y->reg_max);
-    detloss_hyp *hs[2] = {&w->h_o2m, &w->h_o2o};
-    for (int i = 0; i < 2; i++) {
-        hs[i]->box = (float)a->box;
-        hs[i]->cls = (float)a->cls;
-        hs[i]->dfl = (float)a->dfl;
-    }
+    train_setup_loss(a, (int)w->job.nc, y->reg_max, &w->h_o2m, &w->h_o2o);
+    w->h_o2m.cls_weight = w->h_o2o.cls_weight = w->cls_w;
     loader_config lc = loader_config_defaults();
     lc.imgsz = (int)a->imgsz;
     lc.augment = 1;
@@ -313,6 +325,7 @@ static int setup(worker *w) {
     lc.aug.hsv_h = a->hsv_h;
     lc.aug.hsv_s = a->hsv_s;
     lc.aug.hsv_v = a->hsv_v;
+    lc.aug.warp_from_centre = ul_behaviour_of(a->ultralytics)->warp_from_centre;
     lc.seed = (uint64_t)a->seed;
     lc.nthreads = (int)a->loader_threads;
     if (!strcmp(a->cache, "ram")) {
@@ -329,6 +342,7 @@ static int setup(worker *w) {
     if (!w->train_ld) return -1;
     lc.augment = 0;
     lc.max_batch = VAL_CHUNK;
+    lc.max_side = (int)a->imgsz + 32; /* rectangular val batches: pad 0.5 stride adds up to 32 */
     if (w->job.n_val > 0) {
         w->val_ld = loader_create(a->data, SPLIT_VAL, &lc, w->err, sizeof w->err);
         if (!w->val_ld) return -1;
@@ -367,6 +381,10 @@ int worker_train_main(void) {
     }
     CHECK_MPI(MPI_Bcast(&w->a, sizeof w->a, MPI_BYTE, 0, MPI_COMM_WORLD));
     CHECK_MPI(MPI_Bcast(&w->job, sizeof w->job, MPI_BYTE, 0, MPI_COMM_WORLD));
+    if (w->job.protocol == PROTOCOL_VERSION && w->job.class_weights) {
+        w->cls_w = xmalloc((size_t)w->job.nc * sizeof *w->cls_w);
+        CHECK_MPI(MPI_Bcast(w->cls_w, w->job.nc, MPI_FLOAT, 0, MPI_COMM_WORLD));
+    }
     if (w->job.protocol != PROTOCOL_VERSION) {
         log_error("rank %d: protocol version %d, coordinator speaks %d", w->rank, PROTOCOL_VERSION,
                   w->job.protocol);
@@ -376,6 +394,8 @@ int worker_train_main(void) {
         log_error("rank %d: %s", w->rank, w->err);
         MPI_Abort(MPI_COMM_WORLD, 1);
     }
+    if (w->wrank == 0)
+        CHECK_MPI(MPI_Send(&w->info, sizeof w->info, MPI_BYTE, 0, TAG_MODEL_INFO, MPI_COMM_WORLD));
     bool stop = false;
     for (;;) { /* the coordinator decides how many epochs (time=, stop): steps < 0 ends */
         epoch_header h;
@@ -404,6 +424,7 @@ int worker_train_main(void) {
     model_free(w->ema_m);
     free(w->img);
     free(w->acc);
+    free(w->cls_w);
     free(w->dout[0]);
     free(w->dout[1]);
 out:

@@ -1,105 +1,146 @@
 #include "worker/validate.h"
 
 #include "common/log.h"
-#include "kernels/nms.h"
+#include "worker/val_plot_collect.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Loss items of the eval-mode head outputs (Ultralytics computes the val loss on them; for
- * end-to-end models it logs the one2one items). */
-static void val_loss(validator *v, int B, const float *labels, int nlabels, double sum[3]) {
-    const model_yaml *y = model_config(v->m);
+/* Loss sums of one rectangular batch, added up over its forward chunks: Ultralytics computes the
+ * val loss items over the whole batch (one target-score sum), then averages them over batches.
+ * For end2end models the items are the one2one branch's. */
+typedef struct batch_loss {
+    double sum[3], target;
+} batch_loss;
+
+static void chunk_loss(validator *v, int B, int h, int w, const float *labels, int nlabels,
+                       batch_loss *bl) {
     int A = model_num_anchors(v->m);
     detloss_out o;
-    detloss_hyp h = detloss_hyp_default(v->nc, y->reg_max);
-    if (model_num_branches(v->m) == 2) {
-        detloss_hyp h2 = detloss_hyp_one2one(v->nc, y->reg_max);
-        detloss_e2e(v->loss, &h, &h2, 0.8f, 0.2f, B, A, model_output(v->m, MODEL_ONE2MANY),
-                    model_output(v->m, MODEL_ONE2ONE), model_anchor_points(v->m),
-                    model_anchor_strides(v->m), nlabels, labels, (float)v->imgsz, (float)v->imgsz,
-                    NULL, NULL, &o, NULL);
-    } else {
-        detloss_branch(v->loss, &h, B, A, model_output(v->m, MODEL_ONE2MANY),
+    if (model_num_branches(v->m) == 2)
+        detloss_e2e(v->loss, v->h_o2m, v->h_o2o, 0.8f, 0.2f, B, A,
+                    model_output(v->m, MODEL_ONE2MANY), model_output(v->m, MODEL_ONE2ONE),
+                    model_anchor_points(v->m), model_anchor_strides(v->m), nlabels, labels,
+                    (float)h, (float)w, NULL, NULL, &o, NULL);
+    else
+        detloss_branch(v->loss, v->h_o2m, B, A, model_output(v->m, MODEL_ONE2MANY),
                        model_anchor_points(v->m), model_anchor_strides(v->m), nlabels, labels,
-                       (float)v->imgsz, (float)v->imgsz, NULL, NULL, &o);
-    }
-    for (int k = 0; k < 3; k++) sum[k] += (double)o.items[k] * B;
+                       (float)h, (float)w, NULL, NULL, &o);
+    for (int k = 0; k < 3; k++) bl->sum[k] += o.loss_sum[k];
+    bl->target += o.target_scores_raw;
 }
 
-int validate_run(validator *v, int epoch, const int32_t *idx, int n, val_summary *s,
-                 val_record **recs, int64_t *counts, char *err, size_t errlen) {
-    memset(s, 0, sizeof *s);
-    memset(counts, 0, 2 * (size_t)v->nc * sizeof *counts);
-    *recs = NULL;
-    int A = 0, no = 4 + v->nc, e2e = model_num_branches(v->m) == 2;
-    size_t cap = 0;
-    float *dec = NULL, *img = NULL;
-    detection *det = xmalloc((size_t)v->max_det * sizeof *det);
+static void batch_items(const validator *v, const batch_loss *bl, double items[3]) {
+    const detloss_hyp *h = model_num_branches(v->m) == 2 ? v->h_o2o : v->h_o2m;
+    float tss = (float)bl->target;
+    if (tss < 1) tss = 1;
+    const float gain[3] = {h->box, h->cls, h->dfl};
+    for (int k = 0; k < 3; k++) items[k] = (double)(((float)bl->sum[k] / tss) * gain[k]);
+}
+
+/* Per image of the chunk: ground truth in canvas pixels, the class counts, post-processing and
+ * matching; records appended to *recs. */
+static void match_chunk(validator *v, const loader_batch *bt, const float *dec, int A,
+                        detection *det, val_summary *s, val_record **recs, size_t *cap,
+                        int64_t *counts, val_plot_data *plots) {
+    int no = 4 + v->nc;
     nms_cfg cfg = nms_val_defaults();
     cfg.conf_thres = v->conf;
     cfg.iou_thres = v->iou;
     cfg.max_det = v->max_det;
-    int rc = 0;
-    for (int lo = 0; lo < n && rc == 0; lo += v->chunk) {
-        int b = n - lo < v->chunk ? n - lo : v->chunk;
-        if (loader_submit(v->ld, lo, epoch, idx + lo, b, err, errlen) != 0) return -1;
-    }
-    int *gt_cls = NULL;
-    float *gt_box = NULL;
-    for (int lo = 0; lo < n && rc == 0; lo += v->chunk) {
-        loader_batch bt;
-        if (loader_next(v->ld, &bt, err, errlen) != 0) {
-            rc = -1;
-            break;
-        }
-        if (bt.n != v->chunk && model_plan_eval(v->m, bt.n, v->imgsz, v->imgsz, err, errlen) != 0) {
-            rc = -1;
-            break;
-        }
-        size_t px = (size_t)bt.n * v->imgsz * v->imgsz * 3;
-        img = xrealloc(img, px * sizeof *img);
-        for (size_t i = 0; i < px; i++) img[i] = bt.images[i] * (1.0f / 255.0f);
-        model_forward(v->m, img, false);
-        A = model_num_anchors(v->m);
-        dec = xrealloc(dec, (size_t)bt.n * A * no * sizeof *dec);
-        model_decode(v->m, e2e ? MODEL_ONE2ONE : MODEL_ONE2MANY, dec);
-        val_loss(v, bt.n, bt.labels, bt.nlabels, s->loss_sum);
-        gt_cls = xrealloc(gt_cls, (size_t)(bt.nlabels + 1) * sizeof *gt_cls);
-        gt_box = xrealloc(gt_box, (size_t)(bt.nlabels + 1) * 4 * sizeof *gt_box);
-        for (int i = 0, l = 0; i < bt.n; i++) {
-            int ngt = 0;
-            bool seen[1024] = {0};
-            for (; l < bt.nlabels && (int)bt.labels[l * 6] == i; l++, ngt++) {
-                const float *r = bt.labels + l * 6;
-                int c = (int)r[1];
-                float S = (float)v->imgsz;
-                gt_cls[ngt] = c;
-                gt_box[ngt * 4 + 0] = (r[2] - r[4] / 2) * S;
-                gt_box[ngt * 4 + 1] = (r[3] - r[5] / 2) * S;
-                gt_box[ngt * 4 + 2] = (r[2] + r[4] / 2) * S;
-                gt_box[ngt * 4 + 3] = (r[3] + r[5] / 2) * S;
-                if (c >= 0 && c < v->nc) {
-                    counts[c]++;
-                    if (c < 1024 && !seen[c]) seen[c] = true, counts[v->nc + c]++;
-                }
+    int *gt_cls = xmalloc((size_t)(bt->nlabels + 1) * sizeof *gt_cls);
+    float *gt_box = xmalloc((size_t)(bt->nlabels + 1) * 4 * sizeof *gt_box);
+    bool *seen = xmalloc((size_t)v->nc * sizeof *seen);
+    for (int i = 0, l = 0; i < bt->n; i++) {
+        int ngt = 0;
+        memset(seen, 0, (size_t)v->nc * sizeof *seen);
+        for (; l < bt->nlabels && (int)bt->labels[l * 6] == i; l++, ngt++) {
+            const float *r = bt->labels + l * 6;
+            int c = (int)r[1];
+            float W = (float)bt->w, H = (float)bt->h;
+            gt_cls[ngt] = c;
+            gt_box[ngt * 4 + 0] = (r[2] - r[4] / 2) * W;
+            gt_box[ngt * 4 + 1] = (r[3] - r[5] / 2) * H;
+            gt_box[ngt * 4 + 2] = (r[2] + r[4] / 2) * W;
+            gt_box[ngt * 4 + 3] = (r[3] + r[5] / 2) * H;
+            if (c >= 0 && c < v->nc) {
+                counts[c]++;
+                if (!seen[c]) seen[c] = true, counts[v->nc + c]++;
             }
-            const float *p = dec + (size_t)i * A * no;
-            int nd = e2e ? topk_detect(p, A, v->nc, &cfg, det) : nms_detect(p, A, v->nc, &cfg, det);
-            if ((size_t)s->records + (size_t)nd > cap) {
-                cap = 2 * cap + (size_t)nd + 256;
-                *recs = xrealloc(*recs, cap * sizeof **recs);
-            }
-            val_match(det, nd, gt_box, gt_cls, ngt, *recs + s->records);
-            s->records += nd;
-            s->images++;
         }
+        const float *p = dec + (size_t)i * A * no;
+        int nd =
+            v->one2one ? topk_detect(p, A, v->nc, &cfg, det) : nms_detect(p, A, v->nc, &cfg, det);
+        if ((size_t)s->records + (size_t)nd > *cap) {
+            *cap = 2 * *cap + (size_t)nd + 256;
+            *recs = xrealloc(*recs, *cap * sizeof **recs);
+        }
+        val_match_with(v->match, det, nd, gt_box, gt_cls, ngt, *recs + s->records);
+        if (plots)
+            val_plot_collect_image(plots, bt->indices[i], det, nd, gt_box, gt_cls, ngt,
+                                   &bt->info[i], v->conf);
+        s->records += nd;
+        s->images++;
     }
-    if (rc == 0 && n > 0 && (n % v->chunk) != 0)
-        rc = model_plan_eval(v->m, v->chunk, v->imgsz, v->imgsz, err, errlen);
+    free(seen);
     free(gt_cls);
     free(gt_box);
+}
+
+int validate_run(validator *v, int epoch, const int32_t *idx, int n, const val_shape *batches,
+                 int nb, val_summary *s, val_record **recs, int64_t *counts, val_plot_data *plots,
+                 char *err, size_t errlen) {
+    memset(s, 0, sizeof *s);
+    memset(counts, 0, 2 * (size_t)v->nc * sizeof *counts);
+    *recs = NULL;
+    int total = 0;
+    for (int b = 0; b < nb; b++) total += batches[b].count;
+    if (total != n)
+        return errf(err, errlen, "validation: batches hold %d images, plan has %d", total, n);
+    /* queue every chunk of every batch; the loader works ahead */
+    int64_t step = 0;
+    for (int b = 0, off = 0; b < nb; off += batches[b].count, b++)
+        for (int lo = 0; lo < batches[b].count; lo += v->chunk) {
+            int c = batches[b].count - lo < v->chunk ? batches[b].count - lo : v->chunk;
+            if (loader_submit_shape(v->ld, step++, epoch, idx + off + lo, c, batches[b].h,
+                                    batches[b].w, err, errlen) != 0)
+                return -1;
+        }
+    size_t cap = 0;
+    float *dec = NULL, *img = NULL;
+    detection *det = xmalloc((size_t)v->max_det * sizeof *det);
+    int rc = 0, ph = 0, pw = 0, pn = 0; /* the shape the model is planned for */
+    for (int b = 0; b < nb && rc == 0; b++) {
+        batch_loss bl = {{0, 0, 0}, 0};
+        for (int lo = 0; lo < batches[b].count && rc == 0; lo += v->chunk) {
+            loader_batch bt;
+            if (loader_next(v->ld, &bt, err, errlen) != 0) {
+                rc = -1;
+                break;
+            }
+            if ((bt.n != pn || bt.h != ph || bt.w != pw) &&
+                model_plan_eval(v->m, bt.n, bt.h, bt.w, err, errlen) != 0) {
+                rc = -1;
+                break;
+            }
+            pn = bt.n, ph = bt.h, pw = bt.w;
+            size_t px = (size_t)bt.n * bt.h * bt.w * 3;
+            img = xrealloc(img, px * sizeof *img);
+            for (size_t i = 0; i < px; i++) img[i] = bt.images[i] * (1.0f / 255.0f);
+            model_forward(v->m, img, false);
+            int A = model_num_anchors(v->m);
+            dec = xrealloc(dec, (size_t)bt.n * A * (4 + v->nc) * sizeof *dec);
+            model_decode(v->m, v->one2one ? MODEL_ONE2ONE : MODEL_ONE2MANY, dec);
+            chunk_loss(v, bt.n, bt.h, bt.w, bt.labels, bt.nlabels, &bl);
+            match_chunk(v, &bt, dec, A, det, s, recs, &cap, counts, plots);
+        }
+        if (rc) break;
+        double items[3];
+        batch_items(v, &bl, items);
+        for (int k = 0; k < 3; k++) s->loss_sum[k] += items[k];
+        s->batches++;
+    }
     free(dec);
     free(img);
     free(det);

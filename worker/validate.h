@@ -1,28 +1,44 @@
-/* Validation on a worker: its share of the val split, letterboxed (no augmentation), through the
- * EMA model in eval mode; post-processing (NMS for v8/11, top-k for yolo26), matching against
- * the ground truth at the 10 IoU thresholds, and the val loss. The coordinator gathers the match
- * records of all workers and computes mAP (coordinator/metrics.h), so the result does not depend
- * on how the images were split. */
+/* Validation on a worker: its share of the val split in Ultralytics' rectangular batches (each
+ * image letterboxed into its batch's canvas, no augmentation), through the EMA model in eval
+ * mode; post-processing (NMS on the one-to-many head, or yolo26's one-to-one head with top-k),
+ * matching against the ground truth at the 10 IoU thresholds, and the val loss. The coordinator
+ * gathers the match records of all workers and computes mAP (coordinator/metrics.h), so the result
+ * does not depend on how the images were split. */
 #pragma once
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "common/protocol.h"
+#include "common/val_plots.h"
 #include "common/val_record.h"
 #include "dataio/loader.h"
 #include "kernels/detloss.h"
+#include "kernels/nms.h"
 #include "worker/model.h"
 
 typedef struct validator {
-    model *m;   /* the EMA model, planned for `chunk` images */
-    loader *ld; /* augment = 0 */
-    int chunk, nc, imgsz;
+    model *m;   /* the EMA model */
+    loader *ld; /* augment = 0, max_side >= the largest batch side */
+    int chunk;  /* images per forward */
+    int nc, imgsz;
     detloss_ctx *loss;
+    const detloss_hyp *h_o2m, *h_o2o; /* the training loss settings (val loss) */
+    bool one2one;                     /* end2end models: one-to-one head + top-k; else NMS */
+    val_match_rule match;             /* the release's prediction matching */
     float conf, iou;
     int max_det;
 } validator;
 
-/* Runs over idx[0..n): fills the summary, *recs (malloc'd, s->records entries) and counts
- * [2*nc] (per-class instances, then images containing the class). 0 or -1 with err. */
-int validate_run(validator *v, int epoch, const int32_t *idx, int n, val_summary *s,
-                 val_record **recs, int64_t *counts, char *err, size_t errlen);
+/* One rectangular batch: `count` consecutive indices, letterboxed into h x w. */
+typedef struct val_shape {
+    int32_t count, h, w;
+} val_shape;
+
+/* Runs over idx[0..n) cut into the nb batches (their counts sum to n): fills the summary, *recs
+ * (malloc'd, s->records entries) and counts [2*nc] (per-class instances, then images containing
+ * the class), and plots (when not NULL: confusion matrix and predictions to draw,
+ * worker/val_plot_collect.h). 0 or -1 with err. */
+int validate_run(validator *v, int epoch, const int32_t *idx, int n, const val_shape *batches,
+                 int nb, val_summary *s, val_record **recs, int64_t *counts, val_plot_data *plots,
+                 char *err, size_t errlen);
