@@ -17,12 +17,19 @@ typedef struct job {
     int epoch, n;
     int out_h, out_w; /* output size (imgsz x imgsz unless a validation shape was given) */
     int *indices;
-    int *pool, npool; /* mosaic partners come from here: this step and the steps before it */
+    int first; /* global position of indices[0] in the step's batch */
+    /* mosaic pools of the blocks this step's samples are in: block block0 + k draws partners
+     * from pool[pool_off[k] .. pool_off[k + 1]) */
+    int block0, *pool, *pool_off;
     double mosaic;
     struct job *next;
 } job;
 
-/* A step kept for the mosaic pools of the steps after it. */
+/* Mosaic pools: the samples at the same POOL_BLOCK global batch positions in this step and the
+ * POOL_STEPS - 1 steps submitted before it: up to 128 images, Ultralytics' buffer for batch 16. */
+enum { POOL_BLOCK = 8, POOL_STEPS = 16 };
+
+/* A global batch kept for the mosaic pools of the steps after it. */
 typedef struct past_step {
     int n;
     int *indices;
@@ -61,10 +68,9 @@ struct loader {
     double mosaic;
     stage_times times; /* under mu */
     image_cache *cache;
-    /* The steps of the current epoch before the next one submitted, oldest first: a step's
-     * mosaic pool is its own samples and those of the pool_steps - 1 steps before it. */
-    int pool_steps, hist_epoch, nhist;
-    past_step *hist;
+    /* the last POOL_STEPS - 1 global batches submitted or noted, oldest first */
+    int nhist;
+    past_step hist[POOL_STEPS];
 };
 
 /* One lock for the whole process: HDF5 is built without thread safety, so two loaders (train and
@@ -232,14 +238,16 @@ static int process_sample(loader *L, slot *s, int b, stage_times *t, char *err, 
     p.mosaic = j->mosaic;
     rng r = rng_keyed(L->cfg.seed, (uint64_t)j->epoch, (uint64_t)index);
     int partners[3];
-    int mosaic = augment_draw_mosaic(&r, &p, j->npool, partners);
+    int k = (j->first + b) / POOL_BLOCK - j->block0;
+    const int *pool = j->pool + j->pool_off[k];
+    int mosaic = augment_draw_mosaic(&r, &p, j->pool_off[k + 1] - j->pool_off[k], partners);
     int nimg = mosaic ? 4 : 1, rc = 0;
     aug_image a[4];
     int total = 0;
     /* The sample's own image first: a thread never waits on others while it has an image
      * half loaded. */
     for (int i = 0; i < nimg; i++) {
-        im[i] = get_image(L, i == 0 ? index : j->pool[partners[i - 1]], t, err, errlen);
+        im[i] = get_image(L, i == 0 ? index : pool[partners[i - 1]], t, err, errlen);
         if (!im[i]) {
             rc = -1;
             break;
@@ -263,6 +271,7 @@ static void job_free(job *j) {
     if (!j) return;
     free(j->indices);
     free(j->pool);
+    free(j->pool_off);
     free(j);
 }
 
@@ -379,15 +388,10 @@ loader *loader_create_source(sample_source src, const loader_config *cfg, char *
     L->src = src;
     L->cfg = *cfg;
     L->mosaic = cfg->aug.mosaic;
-    /* Ultralytics' buffer: min(images, 8 x batch, 1000) images, here whole steps of this loader */
-    int buffer = src.size < 8 * cfg->max_batch ? src.size : 8 * cfg->max_batch;
-    buffer = buffer < 1000 ? buffer : 1000;
-    L->pool_steps = buffer / cfg->max_batch > 1 ? buffer / cfg->max_batch : 1;
-    L->hist = xcalloc((size_t)L->pool_steps, sizeof *L->hist);
-    L->hist_epoch = -1;
-    /* Training: the buffer, the batches in the ring and those being worked on (more only costs
-     * memory). Validation reads each image once: only what is being worked on. */
-    int keep = cfg->augment ? (L->pool_steps + cfg->depth + 1) * cfg->max_batch + 4 * cfg->nthreads
+    /* Training: the pools (this loader's blocks over POOL_STEPS steps), the batches in the ring
+     * and those being worked on (more only costs memory). Validation reads each image once. */
+    int per_step = cfg->max_batch > POOL_BLOCK ? cfg->max_batch : POOL_BLOCK;
+    int keep = cfg->augment ? (POOL_STEPS + cfg->depth + 1) * per_step + 4 * cfg->nthreads
                             : cfg->max_batch + 4 * cfg->nthreads;
     L->cache = image_cache_create(src.size, cfg->cache == LOADER_CACHE_RAM ? 0 : keep);
     pthread_mutex_init(&L->mu, NULL);
@@ -417,60 +421,64 @@ loader *loader_create_source(sample_source src, const loader_config *cfg, char *
     return L;
 }
 
-/* Under mu: appends a step to the epoch's history (dropping the oldest beyond what a pool holds)
- * and, when pool is not NULL, writes the step's pool there: the history's samples, then its own. */
-static int remember_step(loader *L, int epoch, const int *indices, int n, int *pool) {
-    if (epoch != L->hist_epoch) {
-        for (int i = 0; i < L->nhist; i++) free(L->hist[i].indices);
-        L->nhist = 0;
-        L->hist_epoch = epoch;
+/* Under mu: when j is not NULL, builds its pools from the history and the global batch; then
+ * appends the batch to the history (dropping the oldest beyond what a pool spans). */
+static void remember_step(loader *L, const int *batch, int bn, job *j) {
+    if (j) {
+        int b0 = j->first / POOL_BLOCK, b1 = (j->first + j->n - 1) / POOL_BLOCK;
+        j->block0 = b0;
+        j->pool = xmalloc(sizeof(int) * (size_t)(b1 - b0 + 1) * POOL_BLOCK * POOL_STEPS);
+        j->pool_off = xmalloc(sizeof(int) * (size_t)(b1 - b0 + 2));
+        int np = 0;
+        for (int k = b0; k <= b1; k++) {
+            j->pool_off[k - b0] = np;
+            for (int h = 0; h <= L->nhist; h++) {
+                const int *g = h < L->nhist ? L->hist[h].indices : batch;
+                int gn = h < L->nhist ? L->hist[h].n : bn;
+                for (int p = k * POOL_BLOCK; p < (k + 1) * POOL_BLOCK && p < gn; p++)
+                    j->pool[np++] = g[p];
+            }
+        }
+        j->pool_off[b1 - b0 + 1] = np;
     }
-    int np = 0;
-    for (int i = 0; i < L->nhist && pool; i++) {
-        memcpy(pool + np, L->hist[i].indices, sizeof(int) * (size_t)L->hist[i].n);
-        np += L->hist[i].n;
-    }
-    if (pool) memcpy(pool + np, indices, sizeof(int) * (size_t)n);
-    if (L->pool_steps == 1) return np + n;
-    if (L->nhist == L->pool_steps - 1) {
+    if (L->nhist == POOL_STEPS - 1) {
         free(L->hist[0].indices);
         memmove(L->hist, L->hist + 1, sizeof *L->hist * (size_t)(L->nhist - 1));
         L->nhist--;
     }
     past_step *h = &L->hist[L->nhist++];
-    h->n = n;
-    h->indices = xmalloc(sizeof(int) * (size_t)n);
-    memcpy(h->indices, indices, sizeof(int) * (size_t)n);
-    return np + n;
+    h->n = bn;
+    h->indices = xmalloc(sizeof(int) * (size_t)bn);
+    memcpy(h->indices, batch, sizeof(int) * (size_t)bn);
 }
 
-static int check_step(loader *L, int64_t step, const int *indices, int n, char *err,
-                      size_t errlen) {
+/* A global batch of bn samples of which this loader takes positions [first, first + n). */
+static int check_step(loader *L, int64_t step, const int *batch, int bn, int first, int n,
+                      char *err, size_t errlen) {
     if (n < 1 || n > L->cfg.max_batch)
         return errf(err, errlen, "%s: loader: step %lld has %d samples, allowed 1..%d", L->src.name,
                     (long long)step, n, L->cfg.max_batch);
-    for (int i = 0; i < n; i++)
-        if (indices[i] < 0 || indices[i] >= L->src.size)
+    if (first < 0 || first + n > bn || bn > (1 << 24))
+        return errf(err, errlen, "%s: loader: step %lld: samples %d..%d of a batch of %d",
+                    L->src.name, (long long)step, first, first + n - 1, bn);
+    for (int i = 0; i < bn; i++)
+        if (batch[i] < 0 || batch[i] >= L->src.size)
             return errf(err, errlen, "%s: loader: step %lld: sample index %d out of range [0, %d)",
-                        L->src.name, (long long)step, indices[i], L->src.size);
+                        L->src.name, (long long)step, batch[i], L->src.size);
     return 0;
 }
 
-int loader_note_step(loader *L, int epoch, const int *indices, int n, char *err, size_t errlen) {
-    if (check_step(L, -1, indices, n, err, errlen) != 0) return -1;
+int loader_note_step(loader *L, const int *batch, int bn, char *err, size_t errlen) {
+    if (bn < 1 || check_step(L, -1, batch, bn, 0, 1, err, errlen) != 0)
+        return bn < 1 ? errf(err, errlen, "%s: loader: noted batch of %d", L->src.name, bn) : -1;
     pthread_mutex_lock(&L->mu);
-    remember_step(L, epoch, indices, n, NULL);
+    remember_step(L, batch, bn, NULL);
     pthread_mutex_unlock(&L->mu);
     return 0;
 }
 
-int loader_submit(loader *L, int64_t step, int epoch, const int *indices, int n, char *err,
-                  size_t errlen) {
-    return loader_submit_shape(L, step, epoch, indices, n, L->cfg.imgsz, L->cfg.imgsz, err, errlen);
-}
-
-int loader_submit_shape(loader *L, int64_t step, int epoch, const int *indices, int n, int out_h,
-                        int out_w, char *err, size_t errlen) {
+static int submit(loader *L, int64_t step, int epoch, const int *batch, int bn, int first, int n,
+                  int out_h, int out_w, char *err, size_t errlen) {
     int side = L->cfg.max_side ? L->cfg.max_side : L->cfg.imgsz;
     bool square = out_h == L->cfg.imgsz && out_w == L->cfg.imgsz;
     if (!square && (L->cfg.augment || out_h < 2 || out_w < 2 || out_h % 2 || out_w % 2 ||
@@ -479,15 +487,14 @@ int loader_submit_shape(loader *L, int64_t step, int epoch, const int *indices, 
                     "%s: loader: step %lld: output %dx%d needs a validation loader and even sides "
                     "in [2, %d]",
                     L->src.name, (long long)step, out_h, out_w, side);
-    if (check_step(L, step, indices, n, err, errlen) != 0) return -1;
+    if (check_step(L, step, batch, bn, first, n, err, errlen) != 0) return -1;
     job *j = xcalloc(1, sizeof *j);
-    j->step = step, j->epoch = epoch, j->n = n;
+    j->step = step, j->epoch = epoch, j->n = n, j->first = first;
     j->out_h = out_h, j->out_w = out_w;
     j->indices = xmalloc(sizeof(int) * (size_t)n);
-    memcpy(j->indices, indices, sizeof(int) * (size_t)n);
-    j->pool = xmalloc(sizeof(int) * (size_t)L->pool_steps * L->cfg.max_batch);
+    memcpy(j->indices, batch + first, sizeof(int) * (size_t)n);
     pthread_mutex_lock(&L->mu);
-    j->npool = remember_step(L, epoch, indices, n, j->pool);
+    remember_step(L, batch, bn, j);
     j->mosaic = L->mosaic;
     j->seq = L->next_submit_seq++;
     if (L->pending_tail)
@@ -498,6 +505,21 @@ int loader_submit_shape(loader *L, int64_t step, int epoch, const int *indices, 
     pthread_cond_broadcast(&L->work_cv);
     pthread_mutex_unlock(&L->mu);
     return 0;
+}
+
+int loader_submit(loader *L, int64_t step, int epoch, const int *indices, int n, char *err,
+                  size_t errlen) {
+    return submit(L, step, epoch, indices, n, 0, n, L->cfg.imgsz, L->cfg.imgsz, err, errlen);
+}
+
+int loader_submit_part(loader *L, int64_t step, int epoch, const int *batch, int bn, int first,
+                       int n, char *err, size_t errlen) {
+    return submit(L, step, epoch, batch, bn, first, n, L->cfg.imgsz, L->cfg.imgsz, err, errlen);
+}
+
+int loader_submit_shape(loader *L, int64_t step, int epoch, const int *indices, int n, int out_h,
+                        int out_w, char *err, size_t errlen) {
+    return submit(L, step, epoch, indices, n, 0, n, out_h, out_w, err, errlen);
 }
 
 void loader_set_mosaic(loader *L, double p) {
@@ -603,7 +625,6 @@ void loader_destroy(loader *L) {
         j = next;
     }
     for (int i = 0; i < L->nhist; i++) free(L->hist[i].indices);
-    free(L->hist);
     image_cache_destroy(L->cache);
     free(L->slots);
     free(L->threads);

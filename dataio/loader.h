@@ -3,10 +3,12 @@
  * (in parallel) into a bounded ring of batch buffers ahead of the consumer.
  *
  * Determinism: a sample's augmentation depends only on (seed, epoch, dataset index), the mosaic
- * probability in force when its step was submitted, and its step's mosaic pool: the samples of
- * that step and of the steps submitted before it in the same epoch, up to Ultralytics' buffer
- * length min(split size, 8 x max_batch, 1000) in whole steps. Partners are drawn from the pool
- * with the sample's RNG. A batch is byte-identical for any thread count, ring depth or cache. */
+ * probability in force when its step was submitted, and its mosaic pool: the samples at the same
+ * 8 global batch positions (its block) in its step and the 15 steps submitted or noted before it,
+ * up to 128 images (Ultralytics' buffer for batch 16). Partners are drawn from the pool with the
+ * sample's RNG. Pools are defined on the global batches, so a batch is byte-identical for any
+ * worker count (each worker submits its part of the global batch), thread count, ring depth or
+ * cache; when a worker's part is a multiple of 8 positions its pools are its own samples. */
 #pragma once
 #include "dataio/augment.h"
 #include "dataio/dataset.h"
@@ -82,15 +84,22 @@ loader *loader_create(const char *dataset_path, split_id split, const loader_con
  * per-sample image buffers are reused rather than faulted in again each time. */
 loader *loader_create_source(sample_source src, const loader_config *cfg, char *err, size_t errlen);
 
-/* Queues one step: n sample indices (copied). Steps come out of loader_next in submission
- * order. -1 with err for n out of [1, max_batch] or an index out of [0, size). Never blocks. */
+/* Queues one step: n sample indices (copied), the whole global batch. Steps come out of
+ * loader_next in submission order. -1 with err for n out of [1, max_batch] or an index out of
+ * [0, size). Never blocks. */
 int loader_submit(loader *L, int64_t step, int epoch, const int *indices, int n, char *err,
                   size_t errlen);
 
-/* Records a step of an epoch without loading it: a run that starts mid-epoch (resume) notes the
- * steps before its first one (at least the last 8 x max_batch samples' worth) so that its mosaic
- * pools, and so its batches, are those of an uninterrupted run. -1 with err as loader_submit. */
-int loader_note_step(loader *L, int epoch, const int *indices, int n, char *err, size_t errlen);
+/* A step of a global batch of bn samples (copied) of which this loader loads positions
+ * [first, first + n): what a worker submits when the global batch is shared over workers. */
+int loader_submit_part(loader *L, int64_t step, int epoch, const int *batch, int bn, int first,
+                       int n, char *err, size_t errlen);
+
+/* Records a global batch without loading it. A run that starts anywhere but at its very first
+ * step (resume) notes the 15 global batches before its first one (from the previous epoch's plan
+ * when the step is < 15) so that its mosaic pools, and so its batches, are those of an
+ * uninterrupted run. -1 with err for a bad index. */
+int loader_note_step(loader *L, const int *batch, int bn, char *err, size_t errlen);
 /* Validation loaders (augment = 0) only: a step whose images are letterboxed into out_h x out_w
  * (even, at most max_side) instead of imgsz x imgsz: a rectangular validation batch. */
 int loader_submit_shape(loader *L, int64_t step, int epoch, const int *indices, int n, int out_h,

@@ -244,8 +244,7 @@ static uint8_t *pool_run(loader_config c, int from, int note, size_t *nbytes) {
     int steps[6][3] = {{0, 5, 9}, {13, 2, 19}, {1, 7, 3}, {18, 4, 11}, {6, 8, 10}, {12, 14, 15}};
     for (int s = 0; s < 6; s++) {
         if (s < from) {
-            if (note)
-                cr_assert_eq(loader_note_step(L, 3, steps[s], 3, err, sizeof err), 0, "%s", err);
+            if (note) cr_assert_eq(loader_note_step(L, steps[s], 3, err, sizeof err), 0, "%s", err);
             continue;
         }
         cr_assert_eq(loader_submit(L, s, 3, steps[s], 3, err, sizeof err), 0, "%s", err);
@@ -282,6 +281,50 @@ Test(loader, resume_with_noted_steps_and_cache_ram_give_the_same_batches) {
     cr_assert_eq(n_ram, n_all);
     cr_assert_eq(memcmp(ram, all, n_all), 0, "cache=ram must not change a batch");
     free(all), free(resumed), free(blind), free(ram);
+}
+
+/* Global batches of 16 over 20 samples, 20 steps (pools reach 15 steps back), loaded by `parts`
+ * loaders that each take one part of every batch (as workers do); returns all images in global
+ * order. */
+static uint8_t *parts_run(int parts, size_t *nbytes) {
+    char err[512];
+    enum { B = 16, STEPS = 20 };
+    static int order[STEPS][B];
+    for (int s = 0; s < STEPS; s++)
+        for (int i = 0; i < B; i++) order[s][i] = (s * 7 + i * 13 + s * i) % 20;
+    size_t per = (size_t)64 * 64 * 3;
+    uint8_t *all = malloc(per * B * STEPS);
+    int share = B / parts;
+    for (int r = 0; r < parts; r++) {
+        loader_config c = small_cfg(2);
+        c.max_batch = share;
+        loader *L = loader_create_source(mem_source_make(0, 20), &c, err, sizeof err);
+        cr_assert(L, "%s", err);
+        for (int s = 0; s < STEPS; s++)
+            cr_assert_eq(
+                loader_submit_part(L, s, 0, order[s], B, r * share, share, err, sizeof err), 0,
+                "%s", err);
+        for (int s = 0; s < STEPS; s++) {
+            loader_batch b;
+            cr_assert_eq(loader_next(L, &b, err, sizeof err), 0, "%s", err);
+            memcpy(all + ((size_t)s * B + (size_t)r * share) * per, b.images, per * share);
+        }
+        loader_destroy(L);
+    }
+    *nbytes = per * B * STEPS;
+    return all;
+}
+
+/* DESIGN.md section 5: 1, 2 or 8 workers train on the same global batches, mosaics included: the
+ * pools are blocks of global positions. Parts of 8 keep their pools to themselves; parts of 2
+ * decode the partners of their block that other parts own. */
+Test(loader, mosaic_batches_identical_for_1_2_and_8_parts) {
+    size_t n1, n2, n8;
+    uint8_t *one = parts_run(1, &n1), *two = parts_run(2, &n2), *eight = parts_run(8, &n8);
+    cr_assert(n1 == n2 && n1 == n8);
+    cr_assert_eq(memcmp(one, two, n1), 0, "2 parts differ from the whole batch");
+    cr_assert_eq(memcmp(one, eight, n1), 0, "8 parts differ from the whole batch");
+    free(one), free(two), free(eight);
 }
 
 Test(loader, cache_ram_refuses_what_does_not_fit) {
