@@ -391,7 +391,7 @@ static int jpeg_encode(const uint8_t *rgb, int h, int w, int quality, uint8_t **
     if (!tj) return errf(err, errlen, "jpeg: cannot create encoder: %s", tjGetErrorStr2(NULL));
     unsigned char *buf = NULL;
     unsigned long len = 0;
-    int rc = tjCompress2(tj, rgb, w, w * 3, h, TJPF_RGB, &buf, &len, TJSAMP_420, quality, 0);
+    int rc = tjCompress2(tj, rgb, w, w * 3, h, TJPF_RGB, &buf, &len, TJSAMP_444, quality, 0);
     if (rc != 0) errf(err, errlen, "jpeg: %s", tjGetErrorStr2(tj));
     tjDestroy(tj);
     if (rc != 0) {

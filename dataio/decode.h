@@ -16,8 +16,9 @@
 int image_decode(const uint8_t *bytes, size_t n, image_encoding enc, int min_h, int min_w,
                  uint8_t **rgb, int *h, int *w, char *err, size_t errlen);
 
-/* Encodes RGB uint8 HWC (h x w) as JPEG (quality 1..100, 4:2:0 as OpenCV writes by default) or
- * PNG (lossless), or copies it for IMG_RAW_RGB, into a malloc'd buffer. 0, or -1 with err. */
+/* Encodes RGB uint8 HWC (h x w) as JPEG (quality 1..100, no chroma subsampling: stored training
+ * images keep their colour edges), as PNG (lossless), or copies it for IMG_RAW_RGB, into a
+ * malloc'd buffer. 0, or -1 with err. */
 int image_encode(const uint8_t *rgb, int h, int w, image_encoding enc, int quality, uint8_t **bytes,
                  size_t *n, char *err, size_t errlen);
 
