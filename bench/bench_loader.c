@@ -15,10 +15,10 @@
 #include "common/rng.h"
 #include "common/timer.h"
 #include "dataio/dataset_write.h"
+#include "dataio/decode.h"
 #include "dataio/loader.h"
 #include "dataio/synth.h"
 
-#include <spng.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,24 +113,6 @@ static void print_result(const bench_result *r, int rounds) {
 
 /* ---- no arguments: a small PNG set in /tmp, 1 vs 2 threads ---------------------------------- */
 
-static size_t png_encode(const uint8_t *rgb, int side, uint8_t **out) {
-    spng_ctx *ctx = spng_ctx_new(SPNG_CTX_ENCODER);
-    struct spng_ihdr ihdr = {.width = (uint32_t)side,
-                             .height = (uint32_t)side,
-                             .bit_depth = 8,
-                             .color_type = SPNG_COLOR_TYPE_TRUECOLOR};
-    int e = spng_set_option(ctx, SPNG_ENCODE_TO_BUFFER, 1);
-    if (!e) e = spng_set_ihdr(ctx, &ihdr);
-    if (!e)
-        e = spng_encode_image(ctx, rgb, (size_t)side * side * 3, SPNG_FMT_PNG,
-                              SPNG_ENCODE_FINALIZE);
-    size_t n = 0;
-    *out = e ? NULL : spng_get_png_buffer(ctx, &n, &e);
-    spng_ctx_free(ctx);
-    if (e || !*out) FATAL("bench_loader: png encode: %s", spng_strerror(e));
-    return n;
-}
-
 static void write_png_set(const char *path, int n, int side) {
     char err[512];
     const char *names[3] = {"circle", "rectangle", "triangle"};
@@ -141,7 +123,8 @@ static void write_png_set(const char *path, int n, int side) {
     for (int i = 0; i < n; i++) {
         int nb = synth_image(1, SPLIT_TRAIN, i, side, 3, rgb, lab);
         uint8_t *png;
-        size_t np = png_encode(rgb, side, &png);
+        size_t np;
+        if (image_encode(rgb, side, side, IMG_PNG, 0, &png, &np, err, sizeof err)) FATAL("%s", err);
         if (dataset_writer_add(w, png, np, IMG_PNG, side, side, lab, nb, "synth", err, sizeof err))
             FATAL("%s", err);
         free(png);

@@ -69,11 +69,7 @@ void image_resize_into_ref(const uint8_t *src, int sh, int sw, uint8_t *dst, siz
     int *D[2] = {rows, rows + (size_t)dw * 3}, have[2] = {-1, -1};
     for (int y = 0; y < dh; y++) {
         int want[2] = {yi0[y], yi1[y]};
-        if (have[0] != want[0] && have[1] == want[0]) {
-            int *t = D[0];
-            D[0] = D[1], D[1] = t;
-            have[0] = have[1], have[1] = -1;
-        }
+        PIXELS_ROWS_SHIFT(D, have, want[0]);
         for (int k = 0; k < 2; k++) {
             if (have[k] == want[k]) continue;
             const uint8_t *S = src + (size_t)want[k] * sw * 3;

@@ -140,11 +140,7 @@ void pixels_resize_avx512(const uint8_t *src, int sh, int sw, uint8_t *dst, size
     const __m512i two = _mm512_set1_epi16(2), zero = _mm512_setzero_si512();
     for (int y = 0; y < dh; y++) {
         int want[2] = {yi0[y], yi1[y]};
-        if (have[0] != want[0] && have[1] == want[0]) {
-            int16_t *t = D[0];
-            D[0] = D[1], D[1] = t;
-            have[0] = have[1], have[1] = -1;
-        }
+        PIXELS_ROWS_SHIFT(D, have, want[0]);
         for (int k = 0; k < 2; k++) {
             if (have[k] == want[k]) continue;
             resize_hrow(src + (size_t)want[k] * sw * 3, off, w, nsafe, n, xi1, xa0, xa1, D[k]);

@@ -16,6 +16,18 @@
  * neighbour, and the two 11-bit fixed-point weights. */
 void pixels_resize_coefs(int dn, int sn, int *i0, int *i1, int *a0, int *a1);
 
+/* Separable filters keep the two source rows of the last output row (pointers rows[0..1], their
+ * row numbers have[0..1]; -2 when empty). When the next output row starts at the row held second,
+ * the two swap so only the new second row is computed. */
+#define PIXELS_ROWS_SHIFT(rows, have, first)                                                       \
+    do {                                                                                           \
+        if ((have)[0] != (first) && (have)[1] == (first)) {                                        \
+            __typeof__((rows)[0]) swap_ = (rows)[0];                                               \
+            (rows)[0] = (rows)[1], (rows)[1] = swap_;                                              \
+            (have)[0] = (have)[1], (have)[1] = -2;                                                 \
+        }                                                                                          \
+    } while (0)
+
 /* Canvas row y (-1 and h give rows of pad) with one pad pixel on each side ((w + 2) x 3 bytes),
  * only its extended columns [from, to) (canvas columns from - 1 .. to - 2) written. */
 void pixels_canvas_row(const pixel_canvas *c, int y, uint8_t *row, int from, int to);

@@ -112,11 +112,7 @@ int pixels_warp_separable(const pixel_canvas *c, const double mi[3][3], uint8_t 
             memset(obuf, PIXELS_PAD, (size_t)n3);
         } else {
             int want[2] = {y0, y0 + 1};
-            if (have[0] != want[0] && have[1] == want[0]) {
-                float *t = H[0];
-                H[0] = H[1], H[1] = t;
-                have[0] = have[1], have[1] = -2;
-            }
+            PIXELS_ROWS_SHIFT(H, have, want[0]);
             for (int k = 0; k < 2; k++) {
                 if (have[k] == want[k]) continue;
                 pixels_canvas_row(c, want[k], crow, from, to);
