@@ -3,7 +3,12 @@
  * Any kernel size, stride, padding and groups (groups == cin == cout is depthwise).
  *
  * Backward ACCUMULATES: dx += ..., dw += ..., dbias += ... (any of them may be NULL to skip).
- * Accumulation lets a graph fan out and lets micro-batches add up without extra passes. */
+ * Accumulation lets a graph fan out and lets micro-batches add up without extra passes.
+ *
+ * State: a conv2d_ctx holds the implementation choice, the oneDNN engine and stream and the table
+ * of primitives per shape. The CPU backend (kernels/backend.h) owns one; the plain conv2d_*
+ * functions use a process-wide default context (tests and benchmarks). A context is not
+ * thread-safe: one thread calls into it (each op uses OpenMP inside). */
 #pragma once
 #include <stddef.h>
 
@@ -13,27 +18,48 @@ typedef struct conv2d_desc {
     int oh, ow; /* output, derived by conv2d_make */
 } conv2d_desc;
 
-/* Square kernel k, PyTorch output size: oh = (h + 2 pad - k) / stride + 1. */
-conv2d_desc conv2d_make(int n, int h, int w, int cin, int cout, int k, int stride, int pad,
-                        int groups);
-/* Scratch the caller must provide to forward/backward (floats; may be 0; need not be aligned).
- * Depends on the thread count: query it after kernels_set_threads(). */
-size_t conv2d_workspace_floats(const conv2d_desc *d);
-void conv2d_forward(const conv2d_desc *d, const float *x, const float *w, const float *bias,
-                    float *y, float *ws);
-void conv2d_backward(const conv2d_desc *d, const float *x, const float *w, const float *dy,
-                     float *dx, float *dw, float *dbias, float *ws);
-/* Multiply-adds of one forward pass (for FLOP counts: 2 x this). */
-double conv2d_macs(const conv2d_desc *d);
-/* Which implementation ran for this shape, e.g. "onednn-brgconv", "im2col+dnnl_sgemm". */
-const char *conv2d_path(const conv2d_desc *d);
-
 /* Implementation choice, per op (forward, backward-data, backward-weights). AUTO picks per shape
  * from measurements (kernels/conv2d.c: auto_path): oneDNN convolution primitives, im2col or plain
  * (1x1) dnnl_sgemm, falling back to GEMM / direct loops if oneDNN refuses a shape. GEMM and ONEDNN
  * force one family for every op; DIRECT forces our depthwise loops for depthwise shapes (others as
  * AUTO). For tests and benchmarks. */
 typedef enum conv2d_impl { CONV2D_AUTO, CONV2D_GEMM, CONV2D_ONEDNN, CONV2D_DIRECT } conv2d_impl;
+
+/* Square kernel k, PyTorch output size: oh = (h + 2 pad - k) / stride + 1. */
+conv2d_desc conv2d_make(int n, int h, int w, int cin, int cout, int k, int stride, int pad,
+                        int groups);
+/* Multiply-adds of one forward pass (for FLOP counts: 2 x this). */
+double conv2d_macs(const conv2d_desc *d);
+
+/* ---- on a context ---- */
+typedef struct conv2d_ctx conv2d_ctx;
+conv2d_ctx *conv2d_ctx_create(conv2d_impl impl);
+void conv2d_ctx_destroy(conv2d_ctx *c);
+/* Scratch the caller must provide to the ops (floats; may be 0; need not be aligned). Depends on
+ * the thread count: query it after kernels_set_threads(). */
+size_t conv2d_ctx_workspace_floats(conv2d_ctx *c, const conv2d_desc *d);
+void conv2d_ctx_forward(conv2d_ctx *c, const conv2d_desc *d, const float *x, const float *w,
+                        const float *bias, float *y, float *ws);
+/* The two halves of backward: dx += d/dx; dw += d/dw and dbias += sum of dy (dbias may be NULL).
+ * Each gives the same bits as conv2d_backward does for that output. */
+void conv2d_ctx_backward_data(conv2d_ctx *c, const conv2d_desc *d, const float *w, const float *dy,
+                              float *dx, float *ws);
+void conv2d_ctx_backward_filter(conv2d_ctx *c, const conv2d_desc *d, const float *x,
+                                const float *dy, float *dw, float *dbias, float *ws);
+/* Which implementation runs this shape, e.g. "onednn-brgconv", "im2col+dnnl_sgemm". */
+const char *conv2d_ctx_path(conv2d_ctx *c, const conv2d_desc *d);
+/* YOLO_CONV_IMPL=auto|gemm|onednn|direct (for debugging a model run), else fallback. A value that
+ * is none of these warns and gives fallback. */
+conv2d_impl conv2d_impl_from_env(conv2d_impl fallback);
+
+/* ---- on the default context (its implementation starts as YOLO_CONV_IMPL, else AUTO) ---- */
+conv2d_ctx *conv2d_default_ctx(void); /* conv2d_ctx_destroy leaves it alone */
+size_t conv2d_workspace_floats(const conv2d_desc *d);
+void conv2d_forward(const conv2d_desc *d, const float *x, const float *w, const float *bias,
+                    float *y, float *ws);
+void conv2d_backward(const conv2d_desc *d, const float *x, const float *w, const float *dy,
+                     float *dx, float *dw, float *dbias, float *ws);
+const char *conv2d_path(const conv2d_desc *d);
 void conv2d_set_impl(conv2d_impl impl);
 /* Frees the cached oneDNN primitives (optional; e.g. at exit or to compare creation costs). */
 void conv2d_cache_clear(void);

@@ -2,12 +2,19 @@
 #pragma once
 #include "kernels/conv2d.h"
 
+#include <oneapi/dnnl/dnnl.h>
 #include <stddef.h>
 #include <stdint.h>
 
 static inline size_t conv2d_round16(size_t floats) {
     return (floats + 15) & ~(size_t)15;
 }
+static inline size_t conv2d_rows_in(const conv2d_desc *d) {
+    return (size_t)d->n * d->h * d->w;
+}
+
+/* The three ops of a convolution, each with its own implementation choice. */
+enum { CONV_FWD, CONV_BWD_DATA, CONV_BWD_WEIGHTS, CONV_NOPS };
 
 /* Depthwise (groups == cin == cout) direct loops, kernels/conv2d_depthwise.c. ws: 64-byte aligned,
  * conv2d_dw_ws_floats(d, threads) floats. Backward accumulates; dx or dw may be NULL. */
@@ -17,6 +24,25 @@ void conv2d_dw_forward(const conv2d_desc *d, const float *x, const float *w, con
 void conv2d_dw_backward(const conv2d_desc *d, const float *x, const float *w, const float *dy,
                         float *dx, float *dw, float *ws);
 
-/* Tests: the GEMM path's im2col buffer limit in floats (default 4 Mi; at least one image per
- * chunk). Clears the primitive table, since workspace sizes change. */
+/* oneDNN primitives, kernels/conv2d_onednn.c. The engine and stream belong to one conv2d_ctx and
+ * are created by the first conv2d_dnn_create. */
+typedef struct conv2d_dnn_env {
+    dnnl_engine_t engine;
+    dnnl_stream_t stream;
+} conv2d_dnn_env;
+void conv2d_dnn_env_free(conv2d_dnn_env *env);
+typedef struct dnn_conv dnn_conv; /* the primitives of one shape */
+/* NULL if oneDNN has no primitive for this shape. */
+dnn_conv *conv2d_dnn_create(conv2d_dnn_env *env, const conv2d_desc *d);
+void conv2d_dnn_free(dnn_conv *c);
+/* Workspace floats of op (CONV_FWD, ...) and the name of oneDNN's implementation of it. */
+size_t conv2d_dnn_ws_floats(const conv2d_desc *d, const dnn_conv *c, int op);
+const char *conv2d_dnn_impl_name(const dnn_conv *c, int op);
+void conv2d_dnn_forward(const conv2d_desc *d, dnn_conv *c, const float *x, const float *w,
+                        const float *bias, float *y, float *ws);
+void conv2d_dnn_backward(const conv2d_desc *d, dnn_conv *c, const float *x, const float *w,
+                         const float *dy, float *dx, float *dw, float *ws);
+
+/* Tests: the GEMM path's im2col buffer limit in floats of the default context (default 4 Mi; at
+ * least one image per chunk). Clears its primitive table, since workspace sizes change. */
 void conv2d_set_im2col_cap(size_t floats);

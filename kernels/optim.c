@@ -54,10 +54,22 @@ int optim_init(optimizer *o, optim_kind kind, size_t n, const optim_tensor *tens
     return 0;
 }
 
+void optim_adopt_state(optimizer *o, float *m1, float *m2) {
+    if (!o->state_adopted) {
+        free(o->m1);
+        free(o->m2);
+    }
+    o->m1 = m1;
+    o->m2 = m2;
+    o->state_adopted = 1;
+}
+
 void optim_free(optimizer *o) {
     free(o->tensors);
-    free(o->m1);
-    free(o->m2);
+    if (!o->state_adopted) {
+        free(o->m1);
+        free(o->m2);
+    }
     free(o->work);
     memset(o, 0, sizeof *o);
 }
@@ -418,10 +430,14 @@ void ema_blend(float *ema, const float *model, size_t n, double d) {
     }
 }
 
+double ema_advance(model_ema *e) {
+    e->updates++;
+    return ema_decay_at(e, e->updates);
+}
+
 double ema_update(model_ema *e, int npairs, float *const *ema, const float *const *model,
                   const size_t *n) {
-    e->updates++;
-    double d = ema_decay_at(e, e->updates);
+    double d = ema_advance(e);
     for (int i = 0; i < npairs; i++) ema_blend(ema[i], model[i], n[i], d);
     return d;
 }

@@ -70,6 +70,7 @@ typedef struct {
     int ns_bf16;                  /* NS5 in emulated bfloat16 (default 1) */
     float *work;                  /* NS5 scratch */
     size_t work_n;
+    int state_adopted; /* m1/m2 belong to the caller (optim_adopt_state) */
 } optimizer;
 
 /* Copies the tables; validates them (ranges inside n, group ids, shapes multiply to numel):
@@ -77,6 +78,10 @@ typedef struct {
 int optim_init(optimizer *o, optim_kind kind, size_t n, const optim_tensor *tensors, int ntensors,
                const optim_group *groups, int ngroups, char *err, size_t errlen);
 void optim_free(optimizer *o);
+/* Moves the state into memory the caller owns (e.g. a backend's, kernels/backend.h), already
+ * zero-filled: frees what optim_init allocated and uses m1 (and m2; NULL for SGD) instead.
+ * optim_free then leaves them to the caller. */
+void optim_adopt_state(optimizer *o, float *m1, float *m2);
 
 /* One optimizer step over every tensor of the table: updates params and state. grads is read only
  * (clip it first with optim_clip_grad_norm). Uses the groups' current lr/momentum/weight_decay. */
@@ -134,6 +139,8 @@ typedef struct {
 
 void ema_init(model_ema *e); /* updates 0, decay 0.9999, tau 2000 */
 double ema_decay_at(const model_ema *e, long updates);
+/* updates += 1; returns the d of that update (what ema_update blends with). */
+double ema_advance(model_ema *e);
 /* updates += 1; returns the d used. Each (ema, model) pair is a flat float buffer of n[i] floats,
  * e.g. {ema_params, params} and {ema_bn_buffers, bn_buffers}. ema = ema*d + (1-d)*model. */
 double ema_update(model_ema *e, int npairs, float *const *ema, const float *const *model,

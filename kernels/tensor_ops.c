@@ -1,5 +1,6 @@
-/* Layout ops on NHWC tensors: plain copies and adds, parallel over rows. Each output element is
- * written by exactly one iteration, so results do not depend on the thread count. */
+/* Layout ops on NHWC tensors and elementwise helpers: plain copies and adds, parallel over rows.
+ * Each output element is written by exactly one iteration, so results do not depend on the thread
+ * count. */
 #include "kernels/tensor_ops.h"
 
 #include "kernels/threads.h"
@@ -17,6 +18,16 @@ void add_forward(size_t n, const float *a, const float *b, float *y) {
 void accumulate(size_t n, const float *x, float *y) {
 #pragma omp parallel for num_threads(kernels_threads()) schedule(static) if (n >= OPS_PAR_MIN)
     for (size_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+void scale_inplace(size_t n, float s, float *y) {
+#pragma omp parallel for num_threads(kernels_threads()) schedule(static) if (n >= OPS_PAR_MIN)
+    for (size_t i = 0; i < n; i++) y[i] *= s;
+}
+
+void normalize_u8(size_t n, const uint8_t *x, float s, float *y) {
+#pragma omp parallel for num_threads(kernels_threads()) schedule(static) if (n >= OPS_PAR_MIN)
+    for (size_t i = 0; i < n; i++) y[i] = x[i] * s;
 }
 
 static int channel_total(int k, const int *cs) {

@@ -1,11 +1,16 @@
 /* Layout ops on NHWC tensors. Backward functions accumulate (+=) into their outputs. */
 #pragma once
 #include <stddef.h>
+#include <stdint.h>
 
 /* y = a + b (residual add). Backward is da += dy, db += dy: use accumulate(). */
 void add_forward(size_t n, const float *a, const float *b, float *y);
 /* y += x */
 void accumulate(size_t n, const float *x, float *y);
+/* y *= s */
+void scale_inplace(size_t n, float s, float *y);
+/* y = x * s for bytes x: a uint8 image batch to floats (s = 1/255 gives 0..1). */
+void normalize_u8(size_t n, const uint8_t *x, float s, float *y);
 
 /* Channel concat of k tensors, each [m][cs[i]], into y [m][sum cs]. */
 void concat_forward(size_t m, int k, const float *const *xs, const int *cs, float *y);

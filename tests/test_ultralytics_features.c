@@ -84,7 +84,7 @@ Test(ulfeature, musgd_groups_and_optimizer_summary, .init = one_thread) {
         cr_assert_eq(mi.n_weight, v8 ? 64 : 126, "%d", mi.n_weight);
         cr_assert_eq(mi.n_bn, v8 ? 57 : 114);
         cr_assert_eq(mi.n_bias, v8 ? 63 : 126);
-        optim_free(&o);
+        train_free_optimizer(m, &o);
         model_free(m);
     }
     /* auto on 16 images: AdamW, lr round(0.002 * 5 / 7, 6); 8.4.190 caps accumulate at
@@ -107,7 +107,7 @@ Test(ulfeature, musgd_groups_and_optimizer_summary, .init = one_thread) {
         cr_assert_eq(mi.accumulate, v == UL_8_4_190 ? 4 : 8);
         cr_assert_eq(acc, mi.accumulate);
         cr_assert_eq(mi.warmup_iters, v == UL_8_4_190 ? 2 : 100);
-        optim_free(&o);
+        train_free_optimizer(m, &o);
     }
     model_free(m);
 }

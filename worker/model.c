@@ -1,4 +1,5 @@
-/* Model creation, parameter registry and initialisation, arena planning (see model.h). */
+/* Model creation, parameter registry and initialisation, the host/device boundary of the flat
+ * buffers and the head outputs (see model.h). */
 #include "common/log.h"
 #include "common/rng.h"
 #include "worker/model_internal.h"
@@ -9,14 +10,15 @@
 #include <string.h>
 
 /* Ultralytics' init: PyTorch defaults (kaiming-uniform a=sqrt(5) = U(+-1/sqrt(fan_in)) for conv
- * weights and Conv2d biases, BN gamma 1 beta 0, running 0/1), then Detect.bias_init. */
-static void init_params(model *m, uint64_t seed) {
+ * weights and Conv2d biases, BN gamma 1 beta 0, running 0/1), then Detect.bias_init. Into host
+ * arrays of the parameters and buffers. */
+static void init_params(model *m, uint64_t seed, float *params, float *buffers) {
     const model_yaml *y = &m->cfg;
     int det = y->nlayers - 1;
     double fan_in = 1;
     for (int i = 0; i < m->nparams; i++) {
         model_tensor *t = &m->params[i];
-        float *p = m->p + t->offset;
+        float *p = params + t->offset;
         const char *nm = t->name;
         size_t len = strlen(nm);
         rng r = rng_keyed(seed, (uint64_t)i, 0x6d6f64656cULL);
@@ -50,21 +52,28 @@ static void init_params(model *m, uint64_t seed) {
     for (int i = 0; i < m->nbufs; i++) {
         model_tensor *t = &m->bufs[i];
         float v = strstr(t->name, "running_var") ? 1.0f : 0.0f;
-        for (size_t k = 0; k < t->numel; k++) m->b[t->offset + k] = v;
+        for (size_t k = 0; k < t->numel; k++) buffers[t->offset + k] = v;
     }
     m->num_batches_tracked = 0;
 }
 
+static void free_events(backend *be, backend_event **ev, int n) {
+    for (int i = 0; ev && i < n; i++) backend_event_destroy(be, ev[i]);
+    free(ev);
+}
+
 void model_free_plan(model *m) {
-    free(m->act);
-    free(m->dact);
-    free(m->scratch);
-    free(m->iscratch);
-    free(m->ws);
+    backend *be = m->be;
+    void *dev[] = {m->act,     m->dact,    m->scratch,        m->iscratch,
+                   m->ws,      m->img_u8,  m->out[0],         m->out[1],
+                   m->dout[0], m->dout[1], m->anchor_pts_dev, m->anchor_str_dev,
+                   m->decoded};
+    for (size_t i = 0; i < sizeof dev / sizeof *dev; i++) backend_free(be, dev[i]);
+    free_events(be, m->ev_fwd, m->nops + 1);
+    free_events(be, m->ev_bwd, m->nops + 1);
     for (int b = 0; b < 2; b++) {
-        free(m->out[b]);
-        free(m->dout[b]);
-        m->out[b] = m->dout[b] = NULL;
+        free(m->out_host[b]);
+        m->out[b] = m->dout[b] = m->out_host[b] = NULL;
     }
     free(m->anchor_pts);
     free(m->anchor_str);
@@ -72,12 +81,22 @@ void model_free_plan(model *m) {
     free(m->zero_slots);
     m->zero_start = m->zero_slots = NULL;
     m->act = m->dact = m->scratch = m->ws = m->anchor_pts = m->anchor_str = NULL;
+    m->anchor_pts_dev = m->anchor_str_dev = m->decoded = NULL;
     m->iscratch = NULL;
+    m->img_u8 = NULL;
+    m->ev_fwd = m->ev_bwd = NULL;
+    m->timed_fwd = m->timed_bwd = false;
     m->batch = 0;
 }
 
 model *model_create(const char *yaml, int nc, uint64_t seed, char *err, size_t errlen) {
+    return model_create_on(backend_cpu_default(), yaml, nc, seed, err, errlen);
+}
+
+model *model_create_on(backend *be, const char *yaml, int nc, uint64_t seed, char *err,
+                       size_t errlen) {
     model *m = xcalloc(1, sizeof *m);
+    m->be = be;
     if (model_yaml_load(yaml, nc, &m->cfg, err, errlen)) {
         free(m);
         return NULL;
@@ -91,10 +110,18 @@ model *model_create(const char *yaml, int nc, uint64_t seed, char *err, size_t e
         model_free(m);
         return NULL;
     }
-    m->p = xcalloc(m->nparam_floats, sizeof *m->p);
-    m->g = xcalloc(m->nparam_floats, sizeof *m->g);
-    m->b = xcalloc(m->nbuf_floats ? m->nbuf_floats : 1, sizeof *m->b);
-    init_params(m, seed);
+    size_t pbytes = m->nparam_floats * sizeof(float), bbytes = m->nbuf_floats * sizeof(float);
+    m->p = backend_alloc(be, pbytes);
+    m->g = backend_alloc(be, pbytes);
+    m->b = backend_alloc(be, bbytes ? bbytes : sizeof(float));
+    backend_zero(be, m->g, pbytes);
+    float *p = xcalloc(m->nparam_floats, sizeof *p), *b = xcalloc(m->nbuf_floats + 1, sizeof *b);
+    init_params(m, seed, p, b);
+    backend_to_device(be, m->p, p, pbytes);
+    backend_to_device(be, m->b, b, bbytes);
+    free(p);
+    free(b);
+    m->ev_ready = backend_event_create(be);
     return m;
 }
 
@@ -103,9 +130,10 @@ void model_free(model *m) {
     model_free_plan(m);
     free(m->params);
     free(m->bufs);
-    free(m->p);
-    free(m->g);
-    free(m->b);
+    backend_free(m->be, m->p);
+    backend_free(m->be, m->g);
+    backend_free(m->be, m->b);
+    backend_event_destroy(m->be, m->ev_ready);
     free(m->layer_params);
     free(m->slots);
     free(m->ops);
@@ -116,6 +144,9 @@ void model_free(model *m) {
 
 const model_yaml *model_config(const model *m) {
     return &m->cfg;
+}
+backend *model_backend(const model *m) {
+    return m->be;
 }
 size_t model_num_params(const model *m) {
     return m->nparam_floats;
@@ -151,7 +182,20 @@ long long *model_num_batches_tracked(model *m) {
     return &m->num_batches_tracked;
 }
 void model_zero_grad(model *m) {
-    memset(m->g, 0, m->nparam_floats * sizeof *m->g);
+    backend_zero(m->be, m->g, m->nparam_floats * sizeof *m->g);
+}
+
+void model_params_to_host(const model *m, float *dst) {
+    backend_to_host(m->be, dst, m->p, m->nparam_floats * sizeof *dst);
+}
+void model_params_from_host(model *m, const float *src) {
+    backend_to_device(m->be, m->p, src, m->nparam_floats * sizeof *src);
+}
+void model_buffers_to_host(const model *m, float *dst) {
+    backend_to_host(m->be, dst, m->b, m->nbuf_floats * sizeof *dst);
+}
+void model_buffers_from_host(model *m, const float *src) {
+    backend_to_device(m->be, m->b, src, m->nbuf_floats * sizeof *src);
 }
 size_t model_layer_params(const model *m, int layer) {
     return m->layer_params[layer];
@@ -201,6 +245,22 @@ int model_out_channels(const model *m) {
 const float *model_output(const model *m, int branch) {
     return branch >= 0 && branch < model_num_branches(m) ? m->out[branch] : NULL;
 }
+static size_t output_floats(const model *m) {
+    return (size_t)m->batch * m->anchors * m->no;
+}
+const float *model_output_host(model *m, int branch) {
+    const float *o = model_output(m, branch);
+    if (!o || backend_memory_is_host(m->be)) {
+        if (o) backend_synchronize(m->be); /* the forward may still be running */
+        return o;
+    }
+    if (!m->out_host[branch]) m->out_host[branch] = xmalloc(output_floats(m) * sizeof(float));
+    backend_to_host(m->be, m->out_host[branch], o, output_floats(m) * sizeof(float));
+    return m->out_host[branch];
+}
+float *model_head_grad(model *m, int branch) {
+    return branch >= 0 && branch < model_num_branches(m) ? m->dout[branch] : NULL;
+}
 const float *model_anchor_points(const model *m) {
     return m->anchor_pts;
 }
@@ -231,11 +291,6 @@ const float *model_activation_grad(const model *m, const char *name, int dims[4]
 
 void model_keep_activation_grads(model *m, bool keep) {
     m->keep_grads = keep;
-}
-
-void model_timing(const model *m, double *conv_s, double *other_s) {
-    *conv_s = m->t_conv;
-    *other_s = m->t_other;
 }
 
 void model_tensor_to_torch(const model_tensor *t, const float *ours, float *torch) {

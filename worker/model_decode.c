@@ -1,43 +1,31 @@
-/* Eval-mode decode of the head outputs into boxes in pixels and class probabilities, as
- * Ultralytics' Detect._inference: DFL expectation (reg_max > 1) or raw distances (reg_max 1),
- * ltrb around the anchor centre, times the stride; xyxy for the one2one branch (the end-to-end
- * head), xywh for the one2many branch of every model (it goes to NMS, also for yolo26). */
+/* Eval-mode decode of the head outputs (the backend's detect_decode: Ultralytics'
+ * Detect._inference) into host memory: xyxy for the one2one branch (the end-to-end head), xywh
+ * for the one2many branch of every model (it goes to NMS, also for yolo26); and the end-to-end
+ * top-k post-process on the host. */
 #include "common/log.h"
-#include "kernels/dfl.h"
 #include "worker/model_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
 
-void model_decode(const model *m, int branch, float *out) {
+void model_decode(model *m, int branch, float *out) {
     const float *o = model_output(m, branch);
     if (!o) FATAL("model_decode: no branch %d", branch);
-    int A = m->anchors, no = m->no, nc = m->cfg.nc, rm = m->cfg.reg_max;
-    size_t rows = (size_t)m->batch * A;
-    float *dist = xmalloc(rows * 4 * sizeof *dist);
-    if (rm > 1) {
-        dfl_forward((int)rows, rm, o, no, dist);
-    } else {
-        for (size_t r = 0; r < rows; r++)
-            for (int k = 0; k < 4; k++) dist[r * 4 + k] = o[r * no + k];
+    detect_decode_desc d = {.rows = m->batch * m->anchors,
+                            .anchors = m->anchors,
+                            .reg_max = m->cfg.reg_max,
+                            .nc = m->cfg.nc,
+                            .ld = m->no,
+                            .xyxy = branch == MODEL_ONE2ONE};
+    size_t bytes = (size_t)d.rows * (4 + d.nc) * sizeof *out;
+    if (backend_memory_is_host(m->be)) { /* straight into the caller's memory */
+        backend_detect_decode(m->be, &d, o, m->anchor_pts_dev, m->anchor_str_dev, out);
+        backend_synchronize(m->be);
+        return;
     }
-    bool xyxy = branch == MODEL_ONE2ONE;
-    for (size_t r = 0; r < rows; r++) {
-        int a = (int)(r % (size_t)A);
-        float ax = m->anchor_pts[2 * a], ay = m->anchor_pts[2 * a + 1], s = m->anchor_str[a];
-        const float *d = dist + r * 4;
-        float x1 = ax - d[0], y1 = ay - d[1], x2 = ax + d[2], y2 = ay + d[3];
-        float *q = out + r * (size_t)(4 + nc);
-        if (xyxy) {
-            q[0] = x1 * s, q[1] = y1 * s, q[2] = x2 * s, q[3] = y2 * s;
-        } else {
-            q[0] = (x1 + x2) * 0.5f * s, q[1] = (y1 + y2) * 0.5f * s;
-            q[2] = (x2 - x1) * s, q[3] = (y2 - y1) * s;
-        }
-        const float *cl = o + r * no + 4 * rm;
-        for (int c = 0; c < nc; c++) q[4 + c] = 1.0f / (1.0f + expf(-cl[c]));
-    }
-    free(dist);
+    if (!m->decoded) m->decoded = backend_alloc(m->be, bytes);
+    backend_detect_decode(m->be, &d, o, m->anchor_pts_dev, m->anchor_str_dev, m->decoded);
+    backend_to_host(m->be, out, m->decoded, bytes);
 }
 
 typedef struct scored {

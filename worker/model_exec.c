@@ -1,12 +1,7 @@
-/* Runs the compiled op list: forward in order, backward in reverse (see model_internal.h). */
+/* Runs the compiled op list on the model's backend: forward in order, backward in reverse (see
+ * model_internal.h); plans the arena; times each op between two backend events. */
 #include "common/log.h"
-#include "common/timer.h"
-#include "kernels/activation.h"
-#include "kernels/attention.h"
 #include "kernels/batchnorm.h"
-#include "kernels/conv2d.h"
-#include "kernels/pool.h"
-#include "kernels/tensor_ops.h"
 #include "worker/model_internal.h"
 
 #include <stdio.h>
@@ -27,31 +22,32 @@ static int level_anchor_offset(const model *m, int level) {
 }
 
 static void run_forward(model *m, const op *o, bool train) {
+    backend *be = m->be;
     float *A = m->act;
     const slot *X = &m->slots[o->x], *Y = &m->slots[o->y];
     const float *x = A + X->off;
     float *y = A + Y->off;
     switch (o->kind) {
     case OP_CONV:
-        conv2d_forward(&o->cd, x, m->p + m->params[o->pw].offset,
-                       o->pb >= 0 ? m->p + m->params[o->pb].offset : NULL, y, m->ws);
+        backend_conv2d_forward(be, &o->cd, x, m->p + m->params[o->pw].offset,
+                               o->pb >= 0 ? m->p + m->params[o->pb].offset : NULL, y, m->ws);
         break;
     case OP_BN: {
         const float *g = m->p + m->params[o->pg].offset, *b = m->p + m->params[o->pbeta].offset;
         float *rm = m->b + m->bufs[o->bm].offset, *rv = m->b + m->bufs[o->bv].offset;
         float *save = m->scratch + o->save;
         if (train)
-            batchnorm_forward_train((int)rows(X), X->c, x, g, b, BN_EPS, BN_MOMENTUM, rm, rv, save,
-                                    save + X->c, y);
+            backend_batchnorm_forward_train(be, (int)rows(X), X->c, x, g, b, BN_EPS, BN_MOMENTUM,
+                                            rm, rv, save, save + X->c, y);
         else
-            batchnorm_forward_infer((int)rows(X), X->c, x, g, b, rm, rv, BN_EPS, y);
+            backend_batchnorm_forward_eval(be, (int)rows(X), X->c, x, g, b, rm, rv, BN_EPS, y);
         break;
     }
     case OP_SILU:
-        silu_forward(numel(X), x, y);
+        backend_silu_forward(be, numel(X), x, y);
         break;
     case OP_ADD:
-        add_forward(numel(X), x, A + m->slots[o->x2].off, y);
+        backend_add(be, numel(X), x, A + m->slots[o->x2].off, y);
         break;
     case OP_CONCAT: {
         const float *xs[OP_MAX_IN];
@@ -60,37 +56,39 @@ static void run_forward(model *m, const op *o, bool train) {
             xs[i] = A + m->slots[o->ins[i]].off;
             cs[i] = m->slots[o->ins[i]].c;
         }
-        concat_forward(rows(Y), o->nin, xs, cs, y);
+        backend_concat_forward(be, rows(Y), o->nin, xs, cs, y);
         break;
     }
     case OP_SLICE:
-        slice_channels_forward(rows(X), X->c, o->off, Y->c, x, y);
+        backend_slice_forward(be, rows(X), X->c, o->off, Y->c, x, y);
         break;
     case OP_UPSAMPLE:
-        upsample2x_forward(X->n, X->h, X->w, X->c, x, y);
+        backend_upsample2x_forward(be, X->n, X->h, X->w, X->c, x, y);
         break;
     case OP_MAXPOOL:
-        maxpool_forward(X->n, X->h, X->w, X->c, o->k, o->stride, o->pad, x, y,
-                        m->iscratch + o->argmax);
+        backend_maxpool_forward(be, X->n, X->h, X->w, X->c, o->k, o->stride, o->pad, x, y,
+                                m->iscratch + o->argmax);
         break;
     case OP_ATTN:
-        attention_forward(&o->ad, x, y, A + m->slots[o->y2].off, m->scratch + o->save);
+        backend_attention_forward(be, &o->ad, x, y, A + m->slots[o->y2].off, m->scratch + o->save);
         break;
     case OP_DETACH:
-        memcpy(y, x, numel(X) * sizeof *x);
+        backend_copy(be, y, x, numel(X) * sizeof *x);
         break;
-    case OP_OUTPUT: {
+    case OP_OUTPUT: { /* image b's level rows go to anchors [a0, a0 + hw) of its output rows */
         size_t hw = (size_t)X->h * X->w, A_ = (size_t)m->anchors, no = (size_t)m->no;
         int a0 = level_anchor_offset(m, o->level);
-        for (int b = 0; b < X->n; b++)
-            memcpy(m->out[o->branch] + ((size_t)b * A_ + a0) * no, x + b * hw * no,
-                   hw * no * sizeof *x);
+        backend_copy_2d(be, m->out[o->branch] + (size_t)a0 * no, A_ * no * sizeof *x, x,
+                        hw * no * sizeof *x, hw * no * sizeof *x, (size_t)X->n);
         break;
     }
+    case OP_KIND_COUNT:
+        FATAL("op kind %d", (int)o->kind);
     }
 }
 
 static void run_backward(model *m, const op *o) {
+    backend *be = m->be;
     float *A = m->act, *D = m->dact;
     const slot *X = &m->slots[o->x], *Y = &m->slots[o->y];
     const float *x = A + X->off, *dy = D + Y->goff;
@@ -98,23 +96,24 @@ static void run_backward(model *m, const op *o) {
     float *dx = o->x == 0 && !m->want_input_grad ? NULL : D + X->goff;
     switch (o->kind) {
     case OP_CONV:
-        conv2d_backward(&o->cd, x, m->p + m->params[o->pw].offset, dy, dx,
-                        m->g + m->params[o->pw].offset,
-                        o->pb >= 0 ? m->g + m->params[o->pb].offset : NULL, m->ws);
+        backend_conv2d_backward_filter(be, &o->cd, x, dy, m->g + m->params[o->pw].offset,
+                                       o->pb >= 0 ? m->g + m->params[o->pb].offset : NULL, m->ws);
+        if (dx)
+            backend_conv2d_backward_data(be, &o->cd, m->p + m->params[o->pw].offset, dy, dx, m->ws);
         break;
     case OP_BN: {
         const float *save = m->scratch + o->save;
-        batchnorm_backward((int)rows(X), X->c, x, m->p + m->params[o->pg].offset, save, save + X->c,
-                           dy, dx, m->g + m->params[o->pg].offset,
-                           m->g + m->params[o->pbeta].offset);
+        backend_batchnorm_backward(be, (int)rows(X), X->c, x, m->p + m->params[o->pg].offset, save,
+                                   save + X->c, dy, dx, m->g + m->params[o->pg].offset,
+                                   m->g + m->params[o->pbeta].offset);
         break;
     }
     case OP_SILU:
-        silu_backward(numel(X), x, dy, dx);
+        backend_silu_backward(be, numel(X), x, dy, dx);
         break;
     case OP_ADD:
-        accumulate(numel(Y), dy, dx);
-        accumulate(numel(Y), dy, D + m->slots[o->x2].goff);
+        backend_accumulate(be, numel(Y), dy, dx);
+        backend_accumulate(be, numel(Y), dy, D + m->slots[o->x2].goff);
         break;
     case OP_CONCAT: {
         float *dxs[OP_MAX_IN];
@@ -123,20 +122,21 @@ static void run_backward(model *m, const op *o) {
             dxs[i] = D + m->slots[o->ins[i]].goff;
             cs[i] = m->slots[o->ins[i]].c;
         }
-        concat_backward(rows(Y), o->nin, cs, dy, dxs);
+        backend_concat_backward(be, rows(Y), o->nin, cs, dy, dxs);
         break;
     }
     case OP_SLICE:
-        slice_channels_backward(rows(X), X->c, o->off, Y->c, dy, dx);
+        backend_slice_backward(be, rows(X), X->c, o->off, Y->c, dy, dx);
         break;
     case OP_UPSAMPLE:
-        upsample2x_backward(X->n, X->h, X->w, X->c, dy, dx);
+        backend_upsample2x_backward(be, X->n, X->h, X->w, X->c, dy, dx);
         break;
     case OP_MAXPOOL:
-        maxpool_backward(Y->n, Y->h, Y->w, Y->c, dy, m->iscratch + o->argmax, dx);
+        backend_maxpool_backward(be, Y->n, Y->h, Y->w, Y->c, dy, m->iscratch + o->argmax, dx);
         break;
     case OP_ATTN:
-        attention_backward(&o->ad, x, m->scratch + o->save, dy, D + m->slots[o->y2].goff, dx);
+        backend_attention_backward(be, &o->ad, x, m->scratch + o->save, dy,
+                                   D + m->slots[o->y2].goff, dx);
         break;
     case OP_DETACH:
         break;
@@ -144,10 +144,12 @@ static void run_backward(model *m, const op *o) {
         size_t hw = (size_t)X->h * X->w, A_ = (size_t)m->anchors, no = (size_t)m->no;
         int a0 = level_anchor_offset(m, o->level);
         for (int b = 0; b < X->n; b++)
-            accumulate(hw * no, m->dout[o->branch] + ((size_t)b * A_ + a0) * no,
-                       D + X->goff + b * hw * no);
+            backend_accumulate(be, hw * no, m->dout[o->branch] + ((size_t)b * A_ + a0) * no,
+                               D + X->goff + b * hw * no);
         break;
     }
+    case OP_KIND_COUNT:
+        FATAL("op kind %d", (int)o->kind);
     }
 }
 
@@ -159,25 +161,43 @@ void model_want_input_grad(model *m, bool on) {
     m->want_input_grad = on;
 }
 
-void model_forward(model *m, const float *images, bool train) {
-    if (!m->act) FATAL("model_forward before model_plan");
-    if (train && m->eval_only) FATAL("model_forward(train) on a model_plan_eval plan");
-    const slot *img = &m->slots[0];
-    memcpy(m->act + img->off, images, numel(img) * sizeof *images);
-    m->t_conv = m->t_other = 0;
-    memset(m->t_kind, 0, sizeof m->t_kind);
+/* The forward of every op from the input already in slot 0; each op between two events. */
+static void forward_ops(model *m, bool train) {
     for (int i = 0; i < m->nops; i++) {
-        double t0 = now_seconds();
+        backend_event_record(m->be, m->ev_fwd[i]);
         run_forward(m, &m->ops[i], train);
-        double dt = now_seconds() - t0;
-        if (m->ops[i].kind == OP_CONV)
-            m->t_conv += dt;
-        else
-            m->t_other += dt;
-        m->t_kind[m->ops[i].kind][0] += dt;
     }
+    backend_event_record(m->be, m->ev_fwd[m->nops]);
+    m->timed_fwd = true;
+    m->timed_bwd = false;
     if (train) m->num_batches_tracked++;
     m->trained_forward = train;
+}
+
+static void check_forward(const model *m, bool train) {
+    if (!m->act) FATAL("model_forward before model_plan");
+    if (train && m->eval_only) FATAL("model_forward(train) on a model_plan_eval plan");
+}
+
+void model_forward(model *m, const float *images, bool train) {
+    check_forward(m, train);
+    const slot *img = &m->slots[0];
+    backend_to_device(m->be, m->act + img->off, images, numel(img) * sizeof *images);
+    forward_ops(m, train);
+}
+
+void model_forward_u8(model *m, const uint8_t *images, bool train) {
+    check_forward(m, train);
+    const slot *img = &m->slots[0];
+    size_t n = numel(img);
+    const uint8_t *src = images; /* a host-memory backend reads the caller's bytes in place */
+    if (!backend_memory_is_host(m->be)) {
+        if (!m->img_u8) m->img_u8 = backend_alloc(m->be, n);
+        backend_to_device(m->be, m->img_u8, images, n);
+        src = m->img_u8;
+    }
+    backend_normalize_u8(m->be, n, src, 1.0f / 255.0f, m->act + img->off);
+    forward_ops(m, train);
 }
 
 void model_set_grad_ready_hook(model *m, model_grad_ready_fn fn, void *ctx) {
@@ -185,8 +205,14 @@ void model_set_grad_ready_hook(model *m, model_grad_ready_fn fn, void *ctx) {
     m->grad_hook_ctx = ctx;
 }
 
-/* Reports the parameters of op o (a, b: param indices or -1) to the hook, merged when adjacent. */
+backend_event *model_grad_ready_event(model *m) {
+    return m->ev_ready;
+}
+
+/* Reports the parameters of op o (a, b: param indices or -1) to the hook, merged when adjacent,
+ * after marking the stream: the work that produced them has been enqueued before ev_ready. */
 static void report_grads(const model *m, int a, int b) {
+    backend_event_record(m->be, m->ev_ready);
     const model_tensor *ta = a >= 0 ? &m->params[a] : NULL, *tb = b >= 0 ? &m->params[b] : NULL;
     if (ta && tb && ta->offset + ta->numel == tb->offset)
         m->grad_hook(m->grad_hook_ctx, ta->offset, ta->numel + tb->numel);
@@ -216,36 +242,38 @@ static void report_unowned_grads(const model *m) {
 
 void model_backward(model *m, const float *dout_one2many, const float *dout_one2one) {
     if (!m->trained_forward) FATAL("model_backward needs a train-mode forward first");
-    if (!m->dact) m->dact = xmalloc((m->grad_floats + 1) * sizeof *m->dact);
-    size_t no = (size_t)m->batch * m->anchors * m->no;
-    if (m->keep_grads) memset(m->dact, 0, m->grad_floats * sizeof *m->dact);
+    size_t bytes = (size_t)m->batch * m->anchors * m->no * sizeof(float);
     const float *d[2] = {dout_one2many, dout_one2one};
     for (int b = 0; b < model_num_branches(m); b++) {
         if (d[b])
-            memcpy(m->dout[b], d[b], no * sizeof *d[b]);
+            backend_to_device(m->be, m->dout[b], d[b], bytes);
         else
-            memset(m->dout[b], 0, no * sizeof *m->dout[b]);
+            backend_zero(m->be, m->dout[b], bytes);
     }
+    model_backward_from_head_grads(m);
+}
+
+void model_backward_from_head_grads(model *m) {
+    if (!m->trained_forward) FATAL("model_backward needs a train-mode forward first");
+    backend *be = m->be;
+    if (!m->dact) m->dact = backend_alloc(be, (m->grad_floats + 1) * sizeof *m->dact);
+    if (m->keep_grads) backend_zero(be, m->dact, m->grad_floats * sizeof *m->dact);
     if (m->grad_hook) report_unowned_grads(m);
     for (int i = m->nops - 1; i >= 0; i--) {
-        double t0 = now_seconds();
+        backend_event_record(be, m->ev_bwd[i + 1]);
         if (!m->keep_grads) /* gradients that become live here start from zero */
             for (int k = m->zero_start[i]; k < m->zero_start[i + 1]; k++) {
                 if (m->zero_slots[k] == 0 && !m->want_input_grad) continue;
                 const slot *s = &m->slots[m->zero_slots[k]];
-                memset(m->dact + s->goff, 0, numel(s) * sizeof *m->dact);
+                backend_zero(be, m->dact + s->goff, numel(s) * sizeof *m->dact);
             }
-        run_backward(m, &m->ops[i]);
         const op *o = &m->ops[i];
+        run_backward(m, o);
         if (m->grad_hook && o->kind == OP_CONV) report_grads(m, o->pw, o->pb);
         if (m->grad_hook && o->kind == OP_BN) report_grads(m, o->pg, o->pbeta);
-        double dt = now_seconds() - t0;
-        if (m->ops[i].kind == OP_CONV)
-            m->t_conv += dt;
-        else
-            m->t_other += dt;
-        m->t_kind[m->ops[i].kind][1] += dt;
     }
+    backend_event_record(be, m->ev_bwd[0]);
+    m->timed_bwd = true;
 }
 
 /* Frees any earlier plan, rebuilds the graph at this shape and allocates the arena. */
@@ -257,31 +285,34 @@ static int plan(model *m, int batch, int h, int w, bool eval_only, char *err, si
                     batch, h, w);
     model_free_plan(m);
     if (model_build_graph(m, batch, h, w, false, NULL, NULL, err, errlen)) return -1;
+    backend *be = m->be;
     m->eval_only = eval_only;
     if (!m->keep_grads) model_share_activations(m, !eval_only);
     m->batch = batch;
     m->h = h;
     m->w = w;
-    m->act = xmalloc(m->arena_floats * sizeof *m->act);
+    m->act = backend_alloc(be, m->arena_floats * sizeof *m->act);
     if (eval_only)
         m->grad_floats = 0;
     else
         model_plan_grads(m); /* gradient memory is allocated by the first backward */
-    m->scratch = xmalloc((m->scratch_floats + 1) * sizeof *m->scratch);
-    m->iscratch = xmalloc((m->scratch_i32 + 1) * sizeof *m->iscratch);
+    m->scratch = backend_alloc(be, (m->scratch_floats + 1) * sizeof *m->scratch);
+    m->iscratch = backend_alloc(be, (m->scratch_i32 + 1) * sizeof *m->iscratch);
     m->conv_ws = 0;
     for (int i = 0; i < m->nops; i++)
         if (m->ops[i].kind == OP_CONV) {
-            size_t s = conv2d_workspace_floats(&m->ops[i].cd);
+            size_t s = backend_conv2d_workspace_floats(be, &m->ops[i].cd);
             if (s > m->conv_ws) m->conv_ws = s;
         }
-    m->ws = xmalloc((m->conv_ws + 1) * sizeof *m->ws);
+    m->ws = backend_alloc(be, (m->conv_ws + 1) * sizeof *m->ws);
     m->anchors = 0;
     for (int l = 0; l < m->nlevels; l++) m->anchors += m->level_h[l] * m->level_w[l];
     size_t no = (size_t)batch * m->anchors * m->no;
     for (int b = 0; b < model_num_branches(m); b++) {
-        m->out[b] = xcalloc(no, sizeof *m->out[b]);
-        m->dout[b] = xcalloc(no, sizeof *m->dout[b]);
+        m->out[b] = backend_alloc(be, no * sizeof *m->out[b]);
+        m->dout[b] = backend_alloc(be, no * sizeof *m->dout[b]);
+        backend_zero(be, m->out[b], no * sizeof *m->out[b]);
+        backend_zero(be, m->dout[b], no * sizeof *m->dout[b]);
     }
     m->anchor_pts = xmalloc((size_t)m->anchors * 2 * sizeof *m->anchor_pts);
     m->anchor_str = xmalloc((size_t)m->anchors * sizeof *m->anchor_str);
@@ -293,6 +324,17 @@ static int plan(model *m, int batch, int h, int w, bool eval_only, char *err, si
                 m->anchor_pts[2 * a + 1] = (float)yy + 0.5f;
                 m->anchor_str[a] = (float)m->strides[l];
             }
+    size_t apb = (size_t)m->anchors * 2 * sizeof(float), asb = (size_t)m->anchors * sizeof(float);
+    m->anchor_pts_dev = backend_alloc(be, apb);
+    m->anchor_str_dev = backend_alloc(be, asb);
+    backend_to_device(be, m->anchor_pts_dev, m->anchor_pts, apb);
+    backend_to_device(be, m->anchor_str_dev, m->anchor_str, asb);
+    m->ev_fwd = xcalloc((size_t)m->nops + 1, sizeof *m->ev_fwd);
+    m->ev_bwd = xcalloc((size_t)m->nops + 1, sizeof *m->ev_bwd);
+    for (int i = 0; i <= m->nops; i++) {
+        m->ev_fwd[i] = backend_event_create(be);
+        m->ev_bwd[i] = backend_event_create(be);
+    }
     m->trained_forward = false;
     return 0;
 }
@@ -305,15 +347,44 @@ int model_plan_eval(model *m, int batch, int h, int w, char *err, size_t errlen)
     return plan(m, batch, h, w, true, err, errlen);
 }
 
+/* ---- timing from the events around each op ---- */
+
+static const char *const kind_names[] = {"conv",     "bn",   "silu", "add",    "concat", "slice",
+                                         "upsample", "pool", "attn", "detach", "output"};
+_Static_assert(sizeof kind_names / sizeof kind_names[0] == OP_KIND_COUNT,
+               "kind_names needs one name per op_kind");
+
+const char *model_op_kind_name(op_kind k) {
+    return (unsigned)k < OP_KIND_COUNT ? kind_names[k] : "?";
+}
+
+/* Seconds per op kind, forward / backward, of the last forward and the backward after it. */
+static void kind_seconds(const model *m, double t[OP_KIND_COUNT][2]) {
+    memset(t, 0, sizeof(double) * OP_KIND_COUNT * 2);
+    for (int i = 0; m->timed_fwd && i < m->nops; i++)
+        t[m->ops[i].kind][0] += backend_event_elapsed(m->be, m->ev_fwd[i], m->ev_fwd[i + 1]);
+    for (int i = 0; m->timed_bwd && i < m->nops; i++)
+        t[m->ops[i].kind][1] += backend_event_elapsed(m->be, m->ev_bwd[i + 1], m->ev_bwd[i]);
+}
+
+void model_timing(const model *m, double *conv_s, double *other_s) {
+    double t[OP_KIND_COUNT][2];
+    kind_seconds(m, t);
+    *conv_s = t[OP_CONV][0] + t[OP_CONV][1];
+    *other_s = 0;
+    for (int k = 0; k < OP_KIND_COUNT; k++)
+        if (k != OP_CONV) *other_s += t[k][0] + t[k][1];
+}
+
 const char *model_timing_text(const model *m, char *buf, size_t n) {
-    static const char *names[] = {"conv",     "bn",   "silu", "add",    "concat", "slice",
-                                  "upsample", "pool", "attn", "detach", "output"};
+    double t[OP_KIND_COUNT][2];
+    kind_seconds(m, t);
     size_t o = 0;
     buf[0] = 0;
-    for (int k = 0; k <= OP_OUTPUT && o < n; k++) {
-        if (m->t_kind[k][0] + m->t_kind[k][1] == 0) continue;
-        o += (size_t)snprintf(buf + o, n - o, "%s%s %.3f/%.3f", o ? ", " : "", names[k],
-                              m->t_kind[k][0], m->t_kind[k][1]);
+    for (int k = 0; k < OP_KIND_COUNT && o < n; k++) {
+        if (t[k][0] + t[k][1] == 0) continue;
+        o += (size_t)snprintf(buf + o, n - o, "%s%s %.3f/%.3f", o ? ", " : "",
+                              model_op_kind_name((op_kind)k), t[k][0], t[k][1]);
     }
     return buf;
 }

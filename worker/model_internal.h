@@ -1,7 +1,10 @@
 /* Internals shared by worker/model*.c: the compiled graph (a flat list of primitive ops over
- * tensor slots, run forward in order and backward in reverse) and the parameter registry. */
+ * tensor slots, run forward in order and backward in reverse on the model's backend) and the
+ * parameter registry. Every float* / int32_t* buffer below is backend (device) memory unless its
+ * comment says host. */
 #pragma once
 #include "kernels/attention.h"
+#include "kernels/backend.h"
 #include "kernels/conv2d.h"
 #include "worker/model.h"
 
@@ -19,7 +22,11 @@ typedef enum {
     OP_ATTN,     /* qkv x -> y (attention out), y2 (V) */
     OP_DETACH,   /* y = x, no gradient back */
     OP_OUTPUT,   /* level slot x -> the flat output of a branch */
+    OP_KIND_COUNT
 } op_kind;
+
+/* "conv", "bn", ... (model_timing_text). */
+const char *model_op_kind_name(op_kind k);
 
 #define OP_MAX_IN 8
 
@@ -52,6 +59,7 @@ typedef struct act_name {
 
 struct model {
     model_yaml cfg;
+    backend *be; /* not owned */
     /* parameters, gradients, buffers */
     model_tensor *params, *bufs;
     int nparams, nbufs, cap_params, cap_bufs;
@@ -70,19 +78,27 @@ struct model {
     size_t arena_floats, scratch_floats, scratch_i32, conv_ws;
     size_t grad_floats;
     bool keep_grads;
-    int *zero_start, *zero_slots; /* CSR: slots whose gradient is zeroed before op i's backward */
+    int *zero_start, *zero_slots; /* host; CSR: slots whose gradient is zeroed before op i's
+                                     backward */
     float *act, *dact, *scratch, *ws;
     int32_t *iscratch;
+    uint8_t *img_u8; /* model_forward_u8's upload (device-memory backends only), or NULL */
     /* heads */
     int nlevels, strides[3], level_h[3], level_w[3], anchors;
     int no; /* 4 * reg_max + nc */
     float *out[2], *dout[2];
-    float *anchor_pts, *anchor_str;
+    float *out_host[2];                     /* host: model_output_host's copies (device memory) */
+    float *anchor_pts, *anchor_str;         /* host */
+    float *anchor_pts_dev, *anchor_str_dev; /* the same on the backend (for decode) */
+    float *decoded;                         /* model_decode's output (device memory) */
     bool trained_forward, eval_only, want_input_grad;
-    double t_conv, t_other;
     model_grad_ready_fn grad_hook; /* model_set_grad_ready_hook */
     void *grad_hook_ctx;
-    double t_kind[OP_OUTPUT + 1][2]; /* seconds per op kind, forward / backward */
+    /* Events around each op (host array of nops + 1): op i's forward runs between ev_fwd[i] and
+     * ev_fwd[i + 1], its backward between ev_bwd[i + 1] and ev_bwd[i]. model_timing reads them. */
+    backend_event **ev_fwd, **ev_bwd;
+    bool timed_fwd, timed_bwd;
+    backend_event *ev_ready; /* model_grad_ready_event */
 };
 
 /* Builds the graph for batch x h x w into m->slots/ops/names. With `create`, also registers the

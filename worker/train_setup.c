@@ -71,6 +71,14 @@ int train_setup_optimizer(model *m, train_args *a, long n_train, optimizer *o, s
     }
     int rc = optim_init(o, kind, model_num_params(m), ts, k, groups, ng, err, errlen);
     free(ts);
+    if (rc == 0) { /* the state next to the parameters it updates */
+        backend *be = model_backend(m);
+        size_t bytes = (o->n ? o->n : 1) * sizeof(float);
+        float *m1 = backend_alloc(be, bytes), *m2 = o->m2 ? backend_alloc(be, bytes) : NULL;
+        backend_zero(be, m1, bytes);
+        if (m2) backend_zero(be, m2, bytes);
+        optim_adopt_state(o, m1, m2);
+    }
     *info =
         (model_info){.reg_max = model_config(m)->reg_max,
                      .branches = model_num_branches(m),
@@ -101,24 +109,9 @@ void train_setup_loss(const train_args *a, int nc, int reg_max, detloss_hyp *o2m
     }
 }
 
-void train_export_state(const model *m, const float *params, const float *buffers,
-                        model_state_header *h, tensor_desc **tp, float **dp) {
-    int np = model_num_param_tensors(m), nb = model_num_buffer_tensors(m);
-    size_t nf = model_num_params(m) + model_num_buffer_floats(m);
-    tensor_desc *t = xcalloc((size_t)(np + nb), sizeof *t);
-    float *d = xmalloc(nf * sizeof *d);
-    size_t off = 0;
-    for (int i = 0; i < np + nb; i++) {
-        const model_tensor *mt = i < np ? model_param_tensor(m, i) : model_buffer_tensor(m, i - np);
-        const float *src = (i < np ? params : buffers) + mt->offset;
-        snprintf(t[i].name, sizeof t[i].name, "%s", mt->name);
-        t[i].ndim = mt->ndim;
-        memcpy(t[i].shape, mt->shape, sizeof t[i].shape);
-        t[i].offset = (int64_t)off;
-        model_tensor_to_torch(mt, src, d + off);
-        off += mt->numel;
-    }
-    *h = (model_state_header){.n_tensors = np + nb, .n_floats = (int64_t)off};
-    *tp = t;
-    *dp = d;
+void train_free_optimizer(model *m, optimizer *o) {
+    float *m1 = o->m1, *m2 = o->m2;
+    optim_free(o);
+    backend_free(model_backend(m), m1);
+    backend_free(model_backend(m), m2);
 }

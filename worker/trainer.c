@@ -8,12 +8,14 @@
 #include "common/timer.h"
 #include "common/train_args.h"
 #include "dataio/loader.h"
+#include "kernels/backend.h"
 #include "kernels/detloss.h"
 #include "kernels/optim.h"
 #include "kernels/schedule.h"
 #include "kernels/threads.h"
 #include "worker/allreduce.h"
 #include "worker/model.h"
+#include "worker/snapshot.h"
 #include "worker/train_setup.h"
 #include "worker/validate.h"
 
@@ -29,6 +31,7 @@ typedef struct worker {
     job_info job;
     int rank, wrank, W; /* world rank, rank among workers, number of workers */
     MPI_Comm wcomm;
+    backend *be;      /* where the models, gradients and optimizer state live */
     model *m, *ema_m; /* the trained model and its EMA (validated, saved) */
     optimizer opt;
     sched_cfg sc;
@@ -42,10 +45,12 @@ typedef struct worker {
     int e2e_updates;
     loader *train_ld, *val_ld;
     allreduce *ar;
-    float *img, *dout[2];
-    bool ar_failed; /* a mark_ready from the backward hook failed (message in err) */
-    float *acc;     /* gradients of the earlier backwards of this optimizer step */
-    bool acc_live;  /* acc holds something (else it counts as zero) */
+    float *dout[2];      /* host: d loss / d head outputs */
+    bool ar_failed;      /* a mark_ready from the backward hook failed (message in err) */
+    bool loader_primed;  /* the train loader has seen the global batches before this epoch */
+    float *acc;          /* gradients of the earlier backwards of this optimizer step (backend) */
+    bool acc_live;       /* acc holds something (else it counts as zero) */
+    snapshot_parts snap; /* what a checkpoint holds of this worker (worker/snapshot.h) */
     int test_stall_rank;
     double test_stall_s; /* YOLO_TEST_STALL_*: fault injection for the stall tests */
     char err[1024];
@@ -62,8 +67,7 @@ static void grad_ready(void *ctx, size_t first, size_t count) {
     worker *w = ctx;
     if (w->acc_live) {
         float *g = model_grads(w->m) + first;
-        const float *acc = w->acc + first;
-        for (size_t i = 0; i < count; i++) g[i] = acc[i] + g[i];
+        backend_add(w->be, count, w->acc + first, g, g);
     }
     if (!w->ar_failed && allreduce_mark_ready(w->ar, first, count, w->err, sizeof w->err) != 0)
         w->ar_failed = true;
@@ -82,8 +86,6 @@ static void grad_ready(void *ctx, size_t first, size_t count) {
 static void micro_step(worker *w, const loader_batch *b, int first, int n, bool sync,
                        double items[3]) {
     size_t px = (size_t)w->a.imgsz * w->a.imgsz * 3;
-    const uint8_t *src = b->images + (size_t)first * px;
-    for (size_t i = 0; i < (size_t)n * px; i++) w->img[i] = src[i] * (1.0f / 255.0f);
     /* This micro-batch's targets, batch index rebased to 0. */
     float *t = xmalloc((size_t)(b->nlabels + 1) * 6 * sizeof *t);
     int nt = 0;
@@ -94,39 +96,44 @@ static void micro_step(worker *w, const loader_batch *b, int first, int n, bool 
         t[nt * 6] = (float)(bi - first);
         nt++;
     }
-    model_forward(w->m, w->img, true);
+    model_forward_u8(w->m, b->images + (size_t)first * px, true);
     int A = model_num_anchors(w->m);
     float S = (float)w->a.imgsz;
     detloss_out o;
+    /* The loss runs on the host: head outputs come out, their gradients go back. */
     if (model_num_branches(w->m) == 2) {
         float o2m, o2o;
         detloss_e2e_weights(w->e2e_updates, (int)w->a.epochs, &o2m, &o2o);
-        detloss_e2e(w->loss, &w->h_o2m, &w->h_o2o, o2m, o2o, n, A, model_output(w->m, 0),
-                    model_output(w->m, 1), model_anchor_points(w->m), model_anchor_strides(w->m),
-                    nt, t, S, S, w->dout[0], w->dout[1], &o, NULL);
+        detloss_e2e(w->loss, &w->h_o2m, &w->h_o2o, o2m, o2o, n, A, model_output_host(w->m, 0),
+                    model_output_host(w->m, 1), model_anchor_points(w->m),
+                    model_anchor_strides(w->m), nt, t, S, S, w->dout[0], w->dout[1], &o, NULL);
     } else {
-        detloss_branch(w->loss, &w->h_o2m, n, A, model_output(w->m, 0), model_anchor_points(w->m),
-                       model_anchor_strides(w->m), nt, t, S, S, NULL, w->dout[0], &o);
+        detloss_branch(w->loss, &w->h_o2m, n, A, model_output_host(w->m, 0),
+                       model_anchor_points(w->m), model_anchor_strides(w->m), nt, t, S, S, NULL,
+                       w->dout[0], &o);
     }
     size_t nout = (size_t)n * A * model_out_channels(w->m);
-    for (int br = 0; br < model_num_branches(w->m); br++)
-        for (size_t i = 0; i < nout; i++) w->dout[br][i] *= (float)w->W;
+    for (int br = 0; br < model_num_branches(w->m); br++) {
+        float *hg = model_head_grad(w->m, br);
+        backend_to_device(w->be, hg, w->dout[br], nout * sizeof *hg);
+        if (w->W != 1) backend_scale(w->be, nout, (float)w->W, hg); /* x 1 changes nothing */
+    }
     /* Gradients accumulate locally over micro-batches and accumulation steps; only the backward
      * that completes an optimizer step feeds the all-reduce. */
     if (sync) {
         if (allreduce_begin(w->ar, w->err, sizeof w->err) != 0) w->ar_failed = true;
         model_set_grad_ready_hook(w->m, grad_ready, w);
     }
-    model_backward(w->m, w->dout[0], model_num_branches(w->m) == 2 ? w->dout[1] : NULL);
+    model_backward_from_head_grads(w->m);
     model_set_grad_ready_hook(w->m, NULL, NULL);
     if (!sync) { /* add this backward's gradient to the running sum, start the next from zero */
         size_t np = model_num_params(w->m);
         float *g = model_grads(w->m);
-        if (!w->acc) w->acc = xmalloc(np * sizeof *w->acc);
+        if (!w->acc) w->acc = backend_alloc(w->be, np * sizeof *w->acc);
         if (w->acc_live)
-            for (size_t i = 0; i < np; i++) w->acc[i] += g[i];
+            backend_accumulate(w->be, np, g, w->acc);
         else
-            memcpy(w->acc, g, np * sizeof *g);
+            backend_copy(w->be, w->acc, g, np * sizeof *g);
         w->acc_live = true;
         model_zero_grad(w->m);
     }
@@ -143,44 +150,41 @@ static int optimizer_step(worker *w, step_report *r) {
     if (w->ar_failed || allreduce_wait(w->ar, &as, w->err, sizeof w->err) != 0) return -1;
     r->comm_exposed_s += as.exposed_s;
     r->comm_total_s += as.comm_s;
-    optim_clip_grad_norm(model_grads(w->m), n, OPTIM_CLIP_MAX_NORM);
-    optim_step(&w->opt, model_params(w->m), model_grads(w->m));
+    backend_clip_grad_norm(w->be, model_grads(w->m), n, OPTIM_CLIP_MAX_NORM);
+    backend_optim_step(w->be, &w->opt, model_params(w->m), model_grads(w->m));
     model_zero_grad(w->m);
     w->acc_live = false;
-    float *ema[2] = {model_params(w->ema_m), model_buffers(w->ema_m)};
-    const float *cur[2] = {model_params(w->m), model_buffers(w->m)};
-    size_t sz[2] = {model_num_params(w->m), model_num_buffer_floats(w->m)};
-    ema_update(&w->ema, 2, ema, cur, sz);
+    double d = ema_advance(&w->ema); /* ModelEMA over the parameters and the BN buffers */
+    backend_ema_blend(w->be, model_params(w->ema_m), model_params(w->m), n, d);
+    backend_ema_blend(w->be, model_buffers(w->ema_m), model_buffers(w->m),
+                      model_num_buffer_floats(w->m), d);
     return 0;
 }
 
-/* Worker 0's EMA state (parameters and BN buffers) for a weights file. */
-static void send_state(worker *w) {
-    model_state_header h;
-    tensor_desc *t;
-    float *d;
-    train_export_state(w->ema_m, model_params(w->ema_m), model_buffers(w->ema_m), &h, &t, &d);
-    h.ema_updates = w->ema.updates;
-    CHECK_MPI(MPI_Send(&h, sizeof h, MPI_BYTE, 0, TAG_STATE_HEADER, MPI_COMM_WORLD));
-    CHECK_MPI(MPI_Send(t, (int)(h.n_tensors * (int64_t)sizeof *t), MPI_BYTE, 0, TAG_STATE_DATA,
-                       MPI_COMM_WORLD));
-    CHECK_MPI(MPI_Send(d, (int)h.n_floats, MPI_FLOAT, 0, TAG_STATE_DATA, MPI_COMM_WORLD));
-    free(t);
-    free(d);
-}
-
-/* idx: the epoch's global batches (steps x share x W); this worker loads slice wrank of each. */
-static int train_epoch(worker *w, const epoch_header *h, const int32_t *idx, bool *stop) {
+/* Trains steps first_step.. of an epoch. idx: the global batches (h->history before the epoch,
+ * then h->steps of it, share x W each); this worker loads slice wrank of each. *halt: the
+ * coordinator asked to stop here without validating (CTRL_STOP); the epoch is left unfinished. */
+static int train_epoch(worker *w, const epoch_header *h, const int32_t *idx, bool *halt) {
     loader_set_mosaic(w->train_ld, h->mosaic ? w->a.mosaic : 0.0);
     int B = h->share * w->W;
-    for (int s = 0; s < h->steps; s++)
+    const int32_t *plan = idx + (size_t)h->history * B;
+    if (!w->loader_primed) { /* the first epoch of this process: mosaic pools reach back */
+        for (int s = 0; s < h->history; s++)
+            if (loader_note_step(w->train_ld, idx + (size_t)s * B, B, w->err, sizeof w->err))
+                return -1;
+        for (int s = h->first_step > 15 ? h->first_step - 15 : 0; s < h->first_step; s++)
+            if (loader_note_step(w->train_ld, plan + (size_t)s * B, B, w->err, sizeof w->err))
+                return -1;
+        w->loader_primed = true;
+    }
+    for (int s = h->first_step; s < h->steps; s++)
         if (loader_submit_part(w->train_ld, (int64_t)h->epoch * h->steps + s, h->epoch,
-                               idx + (size_t)s * B, B, w->wrank * h->share, h->share, w->err,
+                               plan + (size_t)s * B, B, w->wrank * h->share, h->share, w->err,
                                sizeof w->err) != 0)
             return -1;
     /* each epoch: 8.4.190's warmup length follows `time`'s re-estimated epochs */
     w->nw = sched_warmup_iters(&w->sc, h->steps);
-    for (int s = 0; s < h->steps; s++) {
+    for (int s = h->first_step; s < h->steps; s++) {
         step_report r = {.epoch = h->epoch, .step = s, .worker = w->wrank, .ok = 1};
         loader_batch b;
         if (loader_next(w->train_ld, &b, w->err, sizeof w->err) != 0)
@@ -213,24 +217,26 @@ static int train_epoch(worker *w, const epoch_header *h, const int32_t *idx, boo
         CHECK_MPI(
             MPI_Recv(&word, 1, MPI_INT32_T, 0, TAG_CONTROL, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
         if (word == CTRL_ABORT || !r.ok) return -1;
-        if (word == CTRL_SAVE && w->wrank == 0) send_state(w);
-        if (word == CTRL_STOP) {
-            *stop = true;
-            break;
-        }
+        if (word == CTRL_SAVE || word == CTRL_STOP) snapshot_send(&w->snap);
+        if (word == CTRL_STOP) *halt = true;
+        if (word == CTRL_STOP || word == CTRL_END_EPOCH) break;
     }
     return 0;
 }
 
-/* Validation of this worker's share (when the coordinator asks) and, on worker 0, the EMA state
- * for the weights files. BN running stats drift per worker, so worker 0's EMA buffers are
- * broadcast first, as Ultralytics does before validating. */
+/* Validation of this worker's share (when the coordinator asks), then the training state for the
+ * epoch's checkpoint version (worker/snapshot.h). BN running stats drift per worker, so worker
+ * 0's EMA buffers are broadcast first, as Ultralytics does before validating. */
 static int end_epoch(worker *w) {
     val_header vh;
     CHECK_MPI(
         MPI_Recv(&vh, sizeof vh, MPI_BYTE, 0, TAG_VAL_HEADER, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
-    CHECK_MPI(MPI_Bcast(model_buffers(w->ema_m), (int)model_num_buffer_floats(w->ema_m), MPI_FLOAT,
-                        0, w->wcomm));
+    size_t nb = model_num_buffer_floats(w->ema_m);
+    float *bufs = xmalloc((nb + 1) * sizeof *bufs);
+    model_buffers_to_host(w->ema_m, bufs);
+    CHECK_MPI(MPI_Bcast(bufs, (int)nb, MPI_FLOAT, 0, w->wcomm));
+    model_buffers_from_host(w->ema_m, bufs);
+    free(bufs);
     if (vh.count >= 0) {
         int32_t *idx = xmalloc((size_t)(vh.count + 1) * sizeof *idx);
         val_shape *shapes = xmalloc((size_t)(vh.batches + 1) * sizeof *shapes);
@@ -279,26 +285,32 @@ static int end_epoch(worker *w) {
         free(idx);
         if (!s.ok) return -1;
     }
-    if (w->wrank == 0) send_state(w);
-    w->e2e_updates++;
+    w->e2e_updates++; /* counted before the state is sent: the version resumes the next epoch */
+    snapshot_send(&w->snap);
     return 0;
 }
 
 static int setup(worker *w) {
     train_args *a = &w->a;
-    if (a->threads > 0)
-        kernels_set_threads((int)a->threads);
-    else {
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        kernels_set_threads(cores / w->W > 1 ? (int)(cores / w->W) : 1);
-    }
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int threads = a->threads > 0 ? (int)a->threads : cores / w->W > 1 ? (int)(cores / w->W) : 1;
+    kernels_set_threads(threads); /* the host's own kernels: the loss */
+    w->be = backend_cpu_create(
+        &(backend_cpu_opts){.threads = threads, .conv_impl = conv2d_impl_from_env(CONV2D_AUTO)});
+    /* The MPI all-reduce (allreduce.h) reads and writes the gradients in host memory. */
+    if (!backend_memory_is_host(w->be))
+        return errf(w->err, sizeof w->err,
+                    "the MPI gradient all-reduce needs a host-memory "
+                    "backend, not %s",
+                    backend_name(w->be));
     w->share = (int)a->batch / w->W;
     w->micro = a->micro_batch ? (int)a->micro_batch : w->share;
     w->nmicro = w->share / w->micro;
     /* Same seed on every worker: identical initial weights without a broadcast. */
-    w->m = model_create(a->model, w->job.nc, (uint64_t)a->seed, w->err, sizeof w->err);
+    w->m = model_create_on(w->be, a->model, w->job.nc, (uint64_t)a->seed, w->err, sizeof w->err);
     if (!w->m) return -1;
-    w->ema_m = model_create(a->model, w->job.nc, (uint64_t)a->seed, w->err, sizeof w->err);
+    w->ema_m =
+        model_create_on(w->be, a->model, w->job.nc, (uint64_t)a->seed, w->err, sizeof w->err);
     if (!w->ema_m) return -1;
     if (model_plan(w->m, w->micro, (int)a->imgsz, (int)a->imgsz, w->err, sizeof w->err) != 0)
         return -1;
@@ -355,12 +367,24 @@ static int setup(worker *w) {
                              ALLREDUCE_ORDER_BACKWARD, w->err, sizeof w->err);
     if (!w->ar) return -1;
     size_t A = (size_t)model_num_anchors(w->m), no = (size_t)model_out_channels(w->m);
-    w->img = xmalloc((size_t)w->micro * a->imgsz * a->imgsz * 3 * sizeof *w->img);
     for (int i = 0; i < 2; i++) w->dout[i] = xcalloc((size_t)w->micro * A * no, sizeof *w->dout[i]);
     model_zero_grad(w->m);
     const char *sr = getenv("YOLO_TEST_STALL_RANK"), *ss = getenv("YOLO_TEST_STALL_SECONDS");
     w->test_stall_rank = sr ? atoi(sr) : -1;
     w->test_stall_s = ss ? atof(ss) : 0;
+    w->snap = (snapshot_parts){.m = w->m,
+                               .ema_m = w->ema_m,
+                               .opt = &w->opt,
+                               .ema = &w->ema,
+                               .iterations = &w->ni,
+                               .last_opt_step = &w->last_opt_step,
+                               .warmup_iters = &w->nw,
+                               .accumulate = &w->accumulate,
+                               .e2e_updates = &w->e2e_updates,
+                               .acc = &w->acc,
+                               .acc_live = &w->acc_live,
+                               .world_size = w->W,
+                               .wrank = w->wrank};
     return 0;
 }
 
@@ -378,8 +402,8 @@ int worker_train_main(void) {
     int32_t go = 0;
     CHECK_MPI(MPI_Bcast(&go, 1, MPI_INT32_T, 0, MPI_COMM_WORLD));
     int rc = 0;
-    if (!go) { /* the coordinator refused the arguments and said why */
-        rc = 2;
+    if (go != 1) { /* 0: the coordinator refused and said why; 2: nothing to do */
+        rc = go == 2 ? 0 : 2;
         goto out;
     }
     CHECK_MPI(MPI_Bcast(&w->a, sizeof w->a, MPI_BYTE, 0, MPI_COMM_WORLD));
@@ -399,20 +423,28 @@ int worker_train_main(void) {
     }
     if (w->wrank == 0)
         CHECK_MPI(MPI_Send(&w->info, sizeof w->info, MPI_BYTE, 0, TAG_MODEL_INFO, MPI_COMM_WORLD));
-    bool stop = false;
+    /* a resumed run: the checkpoint's state, after the coordinator has the model info */
+    if (w->job.resume && snapshot_receive(&w->snap, w->err, sizeof w->err) != 0) {
+        log_error("rank %d: %s", w->rank, w->err);
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
     for (;;) { /* the coordinator decides how many epochs (time=, stop): steps < 0 ends */
         epoch_header h;
         CHECK_MPI(
             MPI_Recv(&h, sizeof h, MPI_BYTE, 0, TAG_EPOCH, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
         if (h.steps < 0) break;
-        int32_t *idx = xmalloc((size_t)h.steps * h.share * w->W * sizeof *idx);
-        CHECK_MPI(MPI_Recv(idx, h.steps * h.share * w->W, MPI_INT32_T, 0, TAG_PLAN, MPI_COMM_WORLD,
+        size_t B = (size_t)h.share * w->W;
+        int32_t *idx = xmalloc(((size_t)h.history + h.steps) * B * sizeof *idx);
+        CHECK_MPI(MPI_Recv(idx, (int)(h.history * B), MPI_INT32_T, 0, TAG_PLAN, MPI_COMM_WORLD,
                            MPI_STATUS_IGNORE));
+        CHECK_MPI(MPI_Recv(idx + h.history * B, (int)(h.steps * B), MPI_INT32_T, 0, TAG_PLAN,
+                           MPI_COMM_WORLD, MPI_STATUS_IGNORE));
         w->a.epochs = h.epochs; /* `time` may re-estimate the total */
         w->sc.epochs = h.epochs;
-        int r = train_epoch(w, &h, idx, &stop);
+        bool halt = false;
+        int r = train_epoch(w, &h, idx, &halt);
         free(idx);
-        if (r != 0 || end_epoch(w) != 0) {
+        if (r != 0 || (!halt && end_epoch(w) != 0)) {
             log_error("rank %d: %s", w->rank, w->err);
             rc = 1;
             break;
@@ -422,11 +454,11 @@ int worker_train_main(void) {
     loader_destroy(w->train_ld);
     loader_destroy(w->val_ld);
     detloss_destroy(w->loss);
-    optim_free(&w->opt);
+    train_free_optimizer(w->m, &w->opt);
+    if (w->be) backend_free(w->be, w->acc);
     model_free(w->m);
     model_free(w->ema_m);
-    free(w->img);
-    free(w->acc);
+    backend_destroy(w->be);
     free(w->cls_w);
     free(w->dout[0]);
     free(w->dout[1]);

@@ -20,11 +20,11 @@ static void chunk_loss(validator *v, int B, int h, int w, const float *labels, i
     detloss_out o;
     if (model_num_branches(v->m) == 2)
         detloss_e2e(v->loss, v->h_o2m, v->h_o2o, 0.8f, 0.2f, B, A,
-                    model_output(v->m, MODEL_ONE2MANY), model_output(v->m, MODEL_ONE2ONE),
+                    model_output_host(v->m, MODEL_ONE2MANY), model_output_host(v->m, MODEL_ONE2ONE),
                     model_anchor_points(v->m), model_anchor_strides(v->m), nlabels, labels,
                     (float)h, (float)w, NULL, NULL, &o, NULL);
     else
-        detloss_branch(v->loss, v->h_o2m, B, A, model_output(v->m, MODEL_ONE2MANY),
+        detloss_branch(v->loss, v->h_o2m, B, A, model_output_host(v->m, MODEL_ONE2MANY),
                        model_anchor_points(v->m), model_anchor_strides(v->m), nlabels, labels,
                        (float)h, (float)w, NULL, NULL, &o);
     for (int k = 0; k < 3; k++) bl->sum[k] += o.loss_sum[k];
@@ -108,7 +108,7 @@ int validate_run(validator *v, int epoch, const int32_t *idx, int n, const val_s
                 return -1;
         }
     size_t cap = 0;
-    float *dec = NULL, *img = NULL;
+    float *dec = NULL;
     detection *det = xmalloc((size_t)v->max_det * sizeof *det);
     int rc = 0, ph = 0, pw = 0, pn = 0; /* the shape the model is planned for */
     for (int b = 0; b < nb && rc == 0; b++) {
@@ -125,10 +125,7 @@ int validate_run(validator *v, int epoch, const int32_t *idx, int n, const val_s
                 break;
             }
             pn = bt.n, ph = bt.h, pw = bt.w;
-            size_t px = (size_t)bt.n * bt.h * bt.w * 3;
-            img = xrealloc(img, px * sizeof *img);
-            for (size_t i = 0; i < px; i++) img[i] = bt.images[i] * (1.0f / 255.0f);
-            model_forward(v->m, img, false);
+            model_forward_u8(v->m, bt.images, false);
             int A = model_num_anchors(v->m);
             dec = xrealloc(dec, (size_t)bt.n * A * (4 + v->nc) * sizeof *dec);
             model_decode(v->m, v->one2one ? MODEL_ONE2ONE : MODEL_ONE2MANY, dec);
@@ -142,7 +139,6 @@ int validate_run(validator *v, int epoch, const int32_t *idx, int n, const val_s
         s->batches++;
     }
     free(dec);
-    free(img);
     free(det);
     s->ok = rc == 0;
     if (rc) snprintf(s->error, sizeof s->error, "%.199s", err);
