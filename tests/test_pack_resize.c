@@ -34,7 +34,9 @@ static void setup(void) {
     cr_assert_eq(pack_ultralytics(yaml, tpath("c8.h5"), false, &st, err, sizeof err), 0, "%s", err);
 }
 
-static void teardown(void) { test_remove_dir(dir); }
+static void teardown(void) {
+    test_remove_dir(dir);
+}
 
 /* Two steps of train batches (mosaic on) and one of validation, concatenated. */
 typedef struct batches {
