@@ -18,8 +18,11 @@
  *           its floats (a checkpoint's state); when header.grad_accum, then coordinator -> each
  *           (point to point, TAG_STATE_ACCUM) accum_header, tensor_desc table, floats: that rank's
  *           pending gradient sum (n_tensors 0: none)
- *   epoch:  coordinator -> each  epoch_header, then header.steps * header.share int32 indices
- *           (steps before header.first_step are not run: a resumed epoch)
+ *   epoch:  coordinator -> each  epoch_header, then header.history x B int32 indices (the global
+ *           batches just before this epoch: the previous epoch's last ones, which mosaic pools
+ *           reach back to), then the epoch's global batches: header.steps x B, B = share x
+ *           workers; worker r loads positions r * share .. (r + 1) * share - 1 of each (steps
+ *           before header.first_step are not run: a resumed epoch)
  *   step:   each -> coordinator  step_report (also the heartbeat; it carries a stop signal the
  *           worker received, so a signal to any rank stops the job carefully)
  *           coordinator -> each  int32 control word (CTRL_*); after CTRL_SAVE and CTRL_STOP a
@@ -37,7 +40,10 @@
 #pragma once
 #include <stdint.h>
 
-#define PROTOCOL_VERSION 6
+/* 6: the epoch message carries the previous epoch's last global batches (epoch_header.history);
+ * 7: the hello exchange of every rank, stop signals in step reports, validation heartbeats
+ * (TAG_VAL_PROGRESS) and the setup reports gathered nonblocking */
+#define PROTOCOL_VERSION 7
 
 enum msg_tag {
     TAG_EPOCH = 100,
@@ -105,6 +111,7 @@ typedef struct epoch_header {
     int32_t mosaic;              /* 0 once close_mosaic applies */
     int32_t epochs;              /* total epochs: changes when `time` re-estimates it */
     int32_t first_step;          /* > 0 when a resumed epoch starts in the middle */
+    int32_t history;             /* global batches of the previous epoch sent first (<= 15) */
 } epoch_header;
 
 typedef struct step_report {
