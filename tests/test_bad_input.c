@@ -5,6 +5,7 @@
  * path, size, mode and modification time before and after). Commands run in the world folder,
  * with XDG_CACHE_HOME inside it, so anything written anywhere they might write is seen. */
 #include "dataio/pack.h"
+#include "tests/runs.h"
 #include "tests/testenv.h"
 
 #include <criterion/criterion.h>
@@ -382,34 +383,6 @@ static const row ckpt_rows[] = {
     {"save_period not a number", NULL, TRAIN "data=s.h5 save_period=often", 2, "save_period=often"},
 };
 
-/* Flips one byte inside a tensor's stored data (what a failing disk does). */
-static void flip_tensor_byte(const char *path, const char *tensor) {
-    hid_t h = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    cr_assert_geq(h, 0, "%s", path);
-    hid_t d = H5Dopen2(h, tensor, H5P_DEFAULT);
-    cr_assert_geq(d, 0, "%s", tensor);
-    haddr_t off = H5Dget_offset(d);
-    H5Dclose(d);
-    H5Fclose(h);
-    cr_assert_neq(off, HADDR_UNDEF);
-    FILE *f = fopen(path, "r+b");
-    cr_assert(f);
-    cr_assert_eq(fseek(f, (long)off + 5, SEEK_SET), 0);
-    int c = fgetc(f);
-    cr_assert_eq(fseek(f, (long)off + 5, SEEK_SET), 0);
-    cr_assert_neq(fputc(c ^ 0x40, f), EOF);
-    cr_assert_eq(fclose(f), 0);
-}
-
-static void set_int_attr(const char *path, const char *obj, const char *name, int v) {
-    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
-    cr_assert_geq(f, 0, "%s", path);
-    hid_t g = H5Oopen(f, obj, H5P_DEFAULT), a = H5Aopen(g, name, H5P_DEFAULT);
-    cr_assert_geq(a, 0, "%s@%s", obj, name);
-    cr_assert_geq(H5Awrite(a, H5T_NATIVE_INT, &v), 0);
-    H5Aclose(a), H5Oclose(g), H5Fclose(f);
-}
-
 /* One real run, trained by the CLI on the same synthetic s.h5 every world holds, and the damaged
  * copies of its versions; $R names it for the rows' setup. */
 static void make_run_template(char *dir, size_t n) {
@@ -424,11 +397,11 @@ static void make_run_template(char *dir, size_t n) {
             "for b in damaged newer edited; do cp " V1 " bad/$b.h5; done && rm s.h5 train.log");
     char p[700];
     snprintf(p, sizeof p, "%s/bad/damaged.h5", dir);
-    flip_tensor_byte(p, "model/model.0.conv.weight");
+    run_flip_dataset_byte(p, "model/model.0.conv.weight", 5);
     snprintf(p, sizeof p, "%s/bad/newer.h5", dir);
-    set_int_attr(p, "/", "format_version", 99);
+    run_set_int_attr(p, "/", "format_version", 99);
     snprintf(p, sizeof p, "%s/bad/edited.h5", dir);
-    set_int_attr(p, "train", "epoch", 9);
+    run_set_int_attr(p, "train", "epoch", 9);
     setenv("R", dir, 1);
 }
 

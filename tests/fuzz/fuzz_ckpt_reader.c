@@ -88,13 +88,7 @@ static void make_base(void) {
     }
     ckpt_meta_free(&m);
     for (int i = 0; i < 4; i++) memcpy(base_sha[i], t[i].sha256, sizeof base_sha[i]);
-    FILE *f = fopen(path, "rb");
-    if (!f || fseek(f, 0, SEEK_END) != 0) abort();
-    base_n = (size_t)ftell(f);
-    rewind(f);
-    base = malloc(base_n);
-    if (!base || fread(base, 1, base_n, f) != base_n) abort();
-    fclose(f);
+    base = fuzz_read_file(path, &base_n);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 }
 
@@ -253,10 +247,7 @@ static void check_report(void *ctx, const char *line) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static int ready;
     if (!ready) fuzz_init(), make_base(), ready = 1;
-    const char *path = fuzz_write("work.h5", base, base_n);
-    char p[512];
-    snprintf(p, sizeof p, "%s", path);
-    apply_edits(p, data, size);
+    const char *p = fuzz_edited_copy("work.h5", base, base_n, apply_edits, data, size);
     char err[512] = "";
     ckpt_file *f = ckpt_open(p, err, sizeof err);
     if (!f) {
