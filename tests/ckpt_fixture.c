@@ -4,7 +4,9 @@
 #include "common/rng.h"
 #include "coordinator/ckpt_file.h"
 #include "coordinator/ckpt_store.h"
+#include "coordinator/model_weights.h"
 #include "worker/model.h"
+#include "worker/pretrained.h"
 
 #include <criterion/criterion.h>
 #include <limits.h>
@@ -162,4 +164,31 @@ void fixture_run(const char *dir, const char *name, const fixture_run_opts *o) {
     free(args);
     free(yaml);
     model_free(m);
+}
+
+float *fixture_forward(const char *weights, int b, int h, int w, const float *images,
+                       size_t *count) {
+    char err[1200];
+    model_weights mw;
+    cr_assert_eq(model_weights_load(weights, &mw, NULL, NULL, err, sizeof err), 0, "%s", err);
+    model *m = model_create(mw.model, mw.nc, 0, err, sizeof err);
+    cr_assert(m, "%s", err);
+    tensor_desc *t;
+    float *data;
+    int64_t nf;
+    model_weights_pack(&mw, &t, &data, &nf);
+    pretrained_report r;
+    cr_assert_eq(pretrained_load(m, t, mw.n, data, nf, NULL, &r, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(r.transferred, r.total, "every tensor of the model loads: %d/%d (not: %s)",
+                 r.transferred, r.total, r.not_loaded);
+    free(t);
+    free(data);
+    model_weights_free(&mw);
+    cr_assert_eq(model_plan_eval(m, b, h, w, err, sizeof err), 0, "%s", err);
+    model_forward(m, images, false);
+    *count = (size_t)b * model_num_anchors(m) * model_out_channels(m);
+    float *out = malloc(*count * sizeof *out);
+    memcpy(out, model_output_host(m, MODEL_ONE2MANY), *count * sizeof *out);
+    model_free(m);
+    return out;
 }

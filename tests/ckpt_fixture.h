@@ -22,3 +22,9 @@ void fixture_run(const char *dir, const char *name, const fixture_run_opts *o);
 /* The mAP50-95 fixture_run records for version v (1-based), and its fitness. */
 double fixture_map(int v);
 double fixture_fitness(int v);
+
+/* Our forward pass (eval mode) of the model a version or weights file holds, with its weights
+ * (every tensor of the model must transfer: asserted), on images [b][h][w][3] (float, 0..1).
+ * Returns malloc'd outputs [b][A][4*reg_max + nc] of the one-to-many branch; *count floats. */
+float *fixture_forward(const char *weights, int b, int h, int w, const float *images,
+                       size_t *count);

@@ -469,3 +469,56 @@ Test(ckptcli, references_resolve_every_spelling) {
     cr_assert_eq(ckpt_ref_resolve("a", NULL, NULL, &r, err, sizeof err), -1);
     cr_assert(strstr(err, "is a run folder"), "%s", err);
 }
+
+/* Readers while a run writes: ls, verify and show in a loop against a real training run that
+ * writes a version per epoch (its writes slowed so that they overlap the readers). Every reader
+ * exits 0 with whole versions only, the number of versions never goes down, and the loop saw the
+ * run at several version counts (so it did overlap the writes). */
+Test(ckptcli, readers_never_see_a_partial_version_while_a_run_writes, .timeout = 600) {
+    char data[64];
+    run_make_data(data, sizeof data, "yolo-ckptlive", 16, 8);
+    cr_assert_eq(run_sh("(YOLO_TEST_CKPT_DELAY_S=0.5 %s train data=%s/s.h5 model=yolov8n.yaml "
+                        "epochs=6 imgsz=64 batch=8 nbs=8 workers=1 threads=1 project=%s name=r "
+                        "> %s/train.log 2>&1; echo $? > %s/rc.txt) &",
+                        exe, data, dir, data, data),
+                 0);
+    char rcfile[128], run[128];
+    snprintf(rcfile, sizeof rcfile, "%s/rc.txt", data);
+    snprintf(run, sizeof run, "%s/r", dir);
+    int rounds = 0, last_n = 0, distinct = 0;
+    while (access(rcfile, F_OK) != 0) {
+        int rc = cli("ckpt ls r --json");
+        if (rc == 2 && strstr(errtext, "no such run folder")) { /* not created yet */
+            usleep(100000);
+            continue;
+        }
+        cr_assert_eq(rc, 0, "ls: %s", errtext);
+        cJSON *j = cJSON_Parse(out), *it;
+        cr_assert(cJSON_IsArray(j), "ls --json: %s", out);
+        int n = cJSON_GetArraySize(j);
+        cJSON_ArrayForEach(it, j) cr_assert_null(cJSON_GetObjectItem(it, "error"), "%s", out);
+        cJSON_Delete(j);
+        cr_assert_geq(n, last_n, "versions never disappear (keep=0)");
+        distinct += n != last_n;
+        last_n = n;
+        rc = cli("ckpt verify r");
+        cr_assert_eq(rc, 0, "verify while writing:\n%s%s", out, errtext);
+        if (n > 0) {
+            rc = cli("ckpt show r --json");
+            cr_assert_eq(rc, 0, "show: %s", errtext);
+            j = cJSON_Parse(out);
+            cr_assert(j, "show --json: %s", out);
+            cJSON_Delete(j);
+        }
+        rounds++;
+    }
+    cr_assert_eq(run_read_rc(rcfile), 0, "training failed: see %s/train.log", data);
+    cr_assert_eq(cli("ckpt verify r"), 0, "%s", out);
+    cr_assert_eq(cli("ckpt ls r --json"), 0);
+    cJSON *j = cJSON_Parse(out);
+    cr_assert_eq(cJSON_GetArraySize(j), 6, "one version per epoch");
+    cJSON_Delete(j);
+    cr_log_info("%d reader rounds; saw %d different version counts", rounds, distinct);
+    cr_assert_geq(distinct, 3, "the readers overlapped the writes (%d rounds)", rounds);
+    run_sh("rm -rf %s", data);
+}
