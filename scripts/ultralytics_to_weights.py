@@ -91,7 +91,7 @@ def main(src, dst):
     for k, v in model.state_dict().items():
         v = v.detach().cpu()
         a = v.numpy().astype("<i8") if v.dtype == torch.int64 else v.float().numpy().astype("<f4")
-        tensors[f"model/{k}"] = np.ascontiguousarray(a)
+        tensors[f"model/{k}"] = a.copy(order="C")  # ascontiguousarray would make 0-d 1-d
     attrs = {
         "format_version": FORMAT_VERSION,
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -30,19 +30,6 @@ static void stem_of(const char *path, char *stem, size_t n) {
     if (dot && (!strcmp(dot, ".yaml") || !strcmp(dot, ".yml"))) *dot = 0;
 }
 
-/* Ultralytics' guess_model_scale: yolo, optional "e-", optional 'v', digits, one of nslmx. */
-static char guess_scale(const char *stem) {
-    for (const char *p = strstr(stem, "yolo"); p; p = strstr(p + 1, "yolo")) {
-        const char *q = p + 4;
-        if (!strncmp(q, "e-", 2)) q += 2;
-        if (*q == 'v') q++;
-        if (!isdigit((unsigned char)*q)) continue;
-        while (isdigit((unsigned char)*q)) q++;
-        if (*q && strchr("nslmx", *q)) return *q;
-    }
-    return 0;
-}
-
 /* ---- libyaml helpers ------------------------------------------------------------------------- */
 
 typedef struct ctx {
@@ -443,7 +430,7 @@ static int load_doc(ctx *c, model_yaml *y, int nc_override) {
 static int load_text(const char *text, const char *file, const char *name, int nc, model_yaml *y,
                      char *err, size_t errlen) {
     stem_of(name, y->name, sizeof y->name);
-    y->scale = guess_scale(y->name);
+    y->scale = model_file_scale(y->name);
     yaml_parser_t p;
     ctx c = {.file = file, .err = err, .errlen = errlen};
     if (!yaml_parser_initialize(&p)) return errf(err, errlen, "%s: yaml parser init failed", file);
