@@ -108,8 +108,7 @@ static void report_problem(void *ctx, const char *line) {
 static int weights_of(const char *path, model_source *s, char *err, size_t errlen) {
     char e2[1200];
     if (access(path, R_OK) != 0)
-        return errf(err, errlen, "pretrained=%s: no such weights file (%s)", path,
-                    strerror(errno));
+        return errf(err, errlen, "pretrained=%s: no such weights file (%s)", path, strerror(errno));
     if (ends_with(path, ".pt"))
         return errf(err, errlen,
                     "%s: an Ultralytics .pt cannot be read here; convert it first: python "
@@ -149,8 +148,8 @@ static int weights_of(const char *path, model_source *s, char *err, size_t errle
     return 0;
 }
 
-int model_source_resolve(const train_args *a, const ckpt_meta *resumed, model_source *s,
-                         char *err, size_t errlen) {
+int model_source_resolve(const train_args *a, const ckpt_meta *resumed, model_source *s, char *err,
+                         size_t errlen) {
     memset(s, 0, sizeof *s);
     if (resumed) { /* the version's own architecture; its state comes with the resume */
         snprintf(s->yaml_name, sizeof s->yaml_name, "%s", a->model);
@@ -160,9 +159,9 @@ int model_source_resolve(const train_args *a, const ckpt_meta *resumed, model_so
     s->yaml_text = model_source_yaml(a->model, s->yaml_name, sizeof s->yaml_name, err, errlen);
     if (!s->yaml_text) return -1;
     bool b = true, is_bool = parse_bool(a->pretrained, &b);
-    const char *weights = !is_bool                                   ? a->pretrained
+    const char *weights = !is_bool                                 ? a->pretrained
                           : b && model_source_is_weights(a->model) ? a->model
-                                                                     : NULL;
+                                                                   : NULL;
     if (weights && weights_of(weights, s, err, errlen) != 0) {
         model_source_free(s);
         return -1;
@@ -224,8 +223,8 @@ int model_source_broadcast(const model_weights *w, const dataset *ds, bool remap
     free(data);
     free(map);
     pretrained_summary sum;
-    CHECK_MPI(MPI_Recv(&sum, sizeof sum, MPI_BYTE, 1, TAG_PRETRAINED, MPI_COMM_WORLD,
-                       MPI_STATUS_IGNORE));
+    CHECK_MPI(
+        MPI_Recv(&sum, sizeof sum, MPI_BYTE, 1, TAG_PRETRAINED, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
     if (!sum.ok) {
         log_error("pretrained weights %s: %s", w->source, sum.error);
         return -1;

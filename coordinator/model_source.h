@@ -19,11 +19,11 @@
 #include "coordinator/ckpt_file.h"
 
 typedef struct model_source {
-    char *yaml_text;        /* (heap) the yaml the workers parse, recorded in every version */
-    char yaml_name[1024];   /* the file it is named by (scale letter, messages) */
-    bool pretrained;        /* weights load from `weights` */
-    char weights[4200];     /* that file, as given */
-    char weights_abs[4200]; /* absolute (lineage) */
+    char *yaml_text;         /* (heap) the yaml the workers parse, recorded in every version */
+    char yaml_name[1024];    /* the file it is named by (scale letter, messages) */
+    bool pretrained;         /* weights load from `weights` */
+    char weights[4200];      /* that file, as given */
+    char weights_abs[4200];  /* absolute (lineage) */
     char weights_sha256[65]; /* sha256 of its bytes (lineage) */
     char parent_version[32]; /* lineage of the first version: "v0004" of parent_run, or the
                                  file's name (parent_run: its folder) */
@@ -32,8 +32,8 @@ typedef struct model_source {
 
 /* resumed: the version a resumed run continues (NULL for a fresh run). 0, or -1 with one line in
  * err (no such file, a .pt not converted, a damaged weights file, a yaml that does not exist). */
-int model_source_resolve(const train_args *a, const ckpt_meta *resumed, model_source *s,
-                         char *err, size_t errlen);
+int model_source_resolve(const train_args *a, const ckpt_meta *resumed, model_source *s, char *err,
+                         size_t errlen);
 void model_source_free(model_source *s);
 
 /* The model yaml text a model= spec stands for: a yaml file's text, or the architecture a weights

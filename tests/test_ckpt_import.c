@@ -42,9 +42,9 @@ static const char *shared_dir(void) {
 
 /* A copy of the shared coco8 in dir/coco8 with its yaml pointing there. */
 static void copy_coco8(void) {
-    cr_assert_eq(run_sh("cp -R %s/data/coco8 %s/coco8 && chmod -R u+w %s/coco8", shared_dir(), dir,
-                        dir),
-                 0, "copy coco8 from %s/data/coco8", shared_dir());
+    cr_assert_eq(
+        run_sh("cp -R %s/data/coco8 %s/coco8 && chmod -R u+w %s/coco8", shared_dir(), dir, dir), 0,
+        "copy coco8 from %s/data/coco8", shared_dir());
     cr_assert_eq(run_sh("sed -i 's|^path:.*|path: %s/coco8|' %s/coco8/coco8.yaml", dir, dir), 0);
 }
 
@@ -126,7 +126,8 @@ Test(ckptimport, ultralytics_pt_converts_loads_matches_and_fine_tunes) {
     snprintf(h5, sizeof h5, "%s/best.h5", dir);
     cr_assert_eq(pyref_run(py, "scripts/ultralytics_to_weights.py", pt, h5, why, sizeof why), 0,
                  "%s", why);
-    /* our forward on one coco8 batch, with the converted weights, against Ultralytics' on the .pt */
+    /* our forward on one coco8 batch, with the converted weights, against Ultralytics' on the .pt
+     */
     cr_assert_eq(run_sh("cd %s && %s data pack data=coco8/coco8.yaml out=coco8.h5 > pack.txt 2>&1",
                         dir, exe),
                  0, "see %s/pack.txt", dir);
@@ -156,8 +157,7 @@ Test(ckptimport, ultralytics_pt_converts_loads_matches_and_fine_tunes) {
                         dir, exe, dir),
                  0, "see %s/ft.txt", dir);
     snprintf(in, sizeof in, "%s/ft.txt", dir);
-    cr_assert(run_file_has(in, "Transferred 355/355 items from pretrained weights"), "see %s",
-              in);
+    cr_assert(run_file_has(in, "Transferred 355/355 items from pretrained weights"), "see %s", in);
     char sha[65], p[256], err[1024];
     file_sha256(h5, sha);
     snprintf(p, sizeof p, "%s/ft/weights/v0001.h5", dir);
@@ -195,9 +195,9 @@ static void small_dataset(const char *name, const char *names) {
     FILE *f = fopen(y, "w");
     fprintf(f, "path: %s\ntrain: images/train\nval: images/val\nnames:\n%s", d, names);
     fclose(f);
-    cr_assert_eq(run_sh("%s data pack data=%s out=%s/%s.h5 > %s/pack.txt 2>&1", exe, y, dir, name,
-                        d),
-                 0, "see %s/pack.txt", d);
+    cr_assert_eq(
+        run_sh("%s data pack data=%s out=%s/%s.h5 > %s/pack.txt 2>&1", exe, y, dir, name, d), 0,
+        "see %s/pack.txt", d);
 }
 
 /* 80 class names: COCO's first six (person, bicycle, car, ...), then class6 .. class79. */
@@ -346,8 +346,7 @@ Test(ckptimport, pretrained_from_a_version_and_the_refusals) {
                         dir, exe, bad[i].args, dir);
         snprintf(p, sizeof p, "%s/bad.txt", dir);
         cr_assert_eq(rc, 2, "%s: exit 2", bad[i].args);
-        cr_assert(run_file_has(p, bad[i].names), "%s: '%s' (see %s)", bad[i].args, bad[i].names,
-                  p);
+        cr_assert(run_file_has(p, bad[i].names), "%s: '%s' (see %s)", bad[i].args, bad[i].names, p);
         snprintf(p, sizeof p, "%s/bad", dir);
         cr_assert_neq(access(p, F_OK), 0, "%s: no run folder", bad[i].args);
     }
@@ -372,4 +371,40 @@ Test(ckptimport, class_map_follows_ultralytics_rules) {
     cr_assert_eq(model_weights_cls_map(&w, placeholders, 3, map), 0, "placeholder target names");
     model_weights ph = {.names = "[\"0\",\"1\",\"2\",\"3\"]"};
     cr_assert_eq(model_weights_cls_map(&ph, tgt, 3, map), 0, "placeholder source names");
+}
+
+/* A fine-tuned run whose class branch has the source's width resumes with that width (the
+ * version's tensors say which), after the weights file is gone: the version holds everything. */
+Test(ckptimport, a_fine_tuned_run_resumes_without_its_weights_file) {
+    fixture_run(dir, "src",
+                &(fixture_run_opts){
+                    .versions = 1, .lr0 = 0.01, .seed = 7, .nc = 80, .names_json = coco80_names()});
+    cr_assert_eq(run_sh("cd %s && %s ckpt export src format=h5 out=src.h5 > /dev/null", dir, exe),
+                 0);
+    small_dataset("tgt", "  0: car\n  1: person\n  2: widget\n");
+    char sidf[128], log[128];
+    snprintf(sidf, sizeof sidf, "%s/ft.sid", dir);
+    snprintf(log, sizeof log, "%s/ft.log", dir);
+    cr_assert_eq(run_sh("cd %s && setsid sh -c 'echo $$ > %s; YOLO_TEST_HOLD_AFTER_VERSION=1 exec "
+                        "timeout 300 %s train model=src.h5 data=tgt.h5 epochs=2 imgsz=64 batch=4 "
+                        "workers=1 threads=1 project=%s name=ft' > %s 2>&1 &",
+                        dir, sidf, exe, dir, log),
+                 0);
+    cr_assert(run_wait_text(log, "holding after v0001", 240), "reached v0001; see %s", log);
+    cr_assert_geq(run_kill_session((pid_t)run_read_rc(sidf), 30), 3);
+    cr_assert_eq(run_sh("rm %s/src.h5", dir), 0);
+    cr_assert_eq(run_sh("cd %s && %s train resume=ft > resume.txt 2>&1", dir, exe), 0,
+                 "see %s/resume.txt", dir);
+    char v2[256];
+    snprintf(v2, sizeof v2, "%s/ft/weights/v0002.h5", dir);
+    int64_t n;
+    float *w = tensor_of(v2, "ema/model.22.cv3.1.2.weight", &n);
+    cr_assert_eq(n, 3 * 80, "the class branch kept the source's width 80");
+    free(w);
+    char err[512];
+    ckpt_file *f = ckpt_open(v2, err, sizeof err);
+    cr_assert(f, "%s", err);
+    cr_assert(strstr(ckpt_file_meta(f)->pretrained, "/src.h5"), "still names its weights file");
+    cr_assert_str_eq(ckpt_file_meta(f)->parent_version, "v0001");
+    ckpt_close(f);
 }
