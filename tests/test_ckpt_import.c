@@ -332,6 +332,16 @@ Test(ckptimport, pretrained_from_a_version_and_the_refusals) {
         snprintf(p, sizeof p, "%s/bad", dir);
         cr_assert_neq(access(p, F_OK), 0, "%s: no run folder", bad[i].args);
     }
+    /* the launcher's model and memory check builds the architecture the version records */
+    int rc = run_sh("cd %s && %s train model=src/weights/best.h5 data=tgt.h5 epochs=1 imgsz=8192 "
+                    "batch=4 project=%s name=big > big.txt 2>&1",
+                    dir, exe, dir);
+    snprintf(p, sizeof p, "%s/big.txt", dir);
+    cr_assert_eq(rc, 2, "see %s", p);
+    cr_assert(run_file_has(p, "GiB of memory per worker"), "see %s", p);
+    cr_assert(!run_file_has(p, "rank 1:"), "refused before launch, not by a worker: see %s", p);
+    snprintf(p, sizeof p, "%s/big", dir);
+    cr_assert_neq(access(p, F_OK), 0, "no run folder");
 }
 
 /* cls_remap's conditions (Ultralytics' _remap_cls_by_names): by name, case and surrounding spaces
