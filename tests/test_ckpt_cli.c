@@ -27,9 +27,7 @@ static char out[1 << 20], errtext[1 << 16];
 static char exe[PATH_MAX]; /* bin/coordinator, absolute: tests may chdir */
 
 static void make_dir(void) {
-    test_temp_dir(dir, sizeof dir, "ckptcli");
-    snprintf(exe, sizeof exe, "%s", bin_path("coordinator"));
-    cr_assert_eq(access(exe, X_OK), 0, "%s: build first", exe);
+    fixture_suite_dirs(dir, sizeof dir, "ckptcli", exe, sizeof exe);
 }
 
 static void remove_dir(void) {

@@ -24,9 +24,7 @@
 static char dir[64], exe[PATH_MAX];
 
 static void make_dir(void) {
-    test_temp_dir(dir, sizeof dir, "ckptimp");
-    snprintf(exe, sizeof exe, "%s", bin_path("coordinator"));
-    cr_assert_eq(access(exe, X_OK), 0, "%s: build first", exe);
+    fixture_suite_dirs(dir, sizeof dir, "ckptimp", exe, sizeof exe);
 }
 
 static void remove_dir(void) {
