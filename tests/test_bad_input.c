@@ -361,8 +361,8 @@ static const row ctl_rows[] = {
  * make_run_template) and of versions damaged as a disk or a hand edit would: runs/r (a 1-epoch run
  * with a mid-epoch version v0001 and the final v0002) and bad/ (trunc.h5, damaged.h5: one tensor
  * byte flipped, newer.h5: format_version 99, edited.h5: an attribute changed after writing).
- * `coordinator ckpt` (list / show / verify / diff / export) does not exist yet; its rows go here
- * once it does. */
+ * `coordinator ckpt` (ls / show / diff / verify / export / tag / prune, merged from ckptcli) has
+ * no rows here yet: they go in this table. */
 #define RUNS "cp -a \"$R\"/runs \"$R\"/bad . && "
 #define V1 "runs/r/weights/v0001.h5"
 static const row ckpt_rows[] = {
