@@ -77,7 +77,7 @@ Test(runsetup, batch_larger_than_the_split_is_lowered_with_a_warning) {
         cr_assert(lf);
         dup2(fileno(lf), 2);
         dataset *ds = NULL;
-        int rc = preflight_train(&a, (int)a.workers, 0, &ds, err, sizeof err);
+        int rc = preflight_train(&a, (int)a.workers, 0, NULL, &ds, err, sizeof err);
         fflush(stderr);
         dup2(saved, 2);
         close(saved);
