@@ -24,3 +24,7 @@ int run_kill_session(pid_t sid, double seconds);
 /* Python of the pinned test environment (scripts/pyenv.sh test, or $YOLO_TEST_VENV when it
  * holds one); NULL with the reason in why (e.g. PyPI unreachable). */
 const char *run_test_python(char *why, size_t n);
+/* Damage as a failing disk or a hand edit would, in place: flips one byte `at` bytes into an HDF5
+ * dataset's stored data (contiguous), or rewrites an int attribute of object obj ("/", "train"). */
+void run_flip_dataset_byte(const char *path, const char *dataset, long at);
+void run_set_int_attr(const char *path, const char *obj, const char *name, int v);
