@@ -5,6 +5,7 @@
 
 #include "common/log.h"
 #include "common/protocol.h"
+#include "common/stop_signal.h"
 #include "common/timer.h"
 #include "common/train_args.h"
 #include "dataio/loader.h"
@@ -226,11 +227,17 @@ static int train_epoch(worker *w, const epoch_header *h, const int32_t *idx, boo
             r.compute_s = now_seconds() - t1 - r.comm_exposed_s;
             for (int k = 0; k < 3 && k < w->opt.ngroups; k++) r.lr[k] = w->opt.group[k].lr;
         }
+        r.signal = 0;
         if (w->test_stall_rank == w->rank && s == 1) { /* once: after the all-reduce, so only */
             w->test_stall_rank = -1;                   /* this rank's report is late */
-            usleep((useconds_t)(w->test_stall_s * 1e6));
+            /* the line tells a test that steps surely remain; a stop signal ends the stall */
+            log_info("test: rank %d stalls %g s after epoch %d step %d (YOLO_TEST_STALL_*)",
+                     w->rank, w->test_stall_s, h->epoch + 1, s + 1);
+            for (double t = 0; t < w->test_stall_s && !(r.signal = coord_watch_take_signal());
+                 t += 0.05)
+                usleep(50000);
         }
-        r.signal = coord_watch_take_signal();
+        if (!r.signal) r.signal = coord_watch_take_signal();
         CHECK_MPI(MPI_Send(&r, sizeof r, MPI_BYTE, 0, TAG_REPORT, MPI_COMM_WORLD));
         int32_t word;
         coord_watch_wait(TAG_CONTROL, "the answer to its step report");
@@ -545,6 +552,10 @@ int worker_train_main(void) {
             break;
         }
     }
+    int late = coord_watch_take_signal();
+    if (late && rc == 0) /* nothing left to stop: the run is complete, so no resume (exit 0) */
+        log_info("rank %d: %s came after its last step; the job finishes as planned", w->rank,
+                 stop_signal_name(late));
     allreduce_free(w->ar);
     loader_destroy(w->train_ld);
     loader_destroy(w->val_ld);

@@ -104,6 +104,24 @@ pid_t job_worker(const job *j, int k) {
     return child(job_mpirun(j), "worker", k);
 }
 
+pid_t job_worker_rank(const job *j, int rank) {
+    for (int k = 0; k < 64; k++) {
+        pid_t pid = job_worker(j, k);
+        if (!pid) return 0;
+        char path[64], env[1 << 16];
+        snprintf(path, sizeof path, "/proc/%d/environ", (int)pid);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        size_t len = fread(env, 1, sizeof env - 1, f);
+        fclose(f);
+        env[len] = 0;
+        for (size_t i = 0; i < len; i += strlen(env + i) + 1) /* NUL-separated NAME=value */
+            if (!strncmp(env + i, "OMPI_COMM_WORLD_RANK=", 21) && atoi(env + i + 21) == rank)
+                return pid;
+    }
+    return 0;
+}
+
 int job_processes(const job *j, pid_t *out, int max) {
     DIR *d = opendir("/proc");
     cr_assert(d);

@@ -38,7 +38,8 @@ int job_wait_end(const job *j, double seconds);
 pid_t job_launcher(const job *j);
 pid_t job_mpirun(const job *j);
 pid_t job_coordinator(const job *j);
-pid_t job_worker(const job *j, int k); /* the k-th worker process found (0-based) */
+pid_t job_worker(const job *j, int k);         /* the k-th worker process found (0-based) */
+pid_t job_worker_rank(const job *j, int rank); /* the worker of that world rank (0: none) */
 /* Live processes of the job's session (the session's shell, which writes the status, excluded),
  * into out (at most max); returns how many. */
 int job_processes(const job *j, pid_t *out, int max);
