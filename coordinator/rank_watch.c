@@ -99,13 +99,10 @@ static void kill_local_workers(void) {
         if (rank_info_alive(&g.ranks[r]) == 1) kill(g.ranks[r].pid, SIGKILL);
 }
 
-/* rank < 1: no one rank is to blame (a collective that never completed): "the workers". */
-static _Noreturn void fail(int rank, const char *why) {
-    char who[256], msg[1024];
-    if (rank >= 1)
-        rank_watch_describe(rank, who, sizeof who);
-    else
-        snprintf(who, sizeof who, "the workers (ranks 1-%d)", g.size - 1);
+/* `who` names the ranks to blame; rank < 1: no one rank is (telemetry's rank_failure names none).
+ */
+static _Noreturn void fail_as(int rank, const char *who, const char *why) {
+    char msg[2048];
     snprintf(msg, sizeof msg, "%s %s: ending the job", who, why);
     log_error("%s", msg);
     if (g.tel) {
@@ -123,6 +120,16 @@ static _Noreturn void fail(int rank, const char *why) {
     launch_report_status(1);
     MPI_Abort(MPI_COMM_WORLD, 1);
     _exit(1); /* MPI_Abort does not return */
+}
+
+/* rank < 1: no one rank is to blame (a collective that never completed): "the workers". */
+static _Noreturn void fail(int rank, const char *why) {
+    char who[256];
+    if (rank >= 1)
+        rank_watch_describe(rank, who, sizeof who);
+    else
+        snprintf(who, sizeof who, "the workers (ranks 1-%d)", g.size - 1);
+    fail_as(rank, who, why);
 }
 
 /* The first worker whose process is gone, or 0. */
@@ -167,7 +174,7 @@ static double tick(wait_clock *c) {
 }
 
 static void stall_warning(const char *who, const char *what, double waited) {
-    char msg[1024];
+    char msg[2048];
     snprintf(msg, sizeof msg, "no %s from %s for %.0f s (stall_warn=%g)", what, who, waited,
              g.warn_s);
     log_warn("%s", msg);
@@ -193,13 +200,19 @@ static bool drop_all(int src, int tag) {
     }
 }
 
-/* Waits for (src, tag) with the stall limits; progress_tag >= 0: heartbeats restart the clock. */
-static void wait_message(int src, int tag, int progress_tag, const char *what) {
+/* Waits with the stall limits for (src, tag) to arrive, or with req for that receive to complete
+ * (a probe sees a large message when its first part arrives: a blocking receive after it would
+ * wait forever for the rest across a lost link); progress_tag >= 0: heartbeats restart the clock.
+ */
+static void wait_message(int src, int tag, MPI_Request *req, int progress_tag, const char *what) {
     double t0 = now_seconds();
     wait_clock c = {.t0 = t0, .t_live = t0, .t_poll = t0};
     for (;;) {
         int flag = 0;
-        CHECK_MPI(MPI_Iprobe(src, tag, MPI_COMM_WORLD, &flag, MPI_STATUS_IGNORE));
+        if (req)
+            CHECK_MPI(MPI_Test(req, &flag, MPI_STATUS_IGNORE));
+        else
+            CHECK_MPI(MPI_Iprobe(src, tag, MPI_COMM_WORLD, &flag, MPI_STATUS_IGNORE));
         if (flag) break;
         if (progress_tag >= 0 && drop_all(src, progress_tag))
             c.t0 = now_seconds(), c.warned = false;
@@ -217,16 +230,17 @@ static void wait_message(int src, int tag, int progress_tag, const char *what) {
 }
 
 void rank_watch_wait(int src, int tag, const char *what) {
-    wait_message(src, tag, -1, what);
+    wait_message(src, tag, NULL, -1, what);
 }
 
 void rank_watch_wait_progress(int src, int tag, int progress_tag, const char *what) {
-    wait_message(src, tag, progress_tag, what);
+    wait_message(src, tag, NULL, progress_tag, what);
 }
 
 void rank_watch_recv(void *buf, int count, MPI_Datatype type, int src, int tag, const char *what) {
-    wait_message(src, tag, -1, what);
-    CHECK_MPI(MPI_Recv(buf, count, type, src, tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+    MPI_Request req;
+    CHECK_MPI(MPI_Irecv(buf, count, type, src, tag, MPI_COMM_WORLD, &req));
+    wait_message(src, tag, &req, -1, what);
 }
 
 void rank_watch_collective(MPI_Request *req, const char *what) {
@@ -253,12 +267,17 @@ void rank_watch_collective(MPI_Request *req, const char *what) {
     }
 }
 
-/* The ranks whose report is still missing, "2, 3" (their requests are tested, so the reports that
- * did arrive are recorded as they come), and the first of them. */
-static int missing(MPI_Request *req, int workers, const step_report *r, char *names, size_t n) {
-    int first = 0;
-    size_t len = 0;
-    names[0] = 0;
+static bool step_before(last_step a, last_step b) {
+    return a.epoch < b.epoch || (a.epoch == b.epoch && a.step < b.step);
+}
+
+/* Whom to blame among the ranks whose report is still missing (their requests are tested, so the
+ * reports that did arrive are recorded as they come): the one whose reports stopped first, when
+ * exactly one did, described in `who` and returned. Ranks silent since the same step cannot be told
+ * apart from here (a lost link leaves its peer waiting in the all-reduce, silent too): then `who`
+ * lists every silent rank, and the result is 0. */
+static int blame(MPI_Request *req, int workers, const step_report *r, char *who, size_t n) {
+    int first = 0, silent = 0, ties = 0;
     for (int w = 0; w < workers; w++) {
         int f = 0;
         if (req[w] != MPI_REQUEST_NULL) {
@@ -266,11 +285,26 @@ static int missing(MPI_Request *req, int workers, const step_report *r, char *na
             if (f) g.last[w + 1] = (last_step){r[w].epoch + 1, r[w].step + 1};
         }
         if (req[w] == MPI_REQUEST_NULL) continue;
-        if (!first) first = w + 1;
-        if (len + 16 < n)
-            len += (size_t)snprintf(names + len, n - len, "%s%d", len ? ", " : "", w + 1);
+        silent++;
+        if (!first || step_before(g.last[w + 1], g.last[first]))
+            first = w + 1, ties = 0;
+        else if (!step_before(g.last[first], g.last[w + 1]))
+            ties++;
     }
-    return first;
+    if (silent == 1 || !ties) {
+        rank_watch_describe(first, who, n);
+        return first;
+    }
+    size_t len = 0;
+    int shown = 0;
+    for (int w = 0; w < workers && len + 200 < n; w++) {
+        if (req[w] == MPI_REQUEST_NULL) continue;
+        if (shown++) len += (size_t)snprintf(who + len, n - len, shown == silent ? " and " : ", ");
+        rank_watch_describe(w + 1, who + len, n - len);
+        len += strlen(who + len);
+    }
+    if (shown < silent) snprintf(who + len, n - len, " and %d more", silent - shown);
+    return 0;
 }
 
 void rank_watch_reports(int workers, step_report *r) {
@@ -286,12 +320,16 @@ void rank_watch_reports(int workers, step_report *r) {
         if (flag) break;
         double el = tick(&c);
         if (el > g.abort_s || (el > g.warn_s && !c.warned)) {
-            char names[512], who[256];
-            int first = missing(req, workers, r, names, sizeof names);
-            if (el > g.abort_s) stalled(first, "step report", el);
-            rank_watch_describe(first, who, sizeof who);
-            if (strchr(names, ',')) /* several: the list, then the first in full */
-                snprintf(who + strlen(who), sizeof who - strlen(who), " (silent: ranks %s)", names);
+            char who[1024], why[256];
+            int rank = blame(req, workers, r, who, sizeof who);
+            if (el > g.abort_s) {
+                snprintf(why, sizeof why, "sent no step report for %.0f s (stall_abort=%g)%s", el,
+                         g.abort_s,
+                         rank ? ""
+                              : ", silent since the same step: one of them may only be "
+                                "waiting for another in the all-reduce");
+                fail_as(rank, who, why);
+            }
             stall_warning(who, "step report", el);
             c.warned = true;
         }

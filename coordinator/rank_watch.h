@@ -35,7 +35,7 @@ void rank_watch_wait(int src, int tag, const char *what);
  * val split): every message on progress_tag from src is a heartbeat (received and dropped) that
  * restarts the stall clock. Heartbeats still queued once (src, tag) is there are dropped too. */
 void rank_watch_wait_progress(int src, int tag, int progress_tag, const char *what);
-/* rank_watch_wait, then MPI_Recv of count items of type from src. */
+/* MPI_Irecv of count items of type from src, completed under rank_watch_wait's limits. */
 void rank_watch_recv(void *buf, int count, MPI_Datatype type, int src, int tag, const char *what);
 /* Completes a nonblocking collective the workers take part in (their setup reports): a dead
  * worker is named at once; past stall_abort the job ends naming the workers (which one is late a
