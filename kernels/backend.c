@@ -33,6 +33,7 @@ static const char *const op_names[] = {
     "optim_step",
     "clip_grad_norm",
     "ema_blend",
+    "detloss",
 };
 _Static_assert(sizeof op_names / sizeof op_names[0] == BACKEND_OP_COUNT,
                "op_names needs one name per backend_op");
@@ -96,6 +97,8 @@ static bool has_op(const backend_i *f, backend_op op) {
         return f->clip_grad_norm != NULL;
     case BACKEND_OP_EMA_BLEND:
         return f->ema_blend != NULL;
+    case BACKEND_OP_DETLOSS:
+        return f->detloss != NULL;
     case BACKEND_OP_COUNT:
         break;
     }
@@ -138,6 +141,16 @@ bool backend_memory_is_host(const backend *be) {
 }
 void backend_destroy(backend *be) {
     if (be) be->iface.destroy(be);
+}
+
+int backend_device(const backend *be) {
+    return be->iface.device ? be->iface.device(be) : -1;
+}
+void *backend_native_stream(const backend *be) {
+    return be->iface.native_stream ? be->iface.native_stream(be) : NULL;
+}
+void *backend_event_native(const backend_event *ev) {
+    return backend_device(ev->be) >= 0 ? ev->handle : NULL;
 }
 
 /* ---- memory, events ---- */
@@ -310,4 +323,8 @@ void backend_clip_grad_norm(backend *be, float *grads, size_t n, double max_norm
 }
 void backend_ema_blend(backend *be, float *ema, const float *model, size_t n, double d) {
     DISPATCH(be, BACKEND_OP_EMA_BLEND, ema_blend, ema, model, n, d);
+}
+void backend_detloss(backend *be, const backend_detloss_desc *d, const float *const preds[2],
+                     float *const dpreds[2], double *result) {
+    DISPATCH(be, BACKEND_OP_DETLOSS, detloss, d, preds, dpreds, result);
 }

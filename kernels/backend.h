@@ -26,6 +26,7 @@
 #pragma once
 #include "kernels/attention.h"
 #include "kernels/conv2d.h"
+#include "kernels/detloss.h"
 #include "kernels/dfl.h"
 #include "kernels/optim.h"
 
@@ -63,6 +64,7 @@ typedef enum backend_op {
     BACKEND_OP_OPTIM_STEP,
     BACKEND_OP_CLIP_GRAD_NORM,
     BACKEND_OP_EMA_BLEND,
+    BACKEND_OP_DETLOSS,
     BACKEND_OP_COUNT
 } backend_op;
 
@@ -87,6 +89,14 @@ backend *backend_cpu_create(const backend_cpu_opts *opts);
  * convolutions on the default conv2d context (conv2d_set_impl applies). backend_destroy leaves
  * it alone. */
 backend *backend_cpu_default(void);
+
+/* ---- interop: libraries that work on a GPU backend's device and stream (NCCL) ---- */
+/* The CUDA device ordinal of the backend, or -1 (no device: the CPU backend). */
+int backend_device(const backend *be);
+/* The backend's stream (a cudaStream_t), or NULL on a backend without one. */
+void *backend_native_stream(const backend *be);
+/* An event's native handle (a cudaEvent_t on a GPU backend), or NULL. */
+void *backend_event_native(const backend_event *ev);
 
 /* ---- memory (bytes) ---- */
 /* Never NULL: running out of memory ends the process, as xmalloc does. Contents undefined. */
@@ -175,3 +185,33 @@ void backend_optim_step(backend *be, optimizer *o, float *params, const float *g
 void backend_clip_grad_norm(backend *be, float *grads, size_t n, double max_norm);
 /* ema_blend: ema = ema * d + (1 - d) * model */
 void backend_ema_blend(backend *be, float *ema, const float *model, size_t n, double d);
+
+/* ---- the detection loss (kernels/detloss.h) ---- */
+/* What a backend_detloss call adds to its result (doubles, device memory): the loss items
+ * (detloss_out.items), loss_sum and target_scores_raw of the reported branch (E2E: one2one), its
+ * foreground anchors, and the total that backward differentiates (detloss_out.total). */
+enum {
+    BACKEND_DETLOSS_ITEMS = 0,      /* 3 */
+    BACKEND_DETLOSS_LOSS_SUM = 3,   /* 3 */
+    BACKEND_DETLOSS_TARGET_RAW = 6, /* 1 */
+    BACKEND_DETLOSS_NUM_FG = 7,     /* 1 */
+    BACKEND_DETLOSS_TOTAL = 8,      /* 1 */
+    BACKEND_DETLOSS_RESULTS = 9
+};
+typedef struct backend_detloss_desc {
+    int branches;     /* 1: v8DetectionLoss (detloss_branch); 2: yolo26 E2ELoss (detloss_e2e) */
+    detloss_hyp h[2]; /* h[1]: the one2one branch; cls_weight (if set) host memory [nc] */
+    float o2m, o2o;   /* E2E branch weights (detloss_e2e_weights); unused with 1 branch */
+    int B, A;
+    float img_h, img_w;                   /* input size in pixels */
+    const float *anchor_points, *strides; /* device memory [A][2] (grid units), [A] */
+    int ntargets;
+    const float *targets; /* host memory [ntargets][6]: batch index, class, cx, cy, w, h */
+    float grad_scale;     /* the written gradients are d total / d preds times this */
+} backend_detloss_desc;
+/* detloss_branch / detloss_e2e on head outputs preds[branch] ([B][A][4*reg_max + nc], device
+ * memory): WRITES d total / d preds x grad_scale into dpreds[branch] (dpreds NULL or an entry
+ * NULL: no gradient, e.g. validation) and ADDS the BACKEND_DETLOSS_* values to result[]. Read the
+ * result with backend_to_host: that is the only copy to the host a training step needs. */
+void backend_detloss(backend *be, const backend_detloss_desc *d, const float *const preds[2],
+                     float *const dpreds[2], double *result);

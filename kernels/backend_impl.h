@@ -11,6 +11,10 @@
 
 typedef struct backend_i {
     void (*destroy)(backend *be);
+    /* interop (optional: NULL on a backend without a device): backend_device,
+     * backend_native_stream */
+    int (*device)(const backend *be);
+    void *(*native_stream)(const backend *be);
     /* memory */
     void *(*alloc)(backend *be, size_t bytes);
     void (*free)(backend *be, void *p);
@@ -75,6 +79,8 @@ typedef struct backend_i {
     void (*optim_step)(backend *be, optimizer *o, float *params, const float *grads);
     void (*clip_grad_norm)(backend *be, float *grads, size_t n, double max_norm);
     void (*ema_blend)(backend *be, float *ema, const float *model, size_t n, double d);
+    void (*detloss)(backend *be, const backend_detloss_desc *d, const float *const preds[2],
+                    float *const dpreds[2], double *result);
 } backend_i;
 
 struct backend {

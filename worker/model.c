@@ -239,6 +239,9 @@ int model_num_branches(const model *m) {
 int model_num_anchors(const model *m) {
     return m->anchors;
 }
+int model_planned_batch(const model *m) {
+    return m->batch;
+}
 int model_out_channels(const model *m) {
     return m->no;
 }
@@ -266,6 +269,12 @@ const float *model_anchor_points(const model *m) {
 }
 const float *model_anchor_strides(const model *m) {
     return m->anchor_str;
+}
+const float *model_anchor_points_device(const model *m) {
+    return m->anchor_pts_dev;
+}
+const float *model_anchor_strides_device(const model *m) {
+    return m->anchor_str_dev;
 }
 
 static const float *named(const model *m, const float *base, const char *name, int dims[4]) {

@@ -22,7 +22,7 @@ typedef struct validator {
     loader *ld; /* augment = 0, max_side >= the largest batch side */
     int chunk;  /* images per forward */
     int nc, imgsz;
-    detloss_ctx *loss;
+    double *loss_res; /* backend memory, BACKEND_DETLOSS_RESULTS doubles: the val loss */
     const detloss_hyp *h_o2m, *h_o2o; /* the training loss settings (val loss) */
     bool one2one;                     /* end2end models: one-to-one head + top-k; else NMS */
     val_match_rule match;             /* the release's prediction matching */
