@@ -41,15 +41,16 @@ ifeq ($(CUDA),1)
 endif
 
 # ---- sources: every .c in the module folders is library code, except the two mains -------------
-MODULES   := common kernels dataio worker coordinator
+MODULES   := common kernels kernels/cuda dataio worker coordinator
 MAINS     := worker/main.c coordinator/main.c
 ALL_C     := $(filter-out $(MAINS),$(foreach m,$(MODULES),$(wildcard $(m)/*.c)))
-# foo_nocuda.c is the CPU-only stand-in for foo.cu: built exactly when the .cu is not
+# foo_nocuda.c is the CPU-only stand-in for foo.cu or foo_cuda.c (C that calls CUDA, cuDNN or
+# NCCL): built exactly when they are not
 ifeq ($(CUDA),1)
   LIB_C   := $(filter-out %_nocuda.c,$(ALL_C))
   LIB_CU  := $(foreach m,$(MODULES),$(wildcard $(m)/*.cu))
 else
-  LIB_C   := $(ALL_C)
+  LIB_C   := $(filter-out %_cuda.c,$(ALL_C))
   LIB_CU  :=
 endif
 LIB_OBJ   := $(LIB_C:%.c=build/%.o) $(LIB_CU:%.cu=build/%.cu.o)
