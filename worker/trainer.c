@@ -13,7 +13,9 @@
 #include "kernels/optim.h"
 #include "kernels/schedule.h"
 #include "kernels/threads.h"
-#include "worker/allreduce.h"
+#include "worker/allreduce_mpi.h"
+#include "worker/allreduce_nccl.h"
+#include "worker/head_loss.h"
 #include "worker/model.h"
 #include "worker/train_setup.h"
 #include "worker/validate.h"
@@ -39,12 +41,13 @@ typedef struct worker {
     model_ema ema;
     int accumulate, share, micro, nmicro;
     long ni, last_opt_step, nw;
-    detloss_ctx *loss;
     detloss_hyp h_o2m, h_o2o;
+    double *loss_res; /* backend: BACKEND_DETLOSS_RESULTS of this step's micro-batches */
     int e2e_updates;
     loader *train_ld, *val_ld;
-    allreduce *ar;
-    float *dout[2]; /* host: d loss / d head outputs */
+    allreduce *ar; /* MPI (host memory) or NCCL (GPU): worker/allreduce.h */
+    backend_event
+        *grad_ev;   /* recorded when a gradient range is final: the all-reduce waits on it */
     bool ar_failed; /* a mark_ready from the backward hook failed (message in err) */
     float *acc;     /* gradients of the earlier backwards of this optimizer step (backend) */
     bool acc_live;  /* acc holds something (else it counts as zero) */
@@ -66,13 +69,15 @@ static void grad_ready(void *ctx, size_t first, size_t count) {
         float *g = model_grads(w->m) + first;
         backend_add(w->be, count, w->acc + first, g, g);
     }
+    backend_event_record(w->be, w->grad_ev); /* after the add: the range is final there */
     if (!w->ar_failed && allreduce_mark_ready(w->ar, first, count, w->err, sizeof w->err) != 0)
         w->ar_failed = true;
 }
 
-/* Forward, loss and backward of one micro-batch; loss items added to items[3]. The head-output
- * gradient is scaled by the number of workers: the all-reduce averages, so the optimizer sees the
- * SUM of the workers' gradients, as Ultralytics' DDP (loss x world_size, then average) does.
+/* Forward, loss and backward of one micro-batch; the loss items are added to w->loss_res on the
+ * backend. The head-output gradient is scaled by the number of workers: the all-reduce averages,
+ * so the optimizer sees the SUM of the workers' gradients, as Ultralytics' DDP (loss x world_size,
+ * then average) does.
  *
  * Accumulation over micro-batches and accumulation steps works as in PyTorch: each backward
  * computes its gradient from zero and it is ADDED to the running sum w->acc (grad += new), rather
@@ -80,8 +85,7 @@ static void grad_ready(void *ctx, size_t first, size_t count) {
  * adds w->acc range by range in the hook, just before the range is all-reduced. So N micro-batches
  * on one worker round exactly like N workers whose gradients the all-reduce sums (N = 2: bitwise).
  */
-static void micro_step(worker *w, const loader_batch *b, int first, int n, bool sync,
-                       double items[3]) {
+static void micro_step(worker *w, const loader_batch *b, int first, int n, bool sync) {
     size_t px = (size_t)w->a.imgsz * w->a.imgsz * 3;
     /* This micro-batch's targets, batch index rebased to 0. */
     float *t = xmalloc((size_t)(b->nlabels + 1) * 6 * sizeof *t);
@@ -94,27 +98,22 @@ static void micro_step(worker *w, const loader_batch *b, int first, int n, bool 
         nt++;
     }
     model_forward_u8(w->m, b->images + (size_t)first * px, true);
-    int A = model_num_anchors(w->m);
-    float S = (float)w->a.imgsz;
-    detloss_out o;
-    /* The loss runs on the host: head outputs come out, their gradients go back. */
-    if (model_num_branches(w->m) == 2) {
-        float o2m, o2o;
+    float o2m = 1, o2o = 0;
+    if (model_num_branches(w->m) == 2)
         detloss_e2e_weights(w->e2e_updates, (int)w->a.epochs, &o2m, &o2o);
-        detloss_e2e(w->loss, &w->h_o2m, &w->h_o2o, o2m, o2o, n, A, model_output_host(w->m, 0),
-                    model_output_host(w->m, 1), model_anchor_points(w->m),
-                    model_anchor_strides(w->m), nt, t, S, S, w->dout[0], w->dout[1], &o, NULL);
-    } else {
-        detloss_branch(w->loss, &w->h_o2m, n, A, model_output_host(w->m, 0),
-                       model_anchor_points(w->m), model_anchor_strides(w->m), nt, t, S, S, NULL,
-                       w->dout[0], &o);
-    }
-    size_t nout = (size_t)n * A * model_out_channels(w->m);
-    for (int br = 0; br < model_num_branches(w->m); br++) {
-        float *hg = model_head_grad(w->m, br);
-        backend_to_device(w->be, hg, w->dout[br], nout * sizeof *hg);
-        if (w->W != 1) backend_scale(w->be, nout, (float)w->W, hg); /* x 1 changes nothing */
-    }
+    /* The loss runs on the backend: it writes the head gradients, only the items come back. */
+    head_loss(w->m,
+              &(head_loss_args){.h_o2m = &w->h_o2m,
+                                .h_o2o = &w->h_o2o,
+                                .o2m = o2m,
+                                .o2o = o2o,
+                                .img_h = (int)w->a.imgsz,
+                                .img_w = (int)w->a.imgsz,
+                                .ntargets = nt,
+                                .targets = t,
+                                .grad_scale = (float)w->W,
+                                .grad = true},
+              w->loss_res);
     /* Gradients accumulate locally over micro-batches and accumulation steps; only the backward
      * that completes an optimizer step feeds the all-reduce. */
     if (sync) {
@@ -134,7 +133,6 @@ static void micro_step(worker *w, const loader_batch *b, int first, int n, bool 
         w->acc_live = true;
         model_zero_grad(w->m);
     }
-    for (int k = 0; k < 3; k++) items[k] += o.items[k];
     free(t);
 }
 
@@ -195,16 +193,19 @@ static int train_epoch(worker *w, const epoch_header *h, const int32_t *idx, boo
             r.stall_s = b.stall_s;
             double t1 = now_seconds();
             w->accumulate = sched_apply(&w->sc, h->epoch, w->ni, w->nw, w->accumulate, &w->opt);
-            double items[3] = {0};
             bool opt_step = w->ni - w->last_opt_step >= w->accumulate;
+            backend_zero(w->be, w->loss_res, BACKEND_DETLOSS_RESULTS * sizeof *w->loss_res);
             for (int j = 0; j < w->nmicro; j++)
-                micro_step(w, &b, j * w->micro, w->micro, opt_step && j == w->nmicro - 1, items);
+                micro_step(w, &b, j * w->micro, w->micro, opt_step && j == w->nmicro - 1);
             if (opt_step) {
                 if (optimizer_step(w, &r) != 0) fail_report(&r, w->err);
                 w->last_opt_step = w->ni;
             }
             w->ni++;
-            for (int k = 0; k < 3; k++) r.loss[k] = (float)(items[k] / w->nmicro);
+            double res[BACKEND_DETLOSS_RESULTS]; /* the step's one copy to the host */
+            backend_to_host(w->be, res, w->loss_res, sizeof res);
+            for (int k = 0; k < 3; k++)
+                r.loss[k] = (float)(res[BACKEND_DETLOSS_ITEMS + k] / w->nmicro);
             r.images = b.n;
             r.instances = b.nlabels;
             r.compute_s = now_seconds() - t1 - r.comm_exposed_s;
@@ -254,7 +255,7 @@ static int end_epoch(worker *w) {
                        .chunk = VAL_CHUNK,
                        .nc = w->job.nc,
                        .imgsz = (int)w->a.imgsz,
-                       .loss = w->loss,
+                       .loss_res = w->loss_res,
                        .h_o2m = &w->h_o2m,
                        .h_o2o = &w->h_o2o,
                        .one2one =
@@ -298,15 +299,9 @@ static int setup(worker *w) {
     train_args *a = &w->a;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = a->threads > 0 ? (int)a->threads : cores / w->W > 1 ? (int)(cores / w->W) : 1;
-    kernels_set_threads(threads); /* the host's own kernels: the loss */
+    kernels_set_threads(threads); /* the host's own kernels (validation's NMS) */
     w->be = backend_cpu_create(
         &(backend_cpu_opts){.threads = threads, .conv_impl = conv2d_impl_from_env(CONV2D_AUTO)});
-    /* The MPI all-reduce (allreduce.h) reads and writes the gradients in host memory. */
-    if (!backend_memory_is_host(w->be))
-        return errf(w->err, sizeof w->err,
-                    "the MPI gradient all-reduce needs a host-memory "
-                    "backend, not %s",
-                    backend_name(w->be));
     w->share = (int)a->batch / w->W;
     w->micro = a->micro_batch ? (int)a->micro_batch : w->share;
     w->nmicro = w->share / w->micro;
@@ -327,7 +322,7 @@ static int setup(worker *w) {
     w->last_opt_step = -1;
     w->nw = -1;
     const model_yaml *y = model_config(w->m);
-    w->loss = detloss_create();
+    w->loss_res = backend_alloc(w->be, BACKEND_DETLOSS_RESULTS * sizeof *w->loss_res);
     train_setup_loss(a, (int)w->job.nc, y->reg_max, &w->h_o2m, &w->h_o2o);
     w->h_o2m.cls_weight = w->h_o2o.cls_weight = w->cls_w;
     loader_config lc = loader_config_defaults();
@@ -359,11 +354,16 @@ static int setup(worker *w) {
         if (!w->val_ld) return -1;
     }
     size_t bucket = (size_t)(a->bucket_mb * 1024 * 1024);
-    w->ar = allreduce_create(w->wcomm, model_grads(w->m), model_num_params(w->m), bucket,
-                             ALLREDUCE_ORDER_BACKWARD, w->err, sizeof w->err);
+    /* MPI reduces host memory (the CPU backend), NCCL the memory of a GPU backend */
+    w->grad_ev = backend_event_create(w->be);
+    if (backend_memory_is_host(w->be))
+        w->ar = allreduce_create_mpi(w->wcomm, model_grads(w->m), model_num_params(w->m), bucket,
+                                     ALLREDUCE_ORDER_BACKWARD, w->err, sizeof w->err);
+    else
+        w->ar = allreduce_create_nccl(w->wcomm, w->be, w->grad_ev, model_grads(w->m),
+                                      model_num_params(w->m), bucket, ALLREDUCE_ORDER_BACKWARD,
+                                      w->err, sizeof w->err);
     if (!w->ar) return -1;
-    size_t A = (size_t)model_num_anchors(w->m), no = (size_t)model_out_channels(w->m);
-    for (int i = 0; i < 2; i++) w->dout[i] = xcalloc((size_t)w->micro * A * no, sizeof *w->dout[i]);
     model_zero_grad(w->m);
     const char *sr = getenv("YOLO_TEST_STALL_RANK"), *ss = getenv("YOLO_TEST_STALL_SECONDS");
     w->test_stall_rank = sr ? atoi(sr) : -1;
@@ -426,17 +426,16 @@ int worker_train_main(void) {
         }
     }
     allreduce_free(w->ar);
+    if (w->be) backend_event_destroy(w->be, w->grad_ev);
     loader_destroy(w->train_ld);
     loader_destroy(w->val_ld);
-    detloss_destroy(w->loss);
     train_free_optimizer(w->m, &w->opt);
     if (w->be) backend_free(w->be, w->acc);
+    if (w->be) backend_free(w->be, w->loss_res);
     model_free(w->m);
     model_free(w->ema_m);
     backend_destroy(w->be);
     free(w->cls_w);
-    free(w->dout[0]);
-    free(w->dout[1]);
 out:
     MPI_Comm_free(&w->wcomm);
     free(w);
