@@ -33,11 +33,14 @@ FEATURES    = MPI $(HAVE_MPI), HDF5 parallel $(H5_PARALLEL), ZeroMQ $(HAVE_ZMQ),
 ifeq ($(CUDA),1)
   CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
                -gencode arch=compute_90,code=compute_90
-  NVCCFLAGS ?= -O2 -std=c++17 $(CUDA_ARCH) -I. -Xcompiler -Wall,-Wextra,-Werror
+  # -fmad=false: no contraction to FMA, as the C kernels (-std=c17) have none, so our elementwise
+  # kernels give the CPU reference's bits (docs/cuda.md)
+  NVCCFLAGS ?= -O2 -std=c++17 $(CUDA_ARCH) -fmad=false -I. -Xcompiler -Wall,-Wextra,-Werror \
+               $(EXTRA_NVCCFLAGS)
   CFLAGS    += -DHAVE_CUDA -I$(CUDA_HOME)/include
   LDFLAGS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64
   # objects from nvcc reference libstdc++ when the C driver links them
-  LDLIBS    += -lcudnn -lnccl -lcudart -lstdc++
+  LDLIBS    += -lcudnn -lcublas -lnccl -lcudart -lstdc++
 endif
 
 # ---- sources: every .c in the module folders is library code, except the two mains -------------
@@ -48,7 +51,7 @@ ALL_C     := $(filter-out $(MAINS),$(foreach m,$(MODULES),$(wildcard $(m)/*.c)))
 # NCCL): built exactly when they are not
 ifeq ($(CUDA),1)
   LIB_C   := $(filter-out %_nocuda.c,$(ALL_C))
-  LIB_CU  := $(foreach m,$(MODULES),$(wildcard $(m)/*.cu))
+  LIB_CU  := $(foreach m,$(MODULES),$(wildcard $(m)/*.cu)) $(wildcard kernels/cuda/*.cu)
 else
   LIB_C   := $(filter-out %_cuda.c,$(ALL_C))
   LIB_CU  :=
@@ -98,6 +101,30 @@ build/%.cu.o: %.cu
 bin:
 	mkdir -p bin
 
+# ---- the op harness alone (tests/ops/backend_ops_main.c) ------------------------------------------
+# The kernels, the backends and the harness, without MPI, HDF5, ZeroMQ or Criterion: what a bare
+# GPU machine can build and run (docs/cuda.md). Its own objects (build/bops/) and flags: no
+# pkg-config packages. Where there is no mpicc: make backend-ops CC=gcc; headers and libraries
+# elsewhere: EXTRA_CFLAGS / EXTRA_NVCCFLAGS / EXTRA_LDFLAGS.
+BOPS_C    := $(filter kernels/%,$(LIB_C)) common/log.c common/rng.c tests/backend_ops.c \
+             tests/backend_ops_cases.c tests/ops/backend_ops_main.c
+BOPS_OBJ  := $(BOPS_C:%.c=build/bops/%.o) \
+             $(filter-out build/kernels/gpu.cu.o,$(filter build/kernels/%,$(LIB_CU:%.cu=build/%.cu.o)))
+BOPS_CFLAGS = -std=c17 $(OPT) -g -fopenmp -D_GNU_SOURCE -Wall -Wextra -Werror -I. \
+              $(if $(filter 1,$(CUDA)),-DHAVE_CUDA -I$(CUDA_HOME)/include) $(EXTRA_CFLAGS)
+BOPS_LIBS = -ldnnl -lm -lpthread $(if $(filter 1,$(CUDA)),-lcudnn -lcublas -lcudart -lstdc++)
+
+backend-ops: build/backend_ops
+
+build/backend_ops: $(BOPS_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(BOPS_LIBS)
+
+build/bops/kernels/%.o: BOPS_CFLAGS += -fno-trapping-math
+build/bops/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(V),,echo "  CC    $< (backend-ops)")
+	$(Q)$(CC) $(BOPS_CFLAGS) -MMD -MP -c -o $@ $<
+
 # The code version recorded in checkpoints: git describe at build time. The header is rewritten
 # only when the text changes, so an unchanged tree rebuilds nothing.
 build/gen/code_version.h: FORCE
@@ -140,5 +167,5 @@ format:
 clean:
 	rm -rf build bin
 
-.PHONY: all features deps test run-test bench demo run-demo format clean FORCE
+.PHONY: all features deps test run-test bench demo run-demo format clean backend-ops FORCE
 .SECONDARY:

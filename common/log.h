@@ -11,8 +11,13 @@ void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* For failures that are bugs or resource exhaustion, not user errors: message with file:line,
- * abort. */
-_Noreturn void log_fatal_at(const char *file, int line, const char *fmt, ...)
+ * abort. (Also declared for the CUDA sources, which are C++.) */
+#ifdef __cplusplus
+[[noreturn]]
+#else
+_Noreturn
+#endif
+void log_fatal_at(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 #define FATAL(...) log_fatal_at(__FILE__, __LINE__, __VA_ARGS__)
 

@@ -295,9 +295,10 @@ void backend_maxpool_forward(backend *be, int n, int h, int w, int c, int k, int
     DISPATCH(be, BACKEND_OP_MAXPOOL_FORWARD, maxpool_forward, n, h, w, c, k, stride, pad, x, y,
              argmax);
 }
-void backend_maxpool_backward(backend *be, int n, int oh, int ow, int c, const float *dy,
-                              const int32_t *argmax, float *dx) {
-    DISPATCH(be, BACKEND_OP_MAXPOOL_BACKWARD, maxpool_backward, n, oh, ow, c, dy, argmax, dx);
+void backend_maxpool_backward(backend *be, int n, int h, int w, int c, int k, int stride, int pad,
+                              const float *dy, const int32_t *argmax, float *dx) {
+    DISPATCH(be, BACKEND_OP_MAXPOOL_BACKWARD, maxpool_backward, n, h, w, c, k, stride, pad, dy,
+             argmax, dx);
 }
 void backend_attention_forward(backend *be, const attention_desc *d, const float *qkv, float *out,
                                float *v_out, float *probs) {

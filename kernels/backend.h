@@ -165,8 +165,10 @@ void backend_upsample2x_backward(backend *be, int n, int h, int w, int c, const 
 /* kernels/pool.h */
 void backend_maxpool_forward(backend *be, int n, int h, int w, int c, int k, int stride, int pad,
                              const float *x, float *y, int32_t *argmax);
-void backend_maxpool_backward(backend *be, int n, int oh, int ow, int c, const float *dy,
-                              const int32_t *argmax, float *dx);
+/* The pooling's geometry (as forward's) lets a GPU gather each input's gradient in a fixed order
+ * instead of scattering with atomics. */
+void backend_maxpool_backward(backend *be, int n, int h, int w, int c, int k, int stride, int pad,
+                              const float *dy, const int32_t *argmax, float *dx);
 /* kernels/attention.h */
 void backend_attention_forward(backend *be, const attention_desc *d, const float *qkv, float *out,
                                float *v_out, float *probs);

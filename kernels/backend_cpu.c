@@ -173,10 +173,11 @@ static void cpu_maxpool_forward(backend *be, int n, int h, int w, int c, int k, 
     enter(be);
     maxpool_forward(n, h, w, c, k, stride, pad, x, y, argmax);
 }
-static void cpu_maxpool_backward(backend *be, int n, int oh, int ow, int c, const float *dy,
-                                 const int32_t *argmax, float *dx) {
+static void cpu_maxpool_backward(backend *be, int n, int h, int w, int c, int k, int stride,
+                                 int pad, const float *dy, const int32_t *argmax, float *dx) {
     enter(be);
-    maxpool_backward(n, oh, ow, c, dy, argmax, dx);
+    maxpool_backward(n, (h + 2 * pad - k) / stride + 1, (w + 2 * pad - k) / stride + 1, c, dy,
+                     argmax, dx);
 }
 static void cpu_attention_forward(backend *be, const attention_desc *d, const float *qkv,
                                   float *out, float *v_out, float *probs) {

@@ -67,8 +67,8 @@ typedef struct backend_i {
                                 float *dx);
     void (*maxpool_forward)(backend *be, int n, int h, int w, int c, int k, int stride, int pad,
                             const float *x, float *y, int32_t *argmax);
-    void (*maxpool_backward)(backend *be, int n, int oh, int ow, int c, const float *dy,
-                             const int32_t *argmax, float *dx);
+    void (*maxpool_backward)(backend *be, int n, int h, int w, int c, int k, int stride, int pad,
+                             const float *dy, const int32_t *argmax, float *dx);
     void (*attention_forward)(backend *be, const attention_desc *d, const float *qkv, float *out,
                               float *v_out, float *probs);
     void (*attention_backward)(backend *be, const attention_desc *d, const float *qkv,
