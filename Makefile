@@ -44,7 +44,7 @@ ifeq ($(CUDA),1)
 endif
 
 # ---- sources: every .c in the module folders is library code, except the two mains -------------
-MODULES   := common kernels kernels/cuda dataio worker coordinator
+MODULES   := common kernels dataio worker coordinator
 MAINS     := worker/main.c coordinator/main.c
 ALL_C     := $(filter-out $(MAINS),$(foreach m,$(MODULES),$(wildcard $(m)/*.c)))
 # foo_nocuda.c is the CPU-only stand-in for foo.cu or foo_cuda.c (C that calls CUDA, cuDNN or

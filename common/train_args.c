@@ -187,6 +187,40 @@ static int check_optimizer(train_args *a, char *err, size_t errlen) {
 /* amp: on the CPU, Ultralytics trains in float32 for True/fp16 (its AMP check is CUDA-only) and
  * for False/fp32, which is what this engine does. bf16 would run PyTorch's CPU bfloat16
  * autocast, which this float32 engine does not emulate. */
+int train_args_gpus(const train_args *a, int *ids, int max) {
+    const char *d = a->device;
+    if (!strcmp(d, "cpu")) return 0;
+    if (!strcmp(d, "cuda")) return -1;
+    if (!strncmp(d, "cuda:", 5)) d += 5;
+    int n = 0;
+    for (const char *p = d; *p;) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 0 || v > 1023 || (*end && *end != ',')) return -2;
+        if (ids && n < max) ids[n] = (int)v;
+        n++;
+        p = *end ? end + 1 : end;
+        if (*end && !*p) return -2; /* a trailing comma */
+    }
+    return n ? n : -2;
+}
+
+/* device=: cpu, cuda (one GPU per worker by its local rank), cuda:N, N or N,M,... (Ultralytics'
+ * syntax); syntax only: whether the GPUs exist is checked where they are (worker info, setup). */
+static int check_device(const train_args *a, char *err, size_t errlen) {
+    int ids[64], n = train_args_gpus(a, ids, 64);
+    if (n == -2)
+        return errf(err, errlen,
+                    "device=%s: expected cpu, cuda, cuda:N or GPU indices such as 0 or 0,1",
+                    a->device);
+    if (n > 64) return errf(err, errlen, "device=%s: more than 64 GPUs listed", a->device);
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < i; j++)
+            if (ids[i] == ids[j])
+                return errf(err, errlen, "device=%s: GPU %d is listed twice", a->device, ids[i]);
+    return 0;
+}
+
 static int check_amp(train_args *a, const ul_behaviour *beh, char *err, size_t errlen) {
     bool b;
     if (parse_bool(a->amp, &b)) {
@@ -197,12 +231,14 @@ static int check_amp(train_args *a, const ul_behaviour *beh, char *err, size_t e
         return errf(err, errlen, "amp=%s: expected True or False (ultralytics=%s)", a->amp,
                     ul_version_name(a->ultralytics));
     if (!strcmp(a->amp, "fp16") || !strcmp(a->amp, "fp32")) return 0;
-    if (!strcmp(a->amp, "bf16"))
+    if (!strcmp(a->amp, "bf16")) {
+        if (train_args_gpus(a, NULL, 0) != 0) return 0;
         return errf(err, errlen,
-                    "amp=bf16: bfloat16 training is a CUDA-backend feature that is not "
-                    "implemented yet, and this CPU engine computes in float32 only (Ultralytics "
-                    "would run CPU bf16 autocast); use amp=True or amp=False (both train in "
-                    "float32 on the CPU, as Ultralytics does)");
+                    "amp=bf16: bfloat16 training needs a GPU (device=0, device=cuda): this CPU "
+                    "engine computes in float32 only (Ultralytics would run CPU bf16 autocast); "
+                    "use amp=True or amp=False (both train in float32 on the CPU, as "
+                    "Ultralytics does)");
+    }
     return errf(err, errlen, "amp=%s: expected True, False, fp16, fp32 or bf16", a->amp);
 }
 
@@ -283,13 +319,7 @@ int train_args_parse(kv_args *args, train_args *out, char *err, size_t errlen) {
     if (out->channels_last == 0)
         log_warn("channels_last=False: this engine keeps activations NHWC (channels-last) "
                  "always; the layout changes no result, only speed");
-    if (!strcmp(out->device, "cuda") || !strncmp(out->device, "cuda:", 5) ||
-        (out->device[0] >= '0' && out->device[0] <= '9'))
-        return errf(err, errlen,
-                    "device=%s: the CUDA training backend is not implemented yet; use device=cpu",
-                    out->device);
-    if (strcmp(out->device, "cpu"))
-        return errf(err, errlen, "device=%s: expected cpu", out->device);
+    if (check_device(out, err, errlen) != 0) return -1;
     if (out->batch % out->workers != 0) {
         char ok[256] = "";
         size_t len = 0;

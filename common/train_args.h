@@ -51,6 +51,10 @@ bool train_args_resume_may_change(const char *key);
 /* Training images used out of n by `fraction`: 8.4.33 round(n * f) (half to even) when f < 1;
  * 8.4.190 max(1, round(n * f)), or min(f, n) images when f is an integer > 1. At least 1. */
 long train_args_train_images(const train_args *a, long n);
+/* The GPUs device= names: 0 for cpu; n > 0 for a list (device=0,1 or cuda:N), the indices in
+ * ids[0..min(n, max)); -1 for device=cuda (each worker takes the GPU of its local rank); -2 for
+ * a value that is none of these (train_args_parse refuses it). */
+int train_args_gpus(const train_args *a, int *ids, int max);
 /* The YOLO26 validation head: true for the one-to-one head with top-k, false for one-to-many
  * with NMS (8.4.190: nms=False selects one-to-one; 8.4.33: always one-to-one). */
 bool train_args_val_one2one(const train_args *a);

@@ -177,6 +177,25 @@ void backend_copy_2d(backend *be, void *dst, size_t dst_pitch, const void *src, 
 void backend_zero(backend *be, void *dst, size_t bytes) {
     if (bytes) be->iface.zero(be, dst, bytes);
 }
+void *backend_host_alloc(backend *be, size_t bytes) {
+    return be->iface.host_alloc ? be->iface.host_alloc(be, bytes) : xmalloc(bytes ? bytes : 1);
+}
+void backend_host_free(backend *be, void *p) {
+    if (!p) return;
+    if (be->iface.host_free)
+        be->iface.host_free(be, p);
+    else
+        free(p);
+}
+void backend_to_device_async(backend *be, void *dst, const void *host_src, size_t bytes,
+                             backend_event *after, backend_event *done) {
+    if (be->iface.to_device_async) {
+        be->iface.to_device_async(be, dst, host_src, bytes, after, done);
+        return;
+    }
+    backend_to_device(be, dst, host_src, bytes); /* one stream: after is already behind us */
+    if (done) backend_event_record(be, done);
+}
 void backend_synchronize(backend *be) {
     be->iface.synchronize(be);
 }

@@ -110,6 +110,19 @@ void backend_copy_2d(backend *be, void *dst, size_t dst_pitch, const void *src, 
                      size_t width, size_t rows);
 void backend_zero(backend *be, void *dst, size_t bytes);
 
+/* ---- page-locked host memory and asynchronous uploads (the trainer's batch ring) ---- */
+/* Host memory the backend uploads from fastest: page-locked on a GPU, plain malloc on the CPU.
+ * Never NULL (out of memory ends the process). */
+void *backend_host_alloc(backend *be, size_t bytes);
+void backend_host_free(backend *be, void *p); /* NULL is fine */
+/* host -> device on the backend's copy stream, so it overlaps the ops already enqueued: the copy
+ * first waits for `after` (an event of this backend, or NULL), then `done` is recorded after it.
+ * Work that reads dst must come after backend_event_wait(be, done); src must not change until
+ * done is reached. src from backend_host_alloc makes the copy truly asynchronous. On a backend
+ * without a copy stream (the CPU) this is backend_to_device, then done recorded. */
+void backend_to_device_async(backend *be, void *dst, const void *host_src, size_t bytes,
+                             backend_event *after, backend_event *done);
+
 /* ---- synchronisation, events, timers ---- */
 void backend_synchronize(backend *be); /* the host waits for everything enqueued */
 backend_event *backend_event_create(backend *be);

@@ -202,10 +202,20 @@ static void cu_destroy(backend *be) {
     free(be);
 }
 
+// Interop (backend_device, backend_native_stream): NCCL shares the device and waits on our events.
+static int cu_device(const backend *be) {
+    return cuda_ctx_of(be)->opts.device;
+}
+static void *cu_native_stream(const backend *be) {
+    return (void *)cuda_ctx_of(be)->stream;
+}
+
 // The required entries (C++ has no partial designated initialisers without a warning).
 static void fill_base(backend_i *f) {
     *f = backend_i{};
     f->destroy = cu_destroy;
+    f->device = cu_device;
+    f->native_stream = cu_native_stream;
     f->alloc = cu_alloc;
     f->free = cu_free;
     f->to_device = cu_to_device;

@@ -24,6 +24,12 @@ typedef struct backend_i {
     void (*copy_2d)(backend *be, void *dst, size_t dst_pitch, const void *src, size_t src_pitch,
                     size_t width, size_t rows);
     void (*zero)(backend *be, void *dst, size_t bytes);
+    /* optional (NULL: malloc / free, and a synchronous to_device): page-locked host memory and
+     * uploads on a copy stream (backend_host_alloc, backend_to_device_async) */
+    void *(*host_alloc)(backend *be, size_t bytes);
+    void (*host_free)(backend *be, void *p);
+    void (*to_device_async)(backend *be, void *dst, const void *src, size_t bytes,
+                            backend_event *after, backend_event *done);
     /* synchronisation and events */
     void (*synchronize)(backend *be);
     void (*event_init)(backend *be, backend_event *ev); /* ev zeroed, ev->be set */

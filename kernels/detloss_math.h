@@ -2,32 +2,28 @@
  * reference (kernels/detloss.c) and the CUDA loss (kernels/cuda/detloss*.cu): CIoU with its
  * gradient, the DFL side softmax, the BCE of one logit, the assigner's candidate test, metric and
  * top-k order, the normalised target score, and one foreground anchor's box + DFL / L1 loss with
- * its gradient. Plain C17 that nvcc also compiles as __host__ __device__ (DL_HD), so the CPU tests
- * exercise exactly the arithmetic the GPU runs (tests/test_detloss_dev.c).
+ * its gradient. Plain C17 that nvcc also compiles as __host__ __device__ (YOLO_HD,
+ * kernels/cuda/hd.h), so the CPU tests exercise exactly the arithmetic the GPU runs
+ * (tests/test_detloss_hd.c).
  *
  * Everything here is float32 in PyTorch's order of operations where a value feeds a comparison or
  * the reported loss; the gradient of CIoU is formed in double, as the CPU reference always did. */
 #pragma once
+#include "kernels/cuda/hd.h"
 #include "kernels/detloss.h"
 
 #include <math.h>
 #include <stdint.h>
 
-#ifdef __CUDACC__
-#define DL_HD __host__ __device__ static inline
-#else
-#define DL_HD static inline
-#endif
-
 #define DL_CIOU_EPS 1e-7f
 #define DL_DFL_CLAMP_MARGIN 0.01f
 
 /* min/max with PyTorch's gradient rule: the chosen argument gets 1, a tie splits 1/2, 1/2. */
-DL_HD float dl_gmin(float a, float b, float *ga) {
+YOLO_HD float dl_gmin(float a, float b, float *ga) {
     *ga = a < b ? 1.0f : (a == b ? 0.5f : 0.0f);
     return a < b ? a : b;
 }
-DL_HD float dl_gmax(float a, float b, float *ga) {
+YOLO_HD float dl_gmax(float a, float b, float *ga) {
     *ga = a > b ? 1.0f : (a == b ? 0.5f : 0.0f);
     return a > b ? a : b;
 }
@@ -35,8 +31,8 @@ DL_HD float dl_gmax(float a, float b, float *ga) {
 /* CIoU of boxes b1, b2 (xyxy) as bbox_iou(b1, b2, xywh=False, CIoU=True). If g is non-NULL it
  * receives d CIoU / d b1 (alpha held constant, as Ultralytics computes it under no_grad).
  * alpha_fixed >= 0 replaces the computed alpha; alpha_used (may be NULL) receives the alpha. */
-DL_HD float dl_ciou(const float *b1, const float *b2, float alpha_fixed, float *alpha_used,
-                    float *g) {
+YOLO_HD float dl_ciou(const float *b1, const float *b2, float alpha_fixed, float *alpha_used,
+                      float *g) {
     const float eps = DL_CIOU_EPS;
     float w1 = b1[2] - b1[0], h1 = b1[3] - b1[1] + eps;
     float w2 = b2[2] - b2[0], h2 = b2[3] - b2[1] + eps;
@@ -85,7 +81,7 @@ DL_HD float dl_ciou(const float *b1, const float *b2, float alpha_fixed, float *
 }
 
 /* Softmax of one side's R logits into p (R floats); returns the expectation sum_j j p_j. */
-DL_HD float dl_dfl_side(int R, const float *z, float *p) {
+YOLO_HD float dl_dfl_side(int R, const float *z, float *p) {
     float mx = z[0];
     for (int j = 1; j < R; j++) mx = z[j] > mx ? z[j] : mx;
     float s = 0;
@@ -102,7 +98,7 @@ DL_HD float dl_dfl_side(int R, const float *z, float *p) {
 }
 
 /* Distances (l,t,r,b) in grid units of one anchor's box channels. */
-DL_HD void dl_anchor_dist(int R, const float *pa, float dist[4]) {
+YOLO_HD void dl_anchor_dist(int R, const float *pa, float dist[4]) {
     if (R == 1) {
         for (int s = 0; s < 4; s++) dist[s] = pa[s];
         return;
@@ -115,7 +111,7 @@ DL_HD void dl_anchor_dist(int R, const float *pa, float dist[4]) {
  * (1 - y) x + m + log(1 + exp(-|x|)), m = max(-x, 0); torch2 = 1: torch 2.x's
  * (1 - y) x - log_sigmoid(x), log_sigmoid(x) = min(x, 0) - log1p(exp(-|x|)), which cancels for
  * very negative logits (that rounding is what the 8.4.190 oracle holds). *sig = sigmoid(x). */
-DL_HD float dl_bce_logits(float x, float y, int torch2, float *sig) {
+YOLO_HD float dl_bce_logits(float x, float y, int torch2, float *sig) {
     float e = expf(-fabsf(x)); /* exp(-|x|) */
     *sig = x >= 0 ? 1.0f / (1.0f + e) : e / (1.0f + e);
     if (torch2) {
@@ -126,18 +122,18 @@ DL_HD float dl_bce_logits(float x, float y, int torch2, float *sig) {
     return (1 - y) * x + mx + logf(1.0f + e);
 }
 
-DL_HD float dl_sigmoid(float x) {
+YOLO_HD float dl_sigmoid(float x) {
     return 1.0f / (1.0f + expf(-x));
 }
 
 /* s^alpha * u^beta of the assigner, with the exponents Ultralytics uses exactly. */
-DL_HD float dl_pow_exp(float x, float e) {
+YOLO_HD float dl_pow_exp(float x, float e) {
     return e == 0.5f ? sqrtf(x) : (e == 1.0f ? x : powf(x, e));
 }
 
 /* A GT box (xyxy pixels) as the candidate test sees it: a real GT's side below stal_min becomes
  * stal_size (8.4.33: 8 -> 16 px; 8.4.190: 16 -> 16 px), about the same centre. */
-DL_HD void dl_stal_box(const detloss_hyp *h, const float *g, int real, float out[4]) {
+YOLO_HD void dl_stal_box(const detloss_hyp *h, const float *g, int real, float out[4]) {
     float cx = (g[0] + g[2]) / 2, cy = (g[1] + g[3]) / 2;
     float w = g[2] - g[0], hh = g[3] - g[1];
     if (real) {
@@ -151,7 +147,7 @@ DL_HD void dl_stal_box(const detloss_hyp *h, const float *g, int real, float out
 }
 
 /* Anchor centre (pixels) strictly inside the widened box: min distance to its sides > eps. */
-DL_HD int dl_in_box(const float box[4], float ax, float ay, float eps) {
+YOLO_HD int dl_in_box(const float box[4], float ax, float ay, float eps) {
     float d = ax - box[0], e;
     if ((e = ay - box[1]) < d) d = e;
     if ((e = box[2] - ax) < d) d = e;
@@ -160,15 +156,15 @@ DL_HD int dl_in_box(const float box[4], float ax, float ay, float eps) {
 }
 
 /* A GT row is real when mask_gt says so and its class is in [0, nc) (else it is padding). */
-DL_HD int dl_gt_real(float mask, float label, int nc) {
+YOLO_HD int dl_gt_real(float mask, float label, int nc) {
     return mask != 0 && label >= 0 && (int)label < nc;
 }
 
 /* Alignment metric and overlap of GT j with one anchor: for a candidate of a real GT, u =
  * max(CIoU(gt, pred), 0) and the metric s^alpha u^beta (s the predicted score of the GT's class);
  * else both 0. */
-DL_HD float dl_align_metric(const detloss_hyp *h, int candidate, float score, const float *gt_box,
-                            const float *pd_box, float *overlap) {
+YOLO_HD float dl_align_metric(const detloss_hyp *h, int candidate, float score, const float *gt_box,
+                              const float *pd_box, float *overlap) {
     float s = 0, u = 0;
     if (candidate) {
         s = score;
@@ -180,13 +176,13 @@ DL_HD float dl_align_metric(const detloss_hyp *h, int candidate, float score, co
 }
 
 /* The order of torch.topk as used here: larger value first, the lower index on ties. */
-DL_HD int dl_topk_before(float va, int ia, float vb, int ib) {
+YOLO_HD int dl_topk_before(float va, int ia, float vb, int ib) {
     return va > vb || (va == vb && ia < ib);
 }
 
 /* Inserts (x, a) into the list val/idx of *cnt <= k entries sorted by dl_topk_before, keeping
  * the k first. Scanning a in increasing order gives the CPU reference's top-k exactly. */
-DL_HD void dl_topk_insert(int k, int *cnt, float *val, int *idx, float x, int a) {
+YOLO_HD void dl_topk_insert(int k, int *cnt, float *val, int *idx, float x, int a) {
     if (*cnt == k && !dl_topk_before(x, a, val[k - 1], idx[k - 1])) return;
     int pos = *cnt < k ? (*cnt)++ : k - 1;
     while (pos > 0 && dl_topk_before(x, a, val[pos - 1], idx[pos - 1])) {
@@ -199,7 +195,7 @@ DL_HD void dl_topk_insert(int k, int *cnt, float *val, int *idx, float x, int a)
 }
 
 /* Normalised target score of a positive anchor: metric * U_j / (T_j + eps). */
-DL_HD float dl_target_score(float metric, float U, float T, float eps) {
+YOLO_HD float dl_target_score(float metric, float U, float T, float eps) {
     return metric * U / (T + eps);
 }
 
@@ -210,8 +206,8 @@ typedef struct dl_coefs {
 
 /* Loss of one class logit and, when dx is not NULL, its gradient: BCE(x, y) (times *cw, the cls_pw
  * class weight, when cw is not NULL); *dx = gcls * (sigmoid(x) - y) [* *cw]. */
-DL_HD float dl_cls_elem(const dl_coefs *k, int torch2, float x, float y, const float *cw,
-                        float *dx) {
+YOLO_HD float dl_cls_elem(const dl_coefs *k, int torch2, float x, float y, const float *cw,
+                          float *dx) {
     float sg, l = dl_bce_logits(x, y, torch2, &sg);
     if (cw) {
         if (dx) *dx = k->gcls * ((sg - y) * *cw);
@@ -225,8 +221,9 @@ DL_HD float dl_cls_elem(const dl_coefs *k, int torch2, float x, float y, const f
  * *liou = (1 - CIoU) w, *ldfl = (mean over sides of the DFL / L1 term) w. pa: the anchor's box
  * channels (4R), ap its centre (grid units), st its stride, tb_px the target box (xyxy pixels).
  * dbox (may be NULL): d loss / d box channels (4R floats, written). */
-DL_HD void dl_fg_anchor_loss(int R, const dl_coefs *k, const float *pa, const float *ap, float st,
-                             float w, const float *tb_px, float *dbox, double *liou, double *ldfl) {
+YOLO_HD void dl_fg_anchor_loss(int R, const dl_coefs *k, const float *pa, const float *ap, float st,
+                               float w, const float *tb_px, float *dbox, double *liou,
+                               double *ldfl) {
     float p[4][DETLOSS_MAX_REG_MAX], dist[4];
     for (int s = 0; s < 4; s++) dist[s] = R == 1 ? pa[s] : dl_dfl_side(R, pa + s * R, p[s]);
     float pbox[4] = {ap[0] - dist[0], ap[1] - dist[1], ap[0] + dist[2], ap[1] + dist[3]};
@@ -286,8 +283,8 @@ DL_HD void dl_fg_anchor_loss(int R, const dl_coefs *k, const float *pa, const fl
 
 /* The coefficients of detloss_from_assign: gains times branch weights gw (NULL: 1) times B over
  * the clamped target score sum tss. */
-DL_HD dl_coefs dl_make_coefs(const detloss_hyp *h, const float *gw, int B, float tss, float img_h,
-                             float img_w) {
+YOLO_HD dl_coefs dl_make_coefs(const detloss_hyp *h, const float *gw, int B, float tss, float img_h,
+                               float img_w) {
     float w0 = gw ? gw[0] : 1.0f, w1 = gw ? gw[1] : 1.0f, w2 = gw ? gw[2] : 1.0f;
     dl_coefs k;
     k.gcls = w1 * h->cls * (float)B / tss;
@@ -301,7 +298,7 @@ DL_HD dl_coefs dl_make_coefs(const detloss_hyp *h, const float *gw, int B, float
 
 /* detloss_out.items from the sums (cls, box, dfl as loss_sum holds them: box/dfl already 0 when
  * no anchor is foreground) and the clamped target score sum. */
-DL_HD void dl_items(const detloss_hyp *h, const double sums[3], float tss, float items[3]) {
+YOLO_HD void dl_items(const detloss_hyp *h, const double sums[3], float tss, float items[3]) {
     items[0] = ((float)sums[0] / tss) * h->box;
     items[1] = ((float)sums[1] / tss) * h->cls;
     items[2] = ((float)sums[2] / tss) * h->dfl;

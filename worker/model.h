@@ -20,7 +20,8 @@
  * through it. The functions that return such memory say "backend memory": a host may read it only
  * when backend_memory_is_host() (the CPU backend, which the tests use), and otherwise hands it to
  * backend functions only. Data crosses at these points, and only here:
- *   in:  model_forward / model_forward_u8 (the image batch), model_backward (d loss / d output),
+ *   in:  model_forward / model_forward_u8 (the image batch; model_forward_u8_device when the
+ *        batch is already on the device), model_backward (d loss / d output),
  *        model_params_from_host / model_buffers_from_host (weights from a checkpoint);
  *   out: model_output_host (head outputs for the loss), model_decode (boxes for validation),
  *        model_params_to_host / model_buffers_to_host (weights to a checkpoint or a broadcast).
@@ -146,6 +147,10 @@ void model_forward(model *m, const float *images, bool train);
 /* The same from uint8 images [B][H][W][3] (host memory, 0..255), scaled by 1/255 on the backend:
  * what training and validation feed. */
 void model_forward_u8(model *m, const uint8_t *images, bool train);
+/* The same from uint8 images already in backend memory (model_input_bytes_u8 bytes, e.g. copied
+ * ahead on the backend's copy stream by backend_to_device_async): no copy at all. */
+void model_forward_u8_device(model *m, const uint8_t *images, bool train);
+size_t model_input_bytes_u8(const model *m);           /* B * H * W * 3 at the planned shape */
 int model_planned_batch(const model *m);               /* the batch of the last plan */
 int model_num_branches(const model *m);                /* 2 for end2end models, else 1 */
 int model_num_anchors(const model *m);                 /* A at the planned shape */

@@ -187,18 +187,26 @@ void model_forward(model *m, const float *images, bool train) {
     forward_ops(m, train);
 }
 
-void model_forward_u8(model *m, const uint8_t *images, bool train) {
+void model_forward_u8_device(model *m, const uint8_t *images, bool train) {
     check_forward(m, train);
     const slot *img = &m->slots[0];
-    size_t n = numel(img);
+    backend_normalize_u8(m->be, numel(img), images, 1.0f / 255.0f, m->act + img->off);
+    forward_ops(m, train);
+}
+
+void model_forward_u8(model *m, const uint8_t *images, bool train) {
+    size_t n = model_input_bytes_u8(m);
     const uint8_t *src = images; /* a host-memory backend reads the caller's bytes in place */
     if (!backend_memory_is_host(m->be)) {
         if (!m->img_u8) m->img_u8 = backend_alloc(m->be, n);
         backend_to_device(m->be, m->img_u8, images, n);
         src = m->img_u8;
     }
-    backend_normalize_u8(m->be, n, src, 1.0f / 255.0f, m->act + img->off);
-    forward_ops(m, train);
+    model_forward_u8_device(m, src, train);
+}
+
+size_t model_input_bytes_u8(const model *m) {
+    return numel(&m->slots[0]);
 }
 
 void model_set_grad_ready_hook(model *m, model_grad_ready_fn fn, void *ctx) {

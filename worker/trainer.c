@@ -15,6 +15,8 @@
 #include "kernels/threads.h"
 #include "worker/allreduce_mpi.h"
 #include "worker/allreduce_nccl.h"
+#include "worker/batch_ring.h"
+#include "worker/device.h"
 #include "worker/head_loss.h"
 #include "worker/model.h"
 #include "worker/snapshot.h"
@@ -46,12 +48,18 @@ typedef struct worker {
     double *loss_res; /* backend: BACKEND_DETLOSS_RESULTS of this step's micro-batches */
     int e2e_updates;
     loader *train_ld, *val_ld;
-    allreduce *ar;          /* MPI (host memory) or NCCL (GPU): worker/allreduce.h */
-    backend_event *grad_ev; /* recorded when a gradient range is final: the all-reduce waits on it */
-    bool ar_failed;         /* a mark_ready from the backward hook failed (message in err) */
+    allreduce *ar; /* MPI (host memory) or NCCL (GPU): worker/allreduce.h */
+    backend_event
+        *grad_ev;        /* recorded when a gradient range is final: the all-reduce waits on it */
+    bool ar_failed;      /* a mark_ready from the backward hook failed (message in err) */
     float *acc;          /* gradients of the earlier backwards of this optimizer step (backend) */
     bool acc_live;       /* acc holds something (else it counts as zero) */
     snapshot_parts snap; /* what a checkpoint holds of this worker (worker/snapshot.h) */
+    batch_ring *ring;    /* GPU: page-locked batches uploaded ahead (worker/batch_ring.h) */
+    loader_batch pre;    /* GPU: the next step's batch, taken during this step */
+    int pre_rc, pre_slot;
+    bool has_pre;
+    char pre_err[512];
     int test_stall_rank;
     double test_stall_s; /* YOLO_TEST_STALL_*: fault injection for the stall tests */
     char err[1024];
@@ -86,7 +94,8 @@ static void grad_ready(void *ctx, size_t first, size_t count) {
  * adds w->acc range by range in the hook, just before the range is all-reduced. So N micro-batches
  * on one worker round exactly like N workers whose gradients the all-reduce sums (N = 2: bitwise).
  */
-static void micro_step(worker *w, const loader_batch *b, int first, int n, bool sync) {
+static void micro_step(worker *w, const loader_batch *b, const uint8_t *dev_images, int first,
+                       int n, bool sync) {
     size_t px = (size_t)w->a.imgsz * w->a.imgsz * 3;
     /* This micro-batch's targets, batch index rebased to 0. */
     float *t = xmalloc((size_t)(b->nlabels + 1) * 6 * sizeof *t);
@@ -98,7 +107,10 @@ static void micro_step(worker *w, const loader_batch *b, int first, int n, bool 
         t[nt * 6] = (float)(bi - first);
         nt++;
     }
-    model_forward_u8(w->m, b->images + (size_t)first * px, true);
+    if (dev_images) /* a GPU: the batch is in the ring's device slot */
+        model_forward_u8_device(w->m, dev_images + (size_t)first * px, true);
+    else
+        model_forward_u8(w->m, b->images + (size_t)first * px, true);
     float o2m = 1, o2o = 0;
     if (model_num_branches(w->m) == 2)
         detloss_e2e_weights(w->e2e_updates, (int)w->a.epochs, &o2m, &o2o);
@@ -157,6 +169,33 @@ static int optimizer_step(worker *w, step_report *r) {
     return 0;
 }
 
+/* The batch of the next step: the one taken ahead during the last step (GPU), else the loader's
+ * next. On a GPU its images go to a ring slot (*slot) and start uploading. */
+static int step_batch(worker *w, loader_batch *b, int *slot) {
+    *slot = -1;
+    if (w->has_pre) {
+        w->has_pre = false;
+        *b = w->pre;
+        *slot = w->pre_slot;
+        if (w->pre_rc != 0) snprintf(w->err, sizeof w->err, "%s", w->pre_err);
+        return w->pre_rc;
+    }
+    if (loader_next(w->train_ld, b, w->err, sizeof w->err) != 0) return -1;
+    if (w->ring) *slot = batch_ring_put(w->ring, b->images, (size_t)b->n * b->h * b->w * 3);
+    return 0;
+}
+
+/* GPU: once a step's work is enqueued, take the next batch and start its upload, so both overlap
+ * the step's compute. (A run that stops after this step drops it: stopping ends the run.) */
+static void take_ahead(worker *w) {
+    if (!w->ring) return;
+    w->has_pre = true;
+    w->pre_rc = loader_next(w->train_ld, &w->pre, w->pre_err, sizeof w->pre_err);
+    if (w->pre_rc == 0)
+        w->pre_slot =
+            batch_ring_put(w->ring, w->pre.images, (size_t)w->pre.n * w->pre.h * w->pre.w * 3);
+}
+
 /* Trains steps first_step.. of an epoch. *halt: the coordinator asked to stop here without
  * validating (CTRL_STOP); the epoch is left unfinished. */
 static int train_epoch(worker *w, const epoch_header *h, const int32_t *idx, bool *halt) {
@@ -170,7 +209,8 @@ static int train_epoch(worker *w, const epoch_header *h, const int32_t *idx, boo
     for (int s = h->first_step; s < h->steps; s++) {
         step_report r = {.epoch = h->epoch, .step = s, .worker = w->wrank, .ok = 1};
         loader_batch b;
-        if (loader_next(w->train_ld, &b, w->err, sizeof w->err) != 0)
+        int slot;
+        if (step_batch(w, &b, &slot) != 0)
             fail_report(&r, w->err);
         else {
             r.stall_s = b.stall_s;
@@ -178,19 +218,22 @@ static int train_epoch(worker *w, const epoch_header *h, const int32_t *idx, boo
             w->accumulate = sched_apply(&w->sc, h->epoch, w->ni, w->nw, w->accumulate, &w->opt);
             bool opt_step = w->ni - w->last_opt_step >= w->accumulate;
             backend_zero(w->be, w->loss_res, BACKEND_DETLOSS_RESULTS * sizeof *w->loss_res);
+            const uint8_t *dev = w->ring ? batch_ring_take(w->ring, slot) : NULL;
             for (int j = 0; j < w->nmicro; j++)
-                micro_step(w, &b, j * w->micro, w->micro, opt_step && j == w->nmicro - 1);
+                micro_step(w, &b, dev, j * w->micro, w->micro, opt_step && j == w->nmicro - 1);
+            if (w->ring) batch_ring_release(w->ring, slot);
             if (opt_step) {
                 if (optimizer_step(w, &r) != 0) fail_report(&r, w->err);
                 w->last_opt_step = w->ni;
             }
             w->ni++;
+            r.images = b.n;
+            r.instances = b.nlabels;
+            if (s + 1 < h->steps) take_ahead(w); /* b is gone from here on */
             double res[BACKEND_DETLOSS_RESULTS]; /* the step's one copy to the host */
             backend_to_host(w->be, res, w->loss_res, sizeof res);
             for (int k = 0; k < 3; k++)
                 r.loss[k] = (float)(res[BACKEND_DETLOSS_ITEMS + k] / w->nmicro);
-            r.images = b.n;
-            r.instances = b.nlabels;
             r.compute_s = now_seconds() - t1 - r.comm_exposed_s;
             for (int k = 0; k < 3 && k < w->opt.ngroups; k++) r.lr[k] = w->opt.group[k].lr;
         }
@@ -202,11 +245,12 @@ static int train_epoch(worker *w, const epoch_header *h, const int32_t *idx, boo
         int32_t word;
         CHECK_MPI(
             MPI_Recv(&word, 1, MPI_INT32_T, 0, TAG_CONTROL, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
-        if (word == CTRL_ABORT || !r.ok) return -1;
+        if (word == CTRL_ABORT || !r.ok) return -1; /* the job ends: a batch taken ahead too */
         if (word == CTRL_SAVE || word == CTRL_STOP) snapshot_send(&w->snap);
         if (word == CTRL_STOP) *halt = true;
         if (word == CTRL_STOP || word == CTRL_END_EPOCH) break;
     }
+    w->has_pre = false; /* a batch taken ahead of a stop is dropped: stopping ends the run */
     return 0;
 }
 
@@ -281,8 +325,18 @@ static int setup(worker *w) {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = a->threads > 0 ? (int)a->threads : cores / w->W > 1 ? (int)(cores / w->W) : 1;
     kernels_set_threads(threads); /* the host's own kernels (validation's NMS) */
-    w->be = backend_cpu_create(
-        &(backend_cpu_opts){.threads = threads, .conv_impl = conv2d_impl_from_env(CONV2D_AUTO)});
+    /* device=: the CPU backend, or the CUDA backend on this worker's GPU (worker/device.h) */
+    w->be = device_backend_create(a, w->wcomm, threads, w->err, sizeof w->err);
+    if (!w->be) return -1;
+    bool fp16;
+    if (backend_device(w->be) >= 0 && w->wrank == 0) {
+        backend_precision p = device_precision(a, &fp16);
+        log_info("device=%s: %d worker(s), one GPU each; arithmetic %s%s", a->device, w->W,
+                 backend_precision_name(p),
+                 fp16 ? " (amp=fp16: this engine's mixed precision is bf16, which needs no loss "
+                        "scaling)"
+                      : "");
+    }
     w->share = (int)a->batch / w->W;
     w->micro = a->micro_batch ? (int)a->micro_batch : w->share;
     w->nmicro = w->share / w->micro;
@@ -335,9 +389,10 @@ static int setup(worker *w) {
         if (!w->val_ld) return -1;
     }
     size_t bucket = (size_t)(a->bucket_mb * 1024 * 1024);
-    /* MPI reduces host memory (the CPU backend), NCCL the memory of a GPU backend */
+    /* MPI reduces the CPU backend's memory (host memory, also in its device-memory test mode),
+     * NCCL the memory of a GPU backend */
     w->grad_ev = backend_event_create(w->be);
-    if (backend_memory_is_host(w->be))
+    if (backend_device(w->be) < 0)
         w->ar = allreduce_create_mpi(w->wcomm, model_grads(w->m), model_num_params(w->m), bucket,
                                      ALLREDUCE_ORDER_BACKWARD, w->err, sizeof w->err);
     else
@@ -345,6 +400,8 @@ static int setup(worker *w) {
                                       model_num_params(w->m), bucket, ALLREDUCE_ORDER_BACKWARD,
                                       w->err, sizeof w->err);
     if (!w->ar) return -1;
+    if (!backend_memory_is_host(w->be)) /* a GPU: the next batch uploads during this step */
+        w->ring = batch_ring_create(w->be, 2, (size_t)w->share * a->imgsz * a->imgsz * 3);
     model_zero_grad(w->m);
     const char *sr = getenv("YOLO_TEST_STALL_RANK"), *ss = getenv("YOLO_TEST_STALL_SECONDS");
     w->test_stall_rank = sr ? atoi(sr) : -1;
@@ -424,6 +481,7 @@ int worker_train_main(void) {
             break;
         }
     }
+    batch_ring_free(w->ring);
     allreduce_free(w->ar);
     if (w->be) backend_event_destroy(w->be, w->grad_ev);
     loader_destroy(w->train_ld);

@@ -1,16 +1,18 @@
-// The detection loss on the GPU (kernels/cuda/detloss_cuda.h): the kernels of
-// kernels/cuda/detloss_dev.h's algorithm, their launches, and the scratch they use.
-#include <cuda_runtime.h>
-#include <stdarg.h>
-#include <stdio.h>
+// The detection loss on the GPU: the CUDA backend's `detloss` op (backend_detloss,
+// kernels/backend.h). The algorithm and the per-index bodies are in kernels/cuda/detloss_hd.h
+// (checked on the CPU by tests/test_detloss_hd.c); the CPU reference is kernels/detloss.c.
+//
+// Per call the targets are padded and converted on the host (detloss_preprocess_targets, tiny)
+// and copied up; everything else (decode, assigner, loss, gradient, the sums) runs on the stream
+// and the results are added to the caller's device buffer of doubles: nothing comes back, the op
+// returns as soon as the work is enqueued. The sums are reduced in a fixed order, so the same
+// inputs give the same bits on the same GPU.
+#include "kernels/cuda/ops.cuh" // first: it declares the C headers (detloss.h) as extern "C"
+
+#include "kernels/cuda/detloss_hd.h"
+
 #include <stdlib.h>
 #include <string.h>
-
-extern "C" {
-#include "kernels/cuda/detloss_cuda.h"
-#include "kernels/detloss.h"
-}
-#include "kernels/cuda/detloss_dev.h"
 
 #define DL_THREADS 256    // threads per block (a power of two: the block merges halve it)
 #define DL_RED_BLOCKS 264 // blocks of the summing kernels: fixed, so the sums' order is fixed
@@ -76,7 +78,7 @@ __device__ void block_sum(int nv, double *v, double (*sh)[DL_THREADS], double *o
         for (int j = 0; j < nv; j++) out[j] = sh[j][0];
 }
 
-// ---- the kernels (one per step of detloss_dev.h) --------------------------------------------
+// ---- the kernels (one per step of detloss_hd.h) --------------------------------------------
 
 __global__ void k_decode(dl_dev d) {
     size_t n = (size_t)d.B * d.A;
@@ -226,7 +228,7 @@ __global__ void k_result(const double *sums, int nbr, detloss_hyp h0, detloss_hy
 
 // ---- host side --------------------------------------------------------------------------------
 
-struct buf {
+struct dl_buf {
     void *p;
     size_t cap;
 };
@@ -250,59 +252,36 @@ enum {
     B_COUNT
 };
 
-struct detloss_cuda {
-    int device;
-    buf b[B_COUNT];
+// The loss's scratch in the backend's context (grows with B, A and M, kept between calls).
+struct detloss_scratch {
+    dl_buf b[B_COUNT];
     float *h_lab, *h_box, *h_mask; // host staging of the preprocessed targets
     size_t h_cap;
 };
 
-static int cuda_err(cudaError_t e, const char *what, char *err, size_t errlen) {
-    if (err && errlen)
-        snprintf(err, errlen, "detloss (CUDA): %s: %s (%s)", what, cudaGetErrorString(e),
-                 cudaGetErrorName(e));
-    return -1;
-}
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-#define CK(call)                                                                                   \
-    do {                                                                                           \
-        cudaError_t e_ = (call);                                                                   \
-        if (e_ != cudaSuccess) return cuda_err(e_, #call, err, errlen);                            \
-    } while (0)
-#define CK_LAUNCH(what) CK(cudaPeekAtLastError())
-
 // Device buffer i of at least bytes (grows; the old contents are not kept).
-static int need(detloss_cuda *l, int i, size_t bytes, char *err, size_t errlen) {
+static void *need(cuda_ctx *c, int i, size_t bytes) {
+    dl_buf *b = &c->loss->b[i];
     if (bytes == 0) bytes = 16;
-    if (l->b[i].cap >= bytes) return 0;
-    if (l->b[i].p) CK(cudaFree(l->b[i].p)); // synchronises: nothing enqueued still uses it
-    l->b[i].p = NULL;
-    l->b[i].cap = 0;
-    CK(cudaMalloc(&l->b[i].p, bytes));
-    l->b[i].cap = bytes;
-    return 0;
+    if (b->cap < bytes) {
+        CUDA_CHECK(cudaStreamSynchronize(c->stream)); // enqueued work may still use the old one
+        CUDA_CHECK(cudaFree(b->p));
+        b->p = NULL;
+        b->cap = 0;
+        CUDA_CHECK(cudaMalloc(&b->p, bytes));
+        b->cap = bytes;
+    }
+    return b->p;
 }
 
-extern "C" detloss_cuda *detloss_cuda_create(int device) {
-    detloss_cuda *l = (detloss_cuda *)calloc(1, sizeof *l);
-    if (l) l->device = device;
-    return l;
-}
-
-extern "C" void detloss_cuda_destroy(detloss_cuda *l) {
-    if (!l) return;
-    for (int i = 0; i < B_COUNT; i++)
-        if (l->b[i].p) cudaFree(l->b[i].p); // teardown: an error here changes nothing
-    free(l->h_lab);
-    free(l->h_box);
-    free(l->h_mask);
-    free(l);
+void cuda_release_detloss(cuda_ctx *c) {
+    if (!c->loss) return;
+    for (int i = 0; i < B_COUNT; i++) CUDA_CHECK(cudaFree(c->loss->b[i].p));
+    free(c->loss->h_lab);
+    free(c->loss->h_box);
+    free(c->loss->h_mask);
+    free(c->loss);
+    c->loss = NULL;
 }
 
 static int grid_for(size_t n) {
@@ -310,150 +289,134 @@ static int grid_for(size_t n) {
     return g < 1 ? 1 : g > 65535 ? 65535 : (int)g;
 }
 
-// One branch: steps 1 to 8 of detloss_dev.h; sums into l's B_SUMS row br.
-static int run_branch(detloss_cuda *l, cudaStream_t st, dl_dev *d, int br, char *err,
-                      size_t errlen) {
+// One branch: steps 1 to 8 of detloss_hd.h; its sums into row br of B_SUMS.
+static void run_branch(cuda_ctx *c, dl_dev *d, int br) {
+    cudaStream_t st = c->stream;
     const int A = d->A, M = d->M;
     const size_t BA = (size_t)d->B * A, BM = (size_t)d->B * M;
     const int topk = d->h.topk < A ? d->h.topk : A, topk2 = d->h.topk2 < A ? d->h.topk2 : A;
-    double *part = (double *)l->b[B_PART].p, *sums = (double *)l->b[B_SUMS].p + br * DL_NSUM;
-    float *tss = (float *)((double *)l->b[B_SUMS].p + 2 * DL_NSUM) + br;
+    double *part = (double *)c->loss->b[B_PART].p;
+    double *sums = (double *)c->loss->b[B_SUMS].p + br * DL_NSUM;
+    float *tss = (float *)((double *)c->loss->b[B_SUMS].p + 2 * DL_NSUM) + br;
     d->tss = tss;
-    if (BM) CK(cudaMemsetAsync(d->tu, 0, BM * 2 * sizeof(uint32_t), st));
+    if (BM) CUDA_CHECK(cudaMemsetAsync(d->tu, 0, BM * 2 * sizeof(uint32_t), st));
     k_decode<<<grid_for(BA), DL_THREADS, 0, st>>>(*d);
-    CK_LAUNCH("decode");
+    CUDA_LAUNCHED("k_decode");
     if (BM) {
         k_candidates<<<(unsigned)BM, DL_THREADS, 0, st>>>(*d, topk);
-        CK_LAUNCH("candidates");
+        CUDA_LAUNCHED("k_candidates");
         if (M > 1) {
             k_conflicts<<<grid_for(BA), DL_THREADS, 0, st>>>(*d);
-            CK_LAUNCH("conflicts");
+            CUDA_LAUNCHED("k_conflicts");
         }
         if (topk2 != topk) {
             k_topk2<<<(unsigned)BM, DL_THREADS, 0, st>>>(*d, topk2);
-            CK_LAUNCH("topk2");
+            CUDA_LAUNCHED("k_topk2");
         }
     }
     k_assign<<<grid_for(BA), DL_THREADS, 0, st>>>(*d);
-    CK_LAUNCH("assign");
+    CUDA_LAUNCHED("k_assign");
     k_scores<<<DL_RED_BLOCKS, DL_THREADS, 0, st>>>(*d, part);
-    CK_LAUNCH("scores");
+    CUDA_LAUNCHED("k_scores");
     k_reduce<<<1, DL_THREADS, 0, st>>>(part, 1u << 3, sums, tss);
-    CK_LAUNCH("reduce scores");
+    CUDA_LAUNCHED("k_reduce (scores)");
     k_cls<<<DL_RED_BLOCKS, DL_THREADS, 0, st>>>(*d, part);
-    CK_LAUNCH("cls");
+    CUDA_LAUNCHED("k_cls");
     k_box<<<DL_RED_BLOCKS, DL_THREADS, 0, st>>>(*d, part);
-    CK_LAUNCH("box");
+    CUDA_LAUNCHED("k_box");
     k_reduce<<<1, DL_THREADS, 0, st>>>(part, 1u << 0 | 1u << 1 | 1u << 2 | 1u << 4, sums, NULL);
-    CK_LAUNCH("reduce loss");
-    return 0;
+    CUDA_LAUNCHED("k_reduce (loss)");
 }
 
-static int check_hyp(const detloss_hyp *h, char *err, size_t errlen) {
+static void check_hyp(const cuda_ctx *c, const detloss_hyp *h) {
     if (h->reg_max < 1 || h->reg_max > DETLOSS_MAX_REG_MAX || h->nc < 1)
-        return fail(err, errlen, "detloss (CUDA): reg_max %d (1..%d), nc %d (>= 1)", h->reg_max,
-                    DETLOSS_MAX_REG_MAX, h->nc);
+        FATAL("detloss on %s: reg_max %d (1..%d), nc %d (>= 1)", c->name, h->reg_max,
+              DETLOSS_MAX_REG_MAX, h->nc);
     if (h->topk < 1 || h->topk > DL_DEV_MAX_TOPK || h->topk2 < 1 || h->topk2 > DL_DEV_MAX_TOPK)
-        return fail(err, errlen, "detloss (CUDA): topk %d / topk2 %d: the GPU assigner takes 1..%d",
-                    h->topk, h->topk2, DL_DEV_MAX_TOPK);
-    return 0;
+        FATAL("detloss on %s: topk %d / topk2 %d: the GPU assigner takes 1..%d", c->name, h->topk,
+              h->topk2, DL_DEV_MAX_TOPK);
 }
 
 // The targets, padded per image to M and in pixels (the CPU's own preprocess), to the device.
-static int upload_targets(detloss_cuda *l, cudaStream_t st, const backend_detloss_desc *d, int M,
-                          char *err, size_t errlen) {
-    size_t bm = (size_t)d->B * (M > 0 ? M : 1);
+static void upload_targets(cuda_ctx *c, const backend_detloss_desc *d, int M) {
+    detloss_scratch *l = c->loss;
+    size_t bm = (size_t)d->B * (M > 0 ? M : 1), n = (size_t)d->B * M;
     if (bm > l->h_cap) {
-        free(l->h_lab);
-        free(l->h_box);
-        free(l->h_mask);
-        l->h_lab = (float *)malloc(bm * sizeof(float));
-        l->h_box = (float *)malloc(bm * 4 * sizeof(float));
-        l->h_mask = (float *)malloc(bm * sizeof(float));
-        l->h_cap = l->h_lab && l->h_box && l->h_mask ? bm : 0;
-        if (!l->h_cap) return fail(err, errlen, "detloss (CUDA): out of host memory");
+        l->h_lab = (float *)xrealloc(l->h_lab, bm * sizeof(float));
+        l->h_box = (float *)xrealloc(l->h_box, bm * 4 * sizeof(float));
+        l->h_mask = (float *)xrealloc(l->h_mask, bm * sizeof(float));
+        l->h_cap = bm;
     }
     detloss_preprocess_targets(d->ntargets, d->targets, d->B, M, d->img_h, d->img_w, l->h_lab,
                                l->h_box, l->h_mask);
-    if (need(l, B_GT_LAB, bm * sizeof(float), err, errlen) ||
-        need(l, B_GT_BOX, bm * 4 * sizeof(float), err, errlen) ||
-        need(l, B_GT_MASK, bm * sizeof(float), err, errlen))
-        return -1;
-    size_t n = (size_t)d->B * M;
-    if (n == 0) return 0;
-    // pageable sources: staged at once, so the host buffers may be reused when these return
-    CK(cudaMemcpyAsync(l->b[B_GT_LAB].p, l->h_lab, n * sizeof(float), cudaMemcpyHostToDevice, st));
-    CK(cudaMemcpyAsync(l->b[B_GT_BOX].p, l->h_box, n * 4 * sizeof(float), cudaMemcpyHostToDevice,
-                       st));
-    CK(cudaMemcpyAsync(l->b[B_GT_MASK].p, l->h_mask, n * sizeof(float), cudaMemcpyHostToDevice,
-                       st));
-    return 0;
+    void *lab = need(c, B_GT_LAB, bm * sizeof(float)), *box = need(c, B_GT_BOX, bm * 16),
+         *mask = need(c, B_GT_MASK, bm * sizeof(float));
+    if (n == 0) return;
+    // pageable sources: staged before these return, so the host buffers may be reused
+    CUDA_CHECK(
+        cudaMemcpyAsync(lab, l->h_lab, n * sizeof(float), cudaMemcpyHostToDevice, c->stream));
+    CUDA_CHECK(
+        cudaMemcpyAsync(box, l->h_box, n * 4 * sizeof(float), cudaMemcpyHostToDevice, c->stream));
+    CUDA_CHECK(
+        cudaMemcpyAsync(mask, l->h_mask, n * sizeof(float), cudaMemcpyHostToDevice, c->stream));
 }
 
-extern "C" int detloss_cuda_run(detloss_cuda *l, void *stream, const backend_detloss_desc *d,
-                                const float *const preds[2], float *const dpreds[2], double *result,
-                                char *err, size_t errlen) {
-    cudaStream_t st = (cudaStream_t)stream;
+static void cu_detloss(backend *be, const backend_detloss_desc *d, const float *const preds[2],
+                       float *const dpreds[2], double *result) {
+    cuda_ctx *c = cuda_enter(be, "detloss");
     const int nbr = d->branches == 2 ? 2 : 1;
-    for (int br = 0; br < nbr; br++)
-        if (check_hyp(&d->h[br], err, errlen)) return -1;
-    if (d->B < 1 || d->A < 1) return fail(err, errlen, "detloss (CUDA): empty batch");
-    CK(cudaSetDevice(l->device));
+    for (int br = 0; br < nbr; br++) check_hyp(c, &d->h[br]);
+    if (d->B < 1 || d->A < 1) FATAL("detloss on %s: batch %d, anchors %d", c->name, d->B, d->A);
+    if (!c->loss) c->loss = (detloss_scratch *)xcalloc(1, sizeof *c->loss);
     const int M = detloss_max_gt(d->ntargets, d->targets, d->B);
     const int nc = d->h[0].nc, no = 4 * d->h[0].reg_max + nc;
     const size_t BA = (size_t)d->B * d->A, BMA = BA * (size_t)M;
-    if (upload_targets(l, st, d, M, err, errlen) ||
-        need(l, B_PD_BOX, BA * 4 * sizeof(float), err, errlen) ||
-        need(l, B_METRIC, BMA * sizeof(float), err, errlen) ||
-        need(l, B_OVERLAP, BMA * sizeof(float), err, errlen) ||
-        need(l, B_IN_GT, BMA, err, errlen) || need(l, B_POS, BMA, err, errlen) ||
-        need(l, B_GT_OF, BA * sizeof(int), err, errlen) ||
-        need(l, B_TSCORE, BA * sizeof(float), err, errlen) ||
-        need(l, B_TU, (size_t)d->B * M * 2 * sizeof(uint32_t), err, errlen) ||
-        need(l, B_PART, (size_t)DL_RED_BLOCKS * DL_NSUM * sizeof(double), err, errlen) ||
-        need(l, B_SUMS, 2 * DL_NSUM * sizeof(double) + 2 * sizeof(float), err, errlen) ||
-        need(l, B_CLS_W0, (size_t)nc * sizeof(float), err, errlen) ||
-        need(l, B_CLS_W1, (size_t)nc * sizeof(float), err, errlen))
-        return -1;
-    CK(cudaMemsetAsync(l->b[B_SUMS].p, 0, 2 * DL_NSUM * sizeof(double), st));
+    upload_targets(c, d, M);
+    dl_dev dd;
+    memset(&dd, 0, sizeof dd);
+    dd.pd_box = (float *)need(c, B_PD_BOX, BA * 4 * sizeof(float));
+    dd.metric = (float *)need(c, B_METRIC, BMA * sizeof(float));
+    dd.overlap = (float *)need(c, B_OVERLAP, BMA * sizeof(float));
+    dd.in_gt = (uint8_t *)need(c, B_IN_GT, BMA);
+    dd.pos = (uint8_t *)need(c, B_POS, BMA);
+    dd.gt_of = (int *)need(c, B_GT_OF, BA * sizeof(int));
+    dd.tscore = (float *)need(c, B_TSCORE, BA * sizeof(float));
+    dd.tu = (uint32_t *)need(c, B_TU, (size_t)d->B * M * 2 * sizeof(uint32_t));
+    need(c, B_PART, (size_t)DL_RED_BLOCKS * DL_NSUM * sizeof(double));
+    void *sums = need(c, B_SUMS, 2 * DL_NSUM * sizeof(double) + 2 * sizeof(float));
+    CUDA_CHECK(cudaMemsetAsync(sums, 0, 2 * DL_NSUM * sizeof(double), c->stream));
+    dd.gt_lab = (const float *)c->loss->b[B_GT_LAB].p;
+    dd.gt_box = (const float *)c->loss->b[B_GT_BOX].p;
+    dd.gt_mask = (const float *)c->loss->b[B_GT_MASK].p;
+    dd.B = d->B;
+    dd.A = d->A;
+    dd.M = M;
+    dd.no = no;
+    dd.img_h = d->img_h;
+    dd.img_w = d->img_w;
+    dd.anc = d->anchor_points;
+    dd.str = d->strides;
+    dd.grad_scale = d->grad_scale;
     for (int br = 0; br < nbr; br++) {
-        dl_dev dd;
-        memset(&dd, 0, sizeof dd);
         dd.h = d->h[br];
         if (d->h[br].cls_weight) { // host memory in the desc: the device's copy
-            float *cw = (float *)l->b[br ? B_CLS_W1 : B_CLS_W0].p;
-            CK(cudaMemcpyAsync(cw, d->h[br].cls_weight, (size_t)nc * sizeof(float),
-                               cudaMemcpyHostToDevice, st));
+            float *cw = (float *)need(c, br ? B_CLS_W1 : B_CLS_W0, (size_t)nc * sizeof(float));
+            CUDA_CHECK(cudaMemcpyAsync(cw, d->h[br].cls_weight, (size_t)nc * sizeof(float),
+                                       cudaMemcpyHostToDevice, c->stream));
             dd.h.cls_weight = cw;
         }
         float w = nbr == 2 ? (br ? d->o2o : d->o2m) : 1.0f;
         dd.gw[0] = dd.gw[1] = dd.gw[2] = w;
-        dd.grad_scale = d->grad_scale;
-        dd.B = d->B;
-        dd.A = d->A;
-        dd.M = M;
-        dd.no = no;
-        dd.img_h = d->img_h;
-        dd.img_w = d->img_w;
         dd.preds = preds[br];
-        dd.anc = d->anchor_points;
-        dd.str = d->strides;
-        dd.gt_lab = (const float *)l->b[B_GT_LAB].p;
-        dd.gt_box = (const float *)l->b[B_GT_BOX].p;
-        dd.gt_mask = (const float *)l->b[B_GT_MASK].p;
         dd.dpreds = dpreds ? dpreds[br] : NULL;
-        dd.pd_box = (float *)l->b[B_PD_BOX].p;
-        dd.metric = (float *)l->b[B_METRIC].p;
-        dd.overlap = (float *)l->b[B_OVERLAP].p;
-        dd.in_gt = (uint8_t *)l->b[B_IN_GT].p;
-        dd.pos = (uint8_t *)l->b[B_POS].p;
-        dd.gt_of = (int *)l->b[B_GT_OF].p;
-        dd.tscore = (float *)l->b[B_TSCORE].p;
-        dd.tu = (uint32_t *)l->b[B_TU].p;
-        if (run_branch(l, st, &dd, br, err, errlen)) return -1;
+        run_branch(c, &dd, br);
     }
-    k_result<<<1, 1, 0, st>>>((const double *)l->b[B_SUMS].p, nbr, d->h[0], d->h[nbr - 1], d->o2m,
-                              d->o2o, d->B, result);
-    CK_LAUNCH("result");
-    return 0;
+    k_result<<<1, 1, 0, c->stream>>>((const double *)sums, nbr, d->h[0], d->h[nbr - 1], d->o2m,
+                                     d->o2o, d->B, result);
+    CUDA_LAUNCHED("k_result");
+    cuda_leave(c);
+}
+
+void cuda_fill_detloss(backend_i *f) {
+    f->detloss = cu_detloss;
 }

@@ -1,7 +1,7 @@
 /* The detection loss as the GPU computes it (kernels/cuda/detloss.cu): the data layout of one
  * branch on the device and the body of each kernel for one index, as __host__ __device__
  * functions over kernels/detloss_math.h. The CUDA kernels call these bodies per thread; the CPU
- * test (tests/test_detloss_dev.c) calls them in plain loops and checks the result against the
+ * test (tests/test_detloss_hd.c) calls them in plain loops and checks the result against the
  * CPU reference (kernels/detloss.c), so the device algorithm is checked without a GPU. What only a
  * GPU checks: the launch shapes, the block-wide top-k merge and the block reductions.
  *
@@ -54,13 +54,13 @@ typedef struct dl_dev {
     const float *tss; /* [1] max(sum of target scores, 1) (written by step 6's reduction) */
 } dl_dev;
 
-DL_HD size_t dl_bma(const dl_dev *d, int b, int j, int a) {
+YOLO_HD size_t dl_bma(const dl_dev *d, int b, int j, int a) {
     return ((size_t)b * d->M + j) * d->A + a;
 }
 
 /* 1. decode: anchor (b, a)'s predicted box in pixels (as detloss_branch: grid units, then times
  * the stride). */
-DL_HD void dl_k_decode(const dl_dev *d, size_t ba) {
+YOLO_HD void dl_k_decode(const dl_dev *d, size_t ba) {
     int a = (int)(ba % d->A);
     float dist[4];
     dl_anchor_dist(d->h.reg_max, d->preds + ba * d->no, dist);
@@ -74,14 +74,14 @@ DL_HD void dl_k_decode(const dl_dev *d, size_t ba) {
 }
 
 /* GT j of image b is real (not padding). */
-DL_HD int dl_real(const dl_dev *d, int b, int j) {
+YOLO_HD int dl_real(const dl_dev *d, int b, int j) {
     size_t bj = (size_t)b * d->M + j;
     return dl_gt_real(d->gt_mask[bj], d->gt_lab[bj], d->h.nc);
 }
 
 /* 2a. candidate test, overlap and metric of GT (b, j) and anchor a; pos cleared. Returns the
  * metric (what the top-k ranks). box: the GT's widened box (dl_stal_box). */
-DL_HD float dl_k_metric(const dl_dev *d, int b, int j, int a, int real, const float box[4]) {
+YOLO_HD float dl_k_metric(const dl_dev *d, int b, int j, int a, int real, const float box[4]) {
     size_t i = dl_bma(d, b, j, a);
     const float *gb = d->gt_box + ((size_t)b * d->M + j) * 4;
     float st = d->str[a];
@@ -102,7 +102,7 @@ DL_HD float dl_k_metric(const dl_dev *d, int b, int j, int a, int real, const fl
 
 /* 2b. after the top-k of GT (b, j): its k best anchors idx[0..k) become positive when they are
  * candidates (only for a real GT). */
-DL_HD void dl_k_pos_from_topk(const dl_dev *d, int b, int j, const int *idx, int k) {
+YOLO_HD void dl_k_pos_from_topk(const dl_dev *d, int b, int j, const int *idx, int k) {
     for (int i = 0; i < k; i++) {
         size_t q = dl_bma(d, b, j, idx[i]);
         d->pos[q] = d->in_gt[q];
@@ -111,7 +111,7 @@ DL_HD void dl_k_pos_from_topk(const dl_dev *d, int b, int j, const int *idx, int
 
 /* 3. conflicts of anchor (b, a): claimed by several GTs, it goes to the GT of maximum overlap
  * (the first on ties), even one that did not claim it (Ultralytics' argmax over all GTs). */
-DL_HD void dl_k_conflicts(const dl_dev *d, int b, int a) {
+YOLO_HD void dl_k_conflicts(const dl_dev *d, int b, int a) {
     int n = 0;
     for (int j = 0; j < d->M; j++) n += d->pos[dl_bma(d, b, j, a)];
     if (n <= 1) return;
@@ -122,19 +122,19 @@ DL_HD void dl_k_conflicts(const dl_dev *d, int b, int a) {
 }
 
 /* 4. what the second top-k ranks: the metric of a positive, 0 elsewhere. */
-DL_HD float dl_k_topk2_value(const dl_dev *d, int b, int j, int a) {
+YOLO_HD float dl_k_topk2_value(const dl_dev *d, int b, int j, int a) {
     size_t i = dl_bma(d, b, j, a);
     return d->metric[i] * (float)d->pos[i];
 }
 
 /* 4b. anchor a stays positive for GT (b, j) only if it is among the kept idx[0..k). */
-DL_HD void dl_k_topk2_keep(const dl_dev *d, int b, int j, int a, const int *idx, int k) {
+YOLO_HD void dl_k_topk2_keep(const dl_dev *d, int b, int j, int a, const int *idx, int k) {
     int keep = 0;
     for (int i = 0; i < k; i++) keep |= idx[i] == a;
     if (!keep) d->pos[dl_bma(d, b, j, a)] = 0;
 }
 
-DL_HD uint32_t dl_float_bits(float x) {
+YOLO_HD uint32_t dl_float_bits(float x) {
     union {
         float f;
         uint32_t u;
@@ -142,7 +142,7 @@ DL_HD uint32_t dl_float_bits(float x) {
     v.f = x;
     return v.u;
 }
-DL_HD float dl_bits_float(uint32_t u) {
+YOLO_HD float dl_bits_float(uint32_t u) {
     union {
         float f;
         uint32_t u;
@@ -153,7 +153,7 @@ DL_HD float dl_bits_float(uint32_t u) {
 
 /* 5. the GT of anchor (b, a): the first positive j, or -1. Writes gt_of; returns the GT so the
  * caller can raise T_j and U_j (tu, zeroed before) to this anchor's metric and overlap. */
-DL_HD int dl_k_assign(const dl_dev *d, size_t ba) {
+YOLO_HD int dl_k_assign(const dl_dev *d, size_t ba) {
     int b = (int)(ba / d->A), a = (int)(ba % d->A), gi = -1;
     for (int j = 0; j < d->M && gi < 0; j++)
         if (d->pos[dl_bma(d, b, j, a)]) gi = j;
@@ -162,7 +162,7 @@ DL_HD int dl_k_assign(const dl_dev *d, size_t ba) {
 }
 
 /* 6. target score of anchor (b, a) (after every assign): t U_j / (T_j + eps), at least 0. */
-DL_HD float dl_k_score(const dl_dev *d, size_t ba) {
+YOLO_HD float dl_k_score(const dl_dev *d, size_t ba) {
     int gi = d->gt_of[ba];
     float t = 0;
     if (gi >= 0) {
@@ -176,13 +176,13 @@ DL_HD float dl_k_score(const dl_dev *d, size_t ba) {
     return t;
 }
 
-DL_HD dl_coefs dl_dev_coefs(const dl_dev *d) {
+YOLO_HD dl_coefs dl_dev_coefs(const dl_dev *d) {
     return dl_make_coefs(&d->h, d->gw, d->B, *d->tss, d->img_h, d->img_w);
 }
 
 /* 7. channel ch of anchor (b, a): a class logit's BCE (returned) and gradient; a box channel's
  * gradient zeroed (step 8 writes the foreground ones). */
-DL_HD double dl_k_cls(const dl_dev *d, const dl_coefs *k, size_t ba, int ch) {
+YOLO_HD double dl_k_cls(const dl_dev *d, const dl_coefs *k, size_t ba, int ch) {
     int R4 = 4 * d->h.reg_max;
     size_t i = ba * d->no + ch;
     if (ch < R4) {
@@ -203,7 +203,7 @@ DL_HD double dl_k_cls(const dl_dev *d, const dl_coefs *k, size_t ba, int ch) {
 
 /* 8. box and DFL / L1 loss of anchor (b, a) when it is foreground (returns 1, else 0), its
  * gradient into the box channels. */
-DL_HD int dl_k_box(const dl_dev *d, const dl_coefs *k, size_t ba, double *liou, double *ldfl) {
+YOLO_HD int dl_k_box(const dl_dev *d, const dl_coefs *k, size_t ba, double *liou, double *ldfl) {
     *liou = *ldfl = 0;
     int gi = d->gt_of[ba];
     if (gi < 0) return 0;
@@ -225,8 +225,8 @@ typedef struct dl_sums {
 /* Results of a backend_detloss call, accumulated (+=) in `result` (BACKEND_DETLOSS_RESULTS
  * doubles): items, loss_sum and target_scores_raw of the reported branch (E2E: one2one), the
  * foreground count, and the total of what backward differentiates. */
-DL_HD void dl_finish(const detloss_hyp *hy, const dl_sums *s, int B, float vec[3], float items[3],
-                     double loss_sum[3]) {
+YOLO_HD void dl_finish(const detloss_hyp *hy, const dl_sums *s, int B, float vec[3], float items[3],
+                       double loss_sum[3]) {
     float tss = (float)s->tsum;
     if (tss < 1) tss = 1;
     loss_sum[0] = s->fg > 0 ? s->box : 0;

@@ -1,4 +1,4 @@
-/* The GPU loss's algorithm without a GPU: the per-index bodies of kernels/cuda/detloss_dev.h (the
+/* The GPU loss's algorithm without a GPU: the per-index bodies of kernels/cuda/detloss_hd.h (the
  * code each CUDA thread runs) called in plain loops, in the kernels' order, against the CPU
  * reference (kernels/detloss.c): assignments and gradients bit for bit, sums to double rounding,
  * for both Ultralytics settings (the 16 px assigner rule of 8.4.190 and torch 2's BCE), both head
@@ -6,7 +6,7 @@
  * weights, padding rows, tiny boxes, crowded images and images without targets.
  * What only a GPU checks (the block-wide top-k merge, the block sums, the launches): the GPU
  * tests (tests/test_gpu_train.c). */
-#include "kernels/cuda/detloss_dev.h"
+#include "kernels/cuda/detloss_hd.h"
 #include "kernels/backend.h"
 #include "kernels/detloss.h"
 
@@ -76,7 +76,7 @@ static int topk_of(emu *e, int b, int j, int k, bool second, int *idx) {
     return cnt;
 }
 
-/* Steps 1-8 of detloss_dev.h in their kernels' order; the sums of the branch. */
+/* Steps 1-8 of detloss_hd.h in their kernels' order; the sums of the branch. */
 static dl_sums emu_run(emu *e) {
     dl_dev *d = &e->d;
     const size_t BA = (size_t)d->B * d->A;
@@ -253,10 +253,10 @@ static void v8_case(bool v190, bool class_weights, float scale) {
     scene_free(&s);
 }
 
-Test(detloss_dev, v8_branch_matches_cpu_8_4_33) {
+Test(detloss_hd, v8_branch_matches_cpu_8_4_33) {
     v8_case(false, false, 1);
 }
-Test(detloss_dev, v8_branch_matches_cpu_8_4_190_class_weights_scaled) {
+Test(detloss_hd, v8_branch_matches_cpu_8_4_190_class_weights_scaled) {
     v8_case(true, true, 2);
 }
 
@@ -292,16 +292,16 @@ static void e2e_case(bool v190) {
     scene_free(&s);
 }
 
-Test(detloss_dev, e2e_matches_cpu_8_4_33) {
+Test(detloss_hd, e2e_matches_cpu_8_4_33) {
     e2e_case(false);
 }
-Test(detloss_dev, e2e_matches_cpu_8_4_190) {
+Test(detloss_hd, e2e_matches_cpu_8_4_190) {
     e2e_case(true);
 }
 
 /* The block merge's order: any split of the anchors into per-thread lists, merged by
  * dl_topk_before, is the sequential top-k (ties to the lower index). */
-Test(detloss_dev, topk_lists_merge_to_the_sequential_topk) {
+Test(detloss_hd, topk_lists_merge_to_the_sequential_topk) {
     enum { N = 300, K = 10, T = 8 };
     float v[N];
     rng = 5;
