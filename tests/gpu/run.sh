@@ -1,0 +1,235 @@
+#!/usr/bin/env bash
+# The GPU check: every GPU test, a short `train device=0` run and the GPU benchmark (ours and
+# Ultralytics' on the same GPU), then a short report. docs/cuda.md ("Running on a GPU") says how
+# the lead runs it on a lent GPU machine.
+#
+#   tests/gpu/run.sh prepare   here (Debian toolchain, no GPU needed): build with every core, then
+#                              fill build/gpu-pack/ with what a bare GPU machine lacks: our
+#                              binaries, the .deb files of every runtime library they load (not
+#                              libc / libstdc++ / libgcc), the Ultralytics wheel. ~35 MB.
+#   tests/gpu/run.sh run       anywhere: unpack the pack (dpkg -x into a scratch prefix, never /),
+#                              run the GPU tests, the smoke run and the benchmarks, print the
+#                              report. Without a GPU every GPU test reports itself skipped and the
+#                              benchmarks say so: that is the rehearsal.
+#   tests/gpu/run.sh           prepare when the build tools are here, then run.
+#
+# Environment: GPU_BENCH_STEPS (timed steps per benchmark configuration, default 20),
+# GPU_SKIP_ULTRALYTICS=1, GPU_REPORT (the report file, default build/gpu-report.txt; $OUT/ too
+# when OUT is set, as on the device machine).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+PACK=$ROOT/build/gpu-pack
+PREFIX=${GPU_PREFIX:-/tmp/yolo-gpu-prefix}
+REPORT=${GPU_REPORT:-$ROOT/build/gpu-report.txt}
+STEPS=${GPU_BENCH_STEPS:-20}
+UL_VERSION=8.4.190
+T0=$(date +%s)
+
+log() { printf '[gpu %4ds] %s\n' $(($(date +%s) - T0)) "$*"; }
+die() { log "ERROR: $*"; exit 1; }
+
+# ---- prepare (here) -----------------------------------------------------------------------------
+
+# Runtime packages of the libraries our programs load, minus the C/C++ runtime every machine has.
+runtime_packages() {
+  local bins=("$@") libs
+  libs=$(for b in "${bins[@]}"; do ldd "$b"; done | awk '/=> \//{print $3}' | sort -u)
+  for l in $libs; do dpkg -S "$(readlink -f "$l")" 2>/dev/null | cut -d: -f1; done | sort -u |
+    grep -v -E '^(libc6|libstdc\+\+6|libgcc-s1)$' | grep -v -E '^(cuda|libcudnn|libnccl|libcublas)'
+  # Open MPI's launcher, its components' libraries and help files (loaded at run time, not linked)
+  echo openmpi-bin openmpi-common libpmix2 libhwloc-plugins libevent-core-2.1-7 \
+    libevent-pthreads-2.1-7 libltdl7 | tr ' ' '\n'
+}
+
+prepare() {
+  command -v make >/dev/null && command -v mpicc >/dev/null || die "prepare needs the build tools"
+  log "build: make -j$(nproc) (CUDA $(command -v nvcc >/dev/null && echo on || echo OFF))"
+  make -j"$(nproc)" all >build-gpu.log 2>&1 || { tail -30 build-gpu.log; die "build failed"; }
+  rm -rf "$PACK" && mkdir -p "$PACK"/{bin,tests/mpi,debs,wheels}
+  make -j"$(nproc)" backend-ops >>build-gpu.log 2>&1 || log "warning: make backend-ops failed"
+  cp bin/coordinator bin/worker bin/bench_gpu_train "$PACK/bin/"
+  [ -x build/backend_ops ] && cp build/backend_ops "$PACK/bin/"
+  cp build/tests/yolo-tests "$PACK/tests/"
+  cp build/tests/mpi/* "$PACK/tests/mpi/" 2>/dev/null
+  rm -f "$PACK"/tests/mpi/*.o "$PACK"/tests/mpi/*.d
+  log "runtime .deb files (apt-get download)"
+  local pkgs
+  pkgs=$(runtime_packages bin/coordinator bin/worker build/tests/yolo-tests | sort -u)
+  (cd "$PACK/debs" && apt-get download $pkgs >/dev/null 2>&1) ||
+    (cd "$PACK/debs" && for p in $pkgs; do apt-get download "$p" >/dev/null 2>&1 ||
+      log "warning: no .deb for $p"; done)
+  if [ -z "${GPU_SKIP_ULTRALYTICS:-}" ]; then
+    log "Ultralytics $UL_VERSION wheel (its other needs are on the GPU machine's image)"
+    python3 -m pip download -q --no-deps --only-binary=:all: -d "$PACK/wheels" \
+      "ultralytics==$UL_VERSION" || log "warning: no Ultralytics wheel: its benchmark will be skipped"
+  fi
+  rm -f build-gpu.log
+  log "pack: $(du -sh "$PACK" | cut -f1) in $PACK ($(ls "$PACK/debs" | wc -l) .deb files)"
+}
+
+# ---- run (the GPU machine, or here for the rehearsal) ---------------------------------------
+
+# Our runtime libraries from the pack, and the CUDA libraries wherever the machine has them (the
+# toolkit's lib64, or the wheels of the PyTorch install).
+setup_env() {
+  if [ -d "$PACK/debs" ] && ls "$PACK"/debs/*.deb >/dev/null 2>&1; then
+    rm -rf "$PREFIX" && mkdir -p "$PREFIX"
+    for d in "$PACK"/debs/*.deb; do dpkg -x "$d" "$PREFIX" || die "dpkg -x $d"; done
+    local ml=$PREFIX/usr/lib/x86_64-linux-gnu
+    export LD_LIBRARY_PATH="$ml:$ml/openmpi/lib:${LD_LIBRARY_PATH:-}"
+    export OPAL_PREFIX=$PREFIX/usr PATH=$PREFIX/usr/bin:$PATH
+    # PMIx looks for its plugins under its own prefix
+    export PMIX_INSTALL_PREFIX=$PREFIX/usr/lib/x86_64-linux-gnu/pmix2
+    log "runtime libraries: $(ls "$PACK"/debs | wc -l) packages unpacked into $PREFIX"
+  fi
+  if [ -x "$PACK/bin/worker" ]; then # the pack's programs where the tests look for them
+    mkdir -p bin build/tests/mpi
+    cp -f "$PACK"/bin/* bin/ && cp -f "$PACK/tests/yolo-tests" build/tests/
+    [ -x bin/backend_ops ] && mv -f bin/backend_ops build/backend_ops
+    cp -f "$PACK"/tests/mpi/* build/tests/mpi/ 2>/dev/null
+  fi
+  local extra=""
+  for lib in libcudnn.so.9 libnccl.so.2 libcublas.so.13 libcudart.so.13; do
+    ldconfig -p 2>/dev/null | grep -q "$lib" && continue
+    [ -e "/usr/local/cuda/lib64/$lib" ] && continue
+    local hit
+    hit=$(python3 -c 'import site,sys; print("\n".join(site.getsitepackages()))' 2>/dev/null |
+      while read -r sp; do find "$sp/nvidia" -name "$lib" 2>/dev/null; done | head -1)
+    [ -n "$hit" ] && extra="$extra:$(dirname "$hit")"
+  done
+  [ -n "$extra" ] && export LD_LIBRARY_PATH="${LD_LIBRARY_PATH}${extra}" &&
+    log "CUDA libraries from the Python wheels:${extra//:/ }"
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader
+  export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_plm_rsh_agent=/bin/false
+}
+
+RESULTS=()
+result() { RESULTS+=("$(printf '%-44s %s' "$1" "$2")"); }
+
+gpu_tests() {
+  log "GPU tests: Criterion suites gpu, gpu_train, detloss_hd, cuda_hd, backend_ops (a skipped test says why)"
+  local out=build/gpu-tests.log
+  timeout 300 ./build/tests/yolo-tests --jobs 1 --verbose \
+    --filter '@(gpu|gpu_train|detloss_hd|cuda_hd|backend_ops)/*' >"$out" 2>&1
+  local rc=$?
+  grep -E '^\[(SKIP|FAIL|PASS)\]|Synthesis' "$out" | grep -v 'Test is disabled' | tail -60
+  result "GPU tests (rc $rc)" "$(grep Synthesis "$out" | sed 's/.*Synthesis: //')"
+  local skipped
+  skipped=$(grep '^\[SKIP\]' "$out" | grep -vc 'Test is disabled')
+  result "  skipped (not counted as passed)" "$skipped"
+  if [ -x build/backend_ops ]; then
+    log "op harness: build/backend_ops precision=all depthwise=both quiet=1"
+    timeout 240 ./build/backend_ops precision=all depthwise=both quiet=1 >build/gpu-ops.log 2>&1
+    local orc=$?
+    tail -8 build/gpu-ops.log
+    if [ $orc -eq 77 ]; then
+      result "op harness (CUDA vs CPU)" "skipped: $(tail -1 build/gpu-ops.log | cut -c1-80)"
+    else
+      result "op harness (CUDA vs CPU, rc $orc)" "$(grep -c ' FAIL ' build/gpu-ops.log) failing cases"
+    fi
+  fi
+}
+
+smoke_train() {
+  log "smoke: coordinator train device=0 (synthetic data, 2 epochs of yolov8n at 320)"
+  local dir
+  dir=$(mktemp -d /tmp/yolo-gpu-smoke.XXXXXX)
+  ./bin/coordinator data synth out="$dir/synth.h5" train=256 val=32 imgsz=320 classes=3 seed=0 \
+    >"$dir/synth.log" 2>&1 || { result "smoke train" "FAILED to make data"; return; }
+  local t1=$SECONDS
+  timeout 240 ./bin/coordinator train data="$dir/synth.h5" model=yolov8n.yaml imgsz=320 batch=32 \
+    epochs=2 workers=1 device=0 project="$dir" name=run plots=False >"$dir/train.log" 2>&1
+  local rc=$?
+  tail -4 "$dir/train.log"
+  local csv="$dir/run/results.csv"
+  if [ $rc -eq 0 ] && [ -f "$csv" ]; then
+    result "smoke train device=0" "ok in $((SECONDS - t1)) s; last row: $(tail -1 "$csv" | cut -c1-80)"
+  else
+    result "smoke train device=0" "rc $rc: $(tail -1 "$dir/train.log" | cut -c1-100)"
+  fi
+}
+
+bench_ours() {
+  local gpu=$((GPUS > 0))
+  if [ $gpu -eq 0 ]; then # the rehearsal: the same program on the CPU backend, tiny
+    log "benchmark: ours, no GPU: bench_gpu_train device=cpu (rehearsal, imgsz 64, batch 2)"
+    timeout 300 ./bin/bench_gpu_train device=cpu model=yolov8n.yaml,yolo26n.yaml imgsz=64 batch=2 \
+      precision=fp32 steps=1 warmup=1 >build/gpu-bench.log 2>&1
+  else
+    log "benchmark: ours (bench_gpu_train imgsz 640 batch 64, fp32 and amp)"
+    timeout 360 ./bin/bench_gpu_train model=yolov8n.yaml,yolo26n.yaml imgsz=640 batch=64 \
+      precision=fp32,amp steps="$STEPS" >build/gpu-bench.log 2>&1
+  fi
+  local rc=$?
+  cat build/gpu-bench.log
+  result "benchmark ours (rc $rc)" "$(grep -c '^RESULT' build/gpu-bench.log) configurations$([ $gpu -eq 0 ] && echo ' (CPU rehearsal)')"
+}
+
+bench_ultralytics() {
+  [ -n "${GPU_SKIP_ULTRALYTICS:-}" ] && return
+  local whl
+  whl=$(ls "$PACK"/wheels/ultralytics-*.whl 2>/dev/null | head -1)
+  local site=/tmp/yolo-gpu-site
+  if [ -n "$whl" ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+      --target "$site" "$whl" >/dev/null 2>&1 || { result "benchmark Ultralytics" "wheel install failed"; return; }
+  fi
+  local py=${GPU_PYTHON:-python3} args="imgsz=640 batch=64 steps=$STEPS"
+  if ! $py -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+    args="device=cpu amp=0 imgsz=64 batch=2 steps=1 warmup=1" # the rehearsal
+  fi
+  log "benchmark: Ultralytics $UL_VERSION ($args)"
+  PYTHONPATH="$site:${PYTHONPATH:-}" YOLO_OFFLINE=1 timeout 300 $py bench/bench_gpu_ultralytics.py \
+    models=yolov8n.yaml,yolo26n.yaml $args >build/gpu-bench-ul.log 2>&1
+  local rc=$?
+  cat build/gpu-bench-ul.log
+  result "benchmark Ultralytics (rc $rc)" "$(grep -c '^RESULT' build/gpu-bench-ul.log) configurations"
+}
+
+# Our images/s over Ultralytics' for each model at AMP (the RESULT lines of both benchmarks).
+ratios() {
+  [ -f build/gpu-bench.log ] && [ -f build/gpu-bench-ul.log ] || return
+  for m in yolov8n yolo26n; do
+    local ours theirs
+    ours=$(awk -v m="$m" '$1=="RESULT" && $2==m && $3=="amp" {print $4}' build/gpu-bench.log)
+    theirs=$(awk -v m="$m" '$1=="RESULT" && $2==m && $3=="amp" {print $4}' build/gpu-bench-ul.log)
+    if [ -n "$ours" ] && [ -n "$theirs" ]; then
+      result "$m amp images/s ours / Ultralytics" \
+        "$ours / $theirs = $(awk -v a="$ours" -v b="$theirs" 'BEGIN{printf "%.2f", a/b}')"
+    fi
+  done
+}
+
+run_all() {
+  setup_env
+  log "machine: $(nvidia-smi -L 2>/dev/null | head -2 | tr '\n' ' ' || echo 'no nvidia-smi')"
+  local probe
+  probe=$(./build/tests/yolo-tests --filter 'gpu/probe*' --verbose 2>&1 | grep -o 'gpu: .*' | head -1)
+  log "build: ${probe:-the test binary does not run: $(./build/tests/yolo-tests --list 2>&1 | tail -1)}"
+  GPUS=$(echo "$probe" | grep -o '[0-9]* CUDA device' | grep -o '^[0-9]*')
+  GPUS=${GPUS:-0}
+  gpu_tests
+  smoke_train
+  bench_ours
+  bench_ultralytics
+  ratios
+  {
+    echo "==== GPU report ($(date -u +%FT%TZ), $(nvidia-smi -L 2>/dev/null | head -1 || echo 'no GPU'))"
+    printf '%s\n' "${RESULTS[@]}"
+    grep -h '^RESULT' build/gpu-bench.log build/gpu-bench-ul.log 2>/dev/null
+    echo "==== total $(($(date +%s) - T0)) s"
+  } | tee "$REPORT"
+  [ -n "${OUT:-}" ] && cp "$REPORT" build/gpu-tests.log build/gpu-bench*.log "$OUT/" 2>/dev/null
+  return 0
+}
+
+case "${1:-auto}" in
+prepare) prepare ;;
+run) run_all ;;
+auto)
+  if command -v mpicc >/dev/null && pkg-config --exists hdf5-openmpi 2>/dev/null; then prepare; fi
+  run_all
+  ;;
+*) die "usage: tests/gpu/run.sh [prepare|run]" ;;
+esac
