@@ -55,7 +55,7 @@ static void run_conv_backward_filter(bops_env *e, const bops_case *c) {
     if (db) bops_take(e, "dbias", db, (size_t)d.cout);
 }
 
-/* ---- batch norm: p = m c ---- */
+/* ---- batch norm, and fused with SiLU (by the case's op): p = m c ---- */
 
 static void run_bn_train(bops_env *e, const bops_case *c) {
     int m = c->p[0], ch = c->p[1];
@@ -63,7 +63,12 @@ static void run_bn_train(bops_env *e, const bops_case *c) {
     float *x = bops_in(e, n, -2, 3), *g = bops_in(e, ch, 0.5, 1.5), *b = bops_in(e, ch, -1, 1);
     float *rm = bops_in(e, ch, -1, 1), *rv = bops_in(e, ch, 0.5, 2);
     float *sm = bops_zeros(e, ch), *si = bops_zeros(e, ch), *y = bops_zeros(e, n);
-    backend_batchnorm_forward_train(e->be, m, ch, x, g, b, BN_EPS, BN_MOMENTUM, rm, rv, sm, si, y);
+    if (c->op == BACKEND_OP_BATCHNORM_SILU_FORWARD_TRAIN)
+        backend_batchnorm_silu_forward_train(e->be, m, ch, x, g, b, BN_EPS, BN_MOMENTUM, rm, rv, sm,
+                                             si, y);
+    else
+        backend_batchnorm_forward_train(e->be, m, ch, x, g, b, BN_EPS, BN_MOMENTUM, rm, rv, sm, si,
+                                        y);
     bops_take(e, "y", y, n);
     bops_take(e, "running_mean", rm, ch);
     bops_take(e, "running_var", rv, ch);
@@ -75,16 +80,22 @@ static void run_bn_eval(bops_env *e, const bops_case *c) {
     size_t n = (size_t)m * ch;
     float *x = bops_in(e, n, -2, 3), *g = bops_in(e, ch, 0.5, 1.5), *b = bops_in(e, ch, -1, 1);
     float *rm = bops_in(e, ch, -1, 1), *rv = bops_in(e, ch, 0.5, 2), *y = bops_zeros(e, n);
-    backend_batchnorm_forward_eval(e->be, m, ch, x, g, b, rm, rv, BN_EPS, y);
+    if (c->op == BACKEND_OP_BATCHNORM_SILU_FORWARD_EVAL)
+        backend_batchnorm_silu_forward_eval(e->be, m, ch, x, g, b, rm, rv, BN_EPS, y);
+    else
+        backend_batchnorm_forward_eval(e->be, m, ch, x, g, b, rm, rv, BN_EPS, y);
     bops_take(e, "y", y, n);
 }
 static void run_bn_backward(bops_env *e, const bops_case *c) {
     int m = c->p[0], ch = c->p[1];
     size_t n = (size_t)m * ch;
-    float *x = bops_in(e, n, -2, 3), *g = bops_in(e, ch, 0.5, 1.5);
+    float *x = bops_in(e, n, -2, 3), *g = bops_in(e, ch, 0.5, 1.5), *b = bops_in(e, ch, -1, 1);
     float *sm = bops_in(e, ch, -1, 1), *si = bops_in(e, ch, 0.5, 2), *dy = bops_in(e, n, -1, 1);
     float *dx = bops_in(e, n, -1, 1), *dg = bops_in(e, ch, -1, 1), *db = bops_in(e, ch, -1, 1);
-    backend_batchnorm_backward(e->be, m, ch, x, g, sm, si, dy, dx, dg, db);
+    if (c->op == BACKEND_OP_BATCHNORM_SILU_BACKWARD)
+        backend_batchnorm_silu_backward(e->be, m, ch, x, g, b, sm, si, dy, dx, dg, db);
+    else
+        backend_batchnorm_backward(e->be, m, ch, x, g, sm, si, dy, dx, dg, db);
     bops_take(e, "dx", dx, n);
     bops_take(e, "dgamma", dg, ch);
     bops_take(e, "dbeta", db, ch);
@@ -412,6 +423,9 @@ int bops_cases(bops_case *cs, int max) {
         ADD(BACKEND_OP_BATCHNORM_FORWARD_TRAIN, run_bn_train, 0, "m%d c%d", pv[0], pv[1]);
         ADD(BACKEND_OP_BATCHNORM_FORWARD_EVAL, run_bn_eval, 0, "m%d c%d", pv[0], pv[1]);
         ADD(BACKEND_OP_BATCHNORM_BACKWARD, run_bn_backward, 0, "m%d c%d", pv[0], pv[1]);
+        ADD(BACKEND_OP_BATCHNORM_SILU_FORWARD_TRAIN, run_bn_train, 0, "m%d c%d", pv[0], pv[1]);
+        ADD(BACKEND_OP_BATCHNORM_SILU_FORWARD_EVAL, run_bn_eval, 0, "m%d c%d", pv[0], pv[1]);
+        ADD(BACKEND_OP_BATCHNORM_SILU_BACKWARD, run_bn_backward, 0, "m%d c%d", pv[0], pv[1]);
     }
     static const int ns[][10] = {{1}, {1000}, {100003}};
     for (size_t i = 0; i < sizeof ns / sizeof *ns; i++) {

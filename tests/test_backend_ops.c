@@ -30,7 +30,7 @@ static void count(const bops_result *r, void *arg) {
     if (r->status == BOPS_NOT_SUPPORTED) {
         t->unsupported++;
         t->unsupported_op[r->op] = true;
-        cr_log_warn("%s (%s): not supported", backend_op_name(r->op), r->shape);
+        cr_log_info("%s (%s): not supported", backend_op_name(r->op), r->shape);
     }
     if (r->status == BOPS_FAIL) {
         t->fail++;

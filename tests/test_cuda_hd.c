@@ -7,6 +7,7 @@
 #include "common/rng.h"
 #include "kernels/activation.h"
 #include "kernels/batchnorm.h"
+#include "kernels/batchnorm_silu.h"
 #include "kernels/cuda/attention_hd.h"
 #include "kernels/cuda/batchnorm_hd.h"
 #include "kernels/cuda/conv2d_depthwise_hd.h"
@@ -208,6 +209,54 @@ static void bn_case(int m, int c, int sms) {
     free(x), free(dy), free(gamma), free(beta), free(rm), free(rv), free(rmd), free(rvd);
     free(dx0), free(y), free(yd), free(sm), free(si), free(smd), free(sid), free(scale);
     free(dx), free(dxd), free(dg), free(db), free(dgd), free(dbd), free(s1), free(s2);
+}
+
+/* The fused BN + SiLU backward: z and dz recomputed per element in the sums and in dx. */
+static void bn_silu_case(int m, int c, int sms) {
+    size_t n = (size_t)m * c;
+    float *x = rnd(n, 140, -2, 3), *dy = rnd(n, 141, -1, 1), *g = rnd(c, 142, 0.5, 1.5);
+    float *b = rnd(c, 143, -1, 1), *sm = rnd(c, 144, -1, 1), *si = rnd(c, 145, 0.5, 2);
+    float *dx = rnd(n, 146, -1, 1), *dxd = dup(dx, n), *dg = rnd(c, 147, -1, 1), *dgd = dup(dg, c);
+    float *db = rnd(c, 148, -1, 1), *dbd = dup(db, c);
+    batchnorm_silu_backward(m, c, x, g, b, sm, si, dy, dx, dg, db);
+    bn_split s = bn_split_rows(m, c, sms);
+    for (int ch = 0; ch < c; ch++) {
+        float scale = batchnorm_silu_scale(g[ch], si[ch]);
+        double t1 = 0, t2 = 0;
+        for (int k = 0; k < s.chunks; k++) {
+            size_t r0 = (size_t)k * s.rows_per_chunk, r1 = r0 + s.rows_per_chunk;
+            double c1 = 0, c2 = 0;
+            for (int l = 0; l < BN_LANES; l++) {
+                double p1, p2;
+                bn_silu_lane_sums(x, dy, sm[ch], scale, b[ch], c, ch, r0,
+                                  r1 < (size_t)m ? r1 : (size_t)m, l, BN_LANES, &p1, &p2);
+                c1 += p1, c2 += p2;
+            }
+            t1 += c1, t2 += c2;
+        }
+        bn_bwd_k k = bn_bwd_channel(t1, t2, m, g[ch], si[ch], dgd + ch, dbd + ch);
+        for (int r = 0; r < m; r++) {
+            size_t i = (size_t)r * c + ch;
+            float dz = silu_bwd_1(bn_norm_1(x[i], sm[ch], scale, b[ch]), dy[i]);
+            dxd[i] += bn_bwd_1(k, x[i], sm[ch], dz);
+        }
+    }
+    close_rel(dgd, dg, c, 1e-5, "fused dgamma");
+    close_rel(dbd, db, c, 1e-5, "fused dbeta");
+    close_norm(dxd, dx, n, 1e-6, "fused dx");
+    float *y = malloc(n * 4), *y2 = malloc(n * 4), *rm = rnd(c, 149, -1, 1),
+          *rv = rnd(c, 150, 1, 2);
+    batchnorm_silu_forward_infer(m, c, x, g, b, rm, rv, BN_EPS, y);
+    batchnorm_forward_infer(m, c, x, g, b, rm, rv, BN_EPS, y2);
+    for (size_t i = 0; i < n; i++) y2[i] = silu_fwd_1(y2[i]);
+    same_bits(y2, y, n, "fused eval");
+    free(x), free(dy), free(g), free(b), free(sm), free(si), free(dx), free(dxd), free(dg);
+    free(dgd), free(db), free(dbd), free(y), free(y2), free(rm), free(rv);
+}
+
+Test(cuda_hd, batchnorm_silu_fused_match_cpu, .init = one_thread) {
+    bn_silu_case(37, 16, 132);
+    bn_silu_case(2000, 40, 7);
 }
 
 Test(cuda_hd, batchnorm_split_sums_match_cpu, .init = one_thread) {

@@ -8,6 +8,7 @@
  * chunk are added in lane order, the chunks of a channel in chunk order. Only the order of the
  * double additions differs from the CPU's. */
 #pragma once
+#include "kernels/cuda/elementwise_hd.h"
 #include "kernels/cuda/hd.h"
 
 #include <math.h>
@@ -98,4 +99,20 @@ YOLO_HD bn_bwd_k bn_bwd_channel(double sdy, double sdyx, int m, float gamma, flo
 /* the term dx += */
 YOLO_HD float bn_bwd_1(bn_bwd_k k, float x, float mean, float dy) {
     return k.scale * (dy - k.mdy - (x - mean) * k.xc);
+}
+
+/* batchnorm_silu_backward's sums at one lane: with z = bn_norm_1(x) and dz = silu'(z) dy,
+ * s1 = sum dz, s2 = sum dz (x - mean). */
+YOLO_HD void bn_silu_lane_sums(const float *x, const float *dy, float mean, float scale, float beta,
+                               int c, int ch, size_t r0, size_t r1, int lane, int lanes, double *s1,
+                               double *s2) {
+    double p1 = 0, p2 = 0;
+    for (size_t r = r0 + (size_t)lane; r < r1; r += (size_t)lanes) {
+        size_t i = r * (size_t)c + (size_t)ch;
+        double dz = silu_bwd_1(bn_norm_1(x[i], mean, scale, beta), dy[i]);
+        p1 += dz;
+        p2 += dz * ((double)x[i] - mean);
+    }
+    *s1 = p1;
+    *s2 = p2;
 }

@@ -16,8 +16,10 @@
 #include <utility>
 
 struct optim_tables {
-    const optim_tensor *tensors; // the optimizer's table these were built from (the key)
-    int ntensors;
+    optim_tensor *tensors; // a copy of the table these were built from (the key: an optimizer
+    int ntensors;          // freed and made again at the same address may have another table)
+    optim_kind kind;
+    int use_muon[OPTIM_MAX_GROUPS];
     size_t n;
     uint8_t *map;              // device, n entries
     size_t muon_scratch_bytes; // the largest Muon tensor's needs
@@ -135,15 +137,19 @@ static size_t muon_bytes(size_t n, int rows, int cols) {
 
 static optim_tables *tables_for(cuda_ctx *c, const optimizer *o) {
     optim_tables *t = c->optim;
-    if (t && t->tensors == o->tensors && t->ntensors == o->ntensors && t->n == o->n) return t;
-    if (t) {
-        CUDA_CHECK(cudaStreamSynchronize(c->stream));
-        CUDA_CHECK(cudaFree(t->map));
-        free(t);
-    }
+    size_t tbytes = (size_t)o->ntensors * sizeof *o->tensors;
+    int use_muon[OPTIM_MAX_GROUPS] = {0};
+    for (int g = 0; g < o->ngroups; g++) use_muon[g] = o->group[g].use_muon;
+    if (t && t->ntensors == o->ntensors && t->n == o->n && t->kind == o->kind &&
+        !memcmp(t->use_muon, use_muon, sizeof use_muon) && !memcmp(t->tensors, o->tensors, tbytes))
+        return t;
+    cuda_release_optim(c);
     t = (optim_tables *)xcalloc(1, sizeof *t);
-    t->tensors = o->tensors;
+    t->tensors = (optim_tensor *)xmalloc(tbytes + 1);
+    memcpy(t->tensors, o->tensors, tbytes);
     t->ntensors = o->ntensors;
+    t->kind = o->kind;
+    memcpy(t->use_muon, use_muon, sizeof use_muon);
     t->n = o->n;
     uint8_t *map = (uint8_t *)xmalloc(o->n ? o->n : 1);
     optim_fill_map(o, map);
@@ -268,7 +274,9 @@ static void cu_ema_blend(backend *be, float *ema, const float *model, size_t n, 
 
 void cuda_release_optim(cuda_ctx *c) {
     if (!c->optim) return;
+    CUDA_CHECK(cudaStreamSynchronize(c->stream)); // the map may still be read
     CUDA_CHECK(cudaFree(c->optim->map));
+    free(c->optim->tensors);
     free(c->optim);
     c->optim = NULL;
 }
