@@ -56,7 +56,7 @@ static double peak_tflops(const char *gpu, backend_precision p) {
              {"A100", 19.5, 156.0, 312.0}};
     for (size_t i = 0; i < sizeof t / sizeof *t; i++)
         if (strstr(gpu, t[i].name))
-            return p == BACKEND_PRECISION_FP32 ? t[i].fp32
+            return p == BACKEND_PRECISION_FP32   ? t[i].fp32
                    : p == BACKEND_PRECISION_TF32 ? t[i].tf32
                                                  : t[i].bf16;
     return 0;
@@ -98,10 +98,11 @@ static int bench_one(const cfg *c) {
     char err[512], gpu[256];
     size_t free0, free1;
     gpu_name(c->device, gpu, sizeof gpu, &free0);
-    backend *be = c->device < 0 ? backend_cpu_create(&(backend_cpu_opts){.device_memory = true})
-                                : backend_cuda_create(&(backend_cuda_opts){.device = c->device,
-                                                                           .precision = c->prec},
-                                                      err, sizeof err);
+    backend *be =
+        c->device < 0
+            ? backend_cpu_create(&(backend_cpu_opts){.device_memory = true})
+            : backend_cuda_create(&(backend_cuda_opts){.device = c->device, .precision = c->prec},
+                                  err, sizeof err);
     if (!be) {
         log_error("%s", err);
         return 1;
@@ -158,9 +159,16 @@ static int bench_one(const cfg *c) {
         model_forward_u8_device(m, dev, true);
         backend_event_record(be, ev[EV_FWD]);
         head_loss(m,
-                  &(head_loss_args){.h_o2m = &h[0], .h_o2o = &h[1], .o2m = 0.8f, .o2o = 0.2f,
-                                    .img_h = S, .img_w = S, .ntargets = nt, .targets = t,
-                                    .grad_scale = 1, .grad = true},
+                  &(head_loss_args){.h_o2m = &h[0],
+                                    .h_o2o = &h[1],
+                                    .o2m = 0.8f,
+                                    .o2o = 0.2f,
+                                    .img_h = S,
+                                    .img_w = S,
+                                    .ntargets = nt,
+                                    .targets = t,
+                                    .grad_scale = 1,
+                                    .grad = true},
                   res);
         backend_event_record(be, ev[EV_LOSS]);
         model_backward_from_head_grads(m);
@@ -172,7 +180,7 @@ static int bench_one(const cfg *c) {
         backend_ema_blend(be, model_params(ema), model_params(m), np, d);
         backend_ema_blend(be, model_buffers(ema), model_buffers(m), model_num_buffer_floats(m), d);
         backend_event_record(be, ev[EV_OPT]);
-        slot = batch_ring_put(ring, img, img_bytes); /* the next batch, during this step */
+        slot = batch_ring_put(ring, img, img_bytes);   /* the next batch, during this step */
         backend_to_host(be, res_h, res, sizeof res_h); /* the step's one copy back */
         if (s < c->warmup) continue;
         for (int i = EV_IN; i < EV_COUNT; i++)
@@ -200,8 +208,8 @@ static int bench_one(const cfg *c) {
     char kinds[512];
     printf("  convolutions %.0f%% of forward+backward; last step by op (s fwd/bwd): %s\n",
            100 * conv / (conv + other), model_timing_text(m, kinds, sizeof kinds));
-    printf("  GPU memory held: %.0f MiB; %.1f TFLOP/s (%.2f GFLOP per image, x3 for training)",
-           mib, flops / wall / 1e12, (2 * macs + bias) / 1e9);
+    printf("  GPU memory held: %.0f MiB; %.1f TFLOP/s (%.2f GFLOP per image, x3 for training)", mib,
+           flops / wall / 1e12, (2 * macs + bias) / 1e9);
     if (peak > 0)
         printf(", MFU %.1f%% of %s's %.0f TFLOP/s %s peak\n", 100 * flops / wall / 1e12 / peak, gpu,
                peak, backend_precision_name(c->prec));
@@ -257,8 +265,13 @@ int main(int argc, char **argv) {
     for (char *mname = strtok_r(ml, ",", &sm); mname && !rc; mname = strtok_r(NULL, ",", &sm)) {
         char *pl = xstrdup(precs), *sp = NULL;
         for (char *p = strtok_r(pl, ",", &sp); p && !rc; p = strtok_r(NULL, ",", &sp)) {
-            cfg c = {.yaml = mname, .label = p, .imgsz = (int)imgsz, .batch = (int)batch,
-                     .steps = (int)steps, .warmup = (int)warmup, .device = (int)device};
+            cfg c = {.yaml = mname,
+                     .label = p,
+                     .imgsz = (int)imgsz,
+                     .batch = (int)batch,
+                     .steps = (int)steps,
+                     .warmup = (int)warmup,
+                     .device = (int)device};
             if (!strcmp(p, "fp32"))
                 c.prec = BACKEND_PRECISION_FP32;
             else if (!strcmp(p, "tf32"))

@@ -36,8 +36,8 @@
 static backend *gpu_or_skip(backend_precision p) {
     char why[256], err[512];
     if (backend_cuda_device_count(why, sizeof why) == 0) cr_skip_test("no GPU: %s", why);
-    backend *be = backend_cuda_create(&(backend_cuda_opts){.device = 0, .precision = p}, err,
-                                      sizeof err);
+    backend *be =
+        backend_cuda_create(&(backend_cuda_opts){.device = 0, .precision = p}, err, sizeof err);
     cr_assert(be, "%s", err);
     return be;
 }
@@ -83,33 +83,38 @@ static void loss_case(int reg_max, int branches, bool v190) {
     for (int b = 0; b < B - 1; b++) /* the last image has no targets */
         for (int k = 0; k < 3 + 3 * b; k++, nt++) {
             float *q = t + 6 * nt;
-            q[0] = (float)b, q[1] = (float)((b + k) % nc), q[2] = 0.2f + 0.6f * (float)rng_uniform(&r);
-            q[3] = 0.2f + 0.6f * (float)rng_uniform(&r), q[4] = 0.03f + 0.4f * (float)rng_uniform(&r);
+            q[0] = (float)b, q[1] = (float)((b + k) % nc),
+            q[2] = 0.2f + 0.6f * (float)rng_uniform(&r);
+            q[3] = 0.2f + 0.6f * (float)rng_uniform(&r),
+            q[4] = 0.03f + 0.4f * (float)rng_uniform(&r);
             q[5] = 0.03f + 0.4f * (float)rng_uniform(&r);
         }
     float cw[5] = {0.7f, 1.3f, 1, 0.9f, 1.1f};
-    backend_detloss_desc d = {.branches = branches,
-                              .h = {detloss_hyp_default(nc, reg_max), detloss_hyp_one2one(nc, reg_max)},
-                              .o2m = 0.8f,
-                              .o2o = 0.2f,
-                              .B = B,
-                              .A = A,
-                              .img_h = 160,
-                              .img_w = 160,
-                              .anchor_points = anc,
-                              .strides = str,
-                              .ntargets = nt,
-                              .targets = t,
-                              .grad_scale = 2};
+    backend_detloss_desc d = {
+        .branches = branches,
+        .h = {detloss_hyp_default(nc, reg_max), detloss_hyp_one2one(nc, reg_max)},
+        .o2m = 0.8f,
+        .o2o = 0.2f,
+        .B = B,
+        .A = A,
+        .img_h = 160,
+        .img_w = 160,
+        .anchor_points = anc,
+        .strides = str,
+        .ntargets = nt,
+        .targets = t,
+        .grad_scale = 2};
     for (int k = 0; k < 2; k++) {
         d.h[k].stal_min = v190 ? 16 : 8;
         d.h[k].bce_torch2 = v190;
         d.h[k].cls_weight = v190 ? cw : NULL;
     }
-    double rc[BACKEND_DETLOSS_RESULTS] = {0}, rg[BACKEND_DETLOSS_RESULTS], rg2[BACKEND_DETLOSS_RESULTS];
+    double rc[BACKEND_DETLOSS_RESULTS] = {0}, rg[BACKEND_DETLOSS_RESULTS],
+           rg2[BACKEND_DETLOSS_RESULTS];
     backend_detloss(cpu, &d, (const float *const *)preds, g_cpu, rc);
     /* the GPU: anchors and head outputs in its memory */
-    float *d_anc = backend_alloc(gpu, sizeof(float) * 2 * A), *d_str = backend_alloc(gpu, sizeof(float) * A);
+    float *d_anc = backend_alloc(gpu, sizeof(float) * 2 * A),
+          *d_str = backend_alloc(gpu, sizeof(float) * A);
     backend_to_device(gpu, d_anc, anc, sizeof(float) * 2 * A);
     backend_to_device(gpu, d_str, str, sizeof(float) * A);
     d.anchor_points = d_anc, d.strides = d_str;
@@ -122,9 +127,9 @@ static void loss_case(int reg_max, int branches, bool v190) {
     cr_expect_eq(memcmp(rg, rg2, sizeof rg), 0, "two GPU runs give the same results");
     cr_assert_eq(rg[BACKEND_DETLOSS_NUM_FG], rc[BACKEND_DETLOSS_NUM_FG], "foreground anchors");
     cr_assert_gt(rc[BACKEND_DETLOSS_NUM_FG], 0);
-    static const char *names[BACKEND_DETLOSS_RESULTS] = {"box item", "cls item", "dfl item",
-                                                          "box sum", "cls sum", "dfl sum",
-                                                          "target sum", "fg", "total"};
+    static const char *names[BACKEND_DETLOSS_RESULTS] = {"box item",   "cls item", "dfl item",
+                                                         "box sum",    "cls sum",  "dfl sum",
+                                                         "target sum", "fg",       "total"};
     for (int k = 0; k < BACKEND_DETLOSS_RESULTS; k++) expect_close(names[k], rg[k], rc[k], 1e-5);
     for (int b = 0; b < branches; b++) {
         backend_to_host(gpu, g_gpu[b], d_g[b], np * sizeof(float));
@@ -188,9 +193,16 @@ static void one_step(backend *be, const char *yaml, const uint8_t *img, int B, i
     model_zero_grad(m);
     model_forward_u8(m, img, true);
     head_loss(m,
-              &(head_loss_args){.h_o2m = &h[0], .h_o2o = &h[1], .o2m = 0.8f, .o2o = 0.2f,
-                                .img_h = S, .img_w = S, .ntargets = nt, .targets = t,
-                                .grad_scale = 1, .grad = true},
+              &(head_loss_args){.h_o2m = &h[0],
+                                .h_o2o = &h[1],
+                                .o2m = 0.8f,
+                                .o2o = 0.2f,
+                                .img_h = S,
+                                .img_w = S,
+                                .ntargets = nt,
+                                .targets = t,
+                                .grad_scale = 1,
+                                .grad = true},
               res);
     model_backward_from_head_grads(m);
     size_t np = model_num_params(m), nb = model_num_buffer_floats(m);
@@ -218,7 +230,8 @@ static void make_batch(int B, int S, uint8_t **img, float *t, int *nt) {
         for (int k = 0; k < 2 + b; k++, (*nt)++) {
             float *q = t + 6 * *nt;
             q[0] = (float)b, q[1] = (float)(k % 3), q[2] = 0.25f + 0.5f * (float)rng_uniform(&r);
-            q[3] = 0.25f + 0.5f * (float)rng_uniform(&r), q[4] = 0.1f + 0.3f * (float)rng_uniform(&r);
+            q[3] = 0.25f + 0.5f * (float)rng_uniform(&r),
+            q[4] = 0.1f + 0.3f * (float)rng_uniform(&r);
             q[5] = 0.1f + 0.3f * (float)rng_uniform(&r);
         }
 }
@@ -376,7 +389,8 @@ Test(gpu_train, train_device0_end_to_end, .timeout = 600) {
     cr_assert(fgets(line, sizeof line, f), "header");
     while (fgets(line, sizeof line, f)) {
         double ep, tm, box, cls, dfl;
-        cr_assert_eq(sscanf(line, "%lf,%lf,%lf,%lf,%lf", &ep, &tm, &box, &cls, &dfl), 5, "%s", line);
+        cr_assert_eq(sscanf(line, "%lf,%lf,%lf,%lf,%lf", &ep, &tm, &box, &cls, &dfl), 5, "%s",
+                     line);
         cr_expect(isfinite(box) && isfinite(cls) && isfinite(dfl) && cls > 0, "%s", line);
         rows++;
     }

@@ -43,3 +43,7 @@ struct allreduce {
 int allreduce_init_common(allreduce *ar, size_t count, size_t bucket_bytes, allreduce_order order,
                           char *err, size_t errlen);
 void allreduce_free_common(allreduce *ar);
+
+/* One line for a failed MPI call (rc its return code): "allreduce: rank R (worker W of N): what
+ * failed: MPI's message"; returns -1. worker/allreduce_mpi.c. */
+int allreduce_mpi_fail(const allreduce *ar, int rc, const char *what, char *err, size_t errlen);

@@ -32,7 +32,7 @@ int allreduce_tune_malloc(void) {
 }
 
 /* "rank R (worker W)": which process failed, in the world and among the workers. */
-static int mpi_err(const allreduce *ar, int rc, const char *what, char *err, size_t errlen) {
+int allreduce_mpi_fail(const allreduce *ar, int rc, const char *what, char *err, size_t errlen) {
     char msg[MPI_MAX_ERROR_STRING] = "";
     int len = 0;
     if (MPI_Error_string(rc, msg, &len) != MPI_SUCCESS) snprintf(msg, sizeof msg, "code %d", rc);
@@ -48,7 +48,7 @@ static int mpi_launch(allreduce *ar, int b, size_t first, size_t n, char *err, s
     if (rc != MPI_SUCCESS) {
         char what[64];
         snprintf(what, sizeof what, "MPI_Iallreduce (bucket %d)", b);
-        return mpi_err(ar, rc, what, err, errlen);
+        return allreduce_mpi_fail(ar, rc, what, err, errlen);
     }
     return 0;
 }
@@ -86,7 +86,7 @@ static int complete_some(allreduce *ar, bool blocking, char *err, size_t errlen)
     int rc = blocking ? MPI_Waitsome(ar->nb, im->req, &outcount, im->idx, MPI_STATUSES_IGNORE)
                       : MPI_Testsome(ar->nb, im->req, &outcount, im->idx, MPI_STATUSES_IGNORE);
     if (rc != MPI_SUCCESS)
-        return mpi_err(ar, rc, blocking ? "MPI_Waitsome" : "MPI_Testsome", err, errlen);
+        return allreduce_mpi_fail(ar, rc, blocking ? "MPI_Waitsome" : "MPI_Testsome", err, errlen);
     if (outcount == MPI_UNDEFINED) return 0;
     for (int i = 0; i < outcount; i++) finish_bucket(ar, im->idx[i]);
     return 0;
@@ -113,11 +113,11 @@ static void mpi_destroy(allreduce *ar) {
     char err[MPI_MAX_ERROR_STRING + 128];
     int rc;
     if (im->req && (rc = MPI_Waitall(ar->nb, im->req, MPI_STATUSES_IGNORE)) != MPI_SUCCESS) {
-        mpi_err(ar, rc, "MPI_Waitall (free)", err, sizeof err);
+        allreduce_mpi_fail(ar, rc, "MPI_Waitall (free)", err, sizeof err);
         log_warn("%s", err);
     }
     if (im->comm != MPI_COMM_NULL && (rc = MPI_Comm_free(&im->comm)) != MPI_SUCCESS) {
-        mpi_err(ar, rc, "MPI_Comm_free", err, sizeof err);
+        allreduce_mpi_fail(ar, rc, "MPI_Comm_free", err, sizeof err);
         log_warn("%s", err);
     }
     free(im->req);
@@ -147,13 +147,13 @@ allreduce *allreduce_create_mpi(MPI_Comm comm, float *grad, size_t count, size_t
     if (rc != MPI_SUCCESS) ar->world_rank = -1;
     /* Return codes instead of aborting, so every failure gets our one-line message. */
     if ((rc = MPI_Comm_dup(comm, &im->comm)) != MPI_SUCCESS) {
-        mpi_err(ar, rc, "MPI_Comm_dup", err, errlen);
+        allreduce_mpi_fail(ar, rc, "MPI_Comm_dup", err, errlen);
         goto fail;
     }
     if ((rc = MPI_Comm_set_errhandler(im->comm, MPI_ERRORS_RETURN)) != MPI_SUCCESS ||
         (rc = MPI_Comm_rank(im->comm, &ar->rank)) != MPI_SUCCESS ||
         (rc = MPI_Comm_size(im->comm, &ar->size)) != MPI_SUCCESS) {
-        mpi_err(ar, rc, "communicator setup", err, errlen);
+        allreduce_mpi_fail(ar, rc, "communicator setup", err, errlen);
         goto fail;
     }
     if (!grad) {

@@ -174,20 +174,12 @@ static const allreduce_ops nccl_ops = {
     .destroy = nccl_destroy,
 };
 
-static int mpi_fail(allreduce *ar, int rc, const char *what, char *err, size_t errlen) {
-    char msg[MPI_MAX_ERROR_STRING] = "", w[128];
-    int len = 0;
-    if (MPI_Error_string(rc, msg, &len) != MPI_SUCCESS) snprintf(msg, sizeof msg, "code %d", rc);
-    where(ar, w, sizeof w);
-    return errf(err, errlen, "%s: %s failed: %s", w, what, msg);
-}
-
 static int setup(allreduce *ar, MPI_Comm comm, char *err, size_t errlen) {
     nccl_impl *im = impl_of(ar);
     int rc;
     if ((rc = MPI_Comm_rank(comm, &ar->rank)) != MPI_SUCCESS ||
         (rc = MPI_Comm_size(comm, &ar->size)) != MPI_SUCCESS)
-        return mpi_fail(ar, rc, "communicator setup", err, errlen);
+        return allreduce_mpi_fail(ar, rc, "communicator setup", err, errlen);
     if (im->device < 0)
         return errf(err, errlen,
                     "allreduce: rank %d: the NCCL all-reduce needs a GPU backend, not %s",
@@ -200,7 +192,7 @@ static int setup(allreduce *ar, MPI_Comm comm, char *err, size_t errlen) {
     if (ar->rank == 0) NC(ar, ncclGetUniqueId(&id), "ncclGetUniqueId");
     /* the only MPI traffic of this implementation */
     if ((rc = MPI_Bcast(&id, (int)sizeof id, MPI_BYTE, 0, comm)) != MPI_SUCCESS)
-        return mpi_fail(ar, rc, "MPI_Bcast (ncclUniqueId)", err, errlen);
+        return allreduce_mpi_fail(ar, rc, "MPI_Bcast (ncclUniqueId)", err, errlen);
     NC(ar, ncclCommInitRank(&im->comm, ar->size, id, ar->rank), "ncclCommInitRank");
     CU(ar, cudaStreamCreateWithFlags(&im->stream, cudaStreamNonBlocking), "cudaStreamCreate");
     CU(ar, cudaEventCreate(&im->start), "cudaEventCreate");

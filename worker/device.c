@@ -38,9 +38,10 @@ backend *device_backend_create(const train_args *a, MPI_Comm wcomm, int threads,
         /* YOLO_TEST_DEVICE_MEMORY=1: the CPU backend's test mode, in which the trainer takes
          * every path of a GPU (batch ring, uploads, device-side loss) over host memory */
         const char *dm = getenv("YOLO_TEST_DEVICE_MEMORY");
-        return backend_cpu_create(&(backend_cpu_opts){.threads = threads,
-                                                      .conv_impl = conv2d_impl_from_env(CONV2D_AUTO),
-                                                      .device_memory = dm && atoi(dm) > 0});
+        return backend_cpu_create(
+            &(backend_cpu_opts){.threads = threads,
+                                .conv_impl = conv2d_impl_from_env(CONV2D_AUTO),
+                                .device_memory = dm && atoi(dm) > 0});
     }
     MPI_Comm node;
     int local = 0, wrank = 0;
@@ -72,7 +73,6 @@ int device_check_local(const train_args *a, int workers, char *err, size_t errle
     if (train_args_gpus(a, NULL, 0) == 0) return 0;
     char why[256];
     int present = backend_cuda_device_count(why, sizeof why);
-    if (present == 0)
-        return errf(err, errlen, "device=%s: %s; use device=cpu", a->device, why);
+    if (present == 0) return errf(err, errlen, "device=%s: %s; use device=cpu", a->device, why);
     return device_gpu_for(a, workers - 1, present, err, errlen) < 0 ? -1 : 0;
 }

@@ -221,15 +221,16 @@ static int train_epoch(worker *w, const epoch_header *h, const int32_t *idx, boo
             const uint8_t *dev = w->ring ? batch_ring_take(w->ring, slot) : NULL;
             for (int j = 0; j < w->nmicro; j++)
                 micro_step(w, &b, dev, j * w->micro, w->micro, opt_step && j == w->nmicro - 1);
+            r.images = b.n;
+            r.instances = b.nlabels;
             if (w->ring) batch_ring_release(w->ring, slot);
+            /* before the all-reduce wait: the next batch's loading and upload overlap backward */
+            if (s + 1 < h->steps) take_ahead(w); /* b is gone from here on */
             if (opt_step) {
                 if (optimizer_step(w, &r) != 0) fail_report(&r, w->err);
                 w->last_opt_step = w->ni;
             }
             w->ni++;
-            r.images = b.n;
-            r.instances = b.nlabels;
-            if (s + 1 < h->steps) take_ahead(w); /* b is gone from here on */
             double res[BACKEND_DETLOSS_RESULTS]; /* the step's one copy to the host */
             backend_to_host(w->be, res, w->loss_res, sizeof res);
             for (int k = 0; k < 3; k++)

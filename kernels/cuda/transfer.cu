@@ -23,7 +23,8 @@ static void cu_host_free(backend *be, void *p) {
 static void cu_to_device_async(backend *be, void *dst, const void *src, size_t bytes,
                                backend_event *after, backend_event *done) {
     cuda_ctx *c = cuda_enter(be, "to_device_async");
-    if (!c->copy_stream) CUDA_CHECK(cudaStreamCreateWithFlags(&c->copy_stream, cudaStreamNonBlocking));
+    if (!c->copy_stream)
+        CUDA_CHECK(cudaStreamCreateWithFlags(&c->copy_stream, cudaStreamNonBlocking));
     if (after) CUDA_CHECK(cudaStreamWaitEvent(c->copy_stream, (cudaEvent_t)after->handle, 0));
     CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c->copy_stream));
     if (done) CUDA_CHECK(cudaEventRecord((cudaEvent_t)done->handle, c->copy_stream));

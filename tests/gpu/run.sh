@@ -35,11 +35,13 @@ die() { log "ERROR: $*"; exit 1; }
 runtime_packages() {
   local bins=("$@") libs
   libs=$(for b in "${bins[@]}"; do ldd "$b"; done | awk '/=> \//{print $3}' | sort -u)
-  for l in $libs; do dpkg -S "$(readlink -f "$l")" 2>/dev/null | cut -d: -f1; done | sort -u |
-    grep -v -E '^(libc6|libstdc\+\+6|libgcc-s1)$' | grep -v -E '^(cuda|libcudnn|libnccl|libcublas)'
-  # Open MPI's launcher, its components' libraries and help files (loaded at run time, not linked)
+  for l in $libs; do # dpkg knows a library by one of its paths (/lib or /usr/lib)
+    dpkg -S "$(readlink -f "$l")" 2>/dev/null || dpkg -S "$l" 2>/dev/null
+  done | cut -d: -f1 | sort -u | grep -v -E '^(libc6|libstdc\+\+6|libgcc-s1)$'
+  # Open MPI's launcher, help files, and what its components load at run time (not linked)
   echo openmpi-bin openmpi-common libpmix2 libhwloc-plugins libevent-core-2.1-7 \
-    libevent-pthreads-2.1-7 libltdl7 | tr ' ' '\n'
+    libevent-pthreads-2.1-7 libltdl7 libfabric1 libucx0 libibverbs1 librdmacm1 libnl-3-200 \
+    libnl-route-3-200 libpsm2-2 libpsm-infinipath1 | tr ' ' '\n'
 }
 
 prepare() {
