@@ -216,6 +216,11 @@ int bops_check_memory(backend *be, char *err, size_t errlen) {
         rc = errf(err, errlen, "%s: %g s between two events", backend_name(be), el);
     backend_event_destroy(be, a);
     backend_event_destroy(be, b);
+    backend_event_destroy(be, NULL);
+    backend_to_device(be, d, host, 0); /* empty copies and NULL frees are fine */
+    backend_to_host(be, back, d, 0);
+    backend_zero(be, d, 0);
+    backend_free(be, NULL);
 out:
     backend_free(be, d);
     backend_free(be, d2);

@@ -83,49 +83,45 @@ static void no_algorithm(const cuda_ctx *c, const conv2d_desc *d, int dir) {
           d->pad, d->groups, c->opts.workspace_limit >> 20);
 }
 
+// The picked result of one direction: its algorithm, workspace and math type into the plan.
+template <typename Perf, typename Algo>
+static void take(cuda_ctx *c, conv_plan *p, int dir, const Perf *r, int n, Algo *algo) {
+    int i = pick(c, &p->d, dir, r, n);
+    if (i < 0) no_algorithm(c, &p->d, dir);
+    *algo = r[i].algo;
+    p->ws[dir] = r[i].memory;
+    CUDNN_CHECK(cudnnSetConvolutionMathType(p->conv[dir], r[i].mathType));
+}
+
 static void choose(cuda_ctx *c, conv_plan *p) {
     enum { MAXR = 16 };
-    int n = 0, i;
+    int n = 0;
     bool find = c->opts.search == BACKEND_CONV_FIND;
-    {
-        cudnnConvolutionFwdAlgoPerf_t r[MAXR];
-        if (find)
-            CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(c->cudnn, p->x, p->w, p->conv[DIR_FWD],
-                                                             p->y, MAXR, &n, r));
-        else
-            CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(
-                c->cudnn, p->x, p->w, p->conv[DIR_FWD], p->y, MAXR, &n, r));
-        if ((i = pick(c, &p->d, DIR_FWD, r, n)) < 0) no_algorithm(c, &p->d, DIR_FWD);
-        p->fwd = r[i].algo;
-        p->ws[DIR_FWD] = r[i].memory;
-        CUDNN_CHECK(cudnnSetConvolutionMathType(p->conv[DIR_FWD], r[i].mathType));
-    }
-    {
-        cudnnConvolutionBwdDataAlgoPerf_t r[MAXR];
-        if (find)
-            CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(
-                c->cudnn, p->w, p->y, p->conv[DIR_DATA], p->x, MAXR, &n, r));
-        else
-            CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(
-                c->cudnn, p->w, p->y, p->conv[DIR_DATA], p->x, MAXR, &n, r));
-        if ((i = pick(c, &p->d, DIR_DATA, r, n)) < 0) no_algorithm(c, &p->d, DIR_DATA);
-        p->data = r[i].algo;
-        p->ws[DIR_DATA] = r[i].memory;
-        CUDNN_CHECK(cudnnSetConvolutionMathType(p->conv[DIR_DATA], r[i].mathType));
-    }
-    {
-        cudnnConvolutionBwdFilterAlgoPerf_t r[MAXR];
-        if (find)
-            CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(
-                c->cudnn, p->x, p->y, p->conv[DIR_FILTER], p->w, MAXR, &n, r));
-        else
-            CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
-                c->cudnn, p->x, p->y, p->conv[DIR_FILTER], p->w, MAXR, &n, r));
-        if ((i = pick(c, &p->d, DIR_FILTER, r, n)) < 0) no_algorithm(c, &p->d, DIR_FILTER);
-        p->filter = r[i].algo;
-        p->ws[DIR_FILTER] = r[i].memory;
-        CUDNN_CHECK(cudnnSetConvolutionMathType(p->conv[DIR_FILTER], r[i].mathType));
-    }
+    cudnnConvolutionFwdAlgoPerf_t rf[MAXR];
+    cudnnConvolutionBwdDataAlgoPerf_t rd[MAXR];
+    cudnnConvolutionBwdFilterAlgoPerf_t rw[MAXR];
+    cudnnConvolutionDescriptor_t *cv = p->conv;
+    if (find)
+        CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(c->cudnn, p->x, p->w, cv[DIR_FWD], p->y,
+                                                         MAXR, &n, rf));
+    else
+        CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(c->cudnn, p->x, p->w, cv[DIR_FWD], p->y,
+                                                           MAXR, &n, rf));
+    take(c, p, DIR_FWD, rf, n, &p->fwd);
+    if (find)
+        CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(c->cudnn, p->w, p->y, cv[DIR_DATA],
+                                                              p->x, MAXR, &n, rd));
+    else
+        CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(c->cudnn, p->w, p->y, cv[DIR_DATA],
+                                                                p->x, MAXR, &n, rd));
+    take(c, p, DIR_DATA, rd, n, &p->data);
+    if (find)
+        CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(
+            c->cudnn, p->x, p->y, cv[DIR_FILTER], p->w, MAXR, &n, rw));
+    else
+        CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
+            c->cudnn, p->x, p->y, cv[DIR_FILTER], p->w, MAXR, &n, rw));
+    take(c, p, DIR_FILTER, rw, n, &p->filter);
 }
 
 static conv_plan *plan_for(cuda_ctx *c, const conv2d_desc *d) {
