@@ -1,10 +1,13 @@
 /* Errors and logging: one line per message, to stderr, prefixed with the program name. */
 #pragma once
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Set once in main(): "coordinator", "worker[3]", ... */
 void log_set_program(const char *name);
 const char *log_program(void);
+/* Drops warnings and info lines (errors still print): for fuzzing, where parsers warn per input. */
+void log_set_quiet(bool quiet);
 
 void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -244,6 +244,27 @@ extern "C" int backend_cuda_device_count(char *why, size_t whylen) {
     return n;
 }
 
+extern "C" int backend_cuda_device_memory(int device, double *free_bytes, double *total_bytes,
+                                          char *why, size_t whylen) {
+    *free_bytes = *total_bytes = 0;
+    int prev = 0;
+    size_t f = 0, t = 0;
+    cudaError_t e = cudaGetDevice(&prev);
+    if (e == cudaSuccess) e = cudaSetDevice(device);
+    if (e == cudaSuccess) e = cudaMemGetInfo(&f, &t);
+    cudaError_t back = cudaSetDevice(prev); // the caller's device stays current
+    if (e == cudaSuccess) e = back;
+    if (e != cudaSuccess) {
+        if (why && whylen)
+            snprintf(why, whylen, "GPU %d: cudaMemGetInfo failed: %s", device,
+                     cudaGetErrorString(e));
+        return -1;
+    }
+    *free_bytes = (double)f;
+    *total_bytes = (double)t;
+    return 0;
+}
+
 extern "C" const backend_cuda_opts *backend_cuda_options(const backend *be) {
     return be && be->iface.destroy == cu_destroy ? &cuda_ctx_of(be)->opts : NULL;
 }

@@ -1,10 +1,12 @@
 #include "runs.h"
+#include "tests/testenv.h"
 
 #include <criterion/criterion.h>
 #include <hdf5.h>
 #include <limits.h>
 #include <math.h>
 #include <dirent.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -14,9 +16,8 @@
 #include <unistd.h>
 
 void run_make_data(char *dir, size_t n, const char *prefix, int ntrain, int nval) {
-    snprintf(dir, n, "/tmp/%s-XXXXXX", prefix);
-    cr_assert(mkdtemp(dir), "mkdtemp %s", dir);
-    int rc = run_sh("./bin/coordinator data synth out=%s/s.h5 train=%d val=%d imgsz=64 classes=3 "
+    test_temp_dir(dir, n, strncmp(prefix, "yolo-", 5) ? prefix : prefix + 5);
+    int rc = run_sh("\"$YOLO_COORD\" data synth out=%s/s.h5 train=%d val=%d imgsz=64 classes=3 "
                     "seed=3 >/dev/null",
                     dir, ntrain, nval);
     cr_assert_eq(rc, 0, "synth");
@@ -109,7 +110,9 @@ int run_kill_session(pid_t sid, double seconds) {
 
 const char *run_test_python(char *why, size_t n) {
     static char py[1200];
-    FILE *p = popen("scripts/pyenv.sh test 2>&1", "r");
+    char cmd[PATH_MAX + 32];
+    snprintf(cmd, sizeof cmd, "'%s' test 2>&1", repo_path("scripts/pyenv.sh"));
+    FILE *p = popen(cmd, "r");
     cr_assert(p);
     char line[1024], last[1024] = "";
     while (fgets(line, sizeof line, p)) {
@@ -196,20 +199,9 @@ run_cmp run_compare_weights(const char *pa, const char *pb) {
 }
 
 int run_mpi_program(const char *name, int np, char *out, size_t n) {
-    /* mpirun as root on a 2-core box (make test exports these too). */
-    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 0);
-    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 0);
-    setenv("OMPI_MCA_btl", "self,vader", 0);
-    setenv("OMPI_MCA_rmaps_base_oversubscribe", "1", 0);
-    char exe[PATH_MAX];
-    ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    cr_assert(k > 0);
-    exe[k] = 0;
-    char *slash = strrchr(exe, '/');
-    cr_assert(slash);
-    *slash = 0;
+    test_mpi_env(); /* mpirun as root on a 2-core box (make test exports these too) */
     char prog[PATH_MAX + 64], cmd[PATH_MAX + 160];
-    snprintf(prog, sizeof prog, "%s/mpi/%s", exe, name);
+    snprintf(prog, sizeof prog, "%s/mpi/%s", test_exe_dir(), name);
     cr_assert(access(prog, X_OK) == 0, "%s not built (make all builds it)", prog);
     snprintf(cmd, sizeof cmd, "timeout 120 mpirun -np %d '%s' 2>&1", np, prog);
     FILE *p = popen(cmd, "r");

@@ -11,6 +11,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tests/testenv.h"
+
 static void run_check(int np) {
     char out[16384], want[64];
     int rc = run_mpi_program("allreduce_check", np, out, sizeof out);

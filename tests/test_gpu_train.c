@@ -22,11 +22,13 @@
 #include "kernels/backend_cuda.h"
 #include "kernels/threads.h"
 #include "runs.h"
+#include "tests/testenv.h"
 #include "worker/head_loss.h"
 #include "worker/model.h"
 #include "worker/train_setup.h"
 
 #include <criterion/criterion.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -346,15 +348,16 @@ Test(gpu_train, two_gpus_equal_one_gpu_two_micro_batches, .timeout = 600) {
     char why[256];
     int n = backend_cuda_device_count(why, sizeof why);
     if (n < 2) cr_skip_test("needs 2 GPUs (%s)", n ? "1 GPU here" : why);
-    char dir[64], pa[256], pb[256];
+    char dir[PATH_MAX], pa[PATH_MAX + 32], pb[PATH_MAX + 32];
     run_make_data(dir, sizeof dir, "yolo-gpu2", 40, 8);
+    test_mpi_env();
     const char *args = "model=yolov8n.yaml epochs=1 imgsz=64 batch=8 nbs=8 threads=1 "
                        "loader_threads=1 exist_ok=True";
-    cr_assert_eq(run_sh("timeout 300 ./bin/coordinator train data=%s/s.h5 %s device=0,1 workers=2 "
+    cr_assert_eq(run_sh("timeout 300 \"$YOLO_COORD\" train data=%s/s.h5 %s device=0,1 workers=2 "
                         "project=%s name=multi > %s/multi.log 2>&1",
                         dir, args, dir, dir),
                  0, "2 GPUs: see %s/multi.log", dir);
-    cr_assert_eq(run_sh("timeout 300 ./bin/coordinator train data=%s/s.h5 %s device=0 workers=1 "
+    cr_assert_eq(run_sh("timeout 300 \"$YOLO_COORD\" train data=%s/s.h5 %s device=0 workers=1 "
                         "micro_batch=4 project=%s name=micro > %s/micro.log 2>&1",
                         dir, args, dir, dir),
                  0, "1 GPU: see %s/micro.log", dir);
@@ -366,7 +369,7 @@ Test(gpu_train, two_gpus_equal_one_gpu_two_micro_batches, .timeout = 600) {
     cr_assert_eq(c.missing, 0);
     cr_assert_gt(c.tensors, 100);
     cr_assert_leq(c.max_rel_param, 1e-4, "max rel diff %.3g in %s", c.max_rel_param, c.worst);
-    run_sh("rm -rf %s", dir);
+    test_remove_dir(dir);
 }
 
 /* `coordinator train device=0` end to end (mpirun, loader, GPU step, NCCL of one rank,
@@ -374,9 +377,10 @@ Test(gpu_train, two_gpus_equal_one_gpu_two_micro_batches, .timeout = 600) {
 Test(gpu_train, train_device0_end_to_end, .timeout = 600) {
     char why[256];
     if (backend_cuda_device_count(why, sizeof why) == 0) cr_skip_test("no GPU: %s", why);
-    char dir[64], csv[128];
+    char dir[PATH_MAX], csv[PATH_MAX + 32];
     run_make_data(dir, sizeof dir, "yolo-gpu1", 32, 8);
-    cr_assert_eq(run_sh("timeout 300 ./bin/coordinator train data=%s/s.h5 model=yolov8n.yaml "
+    test_mpi_env();
+    cr_assert_eq(run_sh("timeout 300 \"$YOLO_COORD\" train data=%s/s.h5 model=yolov8n.yaml "
                         "epochs=2 imgsz=64 batch=8 device=0 plots=False project=%s name=r > "
                         "%s/r.log 2>&1",
                         dir, dir, dir),
@@ -396,5 +400,5 @@ Test(gpu_train, train_device0_end_to_end, .timeout = 600) {
     }
     fclose(f);
     cr_expect_eq(rows, 2, "one row per epoch");
-    run_sh("rm -rf %s", dir);
+    test_remove_dir(dir);
 }

@@ -70,9 +70,46 @@ backend *device_backend_create(const train_args *a, MPI_Comm wcomm, int threads,
 }
 
 int device_check_local(const train_args *a, int workers, char *err, size_t errlen) {
-    if (train_args_gpus(a, NULL, 0) == 0) return 0;
+    int listed = train_args_gpus(a, NULL, 0);
+    if (listed == 0) return 0;
+    if (listed == -2)
+        return errf(err, errlen,
+                    "device=%s: expected cpu, cuda, cuda:N or GPU indices such as 0 or 0,1",
+                    a->device);
     char why[256];
     int present = backend_cuda_device_count(why, sizeof why);
     if (present == 0) return errf(err, errlen, "device=%s: %s; use device=cpu", a->device, why);
     return device_gpu_for(a, workers - 1, present, err, errlen) < 0 ? -1 : 0;
+}
+
+static int check_gpu_memory(const train_args *a, const mem_budget *b, int gpu, char *err,
+                            size_t errlen) {
+    double free_b, total_b;
+    char why[256];
+    if (backend_cuda_device_memory(gpu, &free_b, &total_b, why, sizeof why) != 0)
+        return errf(err, errlen, "device=%s: %s", a->device, why);
+    mem_budget on_gpu = *b;
+    on_gpu.total -= on_gpu.loader;
+    on_gpu.loader = 0;
+    char msg[512];
+    if (mem_budget_check(&on_gpu, 1, free_b, (int)a->imgsz, (int)a->batch, msg, sizeof msg) == 0)
+        return 0;
+    return errf(err, errlen, "device=%s, GPU %d (%.1f GiB in all): %s", a->device, gpu,
+                total_b / (1024.0 * 1024 * 1024), msg);
+}
+
+int device_check_memory(const train_args *a, const mem_budget *b, int workers, int gpu, char *err,
+                        size_t errlen) {
+    if (train_args_gpus(a, NULL, 0) == 0)
+        return mem_budget_check(b, workers, mem_available(), (int)a->imgsz, (int)a->batch, err,
+                                errlen);
+    if (gpu >= 0) return check_gpu_memory(a, b, gpu, err, errlen);
+    char why[256];
+    int present = backend_cuda_device_count(why, sizeof why);
+    if (present == 0) return errf(err, errlen, "device=%s: %s; use device=cpu", a->device, why);
+    for (int r = 0; r < workers; r++) {
+        int g = device_gpu_for(a, r, present, err, errlen);
+        if (g < 0 || check_gpu_memory(a, b, g, err, errlen) != 0) return -1;
+    }
+    return 0;
 }

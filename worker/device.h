@@ -6,6 +6,7 @@
 #include "common/train_args.h"
 #include "kernels/backend.h"
 #include "kernels/backend_cuda.h"
+#include "worker/mem_budget.h"
 
 #include <mpi.h>
 #include <stdbool.h>
@@ -30,3 +31,10 @@ backend *device_backend_create(const train_args *a, MPI_Comm wcomm, int threads,
 /* Before launch (worker info): can `workers` workers on this machine each get a GPU under
  * device=? 0, or -1 with one line. device=cpu is always fine. */
 int device_check_local(const train_args *a, int workers, char *err, size_t errlen);
+
+/* Does a training worker of budget b fit? device=cpu: `workers` of them in this machine's
+ * available memory (MemAvailable). A GPU: one worker on GPU `gpu` (gpu < 0: on each GPU that
+ * local ranks 0..workers-1 would take) in its free memory, less the loader's buffers, which stay
+ * in host memory. 0, or -1 with one line giving what is needed and what there is. */
+int device_check_memory(const train_args *a, const mem_budget *b, int workers, int gpu, char *err,
+                        size_t errlen);

@@ -34,6 +34,8 @@ typedef struct worker {
     train_args a;
     job_info job;
     int rank, wrank, W; /* world rank, rank among workers, number of workers */
+    int local_workers;  /* workers on this machine (they share its memory) */
+    bool aborted;       /* the coordinator ended the job (CTRL_ABORT) and printed why */
     MPI_Comm wcomm;
     backend *be;      /* where the models, gradients and optimizer state live */
     model *m, *ema_m; /* the trained model and its EMA (validated, saved) */
@@ -246,6 +248,7 @@ static int train_epoch(worker *w, const epoch_header *h, const int32_t *idx, boo
         int32_t word;
         CHECK_MPI(
             MPI_Recv(&word, 1, MPI_INT32_T, 0, TAG_CONTROL, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+        if (word == CTRL_ABORT) w->aborted = true;  /* the coordinator said why */
         if (word == CTRL_ABORT || !r.ok) return -1; /* the job ends: a batch taken ahead too */
         if (word == CTRL_SAVE || word == CTRL_STOP) snapshot_send(&w->snap);
         if (word == CTRL_STOP) *halt = true;
@@ -344,6 +347,12 @@ static int setup(worker *w) {
     /* Same seed on every worker: identical initial weights without a broadcast. */
     w->m = model_create_on(w->be, a->model, w->job.nc, (uint64_t)a->seed, w->err, sizeof w->err);
     if (!w->m) return -1;
+    /* refuse a batch that cannot fit before allocating it (the coordinator checked the same
+     * with `worker info` when it launched the job itself) */
+    mem_budget mb;
+    if (mem_budget_train(w->m, w->share, w->micro, (int)a->imgsz, &mb, w->err, sizeof w->err) ||
+        device_check_memory(a, &mb, w->local_workers, backend_device(w->be), w->err, sizeof w->err))
+        return -1;
     w->ema_m =
         model_create_on(w->be, a->model, w->job.nc, (uint64_t)a->seed, w->err, sizeof w->err);
     if (!w->ema_m) return -1;
@@ -434,6 +443,9 @@ int worker_train_main(void) {
     CHECK_MPI(MPI_Comm_split(MPI_COMM_WORLD, 1, w->rank, &w->wcomm));
     CHECK_MPI(MPI_Comm_rank(w->wcomm, &w->wrank));
     CHECK_MPI(MPI_Comm_size(w->wcomm, &w->W));
+    if (w->rank == 0) /* the other ranks wait for a coordinator's go: this says no */
+        log_error("rank 0 is a worker: start the job as mpirun -np 1 coordinator train ... : "
+                  "-np N worker");
     int32_t go = 0;
     CHECK_MPI(MPI_Bcast(&go, 1, MPI_INT32_T, 0, MPI_COMM_WORLD));
     int rc = 0;
@@ -443,27 +455,41 @@ int worker_train_main(void) {
     }
     CHECK_MPI(MPI_Bcast(&w->a, sizeof w->a, MPI_BYTE, 0, MPI_COMM_WORLD));
     CHECK_MPI(MPI_Bcast(&w->job, sizeof w->job, MPI_BYTE, 0, MPI_COMM_WORLD));
-    if (w->job.protocol == PROTOCOL_VERSION && w->job.class_weights) {
-        w->cls_w = xmalloc((size_t)w->job.nc * sizeof *w->cls_w);
-        CHECK_MPI(MPI_Bcast(w->cls_w, w->job.nc, MPI_FLOAT, 0, MPI_COMM_WORLD));
-    }
     if (w->job.protocol != PROTOCOL_VERSION) {
         log_error("rank %d: protocol version %d, coordinator speaks %d", w->rank, PROTOCOL_VERSION,
                   w->job.protocol);
         MPI_Abort(MPI_COMM_WORLD, 1);
     }
-    if (setup(w) != 0) {
-        log_error("rank %d: %s", w->rank, w->err);
-        MPI_Abort(MPI_COMM_WORLD, 1);
+    MPI_Comm node;
+    CHECK_MPI(MPI_Comm_split_type(w->wcomm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
+    CHECK_MPI(MPI_Comm_size(node, &w->local_workers));
+    CHECK_MPI(MPI_Comm_free(&node));
+    /* The coordinator prints the first failure and creates nothing unless every worker is ready */
+    setup_report sr = {.ok = setup(w) == 0};
+    if (!sr.ok) snprintf(sr.error, sizeof sr.error, "%.199s", w->err);
+    CHECK_MPI(MPI_Gather(&sr, sizeof sr, MPI_BYTE, NULL, 0, MPI_BYTE, 0, MPI_COMM_WORLD));
+    int32_t start = 0;
+    CHECK_MPI(MPI_Bcast(&start, 1, MPI_INT32_T, 0, MPI_COMM_WORLD));
+    if (!start) rc = 2;
+    if (start) {
+        run_prep prep;
+        CHECK_MPI(MPI_Bcast(&prep, sizeof prep, MPI_BYTE, 0, MPI_COMM_WORLD));
+        w->a.max_det = prep.max_det;
+        if (prep.class_weights) {
+            w->cls_w = xmalloc((size_t)w->job.nc * sizeof *w->cls_w);
+            CHECK_MPI(MPI_Bcast(w->cls_w, w->job.nc, MPI_FLOAT, 0, MPI_COMM_WORLD));
+            w->h_o2m.cls_weight = w->h_o2o.cls_weight = w->cls_w;
+        }
+        if (w->wrank == 0)
+            CHECK_MPI(
+                MPI_Send(&w->info, sizeof w->info, MPI_BYTE, 0, TAG_MODEL_INFO, MPI_COMM_WORLD));
     }
-    if (w->wrank == 0)
-        CHECK_MPI(MPI_Send(&w->info, sizeof w->info, MPI_BYTE, 0, TAG_MODEL_INFO, MPI_COMM_WORLD));
     /* a resumed run: the checkpoint's state, after the coordinator has the model info */
-    if (w->job.resume && snapshot_receive(&w->snap, w->err, sizeof w->err) != 0) {
+    if (start && w->job.resume && snapshot_receive(&w->snap, w->err, sizeof w->err) != 0) {
         log_error("rank %d: %s", w->rank, w->err);
         MPI_Abort(MPI_COMM_WORLD, 1);
     }
-    for (;;) { /* the coordinator decides how many epochs (time=, stop): steps < 0 ends */
+    for (; start;) { /* the coordinator decides how many epochs (time=, stop): steps < 0 ends */
         epoch_header h;
         CHECK_MPI(
             MPI_Recv(&h, sizeof h, MPI_BYTE, 0, TAG_EPOCH, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
@@ -477,7 +503,7 @@ int worker_train_main(void) {
         int r = train_epoch(w, &h, idx, &halt);
         free(idx);
         if (r != 0 || (!halt && end_epoch(w) != 0)) {
-            log_error("rank %d: %s", w->rank, w->err);
+            if (!w->aborted) log_error("rank %d: %s", w->rank, w->err);
             rc = 1;
             break;
         }
@@ -487,7 +513,7 @@ int worker_train_main(void) {
     if (w->be) backend_event_destroy(w->be, w->grad_ev);
     loader_destroy(w->train_ld);
     loader_destroy(w->val_ld);
-    train_free_optimizer(w->m, &w->opt);
+    if (w->m) train_free_optimizer(w->m, &w->opt); /* a setup that failed may have no model */
     if (w->be) backend_free(w->be, w->acc);
     if (w->be) backend_free(w->be, w->loss_res);
     model_free(w->m);

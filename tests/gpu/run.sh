@@ -120,11 +120,11 @@ budget() {
 }
 
 gpu_tests() {
-  log "GPU tests: Criterion suites gpu, gpu_train, detloss_hd, cuda_hd, backend_ops (a skipped test says why;"
+  log "GPU tests: Criterion suites gpu, gpu_train, detloss_hd, cuda_hd, backend_ops, allreduce (a skipped test says why;"
   log "  gpu_train::train_device0_end_to_end is the train device=0 run; backend_ops the op harness)"
   local out=build/gpu-tests.log
   timeout "$(budget 220)" ./build/tests/yolo-tests --jobs 1 --verbose \
-    --filter '@(gpu|gpu_train|detloss_hd|cuda_hd|backend_ops)/*' >"$out" 2>&1
+    --filter '@(gpu|gpu_train|detloss_hd|cuda_hd|backend_ops|allreduce)/*' >"$out" 2>&1
   local rc=$?
   grep -E '^\[(SKIP|FAIL|PASS)\]|Synthesis' "$out" | grep -v 'Test is disabled' | tail -60
   result "GPU tests (rc $rc)" "$(grep Synthesis "$out" | sed 's/.*Synthesis: //')"
