@@ -184,9 +184,6 @@ static int check_optimizer(train_args *a, char *err, size_t errlen) {
     return errf(err, errlen, "optimizer=%s: expected auto, SGD, AdamW or MuSGD", a->optimizer);
 }
 
-/* amp: on the CPU, Ultralytics trains in float32 for True/fp16 (its AMP check is CUDA-only) and
- * for False/fp32, which is what this engine does. bf16 would run PyTorch's CPU bfloat16
- * autocast, which this float32 engine does not emulate. */
 int train_args_gpus(const train_args *a, int *ids, int max) {
     const char *d = a->device;
     if (!strcmp(d, "cpu")) return 0;
@@ -221,6 +218,10 @@ static int check_device(const train_args *a, char *err, size_t errlen) {
     return 0;
 }
 
+/* amp: on the CPU, Ultralytics trains in float32 for True/fp16 (its AMP check is CUDA-only) and
+ * for False/fp32, which is what this engine does. bf16 would run PyTorch's CPU bfloat16
+ * autocast, which this float32 engine does not emulate. On a GPU
+ * (device=), True, fp16 and bf16 train in bf16 mixed precision (worker/device.h). */
 static int check_amp(train_args *a, const ul_behaviour *beh, char *err, size_t errlen) {
     bool b;
     if (parse_bool(a->amp, &b)) {
