@@ -158,9 +158,13 @@ static void nccl_destroy(allreduce *ar) {
             if (r != ncclSuccess) log_warn("allreduce: ncclCommDestroy: %s", ncclGetErrorString(r));
         }
     }
-    if (im->stream) cudaStreamDestroy(im->stream);
-    if (im->start) cudaEventDestroy(im->start);
-    if (im->end) cudaEventDestroy(im->end);
+    cudaError_t e[3] = {im->stream ? cudaStreamDestroy(im->stream) : cudaSuccess,
+                        im->start ? cudaEventDestroy(im->start) : cudaSuccess,
+                        im->end ? cudaEventDestroy(im->end) : cudaSuccess};
+    for (int i = 0; i < 3; i++) /* teardown: said, not fatal (the job is ending anyway) */
+        if (e[i] != cudaSuccess)
+            log_warn("allreduce: destroying the %s failed: %s",
+                     i == 0 ? "communication stream" : "timing events", cudaGetErrorString(e[i]));
     free(im);
     ar->impl = NULL;
 }
