@@ -3,7 +3,9 @@
  *
  * Sequence:
  *   start:  coordinator -> all   MPI_Bcast of an int32 go (0: refused, said why; 2: nothing to
- *                                do), then of train_args (common/train_args.h) and job_info
+ *                                do), then of train_args (common/train_args.h) and job_info,
+ *                                then of the model (job.model_text_len bytes: its name, a NUL,
+ *                                its yaml text)
  *   setup:  all -> coordinator   MPI_Gather of setup_report (the coordinator's is ignored): each
  *                                worker builds its model, checks memory and opens its loaders;
  *           coordinator -> all   MPI_Bcast of an int32 start (0: a rank failed, or the run folder
@@ -11,6 +13,9 @@
  *           coordinator -> all   MPI_Bcast of run_prep, then nc floats of class weights when
  *                                run_prep says so (settled once train.log records them)
  *           worker 0 -> coordinator  model_info (what it built: loss names, optimizer groups)
+ *   weights: (job.pretrained) coordinator -> all  MPI_Bcast of weights_header, its tensor_desc
+ *           table, its floats and its class map (fine-tuning: worker/pretrained.h); worker 0 ->
+ *           coordinator  pretrained_summary
  *   resume: (job.resume) coordinator -> all  MPI_Bcast of state_header, its tensor_desc table and
  *           its floats (a checkpoint's state); when header.grad_accum, then coordinator -> each
  *           (point to point, TAG_STATE_ACCUM) accum_header, tensor_desc table, floats: that rank's
@@ -35,8 +40,9 @@
 #pragma once
 #include <stdint.h>
 
-/* 6: the epoch message carries the previous epoch's last global batches (epoch_header.history) */
-#define PROTOCOL_VERSION 6
+/* 7: the model's yaml text follows job_info, pretrained weights after model_info (ckptcli);
+ * 6: the epoch message carries the previous epoch's last global batches (epoch_header.history) */
+#define PROTOCOL_VERSION 7
 
 enum msg_tag {
     TAG_EPOCH = 100,
@@ -53,6 +59,7 @@ enum msg_tag {
     TAG_STATE_ACCUM,
     TAG_MODEL_INFO,
     TAG_VAL_PLOTS,
+    TAG_PRETRAINED,
 };
 
 typedef enum control_word {
@@ -66,7 +73,12 @@ typedef enum control_word {
 
 typedef struct job_info {
     int32_t protocol, nc, n_train, n_val, workers;
-    int32_t resume; /* 1: a checkpoint's state is broadcast before the first epoch */
+    int32_t resume;         /* 1: a checkpoint's state is broadcast before the first epoch */
+    int32_t model_text_len; /* bytes of the model message (name, NUL, yaml text) */
+    int32_t pretrained;     /* 1: pretrained weights are broadcast after model_info */
+    /* the class-branch width (Detect's c3) of the weights the run starts from (pretrained or
+     * resumed) and the head input widths it was built for; 0: the yaml rule */
+    int32_t cls_width, head_ch[3];
     uint64_t dataset_size_hint;
 } job_info;
 
@@ -177,6 +189,20 @@ static inline const char *state_optimizer_name(int kind) {
 typedef struct accum_header {
     int64_t n_tensors, n_floats;
 } accum_header;
+
+/* Fine-tuning: pretrained weights (n_tensors tensor_desc, n_floats floats, then ncls int32: the
+ * class map of cls_remap, or 0 entries). */
+typedef struct weights_header {
+    int64_t n_tensors, n_floats;
+    int32_t ncls, pad;
+} weights_header;
+
+/* What the pretrained weights did to worker 0's model (printed and logged by the coordinator). */
+typedef struct pretrained_summary {
+    int32_t ok, transferred, total, remapped, n_not_loaded, cls_width, rule_width, pad;
+    char not_loaded[1024];
+    char error[256];
+} pretrained_summary;
 
 typedef struct tensor_desc {
     char name[STATE_NAME_MAX];

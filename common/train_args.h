@@ -12,9 +12,11 @@
 typedef struct train_args {
     /* data and model */
     char data[1024], model[1024], project[1024], name[256], optimizer[32], device[32];
-    char save_dir[2048]; /* resolved run directory */
-    char cache[32];      /* "False" or "ram" (True means ram, as in Ultralytics) */
-    char resume[1024];   /* "False", "True", "auto", a run folder or a version file */
+    char save_dir[2048];   /* resolved run directory */
+    char cache[32];        /* "False" or "ram" (True means ram, as in Ultralytics) */
+    char resume[1024];     /* "False", "True", "auto", a run folder or a version file */
+    char pretrained[1024]; /* "True", "False", or a weights file / checkpoint version whose
+                              weights start the run (coordinator/model_source.h) */
     long epochs, patience, batch, imgsz, save_period, seed, close_mosaic, nbs, max_det, workers;
     double time_hours, fraction, lr0, lrf, momentum, weight_decay, warmup_epochs, warmup_momentum,
         warmup_bias_lr, box, cls, dfl, hsv_h, hsv_s, hsv_v, degrees, translate, scale, shear,
@@ -22,7 +24,7 @@ typedef struct train_args {
     bool exist_ok, cos_lr, val, save, deterministic, single_cls, plots, verbose;
     /* from Ultralytics 8.4.190 (args_8_4_190) */
     double cls_pw;     /* class weights (1/count)^cls_pw in the BCE; 0 = off */
-    bool cls_remap;    /* only acts when pretrained weights are loaded (refused here) */
+    bool cls_remap;    /* fine-tuning: class rows of the head copied by class name */
     int nms;           /* -1 None, 0 False, 1 True: YOLO26 validation head (see trainer) */
     int channels_last; /* -1 None, 0, 1: memory layout; ours is NHWC whatever it says */
     char amp[8];       /* True/False (8.4.33), or fp16/bf16/fp32 (8.4.190); CPU trains fp32 */

@@ -9,6 +9,8 @@
 #include "coordinator/commands.h"
 #include "coordinator/launch.h"
 #include "coordinator/metric_sink.h"
+#include "coordinator/model_source.h"
+#include "coordinator/model_weights.h"
 #include "coordinator/preflight.h"
 #include "coordinator/progress.h"
 #include "coordinator/resume.h"
@@ -256,7 +258,7 @@ static int run(train_args *a, int workers, const resume_plan *plan) {
     int flags = (getenv("YOLO_PREFLIGHT_DONE") ? PREFLIGHT_QUIET : 0) |
                 (plan->active && plan->run_dir[0] ? PREFLIGHT_RESUME : 0);
     dataset *ds;
-    if (preflight_train(a, workers, flags, &ds, err, sizeof err) != 0) {
+    if (preflight_train(a, workers, flags, NULL, &ds, err, sizeof err) != 0) {
         log_error("%s", err);
         release_workers(0);
         return 2;
@@ -274,12 +276,33 @@ static int run(train_args *a, int workers, const resume_plan *plan) {
         release_workers(0);
         return 2;
     }
+    /* the model the workers build and the weights they start from (a resumed run: its
+     * version's architecture and class-branch width) */
+    model_source src = {0};
+    model_weights pw = {0};
+    if (model_source_resolve(a, vf ? ckpt_file_meta(vf) : NULL, &src, err, sizeof err) != 0 ||
+        model_source_job(&src, ul_behaviour_of(a->ultralytics)->finetune_head_rebuild, vf, &job,
+                         &pw, err, sizeof err) != 0) {
+        log_error("%s", err);
+        model_source_free(&src);
+        model_weights_free(&pw);
+        ckpt_state_free(state);
+        ckpt_close(vf);
+        dataset_close(ds);
+        release_workers(0);
+        return 2;
+    }
     job.resume = state != NULL;
+    char *model_msg = model_source_message(&src, &job.model_text_len);
     release_workers(1);
     CHECK_MPI(MPI_Bcast(a, sizeof *a, MPI_BYTE, 0, MPI_COMM_WORLD));
     CHECK_MPI(MPI_Bcast(&job, sizeof job, MPI_BYTE, 0, MPI_COMM_WORLD));
+    CHECK_MPI(MPI_Bcast(model_msg, job.model_text_len, MPI_CHAR, 0, MPI_COMM_WORLD));
+    free(model_msg);
     int rc = start_run(a, workers, plan);
     if (rc != 0) {
+        model_source_free(&src);
+        model_weights_free(&pw);
         ckpt_state_free(state);
         ckpt_close(vf);
         dataset_close(ds);
@@ -306,9 +329,22 @@ static int run(train_args *a, int workers, const resume_plan *plan) {
     if (a->nms == 0 && mi.branches == 1) /* Ultralytics' end2end setter says the same */
         log_warn("nms=False: this model has no one-to-one head; using one-to-many outputs.");
 
+    /* fine-tuning: the pretrained weights into every worker's model (cls_remap: 8.4.190) */
+    bool remap = a->cls_remap && ul_behaviour_of(a->ultralytics)->finetune_head_rebuild;
+    if (job.pretrained && model_source_broadcast(&pw, ds, remap) != 0) {
+        ckpt_state_free(state);
+        ckpt_close(vf);
+        model_source_free(&src);
+        model_weights_free(&pw);
+        dataset_close(ds);
+        return 1;
+    }
+    model_weights_free(&pw);
     train_state st;
     const ckpt_meta *resumed = vf ? ckpt_file_meta(vf) : NULL;
-    if (train_state_init(&st, a, ds, workers, resumed, plan, err, sizeof err) != 0) {
+    int ir = train_state_init(&st, a, ds, workers, resumed, plan, &src, err, sizeof err);
+    model_source_free(&src);
+    if (ir != 0) {
         log_error("%s", err);
         ckpt_state_free(state);
         ckpt_close(vf);
@@ -384,11 +420,19 @@ int cmd_train(int argc, char **argv) {
         }
         int r = resume_prepare(&kv, &a, &plan, false, err, sizeof err);
         kv_free(&kv);
+        model_source src;
+        if (r == 0 && !plan.active) { /* the model and any pretrained weights: checked now */
+            if (model_source_resolve(&a, NULL, &src, err, sizeof err) != 0)
+                r = -1;
+            else
+                model_source_free(&src);
+        }
+        /* a resumed run builds its version's architecture (its model= file may be gone) */
         dataset *ds = NULL;
-        if (r == 0 && preflight_train(&a, (int)a.workers,
-                                      PREFLIGHT_MODEL |
-                                          (plan.active && plan.run_dir[0] ? PREFLIGHT_RESUME : 0),
-                                      &ds, err, sizeof err) != 0)
+        if (r == 0 && preflight_train(
+                          &a, (int)a.workers,
+                          PREFLIGHT_MODEL | (plan.active && plan.run_dir[0] ? PREFLIGHT_RESUME : 0),
+                          plan.active ? plan.version_path : NULL, &ds, err, sizeof err) != 0)
             r = -1;
         dataset_close(ds);
         if (r < 0) log_error("%s", err);

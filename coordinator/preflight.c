@@ -3,6 +3,7 @@
 #include "common/fs_check.h"
 #include "common/log.h"
 #include "coordinator/launch.h"
+#include "coordinator/model_source.h"
 #include "dataio/pack_cache.h"
 
 #include <errno.h>
@@ -77,11 +78,12 @@ static void last_error_line(char *text, char *out, size_t n) {
  * device=...`, the workers' own checks (a model yaml that builds; for a GPU device=, a build with
  * CUDA and a GPU for each worker; a batch that fits in host or GPU memory), output discarded unless
  * it fails. */
-static int check_model(const train_args *a, int nc, int workers, char *err, size_t errlen) {
+static int check_model_yaml(const train_args *a, const char *model, int nc, int workers, char *err,
+                            size_t errlen) {
     char worker[4096];
     if (worker_binary(worker, sizeof worker, err, errlen) != 0) return -1;
     char argbuf[7][1100];
-    snprintf(argbuf[0], sizeof argbuf[0], "model=%s", a->model);
+    snprintf(argbuf[0], sizeof argbuf[0], "model=%s", model);
     snprintf(argbuf[1], sizeof argbuf[1], "nc=%d", nc);
     snprintf(argbuf[2], sizeof argbuf[2], "imgsz=%ld", a->imgsz);
     snprintf(argbuf[3], sizeof argbuf[3], "batch=%ld", a->batch);
@@ -140,6 +142,34 @@ static int check_model(const train_args *a, int nc, int workers, char *err, size
                 line[0] ? line : "no message");
 }
 
+/* A weights file or version (model=, or a resumed run's version) records its architecture:
+ * `worker info` builds that yaml text, written to a temporary folder under the recorded name. */
+static int check_model(const train_args *a, const char *model, int nc, int workers, char *err,
+                       size_t errlen) {
+    if (!model_source_is_weights(model))
+        return check_model_yaml(a, model, nc, workers, err, errlen);
+    char name[1024], dir[] = "/tmp/yolo-preflight-XXXXXX", path[1200];
+    char *text = model_source_yaml(model, name, sizeof name, err, errlen);
+    if (!text) return -1;
+    if (!mkdtemp(dir)) {
+        free(text);
+        return errf(err, errlen, "mkdtemp %s: %s", dir, strerror(errno));
+    }
+    const char *base = strrchr(name, '/');
+    snprintf(path, sizeof path, "%s/%s", dir, base ? base + 1 : name);
+    FILE *f = fopen(path, "w");
+    int rc = f && fputs(text, f) >= 0 ? 0 : -1;
+    if (f && fclose(f) != 0) rc = -1;
+    if (rc != 0)
+        errf(err, errlen, "%s: %s", path, strerror(errno));
+    else
+        rc = check_model_yaml(a, path, nc, workers, err, errlen);
+    free(text);
+    if (f && unlink(path) != 0) log_warn("could not remove %s: %s", path, strerror(errno));
+    if (rmdir(dir) != 0) log_warn("could not remove %s: %s", dir, strerror(errno));
+    return rc;
+}
+
 /* project/name: creatable, or named in the message with what is in the way */
 static int check_run_folder(const train_args *a, char *err, size_t errlen) {
     char run[sizeof a->project + sizeof a->name + 2], why[600];
@@ -148,14 +178,16 @@ static int check_run_folder(const train_args *a, char *err, size_t errlen) {
     return errf(err, errlen, "project=%s name=%s: %s", a->project, a->name, why);
 }
 
-int preflight_train(train_args *a, int workers, int flags, dataset **ds, char *err, size_t errlen) {
+int preflight_train(train_args *a, int workers, int flags, const char *model, dataset **ds,
+                    char *err, size_t errlen) {
     bool quiet = flags & PREFLIGHT_QUIET;
     *ds = NULL;
     if (check_data(a, quiet, ds, err, errlen) != 0) return -1;
     int rc = check_split(a, *ds, workers, quiet, err, errlen);
     if (rc == 0 && !(flags & PREFLIGHT_RESUME)) rc = check_run_folder(a, err, errlen);
     if (rc == 0 && (flags & PREFLIGHT_MODEL))
-        rc = check_model(a, dataset_num_classes(*ds), workers, err, errlen);
+        rc = check_model(a, model ? model : a->model, dataset_num_classes(*ds), workers, err,
+                         errlen);
     if (rc) {
         dataset_close(*ds);
         *ds = NULL;

@@ -27,5 +27,7 @@ enum {
 
 /* May update a: data (the packed .h5 of a yaml), imgsz (rounded), batch (lowered to the train
  * split, with a warning). On success *ds is the open dataset (caller closes). -1 with one line in
- * err otherwise. flags: PREFLIGHT_*. */
-int preflight_train(train_args *a, int workers, int flags, dataset **ds, char *err, size_t errlen);
+ * err otherwise. flags: PREFLIGHT_*. model: what the model check builds (a yaml, or a weights
+ * file or version whose recorded architecture is built; NULL: a->model). */
+int preflight_train(train_args *a, int workers, int flags, const char *model, dataset **ds,
+                    char *err, size_t errlen);
