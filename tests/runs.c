@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <math.h>
 #include <dirent.h>
+#include <hdf5.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -210,4 +211,36 @@ int run_mpi_program(const char *name, int np, char *out, size_t n) {
     out[len] = 0;
     int status = pclose(p);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+void run_flip_dataset_byte(const char *path, const char *dataset, long at) {
+    hid_t h = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    cr_assert_geq(h, 0, "%s", path);
+    hid_t d = H5Dopen2(h, dataset, H5P_DEFAULT);
+    cr_assert_geq(d, 0, "%s: %s", path, dataset);
+    haddr_t off = H5Dget_offset(d);
+    H5Dclose(d);
+    H5Fclose(h);
+    cr_assert_neq(off, HADDR_UNDEF, "%s: %s is not contiguous", path, dataset);
+    FILE *f = fopen(path, "r+b");
+    cr_assert(f, "%s", path);
+    cr_assert_eq(fseek(f, (long)off + at, SEEK_SET), 0);
+    int c = fgetc(f);
+    cr_assert_neq(c, EOF);
+    cr_assert_eq(fseek(f, (long)off + at, SEEK_SET), 0);
+    cr_assert_neq(fputc(c ^ 0x40, f), EOF);
+    cr_assert_eq(fclose(f), 0);
+}
+
+void run_set_int_attr(const char *path, const char *obj, const char *name, int v) {
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    cr_assert_geq(f, 0, "%s", path);
+    hid_t g = H5Oopen(f, obj, H5P_DEFAULT);
+    cr_assert_geq(g, 0, "%s: %s", path, obj);
+    hid_t a = H5Aopen(g, name, H5P_DEFAULT);
+    cr_assert_geq(a, 0, "%s: %s@%s", path, obj, name);
+    cr_assert_geq(H5Awrite(a, H5T_NATIVE_INT, &v), 0);
+    H5Aclose(a);
+    H5Oclose(g);
+    cr_assert_geq(H5Fclose(f), 0);
 }

@@ -39,3 +39,8 @@ run_cmp run_compare_weights(const char *pa, const char *pb);
 /* Runs tests/mpi/<name> (built next to the test binary) under mpirun -np np with a timeout;
  * out receives its output; returns its exit code. */
 int run_mpi_program(const char *name, int np, char *out, size_t n);
+
+/* Damage as a failing disk or a hand edit would, in place: flips one byte `at` bytes into an HDF5
+ * dataset's stored data (contiguous), or rewrites an int attribute of object obj ("/", "train"). */
+void run_flip_dataset_byte(const char *path, const char *dataset, long at);
+void run_set_int_attr(const char *path, const char *obj, const char *name, int v);

@@ -5,6 +5,7 @@
  * path, size, mode and modification time before and after). Commands run in the world folder,
  * with XDG_CACHE_HOME inside it, so anything written anywhere they might write is seen. */
 #include "dataio/pack.h"
+#include "tests/runs.h"
 #include "tests/testenv.h"
 
 #include <criterion/criterion.h>
@@ -357,9 +358,66 @@ static const row ctl_rows[] = {
     {"watch garbage endpoints", NULL, "\"$C\" watch garbage", 1, "endpoints"},
 };
 
-/* `coordinator ckpt` (list / show / verify / diff / export) does not exist yet (train resume= does:
- * see train_rows): its rows (missing checkpoint, foreign or truncated file, bad version,
- * unwritable export target) go here, in a ckpt_rows[] table run by a Test like the ones below. */
+/* Checkpoint and resume arguments, on a copy of one real run (made once per test: see
+ * make_run_template) and of versions damaged as a disk or a hand edit would: runs/r (a 1-epoch run
+ * with a mid-epoch version v0001 and the final v0002) and bad/ (trunc.h5, damaged.h5: one tensor
+ * byte flipped, newer.h5: format_version 99, edited.h5: an attribute changed after writing).
+ * `coordinator ckpt` (ls / show / diff / verify / export / tag / prune, merged from ckptcli) has
+ * no rows here yet: they go in this table. */
+#define RUNS "cp -a \"$R\"/runs \"$R\"/bad . && "
+#define V1 "runs/r/weights/v0001.h5"
+static const row ckpt_rows[] = {
+    {"resume a truncated version", RUNS ":", TRAIN "data=s.h5 resume=bad/trunc.h5", 2, "truncated"},
+    {"resume a version with a damaged tensor", RUNS ":", TRAIN "data=s.h5 resume=bad/damaged.h5", 2,
+     "model/model.0.conv.weight"},
+    {"resume a version of a newer format", RUNS ":", TRAIN "data=s.h5 resume=bad/newer.h5", 2,
+     "newer"},
+    {"resume an edited version", RUNS ":", TRAIN "data=s.h5 resume=bad/edited.h5", 2,
+     "content_sha256"},
+    {"resume a finished run", RUNS ":", TRAIN "data=s.h5 resume=runs/r", 2,
+     "finished at epoch 1 of 1"},
+    {"resume with a changed argument", RUNS ":", TRAIN "data=s.h5 resume=" V1 " lr0=0.02", 2,
+     "lr0=0.02 differs"},
+    {"resume with a changed model", RUNS ":", TRAIN "data=s.h5 resume=" V1 " model=yolov8s.yaml", 2,
+     "model=yolov8s.yaml differs"},
+    {"resume on another dataset", RUNS ":", TRAIN "data=tiny.h5 resume=" V1, 2, "is not the one"},
+    {"resume a run in use", RUNS ":", "flock runs/r/.lock " TRAIN "data=s.h5 resume=" V1, 2,
+     "in use by another run"},
+    {"resume a run folder without a complete version",
+     RUNS "mkdir -p runs/d/weights && cp bad/trunc.h5 runs/d/weights/v0001.h5",
+     TRAIN "data=s.h5 resume=runs/d", 2, "no complete checkpoint version"},
+    {"resume=True without the run", RUNS ":", TRAIN "data=s.h5 resume=True name=nope", 2,
+     "no run folder"},
+    {"resume=True model= a dataset file", RUNS ":", TRAIN "data=s.h5 resume=True model=s.h5", 2,
+     "not a yolo-cluster checkpoint"},
+    {"resume under a hand-written mpirun", RUNS ":", MPIRUN("data=s.h5 resume=bad/trunc.h5"), 2,
+     "truncated"},
+    {"keep negative", NULL, TRAIN "data=s.h5 keep=-1", 2, "keep=-1"},
+    {"save_period below -1", NULL, TRAIN "data=s.h5 save_period=-2", 2, "save_period=-2"},
+    {"save_period not a number", NULL, TRAIN "data=s.h5 save_period=often", 2, "save_period=often"},
+};
+
+/* One real run, trained by the CLI on the same synthetic s.h5 every world holds, and the damaged
+ * copies of its versions; $R names it for the rows' setup. */
+static void make_run_template(char *dir, size_t n) {
+    test_temp_dir(dir, n, "badinput-runs");
+    synth(dir, "s.h5", 16, 8);
+    setenv("C", bin_path("coordinator"), 1);
+    test_mpi_env();
+    sh(dir, "YOLO_TEST_SAVE_AT=1:1 timeout 600 \"$C\" train data=s.h5 project=runs name=r "
+            "model=yolov8n.yaml imgsz=64 batch=8 workers=1 epochs=1 threads=1 loader_threads=1 "
+            "bucket_mb=0.25 plots=False > train.log 2>&1 && test -f " V1
+            " && mkdir bad && head -c 5000 runs/r/weights/v0002.h5 > bad/trunc.h5 && "
+            "for b in damaged newer edited; do cp " V1 " bad/$b.h5; done && rm s.h5 train.log");
+    char p[700];
+    snprintf(p, sizeof p, "%s/bad/damaged.h5", dir);
+    run_flip_dataset_byte(p, "model/model.0.conv.weight", 5);
+    snprintf(p, sizeof p, "%s/bad/newer.h5", dir);
+    run_set_int_attr(p, "/", "format_version", 99);
+    snprintf(p, sizeof p, "%s/bad/edited.h5", dir);
+    run_set_int_attr(p, "train", "epoch", 9);
+    setenv("R", dir, 1);
+}
 
 Test(badinput, data_pack_and_synth, .timeout = 300) {
     RUN(pack_rows);
@@ -378,4 +436,10 @@ Test(badinput, worker, .timeout = 120) {
 }
 Test(badinput, ctl_and_watch, .timeout = 120) {
     RUN(ctl_rows);
+}
+Test(badinput, checkpoint_and_resume, .timeout = 900) {
+    char runs[300];
+    make_run_template(runs, sizeof runs);
+    RUN(ckpt_rows);
+    test_remove_dir(runs);
 }

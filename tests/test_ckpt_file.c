@@ -1,6 +1,7 @@
 /* The checkpoint file format (coordinator/ckpt_file.h): round trip, and refusals of truncated,
  * foreign, newer-format and tampered files. */
 #include "coordinator/ckpt_file.h"
+#include "tests/runs.h"
 
 #include <criterion/criterion.h>
 #include <hdf5.h>
@@ -168,25 +169,11 @@ Test(ckptfile, foreign_files_are_refused) {
     cr_assert(strstr(err, "/nonexistent/v0001.h5"), "names the file: %s", err);
 }
 
-/* Rewrites an int attribute in place (as a newer writer or a hand edit would). */
-static void set_int_attr(const char *path, const char *obj, const char *name, int v) {
-    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
-    cr_assert(f >= 0);
-    hid_t g = H5Oopen(f, obj, H5P_DEFAULT);
-    cr_assert(g >= 0, "%s", obj);
-    hid_t a = H5Aopen(g, name, H5P_DEFAULT);
-    cr_assert(a >= 0, "%s@%s", obj, name);
-    cr_assert(H5Awrite(a, H5T_NATIVE_INT, &v) >= 0);
-    H5Aclose(a);
-    H5Oclose(g);
-    H5Fclose(f);
-}
-
 Test(ckptfile, newer_format_is_refused) {
     char path[128], err[512];
     snprintf(path, sizeof path, "%s/v0001.h5", dir);
     write_one(path);
-    set_int_attr(path, "/", "format_version", CKPT_FORMAT_VERSION + 1);
+    run_set_int_attr(path, "/", "format_version", CKPT_FORMAT_VERSION + 1);
     cr_assert_null(ckpt_open(path, err, sizeof err));
     cr_assert(strstr(err, "newer"), "%s", err);
 }
@@ -195,7 +182,7 @@ Test(ckptfile, edited_metadata_fails_verification) {
     char path[128], err[512];
     snprintf(path, sizeof path, "%s/v0001.h5", dir);
     write_one(path);
-    set_int_attr(path, "train", "epoch", 9);
+    run_set_int_attr(path, "train", "epoch", 9);
     ckpt_file *f = ckpt_open(path, err, sizeof err);
     cr_assert(f, "%s", err);
     cr_assert_eq(ckpt_verify(f, NULL, NULL, err, sizeof err), 1);
@@ -214,20 +201,7 @@ Test(ckptfile, damaged_tensor_is_named) {
     char path[128], err[512];
     snprintf(path, sizeof path, "%s/v0001.h5", dir);
     write_one(path);
-    /* flip one byte inside the conv weight's data */
-    hid_t h = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    hid_t d = H5Dopen2(h, "model/model.0.conv.weight", H5P_DEFAULT);
-    haddr_t off = H5Dget_offset(d);
-    H5Dclose(d);
-    H5Fclose(h);
-    cr_assert_neq(off, HADDR_UNDEF);
-    FILE *f = fopen(path, "r+b");
-    cr_assert(f);
-    fseek(f, (long)off + 9, SEEK_SET);
-    int c = fgetc(f);
-    fseek(f, (long)off + 9, SEEK_SET);
-    fputc(c ^ 0x40, f);
-    fclose(f);
+    run_flip_dataset_byte(path, "model/model.0.conv.weight", 9);
     ckpt_file *cf = ckpt_open(path, err, sizeof err);
     cr_assert(cf, "metadata intact: %s", err);
     nreports = 0;

@@ -172,8 +172,8 @@ static void bn_case(int m, int c, int sms) {
     float *x = rnd(n, 40, -2, 3), *dy = rnd(n, 41, -1, 1), *gamma = rnd(c, 42, 0.5, 1.5);
     float *beta = rnd(c, 43, -1, 1), *rm = rnd(c, 44, -1, 1), *rv = rnd(c, 45, 0.5, 2);
     float *rmd = dup(rm, c), *rvd = dup(rv, c), *dx0 = rnd(n, 46, -1, 1);
-    float *y = malloc(n * 4), *yd = malloc(n * 4), *sm = malloc(c * 4), *si = malloc(c * 4);
-    float *smd = malloc(c * 4), *sid = malloc(c * 4), *scale = malloc(c * 4);
+    float *y = malloc(n * 4), *yd = calloc(n, 4), *sm = malloc(c * 4), *si = malloc(c * 4);
+    float *smd = calloc(c, 4), *sid = calloc(c, 4), *scale = malloc(c * 4);
     float *dx = dup(dx0, n), *dxd = dup(dx0, n), *dg = rnd(c, 47, -1, 1), *db = rnd(c, 48, -1, 1);
     float *dgd = dup(dg, c), *dbd = dup(db, c);
     double *s1 = malloc(c * 8), *s2 = malloc(c * 8);

@@ -1,7 +1,9 @@
+#include "coordinator/preflight.h"
 #include "coordinator/results_csv.h"
 #include "coordinator/rundir.h"
 #include "coordinator/shard_plan.h"
 #include "common/train_args.h"
+#include "dataio/pack.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -76,6 +78,54 @@ Test(runsetup, device_forms_and_amp_bf16) {
     cr_assert(strstr(err, "amp=bf16") && strstr(err, "needs a GPU"), "%s", err);
     char *bf16_gpu[] = {"data=/etc/hostname", "amp=bf16", "device=0"};
     cr_assert_eq(parse(&a, err, 3, bf16_gpu), 0, "%s", err);
+}
+
+/* batch=64 on a 16-image train split: lowered to the split (Ultralytics' min(batch, len(dataset)))
+ * with a warning naming both numbers, and then a multiple of workers; nothing silent. */
+Test(runsetup, batch_larger_than_the_split_is_lowered_with_a_warning) {
+    char dir[256], data[400], arg[420], err[512];
+    test_temp_dir(dir, sizeof dir, "batchlow");
+    snprintf(data, sizeof data, "%s/s.h5", dir);
+    int count[SPLIT_COUNT] = {16, 4, 0};
+    pack_stats st;
+    cr_assert_eq(pack_synth(data, count, 64, 2, 0, &st, err, sizeof err), 0, "%s", err);
+    snprintf(arg, sizeof arg, "data=%s", data);
+    char logp[300];
+    snprintf(logp, sizeof logp, "%s/stderr.txt", dir);
+    struct {
+        char *batch, *workers;
+        long want;
+    } cases[] = {{"batch=64", "workers=1", 16}, {"batch=60", "workers=3", 15}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        train_args a;
+        char *argv[] = {arg, cases[i].batch, cases[i].workers};
+        cr_assert_eq(parse(&a, err, 3, argv), 0, "%s", err);
+        fflush(stderr);
+        int saved = dup(2);
+        FILE *lf = fopen(logp, "w");
+        cr_assert(lf);
+        dup2(fileno(lf), 2);
+        dataset *ds = NULL;
+        int rc = preflight_train(&a, (int)a.workers, 0, NULL, &ds, err, sizeof err);
+        fflush(stderr);
+        dup2(saved, 2);
+        close(saved);
+        fclose(lf);
+        cr_assert_eq(rc, 0, "%s", err);
+        dataset_close(ds);
+        cr_assert_eq(a.batch, cases[i].want, "%s %s: batch %ld", cases[i].batch, cases[i].workers,
+                     a.batch);
+        char text[1024] = "", want[64];
+        FILE *r = fopen(logp, "r");
+        cr_assert(r);
+        size_t n = fread(text, 1, sizeof text - 1, r);
+        text[n] = 0;
+        fclose(r);
+        snprintf(want, sizeof want, "using batch=%ld", cases[i].want);
+        cr_assert(strstr(text, "is more than the 16 training images") && strstr(text, want),
+                  "the warning names both numbers: %s", text);
+    }
+    test_remove_dir(dir);
 }
 
 Test(runsetup, args_yaml_lists_every_key) {

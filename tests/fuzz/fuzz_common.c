@@ -44,6 +44,30 @@ const char *fuzz_write(const char *name, const uint8_t *data, size_t size) {
     return p;
 }
 
+uint8_t *fuzz_read_file(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f || fseek(f, 0, SEEK_END) != 0) {
+        perror(path);
+        abort();
+    }
+    long len = ftell(f);
+    rewind(f);
+    uint8_t *buf = len > 0 ? malloc((size_t)len) : NULL;
+    if (!buf || fread(buf, 1, (size_t)len, f) != (size_t)len) abort();
+    fclose(f);
+    *n = (size_t)len;
+    return buf;
+}
+
+const char *fuzz_edited_copy(const char *name, const uint8_t *base, size_t base_n,
+                             void (*edit)(const char *path, const uint8_t *data, size_t size),
+                             const uint8_t *data, size_t size) {
+    static char path[512];
+    snprintf(path, sizeof path, "%s", fuzz_write(name, base, base_n));
+    edit(path, data, size);
+    return path;
+}
+
 char *fuzz_text(const uint8_t *data, size_t size) {
     char *t = malloc(size + 1);
     if (!t) abort();

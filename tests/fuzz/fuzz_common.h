@@ -11,6 +11,13 @@ const char *fuzz_scratch(void);
 const char *fuzz_path(const char *name);
 /* Writes data to scratch/name; returns the path. Aborts on failure (not the input's fault). */
 const char *fuzz_write(const char *name, const uint8_t *data, size_t size);
+/* The whole file (malloc'd) and its size in *n. Aborts on failure (not the input's fault). */
+uint8_t *fuzz_read_file(const char *path, size_t *n);
+/* For the structure-aware reader targets: writes base to scratch/name, lets edit change that file
+ * from the input, and returns its path (a static buffer of its own). */
+const char *fuzz_edited_copy(const char *name, const uint8_t *base, size_t base_n,
+                             void (*edit)(const char *path, const uint8_t *data, size_t size),
+                             const uint8_t *data, size_t size);
 /* A NUL-terminated malloc'd copy. */
 char *fuzz_text(const uint8_t *data, size_t size);
 /* Error messages are one line: a broken rule is a finding. */

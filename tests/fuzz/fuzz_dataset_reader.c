@@ -30,13 +30,7 @@ static void make_base(void) {
         fprintf(stderr, "fuzz: %s\n", err);
         abort();
     }
-    FILE *f = fopen(p, "rb");
-    fseek(f, 0, SEEK_END);
-    base_n = (size_t)ftell(f);
-    rewind(f);
-    base = malloc(base_n);
-    if (!base || fread(base, 1, base_n, f) != base_n) abort();
-    fclose(f);
+    base = fuzz_read_file(p, &base_n);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 }
 
@@ -136,10 +130,7 @@ static void apply_edits(const char *path, const uint8_t *d, size_t n) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static int ready;
     if (!ready) fuzz_init(), make_base(), ready = 1;
-    const char *path = fuzz_write("work.h5", base, base_n);
-    char p[512];
-    snprintf(p, sizeof p, "%s", path);
-    apply_edits(p, data, size);
+    const char *p = fuzz_edited_copy("work.h5", base, base_n, apply_edits, data, size);
     char err[512] = "";
     dataset *ds = dataset_open(p, err, sizeof err);
     if (!ds) {
