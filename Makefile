@@ -5,7 +5,7 @@
 # and `make demo` can install the packages (`make deps`) and then build in a fresh make.
 .DEFAULT_GOAL := all
 CC        := mpicc
-PKGS      := hdf5-openmpi libzmq libturbojpeg spng yaml-0.1 libcjson openssl cairo
+PKGS      := hdf5-openmpi libzmq libturbojpeg spng libdeflate yaml-0.1 libcjson openssl cairo
 OPT       ?= -O2 -march=native
 PKG_CFLAGS = $(eval PKG_CFLAGS := $$(shell pkg-config --cflags $$(PKGS)))$(PKG_CFLAGS)
 PKG_LIBS   = $(eval PKG_LIBS := $$(shell pkg-config --libs $$(PKGS)))$(PKG_LIBS)
@@ -116,6 +116,10 @@ run-test: all
 bench: all
 	bash bench/run.sh
 
+# Our loader against Ultralytics' on the same files, one core each (needs scripts/pyenv.sh bench).
+bench-loader: all
+	bash bench/loader.sh
+
 # The main job on the built-in synthetic dataset: a few minutes of yolov8n on 2 workers.
 DEMO_ARGS ?= model=yolov8n.yaml imgsz=160 batch=16 time=0.08 workers=2 project=runs name=demo
 run-demo: all
@@ -129,5 +133,5 @@ format:
 clean:
 	rm -rf build bin
 
-.PHONY: all features deps test run-test bench demo run-demo format clean
+.PHONY: all features deps test run-test bench bench-loader demo run-demo format clean
 .SECONDARY:

@@ -4,7 +4,9 @@
  * Sequence:
  *   start:  coordinator -> all   MPI_Bcast of train_args (common/train_args.h) and job_info;
  *           worker 0 -> coordinator  model_info (what it built: loss names, optimizer groups)
- *   epoch:  coordinator -> each  epoch_header, then header.steps * header.share int32 indices
+ *   epoch:  coordinator -> each  epoch_header, then the epoch's global batches: header.steps x
+ *                                (header.share x workers) int32 indices; worker r loads positions
+ *                                r * share .. (r + 1) * share - 1 of each
  *   step:   each -> coordinator  step_report (also the heartbeat)
  *           coordinator -> each  int32 control word (CTRL_*); after CTRL_SAVE worker 0 sends
  *                                its state (as below) and the coordinator writes last weights

@@ -13,6 +13,7 @@ typedef struct train_args {
     /* data and model */
     char data[1024], model[1024], project[1024], name[256], optimizer[32], device[32];
     char save_dir[2048]; /* resolved run directory */
+    char cache[32];      /* "False" or "ram" (True means ram, as in Ultralytics) */
     long epochs, patience, batch, imgsz, save_period, seed, close_mosaic, nbs, max_det, workers;
     double time_hours, fraction, lr0, lrf, momentum, weight_decay, warmup_epochs, warmup_momentum,
         warmup_bias_lr, box, cls, dfl, hsv_h, hsv_s, hsv_v, degrees, translate, scale, shear,

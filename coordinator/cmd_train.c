@@ -189,16 +189,13 @@ static int run(train_args *a, int workers) {
                           .share = (int)a->batch / workers,
                           .mosaic = !off,
                           .epochs = (int)a->epochs};
-        int32_t *idx = xmalloc((size_t)plan.steps * h.share * sizeof *idx);
+        /* every worker gets the whole epoch (it loads its slice of each global batch; mosaic
+         * partners come from blocks of global positions, the same for any worker count) */
         for (int w = 0; w < workers; w++) {
-            for (int s = 0; s < plan.steps; s++)
-                memcpy(idx + (size_t)s * h.share, shard_plan_slice(&plan, s, w),
-                       h.share * sizeof *idx);
             CHECK_MPI(MPI_Send(&h, sizeof h, MPI_BYTE, w + 1, TAG_EPOCH, MPI_COMM_WORLD));
-            CHECK_MPI(
-                MPI_Send(idx, plan.steps * h.share, MPI_INT32_T, w + 1, TAG_PLAN, MPI_COMM_WORLD));
+            CHECK_MPI(MPI_Send(plan.order, plan.steps * plan.batch, MPI_INT32_T, w + 1, TAG_PLAN,
+                               MPI_COMM_WORLD));
         }
-        free(idx);
         progress pr = {.third_loss = st.loss_names[2]};
         progress_epoch_begin(&pr, epoch, (int)a->epochs, plan.steps, (int)a->imgsz);
         double loss_sum[3] = {0}, t_epoch = now_seconds();

@@ -2,6 +2,7 @@
 #include "dataio/dataset.h"
 
 #include "common/log.h"
+#include "dataio/augment.h"
 #include "dataio/dataset_write.h"
 
 #include <hdf5.h>
@@ -20,7 +21,8 @@ typedef struct split_data {
 } split_data;
 
 struct dataset {
-    char *path, *source, *created, *packer;
+    char *path, *source, *created, *packer, *stored_as;
+    int stored_imgsz;
     hid_t file, vlen_u8, str;
     int nc;
     char **names;
@@ -157,11 +159,20 @@ dataset *dataset_open(const char *path, char *err, size_t errlen) {
         errf(err, errlen, "%s: not a dataset file (no format_version attribute)", path);
         goto fail;
     }
-    if (ver != DATASET_FORMAT_VERSION) {
-        errf(err, errlen, "%s: dataset format version %lld is not supported (this build reads %d)",
-             path, (long long)ver, DATASET_FORMAT_VERSION);
+    if (ver < DATASET_FORMAT_VERSION_ORIGINAL || ver > DATASET_FORMAT_VERSION) {
+        errf(err, errlen,
+             "%s: dataset format version %lld is not supported (this build reads %d to %d)", path,
+             (long long)ver, DATASET_FORMAT_VERSION_ORIGINAL, DATASET_FORMAT_VERSION);
         goto fail;
     }
+    int64_t stored = 0;
+    if (ver >= 2 && (read_int_attr(f, "stored_imgsz", &stored) != 0 || stored < 1 ||
+                     stored > 65536 || !(ds->stored_as = read_str_attr(ds, f, "stored_as")))) {
+        errf(err, errlen, "%s: format version 2 without valid stored_imgsz/stored_as attributes",
+             path);
+        goto fail;
+    }
+    ds->stored_imgsz = (int)stored;
     char *h = read_str_attr(ds, f, "sha256");
     if (read_int_attr(f, "num_classes", &nc) != 0 || nc < 1 || nc > 1000000 || !h ||
         strlen(h) != 64) {
@@ -213,6 +224,7 @@ void dataset_close(dataset *ds) {
     if (ds->str >= 0) H5Tclose(ds->str);
     if (ds->file >= 0) H5Fclose(ds->file);
     free(ds->names), free(ds->path), free(ds->source), free(ds->created), free(ds->packer);
+    free(ds->stored_as);
     free(ds);
 }
 
@@ -236,6 +248,14 @@ const char *dataset_created(const dataset *ds) {
 }
 const char *dataset_packer_version(const dataset *ds) {
     return ds->packer ? ds->packer : "";
+}
+
+int dataset_stored_imgsz(const dataset *ds) {
+    return ds->stored_imgsz;
+}
+
+const char *dataset_stored_as(const dataset *ds) {
+    return ds->stored_as ? ds->stored_as : "";
 }
 
 int dataset_split_size(const dataset *ds, split_id s) {
@@ -287,6 +307,10 @@ int dataset_read(dataset *ds, split_id s, int index, dataset_sample *out, char *
     if (v.p) H5free_memory(v.p); /* what H5Dvlen_reclaim does for one plain uint8 sequence */
     out->index = index;
     out->height = p->hgt[index], out->width = p->wid[index];
+    out->stored_h = out->height, out->stored_w = out->width;
+    if (ds->stored_imgsz)
+        augment_load_size(out->height, out->width, ds->stored_imgsz, &out->stored_h,
+                          &out->stored_w);
     out->encoding = (image_encoding)p->enc[index];
     out->nboxes = (int)(p->off[index + 1] - p->off[index]);
     out->labels = xmalloc(out->nboxes ? (size_t)out->nboxes * 5 * sizeof(float) : 1);

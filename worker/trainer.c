@@ -178,11 +178,14 @@ static void send_state(worker *w) {
     free(d);
 }
 
+/* idx: the epoch's global batches (steps x share x W); this worker loads slice wrank of each. */
 static int train_epoch(worker *w, const epoch_header *h, const int32_t *idx, bool *stop) {
     loader_set_mosaic(w->train_ld, h->mosaic ? w->a.mosaic : 0.0);
+    int B = h->share * w->W;
     for (int s = 0; s < h->steps; s++)
-        if (loader_submit(w->train_ld, (int64_t)h->epoch * h->steps + s, h->epoch,
-                          idx + (size_t)s * h->share, h->share, w->err, sizeof w->err) != 0)
+        if (loader_submit_part(w->train_ld, (int64_t)h->epoch * h->steps + s, h->epoch,
+                               idx + (size_t)s * B, B, w->wrank * h->share, h->share, w->err,
+                               sizeof w->err) != 0)
             return -1;
     /* each epoch: 8.4.190's warmup length follows `time`'s re-estimated epochs */
     w->nw = sched_warmup_iters(&w->sc, h->steps);
@@ -347,6 +350,14 @@ static int setup(worker *w) {
     lc.aug.warp_from_centre = ul_behaviour_of(a->ultralytics)->warp_from_centre;
     lc.seed = (uint64_t)a->seed;
     lc.nthreads = (int)a->loader_threads;
+    if (!strcmp(a->cache, "ram")) {
+        /* every worker on this machine keeps its own copy: the memory check counts them */
+        MPI_Comm node;
+        CHECK_MPI(MPI_Comm_split_type(w->wcomm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
+        CHECK_MPI(MPI_Comm_size(node, &lc.cache_sharers));
+        CHECK_MPI(MPI_Comm_free(&node));
+        lc.cache = LOADER_CACHE_RAM;
+    }
     lc.depth = 4;
     lc.max_batch = w->share;
     w->train_ld = loader_create(a->data, SPLIT_TRAIN, &lc, w->err, sizeof w->err);
@@ -412,8 +423,8 @@ int worker_train_main(void) {
         CHECK_MPI(
             MPI_Recv(&h, sizeof h, MPI_BYTE, 0, TAG_EPOCH, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
         if (h.steps < 0) break;
-        int32_t *idx = xmalloc((size_t)h.steps * h.share * sizeof *idx);
-        CHECK_MPI(MPI_Recv(idx, h.steps * h.share, MPI_INT32_T, 0, TAG_PLAN, MPI_COMM_WORLD,
+        int32_t *idx = xmalloc((size_t)h.steps * h.share * w->W * sizeof *idx);
+        CHECK_MPI(MPI_Recv(idx, h.steps * h.share * w->W, MPI_INT32_T, 0, TAG_PLAN, MPI_COMM_WORLD,
                            MPI_STATUS_IGNORE));
         w->a.epochs = h.epochs; /* `time` may re-estimate the total */
         w->sc.epochs = h.epochs;
