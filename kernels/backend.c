@@ -33,6 +33,9 @@ static const char *const op_names[] = {
     "optim_step",
     "clip_grad_norm",
     "ema_blend",
+    "bn_silu_forward_train",
+    "bn_silu_forward_eval",
+    "bn_silu_backward",
 };
 _Static_assert(sizeof op_names / sizeof op_names[0] == BACKEND_OP_COUNT,
                "op_names needs one name per backend_op");
@@ -96,6 +99,12 @@ static bool has_op(const backend_i *f, backend_op op) {
         return f->clip_grad_norm != NULL;
     case BACKEND_OP_EMA_BLEND:
         return f->ema_blend != NULL;
+    case BACKEND_OP_BN_SILU_FORWARD_TRAIN:
+        return f->bn_silu_forward_train != NULL;
+    case BACKEND_OP_BN_SILU_FORWARD_EVAL:
+        return f->bn_silu_forward_eval != NULL;
+    case BACKEND_OP_BN_SILU_BACKWARD:
+        return f->bn_silu_backward != NULL;
     case BACKEND_OP_COUNT:
         break;
     }
@@ -310,4 +319,23 @@ void backend_clip_grad_norm(backend *be, float *grads, size_t n, double max_norm
 }
 void backend_ema_blend(backend *be, float *ema, const float *model, size_t n, double d) {
     DISPATCH(be, BACKEND_OP_EMA_BLEND, ema_blend, ema, model, n, d);
+}
+void backend_bn_silu_forward_train(backend *be, int m, int c, const float *x, const float *gamma,
+                                   const float *beta, float eps, float momentum,
+                                   float *running_mean, float *running_var, float *save, float *y,
+                                   float *z) {
+    DISPATCH(be, BACKEND_OP_BN_SILU_FORWARD_TRAIN, bn_silu_forward_train, m, c, x, gamma, beta, eps,
+             momentum, running_mean, running_var, save, y, z);
+}
+void backend_bn_silu_forward_eval(backend *be, int m, int c, const float *x, const float *gamma,
+                                  const float *beta, const float *running_mean,
+                                  const float *running_var, float eps, float *y) {
+    DISPATCH(be, BACKEND_OP_BN_SILU_FORWARD_EVAL, bn_silu_forward_eval, m, c, x, gamma, beta,
+             running_mean, running_var, eps, y);
+}
+void backend_bn_silu_backward(backend *be, int m, int c, const float *x, const float *gamma,
+                              const float *beta, const float *save, const float *dy, float *dx,
+                              float *dgamma, float *dbeta, float *dz) {
+    DISPATCH(be, BACKEND_OP_BN_SILU_BACKWARD, bn_silu_backward, m, c, x, gamma, beta, save, dy, dx,
+             dgamma, dbeta, dz);
 }

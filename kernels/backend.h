@@ -25,6 +25,7 @@
  * memory. */
 #pragma once
 #include "kernels/attention.h"
+#include "kernels/batchnorm.h"
 #include "kernels/conv2d.h"
 #include "kernels/dfl.h"
 #include "kernels/optim.h"
@@ -63,6 +64,9 @@ typedef enum backend_op {
     BACKEND_OP_OPTIM_STEP,
     BACKEND_OP_CLIP_GRAD_NORM,
     BACKEND_OP_EMA_BLEND,
+    BACKEND_OP_BN_SILU_FORWARD_TRAIN,
+    BACKEND_OP_BN_SILU_FORWARD_EVAL,
+    BACKEND_OP_BN_SILU_BACKWARD,
     BACKEND_OP_COUNT
 } backend_op;
 
@@ -175,3 +179,25 @@ void backend_optim_step(backend *be, optimizer *o, float *params, const float *g
 void backend_clip_grad_norm(backend *be, float *grads, size_t n, double max_norm);
 /* ema_blend: ema = ema * d + (1 - d) * model */
 void backend_ema_blend(backend *be, float *ema, const float *model, size_t n, double d);
+
+/* ---- fused ops (appended; each has the semantics of its CPU kernel, which is also the reference
+ * a backend's own implementation is tested against) ---- */
+/* bn_silu_forward_train (kernels/batchnorm.h): y = silu(batchnorm_train(x)) over [m][c], with the
+ * batch and running statistics of batchnorm_forward_train; save [3c] receives save_mean,
+ * save_invstd and the per-channel scale (float)(invstd * gamma) that backward needs; z (may be
+ * NULL) receives batchnorm(x) itself (for inspection). */
+void backend_bn_silu_forward_train(backend *be, int m, int c, const float *x, const float *gamma,
+                                   const float *beta, float eps, float momentum,
+                                   float *running_mean, float *running_var, float *save, float *y,
+                                   float *z);
+/* bn_silu_forward_infer: y = silu(batchnorm_eval(x)) with the running statistics. */
+void backend_bn_silu_forward_eval(backend *be, int m, int c, const float *x, const float *gamma,
+                                  const float *beta, const float *running_mean,
+                                  const float *running_var, float eps, float *y);
+/* bn_silu_backward: dy is the gradient of y = silu(bn(x)); dx is WRITTEN (=, not +=: x is a conv
+ * output only this op reads; dx also serves as scratch between the op's two passes and must not be
+ * NULL), dgamma += and dbeta += (may be NULL); dz (may be NULL) receives (=) the gradient of
+ * bn(x). save: the forward's. */
+void backend_bn_silu_backward(backend *be, int m, int c, const float *x, const float *gamma,
+                              const float *beta, const float *save, const float *dy, float *dx,
+                              float *dgamma, float *dbeta, float *dz);

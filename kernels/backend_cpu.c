@@ -117,6 +117,26 @@ static void cpu_bn_backward(backend *be, int m, int c, const float *x, const flo
     enter(be);
     batchnorm_backward(m, c, x, gamma, save_mean, save_invstd, dy, dx, dgamma, dbeta);
 }
+static void cpu_bn_silu_forward_train(backend *be, int m, int c, const float *x, const float *gamma,
+                                      const float *beta, float eps, float momentum,
+                                      float *running_mean, float *running_var, float *save,
+                                      float *y, float *z) {
+    enter(be);
+    bn_silu_forward_train(m, c, x, gamma, beta, eps, momentum, running_mean, running_var, save, y,
+                          z);
+}
+static void cpu_bn_silu_forward_eval(backend *be, int m, int c, const float *x, const float *gamma,
+                                     const float *beta, const float *running_mean,
+                                     const float *running_var, float eps, float *y) {
+    enter(be);
+    bn_silu_forward_infer(m, c, x, gamma, beta, running_mean, running_var, eps, y);
+}
+static void cpu_bn_silu_backward(backend *be, int m, int c, const float *x, const float *gamma,
+                                 const float *beta, const float *save, const float *dy, float *dx,
+                                 float *dgamma, float *dbeta, float *dz) {
+    enter(be);
+    bn_silu_backward(m, c, x, gamma, beta, save, dy, dx, dgamma, dbeta, dz);
+}
 static void cpu_silu_forward(backend *be, size_t n, const float *x, float *y) {
     enter(be);
     silu_forward(n, x, y);
@@ -253,6 +273,9 @@ static const backend_i cpu_iface = {
     .optim_step = cpu_optim_step,
     .clip_grad_norm = cpu_clip_grad_norm,
     .ema_blend = cpu_ema_blend,
+    .bn_silu_forward_train = cpu_bn_silu_forward_train,
+    .bn_silu_forward_eval = cpu_bn_silu_forward_eval,
+    .bn_silu_backward = cpu_bn_silu_backward,
 };
 
 static void cpu_destroy(backend *be) {

@@ -75,6 +75,15 @@ typedef struct backend_i {
     void (*optim_step)(backend *be, optimizer *o, float *params, const float *grads);
     void (*clip_grad_norm)(backend *be, float *grads, size_t n, double max_norm);
     void (*ema_blend)(backend *be, float *ema, const float *model, size_t n, double d);
+    void (*bn_silu_forward_train)(backend *be, int m, int c, const float *x, const float *gamma,
+                                  const float *beta, float eps, float momentum, float *running_mean,
+                                  float *running_var, float *save, float *y, float *z);
+    void (*bn_silu_forward_eval)(backend *be, int m, int c, const float *x, const float *gamma,
+                                 const float *beta, const float *running_mean,
+                                 const float *running_var, float eps, float *y);
+    void (*bn_silu_backward)(backend *be, int m, int c, const float *x, const float *gamma,
+                             const float *beta, const float *save, const float *dy, float *dx,
+                             float *dgamma, float *dbeta, float *dz);
 } backend_i;
 
 struct backend {

@@ -4,6 +4,7 @@
  * running_var and the biased one for normalising. Backward accumulates (+=) into dx, dgamma, dbeta.
  */
 #pragma once
+#include <stdbool.h>
 
 #define BN_EPS 1e-3f
 #define BN_MOMENTUM 0.03f
@@ -20,3 +21,25 @@ void batchnorm_forward_infer(int m, int c, const float *x, const float *gamma, c
 void batchnorm_backward(int m, int c, const float *x, const float *gamma, const float *save_mean,
                         const float *save_invstd, const float *dy, float *dx, float *dgamma,
                         float *dbeta);
+
+/* ---- batch norm fused with SiLU (Ultralytics' Conv: conv -> BN -> SiLU) ----
+ * y = silu(bn(x)) with exactly the arithmetic of batchnorm_forward_train (or _infer) followed by
+ * silu_forward, element by element (the same bits), without the intermediate tensor.
+ * save [3c]: save_mean, save_invstd (as batchnorm_forward_train) and the per-channel scale
+ * (float)(invstd * gamma) that backward needs to recompute z = bn(x) exactly. z (may be NULL)
+ * receives bn(x) (for inspection: model_activation's "<conv>.bn"). */
+void bn_silu_forward_train(int m, int c, const float *x, const float *gamma, const float *beta,
+                           float eps, float momentum, float *running_mean, float *running_var,
+                           float *save, float *y, float *z);
+void bn_silu_forward_infer(int m, int c, const float *x, const float *gamma, const float *beta,
+                           const float *running_mean, const float *running_var, float eps,
+                           float *y);
+/* dy: gradient of y = silu(bn(x)). dx is WRITTEN (=), not accumulated: x is a convolution's
+ * output that only this op reads, so nothing else adds to its gradient and the caller need not zero
+ * it (dx must not be NULL; it also holds dz between the two passes). dgamma += d/dgamma,
+ * dbeta += d/dbeta (may be NULL). dx gets the bits that silu_backward into a zeroed buffer dz
+ * followed by batchnorm_backward from dz into a zeroed dx give. dz (may be NULL) receives (=)
+ * d loss / d bn(x), for inspection. save: the forward's. */
+void bn_silu_backward(int m, int c, const float *x, const float *gamma, const float *beta,
+                      const float *save, const float *dy, float *dx, float *dgamma, float *dbeta,
+                      float *dz);

@@ -192,6 +192,23 @@ static int unit_emit(builder *b, const cunit *u, int x) {
         return y;
     }
     name_slot(b, y, "%s.conv", u->name);
+    if (u->act) { /* BN + SiLU in one op; the BN output is a slot of its own only for inspection */
+        op *f = new_op(b, OP_BN_SILU);
+        f->x = y;
+        f->pg = u->pg;
+        f->pbeta = u->pbeta;
+        f->bm = u->bm;
+        f->bv = u->bv;
+        f->save = b->m->scratch_floats;
+        b->m->scratch_floats += 3 * (size_t)u->cout;
+        if (b->m->keep_grads) {
+            f->y2 = new_slot(b, xs.n, oh, ow, u->cout);
+            name_slot(b, f->y2, "%s.bn", u->name);
+        }
+        f->y = new_slot(b, xs.n, oh, ow, u->cout);
+        name_slot(b, f->y, "%s", u->name);
+        return f->y;
+    }
     op *n = new_op(b, OP_BN);
     n->x = y;
     n->pg = u->pg;
@@ -203,15 +220,8 @@ static int unit_emit(builder *b, const cunit *u, int x) {
     int z = new_slot(b, xs.n, oh, ow, u->cout);
     n->y = z;
     name_slot(b, z, "%s.bn", u->name);
-    if (!u->act) {
-        name_slot(b, z, "%s", u->name);
-        return z;
-    }
-    op *a = new_op(b, OP_SILU);
-    a->x = z;
-    a->y = new_slot(b, xs.n, oh, ow, u->cout);
-    name_slot(b, a->y, "%s", u->name);
-    return a->y;
+    name_slot(b, z, "%s", u->name);
+    return z;
 }
 
 static int conv_decl_emit(builder *b, const char *name, int x, int cout, int k, int s, bool act) {

@@ -43,6 +43,17 @@ static void run_forward(model *m, const op *o, bool train) {
             backend_batchnorm_forward_eval(be, (int)rows(X), X->c, x, g, b, rm, rv, BN_EPS, y);
         break;
     }
+    case OP_BN_SILU: {
+        const float *g = m->p + m->params[o->pg].offset, *b = m->p + m->params[o->pbeta].offset;
+        float *rm = m->b + m->bufs[o->bm].offset, *rv = m->b + m->bufs[o->bv].offset;
+        float *z = o->y2 >= 0 ? A + m->slots[o->y2].off : NULL;
+        if (train)
+            backend_bn_silu_forward_train(be, (int)rows(X), X->c, x, g, b, BN_EPS, BN_MOMENTUM, rm,
+                                          rv, m->scratch + o->save, y, z);
+        else
+            backend_bn_silu_forward_eval(be, (int)rows(X), X->c, x, g, b, rm, rv, BN_EPS, y);
+        break;
+    }
     case OP_SILU:
         backend_silu_forward(be, numel(X), x, y);
         break;
@@ -108,6 +119,12 @@ static void run_backward(model *m, const op *o) {
                                    m->g + m->params[o->pbeta].offset);
         break;
     }
+    case OP_BN_SILU:
+        backend_bn_silu_backward(be, (int)rows(X), X->c, x, m->p + m->params[o->pg].offset,
+                                 m->p + m->params[o->pbeta].offset, m->scratch + o->save, dy, dx,
+                                 m->g + m->params[o->pg].offset, m->g + m->params[o->pbeta].offset,
+                                 o->y2 >= 0 ? D + m->slots[o->y2].goff : NULL);
+        break;
     case OP_SILU:
         backend_silu_backward(be, numel(X), x, dy, dx);
         break;
@@ -231,7 +248,7 @@ static void report_unowned_grads(const model *m) {
         if (o->kind == OP_CONV) {
             owned[o->pw] = true;
             if (o->pb >= 0) owned[o->pb] = true;
-        } else if (o->kind == OP_BN) {
+        } else if (o->kind == OP_BN || o->kind == OP_BN_SILU) {
             owned[o->pg] = owned[o->pbeta] = true;
         }
     }
@@ -270,7 +287,8 @@ void model_backward_from_head_grads(model *m) {
         const op *o = &m->ops[i];
         run_backward(m, o);
         if (m->grad_hook && o->kind == OP_CONV) report_grads(m, o->pw, o->pb);
-        if (m->grad_hook && o->kind == OP_BN) report_grads(m, o->pg, o->pbeta);
+        if (m->grad_hook && (o->kind == OP_BN || o->kind == OP_BN_SILU))
+            report_grads(m, o->pg, o->pbeta);
     }
     backend_event_record(be, m->ev_bwd[0]);
     m->timed_bwd = true;
@@ -350,7 +368,7 @@ int model_plan_eval(model *m, int batch, int h, int w, char *err, size_t errlen)
 /* ---- timing from the events around each op ---- */
 
 static const char *const kind_names[] = {"conv",     "bn",   "silu", "add",    "concat", "slice",
-                                         "upsample", "pool", "attn", "detach", "output"};
+                                         "upsample", "pool", "attn", "detach", "output", "bn_silu"};
 _Static_assert(sizeof kind_names / sizeof kind_names[0] == OP_KIND_COUNT,
                "kind_names needs one name per op_kind");
 

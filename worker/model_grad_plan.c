@@ -1,10 +1,10 @@
 /* Arena layouts by lifetime. Gradient arena: In backward (ops in reverse), the gradient of a slot
  * is live from the backward of its last consumer (the first to accumulate into it; it is zeroed
- * just before) to the backward of its producer (the last to read it). Slots whose live ranges do
- * not overlap share memory: placed largest first at the lowest offset that fits among the
- * overlapping ones. The image gradient stays live to the end (model_input_grad). Eval-only plans
- * also share the activation arena: a slot lives from its producer to its last consumer in forward
- * order. */
+ * just before, unless that consumer writes it: gradient_written) to the backward of its producer
+ * (the last to read it). Slots whose live ranges do not overlap share memory: placed largest first
+ * at the lowest offset that fits among the overlapping ones. The image gradient stays live to the
+ * end (model_input_grad). Eval-only plans also share the activation arena: a slot lives from its
+ * producer to its last consumer in forward order. */
 #include "common/log.h"
 #include "worker/model_internal.h"
 
@@ -76,21 +76,38 @@ static void lifetimes(const model *m, int *prod, int *cons) {
         for (int j = 0; j < k; j++)
             if (i > cons[in[j]]) cons[in[j]] = i;
         if (o->kind != OP_OUTPUT) prod[o->y] = i;
-        if (o->kind == OP_ATTN) prod[o->y2] = i;
+        if ((o->kind == OP_ATTN || o->kind == OP_BN_SILU) && o->y2 >= 0) prod[o->y2] = i;
     }
+}
+
+/* Slots whose gradient one op's backward WRITES rather than accumulates, so it needs no zeroing:
+ * the input of a BN+SiLU op (a conv output) when that op is its only reader. */
+static bool *gradient_written(const model *m) {
+    int S = m->nslots;
+    int *readers = xcalloc((size_t)S, sizeof *readers);
+    bool *w = xcalloc((size_t)S, sizeof *w);
+    for (int i = 0; i < m->nops; i++) {
+        int in[OP_MAX_IN + 1], k = op_inputs(&m->ops[i], in);
+        for (int j = 0; j < k; j++) readers[in[j]]++;
+    }
+    for (int i = 0; i < m->nops; i++)
+        if (m->ops[i].kind == OP_BN_SILU && readers[m->ops[i].x] == 1) w[m->ops[i].x] = true;
+    free(readers);
+    return w;
 }
 
 void model_share_activations(model *m, bool train) {
     int S = m->nslots, N = m->nops;
     int *prod = xmalloc((size_t)S * sizeof *prod), *cons = xmalloc((size_t)S * sizeof *cons);
     lifetimes(m, prod, cons);
-    /* for training, slots that a backward op reads (conv, BN, SiLU and attention inputs) stay to
-     * the end; the rest (inputs only of add, concat, slice, upsample, pool, detach, output) die
-     * after their last forward reader */
+    /* for training, slots that a backward op reads (conv, BN, SiLU, BN+SiLU and attention inputs)
+     * stay to the end; the rest (inputs only of add, concat, slice, upsample, pool, detach, output)
+     * die after their last forward reader */
     bool *keep = xcalloc((size_t)S, sizeof *keep);
     for (int i = 0; train && i < N; i++) {
         op_kind k = m->ops[i].kind;
-        if (k == OP_CONV || k == OP_BN || k == OP_SILU || k == OP_ATTN) keep[m->ops[i].x] = true;
+        if (k == OP_CONV || k == OP_BN || k == OP_SILU || k == OP_ATTN || k == OP_BN_SILU)
+            keep[m->ops[i].x] = true;
     }
     range *r = xmalloc((size_t)S * sizeof *r);
     for (int s = 0; s < S; s++) {
@@ -115,15 +132,18 @@ void model_plan_grads(model *m) {
     m->zero_start = xcalloc((size_t)N + 1, sizeof *m->zero_start);
     m->zero_slots = xmalloc(((size_t)S + 1) * sizeof *m->zero_slots);
     int *zero_at = xmalloc((size_t)S * sizeof *zero_at);
+    bool *written = gradient_written(m);
     for (int s = 0; s < S; s++) {
         zero_at[s] = cons[s] >= 0 ? cons[s] : prod[s];
-        if (zero_at[s] >= 0) m->zero_start[zero_at[s] + 1]++;
+        if (zero_at[s] >= 0 && !written[s]) m->zero_start[zero_at[s] + 1]++;
     }
     for (int i = 0; i < N; i++) m->zero_start[i + 1] += m->zero_start[i];
     int *fill = xcalloc((size_t)N, sizeof *fill);
     for (int s = 0; s < S; s++)
-        if (zero_at[s] >= 0) m->zero_slots[m->zero_start[zero_at[s]] + fill[zero_at[s]]++] = s;
+        if (zero_at[s] >= 0 && !written[s])
+            m->zero_slots[m->zero_start[zero_at[s]] + fill[zero_at[s]]++] = s;
     free(fill);
+    free(written);
 
     if (m->keep_grads) {
         for (int s = 0; s < S; s++) m->slots[s].goff = m->slots[s].off;

@@ -22,6 +22,7 @@ typedef enum {
     OP_ATTN,     /* qkv x -> y (attention out), y2 (V) */
     OP_DETACH,   /* y = x, no gradient back */
     OP_OUTPUT,   /* level slot x -> the flat output of a branch */
+    OP_BN_SILU,  /* x -> y = silu(bn(x)); y2: bn(x) itself, only with keep_grads (else -1) */
     OP_KIND_COUNT
 } op_kind;
 
@@ -44,10 +45,10 @@ typedef struct op {
     conv2d_desc cd;
     int pw, pb;            /* conv weight / bias params (-1: none) */
     int pg, pbeta, bm, bv; /* bn params and buffers */
-    size_t save;           /* bn save_mean/invstd, attention probs: scratch offset (floats) */
-    int off;               /* slice */
-    int k, stride, pad;    /* maxpool */
-    size_t argmax;         /* maxpool: int32 scratch offset */
+    size_t save; /* bn save_mean/invstd (bn_silu: + scale), attention probs: scratch offset */
+    int off;     /* slice */
+    int k, stride, pad; /* maxpool */
+    size_t argmax;      /* maxpool: int32 scratch offset */
     attention_desc ad;
     int branch, level; /* output */
 } op;
