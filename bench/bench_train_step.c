@@ -11,9 +11,10 @@
  * from one linear congruential sequence (synthetic_targets below), classes j % 3.
  *
  * Usage: bench_train_step [model=yolov8n.yaml] [imgsz=160,320] [batch=16] [steps=3] [threads=1]
- *                         [loss=true] [nc=3] [clock=wall|cpu] [precision=fp32]
+ *                         [loss=true] [nc=3] [clock=wall|cpu] [precision=fp32|bf16]
  *   threads=0 uses every core OpenMP reports. loss=false backpropagates a random head gradient.
- *   clock=cpu times steps by process CPU time / threads (for 1 thread on a shared machine). */
+ *   clock=cpu times steps by process CPU time / threads (for 1 thread on a shared machine).
+ *   precision=bf16: mixed-precision convolutions (model_set_conv_precision), as amp=bf16 trains. */
 #include "common/kv.h"
 #include "common/log.h"
 #include "common/rng.h"
@@ -158,7 +159,7 @@ int main(int argc, char **argv) {
         log_error("%s", err);
         return 2;
     }
-    const char *spec, *sizes, *clock;
+    const char *spec, *sizes, *clock, *prec;
     long batch, steps, threads, nc;
     bool loss;
     if (kv_get_str(&a, "model", "yolov8n.yaml", &spec) ||
@@ -168,12 +169,17 @@ int main(int argc, char **argv) {
         kv_get_long(&a, "threads", 1, &threads, err, sizeof err) ||
         kv_get_long(&a, "nc", 3, &nc, err, sizeof err) ||
         kv_get_bool(&a, "loss", true, &loss, err, sizeof err) ||
-        kv_get_str(&a, "clock", "wall", &clock) || kv_check_unused(&a, err, sizeof err)) {
+        kv_get_str(&a, "clock", "wall", &clock) || kv_get_str(&a, "precision", "fp32", &prec) ||
+        kv_check_unused(&a, err, sizeof err)) {
         log_error("%s", err);
         return 2;
     }
     if (strcmp(clock, "wall") && strcmp(clock, "cpu")) {
         log_error("clock=%s: expected wall or cpu", clock);
+        return 2;
+    }
+    if (strcmp(prec, "fp32") && strcmp(prec, "bf16")) {
+        log_error("precision=%s: expected fp32 or bf16", prec);
         return 2;
     }
     if (batch < 1 || steps < 1 || nc < 1 || threads < 0) {
@@ -193,6 +199,7 @@ int main(int argc, char **argv) {
         log_error("%s", err);
         return 2;
     }
+    model_set_conv_precision(s.m, strcmp(prec, "bf16") ? CONV2D_FP32 : CONV2D_BF16);
     /* the loss settings of the default release (8.4.190), default gains */
     const ul_behaviour *beh = ul_behaviour_of(UL_VERSION_DEFAULT);
     int reg_max = model_config(s.m)->reg_max;
@@ -203,9 +210,9 @@ int main(int argc, char **argv) {
     s.loss = detloss_create();
     s.targets = xmalloc((size_t)c.batch * 6 * 6 * sizeof *s.targets);
     s.ntargets = synthetic_targets(c.batch, s.targets);
-    printf("bench_train_step: %s, nc %d, %zu params, %d threads, %s clock (timings are noisy on a "
-           "shared machine)\n",
-           spec, c.nc, model_num_params(s.m), kernels_threads(), clock);
+    printf("bench_train_step: %s, nc %d, %zu params, %d threads, %s convolutions, %s clock "
+           "(timings are noisy on a shared machine)\n",
+           spec, c.nc, model_num_params(s.m), kernels_threads(), prec, clock);
     char *list = xstrdup(sizes), *save = NULL;
     int rc = 0;
     for (char *t = strtok_r(list, ",", &save); t && !rc; t = strtok_r(NULL, ",", &save)) {

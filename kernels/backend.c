@@ -334,8 +334,8 @@ void backend_bn_silu_forward_eval(backend *be, int m, int c, const float *x, con
              running_mean, running_var, eps, y);
 }
 void backend_bn_silu_backward(backend *be, int m, int c, const float *x, const float *gamma,
-                              const float *beta, const float *save, const float *dy, float *dx,
+                              const float *beta, const float *save, const float *y, const float *dy, float *dx,
                               float *dgamma, float *dbeta, float *dz) {
-    DISPATCH(be, BACKEND_OP_BN_SILU_BACKWARD, bn_silu_backward, m, c, x, gamma, beta, save, dy, dx,
+    DISPATCH(be, BACKEND_OP_BN_SILU_BACKWARD, bn_silu_backward, m, c, x, gamma, beta, save, y, dy, dx,
              dgamma, dbeta, dz);
 }

@@ -82,7 +82,7 @@ typedef struct backend_i {
                                  const float *beta, const float *running_mean,
                                  const float *running_var, float eps, float *y);
     void (*bn_silu_backward)(backend *be, int m, int c, const float *x, const float *gamma,
-                             const float *beta, const float *save, const float *dy, float *dx,
+                             const float *beta, const float *save, const float *y, const float *dy, float *dx,
                              float *dgamma, float *dbeta, float *dz);
 } backend_i;
 

@@ -154,8 +154,8 @@ void batchnorm_backward(int m, int c, const float *x, const float *gamma, const 
 }
 
 void bn_silu_backward(int m, int c, const float *x, const float *gamma, const float *beta,
-                      const float *save, const float *dy, float *dx, float *dgamma, float *dbeta,
-                      float *dz) {
+                      const float *save, const float *y, const float *dy, float *dx, float *dgamma,
+                      float *dbeta, float *dz) {
     const float *mean = save, *invstd = save + c, *scale = save + 2 * c;
     double *sdy = xmalloc(sizeof(double) * 2 * c), *sdyx = sdy + c;
     float *k = xmalloc(sizeof(float) * 3 * c);
@@ -168,6 +168,7 @@ void bn_silu_backward(int m, int c, const float *x, const float *gamma, const fl
                                   .mean = mean,
                                   .scale = scale,
                                   .beta = beta,
+                                  .y = y,
                                   .dz_out = dx},
                     sdy, sdyx);
     backward_coefs(m, c, gamma, invstd, sdy, sdyx, dgamma, dbeta, k);

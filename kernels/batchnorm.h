@@ -34,12 +34,13 @@ void bn_silu_forward_train(int m, int c, const float *x, const float *gamma, con
 void bn_silu_forward_infer(int m, int c, const float *x, const float *gamma, const float *beta,
                            const float *running_mean, const float *running_var, float eps,
                            float *y);
-/* dy: gradient of y = silu(bn(x)). dx is WRITTEN (=), not accumulated: x is a convolution's
- * output that only this op reads, so nothing else adds to its gradient and the caller need not zero
- * it (dx must not be NULL; it also holds dz between the two passes). dgamma += d/dgamma,
- * dbeta += d/dbeta (may be NULL). dx gets the bits that silu_backward into a zeroed buffer dz
- * followed by batchnorm_backward from dz into a zeroed dx give. dz (may be NULL) receives (=)
- * d loss / d bn(x), for inspection. save: the forward's. */
+/* dy: gradient of y = silu(bn(x)); y: the forward's output (silu's sigmoid is recovered from it
+ * as y / bn(x), one division instead of an exp: kernels/bn_sums.h, bn_silu_sigmoid). dx is
+ * WRITTEN (=), not accumulated: x is a convolution's output that only this op reads, so nothing
+ * else adds to its gradient and the caller need not zero it (dx must not be NULL; it also holds dz
+ * between the two passes). dgamma += d/dgamma, dbeta += d/dbeta (may be NULL). The result is
+ * batchnorm_backward of silu_backward's dz, up to the sigmoid's few float ulps. dz (may be NULL)
+ * receives (=) d loss / d bn(x), for inspection. save: the forward's. */
 void bn_silu_backward(int m, int c, const float *x, const float *gamma, const float *beta,
-                      const float *save, const float *dy, float *dx, float *dgamma, float *dbeta,
-                      float *dz);
+                      const float *save, const float *y, const float *dy, float *dx, float *dgamma,
+                      float *dbeta, float *dz);

@@ -24,8 +24,7 @@ static void chunk_scalar(const bn_sums_in *in, int r0, int r1, double *p1, doubl
             float a = ar[ch];
             if (in->kind == BN_SUMS_DZ_SILU) {
                 float z = (br[ch] - in->mean[ch]) * in->scale[ch] + in->beta[ch];
-                float s = 1.0f / (1.0f + exp_fast(-z));
-                a = bn_silu_dz(z, a, s);
+                a = bn_silu_dz(z, in->y[(size_t)r * c + ch], a);
                 if (in->dz_out) in->dz_out[(size_t)r * c + ch] = a;
             }
             p1[ch] += a;
@@ -46,19 +45,29 @@ static inline __mmask16 lanes(int c, int c0) {
     return n >= 16 ? (__mmask16)0xffff : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
 }
 
-/* dz = dy * silu'(z) on 16 lanes, the operations of the scalar path in its order. */
-static inline __m512 dz_silu16(__m512 dy, __m512 x, __m512 mean, __m512 scale, __m512 beta) {
-    const __m512 one = _mm512_set1_ps(1.0f);
+/* dz = dy * silu'(z) on 16 lanes, the operations of the scalar path (bn_silu_dz) in its order. */
+static inline __m512 dz_silu16(__m512 dy, __m512 x, __m512 y, __m512 mean, __m512 scale,
+                               __m512 beta) {
+    const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
     __m512 z = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(x, mean), scale), beta);
-    __m512 s = _mm512_div_ps(one, _mm512_add_ps(one, exp_fast16(_mm512_sub_ps(_mm512_setzero_ps(), z))));
-    return _mm512_mul_ps(_mm512_mul_ps(dy, s), _mm512_add_ps(one, _mm512_mul_ps(z, _mm512_sub_ps(one, s))));
+    __m512 s = _mm512_div_ps(y, z);
+    /* not finite (z = 0: 0/0, z = +-inf): 0.5 at 0, else 1 for z > 0 and 0 below */
+    __mmask16 bad = _mm512_cmp_ps_mask(_mm512_sub_ps(s, s), zero, _CMP_NEQ_UQ);
+    __mmask16 z0 = _mm512_cmp_ps_mask(z, zero, _CMP_EQ_OQ);
+    if (bad | z0) {
+        __m512 edge = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(z, zero, _CMP_GT_OQ), zero, one);
+        s = _mm512_mask_blend_ps(bad, s, edge);
+        s = _mm512_mask_blend_ps(z0, s, _mm512_set1_ps(0.5f));
+    }
+    return _mm512_mul_ps(_mm512_mul_ps(dy, s),
+                         _mm512_add_ps(one, _mm512_mul_ps(z, _mm512_sub_ps(one, s))));
 }
 
 /* Channels [c0, c0 + 16 NV) (masked past c) over rows [r0, r1): NV vectors of 16 channels, their
  * 4 NV double accumulators in registers, one chain per channel in row order. */
 static inline __attribute__((always_inline)) void block_nv(const bn_sums_in *in, int r0, int r1,
                                                            int c0, double *p1, double *p2,
-                                                           const int NV) {
+                                                           const int NV, const bn_sums_kind kind) {
     const int c = in->c;
     __mmask16 mk[4];
     __m512d s1[8], s2[8], ml[8];
@@ -73,14 +82,13 @@ static inline __attribute__((always_inline)) void block_nv(const bn_sums_in *in,
         s2[2 * v] = _mm512_maskz_loadu_pd(lo, p2 + cv);
         s2[2 * v + 1] = _mm512_maskz_loadu_pd(hi, p2 + cv + 8);
         mean[v] = scale[v] = beta[v] = _mm512_setzero_ps();
-        if (in->kind != BN_SUMS_X) mean[v] = _mm512_maskz_loadu_ps(mk[v], in->mean + cv);
-        if (in->kind == BN_SUMS_DZ_SILU) {
+        if (kind != BN_SUMS_X) mean[v] = _mm512_maskz_loadu_ps(mk[v], in->mean + cv);
+        if (kind == BN_SUMS_DZ_SILU) {
             scale[v] = _mm512_maskz_loadu_ps(mk[v], in->scale + cv);
             beta[v] = _mm512_maskz_loadu_ps(mk[v], in->beta + cv);
         }
         ml[2 * v] = lo8(mean[v]), ml[2 * v + 1] = hi8(mean[v]);
     }
-    const bn_sums_kind kind = in->kind;
     for (int r = r0; r < r1; r++) {
         size_t o = (size_t)r * c + c0;
     #pragma GCC unroll 4
@@ -96,7 +104,8 @@ static inline __attribute__((always_inline)) void block_nv(const bn_sums_in *in,
             }
             __m512 b = _mm512_maskz_loadu_ps(mk[v], in->b + o + 16 * v);
             if (kind == BN_SUMS_DZ_SILU) {
-                a = dz_silu16(a, b, mean[v], scale[v], beta[v]);
+                a = dz_silu16(a, b, _mm512_maskz_loadu_ps(mk[v], in->y + o + 16 * v), mean[v],
+                              scale[v], beta[v]);
                 if (in->dz_out) _mm512_mask_storeu_ps(in->dz_out + o + 16 * v, mk[v], a);
             }
             __m512d al = lo8(a), ah = hi8(a);
@@ -119,19 +128,34 @@ static inline __attribute__((always_inline)) void block_nv(const bn_sums_in *in,
 }
 #endif
 
-/* One chunk: blocks of up to 64 channels (4 vectors: 16 accumulators, whole cache lines of a row). */
+/* Blocks of up to 16 NV_MAX channels of one kind (compile-time, so each loop is specialised). */
+#define BLOCKS(KIND, NV_MAX)                                                                       \
+    for (int c0 = 0; c0 < in->c; c0 += 16 * (NV_MAX)) {                                          \
+        int nv = (in->c - c0 + 15) / 16;                                                           \
+        if (nv >= 4 && (NV_MAX) >= 4)                                                              \
+            block_nv(in, r0, r1, c0, p1, p2, 4, KIND);                                             \
+        else if (nv == 3 && (NV_MAX) >= 3)                                                         \
+            block_nv(in, r0, r1, c0, p1, p2, 3, KIND);                                             \
+        else if (nv >= 2)                                                                          \
+            block_nv(in, r0, r1, c0, p1, p2, 2, KIND);                                             \
+        else                                                                                       \
+            block_nv(in, r0, r1, c0, p1, p2, 1, KIND);                                             \
+    }
+
+/* One chunk: blocks of up to 64 channels (4 vectors: 16 accumulators, whole cache lines of a
+ * row); 32 for the dz kind, whose per-channel constants and temporaries need more registers. */
 static void chunk_sums(const bn_sums_in *in, int r0, int r1, double *p1, double *p2) {
 #ifdef __AVX512F__
-    for (int c0 = 0; c0 < in->c; c0 += 64) {
-        int nv = (in->c - c0 + 15) / 16;
-        if (nv >= 4)
-            block_nv(in, r0, r1, c0, p1, p2, 4);
-        else if (nv == 3)
-            block_nv(in, r0, r1, c0, p1, p2, 3);
-        else if (nv == 2)
-            block_nv(in, r0, r1, c0, p1, p2, 2);
-        else
-            block_nv(in, r0, r1, c0, p1, p2, 1);
+    switch (in->kind) {
+    case BN_SUMS_X:
+        BLOCKS(BN_SUMS_X, 4);
+        break;
+    case BN_SUMS_DY_X:
+        BLOCKS(BN_SUMS_DY_X, 4);
+        break;
+    case BN_SUMS_DZ_SILU:
+        BLOCKS(BN_SUMS_DZ_SILU, 2);
+        break;
     }
 #else
     chunk_scalar(in, r0, r1, p1, p2);

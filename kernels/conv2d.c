@@ -11,6 +11,7 @@
 #include "kernels/conv2d_internal.h"
 
 #include "common/log.h"
+#include "kernels/bf16.h"
 #include "kernels/gemm.h"
 
 #include <omp.h>
@@ -243,6 +244,36 @@ static void gemm_backward(const conv2d_desc *d, int step, const float *x, const 
     }
 }
 
+/* The bf16 reference on the GEMM path: the float convolution of the inputs rounded to bf16
+ * (conv2d.h), the rounded copies at the start of the workspace. */
+static size_t w_floats(const conv2d_desc *d) {
+    return (size_t)d->cout * d->kh * d->kw * (d->cin / d->groups);
+}
+static size_t rounded_ws_floats(const conv2d_desc *d) {
+    return round16(conv2d_rows_in(d) * d->cin) + round16(w_floats(d)) +
+           round16(rows_out(d) * d->cout);
+}
+static const float *rounded(size_t n, const float *src, float **ws) {
+    if (!src) return NULL;
+    float *dst = *ws;
+    bf16_round_f32(n, src, dst);
+    *ws += round16(n);
+    return dst;
+}
+static void gemm_forward_bf16(const conv2d_desc *d, int step, const float *x, const float *w,
+                              const float *bias, float *y, float *ws) {
+    const float *xr = rounded(conv2d_rows_in(d) * d->cin, x, &ws);
+    const float *wr = rounded(w_floats(d), w, &ws);
+    gemm_forward(d, step, xr, wr, bias, y, ws);
+}
+static void gemm_backward_bf16(const conv2d_desc *d, int step, const float *x, const float *w,
+                               const float *dy, float *dx, float *dw, float *ws) {
+    const float *xr = rounded(conv2d_rows_in(d) * d->cin, x, &ws);
+    const float *wr = rounded(w_floats(d), w, &ws);
+    const float *dyr = rounded(rows_out(d) * d->cout, dy, &ws);
+    gemm_backward(d, step, xr, wr, dyr, dx, dw, ws);
+}
+
 /* ---- per-shape choice and table ------------------------------------------------------------- */
 
 /* CONV2D_AUTO's choice for each op, from bench_conv compare=true clock=cpu (1 thread, yolov8n
@@ -327,7 +358,7 @@ void conv2d_set_im2col_cap(size_t floats) {
 static int desc_equal(const conv2d_desc *a, const conv2d_desc *b) {
     return a->n == b->n && a->h == b->h && a->w == b->w && a->cin == b->cin && a->cout == b->cout &&
            a->kh == b->kh && a->kw == b->kw && a->stride == b->stride && a->pad == b->pad &&
-           a->groups == b->groups && a->oh == b->oh && a->ow == b->ow;
+           a->groups == b->groups && a->oh == b->oh && a->ow == b->ow && a->prec == b->prec;
 }
 
 static size_t op_ws(const conv_entry *e, int op) {
@@ -338,7 +369,7 @@ static size_t op_ws(const conv_entry *e, int op) {
     case PATH_ONEDNN:
         return conv2d_dnn_ws_floats(d, e->dnn, op);
     default:
-        return gemm_ws_floats(d, e->chunk);
+        return gemm_ws_floats(d, e->chunk) + (d->prec == CONV2D_BF16 ? rounded_ws_floats(d) : 0);
     }
 }
 
@@ -351,7 +382,8 @@ static void op_name(const conv_entry *e, int op, char *buf, size_t len) {
         snprintf(buf, len, "onednn/%s", conv2d_dnn_impl_name(e->dnn, op));
         break;
     default:
-        snprintf(buf, len, is_pointwise(&e->d) ? "sgemm" : "im2col+sgemm");
+        snprintf(buf, len, "%s%s", is_pointwise(&e->d) ? "sgemm" : "im2col+sgemm",
+                 e->d.prec == CONV2D_BF16 ? " on bf16-rounded inputs" : "");
         break;
     }
 }
@@ -359,11 +391,13 @@ static void op_name(const conv_entry *e, int op, char *buf, size_t len) {
 static void entry_fill(conv2d_ctx *c, conv_entry *e) {
     const conv2d_desc *d = &e->d;
     int any_dnn = 0;
+    /* bf16: oneDNN's bf16 primitives where the CPU multiplies bf16 natively, else the reference */
+    int bf16 = d->prec == CONV2D_BF16;
     for (int op = 0; op < CONV_NOPS; op++) {
-        int p = auto_path(d, op);
+        int p = bf16 ? (bf16_cpu_has_native() ? PATH_ONEDNN : PATH_GEMM) : auto_path(d, op);
         if (e->impl == CONV2D_GEMM) p = PATH_GEMM;
         if (e->impl == CONV2D_ONEDNN) p = PATH_ONEDNN;
-        if (e->impl == CONV2D_DIRECT && is_depthwise(d)) p = PATH_DEPTHWISE;
+        if (e->impl == CONV2D_DIRECT && is_depthwise(d) && !bf16) p = PATH_DEPTHWISE;
         e->path[op] = p;
         any_dnn |= p == PATH_ONEDNN;
     }
@@ -373,7 +407,7 @@ static void entry_fill(conv2d_ctx *c, conv_entry *e) {
                  is_depthwise(d) ? "direct loops" : "GEMM");
         for (int op = 0; op < CONV_NOPS; op++)
             if (e->path[op] == PATH_ONEDNN)
-                e->path[op] = is_depthwise(d) ? PATH_DEPTHWISE : PATH_GEMM;
+                e->path[op] = is_depthwise(d) && !bf16 ? PATH_DEPTHWISE : PATH_GEMM;
     }
     e->chunk = chunk_images(d, c->im2col_cap);
     e->ws_floats = 0;
@@ -382,7 +416,8 @@ static void entry_fill(conv2d_ctx *c, conv_entry *e) {
     if (e->ws_floats) e->ws_floats += WS_SLACK;
     int same = e->path[0] == e->path[1] && e->path[1] == e->path[2];
     if (same && e->path[0] == PATH_GEMM)
-        snprintf(e->name, sizeof e->name, is_pointwise(d) ? "1x1 dnnl_sgemm" : "im2col+dnnl_sgemm");
+        snprintf(e->name, sizeof e->name, "%s%s", is_pointwise(d) ? "1x1 dnnl_sgemm" : "im2col+dnnl_sgemm",
+                 bf16 ? " on bf16-rounded inputs" : "");
     else if (same && e->path[0] == PATH_DEPTHWISE)
         snprintf(e->name, sizeof e->name, "depthwise-direct");
     else {
@@ -445,7 +480,10 @@ void conv2d_ctx_forward(conv2d_ctx *c, const conv2d_desc *d, const float *x, con
         conv2d_dnn_forward(d, e->dnn, x, w, bias, y, a);
         break;
     default:
-        gemm_forward(d, e->chunk, x, w, bias, y, a);
+        if (d->prec == CONV2D_BF16)
+            gemm_forward_bf16(d, e->chunk, x, w, bias, y, a);
+        else
+            gemm_forward(d, e->chunk, x, w, bias, y, a);
         break;
     }
 }
@@ -460,7 +498,10 @@ static void backward_on(const conv_entry *e, int path, const float *x, const flo
         conv2d_dnn_backward(&e->d, e->dnn, x, w, dy, dx, dw, ws);
         break;
     default:
-        gemm_backward(&e->d, e->chunk, x, w, dy, dx, dw, ws);
+        if (e->d.prec == CONV2D_BF16)
+            gemm_backward_bf16(&e->d, e->chunk, x, w, dy, dx, dw, ws);
+        else
+            gemm_backward(&e->d, e->chunk, x, w, dy, dx, dw, ws);
         break;
     }
 }

@@ -12,10 +12,18 @@
 #pragma once
 #include <stddef.h>
 
+/* Arithmetic of a convolution. CONV2D_BF16 (mixed precision, what amp=bf16 trains with): the
+ * inputs of each op are rounded to bfloat16 (kernels/bf16.h: x and w in forward, dy and w in
+ * backward-data, x and dy in backward-filter) and the products are summed in float; outputs, the
+ * bias and its gradient, and the accumulation into dx / dw stay float. Its CPU reference is the
+ * float convolution of the rounded inputs (they differ by the order of the float sums only). */
+typedef enum conv2d_prec { CONV2D_FP32 = 0, CONV2D_BF16 = 1 } conv2d_prec;
+
 typedef struct conv2d_desc {
     int n, h, w, cin; /* input */
     int cout, kh, kw, stride, pad, groups;
-    int oh, ow; /* output, derived by conv2d_make */
+    int oh, ow;       /* output, derived by conv2d_make */
+    conv2d_prec prec; /* CONV2D_FP32 from conv2d_make */
 } conv2d_desc;
 
 /* Implementation choice, per op (forward, backward-data, backward-weights). AUTO picks per shape

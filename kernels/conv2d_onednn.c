@@ -2,8 +2,12 @@
  * the weights in the layout oneDNN picks (reordered from OHWI on every call because the weights
  * change every step). oneDNN writes its outputs, so dx goes through scratch + add and dw through a
  * reorder with a sum post-op. Everything runs on the engine and stream of the conv2d_ctx that
- * created the primitives. */
+ * created the primitives.
+ * CONV2D_BF16: the primitives take bf16 inputs (src and weights in forward, diff_dst and weights
+ * in backward-data, src and diff_dst in backward-weights) and give float outputs; x and dy are
+ * converted into the workspace on each call, the weights by their reorder (which converts). */
 #include "common/log.h"
+#include "kernels/bf16.h"
 #include "kernels/conv2d_internal.h"
 
 #include <stdint.h>
@@ -20,6 +24,7 @@ typedef struct dnn_conv {
     dnn_prim dw_to_user;        /* reorder with a sum post-op: dw += internal */
     dnnl_memory_t src, wuser, bias, dst, wfwd, wbd, dsrc, ddst, dwint, dwuser, scr_f, scr_d, scr_w;
     size_t wfwd_f, wbd_f, dwint_f, scr_f_f, scr_d_f, scr_w_f; /* region sizes, floats (rounded) */
+    size_t xb_f, dyb_f; /* bf16: the converted x and dy regions (floats, rounded); 0 in fp32 */
     float *zero_bias;
     dnnl_engine_t engine; /* the owning context's (conv2d_dnn_env) */
     dnnl_stream_t stream;
@@ -117,20 +122,27 @@ dnn_conv *conv2d_dnn_create(conv2d_dnn_env *env, const conv2d_desc *d) {
     c->stream = env->stream;
     dnnl_engine_t eng = c->engine;
     const int G = d->groups;
-    dnnl_memory_desc_t src, dst, bias, wuser, wany;
+    /* bf16: src, weights and diff_dst in bf16 (x is always an input, so src of backward-data
+     * is its float gradient: dsrc); dst, diff_src, diff_weights float */
+    const dnnl_data_type_t in_t = d->prec == CONV2D_BF16 ? dnnl_bf16 : dnnl_f32;
+    dnnl_memory_desc_t src, dst, dsrc, ddst, bias, wuser, wany, dwany;
     dnnl_dims_t sd = {d->n, d->cin, d->h, d->w}, dd = {d->n, d->cout, d->oh, d->ow};
     dnnl_dims_t bd = {d->cout};
-    DNN_CHECK(dnnl_memory_desc_init_by_tag(&src, 4, sd, dnnl_f32, dnnl_nhwc));
+    DNN_CHECK(dnnl_memory_desc_init_by_tag(&src, 4, sd, in_t, dnnl_nhwc));
+    DNN_CHECK(dnnl_memory_desc_init_by_tag(&dsrc, 4, sd, dnnl_f32, dnnl_nhwc));
     DNN_CHECK(dnnl_memory_desc_init_by_tag(&dst, 4, dd, dnnl_f32, dnnl_nhwc));
+    DNN_CHECK(dnnl_memory_desc_init_by_tag(&ddst, 4, dd, in_t, dnnl_nhwc));
     DNN_CHECK(dnnl_memory_desc_init_by_tag(&bias, 1, bd, dnnl_f32, dnnl_a));
     if (G == 1) {
         dnnl_dims_t wd = {d->cout, d->cin, d->kh, d->kw};
         DNN_CHECK(dnnl_memory_desc_init_by_tag(&wuser, 4, wd, dnnl_f32, dnnl_ohwi));
-        DNN_CHECK(dnnl_memory_desc_init_by_tag(&wany, 4, wd, dnnl_f32, dnnl_format_tag_any));
+        DNN_CHECK(dnnl_memory_desc_init_by_tag(&wany, 4, wd, in_t, dnnl_format_tag_any));
+        DNN_CHECK(dnnl_memory_desc_init_by_tag(&dwany, 4, wd, dnnl_f32, dnnl_format_tag_any));
     } else {
         dnnl_dims_t wd = {G, d->cout / G, d->cin / G, d->kh, d->kw};
         DNN_CHECK(dnnl_memory_desc_init_by_tag(&wuser, 5, wd, dnnl_f32, dnnl_gohwi));
-        DNN_CHECK(dnnl_memory_desc_init_by_tag(&wany, 5, wd, dnnl_f32, dnnl_format_tag_any));
+        DNN_CHECK(dnnl_memory_desc_init_by_tag(&wany, 5, wd, in_t, dnnl_format_tag_any));
+        DNN_CHECK(dnnl_memory_desc_init_by_tag(&dwany, 5, wd, dnnl_f32, dnnl_format_tag_any));
     }
     dnnl_dims_t strides = {d->stride, d->stride}, pl = {d->pad, d->pad};
     /* oneDNN checks oh == (h + pl + pr - k) / s + 1 with the same floor as PyTorch. */
@@ -144,11 +156,11 @@ dnn_conv *conv2d_dnn_create(conv2d_dnn_env *env, const conv2d_desc *d) {
                                            &src, &wany, &bias, &dst, strides, pl,
                                            pr) == dnnl_success &&
         create_prim(eng, &c->fwd, &fd, attr, NULL) == 0 &&
-        dnnl_convolution_backward_data_desc_init(&bdd, dnnl_convolution_direct, &src, &wany, &dst,
-                                                 strides, pl, pr) == dnnl_success &&
+        dnnl_convolution_backward_data_desc_init(&bdd, dnnl_convolution_direct, &dsrc, &wany,
+                                                 &ddst, strides, pl, pr) == dnnl_success &&
         create_prim(eng, &c->bwd_data, &bdd, attr, c->fwd.pd) == 0 &&
-        dnnl_convolution_backward_weights_desc_init(&bwd, dnnl_convolution_direct, &src, &wany,
-                                                    NULL, &dst, strides, pl, pr) == dnnl_success &&
+        dnnl_convolution_backward_weights_desc_init(&bwd, dnnl_convolution_direct, &src, &dwany,
+                                                    NULL, &ddst, strides, pl, pr) == dnnl_success &&
         create_prim(eng, &c->bwd_weights, &bwd, attr, c->fwd.pd) == 0;
     dnnl_primitive_attr_destroy(attr);
     if (ok) {
@@ -161,8 +173,12 @@ dnn_conv *conv2d_dnn_create(conv2d_dnn_env *env, const conv2d_desc *d) {
         if (ok) {
             c->src = mem_for(eng, &src);
             c->dst = mem_for(eng, &dst);
-            c->dsrc = mem_for(eng, &src);
-            c->ddst = mem_for(eng, &dst);
+            c->dsrc = mem_for(eng, &dsrc);
+            c->ddst = mem_for(eng, &ddst);
+            if (d->prec == CONV2D_BF16) {
+                c->xb_f = conv2d_round16((conv2d_rows_in(d) * d->cin + 1) / 2);
+                c->dyb_f = conv2d_round16(((size_t)d->n * d->oh * d->ow * d->cout + 1) / 2);
+            }
             c->bias = mem_for(eng, &bias);
             c->wuser = mem_for(eng, &wuser);
             c->dwuser = mem_for(eng, &wuser);
@@ -201,11 +217,11 @@ const char *conv2d_dnn_impl_name(const dnn_conv *c, int op) {
 size_t conv2d_dnn_ws_floats(const conv2d_desc *d, const dnn_conv *c, int op) {
     switch (op) {
     case CONV_FWD:
-        return c->wfwd_f + c->scr_f_f;
+        return c->xb_f + c->wfwd_f + c->scr_f_f;
     case CONV_BWD_DATA:
-        return c->wbd_f + c->scr_d_f + conv2d_round16(conv2d_rows_in(d) * d->cin);
+        return c->dyb_f + c->wbd_f + c->scr_d_f + conv2d_round16(conv2d_rows_in(d) * d->cin);
     default:
-        return c->dwint_f + c->scr_w_f;
+        return c->xb_f + c->dyb_f + c->dwint_f + c->scr_w_f;
     }
 }
 
@@ -228,11 +244,20 @@ static dnnl_memory_t weights_for(dnn_conv *c, const dnn_prim *reorder, dnnl_memo
     return internal;
 }
 
+/* bf16: n floats of src converted into the region at *ws (which moves past it); fp32: src. */
+static const void *as_input(size_t n, const float *src, size_t region, float **ws) {
+    if (!region) return src;
+    bf16 *dst = (bf16 *)*ws;
+    bf16_from_f32(n, src, dst);
+    *ws += region;
+    return dst;
+}
+
 void conv2d_dnn_forward(const conv2d_desc *d, dnn_conv *c, const float *x, const float *w,
                         const float *bias, float *y, float *ws) {
-    (void)d;
+    const void *xin = as_input(conv2d_rows_in(d) * d->cin, x, c->xb_f, &ws);
     dnnl_memory_t wm = weights_for(c, &c->w_to_fwd, c->wfwd, w, ws);
-    set_handle(c->src, x);
+    set_handle(c->src, xin);
     set_handle(c->bias, bias ? bias : c->zero_bias);
     set_handle(c->dst, y);
     dnnl_exec_arg_t a[5] = {{DNNL_ARG_SRC, c->src},
@@ -250,16 +275,18 @@ void conv2d_dnn_forward(const conv2d_desc *d, dnn_conv *c, const float *x, const
 
 void conv2d_dnn_backward(const conv2d_desc *d, dnn_conv *c, const float *x, const float *w,
                          const float *dy, float *dx, float *dw, float *ws) {
-    set_handle(c->ddst, dy);
-    if (dw) {
-        set_handle(c->src, x);
-        set_handle(c->dwint, ws);
+    const size_t nout = (size_t)d->n * d->oh * d->ow * d->cout;
+    if (dw) { /* workspace: [x bf16] [dy bf16] [dw internal] [scratch] */
+        float *p = ws;
+        set_handle(c->src, as_input(conv2d_rows_in(d) * d->cin, x, c->xb_f, &p));
+        set_handle(c->ddst, as_input(nout, dy, c->dyb_f, &p));
+        set_handle(c->dwint, p);
         dnnl_exec_arg_t a[4] = {{DNNL_ARG_SRC, c->src},
                                 {DNNL_ARG_DIFF_DST, c->ddst},
                                 {DNNL_ARG_DIFF_WEIGHTS, c->dwint}};
         int na = 3;
         if (c->scr_w) {
-            set_handle(c->scr_w, ws + c->dwint_f);
+            set_handle(c->scr_w, p + c->dwint_f);
             a[na++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, c->scr_w};
         }
         run(c, &c->bwd_weights, na, a);
@@ -268,15 +295,17 @@ void conv2d_dnn_backward(const conv2d_desc *d, dnn_conv *c, const float *x, cons
         run(c, &c->dw_to_user, 2, r);
         DNN_CHECK(dnnl_stream_wait(c->stream));
     }
-    if (dx) {
-        dnnl_memory_t wm = weights_for(c, &c->w_to_bd, c->wbd, w, ws);
-        float *tmp = ws + c->wbd_f + c->scr_d_f;
+    if (dx) { /* workspace: [dy bf16] [weights] [scratch] [dx before the add] */
+        float *p = ws;
+        set_handle(c->ddst, as_input(nout, dy, c->dyb_f, &p));
+        dnnl_memory_t wm = weights_for(c, &c->w_to_bd, c->wbd, w, p);
+        float *tmp = p + c->wbd_f + c->scr_d_f;
         set_handle(c->dsrc, tmp);
         dnnl_exec_arg_t a[4] = {
             {DNNL_ARG_DIFF_DST, c->ddst}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DIFF_SRC, c->dsrc}};
         int na = 3;
         if (c->scr_d) {
-            set_handle(c->scr_d, ws + c->wbd_f);
+            set_handle(c->scr_d, p + c->wbd_f);
             a[na++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, c->scr_d};
         }
         run(c, &c->bwd_data, na, a);

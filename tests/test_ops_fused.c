@@ -1,5 +1,6 @@
-/* Fused kernels (suite ops): BN + SiLU against the plain ops it replaces (the same bits), the
- * vector channel sums against the scalar reference order, exp_fast16 against exp_fast. */
+/* Fused kernels (suite ops): BN + SiLU against the plain ops it replaces (forward: the same bits;
+ * backward: within float rounding, its sigmoid comes from the output), the vector channel sums
+ * against the scalar reference order, exp_fast16 against exp_fast. */
 #include "kernels/activation.h"
 #include "kernels/batchnorm.h"
 #include "kernels/bn_sums.h"
@@ -11,6 +12,17 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* max |a - b| <= rtol * max |b| (b: the reference) */
+static void assert_close(const char *what, const float *a, const float *b, size_t n, double rtol) {
+    double worst = 0, scale = 0;
+    for (size_t i = 0; i < n; i++) {
+        worst = fmax(worst, fabs((double)a[i] - b[i]));
+        scale = fmax(scale, fabs((double)b[i]));
+    }
+    cr_assert(scale > 0 && worst <= rtol * scale, "%s: max difference %.3g of max %.3g", what, worst,
+              scale);
+}
 
 static void assert_same_bits(const char *what, const float *a, const float *b, size_t n) {
     for (size_t i = 0; i < n; i++)
@@ -65,6 +77,22 @@ Test(ops, bn_silu_forward_train_equals_bn_then_silu) {
     kernels_set_threads(1);
 }
 
+/* The sigmoid from y / z: finite, within a few ulps of 1 / (1 + exp(-z)); the edges. */
+Test(ops, bn_silu_sigmoid_from_the_output) {
+    for (int i = -2000; i <= 2000; i++) {
+        float z = (float)i * 0.01f, s = 1.0f / (1.0f + exp_fast(-z));
+        float y = z / (1.0f + exp_fast(-z)); /* what silu_forward stores */
+        float r = bn_silu_sigmoid(z, y);
+        cr_assert(fabsf(r - s) <= 4e-7f * s + 1e-30f, "z %g: %.9g vs %.9g", (double)z, (double)r,
+                  (double)s);
+    }
+    cr_assert_eq(bn_silu_sigmoid(0.0f, 0.0f), 0.5f);
+    cr_assert_eq(bn_silu_sigmoid(-0.0f, -0.0f), 0.5f);
+    cr_assert_eq(bn_silu_sigmoid(INFINITY, INFINITY), 1.0f);
+    cr_assert_eq(bn_silu_sigmoid(-INFINITY, -INFINITY), 0.0f);
+    cr_assert(isnan(bn_silu_dz(NAN, NAN, 1.0f)), "NaN propagates");
+}
+
 Test(ops, bn_silu_backward_equals_silu_then_bn_backward) {
     for (int threads = 1; threads <= 2; threads++) {
         kernels_set_threads(threads);
@@ -87,13 +115,16 @@ Test(ops, bn_silu_backward_equals_silu_then_bn_backward) {
             /* the plain pair: SiLU backward into a zeroed dz, then BN backward into a zeroed dx */
             silu_backward(n, z, dy, dz);
             batchnorm_backward(m, c, x, gb, save, save + c, dz, dx, dgb, dgb + c);
-            bn_silu_backward(m, c, x, gb, gb + c, save, dy, dxf, dgb + 2 * c, dgb + 3 * c, dzf);
-            assert_same_bits("dx", dx, dxf, n);
-            assert_same_bits("dz", dz, dzf, n);
-            assert_same_bits("dgamma, dbeta", dgb, dgb + 2 * c, 2 * c);
+            bn_silu_backward(m, c, x, gb, gb + c, save, y, dy, dxf, dgb + 2 * c, dgb + 3 * c, dzf);
+            /* the same up to the sigmoid's ulps (y / z instead of the exp) */
+            assert_close("dz", dzf, dz, n, 1e-6);
+            assert_close("dx", dxf, dx, n, 1e-5);
+            assert_close("dgamma", dgb + 2 * c, dgb, c, 1e-5);
+            assert_close("dbeta", dgb + 3 * c, dgb + c, c, 1e-5);
+            /* without dz, dgamma, dbeta: the same dx bits */
             fill_uniform(dzf, n, -5, 5, 4, 400 + k);
-            bn_silu_backward(m, c, x, gb, gb + c, save, dy, dzf, NULL, NULL, NULL);
-            assert_same_bits("dx without dz, dgamma, dbeta", dx, dzf, n);
+            bn_silu_backward(m, c, x, gb, gb + c, save, y, dy, dzf, NULL, NULL, NULL);
+            assert_same_bits("dx without dz, dgamma, dbeta", dxf, dzf, n);
             free(x), free(z), free(y), free(dy), free(dz), free(dx), free(dxf), free(dzf);
             free(gb), free(save), free(dgb);
         }
@@ -122,6 +153,7 @@ Test(ops, bn_channel_sums_vector_equals_scalar_order) {
                                  .mean = p,
                                  .scale = p + c,
                                  .beta = p + 2 * c,
+                                 .y = b,
                                  .dz_out = kind == BN_SUMS_DZ_SILU ? dz1 : NULL};
                 bn_channel_sums(&in, s, s + c);
                 in.dz_out = in.dz_out ? dz2 : NULL;

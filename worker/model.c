@@ -289,6 +289,10 @@ const float *model_activation_grad(const model *m, const char *name, int dims[4]
     return named(m, m->dact, name, dims);
 }
 
+void model_set_conv_precision(model *m, conv2d_prec prec) {
+    m->conv_prec = prec;
+}
+
 void model_keep_activation_grads(model *m, bool keep) {
     m->keep_grads = keep;
 }

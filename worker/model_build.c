@@ -179,7 +179,8 @@ static int unit_emit(builder *b, const cunit *u, int x) {
                           .pad = pad,
                           .groups = u->g,
                           .oh = oh,
-                          .ow = ow};
+                          .ow = ow,
+                          .prec = b->m->conv_prec};
     o->pw = u->pw;
     o->pb = u->pb;
     int y = new_slot(b, xs.n, oh, ow, u->cout);

@@ -108,6 +108,7 @@ void model_share_activations(model *m, bool train) {
         op_kind k = m->ops[i].kind;
         if (k == OP_CONV || k == OP_BN || k == OP_SILU || k == OP_ATTN || k == OP_BN_SILU)
             keep[m->ops[i].x] = true;
+        if (k == OP_BN_SILU) keep[m->ops[i].y] = true; /* its backward reads its output too */
     }
     range *r = xmalloc((size_t)S * sizeof *r);
     for (int s = 0; s < S; s++) {
