@@ -22,6 +22,7 @@
 #include "common/ultralytics_version.h"
 #include "kernels/detloss.h"
 #include "kernels/threads.h"
+#include "worker/allreduce.h"
 #include "worker/model.h"
 
 #include <omp.h>
@@ -153,6 +154,7 @@ static int run_size(step_ctx *s, const bench_cfg *c, int imgsz) {
 
 int main(int argc, char **argv) {
     log_set_program("bench_train_step");
+    allreduce_tune_malloc(); /* as the trainer: large buffers stay mapped between steps */
     kv_args a;
     char err[512];
     if (kv_parse(argc - 1, argv + 1, &a, err, sizeof err)) {

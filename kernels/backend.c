@@ -36,6 +36,7 @@ static const char *const op_names[] = {
     "bn_silu_forward_train",
     "bn_silu_forward_eval",
     "bn_silu_backward",
+    "conv2d_backward_data_set",
 };
 _Static_assert(sizeof op_names / sizeof op_names[0] == BACKEND_OP_COUNT,
                "op_names needs one name per backend_op");
@@ -105,6 +106,8 @@ static bool has_op(const backend_i *f, backend_op op) {
         return f->bn_silu_forward_eval != NULL;
     case BACKEND_OP_BN_SILU_BACKWARD:
         return f->bn_silu_backward != NULL;
+    case BACKEND_OP_CONV2D_BACKWARD_DATA_SET:
+        return f->conv2d_backward_data_set != NULL;
     case BACKEND_OP_COUNT:
         break;
     }
@@ -338,4 +341,8 @@ void backend_bn_silu_backward(backend *be, int m, int c, const float *x, const f
                               float *dgamma, float *dbeta, float *dz) {
     DISPATCH(be, BACKEND_OP_BN_SILU_BACKWARD, bn_silu_backward, m, c, x, gamma, beta, save, y, dy, dx,
              dgamma, dbeta, dz);
+}
+void backend_conv2d_backward_data_set(backend *be, const conv2d_desc *d, const float *w,
+                                      const float *dy, float *dx, float *ws) {
+    DISPATCH(be, BACKEND_OP_CONV2D_BACKWARD_DATA_SET, conv2d_backward_data_set, d, w, dy, dx, ws);
 }

@@ -67,6 +67,7 @@ typedef enum backend_op {
     BACKEND_OP_BN_SILU_FORWARD_TRAIN,
     BACKEND_OP_BN_SILU_FORWARD_EVAL,
     BACKEND_OP_BN_SILU_BACKWARD,
+    BACKEND_OP_CONV2D_BACKWARD_DATA_SET,
     BACKEND_OP_COUNT
 } backend_op;
 
@@ -202,3 +203,8 @@ void backend_bn_silu_forward_eval(backend *be, int m, int c, const float *x, con
 void backend_bn_silu_backward(backend *be, int m, int c, const float *x, const float *gamma,
                               const float *beta, const float *save, const float *y, const float *dy, float *dx,
                               float *dgamma, float *dbeta, float *dz);
+/* conv2d_backward_data_set (kernels/conv2d.h: conv2d_ctx_backward_data_set): dx = (conv2d_backward's
+ * dx), WRITTEN rather than added, for a gradient this conv is the first to produce (the model then
+ * does not zero it). The same values as conv2d_backward_data into a zeroed dx. */
+void backend_conv2d_backward_data_set(backend *be, const conv2d_desc *d, const float *w,
+                                      const float *dy, float *dx, float *ws);

@@ -92,6 +92,11 @@ static void cpu_conv2d_backward_data(backend *be, const conv2d_desc *d, const fl
     enter(be);
     conv2d_ctx_backward_data(ctx_of(be)->conv, d, w, dy, dx, ws);
 }
+static void cpu_conv2d_backward_data_set(backend *be, const conv2d_desc *d, const float *w,
+                                         const float *dy, float *dx, float *ws) {
+    enter(be);
+    conv2d_ctx_backward_data_set(ctx_of(be)->conv, d, w, dy, dx, ws);
+}
 static void cpu_conv2d_backward_filter(backend *be, const conv2d_desc *d, const float *x,
                                        const float *dy, float *dw, float *dbias, float *ws) {
     enter(be);
@@ -276,6 +281,7 @@ static const backend_i cpu_iface = {
     .bn_silu_forward_train = cpu_bn_silu_forward_train,
     .bn_silu_forward_eval = cpu_bn_silu_forward_eval,
     .bn_silu_backward = cpu_bn_silu_backward,
+    .conv2d_backward_data_set = cpu_conv2d_backward_data_set,
 };
 
 static void cpu_destroy(backend *be) {

@@ -515,6 +515,20 @@ void conv2d_ctx_backward_data(conv2d_ctx *c, const conv2d_desc *d, const float *
     if (dx) backward_on(e, e->path[CONV_BWD_DATA], NULL, w, dy, dx, NULL, a);
 }
 
+void conv2d_ctx_backward_data_set(conv2d_ctx *c, const conv2d_desc *d, const float *w,
+                                  const float *dy, float *dx, float *ws) {
+    conv_entry *e = lookup(c, d);
+    float *a = checked_ws(e, ws, "conv2d_backward_data_set");
+    if (e->path[CONV_BWD_DATA] == PATH_ONEDNN) { /* oneDNN writes dx itself: no add pass */
+        conv2d_dnn_backward_data_set(d, e->dnn, w, dy, dx, a);
+        return;
+    }
+    size_t n = conv2d_rows_in(d) * d->cin;
+#pragma omp parallel for simd schedule(static) if (n >= 65536)
+    for (size_t i = 0; i < n; i++) dx[i] = 0.0f;
+    backward_on(e, e->path[CONV_BWD_DATA], NULL, w, dy, dx, NULL, a);
+}
+
 void conv2d_ctx_backward_filter(conv2d_ctx *c, const conv2d_desc *d, const float *x,
                                 const float *dy, float *dw, float *dbias, float *ws) {
     conv_entry *e = lookup(c, d);

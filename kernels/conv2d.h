@@ -52,6 +52,11 @@ void conv2d_ctx_forward(conv2d_ctx *c, const conv2d_desc *d, const float *x, con
  * Each gives the same bits as conv2d_backward does for that output. */
 void conv2d_ctx_backward_data(conv2d_ctx *c, const conv2d_desc *d, const float *w, const float *dy,
                               float *dx, float *ws);
+/* dx = d/dx: backward-data WRITING dx instead of adding to it (for a gradient this conv is the
+ * first to produce; saves zeroing it and, on the oneDNN path, a pass over it). The same values as
+ * conv2d_ctx_backward_data into a zeroed dx. */
+void conv2d_ctx_backward_data_set(conv2d_ctx *c, const conv2d_desc *d, const float *w,
+                                  const float *dy, float *dx, float *ws);
 void conv2d_ctx_backward_filter(conv2d_ctx *c, const conv2d_desc *d, const float *x,
                                 const float *dy, float *dw, float *dbias, float *ws);
 /* Which implementation runs this shape, e.g. "onednn-brgconv", "im2col+dnnl_sgemm". */

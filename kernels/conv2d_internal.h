@@ -42,6 +42,9 @@ void conv2d_dnn_forward(const conv2d_desc *d, dnn_conv *c, const float *x, const
                         const float *bias, float *y, float *ws);
 void conv2d_dnn_backward(const conv2d_desc *d, dnn_conv *c, const float *x, const float *w,
                          const float *dy, float *dx, float *dw, float *ws);
+/* dx = backward-data (written, not added). */
+void conv2d_dnn_backward_data_set(const conv2d_desc *d, dnn_conv *c, const float *w,
+                                  const float *dy, float *dx, float *ws);
 
 /* Tests: the GEMM path's im2col buffer limit in floats of the default context (default 4 Mi; at
  * least one image per chunk). Clears its primitive table, since workspace sizes change. */

@@ -273,6 +273,25 @@ void conv2d_dnn_forward(const conv2d_desc *d, dnn_conv *c, const float *x, const
     DNN_CHECK(dnnl_stream_wait(c->stream));
 }
 
+/* diff_src into out (oneDNN writes it); workspace: [dy bf16] [weights] [scratch]. */
+static void backward_data_into(const conv2d_desc *d, dnn_conv *c, const float *w, const float *dy,
+                               float *out, float *ws) {
+    const size_t nout = (size_t)d->n * d->oh * d->ow * d->cout;
+    float *p = ws;
+    set_handle(c->ddst, as_input(nout, dy, c->dyb_f, &p));
+    dnnl_memory_t wm = weights_for(c, &c->w_to_bd, c->wbd, w, p);
+    set_handle(c->dsrc, out);
+    dnnl_exec_arg_t a[4] = {
+        {DNNL_ARG_DIFF_DST, c->ddst}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DIFF_SRC, c->dsrc}};
+    int na = 3;
+    if (c->scr_d) {
+        set_handle(c->scr_d, p + c->wbd_f);
+        a[na++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, c->scr_d};
+    }
+    run(c, &c->bwd_data, na, a);
+    DNN_CHECK(dnnl_stream_wait(c->stream));
+}
+
 void conv2d_dnn_backward(const conv2d_desc *d, dnn_conv *c, const float *x, const float *w,
                          const float *dy, float *dx, float *dw, float *ws) {
     const size_t nout = (size_t)d->n * d->oh * d->ow * d->cout;
@@ -296,22 +315,15 @@ void conv2d_dnn_backward(const conv2d_desc *d, dnn_conv *c, const float *x, cons
         DNN_CHECK(dnnl_stream_wait(c->stream));
     }
     if (dx) { /* workspace: [dy bf16] [weights] [scratch] [dx before the add] */
-        float *p = ws;
-        set_handle(c->ddst, as_input(nout, dy, c->dyb_f, &p));
-        dnnl_memory_t wm = weights_for(c, &c->w_to_bd, c->wbd, w, p);
-        float *tmp = p + c->wbd_f + c->scr_d_f;
-        set_handle(c->dsrc, tmp);
-        dnnl_exec_arg_t a[4] = {
-            {DNNL_ARG_DIFF_DST, c->ddst}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DIFF_SRC, c->dsrc}};
-        int na = 3;
-        if (c->scr_d) {
-            set_handle(c->scr_d, p + c->wbd_f);
-            a[na++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, c->scr_d};
-        }
-        run(c, &c->bwd_data, na, a);
-        DNN_CHECK(dnnl_stream_wait(c->stream));
+        float *tmp = ws + c->dyb_f + c->wbd_f + c->scr_d_f;
+        backward_data_into(d, c, w, dy, tmp, ws);
         size_t total = conv2d_rows_in(d) * d->cin;
 #pragma omp parallel for simd schedule(static)
         for (size_t i = 0; i < total; i++) dx[i] += tmp[i];
     }
+}
+
+void conv2d_dnn_backward_data_set(const conv2d_desc *d, dnn_conv *c, const float *w,
+                                  const float *dy, float *dx, float *ws) {
+    backward_data_into(d, c, w, dy, dx, ws);
 }

@@ -109,7 +109,10 @@ static void run_backward(model *m, const op *o) {
     case OP_CONV:
         backend_conv2d_backward_filter(be, &o->cd, x, dy, m->g + m->params[o->pw].offset,
                                        o->pb >= 0 ? m->g + m->params[o->pb].offset : NULL, m->ws);
-        if (dx)
+        if (dx && o->dx_write)
+            backend_conv2d_backward_data_set(be, &o->cd, m->p + m->params[o->pw].offset, dy, dx,
+                                             m->ws);
+        else if (dx)
             backend_conv2d_backward_data(be, &o->cd, m->p + m->params[o->pw].offset, dy, dx, m->ws);
         break;
     case OP_BN: {

@@ -80,9 +80,11 @@ static void lifetimes(const model *m, int *prod, int *cons) {
     }
 }
 
-/* Slots whose gradient one op's backward WRITES rather than accumulates, so it needs no zeroing:
- * the input of a BN+SiLU op (a conv output) when that op is its only reader. */
-static bool *gradient_written(const model *m) {
+/* Slots whose gradient the first op to produce it in backward (its last reader in forward)
+ * WRITES rather than accumulates, so it needs no zeroing: the input of a BN+SiLU op (a conv output
+ * that only it reads; its backward always writes) and the input of a conv that is its last
+ * reader (the conv's backward-data then writes: op.dx_write). */
+static bool *gradient_written(model *m, const int *cons) {
     int S = m->nslots;
     int *readers = xcalloc((size_t)S, sizeof *readers);
     bool *w = xcalloc((size_t)S, sizeof *w);
@@ -90,8 +92,15 @@ static bool *gradient_written(const model *m) {
         int in[OP_MAX_IN + 1], k = op_inputs(&m->ops[i], in);
         for (int j = 0; j < k; j++) readers[in[j]]++;
     }
-    for (int i = 0; i < m->nops; i++)
-        if (m->ops[i].kind == OP_BN_SILU && readers[m->ops[i].x] == 1) w[m->ops[i].x] = true;
+    for (int i = 0; i < m->nops; i++) {
+        op *o = &m->ops[i];
+        o->dx_write = false;
+        if (o->kind == OP_BN_SILU) {
+            if (readers[o->x] != 1) FATAL("BN+SiLU input slot %d has other readers", o->x);
+            w[o->x] = true;
+        }
+        if (o->kind == OP_CONV && o->x != 0 && cons[o->x] == i) w[o->x] = o->dx_write = true;
+    }
     free(readers);
     return w;
 }
@@ -133,7 +142,7 @@ void model_plan_grads(model *m) {
     m->zero_start = xcalloc((size_t)N + 1, sizeof *m->zero_start);
     m->zero_slots = xmalloc(((size_t)S + 1) * sizeof *m->zero_slots);
     int *zero_at = xmalloc((size_t)S * sizeof *zero_at);
-    bool *written = gradient_written(m);
+    bool *written = gradient_written(m, cons);
     for (int s = 0; s < S; s++) {
         zero_at[s] = cons[s] >= 0 ? cons[s] : prod[s];
         if (zero_at[s] >= 0 && !written[s]) m->zero_start[zero_at[s] + 1]++;

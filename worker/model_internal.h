@@ -51,6 +51,7 @@ typedef struct op {
     size_t argmax;      /* maxpool: int32 scratch offset */
     attention_desc ad;
     int branch, level; /* output */
+    bool dx_write;     /* conv: backward writes dx (the first to produce it: model_plan_grads) */
 } op;
 
 typedef struct act_name {
