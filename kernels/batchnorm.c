@@ -159,7 +159,7 @@ void bn_silu_backward(int m, int c, const float *x, const float *gamma, const fl
     const float *mean = save, *invstd = save + c, *scale = save + 2 * c;
     double *sdy = xmalloc(sizeof(double) * 2 * c), *sdyx = sdy + c;
     float *k = xmalloc(sizeof(float) * 3 * c);
-    /* pass 1: dz (into dx, which is written, not accumulated) and its sums */
+    /* pass 1: the sums of dz (and dz itself for inspection) */
     bn_channel_sums(&(bn_sums_in){.kind = BN_SUMS_DZ_SILU,
                                   .m = m,
                                   .c = c,
@@ -169,20 +169,24 @@ void bn_silu_backward(int m, int c, const float *x, const float *gamma, const fl
                                   .scale = scale,
                                   .beta = beta,
                                   .y = y,
-                                  .dz_out = dx},
+                                  .dz_out = dz},
                     sdy, sdyx);
     backward_coefs(m, c, gamma, invstd, sdy, sdyx, dgamma, dbeta, k);
     const float *k_scale = k, *k_mdy = k + c, *k_xc = k + 2 * c;
-    if (dz) memcpy(dz, dx, (size_t)m * c * sizeof *dz);
-    /* pass 2: dx = k_scale (dz - k_mdy - (x - mean) k_xc), in place */
+    /* pass 2: dz again (cheaper than storing and reloading it), dx = k_scale (dz - k_mdy -
+     * (x - mean) k_xc) */
     long long work = (long long)m * c;
 #pragma omp parallel for num_threads(kernels_threads()) schedule(static) if (work >= BN_PAR_MIN)
     for (int r = 0; r < m; r++) {
-        const float *xr = x + (size_t)r * c;
+        const float *xr = x + (size_t)r * c, *yr = y + (size_t)r * c, *dyr = dy + (size_t)r * c;
         float *dxr = dx + (size_t)r * c;
 #pragma omp simd
-        for (int ch = 0; ch < c; ch++)
-            dxr[ch] = k_scale[ch] * (dxr[ch] - k_mdy[ch] - (xr[ch] - mean[ch]) * k_xc[ch]);
+        for (int ch = 0; ch < c; ch++) {
+            float xc = xr[ch] - mean[ch];
+            float z = xc * scale[ch] + beta[ch];
+            float g = bn_silu_dz(z, yr[ch], dyr[ch]);
+            dxr[ch] = k_scale[ch] * (g - k_mdy[ch] - xc * k_xc[ch]);
+        }
     }
     free(k);
     free(sdy);

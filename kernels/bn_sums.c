@@ -64,14 +64,20 @@ static inline __m512 dz_silu16(__m512 dy, __m512 x, __m512 y, __m512 mean, __m51
 }
 
 /* Channels [c0, c0 + 16 NV) (masked past c) over rows [r0, r1): NV vectors of 16 channels, their
- * 4 NV double accumulators in registers, one chain per channel in row order. */
+ * 4 NV double accumulators in registers, one chain per channel in row order. The per-channel
+ * constants of the dz kind come from memory (L1) so that NV = 4 still fits the 32 registers. */
 static inline __attribute__((always_inline)) void block_nv(const bn_sums_in *in, int r0, int r1,
                                                            int c0, double *p1, double *p2,
                                                            const int NV, const bn_sums_kind kind) {
     const int c = in->c;
+    const float *pa = in->a + c0, *pb = in->b ? in->b + c0 : NULL, *py = in->y ? in->y + c0 : NULL;
+    float *pdz = in->dz_out ? in->dz_out + c0 : NULL;
     __mmask16 mk[4];
-    __m512d s1[8], s2[8], ml[8];
-    __m512 mean[4], scale[4], beta[4];
+    __m512d s1[8], s2[8];
+    /* the per-channel constants, padded to whole vectors */
+    float cm[64] __attribute__((aligned(64))), cs[64] __attribute__((aligned(64)));
+    float cb[64] __attribute__((aligned(64)));
+    double dm[64] __attribute__((aligned(64)));
 #pragma GCC unroll 4
     for (int v = 0; v < NV; v++) {
         int cv = c0 + 16 * v;
@@ -81,19 +87,21 @@ static inline __attribute__((always_inline)) void block_nv(const bn_sums_in *in,
         s1[2 * v + 1] = _mm512_maskz_loadu_pd(hi, p1 + cv + 8);
         s2[2 * v] = _mm512_maskz_loadu_pd(lo, p2 + cv);
         s2[2 * v + 1] = _mm512_maskz_loadu_pd(hi, p2 + cv + 8);
-        mean[v] = scale[v] = beta[v] = _mm512_setzero_ps();
-        if (kind != BN_SUMS_X) mean[v] = _mm512_maskz_loadu_ps(mk[v], in->mean + cv);
+        __m512 mean = kind != BN_SUMS_X ? _mm512_maskz_loadu_ps(mk[v], in->mean + cv)
+                                        : _mm512_setzero_ps();
+        _mm512_store_ps(cm + 16 * v, mean);
+        _mm512_store_pd(dm + 16 * v, lo8(mean));
+        _mm512_store_pd(dm + 16 * v + 8, hi8(mean));
         if (kind == BN_SUMS_DZ_SILU) {
-            scale[v] = _mm512_maskz_loadu_ps(mk[v], in->scale + cv);
-            beta[v] = _mm512_maskz_loadu_ps(mk[v], in->beta + cv);
+            _mm512_store_ps(cs + 16 * v, _mm512_maskz_loadu_ps(mk[v], in->scale + cv));
+            _mm512_store_ps(cb + 16 * v, _mm512_maskz_loadu_ps(mk[v], in->beta + cv));
         }
-        ml[2 * v] = lo8(mean[v]), ml[2 * v + 1] = hi8(mean[v]);
     }
     for (int r = r0; r < r1; r++) {
-        size_t o = (size_t)r * c + c0;
-    #pragma GCC unroll 4
-    for (int v = 0; v < NV; v++) {
-            __m512 a = _mm512_maskz_loadu_ps(mk[v], in->a + o + 16 * v);
+        size_t o = (size_t)r * c;
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) {
+            __m512 a = _mm512_maskz_loadu_ps(mk[v], pa + o + 16 * v);
             if (kind == BN_SUMS_X) {
                 __m512d l = lo8(a), h = hi8(a);
                 s1[2 * v] = _mm512_add_pd(s1[2 * v], l);
@@ -102,18 +110,21 @@ static inline __attribute__((always_inline)) void block_nv(const bn_sums_in *in,
                 s2[2 * v + 1] = _mm512_add_pd(s2[2 * v + 1], _mm512_mul_pd(h, h));
                 continue;
             }
-            __m512 b = _mm512_maskz_loadu_ps(mk[v], in->b + o + 16 * v);
+            __m512 b = _mm512_maskz_loadu_ps(mk[v], pb + o + 16 * v);
             if (kind == BN_SUMS_DZ_SILU) {
-                a = dz_silu16(a, b, _mm512_maskz_loadu_ps(mk[v], in->y + o + 16 * v), mean[v],
-                              scale[v], beta[v]);
-                if (in->dz_out) _mm512_mask_storeu_ps(in->dz_out + o + 16 * v, mk[v], a);
+                a = dz_silu16(a, b, _mm512_maskz_loadu_ps(mk[v], py + o + 16 * v),
+                              _mm512_load_ps(cm + 16 * v), _mm512_load_ps(cs + 16 * v),
+                              _mm512_load_ps(cb + 16 * v));
+                if (pdz) _mm512_mask_storeu_ps(pdz + o + 16 * v, mk[v], a);
             }
             __m512d al = lo8(a), ah = hi8(a);
             s1[2 * v] = _mm512_add_pd(s1[2 * v], al);
             s1[2 * v + 1] = _mm512_add_pd(s1[2 * v + 1], ah);
-            s2[2 * v] = _mm512_add_pd(s2[2 * v], _mm512_mul_pd(al, _mm512_sub_pd(lo8(b), ml[2 * v])));
-            s2[2 * v + 1] =
-                _mm512_add_pd(s2[2 * v + 1], _mm512_mul_pd(ah, _mm512_sub_pd(hi8(b), ml[2 * v + 1])));
+            s2[2 * v] = _mm512_add_pd(
+                s2[2 * v], _mm512_mul_pd(al, _mm512_sub_pd(lo8(b), _mm512_load_pd(dm + 16 * v))));
+            s2[2 * v + 1] = _mm512_add_pd(
+                s2[2 * v + 1],
+                _mm512_mul_pd(ah, _mm512_sub_pd(hi8(b), _mm512_load_pd(dm + 16 * v + 8))));
         }
     }
 #pragma GCC unroll 4
@@ -143,7 +154,7 @@ static inline __attribute__((always_inline)) void block_nv(const bn_sums_in *in,
     }
 
 /* One chunk: blocks of up to 64 channels (4 vectors: 16 accumulators, whole cache lines of a
- * row); 32 for the dz kind, whose per-channel constants and temporaries need more registers. */
+ * row). */
 static void chunk_sums(const bn_sums_in *in, int r0, int r1, double *p1, double *p2) {
 #ifdef __AVX512F__
     switch (in->kind) {
@@ -154,7 +165,7 @@ static void chunk_sums(const bn_sums_in *in, int r0, int r1, double *p1, double 
         BLOCKS(BN_SUMS_DY_X, 4);
         break;
     case BN_SUMS_DZ_SILU:
-        BLOCKS(BN_SUMS_DZ_SILU, 2);
+        BLOCKS(BN_SUMS_DZ_SILU, 4);
         break;
     }
 #else
