@@ -24,7 +24,7 @@ typedef struct train_args {
     bool cls_remap;    /* only acts when pretrained weights are loaded (refused here) */
     int nms;           /* -1 None, 0 False, 1 True: YOLO26 validation head (see trainer) */
     int channels_last; /* -1 None, 0, 1: memory layout; ours is NHWC whatever it says */
-    char amp[8];       /* True/False (8.4.33), or fp16/bf16/fp32 (8.4.190); CPU trains fp32 */
+    char amp[8];       /* True/False (8.4.33), or fp16/bf16/fp32 (8.4.190): train_args_bf16 */
     /* ours */
     long micro_batch;    /* images per accumulation step on each worker; 0 = whole share */
     long threads;        /* kernel threads per worker; 0 = cores / workers */
@@ -47,3 +47,5 @@ long train_args_train_images(const train_args *a, long n);
 /* The YOLO26 validation head: true for the one-to-one head with top-k, false for one-to-many
  * with NMS (8.4.190: nms=False selects one-to-one; 8.4.33: always one-to-one). */
 bool train_args_val_one2one(const train_args *a);
+/* amp=bf16: mixed-precision (bfloat16-input) convolutions for training and validation. */
+bool train_args_bf16(const train_args *a);

@@ -319,6 +319,10 @@ static int setup(worker *w) {
     w->ema_m =
         model_create_on(w->be, a->model, w->job.nc, (uint64_t)a->seed, w->err, sizeof w->err);
     if (!w->ema_m) return -1;
+    if (train_args_bf16(a)) { /* amp=bf16: both models, so validation runs bf16 too */
+        model_set_conv_precision(w->m, CONV2D_BF16);
+        model_set_conv_precision(w->ema_m, CONV2D_BF16);
+    }
     if (model_plan(w->m, w->micro, (int)a->imgsz, (int)a->imgsz, w->err, sizeof w->err) != 0)
         return -1;
     long n_train = train_args_train_images(a, w->job.n_train);
