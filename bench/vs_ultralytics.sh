@@ -24,6 +24,8 @@
 #      BENCH_DIR        data and runs (default build/bench-vs; the data is made once)
 #      STEPS=5 EPOCHS=3 FRACTION=1.0 SPLITS="1x2 2x1" (workers x threads; QUICK: SPLITS=1x2)
 #      YOLO_BENCH_VENV  an existing venv with the pinned torch + ultralytics
+#      GOMP_SPINCOUNT   OpenMP spin before a waiting thread sleeps, for BOTH sides (default 10000,
+#                       our trainer's; libgomp's own 300000 burns the cores of a shared machine)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TTA=0
@@ -65,6 +67,7 @@ if [ ! -f "$D/shapes.h5" ] || [ ! -f "$D/sets/shapes.yaml" ]; then
   ./bin/coordinator data pack data="$D/sets/shapes.yaml" out="$D/shapes.h5" >/dev/null
 fi
 export YOLO_OFFLINE=1 # Ultralytics: no update checks or downloads
+export GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-10000}
 
 # ---- the machine and the versions ------------------------------------------------------------
 flags=$(grep -m1 '^flags' /proc/cpuinfo)
@@ -170,6 +173,7 @@ fi
 echo
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $CORES cores, $isa; measured peak: $peak_txt"
 echo "versions: $ul_ver; $our_ver"
+echo "both sides: GOMP_SPINCOUNT=$GOMP_SPINCOUNT, batch 16, the same synthetic targets (micro) / shapes set (training)"
 echo "load average at start $load, at the end $(cut -d' ' -f1-3 /proc/loadavg) (ours included); $(($(date +%s) - start)) s"
 echo
 if [ "$TTA" = 1 ]; then

@@ -337,10 +337,10 @@ void backend_bn_silu_forward_eval(backend *be, int m, int c, const float *x, con
              running_mean, running_var, eps, y);
 }
 void backend_bn_silu_backward(backend *be, int m, int c, const float *x, const float *gamma,
-                              const float *beta, const float *save, const float *y, const float *dy, float *dx,
-                              float *dgamma, float *dbeta, float *dz) {
-    DISPATCH(be, BACKEND_OP_BN_SILU_BACKWARD, bn_silu_backward, m, c, x, gamma, beta, save, y, dy, dx,
-             dgamma, dbeta, dz);
+                              const float *beta, const float *save, const float *y, const float *dy,
+                              float *dx, float *dgamma, float *dbeta, float *dz) {
+    DISPATCH(be, BACKEND_OP_BN_SILU_BACKWARD, bn_silu_backward, m, c, x, gamma, beta, save, y, dy,
+             dx, dgamma, dbeta, dz);
 }
 void backend_conv2d_backward_data_set(backend *be, const conv2d_desc *d, const float *w,
                                       const float *dy, float *dx, float *ws) {

@@ -196,15 +196,16 @@ void backend_bn_silu_forward_eval(backend *be, int m, int c, const float *x, con
                                   const float *beta, const float *running_mean,
                                   const float *running_var, float eps, float *y);
 /* bn_silu_backward: dy is the gradient of y = silu(bn(x)), y the forward's output (the sigmoid is
- * recovered as y / bn(x), 0.5 where bn(x) = 0: kernels/bn_sums.h); dx is WRITTEN (=, not +=: x is a conv
- * output only this op reads; dx also serves as scratch between the op's two passes and must not be
- * NULL), dgamma += and dbeta += (may be NULL); dz (may be NULL) receives (=) the gradient of
+ * recovered as y / bn(x), 0.5 where bn(x) = 0: kernels/bn_sums.h); dx is WRITTEN (=, not +=: x is a
+ * conv output only this op reads; dx also serves as scratch between the op's two passes and must
+ * not be NULL), dgamma += and dbeta += (may be NULL); dz (may be NULL) receives (=) the gradient of
  * bn(x). save: the forward's. */
 void backend_bn_silu_backward(backend *be, int m, int c, const float *x, const float *gamma,
-                              const float *beta, const float *save, const float *y, const float *dy, float *dx,
-                              float *dgamma, float *dbeta, float *dz);
-/* conv2d_backward_data_set (kernels/conv2d.h: conv2d_ctx_backward_data_set): dx = (conv2d_backward's
- * dx), WRITTEN rather than added, for a gradient this conv is the first to produce (the model then
- * does not zero it). The same values as conv2d_backward_data into a zeroed dx. */
+                              const float *beta, const float *save, const float *y, const float *dy,
+                              float *dx, float *dgamma, float *dbeta, float *dz);
+/* conv2d_backward_data_set (kernels/conv2d.h: conv2d_ctx_backward_data_set): dx =
+ * (conv2d_backward's dx), WRITTEN rather than added, for a gradient this conv is the first to
+ * produce (the model then does not zero it). The same values as conv2d_backward_data into a zeroed
+ * dx. */
 void backend_conv2d_backward_data_set(backend *be, const conv2d_desc *d, const float *w,
                                       const float *dy, float *dx, float *ws);

@@ -137,8 +137,9 @@ static void cpu_bn_silu_forward_eval(backend *be, int m, int c, const float *x, 
     bn_silu_forward_infer(m, c, x, gamma, beta, running_mean, running_var, eps, y);
 }
 static void cpu_bn_silu_backward(backend *be, int m, int c, const float *x, const float *gamma,
-                                 const float *beta, const float *save, const float *y, const float *dy, float *dx,
-                                 float *dgamma, float *dbeta, float *dz) {
+                                 const float *beta, const float *save, const float *y,
+                                 const float *dy, float *dx, float *dgamma, float *dbeta,
+                                 float *dz) {
     enter(be);
     bn_silu_backward(m, c, x, gamma, beta, save, y, dy, dx, dgamma, dbeta, dz);
 }

@@ -82,8 +82,8 @@ typedef struct backend_i {
                                  const float *beta, const float *running_mean,
                                  const float *running_var, float eps, float *y);
     void (*bn_silu_backward)(backend *be, int m, int c, const float *x, const float *gamma,
-                             const float *beta, const float *save, const float *y, const float *dy, float *dx,
-                             float *dgamma, float *dbeta, float *dz);
+                             const float *beta, const float *save, const float *y, const float *dy,
+                             float *dx, float *dgamma, float *dbeta, float *dz);
     void (*conv2d_backward_data_set)(backend *be, const conv2d_desc *d, const float *w,
                                      const float *dy, float *dx, float *ws);
 } backend_i;

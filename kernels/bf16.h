@@ -25,7 +25,7 @@ static inline bf16 bf16_from_float(float f) {
         uint32_t u;
     } v = {.f = f};
     if ((v.u & 0x7fffffffu) > 0x7f800000u) return (bf16)((v.u >> 16) | 0x40); /* quiet NaN */
-    if ((v.u & 0x7f800000u) == 0) return (bf16)((v.u >> 16) & 0x8000);         /* denormal */
+    if ((v.u & 0x7f800000u) == 0) return (bf16)((v.u >> 16) & 0x8000);        /* denormal */
     return (bf16)((v.u + 0x7fffu + ((v.u >> 16) & 1u)) >> 16);
 }
 static inline float bf16_to_float(bf16 h) {

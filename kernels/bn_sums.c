@@ -87,8 +87,8 @@ static inline __attribute__((always_inline)) void block_nv(const bn_sums_in *in,
         s1[2 * v + 1] = _mm512_maskz_loadu_pd(hi, p1 + cv + 8);
         s2[2 * v] = _mm512_maskz_loadu_pd(lo, p2 + cv);
         s2[2 * v + 1] = _mm512_maskz_loadu_pd(hi, p2 + cv + 8);
-        __m512 mean = kind != BN_SUMS_X ? _mm512_maskz_loadu_ps(mk[v], in->mean + cv)
-                                        : _mm512_setzero_ps();
+        __m512 mean =
+            kind != BN_SUMS_X ? _mm512_maskz_loadu_ps(mk[v], in->mean + cv) : _mm512_setzero_ps();
         _mm512_store_ps(cm + 16 * v, mean);
         _mm512_store_pd(dm + 16 * v, lo8(mean));
         _mm512_store_pd(dm + 16 * v + 8, hi8(mean));
@@ -141,7 +141,7 @@ static inline __attribute__((always_inline)) void block_nv(const bn_sums_in *in,
 
 /* Blocks of up to 16 NV_MAX channels of one kind (compile-time, so each loop is specialised). */
 #define BLOCKS(KIND, NV_MAX)                                                                       \
-    for (int c0 = 0; c0 < in->c; c0 += 16 * (NV_MAX)) {                                          \
+    for (int c0 = 0; c0 < in->c; c0 += 16 * (NV_MAX)) {                                            \
         int nv = (in->c - c0 + 15) / 16;                                                           \
         if (nv >= 4 && (NV_MAX) >= 4)                                                              \
             block_nv(in, r0, r1, c0, p1, p2, 4, KIND);                                             \

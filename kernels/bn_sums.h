@@ -22,7 +22,7 @@ typedef enum bn_sums_kind {
 typedef struct bn_sums_in {
     bn_sums_kind kind;
     int m, c;
-    const float *a, *b;                    /* see the kinds */
+    const float *a, *b;               /* see the kinds */
     const float *mean, *scale, *beta; /* [c]: mean for DY_X and DZ_SILU; scale, beta: DZ_SILU */
     const float *y;                   /* DZ_SILU: the forward output silu(z) [m][c] */
     float *dz_out;                    /* DZ_SILU: receives dz [m][c] when not NULL */

@@ -416,7 +416,8 @@ static void entry_fill(conv2d_ctx *c, conv_entry *e) {
     if (e->ws_floats) e->ws_floats += WS_SLACK;
     int same = e->path[0] == e->path[1] && e->path[1] == e->path[2];
     if (same && e->path[0] == PATH_GEMM)
-        snprintf(e->name, sizeof e->name, "%s%s", is_pointwise(d) ? "1x1 dnnl_sgemm" : "im2col+dnnl_sgemm",
+        snprintf(e->name, sizeof e->name, "%s%s",
+                 is_pointwise(d) ? "1x1 dnnl_sgemm" : "im2col+dnnl_sgemm",
                  bf16 ? " on bf16-rounded inputs" : "");
     else if (same && e->path[0] == PATH_DEPTHWISE)
         snprintf(e->name, sizeof e->name, "depthwise-direct");

@@ -115,8 +115,8 @@ void conv2d_dnn_free(dnn_conv *c) {
     for (size_t i = 0; i < sizeof ps / sizeof *ps; i++) prim_destroy(ps[i]);
     for (int l = 0; c->lane && l < c->lanes; l++) {
         dnn_lane *L = &c->lane[l];
-        dnnl_memory_t ms[] = {L->src,  L->dst,   L->dsrc,  L->ddst,  L->bias, L->wfwd,
-                              L->wbd,  L->dwint, L->scr_f, L->scr_d, L->scr_w};
+        dnnl_memory_t ms[] = {L->src, L->dst,   L->dsrc,  L->ddst,  L->bias, L->wfwd,
+                              L->wbd, L->dwint, L->scr_f, L->scr_d, L->scr_w};
         for (size_t i = 0; i < sizeof ms / sizeof *ms; i++)
             if (ms[i]) dnnl_memory_destroy(ms[i]);
         if (L->stream) dnnl_stream_destroy(L->stream);
@@ -182,8 +182,8 @@ static int create_prims(dnn_conv *c, const conv2d_desc *d, int ns, int one_threa
                                            &src, &wany, &bias, &dst, strides, pl,
                                            pr) == dnnl_success &&
         create_prim(eng, &c->fwd, &fd, attr, NULL) == 0 &&
-        dnnl_convolution_backward_data_desc_init(&bdd, dnnl_convolution_direct, &dsrc, &wany,
-                                                 &ddst, strides, pl, pr) == dnnl_success &&
+        dnnl_convolution_backward_data_desc_init(&bdd, dnnl_convolution_direct, &dsrc, &wany, &ddst,
+                                                 strides, pl, pr) == dnnl_success &&
         create_prim(eng, &c->bwd_data, &bdd, attr, c->fwd.pd) == 0 &&
         dnnl_convolution_backward_weights_desc_init(&bwd, dnnl_convolution_direct, &src, &dwany,
                                                     NULL, &ddst, strides, pl, pr) == dnnl_success &&

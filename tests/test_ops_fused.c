@@ -20,8 +20,8 @@ static void assert_close(const char *what, const float *a, const float *b, size_
         worst = fmax(worst, fabs((double)a[i] - b[i]));
         scale = fmax(scale, fabs((double)b[i]));
     }
-    cr_assert(scale > 0 && worst <= rtol * scale, "%s: max difference %.3g of max %.3g", what, worst,
-              scale);
+    cr_assert(scale > 0 && worst <= rtol * scale, "%s: max difference %.3g of max %.3g", what,
+              worst, scale);
 }
 
 static void assert_same_bits(const char *what, const float *a, const float *b, size_t n) {
@@ -41,7 +41,8 @@ Test(ops, bn_silu_forward_train_equals_bn_then_silu) {
         for (size_t k = 0; k < sizeof SHAPES / sizeof *SHAPES; k++) {
             int m = SHAPES[k][0], c = SHAPES[k][1];
             size_t n = (size_t)m * c;
-            float *x = malloc(n * sizeof *x), *z = malloc(n * sizeof *z), *y = malloc(n * sizeof *y);
+            float *x = malloc(n * sizeof *x), *z = malloc(n * sizeof *z),
+                  *y = malloc(n * sizeof *y);
             float *zf = malloc(n * sizeof *zf), *yf = malloc(n * sizeof *yf);
             float *gb = malloc(2 * c * sizeof *gb), *run = malloc(4 * c * sizeof *run);
             float *save = malloc(5 * c * sizeof *save);
@@ -52,8 +53,8 @@ Test(ops, bn_silu_forward_train_equals_bn_then_silu) {
             batchnorm_forward_train(m, c, x, gb, gb + c, BN_EPS, BN_MOMENTUM, run, run + c, save,
                                     save + c, z);
             silu_forward(n, z, y);
-            bn_silu_forward_train(m, c, x, gb, gb + c, BN_EPS, BN_MOMENTUM, run + 2 * c, run + 3 * c,
-                                  save + 2 * c, yf, zf);
+            bn_silu_forward_train(m, c, x, gb, gb + c, BN_EPS, BN_MOMENTUM, run + 2 * c,
+                                  run + 3 * c, save + 2 * c, yf, zf);
             assert_same_bits("y", y, yf, n);
             assert_same_bits("z", z, zf, n);
             assert_same_bits("save_mean, save_invstd", save, save + 2 * c, 2 * c);
@@ -63,8 +64,8 @@ Test(ops, bn_silu_forward_train_equals_bn_then_silu) {
                 cr_assert(fabs(save[4 * c + ch] - want) <= 1e-6 * fabs(want), "scale[%d]", ch);
             }
             /* without z: the same y */
-            bn_silu_forward_train(m, c, x, gb, gb + c, BN_EPS, BN_MOMENTUM, NULL, NULL, save + 2 * c,
-                                  zf, NULL);
+            bn_silu_forward_train(m, c, x, gb, gb + c, BN_EPS, BN_MOMENTUM, NULL, NULL,
+                                  save + 2 * c, zf, NULL);
             assert_same_bits("y without z", y, zf, n);
             /* eval */
             batchnorm_forward_infer(m, c, x, gb, gb + c, run, run + c, BN_EPS, z);
@@ -99,7 +100,8 @@ Test(ops, bn_silu_backward_equals_silu_then_bn_backward) {
         for (size_t k = 0; k < sizeof SHAPES / sizeof *SHAPES; k++) {
             int m = SHAPES[k][0], c = SHAPES[k][1];
             size_t n = (size_t)m * c;
-            float *x = malloc(n * sizeof *x), *z = malloc(n * sizeof *z), *y = malloc(n * sizeof *y);
+            float *x = malloc(n * sizeof *x), *z = malloc(n * sizeof *z),
+                  *y = malloc(n * sizeof *y);
             float *dy = malloc(n * sizeof *dy), *dz = calloc(n, sizeof *dz);
             float *dx = calloc(n, sizeof *dx), *dxf = malloc(n * sizeof *dxf);
             float *dzf = malloc(n * sizeof *dzf);
@@ -136,7 +138,8 @@ Test(ops, bn_channel_sums_vector_equals_scalar_order) {
     for (size_t k = 0; k < sizeof SHAPES / sizeof *SHAPES; k++) {
         int m = SHAPES[k][0], c = SHAPES[k][1];
         size_t n = (size_t)m * c;
-        float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b), *p = malloc(3 * c * sizeof *p);
+        float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b),
+              *p = malloc(3 * c * sizeof *p);
         float *dz1 = malloc(n * sizeof *dz1), *dz2 = malloc(n * sizeof *dz2);
         fill_uniform(a, n, -2, 3, 5, (unsigned)k);
         fill_uniform(b, n, -4, 4, 5, 10 + k);
@@ -172,11 +175,13 @@ Test(ops, exp_fast16_equals_exp_fast_lane_by_lane) {
 #ifdef __AVX512F__
     float in[4096], out[4096];
     fill_uniform(in, 4000, -100, 100, 6, 0);
-    const float special[] = {0.0f, -0.0f, -87.0f, 88.0f, -87.5f, 88.5f, 1e-30f, -1e-30f,
-                             INFINITY, -INFINITY, NAN, 0.5f, -0.5f, 0.3465736f, 1e6f, -1e6f};
+    const float special[] = {0.0f,   -0.0f,      -87.0f,   88.0f,     -87.5f, 88.5f,
+                             1e-30f, -1e-30f,    INFINITY, -INFINITY, NAN,    0.5f,
+                             -0.5f,  0.3465736f, 1e6f,     -1e6f};
     for (int i = 0; i < 16; i++) in[4000 + i] = special[i];
     for (int i = 4016; i < 4096; i++) in[i] = (float)(i - 4056) * 0.01f;
-    for (int i = 0; i < 4096; i += 16) _mm512_storeu_ps(out + i, exp_fast16(_mm512_loadu_ps(in + i)));
+    for (int i = 0; i < 4096; i += 16)
+        _mm512_storeu_ps(out + i, exp_fast16(_mm512_loadu_ps(in + i)));
     for (int i = 0; i < 4096; i++) {
         float r = exp_fast(in[i]);
         cr_assert(memcmp(&r, &out[i], sizeof r) == 0 || (isnan(r) && isnan(out[i])),

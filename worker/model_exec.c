@@ -125,8 +125,8 @@ static void run_backward(model *m, const op *o) {
     case OP_BN_SILU:
         backend_bn_silu_backward(be, (int)rows(X), X->c, x, m->p + m->params[o->pg].offset,
                                  m->p + m->params[o->pbeta].offset, m->scratch + o->save,
-                                 A + Y->off, dy, dx,
-                                 m->g + m->params[o->pg].offset, m->g + m->params[o->pbeta].offset,
+                                 A + Y->off, dy, dx, m->g + m->params[o->pg].offset,
+                                 m->g + m->params[o->pbeta].offset,
                                  o->y2 >= 0 ? D + m->slots[o->y2].goff : NULL);
         break;
     case OP_SILU:

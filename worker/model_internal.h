@@ -80,7 +80,7 @@ struct model {
     size_t arena_floats, scratch_floats, scratch_i32, conv_ws;
     size_t grad_floats;
     bool keep_grads;
-    conv2d_prec conv_prec; /* of every conv op (model_set_conv_precision) */
+    conv2d_prec conv_prec;        /* of every conv op (model_set_conv_precision) */
     int *zero_start, *zero_slots; /* host; CSR: slots whose gradient is zeroed before op i's
                                      backward */
     float *act, *dact, *scratch, *ws;

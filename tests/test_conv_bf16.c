@@ -1,0 +1,190 @@
+/* bf16 (suite bf16): the conversions (round to nearest even, NaN, denormals, the AVX512_BF16
+ * path against the portable one) and CONV2D_BF16 convolutions against their reference, the float
+ * convolution of the bf16-rounded inputs, computed in double: every op, every path, 1 and 2
+ * threads (2 threads split the batch into lanes), into non-zero gradients, written and added dx. */
+#include "common/rng.h"
+#include "kernels/bf16.h"
+#include "kernels/conv2d.h"
+#include "kernels/threads.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static float from_bits(uint32_t u) {
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+Test(bf16, conversion_rounds_to_nearest_even) {
+    /* 1 + 2^-8 is halfway between 1 and 1 + 2^-7: even (1); 1 + 3 2^-8 rounds up to 1 + 2^-6 */
+    cr_assert_eq(bf16_from_float(1.0f + 0x1p-8f), 0x3f80);
+    cr_assert_eq(bf16_from_float(1.0f + 3 * 0x1p-8f), 0x3f82);
+    cr_assert_eq(bf16_from_float(1.0f + 0x1p-8f + 0x1p-20f), 0x3f81); /* above halfway: up */
+    cr_assert_eq(bf16_from_float(-2.5f), 0xc020);
+    cr_assert_eq(bf16_to_float(0x3f81), 1.0f + 0x1p-7f);
+    cr_assert_eq(bf16_from_float(3.4e38f), 0x7f80, "overflow rounds to infinity");
+    cr_assert_eq(bf16_from_float(INFINITY), 0x7f80);
+    cr_assert_eq(bf16_from_float(-INFINITY), 0xff80);
+    uint16_t nan = bf16_from_float(from_bits(0x7f800001u)); /* signalling NaN: quiet, still NaN */
+    cr_assert(isnan(bf16_to_float(nan)) && (nan & 0x40), "NaN %#x", nan);
+    cr_assert_eq(bf16_from_float(from_bits(0x00000001u)), 0x0000, "denormal -> +0");
+    cr_assert_eq(bf16_from_float(from_bits(0x807fffffu)), 0x8000, "denormal -> -0");
+    cr_assert_eq(bf16_from_float(1.1754944e-38f), 0x0080, "smallest normal stays");
+}
+
+Test(bf16, vector_conversion_equals_scalar) {
+    enum { N = 4099 }; /* not a multiple of 16: the tail too */
+    float *x = malloc(N * sizeof *x), *r = malloc(N * sizeof *r);
+    bf16 *y = malloc(N * sizeof *y);
+    rng g = rng_keyed(7, 1, 0);
+    for (int i = 0; i < N; i++) {
+        uint32_t u = (uint32_t)(rng_uniform(&g) * 4294967296.0); /* every bit pattern */
+        x[i] = from_bits(u);
+    }
+    const uint32_t special[] = {0x7f800001u, 0xff800000u, 0x00000001u, 0x80000000u,
+                                0x3f808000u, 0x3f818000u, 0x7f7fffffu, 0x00800000u};
+    for (int i = 0; i < 8; i++) x[i * 17] = from_bits(special[i]);
+    for (int threads = 1; threads <= 2; threads++) {
+        kernels_set_threads(threads);
+        bf16_from_f32(N, x, y);
+        bf16_round_f32(N, x, r);
+        for (int i = 0; i < N; i++) {
+            cr_assert_eq(y[i], bf16_from_float(x[i]), "%d: %#x -> %#x, scalar %#x", i,
+                         (unsigned)(*(uint32_t *)&x[i]), y[i], bf16_from_float(x[i]));
+            float back = bf16_to_float(y[i]);
+            cr_assert(!memcmp(&back, &r[i], sizeof back) || (isnan(back) && isnan(r[i])));
+        }
+    }
+    kernels_set_threads(1);
+    free(x), free(r), free(y);
+}
+
+/* ---- convolutions ------------------------------------------------------------------------- */
+
+static size_t xs(const conv2d_desc *d) {
+    return (size_t)d->n * d->h * d->w * d->cin;
+}
+static size_t ys(const conv2d_desc *d) {
+    return (size_t)d->n * d->oh * d->ow * d->cout;
+}
+static size_t wsz(const conv2d_desc *d) {
+    return (size_t)d->cout * d->kh * d->kw * (d->cin / d->groups);
+}
+static float *rnd(size_t n, uint64_t key) {
+    rng r = rng_keyed(99, key, n);
+    float *p = malloc(n * sizeof *p);
+    for (size_t i = 0; i < n; i++) p[i] = (float)rng_range(&r, -1.0, 1.0);
+    return p;
+}
+static double *rounded_d(const float *p, size_t n) {
+    double *q = malloc(n * sizeof *q);
+    for (size_t i = 0; i < n; i++) q[i] = bf16_to_float(bf16_from_float(p[i]));
+    return q;
+}
+
+/* The reference of every op in double from the rounded inputs: y (+ bias, not rounded), dx, dw. */
+static void reference(const conv2d_desc *d, const float *x, const float *w, const float *b,
+                      const float *dy, double *y, double *dx, double *dw) {
+    double *xr = rounded_d(x, xs(d)), *wr = rounded_d(w, wsz(d)), *dyr = rounded_d(dy, ys(d));
+    int cg = d->cin / d->groups, og = d->cout / d->groups;
+    memset(dx, 0, xs(d) * sizeof *dx);
+    memset(dw, 0, wsz(d) * sizeof *dw);
+    for (size_t i = 0; i < ys(d); i++) y[i] = b ? b[i % d->cout] : 0.0;
+    for (int n = 0; n < d->n; n++)
+        for (int oy = 0; oy < d->oh; oy++)
+            for (int ox = 0; ox < d->ow; ox++)
+                for (int co = 0; co < d->cout; co++) {
+                    size_t yi = (((size_t)n * d->oh + oy) * d->ow + ox) * d->cout + co;
+                    for (int ki = 0; ki < d->kh; ki++)
+                        for (int kj = 0; kj < d->kw; kj++) {
+                            int iy = oy * d->stride - d->pad + ki, ix = ox * d->stride - d->pad + kj;
+                            if (iy < 0 || iy >= d->h || ix < 0 || ix >= d->w) continue;
+                            for (int c = 0; c < cg; c++) {
+                                size_t xi = (((size_t)n * d->h + iy) * d->w + ix) * d->cin +
+                                            (size_t)(co / og) * cg + c;
+                                size_t wi = (((size_t)co * d->kh + ki) * d->kw + kj) * cg + c;
+                                y[yi] += xr[xi] * wr[wi];
+                                dx[xi] += dyr[yi] * wr[wi];
+                                dw[wi] += dyr[yi] * xr[xi];
+                            }
+                        }
+                }
+    free(xr), free(wr), free(dyr);
+}
+
+/* |got - base - want| <= 1e-5 max|want| + 1e-6 (float sums of exact bf16 products) */
+static void check(const char *what, const float *got, const float *base, const double *want,
+                  size_t n, const conv2d_desc *d, int impl, int threads) {
+    double scale = 0, worst = 0;
+    for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(want[i]));
+    for (size_t i = 0; i < n; i++)
+        worst = fmax(worst, fabs((double)got[i] - (base ? base[i] : 0.0) - want[i]));
+    cr_assert(scale > 1e-3, "%s: reference is all zero", what);
+    cr_assert(worst <= 1e-5 * scale + 1e-6,
+              "%s: error %.3g of %.3g (%dx%dx%d->%d k%d s%d g%d, impl %d, %d threads)", what,
+              worst, scale, d->h, d->w, d->cin, d->cout, d->kh, d->stride, d->groups, impl,
+              threads);
+}
+
+Test(bf16, convolutions_match_the_rounded_reference, .timeout = 120) {
+    const conv2d_desc base[] = {
+        conv2d_make(4, 12, 10, 16, 24, 1, 1, 0, 1),  /* pointwise */
+        conv2d_make(4, 16, 16, 64, 32, 3, 2, 1, 1),  /* strided, 64 channels */
+        conv2d_make(2, 9, 11, 3, 16, 3, 2, 1, 1),    /* the stem: 3 channels */
+        conv2d_make(4, 12, 12, 32, 32, 3, 1, 1, 32), /* depthwise */
+        conv2d_make(3, 10, 10, 8, 8, 5, 1, 2, 2),    /* odd batch (one lane), k5, 2 groups */
+    };
+    const conv2d_impl impls[] = {CONV2D_AUTO, CONV2D_GEMM};
+    for (int threads = 1; threads <= 2; threads++) {
+        kernels_set_threads(threads);
+        for (size_t ii = 0; ii < 2; ii++) {
+            conv2d_ctx *ctx = conv2d_ctx_create(impls[ii]);
+            for (size_t si = 0; si < sizeof base / sizeof *base; si++) {
+                conv2d_desc d = base[si];
+                d.prec = CONV2D_BF16;
+                float *x = rnd(xs(&d), 1), *w = rnd(wsz(&d), 2), *dy = rnd(ys(&d), 3);
+                float *b = rnd((size_t)d.cout, 4), *y = rnd(ys(&d), 5);
+                float *dx0 = rnd(xs(&d), 6), *dx = malloc(xs(&d) * sizeof *dx);
+                float *dw0 = rnd(wsz(&d), 7), *dw = malloc(wsz(&d) * sizeof *dw);
+                memcpy(dx, dx0, xs(&d) * sizeof *dx);
+                memcpy(dw, dw0, wsz(&d) * sizeof *dw);
+                double *ry = malloc(ys(&d) * sizeof *ry), *rdx = malloc(xs(&d) * sizeof *rdx);
+                double *rdw = malloc(wsz(&d) * sizeof *rdw);
+                float *ws = malloc((conv2d_ctx_workspace_floats(ctx, &d) + 1) * sizeof *ws);
+                reference(&d, x, w, b, dy, ry, rdx, rdw);
+                conv2d_ctx_forward(ctx, &d, x, w, b, y, ws);
+                check("y", y, NULL, ry, ys(&d), &d, (int)ii, threads);
+                conv2d_ctx_backward_filter(ctx, &d, x, dy, dw, NULL, ws);
+                check("dw += ", dw, dw0, rdw, wsz(&d), &d, (int)ii, threads);
+                conv2d_ctx_backward_data(ctx, &d, w, dy, dx, ws);
+                check("dx += ", dx, dx0, rdx, xs(&d), &d, (int)ii, threads);
+                conv2d_ctx_backward_data_set(ctx, &d, w, dy, dx, ws);
+                check("dx = ", dx, NULL, rdx, xs(&d), &d, (int)ii, threads);
+                free(x), free(w), free(dy), free(b), free(y), free(dx0), free(dx), free(dw0);
+                free(dw), free(ry), free(rdx), free(rdw), free(ws);
+            }
+            conv2d_ctx_destroy(ctx);
+        }
+    }
+    kernels_set_threads(1);
+}
+
+/* The reported path says which family ran: oneDNN's bf16 primitives where the CPU has
+ * AVX512_BF16, the reference otherwise. */
+Test(bf16, path_names_the_implementation) {
+    conv2d_desc d = conv2d_make(2, 8, 8, 16, 16, 3, 1, 1, 1);
+    d.prec = CONV2D_BF16;
+    conv2d_ctx *ctx = conv2d_ctx_create(CONV2D_AUTO);
+    const char *p = conv2d_ctx_path(ctx, &d);
+    if (bf16_cpu_has_native())
+        cr_assert(strstr(p, "bf16"), "oneDNN bf16 primitives expected: %s", p);
+    else
+        cr_assert(strstr(p, "bf16-rounded"), "the reference path expected: %s", p);
+    conv2d_ctx_destroy(ctx);
+    ctx = conv2d_ctx_create(CONV2D_GEMM);
+    cr_assert(strstr(conv2d_ctx_path(ctx, &d), "bf16-rounded"), "%s", conv2d_ctx_path(ctx, &d));
+    conv2d_ctx_destroy(ctx);
+}
