@@ -40,6 +40,11 @@ static inline __m512d lo8(__m512 v) {
 static inline __m512d hi8(__m512 v) {
     return _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
 }
+/* Full-width loads where all 16 lanes are in range (masked loads of full vectors measured 2-3x
+ * slower in these loops). */
+static inline __m512 load16(__mmask16 mk, const float *p) {
+    return mk == 0xffff ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(mk, p);
+}
 static inline __mmask16 lanes(int c, int c0) {
     int n = c - c0;
     return n >= 16 ? (__mmask16)0xffff : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
@@ -101,7 +106,7 @@ static inline __attribute__((always_inline)) void block_nv(const bn_sums_in *in,
         size_t o = (size_t)r * c;
 #pragma GCC unroll 4
         for (int v = 0; v < NV; v++) {
-            __m512 a = _mm512_maskz_loadu_ps(mk[v], pa + o + 16 * v);
+            __m512 a = load16(mk[v], pa + o + 16 * v);
             if (kind == BN_SUMS_X) {
                 __m512d l = lo8(a), h = hi8(a);
                 s1[2 * v] = _mm512_add_pd(s1[2 * v], l);
@@ -110,11 +115,10 @@ static inline __attribute__((always_inline)) void block_nv(const bn_sums_in *in,
                 s2[2 * v + 1] = _mm512_add_pd(s2[2 * v + 1], _mm512_mul_pd(h, h));
                 continue;
             }
-            __m512 b = _mm512_maskz_loadu_ps(mk[v], pb + o + 16 * v);
+            __m512 b = load16(mk[v], pb + o + 16 * v);
             if (kind == BN_SUMS_DZ_SILU) {
-                a = dz_silu16(a, b, _mm512_maskz_loadu_ps(mk[v], py + o + 16 * v),
-                              _mm512_load_ps(cm + 16 * v), _mm512_load_ps(cs + 16 * v),
-                              _mm512_load_ps(cb + 16 * v));
+                a = dz_silu16(a, b, load16(mk[v], py + o + 16 * v), _mm512_load_ps(cm + 16 * v),
+                              _mm512_load_ps(cs + 16 * v), _mm512_load_ps(cb + 16 * v));
                 if (pdz) _mm512_mask_storeu_ps(pdz + o + 16 * v, mk[v], a);
             }
             __m512d al = lo8(a), ah = hi8(a);
