@@ -37,6 +37,9 @@ static const char *const op_names[] = {
     "bn_silu_forward_eval",
     "bn_silu_backward",
     "conv2d_backward_data_set",
+    "to_bf16",
+    "conv2d_forward_bf16",
+    "conv2d_backward_bf16",
 };
 _Static_assert(sizeof op_names / sizeof op_names[0] == BACKEND_OP_COUNT,
                "op_names needs one name per backend_op");
@@ -108,6 +111,12 @@ static bool has_op(const backend_i *f, backend_op op) {
         return f->bn_silu_backward != NULL;
     case BACKEND_OP_CONV2D_BACKWARD_DATA_SET:
         return f->conv2d_backward_data_set != NULL;
+    case BACKEND_OP_TO_BF16:
+        return f->to_bf16 != NULL;
+    case BACKEND_OP_CONV2D_FORWARD_BF16:
+        return f->conv2d_forward_bf16 != NULL;
+    case BACKEND_OP_CONV2D_BACKWARD_BF16:
+        return f->conv2d_backward_bf16 != NULL;
     case BACKEND_OP_COUNT:
         break;
     }
@@ -326,23 +335,35 @@ void backend_ema_blend(backend *be, float *ema, const float *model, size_t n, do
 void backend_bn_silu_forward_train(backend *be, int m, int c, const float *x, const float *gamma,
                                    const float *beta, float eps, float momentum,
                                    float *running_mean, float *running_var, float *save, float *y,
-                                   float *z) {
+                                   float *z, bf16 *yb) {
     DISPATCH(be, BACKEND_OP_BN_SILU_FORWARD_TRAIN, bn_silu_forward_train, m, c, x, gamma, beta, eps,
-             momentum, running_mean, running_var, save, y, z);
+             momentum, running_mean, running_var, save, y, z, yb);
 }
 void backend_bn_silu_forward_eval(backend *be, int m, int c, const float *x, const float *gamma,
                                   const float *beta, const float *running_mean,
-                                  const float *running_var, float eps, float *y) {
+                                  const float *running_var, float eps, float *y, bf16 *yb) {
     DISPATCH(be, BACKEND_OP_BN_SILU_FORWARD_EVAL, bn_silu_forward_eval, m, c, x, gamma, beta,
-             running_mean, running_var, eps, y);
+             running_mean, running_var, eps, y, yb);
 }
 void backend_bn_silu_backward(backend *be, int m, int c, const float *x, const float *gamma,
                               const float *beta, const float *save, const float *y, const float *dy,
-                              float *dx, float *dgamma, float *dbeta, float *dz) {
+                              float *dx, bf16 *dxb, float *dgamma, float *dbeta, float *dz) {
     DISPATCH(be, BACKEND_OP_BN_SILU_BACKWARD, bn_silu_backward, m, c, x, gamma, beta, save, y, dy,
-             dx, dgamma, dbeta, dz);
+             dx, dxb, dgamma, dbeta, dz);
 }
 void backend_conv2d_backward_data_set(backend *be, const conv2d_desc *d, const float *w,
                                       const float *dy, float *dx, float *ws) {
     DISPATCH(be, BACKEND_OP_CONV2D_BACKWARD_DATA_SET, conv2d_backward_data_set, d, w, dy, dx, ws);
+}
+void backend_to_bf16(backend *be, size_t n, const float *x, bf16 *y) {
+    DISPATCH(be, BACKEND_OP_TO_BF16, to_bf16, n, x, y);
+}
+void backend_conv2d_forward_bf16(backend *be, const conv2d_desc *d, const bf16 *xb, const float *w,
+                                 const float *bias, float *y, float *ws) {
+    DISPATCH(be, BACKEND_OP_CONV2D_FORWARD_BF16, conv2d_forward_bf16, d, xb, w, bias, y, ws);
+}
+void backend_conv2d_backward_bf16(backend *be, const conv2d_desc *d, const bf16 *xb, const float *w,
+                                  const bf16 *dyb, float *dx, bool dx_write, float *dw, float *ws) {
+    DISPATCH(be, BACKEND_OP_CONV2D_BACKWARD_BF16, conv2d_backward_bf16, d, xb, w, dyb, dx, dx_write,
+             dw, ws);
 }

@@ -68,6 +68,9 @@ typedef enum backend_op {
     BACKEND_OP_BN_SILU_FORWARD_EVAL,
     BACKEND_OP_BN_SILU_BACKWARD,
     BACKEND_OP_CONV2D_BACKWARD_DATA_SET,
+    BACKEND_OP_TO_BF16,
+    BACKEND_OP_CONV2D_FORWARD_BF16,
+    BACKEND_OP_CONV2D_BACKWARD_BF16,
     BACKEND_OP_COUNT
 } backend_op;
 
@@ -186,26 +189,38 @@ void backend_ema_blend(backend *be, float *ema, const float *model, size_t n, do
 /* bn_silu_forward_train (kernels/batchnorm.h): y = silu(batchnorm_train(x)) over [m][c], with the
  * batch and running statistics of batchnorm_forward_train; save [3c] receives save_mean,
  * save_invstd and the per-channel scale (float)(invstd * gamma) that backward needs; z (may be
- * NULL) receives batchnorm(x) itself (for inspection). */
+ * NULL) receives batchnorm(x) itself (for inspection); yb (may be NULL) receives bf16(y), the input
+ * of a following backend_conv2d_forward_bf16. */
 void backend_bn_silu_forward_train(backend *be, int m, int c, const float *x, const float *gamma,
                                    const float *beta, float eps, float momentum,
                                    float *running_mean, float *running_var, float *save, float *y,
-                                   float *z);
-/* bn_silu_forward_infer: y = silu(batchnorm_eval(x)) with the running statistics. */
+                                   float *z, bf16 *yb);
+/* bn_silu_forward_infer: y = silu(batchnorm_eval(x)) with the running statistics; yb as above. */
 void backend_bn_silu_forward_eval(backend *be, int m, int c, const float *x, const float *gamma,
                                   const float *beta, const float *running_mean,
-                                  const float *running_var, float eps, float *y);
+                                  const float *running_var, float eps, float *y, bf16 *yb);
 /* bn_silu_backward: dy is the gradient of y = silu(bn(x)), y the forward's output (the sigmoid is
- * recovered as y / bn(x), 0.5 where bn(x) = 0: kernels/bn_sums.h); dx is WRITTEN (=, not +=: x is a
- * conv output only this op reads; dx also serves as scratch between the op's two passes and must
- * not be NULL), dgamma += and dbeta += (may be NULL); dz (may be NULL) receives (=) the gradient of
- * bn(x). save: the forward's. */
+ * recovered as y / bn(x), 0.5 where bn(x) = 0: kernels/bn_sums.h); dx is WRITTEN (=, not +=: x is
+ * a conv output only this op reads) and / or its bf16 into dxb (the dy of a following
+ * backend_conv2d_backward_bf16; at least one of the two is given); dgamma += and dbeta += (may be
+ * NULL); dz (may be NULL) receives (=) the gradient of bn(x). save: the forward's. */
 void backend_bn_silu_backward(backend *be, int m, int c, const float *x, const float *gamma,
                               const float *beta, const float *save, const float *y, const float *dy,
-                              float *dx, float *dgamma, float *dbeta, float *dz);
+                              float *dx, bf16 *dxb, float *dgamma, float *dbeta, float *dz);
 /* conv2d_backward_data_set (kernels/conv2d.h: conv2d_ctx_backward_data_set): dx =
  * (conv2d_backward's dx), WRITTEN rather than added, for a gradient this conv is the first to
  * produce (the model then does not zero it). The same values as conv2d_backward_data into a zeroed
  * dx. */
 void backend_conv2d_backward_data_set(backend *be, const conv2d_desc *d, const float *w,
                                       const float *dy, float *dx, float *ws);
+/* to_bf16 (kernels/bf16.h: bf16_from_f32): y[i] = bf16(x[i]), round to nearest even, denormals to
+ * signed zero. */
+void backend_to_bf16(backend *be, size_t n, const float *x, bf16 *y);
+/* conv2d_forward_bf16 (kernels/conv2d.h: conv2d_ctx_forward_bf16): conv2d_forward of a CONV2D_BF16
+ * desc whose input is already bf16 (xb = bf16(x)): the same values. */
+void backend_conv2d_forward_bf16(backend *be, const conv2d_desc *d, const bf16 *xb, const float *w,
+                                 const float *bias, float *y, float *ws);
+/* conv2d_backward_bf16 (conv2d_ctx_backward_bf16): both halves of a CONV2D_BF16 backward from bf16
+ * x and dy: dw += (when dw), dx += or, with dx_write, dx = (when dx); no bias gradient. */
+void backend_conv2d_backward_bf16(backend *be, const conv2d_desc *d, const bf16 *xb, const float *w,
+                                  const bf16 *dyb, float *dx, bool dx_write, float *dw, float *ws);

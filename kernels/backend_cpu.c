@@ -11,6 +11,7 @@
 #include "common/timer.h"
 #include "kernels/activation.h"
 #include "kernels/batchnorm.h"
+#include "kernels/bf16.h"
 #include "kernels/pool.h"
 #include "kernels/tensor_ops.h"
 #include "kernels/threads.h"
@@ -125,23 +126,38 @@ static void cpu_bn_backward(backend *be, int m, int c, const float *x, const flo
 static void cpu_bn_silu_forward_train(backend *be, int m, int c, const float *x, const float *gamma,
                                       const float *beta, float eps, float momentum,
                                       float *running_mean, float *running_var, float *save,
-                                      float *y, float *z) {
+                                      float *y, float *z, bf16 *yb) {
     enter(be);
     bn_silu_forward_train(m, c, x, gamma, beta, eps, momentum, running_mean, running_var, save, y,
-                          z);
+                          z, yb);
 }
 static void cpu_bn_silu_forward_eval(backend *be, int m, int c, const float *x, const float *gamma,
                                      const float *beta, const float *running_mean,
-                                     const float *running_var, float eps, float *y) {
+                                     const float *running_var, float eps, float *y, bf16 *yb) {
     enter(be);
-    bn_silu_forward_infer(m, c, x, gamma, beta, running_mean, running_var, eps, y);
+    bn_silu_forward_infer(m, c, x, gamma, beta, running_mean, running_var, eps, y, yb);
 }
 static void cpu_bn_silu_backward(backend *be, int m, int c, const float *x, const float *gamma,
                                  const float *beta, const float *save, const float *y,
-                                 const float *dy, float *dx, float *dgamma, float *dbeta,
+                                 const float *dy, float *dx, bf16 *dxb, float *dgamma, float *dbeta,
                                  float *dz) {
     enter(be);
-    bn_silu_backward(m, c, x, gamma, beta, save, y, dy, dx, dgamma, dbeta, dz);
+    bn_silu_backward(m, c, x, gamma, beta, save, y, dy, dx, dxb, dgamma, dbeta, dz);
+}
+static void cpu_to_bf16(backend *be, size_t n, const float *x, bf16 *y) {
+    enter(be);
+    bf16_from_f32(n, x, y);
+}
+static void cpu_conv2d_forward_bf16(backend *be, const conv2d_desc *d, const bf16 *xb,
+                                    const float *w, const float *bias, float *y, float *ws) {
+    enter(be);
+    conv2d_ctx_forward_bf16(ctx_of(be)->conv, d, xb, w, bias, y, ws);
+}
+static void cpu_conv2d_backward_bf16(backend *be, const conv2d_desc *d, const bf16 *xb,
+                                     const float *w, const bf16 *dyb, float *dx, bool dx_write,
+                                     float *dw, float *ws) {
+    enter(be);
+    conv2d_ctx_backward_bf16(ctx_of(be)->conv, d, xb, w, dyb, dx, dx_write, dw, ws);
 }
 static void cpu_silu_forward(backend *be, size_t n, const float *x, float *y) {
     enter(be);
@@ -283,6 +299,9 @@ static const backend_i cpu_iface = {
     .bn_silu_forward_eval = cpu_bn_silu_forward_eval,
     .bn_silu_backward = cpu_bn_silu_backward,
     .conv2d_backward_data_set = cpu_conv2d_backward_data_set,
+    .to_bf16 = cpu_to_bf16,
+    .conv2d_forward_bf16 = cpu_conv2d_forward_bf16,
+    .conv2d_backward_bf16 = cpu_conv2d_backward_bf16,
 };
 
 static void cpu_destroy(backend *be) {

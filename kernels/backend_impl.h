@@ -77,15 +77,20 @@ typedef struct backend_i {
     void (*ema_blend)(backend *be, float *ema, const float *model, size_t n, double d);
     void (*bn_silu_forward_train)(backend *be, int m, int c, const float *x, const float *gamma,
                                   const float *beta, float eps, float momentum, float *running_mean,
-                                  float *running_var, float *save, float *y, float *z);
+                                  float *running_var, float *save, float *y, float *z, bf16 *yb);
     void (*bn_silu_forward_eval)(backend *be, int m, int c, const float *x, const float *gamma,
                                  const float *beta, const float *running_mean,
-                                 const float *running_var, float eps, float *y);
+                                 const float *running_var, float eps, float *y, bf16 *yb);
     void (*bn_silu_backward)(backend *be, int m, int c, const float *x, const float *gamma,
                              const float *beta, const float *save, const float *y, const float *dy,
-                             float *dx, float *dgamma, float *dbeta, float *dz);
+                             float *dx, bf16 *dxb, float *dgamma, float *dbeta, float *dz);
     void (*conv2d_backward_data_set)(backend *be, const conv2d_desc *d, const float *w,
                                      const float *dy, float *dx, float *ws);
+    void (*to_bf16)(backend *be, size_t n, const float *x, bf16 *y);
+    void (*conv2d_forward_bf16)(backend *be, const conv2d_desc *d, const bf16 *xb, const float *w,
+                                const float *bias, float *y, float *ws);
+    void (*conv2d_backward_bf16)(backend *be, const conv2d_desc *d, const bf16 *xb, const float *w,
+                                 const bf16 *dyb, float *dx, bool dx_write, float *dw, float *ws);
 } backend_i;
 
 struct backend {

@@ -7,6 +7,7 @@
 #include "kernels/batchnorm.h"
 
 #include "common/log.h"
+#include "kernels/bf16.h"
 #include "kernels/bn_sums.h"
 #include "kernels/fast_exp.h"
 #include "kernels/threads.h"
@@ -15,10 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* z = (x - mean) * scale + beta per channel; y = z, or silu(z) with `silu` (and z into zout when
- * it is not NULL). */
+/* z = (x - mean) * scale + beta per channel; y = z, or silu(z) with `silu` (and z into zout,
+ * bf16(y) into yb, when they are not NULL). */
 static void normalise(int m, int c, const float *x, const float *mean, const float *scale,
-                      const float *beta, bool silu, float *y, float *zout) {
+                      const float *beta, bool silu, float *y, float *zout, bf16 *yb) {
     long long work = (long long)m * c;
 #pragma omp parallel for num_threads(kernels_threads()) schedule(static) if (work >= BN_PAR_MIN)
     for (int r = 0; r < m; r++) {
@@ -36,6 +37,7 @@ static void normalise(int m, int c, const float *x, const float *mean, const flo
         }
         if (zr)
             for (int ch = 0; ch < c; ch++) zr[ch] = (xr[ch] - mean[ch]) * scale[ch] + beta[ch];
+        if (yb) bf16_from_f32_row((size_t)c, yr, yb + (size_t)r * c);
     }
 }
 
@@ -71,16 +73,16 @@ void batchnorm_forward_train(int m, int c, const float *x, const float *gamma, c
     float *scale = xmalloc(sizeof(float) * c);
     train_stats(m, c, x, gamma, eps, momentum, running_mean, running_var, save_mean, save_invstd,
                 scale);
-    normalise(m, c, x, save_mean, scale, beta, false, y, NULL);
+    normalise(m, c, x, save_mean, scale, beta, false, y, NULL, NULL);
     free(scale);
 }
 
 void bn_silu_forward_train(int m, int c, const float *x, const float *gamma, const float *beta,
                            float eps, float momentum, float *running_mean, float *running_var,
-                           float *save, float *y, float *z) {
+                           float *save, float *y, float *z, bf16 *yb) {
     train_stats(m, c, x, gamma, eps, momentum, running_mean, running_var, save, save + c,
                 save + 2 * c);
-    normalise(m, c, x, save, save + 2 * c, beta, true, y, z);
+    normalise(m, c, x, save, save + 2 * c, beta, true, y, z, yb);
 }
 
 static void infer_scale(int c, const float *gamma, const float *running_var, float eps,
@@ -94,16 +96,16 @@ void batchnorm_forward_infer(int m, int c, const float *x, const float *gamma, c
                              float *y) {
     float *scale = xmalloc(sizeof(float) * c);
     infer_scale(c, gamma, running_var, eps, scale);
-    normalise(m, c, x, running_mean, scale, beta, false, y, NULL);
+    normalise(m, c, x, running_mean, scale, beta, false, y, NULL, NULL);
     free(scale);
 }
 
 void bn_silu_forward_infer(int m, int c, const float *x, const float *gamma, const float *beta,
-                           const float *running_mean, const float *running_var, float eps,
-                           float *y) {
+                           const float *running_mean, const float *running_var, float eps, float *y,
+                           bf16 *yb) {
     float *scale = xmalloc(sizeof(float) * c);
     infer_scale(c, gamma, running_var, eps, scale);
-    normalise(m, c, x, running_mean, scale, beta, true, y, NULL);
+    normalise(m, c, x, running_mean, scale, beta, true, y, NULL, yb);
     free(scale);
 }
 
@@ -154,8 +156,8 @@ void batchnorm_backward(int m, int c, const float *x, const float *gamma, const 
 }
 
 void bn_silu_backward(int m, int c, const float *x, const float *gamma, const float *beta,
-                      const float *save, const float *y, const float *dy, float *dx, float *dgamma,
-                      float *dbeta, float *dz) {
+                      const float *save, const float *y, const float *dy, float *dx, bf16 *dxb,
+                      float *dgamma, float *dbeta, float *dz) {
     const float *mean = save, *invstd = save + c, *scale = save + 2 * c;
     double *sdy = xmalloc(sizeof(double) * 2 * c), *sdyx = sdy + c;
     float *k = xmalloc(sizeof(float) * 3 * c);
@@ -174,19 +176,26 @@ void bn_silu_backward(int m, int c, const float *x, const float *gamma, const fl
     backward_coefs(m, c, gamma, invstd, sdy, sdyx, dgamma, dbeta, k);
     const float *k_scale = k, *k_mdy = k + c, *k_xc = k + 2 * c;
     /* pass 2: dz again (cheaper than storing and reloading it), dx = k_scale (dz - k_mdy -
-     * (x - mean) k_xc) */
+     * (x - mean) k_xc), into dx and / or bf16 into dxb (through a row buffer) */
     long long work = (long long)m * c;
-#pragma omp parallel for num_threads(kernels_threads()) schedule(static) if (work >= BN_PAR_MIN)
-    for (int r = 0; r < m; r++) {
-        const float *xr = x + (size_t)r * c, *yr = y + (size_t)r * c, *dyr = dy + (size_t)r * c;
-        float *dxr = dx + (size_t)r * c;
+#pragma omp parallel num_threads(kernels_threads()) if (work >= BN_PAR_MIN)
+    {
+        float *row = dxb && !dx ? xmalloc((size_t)c * sizeof *row) : NULL;
+#pragma omp for schedule(static)
+        for (int r = 0; r < m; r++) {
+            const float *xr = x + (size_t)r * c, *yr = y + (size_t)r * c;
+            const float *dyr = dy + (size_t)r * c;
+            float *out = dx ? dx + (size_t)r * c : row;
 #pragma omp simd
-        for (int ch = 0; ch < c; ch++) {
-            float xc = xr[ch] - mean[ch];
-            float z = xc * scale[ch] + beta[ch];
-            float g = bn_silu_dz(z, yr[ch], dyr[ch]);
-            dxr[ch] = k_scale[ch] * (g - k_mdy[ch] - xc * k_xc[ch]);
+            for (int ch = 0; ch < c; ch++) {
+                float xc = xr[ch] - mean[ch];
+                float z = xc * scale[ch] + beta[ch];
+                float g = bn_silu_dz(z, yr[ch], dyr[ch]);
+                out[ch] = k_scale[ch] * (g - k_mdy[ch] - xc * k_xc[ch]);
+            }
+            if (dxb) bf16_from_f32_row((size_t)c, out, dxb + (size_t)r * c);
         }
+        free(row);
     }
     free(k);
     free(sdy);

@@ -4,10 +4,6 @@
 
 #include "kernels/threads.h"
 
-#ifdef __AVX512BF16__
-#include <immintrin.h>
-#endif
-
 #define BF16_PAR_MIN 65536
 
 void bf16_from_f32(size_t n, const float *x, bf16 *y) {

@@ -35,3 +35,16 @@ static inline float bf16_to_float(bf16 h) {
     } v = {.u = (uint32_t)h << 16};
     return v.f;
 }
+#ifdef __AVX512BF16__
+#include <immintrin.h>
+#endif
+/* One short row (no threads): the same bits as bf16_from_f32. */
+static inline void bf16_from_f32_row(size_t n, const float *x, bf16 *y) {
+    size_t i = 0;
+#ifdef __AVX512BF16__
+    for (; i + 16 <= n; i += 16)
+        _mm256_storeu_si256((__m256i *)(y + i),
+                            (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(x + i)));
+#endif
+    for (; i < n; i++) y[i] = bf16_from_float(x[i]);
+}

@@ -250,8 +250,9 @@ static size_t w_floats(const conv2d_desc *d) {
     return (size_t)d->cout * d->kh * d->kw * (d->cin / d->groups);
 }
 static size_t rounded_ws_floats(const conv2d_desc *d) {
-    return round16(conv2d_rows_in(d) * d->cin) + round16(w_floats(d)) +
-           round16(rows_out(d) * d->cout);
+    /* the widened bf16 inputs (conv2d_ctx_*_bf16), then the rounded copies */
+    return 2 * (round16(conv2d_rows_in(d) * d->cin) + round16(rows_out(d) * d->cout)) +
+           round16(w_floats(d));
 }
 static const float *rounded(size_t n, const float *src, float **ws) {
     if (!src) return NULL;
@@ -469,8 +470,18 @@ static float *checked_ws(const conv_entry *e, float *ws, const char *fn) {
     return ws ? align64(ws) : NULL;
 }
 
-void conv2d_ctx_forward(conv2d_ctx *c, const conv2d_desc *d, const float *x, const float *w,
-                        const float *bias, float *y, float *ws) {
+/* The floats of pre-converted bf16 inputs for the reference (GEMM) path, in the workspace region
+ * in front of what that path itself uses (bf16_inputs_ws_floats); NULL when not given. */
+static const float *widened(size_t n, const bf16 *src, float **ws) {
+    if (!src) return NULL;
+    float *dst = *ws;
+    bf16_to_f32(n, src, dst);
+    *ws += round16(n);
+    return dst;
+}
+
+static void forward_on(conv2d_ctx *c, const conv2d_desc *d, const float *x, const bf16 *xb,
+                       const float *w, const float *bias, float *y, float *ws) {
     conv_entry *e = lookup(c, d);
     float *a = checked_ws(e, ws, "conv2d_forward");
     switch (e->path[CONV_FWD]) {
@@ -478,33 +489,48 @@ void conv2d_ctx_forward(conv2d_ctx *c, const conv2d_desc *d, const float *x, con
         conv2d_dw_forward(d, x, w, bias, y, a);
         break;
     case PATH_ONEDNN:
-        conv2d_dnn_forward(d, e->dnn, x, w, bias, y, a);
+        conv2d_dnn_forward(d, e->dnn, x, xb, w, bias, y, a);
         break;
     default:
-        if (d->prec == CONV2D_BF16)
+        if (d->prec == CONV2D_BF16) {
+            if (xb) x = widened(conv2d_rows_in(d) * d->cin, xb, &a);
             gemm_forward_bf16(d, e->chunk, x, w, bias, y, a);
-        else
+        } else {
             gemm_forward(d, e->chunk, x, w, bias, y, a);
+        }
         break;
     }
 }
 
-static void backward_on(const conv_entry *e, int path, const float *x, const float *w,
-                        const float *dy, float *dx, float *dw, float *ws) {
-    switch (path) {
-    case PATH_DEPTHWISE:
-        conv2d_dw_backward(&e->d, x, w, dy, dx, dw, ws);
-        break;
-    case PATH_ONEDNN:
-        conv2d_dnn_backward(&e->d, e->dnn, x, w, dy, dx, dw, ws);
-        break;
-    default:
-        if (e->d.prec == CONV2D_BF16)
-            gemm_backward_bf16(&e->d, e->chunk, x, w, dy, dx, dw, ws);
-        else
-            gemm_backward(&e->d, e->chunk, x, w, dy, dx, dw, ws);
-        break;
+/* dw += (when dw), dx += or = with dx_write (when dx), on the op's path. */
+static void backward_on(const conv_entry *e, int op, const float *x, const bf16 *xb, const float *w,
+                        const float *dy, const bf16 *dyb, float *dx, int dx_write, float *dw,
+                        float *ws) {
+    const conv2d_desc *d = &e->d;
+    int path = e->path[op];
+    if (path == PATH_ONEDNN) { /* oneDNN writes dx itself when asked to: no add pass */
+        conv2d_dnn_backward(d, e->dnn, x, xb, w, dy, dyb, dx, dx_write, dw, ws);
+        return;
     }
+    if (dx && dx_write) {
+        size_t n = conv2d_rows_in(d) * d->cin;
+#pragma omp parallel for simd schedule(static) if (n >= 65536)
+        for (size_t i = 0; i < n; i++) dx[i] = 0.0f;
+    }
+    if (path == PATH_DEPTHWISE) {
+        conv2d_dw_backward(d, x, w, dy, dx, dw, ws);
+    } else if (d->prec == CONV2D_BF16) {
+        if (xb) x = widened(conv2d_rows_in(d) * d->cin, xb, &ws);
+        if (dyb) dy = widened(rows_out(d) * d->cout, dyb, &ws);
+        gemm_backward_bf16(d, e->chunk, x, w, dy, dx, dw, ws);
+    } else {
+        gemm_backward(d, e->chunk, x, w, dy, dx, dw, ws);
+    }
+}
+
+void conv2d_ctx_forward(conv2d_ctx *c, const conv2d_desc *d, const float *x, const float *w,
+                        const float *bias, float *y, float *ws) {
+    forward_on(c, d, x, NULL, w, bias, y, ws);
 }
 
 /* Every path computes dx and dw from separate loops (dw first, when both are asked for), so
@@ -513,29 +539,41 @@ void conv2d_ctx_backward_data(conv2d_ctx *c, const conv2d_desc *d, const float *
                               float *dx, float *ws) {
     conv_entry *e = lookup(c, d);
     float *a = checked_ws(e, ws, "conv2d_backward_data");
-    if (dx) backward_on(e, e->path[CONV_BWD_DATA], NULL, w, dy, dx, NULL, a);
+    if (dx) backward_on(e, CONV_BWD_DATA, NULL, NULL, w, dy, NULL, dx, 0, NULL, a);
 }
 
 void conv2d_ctx_backward_data_set(conv2d_ctx *c, const conv2d_desc *d, const float *w,
                                   const float *dy, float *dx, float *ws) {
     conv_entry *e = lookup(c, d);
     float *a = checked_ws(e, ws, "conv2d_backward_data_set");
-    if (e->path[CONV_BWD_DATA] == PATH_ONEDNN) { /* oneDNN writes dx itself: no add pass */
-        conv2d_dnn_backward_data_set(d, e->dnn, w, dy, dx, a);
-        return;
-    }
-    size_t n = conv2d_rows_in(d) * d->cin;
-#pragma omp parallel for simd schedule(static) if (n >= 65536)
-    for (size_t i = 0; i < n; i++) dx[i] = 0.0f;
-    backward_on(e, e->path[CONV_BWD_DATA], NULL, w, dy, dx, NULL, a);
+    backward_on(e, CONV_BWD_DATA, NULL, NULL, w, dy, NULL, dx, 1, NULL, a);
 }
 
 void conv2d_ctx_backward_filter(conv2d_ctx *c, const conv2d_desc *d, const float *x,
                                 const float *dy, float *dw, float *dbias, float *ws) {
     conv_entry *e = lookup(c, d);
     float *a = checked_ws(e, ws, "conv2d_backward_filter");
-    if (dw) backward_on(e, e->path[CONV_BWD_WEIGHTS], x, NULL, dy, NULL, dw, a);
+    if (dw) backward_on(e, CONV_BWD_WEIGHTS, x, NULL, NULL, dy, NULL, NULL, 0, dw, a);
     if (dbias) bias_grad(rows_out(d), d->cout, dy, dbias);
+}
+
+static void need_bf16(const conv2d_desc *d, const char *fn) {
+    if (d->prec != CONV2D_BF16) FATAL("%s: the conv2d_desc is not CONV2D_BF16", fn);
+}
+
+void conv2d_ctx_forward_bf16(conv2d_ctx *c, const conv2d_desc *d, const bf16 *xb, const float *w,
+                             const float *bias, float *y, float *ws) {
+    need_bf16(d, "conv2d_forward_bf16");
+    forward_on(c, d, NULL, xb, w, bias, y, ws);
+}
+
+void conv2d_ctx_backward_bf16(conv2d_ctx *c, const conv2d_desc *d, const bf16 *xb, const float *w,
+                              const bf16 *dyb, float *dx, int dx_write, float *dw, float *ws) {
+    need_bf16(d, "conv2d_backward_bf16");
+    conv_entry *e = lookup(c, d);
+    float *a = checked_ws(e, ws, "conv2d_backward_bf16");
+    if (dw) backward_on(e, CONV_BWD_WEIGHTS, NULL, xb, NULL, NULL, dyb, NULL, 0, dw, a);
+    if (dx) backward_on(e, CONV_BWD_DATA, NULL, NULL, w, NULL, dyb, dx, dx_write, NULL, a);
 }
 
 /* ---- the default context -------------------------------------------------------------------- */
@@ -558,10 +596,10 @@ void conv2d_backward(const conv2d_desc *d, const float *x, const float *w, const
     conv_entry *e = lookup(&g_default, d);
     float *a = checked_ws(e, ws, "conv2d_backward");
     if (e->path[CONV_BWD_DATA] == e->path[CONV_BWD_WEIGHTS]) {
-        if (dx || dw) backward_on(e, e->path[CONV_BWD_DATA], x, w, dy, dx, dw, a);
+        if (dx || dw) backward_on(e, CONV_BWD_DATA, x, NULL, w, dy, NULL, dx, 0, dw, a);
     } else {
-        if (dw) backward_on(e, e->path[CONV_BWD_WEIGHTS], x, w, dy, NULL, dw, a);
-        if (dx) backward_on(e, e->path[CONV_BWD_DATA], x, w, dy, dx, NULL, a);
+        if (dw) backward_on(e, CONV_BWD_WEIGHTS, x, NULL, w, dy, NULL, NULL, 0, dw, a);
+        if (dx) backward_on(e, CONV_BWD_DATA, x, NULL, w, dy, NULL, dx, 0, NULL, a);
     }
     if (dbias) bias_grad(rows_out(d), d->cout, dy, dbias);
 }

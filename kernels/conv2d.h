@@ -11,6 +11,7 @@
  * thread-safe: one thread calls into it (each op uses OpenMP inside). */
 #pragma once
 #include <stddef.h>
+#include <stdint.h>
 
 /* Arithmetic of a convolution. CONV2D_BF16 (mixed precision, what amp=bf16 trains with): the
  * inputs of each op are rounded to bfloat16 (kernels/bf16.h: x and w in forward, dy and w in
@@ -59,6 +60,15 @@ void conv2d_ctx_backward_data_set(conv2d_ctx *c, const conv2d_desc *d, const flo
                                   const float *dy, float *dx, float *ws);
 void conv2d_ctx_backward_filter(conv2d_ctx *c, const conv2d_desc *d, const float *x,
                                 const float *dy, float *dw, float *dbias, float *ws);
+/* CONV2D_BF16 convolutions whose x / dy are already bf16 (kernels/bf16.h; the model converts each
+ * activation once, or its producer writes it): the values of conv2d_ctx_forward /
+ * conv2d_ctx_backward_* on the floats they were rounded from. Backward: dw += (when dw), dx += or,
+ * with dx_write, dx = (when dx); no bias gradient (take it from the float dy). */
+void conv2d_ctx_forward_bf16(conv2d_ctx *c, const conv2d_desc *d, const uint16_t *xb,
+                             const float *w, const float *bias, float *y, float *ws);
+void conv2d_ctx_backward_bf16(conv2d_ctx *c, const conv2d_desc *d, const uint16_t *xb,
+                              const float *w, const uint16_t *dyb, float *dx, int dx_write,
+                              float *dw, float *ws);
 /* Which implementation runs this shape, e.g. "onednn-brgconv", "im2col+dnnl_sgemm". */
 const char *conv2d_ctx_path(conv2d_ctx *c, const conv2d_desc *d);
 /* YOLO_CONV_IMPL=auto|gemm|onednn|direct (for debugging a model run), else fallback. A value that

@@ -311,8 +311,12 @@ static const void *weights_for(dnn_conv *c, const dnn_prim *reorder, dnnl_memory
     return ws;
 }
 
-/* bf16: n floats of src converted into the region at *ws (which moves past it); fp32: src. */
-static const void *as_input(size_t n, const float *src, size_t region, float **ws) {
+/* A lane's input: the caller's bf16 (pre-converted), or its floats converted into the region at
+ * *ws (which moves past it) for a bf16 primitive, or the floats themselves. */
+static const void *lane_input(size_t n, size_t off, const float *src, const bf16 *srcb,
+                              size_t region, float **ws) {
+    if (srcb) return srcb + off;
+    src += off;
     if (!region) return src;
     bf16 *dst = (bf16 *)*ws;
     bf16_from_f32(n, src, dst);
@@ -326,15 +330,15 @@ static const void *as_input(size_t n, const float *src, size_t region, float **w
     for (int l = 0; l < (c)->lanes; l++)                                                           \
         for (float *p = (ws) + shared_floats(c, op) + (size_t)l * lane_floats(c, op); p; p = NULL)
 
-void conv2d_dnn_forward(const conv2d_desc *d, dnn_conv *c, const float *x, const float *w,
-                        const float *bias, float *y, float *ws) {
+void conv2d_dnn_forward(const conv2d_desc *d, dnn_conv *c, const float *x, const bf16 *xb,
+                        const float *w, const float *bias, float *y, float *ws) {
     const void *wd = weights_for(c, &c->w_to_fwd, c->wfwd, w, ws);
     const float *b = bias ? bias : c->zero_bias;
 #pragma omp parallel for num_threads(c->lanes) schedule(static) if (c->lanes > 1)
     LANE_LOOP(c, CONV_FWD, ws, l, p) {
         dnn_lane *L = &c->lane[l];
         size_t i0 = (size_t)l * c->ns;
-        set_handle(L->src, as_input(c->ns * c->in_img, x + i0 * c->in_img, c->xb_f, &p));
+        set_handle(L->src, lane_input(c->ns * c->in_img, i0 * c->in_img, x, xb, c->xb_f, &p));
         set_handle(L->wfwd, wd);
         set_handle(L->bias, b);
         set_handle(L->dst, y + i0 * c->out_img);
@@ -354,14 +358,14 @@ void conv2d_dnn_forward(const conv2d_desc *d, dnn_conv *c, const float *x, const
 
 /* dx of every lane: written (add = 0) or added (add = 1, through the lane's tmp region). */
 static void backward_data(const conv2d_desc *d, dnn_conv *c, const float *w, const float *dy,
-                          float *dx, int add, float *ws) {
+                          const bf16 *dyb, float *dx, int add, float *ws) {
     const void *wd = weights_for(c, &c->w_to_bd, c->wbd, w, ws);
 #pragma omp parallel for num_threads(c->lanes) schedule(static) if (c->lanes > 1)
     LANE_LOOP(c, CONV_BWD_DATA, ws, l, p) {
         dnn_lane *L = &c->lane[l];
         size_t i0 = (size_t)l * c->ns, n = c->ns * c->in_img;
         float *out = dx + i0 * c->in_img;
-        set_handle(L->ddst, as_input(c->ns * c->out_img, dy + i0 * c->out_img, c->dyb_f, &p));
+        set_handle(L->ddst, lane_input(c->ns * c->out_img, i0 * c->out_img, dy, dyb, c->dyb_f, &p));
         set_handle(L->wbd, wd);
         float *tmp = p + c->scr_d_f;
         set_handle(L->dsrc, add ? tmp : out);
@@ -382,16 +386,16 @@ static void backward_data(const conv2d_desc *d, dnn_conv *c, const float *w, con
 }
 
 /* dw += the sum over lanes of each lane's weight gradient (lane order). */
-static void backward_weights(const conv2d_desc *d, dnn_conv *c, const float *x, const float *dy,
-                             float *dw, float *ws) {
+static void backward_weights(const conv2d_desc *d, dnn_conv *c, const float *x, const bf16 *xb,
+                             const float *dy, const bf16 *dyb, float *dw, float *ws) {
     float *dwint[64];
     if (c->lanes > 64) FATAL("conv2d: %d lanes", c->lanes);
 #pragma omp parallel for num_threads(c->lanes) schedule(static) if (c->lanes > 1)
     LANE_LOOP(c, CONV_BWD_WEIGHTS, ws, l, p) {
         dnn_lane *L = &c->lane[l];
         size_t i0 = (size_t)l * c->ns;
-        set_handle(L->src, as_input(c->ns * c->in_img, x + i0 * c->in_img, c->xb_f, &p));
-        set_handle(L->ddst, as_input(c->ns * c->out_img, dy + i0 * c->out_img, c->dyb_f, &p));
+        set_handle(L->src, lane_input(c->ns * c->in_img, i0 * c->in_img, x, xb, c->xb_f, &p));
+        set_handle(L->ddst, lane_input(c->ns * c->out_img, i0 * c->out_img, dy, dyb, c->dyb_f, &p));
         dwint[l] = p;
         set_handle(L->dwint, p);
         dnnl_exec_arg_t a[4] = {{DNNL_ARG_SRC, L->src},
@@ -418,13 +422,9 @@ static void backward_weights(const conv2d_desc *d, dnn_conv *c, const float *x, 
     (void)d;
 }
 
-void conv2d_dnn_backward(const conv2d_desc *d, dnn_conv *c, const float *x, const float *w,
-                         const float *dy, float *dx, float *dw, float *ws) {
-    if (dw) backward_weights(d, c, x, dy, dw, ws);
-    if (dx) backward_data(d, c, w, dy, dx, 1, ws);
-}
-
-void conv2d_dnn_backward_data_set(const conv2d_desc *d, dnn_conv *c, const float *w,
-                                  const float *dy, float *dx, float *ws) {
-    backward_data(d, c, w, dy, dx, 0, ws);
+void conv2d_dnn_backward(const conv2d_desc *d, dnn_conv *c, const float *x, const bf16 *xb,
+                         const float *w, const float *dy, const bf16 *dyb, float *dx, int dx_write,
+                         float *dw, float *ws) {
+    if (dw) backward_weights(d, c, x, xb, dy, dyb, dw, ws);
+    if (dx) backward_data(d, c, w, dy, dyb, dx, !dx_write, ws);
 }

@@ -46,6 +46,7 @@ Test(ops, bn_silu_forward_train_equals_bn_then_silu) {
             float *zf = malloc(n * sizeof *zf), *yf = malloc(n * sizeof *yf);
             float *gb = malloc(2 * c * sizeof *gb), *run = malloc(4 * c * sizeof *run);
             float *save = malloc(5 * c * sizeof *save);
+            bf16 *yb = malloc(n * sizeof *yb);
             fill_uniform(x, n, -3, 4, 3, (unsigned)k);
             fill_uniform(gb, 2 * c, 0.5, 1.5, 3, 100 + k);
             fill_uniform(run, 4 * c, 0.5, 1.0, 3, 200 + k);
@@ -54,9 +55,10 @@ Test(ops, bn_silu_forward_train_equals_bn_then_silu) {
                                     save + c, z);
             silu_forward(n, z, y);
             bn_silu_forward_train(m, c, x, gb, gb + c, BN_EPS, BN_MOMENTUM, run + 2 * c,
-                                  run + 3 * c, save + 2 * c, yf, zf);
+                                  run + 3 * c, save + 2 * c, yf, zf, yb);
             assert_same_bits("y", y, yf, n);
             assert_same_bits("z", z, zf, n);
+            for (size_t i = 0; i < n; i++) cr_assert_eq(yb[i], bf16_from_float(y[i]), "yb[%zu]", i);
             assert_same_bits("save_mean, save_invstd", save, save + 2 * c, 2 * c);
             assert_same_bits("running stats", run, run + 2 * c, 2 * c);
             for (int ch = 0; ch < c; ch++) { /* the scale that backward recomputes z with */
@@ -65,14 +67,16 @@ Test(ops, bn_silu_forward_train_equals_bn_then_silu) {
             }
             /* without z: the same y */
             bn_silu_forward_train(m, c, x, gb, gb + c, BN_EPS, BN_MOMENTUM, NULL, NULL,
-                                  save + 2 * c, zf, NULL);
+                                  save + 2 * c, zf, NULL, NULL);
             assert_same_bits("y without z", y, zf, n);
             /* eval */
             batchnorm_forward_infer(m, c, x, gb, gb + c, run, run + c, BN_EPS, z);
             silu_forward(n, z, y);
-            bn_silu_forward_infer(m, c, x, gb, gb + c, run, run + c, BN_EPS, yf);
+            bn_silu_forward_infer(m, c, x, gb, gb + c, run, run + c, BN_EPS, yf, yb);
             assert_same_bits("eval y", y, yf, n);
-            free(x), free(z), free(y), free(zf), free(yf), free(gb), free(run), free(save);
+            for (size_t i = 0; i < n; i++) cr_assert_eq(yb[i], bf16_from_float(y[i]), "eval yb");
+            free(x), free(z), free(y), free(zf), free(yf), free(gb), free(run), free(save),
+                free(yb);
         }
     }
     kernels_set_threads(1);
@@ -113,11 +117,13 @@ Test(ops, bn_silu_backward_equals_silu_then_bn_backward) {
             fill_uniform(dgb, 2 * c, -1, 1, 4, 150 + k);
             memcpy(dgb + 2 * c, dgb, 2 * c * sizeof *dgb); /* non-zero: both must accumulate */
             fill_uniform(dxf, n, -5, 5, 4, 300 + k);       /* garbage: the fused op writes dx */
-            bn_silu_forward_train(m, c, x, gb, gb + c, BN_EPS, BN_MOMENTUM, NULL, NULL, save, y, z);
+            bn_silu_forward_train(m, c, x, gb, gb + c, BN_EPS, BN_MOMENTUM, NULL, NULL, save, y, z,
+                                  NULL);
             /* the plain pair: SiLU backward into a zeroed dz, then BN backward into a zeroed dx */
             silu_backward(n, z, dy, dz);
             batchnorm_backward(m, c, x, gb, save, save + c, dz, dx, dgb, dgb + c);
-            bn_silu_backward(m, c, x, gb, gb + c, save, y, dy, dxf, dgb + 2 * c, dgb + 3 * c, dzf);
+            bn_silu_backward(m, c, x, gb, gb + c, save, y, dy, dxf, NULL, dgb + 2 * c, dgb + 3 * c,
+                             dzf);
             /* the same up to the sigmoid's ulps (y / z instead of the exp) */
             assert_close("dz", dzf, dz, n, 1e-6);
             assert_close("dx", dxf, dx, n, 1e-5);
@@ -125,8 +131,15 @@ Test(ops, bn_silu_backward_equals_silu_then_bn_backward) {
             assert_close("dbeta", dgb + 3 * c, dgb + c, c, 1e-5);
             /* without dz, dgamma, dbeta: the same dx bits */
             fill_uniform(dzf, n, -5, 5, 4, 400 + k);
-            bn_silu_backward(m, c, x, gb, gb + c, save, y, dy, dzf, NULL, NULL, NULL);
+            bf16 *dxb = malloc(n * sizeof *dxb);
+            bn_silu_backward(m, c, x, gb, gb + c, save, y, dy, dzf, dxb, NULL, NULL, NULL);
             assert_same_bits("dx without dz, dgamma, dbeta", dxf, dzf, n);
+            for (size_t i = 0; i < n; i++) cr_assert_eq(dxb[i], bf16_from_float(dxf[i]), "dxb");
+            memset(dxb, 0, n * sizeof *dxb); /* bf16 only: the same bf16 */
+            bn_silu_backward(m, c, x, gb, gb + c, save, y, dy, NULL, dxb, NULL, NULL, NULL);
+            for (size_t i = 0; i < n; i++)
+                cr_assert_eq(dxb[i], bf16_from_float(dxf[i]), "dxb only");
+            free(dxb);
             free(x), free(z), free(y), free(dy), free(dz), free(dx), free(dxf), free(dzf);
             free(gb), free(save), free(dgb);
         }

@@ -21,6 +21,11 @@ static int level_anchor_offset(const model *m, int level) {
     return a;
 }
 
+/* A shadow slot's bf16 values. */
+static bf16 *shadow(const model *m, int s) {
+    return (bf16 *)(m->act + m->slots[s].off);
+}
+
 static void run_forward(model *m, const op *o, bool train) {
     backend *be = m->be;
     float *A = m->act;
@@ -29,8 +34,16 @@ static void run_forward(model *m, const op *o, bool train) {
     float *y = A + Y->off;
     switch (o->kind) {
     case OP_CONV:
-        backend_conv2d_forward(be, &o->cd, x, m->p + m->params[o->pw].offset,
-                               o->pb >= 0 ? m->p + m->params[o->pb].offset : NULL, y, m->ws);
+        if (o->xb >= 0)
+            backend_conv2d_forward_bf16(
+                be, &o->cd, shadow(m, o->xb), m->p + m->params[o->pw].offset,
+                o->pb >= 0 ? m->p + m->params[o->pb].offset : NULL, y, m->ws);
+        else
+            backend_conv2d_forward(be, &o->cd, x, m->p + m->params[o->pw].offset,
+                                   o->pb >= 0 ? m->p + m->params[o->pb].offset : NULL, y, m->ws);
+        break;
+    case OP_TO_BF16:
+        backend_to_bf16(be, numel(X), x, (bf16 *)y);
         break;
     case OP_BN: {
         const float *g = m->p + m->params[o->pg].offset, *b = m->p + m->params[o->pbeta].offset;
@@ -47,11 +60,12 @@ static void run_forward(model *m, const op *o, bool train) {
         const float *g = m->p + m->params[o->pg].offset, *b = m->p + m->params[o->pbeta].offset;
         float *rm = m->b + m->bufs[o->bm].offset, *rv = m->b + m->bufs[o->bv].offset;
         float *z = o->y2 >= 0 ? A + m->slots[o->y2].off : NULL;
+        bf16 *yb = o->yb >= 0 ? shadow(m, o->yb) : NULL;
         if (train)
             backend_bn_silu_forward_train(be, (int)rows(X), X->c, x, g, b, BN_EPS, BN_MOMENTUM, rm,
-                                          rv, m->scratch + o->save, y, z);
+                                          rv, m->scratch + o->save, y, z, yb);
         else
-            backend_bn_silu_forward_eval(be, (int)rows(X), X->c, x, g, b, rm, rv, BN_EPS, y);
+            backend_bn_silu_forward_eval(be, (int)rows(X), X->c, x, g, b, rm, rv, BN_EPS, y, yb);
         break;
     }
     case OP_SILU:
@@ -107,6 +121,13 @@ static void run_backward(model *m, const op *o) {
     float *dx = o->x == 0 && !m->want_input_grad ? NULL : D + X->goff;
     switch (o->kind) {
     case OP_CONV:
+        if (o->xb >= 0) { /* bf16: dy comes bf16 from the BN+SiLU after it, or is converted */
+            if (!o->dyb) backend_to_bf16(be, numel(Y), dy, m->dyb);
+            backend_conv2d_backward_bf16(be, &o->cd, shadow(m, o->xb),
+                                         m->p + m->params[o->pw].offset, m->dyb, dx, o->dx_write,
+                                         m->g + m->params[o->pw].offset, m->ws);
+            break;
+        }
         backend_conv2d_backward_filter(be, &o->cd, x, dy, m->g + m->params[o->pw].offset,
                                        o->pb >= 0 ? m->g + m->params[o->pb].offset : NULL, m->ws);
         if (dx && o->dx_write)
@@ -123,9 +144,11 @@ static void run_backward(model *m, const op *o) {
         break;
     }
     case OP_BN_SILU:
+        /* dx as bf16 for the bf16 conv before it (also as floats for inspection) */
         backend_bn_silu_backward(be, (int)rows(X), X->c, x, m->p + m->params[o->pg].offset,
                                  m->p + m->params[o->pbeta].offset, m->scratch + o->save,
-                                 A + Y->off, dy, dx, m->g + m->params[o->pg].offset,
+                                 A + Y->off, dy, o->dyb && !m->keep_grads ? NULL : dx,
+                                 o->dyb ? m->dyb : NULL, m->g + m->params[o->pg].offset,
                                  m->g + m->params[o->pbeta].offset,
                                  o->y2 >= 0 ? D + m->slots[o->y2].goff : NULL);
         break;
@@ -160,6 +183,7 @@ static void run_backward(model *m, const op *o) {
                                    D + m->slots[o->y2].goff, dx);
         break;
     case OP_DETACH:
+    case OP_TO_BF16: /* the float slot's gradient flows through the convolutions */
         break;
     case OP_OUTPUT: {
         size_t hw = (size_t)X->h * X->w, A_ = (size_t)m->anchors, no = (size_t)m->no;
@@ -327,6 +351,7 @@ static int plan(model *m, int batch, int h, int w, bool eval_only, char *err, si
             if (s > m->conv_ws) m->conv_ws = s;
         }
     m->ws = backend_alloc(be, (m->conv_ws + 1) * sizeof *m->ws);
+    if (!eval_only && m->dyb_elems) m->dyb = backend_alloc(be, m->dyb_elems * sizeof *m->dyb);
     m->anchors = 0;
     for (int l = 0; l < m->nlevels; l++) m->anchors += m->level_h[l] * m->level_w[l];
     size_t no = (size_t)batch * m->anchors * m->no;
@@ -371,8 +396,9 @@ int model_plan_eval(model *m, int batch, int h, int w, char *err, size_t errlen)
 
 /* ---- timing from the events around each op ---- */
 
-static const char *const kind_names[] = {"conv",     "bn",   "silu", "add",    "concat", "slice",
-                                         "upsample", "pool", "attn", "detach", "output", "bn_silu"};
+static const char *const kind_names[] = {"conv",   "bn",       "silu",   "add",  "concat",
+                                         "slice",  "upsample", "pool",   "attn", "detach",
+                                         "output", "bn_silu",  "to_bf16"};
 _Static_assert(sizeof kind_names / sizeof kind_names[0] == OP_KIND_COUNT,
                "kind_names needs one name per op_kind");
 

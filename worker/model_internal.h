@@ -23,6 +23,7 @@ typedef enum {
     OP_DETACH,   /* y = x, no gradient back */
     OP_OUTPUT,   /* level slot x -> the flat output of a branch */
     OP_BN_SILU,  /* x -> y = silu(bn(x)); y2: bn(x) itself, only with keep_grads (else -1) */
+    OP_TO_BF16,  /* x -> its bf16 shadow y (bf16 convolutions read it) */
     OP_KIND_COUNT
 } op_kind;
 
@@ -36,6 +37,9 @@ typedef struct slot {
     size_t off;  /* floats into the activation arena */
     size_t goff; /* floats into the gradient arena (shared by slots whose gradients are never
                     live at the same time in backward, unless keep_grads) */
+    int shadow;  /* the slot holding this one's bf16 copy for bf16 convolutions, or -1 */
+    bool bf16;   /* a shadow: n*h*w*c2 bf16 values stored in c = ceil(c2 / 2) float columns; it
+                    has no gradient */
 } slot;
 
 typedef struct op {
@@ -52,6 +56,11 @@ typedef struct op {
     attention_desc ad;
     int branch, level; /* output */
     bool dx_write;     /* conv: backward writes dx (the first to produce it: model_plan_grads) */
+    /* bf16 convolutions (model_set_conv_precision): a conv reads its input's shadow xb (-1: a
+     * float conv); a BN+SiLU writes bf16(y) into the shadow yb (-1: none). dyb: the conv's dy
+     * comes as bf16 in m->dyb, written there by the BN+SiLU after it (whose dx then goes there) */
+    int xb, yb;
+    bool dyb;
 } op;
 
 typedef struct act_name {
@@ -80,7 +89,9 @@ struct model {
     size_t arena_floats, scratch_floats, scratch_i32, conv_ws;
     size_t grad_floats;
     bool keep_grads;
-    conv2d_prec conv_prec;        /* of every conv op (model_set_conv_precision) */
+    conv2d_prec conv_prec; /* of every conv op (model_set_conv_precision) */
+    bf16 *dyb;             /* a bf16 conv's dy between the BN+SiLU backward and its own (train) */
+    size_t dyb_elems;      /* its size: the largest bf16 conv output */
     int *zero_start, *zero_slots; /* host; CSR: slots whose gradient is zeroed before op i's
                                      backward */
     float *act, *dact, *scratch, *ws;
