@@ -97,6 +97,16 @@ build/%.cu.o: %.cu
 bin:
 	mkdir -p bin
 
+# The code version recorded in checkpoints: git describe at build time. The header is rewritten
+# only when the text changes, so an unchanged tree rebuilds nothing.
+build/gen/code_version.h: FORCE
+	@mkdir -p $(dir $@)
+	@v=$$(git describe --always --dirty --tags 2>/dev/null || echo unknown); \
+	 printf '#define CODE_VERSION "%s"\n' "$$v" > $@.tmp; \
+	 cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
+build/common/code_version.o: build/gen/code_version.h
+FORCE:
+
 -include $(shell find build -name '*.d' 2>/dev/null)
 
 # ---- entry points -------------------------------------------------------------------------------
@@ -138,5 +148,5 @@ format:
 clean:
 	rm -rf build bin
 
-.PHONY: all features deps test run-test bench bench-loader bench-vs-ultralytics demo run-demo format clean
+.PHONY: all features deps test run-test bench bench-loader bench-vs-ultralytics demo run-demo format clean FORCE
 .SECONDARY:

@@ -2,25 +2,34 @@
  * sent as bytes: coordinator and workers are built from the same tree (MPMD of one build).
  *
  * Sequence:
- *   start:  coordinator -> all   MPI_Bcast of train_args (common/train_args.h) and job_info;
- *           worker 0 -> coordinator  model_info (what it built: loss names, optimizer groups)
- *   epoch:  coordinator -> each  epoch_header, then the epoch's global batches: header.steps x
- *                                (header.share x workers) int32 indices; worker r loads positions
- *                                r * share .. (r + 1) * share - 1 of each
+ *   start:  coordinator -> all   MPI_Bcast of train_args (common/train_args.h) and job_info
+ *           (then, when job.class_weights, nc floats); worker 0 -> coordinator  model_info (what
+ *           it built: loss names, optimizer groups)
+ *   resume: (job.resume) coordinator -> all  MPI_Bcast of state_header, its tensor_desc table and
+ *           its floats (a checkpoint's state); when header.grad_accum, then coordinator -> each
+ *           (point to point, TAG_STATE_ACCUM) accum_header, tensor_desc table, floats: that rank's
+ *           pending gradient sum (n_tensors 0: none)
+ *   epoch:  coordinator -> each  epoch_header, then header.history x B int32 indices (the global
+ *           batches just before this epoch: the previous epoch's last ones, which mosaic pools
+ *           reach back to), then the epoch's global batches: header.steps x B, B = share x
+ *           workers; worker r loads positions r * share .. (r + 1) * share - 1 of each (steps
+ *           before header.first_step are not run: a resumed epoch)
  *   step:   each -> coordinator  step_report (also the heartbeat)
- *           coordinator -> each  int32 control word (CTRL_*); after CTRL_SAVE worker 0 sends
- *                                its state (as below) and the coordinator writes last weights
+ *           coordinator -> each  int32 control word (CTRL_*); after CTRL_SAVE and CTRL_STOP a
+ *           state message follows (as below)
  *   val:    coordinator -> each  val_header, then its val indices and its rectangular batches
  *           (header.batches x int32 {count, h, w}); each -> coordinator
  *           val_summary, then its match records and per-class ground-truth counts, and when
  *           the header asks for plots the confusion matrix and the plotted predictions
- *   state:  worker 0 -> coordinator  model_state_header, then the float buffers (params, EMA,
- *           BN buffers) for checkpoints
+ *   state:  worker 0 -> coordinator  state_header, tensor_desc table, floats (model, EMA and
+ *           optimizer state); when header.grad_accum, then EVERY worker -> coordinator
+ *           accum_header, tensor_desc table, floats (its pending gradient sum). Sent after every
+ *           epoch's validation, and after CTRL_SAVE / CTRL_STOP.
  * This header is libc-only; CHECK_MPI expands only where <mpi.h> is included. */
 #pragma once
 #include <stdint.h>
 
-#define PROTOCOL_VERSION 3
+#define PROTOCOL_VERSION 4
 
 enum msg_tag {
     TAG_EPOCH = 100,
@@ -34,20 +43,25 @@ enum msg_tag {
     TAG_VAL_COUNTS,
     TAG_STATE_HEADER,
     TAG_STATE_DATA,
+    TAG_STATE_ACCUM,
     TAG_MODEL_INFO,
     TAG_VAL_PLOTS,
 };
 
 typedef enum control_word {
     CTRL_CONTINUE = 0,
-    CTRL_SAVE = 1,  /* worker 0 sends its state (as after an epoch) after this step */
-    CTRL_STOP = 2,  /* finish after this step */
-    CTRL_ABORT = 3, /* another rank failed: exit now */
+    CTRL_SAVE = 1,      /* the state follows after this step (a mid-epoch version) */
+    CTRL_END_EPOCH = 2, /* end this epoch after this step (validation, then the run ends: time=) */
+    CTRL_ABORT = 3,     /* another rank failed: exit now */
+    CTRL_STOP = 4,      /* the state follows, then leave the epoch without validating and wait for
+                           the end (ctl stop, preemption: the version it writes resumes exactly) */
 } control_word;
 
 typedef struct job_info {
     int32_t protocol, nc, n_train, n_val, workers;
     int32_t class_weights; /* 1: an MPI_Bcast of nc floats (cls_pw class weights) follows */
+    int32_t resume;        /* 1: a checkpoint's state is broadcast before the first epoch */
+    int32_t pad;
     uint64_t dataset_size_hint;
 } job_info;
 
@@ -69,6 +83,8 @@ typedef struct epoch_header {
     int32_t epoch, steps, share; /* share = images per worker per step */
     int32_t mosaic;              /* 0 once close_mosaic applies */
     int32_t epochs;              /* total epochs: changes when `time` re-estimates it */
+    int32_t first_step;          /* > 0 when a resumed epoch starts in the middle */
+    int32_t history;             /* global batches of the previous epoch sent first (<= 15) */
 } epoch_header;
 
 typedef struct step_report {
@@ -105,17 +121,46 @@ typedef struct val_summary {
     char error[200];
 } val_summary;
 
-/* Model state for a weights file: n_tensors tensor_desc, then n_floats floats. Tensors are in
- * PyTorch layout (OIHW) under their Ultralytics state_dict names: the EMA parameters followed by
- * the BN buffers (running_mean, running_var), as a checkpoint's `ema`/`model` holds them. */
-typedef struct model_state_header {
+/* Training state for a checkpoint, worker 0 -> coordinator (and back, on resume): n_tensors
+ * tensor_desc, then n_floats floats. Tensors are in PyTorch layout (OIHW) and named by their path
+ * in the checkpoint file: "model/<state_dict name>", "ema/<name>",
+ * "optimizer/state/<parameter name>/<key>" (key as in PyTorch's optimizer state: momentum_buffer,
+ * exp_avg, exp_avg_sq, momentum_buffer_SGD). The counters below are the rest of the state. */
+#define STATE_MAX_GROUPS 8
+#define STATE_NAME_MAX 192
+
+typedef struct state_header {
     int64_t n_tensors, n_floats;
-    int64_t ema_updates;
-    int32_t epoch, pad;
-} model_state_header;
+    int64_t iterations, last_opt_step, warmup_iters; /* ni, last optimizer step, nw */
+    int64_t optimizer_steps, ema_updates;
+    int64_t bn_batches_model, bn_batches_ema; /* num_batches_tracked */
+    int32_t accumulate, e2e_updates;
+    int32_t optimizer_kind, ngroups; /* kernels/optim.h optim_kind */
+    int32_t grad_accum;              /* 1: gradients of an unfinished optimizer step are pending */
+    int32_t world_size;
+    int32_t group_tag[STATE_MAX_GROUPS], group_use_muon[STATE_MAX_GROUPS];
+    double group_lr[STATE_MAX_GROUPS], group_initial_lr[STATE_MAX_GROUPS];
+    double group_momentum[STATE_MAX_GROUPS], group_weight_decay[STATE_MAX_GROUPS];
+} state_header;
+
+/* Names of group_tag and optimizer_kind values (kernels/optim.h's PG_* and OPTIM_*; the worker
+ * checks that the numbers agree). */
+static inline const char *state_group_tag_name(int tag) {
+    static const char *const names[] = {"weight", "bn", "bias", "muon"};
+    return tag >= 0 && tag < 4 ? names[tag] : "?";
+}
+static inline const char *state_optimizer_name(int kind) {
+    static const char *const names[] = {"SGD", "AdamW", "MuSGD"};
+    return kind >= 0 && kind < 3 ? names[kind] : "?";
+}
+
+/* One rank's pending gradient sum: n_tensors tensor_desc "grad_accum/<parameter name>", floats. */
+typedef struct accum_header {
+    int64_t n_tensors, n_floats;
+} accum_header;
 
 typedef struct tensor_desc {
-    char name[112];
+    char name[STATE_NAME_MAX];
     int32_t ndim;
     int32_t shape[4];
     int64_t offset; /* in floats, into the data that follows */

@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
@@ -56,7 +57,7 @@ static const arg_spec specs[] = {
     {"rect", T_STR, INERT, "False", 0, 0, true, 0},
     {"cos_lr", T_BOOL, F(cos_lr), "False", 0, 0, false, 0},
     {"close_mosaic", T_LONG, F(close_mosaic), "10", 0, BIG, false, 0},
-    {"resume", T_STR, INERT, "False", 0, 0, true, 0},
+    {"resume", T_STR, F(resume), "False", 0, 0, false, 0},
     {"amp", T_STR, F(amp), "True", 0, 0, false, 0},
     {"fraction", T_DOUBLE, F(fraction), "1.0", 1e-9, BIG, false, 0},
     {"profile", T_STR, INERT, "False", 0, 0, true, 0},
@@ -104,6 +105,7 @@ static const arg_spec specs[] = {
     {"bucket_mb", T_DOUBLE, F(bucket_mb), "25", 0.001, 1024, false, 0},
     {"stall_warn", T_DOUBLE, F(stall_warn), "60", 0, BIG, false, 0},
     {"stall_abort", T_DOUBLE, F(stall_abort), "600", 0, BIG, false, 0},
+    {"keep", T_LONG, F(keep), "0", 0, BIG, false, 0},
 };
 #define NSPECS (sizeof specs / sizeof *specs)
 
@@ -313,6 +315,27 @@ int train_args_parse(kv_args *args, train_args *out, char *err, size_t errlen) {
     return 0;
 }
 
+bool train_args_resume_may_change(const char *key) {
+    static const char *const keys[] = {
+        "resume",    "data",       "workers",     "micro_batch", "threads",  "loader_threads",
+        "bucket_mb", "stall_warn", "stall_abort", "device",      "patience", "save_period",
+        "keep",      "val",        "plots",       "verbose",     "exist_ok", "project",
+        "name",      "time",       "cache"}; /* cache=ram changes no batch (docs/loader.md) */
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
+        if (!strcmp(keys[i], key)) return true;
+    return false;
+}
+
+char *train_args_yaml_text(const train_args *a) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) FATAL("open_memstream failed");
+    train_args_write_yaml(a, f);
+    if (fclose(f) != 0) FATAL("open_memstream failed");
+    return buf;
+}
+
 void train_args_write_yaml(const train_args *a, FILE *f) {
     for (size_t i = 0; i < NSPECS; i++) {
         const arg_spec *s = &specs[i];
@@ -329,9 +352,17 @@ void train_args_write_yaml(const train_args *a, FILE *f) {
         case T_LONG:
             fprintf(f, "%s: %ld\n", s->key, *(const long *)p);
             break;
-        case T_DOUBLE:
-            fprintf(f, "%s: %.10g\n", s->key, *(const double *)p);
+        case T_DOUBLE: {
+            /* the shortest text that reads back as the same double */
+            double v = *(const double *)p;
+            char buf[40];
+            for (int prec = 10; prec <= 17; prec++) {
+                snprintf(buf, sizeof buf, "%.*g", prec, v);
+                if (strtod(buf, NULL) == v) break;
+            }
+            fprintf(f, "%s: %s\n", s->key, buf);
             break;
+        }
         case T_BOOL:
             fprintf(f, "%s: %s\n", s->key, *(const bool *)p ? "true" : "false");
             break;

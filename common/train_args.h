@@ -14,6 +14,7 @@ typedef struct train_args {
     char data[1024], model[1024], project[1024], name[256], optimizer[32], device[32];
     char save_dir[2048]; /* resolved run directory */
     char cache[32];      /* "False" or "ram" (True means ram, as in Ultralytics) */
+    char resume[1024];   /* "False", "True", "auto", a run folder or a version file */
     long epochs, patience, batch, imgsz, save_period, seed, close_mosaic, nbs, max_det, workers;
     double time_hours, fraction, lr0, lrf, momentum, weight_decay, warmup_epochs, warmup_momentum,
         warmup_bias_lr, box, cls, dfl, hsv_h, hsv_s, hsv_v, degrees, translate, scale, shear,
@@ -31,6 +32,7 @@ typedef struct train_args {
     long loader_threads; /* decode+augment threads per worker */
     double bucket_mb;    /* gradient all-reduce bucket size */
     double stall_warn, stall_abort;
+    long keep;              /* checkpoint versions kept (weights/v*.h5); 0 keeps all */
     ul_version ultralytics; /* ultralytics=: the release whose semantics are followed */
     long nc;                /* classes, from the dataset (not an argument) */
 } train_args;
@@ -39,8 +41,14 @@ typedef struct train_args {
  * line in err naming the key). Does not touch the filesystem except to check `data` exists. */
 int train_args_parse(kv_args *args, train_args *out, char *err, size_t errlen);
 /* Every resolved argument, Ultralytics' order, `key: value` lines (only the keys the chosen
- * release has), then ours. */
+ * release has), then ours; numbers exactly (parsing the text back gives the same values, which
+ * is how a resumed run gets its arguments). */
 void train_args_write_yaml(const train_args *a, FILE *f);
+/* The same text in a malloc'd string. */
+char *train_args_yaml_text(const train_args *a);
+/* The keys a resumed run may change (resources, reporting, stopping rules); the others would make
+ * it another run. */
+bool train_args_resume_may_change(const char *key);
 /* Training images used out of n by `fraction`: 8.4.33 round(n * f) (half to even) when f < 1;
  * 8.4.190 max(1, round(n * f)), or min(f, n) images when f is an integer > 1. At least 1. */
 long train_args_train_images(const train_args *a, long n);

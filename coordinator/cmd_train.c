@@ -4,10 +4,14 @@
 #include "common/protocol.h"
 #include "common/timer.h"
 #include "common/train_args.h"
+#include "coordinator/ckpt_store.h"
+#include "coordinator/ckpt_transfer.h"
 #include "coordinator/commands.h"
 #include "coordinator/launch.h"
 #include "coordinator/metric_sink.h"
 #include "coordinator/progress.h"
+#include "coordinator/resume.h"
+#include "coordinator/run_lock.h"
 #include "coordinator/rundir.h"
 #include "coordinator/runlog.h"
 #include "coordinator/shard_plan.h"
@@ -15,6 +19,7 @@
 #include "coordinator/train_prep.h"
 #include "coordinator/train_state.h"
 #include "dataio/dataset.h"
+#include "dataio/loader.h"
 #include "dataio/pack_cache.h"
 
 #include <math.h>
@@ -89,19 +94,140 @@ static void send_control(int workers, int32_t word) {
         CHECK_MPI(MPI_Send(&word, 1, MPI_INT32_T, w, TAG_CONTROL, MPI_COMM_WORLD));
 }
 
-static void release_workers(void) {
-    int32_t go = 0;
+/* go = 0: the coordinator refused the job (it said why); 2: nothing to do. Workers exit. */
+static void release_workers(int32_t go) {
     CHECK_MPI(MPI_Bcast(&go, 1, MPI_INT32_T, 0, MPI_COMM_WORLD));
 }
 
-static int run(train_args *a, int workers) {
+/* The run folder: a resumed run's own, or project/name (a new one unless exist_ok), held with
+ * the run lock so that no second run writes into it. 0, or 2 with the reason logged. */
+static int open_run_dir(train_args *a, const resume_plan *plan) {
+    char err[1024];
+    if (plan->active && plan->run_dir[0]) {
+        char w[2200];
+        snprintf(a->save_dir, sizeof a->save_dir, "%s", plan->run_dir);
+        snprintf(w, sizeof w, "%s/weights", a->save_dir);
+        if (mkdir_p(w, err, sizeof err) != 0) {
+            log_error("%s", err);
+            return 2;
+        }
+    } else if (rundir_create(a->project, a->name, a->exist_ok, a->save_dir, sizeof a->save_dir, err,
+                             sizeof err) != 0) {
+        log_error("%s", err);
+        return 2;
+    }
+    if (run_lock_acquire(a->save_dir, err, sizeof err) < 0) {
+        log_error("%s", err);
+        return 2;
+    }
+    ckpt_store_clean_temporaries(a->save_dir); /* we hold the lock: no write is under way */
+    return 0;
+}
+
+/* One epoch's steps from `first` (> 0 when resumed mid-epoch). *stop: the run ends after this
+ * epoch (time, stop); *halted: it ends now, without validating (ctl stop). */
+static int train_steps(train_state *st, int epoch, int first, int n_train, int *steps, bool *stop,
+                       bool *halted) {
+    const train_args *a = st->args;
+    int workers = st->workers;
+    shard_plan plan;
+    shard_plan_make(&plan, n_train, (int)a->batch, workers, (uint64_t)a->seed, epoch);
+    *steps = plan.steps;
+    bool off = train_prep_mosaic_closed(a, epoch, a->epochs, st->mosaic_off);
+    if (off && !st->mosaic_off) log_info("Closing dataloader mosaic");
+    st->mosaic_off = off;
+    /* mosaic pools reach back 15 global batches, into the previous epoch: a worker that starts
+     * here (a resumed run) notes them, so its batches are those of an uninterrupted run */
+    shard_plan prev = {0};
+    if (epoch > 0)
+        shard_plan_make(&prev, n_train, (int)a->batch, workers, (uint64_t)a->seed, epoch - 1);
+    epoch_header h = {.epoch = epoch,
+                      .steps = plan.steps,
+                      .share = (int)a->batch / workers,
+                      .mosaic = !off,
+                      .epochs = (int)a->epochs,
+                      .first_step = first,
+                      .history = prev.steps < 15 ? prev.steps : 15};
+    /* every worker gets the whole epoch (it loads its slice of each global batch; mosaic
+     * partners come from blocks of global positions, the same for any worker count) */
+    for (int w = 0; w < workers; w++) {
+        CHECK_MPI(MPI_Send(&h, sizeof h, MPI_BYTE, w + 1, TAG_EPOCH, MPI_COMM_WORLD));
+        CHECK_MPI(MPI_Send(prev.order ? prev.order + (size_t)(prev.steps - h.history) * prev.batch
+                                      : plan.order,
+                           h.history * plan.batch, MPI_INT32_T, w + 1, TAG_PLAN, MPI_COMM_WORLD));
+        CHECK_MPI(MPI_Send(plan.order, plan.steps * plan.batch, MPI_INT32_T, w + 1, TAG_PLAN,
+                           MPI_COMM_WORLD));
+    }
+    if (epoch > 0) shard_plan_free(&prev);
+    if (first == 0) memset(st->loss_sum, 0, sizeof st->loss_sum);
+    progress pr = {.third_loss = st->loss_names[2]};
+    progress_epoch_begin(&pr, epoch, (int)a->epochs, plan.steps, (int)a->imgsz);
+    step_report *rep = xcalloc((size_t)workers, sizeof *rep);
+    double t_epoch = now_seconds();
+    int rc = 0;
+    for (int s = first; s < plan.steps; s++) {
+        if (gather_reports(a, workers, rep, st->tel) != 0) {
+            send_control(workers, CTRL_ABORT);
+            rc = 1;
+            break;
+        }
+        int inst = 0;
+        for (int w = 0; w < workers; w++) {
+            inst += rep[w].instances;
+            for (int k = 0; k < 3; k++) st->loss_sum[k] += rep[w].loss[k] / workers;
+        }
+        double mean[3];
+        for (int k = 0; k < 3; k++) mean[k] = st->loss_sum[k] / (s + 1);
+        double ips = (double)(s + 1 - first) * a->batch / (now_seconds() - t_epoch);
+        progress_step(&pr, s, mean, inst, ips, false);
+        train_state_step(st, epoch, s, plan.steps, rep, workers, mean, ips);
+        int32_t word = train_state_control(st, epoch, s);
+        /* time=H: checked after every step, as Ultralytics checks after every optimizer step */
+        if (word != CTRL_STOP && a->time_hours > 0 &&
+            now_seconds() - st->t_train > a->time_hours * 3600)
+            word = CTRL_END_EPOCH;
+        send_control(workers, word);
+        if (word == CTRL_SAVE || word == CTRL_STOP)
+            train_state_save_now(st, word == CTRL_STOP ? "stop" : "save", epoch, s, plan.steps);
+        if (word == CTRL_STOP) *halted = true;
+        if (word == CTRL_STOP || word == CTRL_END_EPOCH) {
+            *stop = true;
+            break;
+        }
+    }
+    free(rep);
+    progress_epoch_end(&pr);
+    for (int k = 0; k < 3; k++) st->train_loss[k] = st->loss_sum[k] / plan.steps;
+    shard_plan_free(&plan);
+    return rc;
+}
+
+/* A resumed run: the version's state in memory before the workers start (so a damaged file is
+ * refused before anything runs). NULL state for a fresh run. */
+static int load_version(const resume_plan *plan, ckpt_file **f, ckpt_state **state) {
+    *f = NULL;
+    *state = NULL;
+    if (!plan->active) return 0;
+    char err[1024];
+    *f = ckpt_open(plan->version_path, err, sizeof err);
+    if (*f) *state = ckpt_state_load(*f, err, sizeof err);
+    if (*state) return 0;
+    log_error("resume: %s", err);
+    ckpt_close(*f);
+    *f = NULL;
+    return 2;
+}
+
+static bool workers_released; /* they left cleanly: no MPI_Abort on a late failure */
+
+static int run(train_args *a, int workers, const resume_plan *plan) {
     char err[1024];
     /* data=<yaml>: packed on first use, then the cached pack while its fingerprint matches. */
     pack_cache_result pc;
     char h5[sizeof a->data];
     if (pack_cache_resolve(a->data, NULL, h5, sizeof h5, &pc, err, sizeof err) != 0) {
         log_error("%s", err);
-        release_workers();
+        release_workers(0);
         return 2;
     }
     memcpy(a->data, h5, sizeof h5);
@@ -110,7 +236,7 @@ static int run(train_args *a, int workers) {
     dataset *ds = dataset_open(a->data, err, sizeof err);
     if (!ds) {
         log_error("%s", err);
-        release_workers();
+        release_workers(0);
         return 2;
     }
     job_info job = {.protocol = PROTOCOL_VERSION,
@@ -121,7 +247,7 @@ static int run(train_args *a, int workers) {
     if (job.n_train == 0) {
         log_error("%s: the train split is empty", a->data);
         dataset_close(ds);
-        release_workers();
+        release_workers(0);
         return 2;
     }
     a->nc = job.nc;
@@ -130,27 +256,31 @@ static int run(train_args *a, int workers) {
         log_warn("imgsz=%ld must be a multiple of max stride 32, updating to %ld", a->imgsz, r);
         a->imgsz = r;
     }
-    if (rundir_create(a->project, a->name, a->exist_ok, a->save_dir, sizeof a->save_dir, err,
-                      sizeof err) != 0) {
-        log_error("%s", err);
-        dataset_close(ds);
-        release_workers();
-        return 2;
+    ckpt_file *vf = NULL;
+    ckpt_state *state = NULL;
+    int rc = open_run_dir(a, plan);
+    if (rc == 0) rc = load_version(plan, &vf, &state);
+    if (rc == 0) {
+        if (runlog_open(a->save_dir, err, sizeof err) != 0) log_warn("%s (no train.log)", err);
+        if (train_state_write_args(a, err, sizeof err) != 0) {
+            log_error("%s", err);
+            rc = 2;
+            ckpt_state_free(state);
+            ckpt_close(vf);
+        }
     }
-    if (runlog_open(a->save_dir, err, sizeof err) != 0) log_warn("%s (no train.log)", err);
-    if (train_state_write_args(a, err, sizeof err) != 0) {
-        log_error("%s", err);
+    if (rc != 0) {
         dataset_close(ds);
-        release_workers();
-        return 1;
+        release_workers(0);
+        return rc;
     }
     /* after args.yaml, as Ultralytics (its args.yaml keeps the max_det the user gave) */
     int n_train = (int)train_args_train_images(a, job.n_train);
     train_prep_max_det(a, ds, n_train);
     float *cls_w = xmalloc((size_t)(job.nc + 1) * sizeof *cls_w);
     job.class_weights = train_prep_class_weights(a, ds, n_train, cls_w);
-    int32_t go = 1;
-    CHECK_MPI(MPI_Bcast(&go, 1, MPI_INT32_T, 0, MPI_COMM_WORLD));
+    job.resume = state != NULL;
+    release_workers(1);
     CHECK_MPI(MPI_Bcast(a, sizeof *a, MPI_BYTE, 0, MPI_COMM_WORLD));
     CHECK_MPI(MPI_Bcast(&job, sizeof job, MPI_BYTE, 0, MPI_COMM_WORLD));
     if (job.class_weights) CHECK_MPI(MPI_Bcast(cls_w, job.nc, MPI_FLOAT, 0, MPI_COMM_WORLD));
@@ -167,99 +297,53 @@ static int run(train_args *a, int workers) {
         log_warn("nms=False: this model has no one-to-one head; using one-to-many outputs.");
 
     train_state st;
-    train_state_init(&st, a, ds, workers);
+    const ckpt_meta *resumed = vf ? ckpt_file_meta(vf) : NULL;
+    if (train_state_init(&st, a, ds, workers, resumed, plan, err, sizeof err) != 0) {
+        log_error("%s", err);
+        ckpt_state_free(state);
+        ckpt_close(vf);
+        dataset_close(ds);
+        return 1;
+    }
     st.loss_names[2] = train_prep_third_loss(a, &mi);
+    if (state) ckpt_state_broadcast(state, workers); /* the workers restore it after setup */
+    int epoch0, step0;
+    train_state_start(&st, resumed, &epoch0, &step0);
+    if (resumed) a->epochs = resumed->epochs; /* the count in force (time= may have changed it) */
+    ckpt_state_free(state);
+    loader_io_lock(); /* the checkpoint writer thread runs: HDF5 calls take the HDF5 lock */
+    ckpt_close(vf);
+    loader_io_unlock();
     /* Live progress and control (coordinator watch / ctl); training goes on without it. */
     st.tel = telemetry_open(a->save_dir, &(telemetry_opts){0}, err, sizeof err);
     if (!st.tel) log_warn("telemetry off: %s", err);
     sink_run sinks_run = {.save_dir = a->save_dir, .args = a, .ds = ds, .workers = workers};
     st.sinks = metric_sinks_for_training(&sinks_run, st.tel);
-    step_report *rep = xcalloc((size_t)workers, sizeof *rep);
-    int rc = 0;
-    bool stop = false, mosaic_off = false;
-    double t_train = now_seconds();
-    for (int epoch = 0; epoch < a->epochs && !stop && rc == 0; epoch++) {
-        shard_plan plan;
-        shard_plan_make(&plan, n_train, (int)a->batch, workers, (uint64_t)a->seed, epoch);
-        bool off = train_prep_mosaic_closed(a, epoch, a->epochs, mosaic_off);
-        if (off && !mosaic_off) log_info("Closing dataloader mosaic");
-        mosaic_off = off;
-        epoch_header h = {.epoch = epoch,
-                          .steps = plan.steps,
-                          .share = (int)a->batch / workers,
-                          .mosaic = !off,
-                          .epochs = (int)a->epochs};
-        /* every worker gets the whole epoch (it loads its slice of each global batch; mosaic
-         * partners come from blocks of global positions, the same for any worker count) */
-        for (int w = 0; w < workers; w++) {
-            CHECK_MPI(MPI_Send(&h, sizeof h, MPI_BYTE, w + 1, TAG_EPOCH, MPI_COMM_WORLD));
-            CHECK_MPI(MPI_Send(plan.order, plan.steps * plan.batch, MPI_INT32_T, w + 1, TAG_PLAN,
-                               MPI_COMM_WORLD));
-        }
-        progress pr = {.third_loss = st.loss_names[2]};
-        progress_epoch_begin(&pr, epoch, (int)a->epochs, plan.steps, (int)a->imgsz);
-        double loss_sum[3] = {0}, t_epoch = now_seconds();
-        for (int s = 0; s < plan.steps; s++) {
-            if (gather_reports(a, workers, rep, st.tel) != 0) {
-                send_control(workers, CTRL_ABORT);
-                rc = 1;
-                break;
-            }
-            int inst = 0;
-            for (int w = 0; w < workers; w++) {
-                inst += rep[w].instances;
-                for (int k = 0; k < 3; k++) loss_sum[k] += rep[w].loss[k] / workers;
-            }
-            double mean[3] = {loss_sum[0] / (s + 1), loss_sum[1] / (s + 1), loss_sum[2] / (s + 1)};
-            double ips = (double)(s + 1) * a->batch / (now_seconds() - t_epoch);
-            progress_step(&pr, s, mean, inst, ips, false);
-            train_state_step(&st, epoch, s, plan.steps, rep, workers, mean, ips);
-            /* time=H: checked after every step, as Ultralytics checks after every optimizer step */
-            if (a->time_hours > 0 && now_seconds() - t_train > a->time_hours * 3600)
-                st.stop_requested = true;
-            int32_t word = train_state_control(&st);
-            if (word == CTRL_STOP) stop = true;
-            send_control(workers, word);
-            if (word == CTRL_SAVE && train_state_save_now(&st, epoch, s, err, sizeof err) != 0) {
-                log_error("%s", err);
-                rc = 1;
-                break;
-            }
-            if (stop) break;
-        }
-        progress_epoch_end(&pr);
-        for (int k = 0; k < 3; k++) st.train_loss[k] = loss_sum[k] / plan.steps;
-        shard_plan_free(&plan);
-        if (rc) break;
-        bool final = epoch + 1 == a->epochs || stop;
-        if (train_state_end_epoch(&st, epoch, final, t_train, err, sizeof err) != 0) {
+    bool stop = false, halted = false;
+    for (int epoch = epoch0; epoch < a->epochs && !stop && rc == 0; epoch++) {
+        bool final = false;
+        int steps = 0;
+        rc = train_steps(&st, epoch, epoch == epoch0 ? step0 : 0, n_train, &steps, &final, &halted);
+        if (rc || halted) break;
+        if (train_state_end_epoch(&st, epoch, steps, final || epoch + 1 == a->epochs, &stop, err,
+                                  sizeof err) != 0) {
             log_error("%s", err);
             rc = 1;
-        }
-        /* Early stopping (Ultralytics' EarlyStopping): no fitness improvement for `patience`
-         * epochs. patience=0 never stops. */
-        if (rc == 0 && !stop && a->val && train_prep_early_stop_due(&st.es, epoch, a->patience) &&
-            epoch + 1 < a->epochs) {
-            log_info("stopping training early as no improvement was observed in the last %ld "
-                     "epochs; best results at epoch %d",
-                     a->patience, st.es.best_epoch + 1);
-            stop = true;
-        }
-        if (a->time_hours > 0 && !stop) {
-            /* Ultralytics re-estimates the epoch count from the mean epoch time (schedule too). */
-            double el = now_seconds() - t_train;
-            long e = (long)ceil(a->time_hours * 3600 / (el / (epoch + 1)));
-            a->epochs = e > epoch + 1 ? e : epoch + 1;
-            if (el >= a->time_hours * 3600) stop = true;
         }
     }
     if (rc == 0) {
         epoch_header done = {.steps = -1};
         for (int w = 0; w < workers; w++)
             CHECK_MPI(MPI_Send(&done, sizeof done, MPI_BYTE, w + 1, TAG_EPOCH, MPI_COMM_WORLD));
+        workers_released = true;
     }
-    metric_sinks_close(st.sinks, rc == 0);
-    train_state_finish(&st, rc == 0, now_seconds() - t_train);
+    int vrc = train_state_flush_versions(&st);
+    metric_sinks_close(st.sinks, rc == 0 && vrc == 0);
+    st.sinks = NULL;
+    train_state_finish(&st, rc == 0, now_seconds() - st.t_train);
+    if (rc == 0 && halted)
+        printf("stopped; continue with: coordinator train resume=%s\n", a->save_dir);
+    if (rc == 0 && vrc != 0) rc = 1;
     if (st.tel) {
         char msg[2300];
         if (rc == 0)
@@ -270,8 +354,8 @@ static int run(train_args *a, int workers) {
                      st.epochs_done, a->save_dir);
         telemetry_publish_finished(st.tel, rc == 0, msg);
         telemetry_close(st.tel);
+        st.tel = NULL;
     }
-    free(rep);
     train_state_free(&st);
     dataset_close(ds);
     return rc;
@@ -283,12 +367,15 @@ int cmd_train(int argc, char **argv) {
     train_args a;
     if (!launched_by_mpi()) {
         /* Validate before launching anything, so a bad argument creates nothing. */
-        if (kv_parse(argc, argv, &kv, err, sizeof err) != 0 ||
-            train_args_parse(&kv, &a, err, sizeof err) != 0) {
+        resume_plan plan;
+        if (kv_parse(argc, argv, &kv, err, sizeof err) != 0) {
             log_error("%s", err);
             return 2;
         }
+        int r = resume_prepare(&kv, &a, &plan, false, err, sizeof err);
         kv_free(&kv);
+        if (r < 0) log_error("%s", err);
+        if (r != 0) return r < 0 ? 2 : 0;
         return launch_mpmd("coordinator", (int)a.workers, argc, argv);
     }
     CHECK_MPI(MPI_Init(NULL, NULL));
@@ -297,11 +384,15 @@ int cmd_train(int argc, char **argv) {
     /* Workers split off their own communicator; the coordinator takes part with its own color. */
     MPI_Comm self_comm;
     CHECK_MPI(MPI_Comm_split(MPI_COMM_WORLD, 0, 0, &self_comm));
-    int rc = 0;
+    int rc = 0, prep = -1;
+    resume_plan plan = {0};
+    kv = (kv_args){0};
     if (kv_parse(argc, argv, &kv, err, sizeof err) != 0 ||
-        train_args_parse(&kv, &a, err, sizeof err) != 0) {
+        (prep = resume_prepare(&kv, &a, &plan, true, err, sizeof err)) < 0) {
         log_error("%s", err);
         rc = 2;
+    } else if (prep == 1) {
+        rc = 3; /* nothing to do (said) */
     } else if (size < 2) {
         log_error("no workers: start as mpirun -np 1 coordinator train ... : -np N worker");
         rc = 2;
@@ -315,13 +406,14 @@ int cmd_train(int argc, char **argv) {
         }
     }
     if (rc == 0)
-        rc = run(&a, size - 1);
+        rc = run(&a, size - 1, &plan);
     else
-        release_workers();
+        release_workers(rc == 3 ? 2 : 0);
+    if (rc == 3) rc = 0;
     kv_free(&kv);
     runlog_close();
     MPI_Comm_free(&self_comm);
-    if (rc == 1) MPI_Abort(MPI_COMM_WORLD, 1);
+    if (rc == 1 && !workers_released) MPI_Abort(MPI_COMM_WORLD, 1);
     MPI_Finalize();
     return rc;
 }

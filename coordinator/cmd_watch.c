@@ -77,8 +77,12 @@ static int print_event(const char *text, watch_state *ws) {
         }
         printf("\n");
     } else if (!strcmp(kind, "checkpoint")) {
-        printf("checkpoint %s written: %s (epoch %g step %g)\n", str(e, "version"), str(e, "path"),
-               num(e, "epoch", 0), num(e, "step", 0));
+        if (num(e, "step", 0) < 0) /* an epoch-end version */
+            printf("checkpoint %s written: %s (end of epoch %g)\n", str(e, "version"),
+                   str(e, "path"), num(e, "epoch", 0));
+        else
+            printf("checkpoint %s written: %s (epoch %g step %g)\n", str(e, "version"),
+                   str(e, "path"), num(e, "epoch", 0), num(e, "step", 0));
     } else if (!strcmp(kind, "warning")) {
         printf("warning: %s\n", str(e, "message"));
     } else if (!strcmp(kind, "finished")) {

@@ -39,20 +39,30 @@ int results_csv_columns(const epoch_row *r, const char **names, double *values) 
     return n;
 }
 
-int results_csv_append(const char *path, const epoch_row *r, char *err, size_t errlen) {
+void results_csv_header(const epoch_row *r, FILE *f) {
     const char *names[RESULTS_MAX_COLUMNS];
     double v[RESULTS_MAX_COLUMNS];
     int n = results_csv_columns(r, names, v);
-    int fresh = access(path, F_OK) != 0;
-    FILE *f = fopen(path, "a");
-    if (!f) return errf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-    if (fresh)
-        for (int i = 0; i < n; i++) fprintf(f, "%s%s", names[i], i + 1 < n ? "," : "\n");
+    for (int i = 0; i < n; i++) fprintf(f, "%s%s", names[i], i + 1 < n ? "," : "\n");
+}
+
+void results_csv_row(const epoch_row *r, FILE *f) {
+    const char *names[RESULTS_MAX_COLUMNS];
+    double v[RESULTS_MAX_COLUMNS];
+    int n = results_csv_columns(r, names, v);
     /* epoch as an integer, time and the 10 losses and metrics rounded, learning rates as they are
      */
     fprintf(f, "%d", r->epoch);
     for (int i = 1; i < n; i++) fprintf(f, ",%.6g", i < 12 ? r5(v[i]) : v[i]);
     fprintf(f, "\n");
+}
+
+int results_csv_append(const char *path, const epoch_row *r, char *err, size_t errlen) {
+    int fresh = access(path, F_OK) != 0;
+    FILE *f = fopen(path, "a");
+    if (!f) return errf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    if (fresh) results_csv_header(r, f);
+    results_csv_row(r, f);
     if (ferror(f) | (fclose(f) != 0))
         return errf(err, errlen, "%s: write failed: %s", path, strerror(errno));
     return 0;

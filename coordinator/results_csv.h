@@ -22,5 +22,10 @@ typedef struct epoch_row {
  * (static strings) and values[i], unrounded. Returns the count. */
 int results_csv_columns(const epoch_row *r, const char **names, double *values);
 
+/* The header line (the row's third loss name and n_lr learning-rate columns) and one row, each
+ * ending in a newline. */
+void results_csv_header(const epoch_row *r, FILE *f);
+void results_csv_row(const epoch_row *r, FILE *f);
+
 /* Appends one row to path, writing the header first when the file is new. 0 or -1 with err. */
 int results_csv_append(const char *path, const epoch_row *r, char *err, size_t errlen);

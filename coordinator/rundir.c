@@ -23,24 +23,34 @@ int mkdir_p(const char *path, char *err, size_t errlen) {
     return 0;
 }
 
-static bool exists(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0;
+/* Claims the folder: mkdir succeeds for exactly one of several runs started at once. */
+static int claim(const char *path, bool exist_ok, char *err, size_t errlen) {
+    if (mkdir(path, 0755) == 0) return 0;
+    if (errno == ENOENT) { /* name=a/b: make the folders above first */
+        char parent[4096];
+        snprintf(parent, sizeof parent, "%s", path);
+        char *slash = strrchr(parent, '/');
+        if (slash && slash != parent) {
+            *slash = 0;
+            if (mkdir_p(parent, err, errlen) != 0) return -1;
+            if (mkdir(path, 0755) == 0) return 0;
+        }
+    }
+    if (errno == EEXIST) return exist_ok ? 0 : 1;
+    return errf(err, errlen, "%s: cannot create directory: %s", path, strerror(errno));
 }
 
 int rundir_create(const char *project, const char *name, bool exist_ok, char *out, size_t outlen,
                   char *err, size_t errlen) {
     if (snprintf(out, outlen, "%s/%s", project, name) >= (int)outlen)
         return errf(err, errlen, "%s/%s: path too long", project, name);
-    if (!exist_ok && exists(out)) {
-        int i;
-        for (i = 2; i < 10000; i++) {
-            snprintf(out, outlen, "%s/%s%d", project, name, i);
-            if (!exists(out)) break;
-        }
-        if (i == 10000)
-            return errf(err, errlen, "%s/%s: no free run name up to 9999", project, name);
+    int rc = claim(out, exist_ok, err, errlen);
+    for (int i = 2; rc == 1 && i < 10000; i++) {
+        snprintf(out, outlen, "%s/%s%d", project, name, i);
+        rc = claim(out, false, err, errlen);
     }
+    if (rc == 1) return errf(err, errlen, "%s/%s: no free run name up to 9999", project, name);
+    if (rc != 0) return -1;
     char w[4096];
     if (snprintf(w, sizeof w, "%s/weights", out) >= (int)sizeof w)
         return errf(err, errlen, "%s: path too long", out);

@@ -7,7 +7,8 @@
 #include "common/val_record.h"
 #include "coordinator/metrics.h"
 #include "coordinator/progress.h"
-#include "coordinator/weights_file.h"
+#include "coordinator/results_csv.h"
+#include "coordinator/mpi_wait.h"
 
 #include <math.h>
 #include <mpi.h>
@@ -16,33 +17,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-int train_state_write_args(const train_args *a, char *err, size_t errlen) {
-    char *buf = NULL, path[2200];
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    if (!f) return errf(err, errlen, "open_memstream failed");
-    train_args_write_yaml(a, f);
-    fclose(f);
-    snprintf(path, sizeof path, "%s/args.yaml", a->save_dir);
-    int rc = atomic_write_file(path, buf, len, err, errlen);
-    free(buf);
-    return rc;
-}
-
-void train_state_init(train_state *st, train_args *a, dataset *ds, int workers) {
-    *st = (train_state){.args = a,
-                        .ds = ds,
-                        .workers = workers,
-                        .best_fitness = -INFINITY,
-                        .es = {.best = 0, .best_epoch = -1},
-                        .loss_names = {"box_loss", "cls_loss", "dfl_loss"}};
-}
-
-void train_state_free(train_state *st) {
-    val_plan_free(&st->vplan);
-    st->vplan_made = false;
-}
 
 /* Ultralytics' rectangular val batches of 2 x batch images (the trainer's val loader). */
 static int make_val_plan(train_state *st, char *err, size_t errlen) {
@@ -69,6 +43,7 @@ static double unix_now(void) {
 
 void train_state_step(train_state *st, int epoch, int step, int steps, const step_report *r,
                       int workers, const double mean_loss[3], double images_per_s) {
+    train_state_report_versions(st);
     for (int k = 0; k < 3; k++) st->lr[k] = r[0].lr[k];
     if (step == 0) st->ep_compute_s = st->ep_stall_s = st->ep_comm_s = 0, st->ep_steps = 0;
     for (int w = 0; w < workers; w++) {
@@ -95,33 +70,24 @@ void train_state_step(train_state *st, int epoch, int step, int steps, const ste
     metric_sinks_step(st->sinks, &rec);
 }
 
-int32_t train_state_control(train_state *st) {
+int32_t train_state_control(train_state *st, int epoch, int step) {
+    if (epoch + 1 == st->test_save_epoch && step + 1 == st->test_save_step)
+        st->save_requested = true; /* YOLO_TEST_SAVE_AT: a mid-epoch version at a known step */
     if (st->tel) {
         char err[512];
         if (telemetry_poll(st->tel, err, sizeof err) < 0) log_warn("telemetry: %s", err);
         if (telemetry_take_save(st->tel)) st->save_requested = true;
         if (telemetry_stop_requested(st->tel) && !st->stop_requested) {
-            log_info("stop requested: saving and finishing after this step");
+            log_info("stop requested: saving a version and stopping after this step");
             st->stop_requested = true;
         }
     }
-    if (st->stop_requested) return CTRL_STOP; /* end_epoch saves */
+    if (st->stop_requested) return CTRL_STOP; /* a version that resumes exactly, no validation */
     if (st->save_requested) {
         st->save_requested = false;
         return CTRL_SAVE;
     }
     return CTRL_CONTINUE;
-}
-
-/* Waits for a message by probing with 1 ms sleeps: a blocking MPI_Recv busy-polls a whole core
- * while the workers validate, and on a 2-core machine that core is one of theirs. */
-static void wait_message(int src, int tag) {
-    for (;;) {
-        int flag = 0;
-        CHECK_MPI(MPI_Iprobe(src, tag, MPI_COMM_WORLD, &flag, MPI_STATUS_IGNORE));
-        if (flag) return;
-        usleep(1000);
-    }
 }
 
 /* One worker's plot data (protocol.h, TAG_VAL_PLOTS), merged into acc. */
@@ -188,7 +154,7 @@ static int validate(train_state *st, int epoch, val_metrics *m, double val_loss[
     send_val_plans(st, epoch, plots != NULL);
     for (int w = 0; w < W; w++) {
         val_summary s;
-        wait_message(w + 1, TAG_VAL_SUMMARY);
+        mpi_wait_message(w + 1, TAG_VAL_SUMMARY);
         CHECK_MPI(MPI_Recv(&s, sizeof s, MPI_BYTE, w + 1, TAG_VAL_SUMMARY, MPI_COMM_WORLD,
                            MPI_STATUS_IGNORE));
         all = xrealloc(all, (nall + (size_t)s.records + 1) * sizeof *all);
@@ -231,61 +197,29 @@ static int validate(train_state *st, int epoch, val_metrics *m, double val_loss[
     return rc;
 }
 
-/* Worker 0 sends the EMA state after every epoch; it becomes last (and best) weights. step >= 0:
- * a checkpoint requested in the middle of an epoch (last only). */
-static int save_weights(train_state *st, int epoch, long step, double fitness, bool best, char *err,
-                        size_t errlen) {
-    model_state_header h;
-    wait_message(1, TAG_STATE_HEADER);
-    CHECK_MPI(
-        MPI_Recv(&h, sizeof h, MPI_BYTE, 1, TAG_STATE_HEADER, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
-    tensor_desc *t = xmalloc((size_t)(h.n_tensors ? h.n_tensors : 1) * sizeof *t);
-    float *data = xmalloc((size_t)(h.n_floats ? h.n_floats : 1) * sizeof *data);
-    CHECK_MPI(MPI_Recv(t, (int)(h.n_tensors * (int64_t)sizeof *t), MPI_BYTE, 1, TAG_STATE_DATA,
-                       MPI_COMM_WORLD, MPI_STATUS_IGNORE));
-    CHECK_MPI(MPI_Recv(data, (int)h.n_floats, MPI_FLOAT, 1, TAG_STATE_DATA, MPI_COMM_WORLD,
-                       MPI_STATUS_IGNORE));
-    char path[2300];
-    weights_meta meta = {.epoch = epoch,
-                         .fitness = fitness,
-                         .model = st->args->model,
-                         .dataset_hash = dataset_hash(st->ds)};
-    snprintf(path, sizeof path, "%s/weights/last.h5", st->args->save_dir);
-    int rc = weights_write(path, &h, t, data, &meta, err, errlen);
-    if (rc == 0 && best) {
-        snprintf(path, sizeof path, "%s/weights/best.h5", st->args->save_dir);
-        rc = weights_write(path, &h, t, data, &meta, err, errlen);
+/* Whether the run ends after this epoch: the last epoch, early stopping (Ultralytics'
+ * EarlyStopping: no fitness improvement for `patience` epochs; 0 never stops), or the time budget
+ * (Ultralytics re-estimates the epoch count from the mean epoch time, schedule included). */
+static bool run_ends(train_state *st, int epoch, bool final) {
+    train_args *a = st->args;
+    if (final || epoch + 1 >= a->epochs) return true;
+    if (a->val && train_prep_early_stop_due(&st->es, epoch, a->patience)) {
+        log_info("stopping training early as no improvement was observed in the last %ld epochs; "
+                 "best results at epoch %d",
+                 a->patience, st->es.best_epoch + 1);
+        return true;
     }
-    /* save_period=k: also weights/epoch{e}.h5 when the 0-based epoch e is divisible by k (as
-     * Ultralytics' epoch{e}.pt, which includes epoch0). */
-    if (rc == 0 && step < 0 && st->args->save_period > 0 && epoch % st->args->save_period == 0) {
-        snprintf(path, sizeof path, "%s/weights/epoch%d.h5", st->args->save_dir, epoch);
-        rc = weights_write(path, &h, t, data, &meta, err, errlen);
+    if (a->time_hours > 0) {
+        double el = now_seconds() - st->t_train;
+        long e = (long)ceil(a->time_hours * 3600 / (el / (epoch + 1)));
+        a->epochs = e > epoch + 1 ? e : epoch + 1;
+        if (el >= a->time_hours * 3600 || epoch + 1 >= a->epochs) return true;
     }
-    free(t);
-    free(data);
-    if (rc == 0 && st->tel) {
-        snprintf(path, sizeof path, "%s/weights/last.h5", st->args->save_dir);
-        telemetry_publish_checkpoint(st->tel, "last", path, epoch + 1, step >= 0 ? step + 1 : -1);
-        if (best) {
-            snprintf(path, sizeof path, "%s/weights/best.h5", st->args->save_dir);
-            telemetry_publish_checkpoint(st->tel, "best", path, epoch + 1, -1);
-        }
-    }
-    return rc;
+    return false;
 }
 
-int train_state_save_now(train_state *st, int epoch, long step, char *err, size_t errlen) {
-    double fit = isfinite(st->best_fitness) ? st->best_fitness : 0;
-    int rc = save_weights(st, epoch, step, fit, false, err, errlen);
-    if (rc == 0)
-        log_info("checkpoint: %s/weights/last.h5 (epoch %d, step %ld)", st->args->save_dir,
-                 epoch + 1, step + 1);
-    return rc;
-}
-
-int train_state_end_epoch(train_state *st, int epoch, bool final, double t_train, char *err,
-                          size_t errlen) {
+int train_state_end_epoch(train_state *st, int epoch, int steps, bool final, bool *finished,
+                          char *err, size_t errlen) {
     const train_args *a = st->args;
     bool do_val = (a->val || final) && dataset_split_size(st->ds, SPLIT_VAL) > 0;
     val_metrics m;
@@ -323,7 +257,7 @@ int train_state_end_epoch(train_state *st, int epoch, bool final, double t_train
                "exposed all-reduce %.1f s; validation %.1f s\n",
                epoch + 1, st->ep_steps, st->ep_compute_s, st->ep_stall_s, st->ep_comm_s, val_s);
     /* Ultralytics' time column: seconds since training started, taken after validation. */
-    double elapsed = now_seconds() - t_train;
+    double elapsed = now_seconds() - st->t_train;
     double fitness =
         do_val ? m.fitness : -(st->train_loss[0] + st->train_loss[1] + st->train_loss[2]);
     /* Ultralytics writes best.pt whenever fitness equals the best so far after the update, so
@@ -365,8 +299,11 @@ int train_state_end_epoch(train_state *st, int epoch, bool final, double t_train
                                                               .dets = pd.dets});
     val_plot_data_free(&pd);
     if (do_val) val_metrics_free(&m);
+    train_state_add_row(st, &row, fitness);
     st->epochs_done = epoch + 1;
-    return save_weights(st, epoch, -1, fitness, best, err, errlen);
+    *finished = run_ends(st, epoch, final);
+    train_state_save_epoch(st, epoch, steps, best, *finished);
+    return 0;
 }
 
 void train_state_finish(train_state *st, bool ok, double elapsed) {
@@ -376,8 +313,8 @@ void train_state_finish(train_state *st, bool ok, double elapsed) {
         return;
     }
     printf("\n%d epochs completed in %.3f hours.\n", st->epochs_done, elapsed / 3600);
-    printf("Results saved to %s (weights/last.h5, weights/best.h5, results.csv, args.yaml, "
-           "train.log)\n",
+    printf("Results saved to %s (weights/: versions v*.h5, last.h5, best.h5; results.csv, "
+           "args.yaml, train.log)\n",
            st->args->save_dir);
     /* Last line: the run directory and the best epoch by fitness (mAP50-95), for make demo. */
     printf("run directory %s: best epoch %d, mAP50 %.4f, mAP50-95 %.4f\n", st->args->save_dir,

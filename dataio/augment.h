@@ -60,17 +60,17 @@ int augment_draw_mosaic(rng *r, const augment_params *p, int pool_size, int part
 int augment_train(const augment_params *p, int imgsz, rng *r, int use_mosaic, const aug_image *imgs,
                   uint8_t *out, float *out_labels);
 
-/* Seconds per pipeline stage, summed over samples (bench_loader prints them per image). The
- * loader fills read, decode, resize and copy; augment_train_timed the others. */
+/* Thread CPU seconds per pipeline stage, summed over samples (bench_loader prints them per
+ * image). The loader fills read, decode, resize and copy; augment_train_timed the others. */
 typedef enum aug_stage {
     STAGE_READ,   /* encoded bytes from the dataset file */
     STAGE_DECODE, /* JPEG/PNG to RGB */
     STAGE_RESIZE, /* to the load-time size */
-    STAGE_PLACE,  /* mosaic placement, or the letterbox without mosaic */
-    STAGE_WARP,   /* random perspective / affine warp */
-    STAGE_HSV,
-    STAGE_FLIP,
-    STAGE_LABELS, /* box transforms, clipping, candidate filter, normalisation */
+    STAGE_PLACE,  /* describing the mosaic / letterbox canvas (the warp assembles its rows) */
+    STAGE_WARP,   /* random perspective / affine warp, with canvas rows and flips folded in */
+    STAGE_HSV,    /* run on each warped row; its share of the warp's time, by cycle counts */
+    STAGE_FLIP,   /* 0: the flips are folded into the warp (listed so tables show it) */
+    STAGE_LABELS, /* box transforms, clipping, candidate filter, normalisation, flips */
     STAGE_COPY,   /* assembling the batch (labels; images are written in place) */
     STAGE_COUNT
 } aug_stage;

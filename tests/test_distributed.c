@@ -4,6 +4,8 @@
  *     global batches (weights/last.h5 compared tensor by tensor);
  *   - validation split over 2 workers gives the same metrics as on one worker;
  *   - a silent worker is named in a warning and, past stall_abort, the job aborts naming it. */
+#include "runs.h"
+
 #include <criterion/criterion.h>
 #include <hdf5.h>
 #include <limits.h>
@@ -18,17 +20,6 @@
 #define RUN_ARGS                                                                                   \
     "model=yolov8n.yaml epochs=1 imgsz=64 batch=8 nbs=8 threads=1 loader_threads=1 "               \
     "bucket_mb=0.25 exist_ok=True"
-
-static void make_data(char *dir, size_t n, int ntrain, int nval) {
-    char cmd[512];
-    snprintf(dir, n, "/tmp/yolo-dist-XXXXXX");
-    cr_assert(mkdtemp(dir));
-    snprintf(cmd, sizeof cmd,
-             "./bin/coordinator data synth out=%s/s.h5 train=%d val=%d imgsz=64 classes=3 "
-             "seed=3 >/dev/null",
-             dir, ntrain, nval);
-    cr_assert_eq(system(cmd), 0, "synth");
-}
 
 /* Runs one training job; returns its exit code. Output goes to <dir>/<name>.log. */
 static int train(const char *dir, const char *name, const char *env, const char *extra) {
@@ -99,8 +90,13 @@ static cmp_ctx compare_weights(const char *pa, const char *pb) {
     hid_t fa = H5Fopen(pa, H5F_ACC_RDONLY, H5P_DEFAULT),
           fb = H5Fopen(pb, H5F_ACC_RDONLY, H5P_DEFAULT);
     cr_assert(fa >= 0 && fb >= 0, "open %s and %s", pa, pb);
-    c.other = fb;
-    cr_assert(H5Literate(fa, H5_INDEX_NAME, H5_ITER_NATIVE, NULL, cmp_one, &c) >= 0);
+    /* the EMA model of each checkpoint (what Ultralytics validates and saves) */
+    hid_t ga = H5Gopen2(fa, "ema", H5P_DEFAULT), gb = H5Gopen2(fb, "ema", H5P_DEFAULT);
+    cr_assert(ga >= 0 && gb >= 0, "ema group in %s and %s", pa, pb);
+    c.other = gb;
+    cr_assert(H5Literate(ga, H5_INDEX_NAME, H5_ITER_NATIVE, NULL, cmp_one, &c) >= 0);
+    H5Gclose(ga);
+    H5Gclose(gb);
     H5Fclose(fa);
     H5Fclose(fb);
     return c;
@@ -123,7 +119,7 @@ static void read_metrics(const char *path, double v[7]) {
 static void check_equivalent(int workers) {
     char dir[64], extra[128], pa[256], pb[256];
     /* 2 workers: 5 steps (40 images); 4 workers: 2 steps (16 images), see below. */
-    make_data(dir, sizeof dir, workers == 2 ? 40 : 16, 8);
+    run_make_data(dir, sizeof dir, "yolo-dist", workers == 2 ? 40 : 16, 8);
     int share = 8 / workers;
     /* 4 workers: the rounding argument below needs warmup steps (8.4.33 warms up for at least
      * 100 iterations; 8.4.190 has no warmup in a 1-epoch run, so its first step is a full one) */
@@ -180,7 +176,7 @@ Test(distributed, four_workers_equal_one_worker_four_micro_batches, .timeout = 3
  * knob YOLO_TEST_VAL_ON_ONE_WORKER): metrics and val losses must be identical. */
 Test(distributed, validation_split_over_workers_equals_one_worker, .timeout = 300) {
     char dir[64], pa[256], pb[256];
-    make_data(dir, sizeof dir, 40, 40);
+    run_make_data(dir, sizeof dir, "yolo-dist", 40, 40);
     cr_assert_eq(train(dir, "split", NULL, "workers=2 conf=0.00001"), 0, "see %s/split.log", dir);
     cr_assert_eq(train(dir, "one", "YOLO_TEST_VAL_ON_ONE_WORKER=1", "workers=2 conf=0.00001"), 0,
                  "see %s/one.log", dir);
@@ -203,37 +199,6 @@ Test(distributed, validation_split_over_workers_equals_one_worker, .timeout = 30
     cr_assert_eq(system(cmd), 0);
 }
 
-/* Polls for a file (up to `seconds`); true if it appeared. */
-static bool wait_file(const char *path, double seconds) {
-    for (double t = 0; t < seconds; t += 0.2) {
-        FILE *f = fopen(path, "r");
-        if (f) {
-            fclose(f);
-            return true;
-        }
-        usleep(200000);
-    }
-    return false;
-}
-
-static bool file_has(const char *path, const char *needle) {
-    FILE *f = fopen(path, "r");
-    if (!f) return false;
-    static char buf[1 << 20];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    return strstr(buf, needle) != NULL;
-}
-
-static int read_rc(const char *path) {
-    FILE *f = fopen(path, "r");
-    int rc = -1;
-    if (f && fscanf(f, "%d", &rc) != 1) rc = -1;
-    if (f) fclose(f);
-    return rc;
-}
-
 /* Starts a training job in the background; its exit code goes to <dir>/<name>.rc. */
 static void train_bg(const char *dir, const char *name, const char *env, const char *extra) {
     char cmd[2048];
@@ -244,14 +209,14 @@ static void train_bg(const char *dir, const char *name, const char *env, const c
     cr_assert_eq(system(cmd), 0);
 }
 
-/* A live 2-worker run: `watch` prints its steps, `ctl status` answers, `ctl save` writes last.h5
- * mid-epoch, `ctl stop` ends it early with exit 0 and weights; watch sees "finished", exits 0. */
+/* A live 2-worker run: `watch` prints its steps, `ctl status` answers, `ctl save` writes a version
+ * mid-epoch, `ctl stop` ends it early with exit 0 and a version; watch sees "finished", exits 0. */
 Test(distributed, watch_and_stop_a_live_run, .timeout = 300) {
     char dir[64], path[256], cmd[1024];
-    make_data(dir, sizeof dir, 40, 8);
+    run_make_data(dir, sizeof dir, "yolo-dist", 40, 8);
     train_bg(dir, "live", NULL, "workers=2 epochs=50 val=False");
     snprintf(path, sizeof path, "%s/live/endpoints.json", dir);
-    cr_assert(wait_file(path, 90), "endpoints.json written; see %s/live.log", dir);
+    cr_assert(run_wait_file(path, 90), "endpoints.json written; see %s/live.log", dir);
     snprintf(cmd, sizeof cmd,
              "(timeout 120 ./bin/coordinator watch %s/live > %s/watch.out 2>&1; echo $? > "
              "%s/watch.rc) &",
@@ -259,40 +224,41 @@ Test(distributed, watch_and_stop_a_live_run, .timeout = 300) {
     cr_assert_eq(system(cmd), 0);
     snprintf(path, sizeof path, "%s/watch.out", dir);
     bool stepping = false;
-    for (int i = 0; i < 300 && !stepping; i++, usleep(200000)) stepping = file_has(path, " step ");
+    for (int i = 0; i < 300 && !stepping; i++, usleep(200000))
+        stepping = run_file_has(path, " step ");
     cr_assert(stepping, "watch prints step lines");
     snprintf(cmd, sizeof cmd, "./bin/coordinator ctl %s/live status > %s/status.out", dir, dir);
     cr_assert_eq(system(cmd), 0, "ctl status");
     snprintf(path, sizeof path, "%s/status.out", dir);
-    cr_assert(file_has(path, "\"running\""), "status says running");
+    cr_assert(run_file_has(path, "\"running\""), "status says running");
     /* save: last.h5 at the next step boundary, mid-epoch (the log line comes from that path) */
     snprintf(cmd, sizeof cmd, "./bin/coordinator ctl %s/live save > /dev/null", dir);
     cr_assert_eq(system(cmd), 0, "ctl save");
     snprintf(path, sizeof path, "%s/live.log", dir);
     bool saved = false;
     for (int i = 0; i < 300 && !saved; i++, usleep(200000))
-        saved = file_has(path, "weights/last.h5 (epoch ");
+        saved = run_file_has(path, " written (save, epoch ");
     cr_assert(saved, "save wrote a mid-epoch checkpoint; see %s/live.log", dir);
     snprintf(path, sizeof path, "%s/live/weights/last.h5", dir);
-    cr_assert(wait_file(path, 1), "last.h5 after save");
+    cr_assert(run_wait_file(path, 1), "last.h5 after save");
     snprintf(cmd, sizeof cmd, "./bin/coordinator ctl %s/live stop > /dev/null", dir);
     cr_assert_eq(system(cmd), 0, "ctl stop");
     snprintf(path, sizeof path, "%s/live.rc", dir);
-    cr_assert(wait_file(path, 90), "the run ends after stop");
+    cr_assert(run_wait_file(path, 90), "the run ends after stop");
     usleep(300000);
-    cr_assert_eq(read_rc(path), 0, "stopped run exits 0; see %s/live.log", dir);
+    cr_assert_eq(run_read_rc(path), 0, "stopped run exits 0; see %s/live.log", dir);
     snprintf(path, sizeof path, "%s/live/weights/last.h5", dir);
-    cr_assert(wait_file(path, 1), "last.h5 written on stop");
+    cr_assert(run_wait_file(path, 1), "last.h5 written on stop");
     snprintf(path, sizeof path, "%s/live.log", dir);
-    cr_assert(file_has(path, "stop requested"), "the coordinator saw the stop");
-    cr_assert(!file_has(path, "50 epochs completed"), "stopped early");
+    cr_assert(run_file_has(path, "stop requested"), "the coordinator saw the stop");
+    cr_assert(!run_file_has(path, "50 epochs completed"), "stopped early");
     snprintf(path, sizeof path, "%s/watch.rc", dir);
-    cr_assert(wait_file(path, 30), "watch exits when the run finishes");
+    cr_assert(run_wait_file(path, 30), "watch exits when the run finishes");
     usleep(300000);
-    cr_assert_eq(read_rc(path), 0, "watch exit code");
+    cr_assert_eq(run_read_rc(path), 0, "watch exit code");
     snprintf(path, sizeof path, "%s/watch.out", dir);
-    cr_assert(file_has(path, "finished:"), "watch saw the finished event");
-    cr_assert(file_has(path, "checkpoint last written"), "watch saw the checkpoint event");
+    cr_assert(run_file_has(path, "finished:"), "watch saw the finished event");
+    cr_assert(run_file_has(path, "checkpoint v0001 written"), "watch saw the checkpoint event");
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     cr_assert_eq(system(cmd), 0);
 }
@@ -301,22 +267,23 @@ Test(distributed, watch_and_stop_a_live_run, .timeout = 300) {
  * coordinator names it on the terminal and on the PUB socket, and the run still succeeds. */
 Test(distributed, stalled_worker_is_named_in_a_warning, .timeout = 300) {
     char dir[64], path[256], cmd[1024];
-    make_data(dir, sizeof dir, 40, 8);
+    run_make_data(dir, sizeof dir, "yolo-dist", 40, 8);
     train_bg(dir, "slow", "YOLO_TEST_STALL_RANK=2 YOLO_TEST_STALL_SECONDS=3",
              "workers=2 epochs=1 val=False stall_warn=1 stall_abort=60");
     snprintf(path, sizeof path, "%s/slow/endpoints.json", dir);
-    cr_assert(wait_file(path, 90), "endpoints.json written; see %s/slow.log", dir);
+    cr_assert(run_wait_file(path, 90), "endpoints.json written; see %s/slow.log", dir);
     snprintf(cmd, sizeof cmd, "timeout 120 ./bin/coordinator watch %s/slow > %s/watch.out 2>&1",
              dir, dir);
     cr_assert_eq(system(cmd), 0, "watch exits 0 on finished");
     snprintf(path, sizeof path, "%s/slow.rc", dir);
-    cr_assert(wait_file(path, 60));
+    cr_assert(run_wait_file(path, 60));
     usleep(300000);
-    cr_assert_eq(read_rc(path), 0, "a stall below stall_abort is only a warning");
+    cr_assert_eq(run_read_rc(path), 0, "a stall below stall_abort is only a warning");
     snprintf(path, sizeof path, "%s/slow.log", dir);
-    cr_assert(file_has(path, "no step report from rank(s) 2 "), "terminal warning names rank 2");
+    cr_assert(run_file_has(path, "no step report from rank(s) 2 "),
+              "terminal warning names rank 2");
     snprintf(path, sizeof path, "%s/watch.out", dir);
-    cr_assert(file_has(path, "warning: no step report from rank(s) 2 "),
+    cr_assert(run_file_has(path, "warning: no step report from rank(s) 2 "),
               "PUB warning names rank 2");
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     cr_assert_eq(system(cmd), 0);
@@ -325,14 +292,14 @@ Test(distributed, stalled_worker_is_named_in_a_warning, .timeout = 300) {
 /* Rank 2 sleeps 60 s: past stall_abort=3 the job aborts with a non-zero exit naming rank 2. */
 Test(distributed, stalled_worker_aborts_the_job, .timeout = 300) {
     char dir[64], path[256];
-    make_data(dir, sizeof dir, 40, 8);
+    run_make_data(dir, sizeof dir, "yolo-dist", 40, 8);
     int rc = train(dir, "hung", "YOLO_TEST_STALL_RANK=2 YOLO_TEST_STALL_SECONDS=60",
                    "workers=2 epochs=1 val=False stall_warn=1 stall_abort=3");
     cr_assert_neq(rc, 0, "aborted job exits non-zero");
     cr_assert_neq(rc, 124, "aborted by the coordinator, not by the test's timeout");
     snprintf(path, sizeof path, "%s/hung.log", dir);
-    cr_assert(file_has(path, "no step report from rank(s) 2 for"), "names rank 2");
-    cr_assert(file_has(path, "aborting the job"), "says it aborts");
+    cr_assert(run_file_has(path, "no step report from rank(s) 2 for"), "names rank 2");
+    cr_assert(run_file_has(path, "aborting the job"), "says it aborts");
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     cr_assert_eq(system(cmd), 0);

@@ -64,6 +64,31 @@ Test(runsetup, args_yaml_lists_every_key) {
     free(buf);
 }
 
+/* A resumed run parses its args.yaml text back: every number must come back exactly. */
+Test(runsetup, args_yaml_reads_back_exactly) {
+    train_args a, b;
+    char err[256];
+    char *argv[] = {"data=/etc/hostname", "lr0=0.0123456789012345",      "momentum=0.1",
+                    "weight_decay=3e-7",  "fraction=0.3333333333333333", "epochs=7"};
+    cr_assert_eq(parse(&a, err, 6, argv), 0, "%s", err);
+    char *text = train_args_yaml_text(&a);
+    kv_args kv = {0};
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        char *colon = strstr(line, ": ");
+        cr_assert(colon, "%s", line);
+        *colon = 0;
+        if (strcmp(line, "save_dir") && strcmp(colon + 2, "null")) kv_set(&kv, line, colon + 2);
+    }
+    free(text);
+    cr_assert_eq(train_args_parse(&kv, &b, err, sizeof err), 0, "%s", err);
+    kv_free(&kv);
+    cr_assert_eq(b.lr0, a.lr0, "lr0 %.17g vs %.17g", b.lr0, a.lr0);
+    cr_assert_eq(b.fraction, a.fraction);
+    cr_assert_eq(b.weight_decay, a.weight_decay);
+    cr_assert_eq(b.momentum, 0.1);
+    cr_assert_eq(b.epochs, 7);
+}
+
 Test(runsetup, rundir_increments) {
     char dir[] = "/tmp/yolo-rundir-XXXXXX", out[512], err[256];
     cr_assert(mkdtemp(dir));

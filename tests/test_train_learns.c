@@ -94,7 +94,7 @@ Test(trainlearns, yolo26n_on_synthetic_shapes, .timeout = 600) {
     snprintf(path, sizeof path, "%s/run/weights/last.h5", dir);
     size_t cnt = 0, dims[4];
     int nd = 0;
-    float *w = oracle_read_f32(path, "model.23.one2one_cv3.0.2.bias", &cnt, &nd, dims);
+    float *w = oracle_read_f32(path, "ema/model.23.one2one_cv3.0.2.bias", &cnt, &nd, dims);
     cr_assert(w, "one-to-one class head in %s", path);
     cr_assert_eq(cnt, 3, "nc=3 from the dataset");
     free(w);
@@ -129,7 +129,7 @@ Test(trainlearns, coco8_yaml_one_epoch, .timeout = 300) {
     snprintf(path, sizeof path, "%s/run/weights/last.h5", dir);
     size_t n = 0, dims[4];
     int nd = 0;
-    float *w = oracle_read_f32(path, "model.22.cv3.0.2.bias", &n, &nd, dims);
+    float *w = oracle_read_f32(path, "ema/model.22.cv3.0.2.bias", &n, &nd, dims);
     cr_assert(w, "class head bias in %s", path);
     cr_assert_eq(n, 80, "nc from the dataset: 80 class outputs, got %zu", n);
     free(w);

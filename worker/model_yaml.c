@@ -3,6 +3,7 @@
 
 #include "common/kv.h"
 #include "common/log.h"
+#include "common/model_file.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -40,54 +41,6 @@ static char guess_scale(const char *stem) {
         if (*q && strchr("nslmx", *q)) return *q;
     }
     return 0;
-}
-
-/* The unified name: the first "digits + scale letter" has its letter removed (yolov8n -> yolov8).
- * Returns false when there is nothing to remove. */
-static bool unified_name(const char *path, char *out, size_t n) {
-    const char *base = strrchr(path, '/');
-    base = base ? base + 1 : path;
-    for (const char *p = base; *p; p++) {
-        if (!isdigit((unsigned char)*p)) continue;
-        const char *q = p;
-        while (isdigit((unsigned char)*q)) q++;
-        if (*q && strchr("nslmx", *q)) {
-            snprintf(out, n, "%.*s%s", (int)(q - path), path, q + 1);
-            return true;
-        }
-        p = q - 1;
-    }
-    return false;
-}
-
-static bool readable(const char *p) {
-    return access(p, R_OK) == 0;
-}
-
-static bool find_file(const char *spec, char *out, size_t n) {
-    char dirs[3][512];
-    int nd = 0;
-    if (strchr(spec, '/')) {
-        snprintf(dirs[nd++], sizeof dirs[0], "%s", "");
-    } else {
-        snprintf(dirs[nd++], sizeof dirs[0], "models/");
-        char exe[400];
-        ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
-        if (k > 0) {
-            exe[k] = 0;
-            char *s = strrchr(exe, '/');
-            if (s) *s = 0;
-            snprintf(dirs[nd++], sizeof dirs[0], "%s/../models/", exe);
-        }
-    }
-    for (int i = 0; i < nd; i++) {
-        char cand[1024], uni[1024];
-        snprintf(cand, sizeof cand, "%.500s%.500s", dirs[i], spec);
-        if (readable(cand)) return snprintf(out, n, "%s", cand) < (int)n;
-        if (unified_name(cand, uni, sizeof uni) && readable(uni))
-            return snprintf(out, n, "%s", uni) < (int)n;
-    }
-    return false;
 }
 
 /* ---- libyaml helpers ------------------------------------------------------------------------- */
@@ -482,7 +435,7 @@ static int load_doc(ctx *c, model_yaml *y, int nc_override) {
 
 int model_yaml_load(const char *spec, int nc, model_yaml *y, char *err, size_t errlen) {
     memset(y, 0, sizeof *y);
-    if (!find_file(spec, y->path, sizeof y->path))
+    if (!model_file_find(spec, y->path, sizeof y->path))
         return errf(err, errlen, "%s: model yaml not found (looked in models/ and as a path)",
                     spec);
     stem_of(spec, y->name, sizeof y->name);

@@ -115,25 +115,3 @@ void train_free_optimizer(model *m, optimizer *o) {
     backend_free(model_backend(m), m1);
     backend_free(model_backend(m), m2);
 }
-
-void train_export_state(const model *m, const float *params, const float *buffers,
-                        model_state_header *h, tensor_desc **tp, float **dp) {
-    int np = model_num_param_tensors(m), nb = model_num_buffer_tensors(m);
-    size_t nf = model_num_params(m) + model_num_buffer_floats(m);
-    tensor_desc *t = xcalloc((size_t)(np + nb), sizeof *t);
-    float *d = xmalloc(nf * sizeof *d);
-    size_t off = 0;
-    for (int i = 0; i < np + nb; i++) {
-        const model_tensor *mt = i < np ? model_param_tensor(m, i) : model_buffer_tensor(m, i - np);
-        const float *src = (i < np ? params : buffers) + mt->offset;
-        snprintf(t[i].name, sizeof t[i].name, "%s", mt->name);
-        t[i].ndim = mt->ndim;
-        memcpy(t[i].shape, mt->shape, sizeof t[i].shape);
-        t[i].offset = (int64_t)off;
-        model_tensor_to_torch(mt, src, d + off);
-        off += mt->numel;
-    }
-    *h = (model_state_header){.n_tensors = np + nb, .n_floats = (int64_t)off};
-    *tp = t;
-    *dp = d;
-}

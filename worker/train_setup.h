@@ -1,6 +1,5 @@
 /* Worker-side training setup: the optimizer's parameter groups from the model's tensors (as
- * Ultralytics' build_optimizer), the schedule config from the arguments, and the model state in
- * PyTorch layout for weights files. */
+ * Ultralytics' build_optimizer) and the schedule config from the arguments. */
 #pragma once
 #include <stddef.h>
 
@@ -24,8 +23,3 @@ void train_free_optimizer(model *m, optimizer *o);
 /* The loss settings of both branches (one2many / plain, and yolo26's one2one): the gains of the
  * arguments and the assigner of the `ultralytics` release. Training and validation share them. */
 void train_setup_loss(const train_args *a, int nc, int reg_max, detloss_hyp *o2m, detloss_hyp *o2o);
-
-/* The model's parameters (from params, e.g. the EMA copy) and BN buffers in PyTorch layout under
- * their state_dict names. *t and *data are malloc'd. */
-void train_export_state(const model *m, const float *params, const float *buffers,
-                        model_state_header *h, tensor_desc **t, float **data);

@@ -15,6 +15,7 @@
 #include "kernels/threads.h"
 #include "worker/allreduce.h"
 #include "worker/model.h"
+#include "worker/snapshot.h"
 #include "worker/train_setup.h"
 #include "worker/validate.h"
 
@@ -44,10 +45,12 @@ typedef struct worker {
     int e2e_updates;
     loader *train_ld, *val_ld;
     allreduce *ar;
-    float *dout[2]; /* host: d loss / d head outputs */
-    bool ar_failed; /* a mark_ready from the backward hook failed (message in err) */
-    float *acc;     /* gradients of the earlier backwards of this optimizer step (backend) */
-    bool acc_live;  /* acc holds something (else it counts as zero) */
+    float *dout[2];      /* host: d loss / d head outputs */
+    bool ar_failed;      /* a mark_ready from the backward hook failed (message in err) */
+    bool loader_primed;  /* the train loader has seen the global batches before this epoch */
+    float *acc;          /* gradients of the earlier backwards of this optimizer step (backend) */
+    bool acc_live;       /* acc holds something (else it counts as zero) */
+    snapshot_parts snap; /* what a checkpoint holds of this worker (worker/snapshot.h) */
     int test_stall_rank;
     double test_stall_s; /* YOLO_TEST_STALL_*: fault injection for the stall tests */
     char err[1024];
@@ -158,38 +161,30 @@ static int optimizer_step(worker *w, step_report *r) {
     return 0;
 }
 
-/* Worker 0's EMA state (parameters and BN buffers) for a weights file. */
-static void send_state(worker *w) {
-    model_state_header h;
-    tensor_desc *t;
-    float *d, *p = xmalloc(model_num_params(w->ema_m) * sizeof *p);
-    float *b = xmalloc((model_num_buffer_floats(w->ema_m) + 1) * sizeof *b);
-    model_params_to_host(w->ema_m, p);
-    model_buffers_to_host(w->ema_m, b);
-    train_export_state(w->ema_m, p, b, &h, &t, &d);
-    free(p);
-    free(b);
-    h.ema_updates = w->ema.updates;
-    CHECK_MPI(MPI_Send(&h, sizeof h, MPI_BYTE, 0, TAG_STATE_HEADER, MPI_COMM_WORLD));
-    CHECK_MPI(MPI_Send(t, (int)(h.n_tensors * (int64_t)sizeof *t), MPI_BYTE, 0, TAG_STATE_DATA,
-                       MPI_COMM_WORLD));
-    CHECK_MPI(MPI_Send(d, (int)h.n_floats, MPI_FLOAT, 0, TAG_STATE_DATA, MPI_COMM_WORLD));
-    free(t);
-    free(d);
-}
-
-/* idx: the epoch's global batches (steps x share x W); this worker loads slice wrank of each. */
-static int train_epoch(worker *w, const epoch_header *h, const int32_t *idx, bool *stop) {
+/* Trains steps first_step.. of an epoch. idx: the global batches (h->history before the epoch,
+ * then h->steps of it, share x W each); this worker loads slice wrank of each. *halt: the
+ * coordinator asked to stop here without validating (CTRL_STOP); the epoch is left unfinished. */
+static int train_epoch(worker *w, const epoch_header *h, const int32_t *idx, bool *halt) {
     loader_set_mosaic(w->train_ld, h->mosaic ? w->a.mosaic : 0.0);
     int B = h->share * w->W;
-    for (int s = 0; s < h->steps; s++)
+    const int32_t *plan = idx + (size_t)h->history * B;
+    if (!w->loader_primed) { /* the first epoch of this process: mosaic pools reach back */
+        for (int s = 0; s < h->history; s++)
+            if (loader_note_step(w->train_ld, idx + (size_t)s * B, B, w->err, sizeof w->err))
+                return -1;
+        for (int s = h->first_step > 15 ? h->first_step - 15 : 0; s < h->first_step; s++)
+            if (loader_note_step(w->train_ld, plan + (size_t)s * B, B, w->err, sizeof w->err))
+                return -1;
+        w->loader_primed = true;
+    }
+    for (int s = h->first_step; s < h->steps; s++)
         if (loader_submit_part(w->train_ld, (int64_t)h->epoch * h->steps + s, h->epoch,
-                               idx + (size_t)s * B, B, w->wrank * h->share, h->share, w->err,
+                               plan + (size_t)s * B, B, w->wrank * h->share, h->share, w->err,
                                sizeof w->err) != 0)
             return -1;
     /* each epoch: 8.4.190's warmup length follows `time`'s re-estimated epochs */
     w->nw = sched_warmup_iters(&w->sc, h->steps);
-    for (int s = 0; s < h->steps; s++) {
+    for (int s = h->first_step; s < h->steps; s++) {
         step_report r = {.epoch = h->epoch, .step = s, .worker = w->wrank, .ok = 1};
         loader_batch b;
         if (loader_next(w->train_ld, &b, w->err, sizeof w->err) != 0)
@@ -222,18 +217,16 @@ static int train_epoch(worker *w, const epoch_header *h, const int32_t *idx, boo
         CHECK_MPI(
             MPI_Recv(&word, 1, MPI_INT32_T, 0, TAG_CONTROL, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
         if (word == CTRL_ABORT || !r.ok) return -1;
-        if (word == CTRL_SAVE && w->wrank == 0) send_state(w);
-        if (word == CTRL_STOP) {
-            *stop = true;
-            break;
-        }
+        if (word == CTRL_SAVE || word == CTRL_STOP) snapshot_send(&w->snap);
+        if (word == CTRL_STOP) *halt = true;
+        if (word == CTRL_STOP || word == CTRL_END_EPOCH) break;
     }
     return 0;
 }
 
-/* Validation of this worker's share (when the coordinator asks) and, on worker 0, the EMA state
- * for the weights files. BN running stats drift per worker, so worker 0's EMA buffers are
- * broadcast first, as Ultralytics does before validating. */
+/* Validation of this worker's share (when the coordinator asks), then the training state for the
+ * epoch's checkpoint version (worker/snapshot.h). BN running stats drift per worker, so worker
+ * 0's EMA buffers are broadcast first, as Ultralytics does before validating. */
 static int end_epoch(worker *w) {
     val_header vh;
     CHECK_MPI(
@@ -292,8 +285,8 @@ static int end_epoch(worker *w) {
         free(idx);
         if (!s.ok) return -1;
     }
-    if (w->wrank == 0) send_state(w);
-    w->e2e_updates++;
+    w->e2e_updates++; /* counted before the state is sent: the version resumes the next epoch */
+    snapshot_send(&w->snap);
     return 0;
 }
 
@@ -383,6 +376,19 @@ static int setup(worker *w) {
     const char *sr = getenv("YOLO_TEST_STALL_RANK"), *ss = getenv("YOLO_TEST_STALL_SECONDS");
     w->test_stall_rank = sr ? atoi(sr) : -1;
     w->test_stall_s = ss ? atof(ss) : 0;
+    w->snap = (snapshot_parts){.m = w->m,
+                               .ema_m = w->ema_m,
+                               .opt = &w->opt,
+                               .ema = &w->ema,
+                               .iterations = &w->ni,
+                               .last_opt_step = &w->last_opt_step,
+                               .warmup_iters = &w->nw,
+                               .accumulate = &w->accumulate,
+                               .e2e_updates = &w->e2e_updates,
+                               .acc = &w->acc,
+                               .acc_live = &w->acc_live,
+                               .world_size = w->W,
+                               .wrank = w->wrank};
     return 0;
 }
 
@@ -400,8 +406,8 @@ int worker_train_main(void) {
     int32_t go = 0;
     CHECK_MPI(MPI_Bcast(&go, 1, MPI_INT32_T, 0, MPI_COMM_WORLD));
     int rc = 0;
-    if (!go) { /* the coordinator refused the arguments and said why */
-        rc = 2;
+    if (go != 1) { /* 0: the coordinator refused and said why; 2: nothing to do */
+        rc = go == 2 ? 0 : 2;
         goto out;
     }
     CHECK_MPI(MPI_Bcast(&w->a, sizeof w->a, MPI_BYTE, 0, MPI_COMM_WORLD));
@@ -421,20 +427,28 @@ int worker_train_main(void) {
     }
     if (w->wrank == 0)
         CHECK_MPI(MPI_Send(&w->info, sizeof w->info, MPI_BYTE, 0, TAG_MODEL_INFO, MPI_COMM_WORLD));
-    bool stop = false;
+    /* a resumed run: the checkpoint's state, after the coordinator has the model info */
+    if (w->job.resume && snapshot_receive(&w->snap, w->err, sizeof w->err) != 0) {
+        log_error("rank %d: %s", w->rank, w->err);
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
     for (;;) { /* the coordinator decides how many epochs (time=, stop): steps < 0 ends */
         epoch_header h;
         CHECK_MPI(
             MPI_Recv(&h, sizeof h, MPI_BYTE, 0, TAG_EPOCH, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
         if (h.steps < 0) break;
-        int32_t *idx = xmalloc((size_t)h.steps * h.share * w->W * sizeof *idx);
-        CHECK_MPI(MPI_Recv(idx, h.steps * h.share * w->W, MPI_INT32_T, 0, TAG_PLAN, MPI_COMM_WORLD,
+        size_t B = (size_t)h.share * w->W;
+        int32_t *idx = xmalloc(((size_t)h.history + h.steps) * B * sizeof *idx);
+        CHECK_MPI(MPI_Recv(idx, (int)(h.history * B), MPI_INT32_T, 0, TAG_PLAN, MPI_COMM_WORLD,
                            MPI_STATUS_IGNORE));
+        CHECK_MPI(MPI_Recv(idx + h.history * B, (int)(h.steps * B), MPI_INT32_T, 0, TAG_PLAN,
+                           MPI_COMM_WORLD, MPI_STATUS_IGNORE));
         w->a.epochs = h.epochs; /* `time` may re-estimate the total */
         w->sc.epochs = h.epochs;
-        int r = train_epoch(w, &h, idx, &stop);
+        bool halt = false;
+        int r = train_epoch(w, &h, idx, &halt);
         free(idx);
-        if (r != 0 || end_epoch(w) != 0) {
+        if (r != 0 || (!halt && end_epoch(w) != 0)) {
             log_error("rank %d: %s", w->rank, w->err);
             rc = 1;
             break;
