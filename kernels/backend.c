@@ -13,6 +13,9 @@ static const char *const op_names[] = {
     "batchnorm_forward_train",
     "batchnorm_forward_eval",
     "batchnorm_backward",
+    "batchnorm_silu_forward_train",
+    "batchnorm_silu_forward_eval",
+    "batchnorm_silu_backward",
     "silu_forward",
     "silu_backward",
     "add",
@@ -33,9 +36,6 @@ static const char *const op_names[] = {
     "optim_step",
     "clip_grad_norm",
     "ema_blend",
-    "bn_silu_forward_train",
-    "bn_silu_forward_eval",
-    "bn_silu_backward",
     "conv2d_backward_data_set",
     "to_bf16",
     "conv2d_forward_bf16",
@@ -63,6 +63,12 @@ static bool has_op(const backend_i *f, backend_op op) {
         return f->batchnorm_forward_eval != NULL;
     case BACKEND_OP_BATCHNORM_BACKWARD:
         return f->batchnorm_backward != NULL;
+    case BACKEND_OP_BATCHNORM_SILU_FORWARD_TRAIN:
+        return f->batchnorm_silu_forward_train != NULL;
+    case BACKEND_OP_BATCHNORM_SILU_FORWARD_EVAL:
+        return f->batchnorm_silu_forward_eval != NULL;
+    case BACKEND_OP_BATCHNORM_SILU_BACKWARD:
+        return f->batchnorm_silu_backward != NULL;
     case BACKEND_OP_SILU_FORWARD:
         return f->silu_forward != NULL;
     case BACKEND_OP_SILU_BACKWARD:
@@ -103,12 +109,6 @@ static bool has_op(const backend_i *f, backend_op op) {
         return f->clip_grad_norm != NULL;
     case BACKEND_OP_EMA_BLEND:
         return f->ema_blend != NULL;
-    case BACKEND_OP_BN_SILU_FORWARD_TRAIN:
-        return f->bn_silu_forward_train != NULL;
-    case BACKEND_OP_BN_SILU_FORWARD_EVAL:
-        return f->bn_silu_forward_eval != NULL;
-    case BACKEND_OP_BN_SILU_BACKWARD:
-        return f->bn_silu_backward != NULL;
     case BACKEND_OP_CONV2D_BACKWARD_DATA_SET:
         return f->conv2d_backward_data_set != NULL;
     case BACKEND_OP_TO_BF16:
@@ -260,6 +260,27 @@ void backend_batchnorm_backward(backend *be, int m, int c, const float *x, const
     DISPATCH(be, BACKEND_OP_BATCHNORM_BACKWARD, batchnorm_backward, m, c, x, gamma, save_mean,
              save_invstd, dy, dx, dgamma, dbeta);
 }
+void backend_batchnorm_silu_forward_train(backend *be, int m, int c, const float *x,
+                                          const float *gamma, const float *beta, float eps,
+                                          float momentum, float *running_mean, float *running_var,
+                                          float *save_mean, float *save_invstd, float *y) {
+    DISPATCH(be, BACKEND_OP_BATCHNORM_SILU_FORWARD_TRAIN, batchnorm_silu_forward_train, m, c, x,
+             gamma, beta, eps, momentum, running_mean, running_var, save_mean, save_invstd, y);
+}
+void backend_batchnorm_silu_forward_eval(backend *be, int m, int c, const float *x,
+                                         const float *gamma, const float *beta,
+                                         const float *running_mean, const float *running_var,
+                                         float eps, float *y) {
+    DISPATCH(be, BACKEND_OP_BATCHNORM_SILU_FORWARD_EVAL, batchnorm_silu_forward_eval, m, c, x,
+             gamma, beta, running_mean, running_var, eps, y);
+}
+void backend_batchnorm_silu_backward(backend *be, int m, int c, const float *x, const float *gamma,
+                                     const float *beta, const float *save_mean,
+                                     const float *save_invstd, const float *dy, float *dx,
+                                     float *dgamma, float *dbeta) {
+    DISPATCH(be, BACKEND_OP_BATCHNORM_SILU_BACKWARD, batchnorm_silu_backward, m, c, x, gamma, beta,
+             save_mean, save_invstd, dy, dx, dgamma, dbeta);
+}
 void backend_silu_forward(backend *be, size_t n, const float *x, float *y) {
     DISPATCH(be, BACKEND_OP_SILU_FORWARD, silu_forward, n, x, y);
 }
@@ -303,9 +324,10 @@ void backend_maxpool_forward(backend *be, int n, int h, int w, int c, int k, int
     DISPATCH(be, BACKEND_OP_MAXPOOL_FORWARD, maxpool_forward, n, h, w, c, k, stride, pad, x, y,
              argmax);
 }
-void backend_maxpool_backward(backend *be, int n, int oh, int ow, int c, const float *dy,
-                              const int32_t *argmax, float *dx) {
-    DISPATCH(be, BACKEND_OP_MAXPOOL_BACKWARD, maxpool_backward, n, oh, ow, c, dy, argmax, dx);
+void backend_maxpool_backward(backend *be, int n, int h, int w, int c, int k, int stride, int pad,
+                              const float *dy, const int32_t *argmax, float *dx) {
+    DISPATCH(be, BACKEND_OP_MAXPOOL_BACKWARD, maxpool_backward, n, h, w, c, k, stride, pad, dy,
+             argmax, dx);
 }
 void backend_attention_forward(backend *be, const attention_desc *d, const float *qkv, float *out,
                                float *v_out, float *probs) {
@@ -332,27 +354,13 @@ void backend_clip_grad_norm(backend *be, float *grads, size_t n, double max_norm
 void backend_ema_blend(backend *be, float *ema, const float *model, size_t n, double d) {
     DISPATCH(be, BACKEND_OP_EMA_BLEND, ema_blend, ema, model, n, d);
 }
-void backend_bn_silu_forward_train(backend *be, int m, int c, const float *x, const float *gamma,
-                                   const float *beta, float eps, float momentum,
-                                   float *running_mean, float *running_var, float *save, float *y,
-                                   float *z, bf16 *yb) {
-    DISPATCH(be, BACKEND_OP_BN_SILU_FORWARD_TRAIN, bn_silu_forward_train, m, c, x, gamma, beta, eps,
-             momentum, running_mean, running_var, save, y, z, yb);
-}
-void backend_bn_silu_forward_eval(backend *be, int m, int c, const float *x, const float *gamma,
-                                  const float *beta, const float *running_mean,
-                                  const float *running_var, float eps, float *y, bf16 *yb) {
-    DISPATCH(be, BACKEND_OP_BN_SILU_FORWARD_EVAL, bn_silu_forward_eval, m, c, x, gamma, beta,
-             running_mean, running_var, eps, y, yb);
-}
-void backend_bn_silu_backward(backend *be, int m, int c, const float *x, const float *gamma,
-                              const float *beta, const float *save, const float *y, const float *dy,
-                              float *dx, bf16 *dxb, float *dgamma, float *dbeta, float *dz) {
-    DISPATCH(be, BACKEND_OP_BN_SILU_BACKWARD, bn_silu_backward, m, c, x, gamma, beta, save, y, dy,
-             dx, dxb, dgamma, dbeta, dz);
-}
 void backend_conv2d_backward_data_set(backend *be, const conv2d_desc *d, const float *w,
                                       const float *dy, float *dx, float *ws) {
+    if (!be->iface.conv2d_backward_data_set) { /* the same values through the accumulating op */
+        backend_zero(be, dx, (size_t)d->n * d->h * d->w * d->cin * sizeof *dx);
+        backend_conv2d_backward_data(be, d, w, dy, dx, ws);
+        return;
+    }
     DISPATCH(be, BACKEND_OP_CONV2D_BACKWARD_DATA_SET, conv2d_backward_data_set, d, w, dy, dx, ws);
 }
 void backend_to_bf16(backend *be, size_t n, const float *x, bf16 *y) {

@@ -25,7 +25,7 @@
  * memory. */
 #pragma once
 #include "kernels/attention.h"
-#include "kernels/batchnorm.h"
+#include "kernels/bf16.h"
 #include "kernels/conv2d.h"
 #include "kernels/dfl.h"
 #include "kernels/optim.h"
@@ -44,6 +44,9 @@ typedef enum backend_op {
     BACKEND_OP_BATCHNORM_FORWARD_TRAIN,
     BACKEND_OP_BATCHNORM_FORWARD_EVAL,
     BACKEND_OP_BATCHNORM_BACKWARD,
+    BACKEND_OP_BATCHNORM_SILU_FORWARD_TRAIN,
+    BACKEND_OP_BATCHNORM_SILU_FORWARD_EVAL,
+    BACKEND_OP_BATCHNORM_SILU_BACKWARD,
     BACKEND_OP_SILU_FORWARD,
     BACKEND_OP_SILU_BACKWARD,
     BACKEND_OP_ADD,
@@ -64,9 +67,6 @@ typedef enum backend_op {
     BACKEND_OP_OPTIM_STEP,
     BACKEND_OP_CLIP_GRAD_NORM,
     BACKEND_OP_EMA_BLEND,
-    BACKEND_OP_BN_SILU_FORWARD_TRAIN,
-    BACKEND_OP_BN_SILU_FORWARD_EVAL,
-    BACKEND_OP_BN_SILU_BACKWARD,
     BACKEND_OP_CONV2D_BACKWARD_DATA_SET,
     BACKEND_OP_TO_BF16,
     BACKEND_OP_CONV2D_FORWARD_BF16,
@@ -143,6 +143,19 @@ void backend_batchnorm_forward_eval(backend *be, int m, int c, const float *x, c
 void backend_batchnorm_backward(backend *be, int m, int c, const float *x, const float *gamma,
                                 const float *save_mean, const float *save_invstd, const float *dy,
                                 float *dx, float *dgamma, float *dbeta);
+/* kernels/batchnorm_silu.h: the same arguments as batch norm's; backward also takes beta */
+void backend_batchnorm_silu_forward_train(backend *be, int m, int c, const float *x,
+                                          const float *gamma, const float *beta, float eps,
+                                          float momentum, float *running_mean, float *running_var,
+                                          float *save_mean, float *save_invstd, float *y);
+void backend_batchnorm_silu_forward_eval(backend *be, int m, int c, const float *x,
+                                         const float *gamma, const float *beta,
+                                         const float *running_mean, const float *running_var,
+                                         float eps, float *y);
+void backend_batchnorm_silu_backward(backend *be, int m, int c, const float *x, const float *gamma,
+                                     const float *beta, const float *save_mean,
+                                     const float *save_invstd, const float *dy, float *dx,
+                                     float *dgamma, float *dbeta);
 /* kernels/activation.h */
 void backend_silu_forward(backend *be, size_t n, const float *x, float *y);
 void backend_silu_backward(backend *be, size_t n, const float *x, const float *dy, float *dx);
@@ -163,8 +176,10 @@ void backend_upsample2x_backward(backend *be, int n, int h, int w, int c, const 
 /* kernels/pool.h */
 void backend_maxpool_forward(backend *be, int n, int h, int w, int c, int k, int stride, int pad,
                              const float *x, float *y, int32_t *argmax);
-void backend_maxpool_backward(backend *be, int n, int oh, int ow, int c, const float *dy,
-                              const int32_t *argmax, float *dx);
+/* The pooling's geometry (as forward's) lets a GPU gather each input's gradient in a fixed order
+ * instead of scattering with atomics. */
+void backend_maxpool_backward(backend *be, int n, int h, int w, int c, int k, int stride, int pad,
+                              const float *dy, const int32_t *argmax, float *dx);
 /* kernels/attention.h */
 void backend_attention_forward(backend *be, const attention_desc *d, const float *qkv, float *out,
                                float *v_out, float *probs);
@@ -184,29 +199,9 @@ void backend_clip_grad_norm(backend *be, float *grads, size_t n, double max_norm
 /* ema_blend: ema = ema * d + (1 - d) * model */
 void backend_ema_blend(backend *be, float *ema, const float *model, size_t n, double d);
 
-/* ---- fused ops (appended; each has the semantics of its CPU kernel, which is also the reference
- * a backend's own implementation is tested against) ---- */
-/* bn_silu_forward_train (kernels/batchnorm.h): y = silu(batchnorm_train(x)) over [m][c], with the
- * batch and running statistics of batchnorm_forward_train; save [3c] receives save_mean,
- * save_invstd and the per-channel scale (float)(invstd * gamma) that backward needs; z (may be
- * NULL) receives batchnorm(x) itself (for inspection); yb (may be NULL) receives bf16(y), the input
- * of a following backend_conv2d_forward_bf16. */
-void backend_bn_silu_forward_train(backend *be, int m, int c, const float *x, const float *gamma,
-                                   const float *beta, float eps, float momentum,
-                                   float *running_mean, float *running_var, float *save, float *y,
-                                   float *z, bf16 *yb);
-/* bn_silu_forward_infer: y = silu(batchnorm_eval(x)) with the running statistics; yb as above. */
-void backend_bn_silu_forward_eval(backend *be, int m, int c, const float *x, const float *gamma,
-                                  const float *beta, const float *running_mean,
-                                  const float *running_var, float eps, float *y, bf16 *yb);
-/* bn_silu_backward: dy is the gradient of y = silu(bn(x)), y the forward's output (the sigmoid is
- * recovered as y / bn(x), 0.5 where bn(x) = 0: kernels/bn_sums.h); dx is WRITTEN (=, not +=: x is
- * a conv output only this op reads) and / or its bf16 into dxb (the dy of a following
- * backend_conv2d_backward_bf16; at least one of the two is given); dgamma += and dbeta += (may be
- * NULL); dz (may be NULL) receives (=) the gradient of bn(x). save: the forward's. */
-void backend_bn_silu_backward(backend *be, int m, int c, const float *x, const float *gamma,
-                              const float *beta, const float *save, const float *y, const float *dy,
-                              float *dx, bf16 *dxb, float *dgamma, float *dbeta, float *dz);
+/* ---- CPU training-path ops (kernels/conv2d.h, kernels/bf16.h; each has the semantics of its CPU
+ * kernel). conv2d_backward_data_set falls back to zero + conv2d_backward_data on a backend without
+ * it; the bf16 ops are what model_set_conv_precision(CONV2D_BF16) trains with on the CPU. ---- */
 /* conv2d_backward_data_set (kernels/conv2d.h: conv2d_ctx_backward_data_set): dx =
  * (conv2d_backward's dx), WRITTEN rather than added, for a gradient this conv is the first to
  * produce (the model then does not zero it). The same values as conv2d_backward_data into a zeroed

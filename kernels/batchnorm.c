@@ -1,13 +1,11 @@
-/* Batch norm over [m][c] (NHWC flattened), plain and fused with SiLU. Per-channel sums are
- * accumulated in double over fixed chunks of rows, and the chunk partials are added in chunk order,
- * so the result does not depend on the thread count (chunking is by row count, never by thread):
- * kernels/bn_sums.h. The fused ops run the same float expressions as the plain ones followed by
- * kernels/activation.c's SiLU, element by element, so they give the same bits without the
- * intermediate tensor. */
+/* Batch norm over [m][c] (NHWC flattened). Per-channel sums are accumulated in double over fixed
+ * chunks of rows, and the chunk partials are added in chunk order, so the result does not depend
+ * on the thread count (chunking is by row count, never by thread): kernels/bn_sums.h. The passes
+ * are shared with the fused BN + SiLU (kernels/batchnorm_silu.c: batchnorm_internal.h). */
 #include "kernels/batchnorm.h"
 
 #include "common/log.h"
-#include "kernels/bf16.h"
+#include "kernels/batchnorm_internal.h"
 #include "kernels/bn_sums.h"
 #include "kernels/fast_exp.h"
 #include "kernels/threads.h"
@@ -16,15 +14,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* z = (x - mean) * scale + beta per channel; y = z, or silu(z) with `silu` (and z into zout,
- * bf16(y) into yb, when they are not NULL). */
-static void normalise(int m, int c, const float *x, const float *mean, const float *scale,
-                      const float *beta, bool silu, float *y, float *zout, bf16 *yb) {
+void bn_normalise(int m, int c, const float *x, const float *mean, const float *scale,
+                  const float *beta, bool silu, float *y) {
     long long work = (long long)m * c;
 #pragma omp parallel for num_threads(kernels_threads()) schedule(static) if (work >= BN_PAR_MIN)
     for (int r = 0; r < m; r++) {
         const float *xr = x + (size_t)r * c;
-        float *yr = y + (size_t)r * c, *zr = zout ? zout + (size_t)r * c : NULL;
+        float *yr = y + (size_t)r * c;
         if (!silu) {
 #pragma omp simd
             for (int ch = 0; ch < c; ch++) yr[ch] = (xr[ch] - mean[ch]) * scale[ch] + beta[ch];
@@ -35,16 +31,12 @@ static void normalise(int m, int c, const float *x, const float *mean, const flo
             float z = (xr[ch] - mean[ch]) * scale[ch] + beta[ch];
             yr[ch] = z / (1.0f + exp_fast(-z));
         }
-        if (zr)
-            for (int ch = 0; ch < c; ch++) zr[ch] = (xr[ch] - mean[ch]) * scale[ch] + beta[ch];
-        if (yb) bf16_from_f32_row((size_t)c, yr, yb + (size_t)r * c);
     }
 }
 
-/* Batch statistics, running statistics and the per-channel scale invstd * gamma. */
-static void train_stats(int m, int c, const float *x, const float *gamma, float eps, float momentum,
-                        float *running_mean, float *running_var, float *save_mean,
-                        float *save_invstd, float *scale) {
+void bn_train_stats(int m, int c, const float *x, const float *gamma, float eps, float momentum,
+                    float *running_mean, float *running_var, float *save_mean, float *save_invstd,
+                    float *scale) {
     if (m < 1 || c < 1) FATAL("batchnorm_forward_train: bad shape m=%d c=%d", m, c);
     double *s1 = xmalloc(sizeof(double) * 2 * c), *s2 = s1 + c;
     bn_channel_sums(&(bn_sums_in){.kind = BN_SUMS_X, .m = m, .c = c, .a = x}, s1, s2);
@@ -71,22 +63,13 @@ void batchnorm_forward_train(int m, int c, const float *x, const float *gamma, c
                              float eps, float momentum, float *running_mean, float *running_var,
                              float *save_mean, float *save_invstd, float *y) {
     float *scale = xmalloc(sizeof(float) * c);
-    train_stats(m, c, x, gamma, eps, momentum, running_mean, running_var, save_mean, save_invstd,
-                scale);
-    normalise(m, c, x, save_mean, scale, beta, false, y, NULL, NULL);
+    bn_train_stats(m, c, x, gamma, eps, momentum, running_mean, running_var, save_mean, save_invstd,
+                   scale);
+    bn_normalise(m, c, x, save_mean, scale, beta, false, y);
     free(scale);
 }
 
-void bn_silu_forward_train(int m, int c, const float *x, const float *gamma, const float *beta,
-                           float eps, float momentum, float *running_mean, float *running_var,
-                           float *save, float *y, float *z, bf16 *yb) {
-    train_stats(m, c, x, gamma, eps, momentum, running_mean, running_var, save, save + c,
-                save + 2 * c);
-    normalise(m, c, x, save, save + 2 * c, beta, true, y, z, yb);
-}
-
-static void infer_scale(int c, const float *gamma, const float *running_var, float eps,
-                        float *scale) {
+void bn_infer_scale(int c, const float *gamma, const float *running_var, float eps, float *scale) {
     for (int ch = 0; ch < c; ch++)
         scale[ch] = (float)(gamma[ch] / sqrt((double)running_var[ch] + eps));
 }
@@ -95,17 +78,8 @@ void batchnorm_forward_infer(int m, int c, const float *x, const float *gamma, c
                              const float *running_mean, const float *running_var, float eps,
                              float *y) {
     float *scale = xmalloc(sizeof(float) * c);
-    infer_scale(c, gamma, running_var, eps, scale);
-    normalise(m, c, x, running_mean, scale, beta, false, y, NULL, NULL);
-    free(scale);
-}
-
-void bn_silu_forward_infer(int m, int c, const float *x, const float *gamma, const float *beta,
-                           const float *running_mean, const float *running_var, float eps, float *y,
-                           bf16 *yb) {
-    float *scale = xmalloc(sizeof(float) * c);
-    infer_scale(c, gamma, running_var, eps, scale);
-    normalise(m, c, x, running_mean, scale, beta, true, y, NULL, yb);
+    bn_infer_scale(c, gamma, running_var, eps, scale);
+    bn_normalise(m, c, x, running_mean, scale, beta, false, y);
     free(scale);
 }
 
@@ -114,9 +88,9 @@ void bn_silu_forward_infer(int m, int c, const float *x, const float *gamma, con
  *   dx = gamma invstd (dy - dbeta/m - xhat dgamma/m).
  * From the sums sdy = sum dy, sdyx = sum dy (x - mean): the gradients of gamma and beta, and
  * k[0..3c) = (k_scale, k_mdy, k_xc) with dx = k_scale * (dy - k_mdy - (x - mean) * k_xc). */
-static void backward_coefs(int m, int c, const float *gamma, const float *save_invstd,
-                           const double *sdy, const double *sdyx, float *dgamma, float *dbeta,
-                           float *k) {
+void bn_backward_coefs(int m, int c, const float *gamma, const float *save_invstd,
+                       const double *sdy, const double *sdyx, float *dgamma, float *dbeta,
+                       float *k) {
     float *k_scale = k, *k_mdy = k + c, *k_xc = k + 2 * c;
     for (int ch = 0; ch < c; ch++) {
         double invstd = save_invstd[ch];
@@ -137,7 +111,7 @@ void batchnorm_backward(int m, int c, const float *x, const float *gamma, const 
     bn_channel_sums(
         &(bn_sums_in){.kind = BN_SUMS_DY_X, .m = m, .c = c, .a = dy, .b = x, .mean = save_mean},
         sdy, sdyx);
-    backward_coefs(m, c, gamma, save_invstd, sdy, sdyx, dgamma, dbeta, k);
+    bn_backward_coefs(m, c, gamma, save_invstd, sdy, sdyx, dgamma, dbeta, k);
     const float *k_scale = k, *k_mdy = k + c, *k_xc = k + 2 * c;
     if (dx) {
         long long work = (long long)m * c;
@@ -150,52 +124,6 @@ void batchnorm_backward(int m, int c, const float *x, const float *gamma, const 
                 dxr[ch] +=
                     k_scale[ch] * (dyr[ch] - k_mdy[ch] - (xr[ch] - save_mean[ch]) * k_xc[ch]);
         }
-    }
-    free(k);
-    free(sdy);
-}
-
-void bn_silu_backward(int m, int c, const float *x, const float *gamma, const float *beta,
-                      const float *save, const float *y, const float *dy, float *dx, bf16 *dxb,
-                      float *dgamma, float *dbeta, float *dz) {
-    const float *mean = save, *invstd = save + c, *scale = save + 2 * c;
-    double *sdy = xmalloc(sizeof(double) * 2 * c), *sdyx = sdy + c;
-    float *k = xmalloc(sizeof(float) * 3 * c);
-    /* pass 1: the sums of dz (and dz itself for inspection) */
-    bn_channel_sums(&(bn_sums_in){.kind = BN_SUMS_DZ_SILU,
-                                  .m = m,
-                                  .c = c,
-                                  .a = dy,
-                                  .b = x,
-                                  .mean = mean,
-                                  .scale = scale,
-                                  .beta = beta,
-                                  .y = y,
-                                  .dz_out = dz},
-                    sdy, sdyx);
-    backward_coefs(m, c, gamma, invstd, sdy, sdyx, dgamma, dbeta, k);
-    const float *k_scale = k, *k_mdy = k + c, *k_xc = k + 2 * c;
-    /* pass 2: dz again (cheaper than storing and reloading it), dx = k_scale (dz - k_mdy -
-     * (x - mean) k_xc), into dx and / or bf16 into dxb (through a row buffer) */
-    long long work = (long long)m * c;
-#pragma omp parallel num_threads(kernels_threads()) if (work >= BN_PAR_MIN)
-    {
-        float *row = dxb && !dx ? xmalloc((size_t)c * sizeof *row) : NULL;
-#pragma omp for schedule(static)
-        for (int r = 0; r < m; r++) {
-            const float *xr = x + (size_t)r * c, *yr = y + (size_t)r * c;
-            const float *dyr = dy + (size_t)r * c;
-            float *out = dx ? dx + (size_t)r * c : row;
-#pragma omp simd
-            for (int ch = 0; ch < c; ch++) {
-                float xc = xr[ch] - mean[ch];
-                float z = xc * scale[ch] + beta[ch];
-                float g = bn_silu_dz(z, yr[ch], dyr[ch]);
-                out[ch] = k_scale[ch] * (g - k_mdy[ch] - xc * k_xc[ch]);
-            }
-            if (dxb) bf16_from_f32_row((size_t)c, out, dxb + (size_t)r * c);
-        }
-        free(row);
     }
     free(k);
     free(sdy);

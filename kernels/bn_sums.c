@@ -24,8 +24,7 @@ static void chunk_scalar(const bn_sums_in *in, int r0, int r1, double *p1, doubl
             float a = ar[ch];
             if (in->kind == BN_SUMS_DZ_SILU) {
                 float z = (br[ch] - in->mean[ch]) * in->scale[ch] + in->beta[ch];
-                a = bn_silu_dz(z, in->y[(size_t)r * c + ch], a);
-                if (in->dz_out) in->dz_out[(size_t)r * c + ch] = a;
+                a = bn_silu_dz(z, a);
             }
             p1[ch] += a;
             p2[ch] += (double)a * ((double)br[ch] - in->mean[ch]);
@@ -51,19 +50,14 @@ static inline __mmask16 lanes(int c, int c0) {
 }
 
 /* dz = dy * silu'(z) on 16 lanes, the operations of the scalar path (bn_silu_dz) in its order. */
-static inline __m512 dz_silu16(__m512 dy, __m512 x, __m512 y, __m512 mean, __m512 scale,
-                               __m512 beta) {
-    const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
+static inline __m512 dz_silu16(__m512 dy, __m512 x, __m512 mean, __m512 scale, __m512 beta) {
+    const __m512 one = _mm512_set1_ps(1.0f);
     __m512 z = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(x, mean), scale), beta);
-    __m512 s = _mm512_div_ps(y, z);
-    /* not finite (z = 0: 0/0, z = +-inf): 0.5 at 0, else 1 for z > 0 and 0 below */
-    __mmask16 bad = _mm512_cmp_ps_mask(_mm512_sub_ps(s, s), zero, _CMP_NEQ_UQ);
-    __mmask16 z0 = _mm512_cmp_ps_mask(z, zero, _CMP_EQ_OQ);
-    if (bad | z0) {
-        __m512 edge = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(z, zero, _CMP_GT_OQ), zero, one);
-        s = _mm512_mask_blend_ps(bad, s, edge);
-        s = _mm512_mask_blend_ps(z0, s, _mm512_set1_ps(0.5f));
-    }
+    __m512 e =
+        exp_fast16(_mm512_castsi512_ps(/* -z: the sign flipped, as the scalar negation */
+                                       _mm512_xor_si512(_mm512_castps_si512(z),
+                                                        _mm512_set1_epi32((int)0x80000000u))));
+    __m512 s = _mm512_div_ps(one, _mm512_add_ps(one, e));
     return _mm512_mul_ps(_mm512_mul_ps(dy, s),
                          _mm512_add_ps(one, _mm512_mul_ps(z, _mm512_sub_ps(one, s))));
 }
@@ -75,8 +69,7 @@ static inline __attribute__((always_inline)) void block_nv(const bn_sums_in *in,
                                                            int c0, double *p1, double *p2,
                                                            const int NV, const bn_sums_kind kind) {
     const int c = in->c;
-    const float *pa = in->a + c0, *pb = in->b ? in->b + c0 : NULL, *py = in->y ? in->y + c0 : NULL;
-    float *pdz = in->dz_out ? in->dz_out + c0 : NULL;
+    const float *pa = in->a + c0, *pb = in->b ? in->b + c0 : NULL;
     __mmask16 mk[4];
     __m512d s1[8], s2[8];
     /* the per-channel constants, padded to whole vectors */
@@ -117,9 +110,8 @@ static inline __attribute__((always_inline)) void block_nv(const bn_sums_in *in,
             }
             __m512 b = load16(mk[v], pb + o + 16 * v);
             if (kind == BN_SUMS_DZ_SILU) {
-                a = dz_silu16(a, b, load16(mk[v], py + o + 16 * v), _mm512_load_ps(cm + 16 * v),
-                              _mm512_load_ps(cs + 16 * v), _mm512_load_ps(cb + 16 * v));
-                if (pdz) _mm512_mask_storeu_ps(pdz + o + 16 * v, mk[v], a);
+                a = dz_silu16(a, b, _mm512_load_ps(cm + 16 * v), _mm512_load_ps(cs + 16 * v),
+                              _mm512_load_ps(cb + 16 * v));
             }
             __m512d al = lo8(a), ah = hi8(a);
             s1[2 * v] = _mm512_add_pd(s1[2 * v], al);

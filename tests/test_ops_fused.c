@@ -1,8 +1,9 @@
-/* Fused kernels (suite ops): BN + SiLU against the plain ops it replaces (forward: the same bits;
- * backward: within float rounding, its sigmoid comes from the output), the vector channel sums
- * against the scalar reference order, exp_fast16 against exp_fast. */
+/* Fused kernels (suite ops): BN + SiLU (kernels/batchnorm_silu.h) against the plain ops it
+ * replaces (the same bits, forward and backward), the vector channel sums against the scalar
+ * reference order, exp_fast16 against exp_fast. */
 #include "kernels/activation.h"
 #include "kernels/batchnorm.h"
+#include "kernels/batchnorm_silu.h"
 #include "kernels/bn_sums.h"
 #include "kernels/fast_exp.h"
 #include "kernels/threads.h"
@@ -12,17 +13,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* max |a - b| <= rtol * max |b| (b: the reference) */
-static void assert_close(const char *what, const float *a, const float *b, size_t n, double rtol) {
-    double worst = 0, scale = 0;
-    for (size_t i = 0; i < n; i++) {
-        worst = fmax(worst, fabs((double)a[i] - b[i]));
-        scale = fmax(scale, fabs((double)b[i]));
-    }
-    cr_assert(scale > 0 && worst <= rtol * scale, "%s: max difference %.3g of max %.3g", what,
-              worst, scale);
-}
 
 static void assert_same_bits(const char *what, const float *a, const float *b, size_t n) {
     for (size_t i = 0; i < n; i++)
@@ -42,11 +32,9 @@ Test(ops, bn_silu_forward_train_equals_bn_then_silu) {
             int m = SHAPES[k][0], c = SHAPES[k][1];
             size_t n = (size_t)m * c;
             float *x = malloc(n * sizeof *x), *z = malloc(n * sizeof *z),
-                  *y = malloc(n * sizeof *y);
-            float *zf = malloc(n * sizeof *zf), *yf = malloc(n * sizeof *yf);
+                  *y = malloc(n * sizeof *y), *yf = malloc(n * sizeof *yf);
             float *gb = malloc(2 * c * sizeof *gb), *run = malloc(4 * c * sizeof *run);
-            float *save = malloc(5 * c * sizeof *save);
-            bf16 *yb = malloc(n * sizeof *yb);
+            float *save = malloc(4 * c * sizeof *save);
             fill_uniform(x, n, -3, 4, 3, (unsigned)k);
             fill_uniform(gb, 2 * c, 0.5, 1.5, 3, 100 + k);
             fill_uniform(run, 4 * c, 0.5, 1.0, 3, 200 + k);
@@ -54,50 +42,29 @@ Test(ops, bn_silu_forward_train_equals_bn_then_silu) {
             batchnorm_forward_train(m, c, x, gb, gb + c, BN_EPS, BN_MOMENTUM, run, run + c, save,
                                     save + c, z);
             silu_forward(n, z, y);
-            bn_silu_forward_train(m, c, x, gb, gb + c, BN_EPS, BN_MOMENTUM, run + 2 * c,
-                                  run + 3 * c, save + 2 * c, yf, zf, yb);
+            batchnorm_silu_forward_train(m, c, x, gb, gb + c, BN_EPS, BN_MOMENTUM, run + 2 * c,
+                                         run + 3 * c, save + 2 * c, save + 3 * c, yf);
             assert_same_bits("y", y, yf, n);
-            assert_same_bits("z", z, zf, n);
-            for (size_t i = 0; i < n; i++) cr_assert_eq(yb[i], bf16_from_float(y[i]), "yb[%zu]", i);
             assert_same_bits("save_mean, save_invstd", save, save + 2 * c, 2 * c);
             assert_same_bits("running stats", run, run + 2 * c, 2 * c);
-            for (int ch = 0; ch < c; ch++) { /* the scale that backward recomputes z with */
-                double want = (double)save[3 * c + ch] * gb[ch];
-                cr_assert(fabs(save[4 * c + ch] - want) <= 1e-6 * fabs(want), "scale[%d]", ch);
-            }
-            /* without z: the same y */
-            bn_silu_forward_train(m, c, x, gb, gb + c, BN_EPS, BN_MOMENTUM, NULL, NULL,
-                                  save + 2 * c, zf, NULL, NULL);
-            assert_same_bits("y without z", y, zf, n);
+            /* without running statistics: the same y */
+            batchnorm_silu_forward_train(m, c, x, gb, gb + c, BN_EPS, BN_MOMENTUM, NULL, NULL,
+                                         save + 2 * c, save + 3 * c, yf);
+            assert_same_bits("y without running stats", y, yf, n);
             /* eval */
             batchnorm_forward_infer(m, c, x, gb, gb + c, run, run + c, BN_EPS, z);
             silu_forward(n, z, y);
-            bn_silu_forward_infer(m, c, x, gb, gb + c, run, run + c, BN_EPS, yf, yb);
+            batchnorm_silu_forward_infer(m, c, x, gb, gb + c, run, run + c, BN_EPS, yf);
             assert_same_bits("eval y", y, yf, n);
-            for (size_t i = 0; i < n; i++) cr_assert_eq(yb[i], bf16_from_float(y[i]), "eval yb");
-            free(x), free(z), free(y), free(zf), free(yf), free(gb), free(run), free(save),
-                free(yb);
+            free(x), free(z), free(y), free(yf), free(gb), free(run), free(save);
         }
     }
     kernels_set_threads(1);
 }
 
-/* The sigmoid from y / z: finite, within a few ulps of 1 / (1 + exp(-z)); the edges. */
-Test(ops, bn_silu_sigmoid_from_the_output) {
-    for (int i = -2000; i <= 2000; i++) {
-        float z = (float)i * 0.01f, s = 1.0f / (1.0f + exp_fast(-z));
-        float y = z / (1.0f + exp_fast(-z)); /* what silu_forward stores */
-        float r = bn_silu_sigmoid(z, y);
-        cr_assert(fabsf(r - s) <= 4e-7f * s + 1e-30f, "z %g: %.9g vs %.9g", (double)z, (double)r,
-                  (double)s);
-    }
-    cr_assert_eq(bn_silu_sigmoid(0.0f, 0.0f), 0.5f);
-    cr_assert_eq(bn_silu_sigmoid(-0.0f, -0.0f), 0.5f);
-    cr_assert_eq(bn_silu_sigmoid(INFINITY, INFINITY), 1.0f);
-    cr_assert_eq(bn_silu_sigmoid(-INFINITY, -INFINITY), 0.0f);
-    cr_assert(isnan(bn_silu_dz(NAN, NAN, 1.0f)), "NaN propagates");
-}
-
+/* The fused backward against the pair it replaces, as the header defines it: z recomputed with
+ * batchnorm_silu_scale, silu_backward into a zeroed dz, batchnorm_backward; every output
+ * accumulates into random values. The same bits. */
 Test(ops, bn_silu_backward_equals_silu_then_bn_backward) {
     for (int threads = 1; threads <= 2; threads++) {
         kernels_set_threads(threads);
@@ -107,40 +74,40 @@ Test(ops, bn_silu_backward_equals_silu_then_bn_backward) {
             float *x = malloc(n * sizeof *x), *z = malloc(n * sizeof *z),
                   *y = malloc(n * sizeof *y);
             float *dy = malloc(n * sizeof *dy), *dz = calloc(n, sizeof *dz);
-            float *dx = calloc(n, sizeof *dx), *dxf = malloc(n * sizeof *dxf);
-            float *dzf = malloc(n * sizeof *dzf);
-            float *gb = malloc(2 * c * sizeof *gb), *save = malloc(3 * c * sizeof *save);
+            float *dx = malloc(n * sizeof *dx), *dxf = malloc(n * sizeof *dxf);
+            float *gb = malloc(2 * c * sizeof *gb), *save = malloc(2 * c * sizeof *save);
             float *dgb = malloc(4 * c * sizeof *dgb);
             fill_uniform(x, n, -3, 4, 4, (unsigned)k);
             fill_uniform(dy, n, -1, 1, 4, 50 + k);
             fill_uniform(gb, 2 * c, 0.5, 1.5, 4, 100 + k);
             fill_uniform(dgb, 2 * c, -1, 1, 4, 150 + k);
             memcpy(dgb + 2 * c, dgb, 2 * c * sizeof *dgb); /* non-zero: both must accumulate */
-            fill_uniform(dxf, n, -5, 5, 4, 300 + k);       /* garbage: the fused op writes dx */
-            bn_silu_forward_train(m, c, x, gb, gb + c, BN_EPS, BN_MOMENTUM, NULL, NULL, save, y, z,
-                                  NULL);
-            /* the plain pair: SiLU backward into a zeroed dz, then BN backward into a zeroed dx */
+            fill_uniform(dx, n, -5, 5, 4, 300 + k);
+            memcpy(dxf, dx, n * sizeof *dx);
+            batchnorm_silu_forward_train(m, c, x, gb, gb + c, BN_EPS, BN_MOMENTUM, NULL, NULL, save,
+                                         save + c, y);
+            for (int r = 0; r < m; r++)
+                for (int ch = 0; ch < c; ch++) {
+                    size_t i = (size_t)r * c + ch;
+                    z[i] =
+                        (x[i] - save[ch]) * batchnorm_silu_scale(gb[ch], save[c + ch]) + gb[c + ch];
+                }
             silu_backward(n, z, dy, dz);
             batchnorm_backward(m, c, x, gb, save, save + c, dz, dx, dgb, dgb + c);
-            bn_silu_backward(m, c, x, gb, gb + c, save, y, dy, dxf, NULL, dgb + 2 * c, dgb + 3 * c,
-                             dzf);
-            /* the same up to the sigmoid's ulps (y / z instead of the exp) */
-            assert_close("dz", dzf, dz, n, 1e-6);
-            assert_close("dx", dxf, dx, n, 1e-5);
-            assert_close("dgamma", dgb + 2 * c, dgb, c, 1e-5);
-            assert_close("dbeta", dgb + 3 * c, dgb + c, c, 1e-5);
-            /* without dz, dgamma, dbeta: the same dx bits */
-            fill_uniform(dzf, n, -5, 5, 4, 400 + k);
-            bf16 *dxb = malloc(n * sizeof *dxb);
-            bn_silu_backward(m, c, x, gb, gb + c, save, y, dy, dzf, dxb, NULL, NULL, NULL);
-            assert_same_bits("dx without dz, dgamma, dbeta", dxf, dzf, n);
-            for (size_t i = 0; i < n; i++) cr_assert_eq(dxb[i], bf16_from_float(dxf[i]), "dxb");
-            memset(dxb, 0, n * sizeof *dxb); /* bf16 only: the same bf16 */
-            bn_silu_backward(m, c, x, gb, gb + c, save, y, dy, NULL, dxb, NULL, NULL, NULL);
-            for (size_t i = 0; i < n; i++)
-                cr_assert_eq(dxb[i], bf16_from_float(dxf[i]), "dxb only");
-            free(dxb);
-            free(x), free(z), free(y), free(dy), free(dz), free(dx), free(dxf), free(dzf);
+            batchnorm_silu_backward(m, c, x, gb, gb + c, save, save + c, dy, dxf, dgb + 2 * c,
+                                    dgb + 3 * c);
+            assert_same_bits("dx", dxf, dx, n);
+            assert_same_bits("dgamma", dgb + 2 * c, dgb, c);
+            assert_same_bits("dbeta", dgb + 3 * c, dgb + c, c);
+            /* without dx: the same parameter gradients; without those: the same dx */
+            batchnorm_silu_backward(m, c, x, gb, gb + c, save, save + c, dy, NULL, dgb + 2 * c,
+                                    dgb + 3 * c);
+            batchnorm_backward(m, c, x, gb, save, save + c, dz, NULL, dgb, dgb + c);
+            assert_same_bits("dgamma without dx", dgb + 2 * c, dgb, c);
+            batchnorm_silu_backward(m, c, x, gb, gb + c, save, save + c, dy, dxf, NULL, NULL);
+            batchnorm_backward(m, c, x, gb, save, save + c, dz, dx, NULL, NULL);
+            assert_same_bits("dx without dgamma, dbeta", dxf, dx, n);
+            free(x), free(z), free(y), free(dy), free(dz), free(dx), free(dxf);
             free(gb), free(save), free(dgb);
         }
     }
@@ -153,7 +120,6 @@ Test(ops, bn_channel_sums_vector_equals_scalar_order) {
         size_t n = (size_t)m * c;
         float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b),
               *p = malloc(3 * c * sizeof *p);
-        float *dz1 = malloc(n * sizeof *dz1), *dz2 = malloc(n * sizeof *dz2);
         fill_uniform(a, n, -2, 3, 5, (unsigned)k);
         fill_uniform(b, n, -4, 4, 5, 10 + k);
         fill_uniform(p, 3 * c, 0.3, 1.7, 5, 20 + k);
@@ -168,18 +134,14 @@ Test(ops, bn_channel_sums_vector_equals_scalar_order) {
                                  .b = kind == BN_SUMS_X ? NULL : b,
                                  .mean = p,
                                  .scale = p + c,
-                                 .beta = p + 2 * c,
-                                 .y = b,
-                                 .dz_out = kind == BN_SUMS_DZ_SILU ? dz1 : NULL};
+                                 .beta = p + 2 * c};
                 bn_channel_sums(&in, s, s + c);
-                in.dz_out = in.dz_out ? dz2 : NULL;
                 bn_channel_sums_scalar(&in, s + 2 * c, s + 3 * c);
                 cr_assert_eq(memcmp(s, s + 2 * c, 2 * c * sizeof *s), 0,
                              "kind %d, %dx%d, %d threads: sums differ from the scalar order",
                              (int)kind, m, c, threads);
-                if (kind == BN_SUMS_DZ_SILU) assert_same_bits("dz_out", dz1, dz2, n);
             }
-        free(a), free(b), free(p), free(dz1), free(dz2), free(s);
+        free(a), free(b), free(p), free(s);
     }
     kernels_set_threads(1);
 }

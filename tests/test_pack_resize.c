@@ -5,6 +5,7 @@
 #include "dataio/loader.h"
 #include "dataio/pack.h"
 #include "tests/oracle.h"
+#include "tests/testenv.h"
 
 #include <criterion/criterion.h>
 #include <hdf5.h>

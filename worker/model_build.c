@@ -84,7 +84,7 @@ static op *new_op(builder *b, op_kind k) {
     op *o = &m->ops[m->nops++];
     memset(o, 0, sizeof *o);
     o->kind = k;
-    o->pw = o->pb = o->x2 = o->y2 = o->xb = o->yb = -1;
+    o->pw = o->pb = o->x2 = o->y2 = o->xb = -1;
     return o;
 }
 
@@ -156,8 +156,8 @@ static cunit unit_decl(builder *b, const char *name, int cin, int cout, int k, i
     return u;
 }
 
-/* The bf16 shadow of slot x (made once): written by x's producer when that is a BN+SiLU, else by a
- * conversion op emitted here, before the first convolution that reads it. */
+/* The bf16 shadow of slot x (made once): written by a conversion op emitted here, before the
+ * first convolution that reads it. */
 static int shadow_of(builder *b, int x) {
     model *m = b->m;
     if (m->slots[x].shadow >= 0) return m->slots[x].shadow;
@@ -165,11 +165,6 @@ static int shadow_of(builder *b, int x) {
     int s = new_slot(b, xs.n, xs.h, xs.w, (xs.c + 1) / 2);
     m->slots[s].bf16 = true;
     m->slots[x].shadow = s;
-    for (int i = m->nops - 1; i >= 0; i--)
-        if (m->ops[i].kind == OP_BN_SILU && m->ops[i].y == x) {
-            m->ops[i].yb = s;
-            return s;
-        }
     op *t = new_op(b, OP_TO_BF16);
     t->x = x;
     t->y = s;
@@ -186,12 +181,18 @@ static int unit_emit(builder *b, const cunit *u, int x) {
     }
     int pad = u->k / 2;
     int oh = (xs.h + 2 * pad - u->k) / u->s + 1, ow = (xs.w + 2 * pad - u->k) / u->s + 1;
+    if (oh < 1 || ow < 1) { /* a yaml whose strides shrink the image to nothing */
+        if (!b->failed)
+            errf(b->err, b->errlen, "%s: a %dx%d input leaves no pixels after k=%d s=%d", u->name,
+                 xs.h, xs.w, u->k, u->s);
+        b->failed = true;
+        oh = ow = 1;
+    }
     /* bf16: the input's shadow (not for the Conv2d with bias of the Detect heads, whose bias
      * gradient needs the float dy: those convert their inputs themselves) */
     bool shadowed = b->m->conv_prec == CONV2D_BF16 && !u->bias;
     int xb = shadowed ? shadow_of(b, x) : -1;
     op *o = new_op(b, OP_CONV);
-    int conv_op = b->m->nops - 1;
     o->xb = xb;
     o->x = x;
     o->cd = (conv2d_desc){.n = xs.n,
@@ -221,26 +222,10 @@ static int unit_emit(builder *b, const cunit *u, int x) {
         return y;
     }
     name_slot(b, y, "%s.conv", u->name);
-    if (u->act) { /* BN + SiLU in one op; the BN output is a slot of its own only for inspection */
-        op *f = new_op(b, OP_BN_SILU);
-        /* a bf16 conv's dy: bf16 straight from the BN+SiLU backward */
-        f->dyb = b->m->ops[conv_op].dyb = shadowed;
-        f->x = y;
-        f->pg = u->pg;
-        f->pbeta = u->pbeta;
-        f->bm = u->bm;
-        f->bv = u->bv;
-        f->save = b->m->scratch_floats;
-        b->m->scratch_floats += 3 * (size_t)u->cout;
-        if (b->m->keep_grads) {
-            f->y2 = new_slot(b, xs.n, oh, ow, u->cout);
-            name_slot(b, f->y2, "%s.bn", u->name);
-        }
-        f->y = new_slot(b, xs.n, oh, ow, u->cout);
-        name_slot(b, f->y, "%s", u->name);
-        return f->y;
-    }
-    op *n = new_op(b, OP_BN);
+    /* BN + SiLU in one op, unless the BN output is wanted as a slot of its own (keep_grads:
+     * inspection): then BN and SiLU apart */
+    bool fused = u->act && !b->m->keep_grads;
+    op *n = new_op(b, fused ? OP_BN_SILU : OP_BN);
     n->x = y;
     n->pg = u->pg;
     n->pbeta = u->pbeta;
@@ -250,9 +235,16 @@ static int unit_emit(builder *b, const cunit *u, int x) {
     b->m->scratch_floats += 2 * (size_t)u->cout;
     int z = new_slot(b, xs.n, oh, ow, u->cout);
     n->y = z;
-    name_slot(b, z, "%s.bn", u->name);
-    name_slot(b, z, "%s", u->name);
-    return z;
+    if (!fused) name_slot(b, z, "%s.bn", u->name);
+    if (!u->act || fused) {
+        name_slot(b, z, "%s", u->name);
+        return z;
+    }
+    op *a = new_op(b, OP_SILU);
+    a->x = z;
+    a->y = new_slot(b, xs.n, oh, ow, u->cout);
+    name_slot(b, a->y, "%s", u->name);
+    return a->y;
 }
 
 static int conv_decl_emit(builder *b, const char *name, int x, int cout, int k, int s, bool act) {
@@ -281,6 +273,7 @@ static int slice_emit(builder *b, int x, int off, int c) {
 }
 
 static int concat_emit(builder *b, int k, const int *ins) {
+    if (k > OP_MAX_IN) FATAL("concat of %d inputs (at most %d)", k, OP_MAX_IN);
     op *o = new_op(b, OP_CONCAT);
     o->nin = k;
     int c = 0;
@@ -463,8 +456,8 @@ static int sppf(builder *b, const char *pre, const model_layer *L, int x) {
     cunit cv1 = unit_decl(b, nm, L->c1, h, 1, 1, 1, true, L->sppf_act);
     snprintf(nm, sizeof nm, "%s.cv2", pre);
     cunit cv2 = unit_decl(b, nm, h * (L->n_pool + 1), L->c2, 1, 1, 1, true, true);
-    int parts[1 + 16];
-    if (L->n_pool > 16) FATAL("SPPF n %d too large", L->n_pool);
+    int parts[OP_MAX_IN]; /* cv1 and the pools, concatenated (model_yaml checks n) */
+    if (L->n_pool + 1 > OP_MAX_IN) FATAL("SPPF n %d too large", L->n_pool);
     parts[0] = unit_emit(b, &cv1, x);
     for (int i = 0; i < L->n_pool; i++) {
         slot s = S(b, parts[i]);
@@ -660,8 +653,17 @@ int model_build_graph(model *m, int batch, int h, int w, bool create, double *ma
         case MOD_DETECT: {
             int feats[3];
             for (int k = 0; k < 3; k++) feats[k] = out[L->from[k]];
-            for (int k = 0; k < 3; k++) m->strides[k] = h / S(&b, feats[k]).h;
-            detect(&b, pre, L, feats);
+            for (int k = 0; k < 3; k++) {
+                slot f = S(&b, feats[k]);
+                if (h % f.h || w % f.w || h / f.h != w / f.w) {
+                    if (!b.failed)
+                        errf(err, errlen, "%s: input %d is %dx%d, not the %dx%d image / a stride",
+                             pre, k, f.h, f.w, h, w);
+                    b.failed = true;
+                }
+                m->strides[k] = h / f.h;
+            }
+            if (!b.failed) detect(&b, pre, L, feats);
             break;
         }
         }

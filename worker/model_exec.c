@@ -45,27 +45,22 @@ static void run_forward(model *m, const op *o, bool train) {
     case OP_TO_BF16:
         backend_to_bf16(be, numel(X), x, (bf16 *)y);
         break;
-    case OP_BN: {
-        const float *g = m->p + m->params[o->pg].offset, *b = m->p + m->params[o->pbeta].offset;
-        float *rm = m->b + m->bufs[o->bm].offset, *rv = m->b + m->bufs[o->bv].offset;
-        float *save = m->scratch + o->save;
-        if (train)
-            backend_batchnorm_forward_train(be, (int)rows(X), X->c, x, g, b, BN_EPS, BN_MOMENTUM,
-                                            rm, rv, save, save + X->c, y);
-        else
-            backend_batchnorm_forward_eval(be, (int)rows(X), X->c, x, g, b, rm, rv, BN_EPS, y);
-        break;
-    }
+    case OP_BN:
     case OP_BN_SILU: {
         const float *g = m->p + m->params[o->pg].offset, *b = m->p + m->params[o->pbeta].offset;
         float *rm = m->b + m->bufs[o->bm].offset, *rv = m->b + m->bufs[o->bv].offset;
-        float *z = o->y2 >= 0 ? A + m->slots[o->y2].off : NULL;
-        bf16 *yb = o->yb >= 0 ? shadow(m, o->yb) : NULL;
-        if (train)
-            backend_bn_silu_forward_train(be, (int)rows(X), X->c, x, g, b, BN_EPS, BN_MOMENTUM, rm,
-                                          rv, m->scratch + o->save, y, z, yb);
+        float *save = m->scratch + o->save;
+        int r = (int)rows(X);
+        if (o->kind == OP_BN_SILU && train)
+            backend_batchnorm_silu_forward_train(be, r, X->c, x, g, b, BN_EPS, BN_MOMENTUM, rm, rv,
+                                                 save, save + X->c, y);
+        else if (o->kind == OP_BN_SILU)
+            backend_batchnorm_silu_forward_eval(be, r, X->c, x, g, b, rm, rv, BN_EPS, y);
+        else if (train)
+            backend_batchnorm_forward_train(be, r, X->c, x, g, b, BN_EPS, BN_MOMENTUM, rm, rv, save,
+                                            save + X->c, y);
         else
-            backend_bn_silu_forward_eval(be, (int)rows(X), X->c, x, g, b, rm, rv, BN_EPS, y, yb);
+            backend_batchnorm_forward_eval(be, r, X->c, x, g, b, rm, rv, BN_EPS, y);
         break;
     }
     case OP_SILU:
@@ -121,8 +116,8 @@ static void run_backward(model *m, const op *o) {
     float *dx = o->x == 0 && !m->want_input_grad ? NULL : D + X->goff;
     switch (o->kind) {
     case OP_CONV:
-        if (o->xb >= 0) { /* bf16: dy comes bf16 from the BN+SiLU after it, or is converted */
-            if (!o->dyb) backend_to_bf16(be, numel(Y), dy, m->dyb);
+        if (o->xb >= 0) { /* bf16: dy converted once for both halves */
+            backend_to_bf16(be, numel(Y), dy, m->dyb);
             backend_conv2d_backward_bf16(be, &o->cd, shadow(m, o->xb),
                                          m->p + m->params[o->pw].offset, m->dyb, dx, o->dx_write,
                                          m->g + m->params[o->pw].offset, m->ws);
@@ -136,22 +131,19 @@ static void run_backward(model *m, const op *o) {
         else if (dx)
             backend_conv2d_backward_data(be, &o->cd, m->p + m->params[o->pw].offset, dy, dx, m->ws);
         break;
-    case OP_BN: {
-        const float *save = m->scratch + o->save;
-        backend_batchnorm_backward(be, (int)rows(X), X->c, x, m->p + m->params[o->pg].offset, save,
-                                   save + X->c, dy, dx, m->g + m->params[o->pg].offset,
-                                   m->g + m->params[o->pbeta].offset);
+    case OP_BN:
+    case OP_BN_SILU: {
+        const float *save = m->scratch + o->save, *g = m->p + m->params[o->pg].offset;
+        float *dg = m->g + m->params[o->pg].offset, *db = m->g + m->params[o->pbeta].offset;
+        if (o->kind == OP_BN_SILU)
+            backend_batchnorm_silu_backward(be, (int)rows(X), X->c, x, g,
+                                            m->p + m->params[o->pbeta].offset, save, save + X->c,
+                                            dy, dx, dg, db);
+        else
+            backend_batchnorm_backward(be, (int)rows(X), X->c, x, g, save, save + X->c, dy, dx, dg,
+                                       db);
         break;
     }
-    case OP_BN_SILU:
-        /* dx as bf16 for the bf16 conv before it (also as floats for inspection) */
-        backend_bn_silu_backward(be, (int)rows(X), X->c, x, m->p + m->params[o->pg].offset,
-                                 m->p + m->params[o->pbeta].offset, m->scratch + o->save,
-                                 A + Y->off, dy, o->dyb && !m->keep_grads ? NULL : dx,
-                                 o->dyb ? m->dyb : NULL, m->g + m->params[o->pg].offset,
-                                 m->g + m->params[o->pbeta].offset,
-                                 o->y2 >= 0 ? D + m->slots[o->y2].goff : NULL);
-        break;
     case OP_SILU:
         backend_silu_backward(be, numel(X), x, dy, dx);
         break;
@@ -176,7 +168,8 @@ static void run_backward(model *m, const op *o) {
         backend_upsample2x_backward(be, X->n, X->h, X->w, X->c, dy, dx);
         break;
     case OP_MAXPOOL:
-        backend_maxpool_backward(be, Y->n, Y->h, Y->w, Y->c, dy, m->iscratch + o->argmax, dx);
+        backend_maxpool_backward(be, X->n, X->h, X->w, X->c, o->k, o->stride, o->pad, dy,
+                                 m->iscratch + o->argmax, dx);
         break;
     case OP_ATTN:
         backend_attention_backward(be, &o->ad, x, m->scratch + o->save, dy,

@@ -87,33 +87,20 @@ static void lifetimes(const model *m, int *prod, int *cons, bool activations) {
         for (int j = 0; j < k; j++)
             if (i > cons[in[j]]) cons[in[j]] = i;
         if (o->kind != OP_OUTPUT) prod[o->y] = i;
-        if ((o->kind == OP_ATTN || o->kind == OP_BN_SILU) && o->y2 >= 0) prod[o->y2] = i;
-        if (o->kind == OP_BN_SILU && o->yb >= 0) prod[o->yb] = i;
+        if (o->kind == OP_ATTN && o->y2 >= 0) prod[o->y2] = i;
     }
 }
 
 /* Slots whose gradient the first op to produce it in backward (its last reader in forward)
- * WRITES rather than accumulates, so it needs no zeroing: the input of a BN+SiLU op (a conv output
- * that only it reads; its backward always writes) and the input of a conv that is its last
+ * WRITES rather than accumulates, so it needs no zeroing: the input of a conv that is its last
  * reader (the conv's backward-data then writes: op.dx_write). */
 static bool *gradient_written(model *m, const int *cons) {
-    int S = m->nslots;
-    int *readers = xcalloc((size_t)S, sizeof *readers);
-    bool *w = xcalloc((size_t)S, sizeof *w);
-    for (int i = 0; i < m->nops; i++) {
-        int in[OP_MAX_IN + 1], k = op_inputs(&m->ops[i], in);
-        for (int j = 0; j < k; j++) readers[in[j]]++;
-    }
+    bool *w = xcalloc((size_t)m->nslots, sizeof *w);
     for (int i = 0; i < m->nops; i++) {
         op *o = &m->ops[i];
         o->dx_write = false;
-        if (o->kind == OP_BN_SILU) {
-            if (readers[o->x] != 1) FATAL("BN+SiLU input slot %d has other readers", o->x);
-            w[o->x] = true;
-        }
         if (o->kind == OP_CONV && o->x != 0 && cons[o->x] == i) w[o->x] = o->dx_write = true;
     }
-    free(readers);
     return w;
 }
 
@@ -131,7 +118,6 @@ void model_share_activations(model *m, bool train) {
         op_kind k = o->kind;
         if (k == OP_CONV || k == OP_BN || k == OP_SILU || k == OP_ATTN || k == OP_BN_SILU)
             keep[k == OP_CONV && o->xb >= 0 ? o->xb : o->x] = true;
-        if (k == OP_BN_SILU) keep[o->y] = true; /* its backward reads its output too */
     }
     range *r = xmalloc((size_t)S * sizeof *r);
     for (int s = 0; s < S; s++) {

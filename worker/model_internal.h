@@ -22,7 +22,7 @@ typedef enum {
     OP_ATTN,     /* qkv x -> y (attention out), y2 (V) */
     OP_DETACH,   /* y = x, no gradient back */
     OP_OUTPUT,   /* level slot x -> the flat output of a branch */
-    OP_BN_SILU,  /* x -> y = silu(bn(x)); y2: bn(x) itself, only with keep_grads (else -1) */
+    OP_BN_SILU,  /* x -> y = silu(bn(x)) (keep_grads models emit OP_BN + OP_SILU instead) */
     OP_TO_BF16,  /* x -> its bf16 shadow y (bf16 convolutions read it) */
     OP_KIND_COUNT
 } op_kind;
@@ -30,7 +30,8 @@ typedef enum {
 /* "conv", "bn", ... (model_timing_text). */
 const char *model_op_kind_name(op_kind k);
 
-#define OP_MAX_IN 8
+/* inputs of one op: C2f/C3k2 concatenate 2 + n parts, SPPF cv1 and its n pools */
+#define OP_MAX_IN (2 + MODEL_MAX_REPEATS)
 
 typedef struct slot {
     int n, h, w, c;
@@ -57,10 +58,8 @@ typedef struct op {
     int branch, level; /* output */
     bool dx_write;     /* conv: backward writes dx (the first to produce it: model_plan_grads) */
     /* bf16 convolutions (model_set_conv_precision): a conv reads its input's shadow xb (-1: a
-     * float conv); a BN+SiLU writes bf16(y) into the shadow yb (-1: none). dyb: the conv's dy
-     * comes as bf16 in m->dyb, written there by the BN+SiLU after it (whose dx then goes there) */
-    int xb, yb;
-    bool dyb;
+     * float conv), which an OP_TO_BF16 writes; its dy is converted into m->dyb in backward */
+    int xb;
 } op;
 
 typedef struct act_name {
@@ -89,9 +88,9 @@ struct model {
     size_t arena_floats, scratch_floats, scratch_i32, conv_ws;
     size_t grad_floats;
     bool keep_grads;
-    conv2d_prec conv_prec; /* of every conv op (model_set_conv_precision) */
-    bf16 *dyb;             /* a bf16 conv's dy between the BN+SiLU backward and its own (train) */
-    size_t dyb_elems;      /* its size: the largest bf16 conv output */
+    conv2d_prec conv_prec;        /* of every conv op (model_set_conv_precision) */
+    bf16 *dyb;                    /* a bf16 conv's dy, converted for its backward (train) */
+    size_t dyb_elems;             /* its size: the largest bf16 conv output */
     int *zero_start, *zero_slots; /* host; CSR: slots whose gradient is zeroed before op i's
                                      backward */
     float *act, *dact, *scratch, *ws;
