@@ -37,6 +37,16 @@ typedef enum conv2d_impl { CONV2D_AUTO, CONV2D_GEMM, CONV2D_ONEDNN, CONV2D_DIREC
 /* Square kernel k, PyTorch output size: oh = (h + 2 pad - k) / stride + 1. */
 conv2d_desc conv2d_make(int n, int h, int w, int cin, int cout, int k, int stride, int pad,
                         int groups);
+/* Elements of the input, output and weight tensors. */
+static inline size_t conv2d_x_elems(const conv2d_desc *d) {
+    return (size_t)d->n * d->h * d->w * d->cin;
+}
+static inline size_t conv2d_y_elems(const conv2d_desc *d) {
+    return (size_t)d->n * d->oh * d->ow * d->cout;
+}
+static inline size_t conv2d_w_elems(const conv2d_desc *d) {
+    return (size_t)d->cout * d->kh * d->kw * (d->cin / d->groups);
+}
 /* Multiply-adds of one forward pass (for FLOP counts: 2 x this). */
 double conv2d_macs(const conv2d_desc *d);
 

@@ -64,15 +64,6 @@ Test(bf16, vector_conversion_equals_scalar) {
 
 /* ---- convolutions ------------------------------------------------------------------------- */
 
-static size_t xs(const conv2d_desc *d) {
-    return (size_t)d->n * d->h * d->w * d->cin;
-}
-static size_t ys(const conv2d_desc *d) {
-    return (size_t)d->n * d->oh * d->ow * d->cout;
-}
-static size_t wsz(const conv2d_desc *d) {
-    return (size_t)d->cout * d->kh * d->kw * (d->cin / d->groups);
-}
 static float *rnd(size_t n, uint64_t key) {
     rng r = rng_keyed(99, key, n);
     float *p = malloc(n * sizeof *p);
@@ -88,11 +79,12 @@ static double *rounded_d(const float *p, size_t n) {
 /* The reference of every op in double from the rounded inputs: y (+ bias, not rounded), dx, dw. */
 static void reference(const conv2d_desc *d, const float *x, const float *w, const float *b,
                       const float *dy, double *y, double *dx, double *dw) {
-    double *xr = rounded_d(x, xs(d)), *wr = rounded_d(w, wsz(d)), *dyr = rounded_d(dy, ys(d));
+    double *xr = rounded_d(x, conv2d_x_elems(d)), *wr = rounded_d(w, conv2d_w_elems(d)),
+           *dyr = rounded_d(dy, conv2d_y_elems(d));
     int cg = d->cin / d->groups, og = d->cout / d->groups;
-    memset(dx, 0, xs(d) * sizeof *dx);
-    memset(dw, 0, wsz(d) * sizeof *dw);
-    for (size_t i = 0; i < ys(d); i++) y[i] = b ? b[i % d->cout] : 0.0;
+    memset(dx, 0, conv2d_x_elems(d) * sizeof *dx);
+    memset(dw, 0, conv2d_w_elems(d) * sizeof *dw);
+    for (size_t i = 0; i < conv2d_y_elems(d); i++) y[i] = b ? b[i % d->cout] : 0.0;
     for (int n = 0; n < d->n; n++)
         for (int oy = 0; oy < d->oh; oy++)
             for (int ox = 0; ox < d->ow; ox++)
@@ -145,24 +137,28 @@ Test(bf16, convolutions_match_the_rounded_reference, .timeout = 120) {
             for (size_t si = 0; si < sizeof base / sizeof *base; si++) {
                 conv2d_desc d = base[si];
                 d.prec = CONV2D_BF16;
-                float *x = rnd(xs(&d), 1), *w = rnd(wsz(&d), 2), *dy = rnd(ys(&d), 3);
-                float *b = rnd((size_t)d.cout, 4), *y = rnd(ys(&d), 5);
-                float *dx0 = rnd(xs(&d), 6), *dx = malloc(xs(&d) * sizeof *dx);
-                float *dw0 = rnd(wsz(&d), 7), *dw = malloc(wsz(&d) * sizeof *dw);
-                memcpy(dx, dx0, xs(&d) * sizeof *dx);
-                memcpy(dw, dw0, wsz(&d) * sizeof *dw);
-                double *ry = malloc(ys(&d) * sizeof *ry), *rdx = malloc(xs(&d) * sizeof *rdx);
-                double *rdw = malloc(wsz(&d) * sizeof *rdw);
+                float *x = rnd(conv2d_x_elems(&d), 1), *w = rnd(conv2d_w_elems(&d), 2),
+                      *dy = rnd(conv2d_y_elems(&d), 3);
+                float *b = rnd((size_t)d.cout, 4), *y = rnd(conv2d_y_elems(&d), 5);
+                float *dx0 = rnd(conv2d_x_elems(&d), 6),
+                      *dx = malloc(conv2d_x_elems(&d) * sizeof *dx);
+                float *dw0 = rnd(conv2d_w_elems(&d), 7),
+                      *dw = malloc(conv2d_w_elems(&d) * sizeof *dw);
+                memcpy(dx, dx0, conv2d_x_elems(&d) * sizeof *dx);
+                memcpy(dw, dw0, conv2d_w_elems(&d) * sizeof *dw);
+                double *ry = malloc(conv2d_y_elems(&d) * sizeof *ry),
+                       *rdx = malloc(conv2d_x_elems(&d) * sizeof *rdx);
+                double *rdw = malloc(conv2d_w_elems(&d) * sizeof *rdw);
                 float *ws = malloc((conv2d_ctx_workspace_floats(ctx, &d) + 1) * sizeof *ws);
                 reference(&d, x, w, b, dy, ry, rdx, rdw);
                 conv2d_ctx_forward(ctx, &d, x, w, b, y, ws);
-                check("y", y, NULL, ry, ys(&d), &d, (int)ii, threads);
+                check("y", y, NULL, ry, conv2d_y_elems(&d), &d, (int)ii, threads);
                 conv2d_ctx_backward_filter(ctx, &d, x, dy, dw, NULL, ws);
-                check("dw += ", dw, dw0, rdw, wsz(&d), &d, (int)ii, threads);
+                check("dw += ", dw, dw0, rdw, conv2d_w_elems(&d), &d, (int)ii, threads);
                 conv2d_ctx_backward_data(ctx, &d, w, dy, dx, ws);
-                check("dx += ", dx, dx0, rdx, xs(&d), &d, (int)ii, threads);
+                check("dx += ", dx, dx0, rdx, conv2d_x_elems(&d), &d, (int)ii, threads);
                 conv2d_ctx_backward_data_set(ctx, &d, w, dy, dx, ws);
-                check("dx = ", dx, NULL, rdx, xs(&d), &d, (int)ii, threads);
+                check("dx = ", dx, NULL, rdx, conv2d_x_elems(&d), &d, (int)ii, threads);
                 free(x), free(w), free(dy), free(b), free(y), free(dx0), free(dx), free(dw0);
                 free(dw), free(ry), free(rdx), free(rdw), free(ws);
             }
@@ -203,27 +199,32 @@ Test(bf16, preconverted_inputs_give_the_same_bits) {
             for (size_t si = 0; si < sizeof base / sizeof *base; si++) {
                 conv2d_desc d = base[si];
                 d.prec = CONV2D_BF16;
-                float *x = rnd(xs(&d), 11), *w = rnd(wsz(&d), 12), *dy = rnd(ys(&d), 13);
-                float *y0 = malloc(ys(&d) * 4), *y1 = malloc(ys(&d) * 4);
-                float *dx0 = rnd(xs(&d), 14), *dx1 = malloc(xs(&d) * 4);
-                float *dw0 = rnd(wsz(&d), 15), *dw1 = malloc(wsz(&d) * 4);
-                memcpy(dx1, dx0, xs(&d) * 4);
-                memcpy(dw1, dw0, wsz(&d) * 4);
-                bf16 *xb = malloc(xs(&d) * 2), *dyb = malloc(ys(&d) * 2);
-                bf16_from_f32(xs(&d), x, xb);
-                bf16_from_f32(ys(&d), dy, dyb);
+                float *x = rnd(conv2d_x_elems(&d), 11), *w = rnd(conv2d_w_elems(&d), 12),
+                      *dy = rnd(conv2d_y_elems(&d), 13);
+                float *y0 = malloc(conv2d_y_elems(&d) * 4), *y1 = malloc(conv2d_y_elems(&d) * 4);
+                float *dx0 = rnd(conv2d_x_elems(&d), 14), *dx1 = malloc(conv2d_x_elems(&d) * 4);
+                float *dw0 = rnd(conv2d_w_elems(&d), 15), *dw1 = malloc(conv2d_w_elems(&d) * 4);
+                memcpy(dx1, dx0, conv2d_x_elems(&d) * 4);
+                memcpy(dw1, dw0, conv2d_w_elems(&d) * 4);
+                bf16 *xb = malloc(conv2d_x_elems(&d) * 2), *dyb = malloc(conv2d_y_elems(&d) * 2);
+                bf16_from_f32(conv2d_x_elems(&d), x, xb);
+                bf16_from_f32(conv2d_y_elems(&d), dy, dyb);
                 float *ws = malloc((conv2d_ctx_workspace_floats(ctx, &d) + 1) * 4);
                 conv2d_ctx_forward(ctx, &d, x, w, NULL, y0, ws);
                 conv2d_ctx_forward_bf16(ctx, &d, xb, w, NULL, y1, ws);
-                cr_assert(!memcmp(y0, y1, ys(&d) * 4), "y, shape %zu impl %d", si, impl);
+                cr_assert(!memcmp(y0, y1, conv2d_y_elems(&d) * 4), "y, shape %zu impl %d", si,
+                          impl);
                 conv2d_ctx_backward_filter(ctx, &d, x, dy, dw0, NULL, ws);
                 conv2d_ctx_backward_data(ctx, &d, w, dy, dx0, ws);
                 conv2d_ctx_backward_bf16(ctx, &d, xb, w, dyb, dx1, 0, dw1, ws);
-                cr_assert(!memcmp(dw0, dw1, wsz(&d) * 4), "dw, shape %zu impl %d", si, impl);
-                cr_assert(!memcmp(dx0, dx1, xs(&d) * 4), "dx +=, shape %zu impl %d", si, impl);
+                cr_assert(!memcmp(dw0, dw1, conv2d_w_elems(&d) * 4), "dw, shape %zu impl %d", si,
+                          impl);
+                cr_assert(!memcmp(dx0, dx1, conv2d_x_elems(&d) * 4), "dx +=, shape %zu impl %d", si,
+                          impl);
                 conv2d_ctx_backward_data_set(ctx, &d, w, dy, dx0, ws);
                 conv2d_ctx_backward_bf16(ctx, &d, xb, w, dyb, dx1, 1, NULL, ws);
-                cr_assert(!memcmp(dx0, dx1, xs(&d) * 4), "dx =, shape %zu impl %d", si, impl);
+                cr_assert(!memcmp(dx0, dx1, conv2d_x_elems(&d) * 4), "dx =, shape %zu impl %d", si,
+                          impl);
                 free(x), free(w), free(dy), free(y0), free(y1), free(dx0), free(dx1), free(dw0);
                 free(dw1), free(xb), free(dyb), free(ws);
             }
