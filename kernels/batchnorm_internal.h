@@ -16,5 +16,6 @@ void bn_train_stats(int m, int c, const float *x, const float *gamma, float eps,
 void bn_infer_scale(int c, const float *gamma, const float *running_var, float eps, float *scale);
 /* From sdy = sum dy and sdyx = sum dy (x - mean): dgamma +=, dbeta += (may be NULL) and
  * k[0..3c) = (k_scale, k_mdy, k_xc) with dx = k_scale * (dy - k_mdy - (x - mean) * k_xc). */
-void bn_backward_coefs(int m, int c, const float *gamma, const float *save_invstd, const double *sdy,
-                       const double *sdyx, float *dgamma, float *dbeta, float *k);
+void bn_backward_coefs(int m, int c, const float *gamma, const float *save_invstd,
+                       const double *sdy, const double *sdyx, float *dgamma, float *dbeta,
+                       float *k);
