@@ -35,7 +35,8 @@
 #pragma once
 #include <stdint.h>
 
-#define PROTOCOL_VERSION 5
+/* 6: the epoch message carries the previous epoch's last global batches (epoch_header.history) */
+#define PROTOCOL_VERSION 6
 
 enum msg_tag {
     TAG_EPOCH = 100,

@@ -101,6 +101,7 @@ static int cmd_pack(kv_args *a) {
         return USAGE_ERR("data pack: %s", err);
     if (!data == !coco)
         return USAGE_ERR("data pack: give exactly one of data=<yaml|file.h5> or coco=<json>");
+    if (check_out("pack", out) != 0) return 2;
     int from_h5 = data && ends_with(data, ".h5");
     if (from_h5 && !store.imgsz)
         return USAGE_ERR("data pack: data=%s is a dataset file already; give imgsz=<n> to store "

@@ -291,7 +291,8 @@ int dataset_writer_finish(dataset_writer *w, char hash_hex[65], char *err, size_
     struct tm tm;
     gmtime_r(&now, &tm);
     strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    int32_t ver = w->stored_imgsz ? 2 : DATASET_FORMAT_VERSION_ORIGINAL, nc = w->nc;
+    int32_t ver = w->stored_imgsz ? DATASET_FORMAT_VERSION : DATASET_FORMAT_VERSION_ORIGINAL,
+            nc = w->nc;
     int32_t stored = w->stored_imgsz;
     if (stored && (write_num_attr(w->file, "stored_imgsz", H5T_NATIVE_INT32, &stored) ||
                    write_str_attr(w->file, "stored_as", w->stored_as))) {

@@ -15,10 +15,10 @@
 #include <string.h>
 #include <unistd.h>
 
-static char dir[64];
+static char dir[512];
 
 static const char *tpath(const char *name) {
-    static char buf[4][300];
+    static char buf[4][600];
     static int k;
     k = (k + 1) % 4;
     snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
@@ -26,8 +26,7 @@ static const char *tpath(const char *name) {
 }
 
 static void setup(void) {
-    snprintf(dir, sizeof dir, "/tmp/yolo-packsize-XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
+    test_temp_dir(dir, sizeof dir, "packsize");
     const char *yaml = shared_path("data/coco8/coco8.yaml");
     cr_assert_not_null(yaml, "coco8 is part of the shared data");
     pack_stats st;
@@ -36,9 +35,7 @@ static void setup(void) {
 }
 
 static void teardown(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
+    test_remove_dir(dir);
 }
 
 /* Two steps of train batches (mosaic on) and one of validation, concatenated. */
@@ -171,16 +168,16 @@ Test(packsize, jpeg_storage_is_close_and_verifies) {
     cr_assert_lt(sad / (double)npx, 3.5, "JPEG q95 stays close: mean |diff| %.2f",
                  sad / (double)npx);
     cr_assert_gt(sad, 0.0, "and is not the raw pixels");
-    snprintf(cmd, sizeof cmd, "./bin/coordinator data verify %s >/dev/null 2>&1",
-             tpath("jpg64.h5"));
+    const char *coord = bin_path("coordinator");
+    snprintf(cmd, sizeof cmd, "'%s' data verify %s >/dev/null 2>&1", coord, tpath("jpg64.h5"));
     cr_assert_eq(system(cmd), 0, "data verify accepts a resized file");
     snprintf(cmd, sizeof cmd,
-             "./bin/coordinator data pack data=%s out=%s imgsz=64 store=raw >/dev/null 2>&1 && "
-             "./bin/coordinator data info %s | grep -q 'stored at 64 px'",
-             tpath("c8.h5"), tpath("cli.h5"), tpath("cli.h5"));
+             "'%s' data pack data=%s out=%s imgsz=64 store=raw >/dev/null 2>&1 && "
+             "'%s' data info %s | grep -q 'stored at 64 px'",
+             coord, tpath("c8.h5"), tpath("cli.h5"), coord, tpath("cli.h5"));
     cr_assert_eq(system(cmd), 0, "the CLI packs a dataset file at a size and info says so");
     snprintf(cmd, sizeof cmd,
-             "./bin/coordinator data pack data=%s out=%s store=raw >/dev/null 2>&1; test $? -eq 2",
+             "'%s' data pack data=%s out=%s store=raw >/dev/null 2>&1; test $? -eq 2", coord,
              tpath("c8.h5"), tpath("bad.h5"));
     cr_assert_eq(system(cmd), 0, "store= without imgsz= is a usage error");
 }
