@@ -23,6 +23,7 @@
 #      BENCH_MAX_LOAD   load average above which it refuses (default 0.5)
 #      BENCH_DIR        data and runs (default build/bench-vs; the data is made once)
 #      STEPS=5 EPOCHS=3 FRACTION=1.0 SPLITS="1x2 2x1" (workers x threads; QUICK: SPLITS=1x2)
+#      TTA_SPLIT=1x<cores> (--tta: our workers x threads)
 #      YOLO_BENCH_VENV  an existing venv with the pinned torch + ultralytics
 #      GOMP_SPINCOUNT   OpenMP spin before a waiting thread sleeps, for BOTH sides (default 10000,
 #                       our trainer's; libgomp's own 300000 burns the cores of a shared machine)
@@ -41,6 +42,11 @@ else
   EPOCHS=${EPOCHS:-3} FRACTION=${FRACTION:-1.0} SPLITS=${SPLITS:-"1x$CORES ${CORES}x1"}
 fi
 TTA_HOURS=${TTA_HOURS:-0.25}
+# One worker with all the cores for time to accuracy: batch norm then normalises over the whole
+# batch of 16, as Ultralytics' single process does. With N workers each normalises over 16 / N
+# images, which learns less per epoch in the first epochs (docs/training.md, "Batch norm per
+# worker").
+TTA_SPLIT=${TTA_SPLIT:-1x$CORES}
 
 say() { echo "vs_ultralytics: $*" >&2; }
 load1() { cut -d' ' -f1 /proc/loadavg; }
@@ -136,7 +142,7 @@ tta() { # model
   local m=$1 u o
   "$PY" bench/ul_train.py "$D/sets/shapes.yaml" "$m" 160 1000 "$CORES" "$D/runs" "tta-ul-$m" \
     time="$TTA_HOURS" >"$D/tta-ul-$m.log" 2>&1 || say "Ultralytics training failed: $D/tta-ul-$m.log"
-  local sp=${SPLITS%% *}
+  local sp=$TTA_SPLIT
   ./bin/coordinator train data="$D/shapes.h5" model="$m.yaml" imgsz=160 batch=16 time="$TTA_HOURS" \
     workers="${sp%x*}" threads="${sp#*x}" plots=False project="$D/runs" name="tta-ours-$m" exist_ok=True \
     >/dev/null 2>&1 || say "our training failed: $D/runs/tta-ours-$m/train.log"

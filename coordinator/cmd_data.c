@@ -107,7 +107,6 @@ static int cmd_pack(kv_args *a) {
         return USAGE_ERR("data pack: data=%s is a dataset file already; give imgsz=<n> to store "
                          "its images resized",
                          data);
-    if (check_out("pack", out) != 0) return 2;
     /* a yaml or COCO source with imgsz=: pack as given into a temporary file, then resize */
     char full[1100];
     snprintf(full, sizeof full, "%s.full.h5", out);
