@@ -4,7 +4,6 @@
  * running_var and the biased one for normalising. Backward accumulates (+=) into dx, dgamma, dbeta.
  */
 #pragma once
-#include <stdbool.h>
 
 #define BN_EPS 1e-3f
 #define BN_MOMENTUM 0.03f
