@@ -235,36 +235,40 @@ static void interleave_index(int k, uint8_t rg[64], uint8_t *is_b) {
     }
 }
 
-/* 16 bytes (quarter q of a 64-byte vector) widened to 32-bit lanes, and back. The quarter is
- * an immediate after inlining. */
-#define QUARTER32(x, q) _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32((x), (q)))
-
-/* The float half of HSV->RGB for quarter q of 64 pixels: hue, saturation and value bytes in;
- * the t1 and t2/t3 bytes and the sector out, inserted at quarter q. */
-static inline __attribute__((always_inline)) void hsv_float_quarter(__m512i hh, __m512i ls,
-                                                                    __m512i lv, const int q,
-                                                                    __m512i *O1, __m512i *OM,
-                                                                    __m512i *SEC) {
+/* The float half of HSV->RGB for 16 pixels: hue, saturation and value bytes in; the t1 and
+ * t2/t3 bytes and the sector out. */
+static inline __attribute__((always_inline)) void
+hsv_float_16(__m128i h16, __m128i s16, __m128i v16, __m128i *o1, __m128i *om, __m128i *sec) {
     const __m512 one = _mm512_set1_ps(1.f), six = _mm512_set1_ps(6.f);
     const __m512 hscale = _mm512_set1_ps(6.f / 180.f), inv255 = _mm512_set1_ps(1.f / 255.f);
     const __m512 k255 = _mm512_set1_ps(255.f);
-    __m512 hf = _mm512_mul_ps(_mm512_cvtepi32_ps(QUARTER32(hh, q)), hscale);
+    __m512 hf = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(h16)), hscale);
     hf = _mm512_mask_sub_ps(hf, _mm512_cmp_ps_mask(hf, six, _CMP_GE_OQ), hf, six);
     __m512i sector = _mm512_cvttps_epi32(hf); /* floor: hf >= 0 */
     hf = _mm512_sub_ps(hf, _mm512_cvtepi32_ps(sector));
-    __m512 sf = _mm512_mul_ps(_mm512_cvtepi32_ps(QUARTER32(ls, q)), inv255);
-    __m512 vf = _mm512_mul_ps(_mm512_cvtepi32_ps(QUARTER32(lv, q)), inv255);
+    __m512 sf = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(s16)), inv255);
+    __m512 vf = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(v16)), inv255);
     __mmask16 odd = _mm512_test_epi32_mask(sector, _mm512_set1_epi32(1));
     __m512 x = _mm512_mask_blend_ps(odd, _mm512_sub_ps(one, hf), hf);
     __m512 t1 = _mm512_mul_ps(vf, _mm512_sub_ps(one, sf));
     __m512 tm = _mm512_mul_ps(vf, _mm512_sub_ps(one, _mm512_mul_ps(sf, x)));
     /* truncation; the values are >= 0 */
-    *O1 = _mm512_inserti32x4(
-        *O1, _mm512_cvtusepi32_epi8(_mm512_cvttps_epi32(_mm512_mul_ps(t1, k255))), q);
-    *OM = _mm512_inserti32x4(
-        *OM, _mm512_cvtusepi32_epi8(_mm512_cvttps_epi32(_mm512_mul_ps(tm, k255))), q);
-    *SEC = _mm512_inserti32x4(*SEC, _mm512_cvtepi32_epi8(sector), q);
+    *o1 = _mm512_cvtusepi32_epi8(_mm512_cvttps_epi32(_mm512_mul_ps(t1, k255)));
+    *om = _mm512_cvtusepi32_epi8(_mm512_cvttps_epi32(_mm512_mul_ps(tm, k255)));
+    *sec = _mm512_cvtepi32_epi8(sector);
 }
+
+/* Quarter q (a literal: the extract/insert intrinsics take an immediate, which clang checks
+ * before inlining) of 64 pixels through hsv_float_16. */
+#define HSV_FLOAT_QUARTER(q)                                                                       \
+    do {                                                                                           \
+        __m128i o1_, om_, sec_;                                                                    \
+        hsv_float_16(_mm512_extracti32x4_epi32(hh, q), _mm512_extracti32x4_epi32(ls, q),           \
+                     _mm512_extracti32x4_epi32(lv, q), &o1_, &om_, &sec_);                         \
+        O1 = _mm512_inserti32x4(O1, o1_, q);                                                       \
+        OM = _mm512_inserti32x4(OM, om_, q);                                                       \
+        SEC = _mm512_inserti32x4(SEC, sec_, q);                                                    \
+    } while (0)
 
 void pixels_hsv_avx512(const image_hsv_tables *t, uint8_t *rgb, size_t npix) {
     const byte_table Tqh = byte_table_load(t->qh), TqlL = byte_table_load(t->qlL);
@@ -323,10 +327,10 @@ void pixels_hsv_avx512(const image_hsv_tables *t, uint8_t *rgb, size_t npix) {
          * t0, t1 and one of t2 (odd sectors) or t3 (even). With s = 0 all are v, which is
          * OpenCV's grey case. */
         __m512i O1 = zero, OM = zero, SEC = zero;
-        hsv_float_quarter(hh, ls, lv, 0, &O1, &OM, &SEC);
-        hsv_float_quarter(hh, ls, lv, 1, &O1, &OM, &SEC);
-        hsv_float_quarter(hh, ls, lv, 2, &O1, &OM, &SEC);
-        hsv_float_quarter(hh, ls, lv, 3, &O1, &OM, &SEC);
+        HSV_FLOAT_QUARTER(0);
+        HSV_FLOAT_QUARTER(1);
+        HSV_FLOAT_QUARTER(2);
+        HSV_FLOAT_QUARTER(3);
         __mmask64 s1 = _mm512_cmpeq_epi8_mask(SEC, _mm512_set1_epi8(1));
         __mmask64 s2 = _mm512_cmpeq_epi8_mask(SEC, _mm512_set1_epi8(2));
         __mmask64 s3 = _mm512_cmpeq_epi8_mask(SEC, _mm512_set1_epi8(3));

@@ -9,13 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static inline uint8_t sat_u8(float v) {
-    if (v <= 0.f) return 0;
-    if (v >= 255.f) return 255;
-    float t = v + 0x1.8p23f;
-    return (uint8_t)(int)(t - 0x1.8p23f);
-}
-
 #if PIXELS_AVX512
 typedef pixels_hrow_plan hrow_plan;
 static hrow_plan *hrow_prepare(const int32_t *off, const float *a, int n) {
@@ -48,13 +41,21 @@ static void hrow(const hrow_plan *p, const uint8_t *row, const int32_t *off, con
 }
 #endif
 
-static void vblend(const float *H0, const float *H1, float b, int n, uint8_t *out) {
 #if PIXELS_AVX512
+static void vblend(const float *H0, const float *H1, float b, int n, uint8_t *out) {
     pixels_warp_vblend_avx512(H0, H1, b, n, out);
-#else
-    for (int i = 0; i < n; i++) out[i] = sat_u8(fmaf(b, H1[i] - H0[i], H0[i]));
-#endif
 }
+#else
+static inline uint8_t sat_u8(float v) {
+    if (v <= 0.f) return 0;
+    if (v >= 255.f) return 255;
+    float t = v + 0x1.8p23f;
+    return (uint8_t)(int)(t - 0x1.8p23f);
+}
+static void vblend(const float *H0, const float *H1, float b, int n, uint8_t *out) {
+    for (int i = 0; i < n; i++) out[i] = sat_u8(fmaf(b, H1[i] - H0[i], H0[i]));
+}
+#endif
 
 /* Source coordinate -> (floor, fraction) as the per-pixel warp computes them; 0 when outside
  * (-1, n). */
