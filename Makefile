@@ -209,6 +209,11 @@ bench: all
 bench-loader: all
 	bash bench/loader.sh
 
+# Our trainer against Ultralytics on PyTorch, side by side (needs scripts/pyenv.sh bench and a
+# quiet machine; QUICK=1 for the reduced table, BENCH_ARGS=--tta for time to accuracy).
+bench-vs-ultralytics: all
+	bash bench/vs_ultralytics.sh $(BENCH_ARGS)
+
 # The main job on the built-in synthetic dataset: a few minutes of yolov8n on 2 workers.
 DEMO_ARGS ?= model=yolov8n.yaml imgsz=160 batch=16 time=0.08 workers=2 project=runs name=demo
 run-demo: all
@@ -222,6 +227,6 @@ format:
 clean:
 	rm -rf build bin
 
-.PHONY: all features deps test run-test bench bench-loader demo run-demo format clean \
-        test-sanitize run-test-sanitize fuzz run-fuzz backend-ops FORCE
+.PHONY: all features deps test run-test bench bench-loader bench-vs-ultralytics demo run-demo format \
+        clean test-sanitize run-test-sanitize fuzz run-fuzz backend-ops FORCE
 .SECONDARY:

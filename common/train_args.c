@@ -220,9 +220,10 @@ static int check_device(const train_args *a, char *err, size_t errlen) {
 }
 
 /* amp: on the CPU, Ultralytics trains in float32 for True/fp16 (its AMP check is CUDA-only) and
- * for False/fp32, which is what this engine does. bf16 would run PyTorch's CPU bfloat16
- * autocast, which this float32 engine does not emulate. On a GPU
- * (device=), True, fp16 and bf16 train in bf16 mixed precision (worker/device.h). */
+ * for False/fp32, which is what this engine does. bf16 (PyTorch's CPU bfloat16 autocast there)
+ * trains with mixed-precision convolutions here: inputs rounded to bfloat16, float sums, float
+ * master weights, BN and loss (train_args_bf16; kernels/conv2d.h). On a GPU (device=), True, fp16
+ * and bf16 train in bf16 mixed precision (worker/device.h). */
 static int check_amp(train_args *a, const ul_behaviour *beh, char *err, size_t errlen) {
     bool b;
     if (parse_bool(a->amp, &b)) {
@@ -232,15 +233,7 @@ static int check_amp(train_args *a, const ul_behaviour *beh, char *err, size_t e
     if (!beh->args_8_4_190)
         return errf(err, errlen, "amp=%s: expected True or False (ultralytics=%s)", a->amp,
                     ul_version_name(a->ultralytics));
-    if (!strcmp(a->amp, "fp16") || !strcmp(a->amp, "fp32")) return 0;
-    if (!strcmp(a->amp, "bf16")) {
-        if (train_args_gpus(a, NULL, 0) != 0) return 0;
-        return errf(err, errlen,
-                    "amp=bf16: bfloat16 training needs a GPU (device=0, device=cuda): this CPU "
-                    "engine computes in float32 only (Ultralytics would run CPU bf16 autocast); "
-                    "use amp=True or amp=False (both train in float32 on the CPU, as "
-                    "Ultralytics does)");
-    }
+    if (!strcmp(a->amp, "fp16") || !strcmp(a->amp, "fp32") || !strcmp(a->amp, "bf16")) return 0;
     return errf(err, errlen, "amp=%s: expected True, False, fp16, fp32 or bf16", a->amp);
 }
 
@@ -433,4 +426,8 @@ long train_args_train_images(const train_args *a, long n) {
 
 bool train_args_val_one2one(const train_args *a) {
     return !ul_behaviour_of(a->ultralytics)->e2e_val_nms_default || a->nms == 0;
+}
+
+bool train_args_bf16(const train_args *a) {
+    return !strcmp(a->amp, "bf16");
 }

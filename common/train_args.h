@@ -27,7 +27,7 @@ typedef struct train_args {
     bool cls_remap;    /* fine-tuning: class rows of the head copied by class name */
     int nms;           /* -1 None, 0 False, 1 True: YOLO26 validation head (see trainer) */
     int channels_last; /* -1 None, 0, 1: memory layout; ours is NHWC whatever it says */
-    char amp[8];       /* True/False (8.4.33), or fp16/bf16/fp32 (8.4.190); CPU trains fp32 */
+    char amp[8];       /* True/False (8.4.33), or fp16/bf16/fp32 (8.4.190): train_args_bf16 */
     /* ours */
     long micro_batch;    /* images per accumulation step on each worker; 0 = whole share */
     long threads;        /* kernel threads per worker; 0 = cores / workers */
@@ -61,3 +61,5 @@ int train_args_gpus(const train_args *a, int *ids, int max);
 /* The YOLO26 validation head: true for the one-to-one head with top-k, false for one-to-many
  * with NMS (8.4.190: nms=False selects one-to-one; 8.4.33: always one-to-one). */
 bool train_args_val_one2one(const train_args *a);
+/* amp=bf16: mixed-precision (bfloat16-input) convolutions for training and validation. */
+bool train_args_bf16(const train_args *a);

@@ -37,6 +37,10 @@ static const char *const op_names[] = {
     "clip_grad_norm",
     "ema_blend",
     "detloss",
+    "conv2d_backward_data_set",
+    "to_bf16",
+    "conv2d_forward_bf16",
+    "conv2d_backward_bf16",
 };
 _Static_assert(sizeof op_names / sizeof op_names[0] == BACKEND_OP_COUNT,
                "op_names needs one name per backend_op");
@@ -108,6 +112,14 @@ static bool has_op(const backend_i *f, backend_op op) {
         return f->ema_blend != NULL;
     case BACKEND_OP_DETLOSS:
         return f->detloss != NULL;
+    case BACKEND_OP_CONV2D_BACKWARD_DATA_SET:
+        return f->conv2d_backward_data_set != NULL;
+    case BACKEND_OP_TO_BF16:
+        return f->to_bf16 != NULL;
+    case BACKEND_OP_CONV2D_FORWARD_BF16:
+        return f->conv2d_forward_bf16 != NULL;
+    case BACKEND_OP_CONV2D_BACKWARD_BF16:
+        return f->conv2d_backward_bf16 != NULL;
     case BACKEND_OP_COUNT:
         break;
     }
@@ -377,4 +389,25 @@ void backend_ema_blend(backend *be, float *ema, const float *model, size_t n, do
 void backend_detloss(backend *be, const backend_detloss_desc *d, const float *const preds[2],
                      float *const dpreds[2], double *result) {
     DISPATCH(be, BACKEND_OP_DETLOSS, detloss, d, preds, dpreds, result);
+}
+void backend_conv2d_backward_data_set(backend *be, const conv2d_desc *d, const float *w,
+                                      const float *dy, float *dx, float *ws) {
+    if (!be->iface.conv2d_backward_data_set) { /* the same values through the accumulating op */
+        backend_zero(be, dx, (size_t)d->n * d->h * d->w * d->cin * sizeof *dx);
+        backend_conv2d_backward_data(be, d, w, dy, dx, ws);
+        return;
+    }
+    DISPATCH(be, BACKEND_OP_CONV2D_BACKWARD_DATA_SET, conv2d_backward_data_set, d, w, dy, dx, ws);
+}
+void backend_to_bf16(backend *be, size_t n, const float *x, bf16 *y) {
+    DISPATCH(be, BACKEND_OP_TO_BF16, to_bf16, n, x, y);
+}
+void backend_conv2d_forward_bf16(backend *be, const conv2d_desc *d, const bf16 *xb, const float *w,
+                                 const float *bias, float *y, float *ws) {
+    DISPATCH(be, BACKEND_OP_CONV2D_FORWARD_BF16, conv2d_forward_bf16, d, xb, w, bias, y, ws);
+}
+void backend_conv2d_backward_bf16(backend *be, const conv2d_desc *d, const bf16 *xb, const float *w,
+                                  const bf16 *dyb, float *dx, bool dx_write, float *dw, float *ws) {
+    DISPATCH(be, BACKEND_OP_CONV2D_BACKWARD_BF16, conv2d_backward_bf16, d, xb, w, dyb, dx, dx_write,
+             dw, ws);
 }

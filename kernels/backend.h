@@ -25,6 +25,7 @@
  * memory. */
 #pragma once
 #include "kernels/attention.h"
+#include "kernels/bf16.h"
 #include "kernels/conv2d.h"
 #include "kernels/detloss.h"
 #include "kernels/dfl.h"
@@ -68,6 +69,10 @@ typedef enum backend_op {
     BACKEND_OP_CLIP_GRAD_NORM,
     BACKEND_OP_EMA_BLEND,
     BACKEND_OP_DETLOSS,
+    BACKEND_OP_CONV2D_BACKWARD_DATA_SET,
+    BACKEND_OP_TO_BF16,
+    BACKEND_OP_CONV2D_FORWARD_BF16,
+    BACKEND_OP_CONV2D_BACKWARD_BF16,
     BACKEND_OP_COUNT
 } backend_op;
 
@@ -246,3 +251,23 @@ typedef struct backend_detloss_desc {
  * result with backend_to_host: that is the only copy to the host a training step needs. */
 void backend_detloss(backend *be, const backend_detloss_desc *d, const float *const preds[2],
                      float *const dpreds[2], double *result);
+/* ---- CPU training-path ops (kernels/conv2d.h, kernels/bf16.h; each has the semantics of its CPU
+ * kernel). conv2d_backward_data_set falls back to zero + conv2d_backward_data on a backend without
+ * it; the bf16 ops are what model_set_conv_precision(CONV2D_BF16) trains with on the CPU. ---- */
+/* conv2d_backward_data_set (kernels/conv2d.h: conv2d_ctx_backward_data_set): dx =
+ * (conv2d_backward's dx), WRITTEN rather than added, for a gradient this conv is the first to
+ * produce (the model then does not zero it). The same values as conv2d_backward_data into a zeroed
+ * dx. */
+void backend_conv2d_backward_data_set(backend *be, const conv2d_desc *d, const float *w,
+                                      const float *dy, float *dx, float *ws);
+/* to_bf16 (kernels/bf16.h: bf16_from_f32): y[i] = bf16(x[i]), round to nearest even, denormals to
+ * signed zero. */
+void backend_to_bf16(backend *be, size_t n, const float *x, bf16 *y);
+/* conv2d_forward_bf16 (kernels/conv2d.h: conv2d_ctx_forward_bf16): conv2d_forward of a CONV2D_BF16
+ * desc whose input is already bf16 (xb = bf16(x)): the same values. */
+void backend_conv2d_forward_bf16(backend *be, const conv2d_desc *d, const bf16 *xb, const float *w,
+                                 const float *bias, float *y, float *ws);
+/* conv2d_backward_bf16 (conv2d_ctx_backward_bf16): both halves of a CONV2D_BF16 backward from bf16
+ * x and dy: dw += (when dw), dx += or, with dx_write, dx = (when dx); no bias gradient. */
+void backend_conv2d_backward_bf16(backend *be, const conv2d_desc *d, const bf16 *xb, const float *w,
+                                  const bf16 *dyb, float *dx, bool dx_write, float *dw, float *ws);

@@ -12,6 +12,7 @@
 #include "kernels/activation.h"
 #include "kernels/batchnorm.h"
 #include "kernels/batchnorm_silu.h"
+#include "kernels/bf16.h"
 #include "kernels/pool.h"
 #include "kernels/tensor_ops.h"
 #include "kernels/threads.h"
@@ -94,6 +95,11 @@ static void cpu_conv2d_backward_data(backend *be, const conv2d_desc *d, const fl
     enter(be);
     conv2d_ctx_backward_data(ctx_of(be)->conv, d, w, dy, dx, ws);
 }
+static void cpu_conv2d_backward_data_set(backend *be, const conv2d_desc *d, const float *w,
+                                         const float *dy, float *dx, float *ws) {
+    enter(be);
+    conv2d_ctx_backward_data_set(ctx_of(be)->conv, d, w, dy, dx, ws);
+}
 static void cpu_conv2d_backward_filter(backend *be, const conv2d_desc *d, const float *x,
                                        const float *dy, float *dw, float *dbias, float *ws) {
     enter(be);
@@ -139,6 +145,21 @@ static void cpu_bn_silu_backward(backend *be, int m, int c, const float *x, cons
                                  float *dgamma, float *dbeta) {
     enter(be);
     batchnorm_silu_backward(m, c, x, gamma, beta, save_mean, save_invstd, dy, dx, dgamma, dbeta);
+}
+static void cpu_to_bf16(backend *be, size_t n, const float *x, bf16 *y) {
+    enter(be);
+    bf16_from_f32(n, x, y);
+}
+static void cpu_conv2d_forward_bf16(backend *be, const conv2d_desc *d, const bf16 *xb,
+                                    const float *w, const float *bias, float *y, float *ws) {
+    enter(be);
+    conv2d_ctx_forward_bf16(ctx_of(be)->conv, d, xb, w, bias, y, ws);
+}
+static void cpu_conv2d_backward_bf16(backend *be, const conv2d_desc *d, const bf16 *xb,
+                                     const float *w, const bf16 *dyb, float *dx, bool dx_write,
+                                     float *dw, float *ws) {
+    enter(be);
+    conv2d_ctx_backward_bf16(ctx_of(be)->conv, d, xb, w, dyb, dx, dx_write, dw, ws);
 }
 static void cpu_silu_forward(backend *be, size_t n, const float *x, float *y) {
     enter(be);
@@ -311,6 +332,10 @@ static const backend_i cpu_iface = {
     .clip_grad_norm = cpu_clip_grad_norm,
     .ema_blend = cpu_ema_blend,
     .detloss = cpu_detloss,
+    .conv2d_backward_data_set = cpu_conv2d_backward_data_set,
+    .to_bf16 = cpu_to_bf16,
+    .conv2d_forward_bf16 = cpu_conv2d_forward_bf16,
+    .conv2d_backward_bf16 = cpu_conv2d_backward_bf16,
 };
 
 static void cpu_destroy(backend *be) {

@@ -99,6 +99,13 @@ typedef struct backend_i {
     void (*ema_blend)(backend *be, float *ema, const float *model, size_t n, double d);
     void (*detloss)(backend *be, const backend_detloss_desc *d, const float *const preds[2],
                     float *const dpreds[2], double *result);
+    void (*conv2d_backward_data_set)(backend *be, const conv2d_desc *d, const float *w,
+                                     const float *dy, float *dx, float *ws);
+    void (*to_bf16)(backend *be, size_t n, const float *x, bf16 *y);
+    void (*conv2d_forward_bf16)(backend *be, const conv2d_desc *d, const bf16 *xb, const float *w,
+                                const float *bias, float *y, float *ws);
+    void (*conv2d_backward_bf16)(backend *be, const conv2d_desc *d, const bf16 *xb, const float *w,
+                                 const bf16 *dyb, float *dx, bool dx_write, float *dw, float *ws);
 } backend_i;
 
 struct backend {

@@ -55,6 +55,49 @@ static void run_conv_backward_filter(bops_env *e, const bops_case *c) {
     if (db) bops_take(e, "dbias", db, (size_t)d.cout);
 }
 
+/* The CPU training-path ops: backward-data that writes dx, and bf16 convolutions from bf16
+ * inputs (converted by to_bf16 on the backend under test). bf16 buffers are taken as the floats
+ * their pairs of values make (exact mode compares them bit for bit). */
+static void run_conv_backward_data_set(bops_env *e, const bops_case *c) {
+    conv2d_desc d = conv_of(c);
+    float *w = bops_in(e, nw_of(&d), -0.5, 0.5), *dy = bops_in(e, ny_of(&d), -1, 1);
+    float *dx = bops_in(e, nx_of(&d), -1, 1); /* overwritten */
+    backend_conv2d_backward_data_set(e->be, &d, w, dy, dx, conv_ws(e, &d));
+    bops_take(e, "dx", dx, nx_of(&d));
+}
+static bf16 *bf16_in(bops_env *e, size_t n, double lo, double hi) {
+    float *x = bops_in(e, n, lo, hi);
+    bf16 *xb = (bf16 *)bops_zeros(e, (n + 1) / 2);
+    backend_to_bf16(e->be, n, x, xb);
+    return xb;
+}
+static void run_to_bf16(bops_env *e, const bops_case *c) {
+    size_t n = (size_t)c->p[0];
+    bops_take(e, "y", (const float *)bf16_in(e, n, -10, 10), (n + 1) / 2);
+}
+static void run_conv_forward_bf16(bops_env *e, const bops_case *c) {
+    conv2d_desc d = conv_of(c);
+    d.prec = CONV2D_BF16;
+    bf16 *xb = bf16_in(e, nx_of(&d), -1, 1);
+    float *w = bops_in(e, nw_of(&d), -0.5, 0.5), *y = bops_zeros(e, ny_of(&d));
+    float *b = c->p[9] ? bops_in(e, (size_t)d.cout, -1, 1) : NULL;
+    backend_conv2d_forward_bf16(e->be, &d, xb, w, b, y, conv_ws(e, &d));
+    bops_take(e, "y", y, ny_of(&d));
+}
+static void run_conv_backward_bf16(bops_env *e, const bops_case *c) {
+    conv2d_desc d = conv_of(c);
+    d.prec = CONV2D_BF16;
+    bf16 *xb = bf16_in(e, nx_of(&d), -1, 1), *dyb = bf16_in(e, ny_of(&d), -1, 1);
+    float *w = bops_in(e, nw_of(&d), -0.5, 0.5), *dw = bops_in(e, nw_of(&d), -1, 1);
+    float *dx = bops_in(e, nx_of(&d), -1, 1), *dx_set = bops_in(e, nx_of(&d), -1, 1);
+    float *ws = conv_ws(e, &d);
+    backend_conv2d_backward_bf16(e->be, &d, xb, w, dyb, dx, false, dw, ws);
+    backend_conv2d_backward_bf16(e->be, &d, xb, w, dyb, dx_set, true, NULL, ws);
+    bops_take(e, "dx", dx, nx_of(&d));
+    bops_take(e, "dw", dw, nw_of(&d));
+    bops_take(e, "dx (written)", dx_set, nx_of(&d));
+}
+
 /* ---- batch norm, and fused with SiLU (by the case's op): p = m c ---- */
 
 static void run_bn_train(bops_env *e, const bops_case *c) {
@@ -415,6 +458,11 @@ int bops_cases(bops_case *cs, int max) {
         ADD(BACKEND_OP_CONV2D_FORWARD, run_conv_forward, 0, CONV_SHAPE);
         ADD(BACKEND_OP_CONV2D_BACKWARD_DATA, run_conv_backward_data, 0, CONV_SHAPE);
         ADD(BACKEND_OP_CONV2D_BACKWARD_FILTER, run_conv_backward_filter, 0, CONV_SHAPE);
+        ADD(BACKEND_OP_CONV2D_BACKWARD_DATA_SET, run_conv_backward_data_set, 0, CONV_SHAPE);
+        if (pv[8] == 1) { /* bf16: the shapes of the dense convolutions */
+            ADD(BACKEND_OP_CONV2D_FORWARD_BF16, run_conv_forward_bf16, 0, CONV_SHAPE);
+            ADD(BACKEND_OP_CONV2D_BACKWARD_BF16, run_conv_backward_bf16, 0, CONV_SHAPE);
+        }
 #undef CONV_SHAPE
     }
     static const int bns[][10] = {{1, 3}, {2 * 7 * 7, 16}, {2 * 20 * 20, 64}, {3 * 5 * 5, 40}};
@@ -437,6 +485,7 @@ int bops_cases(bops_case *cs, int max) {
         ADD(BACKEND_OP_SCALE, run_scale, 0, "n%d", pv[0]);
         ADD(BACKEND_OP_NORMALIZE_U8, run_normalize_u8, 0, "n%d", pv[0]);
         ADD(BACKEND_OP_EMA_BLEND, run_ema_blend, 0, "n%d", pv[0]);
+        ADD(BACKEND_OP_TO_BF16, run_to_bf16, 0, "n%d", pv[0]);
     }
     static const int concats[][10] = {{128, 2, 16, 16, 0, -1}, {75, 3, 8, 13, 24, 1}};
     for (size_t i = 0; i < sizeof concats / sizeof *concats; i++) {

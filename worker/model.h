@@ -145,6 +145,10 @@ int model_plan(model *m, int batch, int h, int w, char *err, size_t errlen);
  * forward / backward only some are still there. keep = true (before model_plan) gives every slot
  * its own memory, for model_activation / model_activation_grad in tests and debugging. */
 void model_keep_activation_grads(model *m, bool keep);
+/* Arithmetic of every convolution (kernels/conv2d.h): CONV2D_FP32 (default) or CONV2D_BF16 (mixed
+ * precision: inputs rounded to bfloat16, float sums; parameters, gradients, BN and everything
+ * else stay float). Takes effect at the next model_plan / model_plan_eval. */
+void model_set_conv_precision(model *m, conv2d_prec prec);
 /* An eval-only plan: activations share memory by lifetime (far less memory for validation);
  * only model_forward(..., false), outputs and decode are valid (no backward, no
  * model_activation). */

@@ -395,6 +395,12 @@ static int setup(worker *w) {
     if (mem_budget_train(w->m, w->share, w->micro, (int)a->imgsz, &mb, w->err, sizeof w->err) ||
         device_check_memory(a, &mb, w->local_workers, backend_device(w->be), w->err, sizeof w->err))
         return -1;
+    /* amp=bf16 on the CPU: bf16 convolutions in both models, so validation runs bf16 too (on a GPU
+     * the backend's precision is bf16 already) */
+    if (train_args_bf16(a) && backend_device(w->be) < 0) {
+        model_set_conv_precision(w->m, CONV2D_BF16);
+        model_set_conv_precision(w->ema_m, CONV2D_BF16);
+    }
     if (model_plan(w->m, w->micro, (int)a->imgsz, (int)a->imgsz, w->err, sizeof w->err) != 0)
         return -1;
     long n_train = train_args_train_images(a, w->job.n_train);
