@@ -5,7 +5,7 @@
 # and `make demo` can install the packages (`make deps`) and then build in a fresh make.
 .DEFAULT_GOAL := all
 CC        := mpicc
-PKGS      := hdf5-openmpi libzmq libturbojpeg spng yaml-0.1 libcjson openssl cairo
+PKGS      := hdf5-openmpi libzmq libturbojpeg spng yaml-0.1 libcjson openssl cairo libcurl
 OPT       ?= -O2 -march=native
 PKG_CFLAGS = $(eval PKG_CFLAGS := $$(shell pkg-config --cflags $$(PKGS)))$(PKG_CFLAGS)
 PKG_LIBS   = $(eval PKG_LIBS := $$(shell pkg-config --libs $$(PKGS)))$(PKG_LIBS)

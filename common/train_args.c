@@ -106,6 +106,7 @@ static const arg_spec specs[] = {
     {"stall_warn", T_DOUBLE, F(stall_warn), "60", 0, BIG, false, 0},
     {"stall_abort", T_DOUBLE, F(stall_abort), "600", 0, BIG, false, 0},
     {"keep", T_LONG, F(keep), "0", 0, BIG, false, 0},
+    {"mlflow", T_STR, F(mlflow), "", 0, 0, false, 0},
 };
 #define NSPECS (sizeof specs / sizeof *specs)
 
@@ -309,10 +310,10 @@ int train_args_parse(kv_args *args, train_args *out, char *err, size_t errlen) {
 
 bool train_args_resume_may_change(const char *key) {
     static const char *const keys[] = {
-        "resume",         "data",        "workers",    "micro_batch", "threads",
-        "loader_threads", "bucket_mb",   "stall_warn", "stall_abort", "device",
-        "patience",       "save_period", "keep",       "val",         "plots",
-        "verbose",        "exist_ok",    "project",    "name",        "time"};
+        "resume",    "data",       "workers",     "micro_batch", "threads",  "loader_threads",
+        "bucket_mb", "stall_warn", "stall_abort", "device",      "patience", "save_period",
+        "keep",      "val",        "plots",       "verbose",     "exist_ok", "project",
+        "name",      "time",       "mlflow"};
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
         if (!strcmp(keys[i], key)) return true;
     return false;

@@ -32,6 +32,7 @@ typedef struct train_args {
     double bucket_mb;    /* gradient all-reduce bucket size */
     double stall_warn, stall_abort;
     long keep;              /* checkpoint versions kept (weights/v*.h5); 0 keeps all */
+    char mlflow[1024];      /* MLflow tracking URI, "False" (off); "" = $MLFLOW_TRACKING_URI */
     ul_version ultralytics; /* ultralytics=: the release whose semantics are followed */
     long nc;                /* classes, from the dataset (not an argument) */
 } train_args;

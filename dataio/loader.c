@@ -35,6 +35,7 @@ typedef struct slot {
     size_t labels_cap;
     int failed;
     char err[512];
+    double prep_s; /* summed per-sample read + decode + transform seconds */
 } slot;
 
 struct loader {
@@ -196,6 +197,7 @@ static slot *find_work(loader *L) {
         s->job = j;
         s->state = SLOT_FILLING;
         s->next_sample = s->done = 0;
+        s->prep_s = 0;
         s->failed = 0;
         s->err[0] = 0;
         return s;
@@ -217,8 +219,11 @@ static void *worker_main(void *arg) {
         int skip = s->failed; /* a failed batch is reported whole; don't waste work on it */
         pthread_mutex_unlock(&L->mu);
         err[0] = 0;
+        double t0 = now_seconds();
         int rc = skip ? 0 : process_sample(L, s, b, err, sizeof err);
+        double dt = now_seconds() - t0;
         pthread_mutex_lock(&L->mu);
+        s->prep_s += dt;
         if (rc != 0 && !s->failed) {
             s->failed = 1;
             snprintf(s->err, sizeof s->err, "%s", err);
@@ -399,6 +404,7 @@ int loader_next(loader *L, loader_batch *out, char *err, size_t errlen) {
     out->labels = s->labels;
     out->info = L->cfg.augment ? NULL : s->info;
     out->stall_s = stall;
+    out->prep_s = s->prep_s;
     return 0;
 }
 

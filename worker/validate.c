@@ -1,6 +1,7 @@
 #include "worker/validate.h"
 
 #include "common/log.h"
+#include "common/timer.h"
 #include "worker/val_plot_collect.h"
 
 #include <stdio.h>
@@ -80,6 +81,7 @@ static void match_chunk(validator *v, const loader_batch *bt, const float *dec, 
         if (plots)
             val_plot_collect_image(plots, bt->indices[i], det, nd, gt_box, gt_cls, ngt,
                                    &bt->info[i], v->conf);
+        if (v->on_image) v->on_image(v->on_image_ctx, bt->indices[i], det, nd, &bt->info[i]);
         s->records += nd;
         s->images++;
     }
@@ -125,12 +127,22 @@ int validate_run(validator *v, int epoch, const int32_t *idx, int n, const val_s
                 break;
             }
             pn = bt.n, ph = bt.h, pw = bt.w;
+            double t0 = now_seconds();
             model_forward_u8(v->m, bt.images, false);
             int A = model_num_anchors(v->m);
             dec = xrealloc(dec, (size_t)bt.n * A * (4 + v->nc) * sizeof *dec);
             model_decode(v->m, v->one2one ? MODEL_ONE2ONE : MODEL_ONE2MANY, dec);
-            chunk_loss(v, bt.n, bt.h, bt.w, bt.labels, bt.nlabels, &bl);
+            double t1 = now_seconds();
+            if (v->loss) chunk_loss(v, bt.n, bt.h, bt.w, bt.labels, bt.nlabels, &bl);
+            double t2 = now_seconds();
             match_chunk(v, &bt, dec, A, det, s, recs, &cap, counts, plots);
+            if (v->timing) {
+                v->timing->preprocess += bt.prep_s;
+                v->timing->inference += t1 - t0;
+                v->timing->loss += t2 - t1;
+                v->timing->postprocess += now_seconds() - t2;
+                v->timing->images += bt.n;
+            }
         }
         if (rc) break;
         double items[3];
