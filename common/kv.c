@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -115,4 +116,30 @@ int kv_check_unused(const kv_args *a, char *err, size_t errlen) {
     for (int i = 0; i < a->n; i++)
         if (!a->items[i].used) return errf(err, errlen, "unknown argument '%s'", a->items[i].key);
     return 0;
+}
+
+void kv_from_args_yaml(const char *text, kv_args *out) {
+    *out = (kv_args){0};
+    for (const char *p = text; p && *p;) {
+        const char *e = strchr(p, '\n'), *colon = strstr(p, ": ");
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (colon && colon < p + len && colon > p) {
+            char key[256], val[4096];
+            snprintf(key, sizeof key, "%.*s", (int)(colon - p), p);
+            snprintf(val, sizeof val, "%.*s", (int)(p + len - colon - 2), colon + 2);
+            kv_set(out, key, val);
+        }
+        p = e ? e + 1 : NULL;
+    }
+}
+
+void kv_args_yaml_value(const char *text, const char *key, char *out, size_t n) {
+    out[0] = 0;
+    size_t kl = strlen(key);
+    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (!strncmp(p, key, kl) && p[kl] == ':' && p[kl + 1] == ' ') {
+            const char *v = p + kl + 2, *e = strchr(v, '\n');
+            snprintf(out, n, "%.*s", (int)(e ? e - v : (long)strlen(v)), v);
+            return;
+        }
 }

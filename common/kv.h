@@ -31,6 +31,12 @@ int kv_get_bool(kv_args *a, const char *key, bool def, bool *out, char *err, siz
 /* -1 with "unknown argument 'key'" for the first key never read. */
 int kv_check_unused(const kv_args *a, char *err, size_t errlen);
 
+/* The flat `key: value` lines of an args.yaml text (as train_args_yaml_text writes it), in order,
+ * values as written (null included). Lines without ": " are skipped. */
+void kv_from_args_yaml(const char *text, kv_args *out);
+/* The value of `key: value` in such a text; "" when absent. */
+void kv_args_yaml_value(const char *text, const char *key, char *out, size_t n);
+
 /* Number parsing shared by yaml readers etc.: the whole string must be a number. */
 bool parse_long(const char *s, long *out);
 bool parse_double(const char *s, double *out);

@@ -1,4 +1,5 @@
-/* Writing one checkpoint version (format in ckpt_file.h and docs/checkpoints.md). */
+/* Writing one checkpoint version (format in ckpt_file.h and docs/checkpoints.md), and the HDF5
+ * file writer it shares with the weights files (ckpt_weights.h). */
 #include "common/atomic_file.h"
 #include "common/log.h"
 #include "common/sha256.h"
@@ -39,7 +40,7 @@ static int write_tensor(hid_t f, hid_t lcpl, const ckpt_tensor *t) {
     return rc;
 }
 
-static void iso_now(char *buf, size_t n) {
+void ckpt_iso_now(char *buf, size_t n) {
     time_t now = time(NULL);
     struct tm tm;
     gmtime_r(&now, &tm);
@@ -49,8 +50,8 @@ static void iso_now(char *buf, size_t n) {
 /* The whole file is built in memory (HDF5's core driver, no backing store) and then written with
  * plain I/O: a full or read-only disk fails our write with the system's reason, and HDF5 never
  * holds a file half-flushed to a failing disk (its library state would not survive that). */
-static int build_image(const char *path, ckpt_meta *meta, const ckpt_tensor *t, int n, void **img,
-                       size_t *len, char *err, size_t errlen) {
+static int build_image(const char *path, const ckpt_h5_attrs *attrs, const ckpt_tensor *t, int n,
+                       void **img, size_t *len, char *err, size_t errlen) {
     char h5err[256];
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     /* one allocation for the whole image: the tensors plus room for the metadata */
@@ -73,8 +74,7 @@ static int build_image(const char *path, ckpt_meta *meta, const ckpt_tensor *t, 
     char merr[300];
     if (lcpl < 0 || H5Pset_create_intermediate_group(lcpl, 1) < 0) {
         errf(err, errlen, "%s: HDF5 property list failed", path);
-    } else if (ckpt_meta_write(f, meta, merr, sizeof merr) != 0 ||
-               h5_attr_put_str(f, "content_sha256", meta->content_sha256) != 0) {
+    } else if (attrs->write(f, attrs->ctx, merr, sizeof merr) != 0) {
         ckpt_h5_error(h5err, sizeof h5err);
         errf(err, errlen, "%s: %s: %s", path, merr, h5err);
     } else {
@@ -102,18 +102,35 @@ static int build_image(const char *path, ckpt_meta *meta, const ckpt_tensor *t, 
     return rc;
 }
 
-int ckpt_write(const char *path, ckpt_meta *meta, ckpt_tensor *t, int n, char *err, size_t errlen) {
-    meta->format_version = CKPT_FORMAT_VERSION;
-    if (!meta->created[0]) iso_now(meta->created, sizeof meta->created);
-    for (int i = 0; i < n; i++)
-        sha256_hex(t[i].data, (size_t)ckpt_tensor_numel(&t[i]) * ckpt_dtype_size(t[i].dtype),
-                   t[i].sha256);
-    ckpt_content_digest(meta, t, n, meta->content_sha256);
+int ckpt_h5_write(const char *path, const ckpt_h5_attrs *attrs, const ckpt_tensor *t, int n,
+                  char *err, size_t errlen) {
     void *img = NULL;
     size_t len = 0;
-    if (build_image(path, meta, t, n, &img, &len, err, errlen) != 0) return -1;
+    if (build_image(path, attrs, t, n, &img, &len, err, errlen) != 0) return -1;
     /* temporary name, fsync, rename, fsync of the folder */
     int rc = atomic_write_file(path, img, len, err, errlen);
     free(img);
     return rc;
+}
+
+void ckpt_hash_tensors(ckpt_tensor *t, int n) {
+    for (int i = 0; i < n; i++)
+        sha256_hex(t[i].data, (size_t)ckpt_tensor_numel(&t[i]) * ckpt_dtype_size(t[i].dtype),
+                   t[i].sha256);
+}
+
+static int write_meta(hid_t f, void *ctx, char *err, size_t errlen) {
+    const ckpt_meta *meta = ctx;
+    if (ckpt_meta_write(f, meta, err, errlen) != 0) return -1;
+    if (h5_attr_put_str(f, "content_sha256", meta->content_sha256) != 0)
+        return errf(err, errlen, "cannot write attribute content_sha256");
+    return 0;
+}
+
+int ckpt_write(const char *path, ckpt_meta *meta, ckpt_tensor *t, int n, char *err, size_t errlen) {
+    meta->format_version = CKPT_FORMAT_VERSION;
+    if (!meta->created[0]) ckpt_iso_now(meta->created, sizeof meta->created);
+    ckpt_hash_tensors(t, n);
+    ckpt_content_digest(meta, t, n, meta->content_sha256);
+    return ckpt_h5_write(path, &(ckpt_h5_attrs){write_meta, meta}, t, n, err, errlen);
 }

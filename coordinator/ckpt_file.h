@@ -95,6 +95,10 @@ typedef struct ckpt_meta {
     char code_version[64];
     int world_size, micro_batch;
     char host[256];
+    /* optional (absent in versions written before they existed; "" / NULL then) */
+    char *class_names;          /* (heap) the dataset's class names, a JSON array of strings */
+    char *pretrained;           /* (heap) the weights file a fine-tuned run started from */
+    char pretrained_sha256[65]; /* that file's sha256 (of its bytes) */
 } ckpt_meta;
 
 void ckpt_meta_free(ckpt_meta *m);

@@ -1,5 +1,6 @@
-/* Internals shared by ckpt_file.c (writing) and ckpt_read.c (reading): HDF5 attribute helpers,
- * the table of metadata attributes, and the canonical content listing that content_sha256 hashes.
+/* Internals shared by ckpt_file.c (writing), ckpt_read.c (reading) and ckpt_weights.c (the
+ * weights files): HDF5 attribute helpers, the file writer and tensor reader both formats use, the
+ * table of metadata attributes, and the canonical content listing that content_sha256 hashes.
  * Not for use outside coordinator/ckpt_*.c. */
 #pragma once
 #include "coordinator/ckpt_file.h"
@@ -25,3 +26,28 @@ int ckpt_tensor_cmp(const void *a, const void *b); /* by name, for qsort */
 hid_t ckpt_h5_type(ckpt_dtype d);                  /* the little-endian file type */
 /* The innermost HDF5 error of the last failure (e.g. the system error of a failed write). */
 void ckpt_h5_error(char *buf, size_t n);
+
+/* "2026-12-07T11:34:05Z", now. */
+void ckpt_iso_now(char *buf, size_t n);
+/* Fills every tensor's sha256 from its data. */
+void ckpt_hash_tensors(ckpt_tensor *t, int n);
+
+/* Writes an HDF5 file atomically (built in memory, then temporary name, fsync, rename, fsync of
+ * the folder): the attributes through attrs->write, then the tensors (datasets at their names,
+ * each with its "sha256" attribute, which must be filled). 0 or -1 with one line in err. */
+typedef struct ckpt_h5_attrs {
+    int (*write)(hid_t file, void *ctx, char *err, size_t errlen);
+    void *ctx;
+} ckpt_h5_attrs;
+int ckpt_h5_write(const char *path, const ckpt_h5_attrs *attrs, const ckpt_tensor *t, int n,
+                  char *err, size_t errlen);
+
+/* Reading: opens path read-only after checking the HDF5 signature ("not an HDF5 file",
+ * "truncated or damaged HDF5 file (...)"); -1 with one line in err. */
+hid_t ckpt_h5_open(const char *path, char *err, size_t errlen);
+/* Every dataset of the file as a tensor (name, dtype, shape, stored sha256), sorted by name;
+ * *t malloc'd. 0, or -1 with err naming the object. */
+int ckpt_h5_list_tensors(hid_t f, ckpt_tensor **t, int *n, char *err, size_t errlen);
+/* Reads t's values into out and checks them against its sha256 (a mismatch names the tensor). */
+int ckpt_h5_read_tensor(hid_t f, const char *path, const ckpt_tensor *t, void *out, char *err,
+                        size_t errlen);

@@ -107,21 +107,27 @@ typedef struct field {
     ftype type;
     size_t off, size;  /* size: F_STR capacity */
     const char *value; /* F_CONST: a fixed description, written for readers */
+    bool optional;     /* a string added after format 1 first shipped: written, read and hashed
+                          only when not empty, so earlier versions keep reading and verifying */
 } field;
 
 #define O(m) offsetof(ckpt_meta, m)
 #define FI(g, n, m)                                                                                \
-    { g, n, F_INT, O(m), 0, NULL }
+    { g, n, F_INT, O(m), 0, NULL, false }
 #define FL(g, n, m)                                                                                \
-    { g, n, F_I64, O(m), 0, NULL }
+    { g, n, F_I64, O(m), 0, NULL, false }
 #define FD(g, n, m)                                                                                \
-    { g, n, F_DBL, O(m), 0, NULL }
+    { g, n, F_DBL, O(m), 0, NULL, false }
 #define FS(g, n, m)                                                                                \
-    { g, n, F_STR, O(m), sizeof(((ckpt_meta *)0)->m), NULL }
+    { g, n, F_STR, O(m), sizeof(((ckpt_meta *)0)->m), NULL, false }
 #define FH(g, n, m)                                                                                \
-    { g, n, F_HEAP, O(m), 0, NULL }
+    { g, n, F_HEAP, O(m), 0, NULL, false }
 #define FC(g, n, v)                                                                                \
-    { g, n, F_CONST, 0, 0, v }
+    { g, n, F_CONST, 0, 0, v, false }
+#define FSO(g, n, m)                                                                               \
+    { g, n, F_STR, O(m), sizeof(((ckpt_meta *)0)->m), NULL, true }
+#define FHO(g, n, m)                                                                               \
+    { g, n, F_HEAP, O(m), 0, NULL, true }
 
 static const field fields[] = {
     FC("", "format", CKPT_FORMAT),
@@ -146,7 +152,7 @@ static const field fields[] = {
     FI("train", "e2e_updates", e2e_updates),
     FI("train", "grad_accum_ranks", grad_accum_ranks),
     FD("train", "elapsed_s", elapsed_s),
-    {"train", "epoch_loss_sum", F_DBL3, O(epoch_loss_sum), 0, NULL},
+    {"train", "epoch_loss_sum", F_DBL3, O(epoch_loss_sum), 0, NULL, false},
     FD("train", "best_fitness", best_fitness),
     FI("train", "best_epoch", best_epoch),
     FD("train", "best_map50", best_map50),
@@ -170,7 +176,7 @@ static const field fields[] = {
     FS("optimizer", "type", optimizer),
     FL("optimizer", "steps", optimizer_steps),
     FI("optimizer", "ngroups", ngroups),
-    {"metrics", "has_row", F_BOOL, O(has_row), 0, NULL},
+    {"metrics", "has_row", F_BOOL, O(has_row), 0, NULL, false},
     FD("metrics", "fitness", fitness),
     FH("metrics", "results_csv", results_csv),
     FS("lineage", "parent_version", parent_version),
@@ -184,6 +190,9 @@ static const field fields[] = {
     FI("lineage", "world_size", world_size),
     FI("lineage", "micro_batch", micro_batch),
     FS("lineage", "host", host),
+    FHO("lineage", "class_names", class_names),
+    FHO("lineage", "pretrained", pretrained),
+    FSO("lineage", "pretrained_sha256", pretrained_sha256),
 };
 #define NFIELDS (sizeof fields / sizeof *fields)
 
@@ -219,6 +228,14 @@ static const char *col_name(const row_col *c, const epoch_row *r, char *buf, siz
 
 static const char *const group_names[] = {"train",     "rng",     "data",   "ema",
                                           "optimizer", "metrics", "lineage"};
+
+/* An optional field left empty: not in the file, not in the digest. */
+static bool absent(const field *f, const ckpt_meta *m) {
+    if (!f->optional) return false;
+    const char *p = (const char *)m + f->off;
+    const char *s = f->type == F_HEAP ? *(char *const *)p : p;
+    return !s || !*s;
+}
 
 /* ---- writing ------------------------------------------------------------------------------ */
 
@@ -302,6 +319,7 @@ int ckpt_meta_write(hid_t file, const ckpt_meta *m, char *err, size_t errlen) {
     }
     for (size_t i = 0; i < NFIELDS; i++) {
         const field *f = &fields[i];
+        if (absent(f, m)) continue;
         hid_t g = f->group[0] ? H5Gopen2(file, f->group, H5P_DEFAULT) : file;
         int rc = g >= 0 ? put_field(g, f, m) : -1;
         if (f->group[0] && g >= 0) H5Gclose(g);
@@ -396,6 +414,10 @@ int ckpt_meta_read(hid_t file, ckpt_meta *m, char *err, size_t errlen) {
     for (size_t i = 0; i < NFIELDS; i++) {
         const field *f = &fields[i];
         hid_t g = f->group[0] ? H5Gopen2(file, f->group, H5P_DEFAULT) : file;
+        if (f->optional && g >= 0 && H5Aexists(g, f->name) <= 0) {
+            if (f->group[0]) H5Gclose(g);
+            continue;
+        }
         int rc = g >= 0 ? get_field(g, f, m) : -1;
         if (f->group[0] && g >= 0) H5Gclose(g);
         if (rc) {
@@ -482,7 +504,8 @@ static int ptr_cmp(const void *a, const void *b) {
 void ckpt_content_digest(const ckpt_meta *m, const ckpt_tensor *t, int n, char hex[65]) {
     sha256_ctx *c = sha256_begin();
     char buf[512];
-    for (size_t i = 0; i < NFIELDS; i++) digest_field(c, &fields[i], m);
+    for (size_t i = 0; i < NFIELDS; i++)
+        if (!absent(&fields[i], m)) digest_field(c, &fields[i], m);
     for (int i = 0; i < m->ngroups && i < CKPT_MAX_GROUPS; i++) {
         const ckpt_param_group *g = &m->group[i];
         snprintf(buf, sizeof buf, "group %d %zu:%s lr=%a initial_lr=%a momentum=%a wd=%a muon=%d\n",

@@ -13,7 +13,7 @@ struct ckpt_file {
     hid_t f;
     ckpt_meta meta;
     ckpt_tensor *t;
-    int n, cap;
+    int n;
 };
 
 static const unsigned char HDF5_SIGNATURE[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
@@ -57,7 +57,8 @@ static int check_format(hid_t f, const char *path, char *err, size_t errlen) {
 }
 
 typedef struct visit_ctx {
-    ckpt_file *cf;
+    ckpt_tensor *t;
+    int n, cap;
     char *err;
     size_t errlen;
     int failed;
@@ -106,30 +107,49 @@ static herr_t visit_link(hid_t loc, const char *name, const H5L_info_t *info, vo
     }
     int rc = 0;
     if (H5Iget_type(o) == H5I_DATASET) {
-        ckpt_file *cf = v->cf;
-        if (cf->n == cf->cap) {
-            cf->cap = cf->cap ? 2 * cf->cap : 256;
-            cf->t = xrealloc(cf->t, (size_t)cf->cap * sizeof *cf->t);
+        if (v->n == v->cap) {
+            v->cap = v->cap ? 2 * v->cap : 256;
+            v->t = xrealloc(v->t, (size_t)v->cap * sizeof *v->t);
         }
-        if (describe_dataset(o, name, &cf->t[cf->n], v->err, v->errlen) != 0)
+        if (describe_dataset(o, name, &v->t[v->n], v->err, v->errlen) != 0)
             v->failed = rc = -1;
         else
-            cf->n++;
+            v->n++;
     }
     H5Oclose(o);
     return rc;
 }
 
-ckpt_file *ckpt_open(const char *path, char *err, size_t errlen) {
-    if (check_signature(path, err, errlen) != 0) return NULL;
+hid_t ckpt_h5_open(const char *path, char *err, size_t errlen) {
+    if (check_signature(path, err, errlen) != 0) return -1;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) {
         char h5err[256];
         ckpt_h5_error(h5err, sizeof h5err);
         errf(err, errlen, "%s: truncated or damaged HDF5 file (%s)", path, h5err);
-        return NULL;
     }
+    return f;
+}
+
+int ckpt_h5_list_tensors(hid_t f, ckpt_tensor **t, int *n, char *err, size_t errlen) {
+    visit_ctx v = {.err = err, .errlen = errlen};
+    *t = NULL;
+    *n = 0;
+    if (H5Lvisit(f, H5_INDEX_NAME, H5_ITER_INC, visit_link, &v) < 0 || v.failed) {
+        if (!v.failed) errf(err, errlen, "cannot list the datasets");
+        free(v.t);
+        return -1;
+    }
+    qsort(v.t, (size_t)v.n, sizeof *v.t, ckpt_tensor_cmp);
+    *t = v.t;
+    *n = v.n;
+    return 0;
+}
+
+ckpt_file *ckpt_open(const char *path, char *err, size_t errlen) {
+    hid_t f = ckpt_h5_open(path, err, errlen);
+    if (f < 0) return NULL;
     ckpt_file *cf = xcalloc(1, sizeof *cf);
     cf->path = xstrdup(path);
     cf->f = f;
@@ -147,12 +167,10 @@ ckpt_file *ckpt_open(const char *path, char *err, size_t errlen) {
     }
     snprintf(cf->meta.content_sha256, sizeof cf->meta.content_sha256, "%s", sha);
     free(sha);
-    visit_ctx v = {.cf = cf, .err = merr, .errlen = sizeof merr};
-    if (H5Lvisit(f, H5_INDEX_NAME, H5_ITER_INC, visit_link, &v) < 0 || v.failed) {
-        errf(err, errlen, "%s: damaged checkpoint: %s", path, v.failed ? merr : "cannot list");
+    if (ckpt_h5_list_tensors(f, &cf->t, &cf->n, merr, sizeof merr) != 0) {
+        errf(err, errlen, "%s: damaged checkpoint: %s", path, merr);
         goto fail;
     }
-    qsort(cf->t, (size_t)cf->n, sizeof *cf->t, ckpt_tensor_cmp);
     return cf;
 fail:
     ckpt_close(cf);
@@ -188,24 +206,27 @@ int ckpt_find_tensor(const ckpt_file *cf, const char *name) {
     return hit ? (int)(hit - cf->t) : -1;
 }
 
-int ckpt_read_tensor(ckpt_file *cf, int i, void *out, char *err, size_t errlen) {
-    if (i < 0 || i >= cf->n) return errf(err, errlen, "%s: no tensor #%d", cf->path, i);
-    const ckpt_tensor *t = &cf->t[i];
-    hid_t d = H5Dopen2(cf->f, t->name, H5P_DEFAULT);
+int ckpt_h5_read_tensor(hid_t f, const char *path, const ckpt_tensor *t, void *out, char *err,
+                        size_t errlen) {
+    hid_t d = H5Dopen2(f, t->name, H5P_DEFAULT);
     hid_t mem = t->dtype == CKPT_I64 ? H5T_NATIVE_INT64 : H5T_NATIVE_FLOAT;
     int ok = d >= 0 && H5Dread(d, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) >= 0;
     if (d >= 0) H5Dclose(d);
     if (!ok) {
         char h5err[256];
         ckpt_h5_error(h5err, sizeof h5err);
-        return errf(err, errlen, "%s: tensor %s cannot be read (%s)", cf->path, t->name, h5err);
+        return errf(err, errlen, "%s: tensor %s cannot be read (%s)", path, t->name, h5err);
     }
     char hex[65];
     sha256_hex(out, (size_t)ckpt_tensor_numel(t) * ckpt_dtype_size(t->dtype), hex);
     if (strcmp(hex, t->sha256))
-        return errf(err, errlen, "%s: tensor %s: sha256 mismatch (damaged data)", cf->path,
-                    t->name);
+        return errf(err, errlen, "%s: tensor %s: sha256 mismatch (damaged data)", path, t->name);
     return 0;
+}
+
+int ckpt_read_tensor(ckpt_file *cf, int i, void *out, char *err, size_t errlen) {
+    if (i < 0 || i >= cf->n) return errf(err, errlen, "%s: no tensor #%d", cf->path, i);
+    return ckpt_h5_read_tensor(cf->f, cf->path, &cf->t[i], out, err, errlen);
 }
 
 int ckpt_verify(ckpt_file *cf, void (*report)(void *ctx, const char *line), void *ctx, char *err,

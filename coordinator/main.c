@@ -15,6 +15,8 @@ static const command commands[] = {
     {"train", "key=value ...  train a model (Ultralytics arguments)", cmd_train},
     {"watch", "<rundir>  live progress of a run (or its results.csv summary)", cmd_watch},
     {"ctl", "<rundir> status | save | stop  control a live run", cmd_ctl},
+    {"ckpt", "ls | show | diff | verify | export | tag | untag | prune  model versions", cmd_ckpt},
+    {"runs", "ls | compare  runs of a project side by side", cmd_runs},
 };
 
 static void usage(FILE *f) {

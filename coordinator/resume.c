@@ -45,33 +45,16 @@ static int fresh(kv_args *kv, train_args *a, char *err, size_t errlen) {
     return run_lock_check(dir, err, errlen);
 }
 
-/* The value of `key: value` in an args.yaml text ("" when absent). */
-static void yaml_value(const char *text, const char *key, char *out, size_t n) {
-    out[0] = 0;
-    size_t kl = strlen(key);
-    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
-        if (!strncmp(p, key, kl) && p[kl] == ':' && p[kl + 1] == ' ') {
-            const char *v = p + kl + 2, *e = strchr(v, '\n');
-            snprintf(out, n, "%.*s", (int)(e ? e - v : (long)strlen(v)), v);
-            return;
-        }
-}
-
 /* args.yaml text -> key=value pairs (save_dir and resume are the new run's, null is a default). */
 static void kv_from_yaml(const char *text, kv_args *out) {
+    kv_args all;
+    kv_from_args_yaml(text, &all);
     *out = (kv_args){0};
-    for (const char *p = text; p && *p;) {
-        const char *e = strchr(p, '\n'), *colon = strstr(p, ": ");
-        size_t len = e ? (size_t)(e - p) : strlen(p);
-        if (colon && colon < p + len) {
-            char key[256], val[4096];
-            snprintf(key, sizeof key, "%.*s", (int)(colon - p), p);
-            snprintf(val, sizeof val, "%.*s", (int)(p + len - colon - 2), colon + 2);
-            if (strcmp(key, "save_dir") && strcmp(key, "resume") && strcmp(val, "null"))
-                kv_set(out, key, val);
-        }
-        p = e ? e + 1 : NULL;
-    }
+    for (int i = 0; i < all.n; i++)
+        if (strcmp(all.items[i].key, "save_dir") && strcmp(all.items[i].key, "resume") &&
+            strcmp(all.items[i].val, "null"))
+            kv_set(out, all.items[i].key, all.items[i].val);
+    kv_free(&all);
 }
 
 /* The run's own arguments with the command line's allowed changes; a change to any other key
@@ -104,8 +87,8 @@ static int resumed_args(kv_args *cmd, const ckpt_meta *m, const char *version, b
             rc = errf(err, errlen, "resume: %s", e2);
         } else {
             char *y1 = train_args_yaml_text(&b), was[1024], now[1024];
-            yaml_value(y0, k, was, sizeof was);
-            yaml_value(y1, k, now, sizeof now);
+            kv_args_yaml_value(y0, k, was, sizeof was);
+            kv_args_yaml_value(y1, k, now, sizeof now);
             if (strcmp(was, now))
                 rc = errf(err, errlen,
                           "resume: %s=%s differs from the run's %s: %s; a resumed run keeps its "

@@ -10,6 +10,7 @@
 #include "coordinator/ckpt_transfer.h"
 #include "coordinator/train_state.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,6 +81,17 @@ static void restore(train_state *st, const ckpt_meta *m, const char *version) {
     restore_results(st, version);
 }
 
+/* The dataset's class names as a JSON array (what fine-tuning's cls_remap matches by). */
+static char *class_names_json(const dataset *ds) {
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; i < dataset_num_classes(ds); i++)
+        cJSON_AddItemToArray(a, cJSON_CreateString(dataset_class_name(ds, i)));
+    char *text = cJSON_PrintUnformatted(a), *out = xstrdup(text ? text : "[]");
+    cJSON_free(text);
+    cJSON_Delete(a);
+    return out;
+}
+
 int train_state_init(train_state *st, train_args *a, dataset *ds, int workers,
                      const ckpt_meta *resumed, const resume_plan *plan, char *err, size_t errlen) {
     *st = (train_state){.args = a,
@@ -100,6 +112,7 @@ int train_state_init(train_state *st, train_args *a, dataset *ds, int workers,
     size_t alen = 0;
     st->args_yaml = telemetry_read_text(apath, 1 << 20, &alen, NULL, 0);
     if (!st->args_yaml) st->args_yaml = train_args_yaml_text(a);
+    st->class_names = class_names_json(ds);
     const char *vname = "";
     if (resumed) {
         vname = strrchr(plan->version_path, '/') ? strrchr(plan->version_path, '/') + 1
@@ -164,6 +177,7 @@ static void fill_meta(train_state *st, ckpt_meta *m, const char *reason, int epo
     ckpt_meta_set(&m->model, a->model);
     ckpt_meta_set(&m->model_yaml, st->model_yaml);
     ckpt_meta_set(&m->args_yaml, st->args_yaml);
+    ckpt_meta_set(&m->class_names, st->class_names);
     snprintf(m->code_version, sizeof m->code_version, "%s", code_version());
     m->micro_batch = (int)(a->micro_batch ? a->micro_batch : a->batch / st->workers);
     if (gethostname(m->host, sizeof m->host - 1) != 0) snprintf(m->host, sizeof m->host, "?");
@@ -292,5 +306,6 @@ void train_state_free(train_state *st) {
     free(st->results_text);
     free(st->model_yaml);
     free(st->args_yaml);
-    st->results_text = st->model_yaml = st->args_yaml = NULL;
+    free(st->class_names);
+    st->results_text = st->model_yaml = st->args_yaml = st->class_names = NULL;
 }

@@ -47,6 +47,7 @@ typedef struct train_state {
     epoch_row last_row;
     double last_fitness;
     char *model_yaml, *args_yaml; /* lineage */
+    char *class_names;            /* the dataset's, a JSON array (lineage) */
     int submitted, failed_last;   /* versions submitted; the newest's write failed */
     int test_save_epoch, test_save_step, test_hold_version; /* YOLO_TEST_* knobs */
 } train_state;
