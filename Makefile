@@ -41,8 +41,8 @@ ifeq ($(CUDA),1)
 endif
 
 # ---- sources: every .c in the module folders is library code, except the two mains -------------
-MODULES   := common kernels dataio worker coordinator
-MAINS     := worker/main.c coordinator/main.c
+MODULES   := common kernels dataio worker coordinator lifecycle
+MAINS     := worker/main.c coordinator/main.c lifecycle/main.c
 ALL_C     := $(filter-out $(MAINS),$(foreach m,$(MODULES),$(wildcard $(m)/*.c)))
 # foo_nocuda.c is the CPU-only stand-in for foo.cu: built exactly when the .cu is not
 ifeq ($(CUDA),1)
@@ -58,7 +58,7 @@ BENCH_BIN := $(patsubst bench/%.c,bin/%,$(wildcard bench/*.c))
 # tests/mpi/foo.c: a standalone MPI program that a Criterion test runs under mpirun
 MPI_TEST_BIN := $(patsubst tests/mpi/%.c,build/tests/mpi/%,$(wildcard tests/mpi/*.c))
 
-all: features bin/coordinator bin/worker build/tests/yolo-tests $(BENCH_BIN) $(MPI_TEST_BIN)
+all: features bin/coordinator bin/worker bin/lifecycle build/tests/yolo-tests $(BENCH_BIN) $(MPI_TEST_BIN)
 
 features:
 	@echo "features: $(FEATURES)"

@@ -26,7 +26,7 @@
 #pragma once
 #include <stdint.h>
 
-#define PROTOCOL_VERSION 4
+#define PROTOCOL_VERSION 5
 
 enum msg_tag {
     TAG_EPOCH = 100,
@@ -101,10 +101,13 @@ typedef struct step_report {
  * computes its loss items over the whole batch. */
 #define VAL_CHUNK 16
 
+enum { VAL_SEND_PLOTS = 1, VAL_SEND_ALL_PREDICTIONS = 2 };
+
 typedef struct val_header {
     int32_t epoch, count; /* val indices that follow (-1: no validation this epoch) */
     int32_t batches;      /* rectangular batches that follow the indices, 3 int32 each */
-    int32_t plots;        /* 1: also send the plot data (common/val_plots.h) */
+    int32_t plots;        /* VAL_SEND_PLOTS: also send the plot data (common/val_plots.h); with
+                           * VAL_SEND_ALL_PREDICTIONS its predictions are every image's (save_json) */
 } val_header;
 
 /* Followed by `records` val_record (common/val_record.h) and 2*nc int64: per-class ground-truth

@@ -19,6 +19,7 @@ typedef struct train_args {
         warmup_bias_lr, box, cls, dfl, hsv_h, hsv_s, hsv_v, degrees, translate, scale, shear,
         perspective, flipud, fliplr, mosaic, iou, conf;
     bool exist_ok, cos_lr, val, save, deterministic, single_cls, plots, verbose;
+    bool save_json; /* the last validation's predictions as predictions.json (COCO format) */
     /* from Ultralytics 8.4.190 (args_8_4_190) */
     double cls_pw;     /* class weights (1/count)^cls_pw in the BCE; 0 = off */
     bool cls_remap;    /* only acts when pretrained weights are loaded (refused here) */

@@ -94,7 +94,7 @@ static int draw_mosaics(const chart_run *s, int k, const chart_validation *v, ch
     }
     for (size_t j = 0; j < v->ndets; j++) {
         const val_plot_det *d = &v->dets[j];
-        if (d->image >= lo && d->image < lo + n)
+        if (d->image >= lo && d->image < lo + n && d->conf > VAL_PLOT_CONF)
             pred[npred++] = (chart_box){d->image - lo, d->cls, d->conf, d->x1, d->y1, d->x2, d->y2};
     }
     char path[PATH_MAX + 32], file[64];

@@ -16,16 +16,36 @@ bool launched_by_mpi(void) {
            getenv("SLURM_STEP_ID");
 }
 
+/* This binary's path (self when /proc is not there) and bin/<name> beside it. */
+static void self_and_sibling(const char *self, const char *name, char *exe, size_t n, char *sib,
+                             size_t sn) {
+    ssize_t k = readlink("/proc/self/exe", exe, n - 1);
+    if (k <= 0)
+        snprintf(exe, n, "%s", self);
+    else
+        exe[k] = 0;
+    char *copy = xstrdup(exe);
+    snprintf(sib, sn, "%s/%s", dirname(copy), name);
+    free(copy);
+}
+
+int exec_sibling(const char *program, int argc, char **argv) {
+    char exe[PATH_MAX], sib[PATH_MAX + 64];
+    self_and_sibling("coordinator", program, exe, sizeof exe, sib, sizeof sib);
+    char **av = xcalloc((size_t)argc + 2, sizeof *av);
+    av[0] = sib;
+    for (int i = 0; i < argc; i++) av[i + 1] = argv[i];
+    fflush(NULL);
+    execv(sib, av);
+    log_error("%s: cannot run (%s); it is built next to the coordinator by make", sib,
+              strerror(errno));
+    free(av);
+    return 2;
+}
+
 int launch_mpmd(const char *self, int workers, int argc, char **argv) {
     char exe[PATH_MAX], worker[PATH_MAX + 16];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0)
-        snprintf(exe, sizeof exe, "%s", self);
-    else
-        exe[n] = 0;
-    char *copy = xstrdup(exe);
-    snprintf(worker, sizeof worker, "%s/worker", dirname(copy));
-    free(copy);
+    self_and_sibling(self, "worker", exe, sizeof exe, worker, sizeof worker);
     if (access(worker, X_OK) != 0) {
         log_error("%s: worker binary not found next to the coordinator", worker);
         return 2;

@@ -61,7 +61,8 @@ typedef struct sink_validation {
     const int64_t *confusion; /* [(nc + 1)][(nc + 1)], [predicted][true], nc = background */
     size_t ndets;
     const val_plot_det *dets; /* predictions (conf > VAL_PLOT_CONF) on val images
-                               * [0, VAL_PLOT_IMAGES), original pixels, any order */
+                               * [0, VAL_PLOT_IMAGES), original pixels, any order; with save_json
+                               * every prediction of every image (filter before drawing) */
 } sink_validation;
 
 /* A checkpoint version is on disk (reported after the background writer finished it). */

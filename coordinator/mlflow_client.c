@@ -37,8 +37,8 @@ void mlflow_sanitize_key(const char *in, char *out, size_t n) {
     for (const char *p = in; *p && k + 1 < n; p++) {
         char ch = *p;
         if (ch == '(' || ch == ')') continue;
-        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-                  strchr("_-. :/", ch);
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || strchr("_-. :/", ch);
         out[k++] = ok ? ch : '_';
     }
     if (n) out[k] = 0;
@@ -122,7 +122,8 @@ static int request(mlflow_client *c, const char *path, const cJSON *body, cJSON 
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->timeout_ms < 5000 ? c->timeout_ms : 5000L);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L); /* called from a thread */
     curl_easy_setopt(h, CURLOPT_USERAGENT, "yolo-cluster-mlflow/1");
-    const char *user = getenv("MLFLOW_TRACKING_USERNAME"), *pass = getenv("MLFLOW_TRACKING_PASSWORD");
+    const char *user = getenv("MLFLOW_TRACKING_USERNAME"),
+               *pass = getenv("MLFLOW_TRACKING_PASSWORD");
     if (user && *user && !c->auth[0]) {
         curl_easy_setopt(h, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
         curl_easy_setopt(h, CURLOPT_USERNAME, user);
@@ -151,7 +152,10 @@ static int request(mlflow_client *c, const char *path, const cJSON *body, cJSON 
         const char *msg = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "message"));
         const char *ec = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "error_code"));
         errf(err, errlen, "%s%s: HTTP %ld%s%s%s%.300s", c->uri, path, code, ec ? " " : "",
-             ec ? ec : "", msg || b.p ? ": " : "", msg ? msg : b.p ? b.p : "");
+             ec ? ec : "", msg || b.p ? ": " : "",
+             msg   ? msg
+             : b.p ? b.p
+                   : "");
         out = code == 429 || code >= 500 ? MLFLOW_RETRY : MLFLOW_FAIL;
         if (reply && j)
             *reply = j; /* the caller may look at error_code */
@@ -183,7 +187,8 @@ static int experiment_get(mlflow_client *c, const char *name, char *id, size_t n
     int rc = request(c, path, NULL, &r, err, errlen);
     if (rc == 0) {
         const cJSON *e = cJSON_GetObjectItemCaseSensitive(r, "experiment");
-        const char *eid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "experiment_id"));
+        const char *eid =
+            cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "experiment_id"));
         const char *stage =
             cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "lifecycle_stage"));
         if (!eid) {
@@ -194,8 +199,7 @@ static int experiment_get(mlflow_client *c, const char *name, char *id, size_t n
                  "%s: experiment '%s' is deleted (restore it, or set MLFLOW_EXPERIMENT_NAME)",
                  c->uri, name);
             rc = MLFLOW_FAIL;
-        }
-        else
+        } else
             snprintf(id, n, "%s", eid);
     } else if (rc == MLFLOW_FAIL && error_code(r) &&
                !strcmp(error_code(r), "RESOURCE_DOES_NOT_EXIST")) {
@@ -214,7 +218,8 @@ int mlflow_experiment_ensure(mlflow_client *c, const char *name, char *id, size_
     rc = request(c, "/api/2.0/mlflow/experiments/create", body, &r, err, errlen);
     cJSON_Delete(body);
     if (rc == 0) {
-        const char *eid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "experiment_id"));
+        const char *eid =
+            cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "experiment_id"));
         if (eid)
             snprintf(id, n, "%s", eid);
         else

@@ -119,8 +119,8 @@ static int start_run(mlflow_sink *s, char *err, size_t errlen) {
         return rc;
     }
     char exp_id[128];
-    WITH_RETRIES(rc, mlflow_experiment_ensure(s->client, s->experiment, exp_id, sizeof exp_id, err,
-                                              errlen));
+    WITH_RETRIES(
+        rc, mlflow_experiment_ensure(s->client, s->experiment, exp_id, sizeof exp_id, err, errlen));
     if (rc != 0) return rc;
     WITH_RETRIES(rc, mlflow_run_create(s->client, exp_id, s->run_name, mlflow_now_ms(),
                                        s->create_tags.kv, s->create_tags.n, s->run_id,
@@ -142,14 +142,15 @@ static int start_run(mlflow_sink *s, char *err, size_t errlen) {
 static int send_job(mlflow_sink *s, const job *j, char *err, size_t errlen) {
     int rc = 0;
     if (j->kind == JOB_END) {
-        WITH_RETRIES(rc, mlflow_run_update(s->client, s->run_id, j->status, mlflow_now_ms(), err,
-                                           errlen));
+        WITH_RETRIES(
+            rc, mlflow_run_update(s->client, s->run_id, j->status, mlflow_now_ms(), err, errlen));
         return rc;
     }
     /* params and tags in slices of MLflow's per-request limits; metrics with the first slice */
     int np = j->params.n, nt = j->tags.n;
     for (int p = 0, t = 0, first = 1; rc == 0 && (first || p < np || t < nt); first = 0) {
-        int kp = np - p < MAX_PARAMS ? np - p : MAX_PARAMS, kt = nt - t < MAX_TAGS ? nt - t : MAX_TAGS;
+        int kp = np - p < MAX_PARAMS ? np - p : MAX_PARAMS,
+            kt = nt - t < MAX_TAGS ? nt - t : MAX_TAGS;
         WITH_RETRIES(rc, mlflow_log_batch(s->client, s->run_id, first ? j->metrics : NULL,
                                           first ? j->nmetrics : 0, j->params.kv + p, kp,
                                           j->tags.kv + t, kt, err, errlen));
@@ -301,11 +302,8 @@ static int on_close(void *self, bool ok, char *err, size_t errlen) {
     return rc;
 }
 
-static const metric_sink_ops mlflow_ops = {.name = "mlflow",
-                                           .step = check,
-                                           .epoch = on_epoch,
-                                           .version = on_version,
-                                           .close = on_close};
+static const metric_sink_ops mlflow_ops = {
+    .name = "mlflow", .step = check, .epoch = on_epoch, .version = on_version, .close = on_close};
 
 /* The MLflow run of RUN_FILE when it was made on this tracking server. */
 static void read_run_file(mlflow_sink *s) {
@@ -368,7 +366,9 @@ int sink_mlflow_open(const sink_run *run, metric_sink *out, char *err, size_t er
     const train_args *a = run->args;
     const char *en = getenv("MLFLOW_EXPERIMENT_NAME"), *rn = getenv("MLFLOW_RUN");
     snprintf(s->experiment, sizeof s->experiment, "%s",
-             en && *en ? en : a->project[0] ? a->project : "/Shared/Ultralytics");
+             en && *en       ? en
+             : a->project[0] ? a->project
+                             : "/Shared/Ultralytics");
     /* the folder's actual name (train2 when train existed), which is what name= became */
     const char *base = strrchr(run->save_dir, '/');
     snprintf(s->run_name, sizeof s->run_name, "%s", rn && *rn ? rn : base ? base + 1 : a->name);

@@ -13,7 +13,8 @@
 
 static bool image_name(const char *name) {
     const char *dot = strrchr(name, '.');
-    return dot && (!strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg") || !strcasecmp(dot, ".png"));
+    return dot &&
+           (!strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg") || !strcasecmp(dot, ".png"));
 }
 
 static int by_name(const void *a, const void *b) {
@@ -70,7 +71,8 @@ int image_files_read(const char *path, uint8_t **bytes, size_t *n, char *err, si
     if (rc == 0) {
         *bytes = xmalloc((size_t)len + 1);
         if (fread(*bytes, 1, (size_t)len, f) != (size_t)len)
-            rc = errf(err, errlen, "%s: read failed: %s", path, ferror(f) ? strerror(errno) : "short");
+            rc = errf(err, errlen, "%s: read failed: %s", path,
+                      ferror(f) ? strerror(errno) : "short");
         *n = (size_t)len;
     }
     if (fclose(f) != 0 && rc == 0) rc = errf(err, errlen, "%s: %s", path, strerror(errno));

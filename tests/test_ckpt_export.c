@@ -69,8 +69,8 @@ Test(ckptexport, safetensors_read_by_the_safetensors_package) {
     fputs(reader, f);
     fclose(f);
     snprintf(listing, sizeof listing, "%s/list.txt", dir);
-    cr_assert_eq(run_sh("%s %s %s/m.safetensors > %s 2>&1", py, script, dir, listing), 0,
-                 "see %s", listing);
+    cr_assert_eq(run_sh("%s %s %s/m.safetensors > %s 2>&1", py, script, dir, listing), 0, "see %s",
+                 listing);
     /* every EMA tensor of the version, same bytes (sha256), dtype and shape; nothing else */
     ckpt_file *v = open_version(1);
     int ema = 0;
@@ -214,8 +214,8 @@ Test(ckptexport, ultralytics_loads_the_export_and_its_outputs_match_ours) {
     char pt[256], in[256], out[256], st[256];
     snprintf(st, sizeof st, "%s/m.safetensors", dir);
     snprintf(pt, sizeof pt, "%s/m.pt", dir);
-    cr_assert_eq(pyref_run(py, "scripts/safetensors_to_ultralytics.py", st, pt, why, sizeof why),
-                 0, "%s", why);
+    cr_assert_eq(pyref_run(py, "scripts/safetensors_to_ultralytics.py", st, pt, why, sizeof why), 0,
+                 "%s", why);
     enum { B = 2, H = 96, W = 64 };
     float *x = write_images(B, H, W);
     snprintf(in, sizeof in, "%s/fwd.txt", dir);

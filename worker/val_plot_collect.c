@@ -76,9 +76,9 @@ void val_plot_collect_image(val_plot_data *d, int index, const detection *det, i
                             const float *gt_box, const int *gt_cls, int ngt,
                             const letterbox_info *lb, float conf_thres) {
     val_confusion_update(d->confusion, d->nc, det, nd, gt_box, gt_cls, ngt, conf_thres);
-    if (index < 0 || index >= VAL_PLOT_IMAGES) return;
+    if (!d->all && (index < 0 || index >= VAL_PLOT_IMAGES)) return;
     for (int p = 0; p < nd; p++) {
-        if (!(det[p].conf > VAL_PLOT_CONF)) continue;
+        if (!d->all && !(det[p].conf > VAL_PLOT_CONF)) continue;
         float b[4] = {det[p].x1, det[p].y1, det[p].x2, det[p].y2};
         letterbox_undo_box(lb, b, b);
         val_plot_det o = {.image = index,

@@ -145,9 +145,11 @@ int validate_run(validator *v, int epoch, const int32_t *idx, int n, const val_s
             }
         }
         if (rc) break;
-        double items[3];
-        batch_items(v, &bl, items);
-        for (int k = 0; k < 3; k++) s->loss_sum[k] += items[k];
+        if (v->loss) {
+            double items[3];
+            batch_items(v, &bl, items);
+            for (int k = 0; k < 3; k++) s->loss_sum[k] += items[k];
+        }
         s->batches++;
     }
     free(dec);
