@@ -136,6 +136,12 @@ static int ceil_stride(int v) {
     return (v + STRIDE - 1) / STRIDE * STRIDE;
 }
 
+void eval_predict_canvas(int h0, int w0, int imgsz, int *h, int *w) {
+    int lh, lw;
+    augment_load_size(h0, w0, imgsz, &lh, &lw);
+    *h = ceil_stride(lh), *w = ceil_stride(lw);
+}
+
 /* Indices in processing order and the batches: rectangular validation batches of a dataset
  * split, or one image per batch in its own smallest stride-multiple canvas. */
 static int make_batches(eval_source *s, const eval_opts *o, int32_t **idx, val_shape **shapes,
@@ -160,10 +166,10 @@ static int make_batches(eval_source *s, const eval_opts *o, int32_t **idx, val_s
         *nb = n;
         *shapes = xmalloc((size_t)n * sizeof **shapes);
         for (int i = 0; i < n; i++) {
-            int lh, lw;
-            augment_load_size(h[i], w[i], o->imgsz, &lh, &lw);
+            int ch, cw;
+            eval_predict_canvas(h[i], w[i], o->imgsz, &ch, &cw);
             (*idx)[i] = i;
-            (*shapes)[i] = (val_shape){1, ceil_stride(lh), ceil_stride(lw)};
+            (*shapes)[i] = (val_shape){1, ch, cw};
         }
     }
     free(h);

@@ -75,6 +75,10 @@ typedef struct eval_result {
     int last_h, last_w; /* the last canvas (the speed line's shape) */
 } eval_result;
 
+/* The canvas an image file of h0 x w0 is predicted in: its load size (long side to imgsz),
+ * each side rounded up to a multiple of 32 (Ultralytics' LetterBox(auto=True)). */
+void eval_predict_canvas(int h0, int w0, int imgsz, int *h, int *w);
+
 /* 0, or -1 with err (a damaged image names its file; nothing is half-filled: free either way). */
 int eval_run(eval_model *em, eval_source *src, const eval_opts *o, eval_result *r, char *err,
              size_t errlen);
