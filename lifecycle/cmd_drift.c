@@ -18,20 +18,22 @@
 
 static const cli_spec spec = {
     .name = "drift",
-    .usage = "model=<run|run:vN|run@tag|file> new=<folder|image|h5|yaml> [new_split=val]\n"
-             "       [reference=<h5|yaml> (the training dataset)] [reference_split=val] [conf=0.25]\n"
-             "       [conf_floor=0.05] [no_detection_delta=0.1] [annotate=100] [--json]\n"
-             "       [imgsz=<training imgsz>] [device=cpu] [project=runs/detect] [name=drift] ...",
-    .help = "Runs the model over reference data and new data and compares, per class and\n"
-            "overall, the distribution of each image's highest confidence (detections above\n"
-            "conf_floor count; "
-            "PSI and two-sample KS), the predicted-class frequencies (PSI, detections above conf),\n"
-            "the share of images without a detection above conf, and the images' brightness,\n"
-            "contrast and size (PSI and KS): each value with its threshold (docs/lifecycle.md).\n"
-            "Exit 1 when any threshold is crossed. The `annotate` new images the model is least\n"
-            "sure about (1 - highest confidence) go to project/name/images with the model's boxes\n"
-            "as pre-annotations in labels/, listed in annotate.txt, with annotate.yaml ready for\n"
-            "`coordinator data pack data=.../annotate.yaml out=new.h5`.",
+    .usage =
+        "model=<run|run:vN|run@tag|file> new=<folder|image|h5|yaml> [new_split=val]\n"
+        "       [reference=<h5|yaml> (the training dataset)] [reference_split=val] [conf=0.25]\n"
+        "       [conf_floor=0.05] [no_detection_delta=0.1] [annotate=100] [--json]\n"
+        "       [imgsz=<training imgsz>] [device=cpu] [project=runs/detect] [name=drift] ...",
+    .help =
+        "Runs the model over reference data and new data and compares, per class and\n"
+        "overall, the distribution of each image's highest confidence (detections above\n"
+        "conf_floor count; "
+        "PSI and two-sample KS), the predicted-class frequencies (PSI, detections above conf),\n"
+        "the share of images without a detection above conf, and the images' brightness,\n"
+        "contrast and size (PSI and KS): each value with its threshold (docs/lifecycle.md).\n"
+        "Exit 1 when any threshold is crossed. The `annotate` new images the model is least\n"
+        "sure about (1 - highest confidence) go to project/name/images with the model's boxes\n"
+        "as pre-annotations in labels/, listed in annotate.txt, with annotate.yaml ready for\n"
+        "`coordinator data pack data=.../annotate.yaml out=new.h5`.",
     .flags = "json",
     .keys = "model,new,new_split,reference,reference_split,conf_floor,no_detection_delta,"
             "annotate," EVAL_ARGS_KEYS,
@@ -58,8 +60,7 @@ static void side_free(side *s) {
 }
 
 static void print_checks(const drift_check *c, int n) {
-    printf("%-42s%7s%11s%11s%8s  %s\n", "check", "stat", "value", "threshold", "result",
-           "detail");
+    printf("%-42s%7s%11s%11s%8s  %s\n", "check", "stat", "value", "threshold", "result", "detail");
     for (int i = 0; i < n; i++) {
         if (!c[i].tested) {
             printf("%-42s%7s%11s%11s%8s  %zu vs %zu values: too few to test\n", c[i].what,
@@ -101,7 +102,8 @@ static cJSON *checks_json(const drift_check *c, int n, bool drift, const char *m
 static int write_outputs(const char *dir, eval_model *em, side *cur, const drift_check *c, int n,
                          bool drift, long annotate, float conf, const char *ref_name, bool json,
                          char *err, size_t errlen) {
-    cJSON *j = checks_json(c, n, drift, em->label, ref_name, cur->src.ds ? cur->src.path : cur->src.spec);
+    cJSON *j =
+        checks_json(c, n, drift, em->label, ref_name, cur->src.ds ? cur->src.path : cur->src.spec);
     drift_pick *picks = NULL;
     int k = drift_rank(cur->s.max_conf, cur->r.n, (int)annotate, &picks);
     cJSON *a = cJSON_AddArrayToObject(j, "annotate");
@@ -162,8 +164,9 @@ int cmd_drift(int argc, char **argv) {
         if (em.dataset[0] && access(em.dataset, R_OK) == 0)
             ref_spec = em.dataset;
         else
-            rc = cli_usage_error(&spec, "reference= is required (%s records no dataset that "
-                                        "still exists)",
+            rc = cli_usage_error(&spec,
+                                 "reference= is required (%s records no dataset that "
+                                 "still exists)",
                                  em.label);
     }
     side ref = {0}, cur = {0};

@@ -16,9 +16,10 @@
 
 static const cli_spec spec = {
     .name = "gate",
-    .usage = "candidate=<run|run:vN|run@tag|file> baseline=<run@production|version> data=<h5|yaml>\n"
-             "       [split=val] [metric=mAP50-95] [min_delta=0] [max_drop_per_class=<x>] [--json]\n"
-             "       [imgsz=<candidate's>] [batch=16] [conf=0.001] [iou=0.7] [device=cpu] ...",
+    .usage =
+        "candidate=<run|run:vN|run@tag|file> baseline=<run@production|version> data=<h5|yaml>\n"
+        "       [split=val] [metric=mAP50-95] [min_delta=0] [max_drop_per_class=<x>] [--json]\n"
+        "       [imgsz=<candidate's>] [batch=16] [conf=0.001] [iou=0.7] [device=cpu] ...",
     .help = "Evaluates both versions on the same data in this process and compares one metric\n"
             "(mAP50-95, mAP50, precision, recall) overall and per class. Passes (exit 0) when\n"
             "candidate - baseline >= min_delta overall and, with max_drop_per_class, no class\n"
@@ -114,7 +115,8 @@ static int parse_rules(kv_args *a, gate_rules *ru, char *err, size_t errlen) {
     const char *metric = kv_get(a, "metric");
     *ru = (gate_rules){.metric = GATE_MAP50_95, .max_drop_per_class = -1};
     if (metric && gate_metric_parse(metric, &ru->metric) != 0)
-        return errf(err, errlen, "metric=%s: expected mAP50-95, mAP50, precision or recall", metric);
+        return errf(err, errlen, "metric=%s: expected mAP50-95, mAP50, precision or recall",
+                    metric);
     if (kv_get_double(a, "min_delta", 0, &ru->min_delta, err, errlen) ||
         kv_get_double(a, "max_drop_per_class", -1, &ru->max_drop_per_class, err, errlen))
         return -1;

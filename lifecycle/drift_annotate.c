@@ -107,7 +107,8 @@ int drift_write_annotation_set(const char *dir, eval_source *src, const eval_res
             if (smp.encoding == IMG_JPEG) snprintf(ext, sizeof ext, ".jpg");
             dataset_sample_free(&smp);
         } else {
-            const char *dot = strrchr(src->files.path[i], '.'), *sl = strrchr(src->files.path[i], '/');
+            const char *dot = strrchr(src->files.path[i], '.'),
+                       *sl = strrchr(src->files.path[i], '/');
             if (dot && (!sl || dot > sl)) snprintf(ext, sizeof ext, "%.15s", dot);
         }
         image_name(src, i, ext, name, sizeof name);

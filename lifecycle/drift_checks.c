@@ -153,8 +153,8 @@ void drift_run_checks(const drift_settings *st, char *const *names, const drift_
             if (fabs((double)cb[c] / nb - (double)ca[c] / na) >
                 fabs((double)cb[big] / nb - (double)ca[big] / na))
                 big = c;
-        snprintf(k->detail, sizeof k->detail, "%s %.0f%% -> %.0f%% of class predictions", names[big],
-                 100.0 * ca[big] / na, 100.0 * cb[big] / nb);
+        snprintf(k->detail, sizeof k->detail, "%s %.0f%% -> %.0f%% of class predictions",
+                 names[big], 100.0 * ca[big] / na, 100.0 * cb[big] / nb);
     }
     free(ca);
     free(cb);

@@ -6,8 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
-int eval_args_parse(kv_args *a, long batch_def, double conf_def, const char *name_def,
-                    eval_args *o, char *err, size_t errlen) {
+int eval_args_parse(kv_args *a, long batch_def, double conf_def, const char *name_def, eval_args *o,
+                    char *err, size_t errlen) {
     memset(o, 0, sizeof *o);
     long threads;
     const char *nms = kv_get(a, "nms");
@@ -27,14 +27,18 @@ int eval_args_parse(kv_args *a, long batch_def, double conf_def, const char *nam
     o->nms = -1;
     bool b;
     if (nms && strcmp(nms, "None")) {
-        if (!parse_bool(nms, &b)) return errf(err, errlen, "nms=%s: expected True, False or None", nms);
+        if (!parse_bool(nms, &b))
+            return errf(err, errlen, "nms=%s: expected True, False or None", nms);
         o->nms = b;
     }
-    if (threads < 0 || threads > 1024) return errf(err, errlen, "threads=%ld: expected 0..1024", threads);
+    if (threads < 0 || threads > 1024)
+        return errf(err, errlen, "threads=%ld: expected 0..1024", threads);
     if (o->imgsz != 0 && (o->imgsz < 32 || o->imgsz > 8192))
         return errf(err, errlen, "imgsz=%ld: expected 32..8192", o->imgsz);
-    if (o->batch < 1 || o->batch > 4096) return errf(err, errlen, "batch=%ld: expected 1..4096", o->batch);
-    if (!(o->conf >= 0 && o->conf <= 1)) return errf(err, errlen, "conf=%g: expected 0..1", o->conf);
+    if (o->batch < 1 || o->batch > 4096)
+        return errf(err, errlen, "batch=%ld: expected 1..4096", o->batch);
+    if (!(o->conf >= 0 && o->conf <= 1))
+        return errf(err, errlen, "conf=%g: expected 0..1", o->conf);
     if (!(o->iou >= 0 && o->iou <= 1)) return errf(err, errlen, "iou=%g: expected 0..1", o->iou);
     if (o->max_det < 1 || o->max_det > 100000)
         return errf(err, errlen, "max_det=%ld: expected 1..100000", o->max_det);

@@ -10,7 +10,8 @@
 #include "lifecycle/eval_run.h"
 
 /* The keys eval_args_parse reads, for a cli_spec's key list. */
-#define EVAL_ARGS_KEYS "device,threads,imgsz,batch,conf,iou,max_det,nms,workers,project,name,exist_ok"
+#define EVAL_ARGS_KEYS                                                                             \
+    "device,threads,imgsz,batch,conf,iou,max_det,nms,workers,project,name,exist_ok"
 
 typedef struct eval_args {
     eval_device dev;

@@ -27,8 +27,8 @@ int eval_device_backend(const eval_device *dev, backend **out, char *err, size_t
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = dev && dev->threads > 0 ? dev->threads : cores > 0 ? (int)cores : 1;
     kernels_set_threads(threads); /* the host's own kernels: NMS and the loss */
-    *out = backend_cpu_create(&(backend_cpu_opts){.threads = threads,
-                                                  .conv_impl = conv2d_impl_from_env(CONV2D_AUTO)});
+    *out = backend_cpu_create(
+        &(backend_cpu_opts){.threads = threads, .conv_impl = conv2d_impl_from_env(CONV2D_AUTO)});
     return *out ? 0 : errf(err, errlen, "cannot create the CPU backend");
 }
 

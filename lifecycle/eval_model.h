@@ -21,16 +21,16 @@ typedef struct eval_model {
     model *m; /* the EMA weights, eval only */
     backend *be;
     int nc;
-    char **names;      /* [nc] class names (placeholders "0", "1", ... when not recorded) */
-    char model[256];   /* model= as built ("yolov8n.yaml") */
-    bool end2end;      /* has YOLO26's one-to-one head */
+    char **names;    /* [nc] class names (placeholders "0", "1", ... when not recorded) */
+    char model[256]; /* model= as built ("yolov8n.yaml") */
+    bool end2end;    /* has YOLO26's one-to-one head */
     /* from the version's args.yaml (defaults for a weights file: Ultralytics') */
     int imgsz, batch;
     ul_version ultralytics;
-    int nms;               /* args' nms: -1 None, 0 False, 1 True (YOLO26's validation head) */
-    char dataset[4200];    /* the training dataset file ("" unknown) */
+    int nms;            /* args' nms: -1 None, 0 False, 1 True (YOLO26's validation head) */
+    char dataset[4200]; /* the training dataset file ("" unknown) */
     char dataset_sha256[65];
-    bool has_metrics;      /* the version holds an end-of-epoch results.csv row */
+    bool has_metrics;       /* the version holds an end-of-epoch results.csv row */
     double map50, map50_95; /* that row's metrics/mAP50(B), metrics/mAP50-95(B) */
 } eval_model;
 

@@ -45,8 +45,8 @@ int eval_write_coco_json(const char *path, eval_source *src, const eval_result *
     for (int i = 0; i < r->n; i++)
         for (int j = 0; j < r->ndets[i]; j++) {
             const eval_det *e = &r->dets[i][j];
-            d[k++] = (val_plot_det){i, e->cls, e->conf, e->xyxy[0], e->xyxy[1], e->xyxy[2],
-                                    e->xyxy[3]};
+            d[k++] =
+                (val_plot_det){i, e->cls, e->conf, e->xyxy[0], e->xyxy[1], e->xyxy[2], e->xyxy[3]};
         }
     int rc = coco_predictions_write(path, src->ds, src->split, d, n, err, errlen);
     free(d);
@@ -59,8 +59,10 @@ int eval_write_plots(const char *dir, const eval_model *em, eval_source *src, co
     chart_run cr;
     chart_run_init(&cr, dir, src->ds, em->imgsz);
     cr.split = src->split;
-    chart_validation cv = {
-        .m = &r->m, .confusion = r->plots.confusion, .ndets = r->plots.ndets, .dets = r->plots.dets};
+    chart_validation cv = {.m = &r->m,
+                           .confusion = r->plots.confusion,
+                           .ndets = r->plots.ndets,
+                           .dets = r->plots.dets};
     int rc = chart_run_validation(&cr, &cv, err, errlen);
     chart_run_free(&cr);
     return rc;
@@ -100,9 +102,9 @@ int eval_write_annotated(const char *dir, const eval_model *em, eval_source *src
     eval_source_name(src, i, name, sizeof name);
     snprintf(file, sizeof file, "%s", base_name(name));
     size_t len = strlen(file);
-    bool keep = (len > 4 && (!strcasecmp(file + len - 4, ".jpg") ||
-                             !strcasecmp(file + len - 4, ".png"))) ||
-                (len > 5 && !strcasecmp(file + len - 5, ".jpeg"));
+    bool keep =
+        (len > 4 && (!strcasecmp(file + len - 4, ".jpg") || !strcasecmp(file + len - 4, ".png"))) ||
+        (len > 5 && !strcasecmp(file + len - 5, ".jpeg"));
     if (!keep) snprintf(file + len, sizeof file - len, ".png");
     if (snprintf(out, n, "%s/%s", dir, file) >= (int)n)
         return errf(err, errlen, "%s: path too long", dir);
@@ -114,8 +116,8 @@ int eval_write_annotated(const char *dir, const eval_model *em, eval_source *src
     for (int k = 0; k < r->ndets[i]; k++) {
         const eval_det *d = &r->dets[i][k];
         if (d->conf > conf)
-            b[nb++] = (chart_box){0, d->cls, d->conf, d->xyxy[0], d->xyxy[1], d->xyxy[2],
-                                  d->xyxy[3]};
+            b[nb++] =
+                (chart_box){0, d->cls, d->conf, d->xyxy[0], d->xyxy[1], d->xyxy[2], d->xyxy[3]};
     }
     chart_tile t = {.rgb = rgb, .w = w, .h = h, .name = NULL};
     int rc = chart_annotated(&t, b, nb, (const char *const *)em->names, em->nc, out, err, errlen);

@@ -100,8 +100,8 @@ int eval_source_size(eval_source *s, int i, int *h, int *w, char *err, size_t er
     int enc = image_sniff_encoding(b, nb), rc = 0;
     char e2[256];
     if (!enc || image_decode_size(b, nb, (image_encoding)enc, h, w, e2, sizeof e2) != 0)
-        rc = errf(err, errlen, "%s: not a JPEG or PNG image%s%s", s->files.path[i],
-                  enc ? ": " : "", enc ? e2 : "");
+        rc = errf(err, errlen, "%s: not a JPEG or PNG image%s%s", s->files.path[i], enc ? ": " : "",
+                  enc ? e2 : "");
     free(b);
     return rc;
 }

@@ -22,9 +22,9 @@
 #include "worker/validate.h"
 
 typedef struct eval_source {
-    char spec[4200];  /* as given */
-    char path[4200];  /* the dataset file (a yaml resolved through the pack cache), or "" */
-    dataset *ds;      /* NULL for image files */
+    char spec[4200]; /* as given */
+    char path[4200]; /* the dataset file (a yaml resolved through the pack cache), or "" */
+    dataset *ds;     /* NULL for image files */
     split_id split;
     image_files files; /* when ds is NULL */
     int n;             /* images */
@@ -33,8 +33,7 @@ typedef struct eval_source {
 /* spec: a dataset file (.h5), a dataset yaml (packed on first use, as train does), an image file
  * or a folder of images; split: for datasets ("val" when NULL). 0, or -1 with err; free with
  * eval_source_close. */
-int eval_source_open(const char *spec, const char *split, eval_source *s, char *err,
-                     size_t errlen);
+int eval_source_open(const char *spec, const char *split, eval_source *s, char *err, size_t errlen);
 void eval_source_close(eval_source *s);
 bool eval_source_labelled(const eval_source *s); /* a dataset split (ground truth known) */
 /* Image i's file name as the source knows it (the packed file's name, or the file's path). */
@@ -49,8 +48,8 @@ typedef struct eval_opts {
     int imgsz, batch; /* batch: images per rectangular batch (dataset splits) */
     float conf, iou;
     int max_det;
-    int nms;           /* -1: the version's; YOLO26's head choice (eval_model_one2one) */
-    bool plots;        /* confusion matrix and the predictions the mosaics show */
+    int nms;    /* -1: the version's; YOLO26's head choice (eval_model_one2one) */
+    bool plots; /* confusion matrix and the predictions the mosaics show */
     int loader_threads;
 } eval_opts;
 

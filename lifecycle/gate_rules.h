@@ -25,9 +25,9 @@ typedef struct gate_verdict {
     bool pass;
     double cand, base, delta; /* overall */
     bool overall_failed;
-    int nfailed;        /* classes over max_drop_per_class */
-    int *failed;        /* [nfailed] their ids, the largest drop first */
-    char reason[2048];  /* "" on pass; the failed rule(s), naming the classes */
+    int nfailed;       /* classes over max_drop_per_class */
+    int *failed;       /* [nfailed] their ids, the largest drop first */
+    char reason[2048]; /* "" on pass; the failed rule(s), naming the classes */
 } gate_verdict;
 
 /* names[nc]. Classes without ground truth take no part. Free with gate_verdict_free. */

@@ -17,8 +17,7 @@ static const command commands[] = {
     {"predict", "model=... source=...  boxes as JSON lines, annotated images", cmd_predict},
     {"gate", "candidate=... baseline=... data=...  pass/fail a candidate against a baseline",
      cmd_gate},
-    {"drift", "model=... reference=... new=...  data drift and images worth annotating",
-     cmd_drift},
+    {"drift", "model=... reference=... new=...  data drift and images worth annotating", cmd_drift},
 };
 
 int main(int argc, char **argv) {

@@ -72,9 +72,9 @@ lc_image lc_load_image(const char *path) {
     char err[256];
     int enc = image_sniff_encoding((uint8_t *)buf, (size_t)n);
     cr_assert(enc, "%s: PNG or JPEG", path);
-    cr_assert_eq(image_decode((uint8_t *)buf, (size_t)n, enc, 0, 0, &im.rgb, &im.h, &im.w, err,
-                              sizeof err),
-                 0, "%s: %s", path, err);
+    cr_assert_eq(
+        image_decode((uint8_t *)buf, (size_t)n, enc, 0, 0, &im.rgb, &im.h, &im.w, err, sizeof err),
+        0, "%s: %s", path, err);
     free(buf);
     return im;
 }

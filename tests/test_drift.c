@@ -3,6 +3,7 @@
  * objects, a striped background) flags drift, a fresh sample of the same generator does not; the
  * images worth annotating pack into a dataset. */
 #include "dataio/synth.h"
+#include "lifecycle/drift_checks.h"
 #include "lifecycle/drift_stats.h"
 #include "lifecycle_util.h"
 #include "runs.h"
@@ -161,10 +162,11 @@ Test(drift, shifted_shapes_drift_and_a_fresh_sample_does_not, .timeout = 1500) {
     for (char *p = list; *p; p++) lines += *p == '\n';
     cr_assert_eq(lines, 10);
     free(list);
-    cr_assert_eq(run_sh("./bin/coordinator data pack data=%s/shifted/annotate.yaml out=%s/new.h5 "
-                        "> %s/pack.log 2>&1 && ./bin/coordinator data info %s/new.h5 >> %s/pack.log",
-                        dir, dir, dir, dir, dir),
-                 0, "data pack takes the annotation set; see %s/pack.log", dir);
+    cr_assert_eq(
+        run_sh("./bin/coordinator data pack data=%s/shifted/annotate.yaml out=%s/new.h5 "
+               "> %s/pack.log 2>&1 && ./bin/coordinator data info %s/new.h5 >> %s/pack.log",
+               dir, dir, dir, dir, dir),
+        0, "data pack takes the annotation set; see %s/pack.log", dir);
     snprintf(path, sizeof path, "%s/pack.log", dir);
     cr_assert(run_file_has(path, "train: 10 images"), "10 images packed; see %s", path);
     cr_assert(run_file_has(path, "3 classes"), "the model's classes");
@@ -182,4 +184,54 @@ Test(drift, shifted_shapes_drift_and_a_fresh_sample_does_not, .timeout = 1500) {
     cr_assert_geq(tested, 8, "the checks ran (%d tested)", tested);
     cJSON_Delete(r);
     lc_rm_rf(dir);
+}
+
+/* A side of n images whose top confidences are lo + (hi - lo) * i / n, class i % 2, with
+ * brightness b. */
+static drift_side fake_side(int n, double lo, double hi, double b) {
+    drift_side s = {.n = n, .nc = 2};
+    s.brightness = calloc((size_t)n, sizeof(double));
+    s.contrast = calloc((size_t)n, sizeof(double));
+    s.size = calloc((size_t)n, sizeof(double));
+    s.max_conf = calloc((size_t)n, sizeof(double));
+    s.class_conf = calloc((size_t)n * 2, sizeof(double));
+    for (int i = 0; i < n; i++) {
+        double c = lo + (hi - lo) * ((i * 37) % n) / n; /* shuffled: no order effects */
+        s.max_conf[i] = c;
+        s.class_conf[i * 2 + i % 2] = c;
+        s.brightness[i] = b + (i % 10);
+        s.contrast[i] = 20 + (i % 7);
+        s.size[i] = 640;
+    }
+    return s;
+}
+
+static const drift_check *find(const drift_check *c, int n, const char *what, const char *stat) {
+    for (int i = 0; i < n; i++)
+        if (!strcmp(c[i].what, what) && !strcmp(c[i].stat, stat)) return &c[i];
+    cr_assert_fail("no check %s %s", what, stat);
+    return NULL;
+}
+
+Test(drift, checks_flag_a_confidence_shift_and_keep_quiet_on_the_same_distribution) {
+    char *names[2] = {"cat", "dog"};
+    drift_settings st = {.conf = 0.25, .no_det_delta = 0.1};
+    drift_side ref = fake_side(200, 0.3, 0.9, 100), same = fake_side(200, 0.3, 0.9, 100),
+               low = fake_side(200, 0.05, 0.6, 100);
+    drift_check *c;
+    int n;
+    drift_run_checks(&st, names, &ref, &same, &c, &n);
+    for (int i = 0; i < n; i++)
+        cr_assert(!c[i].drift, "%s %s: %g > %g", c[i].what, c[i].stat, c[i].value, c[i].threshold);
+    cr_assert(find(c, n, "top confidence cat", "KS")->tested, "per class");
+    free(c);
+    drift_run_checks(&st, names, &ref, &low, &c, &n);
+    cr_assert(find(c, n, "top confidence (any class)", "KS")->drift);
+    cr_assert(find(c, n, "top confidence (any class)", "PSI")->drift);
+    cr_assert(find(c, n, "top confidence dog", "KS")->drift);
+    const drift_check *nd = find(c, n, "images without a confident detection", "share");
+    cr_assert(nd->drift, "0 %% -> 36 %% of images below 0.25 (%g vs %g)", nd->value, nd->threshold);
+    cr_assert(!find(c, n, "image brightness", "KS")->drift, "the images did not change");
+    free(c);
+    drift_side_free(&ref), drift_side_free(&same), drift_side_free(&low);
 }

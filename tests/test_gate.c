@@ -134,8 +134,9 @@ Test(gate, better_passes_worse_fails_naming_the_class_equal_passes, .timeout = 1
     /* max_det high enough that no image's boxes are cut: silencing one class then leaves the
      * others' boxes exactly as they were */
     const char *common = "imgsz=320 max_det=5000 batch=16";
-    snprintf(args, sizeof args, "candidate=%s/r:last baseline=%s/r:last data=%s/own.h5 min_delta=0 %s",
-             dir, dir, dir, common);
+    snprintf(args, sizeof args,
+             "candidate=%s/r:last baseline=%s/r:last data=%s/own.h5 min_delta=0 %s", dir, dir, dir,
+             common);
     cJSON *j = gate_json(dir, "equal", args, 0);
     cr_assert(cJSON_IsTrue(cJSON_GetObjectItem(j, "pass")));
     const cJSON *all = cJSON_GetObjectItem(j, "all");
@@ -164,9 +165,10 @@ Test(gate, better_passes_worse_fails_naming_the_class_equal_passes, .timeout = 1
             cr_assert_eq(d, 0, "%s unchanged", nm);
     }
     cJSON_Delete(j);
-    snprintf(args, sizeof args,
-             "candidate=%s/r:last baseline=%s data=%s/own.h5 min_delta=0.01 max_drop_per_class=0 %s",
-             dir, silenced, dir, common);
+    snprintf(
+        args, sizeof args,
+        "candidate=%s/r:last baseline=%s data=%s/own.h5 min_delta=0.01 max_drop_per_class=0 %s",
+        dir, silenced, dir, common);
     j = gate_json(dir, "better", args, 0);
     cr_assert(cJSON_IsTrue(cJSON_GetObjectItem(j, "pass")));
     cr_assert_gt(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "all"), "diff")->valuedouble, 0.01);

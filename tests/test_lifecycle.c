@@ -113,13 +113,15 @@ static void same_predictions(cJSON *lines, cJSON *coco) {
         cr_assert_eq(num(l, "class"), num(c, "category_id"), "entry %d class", i);
         cr_assert_leq(fabs(num(c, "score") - num(l, "confidence")), 5.01e-6, "entry %d score", i);
         const cJSON *xy = cJSON_GetObjectItem(l, "xyxy"), *bb = cJSON_GetObjectItem(c, "bbox");
-        double x1 = cJSON_GetArrayItem(xy, 0)->valuedouble, y1 = cJSON_GetArrayItem(xy, 1)->valuedouble;
-        double x2 = cJSON_GetArrayItem(xy, 2)->valuedouble, y2 = cJSON_GetArrayItem(xy, 3)->valuedouble;
+        double x1 = cJSON_GetArrayItem(xy, 0)->valuedouble,
+               y1 = cJSON_GetArrayItem(xy, 1)->valuedouble;
+        double x2 = cJSON_GetArrayItem(xy, 2)->valuedouble,
+               y2 = cJSON_GetArrayItem(xy, 3)->valuedouble;
         double want[4] = {x1, y1, x2 - x1, y2 - y1};
         for (int k = 0; k < 4; k++)
             cr_assert_leq(fabs(cJSON_GetArrayItem(bb, k)->valuedouble - want[k]), 1.01e-3,
-                          "entry %d box[%d]: %g vs %g", i, k, cJSON_GetArrayItem(bb, k)->valuedouble,
-                          want[k]);
+                          "entry %d box[%d]: %g vs %g", i, k,
+                          cJSON_GetArrayItem(bb, k)->valuedouble, want[k]);
     }
 }
 
@@ -165,8 +167,10 @@ Test(lifecycle, predict_on_coco8_gives_the_boxes_of_training_validation, .timeou
         cr_assert(im.w == orig.w && im.h == orig.h, "%s keeps the image's size", ann);
         /* the box's top edge, a little in from the corner, is in its class colour (JPEG: loose) */
         const cJSON *xy = cJSON_GetObjectItem(l, "xyxy");
-        int x1 = (int)cJSON_GetArrayItem(xy, 0)->valuedouble, y1 = (int)cJSON_GetArrayItem(xy, 1)->valuedouble;
-        int x2 = (int)cJSON_GetArrayItem(xy, 2)->valuedouble, y2 = (int)cJSON_GetArrayItem(xy, 3)->valuedouble;
+        int x1 = (int)cJSON_GetArrayItem(xy, 0)->valuedouble,
+            y1 = (int)cJSON_GetArrayItem(xy, 1)->valuedouble;
+        int x2 = (int)cJSON_GetArrayItem(xy, 2)->valuedouble,
+            y2 = (int)cJSON_GetArrayItem(xy, 3)->valuedouble;
         plot_rgb c = plot_class_color((int)num(l, "class"));
         int hits = 0, tries = 0;
         for (int y = y2 - 1; y <= y2; y++) /* the bottom edge: labels never cover it */
@@ -198,9 +202,8 @@ static void write_png(const char *path, int w, int h, int x0, int y0, int x1, in
 Test(lifecycle, predict_letterbox_is_undone_exactly_on_image_files) {
     char dir[256], path[600];
     lc_tmpdir(dir, "lc-letterbox");
-    static const int sz[3][6] = {{150, 97, 40, 20, 100, 70},
-                                 {61, 200, 10, 120, 50, 190},
-                                 {333, 333, 1, 1, 332, 100}};
+    static const int sz[3][6] = {
+        {150, 97, 40, 20, 100, 70}, {61, 200, 10, 120, 50, 190}, {333, 333, 1, 1, 332, 100}};
     for (int k = 0; k < 3; k++) {
         snprintf(path, sizeof path, "%s/img%d.png", dir, k);
         write_png(path, sz[k][0], sz[k][1], sz[k][2], sz[k][3], sz[k][4], sz[k][5]);
@@ -263,8 +266,8 @@ Test(lifecycle, annotated_boxes_land_on_their_objects) {
     plot_rgb c = plot_class_color(2);
     int R = (int)lround(c.r * 255), G = (int)lround(c.g * 255), B = (int)lround(c.b * 255);
 #define IS_CLASS(x, y)                                                                             \
-    (abs(im.rgb[((size_t)(y)*w + (x)) * 3] - R) < 8 &&                                            \
-     abs(im.rgb[((size_t)(y)*w + (x)) * 3 + 1] - G) < 8 &&                                        \
+    (abs(im.rgb[((size_t)(y)*w + (x)) * 3] - R) < 8 &&                                             \
+     abs(im.rgb[((size_t)(y)*w + (x)) * 3 + 1] - G) < 8 &&                                         \
      abs(im.rgb[((size_t)(y)*w + (x)) * 3 + 2] - B) < 8)
     for (int x = 85; x < 165; x++) cr_assert(IS_CLASS(x, 109), "bottom edge at x %d", x);
     for (int y = 55; y < 105; y++) {
