@@ -84,3 +84,20 @@ char *model_file_read(const char *spec, char *path, size_t n, char *err, size_t 
     buf[len] = 0;
     return buf;
 }
+
+char model_file_scale(const char *name) {
+    const char *b = strrchr(name, '/');
+    char stem[512];
+    snprintf(stem, sizeof stem, "%s", b ? b + 1 : name);
+    char *dot = strrchr(stem, '.');
+    if (dot) *dot = 0;
+    for (const char *p = strstr(stem, "yolo"); p; p = strstr(p + 1, "yolo")) {
+        const char *q = p + 4;
+        if (!strncmp(q, "e-", 2)) q += 2;
+        if (*q == 'v') q++;
+        if (!isdigit((unsigned char)*q)) continue;
+        while (isdigit((unsigned char)*q)) q++;
+        if (*q && strchr("nslmx", *q)) return *q;
+    }
+    return 0;
+}

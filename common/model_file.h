@@ -11,3 +11,7 @@
 bool model_file_find(const char *spec, char *out, size_t n);
 /* The found file's whole text (malloc'd) and its path; NULL with one line in err. */
 char *model_file_read(const char *spec, char *path, size_t n, char *err, size_t errlen);
+/* The scale letter a model name carries, as Ultralytics' guess_model_scale reads it from the file
+ * name's stem: "yolo", optional "e-", optional "v", digits, one of nslmx ("yolov8n.yaml" -> 'n');
+ * 0 when none. */
+char model_file_scale(const char *name);

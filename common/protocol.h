@@ -3,8 +3,12 @@
  *
  * Sequence:
  *   start:  coordinator -> all   MPI_Bcast of train_args (common/train_args.h) and job_info
- *           (then, when job.class_weights, nc floats); worker 0 -> coordinator  model_info (what
- *           it built: loss names, optimizer groups)
+ *           (then, when job.class_weights, nc floats); coordinator -> all  MPI_Bcast of the model
+ *           (job.model_text_len bytes: its name, a NUL, its yaml text); worker 0 -> coordinator
+ *           model_info (what it built: loss names, optimizer groups)
+ *   weights: (job.pretrained) coordinator -> all  MPI_Bcast of weights_header, its tensor_desc
+ *           table, its floats and its class map (fine-tuning: worker/pretrained.h); worker 0 ->
+ *           coordinator  pretrained_summary
  *   resume: (job.resume) coordinator -> all  MPI_Bcast of state_header, its tensor_desc table and
  *           its floats (a checkpoint's state); when header.grad_accum, then coordinator -> each
  *           (point to point, TAG_STATE_ACCUM) accum_header, tensor_desc table, floats: that rank's
@@ -43,6 +47,7 @@ enum msg_tag {
     TAG_STATE_ACCUM,
     TAG_MODEL_INFO,
     TAG_VAL_PLOTS,
+    TAG_PRETRAINED,
 };
 
 typedef enum control_word {
@@ -56,9 +61,13 @@ typedef enum control_word {
 
 typedef struct job_info {
     int32_t protocol, nc, n_train, n_val, workers;
-    int32_t class_weights; /* 1: an MPI_Bcast of nc floats (cls_pw class weights) follows */
-    int32_t resume;        /* 1: a checkpoint's state is broadcast before the first epoch */
-    int32_t pad;
+    int32_t class_weights;  /* 1: an MPI_Bcast of nc floats (cls_pw class weights) follows */
+    int32_t resume;         /* 1: a checkpoint's state is broadcast before the first epoch */
+    int32_t model_text_len; /* bytes of the model message (name, NUL, yaml text) */
+    int32_t pretrained;     /* 1: pretrained weights are broadcast after model_info */
+    /* the class-branch width (Detect's c3) of the weights the run starts from (pretrained or
+     * resumed) and the head input widths it was built for; 0: the yaml rule */
+    int32_t cls_width, head_ch[3];
     uint64_t dataset_size_hint;
 } job_info;
 
@@ -157,6 +166,20 @@ static inline const char *state_optimizer_name(int kind) {
 typedef struct accum_header {
     int64_t n_tensors, n_floats;
 } accum_header;
+
+/* Fine-tuning: pretrained weights (n_tensors tensor_desc, n_floats floats, then ncls int32: the
+ * class map of cls_remap, or 0 entries). */
+typedef struct weights_header {
+    int64_t n_tensors, n_floats;
+    int32_t ncls, pad;
+} weights_header;
+
+/* What the pretrained weights did to worker 0's model (printed and logged by the coordinator). */
+typedef struct pretrained_summary {
+    int32_t ok, transferred, total, remapped, n_not_loaded, cls_width, rule_width, pad;
+    char not_loaded[1024];
+    char error[256];
+} pretrained_summary;
 
 typedef struct tensor_desc {
     char name[STATE_NAME_MAX];

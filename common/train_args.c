@@ -47,7 +47,7 @@ static const arg_spec specs[] = {
     {"project", T_STR, F(project), "runs/detect", 0, 0, false, 0},
     {"name", T_STR, F(name), "train", 0, 0, false, 0},
     {"exist_ok", T_BOOL, F(exist_ok), "False", 0, 0, false, 0},
-    {"pretrained", T_STR, INERT, "True", 0, 0, false, 0},
+    {"pretrained", T_STR, F(pretrained), "True", 0, 0, false, 0},
     {"cls_remap", T_BOOL, F(cls_remap), "True", 0, 0, false, UL_8_4_190},
     {"optimizer", T_STR, F(optimizer), "auto", 0, 0, false, 0},
     {"verbose", T_BOOL, F(verbose), "True", 0, 0, false, 0},
@@ -208,15 +208,12 @@ static int check_amp(train_args *a, const ul_behaviour *beh, char *err, size_t e
     return errf(err, errlen, "amp=%s: expected True, False, fp16, fp32 or bf16", a->amp);
 }
 
-/* `pretrained` only matters when weights are loaded (a path, or a .pt model): not implemented. */
-static int check_pretrained(const char *v, char *err, size_t errlen) {
+/* pretrained: True / False (as Ultralytics: they matter only with a model= weights file), or the
+ * weights to start from (checked by coordinator/model_source.h, for a run that does not resume). */
+static void normalise_pretrained(train_args *a) {
     bool b;
-    if (!v || parse_bool(v, &b)) return 0;
-    return errf(err, errlen,
-                "pretrained=%s: loading pretrained weights is not implemented yet (training "
-                "starts from the model yaml); use pretrained=True or False, which mean the same "
-                "for a yaml model, as in Ultralytics",
-                v);
+    if (parse_bool(a->pretrained, &b))
+        snprintf(a->pretrained, sizeof a->pretrained, "%s", b ? "True" : "False");
 }
 
 /* The release first: the other keys (which exist, their defaults, their checks) depend on it. */
@@ -277,7 +274,7 @@ int train_args_parse(kv_args *args, train_args *out, char *err, size_t errlen) {
     if (access(out->data, R_OK) != 0)
         return errf(err, errlen, "data=%s: file not found", out->data);
     if (check_optimizer(out, err, errlen) != 0 || check_amp(out, beh, err, errlen) != 0 ||
-        check_pretrained(kv_get(args, "pretrained"), err, errlen) != 0)
+        (normalise_pretrained(out), 0))
         return -1;
     if (out->fraction > 1 && (!beh->fraction_count || out->fraction != floor(out->fraction)))
         return errf(err, errlen, "fraction=%g: must be in (0, 1]%s", out->fraction,

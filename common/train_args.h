@@ -12,8 +12,10 @@
 typedef struct train_args {
     /* data and model */
     char data[1024], model[1024], project[1024], name[256], optimizer[32], device[32];
-    char save_dir[2048]; /* resolved run directory */
-    char resume[1024];   /* "False", "True", "auto", a run folder or a version file */
+    char save_dir[2048];   /* resolved run directory */
+    char resume[1024];     /* "False", "True", "auto", a run folder or a version file */
+    char pretrained[1024]; /* "True", "False", or a weights file / checkpoint version whose
+                              weights start the run (coordinator/model_source.h) */
     long epochs, patience, batch, imgsz, save_period, seed, close_mosaic, nbs, max_det, workers;
     double time_hours, fraction, lr0, lrf, momentum, weight_decay, warmup_epochs, warmup_momentum,
         warmup_bias_lr, box, cls, dfl, hsv_h, hsv_s, hsv_v, degrees, translate, scale, shear,
@@ -22,7 +24,7 @@ typedef struct train_args {
     bool save_json; /* the last validation's predictions as predictions.json (COCO format) */
     /* from Ultralytics 8.4.190 (args_8_4_190) */
     double cls_pw;     /* class weights (1/count)^cls_pw in the BCE; 0 = off */
-    bool cls_remap;    /* only acts when pretrained weights are loaded (refused here) */
+    bool cls_remap;    /* fine-tuning: class rows of the head copied by class name */
     int nms;           /* -1 None, 0 False, 1 True: YOLO26 validation head (see trainer) */
     int channels_last; /* -1 None, 0, 1: memory layout; ours is NHWC whatever it says */
     char amp[8];       /* True/False (8.4.33), or fp16/bf16/fp32 (8.4.190); CPU trains fp32 */

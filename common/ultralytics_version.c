@@ -19,6 +19,7 @@ static const ul_behaviour table[UL_NVERSIONS] = {
                     .fraction_count = true,
                     .bce_torch2 = true,
                     .warp_from_centre = true,
+                    .finetune_head_rebuild = true,
                     .args_8_4_190 = true},
 };
 

@@ -62,6 +62,10 @@ typedef struct ul_behaviour {
      * (1 - y) x - log_sigmoid(x); 8.4.33 with torch 1.13's x + log(1 + e^-x). Not an Ultralytics
      * change: the same loss, rounded as the PyTorch a user of that release runs it. */
     bool bce_torch2;
+    /* Fine-tuning (BaseModel.load): the Detect class branch is rebuilt at the source's width when
+     * the head inputs match, and class rows are copied by class name (cls_remap) (8.4.190);
+     * 0: a plain name-and-shape intersection (8.4.33). */
+    bool finetune_head_rebuild;
     /* The arguments that exist from 8.4.190 on (cls_pw, cls_remap, channels_last, nms, amp as
      * text) are accepted. */
     bool args_8_4_190;

@@ -195,9 +195,11 @@ static void show_lineage(const ckpt_meta *m, bool json, cJSON *out) {
             char when[32];
             ckpt_cli_time(l.created, when, sizeof when);
             printf("  %-40s", l.label);
-            if (l.created[0])
+            if (l.steps) /* a version */
                 printf(" epoch %3d step %4d/%-4d %s dataset %.12s", l.epoch, l.step, l.steps, when,
                        l.dataset_sha256);
+            else if (l.created[0]) /* a weights file */
+                printf(" written %s", when);
             printf("%s%s\n", l.note[0] ? "  " : "", l.note);
         }
         if (!more) return;

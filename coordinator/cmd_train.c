@@ -9,6 +9,8 @@
 #include "coordinator/commands.h"
 #include "coordinator/launch.h"
 #include "coordinator/metric_sink.h"
+#include "coordinator/model_source.h"
+#include "coordinator/model_weights.h"
 #include "coordinator/progress.h"
 #include "coordinator/resume.h"
 #include "coordinator/run_lock.h"
@@ -250,8 +252,20 @@ static int run(train_args *a, int workers, const resume_plan *plan) {
     }
     ckpt_file *vf = NULL;
     ckpt_state *state = NULL;
+    model_source src = {0};
+    model_weights pw = {0};
     int rc = open_run_dir(a, plan);
     if (rc == 0) rc = load_version(plan, &vf, &state);
+    if (rc == 0 &&
+        (model_source_resolve(a, vf ? ckpt_file_meta(vf) : NULL, &src, err, sizeof err) != 0 ||
+         model_source_job(&src, ul_behaviour_of(a->ultralytics)->finetune_head_rebuild, vf, &job,
+                          &pw, err, sizeof err) != 0)) {
+        log_error("%s", err);
+        rc = 2;
+        ckpt_state_free(state);
+        ckpt_close(vf);
+        model_source_free(&src);
+    }
     if (rc == 0) {
         if (runlog_open(a->save_dir, err, sizeof err) != 0) log_warn("%s (no train.log)", err);
         if (train_state_write_args(a, err, sizeof err) != 0) {
@@ -259,9 +273,11 @@ static int run(train_args *a, int workers, const resume_plan *plan) {
             rc = 2;
             ckpt_state_free(state);
             ckpt_close(vf);
+            model_source_free(&src);
         }
     }
     if (rc != 0) {
+        model_weights_free(&pw);
         dataset_close(ds);
         release_workers(0);
         return rc;
@@ -272,11 +288,14 @@ static int run(train_args *a, int workers, const resume_plan *plan) {
     float *cls_w = xmalloc((size_t)(job.nc + 1) * sizeof *cls_w);
     job.class_weights = train_prep_class_weights(a, ds, n_train, cls_w);
     job.resume = state != NULL;
+    char *model_msg = model_source_message(&src, &job.model_text_len);
     release_workers(1);
     CHECK_MPI(MPI_Bcast(a, sizeof *a, MPI_BYTE, 0, MPI_COMM_WORLD));
     CHECK_MPI(MPI_Bcast(&job, sizeof job, MPI_BYTE, 0, MPI_COMM_WORLD));
     if (job.class_weights) CHECK_MPI(MPI_Bcast(cls_w, job.nc, MPI_FLOAT, 0, MPI_COMM_WORLD));
     free(cls_w);
+    CHECK_MPI(MPI_Bcast(model_msg, job.model_text_len, MPI_CHAR, 0, MPI_COMM_WORLD));
+    free(model_msg);
     log_info("training %s on %s (%d train / %d val images, %d classes) with %d worker(s), "
              "batch %ld, imgsz %ld, Ultralytics %s semantics -> %s",
              a->model, a->data, n_train, job.n_val, job.nc, workers, a->batch, a->imgsz,
@@ -288,9 +307,22 @@ static int run(train_args *a, int workers, const resume_plan *plan) {
     if (a->nms == 0 && mi.branches == 1) /* Ultralytics' end2end setter says the same */
         log_warn("nms=False: this model has no one-to-one head; using one-to-many outputs.");
 
+    /* fine-tuning: the pretrained weights into every worker's model (cls_remap: 8.4.190) */
+    bool remap = a->cls_remap && ul_behaviour_of(a->ultralytics)->finetune_head_rebuild;
+    if (job.pretrained && model_source_broadcast(&pw, ds, remap) != 0) {
+        ckpt_state_free(state);
+        ckpt_close(vf);
+        model_source_free(&src);
+        model_weights_free(&pw);
+        dataset_close(ds);
+        return 1;
+    }
+    model_weights_free(&pw);
     train_state st;
     const ckpt_meta *resumed = vf ? ckpt_file_meta(vf) : NULL;
-    if (train_state_init(&st, a, ds, workers, resumed, plan, err, sizeof err) != 0) {
+    int ir = train_state_init(&st, a, ds, workers, resumed, plan, &src, err, sizeof err);
+    model_source_free(&src);
+    if (ir != 0) {
         log_error("%s", err);
         ckpt_state_free(state);
         ckpt_close(vf);
@@ -366,6 +398,13 @@ int cmd_train(int argc, char **argv) {
         }
         int r = resume_prepare(&kv, &a, &plan, false, err, sizeof err);
         kv_free(&kv);
+        model_source src;
+        if (r == 0 && !plan.active) { /* the model and any pretrained weights: checked now */
+            if (model_source_resolve(&a, NULL, &src, err, sizeof err) != 0)
+                r = -1;
+            else
+                model_source_free(&src);
+        }
         if (r < 0) log_error("%s", err);
         if (r != 0) return r < 0 ? 2 : 0;
         return launch_mpmd("coordinator", (int)a.workers, argc, argv);

@@ -244,22 +244,24 @@ int model_weights_cls_map(const model_weights *w, const char *const *names, int 
     return skip ? 0 : matched;
 }
 
-void model_weights_head(const model_weights *w, int *c3, int ch[3]) {
+void model_head_widths(const ckpt_tensor *t, int n, const char *prefix, int *c3, int ch[3]) {
     *c3 = 0;
     ch[0] = ch[1] = ch[2] = 0;
+    size_t pl = strlen(prefix);
     int layer = -1;
-    for (int i = 0; i < w->n; i++) { /* the Detect layer: the one with cv3.0.2 */
+    for (int i = 0; i < n; i++) { /* the Detect layer: the one with cv3.0.2 */
         int l, used = 0;
-        if (sscanf(w->t[i].name, "model.%d.cv3.0.2.weight%n", &l, &used) == 1 &&
-            !w->t[i].name[used] && w->t[i].ndim == 4) {
+        if (!strncmp(t[i].name, prefix, pl) &&
+            sscanf(t[i].name + pl, "model.%d.cv3.0.2.weight%n", &l, &used) == 1 &&
+            !t[i].name[pl + (size_t)used] && t[i].ndim == 4) {
             layer = l;
-            *c3 = (int)w->t[i].shape[1];
+            *c3 = (int)t[i].shape[1];
         }
     }
     for (int k = 0; k < 3 && layer >= 0; k++) {
-        char name[96];
-        snprintf(name, sizeof name, "model.%d.cv2.%d.0.conv.weight", layer, k);
-        int i = model_weights_find(w, name);
-        if (i >= 0 && w->t[i].ndim == 4) ch[k] = (int)w->t[i].shape[1];
+        char name[CKPT_NAME_MAX + 64];
+        snprintf(name, sizeof name, "%smodel.%d.cv2.%d.0.conv.weight", prefix, layer, k);
+        for (int i = 0; i < n; i++)
+            if (!strcmp(t[i].name, name) && t[i].ndim == 4) ch[k] = (int)t[i].shape[1];
     }
 }

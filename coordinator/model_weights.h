@@ -48,5 +48,6 @@ void model_weights_pack(const model_weights *w, tensor_desc **t, float **data, i
 int model_weights_cls_map(const model_weights *w, const char *const *names, int nc, int *map);
 
 /* The class branch's width (Detect's c3: the last class conv's input channels) and the head's
- * input widths (cv2.<i>.0's input channels) the weights were trained with; 0 when not found. */
-void model_weights_head(const model_weights *w, int *c3, int ch[3]);
+ * input widths (cv2.<i>.0's input channels) of the tensors t[n] named prefix + state_dict name
+ * (prefix "" for model_weights, "ema/" in a checkpoint); 0 when not found. */
+void model_head_widths(const ckpt_tensor *t, int n, const char *prefix, int *c3, int ch[3]);

@@ -5,6 +5,7 @@
 #include "common/model_file.h"
 #include "coordinator/ckpt_file.h"
 #include "coordinator/ckpt_store.h"
+#include "coordinator/model_source.h"
 #include "coordinator/run_lock.h"
 #include "dataio/dataset.h"
 #include "dataio/pack_cache.h"
@@ -111,14 +112,19 @@ out:
 static int same_inputs(train_args *a, const ckpt_meta *m, const char *version, char *err,
                        size_t errlen) {
     char path[1024], e2[1024];
-    char *text = model_file_read(a->model, path, sizeof path, e2, sizeof e2);
-    if (!text) return errf(err, errlen, "resume: %s", e2);
-    int same = m->model_yaml && !strcmp(text, m->model_yaml);
-    free(text);
-    if (!same)
-        return errf(err, errlen,
-                    "resume: model yaml %s differs from the one %s was trained with (model=%s)",
-                    path, version, a->model);
+    /* a run fine-tuned from a weights file (model=x.h5) builds the architecture its version
+     * records: the file itself is not needed any more */
+    if (!model_source_is_weights(a->model)) {
+        char *text = model_file_read(a->model, path, sizeof path, e2, sizeof e2);
+        if (!text) return errf(err, errlen, "resume: %s", e2);
+        int same = m->model_yaml && !strcmp(text, m->model_yaml);
+        free(text);
+        if (!same)
+            return errf(err, errlen,
+                        "resume: model yaml %s differs from the one %s was trained with "
+                        "(model=%s)",
+                        path, version, a->model);
+    }
     char h5[sizeof a->data];
     pack_cache_result pc;
     if (pack_cache_resolve(a->data, NULL, h5, sizeof h5, &pc, e2, sizeof e2) != 0)

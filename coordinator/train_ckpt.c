@@ -8,6 +8,7 @@
 #include "common/timer.h"
 #include "coordinator/ckpt_store.h"
 #include "coordinator/ckpt_transfer.h"
+#include "coordinator/model_source.h"
 #include "coordinator/train_state.h"
 
 #include <cjson/cJSON.h>
@@ -93,7 +94,8 @@ static char *class_names_json(const dataset *ds) {
 }
 
 int train_state_init(train_state *st, train_args *a, dataset *ds, int workers,
-                     const ckpt_meta *resumed, const resume_plan *plan, char *err, size_t errlen) {
+                     const ckpt_meta *resumed, const resume_plan *plan, const model_source *src,
+                     char *err, size_t errlen) {
     *st = (train_state){.args = a,
                         .ds = ds,
                         .workers = workers,
@@ -103,9 +105,9 @@ int train_state_init(train_state *st, train_args *a, dataset *ds, int workers,
                         .loss_names = {"box_loss", "cls_loss", "dfl_loss"},
                         .t_train = now_seconds(),
                         .results_text = xstrdup("")};
-    char path[1024];
-    st->model_yaml = model_file_read(a->model, path, sizeof path, err, errlen);
-    if (!st->model_yaml) return -1;
+    (void)err;
+    (void)errlen;
+    st->model_yaml = xstrdup(src->yaml_text);
     /* lineage: args.yaml as written (before train_prep adjusts max_det, as Ultralytics') */
     char apath[2300];
     snprintf(apath, sizeof apath, "%s/args.yaml", a->save_dir);
@@ -120,14 +122,24 @@ int train_state_init(train_state *st, train_args *a, dataset *ds, int workers,
         restore(st, resumed, vname);
     }
     char parent[32];
+    const char *parent_run = resumed ? plan->parent_run : "";
     if (resumed && plan->version)
         snprintf(parent, sizeof parent, "v%04d", plan->version);
     else
         snprintf(parent, sizeof parent, "%.31s", vname);
+    /* fine-tuned: the weights file is the first version's parent; the run keeps naming it */
+    if (!resumed && src->pretrained) {
+        snprintf(parent, sizeof parent, "%s", src->parent_version);
+        parent_run = src->parent_run;
+    }
+    const char *pre = resumed ? resumed->pretrained : src->pretrained ? src->weights_abs : NULL;
+    st->pretrained = pre && pre[0] ? xstrdup(pre) : NULL;
+    snprintf(st->pretrained_sha256, sizeof st->pretrained_sha256, "%s",
+             resumed ? resumed->pretrained_sha256 : src->weights_sha256);
     ckpt_writer_opts o = {.run_dir = a->save_dir,
                           .next_version = ckpt_store_max_version(a->save_dir) + 1,
                           .parent_version = parent,
-                          .parent_run = resumed ? plan->parent_run : "",
+                          .parent_run = parent_run,
                           .keep = (int)a->keep,
                           .protect = resumed && plan->in_run_dir ? plan->version : 0};
     read_test_knobs(st, &o);
@@ -178,6 +190,10 @@ static void fill_meta(train_state *st, ckpt_meta *m, const char *reason, int epo
     ckpt_meta_set(&m->model_yaml, st->model_yaml);
     ckpt_meta_set(&m->args_yaml, st->args_yaml);
     ckpt_meta_set(&m->class_names, st->class_names);
+    if (st->pretrained) {
+        ckpt_meta_set(&m->pretrained, st->pretrained);
+        snprintf(m->pretrained_sha256, sizeof m->pretrained_sha256, "%s", st->pretrained_sha256);
+    }
     snprintf(m->code_version, sizeof m->code_version, "%s", code_version());
     m->micro_batch = (int)(a->micro_batch ? a->micro_batch : a->batch / st->workers);
     if (gethostname(m->host, sizeof m->host - 1) != 0) snprintf(m->host, sizeof m->host, "?");
@@ -307,5 +323,6 @@ void train_state_free(train_state *st) {
     free(st->model_yaml);
     free(st->args_yaml);
     free(st->class_names);
-    st->results_text = st->model_yaml = st->args_yaml = st->class_names = NULL;
+    free(st->pretrained);
+    st->results_text = st->model_yaml = st->args_yaml = st->class_names = st->pretrained = NULL;
 }

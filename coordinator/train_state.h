@@ -48,7 +48,9 @@ typedef struct train_state {
     double last_fitness;
     char *model_yaml, *args_yaml; /* lineage */
     char *class_names;            /* the dataset's, a JSON array (lineage) */
-    int submitted, failed_last;   /* versions submitted; the newest's write failed */
+    char *pretrained;             /* the weights file a fine-tuned run started from, or NULL */
+    char pretrained_sha256[65];
+    int submitted, failed_last; /* versions submitted; the newest's write failed */
     int test_save_epoch, test_save_step, test_hold_version; /* YOLO_TEST_* knobs */
 } train_state;
 
@@ -56,8 +58,12 @@ int train_state_write_args(const train_args *a, char *err, size_t errlen);
 /* resumed: the version resumed from (NULL for a fresh run); restores the position counters,
  * best fitness, elapsed time and results.csv (its text up to that version), and starts the
  * checkpoint writer. 0 or -1 with err. */
+struct model_source;
+/* src: the model and starting weights (model_source.h): its yaml text is recorded, and a
+ * fine-tuned run's first version names the weights file as lineage parent. */
 int train_state_init(train_state *st, train_args *a, dataset *ds, int workers,
-                     const ckpt_meta *resumed, const resume_plan *plan, char *err, size_t errlen);
+                     const ckpt_meta *resumed, const resume_plan *plan,
+                     const struct model_source *src, char *err, size_t errlen);
 /* Where training starts: epoch (0-based) and its first step (0 unless resumed mid-epoch). */
 void train_state_start(const train_state *st, const ckpt_meta *resumed, int *epoch, int *step);
 /* After each step's reports: remember lr, send the step record to the sinks, report finished

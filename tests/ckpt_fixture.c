@@ -82,7 +82,7 @@ void fixture_run(const char *dir, const char *name, const fixture_run_opts *o) {
     write_args(run, name, o);
     char *yaml = model_file_read("yolov8n.yaml", ypath, sizeof ypath, err, sizeof err);
     cr_assert(yaml, "%s", err);
-    model *m = model_create("yolov8n.yaml", 3, o->seed, err, sizeof err);
+    model *m = model_create("yolov8n.yaml", o->nc ? o->nc : 3, o->seed, err, sizeof err);
     cr_assert(m, "%s", err);
     char *args = NULL;
     size_t alen = 0;
@@ -146,7 +146,8 @@ void fixture_run(const char *dir, const char *name, const fixture_run_opts *o) {
         ckpt_meta_set(&meta.model, "yolov8n.yaml");
         ckpt_meta_set(&meta.model_yaml, yaml);
         ckpt_meta_set(&meta.args_yaml, args);
-        ckpt_meta_set(&meta.class_names, "[\"circle\",\"rectangle\",\"triangle\"]");
+        ckpt_meta_set(&meta.class_names,
+                      o->names_json ? o->names_json : "[\"circle\",\"rectangle\",\"triangle\"]");
         snprintf(meta.code_version, sizeof meta.code_version, "test");
         meta.world_size = 1;
         meta.micro_batch = 8;

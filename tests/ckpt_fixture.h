@@ -1,7 +1,8 @@
 /* Test helper: run folders with checkpoint versions written directly (ckpt_write), without
- * training: a real yolov8n (nc 3) from the model builder, its parameters and BN buffers perturbed
- * per version (so that versions differ and BN is not the identity), under ema/ and model/, with
- * metrics rows, lineage, best/last links and an args.yaml: what `ckpt` and `runs` read. */
+ * training: a real yolov8n (nc 3 unless asked) from the model builder, its parameters and BN
+ * buffers perturbed per version (so that versions differ and BN is not the identity), under ema/
+ * and model/, with metrics rows, lineage, best/last links and an args.yaml: what `ckpt` and `runs`
+ * read. */
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>
@@ -14,6 +15,8 @@ typedef struct fixture_run_opts {
     const char *dataset_sha; /* 64 hex digits (default: "ab" * 32) */
     int best;                /* the version best.h5 points at (0: the last) */
     unsigned seed;           /* weights: the builder's seed, then per-version noise */
+    int nc;                  /* classes (default 3) */
+    const char *names_json;  /* their names (default ["circle","rectangle","triangle"]) */
 } fixture_run_opts;
 
 /* Writes <dir>/<name>/ (weights/v*.h5, best.h5, last.h5, args.yaml). Asserts on failure. */

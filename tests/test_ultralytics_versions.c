@@ -73,13 +73,12 @@ Test(ulversion, new_arguments_work_or_are_refused_by_name) {
     struct {
         const char *arg, *expect;
     } bad[] = {
-        {"amp=bf16", "amp=bf16"},     /* CPU float32 engine: refused with the reason */
-        {"amp=half", "amp=half"},     /* not a value Ultralytics knows */
-        {"cls_pw=1.5", "cls_pw=1.5"}, /* Ultralytics asserts 0 <= cls_pw <= 1 */
-        {"nms=maybe", "nms=maybe"},   /* True, False or None */
-        {"pretrained=yolo26n.pt", "pretrained=yolo26n.pt"}, /* no weights import yet */
-        {"optimizer=RAdam", "does not implement"},          /* theirs, not ours */
-        {"fraction=2.5", "fraction=2.5"},                   /* a count must be whole */
+        {"amp=bf16", "amp=bf16"},                  /* CPU float32 engine: refused with the reason */
+        {"amp=half", "amp=half"},                  /* not a value Ultralytics knows */
+        {"cls_pw=1.5", "cls_pw=1.5"},              /* Ultralytics asserts 0 <= cls_pw <= 1 */
+        {"nms=maybe", "nms=maybe"},                /* True, False or None */
+        {"optimizer=RAdam", "does not implement"}, /* theirs, not ours */
+        {"fraction=2.5", "fraction=2.5"},          /* a count must be whole */
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         char *argv[] = {"data=/etc/hostname", (char *)bad[i].arg};

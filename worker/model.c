@@ -95,12 +95,21 @@ model *model_create(const char *yaml, int nc, uint64_t seed, char *err, size_t e
 
 model *model_create_on(backend *be, const char *yaml, int nc, uint64_t seed, char *err,
                        size_t errlen) {
+    return model_create_spec(be, &(model_spec){.yaml = yaml, .nc = nc}, seed, err, errlen);
+}
+
+model *model_create_spec(backend *be, const model_spec *spec, uint64_t seed, char *err,
+                         size_t errlen) {
     model *m = xcalloc(1, sizeof *m);
     m->be = be;
-    if (model_yaml_load(yaml, nc, &m->cfg, err, errlen)) {
+    int rc = spec->yaml_text
+                 ? model_yaml_load_text(spec->yaml_text, spec->yaml, spec->nc, &m->cfg, err, errlen)
+                 : model_yaml_load(spec->yaml, spec->nc, &m->cfg, err, errlen);
+    if (rc) {
         free(m);
         return NULL;
     }
+    m->cfg.cls_width = spec->cls_width;
     m->layer_params = xcalloc((size_t)m->cfg.nlayers, sizeof *m->layer_params);
     /* the first build registers the parameters; the probe size only has to be a valid shape */
     if (model_build_graph(m, 1, 64, 64, true, NULL, NULL, err, errlen)) {

@@ -91,6 +91,16 @@ void model_tensor_from_torch(const model_tensor *t, const float *torch, float *o
 model *model_create_on(backend *be, const char *yaml, int nc, uint64_t seed, char *err,
                        size_t errlen);
 model *model_create(const char *yaml, int nc, uint64_t seed, char *err, size_t errlen);
+/* The general form: the yaml as a file spec, or as text (yaml_text, with yaml naming the file it
+ * came from: its scale letter and messages), and Detect's class-branch width when it must differ
+ * from the yaml rule max(ch[0], min(nc, 100)) (fine-tuning keeps the source's: worker/pretrained.h;
+ * 0 for the rule). */
+typedef struct model_spec {
+    const char *yaml, *yaml_text;
+    int nc, cls_width;
+} model_spec;
+model *model_create_spec(backend *be, const model_spec *spec, uint64_t seed, char *err,
+                         size_t errlen);
 void model_free(model *m);
 const model_yaml *model_config(const model *m);
 backend *model_backend(const model *m);

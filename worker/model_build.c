@@ -550,7 +550,7 @@ static void detect(builder *b, const char *pre, const model_layer *L, const int 
     int c2 = 16;
     if (L->ch[0] / 4 > c2) c2 = L->ch[0] / 4;
     if (4 * rm > c2) c2 = 4 * rm;
-    int c3 = L->ch[0] > (nc < 100 ? nc : 100) ? L->ch[0] : (nc < 100 ? nc : 100);
+    int c3 = y->cls_width > 0 ? y->cls_width : model_yaml_cls_width_rule(y);
     head_decl h[2];
     memset(h, 0, sizeof h);
     head_declare_box(b, pre, "cv2", L->ch, c2, rm, &h[0]);

@@ -30,19 +30,6 @@ static void stem_of(const char *path, char *stem, size_t n) {
     if (dot && (!strcmp(dot, ".yaml") || !strcmp(dot, ".yml"))) *dot = 0;
 }
 
-/* Ultralytics' guess_model_scale: yolo, optional "e-", optional 'v', digits, one of nslmx. */
-static char guess_scale(const char *stem) {
-    for (const char *p = strstr(stem, "yolo"); p; p = strstr(p + 1, "yolo")) {
-        const char *q = p + 4;
-        if (!strncmp(q, "e-", 2)) q += 2;
-        if (*q == 'v') q++;
-        if (!isdigit((unsigned char)*q)) continue;
-        while (isdigit((unsigned char)*q)) q++;
-        if (*q && strchr("nslmx", *q)) return *q;
-    }
-    return 0;
-}
-
 /* ---- libyaml helpers ------------------------------------------------------------------------- */
 
 typedef struct ctx {
@@ -373,6 +360,12 @@ static int load_doc(ctx *c, model_yaml *y, int nc_override) {
     y->depth = y->width = 1.0;
     y->max_channels = 1024;
     yaml_node_t *sc = map_get(c, root, "scales");
+    /* `scale: n` (what Ultralytics writes into a model's yaml dict) wins over the name's letter */
+    if ((n = map_get(c, root, "scale")) && scalar(n) && scalar(n)[0]) {
+        if (strlen(scalar(n)) != 1)
+            return errf(c->err, c->errlen, "%s:%d: scale must be one letter", c->file, line_of(n));
+        y->scale = scalar(n)[0];
+    }
     if (sc) {
         if (sc->type != YAML_MAPPING_NODE ||
             sc->data.mapping.pairs.top == sc->data.mapping.pairs.start)
@@ -433,36 +426,49 @@ static int load_doc(ctx *c, model_yaml *y, int nc_override) {
     return 0;
 }
 
-int model_yaml_load(const char *spec, int nc, model_yaml *y, char *err, size_t errlen) {
-    memset(y, 0, sizeof *y);
-    if (!model_file_find(spec, y->path, sizeof y->path))
-        return errf(err, errlen, "%s: model yaml not found (looked in models/ and as a path)",
-                    spec);
-    stem_of(spec, y->name, sizeof y->name);
-    y->scale = guess_scale(y->name);
-    FILE *f = fopen(y->path, "rb");
-    if (!f) return errf(err, errlen, "%s: cannot open", y->path);
+/* Parses text (named `file` in messages, `name` for the scale letter) into y. */
+static int load_text(const char *text, const char *file, const char *name, int nc, model_yaml *y,
+                     char *err, size_t errlen) {
+    stem_of(name, y->name, sizeof y->name);
+    y->scale = model_file_scale(y->name);
     yaml_parser_t p;
-    ctx c = {.file = y->path, .err = err, .errlen = errlen};
-    if (!yaml_parser_initialize(&p)) {
-        fclose(f);
-        return errf(err, errlen, "%s: yaml parser init failed", y->path);
-    }
-    yaml_parser_set_input_file(&p, f);
+    ctx c = {.file = file, .err = err, .errlen = errlen};
+    if (!yaml_parser_initialize(&p)) return errf(err, errlen, "%s: yaml parser init failed", file);
+    yaml_parser_set_input_string(&p, (const unsigned char *)text, strlen(text));
     int rc;
     if (!yaml_parser_load(&p, &c.doc)) {
-        rc = errf(err, errlen, "%s:%d: yaml error: %s", y->path, (int)p.problem_mark.line + 1,
+        rc = errf(err, errlen, "%s:%d: yaml error: %s", file, (int)p.problem_mark.line + 1,
                   p.problem ? p.problem : "malformed");
         yaml_parser_delete(&p);
-        fclose(f);
         return rc;
     }
     rc = load_doc(&c, y, nc);
     yaml_document_delete(&c.doc);
     yaml_parser_delete(&p);
-    fclose(f);
     if (rc) model_yaml_free(y);
     return rc;
+}
+
+int model_yaml_load(const char *spec, int nc, model_yaml *y, char *err, size_t errlen) {
+    memset(y, 0, sizeof *y);
+    char *text = model_file_read(spec, y->path, sizeof y->path, err, errlen);
+    if (!text) return -1;
+    int rc = load_text(text, y->path, spec, nc, y, err, errlen);
+    free(text);
+    return rc;
+}
+
+int model_yaml_load_text(const char *text, const char *name, int nc, model_yaml *y, char *err,
+                         size_t errlen) {
+    memset(y, 0, sizeof *y);
+    snprintf(y->path, sizeof y->path, "%s", name);
+    return load_text(text, name, name, nc, y, err, errlen);
+}
+
+int model_yaml_cls_width_rule(const model_yaml *y) {
+    const model_layer *d = &y->layers[y->nlayers - 1];
+    int c = y->nc < 100 ? y->nc : 100;
+    return d->ch[0] > c ? d->ch[0] : c;
 }
 
 void model_yaml_free(model_yaml *y) {

@@ -8,8 +8,9 @@
  * File lookup: model=yolov8n.yaml without a '/' is looked up in models/ (then next to the binary,
  * ../models). If that exact file is missing, the "unified" file with the scale letter removed
  * (yolov8.yaml) is used; the letter comes from the file name as in Ultralytics'
- * guess_model_scale (yolo, optional e-, optional v, digits, one of nslmx). Without a letter the
- * first key of `scales` is used. */
+ * guess_model_scale (yolo, optional e-, optional v, digits, one of nslmx); a `scale:` key in the
+ * yaml (as Ultralytics writes it into a model's yaml dict) wins. Without either the first key of
+ * `scales` is used. */
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>
@@ -56,6 +57,7 @@ typedef struct model_yaml {
     int max_channels;
     int nc, reg_max;
     bool end2end, legacy;
+    int cls_width; /* Detect's class-branch width (c3) when not the rule (fine-tuning), else 0 */
     int nlayers;
     model_layer *layers;
 } model_yaml;
@@ -63,5 +65,11 @@ typedef struct model_yaml {
 /* spec: "yolov8n.yaml", "models/yolo26.yaml", a path. nc > 0 overrides the file's nc.
  * 0, or -1 with a one-line message naming the file (and line / layer index) in err. */
 int model_yaml_load(const char *spec, int nc, model_yaml *out, char *err, size_t errlen);
+/* The same from the yaml's text; name: the file it came from ("yolov8n.yaml": messages, and the
+ * scale letter unless the text has a `scale:` key). */
+int model_yaml_load_text(const char *text, const char *name, int nc, model_yaml *out, char *err,
+                         size_t errlen);
 void model_yaml_free(model_yaml *y);
+/* Detect's class-branch width by Ultralytics' rule: max(ch[0], min(nc, 100)). */
+int model_yaml_cls_width_rule(const model_yaml *y);
 const char *model_module_name(model_module m);

@@ -3,6 +3,8 @@
 
 #include "common/log.h"
 
+#include <mpi.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,4 +133,38 @@ int pretrained_cls_width(const int head_ch[3], int rule_c3, const int src_ch[3],
     for (int i = 0; i < 3; i++)
         if (head_ch[i] != src_ch[i]) return rule_c3;
     return src_c3;
+}
+
+int pretrained_receive(model *m, model *ema, int wrank, int cls_width, int rule_width, char *err,
+                       size_t errlen) {
+    weights_header h;
+    CHECK_MPI(MPI_Bcast(&h, sizeof h, MPI_BYTE, 0, MPI_COMM_WORLD));
+    tensor_desc *t = xmalloc((size_t)(h.n_tensors ? h.n_tensors : 1) * sizeof *t);
+    float *d = xmalloc((size_t)(h.n_floats ? h.n_floats : 1) * sizeof *d);
+    int *map = xmalloc((size_t)(h.ncls ? h.ncls : 1) * sizeof *map);
+    CHECK_MPI(MPI_Bcast(t, (int)(h.n_tensors * (int64_t)sizeof *t), MPI_BYTE, 0, MPI_COMM_WORLD));
+    CHECK_MPI(MPI_Bcast(d, (int)h.n_floats, MPI_FLOAT, 0, MPI_COMM_WORLD));
+    CHECK_MPI(MPI_Bcast(map, h.ncls, MPI_INT, 0, MPI_COMM_WORLD));
+    pretrained_summary sum = {.ok = 1, .cls_width = cls_width, .rule_width = rule_width};
+    pretrained_report r, re;
+    const int *cls_map = h.ncls == model_config(m)->nc ? map : NULL;
+    int rc = pretrained_load(m, t, (int)h.n_tensors, d, h.n_floats, cls_map, &r, err, errlen);
+    if (rc == 0)
+        rc = pretrained_load(ema, t, (int)h.n_tensors, d, h.n_floats, cls_map, &re, err, errlen);
+    if (rc == 0) {
+        sum.transferred = r.transferred;
+        sum.total = r.total;
+        sum.remapped = r.remapped;
+        sum.n_not_loaded = r.n_not_loaded;
+        snprintf(sum.not_loaded, sizeof sum.not_loaded, "%s", r.not_loaded);
+    } else {
+        sum.ok = 0;
+        snprintf(sum.error, sizeof sum.error, "%.255s", err);
+    }
+    if (wrank == 0)
+        CHECK_MPI(MPI_Send(&sum, sizeof sum, MPI_BYTE, 0, TAG_PRETRAINED, MPI_COMM_WORLD));
+    free(t);
+    free(d);
+    free(map);
+    return rc;
 }

@@ -31,3 +31,10 @@ int pretrained_load(model *m, const tensor_desc *t, int n, const float *data, in
  * gives rule_c3: the source's width src_c3 when its head inputs src_ch[3] are the same (the
  * branch then runs on this neck, and its hidden layers transfer), else the rule's. */
 int pretrained_cls_width(const int head_ch[3], int rule_c3, const int src_ch[3], int src_c3);
+
+/* The worker's side of the weights message (common/protocol.h): receives the broadcast, loads it
+ * into the model and its EMA copy (the EMA starts equal to the model, as Ultralytics' ModelEMA of
+ * the loaded model), and worker 0 (wrank 0) sends the summary to the coordinator. cls_width and
+ * rule_width go into the summary. 0, or -1 with one line in err. */
+int pretrained_receive(model *m, model *ema, int wrank, int cls_width, int rule_width, char *err,
+                       size_t errlen);

@@ -15,6 +15,7 @@
 #include "kernels/threads.h"
 #include "worker/allreduce.h"
 #include "worker/model.h"
+#include "worker/pretrained.h"
 #include "worker/snapshot.h"
 #include "worker/train_setup.h"
 #include "worker/validate.h"
@@ -35,8 +36,10 @@ typedef struct worker {
     model *m, *ema_m; /* the trained model and its EMA (validated, saved) */
     optimizer opt;
     sched_cfg sc;
-    model_info info; /* what setup built, for the coordinator */
-    float *cls_w;    /* cls_pw class weights [nc], or NULL */
+    model_info info;           /* what setup built, for the coordinator */
+    float *cls_w;              /* cls_pw class weights [nc], or NULL */
+    char *model_msg;           /* the model: its name, a NUL, its yaml text (job.model_text_len) */
+    int cls_width, rule_width; /* Detect's class-branch width as built, and the yaml rule's */
     model_ema ema;
     int accumulate, share, micro, nmicro;
     long ni, last_opt_step, nw;
@@ -277,6 +280,32 @@ static int end_epoch(worker *w) {
     return 0;
 }
 
+/* The model and its EMA copy from the coordinator's yaml text; Detect's class branch at the width
+ * of the weights the run starts from when their head inputs are this model's (fine-tuning,
+ * worker/pretrained.h; a resumed run: the width its version has), else the yaml rule. */
+static int build_models(worker *w) {
+    const train_args *a = &w->a;
+    model_spec spec = {.yaml = w->model_msg,
+                       .yaml_text = w->model_msg + strlen(w->model_msg) + 1,
+                       .nc = (int)w->job.nc};
+    w->m = model_create_spec(w->be, &spec, (uint64_t)a->seed, w->err, sizeof w->err);
+    if (!w->m) return -1;
+    const model_yaml *y = model_config(w->m);
+    w->rule_width = w->cls_width = model_yaml_cls_width_rule(y);
+    if (w->job.cls_width > 0)
+        w->cls_width = pretrained_cls_width(y->layers[y->nlayers - 1].ch, w->rule_width,
+                                            w->job.head_ch, w->job.cls_width);
+    if (w->cls_width != w->rule_width) {
+        model_free(w->m);
+        spec.cls_width = w->cls_width;
+        w->m = model_create_spec(w->be, &spec, (uint64_t)a->seed, w->err, sizeof w->err);
+        if (!w->m) return -1;
+    }
+    spec.cls_width = w->cls_width;
+    w->ema_m = model_create_spec(w->be, &spec, (uint64_t)a->seed, w->err, sizeof w->err);
+    return w->ema_m ? 0 : -1;
+}
+
 static int setup(worker *w) {
     train_args *a = &w->a;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -294,11 +323,7 @@ static int setup(worker *w) {
     w->micro = a->micro_batch ? (int)a->micro_batch : w->share;
     w->nmicro = w->share / w->micro;
     /* Same seed on every worker: identical initial weights without a broadcast. */
-    w->m = model_create_on(w->be, a->model, w->job.nc, (uint64_t)a->seed, w->err, sizeof w->err);
-    if (!w->m) return -1;
-    w->ema_m =
-        model_create_on(w->be, a->model, w->job.nc, (uint64_t)a->seed, w->err, sizeof w->err);
-    if (!w->ema_m) return -1;
+    if (build_models(w) != 0) return -1;
     if (model_plan(w->m, w->micro, (int)a->imgsz, (int)a->imgsz, w->err, sizeof w->err) != 0)
         return -1;
     long n_train = train_args_train_images(a, w->job.n_train);
@@ -396,12 +421,20 @@ int worker_train_main(void) {
                   w->job.protocol);
         MPI_Abort(MPI_COMM_WORLD, 1);
     }
+    w->model_msg = xcalloc((size_t)w->job.model_text_len + 2, 1);
+    CHECK_MPI(MPI_Bcast(w->model_msg, w->job.model_text_len, MPI_CHAR, 0, MPI_COMM_WORLD));
     if (setup(w) != 0) {
         log_error("rank %d: %s", w->rank, w->err);
         MPI_Abort(MPI_COMM_WORLD, 1);
     }
     if (w->wrank == 0)
         CHECK_MPI(MPI_Send(&w->info, sizeof w->info, MPI_BYTE, 0, TAG_MODEL_INFO, MPI_COMM_WORLD));
+    /* fine-tuning: pretrained weights into the model and its EMA */
+    if (w->job.pretrained && pretrained_receive(w->m, w->ema_m, w->wrank, w->cls_width,
+                                                w->rule_width, w->err, sizeof w->err) != 0) {
+        log_error("rank %d: %s", w->rank, w->err);
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
     /* a resumed run: the checkpoint's state, after the coordinator has the model info */
     if (w->job.resume && snapshot_receive(&w->snap, w->err, sizeof w->err) != 0) {
         log_error("rank %d: %s", w->rank, w->err);
@@ -436,6 +469,7 @@ int worker_train_main(void) {
     model_free(w->ema_m);
     backend_destroy(w->be);
     free(w->cls_w);
+    free(w->model_msg);
     free(w->dout[0]);
     free(w->dout[1]);
 out:
