@@ -30,7 +30,7 @@
 #pragma once
 #include <stdint.h>
 
-#define PROTOCOL_VERSION 5
+#define PROTOCOL_VERSION 6
 
 enum msg_tag {
     TAG_EPOCH = 100,

@@ -92,10 +92,12 @@ int drift_write_annotation_set(const char *dir, eval_source *src, const eval_res
     snprintf(images, sizeof images, "%s/images", dir);
     snprintf(labels, sizeof labels, "%s/labels", dir);
     if (mkdir_p(images, err, errlen) != 0 || mkdir_p(labels, err, errlen) != 0) return -1;
-    char *list = NULL;
-    size_t len = 0;
-    FILE *lf = open_memstream(&list, &len);
-    if (!lf) FATAL("open_memstream failed");
+    /* the ranked list, and the same images split for packing: every fifth to val */
+    char *list = NULL, *tl = NULL, *vl = NULL;
+    size_t len = 0, tlen = 0, vlen = 0;
+    FILE *lf = open_memstream(&list, &len), *tf = open_memstream(&tl, &tlen),
+         *vf = open_memstream(&vl, &vlen);
+    if (!lf || !tf || !vf) FATAL("open_memstream failed");
     int rc = 0;
     for (int k = 0; k < n && rc == 0; k++) {
         int i = picks[k].index, h, w;
@@ -116,16 +118,23 @@ int drift_write_annotation_set(const char *dir, eval_source *src, const eval_res
         if ((rc = write_image(src, i, path, err, errlen)) != 0) break;
         if ((rc = eval_source_size(src, i, &h, &w, err, errlen)) != 0) break;
         fprintf(lf, "images/%s\n", name);
+        fprintf(k % 5 == 4 || n < 2 ? vf : tf, "images/%s\n", name);
+        if (n < 2) fprintf(tf, "images/%s\n", name); /* one image: both splits */
         char *dot = strrchr(name, '.');
         if (dot) *dot = 0;
         snprintf(path, sizeof path, "%s/%s.txt", labels, name);
         rc = write_labels(path, r, i, h, w, conf, err, errlen);
     }
-    fclose(lf);
+    fclose(lf), fclose(tf), fclose(vf);
     char path[PATH_MAX + 32];
-    snprintf(path, sizeof path, "%s/annotate.txt", dir);
-    if (rc == 0) rc = atomic_write_file(path, list, len, err, errlen);
-    free(list);
+    const char *files[3] = {"annotate.txt", "annotate_train.txt", "annotate_val.txt"};
+    const char *texts[3] = {list, tl, vl};
+    size_t lens[3] = {len, tlen, vlen};
+    for (int i = 0; i < 3 && rc == 0; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        rc = atomic_write_file(path, texts[i], lens[i], err, errlen);
+    }
+    free(list), free(tl), free(vl);
     if (rc != 0) return -1;
     /* the dataset yaml data pack reads: the list as both splits, the model's class names */
     char *y = NULL;
@@ -136,7 +145,7 @@ int drift_write_annotation_set(const char *dir, eval_source *src, const eval_res
             "# Images %s was least sure about (least confident first), with its boxes as\n"
             "# pre-annotations in labels/: correct them, then\n"
             "#   coordinator data pack data=%s/annotate.yaml out=<new.h5>\n"
-            "train: annotate.txt\nval: annotate.txt\nnames:\n",
+            "train: annotate_train.txt\nval: annotate_val.txt\nnames:\n",
             em->label, dir);
     for (int c = 0; c < em->nc; c++) fprintf(yf, "  %d: \"%s\"\n", c, em->names[c]);
     fclose(yf);

@@ -1,8 +1,9 @@
 /* The images of new data most worth annotating, written so that `data pack` takes them as they
  * are: <dir>/images/<name> (copies of the files, or the dataset's images as PNG / JPEG),
  * <dir>/labels/<stem>.txt with the model's confident boxes as pre-annotations for the annotator
- * to correct (YOLO format), <dir>/annotate.txt (the ranked list, most worth first) and
- * <dir>/annotate.yaml (a dataset yaml with train: and val: that list and the class names).
+ * to correct (YOLO format), <dir>/annotate.txt (the ranked list, most worth first),
+ * annotate_train.txt / annotate_val.txt (the same images, every fifth of the ranking to val) and
+ * <dir>/annotate.yaml (a dataset yaml over those two lists with the model's class names).
  *
  * Ranking: least confident first, score = 1 - the image's highest detection confidence (an image
  * where the model finds nothing scores 1); ties keep the source order. */

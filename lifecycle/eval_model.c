@@ -11,8 +11,6 @@
 #include "worker/pretrained.h"
 
 #include <cjson/cJSON.h>
-#include <errno.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,27 +49,13 @@ static int parse_names(eval_model *e, const char *json, char *err, size_t errlen
     return 0;
 }
 
-/* The model yaml text as a file named as the model was (the scale letter of "yolov8n.yaml" picks
- * the scale of a unified yaml), in a temporary folder removed again. */
+/* The architecture the file records (its yaml text, named as built: the scale letter counts) with
+ * the class-branch width its weights have (a fine-tuned model keeps its source's). */
 static model *build(backend *be, const model_weights *w, char *err, size_t errlen) {
-    char dir[] = "/tmp/yolo-eval-XXXXXX", path[PATH_MAX];
-    if (!mkdtemp(dir)) {
-        errf(err, errlen, "mkdtemp: %s", strerror(errno));
-        return NULL;
-    }
-    const char *base = strrchr(w->model, '/') ? strrchr(w->model, '/') + 1 : w->model;
-    snprintf(path, sizeof path, "%s/%s", dir, base[0] ? base : "model.yaml");
-    model *m = NULL;
-    FILE *f = fopen(path, "wb");
-    if (!f || fputs(w->model_yaml, f) < 0 || fclose(f) != 0) {
-        errf(err, errlen, "%s: cannot write the model yaml: %s", path, strerror(errno));
-        if (f) fclose(f);
-    } else {
-        m = model_create_on(be, path, w->nc, 0, err, errlen);
-    }
-    unlink(path);
-    rmdir(dir);
-    return m;
+    int c3 = 0, ch[3] = {0};
+    model_head_widths(w->t, w->n, "", &c3, ch);
+    model_spec spec = {.yaml = w->model, .yaml_text = w->model_yaml, .nc = w->nc, .cls_width = c3};
+    return model_create_spec(be, &spec, 0, err, errlen);
 }
 
 /* Every tensor of the model must come from the file (evaluation never runs on initialised

@@ -133,7 +133,7 @@ Test(gate, better_passes_worse_fails_naming_the_class_equal_passes, .timeout = 1
     silence_class(last, silenced, 1);
     /* max_det high enough that no image's boxes are cut: silencing one class then leaves the
      * others' boxes exactly as they were */
-    const char *common = "imgsz=320 max_det=5000 batch=16";
+    const char *common = "split=train imgsz=320 max_det=5000 batch=16";
     snprintf(args, sizeof args,
              "candidate=%s/r:last baseline=%s/r:last data=%s/own.h5 min_delta=0 %s", dir, dir, dir,
              common);
