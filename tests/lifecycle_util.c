@@ -17,6 +17,14 @@ void lc_rm_rf(const char *dir) {
     cr_assert_eq(run_sh("rm -rf %s", dir), 0);
 }
 
+void lc_synth(const char *dir, int classes, char *data) {
+    snprintf(data, 400, "%s/s.h5", dir);
+    cr_assert_eq(run_sh("./bin/coordinator data synth out=%s train=32 val=20 imgsz=64 classes=%d "
+                        "seed=0 > /dev/null",
+                        data, classes),
+                 0, "synth");
+}
+
 void lc_train(const char *dir, const char *data, int epochs, const char *extra) {
     int rc = run_sh("timeout 900 ./bin/coordinator train data=%s model=yolov8n.yaml epochs=%d "
                     "imgsz=64 batch=8 workers=1 threads=1 loader_threads=1 project=%s name=r %s "

@@ -8,6 +8,9 @@
 /* mkdtemp("/tmp/yolo-<prefix>-XXXXXX") into dir[256]. */
 void lc_tmpdir(char *dir, const char *prefix);
 void lc_rm_rf(const char *dir);
+/* `coordinator data synth out=<dir>/s.h5 train=32 val=20 imgsz=64 classes=<classes> seed=0` into
+ * data[400] (asserts success). */
+void lc_synth(const char *dir, int classes, char *data);
 /* `coordinator train data=<data> model=yolov8n.yaml epochs=<epochs> imgsz=64 batch=8 workers=1
  * threads=1 loader_threads=1 project=<dir> name=r <extra>`, output in <dir>/train.log; asserts
  * success. */

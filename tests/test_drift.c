@@ -127,17 +127,15 @@ static const cJSON *check(const cJSON *rep, const char *what, const char *stat) 
 Test(drift, shifted_shapes_drift_and_a_fresh_sample_does_not, .timeout = 1500) {
     char dir[256], data[400], path[700];
     lc_tmpdir(dir, "lc-drift");
-    snprintf(data, sizeof data, "%s/s.h5", dir);
-    cr_assert_eq(run_sh("./bin/coordinator data synth out=%s train=32 val=20 imgsz=64 classes=3 "
-                        "seed=0 > /dev/null && "
-                        "./bin/coordinator data synth out=%s/ref.h5 train=1 val=120 imgsz=64 "
+    lc_synth(dir, 3, data);
+    cr_assert_eq(run_sh("./bin/coordinator data synth out=%s/ref.h5 train=1 val=120 imgsz=64 "
                         "classes=3 seed=11 > /dev/null && "
                         "./bin/coordinator data synth out=%s/fresh.h5 train=1 val=120 imgsz=64 "
                         "classes=3 seed=12 > /dev/null && "
                         "./bin/coordinator data synth out=%s/shifted.h5 train=1 val=120 imgsz=64 "
                         "classes=3 seed=12 brightness=0.5 object_scale=0.5 background=stripes "
                         "> /dev/null",
-                        data, dir, dir, dir),
+                        dir, dir, dir),
                  0);
     lc_train(dir, data, 2, "plots=False");
     int rc = run_sh("./bin/coordinator drift model=%s/r reference=%s/ref.h5 new=%s/shifted.h5 "

@@ -110,11 +110,7 @@ static cJSON *gate_json(const char *dir, const char *name, const char *args, int
 Test(gate, better_passes_worse_fails_naming_the_class_equal_passes, .timeout = 1500) {
     char dir[256], data[400], path[600], args[2000];
     lc_tmpdir(dir, "lc-gate");
-    snprintf(data, sizeof data, "%s/s.h5", dir);
-    cr_assert_eq(run_sh("./bin/coordinator data synth out=%s train=32 val=20 imgsz=64 classes=3 "
-                        "seed=0 > /dev/null",
-                        data),
-                 0);
+    lc_synth(dir, 3, data);
     lc_train(dir, data, 2, "plots=False");
     /* Labels the model partly gets right: its own boxes on the val images (the drift command's
      * annotation set, re-packed as the walkthrough does). A model trained for two epochs of 32

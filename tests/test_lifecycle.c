@@ -2,6 +2,8 @@
  * validation at the end of training on the same weights; predict's letterbox undone exactly on
  * image files; annotated boxes where the objects are; usage errors. */
 #include "coordinator/charts.h"
+#include "coordinator/coco_json.h"
+#include "dataio/pack.h"
 #include "coordinator/plot.h"
 #include "dataio/image_files.h"
 #include "dataio/loader.h"
@@ -30,11 +32,7 @@ static void check_png(const char *dir, const char *file, int w, int h) {
 Test(lifecycle, val_reproduces_the_validation_at_the_end_of_training, .timeout = 1200) {
     char dir[256], path[600], data[400];
     lc_tmpdir(dir, "lc-val");
-    snprintf(data, sizeof data, "%s/s.h5", dir);
-    cr_assert_eq(run_sh("./bin/coordinator data synth out=%s train=32 val=20 imgsz=64 classes=2 "
-                        "seed=0 > /dev/null",
-                        data),
-                 0);
+    lc_synth(dir, 2, data);
     lc_train(dir, data, 2, "save_json=True plots=True");
     /* the final version, at the validation batch training used (2 x batch 8) */
     cr_assert_eq(run_sh("./bin/coordinator val model=%s/r:last batch=16 save_json=True plots=True "
@@ -301,5 +299,41 @@ Test(lifecycle, bad_usage_exits_2_with_one_line) {
     cr_assert(run_file_has(path, "conf=2"));
     cr_assert_eq(run_sh("./bin/coordinator val --help > %s", path), 0);
     cr_assert(run_file_has(path, "usage: coordinator val"));
+    lc_rm_rf(dir);
+}
+
+Test(lifecycle, coco_predictions_json_as_ultralytics_writes_it) {
+    char dir[256], path[600], err[512];
+    lc_tmpdir(dir, "lc-coco");
+    snprintf(path, sizeof path, "%s/s.h5", dir);
+    int count[SPLIT_COUNT] = {1, 4, 0};
+    pack_stats st;
+    cr_assert_eq(pack_synth(path, count, 32, 2, 1, &st, err, sizeof err), 0, "%s", err);
+    dataset *ds = dataset_open(path, err, sizeof err);
+    cr_assert(ds, "%s", err);
+    /* out of image order; image 3's two boxes in score order */
+    val_plot_det d[3] = {{3, 1, 0.9123456f, 1.23456f, 2, 11.5f, 12.0004f},
+                         {0, 0, 0.5f, 0, 0, 32, 32},
+                         {3, 0, 0.25f, 4, 5, 6, 7}};
+    snprintf(path, sizeof path, "%s/p.json", dir);
+    cr_assert_eq(coco_predictions_write(path, ds, SPLIT_VAL, d, 3, err, sizeof err), 0, "%s", err);
+    dataset_close(ds);
+    char *t = lc_read(path);
+    cJSON *a = cJSON_Parse(t);
+    cr_assert_eq(cJSON_GetArraySize(a), 3);
+    const cJSON *e0 = cJSON_GetArrayItem(a, 0), *e1 = cJSON_GetArrayItem(a, 1),
+                *e2 = cJSON_GetArrayItem(a, 2);
+    cr_assert_eq(num(e0, "image_id"), 0, "synth/val/000000: a numeric stem is a number");
+    cr_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(e0, "file_name")), "000000");
+    cr_assert_eq(num(e1, "image_id"), 3);
+    cr_assert_eq(num(e1, "score"), 0.91235, "score rounded to 5 decimals");
+    cr_assert_eq(num(e2, "score"), 0.25, "image 3's boxes keep their order");
+    const cJSON *bb = cJSON_GetObjectItem(e1, "bbox");
+    double want[4] = {1.235, 2, 10.265, 10}; /* x, y, w, h rounded to 3 decimals */
+    for (int k = 0; k < 4; k++)
+        cr_assert_float_eq(cJSON_GetArrayItem(bb, k)->valuedouble, want[k], 1e-9, "bbox[%d]", k);
+    cr_assert_eq(num(e1, "category_id"), 1);
+    cJSON_Delete(a);
+    free(t);
     lc_rm_rf(dir);
 }
