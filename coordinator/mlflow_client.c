@@ -267,6 +267,28 @@ int mlflow_run_create(mlflow_client *c, const char *experiment_id, const char *r
     return rc;
 }
 
+int mlflow_run_find_by_tag(mlflow_client *c, const char *experiment_id, const char *key,
+                           const char *value, char *run_id, size_t n, char *err, size_t errlen) {
+    cJSON *body = cJSON_CreateObject(), *r = NULL;
+    cJSON_AddItemToObject(body, "experiment_ids",
+                          cJSON_CreateStringArray((const char *[]){experiment_id}, 1));
+    char filter[512];
+    snprintf(filter, sizeof filter, "tags.`%s` = '%s'", key, value);
+    cJSON_AddStringToObject(body, "filter", filter);
+    cJSON_AddNumberToObject(body, "max_results", 1);
+    int rc = request(c, "/api/2.0/mlflow/runs/search", body, &r, err, errlen);
+    cJSON_Delete(body);
+    run_id[0] = 0;
+    if (rc == 0) {
+        const cJSON *runs = cJSON_GetObjectItemCaseSensitive(r, "runs");
+        const cJSON *info = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(runs, 0), "info");
+        const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(info, "run_id"));
+        if (id) snprintf(run_id, n, "%s", id);
+    }
+    cJSON_Delete(r);
+    return rc;
+}
+
 int mlflow_log_batch(mlflow_client *c, const char *run_id, const mlflow_metric *m, int nm,
                      const mlflow_kv *params, int np, const mlflow_kv *tags, int nt, char *err,
                      size_t errlen) {

@@ -37,6 +37,11 @@ int mlflow_run_create(mlflow_client *c, const char *experiment_id, const char *r
                       int64_t start_ms, const mlflow_kv *tags, int ntags, char *run_id, size_t n,
                       char *err, size_t errlen);
 
+/* The id of a run of the experiment whose tag `key` has `value` (run_id "" when none): how a
+ * create that timed out, but may have reached the server, is found before it is tried again. */
+int mlflow_run_find_by_tag(mlflow_client *c, const char *experiment_id, const char *key,
+                           const char *value, char *run_id, size_t n, char *err, size_t errlen);
+
 typedef struct mlflow_metric {
     char key[128];
     double value;

@@ -10,9 +10,9 @@
 #include "common/atomic_file.h"
 #include "common/code_version.h"
 #include "common/log.h"
-#include "common/model_file.h"
 #include "coordinator/metric_sink.h"
 #include "coordinator/mlflow_client.h"
+#include "coordinator/model_source.h"
 
 #include <cjson/cJSON.h>
 #include <limits.h>
@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,6 +30,7 @@
 #define CLOSE_WAIT_S 30.0 /* at the end of training, for the queue to drain */
 #define MAX_PARAMS 100    /* per log-batch request (MLflow's limit) */
 #define MAX_TAGS 100
+#define TOKEN_TAG "yolo.create_token" /* see create_run */
 #define RUN_FILE "mlflow.json" /* in the run folder: a resumed run logs to the same MLflow run */
 
 typedef enum { JOB_LOG, JOB_END } job_kind;
@@ -52,6 +54,7 @@ typedef struct mlflow_sink {
     mlflow_client *client;
     char experiment[1024], run_name[256], run_file[PATH_MAX + 16];
     char run_id[128]; /* from RUN_FILE (a resumed run) or created by the thread */
+    char token[40];   /* TOKEN_TAG's value: random hex */
     kv_list create_tags;
     pthread_t thread;
     bool started;
@@ -111,6 +114,28 @@ static void sleep_s(double s) {
         }                                                                                          \
     } while (0)
 
+/* runs/create is not idempotent: a request that timed out may still have created the run, and
+ * trying again would make a second one. Each attempt carries this sink's token as a tag, and a
+ * retry first looks for a run with it. */
+static int create_run(mlflow_sink *s, const char *exp_id, char *err, size_t errlen) {
+    double wait_s = 0.5;
+    for (int try_ = 0;; try_++) {
+        int rc = 0;
+        if (try_ > 0) {
+            rc = mlflow_run_find_by_tag(s->client, exp_id, TOKEN_TAG, s->token, s->run_id,
+                                        sizeof s->run_id, err, errlen);
+            if (rc == 0 && s->run_id[0]) return 0;
+        }
+        if (rc == 0)
+            rc = mlflow_run_create(s->client, exp_id, s->run_name, mlflow_now_ms(),
+                                   s->create_tags.kv, s->create_tags.n, s->run_id, sizeof s->run_id,
+                                   err, errlen);
+        if (rc != MLFLOW_RETRY || try_ == RETRIES || s->abandon) return rc;
+        sleep_s(wait_s);
+        wait_s *= 2;
+    }
+}
+
 /* The MLflow run: the one of RUN_FILE (set to RUNNING again), or a new one, recorded there. */
 static int start_run(mlflow_sink *s, char *err, size_t errlen) {
     int rc;
@@ -122,10 +147,7 @@ static int start_run(mlflow_sink *s, char *err, size_t errlen) {
     WITH_RETRIES(
         rc, mlflow_experiment_ensure(s->client, s->experiment, exp_id, sizeof exp_id, err, errlen));
     if (rc != 0) return rc;
-    WITH_RETRIES(rc, mlflow_run_create(s->client, exp_id, s->run_name, mlflow_now_ms(),
-                                       s->create_tags.kv, s->create_tags.n, s->run_id,
-                                       sizeof s->run_id, err, errlen));
-    if (rc != 0) return rc;
+    if ((rc = create_run(s, exp_id, err, errlen)) != 0) return rc;
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "tracking_uri", mlflow_client_uri(s->client));
     cJSON_AddStringToObject(j, "experiment_id", exp_id);
@@ -335,11 +357,12 @@ static void add_params(job *j, const train_args *a) {
 
 static void add_lineage_tags(kv_list *t, const sink_run *run) {
     const train_args *a = run->args;
-    char buf[PATH_MAX + 64], yaml_path[PATH_MAX], e[256];
+    char buf[PATH_MAX + 64], name[1024], e[1200];
     kv_add(t, "yolo.dataset_sha256", dataset_hash(run->ds));
     kv_add(t, "yolo.dataset", a->data);
     kv_add(t, "yolo.model", a->model);
-    char *yaml = model_file_read(a->model, yaml_path, sizeof yaml_path, e, sizeof e);
+    /* a yaml's text, or the architecture a weights file records (fine-tuning) */
+    char *yaml = model_source_yaml(a->model, name, sizeof name, e, sizeof e);
     if (yaml) {
         kv_add(t, "yolo.model_yaml", yaml);
         free(yaml);
@@ -352,6 +375,19 @@ static void add_lineage_tags(kv_list *t, const sink_run *run) {
     char host[256] = "";
     if (gethostname(host, sizeof host - 1) == 0) kv_add(t, "yolo.host", host);
     kv_add(t, "yolo.ultralytics", ul_version_name(a->ultralytics));
+}
+
+/* 128 random bits as hex; without getrandom (never expected), the clock and the process id,
+ * which only need to differ from other runs' tokens in the same experiment. */
+static void make_token(char *out, size_t n) {
+    uint64_t v[2];
+    if (getrandom(v, sizeof v, 0) != (ssize_t)sizeof v) {
+        struct timespec t;
+        clock_gettime(CLOCK_REALTIME, &t);
+        v[0] = (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+        v[1] = (uint64_t)getpid();
+    }
+    snprintf(out, n, "%016llx%016llx", (unsigned long long)v[0], (unsigned long long)v[1]);
 }
 
 int sink_mlflow_open(const sink_run *run, metric_sink *out, char *err, size_t errlen) {
@@ -379,6 +415,8 @@ int sink_mlflow_open(const sink_run *run, metric_sink *out, char *err, size_t er
     if (!s->run_id[0]) { /* a new MLflow run: its params (they cannot change later) and tags */
         add_params(first, a);
         add_lineage_tags(&s->create_tags, run);
+        make_token(s->token, sizeof s->token);
+        kv_add(&s->create_tags, TOKEN_TAG, s->token);
     } else {
         kv_add(&first->tags, "yolo.resumed", "true");
     }

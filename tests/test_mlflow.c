@@ -50,9 +50,10 @@ Test(mlflow, an_unreachable_server_is_a_warning_and_training_goes_on, .timeout =
     snprintf(uri, sizeof uri, "http://127.0.0.1:%d", free_port());
     cr_assert_eq(train_2_epochs(dir, uri), 0, "training must succeed; see %s/log.txt", dir);
     snprintf(path, sizeof path, "%s/log.txt", dir);
-    cr_assert(run_file_has(path, "mlflow is off for the rest of this run"),
-              "one warning naming the sink; see %s", path);
-    cr_assert(run_file_has(path, uri), "the warning names the server");
+    /* The sink gives up after its retries (about 3.5 s): during training ("... mlflow is off for
+     * the rest of this run") or, when training was quicker, at close; either way one warning. */
+    cr_assert_eq(run_sh("test $(grep -c 'warning: mlflow: %s' %s) -eq 1", uri, path), 0,
+                 "one warning naming the sink and the server; see %s", path);
     snprintf(path, sizeof path, "%s/p/exp/results.csv", dir);
     cr_assert(run_file_has(path, "\n2,"), "both epochs in results.csv");
     cr_assert_eq(run_sh("rm -rf %s", dir), 0);

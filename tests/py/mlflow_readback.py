@@ -66,7 +66,7 @@ for col in rows[0]:
 
 tags = run.data.tags
 for t in ("yolo.dataset_sha256", "yolo.model", "yolo.model_yaml", "yolo.code_version",
-          "yolo.world_size"):
+          "yolo.world_size", "yolo.create_token"):
     if not tags.get(t):
         fail(f"tag {t} missing")
 if tags["yolo.world_size"] != args["workers"]:
