@@ -66,6 +66,25 @@ char *lc_last_table(const char *text) {
     return out;
 }
 
+void lc_check_speed_lines(const char *log, int images) {
+    const char *sp = strstr(log, "Speed: "), *th = strstr(log, "Throughput: ");
+    cr_assert(sp && th, "speed and throughput lines");
+    double pre, inf, post;
+    cr_assert_eq(sscanf(sp, "Speed: %lfms preprocess, %lfms inference, %lfms", &pre, &inf, &post),
+                 3, "speed line: %.80s", sp);
+    cr_assert(pre >= 0 && inf > 0 && post >= 0, "per-image times %g %g %g", pre, inf, post);
+    int n;
+    double secs, rate;
+    cr_assert_eq(sscanf(th, "Throughput: %d images in %lf s, %lf images/s", &n, &secs, &rate), 3,
+                 "throughput line: %.80s", th);
+    cr_assert_eq(n, images, "images counted");
+    cr_assert_gt(secs, 0);
+    /* printed with 2 decimals (seconds) and 1 (rate) */
+    double lo = n / (secs + 0.005), hi = secs > 0.005 ? n / (secs - 0.005) : 1e30;
+    cr_assert(rate >= lo - 0.05 && rate <= hi + 0.05, "%g images/s for %d images in %g s", rate, n,
+              secs);
+}
+
 lc_image lc_load_image(const char *path) {
     char *buf = NULL;
     FILE *f = fopen(path, "rb");

@@ -21,6 +21,10 @@ char *lc_read(const char *path);
  * rows under it), as one string; "" when there is none. */
 char *lc_last_table(const char *text);
 
+/* Checks the "Speed: ..." and "Throughput: N images in S s, R images/s" lines of a val / predict
+ * log: N == images, R == N / S (as printed, rounded), and each per-image time is not negative. */
+void lc_check_speed_lines(const char *log, int images);
+
 typedef struct lc_image {
     uint8_t *rgb;
     int w, h;

@@ -46,8 +46,7 @@ Test(lifecycle, val_reproduces_the_validation_at_the_end_of_training, .timeout =
     char *tt = lc_last_table(tl), *vt = lc_last_table(vl);
     cr_assert_gt(strlen(tt), 100, "training printed its validation table");
     cr_assert_str_eq(vt, tt, "val's table equals the end of training's");
-    cr_assert(strstr(vl, "Speed: ") && strstr(vl, "ms inference") && strstr(vl, "images/s"),
-              "the speed line");
+    lc_check_speed_lines(vl, 20);
     /* every box and score the same */
     snprintf(path, sizeof path, "%s/r/predictions.json", dir);
     char *tj = lc_read(path);
@@ -72,6 +71,25 @@ Test(lifecycle, val_reproduces_the_validation_at_the_end_of_training, .timeout =
     check_png(path, "val_batch0_labels.jpg", 256, 256);
     check_png(path, "val_batch0_pred.jpg", 256, 256);
     check_png(path, "val_batch1_pred.jpg", 128, 128);
+    /* the same version by tag and as an exported weights file: the same boxes and scores */
+    cr_assert_eq(run_sh("./bin/coordinator ckpt tag %s/r last production > /dev/null && "
+                        "./bin/coordinator ckpt export %s/r:last format=h5 out=%s/w.h5 > /dev/null",
+                        dir, dir, dir),
+                 0);
+    /* a weights file records no training settings: imgsz as trained is given */
+    const char *spelling[2] = {"%s/r@production", "%s/w.h5 imgsz=64"}, *name[2] = {"tag", "file"};
+    for (int k = 0; k < 2; k++) {
+        char model[400];
+        snprintf(model, sizeof model, spelling[k], dir);
+        cr_assert_eq(run_sh("./bin/coordinator val model=%s data=%s batch=16 save_json=True "
+                            "plots=False project=%s name=%s > %s/%s.log 2>&1",
+                            model, data, dir, name[k], dir, name[k]),
+                     0, "val model=%s failed; see %s/%s.log", model, dir, name[k]);
+        snprintf(path, sizeof path, "%s/%s/predictions.json", dir, name[k]);
+        char *kj = lc_read(path);
+        cr_assert_str_eq(kj, tj, "val model=%s: predictions.json equals training's", model);
+        free(kj);
+    }
     free(tl), free(vl), free(tt), free(vt), free(tj), free(vj);
     lc_rm_rf(dir);
 }
@@ -137,6 +155,10 @@ Test(lifecycle, predict_on_coco8_gives_the_boxes_of_training_validation, .timeou
                         "conf=0 out=%s/p.jsonl > %s/predict.log 2>&1",
                         dir, data, dir, dir),
                  0, "predict failed; see %s/predict.log", dir);
+    snprintf(path, sizeof path, "%s/predict.log", dir);
+    char *plog = lc_read(path);
+    lc_check_speed_lines(plog, 4);
+    free(plog);
     snprintf(path, sizeof path, "%s/p.jsonl", dir);
     cJSON *lines = read_jsonl(path);
     snprintf(path, sizeof path, "%s/r/predictions.json", dir);
@@ -152,6 +174,10 @@ Test(lifecycle, predict_on_coco8_gives_the_boxes_of_training_validation, .timeou
                         "project=%s name=pred > %s/predict2.log 2>&1",
                         dir, images, dir, dir),
                  0, "predict failed; see %s/predict2.log", dir);
+    snprintf(path, sizeof path, "%s/predict2.log", dir);
+    t = lc_read(path);
+    lc_check_speed_lines(t, 4);
+    free(t);
     snprintf(path, sizeof path, "%s/pred/predictions.jsonl", dir);
     lines = read_jsonl(path);
     cr_assert_eq(cJSON_GetArraySize(lines), 4 * 3, "4 images x max_det 3");
