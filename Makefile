@@ -6,13 +6,30 @@
 .DEFAULT_GOAL := all
 CC        := mpicc
 PKGS      := hdf5-openmpi libzmq libturbojpeg spng yaml-0.1 libcjson openssl cairo libcurl
+# Build variants: objects under $(B), programs under $(BIN). SANITIZE=address is the ASan+UBSan
+# build of the tests (make test-sanitize), SANITIZE=fuzz the clang libFuzzer build (make fuzz);
+# both are CPU-only.
+B         ?= build
+BIN       ?= bin
+ifeq ($(SANITIZE),address)
+  CUDA    := 0
+  OPT     := -O1 -march=native -fno-omit-frame-pointer
+  SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+else ifeq ($(SANITIZE),fuzz)
+  CUDA    := 0
+  CC      := env OMPI_CC=clang mpicc
+  OPT     := -O1 -march=native -fno-omit-frame-pointer
+  # (-Wno-pass-failed: clang notes that sanitized loops did not vectorise)
+  SAN     := -fsanitize=address,undefined,fuzzer-no-link -fno-sanitize-recover=undefined \
+             -Wno-pass-failed
+endif
 OPT       ?= -O2 -march=native
 PKG_CFLAGS = $(eval PKG_CFLAGS := $$(shell pkg-config --cflags $$(PKGS)))$(PKG_CFLAGS)
 PKG_LIBS   = $(eval PKG_LIBS := $$(shell pkg-config --libs $$(PKGS)))$(PKG_LIBS)
 CFLAGS     = -std=c17 $(OPT) -g -fopenmp -D_GNU_SOURCE -Wall -Wextra -Werror -I. \
-             $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+             $(PKG_CFLAGS) $(SAN) $(EXTRA_CFLAGS)
 LDLIBS     = $(PKG_LIBS) -ldnnl -lm -lpthread
-LDFLAGS    = -fopenmp $(EXTRA_LDFLAGS)
+LDFLAGS    = -fopenmp $(SAN) $(EXTRA_LDFLAGS)
 
 # ---- optional features: detected, printed when building, overridable ----------------------------
 CUDA_HOME ?= /usr/local/cuda
@@ -33,11 +50,14 @@ FEATURES    = MPI $(HAVE_MPI), HDF5 parallel $(H5_PARALLEL), ZeroMQ $(HAVE_ZMQ),
 ifeq ($(CUDA),1)
   CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
                -gencode arch=compute_90,code=compute_90
-  NVCCFLAGS ?= -O2 -std=c++17 $(CUDA_ARCH) -I. -Xcompiler -Wall,-Wextra,-Werror
+  # -fmad=false: no contraction to FMA, as the C kernels (-std=c17) have none, so our elementwise
+  # kernels give the CPU reference's bits (docs/cuda.md)
+  NVCCFLAGS ?= -O2 -std=c++17 $(CUDA_ARCH) -fmad=false -I. -Xcompiler -Wall,-Wextra,-Werror \
+               $(EXTRA_NVCCFLAGS)
   CFLAGS    += -DHAVE_CUDA -I$(CUDA_HOME)/include
   LDFLAGS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64
   # objects from nvcc reference libstdc++ when the C driver links them
-  LDLIBS    += -lcudnn -lnccl -lcudart -lstdc++
+  LDLIBS    += -lcudnn -lcublas -lnccl -lcudart -lstdc++
 endif
 
 # ---- sources: every .c in the module folders is library code, except the two mains -------------
@@ -47,67 +67,100 @@ ALL_C     := $(filter-out $(MAINS),$(foreach m,$(MODULES),$(wildcard $(m)/*.c)))
 # foo_nocuda.c is the CPU-only stand-in for foo.cu: built exactly when the .cu is not
 ifeq ($(CUDA),1)
   LIB_C   := $(filter-out %_nocuda.c,$(ALL_C))
-  LIB_CU  := $(foreach m,$(MODULES),$(wildcard $(m)/*.cu))
+  LIB_CU  := $(foreach m,$(MODULES),$(wildcard $(m)/*.cu)) $(wildcard kernels/cuda/*.cu)
 else
   LIB_C   := $(ALL_C)
   LIB_CU  :=
 endif
-LIB_OBJ   := $(LIB_C:%.c=build/%.o) $(LIB_CU:%.cu=build/%.cu.o)
-TEST_OBJ  := $(patsubst %.c,build/%.o,$(wildcard tests/*.c))
-BENCH_BIN := $(patsubst bench/%.c,bin/%,$(wildcard bench/*.c))
+LIB_OBJ   := $(LIB_C:%.c=$(B)/%.o) $(LIB_CU:%.cu=$(B)/%.cu.o)
+TEST_OBJ  := $(patsubst %.c,$(B)/%.o,$(wildcard tests/*.c))
+BENCH_BIN := $(patsubst bench/%.c,$(BIN)/%,$(wildcard bench/*.c))
 # tests/mpi/foo.c: a standalone MPI program that a Criterion test runs under mpirun
-MPI_TEST_BIN := $(patsubst tests/mpi/%.c,build/tests/mpi/%,$(wildcard tests/mpi/*.c))
+MPI_TEST_BIN := $(patsubst tests/mpi/%.c,$(B)/tests/mpi/%,$(wildcard tests/mpi/*.c))
+# tests/fuzz/fuzz_foo.c: a libFuzzer target (SANITIZE=fuzz only)
+FUZZ_BIN  := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(filter-out %/fuzz_common.c,$(wildcard tests/fuzz/fuzz_*.c)))
+TEST_PROGRAMS := $(BIN)/coordinator $(BIN)/worker $(BIN)/lifecycle $(B)/tests/yolo-tests \
+                 $(MPI_TEST_BIN)
 
-all: features bin/coordinator bin/worker bin/lifecycle build/tests/yolo-tests $(BENCH_BIN) $(MPI_TEST_BIN)
+all: features $(TEST_PROGRAMS) $(BENCH_BIN)
 
 features:
 	@echo "features: $(FEATURES)"
 
-build/libyolo.a: $(LIB_OBJ)
+$(B)/libyolo.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-bin/%: build/%/main.o build/libyolo.a | bin
-	$(CC) $(LDFLAGS) -o $@ $< build/libyolo.a $(LDLIBS)
+$(BIN)/%: $(B)/%/main.o $(B)/libyolo.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $< $(B)/libyolo.a $(LDLIBS)
 
-bin/bench_%: build/bench/bench_%.o build/libyolo.a | bin
-	$(CC) $(LDFLAGS) -o $@ $< build/libyolo.a $(LDLIBS)
+$(BIN)/bench_%: $(B)/bench/bench_%.o $(B)/libyolo.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $< $(B)/libyolo.a $(LDLIBS)
 
-$(MPI_TEST_BIN): build/tests/mpi/%: build/tests/mpi/%.o build/libyolo.a
-	$(CC) $(LDFLAGS) -o $@ $< build/libyolo.a $(LDLIBS)
+$(MPI_TEST_BIN): $(B)/tests/mpi/%: $(B)/tests/mpi/%.o $(B)/libyolo.a
+	$(CC) $(LDFLAGS) -o $@ $< $(B)/libyolo.a $(LDLIBS)
 
-build/tests/yolo-tests: $(TEST_OBJ) build/libyolo.a
-	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJ) build/libyolo.a $(LDLIBS) -lcriterion
+$(B)/tests/yolo-tests: $(TEST_OBJ) $(B)/libyolo.a
+	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJ) $(B)/libyolo.a $(LDLIBS) -lcriterion
+
+$(FUZZ_BIN): $(B)/fuzz/%: $(B)/tests/fuzz/%.o $(B)/tests/fuzz/fuzz_common.o $(B)/libyolo.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $< $(B)/tests/fuzz/fuzz_common.o $(B)/libyolo.a \
+	      $(LDLIBS)
 
 # kernels: float compares may be if-converted (we never enable FP traps), so clamps vectorise
-build/kernels/%.o: CFLAGS += -fno-trapping-math
+$(B)/kernels/%.o: CFLAGS += -fno-trapping-math
 
 # V=1 shows full command lines
 Q := $(if $(V),,@)
-build/%.o: %.c
+$(B)/%.o: %.c
 	@mkdir -p $(dir $@)
 	@$(if $(V),,echo "  CC    $<")
 	$(Q)$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
-build/%.cu.o: %.cu
+$(B)/%.cu.o: %.cu
 	@mkdir -p $(dir $@)
 	@$(if $(V),,echo "  NVCC  $<")
 	$(Q)$(NVCC) $(NVCCFLAGS) -MMD -MP -c -o $@ $<
 
-bin:
-	mkdir -p bin
+# ---- the op harness alone (tests/ops/backend_ops_main.c) ------------------------------------------
+# The kernels, the backends and the harness, without MPI, HDF5, ZeroMQ or Criterion: what a bare
+# GPU machine can build and run (docs/cuda.md). Its own objects (build/bops/) and flags: no
+# pkg-config packages. Where there is no mpicc: make backend-ops CC=gcc; headers and libraries
+# elsewhere: EXTRA_CFLAGS / EXTRA_NVCCFLAGS / EXTRA_LDFLAGS.
+BOPS_C    := $(filter kernels/%,$(LIB_C)) common/log.c common/rng.c tests/backend_ops.c \
+             tests/backend_ops_cases.c tests/ops/backend_ops_main.c
+BOPS_OBJ  := $(BOPS_C:%.c=build/bops/%.o) \
+             $(filter-out build/kernels/gpu.cu.o,$(filter build/kernels/%,$(LIB_CU:%.cu=build/%.cu.o)))
+BOPS_CFLAGS = -std=c17 $(OPT) -g -fopenmp -D_GNU_SOURCE -Wall -Wextra -Werror -I. \
+              $(if $(filter 1,$(CUDA)),-DHAVE_CUDA -I$(CUDA_HOME)/include) $(EXTRA_CFLAGS)
+BOPS_LIBS = -ldnnl -lm -lpthread $(if $(filter 1,$(CUDA)),-lcudnn -lcublas -lcudart -lstdc++)
+
+backend-ops: build/backend_ops
+
+build/backend_ops: $(BOPS_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(BOPS_LIBS)
+
+build/bops/kernels/%.o: BOPS_CFLAGS += -fno-trapping-math
+build/bops/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(V),,echo "  CC    $< (backend-ops)")
+	$(Q)$(CC) $(BOPS_CFLAGS) -MMD -MP -c -o $@ $<
 
 # The code version recorded in checkpoints: git describe at build time. The header is rewritten
-# only when the text changes, so an unchanged tree rebuilds nothing.
+# only when the text changes, so an unchanged tree rebuilds nothing. One header for every build
+# variant (code_version.c includes it from the checkout root).
 build/gen/code_version.h: FORCE
 	@mkdir -p $(dir $@)
 	@v=$$(git describe --always --dirty --tags 2>/dev/null || echo unknown); \
 	 printf '#define CODE_VERSION "%s"\n' "$$v" > $@.tmp; \
 	 cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
-build/common/code_version.o: build/gen/code_version.h
+$(B)/common/code_version.o: build/gen/code_version.h
 FORCE:
 
--include $(shell find build -name '*.d' 2>/dev/null)
+-include $(shell find $(B) -name '*.d' 2>/dev/null)
 
 # ---- entry points -------------------------------------------------------------------------------
 deps:
@@ -119,9 +172,35 @@ deps:
 test demo: deps
 	@$(MAKE) --no-print-directory run-$@
 
+MPI_ENV := OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader \
+           OMPI_MCA_rmaps_base_oversubscribe=1
+# The Criterion suite, then a short fuzz run (FUZZ_SECONDS per target; regressions first).
 run-test: all
-	OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader \
-	OMPI_MCA_rmaps_base_oversubscribe=1 ./build/tests/yolo-tests --jobs 2 $(TEST_ARGS)
+	$(MPI_ENV) ./$(B)/tests/yolo-tests --jobs 2 $(TEST_ARGS)
+	@$(MAKE) --no-print-directory SANITIZE=fuzz B=build/fuzz run-fuzz FUZZ_SECONDS=$(FUZZ_TEST_SECONDS)
+
+# ---- sanitizers and fuzzing (docs/reliability.md) ----------------------------------------------
+FUZZ_SECONDS      ?= 60
+FUZZ_TEST_SECONDS ?= 5
+# The suite under ASan+UBSan but the minutes-long learning runs and the two stall tests, whose
+# 1 s warning threshold every rank crosses at sanitizer speed (then the warning names them all).
+SANITIZE_FILTER   ?= !(trainlearns/*|distributed/stalled_*)
+test-sanitize: deps
+	@$(MAKE) --no-print-directory SANITIZE=address B=build/asan BIN=build/asan/bin run-test-sanitize
+run-test-sanitize: features $(TEST_PROGRAMS) $(B)/keep_dso.so
+	$(MPI_ENV) YOLO_BIN_DIR=$(CURDIR)/$(BIN) LD_PRELOAD=$(CURDIR)/$(B)/keep_dso.so \
+	ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:verify_asan_link_order=0:fast_unwind_on_malloc=0 \
+	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/sanitize/lsan.supp:print_suppressions=0 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	./$(B)/tests/yolo-tests --jobs 2 --filter '$(SANITIZE_FILTER)' $(TEST_ARGS)
+
+$(B)/keep_dso.so: tests/sanitize/keep_dso.c
+	cc -shared -fPIC -O2 -o $@ $<
+
+fuzz: deps
+	@$(MAKE) --no-print-directory SANITIZE=fuzz B=build/fuzz run-fuzz
+run-fuzz: features $(FUZZ_BIN)
+	bash tests/fuzz/run.sh $(B) $(FUZZ_SECONDS)
 
 bench: all
 	bash bench/run.sh
@@ -139,5 +218,6 @@ format:
 clean:
 	rm -rf build bin
 
-.PHONY: all features deps test run-test bench demo run-demo format clean FORCE
+.PHONY: all features deps test run-test bench demo run-demo format clean test-sanitize \
+        run-test-sanitize fuzz run-fuzz backend-ops FORCE
 .SECONDARY:

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 char *atomic_tmp_path(const char *final_path) {
@@ -47,11 +48,19 @@ void atomic_abort(const char *tmp_path) {
     if (tmp_path) unlink(tmp_path);
 }
 
-int atomic_write_file(const char *path, const void *data, size_t n, char *err, size_t errlen) {
+int atomic_write_file_mode(const char *path, const void *data, size_t n, int mode, char *err,
+                           size_t errlen) {
     char *tmp = atomic_tmp_path(path);
-    FILE *f = fopen(tmp, "wb");
+    unlink(tmp);
+    /* With a mode, exactly those bits from the start (fchmod: the umask does not apply), so a
+     * private file is never readable by others, not even briefly. */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode < 0 ? 0666 : mode);
+    FILE *f = NULL;
+    if (fd >= 0 && (mode < 0 || fchmod(fd, (mode_t)mode) == 0)) f = fdopen(fd, "wb");
     if (!f) {
         errf(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
+        if (fd >= 0) close(fd);
+        atomic_abort(tmp);
         free(tmp);
         return -1;
     }
@@ -68,4 +77,8 @@ int atomic_write_file(const char *path, const void *data, size_t n, char *err, s
     if (rc != 0) atomic_abort(tmp);
     free(tmp);
     return rc;
+}
+
+int atomic_write_file(const char *path, const void *data, size_t n, char *err, size_t errlen) {
+    return atomic_write_file_mode(path, data, n, -1, err, errlen);
 }

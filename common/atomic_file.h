@@ -10,5 +10,8 @@ char *atomic_tmp_path(const char *final_path);
 /* fsync the temporary file, rename it over final_path, fsync the directory. 0 or -1 + err. */
 int atomic_commit(const char *tmp_path, const char *final_path, char *err, size_t errlen);
 void atomic_abort(const char *tmp_path);
-/* Whole buffer to a file, atomically. */
+/* Whole buffer to a file, atomically (mode from the umask). */
 int atomic_write_file(const char *path, const void *data, size_t n, char *err, size_t errlen);
+/* The same with exactly these permission bits whatever the umask (e.g. 0600 for secrets). */
+int atomic_write_file_mode(const char *path, const void *data, size_t n, int mode, char *err,
+                           size_t errlen);

@@ -1,11 +1,17 @@
 #include "common/log.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static char program[64] = "yolo";
+static bool quiet;
+
+void log_set_quiet(bool q) {
+    quiet = q;
+}
 
 void log_set_program(const char *name) {
     snprintf(program, sizeof program, "%s", name);
@@ -14,9 +20,18 @@ const char *log_program(void) {
     return program;
 }
 
+/* A message is one line whatever it quotes (a file name or yaml value may hold a newline): control
+ * characters become '?', as ls shows them. */
+static void one_line(char *s) {
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f) *s = '?';
+}
+
 static void vlog(const char *level, const char *fmt, va_list ap) {
+    if (quiet && strcmp(level, "error: ")) return;
     char buf[2048];
     vsnprintf(buf, sizeof buf, fmt, ap);
+    one_line(buf);
     fprintf(stderr, "%s: %s%s\n", program, level, buf);
 }
 
@@ -82,6 +97,7 @@ int errf(char *err, size_t errlen, const char *fmt, ...) {
         va_start(ap, fmt);
         vsnprintf(err, errlen, fmt, ap);
         va_end(ap);
+        one_line(err);
     }
     return -1;
 }

@@ -1,18 +1,26 @@
 /* Errors and logging: one line per message, to stderr, prefixed with the program name. */
 #pragma once
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Set once in main(): "coordinator", "worker[3]", ... */
 void log_set_program(const char *name);
 const char *log_program(void);
+/* Drops warnings and info lines (errors still print): for fuzzing, where parsers warn per input. */
+void log_set_quiet(bool quiet);
 
 void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* For failures that are bugs or resource exhaustion, not user errors: message with file:line,
- * abort. */
-_Noreturn void log_fatal_at(const char *file, int line, const char *fmt, ...)
+ * abort. (Also declared for the CUDA sources, which are C++.) */
+#ifdef __cplusplus
+[[noreturn]]
+#else
+_Noreturn
+#endif
+void log_fatal_at(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 #define FATAL(...) log_fatal_at(__FILE__, __LINE__, __VA_ARGS__)
 

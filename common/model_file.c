@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* The unified name: the first "digits + scale letter" has its letter removed (yolov8n -> yolov8).
@@ -31,8 +32,10 @@ static bool readable(const char *p) {
     return access(p, R_OK) == 0;
 }
 
+/* A bare name is looked up in ./models, then in the models folder of the checkout the program
+ * was built in: the nearest <dir>/models above the binary (bin/, build/tests/, build/asan/bin/). */
 bool model_file_find(const char *spec, char *out, size_t n) {
-    char dirs[3][512];
+    char dirs[2][512];
     int nd = 0;
     if (strchr(spec, '/')) {
         snprintf(dirs[nd++], sizeof dirs[0], "%s", "");
@@ -44,7 +47,17 @@ bool model_file_find(const char *spec, char *out, size_t n) {
             exe[k] = 0;
             char *s = strrchr(exe, '/');
             if (s) *s = 0;
-            snprintf(dirs[nd++], sizeof dirs[0], "%s/../models/", exe);
+            for (int up = 1; up <= 3; up++) {
+                int len = snprintf(dirs[nd], sizeof dirs[0], "%s", exe);
+                for (int i = 0; i < up; i++)
+                    len += snprintf(dirs[nd] + len, sizeof dirs[0] - (size_t)len, "/..");
+                snprintf(dirs[nd] + len, sizeof dirs[0] - (size_t)len, "/models/");
+                struct stat sb;
+                if (stat(dirs[nd], &sb) == 0 && S_ISDIR(sb.st_mode)) {
+                    nd++;
+                    break;
+                }
+            }
         }
     }
     for (int i = 0; i < nd; i++) {

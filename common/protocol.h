@@ -2,10 +2,17 @@
  * sent as bytes: coordinator and workers are built from the same tree (MPMD of one build).
  *
  * Sequence:
- *   start:  coordinator -> all   MPI_Bcast of train_args (common/train_args.h) and job_info
- *           (then, when job.class_weights, nc floats); coordinator -> all  MPI_Bcast of the model
- *           (job.model_text_len bytes: its name, a NUL, its yaml text); worker 0 -> coordinator
- *           model_info (what it built: loss names, optimizer groups)
+ *   start:  coordinator -> all   MPI_Bcast of an int32 go (0: refused, said why; 2: nothing to
+ *                                do), then of train_args (common/train_args.h) and job_info,
+ *                                then of the model (job.model_text_len bytes: its name, a NUL,
+ *                                its yaml text)
+ *   setup:  all -> coordinator   MPI_Gather of setup_report (the coordinator's is ignored): each
+ *                                worker builds its model, checks memory and opens its loaders;
+ *           coordinator -> all   MPI_Bcast of an int32 start (0: a rank failed, or the run folder
+ *                                could not be made: everyone exits, nothing was created)
+ *           coordinator -> all   MPI_Bcast of run_prep, then nc floats of class weights when
+ *                                run_prep says so (settled once train.log records them)
+ *           worker 0 -> coordinator  model_info (what it built: loss names, optimizer groups)
  *   weights: (job.pretrained) coordinator -> all  MPI_Bcast of weights_header, its tensor_desc
  *           table, its floats and its class map (fine-tuning: worker/pretrained.h); worker 0 ->
  *           coordinator  pretrained_summary
@@ -30,7 +37,7 @@
 #pragma once
 #include <stdint.h>
 
-#define PROTOCOL_VERSION 6
+#define PROTOCOL_VERSION 7 /* 7: VAL_SEND_ALL_PREDICTIONS (save_json) */
 
 enum msg_tag {
     TAG_EPOCH = 100,
@@ -61,7 +68,6 @@ typedef enum control_word {
 
 typedef struct job_info {
     int32_t protocol, nc, n_train, n_val, workers;
-    int32_t class_weights;  /* 1: an MPI_Bcast of nc floats (cls_pw class weights) follows */
     int32_t resume;         /* 1: a checkpoint's state is broadcast before the first epoch */
     int32_t model_text_len; /* bytes of the model message (name, NUL, yaml text) */
     int32_t pretrained;     /* 1: pretrained weights are broadcast after model_info */
@@ -70,6 +76,20 @@ typedef struct job_info {
     int32_t cls_width, head_ch[3];
     uint64_t dataset_size_hint;
 } job_info;
+
+/* A worker's verdict on its setup, before the coordinator creates anything. */
+typedef struct setup_report {
+    int32_t ok;
+    char error[200]; /* when !ok: one line naming the problem */
+} setup_report;
+
+/* After the start word: Ultralytics' max_det check (train_prep_max_det) and the cls_pw class
+ * weights, settled by the coordinator once the run folder and train.log exist. */
+typedef struct run_prep {
+    int64_t max_det;
+    int32_t class_weights; /* 1: an MPI_Bcast of nc floats follows */
+    int32_t pad;
+} run_prep;
 
 /* Worker 0, after building its model and optimizer: the coordinator names the losses from it and
  * prints (and logs to train.log) the optimizer lines Ultralytics prints. */

@@ -303,7 +303,7 @@ static int write_row(hid_t file, const ckpt_meta *m) {
         rc = h5_attr_put(g, col_name(&row_cols[i], &m->row, nb, sizeof nb), H5T_NATIVE_DOUBLE,
                          (const char *)&m->row + row_cols[i].off, 0);
     for (int i = 0; i < m->row.n_lr && i < 8 && !rc; i++) {
-        char name[16];
+        char name[32];
         snprintf(name, sizeof name, "lr/pg%d", i);
         rc = h5_attr_put(g, name, H5T_NATIVE_DOUBLE, &m->row.lr[i], 0);
     }
@@ -399,7 +399,7 @@ static int read_row(hid_t file, ckpt_meta *m) {
                          (char *)&m->row + row_cols[i].off, 0);
     m->row.n_lr = 0;
     for (int i = 0; i < 8 && !rc; i++) {
-        char name[16];
+        char name[32];
         snprintf(name, sizeof name, "lr/pg%d", i);
         if (H5Aexists(g, name) <= 0) break;
         rc = h5_attr_get(g, name, H5T_NATIVE_DOUBLE, &m->row.lr[i], 0);

@@ -1,4 +1,5 @@
 /* coordinator data pack|synth|info|verify: build and inspect dataset files. */
+#include "common/fs_check.h"
 #include "common/kv.h"
 #include "common/log.h"
 #include "coordinator/commands.h"
@@ -7,9 +8,12 @@
 #include "dataio/decode.h"
 #include "dataio/pack.h"
 
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static void data_usage(FILE *f) {
     fprintf(f, "usage: coordinator data <subcommand> ...\n"
@@ -37,8 +41,23 @@ static void print_stats(const char *out, const pack_stats *st) {
     printf("  sha256 %s\n", st->hash);
 }
 
-/* Bad arguments print one line and give exit code 2. */
+/* Bad input (arguments, or the files they name) prints one line and gives exit code 2. */
 #define USAGE_ERR(...) (log_error(__VA_ARGS__), 2)
+
+/* out=: a file name whose folder exists and is writable, checked before any work. */
+static int check_out(const char *cmd, const char *out) {
+    if (!out) return USAGE_ERR("data %s: out=<file.h5> is required", cmd);
+    struct stat sb;
+    if (!out[0] || out[strlen(out) - 1] == '/' || (stat(out, &sb) == 0 && S_ISDIR(sb.st_mode)))
+        return USAGE_ERR("data %s: out=%s: expected a file name", cmd, out);
+    char *copy = xstrdup(out);
+    const char *dir = dirname(copy);
+    bool ok = dir_writable(dir);
+    if (!ok)
+        log_error("data %s: out=%s: folder %s does not exist or is not writable", cmd, out, dir);
+    free(copy);
+    return ok ? 0 : 2;
+}
 
 static int cmd_pack(kv_args *a) {
     char err[512];
@@ -46,9 +65,9 @@ static int cmd_pack(kv_args *a) {
     bool skip_bad;
     if (kv_get_bool(a, "skip_bad", false, &skip_bad, err, sizeof err) != 0)
         return USAGE_ERR("data pack: %s", err);
-    if (!out) return USAGE_ERR("data pack: out=<file.h5> is required");
     if (!data == !coco)
         return USAGE_ERR("data pack: give exactly one of data=<yaml> or coco=<json>");
+    if (check_out("pack", out) != 0) return 2;
     pack_stats st;
     int rc;
     if (data) {
@@ -64,9 +83,9 @@ static int cmd_pack(kv_args *a) {
         if (kv_check_unused(a, err, sizeof err) != 0) return USAGE_ERR("data pack: %s", err);
         rc = pack_coco(json, imgs, out, skip_bad, &st, err, sizeof err);
     }
-    if (rc != 0) {
+    if (rc != 0) { /* the input could not be packed; nothing was written */
         log_error("data pack: %s", err);
-        return 1;
+        return 2;
     }
     print_stats(out, &st);
     return 0;
@@ -94,7 +113,7 @@ static int cmd_synth(kv_args *a) {
         kv_get_long(a, "classes", 3, &classes, err, sizeof err) ||
         kv_get_long(a, "seed", 0, &seed, err, sizeof err) || kv_check_unused(a, err, sizeof err))
         return USAGE_ERR("data synth: %s", err);
-    if (!out) return USAGE_ERR("data synth: out=<file.h5> is required");
+    if (check_out("synth", out) != 0) return 2;
     if (tr < 1 || va < 0 || te < 0 || tr > 10000000 || va > 10000000 || te > 10000000)
         return USAGE_ERR("data synth: image counts must be train >= 1, val/test >= 0");
     if (imgsz < 32 || imgsz > 4096)
@@ -117,7 +136,7 @@ static int cmd_info(const char *path) {
     dataset *ds = dataset_open(path, err, sizeof err);
     if (!ds) {
         log_error("data info: %s", err);
-        return 1;
+        return 2;
     }
     int nc = dataset_num_classes(ds);
     printf("%s\n  format version %d, %d classes\n  sha256 %s\n  source %s\n  created %s\n"
@@ -162,7 +181,8 @@ static int cmd_info(const char *path) {
  * boxes. Prints the first few problems and a summary; exit 1 when anything is wrong. */
 static int cmd_verify(const char *path) {
     char err[512];
-    dataset *ds = dataset_open(path, err, sizeof err);
+    if (access(path, R_OK) != 0) return USAGE_ERR("data verify: %s: file not found", path);
+    dataset *ds = dataset_open(path, err, sizeof err); /* opens, or the file is damaged: 1 */
     if (!ds) {
         log_error("data verify: %s", err);
         return 1;

@@ -11,6 +11,7 @@
 #include "coordinator/metric_sink.h"
 #include "coordinator/model_source.h"
 #include "coordinator/model_weights.h"
+#include "coordinator/preflight.h"
 #include "coordinator/progress.h"
 #include "coordinator/resume.h"
 #include "coordinator/run_lock.h"
@@ -22,7 +23,6 @@
 #include "coordinator/train_state.h"
 #include "dataio/dataset.h"
 #include "dataio/loader.h"
-#include "dataio/pack_cache.h"
 
 #include <math.h>
 #include <mpi.h>
@@ -214,21 +214,43 @@ static int load_version(const resume_plan *plan, ckpt_file **f, ckpt_state **sta
 
 static bool workers_released; /* they left cleanly: no MPI_Abort on a late failure */
 
+/* After the workers' setup: the first failure (one line), or the run folder (created and locked),
+ * train.log and args.yaml. Then the start word for every rank. 0, or 2 when nothing may start. */
+static int start_run(train_args *a, int workers, const resume_plan *plan) {
+    char err[1024];
+    setup_report *reps = xcalloc((size_t)workers + 1, sizeof *reps);
+    setup_report mine = {.ok = 1};
+    CHECK_MPI(
+        MPI_Gather(&mine, sizeof mine, MPI_BYTE, reps, sizeof *reps, MPI_BYTE, 0, MPI_COMM_WORLD));
+    int rc = 0, failed = 0, first = 0;
+    for (int r = 1; r <= workers; r++)
+        if (!reps[r].ok && !failed++) first = r;
+    if (failed) {
+        reps[first].error[sizeof reps[first].error - 1] = 0;
+        log_error("rank %d: %s%s", first, reps[first].error,
+                  failed > 1 ? " (and on other ranks)" : "");
+        rc = 2;
+    } else if ((rc = open_run_dir(a, plan)) == 0) {
+        if (runlog_open(a->save_dir, err, sizeof err) != 0) log_warn("%s (no train.log)", err);
+        if (train_state_write_args(a, err, sizeof err) != 0) {
+            log_error("%s", err);
+            rc = 2;
+        }
+    }
+    free(reps);
+    int32_t start = rc == 0;
+    CHECK_MPI(MPI_Bcast(&start, 1, MPI_INT32_T, 0, MPI_COMM_WORLD));
+    return rc;
+}
+
 static int run(train_args *a, int workers, const resume_plan *plan) {
     char err[1024];
-    /* data=<yaml>: packed on first use, then the cached pack while its fingerprint matches. */
-    pack_cache_result pc;
-    char h5[sizeof a->data];
-    if (pack_cache_resolve(a->data, NULL, h5, sizeof h5, &pc, err, sizeof err) != 0) {
-        log_error("%s", err);
-        release_workers(0);
-        return 2;
-    }
-    memcpy(a->data, h5, sizeof h5);
-    if (pc == PACK_CACHE_REUSED)
-        log_info("data: using %s (packed earlier, source unchanged)", a->data);
-    dataset *ds = dataset_open(a->data, err, sizeof err);
-    if (!ds) {
+    /* Everything checkable before any rank starts work or anything is created (our own launcher
+     * checked and warned already: this pass is quiet). */
+    int flags = (getenv("YOLO_PREFLIGHT_DONE") ? PREFLIGHT_QUIET : 0) |
+                (plan->active && plan->run_dir[0] ? PREFLIGHT_RESUME : 0);
+    dataset *ds;
+    if (preflight_train(a, workers, flags, NULL, &ds, err, sizeof err) != 0) {
         log_error("%s", err);
         release_workers(0);
         return 2;
@@ -238,64 +260,56 @@ static int run(train_args *a, int workers, const resume_plan *plan) {
                     .n_train = dataset_split_size(ds, SPLIT_TRAIN),
                     .n_val = dataset_split_size(ds, SPLIT_VAL),
                     .workers = workers};
-    if (job.n_train == 0) {
-        log_error("%s: the train split is empty", a->data);
+    a->nc = job.nc;
+    ckpt_file *vf = NULL;
+    ckpt_state *state = NULL;
+    if (load_version(plan, &vf, &state) != 0) {
         dataset_close(ds);
         release_workers(0);
         return 2;
     }
-    a->nc = job.nc;
-    if (a->imgsz % 32) {
-        long r = (a->imgsz + 31) / 32 * 32;
-        log_warn("imgsz=%ld must be a multiple of max stride 32, updating to %ld", a->imgsz, r);
-        a->imgsz = r;
-    }
-    ckpt_file *vf = NULL;
-    ckpt_state *state = NULL;
+    /* the model the workers build and the weights they start from (a resumed run: its
+     * version's architecture and class-branch width) */
     model_source src = {0};
     model_weights pw = {0};
-    int rc = open_run_dir(a, plan);
-    if (rc == 0) rc = load_version(plan, &vf, &state);
-    if (rc == 0 &&
-        (model_source_resolve(a, vf ? ckpt_file_meta(vf) : NULL, &src, err, sizeof err) != 0 ||
-         model_source_job(&src, ul_behaviour_of(a->ultralytics)->finetune_head_rebuild, vf, &job,
-                          &pw, err, sizeof err) != 0)) {
+    if (model_source_resolve(a, vf ? ckpt_file_meta(vf) : NULL, &src, err, sizeof err) != 0 ||
+        model_source_job(&src, ul_behaviour_of(a->ultralytics)->finetune_head_rebuild, vf, &job,
+                         &pw, err, sizeof err) != 0) {
         log_error("%s", err);
-        rc = 2;
+        model_source_free(&src);
+        model_weights_free(&pw);
         ckpt_state_free(state);
         ckpt_close(vf);
-        model_source_free(&src);
-    }
-    if (rc == 0) {
-        if (runlog_open(a->save_dir, err, sizeof err) != 0) log_warn("%s (no train.log)", err);
-        if (train_state_write_args(a, err, sizeof err) != 0) {
-            log_error("%s", err);
-            rc = 2;
-            ckpt_state_free(state);
-            ckpt_close(vf);
-            model_source_free(&src);
-        }
-    }
-    if (rc != 0) {
-        model_weights_free(&pw);
         dataset_close(ds);
         release_workers(0);
-        return rc;
+        return 2;
     }
-    /* after args.yaml, as Ultralytics (its args.yaml keeps the max_det the user gave) */
-    int n_train = (int)train_args_train_images(a, job.n_train);
-    train_prep_max_det(a, ds, n_train);
-    float *cls_w = xmalloc((size_t)(job.nc + 1) * sizeof *cls_w);
-    job.class_weights = train_prep_class_weights(a, ds, n_train, cls_w);
     job.resume = state != NULL;
     char *model_msg = model_source_message(&src, &job.model_text_len);
     release_workers(1);
     CHECK_MPI(MPI_Bcast(a, sizeof *a, MPI_BYTE, 0, MPI_COMM_WORLD));
     CHECK_MPI(MPI_Bcast(&job, sizeof job, MPI_BYTE, 0, MPI_COMM_WORLD));
-    if (job.class_weights) CHECK_MPI(MPI_Bcast(cls_w, job.nc, MPI_FLOAT, 0, MPI_COMM_WORLD));
-    free(cls_w);
     CHECK_MPI(MPI_Bcast(model_msg, job.model_text_len, MPI_CHAR, 0, MPI_COMM_WORLD));
     free(model_msg);
+    int rc = start_run(a, workers, plan);
+    if (rc != 0) {
+        model_source_free(&src);
+        model_weights_free(&pw);
+        ckpt_state_free(state);
+        ckpt_close(vf);
+        dataset_close(ds);
+        return rc;
+    }
+    /* Settled now that train.log records what they print; args.yaml kept the max_det the user
+     * gave, as Ultralytics' does. */
+    int n_train = (int)train_args_train_images(a, job.n_train);
+    train_prep_max_det(a, ds, n_train);
+    float *cls_w = xmalloc((size_t)(job.nc + 1) * sizeof *cls_w);
+    run_prep prep = {.max_det = a->max_det,
+                     .class_weights = train_prep_class_weights(a, ds, n_train, cls_w)};
+    CHECK_MPI(MPI_Bcast(&prep, sizeof prep, MPI_BYTE, 0, MPI_COMM_WORLD));
+    if (prep.class_weights) CHECK_MPI(MPI_Bcast(cls_w, job.nc, MPI_FLOAT, 0, MPI_COMM_WORLD));
+    free(cls_w);
     log_info("training %s on %s (%d train / %d val images, %d classes) with %d worker(s), "
              "batch %ld, imgsz %ld, Ultralytics %s semantics -> %s",
              a->model, a->data, n_train, job.n_val, job.nc, workers, a->batch, a->imgsz,
@@ -405,8 +419,17 @@ int cmd_train(int argc, char **argv) {
             else
                 model_source_free(&src);
         }
+        /* a resumed run builds its version's architecture (its model= file may be gone) */
+        dataset *ds = NULL;
+        if (r == 0 && preflight_train(
+                          &a, (int)a.workers,
+                          PREFLIGHT_MODEL | (plan.active && plan.run_dir[0] ? PREFLIGHT_RESUME : 0),
+                          plan.active ? plan.version_path : NULL, &ds, err, sizeof err) != 0)
+            r = -1;
+        dataset_close(ds);
         if (r < 0) log_error("%s", err);
         if (r != 0) return r < 0 ? 2 : 0;
+        setenv("YOLO_PREFLIGHT_DONE", "1", 1);
         return launch_mpmd("coordinator", (int)a.workers, argc, argv);
     }
     CHECK_MPI(MPI_Init(NULL, NULL));

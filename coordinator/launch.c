@@ -11,27 +11,33 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-bool launched_by_mpi(void) {
-    return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK") ||
-           getenv("SLURM_STEP_ID");
-}
-
-/* This binary's path (self when /proc is not there) and bin/<name> beside it. */
-static void self_and_sibling(const char *self, const char *name, char *exe, size_t n, char *sib,
-                             size_t sn) {
+/* This program's path (the coordinator binary), or `self` when /proc says nothing. */
+static void self_path(const char *self, char *exe, size_t n) {
     ssize_t k = readlink("/proc/self/exe", exe, n - 1);
     if (k <= 0)
         snprintf(exe, n, "%s", self);
     else
         exe[k] = 0;
+}
+
+int worker_binary(char *out, size_t n, char *err, size_t errlen) {
+    char exe[PATH_MAX];
+    self_path("coordinator", exe, sizeof exe);
     char *copy = xstrdup(exe);
-    snprintf(sib, sn, "%s/%s", dirname(copy), name);
+    int len = snprintf(out, n, "%s/worker", dirname(copy));
     free(copy);
+    if (len < 0 || (size_t)len >= n) return errf(err, errlen, "%s: path too long", exe);
+    if (access(out, X_OK) != 0)
+        return errf(err, errlen, "%s: worker binary not found next to the coordinator", out);
+    return 0;
 }
 
 int exec_sibling(const char *program, int argc, char **argv) {
     char exe[PATH_MAX], sib[PATH_MAX + 64];
-    self_and_sibling("coordinator", program, exe, sizeof exe, sib, sizeof sib);
+    self_path("coordinator", exe, sizeof exe);
+    char *copy = xstrdup(exe);
+    snprintf(sib, sizeof sib, "%s/%s", dirname(copy), program);
+    free(copy);
     char **av = xcalloc((size_t)argc + 2, sizeof *av);
     av[0] = sib;
     for (int i = 0; i < argc; i++) av[i + 1] = argv[i];
@@ -44,10 +50,10 @@ int exec_sibling(const char *program, int argc, char **argv) {
 }
 
 int launch_mpmd(const char *self, int workers, int argc, char **argv) {
-    char exe[PATH_MAX], worker[PATH_MAX + 16];
-    self_and_sibling(self, "worker", exe, sizeof exe, worker, sizeof worker);
-    if (access(worker, X_OK) != 0) {
-        log_error("%s: worker binary not found next to the coordinator", worker);
+    char exe[PATH_MAX], worker[PATH_MAX + 16], err[PATH_MAX + 64];
+    self_path(self, exe, sizeof exe);
+    if (worker_binary(worker, sizeof worker, err, sizeof err) != 0) {
+        log_error("%s", err);
         return 2;
     }
     char np[32];
@@ -64,6 +70,9 @@ int launch_mpmd(const char *self, int workers, int argc, char **argv) {
     char **av = xcalloc((size_t)argc + 16, sizeof *av);
     int k = 0;
     av[k++] = "mpirun";
+    /* Our ranks print the one line that says what went wrong; without -q Open MPI adds a dozen
+     * lines of its own after it (a non-zero exit, an abort). A crash is summarised below. */
+    av[k++] = "-q";
     av[k++] = "-np";
     av[k++] = "1";
     av[k++] = exe;
@@ -92,5 +101,10 @@ int launch_mpmd(const char *self, int workers, int argc, char **argv) {
             return 2;
         }
     free(av);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    int rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    if (rc > 2 && rc != 127) /* 0 done, 1 failed, 2 refused: the ranks said why */
+        log_error("the training job ended with status %d: a rank crashed or was killed (its "
+                  "messages are above)",
+                  rc);
+    return rc;
 }

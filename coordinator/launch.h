@@ -2,9 +2,12 @@
  * `mpirun -np 1 <coordinator> train ... : -np N <worker>` with the same arguments. */
 #pragma once
 #include <stdbool.h>
+#include <stddef.h>
 
-/* True when this process was started by an MPI launcher (mpirun, srun). */
-bool launched_by_mpi(void);
+#include "common/mpi_launch.h"
+
+/* The worker binary next to this (coordinator) binary, into out. 0, or -1 with a message. */
+int worker_binary(char *out, size_t n, char *err, size_t errlen);
 /* Runs mpirun (found on PATH) with 1 coordinator and `workers` workers (bin/worker next to this
  * binary) and the given train arguments; returns mpirun's exit code (or 2 with a message). */
 int launch_mpmd(const char *self, int workers, int argc, char **argv);

@@ -178,7 +178,7 @@ int val_metrics_compute_with(val_ap_rule rule, val_record *recs, size_t n, const
         free(ev);
         return 0;
     }
-    qsort(recs, n, sizeof *recs, cmp_record);
+    if (n) qsort(recs, n, sizeof *recs, cmp_record); /* recs may be NULL when n == 0 */
 
     double *pc = m->p_curve, *rc = m->r_curve; /* rows by class id */
     double *xp = xmalloc((n ? n : 1) * sizeof *xp), *rec0 = xmalloc((n ? n : 1) * sizeof *rec0);

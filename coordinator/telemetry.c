@@ -31,6 +31,7 @@ struct telemetry {
     bool zap_running, curve;
     char rundir[PATH_MAX];
     char pub_ep[PATH_MAX + 16], ctl_ep[PATH_MAX + 16];
+    char sockdir[PATH_MAX];                              /* private folder of the ipc sockets */
     char ipc_pub[PATH_MAX + 64], ipc_ctl[PATH_MAX + 64]; /* socket files to remove on close */
     uint8_t (*allowed)[32];                              /* authorized client public keys (CURVE) */
     int nallowed;
@@ -76,26 +77,7 @@ int telemetry_keyfile_write(const char *path, char *err, size_t errlen) {
         return errf(err, errlen, "%s: cannot make a CURVE key pair: %s", path, zmq_strerror(errno));
     char text[160];
     int n = snprintf(text, sizeof text, "{\"public\":\"%s\",\"secret\":\"%s\"}\n", pub, sec);
-    /* Created 0600 from the start: the secret is never readable by others, not even briefly. */
-    char *tmp = atomic_tmp_path(path);
-    unlink(tmp);
-    FILE *f = NULL;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd >= 0) f = fdopen(fd, "wb");
-    if (!f) {
-        errf(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
-        if (fd >= 0) close(fd);
-        atomic_abort(tmp);
-        free(tmp);
-        return -1;
-    }
-    int ok = fwrite(text, 1, (size_t)n, f) == (size_t)n;
-    if (fclose(f) != 0) ok = 0;
-    int rc = ok ? atomic_commit(tmp, path, err, errlen)
-                : errf(err, errlen, "%s: write failed: %s", path, strerror(errno));
-    if (rc != 0) atomic_abort(tmp);
-    free(tmp);
-    return rc;
+    return atomic_write_file_mode(path, text, (size_t)n, 0600, err, errlen);
 }
 
 int telemetry_keyfile_read(const char *path, char public_key[41], char secret_key[41], char *err,
@@ -217,10 +199,6 @@ static void *zap_main(void *arg) {
 
 /* ---- open / close ---------------------------------------------------------------------------- */
 
-static bool is_loopback(const char *host) {
-    return !strncmp(host, "127.", 4) || !strcmp(host, "localhost");
-}
-
 static int zmq_fail(const char *rundir, const char *what, char *err, size_t errlen) {
     return errf(err, errlen, "telemetry: %s: %s: %s", rundir, what, zmq_strerror(errno));
 }
@@ -229,32 +207,56 @@ static int setopt_int(void *s, int opt, int v) {
     return zmq_setsockopt(s, opt, &v, sizeof v);
 }
 
-/* Bind to ipc://<rundir>/<name> when the path fits a Unix socket address, else to tcp on host. */
+#define SOCKDIR_NAME ".telemetry"
+
+/* The private folder for the ipc sockets, mode 0700 whatever the umask, so only the run's owner
+ * (and root) can reach them: <rundir>/.telemetry when the socket paths fit a Unix socket address,
+ * else a fresh folder under $XDG_RUNTIME_DIR or /tmp (a long run path never falls back to an
+ * unauthenticated TCP port). */
+static int make_sockdir(telemetry *t, char *err, size_t errlen) {
+    size_t max = sizeof(((struct sockaddr_un *)0)->sun_path) - sizeof "/telemetry-ctl.sock";
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%.4000s/" SOCKDIR_NAME, t->rundir);
+    if (strlen(dir) <= max) {
+        struct stat sb;
+        if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+            return errf(err, errlen, "telemetry: %s: %s", dir, strerror(errno));
+        /* an existing one (a crashed run) must be our own folder, not a link planted by another */
+        if (lstat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode) || sb.st_uid != geteuid() ||
+            chmod(dir, 0700) != 0)
+            return errf(err, errlen, "telemetry: %s: not a private folder of this user", dir);
+    } else {
+        const char *base = getenv("XDG_RUNTIME_DIR");
+        if (!base || !base[0] || strlen(base) + 24 > max || access(base, W_OK) != 0) base = "/tmp";
+        snprintf(dir, sizeof dir, "%s/yolo-tel-XXXXXX", base);
+        if (!mkdtemp(dir))
+            return errf(err, errlen, "telemetry: mkdtemp %s: %s", dir, strerror(errno));
+    }
+    snprintf(t->sockdir, sizeof t->sockdir, "%s", dir);
+    return 0;
+}
+
+/* Local: ipc://<sockdir>/<name>, the socket file 0600. With a host: tcp (always CURVE). */
 static int bind_one(telemetry *t, void *s, const char *host, int port, const char *name, char *ep,
                     size_t eplen, char *ipc_file, char *err, size_t errlen) {
-    bool bound = false;
+    char uri[PATH_MAX + 128];
     if (!host) {
-        snprintf(ipc_file, PATH_MAX + 64, "%s/%s", t->rundir, name);
-        if (strlen(ipc_file) < sizeof(((struct sockaddr_un *)0)->sun_path)) {
-            char uri[PATH_MAX + 16];
-            snprintf(uri, sizeof uri, "ipc://%s", ipc_file);
-            bound = zmq_bind(s, uri) == 0;
-        }
-        if (!bound) ipc_file[0] = 0;
-        host = "127.0.0.1";
+        snprintf(ipc_file, PATH_MAX + 64, "%s/%s", t->sockdir, name);
+        unlink(ipc_file); /* a stale socket of a crashed run (no live process serves this run) */
+        snprintf(uri, sizeof uri, "ipc://%s", ipc_file);
+    } else if (port > 0) {
+        snprintf(uri, sizeof uri, "tcp://%s:%d", host, port);
+    } else {
+        snprintf(uri, sizeof uri, "tcp://%s:*", host);
     }
-    if (!bound) {
-        char uri[128];
-        if (port > 0)
-            snprintf(uri, sizeof uri, "tcp://%s:%d", host, port);
-        else
-            snprintf(uri, sizeof uri, "tcp://%s:*", host);
-        if (zmq_bind(s, uri) != 0) {
-            char what[160];
-            snprintf(what, sizeof what, "bind %s", uri);
-            return zmq_fail(t->rundir, what, err, errlen);
-        }
+    if (zmq_bind(s, uri) != 0) {
+        if (!host) ipc_file[0] = 0;
+        char what[PATH_MAX + 160];
+        snprintf(what, sizeof what, "bind %s", uri);
+        return zmq_fail(t->rundir, what, err, errlen);
     }
+    if (!host && chmod(ipc_file, 0600) != 0)
+        return errf(err, errlen, "telemetry: %s: chmod 600: %s", ipc_file, strerror(errno));
     size_t n = eplen;
     if (zmq_getsockopt(s, ZMQ_LAST_ENDPOINT, ep, &n) != 0)
         return zmq_fail(t->rundir, "ZMQ_LAST_ENDPOINT", err, errlen);
@@ -302,7 +304,7 @@ static int write_endpoints(telemetry *t, const char *server_public, char *err, s
     cJSON_Delete(j);
     char path[PATH_MAX + 64];
     snprintf(path, sizeof path, "%s/%s", t->rundir, TELEMETRY_ENDPOINTS_FILE);
-    int rc = atomic_write_file(path, text, strlen(text), err, errlen);
+    int rc = atomic_write_file_mode(path, text, strlen(text), 0600, err, errlen);
     free(text);
     return rc;
 }
@@ -321,9 +323,11 @@ telemetry *telemetry_open(const char *rundir, const telemetry_opts *opts, char *
     }
     const char *host = opts->host && opts->host[0] ? opts->host : NULL;
     if (host && !strcmp(host, "localhost")) host = "127.0.0.1";
-    t->curve = opts->curve || (host && !is_loopback(host));
+    /* every TCP endpoint, loopback too, is CURVE: any local user can reach a loopback port */
+    t->curve = opts->curve || host != NULL;
     char spub[41] = "", ssec[41] = "", cpub[41], csec[41];
-    if (check_not_in_use(t, err, errlen) != 0) goto fail;
+    if (check_not_in_use(t, err, errlen) != 0 || (!host && make_sockdir(t, err, errlen) != 0))
+        goto fail;
     if (!(t->ctx = zmq_ctx_new())) {
         zmq_fail(t->rundir, "zmq_ctx_new", err, errlen);
         goto fail;
@@ -402,6 +406,7 @@ void telemetry_close(telemetry *t) {
     }
     if (t->ipc_pub[0]) unlink(t->ipc_pub);
     if (t->ipc_ctl[0]) unlink(t->ipc_ctl);
+    if (t->sockdir[0]) rmdir(t->sockdir);
     cJSON_Delete(t->last_step);
     cJSON_Delete(t->last_epoch);
     free(t->allowed);
@@ -521,6 +526,13 @@ static int recv_request(void *s, char **data, size_t *len, int *nparts) {
     return 1;
 }
 
+char *telemetry_reply(telemetry *t, const char *request, size_t len, int nparts) {
+    cJSON *reply = handle_request(t, request, len, nparts);
+    char *text = cJSON_PrintUnformatted(reply);
+    cJSON_Delete(reply);
+    return text;
+}
+
 int telemetry_poll(telemetry *t, char *err, size_t errlen) {
     /* Subscription changes: first byte 1 = subscribe, 0 = unsubscribe. */
     for (;;) {
@@ -544,10 +556,8 @@ int telemetry_poll(telemetry *t, char *err, size_t errlen) {
         int rc = recv_request(t->rep, &data, &len, &nparts);
         if (rc == 0) break;
         if (rc < 0) return zmq_fail(t->rundir, "receive control request", err, errlen);
-        cJSON *reply = handle_request(t, data, len, nparts);
+        char *text = telemetry_reply(t, data, len, nparts);
         free(data);
-        char *text = cJSON_PrintUnformatted(reply);
-        cJSON_Delete(reply);
         /* REP allows one reply per request; the requester's pipe always has room for it. */
         rc = zmq_send(t->rep, text, strlen(text), 0);
         free(text);

@@ -13,13 +13,16 @@
  *     {"ok":false,"error":"..."} and changes nothing. Messages over 1 MiB drop the connection.
  *   - Requests are served only inside telemetry_poll(), which the training loop calls once per
  *     step (non-blocking); so a reply can take up to one step.
- *   - Endpoints go to <rundir>/endpoints.json (written atomically, removed on close). Default
- *     binding is local only: ipc:// sockets in the run directory, or tcp://127.0.0.1 on ephemeral
- *     ports when the path is too long for a Unix socket. Binding any non-loopback address turns
- *     on CURVE: the server key pair lives in <rundir>/telemetry_server.key (0600), and only clients
- *     whose public key is authorized may connect: the key pair in <rundir>/telemetry_client.key
- *     (0600, made on first open) and any key listed in <rundir>/telemetry_authorized_keys (one Z85
- *     public key per line). Other clients complete no handshake and get no reply. */
+ *   - Only the run's owner (or a holder of the run's client key) can control or watch a run,
+ *     whatever the path length and the umask. Endpoints go to <rundir>/endpoints.json (0600,
+ *     written atomically, removed on close). Default binding is local only: ipc:// sockets (0600)
+ *     in a private folder (0700): <rundir>/.telemetry, or a fresh yolo-tel-XXXXXX under
+ *     $XDG_RUNTIME_DIR or /tmp when the run path is too long for a Unix socket address. Binding a
+ *     TCP address (loopback included: any local user can reach a port) always turns on CURVE: the
+ *     server key pair lives in <rundir>/telemetry_server.key (0600), and only clients whose public
+ *     key is authorized may connect: the key pair in <rundir>/telemetry_client.key (0600, made on
+ *     first open) and any key listed in <rundir>/telemetry_authorized_keys (one Z85 public key per
+ *     line). Other clients complete no handshake and get no reply. */
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>
@@ -33,8 +36,8 @@
 typedef struct telemetry telemetry;
 
 typedef struct telemetry_opts {
-    /* NULL or "": local only (ipc:// in the run dir, else tcp://127.0.0.1). Otherwise an IPv4
-     * address to bind tcp:// on ("127.0.0.1", "0.0.0.0", "10.1.2.3"); non-loopback => CURVE. */
+    /* NULL or "": local only (ipc:// in a private folder). Otherwise an IPv4 address to bind
+     * tcp:// on ("127.0.0.1", "0.0.0.0", "10.1.2.3"), always with CURVE. */
     const char *host;
     int pub_port, ctl_port; /* tcp ports; 0 = ephemeral */
     bool curve;             /* CURVE even on a local binding */
@@ -75,6 +78,9 @@ bool telemetry_uses_curve(const telemetry *t);
 /* Serves every pending control request and subscription change; never blocks. Returns the number
  * of requests answered, or -1 on a socket error (err says which). */
 int telemetry_poll(telemetry *t, char *err, size_t errlen);
+/* The reply (JSON text, caller frees) to one control request of nparts parts, acting on it as
+ * telemetry_poll does: what the REP socket sends back. */
+char *telemetry_reply(telemetry *t, const char *request, size_t len, int nparts);
 /* True once per "save" request received since the last call. */
 bool telemetry_take_save(telemetry *t);
 /* True once a "stop" request was received (stays true). */

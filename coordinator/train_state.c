@@ -331,6 +331,10 @@ void train_state_finish(train_state *st, bool ok, double elapsed) {
                st->args->save_dir);
         return;
     }
+    if (st->epochs_done == 0) { /* stopped before the first epoch ended: nothing was saved */
+        printf("\nno epoch completed; nothing saved in %s\n", st->args->save_dir);
+        return;
+    }
     printf("\n%d epochs completed in %.3f hours.\n", st->epochs_done, elapsed / 3600);
     printf("Results saved to %s (weights/: versions v*.h5, last.h5, best.h5; results.csv, "
            "args.yaml, train.log)\n",

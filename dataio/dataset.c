@@ -5,6 +5,7 @@
 #include "dataio/dataset_write.h"
 
 #include <hdf5.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -77,8 +78,11 @@ static void *read_table(hid_t grp, const char *name, hid_t mtype, int rank, hsiz
         H5Sget_simple_extent_dims(sp, dims, NULL) == rank) {
         size_t n = 1;
         for (int i = 0; i < rank; i++) n *= dims[i];
-        buf = xmalloc(n ? n * H5Tget_size(mtype) : 1);
-        if (n && H5Dread(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) free(buf), buf = NULL;
+        /* a corrupt size must not become a huge allocation: far more than any real split */
+        bool sane = dims[0] <= ((hsize_t)1 << 32) && n <= ((size_t)1 << 34);
+        if (sane) buf = xmalloc(n ? n * H5Tget_size(mtype) : 1);
+        if (sane && n && H5Dread(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
+            free(buf), buf = NULL;
     }
     if (sp >= 0) H5Sclose(sp);
     if (d >= 0) H5Dclose(d);
@@ -131,12 +135,26 @@ static int open_split(dataset *ds, split_id s, char *err, size_t errlen) {
         if (p->off[i + 1] < p->off[i] || p->hgt[i] <= 0 || p->wid[i] <= 0)
             return errf(err, errlen, "%s: /%s: image %lld: bad offsets or size", ds->path, sn,
                         (long long)i);
-    for (int64_t b = 0; b < p->m; b++) {
-        float c = p->labels[b * 5];
-        if (!(c >= 0 && c < ds->nc))
-            return errf(err, errlen, "%s: /%s: box %lld has class %g, num_classes is %d", ds->path,
-                        sn, (long long)b, c, ds->nc);
-    }
+    /* Every box as the packers write it (the class a valid index, the box inside the image with
+     * the packers' rounding slack), so training and `data info` can trust the labels. */
+    const float eps = 1e-5f;
+    for (int64_t i = 0; i < p->n; i++)
+        for (int64_t b = p->off[i]; b < p->off[i + 1]; b++) {
+            const float *l = p->labels + b * 5;
+            const char *bad = NULL;
+            if (!(l[0] >= 0 && l[0] < ds->nc) || l[0] != floorf(l[0]))
+                bad = "class is not one of the file's classes";
+            else if (!(l[3] > 0 && l[4] > 0 && l[1] - l[3] / 2 >= -eps &&
+                       l[1] + l[3] / 2 <= 1 + eps && l[2] - l[4] / 2 >= -eps &&
+                       l[2] + l[4] / 2 <= 1 + eps))
+                bad = "box is not inside the image";
+            if (bad)
+                return errf(err, errlen,
+                            "%s: /%s image %lld: label %lld (%g %g %g %g %g): %s (num_classes "
+                            "%d)",
+                            ds->path, sn, (long long)i, (long long)(b - p->off[i]), l[0], l[1],
+                            l[2], l[3], l[4], bad, ds->nc);
+        }
     p->present = 1;
     return 0;
 }
@@ -163,7 +181,7 @@ dataset *dataset_open(const char *path, char *err, size_t errlen) {
         goto fail;
     }
     char *h = read_str_attr(ds, f, "sha256");
-    if (read_int_attr(f, "num_classes", &nc) != 0 || nc < 1 || nc > 1000000 || !h ||
+    if (read_int_attr(f, "num_classes", &nc) != 0 || nc < 1 || nc > DATASET_MAX_CLASSES || !h ||
         strlen(h) != 64) {
         free(h);
         errf(err, errlen, "%s: missing or bad num_classes/sha256 attributes", path);

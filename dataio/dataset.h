@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #define DATASET_FORMAT_VERSION 1
+#define DATASET_MAX_CLASSES 1000000 /* num_classes a dataset file may have */
 
 typedef enum split_id { SPLIT_TRAIN = 0, SPLIT_VAL = 1, SPLIT_TEST = 2, SPLIT_COUNT = 3 } split_id;
 const char *split_name(split_id s); /* "train", "val", "test" */

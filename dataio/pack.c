@@ -6,6 +6,7 @@
 #include "dataio/synth.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,10 @@ struct pack_ctx {
     dup_entry *tab;
     size_t cap, used;
 };
+
+pack_stats *pack_ctx_stats(pack_ctx *c) {
+    return c->st;
+}
 
 pack_ctx *pack_ctx_new(pack_stats *st, bool skip_bad) {
     pack_ctx *c = xcalloc(1, sizeof *c);
@@ -141,6 +146,10 @@ bad:
 }
 
 bool pack_clip_box(pack_ctx *c, float *b, const char *where) {
+    if (!isfinite(b[0]) || !isfinite(b[1]) || !isfinite(b[2]) || !isfinite(b[3])) {
+        c->st->dropped++; /* the parsers refuse these; never let one through */
+        return false;
+    }
     double x0 = b[0] - b[2] / 2.0, x1 = b[0] + b[2] / 2.0;
     double y0 = b[1] - b[3] / 2.0, y1 = b[1] + b[3] / 2.0;
     const double eps = 1e-6; /* label files round to 6 decimals */

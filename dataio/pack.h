@@ -52,6 +52,7 @@ int pack_synth_styled(const char *out, const int count[SPLIT_COUNT], int imgsz, 
 typedef struct pack_ctx pack_ctx;
 pack_ctx *pack_ctx_new(pack_stats *st, bool skip_bad);
 void pack_ctx_free(pack_ctx *c);
+pack_stats *pack_ctx_stats(pack_ctx *c);
 /* Reads and checks one image file: the encoding comes from its magic bytes, the whole file must
  * decode. 0: ok (*bytes malloc'd); 1: bad image skipped (skip_bad; logged and counted);
  * -1: error naming the file. Warns about and counts an image whose bytes were seen before. */
@@ -60,5 +61,13 @@ int pack_load_image(pack_ctx *c, const char *path, uint8_t **bytes, size_t *n, i
 /* Clips a normalised cx,cy,w,h box to the image; counts and (once per pack) reports clipping,
  * naming where. Returns false when nothing of the box is left (counted as dropped). */
 bool pack_clip_box(pack_ctx *c, float *box4, const char *where);
+/* One label file's text (class cx cy w h per line, NUL-terminated; modified in place) into *lab
+ * (grown as needed; *nb boxes, clipped). 0, or -1 with "path:line: ..." in err. */
+int pack_parse_label_text(pack_ctx *c, char *text, const char *path, int nc, float **lab, int *cap,
+                          int *nb, char *err, size_t errlen);
+/* The parse half of pack_coco for one json given as text (tests, fuzzing): categories, images and
+ * annotations checked, boxes normalised and clipped, counted into c's stats. 0 or -1 + err. */
+int pack_coco_check_text(pack_ctx *c, const char *text, size_t n, const char *name, char *err,
+                         size_t errlen);
 /* Whole file into a malloc'd buffer (NUL-terminated beyond n). 0 or -1 + err naming the file. */
 int pack_read_file(const char *path, uint8_t **data, size_t *n, char *err, size_t errlen);

@@ -1,5 +1,6 @@
 #include "dataio/pack_cache.h"
 
+#include "common/fs_check.h"
 #include "common/log.h"
 #include "dataio/pack.h"
 
@@ -25,15 +26,6 @@ static bool is_yaml(const char *p) {
 static bool exists(const char *p) {
     struct stat sb;
     return stat(p, &sb) == 0;
-}
-
-/* Writable by the permission bits, not only by access(): root may write anywhere, but a folder
- * marked read-only (shared data) must stay untouched. */
-static bool dir_writable(const char *dir) {
-    struct stat sb;
-    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode) || access(dir, W_OK) != 0) return false;
-    if (geteuid() == 0) return (sb.st_mode & (S_IWUSR | S_IWGRP | S_IWOTH)) != 0;
-    return true;
 }
 
 static int mkdir_p(const char *path, char *err, size_t errlen) {

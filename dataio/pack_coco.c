@@ -3,6 +3,7 @@
 #include "dataio/pack.h"
 
 #include <cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,23 +34,30 @@ static int find_id(const id_index *t, int n, long id) {
     return r ? r->index : -1;
 }
 
+/* An integer-valued number (ids, sizes) within +-2^53, where doubles hold integers exactly. */
 static bool get_long(const cJSON *o, const char *key, long *out) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(long)v->valuedouble) return false;
+    if (!cJSON_IsNumber(v) || !(fabs(v->valuedouble) <= 9007199254740992.0) ||
+        v->valuedouble != floor(v->valuedouble))
+        return false;
     *out = (long)v->valuedouble;
     return true;
+}
+
+static cJSON *parse_json(const char *path, const char *text, size_t n, char *err, size_t errlen) {
+    cJSON *j = cJSON_ParseWithLength(text, n);
+    if (!j) {
+        const char *at = cJSON_GetErrorPtr();
+        errf(err, errlen, "%s: invalid json near byte %ld", path, at ? (long)(at - text) : -1L);
+    }
+    return j;
 }
 
 static cJSON *load_json(const char *path, char *err, size_t errlen) {
     uint8_t *text;
     size_t n;
     if (pack_read_file(path, &text, &n, err, errlen) != 0) return NULL;
-    cJSON *j = cJSON_ParseWithLength((const char *)text, n);
-    if (!j) {
-        const char *at = cJSON_GetErrorPtr();
-        errf(err, errlen, "%s: invalid json near byte %ld", path,
-             at ? (long)(at - (const char *)text) : -1L);
-    }
+    cJSON *j = parse_json(path, (const char *)text, n, err, errlen);
     free(text);
     return j;
 }
@@ -61,6 +69,9 @@ static int read_categories(const char *path, const cJSON *root, category **out, 
     if (!cJSON_IsArray(cats) || cJSON_GetArraySize(cats) < 1)
         return errf(err, errlen, "%s: categories: expected a non-empty array", path);
     int k = cJSON_GetArraySize(cats), i = 0;
+    if (k > DATASET_MAX_CLASSES)
+        return errf(err, errlen, "%s: %d categories, more than the %d a dataset may have", path, k,
+                    DATASET_MAX_CLASSES);
     category *c = xcalloc((size_t)k, sizeof *c);
     const cJSON *it;
     cJSON_ArrayForEach(it, cats) {
@@ -91,9 +102,32 @@ typedef struct coco_image {
     float *boxes;
 } coco_image;
 
-static int pack_coco_split(pack_ctx *c, dataset_writer *w, split_id s, const char *path,
-                           const cJSON *root, const char *img_dir, const category *cats, int nc,
-                           pack_stats *st, char *err, size_t errlen) {
+/* One split's images and their normalised, clipped boxes (file names point into the json). */
+typedef struct coco_split {
+    int n;
+    coco_image *im;
+} coco_split;
+
+static void coco_split_free(coco_split *sp) {
+    for (int i = 0; i < sp->n; i++) free(sp->im[i].boxes);
+    free(sp->im);
+    sp->im = NULL;
+    sp->n = 0;
+}
+
+/* COCO [x, y, w, h] in pixels -> normalised [cx, cy, w, h]; false when not finite or absurdly far
+ * outside the image (a corrupt value rather than a box that clipping could mend). */
+static bool coco_box(const double v[4], const coco_image *m, float b[4]) {
+    double cx = (v[0] + v[2] / 2) / m->width, cy = (v[1] + v[3] / 2) / m->height;
+    double w = v[2] / m->width, h = v[3] / m->height;
+    if (!(fabs(cx) <= 1e3 && fabs(cy) <= 1e3 && w <= 1e3 && h <= 1e3)) return false;
+    b[0] = (float)cx, b[1] = (float)cy, b[2] = (float)w, b[3] = (float)h;
+    return true;
+}
+
+static int coco_parse_split(pack_ctx *c, const char *path, const cJSON *root, const category *cats,
+                            int nc, coco_split *sp, pack_stats *st, char *err, size_t errlen) {
+    sp->n = 0, sp->im = NULL;
     const cJSON *images = cJSON_GetObjectItemCaseSensitive(root, "images");
     const cJSON *anns = cJSON_GetObjectItemCaseSensitive(root, "annotations");
     if (!cJSON_IsArray(images) || cJSON_GetArraySize(images) < 1)
@@ -103,13 +137,17 @@ static int pack_coco_split(pack_ctx *c, dataset_writer *w, split_id s, const cha
     int n = cJSON_GetArraySize(images), i = 0, rc = 0;
     coco_image *im = xcalloc((size_t)n, sizeof *im);
     id_index *ids = xcalloc((size_t)n, sizeof *ids);
+    sp->n = n, sp->im = im;
     const cJSON *it;
     cJSON_ArrayForEach(it, images) {
         const cJSON *fn = cJSON_GetObjectItemCaseSensitive(it, "file_name");
         if (!get_long(it, "id", &ids[i].id) || !cJSON_IsString(fn) ||
             !get_long(it, "width", &im[i].width) || !get_long(it, "height", &im[i].height) ||
-            im[i].width <= 0 || im[i].height <= 0) {
-            rc = errf(err, errlen, "%s: images[%d]: needs id, file_name, width, height", path, i);
+            im[i].width <= 0 || im[i].height <= 0 || im[i].width > 1000000 ||
+            im[i].height > 1000000) {
+            rc =
+                errf(err, errlen,
+                     "%s: images[%d]: needs id, file_name, width and height (1..1000000)", path, i);
             goto out;
         }
         im[i].file = fn->valuestring, ids[i].index = i;
@@ -160,9 +198,14 @@ static int pack_coco_split(pack_ctx *c, dataset_writer *w, split_id s, const cha
             continue;
         }
         coco_image *m = &im[idx];
-        float b[5] = {(float)(cat - cats), (float)((v[0] + v[2] / 2) / m->width),
-                      (float)((v[1] + v[3] / 2) / m->height), (float)(v[2] / m->width),
-                      (float)(v[3] / m->height)};
+        float b[5] = {(float)(cat - cats)};
+        if (!coco_box(v, m, b + 1)) {
+            rc = errf(err, errlen,
+                      "%s: annotations[%d].bbox [%g, %g, %g, %g] is not a box in the "
+                      "%ldx%ld image %s",
+                      path, i - 1, v[0], v[1], v[2], v[3], m->width, m->height, m->file);
+            goto out;
+        }
         char where[600];
         snprintf(where, sizeof where, "%s: annotations[%d] (%s)", path, i - 1, m->file);
         if (!pack_clip_box(c, b + 1, where)) continue;
@@ -172,8 +215,22 @@ static int pack_coco_split(pack_ctx *c, dataset_writer *w, split_id s, const cha
         }
         memcpy(m->boxes + m->nbox++ * 5, b, sizeof b);
     }
+out:
+    free(ids);
+    if (rc) coco_split_free(sp);
+    return rc;
+}
+
+static int pack_coco_split(pack_ctx *c, dataset_writer *w, split_id s, const char *path,
+                           const cJSON *root, const char *img_dir, const category *cats, int nc,
+                           pack_stats *st, char *err, size_t errlen) {
+    coco_split sp;
+    int rc = coco_parse_split(c, path, root, cats, nc, &sp, st, err, errlen);
+    if (rc) return rc;
+    coco_image *im = sp.im;
+    int n = sp.n;
     if ((rc = dataset_writer_begin_split(w, s, err, errlen)) != 0) goto out;
-    for (i = 0; i < n && rc == 0; i++) {
+    for (int i = 0; i < n && rc == 0; i++) {
         size_t plen = strlen(img_dir) + strlen(im[i].file) + 2;
         char *p = xmalloc(plen);
         snprintf(p, plen, "%s/%s", img_dir, im[i].file);
@@ -198,8 +255,23 @@ static int pack_coco_split(pack_ctx *c, dataset_writer *w, split_id s, const cha
         free(p);
     }
 out:
-    for (i = 0; i < n; i++) free(im[i].boxes);
-    free(im), free(ids);
+    coco_split_free(&sp);
+    return rc;
+}
+
+int pack_coco_check_text(pack_ctx *c, const char *text, size_t n, const char *name, char *err,
+                         size_t errlen) {
+    cJSON *root = parse_json(name, text, n, err, errlen);
+    if (!root) return -1;
+    category *cats = NULL;
+    int nc = 0, rc = read_categories(name, root, &cats, &nc, err, errlen);
+    coco_split sp = {0};
+    if (rc == 0)
+        rc = coco_parse_split(c, name, root, cats, nc, &sp, pack_ctx_stats(c), err, errlen);
+    coco_split_free(&sp);
+    for (int i = 0; i < nc; i++) free(cats[i].name);
+    free(cats);
+    cJSON_Delete(root);
     return rc;
 }
 

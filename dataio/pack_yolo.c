@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <libgen.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,8 +149,9 @@ static int read_names(const char *yaml, yaml_document_t *doc, yaml_node_t *root,
                       char *err, size_t errlen) {
     yaml_node_t *nn = map_get(doc, root, "names"), *ncn = map_get(doc, root, "nc");
     long nc = -1;
-    if (!is_null(ncn) && (!scalar(ncn) || !parse_long(scalar(ncn), &nc) || nc < 1))
-        return errf(err, errlen, "%s: nc: expected a positive integer", yaml);
+    if (!is_null(ncn) &&
+        (!scalar(ncn) || !parse_long(scalar(ncn), &nc) || nc < 1 || nc > DATASET_MAX_CLASSES))
+        return errf(err, errlen, "%s: nc: expected an integer in 1..%d", yaml, DATASET_MAX_CLASSES);
     if (nn && nn->type == YAML_SEQUENCE_NODE) {
         for (yaml_node_item_t *it = nn->data.sequence.items.start; it < nn->data.sequence.items.top;
              it++) {
@@ -183,6 +185,9 @@ static int read_names(const char *yaml, yaml_document_t *doc, yaml_node_t *root,
         }
     }
     if (names->n < 1) return errf(err, errlen, "%s: no class names (names: or nc:)", yaml);
+    if (names->n > DATASET_MAX_CLASSES)
+        return errf(err, errlen, "%s: %d class names, more than the %d a dataset may have", yaml,
+                    names->n, DATASET_MAX_CLASSES);
     if (nc > 0 && nc != names->n)
         return errf(err, errlen, "%s: nc=%ld but names has %d entries", yaml, nc, names->n);
     return 0;
@@ -209,19 +214,11 @@ static char *label_path(const char *img) {
     return out;
 }
 
-/* Parses a label file into *lab (grown as needed). 0, or -1 with "file:line: ..." in err.
- * A missing file is not an error: *found is set false (a background image). */
-static int read_labels(pack_ctx *c, const char *path, int nc, float **lab, int *cap, int *nb,
-                       bool *found, char *err, size_t errlen) {
-    *nb = 0, *found = false;
-    struct stat sb;
-    if (stat(path, &sb) != 0) return 0;
-    uint8_t *data;
-    size_t n;
-    if (pack_read_file(path, &data, &n, err, errlen) != 0) return -1;
-    *found = true;
+int pack_parse_label_text(pack_ctx *c, char *text, const char *path, int nc, float **lab, int *cap,
+                          int *nb, char *err, size_t errlen) {
+    *nb = 0;
     int rc = 0, lineno = 0;
-    char *save = NULL, *text = (char *)data;
+    char *save = NULL;
     for (char *line = text; line && rc == 0; line = save) {
         char *nl = strchr(line, '\n');
         save = nl ? nl + 1 : NULL;
@@ -246,13 +243,21 @@ static int read_labels(pack_ctx *c, const char *path, int nc, float **lab, int *
                 rc = errf(err, errlen, "%s:%d: field %d '%s' is not a number", path, lineno, k + 1,
                           tok[k]);
         if (rc) break;
-        if (v[0] != (double)(long)v[0] || v[0] < 0 || v[0] >= nc) {
+        if (!(v[0] >= 0 && v[0] < nc) || v[0] != floor(v[0])) {
             rc = errf(err, errlen, "%s:%d: class %s is not an integer in 0..%d (nc=%d)", path,
                       lineno, tok[0], nc - 1, nc);
             break;
         }
         if (v[3] < 0 || v[4] < 0) {
             rc = errf(err, errlen, "%s:%d: negative box width or height", path, lineno);
+            break;
+        }
+        /* normalised: anything this far outside [0, 1] is not a box that clipping could mend */
+        if (fabs(v[1]) > 1e3 || fabs(v[2]) > 1e3 || v[3] > 1e3 || v[4] > 1e3) {
+            rc = errf(err, errlen,
+                      "%s:%d: box (%s %s %s %s) is far outside the image (normalised "
+                      "coordinates are in 0..1)",
+                      path, lineno, tok[1], tok[2], tok[3], tok[4]);
             break;
         }
         if (*nb == *cap) {
@@ -265,6 +270,21 @@ static int read_labels(pack_ctx *c, const char *path, int nc, float **lab, int *
         snprintf(where, sizeof where, "%s:%d", path, lineno);
         if (pack_clip_box(c, b + 1, where)) (*nb)++;
     }
+    return rc;
+}
+
+/* Parses a label file into *lab (grown as needed). 0, or -1 with "file:line: ..." in err.
+ * A missing file is not an error: *found is set false (a background image). */
+static int read_labels(pack_ctx *c, const char *path, int nc, float **lab, int *cap, int *nb,
+                       bool *found, char *err, size_t errlen) {
+    *nb = 0, *found = false;
+    struct stat sb;
+    if (stat(path, &sb) != 0) return 0;
+    uint8_t *data;
+    size_t n;
+    if (pack_read_file(path, &data, &n, err, errlen) != 0) return -1;
+    *found = true;
+    int rc = pack_parse_label_text(c, (char *)data, path, nc, lab, cap, nb, err, errlen);
     free(data);
     return rc;
 }
@@ -291,7 +311,7 @@ static int pack_split(pack_ctx *c, dataset_writer *w, split_id s, const char *ya
     }
     if (rc == 0 && imgs.n == 0) rc = errf(err, errlen, "%s: %s: no images found", yaml, key);
     if (rc == 0) rc = dataset_writer_begin_split(w, s, err, errlen);
-    qsort(imgs.v, (size_t)imgs.n, sizeof *imgs.v, cmp_str);
+    if (imgs.n) qsort(imgs.v, (size_t)imgs.n, sizeof *imgs.v, cmp_str);
     float *lab = NULL;
     int cap = 0;
     size_t rl = strlen(root);
@@ -467,7 +487,7 @@ int pack_ultralytics_fingerprint(const char *yaml_path, char hex[65], char *err,
         } else {
             rc = errf(err, errlen, "%s: %s: expected a path or a list of paths", yaml_path, key);
         }
-        qsort(imgs.v, (size_t)imgs.n, sizeof *imgs.v, cmp_str);
+        if (imgs.n) qsort(imgs.v, (size_t)imgs.n, sizeof *imgs.v, cmp_str);
         sha256_update(h, key, strlen(key) + 1);
         for (int i = 0; rc == 0 && i < imgs.n; i++) {
             char *lp = label_path(imgs.v[i]);

@@ -13,6 +13,9 @@ static const char *const op_names[] = {
     "batchnorm_forward_train",
     "batchnorm_forward_eval",
     "batchnorm_backward",
+    "batchnorm_silu_forward_train",
+    "batchnorm_silu_forward_eval",
+    "batchnorm_silu_backward",
     "silu_forward",
     "silu_backward",
     "add",
@@ -56,6 +59,12 @@ static bool has_op(const backend_i *f, backend_op op) {
         return f->batchnorm_forward_eval != NULL;
     case BACKEND_OP_BATCHNORM_BACKWARD:
         return f->batchnorm_backward != NULL;
+    case BACKEND_OP_BATCHNORM_SILU_FORWARD_TRAIN:
+        return f->batchnorm_silu_forward_train != NULL;
+    case BACKEND_OP_BATCHNORM_SILU_FORWARD_EVAL:
+        return f->batchnorm_silu_forward_eval != NULL;
+    case BACKEND_OP_BATCHNORM_SILU_BACKWARD:
+        return f->batchnorm_silu_backward != NULL;
     case BACKEND_OP_SILU_FORWARD:
         return f->silu_forward != NULL;
     case BACKEND_OP_SILU_BACKWARD:
@@ -239,6 +248,27 @@ void backend_batchnorm_backward(backend *be, int m, int c, const float *x, const
     DISPATCH(be, BACKEND_OP_BATCHNORM_BACKWARD, batchnorm_backward, m, c, x, gamma, save_mean,
              save_invstd, dy, dx, dgamma, dbeta);
 }
+void backend_batchnorm_silu_forward_train(backend *be, int m, int c, const float *x,
+                                          const float *gamma, const float *beta, float eps,
+                                          float momentum, float *running_mean, float *running_var,
+                                          float *save_mean, float *save_invstd, float *y) {
+    DISPATCH(be, BACKEND_OP_BATCHNORM_SILU_FORWARD_TRAIN, batchnorm_silu_forward_train, m, c, x,
+             gamma, beta, eps, momentum, running_mean, running_var, save_mean, save_invstd, y);
+}
+void backend_batchnorm_silu_forward_eval(backend *be, int m, int c, const float *x,
+                                         const float *gamma, const float *beta,
+                                         const float *running_mean, const float *running_var,
+                                         float eps, float *y) {
+    DISPATCH(be, BACKEND_OP_BATCHNORM_SILU_FORWARD_EVAL, batchnorm_silu_forward_eval, m, c, x,
+             gamma, beta, running_mean, running_var, eps, y);
+}
+void backend_batchnorm_silu_backward(backend *be, int m, int c, const float *x, const float *gamma,
+                                     const float *beta, const float *save_mean,
+                                     const float *save_invstd, const float *dy, float *dx,
+                                     float *dgamma, float *dbeta) {
+    DISPATCH(be, BACKEND_OP_BATCHNORM_SILU_BACKWARD, batchnorm_silu_backward, m, c, x, gamma, beta,
+             save_mean, save_invstd, dy, dx, dgamma, dbeta);
+}
 void backend_silu_forward(backend *be, size_t n, const float *x, float *y) {
     DISPATCH(be, BACKEND_OP_SILU_FORWARD, silu_forward, n, x, y);
 }
@@ -282,9 +312,10 @@ void backend_maxpool_forward(backend *be, int n, int h, int w, int c, int k, int
     DISPATCH(be, BACKEND_OP_MAXPOOL_FORWARD, maxpool_forward, n, h, w, c, k, stride, pad, x, y,
              argmax);
 }
-void backend_maxpool_backward(backend *be, int n, int oh, int ow, int c, const float *dy,
-                              const int32_t *argmax, float *dx) {
-    DISPATCH(be, BACKEND_OP_MAXPOOL_BACKWARD, maxpool_backward, n, oh, ow, c, dy, argmax, dx);
+void backend_maxpool_backward(backend *be, int n, int h, int w, int c, int k, int stride, int pad,
+                              const float *dy, const int32_t *argmax, float *dx) {
+    DISPATCH(be, BACKEND_OP_MAXPOOL_BACKWARD, maxpool_backward, n, h, w, c, k, stride, pad, dy,
+             argmax, dx);
 }
 void backend_attention_forward(backend *be, const attention_desc *d, const float *qkv, float *out,
                                float *v_out, float *probs) {

@@ -43,6 +43,9 @@ typedef enum backend_op {
     BACKEND_OP_BATCHNORM_FORWARD_TRAIN,
     BACKEND_OP_BATCHNORM_FORWARD_EVAL,
     BACKEND_OP_BATCHNORM_BACKWARD,
+    BACKEND_OP_BATCHNORM_SILU_FORWARD_TRAIN,
+    BACKEND_OP_BATCHNORM_SILU_FORWARD_EVAL,
+    BACKEND_OP_BATCHNORM_SILU_BACKWARD,
     BACKEND_OP_SILU_FORWARD,
     BACKEND_OP_SILU_BACKWARD,
     BACKEND_OP_ADD,
@@ -135,6 +138,19 @@ void backend_batchnorm_forward_eval(backend *be, int m, int c, const float *x, c
 void backend_batchnorm_backward(backend *be, int m, int c, const float *x, const float *gamma,
                                 const float *save_mean, const float *save_invstd, const float *dy,
                                 float *dx, float *dgamma, float *dbeta);
+/* kernels/batchnorm_silu.h: the same arguments as batch norm's; backward also takes beta */
+void backend_batchnorm_silu_forward_train(backend *be, int m, int c, const float *x,
+                                          const float *gamma, const float *beta, float eps,
+                                          float momentum, float *running_mean, float *running_var,
+                                          float *save_mean, float *save_invstd, float *y);
+void backend_batchnorm_silu_forward_eval(backend *be, int m, int c, const float *x,
+                                         const float *gamma, const float *beta,
+                                         const float *running_mean, const float *running_var,
+                                         float eps, float *y);
+void backend_batchnorm_silu_backward(backend *be, int m, int c, const float *x, const float *gamma,
+                                     const float *beta, const float *save_mean,
+                                     const float *save_invstd, const float *dy, float *dx,
+                                     float *dgamma, float *dbeta);
 /* kernels/activation.h */
 void backend_silu_forward(backend *be, size_t n, const float *x, float *y);
 void backend_silu_backward(backend *be, size_t n, const float *x, const float *dy, float *dx);
@@ -155,8 +171,10 @@ void backend_upsample2x_backward(backend *be, int n, int h, int w, int c, const 
 /* kernels/pool.h */
 void backend_maxpool_forward(backend *be, int n, int h, int w, int c, int k, int stride, int pad,
                              const float *x, float *y, int32_t *argmax);
-void backend_maxpool_backward(backend *be, int n, int oh, int ow, int c, const float *dy,
-                              const int32_t *argmax, float *dx);
+/* The pooling's geometry (as forward's) lets a GPU gather each input's gradient in a fixed order
+ * instead of scattering with atomics. */
+void backend_maxpool_backward(backend *be, int n, int h, int w, int c, int k, int stride, int pad,
+                              const float *dy, const int32_t *argmax, float *dx);
 /* kernels/attention.h */
 void backend_attention_forward(backend *be, const attention_desc *d, const float *qkv, float *out,
                                float *v_out, float *probs);

@@ -11,6 +11,7 @@
 #include "common/timer.h"
 #include "kernels/activation.h"
 #include "kernels/batchnorm.h"
+#include "kernels/batchnorm_silu.h"
 #include "kernels/pool.h"
 #include "kernels/tensor_ops.h"
 #include "kernels/threads.h"
@@ -117,6 +118,27 @@ static void cpu_bn_backward(backend *be, int m, int c, const float *x, const flo
     enter(be);
     batchnorm_backward(m, c, x, gamma, save_mean, save_invstd, dy, dx, dgamma, dbeta);
 }
+static void cpu_bn_silu_forward_train(backend *be, int m, int c, const float *x, const float *gamma,
+                                      const float *beta, float eps, float momentum,
+                                      float *running_mean, float *running_var, float *save_mean,
+                                      float *save_invstd, float *y) {
+    enter(be);
+    batchnorm_silu_forward_train(m, c, x, gamma, beta, eps, momentum, running_mean, running_var,
+                                 save_mean, save_invstd, y);
+}
+static void cpu_bn_silu_forward_eval(backend *be, int m, int c, const float *x, const float *gamma,
+                                     const float *beta, const float *running_mean,
+                                     const float *running_var, float eps, float *y) {
+    enter(be);
+    batchnorm_silu_forward_infer(m, c, x, gamma, beta, running_mean, running_var, eps, y);
+}
+static void cpu_bn_silu_backward(backend *be, int m, int c, const float *x, const float *gamma,
+                                 const float *beta, const float *save_mean,
+                                 const float *save_invstd, const float *dy, float *dx,
+                                 float *dgamma, float *dbeta) {
+    enter(be);
+    batchnorm_silu_backward(m, c, x, gamma, beta, save_mean, save_invstd, dy, dx, dgamma, dbeta);
+}
 static void cpu_silu_forward(backend *be, size_t n, const float *x, float *y) {
     enter(be);
     silu_forward(n, x, y);
@@ -172,10 +194,11 @@ static void cpu_maxpool_forward(backend *be, int n, int h, int w, int c, int k, 
     enter(be);
     maxpool_forward(n, h, w, c, k, stride, pad, x, y, argmax);
 }
-static void cpu_maxpool_backward(backend *be, int n, int oh, int ow, int c, const float *dy,
-                                 const int32_t *argmax, float *dx) {
+static void cpu_maxpool_backward(backend *be, int n, int h, int w, int c, int k, int stride,
+                                 int pad, const float *dy, const int32_t *argmax, float *dx) {
     enter(be);
-    maxpool_backward(n, oh, ow, c, dy, argmax, dx);
+    maxpool_backward(n, (h + 2 * pad - k) / stride + 1, (w + 2 * pad - k) / stride + 1, c, dy,
+                     argmax, dx);
 }
 static void cpu_attention_forward(backend *be, const attention_desc *d, const float *qkv,
                                   float *out, float *v_out, float *probs) {
@@ -233,6 +256,9 @@ static const backend_i cpu_iface = {
     .batchnorm_forward_train = cpu_bn_forward_train,
     .batchnorm_forward_eval = cpu_bn_forward_eval,
     .batchnorm_backward = cpu_bn_backward,
+    .batchnorm_silu_forward_train = cpu_bn_silu_forward_train,
+    .batchnorm_silu_forward_eval = cpu_bn_silu_forward_eval,
+    .batchnorm_silu_backward = cpu_bn_silu_backward,
     .silu_forward = cpu_silu_forward,
     .silu_backward = cpu_silu_backward,
     .add = cpu_add,

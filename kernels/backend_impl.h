@@ -46,6 +46,18 @@ typedef struct backend_i {
     void (*batchnorm_backward)(backend *be, int m, int c, const float *x, const float *gamma,
                                const float *save_mean, const float *save_invstd, const float *dy,
                                float *dx, float *dgamma, float *dbeta);
+    void (*batchnorm_silu_forward_train)(backend *be, int m, int c, const float *x,
+                                         const float *gamma, const float *beta, float eps,
+                                         float momentum, float *running_mean, float *running_var,
+                                         float *save_mean, float *save_invstd, float *y);
+    void (*batchnorm_silu_forward_eval)(backend *be, int m, int c, const float *x,
+                                        const float *gamma, const float *beta,
+                                        const float *running_mean, const float *running_var,
+                                        float eps, float *y);
+    void (*batchnorm_silu_backward)(backend *be, int m, int c, const float *x, const float *gamma,
+                                    const float *beta, const float *save_mean,
+                                    const float *save_invstd, const float *dy, float *dx,
+                                    float *dgamma, float *dbeta);
     void (*silu_forward)(backend *be, size_t n, const float *x, float *y);
     void (*silu_backward)(backend *be, size_t n, const float *x, const float *dy, float *dx);
     void (*add)(backend *be, size_t n, const float *a, const float *b, float *y);
@@ -63,8 +75,8 @@ typedef struct backend_i {
                                 float *dx);
     void (*maxpool_forward)(backend *be, int n, int h, int w, int c, int k, int stride, int pad,
                             const float *x, float *y, int32_t *argmax);
-    void (*maxpool_backward)(backend *be, int n, int oh, int ow, int c, const float *dy,
-                             const int32_t *argmax, float *dx);
+    void (*maxpool_backward)(backend *be, int n, int h, int w, int c, int k, int stride, int pad,
+                             const float *dy, const int32_t *argmax, float *dx);
     void (*attention_forward)(backend *be, const attention_desc *d, const float *qkv, float *out,
                               float *v_out, float *probs);
     void (*attention_backward)(backend *be, const attention_desc *d, const float *qkv,

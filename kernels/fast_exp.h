@@ -5,13 +5,15 @@
  * is a finite normal float (exp(-87) = 1.6e-38 stands in for smaller values, exp(88) for larger
  * ones, including infinities); NaN gives NaN.
  * Vectorises only when float compares may be if-converted: kernels/ builds with
- * -fno-trapping-math (Makefile). */
+ * -fno-trapping-math (Makefile). The CUDA kernels call the same function (kernels/cuda/hd.h). */
 #pragma once
+#include "kernels/cuda/hd.h"
+
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
-static inline float exp_fast(float x0) {
+YOLO_HD float exp_fast(float x0) {
     /* written so that NaN becomes -87 here (no undefined float -> int conversion below) */
     float x = x0 >= -87.0f ? x0 : -87.0f;
     x = x <= 88.0f ? x : 88.0f;

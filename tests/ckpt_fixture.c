@@ -10,6 +10,7 @@
 
 #include <criterion/criterion.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,14 +85,12 @@ void fixture_run(const char *dir, const char *name, const fixture_run_opts *o) {
     cr_assert(yaml, "%s", err);
     model *m = model_create("yolov8n.yaml", o->nc ? o->nc : 3, o->seed, err, sizeof err);
     cr_assert(m, "%s", err);
-    char *args = NULL;
-    size_t alen = 0;
-    FILE *af = fopen(strcat(strcpy(ypath, run), "/args.yaml"), "r");
-    cr_assert(af);
-    args = calloc(1, 4096);
-    alen = fread(args, 1, 4095, af);
+    char apath[600], *args = calloc(1, 4096);
+    snprintf(apath, sizeof apath, "%s/args.yaml", run);
+    FILE *af = fopen(apath, "r");
+    cr_assert(af && args);
+    cr_assert_gt(fread(args, 1, 4095, af), 0);
     fclose(af);
-    (void)alen;
     int best = o->best ? o->best : o->versions;
     char abs_run[PATH_MAX];
     cr_assert(realpath(run, abs_run));
@@ -192,4 +191,27 @@ float *fixture_forward(const char *weights, int b, int h, int w, const float *im
     memcpy(out, model_output_host(m, MODEL_ONE2MANY), *count * sizeof *out);
     model_free(m);
     return out;
+}
+
+void fixture_write_raw(const char *path, const float *x, size_t n) {
+    FILE *f = fopen(path, "wb");
+    cr_assert(f && fwrite(x, sizeof *x, n, f) == n, "%s", path);
+    cr_assert_eq(fclose(f), 0);
+}
+
+double fixture_max_diff(const char *ref_path, const float *ours, size_t n, double *range) {
+    float *ref = malloc(n * sizeof *ref + 4);
+    FILE *f = fopen(ref_path, "rb");
+    cr_assert(f, "%s", ref_path);
+    size_t got = fread(ref, sizeof *ref, n + 1, f);
+    fclose(f);
+    cr_assert_eq(got, n, "the reference holds %zu outputs, ours are %zu", got, n);
+    double worst = 0;
+    *range = 0;
+    for (size_t i = 0; i < n; i++) {
+        worst = fmax(worst, fabs((double)ours[i] - ref[i]));
+        *range = fmax(*range, fabs((double)ref[i]));
+    }
+    free(ref);
+    return worst;
 }

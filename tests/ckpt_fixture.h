@@ -31,3 +31,14 @@ double fixture_fitness(int v);
  * Returns malloc'd outputs [b][A][4*reg_max + nc] of the one-to-many branch; *count floats. */
 float *fixture_forward(const char *weights, int b, int h, int w, const float *images,
                        size_t *count);
+
+/* Comparing our outputs with a reference's: raw little-endian float32 files written for and by
+ * tests/py/ul_forward.py. fixture_write_raw asserts; fixture_max_diff returns the largest
+ * |ours - reference| and puts the reference's largest magnitude in *range (asserts the reference
+ * holds exactly n values). */
+void fixture_write_raw(const char *path, const float *x, size_t n);
+double fixture_max_diff(const char *ref_path, const float *ours, size_t n, double *range);
+
+/* Our forward vs Ultralytics' on the same float32 weights: float32 sums in another order through
+ * 23 layers. Measured ~1e-6 of the output range (docs/checkpoints.md); allowed 1e-4. */
+#define FIXTURE_OUTPUT_TOL 1e-4

@@ -2,6 +2,7 @@
 
 #include "dataio/decode.h"
 #include "runs.h"
+#include "testenv.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -9,24 +10,23 @@
 #include <string.h>
 
 void lc_tmpdir(char *dir, const char *prefix) {
-    snprintf(dir, 256, "/tmp/yolo-%s-XXXXXX", prefix);
-    cr_assert(mkdtemp(dir), "mkdtemp %s", dir);
+    test_temp_dir(dir, 256, prefix);
 }
 
 void lc_rm_rf(const char *dir) {
-    cr_assert_eq(run_sh("rm -rf %s", dir), 0);
+    test_remove_dir(dir);
 }
 
 void lc_synth(const char *dir, int classes, char *data) {
     snprintf(data, 400, "%s/s.h5", dir);
-    cr_assert_eq(run_sh("./bin/coordinator data synth out=%s train=32 val=20 imgsz=64 classes=%d "
+    cr_assert_eq(run_sh("\"$YOLO_COORD\" data synth out=%s train=32 val=20 imgsz=64 classes=%d "
                         "seed=0 > /dev/null",
                         data, classes),
                  0, "synth");
 }
 
 void lc_train(const char *dir, const char *data, int epochs, const char *extra) {
-    int rc = run_sh("timeout 900 ./bin/coordinator train data=%s model=yolov8n.yaml epochs=%d "
+    int rc = run_sh("timeout 900 \"$YOLO_COORD\" train data=%s model=yolov8n.yaml epochs=%d "
                     "imgsz=64 batch=8 workers=1 threads=1 loader_threads=1 project=%s name=r %s "
                     "> %s/train.log 2>&1",
                     data, epochs, dir, extra, dir);

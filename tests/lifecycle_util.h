@@ -5,7 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* mkdtemp("/tmp/yolo-<prefix>-XXXXXX") into dir[256]. */
+/* test_temp_dir(dir, 256, prefix): a fresh $TMPDIR/yolo-<prefix>-XXXXXX. */
 void lc_tmpdir(char *dir, const char *prefix);
 void lc_rm_rf(const char *dir);
 /* `coordinator data synth out=<dir>/s.h5 train=32 val=20 imgsz=64 classes=<classes> seed=0` into

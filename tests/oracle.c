@@ -1,4 +1,5 @@
 #include "tests/oracle.h"
+#include "tests/testenv.h"
 
 #include <hdf5.h>
 #include <math.h>
@@ -6,31 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static const char *find_shared(void) {
-    static char buf[1024];
-    const char *env = getenv("YOLO_SHARED");
-    const char *cands[] = {env, "../shared", "../../shared", "/work/shared"};
-    for (size_t i = 0; i < sizeof cands / sizeof *cands; i++) {
-        if (!cands[i]) continue;
-        snprintf(buf, sizeof buf, "%.900s/DESIGN.md", cands[i]);
-        if (access(buf, R_OK) == 0) {
-            snprintf(buf, sizeof buf, "%.900s", cands[i]);
-            return buf;
-        }
-    }
-    return NULL;
-}
-
-const char *shared_path(const char *rel) {
-    static char buf[8][1024];
-    static int next;
-    const char *root = find_shared();
-    if (!root) return NULL;
-    char *b = buf[next++ % 8];
-    snprintf(b, 1024, "%.600s/%.400s", root, rel);
-    return access(b, R_OK) == 0 ? b : NULL;
-}
 
 const char *oracle_path(const char *file) {
     char rel[256];

@@ -1,13 +1,12 @@
 /* Test helper: read whole datasets and attributes from the PyTorch oracle files in
- * ../shared/data/oracle (or $YOLO_SHARED/data/oracle). See that folder's README for the layout. */
+ * the shared folder's data/oracle (tests/testenv.h finds it). See that folder's README for the
+ * layout. */
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>
 
 /* Path of an oracle file, e.g. oracle_path("yolov8n-nc3-64.h5"); NULL when not found. */
 const char *oracle_path(const char *file);
-/* Path under the shared folder, e.g. shared_path("data/coco8/coco8.yaml"); NULL when absent. */
-const char *shared_path(const char *rel);
 
 /* Reads a float32 (or converts an integer) dataset. Returns malloc'd data (caller frees) and its
  * element count; dims (up to 8) and ndim when non-NULL. NULL when the dataset does not exist. */

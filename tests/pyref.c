@@ -1,4 +1,5 @@
 #include "tests/pyref.h"
+#include "tests/testenv.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,7 +10,7 @@
 const char *pyref_bench_python(char *why, size_t n) {
     static char py[1100];
     const char *env = getenv("YOLO_BENCH_VENV");
-    const char *dir = env && env[0] ? env : "build/venv-bench";
+    const char *dir = env && env[0] ? env : repo_path("build/venv-bench");
     char pins[1100], line[256];
     snprintf(pins, sizeof pins, "%.1000s/.yolo-pins", dir);
     FILE *f = fopen(pins, "r");

@@ -1,7 +1,9 @@
 #include "runs.h"
+#include "tests/testenv.h"
 
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,9 +13,8 @@
 #include <unistd.h>
 
 void run_make_data(char *dir, size_t n, const char *prefix, int ntrain, int nval) {
-    snprintf(dir, n, "/tmp/%s-XXXXXX", prefix);
-    cr_assert(mkdtemp(dir), "mkdtemp %s", dir);
-    int rc = run_sh("./bin/coordinator data synth out=%s/s.h5 train=%d val=%d imgsz=64 classes=3 "
+    test_temp_dir(dir, n, strncmp(prefix, "yolo-", 5) ? prefix : prefix + 5);
+    int rc = run_sh("\"$YOLO_COORD\" data synth out=%s/s.h5 train=%d val=%d imgsz=64 classes=3 "
                     "seed=3 >/dev/null",
                     dir, ntrain, nval);
     cr_assert_eq(rc, 0, "synth");
@@ -106,7 +107,9 @@ int run_kill_session(pid_t sid, double seconds) {
 
 const char *run_test_python(char *why, size_t n) {
     static char py[1200];
-    FILE *p = popen("scripts/pyenv.sh test 2>&1", "r");
+    char cmd[PATH_MAX + 32];
+    snprintf(cmd, sizeof cmd, "'%s' test 2>&1", repo_path("scripts/pyenv.sh"));
+    FILE *p = popen(cmd, "r");
     cr_assert(p);
     char line[1024], last[1024] = "";
     while (fgets(line, sizeof line, p)) {

@@ -9,21 +9,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tests/testenv.h"
+
 static void run_check(int np) {
     /* mpirun as root on a 2-core box (make test exports these too). */
-    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 0);
-    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 0);
-    setenv("OMPI_MCA_btl", "self,vader", 0);
-    setenv("OMPI_MCA_rmaps_base_oversubscribe", "1", 0);
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    cr_assert(n > 0);
-    exe[n] = 0;
-    char *slash = strrchr(exe, '/');
-    cr_assert(slash);
-    *slash = 0;
+    test_mpi_env();
     char prog[PATH_MAX + 64], cmd[PATH_MAX + 160];
-    snprintf(prog, sizeof prog, "%s/mpi/allreduce_check", exe);
+    snprintf(prog, sizeof prog, "%s/mpi/allreduce_check", test_exe_dir());
     cr_assert(access(prog, X_OK) == 0, "%s not built (make all builds it)", prog);
     snprintf(cmd, sizeof cmd, "timeout 60 mpirun -np %d '%s' 2>&1", np, prog);
     FILE *p = popen(cmd, "r");

@@ -12,7 +12,6 @@
 #include <criterion/criterion.h>
 #include <hdf5.h>
 #include <limits.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,7 +162,7 @@ Test(ckptexport, a_damaged_version_is_not_exported) {
     }
 }
 
-/* Random images [b][h][w][3] in [0, 1] into dir/images.raw. */
+/* Random images [b][h][w][3] in [0, 1], also into dir/images.raw. */
 static float *write_images(int b, int h, int w) {
     size_t n = (size_t)b * h * w * 3;
     float *x = malloc(n * sizeof *x);
@@ -174,33 +173,9 @@ static float *write_images(int b, int h, int w) {
     }
     char p[256];
     snprintf(p, sizeof p, "%s/images.raw", dir);
-    FILE *f = fopen(p, "wb");
-    cr_assert(f && fwrite(x, sizeof *x, n, f) == n);
-    fclose(f);
+    fixture_write_raw(p, x, n);
     return x;
 }
-
-/* max |ours - theirs| / (max |theirs|), and the reference file's float count check. */
-static double compare_outputs(const char *path, const float *ours, size_t n, double *max_ref) {
-    float *ref = malloc(n * sizeof *ref + 4);
-    FILE *f = fopen(path, "rb");
-    cr_assert(f, "%s", path);
-    size_t got = fread(ref, sizeof *ref, n + 1, f);
-    fclose(f);
-    cr_assert_eq(got, n, "Ultralytics wrote %zu outputs, ours are %zu", got, n);
-    double worst = 0;
-    *max_ref = 0;
-    for (size_t i = 0; i < n; i++) {
-        worst = fmax(worst, fabs((double)ours[i] - ref[i]));
-        *max_ref = fmax(*max_ref, fabs((double)ref[i]));
-    }
-    free(ref);
-    return worst;
-}
-
-/* Tolerance: float32 arithmetic in another order (oneDNN / our GEMM vs PyTorch's convolutions)
- * through 23 layers; measured worst ~1e-5 of the output range (see docs/checkpoints.md). */
-#define OUTPUT_TOL 1e-4
 
 Test(ckptexport, ultralytics_loads_the_export_and_its_outputs_match_ours) {
     char why[512];
@@ -228,10 +203,11 @@ Test(ckptexport, ultralytics_loads_the_export_and_its_outputs_match_ours) {
     snprintf(version, sizeof version, "%s/a/weights/best.h5", dir);
     size_t n;
     float *ours = fixture_forward(version, B, H, W, x, &n);
-    double range, worst = compare_outputs(out, ours, n, &range);
+    double range, worst = fixture_max_diff(out, ours, n, &range);
     cr_log_info("export -> Ultralytics: max |ours - Ultralytics| %.3g of output range %.3g", worst,
                 range);
-    cr_assert_lt(worst, OUTPUT_TOL * range, "max abs difference %g (range %g)", worst, range);
+    cr_assert_lt(worst, FIXTURE_OUTPUT_TOL * range, "max abs difference %g (range %g)", worst,
+                 range);
     free(ours);
     free(x);
 }

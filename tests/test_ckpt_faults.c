@@ -39,7 +39,7 @@ static void run_job(const char *ns, const char *dir, const char *name, const cha
     cr_assert_eq(run_sh("mkdir -p %s", w), 0);
     snprintf(script, sizeof script,
              "mount -t tmpfs -o size=%s tmpfs %s || exit 90; "
-             "timeout 300 ./bin/coordinator train data=%s/s.h5 model=yolov8n.yaml imgsz=64 "
+             "timeout 300 \"$YOLO_COORD\" train data=%s/s.h5 model=yolov8n.yaml imgsz=64 "
              "batch=8 nbs=8 threads=1 loader_threads=1 bucket_mb=0.25 workers=2 epochs=3 "
              "exist_ok=True project=%s name=%s > %s/%s.log 2>&1 & pid=$!; "
              "for i in $(seq 1200); do [ -e %s/v0001.h5 ] && break; sleep 0.1; done; %s; "
@@ -56,7 +56,7 @@ static void run_job(const char *ns, const char *dir, const char *name, const cha
     snprintf(p, sizeof p, "%s/%s/endpoints.json", dir, name);
     cr_assert(run_wait_file(p, 120), "the run started; see %s/%s.log", dir, name);
     cr_assert_eq(
-        run_sh("(timeout 300 ./bin/coordinator watch %s/%s > %s/watch.out 2>&1 &)", dir, name, dir),
+        run_sh("(timeout 300 \"$YOLO_COORD\" watch %s/%s > %s/watch.out 2>&1 &)", dir, name, dir),
         0);
     snprintf(p, sizeof p, "%s/%s.ns", dir, name);
     cr_assert(run_wait_file(p, 600), "the job ends");

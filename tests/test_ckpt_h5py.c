@@ -38,7 +38,7 @@ Test(ckptpy, h5py_reads_a_version_by_tensor_names, .timeout = 600) {
     if (!py) cr_skip_test("%s", why);
     char dir[64], path[256];
     run_make_data(dir, sizeof dir, "yolo-ckpth5py", 16, 8);
-    cr_assert_eq(run_sh("timeout 300 ./bin/coordinator train data=%s/s.h5 model=yolov8n.yaml "
+    cr_assert_eq(run_sh("timeout 300 \"$YOLO_COORD\" train data=%s/s.h5 model=yolov8n.yaml "
                         "epochs=1 imgsz=64 batch=8 workers=1 threads=1 project=%s name=r > "
                         "%s/log.txt 2>&1",
                         dir, dir, dir),

@@ -15,7 +15,6 @@
 
 #include <criterion/criterion.h>
 #include <limits.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,33 +81,9 @@ static float *coco8_batch(const char *h5, int imgsz, int *n) {
     loader_destroy(L);
     char p[256];
     snprintf(p, sizeof p, "%s/images.raw", dir);
-    FILE *f = fopen(p, "wb");
-    cr_assert(f && fwrite(x, sizeof *x, count, f) == count);
-    fclose(f);
+    fixture_write_raw(p, x, count);
     return x;
 }
-
-/* Worst |ours - reference| and the reference's largest magnitude. */
-static double worst_diff(const char *path, const float *ours, size_t n, double *range) {
-    float *ref = malloc(n * sizeof *ref + 4);
-    FILE *f = fopen(path, "rb");
-    cr_assert(f, "%s", path);
-    size_t got = fread(ref, sizeof *ref, n + 1, f);
-    fclose(f);
-    cr_assert_eq(got, n, "Ultralytics wrote %zu outputs, ours are %zu", got, n);
-    double worst = 0;
-    *range = 0;
-    for (size_t i = 0; i < n; i++) {
-        worst = fmax(worst, fabs((double)ours[i] - ref[i]));
-        *range = fmax(*range, fabs((double)ref[i]));
-    }
-    free(ref);
-    return worst;
-}
-
-/* Tolerance of our forward vs Ultralytics' on the same float32 weights: float32 sums in another
- * order through 23 layers; measured ~1e-6 of the output range (docs/checkpoints.md). */
-#define OUTPUT_TOL 1e-4
 
 Test(ckptimport, ultralytics_pt_converts_loads_matches_and_fine_tunes) {
     char why[512];
@@ -143,11 +118,12 @@ Test(ckptimport, ultralytics_pt_converts_loads_matches_and_fine_tunes) {
     cr_assert_eq(pyref_run(py, "tests/py/ul_forward.py", in, out, why, sizeof why), 0, "%s", why);
     size_t count;
     float *ours = fixture_forward(h5, n, 128, 128, x, &count); /* asserts 355/355 loaded */
-    double range, worst = worst_diff(out, ours, count, &range);
+    double range, worst = fixture_max_diff(out, ours, count, &range);
     cr_log_info("Ultralytics .pt -> weights file: max |ours - Ultralytics| %.3g of output range "
                 "%.3g (%d coco8 images at 128)",
                 worst, range, n);
-    cr_assert_lt(worst, OUTPUT_TOL * range, "max abs difference %g (range %g)", worst, range);
+    cr_assert_lt(worst, FIXTURE_OUTPUT_TOL * range, "max abs difference %g (range %g)", worst,
+                 range);
     free(ours);
     free(x);
 

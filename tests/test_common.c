@@ -3,6 +3,8 @@
 #include "common/rng.h"
 #include "common/sha256.h"
 
+#include "tests/testenv.h"
+
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,8 +58,8 @@ Test(common, sha256_known_vector) {
 }
 
 Test(common, atomic_write_replaces_whole_file) {
-    char dir[] = "/tmp/yolo-atomic-XXXXXX", path[128], err[256];
-    cr_assert(mkdtemp(dir));
+    char dir[256], path[400], err[256];
+    test_temp_dir(dir, sizeof dir, "atomic");
     snprintf(path, sizeof path, "%s/f.txt", dir);
     cr_assert_eq(atomic_write_file(path, "old", 3, err, sizeof err), 0, "%s", err);
     cr_assert_eq(atomic_write_file(path, "newer", 5, err, sizeof err), 0, "%s", err);
@@ -79,7 +81,7 @@ Test(common, atomic_write_replaces_whole_file) {
 
 Test(common, oracle_files_readable) {
     const char *f = oracle_path("yolov8n-nc3-64.h5");
-    cr_assert(f, "oracle file not found under ../shared/data/oracle");
+    cr_assert(f, "oracle file not found under the shared folder's data/oracle");
     size_t n = 0;
     float *img = oracle_read_f32(f, "/input/images_u8", &n, NULL, NULL);
     cr_assert(img);

@@ -8,6 +8,7 @@
 #include "dataio/pack.h"
 #include "dataio/synth.h"
 #include "tests/oracle.h"
+#include "tests/testenv.h"
 
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -21,19 +22,18 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define COORD "bin/coordinator"
+/* the built coordinator, through the environment of the commands run_cmd starts */
+#define COORD "\"$COORD\""
 
-static char tmpdir[64];
+static char tmpdir[256];
 
 static void make_tmpdir(void) {
-    strcpy(tmpdir, "/tmp/yolo-dataset-test.XXXXXX");
-    cr_assert_not_null(mkdtemp(tmpdir));
+    test_temp_dir(tmpdir, sizeof tmpdir, "dataset");
+    setenv("COORD", bin_path("coordinator"), 1);
 }
 
 static void remove_tmpdir(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (tmpdir[0] && system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    test_remove_dir(tmpdir);
 }
 
 static char *tpath(const char *rel) {
@@ -84,16 +84,12 @@ static void write_test_png(const char *rel, int idx) {
     write_png(tpath(rel), rgb, 40, 48);
 }
 
-/* Runs a shell command, capturing stdout+stderr; returns the exit code. */
+/* Runs a shell command in tmpdir (relative outputs land there), capturing stdout+stderr; returns
+ * the exit code. */
 static int run_cmd(const char *cmd, char *out, size_t outlen) {
-    char full[2048];
-    snprintf(full, sizeof full, "%s 2>&1", cmd);
-    FILE *p = popen(full, "r");
-    cr_assert_not_null(p);
-    size_t n = fread(out, 1, outlen - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    char full[2600];
+    snprintf(full, sizeof full, "cd '%s' && %s", tmpdir, cmd);
+    return test_run(full, out, outlen);
 }
 
 /* Leaves nothing under the final name and no temporary beside it. */
@@ -450,7 +446,7 @@ Test(dataset, class_id_beyond_nc_names_file_line_and_nc) {
     char cmd[1024], out[4096];
     snprintf(cmd, sizeof cmd, COORD " data pack data=%s out=%s", tpath("ds/data.yaml"),
              tpath("o.h5"));
-    cr_assert_eq(run_cmd(cmd, out, sizeof out), 1, "%s", out);
+    cr_assert_eq(run_cmd(cmd, out, sizeof out), 2, "bad input: %s", out);
     cr_assert(strstr(out, "labels/val/c.txt:2:") && strstr(out, "nc=3"), "%s", out);
     cr_assert(!strchr(strchr(out, '\n') + 1, '\n'), "one line: %s", out);
     assert_no_output(tmpdir, tpath("o.h5"));

@@ -25,7 +25,7 @@
 static int train(const char *dir, const char *name, const char *env, const char *extra) {
     char cmd[2048];
     snprintf(cmd, sizeof cmd,
-             "%s timeout 120 ./bin/coordinator train data=%s/s.h5 " RUN_ARGS
+             "%s timeout 120 \"$YOLO_COORD\" train data=%s/s.h5 " RUN_ARGS
              " project=%s name=%s %s > %s/%s.log 2>&1",
              env ? env : "", dir, dir, name, extra, dir, name);
     int st = system(cmd);
@@ -203,7 +203,7 @@ Test(distributed, validation_split_over_workers_equals_one_worker, .timeout = 30
 static void train_bg(const char *dir, const char *name, const char *env, const char *extra) {
     char cmd[2048];
     snprintf(cmd, sizeof cmd,
-             "(%s timeout 120 ./bin/coordinator train data=%s/s.h5 " RUN_ARGS
+             "(%s timeout 120 \"$YOLO_COORD\" train data=%s/s.h5 " RUN_ARGS
              " project=%s name=%s %s > %s/%s.log 2>&1; echo $? > %s/%s.rc) &",
              env ? env : "", dir, dir, name, extra, dir, name, dir, name);
     cr_assert_eq(system(cmd), 0);
@@ -218,7 +218,7 @@ Test(distributed, watch_and_stop_a_live_run, .timeout = 300) {
     snprintf(path, sizeof path, "%s/live/endpoints.json", dir);
     cr_assert(run_wait_file(path, 90), "endpoints.json written; see %s/live.log", dir);
     snprintf(cmd, sizeof cmd,
-             "(timeout 120 ./bin/coordinator watch %s/live > %s/watch.out 2>&1; echo $? > "
+             "(timeout 120 \"$YOLO_COORD\" watch %s/live > %s/watch.out 2>&1; echo $? > "
              "%s/watch.rc) &",
              dir, dir, dir);
     cr_assert_eq(system(cmd), 0);
@@ -227,12 +227,12 @@ Test(distributed, watch_and_stop_a_live_run, .timeout = 300) {
     for (int i = 0; i < 300 && !stepping; i++, usleep(200000))
         stepping = run_file_has(path, " step ");
     cr_assert(stepping, "watch prints step lines");
-    snprintf(cmd, sizeof cmd, "./bin/coordinator ctl %s/live status > %s/status.out", dir, dir);
+    snprintf(cmd, sizeof cmd, "\"$YOLO_COORD\" ctl %s/live status > %s/status.out", dir, dir);
     cr_assert_eq(system(cmd), 0, "ctl status");
     snprintf(path, sizeof path, "%s/status.out", dir);
     cr_assert(run_file_has(path, "\"running\""), "status says running");
     /* save: last.h5 at the next step boundary, mid-epoch (the log line comes from that path) */
-    snprintf(cmd, sizeof cmd, "./bin/coordinator ctl %s/live save > /dev/null", dir);
+    snprintf(cmd, sizeof cmd, "\"$YOLO_COORD\" ctl %s/live save > /dev/null", dir);
     cr_assert_eq(system(cmd), 0, "ctl save");
     snprintf(path, sizeof path, "%s/live.log", dir);
     bool saved = false;
@@ -241,7 +241,7 @@ Test(distributed, watch_and_stop_a_live_run, .timeout = 300) {
     cr_assert(saved, "save wrote a mid-epoch checkpoint; see %s/live.log", dir);
     snprintf(path, sizeof path, "%s/live/weights/last.h5", dir);
     cr_assert(run_wait_file(path, 1), "last.h5 after save");
-    snprintf(cmd, sizeof cmd, "./bin/coordinator ctl %s/live stop > /dev/null", dir);
+    snprintf(cmd, sizeof cmd, "\"$YOLO_COORD\" ctl %s/live stop > /dev/null", dir);
     cr_assert_eq(system(cmd), 0, "ctl stop");
     snprintf(path, sizeof path, "%s/live.rc", dir);
     cr_assert(run_wait_file(path, 90), "the run ends after stop");
@@ -272,8 +272,8 @@ Test(distributed, stalled_worker_is_named_in_a_warning, .timeout = 300) {
              "workers=2 epochs=1 val=False stall_warn=1 stall_abort=60");
     snprintf(path, sizeof path, "%s/slow/endpoints.json", dir);
     cr_assert(run_wait_file(path, 90), "endpoints.json written; see %s/slow.log", dir);
-    snprintf(cmd, sizeof cmd, "timeout 120 ./bin/coordinator watch %s/slow > %s/watch.out 2>&1",
-             dir, dir);
+    snprintf(cmd, sizeof cmd, "timeout 120 \"$YOLO_COORD\" watch %s/slow > %s/watch.out 2>&1", dir,
+             dir);
     cr_assert_eq(system(cmd), 0, "watch exits 0 on finished");
     snprintf(path, sizeof path, "%s/slow.rc", dir);
     cr_assert(run_wait_file(path, 60));

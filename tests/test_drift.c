@@ -128,17 +128,17 @@ Test(drift, shifted_shapes_drift_and_a_fresh_sample_does_not, .timeout = 1500) {
     char dir[256], data[400], path[700];
     lc_tmpdir(dir, "lc-drift");
     lc_synth(dir, 3, data);
-    cr_assert_eq(run_sh("./bin/coordinator data synth out=%s/ref.h5 train=1 val=120 imgsz=64 "
+    cr_assert_eq(run_sh("\"$YOLO_COORD\" data synth out=%s/ref.h5 train=1 val=120 imgsz=64 "
                         "classes=3 seed=11 > /dev/null && "
-                        "./bin/coordinator data synth out=%s/fresh.h5 train=1 val=120 imgsz=64 "
+                        "\"$YOLO_COORD\" data synth out=%s/fresh.h5 train=1 val=120 imgsz=64 "
                         "classes=3 seed=12 > /dev/null && "
-                        "./bin/coordinator data synth out=%s/shifted.h5 train=1 val=120 imgsz=64 "
+                        "\"$YOLO_COORD\" data synth out=%s/shifted.h5 train=1 val=120 imgsz=64 "
                         "classes=3 seed=12 brightness=0.5 object_scale=0.5 background=stripes "
                         "> /dev/null",
                         dir, dir, dir),
                  0);
     lc_train(dir, data, 2, "plots=False");
-    int rc = run_sh("./bin/coordinator drift model=%s/r reference=%s/ref.h5 new=%s/shifted.h5 "
+    int rc = run_sh("\"$YOLO_COORD\" drift model=%s/r reference=%s/ref.h5 new=%s/shifted.h5 "
                     "annotate=10 project=%s name=shifted > %s/shifted.log 2>&1",
                     dir, dir, dir, dir, dir);
     cr_assert_eq(rc, 1, "the shifted copy drifts (exit 1); see %s/shifted.log", dir);
@@ -160,17 +160,16 @@ Test(drift, shifted_shapes_drift_and_a_fresh_sample_does_not, .timeout = 1500) {
     for (char *p = list; *p; p++) lines += *p == '\n';
     cr_assert_eq(lines, 10);
     free(list);
-    cr_assert_eq(
-        run_sh("./bin/coordinator data pack data=%s/shifted/annotate.yaml out=%s/new.h5 "
-               "> %s/pack.log 2>&1 && ./bin/coordinator data info %s/new.h5 >> %s/pack.log",
-               dir, dir, dir, dir, dir),
-        0, "data pack takes the annotation set; see %s/pack.log", dir);
+    cr_assert_eq(run_sh("\"$YOLO_COORD\" data pack data=%s/shifted/annotate.yaml out=%s/new.h5 "
+                        "> %s/pack.log 2>&1 && \"$YOLO_COORD\" data info %s/new.h5 >> %s/pack.log",
+                        dir, dir, dir, dir, dir),
+                 0, "data pack takes the annotation set; see %s/pack.log", dir);
     snprintf(path, sizeof path, "%s/pack.log", dir);
     cr_assert(run_file_has(path, "train: 8 images") && run_file_has(path, "val: 2 images"),
               "10 images packed, every fifth to val; see %s", path);
     cr_assert(run_file_has(path, "3 classes"), "the model's classes");
     /* a fresh sample of the same generator */
-    rc = run_sh("./bin/coordinator drift model=%s/r reference=%s/ref.h5 new=%s/fresh.h5 "
+    rc = run_sh("\"$YOLO_COORD\" drift model=%s/r reference=%s/ref.h5 new=%s/fresh.h5 "
                 "annotate=0 project=%s name=fresh > %s/fresh.log 2>&1",
                 dir, dir, dir, dir, dir);
     cr_assert_eq(rc, 0, "a fresh sample does not drift (exit 0); see %s/fresh.log", dir);

@@ -98,7 +98,7 @@ static void silence_class(const char *src, const char *dst, int cls) {
 static cJSON *gate_json(const char *dir, const char *name, const char *args, int want_rc) {
     char out[400];
     snprintf(out, sizeof out, "%s/%s.json", dir, name);
-    int rc = run_sh("./bin/coordinator gate %s --json > %s 2> %s/%s.err", args, out, dir, name);
+    int rc = run_sh("\"$YOLO_COORD\" gate %s --json > %s 2> %s/%s.err", args, out, dir, name);
     cr_assert_eq(rc, want_rc, "gate %s: exit %d, want %d; see %s", name, rc, want_rc, out);
     char *t = lc_read(out);
     cJSON *j = cJSON_Parse(t);
@@ -116,10 +116,10 @@ Test(gate, better_passes_worse_fails_naming_the_class_equal_passes, .timeout = 1
      * annotation set, re-packed as the walkthrough does). A model trained for two epochs of 32
      * images scores low and draws huge boxes, so every box above 0.001 is a label, at imgsz 320
      * where boxes of the stride-8 level fit inside the images unclipped. */
-    cr_assert_eq(run_sh("./bin/coordinator drift model=%s/r reference=%s new=%s conf=0.001 "
+    cr_assert_eq(run_sh("\"$YOLO_COORD\" drift model=%s/r reference=%s new=%s conf=0.001 "
                         "conf_floor=0.001 annotate=20 imgsz=320 project=%s name=labels "
                         "> %s/drift.log 2>&1; "
-                        "./bin/coordinator data pack data=%s/labels/annotate.yaml out=%s/own.h5 "
+                        "\"$YOLO_COORD\" data pack data=%s/labels/annotate.yaml out=%s/own.h5 "
                         "> %s/pack.log 2>&1",
                         dir, data, data, dir, dir, dir, dir, dir),
                  0, "labels from the model; see %s/drift.log, %s/pack.log", dir, dir);
@@ -171,13 +171,13 @@ Test(gate, better_passes_worse_fails_naming_the_class_equal_passes, .timeout = 1
     cJSON_Delete(j);
     /* the table, without --json */
     snprintf(path, sizeof path, "%s/table.txt", dir);
-    cr_assert_eq(run_sh("./bin/coordinator gate candidate=%s baseline=%s/r:last data=%s/own.h5 "
+    cr_assert_eq(run_sh("\"$YOLO_COORD\" gate candidate=%s baseline=%s/r:last data=%s/own.h5 "
                         "metric=mAP50 %s > %s 2>&1",
                         silenced, dir, dir, common, path),
                  1);
     cr_assert(run_file_has(path, "FAIL: min_delta: mAP50"), "see %s", path);
     cr_assert(run_file_has(path, "rectangle") && run_file_has(path, "candidate"));
-    cr_assert_eq(run_sh("./bin/coordinator gate candidate=%s baseline=%s/r:nothere data=%s/own.h5 "
+    cr_assert_eq(run_sh("\"$YOLO_COORD\" gate candidate=%s baseline=%s/r:nothere data=%s/own.h5 "
                         "2> %s",
                         silenced, dir, dir, path),
                  2, "an unknown baseline is no verdict");

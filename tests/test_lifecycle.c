@@ -11,6 +11,7 @@
 #include "lifecycle_util.h"
 #include "oracle.h"
 #include "runs.h"
+#include "testenv.h"
 
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
@@ -35,7 +36,7 @@ Test(lifecycle, val_reproduces_the_validation_at_the_end_of_training, .timeout =
     lc_synth(dir, 2, data);
     lc_train(dir, data, 2, "save_json=True plots=True");
     /* the final version, at the validation batch training used (2 x batch 8) */
-    cr_assert_eq(run_sh("./bin/coordinator val model=%s/r:last batch=16 save_json=True plots=True "
+    cr_assert_eq(run_sh("\"$YOLO_COORD\" val model=%s/r:last batch=16 save_json=True plots=True "
                         "project=%s name=val > %s/val.log 2>&1",
                         dir, dir, dir),
                  0, "val failed; see %s/val.log", dir);
@@ -72,8 +73,8 @@ Test(lifecycle, val_reproduces_the_validation_at_the_end_of_training, .timeout =
     check_png(path, "val_batch0_pred.jpg", 256, 256);
     check_png(path, "val_batch1_pred.jpg", 128, 128);
     /* the same version by tag and as an exported weights file: the same boxes and scores */
-    cr_assert_eq(run_sh("./bin/coordinator ckpt tag %s/r last production > /dev/null && "
-                        "./bin/coordinator ckpt export %s/r:last format=h5 out=%s/w.h5 > /dev/null",
+    cr_assert_eq(run_sh("\"$YOLO_COORD\" ckpt tag %s/r last production > /dev/null && "
+                        "\"$YOLO_COORD\" ckpt export %s/r:last format=h5 out=%s/w.h5 > /dev/null",
                         dir, dir, dir),
                  0);
     /* a weights file records no training settings: imgsz as trained is given */
@@ -81,7 +82,7 @@ Test(lifecycle, val_reproduces_the_validation_at_the_end_of_training, .timeout =
     for (int k = 0; k < 2; k++) {
         char model[400];
         snprintf(model, sizeof model, spelling[k], dir);
-        cr_assert_eq(run_sh("./bin/coordinator val model=%s data=%s batch=16 save_json=True "
+        cr_assert_eq(run_sh("\"$YOLO_COORD\" val model=%s data=%s batch=16 save_json=True "
                             "plots=False project=%s name=%s > %s/%s.log 2>&1",
                             model, data, dir, name[k], dir, name[k]),
                      0, "val model=%s failed; see %s/%s.log", model, dir, name[k]);
@@ -148,10 +149,10 @@ Test(lifecycle, predict_on_coco8_gives_the_boxes_of_training_validation, .timeou
     char dir[256], data[400], path[600];
     lc_tmpdir(dir, "lc-predict");
     snprintf(data, sizeof data, "%s/coco8.h5", dir);
-    cr_assert_eq(run_sh("./bin/coordinator data pack data=%s out=%s > /dev/null", yaml, data), 0);
+    cr_assert_eq(run_sh("\"$YOLO_COORD\" data pack data=%s out=%s > /dev/null", yaml, data), 0);
     /* one step of 80 classes leaves every score far below 0.001: validate at conf 0 */
     lc_train(dir, data, 1, "batch=4 save_json=True plots=False conf=0");
-    cr_assert_eq(run_sh("./bin/coordinator predict model=%s/r source=%s split=val batch=8 "
+    cr_assert_eq(run_sh("\"$YOLO_COORD\" predict model=%s/r source=%s split=val batch=8 "
                         "conf=0 out=%s/p.jsonl > %s/predict.log 2>&1",
                         dir, data, dir, dir),
                  0, "predict failed; see %s/predict.log", dir);
@@ -170,7 +171,7 @@ Test(lifecycle, predict_on_coco8_gives_the_boxes_of_training_validation, .timeou
     cJSON_Delete(coco);
     free(t);
     /* the image folder, annotated: three boxes per image, drawn where the JSON lines say */
-    cr_assert_eq(run_sh("./bin/coordinator predict model=%s/r source=%s conf=0 max_det=3 save=True "
+    cr_assert_eq(run_sh("\"$YOLO_COORD\" predict model=%s/r source=%s conf=0 max_det=3 save=True "
                         "project=%s name=pred > %s/predict2.log 2>&1",
                         dir, images, dir, dir),
                  0, "predict failed; see %s/predict2.log", dir);
@@ -314,16 +315,16 @@ Test(lifecycle, bad_usage_exits_2_with_one_line) {
     char dir[256], path[600];
     lc_tmpdir(dir, "lc-usage");
     snprintf(path, sizeof path, "%s/err.txt", dir);
-    cr_assert_eq(run_sh("./bin/coordinator val data=x.h5 2> %s", path), 2);
+    cr_assert_eq(run_sh("\"$YOLO_COORD\" val data=x.h5 2> %s", path), 2);
     cr_assert(run_file_has(path, "model=<version> is required"));
-    cr_assert_eq(run_sh("./bin/coordinator val model=%s/none 2> %s", dir, path), 2);
+    cr_assert_eq(run_sh("\"$YOLO_COORD\" val model=%s/none 2> %s", dir, path), 2);
     cr_assert(run_file_has(path, "no such run folder or version file"));
-    cr_assert_eq(run_sh("./bin/coordinator predict model=a source=b colour=red 2> %s", path), 2);
+    cr_assert_eq(run_sh("\"$YOLO_COORD\" predict model=a source=b colour=red 2> %s", path), 2);
     cr_assert(run_file_has(path, "unknown argument 'colour'"));
-    cr_assert_eq(run_sh("./bin/coordinator gate candidate=a 2> %s", path), 2);
-    cr_assert_eq(run_sh("./bin/coordinator drift model=a new=b conf=2 2> %s", path), 2);
+    cr_assert_eq(run_sh("\"$YOLO_COORD\" gate candidate=a 2> %s", path), 2);
+    cr_assert_eq(run_sh("\"$YOLO_COORD\" drift model=a new=b conf=2 2> %s", path), 2);
     cr_assert(run_file_has(path, "conf=2"));
-    cr_assert_eq(run_sh("./bin/coordinator val --help > %s", path), 0);
+    cr_assert_eq(run_sh("\"$YOLO_COORD\" val --help > %s", path), 0);
     cr_assert(run_file_has(path, "usage: coordinator val"));
     lc_rm_rf(dir);
 }

@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/testenv.h"
+
 /* In-memory sample source: raw RGB images of varying sizes with a few labels each; can fail a
  * read or a decode at one index, sleep in decode, and counts concurrent reads. */
 typedef struct mem_source {
@@ -364,8 +366,8 @@ static uint8_t *h5_run(const char *path, int nthreads, size_t *nbytes) {
 }
 
 Test(loader, dataset_file_threads_validation_and_errors) {
-    char dir[] = "/tmp/yolo-loader-test.XXXXXX", path[600], err[512];
-    cr_assert_not_null(mkdtemp(dir));
+    char dir[256], path[600], err[512];
+    test_temp_dir(dir, sizeof dir, "loader");
     snprintf(path, sizeof path, "%s/synth.h5", dir);
     write_h5(path);
     size_t n1, n3;
@@ -427,8 +429,8 @@ Test(loader, dataset_file_threads_validation_and_errors) {
 Test(loader, coco8_val_boxes_map_back_and_train_labels_are_sane) {
     const char *yaml = shared_path("data/coco8/coco8.yaml");
     cr_assert_not_null(yaml, "coco8 is part of the shared data");
-    char dir[] = "/tmp/yolo-loader-c8.XXXXXX", path[600], err[512];
-    cr_assert_not_null(mkdtemp(dir));
+    char dir[256], path[600], err[512];
+    test_temp_dir(dir, sizeof dir, "loader-c8");
     snprintf(path, sizeof path, "%s/c8.h5", dir);
     pack_stats st;
     cr_assert_eq(pack_ultralytics(yaml, path, false, &st, err, sizeof err), 0, "%s", err);

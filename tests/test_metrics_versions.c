@@ -6,6 +6,7 @@
 #include "coordinator/metrics.h"
 #include "kernels/nms.h"
 #include "tests/pyref.h"
+#include "tests/testenv.h"
 
 #include <criterion/criterion.h>
 #include <math.h>
@@ -208,8 +209,8 @@ Test(valversion, matches_and_map_equal_ultralytics_8_4_190, .timeout = 300) {
     char why[512];
     const char *py = pyref_bench_python(why, sizeof why);
     if (!py) cr_skip_test("%s", why);
-    char dir[] = "/tmp/yolo-ulref-XXXXXX", in[300], out[300];
-    cr_assert(mkdtemp(dir));
+    char dir[256], in[300], out[300];
+    test_temp_dir(dir, sizeof dir, "ulref");
     snprintf(in, sizeof in, "%s/in.txt", dir);
     snprintf(out, sizeof out, "%s/out.txt", dir);
     enum { NS = 12 };
@@ -221,8 +222,8 @@ Test(valversion, matches_and_map_equal_ultralytics_8_4_190, .timeout = 300) {
         write_scene(f, &sc[i]);
     }
     cr_assert_eq(fclose(f), 0);
-    cr_assert_eq(pyref_run(py, "tests/py/ul190_metrics.py", in, out, why, sizeof why), 0, "%s",
-                 why);
+    cr_assert_eq(pyref_run(py, repo_path("tests/py/ul190_metrics.py"), in, out, why, sizeof why), 0,
+                 "%s", why);
     f = fopen(out, "r");
     cr_assert(f);
     val_record *recs = malloc(NIMG * MAXP * sizeof *recs);
@@ -291,7 +292,5 @@ Test(valversion, matches_and_map_equal_ultralytics_8_4_190, .timeout = 300) {
         checked_tp, checked_ap, worst);
     free(recs);
     free(sc);
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
+    test_remove_dir(dir);
 }

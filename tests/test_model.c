@@ -9,6 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tests/testenv.h"
+
 static model *make(const char *spec, int nc) {
     char err[512] = "";
     model *m = model_create(spec, nc, 1, err, sizeof err);
@@ -166,7 +168,10 @@ Test(model, scale_resolution_rules) {
     char err[512];
     model_yaml y;
     cr_assert_eq(model_yaml_load("yolov8n.yaml", 0, &y, err, sizeof err), 0, "%s", err);
-    cr_assert_str_eq(y.path, "models/yolov8.yaml");
+    const char *tail = "models/yolov8.yaml";
+    cr_assert(strlen(y.path) >= strlen(tail) &&
+                  !strcmp(y.path + strlen(y.path) - strlen(tail), tail),
+              "%s", y.path);
     cr_assert_eq(y.scale, 'n');
     cr_assert(y.legacy);
     cr_assert(y.layers[9].sppf_act, "v8 SPPF cv1 has SiLU");
@@ -184,7 +189,8 @@ Test(model, scale_resolution_rules) {
     cr_assert_str_eq(y.layers[22].args_text, "[384, 256, 1, True, 0.5, True]");
     model_yaml_free(&y);
     /* no letter in the name: the first scale */
-    cr_assert_eq(model_yaml_load("models/yolo11.yaml", 0, &y, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(model_yaml_load(repo_path("models/yolo11.yaml"), 0, &y, err, sizeof err), 0, "%s",
+                 err);
     cr_assert_eq(y.scale, 'n');
     cr_assert_eq(y.layers[0].c2, 16);
     model_yaml_free(&y);
@@ -232,6 +238,31 @@ static void expect_error(const char *text, const char *want1, const char *want2)
 }
 
 #define HDR "nc: 4\nscales:\n  n: [0.5, 0.25, 1024]\nbackbone:\n  - [-1, 1, Conv, [64, 3, 2]]\n"
+/* Deep repeats: C2f concatenates 2 + n parts and SPPF cv1 and its n pools, up to the supported 16
+ * (ops once held 8 inputs: n = 12 wrote past them); 17 is refused with the layer named. */
+Test(model, deep_repeats_build_and_run_and_beyond_the_limit_are_refused) {
+    char dir[256], path[300], err[512];
+    test_temp_dir(dir, sizeof dir, "deep");
+    snprintf(path, sizeof path, "%s/deep.yaml", dir);
+    write_file(path,
+               "nc: 2\nbackbone:\n  - [-1, 1, Conv, [16, 3, 2]]\n  - [-1, 1, Conv, [16, 3, 2]]\n"
+               "  - [-1, 1, Conv, [16, 3, 2]]\n  - [-1, 16, C2f, [16, True]]\n"
+               "  - [-1, 1, SPPF, [16, 3, 16, True]]\nhead:\n  - [[1, 2, 4], 1, Detect, [nc]]\n");
+    model *m = model_create(path, 0, 1, err, sizeof err);
+    cr_assert(m, "%s", err);
+    cr_assert_eq(model_plan(m, 1, 64, 64, err, sizeof err), 0, "%s", err);
+    float *img = calloc(64 * 64 * 3, sizeof *img);
+    model_forward(m, img, true);
+    free(img);
+    model_free(m);
+    write_file(path, "nc: 2\nbackbone:\n  - [-1, 1, Conv, [16, 3, 2]]\n  - [-1, 17, C2f, [16]]\n"
+                     "head:\n  - [[0, 1, 1], 1, Detect, [nc]]\n");
+    model_yaml y;
+    cr_assert_neq(model_yaml_load(path, 0, &y, err, sizeof err), 0);
+    cr_assert(strstr(err, "layer 1") && strstr(err, "above the supported 16"), "%s", err);
+    test_remove_dir(dir);
+}
+
 Test(model, bad_yaml_errors) {
     expect_error(HDR "  - [-1, 1, Frobnicate, [64]]\nhead:\n  - [[0, 1, 1], 1, Detect, [nc]]\n",
                  "layer 1", "unknown module 'Frobnicate'");
@@ -259,7 +290,7 @@ static char *run_cmd(const char *cmd, int *status) {
 }
 
 Test(model, worker_info_summary) {
-    cr_assert(access("bin/worker", X_OK) == 0, "bin/worker not built");
+    const char *worker = bin_path("worker");
     struct {
         const char *args, *line;
     } c[] = {{"model=yolov8n.yaml nc=80 imgsz=640",
@@ -270,17 +301,20 @@ Test(model, worker_info_summary) {
     for (int i = 0; i < 4; i++) {
         char cmd[256];
         int st;
-        snprintf(cmd, sizeof cmd, "./bin/worker info %s 2>&1", c[i].args);
+        snprintf(cmd, sizeof cmd, "'%s' info %s 2>&1", worker, c[i].args);
         char *out = run_cmd(cmd, &st);
         cr_assert_eq(st, 0, "%s: %s", cmd, out);
         cr_assert(strstr(out, c[i].line), "%s: no '%s' in:\n%s", cmd, c[i].line, out);
     }
     int st;
-    char *out = run_cmd("./bin/worker info model=yolov8n.yaml 2>&1", &st);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "'%s' info model=yolov8n.yaml 2>&1", worker);
+    char *out = run_cmd(cmd, &st);
     cr_assert(strstr(out, " 22         [15, 18, 21]   1     897664  Detect       [80, 16, None, "
                           "[64, 128, 256]]"),
               "%s", out);
-    out = run_cmd("./bin/worker info model=nope.yaml 2>&1", &st);
+    snprintf(cmd, sizeof cmd, "'%s' info model=nope.yaml 2>&1", worker);
+    out = run_cmd(cmd, &st);
     cr_assert_neq(st, 0);
     cr_assert(strstr(out, "nope.yaml"), "%s", out);
 }

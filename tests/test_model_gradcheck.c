@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/testenv.h"
+
 #define B 2
 #define S 64
 
@@ -59,7 +61,7 @@ static void one_thread(void) {
 
 Test(model, whole_model_finite_differences, .init = one_thread, .timeout = 120) {
     char err[512];
-    model *m = model_create("tests/fixtures/tiny-yolo26n.yaml", 0, 7, err, sizeof err);
+    model *m = model_create(fixture_path("tiny-yolo26n.yaml"), 0, 7, err, sizeof err);
     cr_assert(m, "%s", err);
     cr_assert_eq(model_plan(m, B, S, S, err, sizeof err), 0, "%s", err);
     cr_assert_eq(model_num_branches(m), 2);
@@ -145,7 +147,7 @@ Test(model, whole_model_finite_differences, .init = one_thread, .timeout = 120) 
 /* The one2one head runs on detached features: its gradient must not reach the backbone. */
 Test(model, one2one_is_detached, .init = one_thread) {
     char err[512];
-    model *m = model_create("tests/fixtures/tiny-yolo26n.yaml", 0, 3, err, sizeof err);
+    model *m = model_create(fixture_path("tiny-yolo26n.yaml"), 0, 3, err, sizeof err);
     cr_assert(m, "%s", err);
     cr_assert_eq(model_plan(m, B, S, S, err, sizeof err), 0, "%s", err);
     size_t nout = (size_t)B * model_num_anchors(m) * model_out_channels(m);

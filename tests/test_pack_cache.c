@@ -4,7 +4,7 @@
  * yaml is never overwritten. */
 #include "dataio/pack.h"
 #include "dataio/pack_cache.h"
-#include "oracle.h"
+#include "tests/testenv.h"
 
 #include <criterion/criterion.h>
 #include <fcntl.h>
@@ -40,10 +40,10 @@ static pack_cache_result resolve(const char *yaml, const char *cache, char *out)
 Test(packcache, pack_reuse_repack_on_touch) {
     const char *src = shared_path("data/coco8");
     cr_assert(src, "shared coco8 missing");
-    char dir[] = "/tmp/yolo-packcache-XXXXXX", yaml[512], cache[512], out[1024], h5[512];
-    cr_assert(mkdtemp(dir));
-    sh("cp -r %s %s/coco8", src, dir);
-    sh("chmod -R u+w %s", dir);
+    char dir[256], yaml[512], cache[512], out[1024], h5[512], copy[512];
+    test_temp_dir(dir, sizeof dir, "packcache");
+    snprintf(copy, sizeof copy, "%s/coco8", dir);
+    test_copy(src, copy);
     snprintf(yaml, sizeof yaml, "%s/coco8/coco8.yaml", dir);
     snprintf(cache, sizeof cache, "%s/cache", dir);
     snprintf(h5, sizeof h5, "%s/coco8/coco8.h5", dir);
@@ -89,21 +89,26 @@ Test(packcache, pack_reuse_repack_on_touch) {
     /* A .h5 is used as it is. */
     cr_assert_eq(resolve(h5, cache, out), PACK_CACHE_AS_IS);
     cr_assert_str_eq(out, h5);
-    sh("rm -rf %s", dir);
+    test_remove_dir(dir);
 }
 
 Test(packcache, read_only_source_folder_caches_elsewhere) {
-    const char *yaml = shared_path("data/coco8/coco8.yaml");
-    cr_assert(yaml, "shared coco8 missing");
-    char dir[] = "/tmp/yolo-packcache-XXXXXX", out[1024], beside[600];
-    cr_assert(mkdtemp(dir));
-    snprintf(beside, sizeof beside, "%s", yaml);
-    strcpy(strrchr(beside, '.'), ".h5");
-    bool existed = access(beside, F_OK) == 0;
-    cr_assert_eq(resolve(yaml, dir, out), PACK_CACHE_PACKED);
-    cr_assert(strncmp(out, dir, strlen(dir)) == 0 && strstr(out, "/coco8-"),
+    const char *src = shared_path("data/coco8");
+    cr_assert(src, "shared coco8 missing");
+    /* A copy whose folder has no write bits (the state of a read-only shared folder, whatever the
+     * real one's bits are) */
+    char dir[256], ro[512], yaml[600], cache[512], out[1024], beside[600];
+    test_temp_dir(dir, sizeof dir, "packcache-ro");
+    snprintf(ro, sizeof ro, "%s/coco8", dir);
+    snprintf(cache, sizeof cache, "%s/cache", dir);
+    test_copy(src, ro);
+    sh("chmod a-w '%s'", ro);
+    snprintf(yaml, sizeof yaml, "%s/coco8.yaml", ro);
+    snprintf(beside, sizeof beside, "%s/coco8.h5", ro);
+    cr_assert_eq(resolve(yaml, cache, out), PACK_CACHE_PACKED);
+    cr_assert(strncmp(out, cache, strlen(cache)) == 0 && strstr(out, "/coco8-"),
               "cached in the given folder: %s", out);
-    cr_assert_eq(access(beside, F_OK) == 0, existed, "nothing written beside the shared yaml");
-    cr_assert_eq(resolve(yaml, dir, out), PACK_CACHE_REUSED);
-    sh("rm -rf %s", dir);
+    cr_assert_neq(access(beside, F_OK), 0, "nothing written beside the read-only yaml");
+    cr_assert_eq(resolve(yaml, cache, out), PACK_CACHE_REUSED);
+    test_remove_dir(dir);
 }

@@ -24,7 +24,7 @@
     "model=yolov8n.yaml imgsz=64 batch=8 threads=1 loader_threads=1 bucket_mb=0.25 exist_ok=True"
 
 static int train(const char *dir, const char *name, const char *env, const char *extra) {
-    return run_sh("%s timeout 300 ./bin/coordinator train data=%s/s.h5 " ARGS
+    return run_sh("%s timeout 300 \"$YOLO_COORD\" train data=%s/s.h5 " ARGS
                   " project=%s name=%s %s >> %s/%s.log 2>&1",
                   env, dir, dir, name, extra, dir, name);
 }
@@ -33,7 +33,7 @@ static int train(const char *dir, const char *name, const char *env, const char 
 static pid_t train_bg(const char *dir, const char *name, const char *env, const char *extra) {
     char sidf[256];
     snprintf(sidf, sizeof sidf, "%s/%s.sid", dir, name);
-    cr_assert_eq(run_sh("setsid sh -c 'echo $$ > %s; %s exec timeout 300 ./bin/coordinator train "
+    cr_assert_eq(run_sh("setsid sh -c 'echo $$ > %s; %s exec timeout 300 \"$YOLO_COORD\" train "
                         "data=%s/s.h5 " ARGS " project=%s name=%s %s' >> %s/%s.log 2>&1 &",
                         sidf, env, dir, dir, name, extra, dir, name),
                  0);
@@ -216,13 +216,13 @@ Test(resume, ctl_save_mid_epoch_resumes_exactly, .timeout = 900) {
     run_make_data(dir, sizeof dir, "yolo-resumectl", 40, 8);
     const char *extra = "workers=2 epochs=2 nbs=24 warmup_epochs=0";
     cr_assert_eq(run_sh("(YOLO_TEST_STALL_RANK=2 YOLO_TEST_STALL_SECONDS=5 timeout 300 "
-                        "./bin/coordinator train data=%s/s.h5 " ARGS
+                        "\"$YOLO_COORD\" train data=%s/s.h5 " ARGS
                         " project=%s name=live %s > %s/live.log 2>&1; echo $? > %s/live.rc) &",
                         dir, dir, extra, dir, dir),
                  0);
     snprintf(p, sizeof p, "%s/live/endpoints.json", dir);
     cr_assert(run_wait_file(p, 120), "endpoints.json; see %s/live.log", dir);
-    cr_assert_eq(run_sh("./bin/coordinator ctl %s/live save > /dev/null", dir), 0, "ctl save");
+    cr_assert_eq(run_sh("\"$YOLO_COORD\" ctl %s/live save > /dev/null", dir), 0, "ctl save");
     snprintf(p, sizeof p, "%s/live.rc", dir);
     cr_assert(run_wait_file(p, 240), "the run ends");
     usleep(300000);
@@ -267,7 +267,7 @@ Test(resume, ctl_save_mid_epoch_resumes_exactly, .timeout = 900) {
 
 /* Exit code and first coordinator line on stderr of a train command. */
 static int train_msg(const char *dir, const char *args, char *out, size_t n) {
-    int rc = run_sh("timeout 300 ./bin/coordinator train data=%s/s.h5 " ARGS
+    int rc = run_sh("timeout 300 \"$YOLO_COORD\" train data=%s/s.h5 " ARGS
                     " project=%s %s > /dev/null 2> %s/msg.txt",
                     dir, dir, args, dir);
     char p[256];
@@ -298,7 +298,7 @@ static int count_versions(const char *dir, const char *run) {
 Test(resume, impossible_resumes_are_refused_before_launch, .timeout = 900) {
     char dir[64], out[1024], args[1024];
     run_make_data(dir, sizeof dir, "yolo-resumeno", 16, 8);
-    cr_assert_eq(run_sh("./bin/coordinator data synth out=%s/other.h5 train=16 val=8 imgsz=64 "
+    cr_assert_eq(run_sh("\"$YOLO_COORD\" data synth out=%s/other.h5 train=16 val=8 imgsz=64 "
                         "classes=3 seed=4 >/dev/null && cp models/yolov8.yaml %s/yolov8.yaml",
                         dir, dir),
                  0);
@@ -360,7 +360,7 @@ Test(resume, second_run_on_a_live_folder_is_refused_and_stop_resumes, .timeout =
     char dir[64], p[256], out[1024];
     run_make_data(dir, sizeof dir, "yolo-resumelock", 40, 8);
     cr_assert_eq(run_sh("(YOLO_TEST_STALL_RANK=1 YOLO_TEST_STALL_SECONDS=6 timeout 300 "
-                        "./bin/coordinator train data=%s/s.h5 " ARGS
+                        "\"$YOLO_COORD\" train data=%s/s.h5 " ARGS
                         " project=%s name=lk workers=1 epochs=2 val=False > %s/lk.log 2>&1; "
                         "echo $? > %s/lk.rc) &",
                         dir, dir, dir, dir),
@@ -370,7 +370,7 @@ Test(resume, second_run_on_a_live_folder_is_refused_and_stop_resumes, .timeout =
     int rc = train_msg(dir, "name=lk workers=1 epochs=1", out, sizeof out);
     cr_assert_eq(rc, 2, "second run: exit %d (%s)", rc, out);
     cr_assert(strstr(out, "in use by another run") && strstr(out, "pid "), "%s", out);
-    cr_assert_eq(run_sh("./bin/coordinator ctl %s/lk stop > /dev/null", dir), 0);
+    cr_assert_eq(run_sh("\"$YOLO_COORD\" ctl %s/lk stop > /dev/null", dir), 0);
     snprintf(p, sizeof p, "%s/lk.rc", dir);
     cr_assert(run_wait_file(p, 240));
     usleep(300000);

@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "tests/testenv.h"
+
 static int parse(train_args *a, char *err, int n, char **argv) {
     kv_args kv;
     if (kv_parse(n, argv, &kv, err, 256) != 0) return -1;
@@ -90,8 +92,8 @@ Test(runsetup, args_yaml_reads_back_exactly) {
 }
 
 Test(runsetup, rundir_increments) {
-    char dir[] = "/tmp/yolo-rundir-XXXXXX", out[512], err[256];
-    cr_assert(mkdtemp(dir));
+    char dir[256], out[512], err[256];
+    test_temp_dir(dir, sizeof dir, "rundir");
     cr_assert_eq(rundir_create(dir, "exp", false, out, sizeof out, err, sizeof err), 0, "%s", err);
     cr_assert(strstr(out, "/exp") && !strstr(out, "exp2"));
     cr_assert_eq(rundir_create(dir, "exp", false, out, sizeof out, err, sizeof err), 0);
@@ -100,17 +102,13 @@ Test(runsetup, rundir_increments) {
     cr_assert(strstr(out, "/exp3"), "%s", out);
     cr_assert_eq(rundir_create(dir, "exp", true, out, sizeof out, err, sizeof err), 0);
     cr_assert(!strstr(out, "exp4") && strstr(out, "/exp"), "exist_ok reuses: %s", out);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
+    test_remove_dir(dir);
 }
 
 Test(runsetup, results_csv_format) {
-    char path[] = "/tmp/yolo-results-XXXXXX", err[256];
-    int fd = mkstemp(path);
-    cr_assert(fd >= 0);
-    close(fd);
-    unlink(path);
+    char dir[256], path[300], err[256];
+    test_temp_dir(dir, sizeof dir, "results");
+    snprintf(path, sizeof path, "%s/results.csv", dir);
     epoch_row r = {.epoch = 1,
                    .time = 12.3456789,
                    .train = {1.234567, 2, 3},
@@ -131,7 +129,7 @@ Test(runsetup, results_csv_format) {
     cr_assert_str_eq(line, "1,12.3457,1.23457,2,3,0,0,0.12346,0,0,0,0,0.000123457,0.1,0.2\n");
     cr_assert(fgets(line, sizeof line, f) && line[0] == '2', "one header, then rows");
     fclose(f);
-    unlink(path);
+    test_remove_dir(dir);
 }
 
 Test(runsetup, shard_plan_same_global_batches_for_any_worker_count) {

@@ -5,6 +5,8 @@
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <grp.h>
+#include <pwd.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -17,9 +19,10 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "tests/testenv.h"
+
 static void make_rundir(char *dir) {
-    strcpy(dir, "/tmp/yolo-tel-XXXXXX");
-    cr_assert(mkdtemp(dir));
+    test_temp_dir(dir, 256, "tel");
 }
 
 /* Removes a run directory made by make_rundir (flat: files only). */
@@ -146,7 +149,7 @@ static const char *jstr(const cJSON *o, const char *k) {
  */
 
 Test(telemetry, control_round_trips_and_endpoints_file) {
-    char dir[64], err[512], path[PATH_MAX];
+    char dir[256], err[512], path[PATH_MAX];
     make_rundir(dir);
     telemetry *t = telemetry_open(dir, NULL, err, sizeof err);
     cr_assert(t, "%s", err);
@@ -157,8 +160,9 @@ Test(telemetry, control_round_trips_and_endpoints_file) {
     cr_assert(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(ep, "curve")));
     cr_assert_str_eq(jstr(ep, "pub"), telemetry_pub_endpoint(t));
     cr_assert_str_eq(jstr(ep, "ctl"), telemetry_ctl_endpoint(t));
-    snprintf(path, sizeof path, "ipc://%s/telemetry-ctl.sock", dir);
-    cr_assert_str_eq(jstr(ep, "ctl"), path, "default binding is ipc in the run dir");
+    snprintf(path, sizeof path, "ipc://%s/.telemetry/telemetry-ctl.sock", dir);
+    cr_assert_str_eq(jstr(ep, "ctl"), path,
+                     "default binding is ipc in the run dir's private folder");
     cr_assert(!strncmp(jstr(ep, "pub"), "ipc://", 6));
     cJSON_Delete(ep);
 
@@ -191,13 +195,13 @@ Test(telemetry, control_round_trips_and_endpoints_file) {
     telemetry_close(t);
     snprintf(path, sizeof path, "%s/%s", dir, TELEMETRY_ENDPOINTS_FILE);
     cr_assert_neq(access(path, F_OK), 0, "endpoints.json withdrawn on close");
-    snprintf(path, sizeof path, "%s/telemetry-ctl.sock", dir);
-    cr_assert_neq(access(path, F_OK), 0, "socket file removed on close");
+    snprintf(path, sizeof path, "%s/.telemetry", dir);
+    cr_assert_neq(access(path, F_OK), 0, "socket folder removed on close");
     remove_rundir(dir);
 }
 
 Test(telemetry, bad_requests_get_errors_and_change_nothing) {
-    char dir[64], err[512];
+    char dir[256], err[512];
     make_rundir(dir);
     telemetry *t = telemetry_open(dir, NULL, err, sizeof err);
     cr_assert(t, "%s", err);
@@ -261,7 +265,7 @@ Test(telemetry, bad_requests_get_errors_and_change_nothing) {
 }
 
 Test(telemetry, subscriber_receives_every_event_in_order) {
-    char dir[64], err[512];
+    char dir[256], err[512];
     make_rundir(dir);
     telemetry *t = telemetry_open(dir, NULL, err, sizeof err);
     cr_assert(t, "%s", err);
@@ -330,7 +334,7 @@ Test(telemetry, subscriber_receives_every_event_in_order) {
 }
 
 Test(telemetry, curve_refuses_clients_without_the_key) {
-    char dir[64], err[512], path[PATH_MAX];
+    char dir[256], err[512], path[PATH_MAX];
     make_rundir(dir);
     telemetry_opts o = {.host = "127.0.0.1", .curve = true};
     telemetry *t = telemetry_open(dir, &o, err, sizeof err);
@@ -405,13 +409,8 @@ Test(telemetry, curve_refuses_clients_without_the_key) {
  */
 
 static int run_cli(const char *args, char *out, size_t outlen) {
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    cr_assert(n > 0);
-    exe[n] = 0;
-    *strrchr(exe, '/') = 0; /* build/tests */
     char cmd[2 * PATH_MAX];
-    snprintf(cmd, sizeof cmd, "timeout 30 %s/../../bin/coordinator %s 2>&1", exe, args);
+    snprintf(cmd, sizeof cmd, "timeout 30 '%s' %s 2>&1", bin_path("coordinator"), args);
     FILE *p = popen(cmd, "r");
     cr_assert(p);
     size_t len = fread(out, 1, outlen - 1, p);
@@ -421,7 +420,7 @@ static int run_cli(const char *args, char *out, size_t outlen) {
 }
 
 Test(telemetry, cli_ctl_and_watch_live_run) {
-    char dir[64], err[512], args[256], out[16384];
+    char dir[256], err[512], args[768], out[16384];
     make_rundir(dir);
     telemetry *t = telemetry_open(dir, NULL, err, sizeof err);
     cr_assert(t, "%s", err);
@@ -452,7 +451,7 @@ Test(telemetry, cli_ctl_and_watch_live_run) {
 }
 
 Test(telemetry, cli_on_a_run_that_is_not_live) {
-    char dir[64], args[256], out[16384], path[PATH_MAX];
+    char dir[256], args[768], out[16384], path[PATH_MAX];
     make_rundir(dir);
     /* No endpoints and no results. */
     snprintf(args, sizeof args, "watch %s", dir);
@@ -487,7 +486,7 @@ Test(telemetry, cli_on_a_run_that_is_not_live) {
 }
 
 Test(telemetry, refuses_a_run_dir_served_by_a_live_process) {
-    char dir[64], err[512], path[PATH_MAX], host[256] = "";
+    char dir[256], err[512], path[PATH_MAX], host[256] = "";
     make_rundir(dir);
     gethostname(host, sizeof host - 1);
     snprintf(path, sizeof path, "%s/%s", dir, TELEMETRY_ENDPOINTS_FILE);
@@ -512,4 +511,130 @@ Test(telemetry, refuses_a_run_dir_served_by_a_live_process) {
         }
     }
     remove_rundir(dir);
+}
+
+/* ---- access: only the run's owner controls a run -------------------------------------------- */
+
+static mode_t mode_of(const char *path) {
+    struct stat sb;
+    cr_assert_eq(stat(path, &sb), 0, "%s exists", path);
+    return sb.st_mode & 07777;
+}
+
+/* A run path too long for a Unix socket address (with umask 0, the most open there is) keeps its
+ * sockets in a private folder elsewhere: never an unauthenticated TCP port. */
+Test(telemetry, long_run_path_and_open_umask_stay_private) {
+    char dir[256], deep[600], err[512], path[PATH_MAX];
+    make_rundir(dir);
+    snprintf(deep, sizeof deep,
+             "%s/a-run-folder-whose-path-is-longer-than-a-unix-socket-address-"
+             "can-hold-for-sure-xxxxxxxxxxxxxxxx",
+             dir);
+    cr_assert_eq(mkdir(deep, 0755), 0);
+    mode_t old = umask(0);
+    telemetry *t = telemetry_open(deep, NULL, err, sizeof err);
+    umask(old);
+    cr_assert(t, "%s", err);
+    const char *ctl = telemetry_ctl_endpoint(t);
+    cr_assert(!strncmp(ctl, "ipc://", 6), "ipc, not tcp: %s", ctl);
+    cr_assert_not(telemetry_uses_curve(t));
+    char sock[PATH_MAX], folder[PATH_MAX];
+    snprintf(sock, sizeof sock, "%s", ctl + 6);
+    snprintf(folder, sizeof folder, "%s", sock);
+    *strrchr(folder, '/') = 0;
+    cr_assert_eq(mode_of(folder), 0700, "socket folder %s is private", folder);
+    cr_assert_eq(mode_of(sock) & 077, 0, "socket %s has no group/other bits", sock);
+    snprintf(path, sizeof path, "%s/%s", deep, TELEMETRY_ENDPOINTS_FILE);
+    cr_assert_eq(mode_of(path), 0600, "endpoints.json is 0600 under umask 0");
+    telemetry_close(t);
+    cr_assert_neq(access(folder, F_OK), 0, "the private folder goes with the run");
+    char cmd[PATH_MAX + 16];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", deep);
+    cr_assert_eq(system(cmd), 0);
+    remove_rundir(dir);
+}
+
+/* As uid `nobody` (a forked child, after setuid): `coordinator ctl <run> stop` fails, and a direct
+ * REQ to the control endpoint gets no reply; the run never sees a stop. For the default ipc
+ * binding (short and long run paths) and for TCP on loopback (CURVE). Everything above the run
+ * folder is made traversable by others, so only the control channel's own protection is tested. */
+static void other_user_cannot_stop(const char *rundir, const telemetry_opts *o) {
+    struct passwd *pw = getpwnam("nobody");
+    cr_assert(pw, "no user nobody");
+    char err[512];
+    mode_t old = umask(0);
+    telemetry *t = telemetry_open(rundir, o, err, sizeof err);
+    umask(old);
+    cr_assert(t, "%s", err);
+    char ctl[PATH_MAX + 16];
+    snprintf(ctl, sizeof ctl, "%s", telemetry_ctl_endpoint(t));
+    server s;
+    server_start(&s, t, 0);
+    int pipefd[2];
+    cr_assert_eq(pipe(pipefd), 0);
+    const char *coord = bin_path("coordinator");
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) { /* nobody: report "<ctl exit> <direct reply: 0/1>" on the pipe */
+        close(pipefd[0]);
+        if (setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0)
+            _exit(90);
+        char cmd[2 * PATH_MAX];
+        snprintf(cmd, sizeof cmd, "'%s' ctl '%s' stop timeout=1 >/dev/null 2>&1", coord, rundir);
+        int st = system(cmd);
+        int ctl_rc = WIFEXITED(st) ? WEXITSTATUS(st) : 100;
+        void *ctx = zmq_ctx_new(), *req = zmq_socket(ctx, ZMQ_REQ);
+        int zero = 0, ms = 1000;
+        zmq_setsockopt(req, ZMQ_LINGER, &zero, sizeof zero);
+        zmq_setsockopt(req, ZMQ_RCVTIMEO, &ms, sizeof ms);
+        zmq_setsockopt(req, ZMQ_SNDTIMEO, &ms, sizeof ms);
+        int replied = 0;
+        char buf[256];
+        if (zmq_connect(req, ctl) == 0 && zmq_send(req, "{\"cmd\":\"stop\"}", 14, 0) == 14)
+            replied = zmq_recv(req, buf, sizeof buf, 0) >= 0;
+        zmq_close(req);
+        zmq_ctx_term(ctx);
+        char msg[32];
+        int n = snprintf(msg, sizeof msg, "%d %d", ctl_rc, replied);
+        if (write(pipefd[1], msg, (size_t)n) != n) _exit(91);
+        _exit(0);
+    }
+    close(pipefd[1]);
+    char msg[32] = "";
+    ssize_t n = read(pipefd[0], msg, sizeof msg - 1);
+    close(pipefd[0]);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the nobody child ran (status %d)", st);
+    cr_assert_gt(n, 0);
+    msg[n] = 0;
+    int ctl_rc = -1, replied = -1;
+    cr_assert_eq(sscanf(msg, "%d %d", &ctl_rc, &replied), 2, "%s", msg);
+    cr_assert_neq(ctl_rc, 0, "ctl stop as nobody fails (exit %d) on %s", ctl_rc, ctl);
+    cr_assert_eq(replied, 0, "no reply to nobody's direct request on %s", ctl);
+    sleep_ms(100); /* anything that did arrive would be served by now */
+    server_stop(&s);
+    cr_assert_not(telemetry_stop_requested(t), "the run saw no stop (%s)", ctl);
+    telemetry_close(t);
+}
+
+Test(telemetry, another_user_cannot_stop_a_run, .timeout = 60) {
+    if (geteuid() != 0) cr_skip_test("needs root to run a child as another uid (nobody)");
+    char dir[256], run[300], deep[700];
+    make_rundir(dir);
+    cr_assert_eq(chmod(dir, 0755), 0); /* others may traverse up to the run folder */
+    snprintf(run, sizeof run, "%s/run", dir);
+    cr_assert_eq(mkdir(run, 0755), 0);
+    other_user_cannot_stop(run, NULL);
+    snprintf(deep, sizeof deep,
+             "%s/a-run-folder-whose-path-is-longer-than-a-unix-socket-address-"
+             "can-hold-for-sure-xxxxxxxxxxxxxxxx",
+             dir);
+    cr_assert_eq(mkdir(deep, 0755), 0);
+    other_user_cannot_stop(deep, NULL);
+    telemetry_opts tcp = {.host = "127.0.0.1"};
+    other_user_cannot_stop(run, &tcp);
+    char cmd[PATH_MAX];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
 }

@@ -326,12 +326,12 @@ Test(tracking, sink_warning_reaches_the_pub_socket) {
 static int train_tiny(const char *dir, const char *extra) {
     char cmd[2048];
     snprintf(cmd, sizeof cmd,
-             "./bin/coordinator data synth out=%s/s.h5 train=32 val=20 imgsz=64 classes=2 seed=0 "
+             "\"$YOLO_COORD\" data synth out=%s/s.h5 train=32 val=20 imgsz=64 classes=2 seed=0 "
              ">/dev/null",
              dir);
     cr_assert_eq(system(cmd), 0, "synth");
     snprintf(cmd, sizeof cmd,
-             "timeout 240 ./bin/coordinator train data=%s/s.h5 model=yolov8n.yaml epochs=2 "
+             "timeout 240 \"$YOLO_COORD\" train data=%s/s.h5 model=yolov8n.yaml epochs=2 "
              "imgsz=64 batch=8 workers=1 threads=1 loader_threads=1 project=%s name=r %s "
              "> %s/log.txt 2>&1",
              dir, dir, extra, dir);

@@ -7,6 +7,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tests/testenv.h"
+
 /* Runs a shell command; returns its exit code and its stderr's first line in out. */
 static int run(const char *cmd, char *out, size_t n) {
     char full[2048];
@@ -23,9 +25,10 @@ static int run(const char *cmd, char *out, size_t n) {
 }
 
 Test(traincli, bad_arguments_exit_2_and_create_nothing) {
-    char dir[] = "/tmp/yolo-traincli-XXXXXX";
-    cr_assert(mkdtemp(dir));
-    char data[300], cmd[1024], out[512];
+    char dir[256];
+    test_temp_dir(dir, sizeof dir, "traincli");
+    const char *coord = bin_path("coordinator");
+    char data[300], cmd[2048], out[512];
     snprintf(data, sizeof data, "%s/d.h5", dir);
     FILE *f = fopen(data, "w"); /* exists; never opened: every case fails before that */
     cr_assert(f);
@@ -41,21 +44,19 @@ Test(traincli, bad_arguments_exit_2_and_create_nothing) {
         {"micro_batch=3", "micro_batch=3"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        snprintf(cmd, sizeof cmd, "./bin/coordinator train data=%s project=%s/runs name=x %s", data,
-                 dir, cases[i].args);
+        snprintf(cmd, sizeof cmd, "'%s' train data=%s project=%s/runs name=x %s", coord, data, dir,
+                 cases[i].args);
         int rc = run(cmd, out, sizeof out);
         cr_assert_eq(rc, 2, "%s: exit %d (%s)", cases[i].args, rc, out);
         cr_assert(strstr(out, cases[i].expect), "%s: message names it: %s", cases[i].args, out);
         cr_assert(!strchr(out, '\n') || strchr(out, '\n') == out + strlen(out) - 1, "one line");
     }
-    snprintf(cmd, sizeof cmd, "./bin/coordinator train data=%s/missing.h5 project=%s/runs", dir,
-             dir);
+    snprintf(cmd, sizeof cmd, "'%s' train data=%s/missing.h5 project=%s/runs", coord, dir, dir);
     cr_assert_eq(run(cmd, out, sizeof out), 2);
     cr_assert(strstr(out, "missing.h5"), "%s", out);
     char runs[300];
     snprintf(runs, sizeof runs, "%s/runs", dir);
     struct stat st;
     cr_assert_neq(stat(runs, &st), 0, "no run directory was created");
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
+    test_remove_dir(dir);
 }

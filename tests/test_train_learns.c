@@ -1,7 +1,8 @@
 /* End to end, in small: synthesize a dataset, train yolov8n for a few epochs through the real
  * command (coordinator + 1 worker under mpirun), and check that it learns: the training loss falls
  * and mAP50 rises well above its first-epoch value. About a minute each on 2 cores. */
-#include "oracle.h"
+#include "tests/oracle.h"
+#include "tests/testenv.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -40,15 +41,14 @@ static void train_small(const char *dir, const char *model, int synth_px, int im
     char cmd[2048], path[512];
     cr_assert(epochs <= MAX_EPOCHS);
     snprintf(cmd, sizeof cmd,
-             "./bin/coordinator data synth out=%s/s.h5 train=512 val=64 imgsz=%d classes=3 "
-             "seed=1 >/dev/null",
-             dir, synth_px);
+             "'%s' data synth out=%s/s.h5 train=512 val=64 imgsz=%d classes=3 seed=1 >/dev/null",
+             bin_path("coordinator"), dir, synth_px);
     cr_assert_eq(system(cmd), 0, "synth");
     snprintf(cmd, sizeof cmd,
-             "./bin/coordinator train data=%s/s.h5 model=%s epochs=%d imgsz=%d batch=16 nbs=16 "
-             "workers=1 mosaic=0 optimizer=SGD lr0=0.01 warmup_epochs=1 %s project=%s name=run "
+             "'%s' train data=%s/s.h5 model=%s epochs=%d imgsz=%d batch=16 nbs=16 workers=1 "
+             "mosaic=0 optimizer=SGD lr0=0.01 warmup_epochs=1 %s project=%s name=run "
              "> %s/log.txt 2>&1",
-             dir, model, epochs, imgsz, extra, dir, dir);
+             bin_path("coordinator"), dir, model, epochs, imgsz, extra, dir, dir);
     int rc = system(cmd);
     cr_assert_eq(rc, 0, "training exited %d; see %s/log.txt", rc, dir);
     snprintf(path, sizeof path, "%s/run/results.csv", dir);
@@ -59,8 +59,8 @@ static void train_small(const char *dir, const char *model, int synth_px, int im
 
 Test(trainlearns, yolov8n_on_synthetic_shapes, .timeout = 600) {
     enum { E = 10 };
-    char dir[] = "/tmp/yolo-learn-XXXXXX", cmd[600], path[512];
-    cr_assert(mkdtemp(dir));
+    char dir[256], path[512];
+    test_temp_dir(dir, sizeof dir, "learn");
     double loss[MAX_EPOCHS], map50[MAX_EPOCHS];
     train_small(dir, "yolov8n.yaml", 128, 96, E, "", loss, map50);
     cr_assert_lt(loss[E - 1], 0.7 * loss[0], "training loss falls: %.3f -> %.3f", loss[0],
@@ -75,8 +75,7 @@ Test(trainlearns, yolov8n_on_synthetic_shapes, .timeout = 600) {
     f = fopen(path, "r");
     cr_assert(f, "args.yaml written");
     fclose(f);
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
+    test_remove_dir(dir);
 }
 
 /* yolo26n (end-to-end head, reg_max 1) through the real command, small: 512 images at imgsz 64 for
@@ -84,8 +83,8 @@ Test(trainlearns, yolov8n_on_synthetic_shapes, .timeout = 600) {
  * than yolov8n's (mAP50 ~0 for the first 6 epochs here), so the bar is lower than yolov8n's. */
 Test(trainlearns, yolo26n_on_synthetic_shapes, .timeout = 600) {
     enum { E = 12 };
-    char dir[] = "/tmp/yolo-learn26-XXXXXX", cmd[600], path[512];
-    cr_assert(mkdtemp(dir));
+    char dir[256], path[512];
+    test_temp_dir(dir, sizeof dir, "learn26");
     double loss[MAX_EPOCHS], map50[MAX_EPOCHS];
     train_small(dir, "yolo26n.yaml", 64, 64, E, "threads=1", loss, map50);
     cr_assert_lt(loss[E - 1], 0.8 * loss[0], "loss falls: %.3f -> %.3f", loss[0], loss[E - 1]);
@@ -98,22 +97,26 @@ Test(trainlearns, yolo26n_on_synthetic_shapes, .timeout = 600) {
     cr_assert(w, "one-to-one class head in %s", path);
     cr_assert_eq(cnt, 3, "nc=3 from the dataset");
     free(w);
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
+    test_remove_dir(dir);
 }
 
-/* data=<dataset.yaml> end to end on the real coco8 (80 class names, 4+4 images, read-only folder):
- * packed into the cache folder on first use, one epoch at imgsz 64, nc=80 reaches the model (the
- * saved class head has 80 outputs), and the run directory holds train.log with the val table. */
+/* data=<dataset.yaml> end to end on coco8 (80 class names, 4+4 images; a copy in a read-only
+ * folder): packed into the cache folder on first use, one epoch at imgsz 64, nc=80 reaches the
+ * model (the saved class head has 80 outputs), and the run directory holds train.log with the val
+ * table. */
 Test(trainlearns, coco8_yaml_one_epoch, .timeout = 300) {
-    const char *yaml = shared_path("data/coco8/coco8.yaml");
-    cr_assert(yaml, "shared coco8 missing");
-    char dir[] = "/tmp/yolo-coco8-XXXXXX", cmd[2048], path[512];
-    cr_assert(mkdtemp(dir));
+    const char *src = shared_path("data/coco8");
+    cr_assert(src, "shared coco8 missing");
+    char dir[256], cmd[2048], path[512], ro[300];
+    test_temp_dir(dir, sizeof dir, "coco8");
+    snprintf(ro, sizeof ro, "%s/coco8", dir);
+    test_copy(src, ro);
+    snprintf(cmd, sizeof cmd, "chmod a-w '%s'", ro);
+    cr_assert_eq(system(cmd), 0);
     snprintf(cmd, sizeof cmd,
-             "XDG_CACHE_HOME=%s/cache ./bin/coordinator train data=%s model=yolov8n.yaml epochs=1 "
+             "XDG_CACHE_HOME=%s/cache '%s' train data=%s/coco8.yaml model=yolov8n.yaml epochs=1 "
              "imgsz=64 batch=2 workers=1 threads=1 project=%s name=run > %s/log.txt 2>&1",
-             dir, yaml, dir, dir);
+             dir, bin_path("coordinator"), ro, dir, dir);
     int rc = system(cmd);
     cr_assert_eq(rc, 0, "training exited %d; see %s/log.txt", rc, dir);
     snprintf(path, sizeof path, "%s/run/results.csv", dir);
@@ -138,6 +141,5 @@ Test(trainlearns, coco8_yaml_one_epoch, .timeout = 300) {
              "! grep -q \"$(printf '\\r')\" %s/run/train.log",
              dir, dir, dir);
     cr_assert_eq(system(cmd), 0, "train.log has the start line and the val table, no redraws");
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
+    test_remove_dir(dir);
 }

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tests/testenv.h"
+
 static int count_rows(const char *path) {
     FILE *f = fopen(path, "r");
     if (!f) return -1;
@@ -25,18 +27,18 @@ static int exists(const char *dir, const char *rel) {
 }
 
 Test(trainoptions, zero_fitness_never_stops_early_and_save_period_keeps_epochs, .timeout = 300) {
-    char dir[] = "/tmp/yolo-trainopt-XXXXXX", cmd[2048], run[512];
-    cr_assert(mkdtemp(dir));
+    char dir[256], cmd[2048], run[512];
+    test_temp_dir(dir, sizeof dir, "trainopt");
+    const char *coord = bin_path("coordinator");
     snprintf(cmd, sizeof cmd,
-             "./bin/coordinator data synth out=%s/s.h5 train=16 val=8 imgsz=64 classes=2 seed=0 "
-             ">/dev/null",
-             dir);
+             "'%s' data synth out=%s/s.h5 train=16 val=8 imgsz=64 classes=2 seed=0 >/dev/null",
+             coord, dir);
     cr_assert_eq(system(cmd), 0);
     snprintf(cmd, sizeof cmd,
-             "timeout 240 ./bin/coordinator train data=%s/s.h5 model=yolov8n.yaml epochs=6 "
-             "imgsz=64 batch=8 workers=1 threads=1 loader_threads=1 patience=2 save_period=1 "
-             "project=%s name=r > %s/log.txt 2>&1",
-             dir, dir, dir);
+             "timeout 240 '%s' train data=%s/s.h5 model=yolov8n.yaml epochs=6 imgsz=64 batch=8 "
+             "workers=1 threads=1 loader_threads=1 patience=2 save_period=1 project=%s name=r "
+             "> %s/log.txt 2>&1",
+             coord, dir, dir, dir);
     cr_assert_eq(system(cmd), 0, "see %s/log.txt", dir);
     snprintf(run, sizeof run, "%s/r", dir);
     char path[600];
@@ -54,6 +56,5 @@ Test(trainoptions, zero_fitness_never_stops_early_and_save_period_keeps_epochs, 
     }
     cr_assert(!exists(run, "weights/epoch6.h5"), "no weights past the last epoch");
     cr_assert(exists(run, "weights/last.h5") && exists(run, "weights/best.h5"));
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
+    test_remove_dir(dir);
 }

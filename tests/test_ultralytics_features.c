@@ -14,6 +14,7 @@
 #include "worker/model.h"
 #include "worker/train_setup.h"
 #include "worker/validate.h"
+#include "tests/testenv.h"
 
 #include <criterion/criterion.h>
 #include <math.h>
@@ -213,8 +214,8 @@ static void write_dense(const char *path) {
 }
 
 Test(ulfeature, max_det_raise_and_class_weights_from_the_data) {
-    char dir[] = "/tmp/yolo-ulfeat-XXXXXX", path[300], err[512];
-    cr_assert(mkdtemp(dir));
+    char dir[256], path[300], err[512];
+    test_temp_dir(dir, sizeof dir, "ulfeat");
     snprintf(path, sizeof path, "%s/dense.h5", dir);
     write_dense(path);
     dataset *ds = dataset_open(path, err, sizeof err);
@@ -245,8 +246,7 @@ Test(ulfeature, max_det_raise_and_class_weights_from_the_data) {
     cr_assert(train_prep_class_weights(&a, ds, 2, w));
     cr_assert_float_eq(w[0] / w[1], sqrtf(301.0f / 4.0f), 1e-3);
     dataset_close(ds);
-    snprintf(path, sizeof path, "rm -rf %s", dir);
-    cr_assert_eq(system(path), 0);
+    test_remove_dir(dir);
 }
 
 /* ---- YOLO26 validation through both heads ---------------------------------------------------- */
@@ -379,20 +379,20 @@ static int grep(const char *file, const char *text) {
 }
 
 Test(ulfeature, runs_name_l1_loss_and_print_the_optimizer, .timeout = 300) {
-    char dir[] = "/tmp/yolo-ulrun-XXXXXX", cmd[2048], p[600];
-    cr_assert(mkdtemp(dir));
+    char dir[256], cmd[2048], p[600];
+    test_temp_dir(dir, sizeof dir, "ulrun");
+    const char *coord = bin_path("coordinator");
     snprintf(cmd, sizeof cmd,
-             "./bin/coordinator data synth out=%s/s.h5 train=16 val=8 imgsz=64 classes=2 seed=0 "
-             ">/dev/null",
-             dir);
+             "'%s' data synth out=%s/s.h5 train=16 val=8 imgsz=64 classes=2 seed=0 >/dev/null",
+             coord, dir);
     cr_assert_eq(system(cmd), 0);
     const char *ver[2] = {"8.4.33", "8.4.190"};
     for (int v = 0; v < 2; v++) {
         snprintf(cmd, sizeof cmd,
-                 "timeout 240 ./bin/coordinator train data=%s/s.h5 model=yolo26n.yaml epochs=1 "
-                 "imgsz=64 batch=8 workers=1 threads=1 loader_threads=1 ultralytics=%s "
-                 "project=%s name=r%d > %s/log%d.txt 2>&1",
-                 dir, ver[v], dir, v, dir, v);
+                 "timeout 240 '%s' train data=%s/s.h5 model=yolo26n.yaml epochs=1 imgsz=64 batch=8 "
+                 "workers=1 threads=1 loader_threads=1 ultralytics=%s project=%s name=r%d "
+                 "> %s/log%d.txt 2>&1",
+                 coord, dir, ver[v], dir, v, dir, v);
         cr_assert_eq(system(cmd), 0, "see %s/log%d.txt", dir, v);
         snprintf(p, sizeof p, "%s/r%d/results.csv", dir, v);
         cr_assert(grep(p, v ? "train/l1_loss" : "train/dfl_loss"), "%s names the third loss", p);
@@ -417,8 +417,7 @@ Test(ulfeature, runs_name_l1_loss_and_print_the_optimizer, .timeout = 300) {
                           "weight(decay=0.0), 126 weight(decay=0.0005), 126 bias(decay=0.0)"),
                   "the groups line in %s", p);
     }
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
+    test_remove_dir(dir);
 }
 
 /* A non-mosaic training sample with every augmentation at 0: 8.4.33 letterboxes the 47 x 64 image

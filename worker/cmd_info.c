@@ -1,8 +1,12 @@
 /* `worker info model=yolov8n.yaml nc=80 imgsz=640`: the resolved layer table and a summary line
- * (parameters, and GFLOPs = 2 x (conv multiply-adds + Conv2d bias adds) for one image). */
+ * (parameters, and GFLOPs = 2 x (conv multiply-adds + Conv2d bias adds) for one image).
+ * With batch=B [workers=W micro_batch=M], also the memory a training worker needs for that batch
+ * (B / W images per worker) and a refusal (exit 2) when W of them do not fit in this machine's
+ * available memory: `coordinator train` runs this before it launches anything. */
 #include "common/kv.h"
 #include "common/log.h"
 #include "worker/commands.h"
+#include "worker/mem_budget.h"
 #include "worker/model.h"
 
 #include <stdio.h>
@@ -20,6 +24,30 @@ static const char *commas(size_t v, char *buf, size_t n) {
     return buf;
 }
 
+/* The training memory line; -1 (message printed) when it does not fit. */
+static int print_memory(model *m, int batch, int workers, int micro, int imgsz) {
+    char err[512];
+    mem_budget b;
+    int share = batch / workers;
+    if (mem_budget_train(m, share, micro ? micro : share, imgsz, &b, err, sizeof err) != 0) {
+        log_error("info: %s", err);
+        return -1;
+    }
+    double avail = mem_available();
+    const double GiB = 1024.0 * 1024 * 1024;
+    printf("memory per worker for %d image(s) at imgsz %d: %.2f GiB (model %.2f, optimizer %.2f, "
+           "activations %.2f, validation %.2f, loss %.2f, loader %.2f); %d worker(s): %.2f GiB of "
+           "%.2f GiB available\n",
+           share, imgsz, b.total / GiB, b.model / GiB, b.optimizer / GiB, b.train_act / GiB,
+           b.val_act / GiB, b.loss / GiB, b.loader / GiB, workers, workers * b.total / GiB,
+           avail / GiB);
+    if (mem_budget_check(&b, workers, avail, imgsz, batch, err, sizeof err) != 0) {
+        log_error("%s", err);
+        return -1;
+    }
+    return 0;
+}
+
 int worker_cmd_info(int argc, char **argv) {
     kv_args a;
     char err[512];
@@ -28,19 +56,30 @@ int worker_cmd_info(int argc, char **argv) {
         return 2;
     }
     const char *spec;
-    long nc, imgsz;
+    long nc, imgsz, batch, workers, micro;
     int rc = 2;
     model *m = NULL;
     if (kv_get_str(&a, "model", "yolov8n.yaml", &spec) ||
         kv_get_long(&a, "nc", 0, &nc, err, sizeof err) ||
         kv_get_long(&a, "imgsz", 640, &imgsz, err, sizeof err) ||
+        kv_get_long(&a, "batch", 0, &batch, err, sizeof err) ||
+        kv_get_long(&a, "workers", 1, &workers, err, sizeof err) ||
+        kv_get_long(&a, "micro_batch", 0, &micro, err, sizeof err) ||
         kv_check_unused(&a, err, sizeof err)) {
         log_error("info: %s", err);
         goto done;
     }
-    if (nc < 0 || imgsz < 32 || imgsz % 32) {
-        log_error("info: need nc >= 1 and imgsz a multiple of 32 (got nc=%ld imgsz=%ld)", nc,
-                  imgsz);
+    if (nc < 0 || nc > MODEL_MAX_NC || imgsz < 32 || imgsz > 8192 || imgsz % 32) {
+        log_error("info: need nc in 0..%d and imgsz a multiple of 32 in 32..8192 (got nc=%ld "
+                  "imgsz=%ld)",
+                  MODEL_MAX_NC, nc, imgsz);
+        goto done;
+    }
+    if (batch < 0 || batch > 1000000 || workers < 1 || workers > 4096 || batch % workers ||
+        micro < 0 || (micro && (batch / workers) % micro)) {
+        log_error("info: need batch >= 0 divisible by workers >= 1, and micro_batch dividing "
+                  "batch / workers (got batch=%ld workers=%ld micro_batch=%ld)",
+                  batch, workers, micro);
         goto done;
     }
     m = model_create(spec, (int)nc, 0, err, sizeof err);
@@ -69,6 +108,8 @@ int worker_cmd_info(int argc, char **argv) {
     char buf[32];
     printf("%s summary: %s parameters, %.1f GFLOPs\n", y->name,
            commas(model_num_params(m), buf, sizeof buf), 2.0 * (macs + bias) / 1e9);
+    if (batch > 0 && print_memory(m, (int)batch, (int)workers, (int)micro, (int)imgsz) != 0)
+        goto done;
     rc = 0;
 done:
     model_free(m);

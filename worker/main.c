@@ -1,6 +1,7 @@
 /* bin/worker: with a subcommand (info) it runs offline; otherwise it is a training rank started
  * by mpirun next to the coordinator. */
 #include "common/log.h"
+#include "common/mpi_launch.h"
 #include "worker/commands.h"
 #include "worker/trainer.h"
 
@@ -17,6 +18,11 @@ int main(int argc, char **argv) {
     }
     if (argc >= 2) {
         log_error("unknown command '%s' (try: worker help)", argv[1]);
+        return 2;
+    }
+    if (!launched_by_mpi()) {
+        log_error("no command: `worker info model=...`, or a training rank under "
+                  "`mpirun -np 1 coordinator train ... : -np N worker` (try: worker help)");
         return 2;
     }
     return worker_train_main();

@@ -209,6 +209,30 @@ void model_buffers_from_host(model *m, const float *src) {
 size_t model_layer_params(const model *m, int layer) {
     return m->layer_params[layer];
 }
+int model_plan_bytes(model *m, int h, int w, bool train, size_t *bytes, char *err, size_t errlen) {
+    if (h < 32 || w < 32 || h % 32 || w % 32)
+        return errf(err, errlen, "image %dx%d: sides must be multiples of 32", h, w);
+    model_free_plan(m);
+    if (model_build_graph(m, 1, h, w, false, NULL, NULL, err, errlen)) return -1;
+    if (!m->keep_grads) model_share_activations(m, train);
+    m->grad_floats = 0;
+    if (train) model_plan_grads(m);
+    size_t ws = 0, anchors = 0;
+    for (int i = 0; i < m->nops; i++)
+        if (m->ops[i].kind == OP_CONV) {
+            size_t s = conv2d_workspace_floats(&m->ops[i].cd);
+            if (s > ws) ws = s;
+        }
+    for (int l = 0; l < m->nlevels; l++) anchors += (size_t)m->level_h[l] * m->level_w[l];
+    /* head outputs and their gradients, per branch */
+    size_t heads = 2 * (size_t)model_num_branches(m) * anchors * (size_t)m->no;
+    *bytes = (m->arena_floats + m->grad_floats + m->scratch_floats + ws + heads) * sizeof(float) +
+             m->scratch_i32 * sizeof(int32_t);
+    model_free_plan(m);
+    m->grad_floats = 0;
+    return 0;
+}
+
 size_t model_arena_bytes(const model *m) {
     return (m->arena_floats + m->grad_floats + m->scratch_floats + m->conv_ws) * sizeof(float) +
            m->scratch_i32 * sizeof(int32_t);

@@ -146,6 +146,11 @@ void model_keep_activation_grads(model *m, bool keep);
  * model_activation). */
 int model_plan_eval(model *m, int batch, int h, int w, char *err, size_t errlen);
 size_t model_arena_bytes(const model *m); /* activations + gradients + scratch, as planned */
+/* Bytes one image of h x w takes in a plan (activations, with train their gradients, scratch,
+ * conv workspace, head outputs), computed without allocating the arena: memory grows linearly
+ * with the batch, so this times the batch is what model_plan would allocate. Frees the current
+ * plan. 0, or -1 with a message (a shape the model cannot take). */
+int model_plan_bytes(model *m, int h, int w, bool train, size_t *bytes, char *err, size_t errlen);
 
 /* Forward over NHWC float images [B][H][W][3] (host memory) of the planned shape. train: BN uses
  * batch statistics and updates the running buffers; eval: BN uses the buffers. */

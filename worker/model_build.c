@@ -166,6 +166,13 @@ static int unit_emit(builder *b, const cunit *u, int x) {
     }
     int pad = u->k / 2;
     int oh = (xs.h + 2 * pad - u->k) / u->s + 1, ow = (xs.w + 2 * pad - u->k) / u->s + 1;
+    if (oh < 1 || ow < 1) { /* a yaml whose strides shrink the image to nothing */
+        if (!b->failed)
+            errf(b->err, b->errlen, "%s: a %dx%d input leaves no pixels after k=%d s=%d", u->name,
+                 xs.h, xs.w, u->k, u->s);
+        b->failed = true;
+        oh = ow = 1;
+    }
     op *o = new_op(b, OP_CONV);
     o->x = x;
     o->cd = (conv2d_desc){.n = xs.n,
@@ -240,6 +247,7 @@ static int slice_emit(builder *b, int x, int off, int c) {
 }
 
 static int concat_emit(builder *b, int k, const int *ins) {
+    if (k > OP_MAX_IN) FATAL("concat of %d inputs (at most %d)", k, OP_MAX_IN);
     op *o = new_op(b, OP_CONCAT);
     o->nin = k;
     int c = 0;
@@ -422,8 +430,8 @@ static int sppf(builder *b, const char *pre, const model_layer *L, int x) {
     cunit cv1 = unit_decl(b, nm, L->c1, h, 1, 1, 1, true, L->sppf_act);
     snprintf(nm, sizeof nm, "%s.cv2", pre);
     cunit cv2 = unit_decl(b, nm, h * (L->n_pool + 1), L->c2, 1, 1, 1, true, true);
-    int parts[1 + 16];
-    if (L->n_pool > 16) FATAL("SPPF n %d too large", L->n_pool);
+    int parts[OP_MAX_IN]; /* cv1 and the pools, concatenated (model_yaml checks n) */
+    if (L->n_pool + 1 > OP_MAX_IN) FATAL("SPPF n %d too large", L->n_pool);
     parts[0] = unit_emit(b, &cv1, x);
     for (int i = 0; i < L->n_pool; i++) {
         slot s = S(b, parts[i]);
@@ -618,8 +626,17 @@ int model_build_graph(model *m, int batch, int h, int w, bool create, double *ma
         case MOD_DETECT: {
             int feats[3];
             for (int k = 0; k < 3; k++) feats[k] = out[L->from[k]];
-            for (int k = 0; k < 3; k++) m->strides[k] = h / S(&b, feats[k]).h;
-            detect(&b, pre, L, feats);
+            for (int k = 0; k < 3; k++) {
+                slot f = S(&b, feats[k]);
+                if (h % f.h || w % f.w || h / f.h != w / f.w) {
+                    if (!b.failed)
+                        errf(err, errlen, "%s: input %d is %dx%d, not the %dx%d image / a stride",
+                             pre, k, f.h, f.w, h, w);
+                    b.failed = true;
+                }
+                m->strides[k] = h / f.h;
+            }
+            if (!b.failed) detect(&b, pre, L, feats);
             break;
         }
         }

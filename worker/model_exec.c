@@ -132,7 +132,8 @@ static void run_backward(model *m, const op *o) {
         backend_upsample2x_backward(be, X->n, X->h, X->w, X->c, dy, dx);
         break;
     case OP_MAXPOOL:
-        backend_maxpool_backward(be, Y->n, Y->h, Y->w, Y->c, dy, m->iscratch + o->argmax, dx);
+        backend_maxpool_backward(be, X->n, X->h, X->w, X->c, o->k, o->stride, o->pad, dy,
+                                 m->iscratch + o->argmax, dx);
         break;
     case OP_ATTN:
         backend_attention_backward(be, &o->ad, x, m->scratch + o->save, dy,

@@ -28,7 +28,8 @@ typedef enum {
 /* "conv", "bn", ... (model_timing_text). */
 const char *model_op_kind_name(op_kind k);
 
-#define OP_MAX_IN 8
+/* inputs of one op: C2f/C3k2 concatenate 2 + n parts, SPPF cv1 and its n pools */
+#define OP_MAX_IN (2 + MODEL_MAX_REPEATS)
 
 typedef struct slot {
     int n, h, w, c;

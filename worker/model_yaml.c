@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <yaml.h>
 
@@ -130,7 +131,8 @@ static int resolve_layer(ctx *c, model_yaml *y, int idx, yaml_node_t *row, int *
     /* from */
     long v;
     if (scalar(nf)) {
-        if (!parse_long(scalar(nf), &v)) return fail_layer(c, idx, nf, "`from` is not an integer");
+        if (!parse_long(scalar(nf), &v) || v < -MODEL_MAX_LAYERS || v > MODEL_MAX_LAYERS)
+            return fail_layer(c, idx, nf, "`from` is not a layer index");
         L->nfrom = 1;
         L->from_yaml[0] = (int)v;
     } else {
@@ -138,8 +140,9 @@ static int resolve_layer(ctx *c, model_yaml *y, int idx, yaml_node_t *row, int *
         if (k < 1 || k > MODEL_MAX_FROM)
             return fail_layer(c, idx, nf, "`from` must be an integer or a list of 1..8 integers");
         for (int i = 0; i < k; i++) {
-            if (!scalar(seq_at(c, nf, i)) || !parse_long(scalar(seq_at(c, nf, i)), &v))
-                return fail_layer(c, idx, nf, "`from` list holds a non-integer");
+            if (!scalar(seq_at(c, nf, i)) || !parse_long(scalar(seq_at(c, nf, i)), &v) ||
+                v < -MODEL_MAX_LAYERS || v > MODEL_MAX_LAYERS)
+                return fail_layer(c, idx, nf, "`from` list holds a non-index");
             L->from_yaml[i] = (int)v;
         }
         L->nfrom = k;
@@ -156,10 +159,16 @@ static int resolve_layer(ctx *c, model_yaml *y, int idx, yaml_node_t *row, int *
         L->from[i] = a;
     }
     /* repeats */
-    if (!scalar(nr) || !parse_long(scalar(nr), &v) || v < 1)
-        return fail_layer(c, idx, nr, "repeats must be a positive integer");
+    if (!scalar(nr) || !parse_long(scalar(nr), &v) || v < 1 || v > 1000)
+        return fail_layer(c, idx, nr, "repeats must be an integer in 1..1000");
     L->repeats = (int)v;
-    L->n = v > 1 ? (int)fmax(nearbyint(v * y->depth), 1) : (int)v;
+    double scaled = v > 1 ? fmax(nearbyint((double)v * y->depth), 1) : (double)v;
+    if (scaled > MODEL_MAX_REPEATS) {
+        snprintf(msg, sizeof msg, "repeats %ld x depth %g = %.0f is above the supported %d", v,
+                 y->depth, scaled, MODEL_MAX_REPEATS);
+        return fail_layer(c, idx, nr, msg);
+    }
+    L->n = (int)scaled;
     /* module */
     const char *mod = scalar(nm);
     if (!mod) return fail_layer(c, idx, nm, "module must be a name");
@@ -207,9 +216,18 @@ static int resolve_layer(ctx *c, model_yaml *y, int idx, yaml_node_t *row, int *
     if (L->type <= MOD_C2PSA) {
         if (!isnum0)
             return fail_layer(c, idx, na, "first arg (output channels) must be an integer");
+        if (args[0].i < 1 || args[0].i > MODEL_MAX_NC)
+            return fail_layer(c, idx, na, "output channels must be in 1..1000000");
         c2 = (int)args[0].i;
-        if (c2 < 1) return fail_layer(c, idx, na, "output channels must be positive");
-        if (c2 != y->nc) c2 = make_divisible8(fmin(c2, y->max_channels) * y->width);
+        if (c2 != y->nc) {
+            double scaled = fmin(c2, y->max_channels) * y->width;
+            if (scaled > MODEL_MAX_CHANNELS) {
+                snprintf(msg, sizeof msg, "%d output channels x width %g is above the supported %d",
+                         c2, y->width, MODEL_MAX_CHANNELS);
+                return fail_layer(c, idx, na, msg);
+            }
+            c2 = make_divisible8(scaled);
+        }
         L->c2 = c2;
     }
 #define NUMARG(j, dflt)                                                                            \
@@ -222,9 +240,11 @@ static int resolve_layer(ctx *c, model_yaml *y, int idx, yaml_node_t *row, int *
     case MOD_CONV:
         if (na_n > 3) return fail_layer(c, idx, na, "Conv: only [c2, k, s] are supported");
         if (!ISNUM(1) || !ISNUM(2)) return fail_layer(c, idx, na, "Conv: k and s must be integers");
+        if (!(NUMARG(1, 1) >= 1 && NUMARG(1, 1) <= MODEL_MAX_KERNEL && NUMARG(2, 1) >= 1 &&
+              NUMARG(2, 1) <= MODEL_MAX_STRIDE))
+            return fail_layer(c, idx, na, "Conv: k must be in 1..15 and s in 1..4");
         L->k = (int)NUMARG(1, 1);
         L->s = (int)NUMARG(2, 1);
-        if (L->k < 1 || L->s < 1) return fail_layer(c, idx, na, "Conv: k and s must be >= 1");
         if (na_n == 1)
             snprintf(t, tn, "[%d, %d]", c1, c2);
         else if (na_n == 2)
@@ -245,6 +265,7 @@ static int resolve_layer(ctx *c, model_yaml *y, int idx, yaml_node_t *row, int *
             return fail_layer(c, idx, na, "C3k2: args are [c2, c3k, e, attn]");
         L->c3k = na_n > 1 && args[1].b;
         L->e = NUMARG(2, 0.5);
+        if (!(L->e > 0 && L->e <= 8)) return fail_layer(c, idx, na, "C3k2: e must be in (0, 8]");
         L->attn = na_n > 3 && args[3].b;
         if (y->scale && strchr("mlx", y->scale)) L->c3k = true;
         y->legacy = false;
@@ -262,12 +283,14 @@ static int resolve_layer(ctx *c, model_yaml *y, int idx, yaml_node_t *row, int *
     case MOD_SPPF:
         if (na_n > 4 || !ISNUM(1) || !ISNUM(2) || !ISBOOL(3))
             return fail_layer(c, idx, na, "SPPF: args are [c2, k, n, shortcut]");
+        if (!(NUMARG(1, 5) >= 1 && NUMARG(1, 5) <= MODEL_MAX_KERNEL && NUMARG(2, 3) >= 1 &&
+              NUMARG(2, 3) <= MODEL_MAX_REPEATS))
+            return fail_layer(c, idx, na, "SPPF: k must be in 1..15 and n in 1..16");
         L->k = (int)NUMARG(1, 5);
         L->n_pool = (int)NUMARG(2, 3);
         L->shortcut = na_n > 3 && args[3].b;
         L->sppf_act = na_n <= 2;
-        if (L->k < 1 || L->k % 2 == 0 || L->n_pool < 1)
-            return fail_layer(c, idx, na, "SPPF: k must be odd and n >= 1");
+        if (L->k % 2 == 0) return fail_layer(c, idx, na, "SPPF: k must be odd");
         if (na_n <= 1)
             snprintf(t, tn, "[%d, %d]", c1, c2);
         else if (na_n == 2)
@@ -280,6 +303,7 @@ static int resolve_layer(ctx *c, model_yaml *y, int idx, yaml_node_t *row, int *
     case MOD_C2PSA:
         if (na_n > 2 || !ISNUM(1)) return fail_layer(c, idx, na, "C2PSA: args are [c2, e]");
         L->e = NUMARG(1, 0.5);
+        if (!(L->e > 0 && L->e <= 8)) return fail_layer(c, idx, na, "C2PSA: e must be in (0, 8]");
         if (c1 != c2) return fail_layer(c, idx, na, "C2PSA needs input channels == c2");
         if ((int)(c1 * L->e) < 64)
             return fail_layer(c, idx, na, "C2PSA: hidden width below 64 gives 0 attention heads");
@@ -303,8 +327,8 @@ static int resolve_layer(ctx *c, model_yaml *y, int idx, yaml_node_t *row, int *
         snprintf(t, tn, "[1]");
         break;
     case MOD_DETECT: {
-        if (na_n != 1 || args[0].kind != ARG_INT || args[0].i < 1)
-            return fail_layer(c, idx, na, "Detect: args are [nc]");
+        if (na_n != 1 || args[0].kind != ARG_INT || args[0].i < 1 || args[0].i > MODEL_MAX_NC)
+            return fail_layer(c, idx, na, "Detect: args are [nc] with nc in 1..1000000");
         if (L->nfrom != 3) return fail_layer(c, idx, nf, "Detect needs exactly 3 inputs");
         if (idx != y->nlayers - 1) return fail_layer(c, idx, nm, "Detect must be the last layer");
         for (int i = 0; i < 3; i++) {
@@ -333,9 +357,9 @@ static int load_doc(ctx *c, model_yaml *y, int nc_override) {
     long l;
     y->nc = 80;
     if ((n = map_get(c, root, "nc"))) {
-        if (!scalar(n) || !parse_long(scalar(n), &l) || l < 1)
-            return errf(c->err, c->errlen, "%s:%d: nc must be a positive integer", c->file,
-                        line_of(n));
+        if (!scalar(n) || !parse_long(scalar(n), &l) || l < 1 || l > MODEL_MAX_NC)
+            return errf(c->err, c->errlen, "%s:%d: nc must be an integer in 1..%d", c->file,
+                        line_of(n), MODEL_MAX_NC);
         y->nc = (int)l;
     }
     if (nc_override > 0) y->nc = nc_override;
@@ -388,9 +412,11 @@ static int load_doc(ctx *c, model_yaml *y, int nc_override) {
                         c->file, line_of(row), y->scale);
         for (int i = 0; i < 3; i++) {
             const char *s = scalar(seq_at(c, row, i));
-            if (!s || !parse_double(s, &v3[i]) || v3[i] <= 0)
-                return errf(c->err, c->errlen, "%s:%d: scale '%c': bad number", c->file,
-                            line_of(row), y->scale);
+            if (!s || !parse_double(s, &v3[i]) || !(v3[i] > 0 && v3[i] <= (i < 2 ? 64 : 1e6)))
+                return errf(c->err, c->errlen,
+                            "%s:%d: scale '%c': [depth, width, max_channels] must be positive "
+                            "numbers (depth, width <= 64)",
+                            c->file, line_of(row), y->scale);
         }
         y->depth = v3[0];
         y->width = v3[1];
@@ -402,8 +428,9 @@ static int load_doc(ctx *c, model_yaml *y, int nc_override) {
         double *dst[2] = {&y->depth, &y->width};
         for (int i = 0; i < 2; i++)
             if ((n = map_get(c, root, keys[i]))) {
-                if (!scalar(n) || !parse_double(scalar(n), dst[i]) || *dst[i] <= 0)
-                    return errf(c->err, c->errlen, "%s:%d: %s must be a positive number", c->file,
+                if (!scalar(n) || !parse_double(scalar(n), dst[i]) ||
+                    !(*dst[i] > 0 && *dst[i] <= 64))
+                    return errf(c->err, c->errlen, "%s:%d: %s must be a number in (0, 64]", c->file,
                                 line_of(n), keys[i]);
             }
     }
@@ -413,6 +440,9 @@ static int load_doc(ctx *c, model_yaml *y, int nc_override) {
     int nb = seq_len(bb), nh = seq_len(hd);
     y->nlayers = nb + nh;
     if (y->nlayers < 1) return errf(c->err, c->errlen, "%s: no layers", c->file);
+    if (y->nlayers > MODEL_MAX_LAYERS)
+        return errf(c->err, c->errlen, "%s: %d layers, more than the supported %d", c->file,
+                    y->nlayers, MODEL_MAX_LAYERS);
     y->layers = xcalloc((size_t)y->nlayers, sizeof *y->layers);
     int *chs = xcalloc((size_t)y->nlayers, sizeof *chs);
     y->legacy = true;

@@ -27,6 +27,13 @@ typedef enum {
 } model_module;
 
 #define MODEL_MAX_FROM 8
+/* What the builder supports; a yaml beyond these is refused with a message naming the layer. */
+#define MODEL_MAX_LAYERS 1024
+#define MODEL_MAX_REPEATS 16     /* repeats after depth scaling (C2f, C3k2, C2PSA); SPPF n */
+#define MODEL_MAX_KERNEL 15      /* Conv and SPPF kernel sizes */
+#define MODEL_MAX_STRIDE 4       /* Conv stride */
+#define MODEL_MAX_CHANNELS 16384 /* output channels after width scaling */
+#define MODEL_MAX_NC 1000000     /* classes (the dataset format's limit too) */
 
 typedef struct model_layer {
     int index;

@@ -14,6 +14,7 @@
 #include "kernels/schedule.h"
 #include "kernels/threads.h"
 #include "worker/allreduce.h"
+#include "worker/mem_budget.h"
 #include "worker/model.h"
 #include "worker/pretrained.h"
 #include "worker/snapshot.h"
@@ -31,6 +32,8 @@ typedef struct worker {
     train_args a;
     job_info job;
     int rank, wrank, W; /* world rank, rank among workers, number of workers */
+    int local_workers;  /* workers on this machine (they share its memory) */
+    bool aborted;       /* the coordinator ended the job (CTRL_ABORT) and printed why */
     MPI_Comm wcomm;
     backend *be;      /* where the models, gradients and optimizer state live */
     model *m, *ema_m; /* the trained model and its EMA (validated, saved) */
@@ -85,8 +88,8 @@ static void grad_ready(void *ctx, size_t first, size_t count) {
  * adds w->acc range by range in the hook, just before the range is all-reduced. So N micro-batches
  * on one worker round exactly like N workers whose gradients the all-reduce sums (N = 2: bitwise).
  */
-static void micro_step(worker *w, const loader_batch *b, int first, int n, bool sync,
-                       double items[3]) {
+static int micro_step(worker *w, const loader_batch *b, int first, int n, bool sync,
+                      double items[3]) {
     size_t px = (size_t)w->a.imgsz * w->a.imgsz * 3;
     /* This micro-batch's targets, batch index rebased to 0. */
     float *t = xmalloc((size_t)(b->nlabels + 1) * 6 * sizeof *t);
@@ -102,18 +105,24 @@ static void micro_step(worker *w, const loader_batch *b, int first, int n, bool 
     int A = model_num_anchors(w->m);
     float S = (float)w->a.imgsz;
     detloss_out o;
+    int lrc;
     /* The loss runs on the host: head outputs come out, their gradients go back. */
     if (model_num_branches(w->m) == 2) {
         float o2m, o2o;
         detloss_e2e_weights(w->e2e_updates, (int)w->a.epochs, &o2m, &o2o);
-        detloss_e2e(w->loss, &w->h_o2m, &w->h_o2o, o2m, o2o, n, A, model_output_host(w->m, 0),
-                    model_output_host(w->m, 1), model_anchor_points(w->m),
-                    model_anchor_strides(w->m), nt, t, S, S, w->dout[0], w->dout[1], &o, NULL);
+        lrc =
+            detloss_e2e(w->loss, &w->h_o2m, &w->h_o2o, o2m, o2o, n, A, model_output_host(w->m, 0),
+                        model_output_host(w->m, 1), model_anchor_points(w->m),
+                        model_anchor_strides(w->m), nt, t, S, S, w->dout[0], w->dout[1], &o, NULL);
     } else {
-        detloss_branch(w->loss, &w->h_o2m, n, A, model_output_host(w->m, 0),
-                       model_anchor_points(w->m), model_anchor_strides(w->m), nt, t, S, S, NULL,
-                       w->dout[0], &o);
+        lrc = detloss_branch(w->loss, &w->h_o2m, n, A, model_output_host(w->m, 0),
+                             model_anchor_points(w->m), model_anchor_strides(w->m), nt, t, S, S,
+                             NULL, w->dout[0], &o);
     }
+    free(t);
+    if (lrc != 0)
+        return errf(w->err, sizeof w->err, "detection loss failed (nc=%d, reg_max=%d)", w->job.nc,
+                    model_config(w->m)->reg_max);
     size_t nout = (size_t)n * A * model_out_channels(w->m);
     for (int br = 0; br < model_num_branches(w->m); br++) {
         float *hg = model_head_grad(w->m, br);
@@ -140,7 +149,7 @@ static void micro_step(worker *w, const loader_batch *b, int first, int n, bool 
         model_zero_grad(w->m);
     }
     for (int k = 0; k < 3; k++) items[k] += o.items[k];
-    free(t);
+    return 0;
 }
 
 /* Optimizer step (Ultralytics order): finish averaging gradients over workers (the buckets were
@@ -184,9 +193,14 @@ static int train_epoch(worker *w, const epoch_header *h, const int32_t *idx, boo
             w->accumulate = sched_apply(&w->sc, h->epoch, w->ni, w->nw, w->accumulate, &w->opt);
             double items[3] = {0};
             bool opt_step = w->ni - w->last_opt_step >= w->accumulate;
-            for (int j = 0; j < w->nmicro; j++)
-                micro_step(w, &b, j * w->micro, w->micro, opt_step && j == w->nmicro - 1, items);
-            if (opt_step) {
+            int mrc = 0;
+            for (int j = 0; j < w->nmicro && mrc == 0; j++)
+                mrc = micro_step(w, &b, j * w->micro, w->micro, opt_step && j == w->nmicro - 1,
+                                 items);
+            if (mrc != 0) {
+                fail_report(&r, w->err);
+                if (opt_step) allreduce_wait(w->ar, NULL, NULL, 0); /* peers still reduce */
+            } else if (opt_step) {
                 if (optimizer_step(w, &r) != 0) fail_report(&r, w->err);
                 w->last_opt_step = w->ni;
             }
@@ -205,6 +219,7 @@ static int train_epoch(worker *w, const epoch_header *h, const int32_t *idx, boo
         int32_t word;
         CHECK_MPI(
             MPI_Recv(&word, 1, MPI_INT32_T, 0, TAG_CONTROL, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+        if (word == CTRL_ABORT) w->aborted = true; /* the coordinator said why */
         if (word == CTRL_ABORT || !r.ok) return -1;
         if (word == CTRL_SAVE || word == CTRL_STOP) snapshot_send(&w->snap);
         if (word == CTRL_STOP) *halt = true;
@@ -324,6 +339,13 @@ static int setup(worker *w) {
     w->nmicro = w->share / w->micro;
     /* Same seed on every worker: identical initial weights without a broadcast. */
     if (build_models(w) != 0) return -1;
+    /* refuse a batch that cannot fit before allocating it (the coordinator checked the same
+     * with `worker info` when it launched the job itself) */
+    mem_budget mb;
+    if (mem_budget_train(w->m, w->share, w->micro, (int)a->imgsz, &mb, w->err, sizeof w->err) ||
+        mem_budget_check(&mb, w->local_workers, mem_available(), (int)a->imgsz, (int)a->batch,
+                         w->err, sizeof w->err))
+        return -1;
     if (model_plan(w->m, w->micro, (int)a->imgsz, (int)a->imgsz, w->err, sizeof w->err) != 0)
         return -1;
     long n_train = train_args_train_images(a, w->job.n_train);
@@ -403,6 +425,9 @@ int worker_train_main(void) {
     CHECK_MPI(MPI_Comm_split(MPI_COMM_WORLD, 1, w->rank, &w->wcomm));
     CHECK_MPI(MPI_Comm_rank(w->wcomm, &w->wrank));
     CHECK_MPI(MPI_Comm_size(w->wcomm, &w->W));
+    if (w->rank == 0) /* the other ranks wait for a coordinator's go: this says no */
+        log_error("rank 0 is a worker: start the job as mpirun -np 1 coordinator train ... : "
+                  "-np N worker");
     int32_t go = 0;
     CHECK_MPI(MPI_Bcast(&go, 1, MPI_INT32_T, 0, MPI_COMM_WORLD));
     int rc = 0;
@@ -412,35 +437,51 @@ int worker_train_main(void) {
     }
     CHECK_MPI(MPI_Bcast(&w->a, sizeof w->a, MPI_BYTE, 0, MPI_COMM_WORLD));
     CHECK_MPI(MPI_Bcast(&w->job, sizeof w->job, MPI_BYTE, 0, MPI_COMM_WORLD));
-    if (w->job.protocol == PROTOCOL_VERSION && w->job.class_weights) {
-        w->cls_w = xmalloc((size_t)w->job.nc * sizeof *w->cls_w);
-        CHECK_MPI(MPI_Bcast(w->cls_w, w->job.nc, MPI_FLOAT, 0, MPI_COMM_WORLD));
-    }
     if (w->job.protocol != PROTOCOL_VERSION) {
         log_error("rank %d: protocol version %d, coordinator speaks %d", w->rank, PROTOCOL_VERSION,
                   w->job.protocol);
         MPI_Abort(MPI_COMM_WORLD, 1);
     }
+    /* the model to build: its name, a NUL, its yaml text (model_source_message) */
     w->model_msg = xcalloc((size_t)w->job.model_text_len + 2, 1);
     CHECK_MPI(MPI_Bcast(w->model_msg, w->job.model_text_len, MPI_CHAR, 0, MPI_COMM_WORLD));
-    if (setup(w) != 0) {
-        log_error("rank %d: %s", w->rank, w->err);
-        MPI_Abort(MPI_COMM_WORLD, 1);
+    MPI_Comm node;
+    CHECK_MPI(MPI_Comm_split_type(w->wcomm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
+    CHECK_MPI(MPI_Comm_size(node, &w->local_workers));
+    CHECK_MPI(MPI_Comm_free(&node));
+    /* The coordinator prints the first failure and creates nothing unless every worker is ready */
+    setup_report sr = {.ok = setup(w) == 0};
+    if (!sr.ok) snprintf(sr.error, sizeof sr.error, "%.199s", w->err);
+    CHECK_MPI(MPI_Gather(&sr, sizeof sr, MPI_BYTE, NULL, 0, MPI_BYTE, 0, MPI_COMM_WORLD));
+    int32_t start = 0;
+    CHECK_MPI(MPI_Bcast(&start, 1, MPI_INT32_T, 0, MPI_COMM_WORLD));
+    if (!start) rc = 2;
+    if (start) {
+        run_prep prep;
+        CHECK_MPI(MPI_Bcast(&prep, sizeof prep, MPI_BYTE, 0, MPI_COMM_WORLD));
+        w->a.max_det = prep.max_det;
+        if (prep.class_weights) {
+            w->cls_w = xmalloc((size_t)w->job.nc * sizeof *w->cls_w);
+            CHECK_MPI(MPI_Bcast(w->cls_w, w->job.nc, MPI_FLOAT, 0, MPI_COMM_WORLD));
+            w->h_o2m.cls_weight = w->h_o2o.cls_weight = w->cls_w;
+        }
+        if (w->wrank == 0)
+            CHECK_MPI(
+                MPI_Send(&w->info, sizeof w->info, MPI_BYTE, 0, TAG_MODEL_INFO, MPI_COMM_WORLD));
     }
-    if (w->wrank == 0)
-        CHECK_MPI(MPI_Send(&w->info, sizeof w->info, MPI_BYTE, 0, TAG_MODEL_INFO, MPI_COMM_WORLD));
     /* fine-tuning: pretrained weights into the model and its EMA */
-    if (w->job.pretrained && pretrained_receive(w->m, w->ema_m, w->wrank, w->cls_width,
-                                                w->rule_width, w->err, sizeof w->err) != 0) {
+    if (start && w->job.pretrained &&
+        pretrained_receive(w->m, w->ema_m, w->wrank, w->cls_width, w->rule_width, w->err,
+                           sizeof w->err) != 0) {
         log_error("rank %d: %s", w->rank, w->err);
         MPI_Abort(MPI_COMM_WORLD, 1);
     }
     /* a resumed run: the checkpoint's state, after the coordinator has the model info */
-    if (w->job.resume && snapshot_receive(&w->snap, w->err, sizeof w->err) != 0) {
+    if (start && w->job.resume && snapshot_receive(&w->snap, w->err, sizeof w->err) != 0) {
         log_error("rank %d: %s", w->rank, w->err);
         MPI_Abort(MPI_COMM_WORLD, 1);
     }
-    for (;;) { /* the coordinator decides how many epochs (time=, stop): steps < 0 ends */
+    for (; start;) { /* the coordinator decides how many epochs (time=, stop): steps < 0 ends */
         epoch_header h;
         CHECK_MPI(
             MPI_Recv(&h, sizeof h, MPI_BYTE, 0, TAG_EPOCH, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
@@ -454,7 +495,7 @@ int worker_train_main(void) {
         int r = train_epoch(w, &h, idx, &halt);
         free(idx);
         if (r != 0 || (!halt && end_epoch(w) != 0)) {
-            log_error("rank %d: %s", w->rank, w->err);
+            if (!w->aborted) log_error("rank %d: %s", w->rank, w->err);
             rc = 1;
             break;
         }
@@ -463,7 +504,7 @@ int worker_train_main(void) {
     loader_destroy(w->train_ld);
     loader_destroy(w->val_ld);
     detloss_destroy(w->loss);
-    train_free_optimizer(w->m, &w->opt);
+    if (w->m) train_free_optimizer(w->m, &w->opt); /* a setup that failed may have no model */
     if (w->be) backend_free(w->be, w->acc);
     model_free(w->m);
     model_free(w->ema_m);

@@ -15,21 +15,25 @@ typedef struct batch_loss {
     double sum[3], target;
 } batch_loss;
 
-static void chunk_loss(validator *v, int B, int h, int w, const float *labels, int nlabels,
-                       batch_loss *bl) {
-    int A = model_num_anchors(v->m);
+static int chunk_loss(validator *v, int B, int h, int w, const float *labels, int nlabels,
+                      batch_loss *bl, char *err, size_t errlen) {
+    int A = model_num_anchors(v->m), rc;
     detloss_out o;
     if (model_num_branches(v->m) == 2)
-        detloss_e2e(v->loss, v->h_o2m, v->h_o2o, 0.8f, 0.2f, B, A,
-                    model_output_host(v->m, MODEL_ONE2MANY), model_output_host(v->m, MODEL_ONE2ONE),
-                    model_anchor_points(v->m), model_anchor_strides(v->m), nlabels, labels,
-                    (float)h, (float)w, NULL, NULL, &o, NULL);
+        rc = detloss_e2e(
+            v->loss, v->h_o2m, v->h_o2o, 0.8f, 0.2f, B, A, model_output_host(v->m, MODEL_ONE2MANY),
+            model_output_host(v->m, MODEL_ONE2ONE), model_anchor_points(v->m),
+            model_anchor_strides(v->m), nlabels, labels, (float)h, (float)w, NULL, NULL, &o, NULL);
     else
-        detloss_branch(v->loss, v->h_o2m, B, A, model_output_host(v->m, MODEL_ONE2MANY),
-                       model_anchor_points(v->m), model_anchor_strides(v->m), nlabels, labels,
-                       (float)h, (float)w, NULL, NULL, &o);
+        rc = detloss_branch(v->loss, v->h_o2m, B, A, model_output_host(v->m, MODEL_ONE2MANY),
+                            model_anchor_points(v->m), model_anchor_strides(v->m), nlabels, labels,
+                            (float)h, (float)w, NULL, NULL, &o);
+    if (rc != 0)
+        return errf(err, errlen, "validation loss failed (nc=%d, reg_max=%d)", v->nc,
+                    model_config(v->m)->reg_max);
     for (int k = 0; k < 3; k++) bl->sum[k] += o.loss_sum[k];
     bl->target += o.target_scores_raw;
+    return 0;
 }
 
 static void batch_items(const validator *v, const batch_loss *bl, double items[3]) {
@@ -133,7 +137,11 @@ int validate_run(validator *v, int epoch, const int32_t *idx, int n, const val_s
             dec = xrealloc(dec, (size_t)bt.n * A * (4 + v->nc) * sizeof *dec);
             model_decode(v->m, v->one2one ? MODEL_ONE2ONE : MODEL_ONE2MANY, dec);
             double t1 = now_seconds();
-            if (v->loss) chunk_loss(v, bt.n, bt.h, bt.w, bt.labels, bt.nlabels, &bl);
+            if (v->loss &&
+                chunk_loss(v, bt.n, bt.h, bt.w, bt.labels, bt.nlabels, &bl, err, errlen) != 0) {
+                rc = -1;
+                break;
+            }
             double t2 = now_seconds();
             match_chunk(v, &bt, dec, A, det, s, recs, &cap, counts, plots);
             if (v->timing) {

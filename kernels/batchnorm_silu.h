@@ -1,0 +1,25 @@
+/* Batch norm fused with SiLU, the Conv-BN-SiLU unit's tail: y = silu(batchnorm(x)) without the
+ * intermediate tensor. The CPU reference (kernels/batchnorm_silu.c) is batchnorm_* followed by
+ * silu_*; backends may fuse the passes (kernels/cuda/batchnorm.cu does).
+ *
+ * Forward train / eval: the outputs and statistics of batchnorm_forward_train / _infer, then SiLU.
+ * Backward: recomputes z = batchnorm(x) from the saved statistics and gamma, beta (scale =
+ * save_invstd * gamma: z can differ from the forward's in the last bit), dz = silu'(z) dy, and
+ * accumulates dx, dgamma, dbeta as batchnorm_backward does with dz (any may be NULL). */
+#pragma once
+#include "kernels/cuda/hd.h"
+
+void batchnorm_silu_forward_train(int m, int c, const float *x, const float *gamma,
+                                  const float *beta, float eps, float momentum, float *running_mean,
+                                  float *running_var, float *save_mean, float *save_invstd,
+                                  float *y);
+void batchnorm_silu_forward_infer(int m, int c, const float *x, const float *gamma,
+                                  const float *beta, const float *running_mean,
+                                  const float *running_var, float eps, float *y);
+void batchnorm_silu_backward(int m, int c, const float *x, const float *gamma, const float *beta,
+                             const float *save_mean, const float *save_invstd, const float *dy,
+                             float *dx, float *dgamma, float *dbeta);
+/* The recomputation's per-channel scale (also the CUDA kernels'). */
+YOLO_HD float batchnorm_silu_scale(float gamma, float save_invstd) {
+    return (float)((double)save_invstd * gamma);
+}

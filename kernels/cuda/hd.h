@@ -1,0 +1,11 @@
+/* Functions compiled for both the host and the device. The CUDA kernels of kernels/cuda/ are thin
+ * loops over the per-element (or per-partial) functions of the kernels/cuda/ ..._hd.h headers;
+ * those headers are plain C as well, so the CPU tests call the same functions over every element
+ * and compare them with the CPU kernels without a GPU (tests/test_cuda_hd.c, docs/cuda.md). */
+#pragma once
+
+#ifdef __CUDACC__
+#define YOLO_HD static inline __host__ __device__
+#else
+#define YOLO_HD static inline
+#endif
