@@ -1,4 +1,5 @@
 #include "tests/ckpt_fixture.h"
+#include "tests/testenv.h"
 
 #include "common/model_file.h"
 #include "common/rng.h"
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 double fixture_map(int v) {
     return 0.1 * v;
@@ -214,4 +216,10 @@ double fixture_max_diff(const char *ref_path, const float *ours, size_t n, doubl
     }
     free(ref);
     return worst;
+}
+
+void fixture_suite_dirs(char *dir, size_t n, const char *tag, char *exe, size_t exelen) {
+    test_temp_dir(dir, n, tag);
+    snprintf(exe, exelen, "%s", bin_path("coordinator"));
+    cr_assert_eq(access(exe, X_OK), 0, "%s: build first", exe);
 }

@@ -42,3 +42,7 @@ double fixture_max_diff(const char *ref_path, const float *ours, size_t n, doubl
 /* Our forward vs Ultralytics' on the same float32 weights: float32 sums in another order through
  * 23 layers. Measured ~1e-6 of the output range (docs/checkpoints.md); allowed 1e-4. */
 #define FIXTURE_OUTPUT_TOL 1e-4
+
+/* A suite's temporary folder (test_temp_dir, tag) into dir and the built coordinator into exe
+ * (asserts it is there). */
+void fixture_suite_dirs(char *dir, size_t n, const char *tag, char *exe, size_t exelen);

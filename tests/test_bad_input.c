@@ -310,8 +310,9 @@ static const row train_rows[] = {
  * the coordinator's line is the last; without it Open MPI's summary follows that line. */
 #define MPIRUN(args) "mpirun -q -np 1 \"$C\" train project=runs " args " : -np 2 \"$W\""
 static const row mpirun_rows[] = {
+    /* the coordinator reads the yaml (it sends the text to the workers) */
     {"mpirun missing model", NULL, MPIRUN("data=s.h5 model=nonexistent.yaml"), 2,
-     "rank 1: nonexistent.yaml"},
+     "nonexistent.yaml: model yaml not found"},
     {"mpirun memory", NULL, MPIRUN("data=s.h5 imgsz=8192 batch=16"), 2, "GiB of memory per worker"},
     {"mpirun NaN label", NULL, MPIRUN("data=nan.h5"), 2, "box is not inside the image"},
     {"mpirun read-only project", NULL,

@@ -8,6 +8,7 @@
 #include "coordinator/run_lock.h"
 #include "tests/ckpt_fixture.h"
 #include "tests/runs.h"
+#include "tests/testenv.h"
 
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
@@ -26,13 +27,11 @@ static char out[1 << 20], errtext[1 << 16];
 static char exe[PATH_MAX]; /* bin/coordinator, absolute: tests may chdir */
 
 static void make_dir(void) {
-    snprintf(dir, sizeof dir, "/tmp/yolo-ckptcli-XXXXXX");
-    cr_assert(mkdtemp(dir));
-    cr_assert(realpath("bin/coordinator", exe), "bin/coordinator: build first");
+    fixture_suite_dirs(dir, sizeof dir, "ckptcli", exe, sizeof exe);
 }
 
 static void remove_dir(void) {
-    run_sh("rm -rf %s", dir);
+    test_remove_dir(dir);
 }
 
 TestSuite(ckptcli, .init = make_dir, .fini = remove_dir, .timeout = 300);

@@ -7,6 +7,7 @@
 #include "coordinator/ckpt_weights.h"
 #include "tests/ckpt_fixture.h"
 #include "tests/pyref.h"
+#include "tests/testenv.h"
 #include "tests/runs.h"
 
 #include <criterion/criterion.h>
@@ -20,13 +21,11 @@
 static char dir[64], exe[PATH_MAX];
 
 static void make_dir(void) {
-    snprintf(dir, sizeof dir, "/tmp/yolo-ckptexp-XXXXXX");
-    cr_assert(mkdtemp(dir));
-    cr_assert(realpath("bin/coordinator", exe), "bin/coordinator: build first");
+    fixture_suite_dirs(dir, sizeof dir, "ckptexp", exe, sizeof exe);
 }
 
 static void remove_dir(void) {
-    run_sh("rm -rf %s", dir);
+    test_remove_dir(dir);
 }
 
 TestSuite(ckptexport, .init = make_dir, .fini = remove_dir, .timeout = 600);
@@ -189,8 +188,9 @@ Test(ckptexport, ultralytics_loads_the_export_and_its_outputs_match_ours) {
     char pt[256], in[256], out[256], st[256];
     snprintf(st, sizeof st, "%s/m.safetensors", dir);
     snprintf(pt, sizeof pt, "%s/m.pt", dir);
-    cr_assert_eq(pyref_run(py, "scripts/safetensors_to_ultralytics.py", st, pt, why, sizeof why), 0,
-                 "%s", why);
+    cr_assert_eq(
+        pyref_run(py, repo_path("scripts/safetensors_to_ultralytics.py"), st, pt, why, sizeof why),
+        0, "%s", why);
     enum { B = 2, H = 96, W = 64 };
     float *x = write_images(B, H, W);
     snprintf(in, sizeof in, "%s/fwd.txt", dir);
@@ -198,7 +198,8 @@ Test(ckptexport, ultralytics_loads_the_export_and_its_outputs_match_ours) {
     fprintf(f, "pt %s\nimages %s/images.raw %d %d %d\n", pt, dir, B, H, W);
     fclose(f);
     snprintf(out, sizeof out, "%s/ul_out.raw", dir);
-    cr_assert_eq(pyref_run(py, "tests/py/ul_forward.py", in, out, why, sizeof why), 0, "%s", why);
+    cr_assert_eq(pyref_run(py, repo_path("tests/py/ul_forward.py"), in, out, why, sizeof why), 0,
+                 "%s", why);
     char version[256];
     snprintf(version, sizeof version, "%s/a/weights/best.h5", dir);
     size_t n;

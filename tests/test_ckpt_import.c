@@ -11,6 +11,7 @@
 #include "dataio/loader.h"
 #include "tests/ckpt_fixture.h"
 #include "tests/pyref.h"
+#include "tests/testenv.h"
 #include "tests/runs.h"
 
 #include <criterion/criterion.h>
@@ -23,27 +24,28 @@
 static char dir[64], exe[PATH_MAX];
 
 static void make_dir(void) {
-    snprintf(dir, sizeof dir, "/tmp/yolo-ckptimp-XXXXXX");
-    cr_assert(mkdtemp(dir));
-    cr_assert(realpath("bin/coordinator", exe), "bin/coordinator: build first");
+    fixture_suite_dirs(dir, sizeof dir, "ckptimp", exe, sizeof exe);
 }
 
 static void remove_dir(void) {
-    run_sh("rm -rf %s", dir);
+    test_remove_dir(dir);
 }
 
 TestSuite(ckptimport, .init = make_dir, .fini = remove_dir, .timeout = 900);
 
-static const char *shared_dir(void) {
-    const char *s = getenv("YOLO_SHARED");
-    return s && *s ? s : "../shared";
+/* The shared coco8 folder (testenv); the test is skipped with the reason where it is absent. */
+static const char *coco8_dir(void) {
+    static char d[PATH_MAX];
+    const char *s = shared_path("data/coco8");
+    if (!s) cr_skip_test("the shared coco8 folder is absent (YOLO_SHARED or ../shared)");
+    snprintf(d, sizeof d, "%s", s);
+    return d;
 }
 
 /* A copy of the shared coco8 in dir/coco8 with its yaml pointing there. */
 static void copy_coco8(void) {
-    cr_assert_eq(
-        run_sh("cp -R %s/data/coco8 %s/coco8 && chmod -R u+w %s/coco8", shared_dir(), dir, dir), 0,
-        "copy coco8 from %s/data/coco8", shared_dir());
+    cr_assert_eq(run_sh("cp -R %s %s/coco8 && chmod -R u+w %s/coco8", coco8_dir(), dir, dir), 0,
+                 "copy coco8 from %s", coco8_dir());
     cr_assert_eq(run_sh("sed -i 's|^path:.*|path: %s/coco8|' %s/coco8/coco8.yaml", dir, dir), 0);
 }
 
@@ -96,11 +98,12 @@ Test(ckptimport, ultralytics_pt_converts_loads_matches_and_fine_tunes) {
     setenv("YOLO_OFFLINE", "1", 1);
     snprintf(data, sizeof data, "%s/coco8/coco8.yaml", dir);
     snprintf(pt, sizeof pt, "%s/best.pt", dir);
-    cr_assert_eq(pyref_run(py, "tests/py/ul_train_coco8.py", data, pt, why, sizeof why), 0, "%s",
-                 why);
+    cr_assert_eq(pyref_run(py, repo_path("tests/py/ul_train_coco8.py"), data, pt, why, sizeof why),
+                 0, "%s", why);
     snprintf(h5, sizeof h5, "%s/best.h5", dir);
-    cr_assert_eq(pyref_run(py, "scripts/ultralytics_to_weights.py", pt, h5, why, sizeof why), 0,
-                 "%s", why);
+    cr_assert_eq(
+        pyref_run(py, repo_path("scripts/ultralytics_to_weights.py"), pt, h5, why, sizeof why), 0,
+        "%s", why);
     /* our forward on one coco8 batch, with the converted weights, against Ultralytics' on the .pt
      */
     cr_assert_eq(run_sh("cd %s && %s data pack data=coco8/coco8.yaml out=coco8.h5 > pack.txt 2>&1",
@@ -115,7 +118,8 @@ Test(ckptimport, ultralytics_pt_converts_loads_matches_and_fine_tunes) {
     fprintf(f, "pt %s\nimages %s/images.raw %d 128 128\n", pt, dir, n);
     fclose(f);
     snprintf(out, sizeof out, "%s/ul_out.raw", dir);
-    cr_assert_eq(pyref_run(py, "tests/py/ul_forward.py", in, out, why, sizeof why), 0, "%s", why);
+    cr_assert_eq(pyref_run(py, repo_path("tests/py/ul_forward.py"), in, out, why, sizeof why), 0,
+                 "%s", why);
     size_t count;
     float *ours = fixture_forward(h5, n, 128, 128, x, &count); /* asserts 355/355 loaded */
     double range, worst = fixture_max_diff(out, ours, count, &range);
@@ -160,11 +164,11 @@ static void small_dataset(const char *name, const char *names) {
     char d[256];
     snprintf(d, sizeof d, "%s/%s", dir, name);
     cr_assert_eq(run_sh("mkdir -p %s/images/train %s/images/val %s/labels/train %s/labels/val && "
-                        "for s in train val; do i=0; for img in %s/data/coco8/images/train/*.jpg; "
+                        "for s in train val; do i=0; for img in %s/images/train/*.jpg; "
                         "do cp $img %s/images/$s/; b=$(basename $img .jpg); "
                         "echo \"$((i %% 3)) 0.5 0.5 0.3 0.4\" > %s/labels/$s/$b.txt; "
                         "i=$((i+1)); done; done",
-                        d, d, d, d, shared_dir(), d, d),
+                        d, d, d, d, coco8_dir(), d, d),
                  0);
     char y[300];
     snprintf(y, sizeof y, "%s/data.yaml", d);
@@ -326,6 +330,16 @@ Test(ckptimport, pretrained_from_a_version_and_the_refusals) {
         snprintf(p, sizeof p, "%s/bad", dir);
         cr_assert_neq(access(p, F_OK), 0, "%s: no run folder", bad[i].args);
     }
+    /* the launcher's model and memory check builds the architecture the version records */
+    int rc = run_sh("cd %s && %s train model=src/weights/best.h5 data=tgt.h5 epochs=1 imgsz=8192 "
+                    "batch=4 project=%s name=big > big.txt 2>&1",
+                    dir, exe, dir);
+    snprintf(p, sizeof p, "%s/big.txt", dir);
+    cr_assert_eq(rc, 2, "see %s", p);
+    cr_assert(run_file_has(p, "GiB of memory per worker"), "see %s", p);
+    cr_assert(!run_file_has(p, "rank 1:"), "refused before launch, not by a worker: see %s", p);
+    snprintf(p, sizeof p, "%s/big", dir);
+    cr_assert_neq(access(p, F_OK), 0, "no run folder");
 }
 
 /* cls_remap's conditions (Ultralytics' _remap_cls_by_names): by name, case and surrounding spaces
