@@ -7,6 +7,7 @@
 #include "coordinator/ckpt_file.h"
 #include "coordinator/ckpt_ref.h"
 #include "coordinator/model_weights.h"
+#include "kernels/backend_cuda.h"
 #include "kernels/threads.h"
 #include "worker/pretrained.h"
 
@@ -16,17 +17,32 @@
 #include <string.h>
 #include <unistd.h>
 
+/* "cuda" -> 0, "cuda:N" / "N" -> N; -1 when d names no CUDA device. */
+static int cuda_index(const char *d) {
+    const char *n = !strcmp(d, "cuda") ? "0" : !strncmp(d, "cuda:", 5) ? d + 5 : d;
+    char *end;
+    long v = strtol(n, &end, 10);
+    return n[0] >= '0' && n[0] <= '9' && !*end && v < 1024 ? (int)v : -1;
+}
+
 int eval_device_backend(const eval_device *dev, backend **out, char *err, size_t errlen) {
     const char *d = dev && dev->device ? dev->device : "cpu";
-    if (!strcmp(d, "cuda") || !strncmp(d, "cuda:", 5) || (d[0] >= '0' && d[0] <= '9'))
-        return errf(err, errlen,
-                    "device=%s: the CUDA backend is not implemented yet; use device=cpu", d);
-    if (strcmp(d, "cpu")) return errf(err, errlen, "device=%s: expected cpu", d);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = dev && dev->threads > 0 ? dev->threads : cores > 0 ? (int)cores : 1;
     kernels_set_threads(threads); /* the host's own kernels: NMS and the loss */
-    *out = backend_cpu_create(
-        &(backend_cpu_opts){.threads = threads, .conv_impl = conv2d_impl_from_env(CONV2D_AUTO)});
+    int gpu = cuda_index(d);
+    if (gpu >= 0) { /* the training backend's CUDA implementation (no GPU: its reason) */
+        char e[512];
+        *out = backend_cuda_create(&(backend_cuda_opts){.device = gpu}, e, sizeof e);
+        return *out ? 0 : errf(err, errlen, "device=%s: %s", d, e);
+    }
+    if (strcmp(d, "cpu")) return errf(err, errlen, "device=%s: expected cpu, cuda or cuda:N", d);
+    /* YOLO_EVAL_DEVICE_MEMORY=1 (tests): the CPU backend reports its memory as device memory, so
+     * evaluation takes every copy a GPU backend needs (tests/test_lifecycle.c) */
+    const char *dm = getenv("YOLO_EVAL_DEVICE_MEMORY");
+    *out = backend_cpu_create(&(backend_cpu_opts){.threads = threads,
+                                                  .conv_impl = conv2d_impl_from_env(CONV2D_AUTO),
+                                                  .device_memory = dm && !strcmp(dm, "1")});
     return *out ? 0 : errf(err, errlen, "cannot create the CPU backend");
 }
 

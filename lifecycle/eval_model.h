@@ -35,7 +35,7 @@ typedef struct eval_model {
 } eval_model;
 
 typedef struct eval_device {
-    const char *device; /* "cpu" (NULL: cpu); cuda is refused until the CUDA backend lands */
+    const char *device; /* "cpu" (NULL: cpu), "cuda", "cuda:N" or "N": the CUDA backend */
     int threads;        /* 0: every core */
 } eval_device;
 

@@ -133,8 +133,8 @@ Test(gate, better_passes_worse_fails_naming_the_class_equal_passes, .timeout = 1
     /* the baseline as a CI step names it: the run's production tag */
     cr_assert_eq(run_sh("\"$YOLO_COORD\" ckpt tag %s/r last production > /dev/null", dir), 0);
     snprintf(args, sizeof args,
-             "candidate=%s/r:last baseline=%s/r@production data=%s/own.h5 min_delta=0 %s", dir,
-             dir, dir, common);
+             "candidate=%s/r:last baseline=%s/r@production data=%s/own.h5 min_delta=0 %s", dir, dir,
+             dir, common);
     cJSON *j = gate_json(dir, "equal", args, 0);
     cr_assert(cJSON_IsTrue(cJSON_GetObjectItem(j, "pass")));
     const cJSON *all = cJSON_GetObjectItem(j, "all");

@@ -4,6 +4,7 @@
 #include "coordinator/charts.h"
 #include "coordinator/coco_json.h"
 #include "dataio/pack.h"
+#include "kernels/backend_cuda.h"
 #include "coordinator/plot.h"
 #include "dataio/image_files.h"
 #include "dataio/loader.h"
@@ -90,6 +91,33 @@ Test(lifecycle, val_reproduces_the_validation_at_the_end_of_training, .timeout =
         char *kj = lc_read(path);
         cr_assert_str_eq(kj, tj, "val model=%s: predictions.json equals training's", model);
         free(kj);
+    }
+    /* through the copies a GPU backend needs (the CPU backend in device-memory mode): the same
+     * boxes, so evaluation never reads backend memory as host memory */
+    cr_assert_eq(run_sh("YOLO_EVAL_DEVICE_MEMORY=1 \"$YOLO_COORD\" val model=%s/r:last batch=16 "
+                        "save_json=True plots=False project=%s name=devmem > %s/devmem.log 2>&1",
+                        dir, dir, dir),
+                 0, "see %s/devmem.log", dir);
+    snprintf(path, sizeof path, "%s/devmem/predictions.json", dir);
+    char *dj = lc_read(path);
+    cr_assert_str_eq(dj, tj, "device-memory mode: predictions.json equals training's");
+    free(dj);
+    /* devices: an unknown one is refused; cuda runs where a GPU is, else is refused naming why */
+    snprintf(path, sizeof path, "%s/device.err", dir);
+    cr_assert_eq(run_sh("\"$YOLO_COORD\" val model=%s/r:last device=tpu plots=False project=%s "
+                        "name=dev 2> %s",
+                        dir, dir, path),
+                 2);
+    cr_assert(run_file_has(path, "device=tpu: expected cpu, cuda or cuda:N"), "see %s", path);
+    char why[256];
+    int rc = run_sh("\"$YOLO_COORD\" val model=%s/r:last device=cuda plots=False project=%s "
+                    "name=dev > %s 2>&1",
+                    dir, dir, path);
+    if (backend_cuda_device_count(why, sizeof why) == 0) {
+        cr_assert_eq(rc, 2, "no GPU (%s): refused; see %s", why, path);
+        cr_assert(run_file_has(path, "device=cuda: "), "the device is named; see %s", path);
+    } else {
+        cr_assert_eq(rc, 0, "val on the GPU; see %s", path);
     }
     free(tl), free(vl), free(tt), free(vt), free(tj), free(vj);
     lc_rm_rf(dir);
