@@ -5,7 +5,7 @@
 # and `make demo` can install the packages (`make deps`) and then build in a fresh make.
 .DEFAULT_GOAL := all
 CC        := mpicc
-PKGS      := hdf5-openmpi libzmq libturbojpeg spng yaml-0.1 libcjson openssl cairo libcurl
+PKGS      := hdf5-openmpi libzmq libturbojpeg spng libdeflate yaml-0.1 libcjson openssl cairo libcurl
 # Build variants: objects under $(B), programs under $(BIN). SANITIZE=address is the ASan+UBSan
 # build of the tests (make test-sanitize), SANITIZE=fuzz the clang libFuzzer build (make fuzz);
 # both are CPU-only.
@@ -205,6 +205,10 @@ run-fuzz: features $(FUZZ_BIN)
 bench: all
 	bash bench/run.sh
 
+# Our loader against Ultralytics' on the same files, one core each (needs scripts/pyenv.sh bench).
+bench-loader: all
+	bash bench/loader.sh
+
 # The main job on the built-in synthetic dataset: a few minutes of yolov8n on 2 workers.
 DEMO_ARGS ?= model=yolov8n.yaml imgsz=160 batch=16 time=0.08 workers=2 project=runs name=demo
 run-demo: all
@@ -218,6 +222,6 @@ format:
 clean:
 	rm -rf build bin
 
-.PHONY: all features deps test run-test bench demo run-demo format clean test-sanitize \
-        run-test-sanitize fuzz run-fuzz backend-ops FORCE
+.PHONY: all features deps test run-test bench bench-loader demo run-demo format clean \
+        test-sanitize run-test-sanitize fuzz run-fuzz backend-ops FORCE
 .SECONDARY:

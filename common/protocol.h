@@ -20,8 +20,11 @@
  *           its floats (a checkpoint's state); when header.grad_accum, then coordinator -> each
  *           (point to point, TAG_STATE_ACCUM) accum_header, tensor_desc table, floats: that rank's
  *           pending gradient sum (n_tensors 0: none)
- *   epoch:  coordinator -> each  epoch_header, then header.steps * header.share int32 indices
- *           (steps before header.first_step are not run: a resumed epoch)
+ *   epoch:  coordinator -> each  epoch_header, then header.history x B int32 indices (the global
+ *           batches just before this epoch: the previous epoch's last ones, which mosaic pools
+ *           reach back to), then the epoch's global batches: header.steps x B, B = share x
+ *           workers; worker r loads positions r * share .. (r + 1) * share - 1 of each (steps
+ *           before header.first_step are not run: a resumed epoch)
  *   step:   each -> coordinator  step_report (also the heartbeat)
  *           coordinator -> each  int32 control word (CTRL_*); after CTRL_SAVE and CTRL_STOP a
  *           state message follows (as below)
@@ -37,7 +40,10 @@
 #pragma once
 #include <stdint.h>
 
-#define PROTOCOL_VERSION 7 /* 7: VAL_SEND_ALL_PREDICTIONS (save_json) */
+/* 8: val_header.plots may ask for every prediction (VAL_SEND_ALL_PREDICTIONS, save_json);
+ * 7: the model's yaml text follows job_info, pretrained weights after model_info (ckptcli);
+ * 6: the epoch message carries the previous epoch's last global batches (epoch_header.history) */
+#define PROTOCOL_VERSION 8
 
 enum msg_tag {
     TAG_EPOCH = 100,
@@ -110,6 +116,7 @@ typedef struct epoch_header {
     int32_t mosaic;              /* 0 once close_mosaic applies */
     int32_t epochs;              /* total epochs: changes when `time` re-estimates it */
     int32_t first_step;          /* > 0 when a resumed epoch starts in the middle */
+    int32_t history;             /* global batches of the previous epoch sent first (<= 15) */
 } epoch_header;
 
 typedef struct step_report {

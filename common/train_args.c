@@ -41,7 +41,7 @@ static const arg_spec specs[] = {
     {"imgsz", T_LONG, F(imgsz), "640", 32, 8192, false, 0},
     {"save", T_BOOL, F(save), "True", 0, 0, false, 0},
     {"save_period", T_LONG, F(save_period), "-1", -1, BIG, false, 0},
-    {"cache", T_STR, INERT, "False", 0, 0, true, 0},
+    {"cache", T_STR, F(cache), "False", 0, 0, false, 0},
     {"device", T_STR, F(device), "cpu", 0, 0, false, 0},
     {"workers", T_LONG, F(workers), "1", 1, 4096, false, 0},
     {"project", T_STR, F(project), "runs/detect", 0, 0, false, 0},
@@ -128,6 +128,7 @@ static int set_value(train_args *a, const arg_spec *s, const char *val, char *er
         size_t cap = !strcmp(s->key, "name")        ? sizeof a->name
                      : !strcmp(s->key, "optimizer") ? sizeof a->optimizer
                      : !strcmp(s->key, "device")    ? sizeof a->device
+                     : !strcmp(s->key, "cache")     ? sizeof a->cache
                      : !strcmp(s->key, "amp")       ? sizeof a->amp
                                                     : sizeof a->data;
         if (strlen(val) >= cap) return errf(err, errlen, "%s: value too long", s->key);
@@ -289,6 +290,18 @@ int train_args_parse(kv_args *args, train_args *out, char *err, size_t errlen) {
                     out->device);
     if (strcmp(out->device, "cpu"))
         return errf(err, errlen, "device=%s: expected cpu", out->device);
+    if (!strcmp(out->cache, "True") || !strcmp(out->cache, "true") || !strcmp(out->cache, "ram"))
+        strcpy(out->cache, "ram");
+    else if (!strcmp(out->cache, "False") || !strcmp(out->cache, "false") ||
+             !strcmp(out->cache, "None"))
+        strcpy(out->cache, "False");
+    else if (!strcmp(out->cache, "disk"))
+        return errf(err, errlen,
+                    "cache=disk is not implemented: use cache=ram, or pack the images at the "
+                    "training size once (coordinator data pack ... imgsz=%ld)",
+                    out->imgsz);
+    else
+        return errf(err, errlen, "cache=%s: expected False, True or ram", out->cache);
     if (out->batch % out->workers != 0) {
         char ok[256] = "";
         size_t len = 0;
@@ -307,11 +320,15 @@ int train_args_parse(kv_args *args, train_args *out, char *err, size_t errlen) {
 }
 
 bool train_args_resume_may_change(const char *key) {
-    static const char *const keys[] = {
-        "resume",    "data",       "workers",     "micro_batch", "threads",  "loader_threads",
-        "bucket_mb", "stall_warn", "stall_abort", "device",      "patience", "save_period",
-        "keep",      "val",        "plots",       "verbose",     "exist_ok", "project",
-        "name",      "time",       "mlflow",      "save_json"};
+    static const char *const keys[] = {"resume",      "data",       "workers",
+                                       "micro_batch", "threads",    "loader_threads",
+                                       "bucket_mb",   "stall_warn", "stall_abort",
+                                       "device",      "patience",   "save_period",
+                                       "keep",        "val",        "plots",
+                                       "verbose",     "exist_ok",   "project",
+                                       "name",        "time",       "mlflow",
+                                       "save_json",   "cache"}; /* cache=ram changes no batch
+                                                                   (docs/loader.md) */
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
         if (!strcmp(keys[i], key)) return true;
     return false;

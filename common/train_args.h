@@ -13,6 +13,7 @@ typedef struct train_args {
     /* data and model */
     char data[1024], model[1024], project[1024], name[256], optimizer[32], device[32];
     char save_dir[2048];   /* resolved run directory */
+    char cache[32];        /* "False" or "ram" (True means ram, as in Ultralytics) */
     char resume[1024];     /* "False", "True", "auto", a run folder or a version file */
     char pretrained[1024]; /* "True", "False", or a weights file / checkpoint version whose
                               weights start the run (coordinator/model_source.h) */

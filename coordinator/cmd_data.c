@@ -17,9 +17,11 @@
 
 static void data_usage(FILE *f) {
     fprintf(f, "usage: coordinator data <subcommand> ...\n"
-               "  pack data=<dataset.yaml> out=<file.h5> [skip_bad=False]\n"
+               "  pack data=<dataset.yaml|file.h5> out=<file.h5> [skip_bad=False]\n"
                "  pack coco=<instances.json> images=<dir> out=<file.h5> [val_coco=<json>]\n"
                "       [val_images=<dir>] [test_coco=<json>] [test_images=<dir>] [skip_bad=False]\n"
+               "       either form: [imgsz=<n> [store=source|raw|jpeg|png] [quality=95]] stores\n"
+               "       the images resized for training at imgsz\n"
                "  synth out=<file.h5> [train=2000] [val=400] [test=0] [imgsz=256] [classes=3] "
                "[seed=0]\n"
                "        [brightness=1] [object_scale=1] [background=plain|stripes]   (a shifted "
@@ -44,6 +46,38 @@ static void print_stats(const char *out, const pack_stats *st) {
 /* Bad input (arguments, or the files they name) prints one line and gives exit code 2. */
 #define USAGE_ERR(...) (log_error(__VA_ARGS__), 2)
 
+static int ends_with(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && !strcmp(s + a - b, suffix);
+}
+
+/* imgsz= / store= / quality=: 0 in store->imgsz when images are kept as given. */
+static int parse_store(kv_args *a, pack_store *store, char *err, size_t errlen) {
+    long imgsz, quality;
+    const char *as = kv_get(a, "store");
+    if (kv_get_long(a, "imgsz", 0, &imgsz, err, errlen) ||
+        kv_get_long(a, "quality", 95, &quality, err, errlen))
+        return -1;
+    store->imgsz = (int)imgsz, store->quality = (int)quality, store->as = 0;
+    if (!imgsz && (as || kv_get(a, "quality")))
+        return errf(err, errlen, "store= and quality= need imgsz=<n>");
+    if (imgsz && (imgsz < 32 || imgsz > 8192))
+        return errf(err, errlen, "imgsz=%ld: expected 32..8192", imgsz);
+    if (quality < 1 || quality > 100)
+        return errf(err, errlen, "quality=%ld: expected 1..100", quality);
+    if (!as || !strcmp(as, "source"))
+        store->as = 0;
+    else if (!strcmp(as, "raw"))
+        store->as = IMG_RAW_RGB;
+    else if (!strcmp(as, "jpeg"))
+        store->as = IMG_JPEG;
+    else if (!strcmp(as, "png"))
+        store->as = IMG_PNG;
+    else
+        return errf(err, errlen, "store=%s: expected source, raw, jpeg or png", as);
+    return 0;
+}
+
 /* out=: a file name whose folder exists and is writable, checked before any work. */
 static int check_out(const char *cmd, const char *out) {
     if (!out) return USAGE_ERR("data %s: out=<file.h5> is required", cmd);
@@ -63,17 +97,28 @@ static int cmd_pack(kv_args *a) {
     char err[512];
     const char *out = kv_get(a, "out"), *data = kv_get(a, "data"), *coco = kv_get(a, "coco");
     bool skip_bad;
-    if (kv_get_bool(a, "skip_bad", false, &skip_bad, err, sizeof err) != 0)
+    pack_store store;
+    if (kv_get_bool(a, "skip_bad", false, &skip_bad, err, sizeof err) != 0 ||
+        parse_store(a, &store, err, sizeof err) != 0)
         return USAGE_ERR("data pack: %s", err);
     if (!data == !coco)
-        return USAGE_ERR("data pack: give exactly one of data=<yaml> or coco=<json>");
+        return USAGE_ERR("data pack: give exactly one of data=<yaml|file.h5> or coco=<json>");
     if (check_out("pack", out) != 0) return 2;
+    int from_h5 = data && ends_with(data, ".h5");
+    if (from_h5 && !store.imgsz)
+        return USAGE_ERR("data pack: data=%s is a dataset file already; give imgsz=<n> to store "
+                         "its images resized",
+                         data);
+    /* a yaml or COCO source with imgsz=: pack as given into a temporary file, then resize */
+    char full[1100];
+    snprintf(full, sizeof full, "%s.full.h5", out);
+    const char *first = store.imgsz ? full : out;
     pack_stats st;
-    int rc;
-    if (data) {
+    int rc = 0;
+    if (data && !from_h5) {
         if (kv_check_unused(a, err, sizeof err) != 0) return USAGE_ERR("data pack: %s", err);
-        rc = pack_ultralytics(data, out, skip_bad, &st, err, sizeof err);
-    } else {
+        rc = pack_ultralytics(data, first, skip_bad, &st, err, sizeof err);
+    } else if (coco) {
         const char *json[SPLIT_COUNT] = {coco, kv_get(a, "val_coco"), kv_get(a, "test_coco")};
         const char *imgs[SPLIT_COUNT] = {kv_get(a, "images"), kv_get(a, "val_images"),
                                          kv_get(a, "test_images")};
@@ -81,7 +126,19 @@ static int cmd_pack(kv_args *a) {
         for (int s = 1; s < SPLIT_COUNT; s++)
             if (!imgs[s]) imgs[s] = imgs[0];
         if (kv_check_unused(a, err, sizeof err) != 0) return USAGE_ERR("data pack: %s", err);
-        rc = pack_coco(json, imgs, out, skip_bad, &st, err, sizeof err);
+        rc = pack_coco(json, imgs, first, skip_bad, &st, err, sizeof err);
+    } else if (kv_check_unused(a, err, sizeof err) != 0) {
+        return USAGE_ERR("data pack: %s", err);
+    }
+    if (rc == 0 && store.imgsz) {
+        pack_stats found = st;
+        rc = pack_resized(from_h5 ? data : full, out, &store, &st, err, sizeof err);
+        if (!from_h5) {
+            remove(full);
+            st.background = found.background, st.clipped = found.clipped;
+            st.dropped = found.dropped, st.crowd = found.crowd;
+            st.duplicates = found.duplicates, st.skipped = found.skipped;
+        }
     }
     if (rc != 0) { /* the input could not be packed; nothing was written */
         log_error("data pack: %s", err);
@@ -139,10 +196,14 @@ static int cmd_info(const char *path) {
         return 2;
     }
     int nc = dataset_num_classes(ds);
+    int stored = dataset_stored_imgsz(ds);
     printf("%s\n  format version %d, %d classes\n  sha256 %s\n  source %s\n  created %s\n"
            "  packer %s\n",
-           path, DATASET_FORMAT_VERSION, nc, dataset_hash(ds), dataset_source(ds),
-           dataset_created(ds), dataset_packer_version(ds));
+           path, stored ? DATASET_FORMAT_VERSION : DATASET_FORMAT_VERSION_ORIGINAL, nc,
+           dataset_hash(ds), dataset_source(ds), dataset_created(ds), dataset_packer_version(ds));
+    if (stored)
+        printf("  images stored at %d px (long side) as %s; sizes below are the originals\n",
+               stored, dataset_stored_as(ds));
     int64_t *per_class = xcalloc((size_t)nc, sizeof *per_class);
     for (int s = 0; s < SPLIT_COUNT; s++) {
         if (!dataset_has_split(ds, (split_id)s)) continue;
@@ -205,13 +266,13 @@ static int cmd_verify(const char *path) {
             dataset_hash_image(hc, smp.encoding, smp.height, smp.width, smp.bytes, smp.nbytes,
                                smp.labels, smp.nboxes);
             uint8_t *rgb = NULL;
-            int h = smp.height, w = smp.width;
+            int h = smp.stored_h, w = smp.stored_w;
             char derr[256];
             const char *bad = NULL;
             if (image_decode(smp.bytes, smp.nbytes, smp.encoding, 0, 0, &rgb, &h, &w, derr,
                              sizeof derr) != 0)
                 bad = derr;
-            else if (h != smp.height || w != smp.width)
+            else if (h != smp.stored_h || w != smp.stored_w)
                 bad = "decoded size differs from the stored size";
             for (int b = 0; !bad && b < smp.nboxes; b++) {
                 const float *l = smp.labels + b * 5;

@@ -138,21 +138,29 @@ static int train_steps(train_state *st, int epoch, int first, int n_train, int *
     bool off = train_prep_mosaic_closed(a, epoch, a->epochs, st->mosaic_off);
     if (off && !st->mosaic_off) log_info("Closing dataloader mosaic");
     st->mosaic_off = off;
+    /* mosaic pools reach back 15 global batches, into the previous epoch: a worker that starts
+     * here (a resumed run) notes them, so its batches are those of an uninterrupted run */
+    shard_plan prev = {0};
+    if (epoch > 0)
+        shard_plan_make(&prev, n_train, (int)a->batch, workers, (uint64_t)a->seed, epoch - 1);
     epoch_header h = {.epoch = epoch,
                       .steps = plan.steps,
                       .share = (int)a->batch / workers,
                       .mosaic = !off,
                       .epochs = (int)a->epochs,
-                      .first_step = first};
-    int32_t *idx = xmalloc((size_t)plan.steps * h.share * sizeof *idx);
+                      .first_step = first,
+                      .history = prev.steps < 15 ? prev.steps : 15};
+    /* every worker gets the whole epoch (it loads its slice of each global batch; mosaic
+     * partners come from blocks of global positions, the same for any worker count) */
     for (int w = 0; w < workers; w++) {
-        for (int s = 0; s < plan.steps; s++)
-            memcpy(idx + (size_t)s * h.share, shard_plan_slice(&plan, s, w), h.share * sizeof *idx);
         CHECK_MPI(MPI_Send(&h, sizeof h, MPI_BYTE, w + 1, TAG_EPOCH, MPI_COMM_WORLD));
-        CHECK_MPI(
-            MPI_Send(idx, plan.steps * h.share, MPI_INT32_T, w + 1, TAG_PLAN, MPI_COMM_WORLD));
+        CHECK_MPI(MPI_Send(prev.order ? prev.order + (size_t)(prev.steps - h.history) * prev.batch
+                                      : plan.order,
+                           h.history * plan.batch, MPI_INT32_T, w + 1, TAG_PLAN, MPI_COMM_WORLD));
+        CHECK_MPI(MPI_Send(plan.order, plan.steps * plan.batch, MPI_INT32_T, w + 1, TAG_PLAN,
+                           MPI_COMM_WORLD));
     }
-    free(idx);
+    if (epoch > 0) shard_plan_free(&prev);
     if (first == 0) memset(st->loss_sum, 0, sizeof st->loss_sum);
     progress pr = {.third_loss = st->loss_names[2]};
     progress_epoch_begin(&pr, epoch, (int)a->epochs, plan.steps, (int)a->imgsz);

@@ -1,6 +1,11 @@
 #include "dataio/augment.h"
 
 #include "common/log.h"
+#include "common/timer.h"
+
+#if defined(__x86_64__)
+#include <x86intrin.h>
+#endif
 
 #include <math.h>
 #include <stddef.h>
@@ -38,94 +43,6 @@ void augment_load_size(int h0, int w0, int imgsz, int *h, int *w) {
     if (*w < 1) *w = 1;
 }
 
-/* Round half to even (as OpenCV's saturate_cast) without a libm call: adding 1.5 * 2^23 leaves
- * no fraction bits, so the FPU rounds in its default nearest-even mode. */
-static inline uint8_t sat_u8(float v) {
-    if (v <= 0.f) return 0;
-    if (v >= 255.f) return 255;
-    float t = v + 0x1.8p23f; /* exact without -ffast-math, which this file must not use */
-    return (uint8_t)(int)(t - 0x1.8p23f);
-}
-
-/* Per output column (or row) of a linear resize: source index, its clamped neighbour, and the
- * two weights in 11-bit fixed point, as OpenCV computes them (float fraction, edge clamp). */
-static void resize_coefs(int dn, int sn, int *i0, int *i1, int *a0, int *a1) {
-    double scale = 1.0 / ((double)dn / sn);
-    for (int d = 0; d < dn; d++) {
-        float f = (float)((d + 0.5) * scale - 0.5);
-        int i = (int)floorf(f);
-        f -= (float)i;
-        if (i < 0) i = 0, f = 0.f;
-        if (i >= sn - 1) i = sn - 1, f = 0.f;
-        i0[d] = i;
-        i1[d] = i + 1 < sn ? i + 1 : i;
-        a0[d] = (int)lrintf((1.f - f) * 2048.f);
-        a1[d] = (int)lrintf(f * 2048.f);
-    }
-}
-
-/* Bilinear resize into a destination with its own row stride (bytes), so the letterbox can write
- * straight into its padded canvas. OpenCV's INTER_LINEAR for 8-bit images: 11-bit weights, a
- * horizontal pass into integers, then the vertical blend as its SIMD path does it,
- * (((D0 >> 4) * b0) >> 16) + (((D1 >> 4) * b1) >> 16) + 2 >> 2. Checked against cv2.resize 5.0:
- * identical for downscales, within 1 level on ~0.1% of pixels for upscales. */
-static void resize_strided(const uint8_t *src, int sh, int sw, uint8_t *dst, size_t dstride, int dh,
-                           int dw) {
-    if (sh == dh && sw == dw) {
-        for (int y = 0; y < dh; y++)
-            memcpy(dst + y * dstride, src + (size_t)y * sw * 3, (size_t)sw * 3);
-        return;
-    }
-    int *xi0 = xmalloc(sizeof(int) * 4 * (size_t)dw), *xi1 = xi0 + dw, *xa0 = xi1 + dw,
-        *xa1 = xa0 + dw;
-    int *yi0 = xmalloc(sizeof(int) * 4 * (size_t)dh), *yi1 = yi0 + dh, *ya0 = yi1 + dh,
-        *ya1 = ya0 + dh;
-    resize_coefs(dw, sw, xi0, xi1, xa0, xa1);
-    resize_coefs(dh, sh, yi0, yi1, ya0, ya1);
-    /* the two horizontally resized source rows in use; the lower one is reused as the next
-     * upper one */
-    int *rows = xmalloc(sizeof(int) * 2 * (size_t)dw * 3);
-    int *D[2] = {rows, rows + (size_t)dw * 3}, have[2] = {-1, -1};
-    for (int y = 0; y < dh; y++) {
-        int want[2] = {yi0[y], yi1[y]};
-        if (have[0] != want[0] && have[1] == want[0]) {
-            int *t = D[0];
-            D[0] = D[1], D[1] = t;
-            have[0] = have[1], have[1] = -1;
-        }
-        for (int k = 0; k < 2; k++) {
-            if (have[k] == want[k]) continue;
-            const uint8_t *S = src + (size_t)want[k] * sw * 3;
-            int *o = D[k];
-            for (int x = 0; x < dw; x++) {
-                const uint8_t *p = S + xi0[x] * 3, *q = S + xi1[x] * 3;
-                for (int c = 0; c < 3; c++) o[3 * x + c] = p[c] * xa0[x] + q[c] * xa1[x];
-            }
-            have[k] = want[k];
-        }
-        int b0 = ya0[y], b1 = ya1[y];
-        uint8_t *d = dst + y * dstride;
-        for (int i = 0; i < dw * 3; i++) {
-            int v = ((((D[0][i] >> 4) * b0) >> 16) + (((D[1][i] >> 4) * b1) >> 16) + 2) >> 2;
-            d[i] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
-        }
-    }
-    free(rows);
-    free(xi0);
-    free(yi0);
-}
-
-void image_resize_bilinear(const uint8_t *src, int sh, int sw, uint8_t *dst, int dh, int dw) {
-    resize_strided(src, sh, sw, dst, (size_t)dw * 3, dh, dw);
-}
-
-/* OpenCV 5's 8-bit HSV->RGB truncates where 4.x rounded (checked against cv2 5.0). */
-static inline uint8_t trunc_u8(float v) {
-    if (v <= 0.f) return 0;
-    if (v >= 255.f) return 255;
-    return (uint8_t)(int)v;
-}
-
 /* ---- mosaic ------------------------------------------------------------------------------- */
 
 int augment_draw_mosaic(rng *r, const augment_params *p, int pool_size, int partners[3]) {
@@ -155,10 +72,11 @@ static inline float clampf(float v, float lo, float hi) {
 
 /* 4 images around a random centre on a 2s x 2s canvas of 114, one corner of each at the centre
  * (top-left, top-right, bottom-left, bottom-right); labels shifted, clipped to the canvas, and
- * zero-area boxes dropped. */
-static int mosaic4(int s, rng *r, const aug_image *imgs, uint8_t *canvas, float *lab) {
+ * zero-area boxes dropped. The canvas is described, not drawn (the warp reads the pieces). */
+static int mosaic4(int s, rng *r, const aug_image *imgs, pixel_canvas *canvas, float *lab) {
     int S = 2 * s;
-    memset(canvas, AUG_PAD_VALUE, (size_t)S * S * 3);
+    canvas->h = canvas->w = S;
+    canvas->npieces = 0;
     int b = -((s + 1) / 2); /* Python's -s // 2 */
     int yc = (int)rng_range(r, -b, S + b);
     int xc = (int)rng_range(r, -b, S + b);
@@ -182,9 +100,9 @@ static int mosaic4(int s, rng *r, const aug_image *imgs, uint8_t *canvas, float 
             y2b = h < y2a - y1a ? h : y2a - y1a;
         }
         int cw = x2b - x1b, chh = y2b - y1b;
-        for (int y = 0; y < chh && cw > 0; y++)
-            memcpy(canvas + ((size_t)(y1a + y) * S + x1a) * 3,
-                   im->rgb + ((size_t)(y1b + y) * w + x1b) * 3, (size_t)cw * 3);
+        if (cw > 0 && chh > 0)
+            canvas->piece[canvas->npieces++] = (canvas_piece){
+                im->rgb + ((size_t)y1b * w + x1b) * 3, (size_t)w * 3, x1a, y1a, cw, chh};
         n = add_labels_px(im, (float)(x1a - x1b), (float)(y1a - y1b), lab, n);
     }
     int kept = 0;
@@ -198,9 +116,15 @@ static int mosaic4(int s, rng *r, const aug_image *imgs, uint8_t *canvas, float 
 
 /* ---- letterbox ---------------------------------------------------------------------------- */
 
-/* Pixel-xyxy labels; returns count. */
-static int letterbox_core(const aug_image *img, int oh, int ow, int scaleup, uint8_t *out,
-                          float *lab, float *r_out, int *pad_x, int *pad_y) {
+/* Where a letterboxed image goes: scale r (capped at 1 unless scaleup), resized size and the
+ * top-left offset; its labels as pixel xyxy into lab. Returns the label count. */
+typedef struct letterbox_geom {
+    double r;
+    int nw, nh, top, left;
+} letterbox_geom;
+
+static int letterbox_place(const aug_image *img, int oh, int ow, int scaleup, letterbox_geom *g,
+                           float *lab) {
     double r = fmin((double)oh / img->h, (double)ow / img->w);
     if (!scaleup && r > 1.0) r = 1.0;
     int nw = (int)rint(img->w * r), nh = (int)rint(img->h * r); /* round half to even */
@@ -208,9 +132,7 @@ static int letterbox_core(const aug_image *img, int oh, int ow, int scaleup, uin
     if (nh < 1) nh = 1;
     double dw = (ow - nw) / 2.0, dh = (oh - nh) / 2.0;
     int top = (int)rint(dh - 0.1), left = (int)rint(dw - 0.1);
-    memset(out, AUG_PAD_VALUE, (size_t)oh * ow * 3);
-    resize_strided(img->rgb, img->h, img->w, out + ((size_t)top * ow + left) * 3, (size_t)ow * 3,
-                   nh, nw);
+    *g = (letterbox_geom){r, nw, nh, top, left};
     int n = 0;
     for (int i = 0; i < img->nlabels; i++) {
         const float *l = img->labels + 5 * i;
@@ -221,9 +143,20 @@ static int letterbox_core(const aug_image *img, int oh, int ow, int scaleup, uin
         o[3] = (float)((l[1] + l[3] / 2) * img->w * r + left);
         o[4] = (float)((l[2] + l[4] / 2) * img->h * r + top);
     }
-    if (r_out) *r_out = (float)r;
-    if (pad_x) *pad_x = left;
-    if (pad_y) *pad_y = top;
+    return n;
+}
+
+/* The letterbox drawn into out (oh x ow); pixel-xyxy labels; returns count. */
+static int letterbox_core(const aug_image *img, int oh, int ow, int scaleup, uint8_t *out,
+                          float *lab, float *r_out, int *pad_x, int *pad_y) {
+    letterbox_geom g;
+    int n = letterbox_place(img, oh, ow, scaleup, &g, lab);
+    memset(out, AUG_PAD_VALUE, (size_t)oh * ow * 3);
+    image_resize_into(img->rgb, img->h, img->w, out + ((size_t)g.top * ow + g.left) * 3,
+                      (size_t)ow * 3, g.nh, g.nw);
+    if (r_out) *r_out = (float)g.r;
+    if (pad_x) *pad_x = g.left;
+    if (pad_y) *pad_y = g.top;
     return n;
 }
 
@@ -317,62 +250,6 @@ static int affine_inverse(double o[3][3], const double m[3][3]) {
     return 0;
 }
 
-/* dst(x, y) = src(Minv (x, y, 1)), bilinear, neighbours outside the source read as 114 (OpenCV's
- * BORDER_CONSTANT). As OpenCV 5's warpAffine does it: source coordinates in float (fma), the
- * interpolation as two lerps along x then one along y, rounded to nearest even. Checked against
- * cv2.warpAffine 5.0: within 1 level, on about 0.01% of pixels. Perspective maps divide by w in
- * double. */
-static void warp(const uint8_t *src, int sh, int sw, uint8_t *dst, int oh, int ow,
-                 const double mi[3][3], int projective) {
-    const float pad = AUG_PAD_VALUE;
-    const float m[6] = {(float)mi[0][0], (float)mi[0][1], (float)mi[0][2],
-                        (float)mi[1][0], (float)mi[1][1], (float)mi[1][2]};
-    const size_t stride = (size_t)sw * 3;
-    for (int y = 0; y < oh; y++) {
-        uint8_t *d = dst + (size_t)y * ow * 3;
-        const float bx = fmaf(m[1], (float)y, m[2]), by = fmaf(m[4], (float)y, m[5]);
-        for (int x = 0; x < ow; x++, d += 3) {
-            float sx, sy;
-            if (projective) {
-                double w = mi[2][0] * x + mi[2][1] * y + mi[2][2];
-                if (w == 0.0) {
-                    d[0] = d[1] = d[2] = AUG_PAD_VALUE;
-                    continue;
-                }
-                sx = (float)((mi[0][0] * x + mi[0][1] * y + mi[0][2]) / w);
-                sy = (float)((mi[1][0] * x + mi[1][1] * y + mi[1][2]) / w);
-            } else {
-                sx = fmaf(m[0], (float)x, bx);
-                sy = fmaf(m[3], (float)x, by);
-            }
-            if (!(sx > -1.f && sy > -1.f && sx < (float)sw && sy < (float)sh)) {
-                d[0] = d[1] = d[2] = AUG_PAD_VALUE;
-                continue;
-            }
-            int x0 = (int)(sx + 1.f) - 1, y0 = (int)(sy + 1.f) - 1; /* floor, as sx > -1 */
-            float a = sx - (float)x0, b = sy - (float)y0;
-            if (x0 >= 0 && y0 >= 0 && x0 + 1 < sw && y0 + 1 < sh) {
-                const uint8_t *p = src + (size_t)y0 * stride + (size_t)x0 * 3, *q = p + stride;
-                for (int k = 0; k < 3; k++) {
-                    float v0 = fmaf(a, (float)(p[3 + k] - p[k]), (float)p[k]);
-                    float v1 = fmaf(a, (float)(q[3 + k] - q[k]), (float)q[k]);
-                    d[k] = sat_u8(fmaf(b, v1 - v0, v0));
-                }
-            } else {
-                int in00 = x0 >= 0 && y0 >= 0, in01 = x0 + 1 < sw && y0 >= 0;
-                int in10 = x0 >= 0 && y0 + 1 < sh, in11 = x0 + 1 < sw && y0 + 1 < sh;
-                const uint8_t *p = src + (ptrdiff_t)y0 * (ptrdiff_t)stride + (ptrdiff_t)x0 * 3;
-                for (int k = 0; k < 3; k++) {
-                    float p00 = in00 ? p[k] : pad, p01 = in01 ? p[3 + k] : pad;
-                    float p10 = in10 ? p[stride + k] : pad, p11 = in11 ? p[stride + 3 + k] : pad;
-                    float v0 = fmaf(a, p01 - p00, p00), v1 = fmaf(a, p11 - p10, p10);
-                    d[k] = sat_u8(fmaf(b, v1 - v0, v0));
-                }
-            }
-        }
-    }
-}
-
 int augment_box_candidate(const float box1[4], const float box2[4]) {
     const double eps = 1e-16;
     double w1 = box1[2] - box1[0], h1 = box1[3] - box1[1];
@@ -381,13 +258,11 @@ int augment_box_candidate(const float box1[4], const float box2[4]) {
     return w2 > 2 && h2 > 2 && w2 * h2 / (w1 * h1 + eps) > 0.1 && ar < 100;
 }
 
-/* Ultralytics' RandomPerspective: M = T S R P C, warp src (sh x sw) to (sh + 2 border) x
- * (sw + 2 border), boxes through the corners, clipped, candidate-filtered. Draw order: perspective
- * x, y, angle, scale, shear x, y, translate x, y. */
-/* Warps src (sh x sw) into out (oh x ow) about src's centre. */
-static int random_perspective(const augment_params *p, rng *r, const uint8_t *src, int sh, int sw,
-                              int oh, int ow, uint8_t *out, float *lab, int n) {
-    int resized = oh != sh || ow != sw;
+/* Ultralytics' RandomPerspective, drawn: M = T S R P C for a src (sh x sw) warped into oh x ow
+ * about src's centre (T by a fraction of the output size); *scale gets the scale gain. Draw
+ * order: perspective x, y, angle, scale, shear x, y, translate x, y. */
+static void perspective_matrix(const augment_params *p, rng *r, int sh, int sw, int oh, int ow,
+                               double M[3][3], double *scale) {
     const double deg = M_PI / 180.0;
     double C[3][3] = {{1, 0, -sw / 2.0}, {0, 1, -sh / 2.0}, {0, 0, 1}};
     double P[3][3] = {{1, 0, 0}, {0, 1, 0}, {0, 0, 1}};
@@ -403,27 +278,46 @@ static int random_perspective(const augment_params *p, rng *r, const uint8_t *sr
     double T[3][3] = {{1, 0, 0}, {0, 1, 0}, {0, 0, 1}};
     T[0][2] = rng_range(r, 0.5 - p->translate, 0.5 + p->translate) * ow;
     T[1][2] = rng_range(r, 0.5 - p->translate, 0.5 + p->translate) * oh;
-    double M[3][3];
     mat3_mul(M, T, S);
     mat3_mul(M, M, R);
     mat3_mul(M, M, P);
     mat3_mul(M, M, C);
-    int projective = p->perspective != 0.0;
+    *scale = s;
+}
 
+/* The warp of RandomPerspective (the canvas into oh x ow), mirrored as the flips that follow it
+ * would, each output row finished by post. Returns 0, or -1 for a singular matrix (out is then
+ * empty). */
+static int perspective_warp(const pixel_canvas *cv, int oh, int ow, const double M[3][3],
+                            int projective, uint8_t *out, int flip_lr, int flip_ud,
+                            const pixels_row_op *post) {
+    int resized = oh != cv->h || ow != cv->w;
     int identity = 1;
     for (int i = 0; i < 3; i++)
         for (int j = 0; j < 3; j++) identity &= M[i][j] == (i == j ? 1.0 : 0.0);
     double mi[3][3];
     int inv_ok = projective ? mat3_inv(mi, M) : affine_inverse(mi, M);
     if ((resized || !identity) && inv_ok == 0) {
-        warp(src, sh, sw, out, oh, ow, mi, projective);
-    } else if (!resized) {
-        memcpy(out, src, (size_t)oh * ow * 3);
-    } else { /* singular matrix: nothing maps; an empty image */
-        memset(out, AUG_PAD_VALUE, (size_t)oh * ow * 3);
+        image_warp(cv, mi, projective, out, oh, ow, flip_lr, flip_ud, post);
         return 0;
     }
+    int rc = 0;
+    if (!resized) {
+        canvas_draw(cv, out);
+        if (flip_ud) image_flip_ud(out, oh, ow);
+        if (flip_lr) image_flip_lr(out, oh, ow);
+    } else { /* singular matrix: nothing maps; an empty image */
+        memset(out, AUG_PAD_VALUE, (size_t)oh * ow * 3);
+        rc = -1;
+    }
+    for (int y = 0; post && y < oh; y++) post->fn(post->ctx, out + (size_t)y * ow * 3, ow);
+    return rc;
+}
 
+/* The boxes of RandomPerspective: through the corners, clipped to the oh x ow output,
+ * candidate-filtered against the originals times the scale s. Returns the count kept. */
+static int perspective_boxes(const double M[3][3], double s, int projective, int oh, int ow,
+                             float *lab, int n) {
     int kept = 0;
     for (int i = 0; i < n; i++) {
         const float *l = lab + 5 * i;
@@ -451,135 +345,79 @@ static int random_perspective(const augment_params *p, rng *r, const uint8_t *sr
     return kept;
 }
 
-/* ---- HSV ---------------------------------------------------------------------------------- */
-
-void augment_hsv_apply(uint8_t *rgb, size_t npix, double r_h, double r_s, double r_v) {
-    /* OpenCV's 8-bit tables: S = diff * round(255 * 2^12 / V) >> 12, H likewise with 180/6. */
-    int sdiv[256], hdiv[256];
-    sdiv[0] = hdiv[0] = 0;
-    for (int i = 1; i < 256; i++) {
-        sdiv[i] = (int)lrint((255 << 12) / (double)i);
-        hdiv[i] = (int)lrint((180 << 12) / (6.0 * i));
-    }
-    uint8_t lut_h[256], lut_s[256], lut_v[256];
-    for (int i = 0; i < 256; i++) {
-        double hh = fmod(i + r_h * 180.0, 180.0);
-        if (hh < 0) hh += 180.0;
-        lut_h[i] = (uint8_t)hh; /* truncation, as numpy's astype(uint8) */
-        lut_s[i] = (uint8_t)fmin(fmax(i * (r_s + 1), 0.0), 255.0);
-        lut_v[i] = (uint8_t)fmin(fmax(i * (r_v + 1), 0.0), 255.0);
-    }
-    lut_s[0] = 0;
-    /* OpenCV's HSV->RGB per hue value: h*6/180 in float, wrapped into [0,6), split into sector
-     * and fraction. Hue LUT values are < 180 but a float modulo can give exactly 180. */
-    float hue_frac[256];
-    uint8_t hue_sector[256];
-    for (int i = 0; i < 256; i++) {
-        float hf = i * (6.f / 180.f);
-        while (hf >= 6.f) hf -= 6.f;
-        int sector = (int)floorf(hf);
-        hf -= sector;
-        if ((unsigned)sector >= 6u) sector = 0, hf = 0.f;
-        hue_frac[i] = hf;
-        hue_sector[i] = (uint8_t)sector;
-    }
-    int lastR = -1, lastG = -1, lastB = -1;
-    uint8_t last[3] = {0, 0, 0};
-    for (size_t i = 0; i < npix; i++) {
-        uint8_t *px = rgb + 3 * i;
-        int R = px[0], G = px[1], B = px[2];
-        if (R == lastR && G == lastG && B == lastB) { /* runs of one colour: pads, flat areas */
-            px[0] = last[0], px[1] = last[1], px[2] = last[2];
-            continue;
-        }
-        lastR = R, lastG = G, lastB = B;
-        int v = R > G ? R : G;
-        v = v > B ? v : B;
-        int vmin = R < G ? R : G;
-        vmin = vmin < B ? vmin : B;
-        int diff = v - vmin;
-        int vr = v == R ? -1 : 0, vg = v == G ? -1 : 0;
-        int s = (diff * sdiv[v] + (1 << 11)) >> 12;
-        int h = (vr & (G - B)) + (~vr & ((vg & (B - R + 2 * diff)) + (~vg & (R - G + 4 * diff))));
-        h = (h * hdiv[diff] + (1 << 11)) >> 12;
-        h += h < 0 ? 180 : 0;
-
-        int hh = lut_h[h];
-        float hf = hue_frac[hh], sf = lut_s[s] * (1.f / 255.f), vf = lut_v[v] * (1.f / 255.f);
-        float r, g, b;
-        if (sf == 0.f) {
-            b = g = r = vf;
-        } else {
-            float t0 = vf, t1 = vf * (1.f - sf), t2 = vf * (1.f - sf * hf);
-            float t3 = vf * (1.f - sf * (1.f - hf));
-            switch (hue_sector[hh]) { /* OpenCV's sector table, as (b, g, r) */
-            case 0:
-                b = t1, g = t3, r = t0;
-                break;
-            case 1:
-                b = t1, g = t0, r = t2;
-                break;
-            case 2:
-                b = t3, g = t0, r = t1;
-                break;
-            case 3:
-                b = t0, g = t2, r = t1;
-                break;
-            case 4:
-                b = t0, g = t1, r = t3;
-                break;
-            default:
-                b = t2, g = t1, r = t0;
-                break;
-            }
-        }
-        px[0] = last[0] = trunc_u8(r * 255.f);
-        px[1] = last[1] = trunc_u8(g * 255.f);
-        px[2] = last[2] = trunc_u8(b * 255.f);
-    }
-}
-
 /* ---- flips -------------------------------------------------------------------------------- */
 
 void augment_fliplr(uint8_t *rgb, int h, int w, float *labels, int n) {
-    for (int y = 0; y < h; y++) {
-        uint8_t *row = rgb + (size_t)y * w * 3;
-        for (int a = 0, b = w - 1; a < b; a++, b--)
-            for (int k = 0; k < 3; k++) {
-                uint8_t t = row[3 * a + k];
-                row[3 * a + k] = row[3 * b + k];
-                row[3 * b + k] = t;
-            }
-    }
+    image_flip_lr(rgb, h, w);
     for (int i = 0; i < n; i++) labels[5 * i + 1] = 1.f - labels[5 * i + 1];
 }
 
 void augment_flipud(uint8_t *rgb, int h, int w, float *labels, int n) {
-    size_t rowb = (size_t)w * 3;
-    uint8_t *tmp = xmalloc(rowb);
-    for (int a = 0, b = h - 1; a < b; a++, b--) {
-        memcpy(tmp, rgb + a * rowb, rowb);
-        memcpy(rgb + a * rowb, rgb + b * rowb, rowb);
-        memcpy(rgb + b * rowb, tmp, rowb);
-    }
-    free(tmp);
+    image_flip_ud(rgb, h, w);
     for (int i = 0; i < n; i++) labels[5 * i + 2] = 1.f - labels[5 * i + 2];
 }
 
 /* ---- the training pipeline ---------------------------------------------------------------- */
 
+const char *stage_name(aug_stage s) {
+    static const char *names[STAGE_COUNT] = {"read", "decode", "resize", "place", "warp",
+                                             "hsv",  "flip",   "labels", "copy"};
+    return (unsigned)s < STAGE_COUNT ? names[s] : "?";
+}
+
+/* This thread's CPU seconds: stage times are not inflated by waiting for a core. */
+static double cpu_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Adds the seconds since *t0 to stage st and restarts the clock. */
+static void lap(stage_times *t, aug_stage st, double *t0) {
+    if (!t) return;
+    double now = cpu_seconds();
+    t->s[st] += now - *t0;
+    *t0 = now;
+}
+
+/* A cheap clock for splitting a stage whose parts interleave (warp and HSV, row by row). */
+static inline uint64_t ticks(void) {
+#if defined(__x86_64__)
+    return __rdtsc();
+#else
+    return (uint64_t)(now_seconds() * 1e9);
+#endif
+}
+
+typedef struct hsv_rows {
+    image_hsv_tables tables;
+    uint64_t ticks;
+} hsv_rows;
+
+static void hsv_row(void *ctx, uint8_t *row, int npix) {
+    hsv_rows *h = ctx;
+    uint64_t t0 = ticks();
+    image_hsv_apply(&h->tables, row, (size_t)npix);
+    h->ticks += ticks() - t0;
+}
+
 int augment_train(const augment_params *p, int imgsz, rng *r, int use_mosaic, const aug_image *imgs,
                   uint8_t *out, float *out_labels) {
+    return augment_train_timed(p, imgsz, r, use_mosaic, imgs, out, out_labels, NULL);
+}
+
+int augment_train_timed(const augment_params *p, int imgsz, rng *r, int use_mosaic,
+                        const aug_image *imgs, uint8_t *out, float *out_labels, stage_times *t) {
     int s = imgsz, total = 0;
     if (s <= 0 || s % 2) FATAL("augment_train: imgsz %d must be even and positive", s);
+    double t0 = t ? cpu_seconds() : 0;
     for (int i = 0; i < (use_mosaic ? 4 : 1); i++) total += imgs[i].nlabels;
     float *lab = xmalloc(sizeof(float) * 5 * (size_t)(total > 0 ? total : 1));
     int n;
+    pixel_canvas cv;
+    uint8_t *resized = NULL;
     if (use_mosaic) { /* a 2s canvas warped into s x s (Ultralytics' border -s/2) */
-        uint8_t *canvas = xmalloc((size_t)4 * s * s * 3);
-        n = mosaic4(s, r, imgs, canvas, lab);
-        n = random_perspective(p, r, canvas, 2 * s, 2 * s, s, s, out, lab, n);
-        free(canvas);
+        n = mosaic4(s, r, imgs, &cv, lab);
     } else if (p->warp_from_centre) {
         /* 8.4.190: the load-size image itself, warped about its centre into s x s */
         const aug_image *im = &imgs[0];
@@ -593,30 +431,55 @@ int augment_train(const augment_params *p, int imgsz, rng *r, int use_mosaic, co
             o[3] = (l[1] + l[3] / 2) * (float)im->w;
             o[4] = (l[2] + l[4] / 2) * (float)im->h;
         }
-        n = random_perspective(p, r, im->rgb, im->h, im->w, s, s, out, lab, n);
+        cv = (pixel_canvas){im->h, im->w, 1, {{im->rgb, (size_t)im->w * 3, 0, 0, im->w, im->h}}};
     } else {
         /* 8.4.33 letterboxes a non-mosaic training sample to imgsz (scale-up allowed), then warps
-         * it (border 0): with an odd padding the image sits half a pixel off the centre. */
-        uint8_t *canvas = xmalloc((size_t)s * s * 3);
-        n = letterbox_core(&imgs[0], s, s, 1, canvas, lab, NULL, NULL, NULL);
-        n = random_perspective(p, r, canvas, s, s, s, s, out, lab, n);
-        free(canvas);
+         * it (border 0): with an odd padding the image sits half a pixel off the centre. At the
+         * load-time size the letterbox only pads. */
+        letterbox_geom g;
+        n = letterbox_place(&imgs[0], s, s, 1, &g, lab);
+        const uint8_t *px = imgs[0].rgb;
+        if (g.nh != imgs[0].h || g.nw != imgs[0].w) {
+            px = resized = xmalloc((size_t)g.nh * g.nw * 3);
+            image_resize_bilinear(imgs[0].rgb, imgs[0].h, imgs[0].w, resized, g.nh, g.nw);
+        }
+        cv = (pixel_canvas){s, s, 1, {{px, (size_t)g.nw * 3, g.left, g.top, g.nw, g.nh}}};
     }
-
-    /* Three gains are drawn whatever their values (numpy draws them in Ultralytics). */
+    lap(t, STAGE_PLACE, &t0);
+    double M[3][3], scale;
+    perspective_matrix(p, r, cv.h, cv.w, s, s, M, &scale);
+    int projective = p->perspective != 0.0;
+    /* Three gains are drawn whatever their values (numpy draws them in Ultralytics), then the
+     * flips; pixels are warped and flipped in one pass, then HSV (per pixel, so in any order). */
     double rh = rng_range(r, -1, 1) * p->hsv_h;
     double rs = rng_range(r, -1, 1) * p->hsv_s;
     double rv = rng_range(r, -1, 1) * p->hsv_v;
-    if (p->hsv_h != 0 || p->hsv_s != 0 || p->hsv_v != 0)
-        augment_hsv_apply(out, (size_t)s * s, rh, rs, rv);
-
-    normalise_labels(lab, n, s, s);
     int ud = rng_uniform(r) < p->flipud;
     int lr = rng_uniform(r) < p->fliplr;
-    if (ud) augment_flipud(out, s, s, lab, n);
-    if (lr) augment_fliplr(out, s, s, lab, n);
+    hsv_rows hsv = {.ticks = 0};
+    pixels_row_op post = {hsv_row, &hsv};
+    int jitter = p->hsv_h != 0 || p->hsv_s != 0 || p->hsv_v != 0;
+    if (jitter) image_hsv_prepare(&hsv.tables, rh, rs, rv);
+    uint64_t w0 = ticks();
+    if (perspective_warp(&cv, s, s, M, projective, out, lr, ud, jitter ? &post : NULL) != 0) n = 0;
+    uint64_t wt = ticks() - w0;
+    free(resized);
+    /* HSV ran row by row inside the warp: split the stage's time by the ticks counted in it */
+    if (t) {
+        double now = cpu_seconds(), spent = now - t0, f = wt ? (double)hsv.ticks / (double)wt : 0;
+        t->s[STAGE_HSV] += spent * f;
+        t->s[STAGE_WARP] += spent * (1 - f);
+        t0 = now;
+    }
+    n = perspective_boxes(M, scale, projective, s, s, lab, n);
+    normalise_labels(lab, n, s, s);
+    for (int i = 0; i < n; i++) {
+        if (ud) lab[5 * i + 2] = 1.f - lab[5 * i + 2];
+        if (lr) lab[5 * i + 1] = 1.f - lab[5 * i + 1];
+    }
     memcpy(out_labels, lab, sizeof(float) * 5 * (size_t)n);
     free(lab);
+    lap(t, STAGE_LABELS, &t0);
     return n;
 }
 

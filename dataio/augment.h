@@ -6,11 +6,12 @@
  * index), so the output is a pure function of (inputs, params, rng state). */
 #pragma once
 #include "common/rng.h"
+#include "dataio/pixels.h"
 
 #include <stddef.h>
 #include <stdint.h>
 
-#define AUG_PAD_VALUE 114
+#define AUG_PAD_VALUE PIXELS_PAD
 
 /* Ultralytics' names and default values (cfg/default.yaml). */
 typedef struct augment_params {
@@ -46,10 +47,6 @@ typedef struct aug_image {
  * whatever size the decoder produced. Small images are scaled up. */
 void augment_load_size(int h0, int w0, int imgsz, int *h, int *w);
 
-/* Bilinear resize as OpenCV's INTER_LINEAR does it for 8-bit images (half-pixel centres, edge
- * clamp, 11-bit fixed-point weights). dst must not alias src. */
-void image_resize_bilinear(const uint8_t *src, int sh, int sw, uint8_t *dst, int dh, int dw);
-
 /* Draws the mosaic decision (probability p->mosaic) and, when it fires, the 3 partner indices
  * uniform over [0, pool_size) (with replacement; the sample itself may come up). Returns 1 for
  * mosaic, 0 otherwise. Must be called first on a sample's rng, then augment_train on the same
@@ -62,6 +59,29 @@ int augment_draw_mosaic(rng *r, const augment_params *p, int pool_size, int part
  * Returns the number of labels. */
 int augment_train(const augment_params *p, int imgsz, rng *r, int use_mosaic, const aug_image *imgs,
                   uint8_t *out, float *out_labels);
+
+/* Thread CPU seconds per pipeline stage, summed over samples (bench_loader prints them per
+ * image). The loader fills read, decode, resize and copy; augment_train_timed the others. */
+typedef enum aug_stage {
+    STAGE_READ,   /* encoded bytes from the dataset file */
+    STAGE_DECODE, /* JPEG/PNG to RGB */
+    STAGE_RESIZE, /* to the load-time size */
+    STAGE_PLACE,  /* describing the mosaic / letterbox canvas (the warp assembles its rows) */
+    STAGE_WARP,   /* random perspective / affine warp, with canvas rows and flips folded in */
+    STAGE_HSV,    /* run on each warped row; its share of the warp's time, by cycle counts */
+    STAGE_FLIP,   /* 0: the flips are folded into the warp (listed so tables show it) */
+    STAGE_LABELS, /* box transforms, clipping, candidate filter, normalisation, flips */
+    STAGE_COPY,   /* assembling the batch (labels; images are written in place) */
+    STAGE_COUNT
+} aug_stage;
+typedef struct stage_times {
+    double s[STAGE_COUNT];
+} stage_times;
+const char *stage_name(aug_stage s); /* "read", "decode", ... */
+
+/* augment_train, adding each stage's seconds to *t (NULL: no timing). */
+int augment_train_timed(const augment_params *p, int imgsz, rng *r, int use_mosaic,
+                        const aug_image *imgs, uint8_t *out, float *out_labels, stage_times *t);
 
 /* Where a validation image went: x_out = x_orig * gain_x + pad_x (pixels), same for y. */
 typedef struct letterbox_info {
@@ -93,11 +113,6 @@ int augment_val_shape(const aug_image *img, int orig_h, int orig_w, int imgsz, i
                       uint8_t *out, float *out_labels, letterbox_info *info);
 
 /* The pieces, exposed for tests and reuse. */
-
-/* HSV jitter with given gains r (each already drawn, in [-gain, gain]): OpenCV's 8-bit RGB->HSV
- * (H in [0,180)), lookup tables H' = (H + r_h*180) mod 180, S' = clip(S*(1+r_s)) with S=0 kept,
- * V' = clip(V*(1+r_v)), back to RGB. In place over npix pixels. */
-void augment_hsv_apply(uint8_t *rgb, size_t npix, double r_h, double r_s, double r_v);
 
 /* Flips in place; labels ([n][5] normalised) follow. */
 void augment_fliplr(uint8_t *rgb, int h, int w, float *labels, int n);

@@ -2,6 +2,7 @@
 #include "dataio/dataset.h"
 
 #include "common/log.h"
+#include "dataio/augment.h"
 #include "dataio/dataset_write.h"
 
 #include <hdf5.h>
@@ -21,8 +22,10 @@ typedef struct split_data {
 } split_data;
 
 struct dataset {
-    char *path, *source, *created, *packer;
+    char *path, *source, *created, *packer, *stored_as;
+    int stored_imgsz;
     hid_t file, vlen_u8, str;
+    hid_t xfer_own; /* reads whose variable-length buffers are plain malloc blocks we keep */
     int nc;
     char **names;
     char hash[65];
@@ -159,6 +162,16 @@ static int open_split(dataset *ds, split_id s, char *err, size_t errlen) {
     return 0;
 }
 
+/* Variable-length reads into plain malloc blocks, so a sample can keep them. */
+static void *vlen_malloc(size_t n, void *info) {
+    (void)info;
+    return malloc(n ? n : 1);
+}
+static void vlen_free(void *p, void *info) {
+    (void)info;
+    free(p);
+}
+
 dataset *dataset_open(const char *path, char *err, size_t errlen) {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     htri_t is = H5Fis_hdf5(path);
@@ -169,17 +182,33 @@ dataset *dataset_open(const char *path, char *err, size_t errlen) {
     dataset *ds = xcalloc(1, sizeof *ds);
     ds->path = xstrdup(path), ds->file = f;
     ds->vlen_u8 = H5Tvlen_create(H5T_NATIVE_UINT8), ds->str = vlen_str_type();
+
     for (int s = 0; s < SPLIT_COUNT; s++) ds->sp[s].images = ds->sp[s].filenames = -1;
+    ds->xfer_own = H5Pcreate(H5P_DATASET_XFER);
+    if (ds->xfer_own < 0 ||
+        H5Pset_vlen_mem_manager(ds->xfer_own, vlen_malloc, NULL, vlen_free, NULL) < 0) {
+        errf(err, errlen, "%s: HDF5 cannot make a transfer property list", path);
+        goto fail;
+    }
     int64_t ver = 0, nc = 0;
     if (read_int_attr(f, "format_version", &ver) != 0) {
         errf(err, errlen, "%s: not a dataset file (no format_version attribute)", path);
         goto fail;
     }
-    if (ver != DATASET_FORMAT_VERSION) {
-        errf(err, errlen, "%s: dataset format version %lld is not supported (this build reads %d)",
-             path, (long long)ver, DATASET_FORMAT_VERSION);
+    if (ver < DATASET_FORMAT_VERSION_ORIGINAL || ver > DATASET_FORMAT_VERSION) {
+        errf(err, errlen,
+             "%s: dataset format version %lld is not supported (this build reads %d to %d)", path,
+             (long long)ver, DATASET_FORMAT_VERSION_ORIGINAL, DATASET_FORMAT_VERSION);
         goto fail;
     }
+    int64_t stored = 0;
+    if (ver >= 2 && (read_int_attr(f, "stored_imgsz", &stored) != 0 || stored < 1 ||
+                     stored > 65536 || !(ds->stored_as = read_str_attr(ds, f, "stored_as")))) {
+        errf(err, errlen, "%s: format version 2 without valid stored_imgsz/stored_as attributes",
+             path);
+        goto fail;
+    }
+    ds->stored_imgsz = (int)stored;
     char *h = read_str_attr(ds, f, "sha256");
     if (read_int_attr(f, "num_classes", &nc) != 0 || nc < 1 || nc > DATASET_MAX_CLASSES || !h ||
         strlen(h) != 64) {
@@ -228,9 +257,11 @@ void dataset_close(dataset *ds) {
     }
     for (int i = 0; ds->names && i < ds->nc; i++) free(ds->names[i]);
     if (ds->vlen_u8 >= 0) H5Tclose(ds->vlen_u8);
+    if (ds->xfer_own > 0) H5Pclose(ds->xfer_own);
     if (ds->str >= 0) H5Tclose(ds->str);
     if (ds->file >= 0) H5Fclose(ds->file);
     free(ds->names), free(ds->path), free(ds->source), free(ds->created), free(ds->packer);
+    free(ds->stored_as);
     free(ds);
 }
 
@@ -256,6 +287,14 @@ const char *dataset_packer_version(const dataset *ds) {
     return ds->packer ? ds->packer : "";
 }
 
+int dataset_stored_imgsz(const dataset *ds) {
+    return ds->stored_imgsz;
+}
+
+const char *dataset_stored_as(const dataset *ds) {
+    return ds->stored_as ? ds->stored_as : "";
+}
+
 int dataset_split_size(const dataset *ds, split_id s) {
     return s >= 0 && s < SPLIT_COUNT && ds->sp[s].present ? (int)ds->sp[s].n : 0;
 }
@@ -275,17 +314,21 @@ static split_data *sample_split(dataset *ds, split_id s, int index) {
 }
 
 /* Reads element `index` of a 1-D variable-length dataset into *v (reclaimed by the caller). */
-static int read_vlen_elem(hid_t d, hid_t mtype, int index, void *v) {
+static int read_vlen_elem_x(hid_t d, hid_t mtype, hid_t xfer, int index, void *v) {
     hsize_t i = (hsize_t)index, one = 1;
     hid_t fs = H5Dget_space(d), ms = H5Screate_simple(1, &one, NULL);
     int rc = fs >= 0 && ms >= 0 &&
                      H5Sselect_hyperslab(fs, H5S_SELECT_SET, &i, NULL, &one, NULL) >= 0 &&
-                     H5Dread(d, mtype, ms, fs, H5P_DEFAULT, v) >= 0
+                     H5Dread(d, mtype, ms, fs, xfer, v) >= 0
                  ? 0
                  : -1;
     if (ms >= 0) H5Sclose(ms);
     if (fs >= 0) H5Sclose(fs);
     return rc;
+}
+
+static int read_vlen_elem(hid_t d, hid_t mtype, int index, void *v) {
+    return read_vlen_elem_x(d, mtype, H5P_DEFAULT, index, v);
 }
 
 int dataset_read(dataset *ds, split_id s, int index, dataset_sample *out, char *err,
@@ -296,15 +339,20 @@ int dataset_read(dataset *ds, split_id s, int index, dataset_sample *out, char *
         return errf(err, errlen, "%s: no sample %d in split %s (size %d)", ds->path, index,
                     split_name(s), dataset_split_size(ds, s));
     hvl_t v = {0, NULL};
-    if (read_vlen_elem(p->images, ds->vlen_u8, index, &v) != 0)
+    /* the image bytes land in a malloc block that the sample takes over (no copy) */
+    if (read_vlen_elem_x(p->images, ds->vlen_u8, ds->xfer_own, index, &v) != 0) {
+        free(v.p);
         return errf(err, errlen, "%s: %s image %d: HDF5 read failed (corrupt file?)", ds->path,
                     split_name(s), index);
-    out->bytes = xmalloc(v.len ? v.len : 1);
-    if (v.len) memcpy(out->bytes, v.p, v.len);
+    }
+    out->bytes = v.p ? v.p : xmalloc(1);
     out->nbytes = v.len;
-    if (v.p) H5free_memory(v.p); /* what H5Dvlen_reclaim does for one plain uint8 sequence */
     out->index = index;
     out->height = p->hgt[index], out->width = p->wid[index];
+    out->stored_h = out->height, out->stored_w = out->width;
+    if (ds->stored_imgsz)
+        augment_load_size(out->height, out->width, ds->stored_imgsz, &out->stored_h,
+                          &out->stored_w);
     out->encoding = (image_encoding)p->enc[index];
     out->nboxes = (int)(p->off[index + 1] - p->off[index]);
     out->labels = xmalloc(out->nboxes ? (size_t)out->nboxes * 5 * sizeof(float) : 1);

@@ -6,7 +6,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DATASET_FORMAT_VERSION 1
+/* Version 1: images as given. Version 2 adds the root attributes stored_imgsz and stored_as: every
+ * image is stored at its load-time size for that imgsz (Ultralytics' long side to imgsz), while
+ * height/width keep the original size. Readers read both; writers write 1 unless images were
+ * stored resized. */
+#define DATASET_FORMAT_VERSION 2
+#define DATASET_FORMAT_VERSION_ORIGINAL 1
 #define DATASET_MAX_CLASSES 1000000 /* num_classes a dataset file may have */
 
 typedef enum split_id { SPLIT_TRAIN = 0, SPLIT_VAL = 1, SPLIT_TEST = 2, SPLIT_COUNT = 3 } split_id;
@@ -22,7 +27,8 @@ typedef struct dataset dataset;
 
 typedef struct dataset_sample {
     int index;
-    int height, width; /* original image size */
+    int height, width;      /* original image size */
+    int stored_h, stored_w; /* size of the stored image: the original, or its load-time size */
     image_encoding encoding;
     uint8_t *bytes; /* encoded image; owned by the sample */
     size_t nbytes;
@@ -47,6 +53,10 @@ const char *dataset_split_hash(const dataset *ds, split_id s); /* "" when absent
 const char *dataset_source(const dataset *ds);
 const char *dataset_created(const dataset *ds);
 const char *dataset_packer_version(const dataset *ds);
+/* Images stored at their load-time size for this imgsz (0: as given), and how ("raw_rgb",
+ * "jpeg q95", "png"; "" when not resized). */
+int dataset_stored_imgsz(const dataset *ds);
+const char *dataset_stored_as(const dataset *ds);
 
 /* One sample: encoded bytes, size, labels. 0 or -1 with err. Not thread-safe (HDF5 is built
  * without thread safety): callers with several threads serialise calls on one dataset. */

@@ -18,7 +18,8 @@
 #define TABLE_CHUNK 65536
 
 struct dataset_writer {
-    char *path, *tmp, *source;
+    char *path, *tmp, *source, *stored_as;
+    int stored_imgsz;
     int nc;
     char **names;
     hid_t file, grp, images, vlen_u8;
@@ -290,7 +291,14 @@ int dataset_writer_finish(dataset_writer *w, char hash_hex[65], char *err, size_
     struct tm tm;
     gmtime_r(&now, &tm);
     strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    int32_t ver = DATASET_FORMAT_VERSION, nc = w->nc;
+    int32_t ver = w->stored_imgsz ? DATASET_FORMAT_VERSION : DATASET_FORMAT_VERSION_ORIGINAL,
+            nc = w->nc;
+    int32_t stored = w->stored_imgsz;
+    if (stored && (write_num_attr(w->file, "stored_imgsz", H5T_NATIVE_INT32, &stored) ||
+                   write_str_attr(w->file, "stored_as", w->stored_as))) {
+        h5fail(w, err, errlen, "writing file attributes");
+        goto out;
+    }
     if (write_num_attr(w->file, "format_version", H5T_NATIVE_INT32, &ver) ||
         write_num_attr(w->file, "num_classes", H5T_NATIVE_INT32, &nc) ||
         write_str_attr(w->file, "sha256", hex) || write_str_attr(w->file, "source", w->source) ||
@@ -315,6 +323,12 @@ out:
     return rc;
 }
 
+void dataset_writer_set_stored(dataset_writer *w, int imgsz, const char *as) {
+    w->stored_imgsz = imgsz;
+    free(w->stored_as);
+    w->stored_as = xstrdup(as);
+}
+
 void dataset_writer_abort(dataset_writer *w) {
     if (!w) return;
     if (w->images >= 0) H5Dclose(w->images);
@@ -328,5 +342,5 @@ void dataset_writer_abort(dataset_writer *w) {
     }
     free_tables(w);
     for (int i = 0; i < w->nc; i++) free(w->names[i]);
-    free(w->names), free(w->path), free(w->tmp), free(w->source), free(w);
+    free(w->names), free(w->path), free(w->tmp), free(w->source), free(w->stored_as), free(w);
 }

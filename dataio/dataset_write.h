@@ -1,9 +1,11 @@
 /* The dataset file (HDF5), write side, and the schema both sides share.
  *
- * Schema (DATASET_FORMAT_VERSION 1):
+ * Schema (DATASET_FORMAT_VERSION 1, and 2 for images stored resized):
  *   /                      attributes: format_version (int32), num_classes (int32),
  *                          sha256 (string, the content hash = dataset version id), source,
- *                          created (UTC ISO 8601), packer_version (strings)
+ *                          created (UTC ISO 8601), packer_version (strings); version 2 adds
+ *                          stored_imgsz (int32) and stored_as (string, e.g. "jpeg q95"): each
+ *                          image's bytes hold it at its load-time size for stored_imgsz
  *   /class_names           (nc,) variable-length UTF-8 strings
  *   /<split>/              split in {train, val, test}; attributes: num_images (int64),
  *                          num_boxes (int64), sha256 (string, this split's content hash)
@@ -43,6 +45,9 @@ int dataset_writer_begin_split(dataset_writer *w, split_id s, char *err, size_t 
 int dataset_writer_add(dataset_writer *w, const uint8_t *bytes, size_t nbytes, image_encoding enc,
                        int height, int width, const float *labels, int nboxes, const char *filename,
                        char *err, size_t errlen);
+/* Records that the images added are stored at their load-time size for imgsz, encoded as `as`
+ * (provenance; the file becomes format version 2). Call before dataset_writer_finish. */
+void dataset_writer_set_stored(dataset_writer *w, int imgsz, const char *as);
 /* Finishes the last split, writes the hash and provenance, closes, and renames the file to its
  * final name. hash_hex (may be NULL) receives the content hash. Frees w, success or not; on
  * failure the temporary file is removed. */

@@ -1,5 +1,6 @@
-/* Image decode: the encoded bytes of a dataset sample (JPEG via TurboJPEG, PNG via spng, or raw
- * RGB) to RGB uint8 HWC. Thread-safe: every call uses its own decoder state. */
+/* Image decode: the encoded bytes of a dataset sample (JPEG via TurboJPEG, PNG via libdeflate or
+ * spng, or raw RGB) to RGB uint8 HWC, and the encoders the packer needs. Thread-safe: decoder
+ * state is per thread. */
 #pragma once
 #include "dataio/dataset.h"
 
@@ -14,6 +15,12 @@
  * converted to 8-bit RGB. 0, or -1 with a one-line message in err (*rgb stays NULL). */
 int image_decode(const uint8_t *bytes, size_t n, image_encoding enc, int min_h, int min_w,
                  uint8_t **rgb, int *h, int *w, char *err, size_t errlen);
+
+/* Encodes RGB uint8 HWC (h x w) as JPEG (quality 1..100, no chroma subsampling: stored training
+ * images keep their colour edges), as PNG (lossless), or copies it for IMG_RAW_RGB, into a
+ * malloc'd buffer. 0, or -1 with err. */
+int image_encode(const uint8_t *rgb, int h, int w, image_encoding enc, int quality, uint8_t **bytes,
+                 size_t *n, char *err, size_t errlen);
 
 /* Reads only the header: full height and width. For IMG_RAW_RGB it cannot know the size and
  * fails. 0 or -1 with err. */

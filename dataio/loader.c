@@ -2,7 +2,9 @@
 
 #include "common/log.h"
 #include "common/timer.h"
+#include "dataio/image_cache.h"
 
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,9 +17,23 @@ typedef struct job {
     int epoch, n;
     int out_h, out_w; /* output size (imgsz x imgsz unless a validation shape was given) */
     int *indices;
+    int first; /* global position of indices[0] in the step's batch */
+    /* mosaic pools of the blocks this step's samples are in: block block0 + k draws partners
+     * from pool[pool_off[k] .. pool_off[k + 1]) */
+    int block0, *pool, *pool_off;
     double mosaic;
     struct job *next;
 } job;
+
+/* Mosaic pools: the samples at the same POOL_BLOCK global batch positions in this step and the
+ * POOL_STEPS - 1 steps submitted before it: up to 128 images, Ultralytics' buffer for batch 16. */
+enum { POOL_BLOCK = 8, POOL_STEPS = 16 };
+
+/* A global batch kept for the mosaic pools of the steps after it. */
+typedef struct past_step {
+    int n;
+    int *indices;
+} past_step;
 
 enum { SLOT_FREE, SLOT_FILLING, SLOT_READY, SLOT_HELD };
 
@@ -51,6 +67,11 @@ struct loader {
     slot *held;
     int stopping;
     double mosaic;
+    stage_times times; /* under mu */
+    image_cache *cache;
+    /* the last POOL_STEPS - 1 global batches submitted or noted, oldest first */
+    int nhist;
+    past_step hist[POOL_STEPS];
 };
 
 /* One lock for the whole process: HDF5 is built without thread safety, so two loaders (train and
@@ -71,37 +92,91 @@ loader_config loader_config_defaults(void) {
                            .seed = 0,
                            .nthreads = 2,
                            .depth = 3,
-                           .max_batch = 16};
+                           .max_batch = 16,
+                           .cache = LOADER_CACHE_NONE,
+                           .cache_sharers = 1,
+                           .cache_limit = 0};
+}
+
+/* ---- cache=ram ------------------------------------------------------------------------------ */
+
+/* MemAvailable from /proc/meminfo in bytes, 0 when unknown. */
+static size_t mem_available(void) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return 0;
+    char line[256];
+    unsigned long long kb = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) break;
+    fclose(f);
+    return (size_t)kb * 1024;
+}
+
+static void fmt_bytes(char *buf, size_t n, double b) {
+    if (b >= 1024.0 * 1024 * 1024)
+        snprintf(buf, n, "%.2f GB", b / (1024.0 * 1024 * 1024));
+    else
+        snprintf(buf, n, "%.1f MB", b / (1024.0 * 1024));
+}
+
+/* Logs what caching every image at its load-time size takes; refuses when it does not fit in
+ * the allowed memory with Ultralytics' margin (x1.5), counting every process that caches. */
+static int cache_ram_check(const sample_source *src, const loader_config *cfg, size_t *need,
+                           char *err, size_t errlen) {
+    if (!src->image_size)
+        return errf(err, errlen, "%s: cache=ram: this source cannot tell image sizes", src->name);
+    size_t bytes = 0;
+    for (int i = 0; i < src->size; i++) {
+        int h0, w0, h, w;
+        if (src->image_size(src->ctx, i, &h0, &w0) != 0)
+            return errf(err, errlen, "%s: cache=ram: no size for image %d", src->name, i);
+        augment_load_size(h0, w0, cfg->imgsz, &h, &w);
+        bytes += (size_t)h * w * 3;
+    }
+    *need = bytes;
+    int sharers = cfg->cache_sharers > 1 ? cfg->cache_sharers : 1;
+    size_t avail = cfg->cache_limit ? cfg->cache_limit : mem_available();
+    char nb[32], na[32];
+    fmt_bytes(nb, sizeof nb, (double)bytes);
+    fmt_bytes(na, sizeof na, (double)avail);
+    if (sharers > 1)
+        log_info("%s: cache=ram: %d images at imgsz %d need %s in each of %d processes on this "
+                 "machine (%s available)",
+                 src->name, src->size, cfg->imgsz, nb, sharers, na);
+    else
+        log_info("%s: cache=ram: %d images at imgsz %d need %s in memory (%s available)", src->name,
+                 src->size, cfg->imgsz, nb, na);
+    if ((double)bytes * sharers * 1.5 > (double)avail)
+        return errf(err, errlen,
+                    "%s: cache=ram: %d images at imgsz %d need %s x %d process(es), with a 1.5x "
+                    "margin more than the %s of memory available; train with cache=False, or pack "
+                    "the images at the training size (coordinator data pack ... imgsz=%d)",
+                    src->name, src->size, cfg->imgsz, nb, sharers, na, cfg->imgsz);
+    return 0;
 }
 
 /* ---- one sample ----------------------------------------------------------------------------- */
 
-/* A sample at its load-time size with its own copy of the labels. */
-typedef struct loaded {
-    uint8_t *rgb;
-    int h, w, orig_h, orig_w;
-    float *labels;
-    int nlabels;
-} loaded;
-
-static void loaded_free(loaded *x) {
-    free(x->rgb);
-    free(x->labels);
-    memset(x, 0, sizeof *x);
+static double cpu_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-/* Read (serialised), decode and resize to the load-time size (parallel). For validation the
- * resize is left to augment_val (resize_to_load = 0). */
-static int load_sample(loader *L, int index, int resize_to_load, loaded *out, char *err,
+/* Read (serialised), decode and resize to the load-time size (parallel) into out. Stage times are
+ * this thread's CPU time, so waiting for the read lock or for a core does not count. */
+static int load_sample(loader *L, int index, cached_image *out, stage_times *t, char *err,
                        size_t errlen) {
-    memset(out, 0, sizeof *out);
     dataset_sample smp;
     memset(&smp, 0, sizeof smp);
     char e[400];
     e[0] = 0;
+    double t0 = cpu_now();
     loader_io_lock();
     int rc = L->src.read(L->src.ctx, index, &smp, e, sizeof e);
     loader_io_unlock();
+    double t1 = cpu_now();
+    t->s[STAGE_READ] += t1 - t0;
     if (rc != 0) return errf(err, errlen, "%s: sample %d: %s", L->src.name, index, e);
     int S = L->cfg.imgsz, th, tw;
     augment_load_size(smp.height, smp.width, S, &th, &tw);
@@ -112,59 +187,82 @@ static int load_sample(loader *L, int index, int resize_to_load, loaded *out, ch
         L->src.free_sample(L->src.ctx, &smp);
         return errf(err, errlen, "%s: sample %d: %s", L->src.name, index, e);
     }
+    double t2 = cpu_now();
+    t->s[STAGE_DECODE] += t2 - t1;
     out->orig_h = smp.height, out->orig_w = smp.width;
     out->nlabels = smp.nboxes;
     out->labels = xmalloc(sizeof(float) * 5 * (size_t)(smp.nboxes > 0 ? smp.nboxes : 1));
     if (smp.nboxes > 0) memcpy(out->labels, smp.labels, sizeof(float) * 5 * (size_t)smp.nboxes);
     L->src.free_sample(L->src.ctx, &smp);
-    if (resize_to_load && (h != th || w != tw)) {
+    /* Validation resizes to the same load-time size first (augment_val), so both paths cache
+     * the same image. */
+    if (h != th || w != tw) {
         uint8_t *r = xmalloc((size_t)th * tw * 3);
         image_resize_bilinear(rgb, h, w, r, th, tw);
         free(rgb);
         rgb = r, h = th, w = tw;
     }
+    t->s[STAGE_RESIZE] += cpu_now() - t2;
     out->rgb = rgb, out->h = h, out->w = w;
     return 0;
 }
 
-static int process_sample(loader *L, slot *s, int b, char *err, size_t errlen) {
+/* The image of index, pinned in the cache (loaded now unless it is there or being loaded). NULL
+ * with err when it does not load. */
+static cached_image *get_image(loader *L, int index, stage_times *t, char *err, size_t errlen) {
+    int must_load;
+    cached_image *im = image_cache_acquire(L->cache, index, &must_load);
+    if (!must_load) return im;
+    int rc = load_sample(L, index, im, t, err, errlen);
+    image_cache_loaded(L->cache, im, rc == 0);
+    if (rc == 0) return im;
+    image_cache_release(L->cache, im);
+    return NULL;
+}
+
+static int process_sample(loader *L, slot *s, int b, stage_times *t, char *err, size_t errlen) {
     const job *j = s->job;
     int S = L->cfg.imgsz, index = j->indices[b];
     uint8_t *dst = s->images + (size_t)b * j->out_h * j->out_w * 3;
-    loaded im[4];
-    memset(im, 0, sizeof im);
-    int rc = 0;
+    cached_image *im[4] = {NULL};
     if (!L->cfg.augment) {
-        rc = load_sample(L, index, 0, &im[0], err, errlen);
-        if (rc == 0) {
-            aug_image a = {im[0].rgb, im[0].h, im[0].w, im[0].labels, im[0].nlabels};
-            float *lab = xmalloc(sizeof(float) * 5 * (size_t)(a.nlabels > 0 ? a.nlabels : 1));
-            s->sample_nlabels[b] = augment_val_shape(&a, im[0].orig_h, im[0].orig_w, S, j->out_h,
-                                                     j->out_w, dst, lab, &s->info[b]);
-            s->sample_labels[b] = lab;
-        }
-        loaded_free(&im[0]);
-        return rc;
+        if (!(im[0] = get_image(L, index, t, err, errlen))) return -1;
+        aug_image a = {im[0]->rgb, im[0]->h, im[0]->w, im[0]->labels, im[0]->nlabels};
+        float *lab = xmalloc(sizeof(float) * 5 * (size_t)(a.nlabels > 0 ? a.nlabels : 1));
+        s->sample_nlabels[b] = augment_val_shape(&a, im[0]->orig_h, im[0]->orig_w, S, j->out_h,
+                                                 j->out_w, dst, lab, &s->info[b]);
+        s->sample_labels[b] = lab;
+        image_cache_release(L->cache, im[0]);
+        return 0;
     }
     augment_params p = L->cfg.aug;
     p.mosaic = j->mosaic;
     rng r = rng_keyed(L->cfg.seed, (uint64_t)j->epoch, (uint64_t)index);
     int partners[3];
-    int mosaic = augment_draw_mosaic(&r, &p, L->src.size, partners);
-    int nimg = mosaic ? 4 : 1;
+    int k = (j->first + b) / POOL_BLOCK - j->block0;
+    const int *pool = j->pool + j->pool_off[k];
+    int mosaic = augment_draw_mosaic(&r, &p, j->pool_off[k + 1] - j->pool_off[k], partners);
+    int nimg = mosaic ? 4 : 1, rc = 0;
     aug_image a[4];
     int total = 0;
-    for (int i = 0; i < nimg && rc == 0; i++) {
-        rc = load_sample(L, i == 0 ? index : partners[i - 1], 1, &im[i], err, errlen);
-        a[i] = (aug_image){im[i].rgb, im[i].h, im[i].w, im[i].labels, im[i].nlabels};
-        total += im[i].nlabels;
+    /* The sample's own image first: a thread never waits on others while it has an image
+     * half loaded. */
+    for (int i = 0; i < nimg; i++) {
+        im[i] = get_image(L, i == 0 ? index : pool[partners[i - 1]], t, err, errlen);
+        if (!im[i]) {
+            rc = -1;
+            break;
+        }
+        a[i] = (aug_image){im[i]->rgb, im[i]->h, im[i]->w, im[i]->labels, im[i]->nlabels};
+        total += im[i]->nlabels;
     }
     if (rc == 0) {
         float *lab = xmalloc(sizeof(float) * 5 * (size_t)(total > 0 ? total : 1));
-        s->sample_nlabels[b] = augment_train(&p, S, &r, mosaic, a, dst, lab);
+        s->sample_nlabels[b] = augment_train_timed(&p, S, &r, mosaic, a, dst, lab, t);
         s->sample_labels[b] = lab;
     }
-    for (int i = 0; i < nimg; i++) loaded_free(&im[i]);
+    for (int i = 0; i < nimg; i++)
+        if (im[i]) image_cache_release(L->cache, im[i]);
     return rc;
 }
 
@@ -173,6 +271,8 @@ static int process_sample(loader *L, slot *s, int b, char *err, size_t errlen) {
 static void job_free(job *j) {
     if (!j) return;
     free(j->indices);
+    free(j->pool);
+    free(j->pool_off);
     free(j);
 }
 
@@ -219,11 +319,13 @@ static void *worker_main(void *arg) {
         int skip = s->failed; /* a failed batch is reported whole; don't waste work on it */
         pthread_mutex_unlock(&L->mu);
         err[0] = 0;
+        stage_times t = {{0}};
         double t0 = now_seconds();
-        int rc = skip ? 0 : process_sample(L, s, b, err, sizeof err);
+        int rc = skip ? 0 : process_sample(L, s, b, &t, err, sizeof err);
         double dt = now_seconds() - t0;
         pthread_mutex_lock(&L->mu);
         s->prep_s += dt;
+        for (int k = 0; k < STAGE_COUNT; k++) L->times.s[k] += t.s[k];
         if (rc != 0 && !s->failed) {
             s->failed = 1;
             snprintf(s->err, sizeof s->err, "%s", err);
@@ -247,8 +349,20 @@ static void slot_clear_labels(slot *s, int n) {
     }
 }
 
+/* Decoded images and decoder buffers (0.2 - 1 MB each) are allocated and freed for every sample.
+ * With glibc's defaults such blocks are mmap'd or returned to the system and faulted in again
+ * each time (measured: 15% of the loader's CPU time); keep them in the heap instead. */
+static void keep_freed_memory(void) {
+#ifdef M_MMAP_THRESHOLD
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+#endif
+}
+
 loader *loader_create_source(sample_source src, const loader_config *cfg, char *err,
                              size_t errlen) {
+    static pthread_once_t malloc_once = PTHREAD_ONCE_INIT;
+    pthread_once(&malloc_once, keep_freed_memory);
     const char *bad = NULL;
     if (cfg->imgsz <= 0 || cfg->imgsz % 2)
         bad = "imgsz must be a positive even number";
@@ -270,10 +384,21 @@ loader *loader_create_source(sample_source src, const loader_config *cfg, char *
         if (src.close) src.close(src.ctx);
         return NULL;
     }
+    size_t need = 0;
+    if (cfg->cache == LOADER_CACHE_RAM && cache_ram_check(&src, cfg, &need, err, errlen) != 0) {
+        if (src.close) src.close(src.ctx);
+        return NULL;
+    }
     loader *L = xcalloc(1, sizeof *L);
     L->src = src;
     L->cfg = *cfg;
     L->mosaic = cfg->aug.mosaic;
+    /* Training: the pools (this loader's blocks over POOL_STEPS steps), the batches in the ring
+     * and those being worked on (more only costs memory). Validation reads each image once. */
+    int per_step = cfg->max_batch > POOL_BLOCK ? cfg->max_batch : POOL_BLOCK;
+    int keep = cfg->augment ? (POOL_STEPS + cfg->depth + 1) * per_step + 4 * cfg->nthreads
+                            : cfg->max_batch + 4 * cfg->nthreads;
+    L->cache = image_cache_create(src.size, cfg->cache == LOADER_CACHE_RAM ? 0 : keep);
     pthread_mutex_init(&L->mu, NULL);
     pthread_cond_init(&L->work_cv, NULL);
     pthread_cond_init(&L->ready_cv, NULL);
@@ -301,13 +426,64 @@ loader *loader_create_source(sample_source src, const loader_config *cfg, char *
     return L;
 }
 
-int loader_submit(loader *L, int64_t step, int epoch, const int *indices, int n, char *err,
-                  size_t errlen) {
-    return loader_submit_shape(L, step, epoch, indices, n, L->cfg.imgsz, L->cfg.imgsz, err, errlen);
+/* Under mu: when j is not NULL, builds its pools from the history and the global batch; then
+ * appends the batch to the history (dropping the oldest beyond what a pool spans). */
+static void remember_step(loader *L, const int *batch, int bn, job *j) {
+    if (j) {
+        int b0 = j->first / POOL_BLOCK, b1 = (j->first + j->n - 1) / POOL_BLOCK;
+        j->block0 = b0;
+        j->pool = xmalloc(sizeof(int) * (size_t)(b1 - b0 + 1) * POOL_BLOCK * POOL_STEPS);
+        j->pool_off = xmalloc(sizeof(int) * (size_t)(b1 - b0 + 2));
+        int np = 0;
+        for (int k = b0; k <= b1; k++) {
+            j->pool_off[k - b0] = np;
+            for (int h = 0; h <= L->nhist; h++) {
+                const int *g = h < L->nhist ? L->hist[h].indices : batch;
+                int gn = h < L->nhist ? L->hist[h].n : bn;
+                for (int p = k * POOL_BLOCK; p < (k + 1) * POOL_BLOCK && p < gn; p++)
+                    j->pool[np++] = g[p];
+            }
+        }
+        j->pool_off[b1 - b0 + 1] = np;
+    }
+    if (L->nhist == POOL_STEPS - 1) {
+        free(L->hist[0].indices);
+        memmove(L->hist, L->hist + 1, sizeof *L->hist * (size_t)(L->nhist - 1));
+        L->nhist--;
+    }
+    past_step *h = &L->hist[L->nhist++];
+    h->n = bn;
+    h->indices = xmalloc(sizeof(int) * (size_t)bn);
+    memcpy(h->indices, batch, sizeof(int) * (size_t)bn);
 }
 
-int loader_submit_shape(loader *L, int64_t step, int epoch, const int *indices, int n, int out_h,
-                        int out_w, char *err, size_t errlen) {
+/* A global batch of bn samples of which this loader takes positions [first, first + n). */
+static int check_step(loader *L, int64_t step, const int *batch, int bn, int first, int n,
+                      char *err, size_t errlen) {
+    if (n < 1 || n > L->cfg.max_batch)
+        return errf(err, errlen, "%s: loader: step %lld has %d samples, allowed 1..%d", L->src.name,
+                    (long long)step, n, L->cfg.max_batch);
+    if (first < 0 || first + n > bn || bn > (1 << 24))
+        return errf(err, errlen, "%s: loader: step %lld: samples %d..%d of a batch of %d",
+                    L->src.name, (long long)step, first, first + n - 1, bn);
+    for (int i = 0; i < bn; i++)
+        if (batch[i] < 0 || batch[i] >= L->src.size)
+            return errf(err, errlen, "%s: loader: step %lld: sample index %d out of range [0, %d)",
+                        L->src.name, (long long)step, batch[i], L->src.size);
+    return 0;
+}
+
+int loader_note_step(loader *L, const int *batch, int bn, char *err, size_t errlen) {
+    if (bn < 1 || check_step(L, -1, batch, bn, 0, 1, err, errlen) != 0)
+        return bn < 1 ? errf(err, errlen, "%s: loader: noted batch of %d", L->src.name, bn) : -1;
+    pthread_mutex_lock(&L->mu);
+    remember_step(L, batch, bn, NULL);
+    pthread_mutex_unlock(&L->mu);
+    return 0;
+}
+
+static int submit(loader *L, int64_t step, int epoch, const int *batch, int bn, int first, int n,
+                  int out_h, int out_w, char *err, size_t errlen) {
     int side = L->cfg.max_side ? L->cfg.max_side : L->cfg.imgsz;
     bool square = out_h == L->cfg.imgsz && out_w == L->cfg.imgsz;
     if (!square && (L->cfg.augment || out_h < 2 || out_w < 2 || out_h % 2 || out_w % 2 ||
@@ -316,19 +492,14 @@ int loader_submit_shape(loader *L, int64_t step, int epoch, const int *indices, 
                     "%s: loader: step %lld: output %dx%d needs a validation loader and even sides "
                     "in [2, %d]",
                     L->src.name, (long long)step, out_h, out_w, side);
-    if (n < 1 || n > L->cfg.max_batch)
-        return errf(err, errlen, "%s: loader: step %lld has %d samples, allowed 1..%d", L->src.name,
-                    (long long)step, n, L->cfg.max_batch);
-    for (int i = 0; i < n; i++)
-        if (indices[i] < 0 || indices[i] >= L->src.size)
-            return errf(err, errlen, "%s: loader: step %lld: sample index %d out of range [0, %d)",
-                        L->src.name, (long long)step, indices[i], L->src.size);
+    if (check_step(L, step, batch, bn, first, n, err, errlen) != 0) return -1;
     job *j = xcalloc(1, sizeof *j);
-    j->step = step, j->epoch = epoch, j->n = n;
+    j->step = step, j->epoch = epoch, j->n = n, j->first = first;
     j->out_h = out_h, j->out_w = out_w;
     j->indices = xmalloc(sizeof(int) * (size_t)n);
-    memcpy(j->indices, indices, sizeof(int) * (size_t)n);
+    memcpy(j->indices, batch + first, sizeof(int) * (size_t)n);
     pthread_mutex_lock(&L->mu);
+    remember_step(L, batch, bn, j);
     j->mosaic = L->mosaic;
     j->seq = L->next_submit_seq++;
     if (L->pending_tail)
@@ -339,6 +510,21 @@ int loader_submit_shape(loader *L, int64_t step, int epoch, const int *indices, 
     pthread_cond_broadcast(&L->work_cv);
     pthread_mutex_unlock(&L->mu);
     return 0;
+}
+
+int loader_submit(loader *L, int64_t step, int epoch, const int *indices, int n, char *err,
+                  size_t errlen) {
+    return submit(L, step, epoch, indices, n, 0, n, L->cfg.imgsz, L->cfg.imgsz, err, errlen);
+}
+
+int loader_submit_part(loader *L, int64_t step, int epoch, const int *batch, int bn, int first,
+                       int n, char *err, size_t errlen) {
+    return submit(L, step, epoch, batch, bn, first, n, L->cfg.imgsz, L->cfg.imgsz, err, errlen);
+}
+
+int loader_submit_shape(loader *L, int64_t step, int epoch, const int *indices, int n, int out_h,
+                        int out_w, char *err, size_t errlen) {
+    return submit(L, step, epoch, indices, n, 0, n, out_h, out_w, err, errlen);
 }
 
 void loader_set_mosaic(loader *L, double p) {
@@ -380,6 +566,7 @@ int loader_next(loader *L, loader_batch *out, char *err, size_t errlen) {
         slot_clear_labels(s, j->n);
         return errf(err, errlen, "%s", s->err);
     }
+    double tc = now_seconds();
     size_t total = 0;
     for (int b = 0; b < j->n; b++) total += (size_t)s->sample_nlabels[b];
     if (total > s->labels_cap) {
@@ -405,7 +592,20 @@ int loader_next(loader *L, loader_batch *out, char *err, size_t errlen) {
     out->info = L->cfg.augment ? NULL : s->info;
     out->stall_s = stall;
     out->prep_s = s->prep_s;
+    pthread_mutex_lock(&L->mu);
+    L->times.s[STAGE_COPY] += now_seconds() - tc;
+    pthread_mutex_unlock(&L->mu);
     return 0;
+}
+
+int loader_size(const loader *L) {
+    return L->src.size;
+}
+
+void loader_stage_times(loader *L, stage_times *out) {
+    pthread_mutex_lock(&L->mu);
+    *out = L->times;
+    pthread_mutex_unlock(&L->mu);
 }
 
 void loader_destroy(loader *L) {
@@ -430,6 +630,8 @@ void loader_destroy(loader *L) {
         job_free(j);
         j = next;
     }
+    for (int i = 0; i < L->nhist; i++) free(L->hist[i].indices);
+    image_cache_destroy(L->cache);
     free(L->slots);
     free(L->threads);
     pthread_mutex_destroy(&L->mu);

@@ -2,9 +2,13 @@
  * global batch); N threads read (serialised: HDF5 here is not thread-safe), decode and augment
  * (in parallel) into a bounded ring of batch buffers ahead of the consumer.
  *
- * Determinism: a sample's augmentation depends only on (seed, epoch, dataset index) and the
- * mosaic probability in force when its step was submitted; mosaic partners are drawn from the
- * whole split with that same RNG. A batch is byte-identical for any thread count or ring depth. */
+ * Determinism: a sample's augmentation depends only on (seed, epoch, dataset index), the mosaic
+ * probability in force when its step was submitted, and its mosaic pool: the samples at the same
+ * 8 global batch positions (its block) in its step and the 15 steps submitted or noted before it,
+ * up to 128 images (Ultralytics' buffer for batch 16). Partners are drawn from the pool with the
+ * sample's RNG. Pools are defined on the global batches, so a batch is byte-identical for any
+ * worker count (each worker submits its part of the global batch), thread count, ring depth or
+ * cache; when a worker's part is a multiple of 8 positions its pools are its own samples. */
 #pragma once
 #include "dataio/augment.h"
 #include "dataio/dataset.h"
@@ -26,7 +30,15 @@ typedef struct sample_source {
                   int *w, char *err, size_t errlen);
     void (*free_sample)(void *ctx, dataset_sample *s);
     void (*close)(void *ctx); /* may be NULL; called by loader_destroy */
+    /* May be NULL: original size of one image without decoding it (cache=ram sizes its memory
+     * with it). Called before the loader's threads start. 0 or -1. */
+    int (*image_size)(void *ctx, int index, int *h, int *w);
 } sample_source;
+
+typedef enum loader_cache {
+    LOADER_CACHE_NONE, /* decoded images live in the mosaic buffer only */
+    LOADER_CACHE_RAM,  /* every image stays in memory once decoded (at its load-time size) */
+} loader_cache;
 
 typedef struct loader_config {
     int imgsz;          /* output side, even (Ultralytics rounds it to a multiple of 32) */
@@ -36,10 +48,16 @@ typedef struct loader_config {
     int nthreads;  /* decode/augment threads, >= 1 */
     int depth;     /* batch buffers in the ring, >= 2 (one is held by the consumer) */
     int max_batch; /* the largest n loader_submit will get */
-    int max_side;  /* validation: the largest side loader_submit_shape will get (0: imgsz) */
+    loader_cache cache;
+    /* cache=ram: processes on this machine that cache the same split (each needs the memory),
+     * and the memory they may use in bytes (0: MemAvailable from /proc/meminfo). */
+    int cache_sharers;
+    size_t cache_limit;
+    int max_side; /* validation: the largest side loader_submit_shape will get (0: imgsz) */
 } loader_config;
 
-/* Defaults: imgsz 640, augment 1, augment_defaults(), seed 0, 2 threads, depth 3, batch 16. */
+/* Defaults: imgsz 640, augment 1, augment_defaults(), seed 0, 2 threads, depth 3, batch 16, no
+ * cache (1 sharer, limit 0). */
 loader_config loader_config_defaults(void);
 
 typedef struct loader_batch {
@@ -60,17 +78,30 @@ typedef struct loader_batch {
 typedef struct loader loader;
 
 /* Loader over a dataset file's split. NULL with one line in err (bad config, unreadable file,
- * empty split). */
+ * empty split, cache=ram that does not fit: the memory needed is logged first either way). */
 loader *loader_create(const char *dataset_path, split_id split, const loader_config *cfg, char *err,
                       size_t errlen);
-/* Loader over any source; takes ownership of src (src.close runs at destroy, or on failure). */
+/* Loader over any source; takes ownership of src (src.close runs at destroy, or on failure).
+ * The first loader of a process raises glibc's mmap and trim thresholds (32 MB, 1 GB) so the
+ * per-sample image buffers are reused rather than faulted in again each time. */
 loader *loader_create_source(sample_source src, const loader_config *cfg, char *err, size_t errlen);
 
-/* Queues one step: n sample indices (copied). Steps come out of loader_next in submission
- * order. -1 with err for n out of [1, max_batch] or an index out of [0, size). Never blocks. */
+/* Queues one step: n sample indices (copied), the whole global batch. Steps come out of
+ * loader_next in submission order. -1 with err for n out of [1, max_batch] or an index out of
+ * [0, size). Never blocks. */
 int loader_submit(loader *L, int64_t step, int epoch, const int *indices, int n, char *err,
                   size_t errlen);
 
+/* A step of a global batch of bn samples (copied) of which this loader loads positions
+ * [first, first + n): what a worker submits when the global batch is shared over workers. */
+int loader_submit_part(loader *L, int64_t step, int epoch, const int *batch, int bn, int first,
+                       int n, char *err, size_t errlen);
+
+/* Records a global batch without loading it. A run that starts anywhere but at its very first
+ * step (resume) notes the 15 global batches before its first one (from the previous epoch's plan
+ * when the step is < 15) so that its mosaic pools, and so its batches, are those of an
+ * uninterrupted run. -1 with err for a bad index. */
+int loader_note_step(loader *L, const int *batch, int bn, char *err, size_t errlen);
 /* Validation loaders (augment = 0) only: a step whose images are letterboxed into out_h x out_w
  * (even, at most max_side) instead of imgsz x imgsz: a rectangular validation batch. */
 int loader_submit_shape(loader *L, int64_t step, int epoch, const int *indices, int n, int out_h,
@@ -83,6 +114,12 @@ void loader_set_mosaic(loader *L, double p);
  * or loader_destroy. 0, or -1 with one line in err: a read or decode failure names the data
  * and the sample index; calling with no step outstanding is an error too. */
 int loader_next(loader *L, loader_batch *out, char *err, size_t errlen);
+
+/* Samples in the split (indices are in [0, size)). */
+int loader_size(const loader *L);
+
+/* Seconds spent so far per stage, summed over threads (see aug_stage). */
+void loader_stage_times(loader *L, stage_times *out);
 
 /* Stops the threads (finishing the samples in hand) and frees everything. NULL is fine. */
 void loader_destroy(loader *L);

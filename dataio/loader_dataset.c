@@ -22,10 +22,15 @@ static int ds_read(void *ctx, int index, dataset_sample *out, char *err, size_t 
 static int ds_decode(void *ctx, const dataset_sample *s, int min_h, int min_w, uint8_t **rgb,
                      int *h, int *w, char *err, size_t errlen) {
     (void)ctx;
-    *h = s->height, *w = s->width; /* raw images carry no header */
+    *h = s->stored_h, *w = s->stored_w; /* raw images carry no header */
     if (image_decode(s->bytes, s->nbytes, s->encoding, min_h, min_w, rgb, h, w, err, errlen) != 0)
         return -1;
     return 0;
+}
+
+static int ds_image_size(void *ctx, int index, int *h, int *w) {
+    split_source *d = ctx;
+    return dataset_image_size(d->ds, d->split, index, h, w);
 }
 
 static void ds_free(void *ctx, dataset_sample *s) {
@@ -46,8 +51,16 @@ loader *loader_create(const char *dataset_path, split_id split, const loader_con
     loader_io_lock(); /* other loaders may be reading */
     dataset *ds = dataset_open(dataset_path, err, errlen);
     int n = ds ? dataset_split_size(ds, split) : 0;
+    int stored = ds ? dataset_stored_imgsz(ds) : 0;
     if (ds && n < 1) {
         errf(err, errlen, "%s: split '%s' is empty or absent", dataset_path, split_name(split));
+        dataset_close(ds);
+        ds = NULL;
+    } else if (ds && stored && cfg->imgsz > stored) {
+        errf(err, errlen,
+             "%s: images are stored at %d px; imgsz=%d would upscale them (train at imgsz<=%d, "
+             "or pack the source again at imgsz=%d)",
+             dataset_path, stored, cfg->imgsz, stored, cfg->imgsz);
         dataset_close(ds);
         ds = NULL;
     }
@@ -63,6 +76,7 @@ loader *loader_create(const char *dataset_path, split_id split, const loader_con
                          .read = ds_read,
                          .decode = ds_decode,
                          .free_sample = ds_free,
-                         .close = ds_close};
+                         .close = ds_close,
+                         .image_size = ds_image_size};
     return loader_create_source(src, cfg, err, errlen);
 }

@@ -71,3 +71,21 @@ int pack_coco_check_text(pack_ctx *c, const char *text, size_t n, const char *na
                          size_t errlen);
 /* Whole file into a malloc'd buffer (NUL-terminated beyond n). 0 or -1 + err naming the file. */
 int pack_read_file(const char *path, uint8_t **data, size_t *n, char *err, size_t errlen);
+
+/* How pack_resized stores images: at their load-time size for imgsz (Ultralytics' long side to
+ * imgsz, the size the loader resizes to), encoded as `as` (IMG_JPEG with quality, IMG_PNG,
+ * IMG_RAW_RGB), or with as = 0 each in its source's encoding (JPEG at quality, PNG, raw). */
+typedef struct pack_store {
+    int imgsz;
+    int as;
+    int quality;
+} pack_store;
+
+/* Copies the dataset file `in` to `out` with every image stored resized (format version 2, the
+ * resize recorded in the stored_imgsz / stored_as attributes; labels, original sizes, file names
+ * and class names unchanged). Training at imgsz = store->imgsz then skips the decode-time resize,
+ * and raw storage skips decoding. An image is resized the way the loader resizes it, so raw
+ * storage gives the loader byte-identical batches. `in` may itself be stored resized, at an imgsz
+ * >= store->imgsz. */
+int pack_resized(const char *in, const char *out, const pack_store *store, pack_stats *st,
+                 char *err, size_t errlen);

@@ -15,6 +15,7 @@ PKGS=(
   libhdf5-openmpi-dev hdf5-tools    # datasets and checkpoints; h5ls/h5dump for tests
   libzmq3-dev                       # telemetry (PUB) and control (REP)
   libturbojpeg0-dev libspng-dev     # JPEG and PNG decode
+  libdeflate-dev                    # fast inflate for the loader's PNG path
   libdnnl-dev                       # CPU GEMM and convolution (see shared research cpu-gemm.md)
   libopenblas-dev                   # reference BLAS for tests that compare GEMM paths
   libyaml-dev                       # model and dataset yaml

@@ -115,7 +115,7 @@ Test(augment, flips_move_pixels_and_boxes) {
 Test(augment, hsv_leaves_grey_grey_and_shifts_hue) {
     uint8_t grey[256 * 3];
     for (int v = 0; v < 256; v++) grey[3 * v] = grey[3 * v + 1] = grey[3 * v + 2] = (uint8_t)v;
-    augment_hsv_apply(grey, 256, 0.31, 0.5, 0.2);
+    image_hsv(grey, 256, 0.31, 0.5, 0.2);
     for (int v = 0; v < 256; v++) {
         cr_assert(grey[3 * v] == grey[3 * v + 1] && grey[3 * v] == grey[3 * v + 2], "grey %d", v);
         int want = (int)fmin(v * 1.2, 255); /* value LUT, truncated */
@@ -123,13 +123,13 @@ Test(augment, hsv_leaves_grey_grey_and_shifts_hue) {
     }
     /* pure red shifted by 60 of 180 hue units becomes pure green; blue by 60 becomes red */
     uint8_t px[6] = {255, 0, 0, 0, 0, 255};
-    augment_hsv_apply(px, 2, 60.0 / 180.0, 0, 0);
+    image_hsv(px, 2, 60.0 / 180.0, 0, 0);
     cr_assert(px[0] == 0 && px[1] == 255 && px[2] == 0, "%d %d %d", px[0], px[1], px[2]);
     cr_assert(px[3] == 255 && px[4] == 0 && px[5] == 0, "%d %d %d", px[3], px[4], px[5]);
     /* zero gains: the 8-bit HSV round trip is close to lossless */
     uint8_t *im = noise(16, 16, 5, 255), *orig = malloc(16 * 16 * 3);
     memcpy(orig, im, 16 * 16 * 3);
-    augment_hsv_apply(im, 256, 0, 0, 0);
+    image_hsv(im, 256, 0, 0, 0);
     for (int i = 0; i < 16 * 16 * 3; i++) cr_assert(abs(im[i] - orig[i]) <= 5, "%d", i);
     free(im);
     free(orig);

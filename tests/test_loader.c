@@ -83,6 +83,12 @@ static void mem_free(void *ctx, dataset_sample *s) {
     s->bytes = NULL, s->labels = NULL;
 }
 
+static int mem_size(void *ctx, int index, int *h, int *w) {
+    (void)ctx;
+    mem_image(index, h, w);
+    return 0;
+}
+
 static mem_source g_src[4]; /* one per concurrently alive loader in a test */
 
 static sample_source mem_source_make(int k, int n) {
@@ -94,7 +100,8 @@ static sample_source mem_source_make(int k, int n) {
                            .size = n,
                            .read = mem_read,
                            .decode = mem_decode,
-                           .free_sample = mem_free};
+                           .free_sample = mem_free,
+                           .image_size = mem_size};
 }
 
 static loader_config small_cfg(int nthreads) {
@@ -164,7 +171,9 @@ Test(loader, batches_identical_for_1_and_4_threads) {
     for (int i = 0; i < 4; i++) free(all[i]->img), free(all[i]->lab);
 }
 
-/* The loader must produce exactly what the augmentation functions produce for the same keys. */
+/* The loader must produce exactly what the augmentation functions produce for the same keys,
+ * with mosaic partners drawn from the step's pool: the samples of this step and of the steps
+ * before it in the same epoch. */
 static void expect_same_as_augment(double mosaic) {
     char err[512];
     loader_config c = small_cfg(2);
@@ -172,22 +181,26 @@ static void expect_same_as_augment(double mosaic) {
     loader *L = loader_create_source(src, &c, err, sizeof err);
     cr_assert(L);
     loader_set_mosaic(L, mosaic);
-    int idx[2] = {3, 17};
+    int first[3] = {5, 9, 1}, idx[2] = {3, 17}, pool[5] = {5, 9, 1, 3, 17};
+    cr_assert_eq(loader_submit(L, 6, 4, first, 3, err, sizeof err), 0);
     cr_assert_eq(loader_submit(L, 7, 4, idx, 2, err, sizeof err), 0);
     loader_batch b;
     cr_assert_eq(loader_next(L, &b, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(loader_next(L, &b, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(b.step, 7);
+    int drawn_from_first = 0;
     for (int k = 0; k < 2; k++) {
         augment_params p = c.aug;
         p.mosaic = mosaic;
         rng r = rng_keyed(c.seed, 4, (uint64_t)idx[k]);
         int parts[3], ids[4] = {idx[k]};
-        int mos = augment_draw_mosaic(&r, &p, 20, parts);
+        int mos = augment_draw_mosaic(&r, &p, 5, parts);
         cr_assert_eq(mos, mosaic > 0);
         aug_image a[4];
         uint8_t *bufs[4] = {0};
         float labs[4][15];
         for (int i = 0; i < (mos ? 4 : 1); i++) {
-            if (i) ids[i] = parts[i - 1];
+            if (i) ids[i] = pool[parts[i - 1]], drawn_from_first += parts[i - 1] < 3;
             dataset_sample s;
             cr_assert_eq(mem_read(src.ctx, ids[i], &s, err, sizeof err), 0);
             int h, w;
@@ -213,6 +226,7 @@ static void expect_same_as_augment(double mosaic) {
         cr_assert_eq(got, n);
         for (int i = 0; i < 4; i++) free(bufs[i]);
     }
+    if (mosaic > 0) cr_assert_gt(drawn_from_first, 0, "the pool reaches back to the step before");
     loader_destroy(L);
 }
 
@@ -221,6 +235,117 @@ Test(loader, matches_augment_with_mosaic) {
 }
 Test(loader, close_mosaic_matches_augment_without_mosaic) {
     expect_same_as_augment(0.0);
+}
+
+/* Runs steps 0..5 of one epoch (batches of 3 over 20 samples) and returns the images of steps
+ * from..5 concatenated; steps before `from` are only noted (a resumed run) when note is set. */
+static uint8_t *pool_run(loader_config c, int from, int note, size_t *nbytes) {
+    char err[512];
+    loader *L = loader_create_source(mem_source_make(0, 20), &c, err, sizeof err);
+    cr_assert(L, "%s", err);
+    int steps[6][3] = {{0, 5, 9}, {13, 2, 19}, {1, 7, 3}, {18, 4, 11}, {6, 8, 10}, {12, 14, 15}};
+    for (int s = 0; s < 6; s++) {
+        if (s < from) {
+            if (note) cr_assert_eq(loader_note_step(L, steps[s], 3, err, sizeof err), 0, "%s", err);
+            continue;
+        }
+        cr_assert_eq(loader_submit(L, s, 3, steps[s], 3, err, sizeof err), 0, "%s", err);
+    }
+    size_t per = (size_t)3 * 64 * 64 * 3;
+    uint8_t *all = malloc((6 - from) * per);
+    for (int s = from; s < 6; s++) {
+        loader_batch b;
+        cr_assert_eq(loader_next(L, &b, err, sizeof err), 0, "%s", err);
+        memcpy(all + (s - from) * per, b.images, per);
+    }
+    loader_destroy(L);
+    *nbytes = (6 - from) * per;
+    return all;
+}
+
+/* A resumed run that notes the steps it skips produces the same batches as an uninterrupted
+ * one; without the notes the pools (and so the mosaics) differ. cache=ram changes nothing. */
+Test(loader, resume_with_noted_steps_and_cache_ram_give_the_same_batches) {
+    loader_config c = small_cfg(2);
+    c.max_batch = 3;
+    size_t n_all, n_resumed, n_blind, n_ram;
+    uint8_t *all = pool_run(c, 0, 0, &n_all);
+    uint8_t *resumed = pool_run(c, 4, 1, &n_resumed);
+    uint8_t *blind = pool_run(c, 4, 0, &n_blind);
+    c.cache = LOADER_CACHE_RAM;
+    c.nthreads = 3;
+    uint8_t *ram = pool_run(c, 0, 0, &n_ram);
+    cr_assert_eq(n_resumed, n_blind);
+    cr_assert_eq(memcmp(resumed, all + (n_all - n_resumed), n_resumed), 0,
+                 "steps 4 and 5 after noting 0..3 must equal the uninterrupted run's");
+    cr_assert_neq(memcmp(blind, all + (n_all - n_blind), n_blind), 0,
+                  "without the noted steps the mosaic pools differ");
+    cr_assert_eq(n_ram, n_all);
+    cr_assert_eq(memcmp(ram, all, n_all), 0, "cache=ram must not change a batch");
+    free(all), free(resumed), free(blind), free(ram);
+}
+
+/* Global batches of 16 over 20 samples, 20 steps (pools reach 15 steps back), loaded by `parts`
+ * loaders that each take one part of every batch (as workers do); returns all images in global
+ * order. */
+static uint8_t *parts_run(int parts, size_t *nbytes) {
+    char err[512];
+    enum { B = 16, STEPS = 20 };
+    static int order[STEPS][B];
+    for (int s = 0; s < STEPS; s++)
+        for (int i = 0; i < B; i++) order[s][i] = (s * 7 + i * 13 + s * i) % 20;
+    size_t per = (size_t)64 * 64 * 3;
+    uint8_t *all = malloc(per * B * STEPS);
+    int share = B / parts;
+    for (int r = 0; r < parts; r++) {
+        loader_config c = small_cfg(2);
+        c.max_batch = share;
+        loader *L = loader_create_source(mem_source_make(0, 20), &c, err, sizeof err);
+        cr_assert(L, "%s", err);
+        for (int s = 0; s < STEPS; s++)
+            cr_assert_eq(
+                loader_submit_part(L, s, 0, order[s], B, r * share, share, err, sizeof err), 0,
+                "%s", err);
+        for (int s = 0; s < STEPS; s++) {
+            loader_batch b;
+            cr_assert_eq(loader_next(L, &b, err, sizeof err), 0, "%s", err);
+            memcpy(all + ((size_t)s * B + (size_t)r * share) * per, b.images, per * share);
+        }
+        loader_destroy(L);
+    }
+    *nbytes = per * B * STEPS;
+    return all;
+}
+
+/* DESIGN.md section 5: 1, 2 or 8 workers train on the same global batches, mosaics included: the
+ * pools are blocks of global positions. Parts of 8 keep their pools to themselves; parts of 2
+ * decode the partners of their block that other parts own. */
+Test(loader, mosaic_batches_identical_for_1_2_and_8_parts) {
+    size_t n1, n2, n8;
+    uint8_t *one = parts_run(1, &n1), *two = parts_run(2, &n2), *eight = parts_run(8, &n8);
+    cr_assert(n1 == n2 && n1 == n8);
+    cr_assert_eq(memcmp(one, two, n1), 0, "2 parts differ from the whole batch");
+    cr_assert_eq(memcmp(one, eight, n1), 0, "8 parts differ from the whole batch");
+    free(one), free(two), free(eight);
+}
+
+Test(loader, cache_ram_refuses_what_does_not_fit) {
+    char err[512];
+    loader_config c = small_cfg(1);
+    c.cache = LOADER_CACHE_RAM;
+    /* 20 images of at most 68 x 66 at imgsz 64: under 20 * 64 * 64 * 3 = 245760 bytes */
+    c.cache_limit = 100000;
+    cr_assert_null(loader_create_source(mem_source_make(0, 20), &c, err, sizeof err));
+    cr_assert(strstr(err, "cache=ram") && strstr(err, "cache=False"), "%s", err);
+    cr_assert_null(strchr(err, '\n'));
+    c.cache_limit = 10000000;
+    c.cache_sharers = 50;
+    cr_assert_null(loader_create_source(mem_source_make(0, 20), &c, err, sizeof err),
+                   "50 processes caching 0.2 MB each do not fit in 10 MB");
+    c.cache_sharers = 1;
+    loader *L = loader_create_source(mem_source_make(0, 20), &c, err, sizeof err);
+    cr_assert(L, "%s", err);
+    loader_destroy(L);
 }
 
 Test(loader, validation_letterbox_and_info) {

@@ -138,10 +138,10 @@ static void reference_and_killed(const char *dir, const char *extra) {
     ckpt_close(f);
 }
 
-Test(resume, sigkill_after_a_mid_epoch_version_then_resume_is_bit_identical, .timeout = 900) {
+/* Kill after the mid-epoch version, resume: the final version equals the uninterrupted run's. */
+static void kill_and_resume(const char *extra) {
     char dir[64], pa[256], pb[256], worst[256];
     run_make_data(dir, sizeof dir, "yolo-resume", 40, 8);
-    const char *extra = "workers=2 epochs=3 nbs=8";
     reference_and_killed(dir, extra);
     char rb[160];
     snprintf(rb, sizeof rb, "resume=%s/b", dir);
@@ -175,6 +175,16 @@ Test(resume, sigkill_after_a_mid_epoch_version_then_resume_is_bit_identical, .ti
     cr_assert_str_eq(cb, ca, "results.csv equal but for the time column");
     cr_assert_eq(run_sh("test $(wc -l < %s) -eq 4", pb), 0, "header and 3 rows, none repeated");
     run_sh("rm -rf %s", dir);
+}
+
+Test(resume, sigkill_after_a_mid_epoch_version_then_resume_is_bit_identical, .timeout = 900) {
+    kill_and_resume("workers=2 epochs=3 nbs=8");
+}
+
+/* With mosaic on (close_mosaic=0) partners come from pools reaching 15 global batches back,
+ * across the epoch boundary: the resumed workers rebuild them from the plans they receive. */
+Test(resume, with_mosaic_the_resumed_run_draws_the_same_partners, .timeout = 900) {
+    kill_and_resume("workers=2 epochs=3 nbs=8 close_mosaic=0");
 }
 
 Test(resume, on_one_worker_with_two_micro_batches_matches_two_workers, .timeout = 900) {

@@ -42,6 +42,8 @@ Test(traincli, bad_arguments_exit_2_and_create_nothing) {
         {"bogus_key=1", "bogus_key"},
         {"batch=10 workers=4", "not divisible"},
         {"micro_batch=3", "micro_batch=3"},
+        {"cache=disk", "cache=disk"},
+        {"cache=sometimes", "cache=sometimes"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         snprintf(cmd, sizeof cmd, "'%s' train data=%s project=%s/runs name=x %s", coord, data, dir,

@@ -53,6 +53,7 @@ typedef struct worker {
     allreduce *ar;
     float *dout[2];      /* host: d loss / d head outputs */
     bool ar_failed;      /* a mark_ready from the backward hook failed (message in err) */
+    bool loader_primed;  /* the train loader has seen the global batches before this epoch */
     float *acc;          /* gradients of the earlier backwards of this optimizer step (backend) */
     bool acc_live;       /* acc holds something (else it counts as zero) */
     snapshot_parts snap; /* what a checkpoint holds of this worker (worker/snapshot.h) */
@@ -172,13 +173,26 @@ static int optimizer_step(worker *w, step_report *r) {
     return 0;
 }
 
-/* Trains steps first_step.. of an epoch. *halt: the coordinator asked to stop here without
- * validating (CTRL_STOP); the epoch is left unfinished. */
+/* Trains steps first_step.. of an epoch. idx: the global batches (h->history before the epoch,
+ * then h->steps of it, share x W each); this worker loads slice wrank of each. *halt: the
+ * coordinator asked to stop here without validating (CTRL_STOP); the epoch is left unfinished. */
 static int train_epoch(worker *w, const epoch_header *h, const int32_t *idx, bool *halt) {
     loader_set_mosaic(w->train_ld, h->mosaic ? w->a.mosaic : 0.0);
+    int B = h->share * w->W;
+    const int32_t *plan = idx + (size_t)h->history * B;
+    if (!w->loader_primed) { /* the first epoch of this process: mosaic pools reach back */
+        for (int s = 0; s < h->history; s++)
+            if (loader_note_step(w->train_ld, idx + (size_t)s * B, B, w->err, sizeof w->err))
+                return -1;
+        for (int s = h->first_step > 15 ? h->first_step - 15 : 0; s < h->first_step; s++)
+            if (loader_note_step(w->train_ld, plan + (size_t)s * B, B, w->err, sizeof w->err))
+                return -1;
+        w->loader_primed = true;
+    }
     for (int s = h->first_step; s < h->steps; s++)
-        if (loader_submit(w->train_ld, (int64_t)h->epoch * h->steps + s, h->epoch,
-                          idx + (size_t)s * h->share, h->share, w->err, sizeof w->err) != 0)
+        if (loader_submit_part(w->train_ld, (int64_t)h->epoch * h->steps + s, h->epoch,
+                               plan + (size_t)s * B, B, w->wrank * h->share, h->share, w->err,
+                               sizeof w->err) != 0)
             return -1;
     /* each epoch: 8.4.190's warmup length follows `time`'s re-estimated epochs */
     w->nw = sched_warmup_iters(&w->sc, h->steps);
@@ -377,6 +391,14 @@ static int setup(worker *w) {
     lc.aug.warp_from_centre = ul_behaviour_of(a->ultralytics)->warp_from_centre;
     lc.seed = (uint64_t)a->seed;
     lc.nthreads = (int)a->loader_threads;
+    if (!strcmp(a->cache, "ram")) {
+        /* every worker on this machine keeps its own copy: the memory check counts them */
+        MPI_Comm node;
+        CHECK_MPI(MPI_Comm_split_type(w->wcomm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
+        CHECK_MPI(MPI_Comm_size(node, &lc.cache_sharers));
+        CHECK_MPI(MPI_Comm_free(&node));
+        lc.cache = LOADER_CACHE_RAM;
+    }
     lc.depth = 4;
     lc.max_batch = w->share;
     w->train_ld = loader_create(a->data, SPLIT_TRAIN, &lc, w->err, sizeof w->err);
@@ -486,9 +508,12 @@ int worker_train_main(void) {
         CHECK_MPI(
             MPI_Recv(&h, sizeof h, MPI_BYTE, 0, TAG_EPOCH, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
         if (h.steps < 0) break;
-        int32_t *idx = xmalloc((size_t)h.steps * h.share * sizeof *idx);
-        CHECK_MPI(MPI_Recv(idx, h.steps * h.share, MPI_INT32_T, 0, TAG_PLAN, MPI_COMM_WORLD,
+        size_t B = (size_t)h.share * w->W;
+        int32_t *idx = xmalloc(((size_t)h.history + h.steps) * B * sizeof *idx);
+        CHECK_MPI(MPI_Recv(idx, (int)(h.history * B), MPI_INT32_T, 0, TAG_PLAN, MPI_COMM_WORLD,
                            MPI_STATUS_IGNORE));
+        CHECK_MPI(MPI_Recv(idx + h.history * B, (int)(h.steps * B), MPI_INT32_T, 0, TAG_PLAN,
+                           MPI_COMM_WORLD, MPI_STATUS_IGNORE));
         w->a.epochs = h.epochs; /* `time` may re-estimate the total */
         w->sc.epochs = h.epochs;
         bool halt = false;

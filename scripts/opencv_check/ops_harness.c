@@ -1,4 +1,5 @@
-/* Test harness: includes the source to reach its static warp, resize and HSV. */
+/* Test harness: includes augment.c to reach its static affine_inverse (how the pipeline inverts
+ * its matrix); the kernels are dataio/pixels.h's, vectorised when built for AVX-512. */
 #include "dataio/augment.c"
 #include <stdio.h>
 /* usage: check mode h w args... < in.raw > out.raw */
@@ -9,7 +10,7 @@ int main(int argc, char **argv) {
     uint8_t *in = malloc(n);
     if (fread(in, 1, n, stdin) != n) return 1;
     if (!strcmp(mode, "hsv")) {
-        augment_hsv_apply(in, (size_t)h * w, atof(argv[4]), atof(argv[5]), atof(argv[6]));
+        image_hsv(in, (size_t)h * w, atof(argv[4]), atof(argv[5]), atof(argv[6]));
         fwrite(in, 1, n, stdout);
     } else if (!strcmp(mode, "warp")) {
         int oh = atoi(argv[4]), ow = atoi(argv[5]);
@@ -19,10 +20,8 @@ int main(int argc, char **argv) {
         double mi[3][3];
         affine_inverse(mi, M);
         uint8_t *out = malloc((size_t)oh * ow * 3);
-        if (argc > 12)
-            warp(in, h, w, out, oh, ow, mi, 0);
-        else
-            warp(in, h, w, out, oh, ow, mi, 0);
+        pixel_canvas c = {h, w, 1, {{in, (size_t)w * 3, 0, 0, w, h}}};
+        image_warp(&c, mi, 0, out, oh, ow, 0, 0, NULL);
         fwrite(out, 1, (size_t)oh * ow * 3, stdout);
     } else if (!strcmp(mode, "resize")) {
         int oh = atoi(argv[4]), ow = atoi(argv[5]);
