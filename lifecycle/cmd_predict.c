@@ -62,7 +62,7 @@ int cmd_predict(int argc, char **argv) {
     kv_args a = c.kv;
     char err[2048];
     eval_args ea;
-    bool save;
+    bool save = false;
     const char *model = kv_get(&a, "model"), *source = kv_get(&a, "source"),
                *split = kv_get(&a, "split"), *out = kv_get(&a, "out");
     int rc = 0;

@@ -41,7 +41,7 @@ int cmd_val(int argc, char **argv) {
     kv_args a = c.kv;
     char err[2048];
     eval_args ea;
-    bool save_json, plots;
+    bool save_json = false, plots = true;
     const char *model = kv_get(&a, "model"), *split = kv_get(&a, "split");
     int rc = 0;
     if (eval_args_parse(&a, 16, 0.001, "val", &ea, err, sizeof err) ||
