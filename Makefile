@@ -5,7 +5,7 @@
 # and `make demo` can install the packages (`make deps`) and then build in a fresh make.
 .DEFAULT_GOAL := all
 CC        := mpicc
-PKGS      := hdf5-openmpi libzmq libturbojpeg spng libdeflate yaml-0.1 libcjson openssl cairo
+PKGS      := hdf5-openmpi libzmq libturbojpeg spng libdeflate yaml-0.1 libcjson openssl cairo libcurl
 # Build variants: objects under $(B), programs under $(BIN). SANITIZE=address is the ASan+UBSan
 # build of the tests (make test-sanitize), SANITIZE=fuzz the clang libFuzzer build (make fuzz);
 # both are CPU-only.
@@ -61,8 +61,8 @@ ifeq ($(CUDA),1)
 endif
 
 # ---- sources: every .c in the module folders is library code, except the two mains -------------
-MODULES   := common kernels dataio worker coordinator
-MAINS     := worker/main.c coordinator/main.c
+MODULES   := common kernels dataio worker coordinator lifecycle
+MAINS     := worker/main.c coordinator/main.c lifecycle/main.c
 ALL_C     := $(filter-out $(MAINS),$(foreach m,$(MODULES),$(wildcard $(m)/*.c)))
 # foo_nocuda.c is the CPU-only stand-in for foo.cu or foo_cuda.c (C that calls CUDA, cuDNN or
 # NCCL): built exactly when they are not
@@ -80,7 +80,8 @@ BENCH_BIN := $(patsubst bench/%.c,$(BIN)/%,$(wildcard bench/*.c))
 MPI_TEST_BIN := $(patsubst tests/mpi/%.c,$(B)/tests/mpi/%,$(wildcard tests/mpi/*.c))
 # tests/fuzz/fuzz_foo.c: a libFuzzer target (SANITIZE=fuzz only)
 FUZZ_BIN  := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(filter-out %/fuzz_common.c,$(wildcard tests/fuzz/fuzz_*.c)))
-TEST_PROGRAMS := $(BIN)/coordinator $(BIN)/worker $(B)/tests/yolo-tests $(MPI_TEST_BIN)
+TEST_PROGRAMS := $(BIN)/coordinator $(BIN)/worker $(BIN)/lifecycle $(B)/tests/yolo-tests \
+                 $(MPI_TEST_BIN)
 
 all: features $(TEST_PROGRAMS) $(BENCH_BIN)
 

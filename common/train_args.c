@@ -66,6 +66,7 @@ static const arg_spec specs[] = {
     {"channels_last", T_OPTBOOL, F(channels_last), "None", 0, 0, false, UL_8_4_190},
     {"val", T_BOOL, F(val), "True", 0, 0, false, 0},
     {"split", T_STR, INERT, "val", 0, 0, true, 0},
+    {"save_json", T_BOOL, F(save_json), "False", 0, 0, false, 0},
     {"conf", T_DOUBLE, F(conf), "0.001", 0, 1, false, 0},
     {"iou", T_DOUBLE, F(iou), "0.7", 0, 1, false, 0},
     {"max_det", T_LONG, F(max_det), "300", 1, 1e5, false, 0},
@@ -106,6 +107,7 @@ static const arg_spec specs[] = {
     {"stall_warn", T_DOUBLE, F(stall_warn), "60", 0, BIG, false, 0},
     {"stall_abort", T_DOUBLE, F(stall_abort), "600", 0, BIG, false, 0},
     {"keep", T_LONG, F(keep), "0", 0, BIG, false, 0},
+    {"mlflow", T_STR, F(mlflow), "", 0, 0, false, 0},
 };
 #define NSPECS (sizeof specs / sizeof *specs)
 
@@ -342,11 +344,15 @@ int train_args_parse(kv_args *args, train_args *out, char *err, size_t errlen) {
 }
 
 bool train_args_resume_may_change(const char *key) {
-    static const char *const keys[] = {
-        "resume",    "data",       "workers",     "micro_batch", "threads",  "loader_threads",
-        "bucket_mb", "stall_warn", "stall_abort", "device",      "patience", "save_period",
-        "keep",      "val",        "plots",       "verbose",     "exist_ok", "project",
-        "name",      "time",       "cache"}; /* cache=ram changes no batch (docs/loader.md) */
+    static const char *const keys[] = {"resume",      "data",       "workers",
+                                       "micro_batch", "threads",    "loader_threads",
+                                       "bucket_mb",   "stall_warn", "stall_abort",
+                                       "device",      "patience",   "save_period",
+                                       "keep",        "val",        "plots",
+                                       "verbose",     "exist_ok",   "project",
+                                       "name",        "time",       "mlflow",
+                                       "save_json",   "cache"}; /* cache=ram changes no batch
+                                                                   (docs/loader.md) */
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
         if (!strcmp(keys[i], key)) return true;
     return false;

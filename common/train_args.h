@@ -22,6 +22,7 @@ typedef struct train_args {
         warmup_bias_lr, box, cls, dfl, hsv_h, hsv_s, hsv_v, degrees, translate, scale, shear,
         perspective, flipud, fliplr, mosaic, iou, conf;
     bool exist_ok, cos_lr, val, save, deterministic, single_cls, plots, verbose;
+    bool save_json; /* the last validation's predictions as predictions.json (COCO format) */
     /* from Ultralytics 8.4.190 (args_8_4_190) */
     double cls_pw;     /* class weights (1/count)^cls_pw in the BCE; 0 = off */
     bool cls_remap;    /* fine-tuning: class rows of the head copied by class name */
@@ -35,6 +36,7 @@ typedef struct train_args {
     double bucket_mb;    /* gradient all-reduce bucket size */
     double stall_warn, stall_abort;
     long keep;              /* checkpoint versions kept (weights/v*.h5); 0 keeps all */
+    char mlflow[1024];      /* MLflow tracking URI, "False" (off); "" = $MLFLOW_TRACKING_URI */
     ul_version ultralytics; /* ultralytics=: the release whose semantics are followed */
     long nc;                /* classes, from the dataset (not an argument) */
 } train_args;

@@ -32,6 +32,23 @@ int worker_binary(char *out, size_t n, char *err, size_t errlen) {
     return 0;
 }
 
+int exec_sibling(const char *program, int argc, char **argv) {
+    char exe[PATH_MAX], sib[PATH_MAX + 64];
+    self_path("coordinator", exe, sizeof exe);
+    char *copy = xstrdup(exe);
+    snprintf(sib, sizeof sib, "%s/%s", dirname(copy), program);
+    free(copy);
+    char **av = xcalloc((size_t)argc + 2, sizeof *av);
+    av[0] = sib;
+    for (int i = 0; i < argc; i++) av[i + 1] = argv[i];
+    fflush(NULL);
+    execv(sib, av);
+    log_error("%s: cannot run (%s); it is built next to the coordinator by make", sib,
+              strerror(errno));
+    free(av);
+    return 2;
+}
+
 int launch_mpmd(const char *self, int workers, int argc, char **argv) {
     char exe[PATH_MAX], worker[PATH_MAX + 16], err[PATH_MAX + 64];
     self_path(self, exe, sizeof exe);

@@ -262,6 +262,14 @@ static void report(train_state *st, const ckpt_result *r) {
     }
     log_info("checkpoint %s written (%s, %s%s): %.1f MB in %.2f s", r->path, r->reason, where,
              r->best ? ", best" : "", r->bytes / 1e6, r->seconds);
+    metric_sinks_version(st->sinks,
+                         &(sink_version){.version = r->version,
+                                         .path = r->path,
+                                         .reason = r->reason,
+                                         .epoch = r->epoch,
+                                         .step = !strcmp(r->reason, "epoch") ? -1 : r->step,
+                                         .best = r->best,
+                                         .bytes = r->bytes});
     if (st->tel) {
         char v[32];
         snprintf(v, sizeof v, "v%04d", r->version);

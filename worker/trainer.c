@@ -314,6 +314,7 @@ static int end_epoch(worker *w) {
         val_record *recs = NULL;
         val_plot_data plots;
         val_plot_data_init(&plots, w->job.nc);
+        plots.all = (vh.plots & VAL_SEND_ALL_PREDICTIONS) != 0;
         int64_t *counts = xcalloc(2 * (size_t)w->job.nc, sizeof *counts);
         validate_run(&v, 0, idx, vh.count, shapes, vh.batches, &s, &recs, counts,
                      vh.plots ? &plots : NULL, w->err, sizeof w->err);

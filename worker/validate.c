@@ -1,6 +1,7 @@
 #include "worker/validate.h"
 
 #include "common/log.h"
+#include "common/timer.h"
 #include "worker/head_loss.h"
 #include "worker/val_plot_collect.h"
 
@@ -78,6 +79,7 @@ static void match_chunk(validator *v, const loader_batch *bt, const float *dec, 
         if (plots)
             val_plot_collect_image(plots, bt->indices[i], det, nd, gt_box, gt_cls, ngt,
                                    &bt->info[i], v->conf);
+        if (v->on_image) v->on_image(v->on_image_ctx, bt->indices[i], det, nd, &bt->info[i]);
         s->records += nd;
         s->images++;
     }
@@ -110,8 +112,9 @@ int validate_run(validator *v, int epoch, const int32_t *idx, int n, const val_s
     detection *det = xmalloc((size_t)v->max_det * sizeof *det);
     int rc = 0, ph = 0, pw = 0, pn = 0; /* the shape the model is planned for */
     for (int b = 0; b < nb && rc == 0; b++) {
-        backend_zero(model_backend(v->m), v->loss_res,
-                     BACKEND_DETLOSS_RESULTS * sizeof *v->loss_res);
+        if (v->loss_res)
+            backend_zero(model_backend(v->m), v->loss_res,
+                         BACKEND_DETLOSS_RESULTS * sizeof *v->loss_res);
         for (int lo = 0; lo < batches[b].count && rc == 0; lo += v->chunk) {
             loader_batch bt;
             if (loader_next(v->ld, &bt, err, errlen) != 0) {
@@ -124,17 +127,29 @@ int validate_run(validator *v, int epoch, const int32_t *idx, int n, const val_s
                 break;
             }
             pn = bt.n, ph = bt.h, pw = bt.w;
+            double t0 = now_seconds();
             model_forward_u8(v->m, bt.images, false);
             int A = model_num_anchors(v->m);
             dec = xrealloc(dec, (size_t)bt.n * A * (4 + v->nc) * sizeof *dec);
             model_decode(v->m, v->one2one ? MODEL_ONE2ONE : MODEL_ONE2MANY, dec);
-            chunk_loss(v, bt.h, bt.w, bt.labels, bt.nlabels);
+            double t1 = now_seconds();
+            if (v->loss_res) chunk_loss(v, bt.h, bt.w, bt.labels, bt.nlabels);
+            double t2 = now_seconds();
             match_chunk(v, &bt, dec, A, det, s, recs, &cap, counts, plots);
+            if (v->timing) {
+                v->timing->preprocess += bt.prep_s;
+                v->timing->inference += t1 - t0;
+                v->timing->loss += t2 - t1;
+                v->timing->postprocess += now_seconds() - t2;
+                v->timing->images += bt.n;
+            }
         }
         if (rc) break;
-        double items[3];
-        batch_items(v, items);
-        for (int k = 0; k < 3; k++) s->loss_sum[k] += items[k];
+        if (v->loss_res) {
+            double items[3];
+            batch_items(v, items);
+            for (int k = 0; k < 3; k++) s->loss_sum[k] += items[k];
+        }
         s->batches++;
     }
     free(dec);
