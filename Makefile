@@ -5,7 +5,7 @@
 # and `make demo` can install the packages (`make deps`) and then build in a fresh make.
 .DEFAULT_GOAL := all
 CC        := mpicc
-PKGS      := hdf5-openmpi libzmq libturbojpeg spng libdeflate yaml-0.1 libcjson openssl cairo
+PKGS      := hdf5-openmpi libzmq libturbojpeg spng libdeflate yaml-0.1 libcjson openssl cairo libcurl
 # Build variants: objects under $(B), programs under $(BIN). SANITIZE=address is the ASan+UBSan
 # build of the tests (make test-sanitize), SANITIZE=fuzz the clang libFuzzer build (make fuzz);
 # both are CPU-only.
@@ -61,15 +61,16 @@ ifeq ($(CUDA),1)
 endif
 
 # ---- sources: every .c in the module folders is library code, except the two mains -------------
-MODULES   := common kernels dataio worker coordinator
-MAINS     := worker/main.c coordinator/main.c
+MODULES   := common kernels dataio worker coordinator lifecycle
+MAINS     := worker/main.c coordinator/main.c lifecycle/main.c
 ALL_C     := $(filter-out $(MAINS),$(foreach m,$(MODULES),$(wildcard $(m)/*.c)))
-# foo_nocuda.c is the CPU-only stand-in for foo.cu: built exactly when the .cu is not
+# foo_nocuda.c is the CPU-only stand-in for foo.cu or foo_cuda.c (C that calls CUDA, cuDNN or
+# NCCL): built exactly when they are not
 ifeq ($(CUDA),1)
   LIB_C   := $(filter-out %_nocuda.c,$(ALL_C))
   LIB_CU  := $(foreach m,$(MODULES),$(wildcard $(m)/*.cu)) $(wildcard kernels/cuda/*.cu)
 else
-  LIB_C   := $(ALL_C)
+  LIB_C   := $(filter-out %_cuda.c,$(ALL_C))
   LIB_CU  :=
 endif
 LIB_OBJ   := $(LIB_C:%.c=$(B)/%.o) $(LIB_CU:%.cu=$(B)/%.cu.o)
@@ -83,7 +84,8 @@ CLUSTER_TEST_OBJ := $(patsubst %.c,$(B)/%.o,$(wildcard tests/cluster/*.c)) $(B)/
 MPI_TEST_BIN := $(patsubst tests/mpi/%.c,$(B)/tests/mpi/%,$(wildcard tests/mpi/*.c))
 # tests/fuzz/fuzz_foo.c: a libFuzzer target (SANITIZE=fuzz only)
 FUZZ_BIN  := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(filter-out %/fuzz_common.c,$(wildcard tests/fuzz/fuzz_*.c)))
-TEST_PROGRAMS := $(BIN)/coordinator $(BIN)/worker $(BIN)/yolo-loopback.so $(B)/tests/yolo-tests \
+TEST_PROGRAMS := $(BIN)/coordinator $(BIN)/worker $(BIN)/lifecycle $(BIN)/yolo-loopback.so \
+                 $(B)/tests/yolo-tests \
                  $(MPI_TEST_BIN)
 
 all: features $(TEST_PROGRAMS) $(BENCH_BIN)
@@ -237,6 +239,11 @@ bench: all
 bench-loader: all
 	bash bench/loader.sh
 
+# Our trainer against Ultralytics on PyTorch, side by side (needs scripts/pyenv.sh bench and a
+# quiet machine; QUICK=1 for the reduced table, BENCH_ARGS=--tta for time to accuracy).
+bench-vs-ultralytics: all
+	bash bench/vs_ultralytics.sh $(BENCH_ARGS)
+
 # The main job on the built-in synthetic dataset: a few minutes of yolov8n on 2 workers.
 DEMO_ARGS ?= model=yolov8n.yaml imgsz=160 batch=16 time=0.08 workers=2 project=runs name=demo
 run-demo: all
@@ -250,6 +257,7 @@ format:
 clean:
 	rm -rf build bin
 
-.PHONY: all features deps test run-test test-cluster run-test-cluster bench bench-loader demo \
-        run-demo format clean test-sanitize run-test-sanitize fuzz run-fuzz backend-ops FORCE
+.PHONY: all features deps test run-test test-cluster run-test-cluster bench bench-loader \
+        bench-vs-ultralytics demo run-demo format clean test-sanitize run-test-sanitize fuzz run-fuzz \
+        backend-ops FORCE
 .SECONDARY:

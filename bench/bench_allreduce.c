@@ -4,7 +4,7 @@
  * Timings on a shared 2-core VM are noisy; best of several steps is shown. */
 #include "common/log.h"
 #include "common/timer.h"
-#include "worker/allreduce.h"
+#include "worker/allreduce_mpi.h"
 
 #include <limits.h>
 #include <mpi.h>
@@ -63,8 +63,8 @@ static double baseline(float *g, size_t n) {
  * shared VM overshoots when descheduled, so the requested time is not subtracted). */
 static void bucketed(float *g, size_t n, size_t bucket_bytes, double compute_s, double base) {
     char err[512];
-    allreduce *ar = allreduce_create(MPI_COMM_WORLD, g, n, bucket_bytes, ALLREDUCE_ORDER_BACKWARD,
-                                     err, sizeof err);
+    allreduce *ar = allreduce_create_mpi(MPI_COMM_WORLD, g, n, bucket_bytes,
+                                         ALLREDUCE_ORDER_BACKWARD, err, sizeof err);
     check(ar ? 0 : -1, "create", err);
     double best = 1e30;
     allreduce_stats bs = {0};

@@ -2,7 +2,9 @@
  * (a) peak: an AVX-512 (else AVX2) FMA loop with 12 independent accumulators, per thread count;
  * (b) forward and backward (dx + dw) of every distinct conv shape of yolov8n at imgsz 320, batch 8.
  * Usage: bench_conv [threads=1,2] [compare=false] [clock=wall|cpu] [mintime=0.15] [imgsz=320]
- *                   [batch=8]
+ *                   [batch=8] [peak_only=false]
+ *   peak_only=true prints only the peaks (fp32 FMA, and bf16 dot products where the CPU has
+ *   AVX512_BF16), one PEAK line per thread count.
  *   compare=true also times the forced GEMM and forced oneDNN implementations of every shape. */
 #include "common/kv.h"
 #include "common/log.h"
@@ -43,6 +45,24 @@ __attribute__((target("avx512f"))) static float fma_loop_avx512(long iters) {
     s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11)));
     return _mm512_reduce_add_ps(s);
 }
+/* The same with AVX512_BF16 dot products (vdpbf16ps: 32 bf16 products added pairwise into 16 fp32
+ * lanes per instruction, 64 FLOP). */
+__attribute__((target("avx512f,avx512bf16"))) static float bf16_loop(long iters) {
+    const __m512bh m = (__m512bh)_mm512_set1_epi16(0x3f80), c = (__m512bh)_mm512_set1_epi16(0x3a80);
+    __m512 a0 = _mm512_set1_ps(0), a1 = _mm512_set1_ps(1), a2 = _mm512_set1_ps(2),
+           a3 = _mm512_set1_ps(3), a4 = _mm512_set1_ps(4), a5 = _mm512_set1_ps(5),
+           a6 = _mm512_set1_ps(6), a7 = _mm512_set1_ps(7), a8 = _mm512_set1_ps(8),
+           a9 = _mm512_set1_ps(9), a10 = _mm512_set1_ps(10), a11 = _mm512_set1_ps(11);
+#define DPBF16(acc, x, y) _mm512_dpbf16_ps(acc, x, y)
+    for (long i = 0; i < iters; i++) {
+        FMA12(DPBF16);
+    }
+#undef DPBF16
+    __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
+                             _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)));
+    s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11)));
+    return _mm512_reduce_add_ps(s);
+}
 __attribute__((target("avx2,fma"))) static float fma_loop_avx2(long iters) {
     const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-6f);
     __m256 a0 = _mm256_set1_ps(0), a1 = _mm256_set1_ps(1), a2 = _mm256_set1_ps(2),
@@ -74,16 +94,19 @@ static double tick(void) {
 
 static volatile float g_sink;
 
-/* GFLOP/s of `threads` threads each running the FMA loop (best of 5). */
+/* GFLOP/s of `threads` threads each running the FMA loop (best of 5); avx512 == 2: the bf16 dot
+ * product loop. */
 static double fma_peak(int threads, int avx512) {
     const long iters = 10 * 1000 * 1000;
-    const int lanes = avx512 ? 16 : 8;
+    const int lanes = avx512 == 2 ? 32 : avx512 ? 16 : 8;
     double best = 0;
     for (int rep = 0; rep < 5; rep++) {
         double t0 = tick();
 #pragma omp parallel num_threads(threads)
         {
-            float s = avx512 ? fma_loop_avx512(iters) : fma_loop_avx2(iters);
+            float s = avx512 == 2 ? bf16_loop(iters)
+                      : avx512    ? fma_loop_avx512(iters)
+                                  : fma_loop_avx2(iters);
 #pragma omp atomic
             g_sink += s;
         }
@@ -279,12 +302,13 @@ int main(int argc, char **argv) {
     kv_args a;
     char err[256];
     const char *threads_s;
-    bool compare;
+    bool compare, peak_only;
     const char *clock_s;
     long imgsz, batch;
     if (kv_parse(argc - 1, argv + 1, &a, err, sizeof err) ||
         kv_get_str(&a, "threads", "1,2", &threads_s) ||
         kv_get_bool(&a, "compare", false, &compare, err, sizeof err) ||
+        kv_get_bool(&a, "peak_only", false, &peak_only, err, sizeof err) ||
         kv_get_str(&a, "clock", "wall", &clock_s) ||
         kv_get_double(&a, "mintime", 0.15, &g_mintime, err, sizeof err) ||
         kv_get_long(&a, "imgsz", 320, &imgsz, err, sizeof err) ||
@@ -307,6 +331,26 @@ int main(int argc, char **argv) {
     }
     __builtin_cpu_init();
     int avx512 = __builtin_cpu_supports("avx512f");
+    if (peak_only) { /* one line per thread count, for bench/vs_ultralytics.sh */
+        int bf16 = avx512 && __builtin_cpu_supports("avx512bf16");
+        char pb[64];
+        snprintf(pb, sizeof pb, "%s", threads_s);
+        for (char *tok = strtok(pb, ","); tok; tok = strtok(NULL, ",")) {
+            long t;
+            if (!parse_long(tok, &t) || t < 1 || t > 256) {
+                log_error("threads=%s: expected a comma-separated list of thread counts",
+                          threads_s);
+                return 2;
+            }
+            g_threads = (int)t;
+            printf("PEAK threads %ld fp32_fma %s %.1f GFLOP/s", t, avx512 ? "AVX-512" : "AVX2",
+                   fma_peak((int)t, avx512));
+            if (bf16) printf(" bf16_dot AVX512_BF16 %.1f GFLOP/s", fma_peak((int)t, 2));
+            printf("\n");
+        }
+        kv_free(&a);
+        return 0;
+    }
     printf("bench_conv: yolov8n convs, imgsz %ld, batch %ld, fp32 NHWC; peak loop %s x %d "
            "accumulators. Timings: fastest of several calls, %s clock; the machine is shared, so "
            "expect noise.\n",

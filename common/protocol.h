@@ -45,11 +45,12 @@
 #pragma once
 #include <stdint.h>
 
-/* 6: the epoch message carries the previous epoch's last global batches (epoch_header.history);
- * 7: the model's yaml text follows job_info, pretrained weights after model_info;
- * 8: the hello exchange of every rank, stop signals in step reports, validation heartbeats
- * (TAG_VAL_PROGRESS) and the setup reports gathered nonblocking */
-#define PROTOCOL_VERSION 8
+/* 9: the cluster's hello exchange of every rank, stop signals in step reports, validation
+ * heartbeats (TAG_VAL_PROGRESS) and the setup reports gathered nonblocking, with main's 8;
+ * 8: val_header.plots may ask for every prediction (VAL_SEND_ALL_PREDICTIONS, save_json);
+ * 7: the model's yaml text follows job_info, pretrained weights after model_info (ckptcli);
+ * 6: the epoch message carries the previous epoch's last global batches (epoch_header.history) */
+#define PROTOCOL_VERSION 9
 
 enum msg_tag {
     TAG_EPOCH = 100,
@@ -145,10 +146,13 @@ typedef struct step_report {
  * computes its loss items over the whole batch. */
 #define VAL_CHUNK 16
 
+enum { VAL_SEND_PLOTS = 1, VAL_SEND_ALL_PREDICTIONS = 2 };
+
 typedef struct val_header {
     int32_t epoch, count; /* val indices that follow (-1: no validation this epoch) */
     int32_t batches;      /* rectangular batches that follow the indices, 3 int32 each */
-    int32_t plots;        /* 1: also send the plot data (common/val_plots.h) */
+    int32_t plots;        /* VAL_SEND_PLOTS: also send the plot data (common/val_plots.h); with
+                           * VAL_SEND_ALL_PREDICTIONS its predictions are every image's (save_json) */
 } val_header;
 
 /* Followed by `records` val_record (common/val_record.h) and 2*nc int64: per-class ground-truth

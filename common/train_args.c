@@ -66,6 +66,7 @@ static const arg_spec specs[] = {
     {"channels_last", T_OPTBOOL, F(channels_last), "None", 0, 0, false, UL_8_4_190},
     {"val", T_BOOL, F(val), "True", 0, 0, false, 0},
     {"split", T_STR, INERT, "val", 0, 0, true, 0},
+    {"save_json", T_BOOL, F(save_json), "False", 0, 0, false, 0},
     {"conf", T_DOUBLE, F(conf), "0.001", 0, 1, false, 0},
     {"iou", T_DOUBLE, F(iou), "0.7", 0, 1, false, 0},
     {"max_det", T_LONG, F(max_det), "300", 1, 1e5, false, 0},
@@ -106,6 +107,7 @@ static const arg_spec specs[] = {
     {"stall_warn", T_DOUBLE, F(stall_warn), "60", 0, BIG, false, 0},
     {"stall_abort", T_DOUBLE, F(stall_abort), "600", 0, BIG, false, 0},
     {"keep", T_LONG, F(keep), "0", 0, BIG, false, 0},
+    {"mlflow", T_STR, F(mlflow), "", 0, 0, false, 0},
 };
 #define NSPECS (sizeof specs / sizeof *specs)
 
@@ -185,9 +187,45 @@ static int check_optimizer(train_args *a, char *err, size_t errlen) {
     return errf(err, errlen, "optimizer=%s: expected auto, SGD, AdamW or MuSGD", a->optimizer);
 }
 
+int train_args_gpus(const train_args *a, int *ids, int max) {
+    const char *d = a->device;
+    if (!strcmp(d, "cpu")) return 0;
+    if (!strcmp(d, "cuda")) return -1;
+    if (!strncmp(d, "cuda:", 5)) d += 5;
+    int n = 0;
+    for (const char *p = d; *p;) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 0 || v > 1023 || (*end && *end != ',')) return -2;
+        if (ids && n < max) ids[n] = (int)v;
+        n++;
+        p = *end ? end + 1 : end;
+        if (*end && !*p) return -2; /* a trailing comma */
+    }
+    return n ? n : -2;
+}
+
+/* device=: cpu, cuda (one GPU per worker by its local rank), cuda:N, N or N,M,... (Ultralytics'
+ * syntax); syntax only: whether the GPUs exist is checked where they are (worker info, setup). */
+static int check_device(const train_args *a, char *err, size_t errlen) {
+    int ids[64], n = train_args_gpus(a, ids, 64);
+    if (n == -2)
+        return errf(err, errlen,
+                    "device=%s: expected cpu, cuda, cuda:N or GPU indices such as 0 or 0,1",
+                    a->device);
+    if (n > 64) return errf(err, errlen, "device=%s: more than 64 GPUs listed", a->device);
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < i; j++)
+            if (ids[i] == ids[j])
+                return errf(err, errlen, "device=%s: GPU %d is listed twice", a->device, ids[i]);
+    return 0;
+}
+
 /* amp: on the CPU, Ultralytics trains in float32 for True/fp16 (its AMP check is CUDA-only) and
- * for False/fp32, which is what this engine does. bf16 would run PyTorch's CPU bfloat16
- * autocast, which this float32 engine does not emulate. */
+ * for False/fp32, which is what this engine does. bf16 (PyTorch's CPU bfloat16 autocast there)
+ * trains with mixed-precision convolutions here: inputs rounded to bfloat16, float sums, float
+ * master weights, BN and loss (train_args_bf16; kernels/conv2d.h). On a GPU (device=), True, fp16
+ * and bf16 train in bf16 mixed precision (worker/device.h). */
 static int check_amp(train_args *a, const ul_behaviour *beh, char *err, size_t errlen) {
     bool b;
     if (parse_bool(a->amp, &b)) {
@@ -197,13 +235,7 @@ static int check_amp(train_args *a, const ul_behaviour *beh, char *err, size_t e
     if (!beh->args_8_4_190)
         return errf(err, errlen, "amp=%s: expected True or False (ultralytics=%s)", a->amp,
                     ul_version_name(a->ultralytics));
-    if (!strcmp(a->amp, "fp16") || !strcmp(a->amp, "fp32")) return 0;
-    if (!strcmp(a->amp, "bf16"))
-        return errf(err, errlen,
-                    "amp=bf16: bfloat16 training is a CUDA-backend feature that is not "
-                    "implemented yet, and this CPU engine computes in float32 only (Ultralytics "
-                    "would run CPU bf16 autocast); use amp=True or amp=False (both train in "
-                    "float32 on the CPU, as Ultralytics does)");
+    if (!strcmp(a->amp, "fp16") || !strcmp(a->amp, "fp32") || !strcmp(a->amp, "bf16")) return 0;
     return errf(err, errlen, "amp=%s: expected True, False, fp16, fp32 or bf16", a->amp);
 }
 
@@ -281,13 +313,7 @@ int train_args_parse(kv_args *args, train_args *out, char *err, size_t errlen) {
     if (out->channels_last == 0)
         log_warn("channels_last=False: this engine keeps activations NHWC (channels-last) "
                  "always; the layout changes no result, only speed");
-    if (!strcmp(out->device, "cuda") || !strncmp(out->device, "cuda:", 5) ||
-        (out->device[0] >= '0' && out->device[0] <= '9'))
-        return errf(err, errlen,
-                    "device=%s: the CUDA training backend is not implemented yet; use device=cpu",
-                    out->device);
-    if (strcmp(out->device, "cpu"))
-        return errf(err, errlen, "device=%s: expected cpu", out->device);
+    if (check_device(out, err, errlen) != 0) return -1;
     if (!strcmp(out->cache, "True") || !strcmp(out->cache, "true") || !strcmp(out->cache, "ram"))
         strcpy(out->cache, "ram");
     else if (!strcmp(out->cache, "False") || !strcmp(out->cache, "false") ||
@@ -318,11 +344,15 @@ int train_args_parse(kv_args *args, train_args *out, char *err, size_t errlen) {
 }
 
 bool train_args_resume_may_change(const char *key) {
-    static const char *const keys[] = {
-        "resume",    "data",       "workers",     "micro_batch", "threads",  "loader_threads",
-        "bucket_mb", "stall_warn", "stall_abort", "device",      "patience", "save_period",
-        "keep",      "val",        "plots",       "verbose",     "exist_ok", "project",
-        "name",      "time",       "cache"}; /* cache=ram changes no batch (docs/loader.md) */
+    static const char *const keys[] = {"resume",      "data",       "workers",
+                                       "micro_batch", "threads",    "loader_threads",
+                                       "bucket_mb",   "stall_warn", "stall_abort",
+                                       "device",      "patience",   "save_period",
+                                       "keep",        "val",        "plots",
+                                       "verbose",     "exist_ok",   "project",
+                                       "name",        "time",       "mlflow",
+                                       "save_json",   "cache"}; /* cache=ram changes no batch
+                                                                   (docs/loader.md) */
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
         if (!strcmp(keys[i], key)) return true;
     return false;
@@ -402,4 +432,8 @@ long train_args_train_images(const train_args *a, long n) {
 
 bool train_args_val_one2one(const train_args *a) {
     return !ul_behaviour_of(a->ultralytics)->e2e_val_nms_default || a->nms == 0;
+}
+
+bool train_args_bf16(const train_args *a) {
+    return !strcmp(a->amp, "bf16");
 }

@@ -3,6 +3,7 @@
  * one for its share (worker/val_plot_collect.h) and sends it; the coordinator merges them. Both
  * parts are sums or unions over images, so the result does not depend on the split. */
 #pragma once
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -11,8 +12,10 @@
 typedef struct val_plot_data {
     int nc;
     int64_t *confusion; /* [(nc + 1)][(nc + 1)]: [predicted][true], index nc = background */
-    val_plot_det *dets; /* on val images [0, VAL_PLOT_IMAGES) */
+    val_plot_det *dets; /* on val images [0, VAL_PLOT_IMAGES) above VAL_PLOT_CONF, or with `all`
+                         * every kept prediction of every image (save_json) */
     size_t ndets, cap;
+    bool all;
 } val_plot_data;
 
 void val_plot_data_init(val_plot_data *d, int nc);

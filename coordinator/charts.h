@@ -93,6 +93,13 @@ int chart_mosaic(const chart_tile *tiles, int ntiles, const chart_box *boxes, si
                  const char *const *names, int nc, int max_side, const char *path, char *err,
                  size_t errlen);
 
+/* One image at its own size with boxes (tile ignored) in class colours and "name 0.87" labels
+ * (conf < 0: the name only), line width and text size as Ultralytics' Annotator picks them for
+ * predict's saved images: lw = max(round((w + h) / 2 * 0.003), 2). PNG when path ends in .png,
+ * else JPEG. */
+int chart_annotated(const chart_tile *img, const chart_box *boxes, size_t nboxes,
+                    const char *const *names, int nc, const char *path, char *err, size_t errlen);
+
 /* ---- a run directory's charts from its dataset ------------------------------------------------
  */
 
@@ -101,6 +108,7 @@ typedef struct chart_run {
     dataset *ds; /* class names; labels; the plotted val images are read from it */
     int nc, imgsz;
     const char **names; /* [nc], the dataset's */
+    split_id split;     /* whose images the validation mosaics show (SPLIT_VAL) */
 } chart_run;
 
 /* What the validation plots are drawn from. */
@@ -119,6 +127,6 @@ int chart_run_path(const chart_run *r, const char *file, char *out, size_t n, ch
 /* labels.jpg from one split's labels. */
 int chart_run_labels(const chart_run *r, split_id split, char *err, size_t errlen);
 /* PR_curve.png, F1/P/R_curve.png (when a class has ground truth), confusion_matrix.png,
- * confusion_matrix_normalized.png, and val_batch{0,1,2}_labels.jpg / _pred.jpg of val images
- * [16 k, 16 k + 16) at tile side min(imgsz, 1920 / grid). */
+ * confusion_matrix_normalized.png, and val_batch{0,1,2}_labels.jpg / _pred.jpg of images
+ * [16 k, 16 k + 16) of r->split at tile side min(imgsz, 1920 / grid). */
 int chart_run_validation(const chart_run *r, const chart_validation *v, char *err, size_t errlen);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define LABEL_BOXES 500 /* outlines drawn in the second panel */
 #define HIST_BINS 50
@@ -132,6 +133,18 @@ static void box_label(plot_canvas *c, double x0, double y0, double x1, double y1
     plot_text(c, lx + 1, ty, label, pt, text_on(col), PLOT_LEFT, PLOT_TOP, 0);
 }
 
+/* "name" for a label (conf < 0), "name 0.9" / "name 0.87" for a prediction (decimals). */
+static void box_text(const chart_box *b, const char *const *names, int nc, int decimals, char *out,
+                     size_t n) {
+    char num[16];
+    snprintf(num, sizeof num, "%d", b->cls);
+    const char *nm = names && b->cls >= 0 && b->cls < nc ? names[b->cls] : num;
+    if (b->conf >= 0)
+        snprintf(out, n, "%s %.*f", nm, decimals, b->conf);
+    else
+        snprintf(out, n, "%s", nm);
+}
+
 int chart_mosaic(const chart_tile *tiles, int ntiles, const chart_box *boxes, size_t nboxes,
                  const char *const *names, int nc, int max_side, const char *path, char *err,
                  size_t errlen) {
@@ -166,19 +179,35 @@ int chart_mosaic(const chart_tile *tiles, int ntiles, const chart_box *boxes, si
         for (size_t k = 0; k < nboxes; k++) {
             const chart_box *b = &boxes[k];
             if (b->tile != i) continue;
-            char label[160], num[16];
-            snprintf(num, sizeof num, "%d", b->cls);
-            const char *nm = names && b->cls >= 0 && b->cls < nc ? names[b->cls] : num;
-            if (b->conf >= 0)
-                snprintf(label, sizeof label, "%s %.1f", nm, b->conf);
-            else
-                snprintf(label, sizeof label, "%s", nm);
+            char label[160];
+            box_text(b, names, nc, 1, label, sizeof label);
             box_label(c, ox + b->x1 * g, oy + b->y1 * g, ox + b->x2 * g, oy + b->y2 * g,
                       plot_class_color(b->cls), label, lw, fs);
         }
     }
     free(gain);
     int rc = plot_canvas_save_jpeg(c, path, JPEG_QUALITY, err, errlen);
+    plot_canvas_free(c);
+    return rc;
+}
+
+int chart_annotated(const chart_tile *img, const chart_box *boxes, size_t nboxes,
+                    const char *const *names, int nc, const char *path, char *err, size_t errlen) {
+    plot_canvas *c = plot_canvas_new(img->w, img->h, 72); /* 72 dpi: points are pixels */
+    if (!c) return errf(err, errlen, "%s: cannot allocate the canvas", path);
+    plot_image(c, img->rgb, img->w, img->h, 0, 0, img->w, img->h);
+    /* Annotator's sizes: lw = max(round((h + w) / 2 * 0.003), 2); cv2 text of scale lw / 3 */
+    double lw = fmax(round((img->w + img->h) / 2.0 * 0.003), 2), fs = fmax(lw * 22 / 3, 12);
+    for (size_t k = 0; k < nboxes; k++) {
+        const chart_box *b = &boxes[k];
+        char label[160];
+        box_text(b, names, nc, 2, label, sizeof label);
+        box_label(c, b->x1, b->y1, b->x2, b->y2, plot_class_color(b->cls), label, lw, fs);
+    }
+    size_t len = strlen(path);
+    bool png = len >= 4 && !strcasecmp(path + len - 4, ".png");
+    int rc = png ? plot_canvas_save_png(c, path, err, errlen)
+                 : plot_canvas_save_jpeg(c, path, JPEG_QUALITY, err, errlen);
     plot_canvas_free(c);
     return rc;
 }

@@ -11,7 +11,7 @@
 #define MOSAIC_IMAGES 16 /* plot_images' max_subplots */
 
 void chart_run_init(chart_run *r, const char *dir, dataset *ds, int imgsz) {
-    *r = (chart_run){.ds = ds, .nc = dataset_num_classes(ds), .imgsz = imgsz};
+    *r = (chart_run){.ds = ds, .nc = dataset_num_classes(ds), .imgsz = imgsz, .split = SPLIT_VAL};
     snprintf(r->dir, sizeof r->dir, "%s", dir);
     r->names = xcalloc((size_t)(r->nc > 0 ? r->nc : 1), sizeof *r->names);
     for (int c = 0; c < r->nc; c++) r->names[c] = dataset_class_name(ds, c);
@@ -54,7 +54,7 @@ int chart_run_labels(const chart_run *s, split_id split, char *err, size_t errle
 /* Mosaic k of the val images [16 k, 16 k + 16): ground truth, then predictions. */
 static int draw_mosaics(const chart_run *s, int k, const chart_validation *v, char *err,
                         size_t errlen) {
-    int lo = k * MOSAIC_IMAGES, n = dataset_split_size(s->ds, SPLIT_VAL) - lo;
+    int lo = k * MOSAIC_IMAGES, n = dataset_split_size(s->ds, s->split) - lo;
     if (n > MOSAIC_IMAGES) n = MOSAIC_IMAGES;
     if (n <= 0) return 0;
     chart_tile tiles[MOSAIC_IMAGES] = {0};
@@ -64,7 +64,7 @@ static int draw_mosaics(const chart_run *s, int k, const chart_validation *v, ch
     int rc = 0;
     for (int i = 0; i < n && rc == 0; i++) {
         dataset_sample smp;
-        if (dataset_read(s->ds, SPLIT_VAL, lo + i, &smp, err, errlen) != 0) {
+        if (dataset_read(s->ds, s->split, lo + i, &smp, err, errlen) != 0) {
             rc = -1;
             break;
         }
@@ -74,7 +74,7 @@ static int draw_mosaics(const chart_run *s, int k, const chart_validation *v, ch
         if (rc == 0) {
             tiles[i] = (chart_tile){.rgb = rgb, .w = w, .h = h, .name = names[i]};
             char file[256];
-            if (dataset_filename(s->ds, SPLIT_VAL, lo + i, file, sizeof file) != 0)
+            if (dataset_filename(s->ds, s->split, lo + i, file, sizeof file) != 0)
                 snprintf(file, sizeof file, "val %d", lo + i);
             const char *base = strrchr(file, '/'); /* plot_images shows the file's name */
             snprintf(names[i], sizeof names[i], "%s", base ? base + 1 : file);
@@ -94,7 +94,7 @@ static int draw_mosaics(const chart_run *s, int k, const chart_validation *v, ch
     }
     for (size_t j = 0; j < v->ndets; j++) {
         const val_plot_det *d = &v->dets[j];
-        if (d->image >= lo && d->image < lo + n)
+        if (d->image >= lo && d->image < lo + n && d->conf > VAL_PLOT_CONF)
             pred[npred++] = (chart_box){d->image - lo, d->cls, d->conf, d->x1, d->y1, d->x2, d->y2};
     }
     char path[PATH_MAX + 32], file[64];

@@ -24,6 +24,8 @@ static void data_usage(FILE *f) {
                "       the images resized for training at imgsz\n"
                "  synth out=<file.h5> [train=2000] [val=400] [test=0] [imgsz=256] [classes=3] "
                "[seed=0]\n"
+               "        [brightness=1] [object_scale=1] [background=plain|stripes]   (a shifted "
+               "look)\n"
                "  info <file.h5>\n"
                "  verify <file.h5>\n");
 }
@@ -150,6 +152,17 @@ static int cmd_synth(kv_args *a) {
     char err[512];
     const char *out = kv_get(a, "out");
     long tr, va, te, imgsz, classes, seed;
+    synth_style style = synth_style_default();
+    const char *bg = kv_get(a, "background");
+    if (bg && synth_background_parse(bg, &style.background) != 0)
+        return USAGE_ERR("data synth: background=%s: expected plain or stripes", bg);
+    if (kv_get_double(a, "brightness", 1, &style.brightness, err, sizeof err) ||
+        kv_get_double(a, "object_scale", 1, &style.object_scale, err, sizeof err))
+        return USAGE_ERR("data synth: %s", err);
+    if (!(style.brightness > 0 && style.brightness <= 4))
+        return USAGE_ERR("data synth: brightness=%g: expected (0, 4]", style.brightness);
+    if (!(style.object_scale > 0 && style.object_scale <= 2.5))
+        return USAGE_ERR("data synth: object_scale=%g: expected (0, 2.5]", style.object_scale);
     if (kv_get_long(a, "train", 2000, &tr, err, sizeof err) ||
         kv_get_long(a, "val", 400, &va, err, sizeof err) ||
         kv_get_long(a, "test", 0, &te, err, sizeof err) ||
@@ -166,7 +179,8 @@ static int cmd_synth(kv_args *a) {
         return USAGE_ERR("data synth: classes=%ld: expected 1..3", classes);
     int count[SPLIT_COUNT] = {(int)tr, (int)va, (int)te};
     pack_stats st;
-    if (pack_synth(out, count, (int)imgsz, (int)classes, (uint64_t)seed, &st, err, sizeof err)) {
+    if (pack_synth_styled(out, count, (int)imgsz, (int)classes, (uint64_t)seed, &style, &st, err,
+                          sizeof err)) {
         log_error("data synth: %s", err);
         return 1;
     }

@@ -26,3 +26,8 @@ void launch_report_run_dir(const char *dir);
 /* The coordinator rank's exit status: under the launcher, handed to it (the rank then exits 0, so
  * mpirun ends at once and quietly); returns what the rank should exit with. */
 int launch_report_status(int rc);
+
+/* Replaces this process with bin/<program> next to this binary, run as `<program> <argv...>`
+ * (the coordinator's val / predict / gate / drift are bin/lifecycle's). Returns only on failure:
+ * 2 with a message. */
+int exec_sibling(const char *program, int argc, char **argv);

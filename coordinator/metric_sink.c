@@ -80,6 +80,10 @@ void metric_sinks_validation(metric_sinks *l, const sink_validation *v) {
     FAN_OUT(validation, v);
 }
 
+void metric_sinks_version(metric_sinks *l, const sink_version *v) {
+    FAN_OUT(version, v);
+}
+
 void metric_sinks_close(metric_sinks *l, bool ok) {
     if (!l) return;
     for (int i = 0; i < l->n; i++) {
@@ -115,5 +119,6 @@ metric_sinks *metric_sinks_for_training(const sink_run *run, telemetry *tel) {
     if (tel) metric_sinks_add(l, sink_telemetry(tel));
     metric_sinks_open(l, "tensorboard", sink_tensorboard_open, run);
     if (run->args->plots) metric_sinks_open(l, "charts", sink_charts_open, run);
+    if (sink_mlflow_uri(run->args)) metric_sinks_open(l, "mlflow", sink_mlflow_open, run);
     return l;
 }

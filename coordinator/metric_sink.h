@@ -61,8 +61,19 @@ typedef struct sink_validation {
     const int64_t *confusion; /* [(nc + 1)][(nc + 1)], [predicted][true], nc = background */
     size_t ndets;
     const val_plot_det *dets; /* predictions (conf > VAL_PLOT_CONF) on val images
-                               * [0, VAL_PLOT_IMAGES), original pixels, any order */
+                               * [0, VAL_PLOT_IMAGES), original pixels, any order; with save_json
+                               * every prediction of every image (filter before drawing) */
 } sink_validation;
+
+/* A checkpoint version is on disk (reported after the background writer finished it). */
+typedef struct sink_version {
+    int version;        /* N of vN */
+    const char *path;   /* <run>/weights/v0003.h5 */
+    const char *reason; /* "epoch", "save", "stop" */
+    int epoch, step;    /* 1-based epoch; step of that epoch (epoch-end versions: -1) */
+    bool best;          /* best.h5 now points at it */
+    int64_t bytes;
+} sink_version;
 
 /* A sink: functions and its state. Any function but close may be NULL (nothing to do). Each
  * returns 0, or -1 with one line in err; close frees the state whatever it returns. */
@@ -71,6 +82,7 @@ typedef struct metric_sink_ops {
     int (*step)(void *self, const sink_step *r, char *err, size_t errlen);
     int (*epoch)(void *self, const sink_epoch *r, char *err, size_t errlen);
     int (*validation)(void *self, const sink_validation *v, char *err, size_t errlen);
+    int (*version)(void *self, const sink_version *v, char *err, size_t errlen);
     int (*close)(void *self, bool ok, char *err, size_t errlen); /* ok: the run succeeded */
 } metric_sink_ops;
 
@@ -96,14 +108,16 @@ void metric_sinks_add(metric_sinks *l, metric_sink s);
 void metric_sinks_step(metric_sinks *l, const sink_step *r);
 void metric_sinks_epoch(metric_sinks *l, const sink_epoch *r);
 void metric_sinks_validation(metric_sinks *l, const sink_validation *v);
+void metric_sinks_version(metric_sinks *l, const sink_version *v);
 /* Closes every sink (warning about failures) and frees the list. NULL is fine. */
 void metric_sinks_close(metric_sinks *l, bool ok);
 /* Sinks still on (tests). */
 int metric_sinks_active(const metric_sinks *l);
 
 /* The training run's sinks, in this order: results.csv, the PUB socket (when tel is given),
- * TensorBoard events, and with args->plots the charts (results.png each epoch, labels.jpg at
- * open, validation plots). */
+ * TensorBoard events, with args->plots the charts (results.png each epoch, labels.jpg at open,
+ * validation plots), and MLflow when a tracking server is given (mlflow=, or
+ * MLFLOW_TRACKING_URI; sink_mlflow_uri). */
 struct telemetry;
 metric_sinks *metric_sinks_for_training(const sink_run *run, struct telemetry *tel);
 /* The training list's warn function: a "warning" event on the PUB socket (tel may be NULL). */
@@ -114,6 +128,14 @@ void metric_sink_warn_telemetry(void *tel, const char *message);
 int sink_results_csv_open(const sink_run *run, metric_sink *out, char *err, size_t errlen);
 int sink_tensorboard_open(const sink_run *run, metric_sink *out, char *err, size_t errlen);
 int sink_charts_open(const sink_run *run, metric_sink *out, char *err, size_t errlen);
+/* An MLflow tracking server through its REST API (sink_mlflow.c, docs/tracking.md): experiment =
+ * project (or MLFLOW_EXPERIMENT_NAME), run name = the run folder's name (or MLFLOW_RUN), params =
+ * args.yaml, metrics = results.csv columns per epoch, tags = lineage, versions as references.
+ * Requests go out from the sink's own thread; open does no network I/O. */
+int sink_mlflow_open(const sink_run *run, metric_sink *out, char *err, size_t errlen);
+/* The tracking URI in force: mlflow=<uri>, else $MLFLOW_TRACKING_URI; NULL when off (unset, or
+ * mlflow=False). */
+const char *sink_mlflow_uri(const train_args *a);
 /* The PUB socket's step and epoch events (the socket itself stays the coordinator's: control
  * requests, checkpoint and warning events do not go through sinks). */
 metric_sink sink_telemetry(struct telemetry *tel);

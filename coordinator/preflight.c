@@ -74,22 +74,24 @@ static void last_error_line(char *text, char *out, size_t n) {
     out[k] = 0;
 }
 
-/* The model and memory: `worker info model=... nc=... imgsz=... batch=... workers=...`, the
- * workers' own checks (a model yaml that builds, a batch that fits), output discarded unless it
- * fails. */
+/* The model, the device and memory: `worker info model=... nc=... imgsz=... batch=... workers=...
+ * device=...`, the workers' own checks (a model yaml that builds; for a GPU device=, a build with
+ * CUDA and a GPU for each worker; a batch that fits in host or GPU memory), output discarded unless
+ * it fails. */
 static int check_model_yaml(const train_args *a, const char *model, int nc, int workers, char *err,
                             size_t errlen) {
     char worker[4096];
     if (worker_binary(worker, sizeof worker, err, errlen) != 0) return -1;
-    char argbuf[6][1100];
+    char argbuf[7][1100];
     snprintf(argbuf[0], sizeof argbuf[0], "model=%s", model);
     snprintf(argbuf[1], sizeof argbuf[1], "nc=%d", nc);
     snprintf(argbuf[2], sizeof argbuf[2], "imgsz=%ld", a->imgsz);
     snprintf(argbuf[3], sizeof argbuf[3], "batch=%ld", a->batch);
     snprintf(argbuf[4], sizeof argbuf[4], "workers=%d", workers);
     snprintf(argbuf[5], sizeof argbuf[5], "micro_batch=%ld", a->micro_batch);
+    snprintf(argbuf[6], sizeof argbuf[6], "device=%s", a->device);
     char *av[] = {worker,    "info",    argbuf[0], argbuf[1], argbuf[2],
-                  argbuf[3], argbuf[4], argbuf[5], NULL};
+                  argbuf[3], argbuf[4], argbuf[5], argbuf[6], NULL};
     int pipefd[2];
     if (pipe(pipefd) != 0) return errf(err, errlen, "pipe: %s", strerror(errno));
     fflush(NULL);

@@ -7,9 +7,11 @@
  * open, which checks its structure and every label), the train split against batch, fraction and
  * workers, imgsz (rounded up to a multiple of 32, as Ultralytics does), the run folder
  * (project/name must be creatable; a resumed run's folder is checked by resume_prepare), and, when
- * asked, the model and memory through `worker info` (the workers' own code: the model yaml builds
- * for the dataset's classes, and `workers` workers of batch/workers images at imgsz fit in the
- * available memory). Under mpirun the workers make that last check themselves before training. */
+ * asked, the model, the device and memory through `worker info` (the workers' own code: the model
+ * yaml builds for the dataset's classes; device= other than cpu needs a build with CUDA and a GPU
+ * for each worker on this machine; `workers` workers of batch/workers images at imgsz fit in the
+ * available memory, or each in its GPU's free memory). Under mpirun the workers make that last
+ * check themselves before training. */
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>

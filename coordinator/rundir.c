@@ -40,8 +40,8 @@ static int claim(const char *path, bool exist_ok, char *err, size_t errlen) {
     return errf(err, errlen, "%s: cannot create directory: %s", path, strerror(errno));
 }
 
-int rundir_create(const char *project, const char *name, bool exist_ok, char *out, size_t outlen,
-                  char *err, size_t errlen) {
+int rundir_claim(const char *project, const char *name, bool exist_ok, char *out, size_t outlen,
+                 char *err, size_t errlen) {
     if (snprintf(out, outlen, "%s/%s", project, name) >= (int)outlen)
         return errf(err, errlen, "%s/%s: path too long", project, name);
     int rc = claim(out, exist_ok, err, errlen);
@@ -50,7 +50,12 @@ int rundir_create(const char *project, const char *name, bool exist_ok, char *ou
         rc = claim(out, false, err, errlen);
     }
     if (rc == 1) return errf(err, errlen, "%s/%s: no free run name up to 9999", project, name);
-    if (rc != 0) return -1;
+    return rc;
+}
+
+int rundir_create(const char *project, const char *name, bool exist_ok, char *out, size_t outlen,
+                  char *err, size_t errlen) {
+    if (rundir_claim(project, name, exist_ok, out, outlen, err, errlen) != 0) return -1;
     char w[4096];
     if (snprintf(w, sizeof w, "%s/weights", out) >= (int)sizeof w)
         return errf(err, errlen, "%s: path too long", out);

@@ -264,6 +264,14 @@ static void report(train_state *st, const ckpt_result *r) {
              r->best ? ", best" : "", r->bytes / 1e6, r->seconds);
     st->last_version = r->version;
     snprintf(st->last_version_where, sizeof st->last_version_where, "%s", where);
+    metric_sinks_version(st->sinks,
+                         &(sink_version){.version = r->version,
+                                         .path = r->path,
+                                         .reason = r->reason,
+                                         .epoch = r->epoch,
+                                         .step = !strcmp(r->reason, "epoch") ? -1 : r->step,
+                                         .best = r->best,
+                                         .bytes = r->bytes});
     if (st->tel) {
         char v[32];
         snprintf(v, sizeof v, "v%04d", r->version);

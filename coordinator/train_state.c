@@ -6,6 +6,7 @@
 #include "common/timer.h"
 #include "common/val_plots.h"
 #include "common/val_record.h"
+#include "coordinator/coco_json.h"
 #include "coordinator/metrics.h"
 #include "coordinator/progress.h"
 #include "coordinator/rank_watch.h"
@@ -117,7 +118,7 @@ static double ap_mean(const double *ap) {
 }
 
 /* Sends every worker its whole rectangular batches: indices, then {count, h, w} per batch. */
-static void send_val_plans(train_state *st, int epoch, bool plots) {
+static void send_val_plans(train_state *st, int epoch, int32_t plots) {
     const val_plan *vp = &st->vplan;
     int W = st->workers, nb = vp->nbatches;
     /* Test knob: everything on worker 0, to check that the split does not change the metrics. */
@@ -144,7 +145,8 @@ static void send_val_plans(train_state *st, int epoch, bool plots) {
 }
 
 /* Splits the val split over the workers, gathers their records and computes the metrics; with
- * plots (not NULL, initialised) also the confusion matrix and the predictions to draw. */
+ * plots (not NULL, initialised) also the confusion matrix and the predictions to draw (every
+ * prediction when plots->all). */
 static int validate(train_state *st, int epoch, val_metrics *m, double val_loss[3],
                     val_plot_data *plots, char *err, size_t errlen) {
     int nc = dataset_num_classes(st->ds), W = st->workers;
@@ -154,7 +156,10 @@ static int validate(train_state *st, int epoch, val_metrics *m, double val_loss[
     val_record *all = NULL;
     size_t nall = 0;
     int rc = 0, images = 0, batches = 0;
-    send_val_plans(st, epoch, plots != NULL);
+    send_val_plans(st, epoch,
+                   !plots       ? 0
+                   : plots->all ? VAL_SEND_PLOTS | VAL_SEND_ALL_PREDICTIONS
+                                : VAL_SEND_PLOTS);
     for (int w = 0; w < W; w++) {
         val_summary s;
         /* a share of a large val split takes as long as it takes: a heartbeat per batch */
@@ -199,6 +204,17 @@ static int validate(train_state *st, int epoch, val_metrics *m, double val_loss[
     return rc;
 }
 
+/* predictions.json of this validation (save_json=True), as Ultralytics writes it after training;
+ * a failure is a warning: the run goes on. */
+static void write_predictions(train_state *st, const val_plot_data *pd) {
+    char path[sizeof st->args->save_dir + 32], err[1024];
+    snprintf(path, sizeof path, "%s/predictions.json", st->args->save_dir);
+    if (coco_predictions_write(path, st->ds, SPLIT_VAL, pd->dets, pd->ndets, err, sizeof err))
+        log_warn("save_json: %s", err);
+    else
+        log_info("saved %zu predictions to %s", pd->ndets, path);
+}
+
 /* Whether the run ends after this epoch: the last epoch, early stopping (Ultralytics'
  * EarlyStopping: no fitness improvement for `patience` epochs; 0 never stops), or the time budget
  * (Ultralytics re-estimates the epoch count from the mean epoch time, schedule included). */
@@ -231,8 +247,10 @@ int train_state_end_epoch(train_state *st, int epoch, int steps, bool final, boo
      * may end on (EarlyStopping.possible_stop: patience - 1 epochs without improvement) */
     bool possible_stop = a->patience > 0 && epoch > 0 && epoch - st->best_epoch >= a->patience - 1;
     bool plots = do_val && a->plots && (final || possible_stop);
+    bool json = do_val && a->save_json && (final || possible_stop); /* predictions.json */
     val_plot_data pd;
     val_plot_data_init(&pd, dataset_num_classes(st->ds));
+    pd.all = json;
     if (!do_val) {
         val_header h = {.epoch = epoch, .count = -1}; /* no validation this epoch */
         for (int w = 0; w < st->workers; w++)
@@ -247,7 +265,7 @@ int train_state_end_epoch(train_state *st, int epoch, int steps, bool final, boo
             val_plot_data_free(&pd);
             return -1;
         }
-        if (validate(st, epoch, &m, val_loss, plots ? &pd : NULL, err, errlen) != 0) {
+        if (validate(st, epoch, &m, val_loss, plots || json ? &pd : NULL, err, errlen) != 0) {
             val_metrics_free(&m);
             val_plot_data_free(&pd);
             return -1;
@@ -299,6 +317,7 @@ int train_state_end_epoch(train_state *st, int epoch, int steps, bool final, boo
                                                               .confusion = pd.confusion,
                                                               .ndets = pd.ndets,
                                                               .dets = pd.dets});
+    if (json) write_predictions(st, &pd);
     val_plot_data_free(&pd);
     if (do_val) val_metrics_free(&m);
     train_state_add_row(st, &row, fitness);

@@ -482,3 +482,11 @@ int augment_train_timed(const augment_params *p, int imgsz, rng *r, int use_mosa
     lap(t, STAGE_LABELS, &t0);
     return n;
 }
+
+void letterbox_undo_box(const letterbox_info *lb, const float in[4], float out[4]) {
+    float W = (float)lb->orig_w, H = (float)lb->orig_h;
+    float x1 = (in[0] - lb->pad_x) / lb->gain_x, y1 = (in[1] - lb->pad_y) / lb->gain_y;
+    float x2 = (in[2] - lb->pad_x) / lb->gain_x, y2 = (in[3] - lb->pad_y) / lb->gain_y;
+    out[0] = clampf(x1, 0, W), out[1] = clampf(y1, 0, H);
+    out[2] = clampf(x2, 0, W), out[3] = clampf(y2, 0, H);
+}

@@ -90,6 +90,11 @@ typedef struct letterbox_info {
     float pad_x, pad_y;
 } letterbox_info;
 
+/* A box x1, y1, x2, y2 in letterboxed pixels back to original-image pixels: x = (x' - pad) /
+ * gain, then clipped to the image (Ultralytics' scale_boxes on the exact gain and padding the
+ * letterbox used). in and out may alias. */
+void letterbox_undo_box(const letterbox_info *lb, const float in[4], float out[4]);
+
 /* Letterbox into out_h x out_w: resize by r = min(out_h/h, out_w/w) (capped at 1 unless scaleup)
  * to round-half-even sizes, pad with 114 centred (odd pixel bottom/right), map labels in place
  * of out_labels (normalised to the output). Returns the label count; *r_out, *pad_x, *pad_y get

@@ -51,6 +51,7 @@ typedef struct slot {
     size_t labels_cap;
     int failed;
     char err[512];
+    double prep_s; /* summed per-sample read + decode + transform seconds */
 } slot;
 
 struct loader {
@@ -296,6 +297,7 @@ static slot *find_work(loader *L) {
         s->job = j;
         s->state = SLOT_FILLING;
         s->next_sample = s->done = 0;
+        s->prep_s = 0;
         s->failed = 0;
         s->err[0] = 0;
         return s;
@@ -318,8 +320,11 @@ static void *worker_main(void *arg) {
         pthread_mutex_unlock(&L->mu);
         err[0] = 0;
         stage_times t = {{0}};
+        double t0 = now_seconds();
         int rc = skip ? 0 : process_sample(L, s, b, &t, err, sizeof err);
+        double dt = now_seconds() - t0;
         pthread_mutex_lock(&L->mu);
+        s->prep_s += dt;
         for (int k = 0; k < STAGE_COUNT; k++) L->times.s[k] += t.s[k];
         if (rc != 0 && !s->failed) {
             s->failed = 1;
@@ -586,6 +591,7 @@ int loader_next(loader *L, loader_batch *out, char *err, size_t errlen) {
     out->labels = s->labels;
     out->info = L->cfg.augment ? NULL : s->info;
     out->stall_s = stall;
+    out->prep_s = s->prep_s;
     pthread_mutex_lock(&L->mu);
     L->times.s[STAGE_COPY] += now_seconds() - tc;
     pthread_mutex_unlock(&L->mu);

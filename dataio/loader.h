@@ -71,6 +71,8 @@ typedef struct loader_batch {
     float *labels;              /* [nlabels][6]: batch index, class, cx, cy, w, h (normalised) */
     const letterbox_info *info; /* [n] validation only (NULL when augmenting) */
     double stall_s;             /* seconds loader_next waited for this batch */
+    double prep_s; /* seconds the loader threads spent on its samples (read, decode, transform),
+                    * summed over samples: Ultralytics' "preprocess" time */
 } loader_batch;
 
 typedef struct loader loader;

@@ -178,7 +178,18 @@ bool pack_clip_box(pack_ctx *c, float *b, const char *where) {
 
 int pack_synth(const char *out, const int count[SPLIT_COUNT], int imgsz, int classes, uint64_t seed,
                pack_stats *st, char *err, size_t errlen) {
+    return pack_synth_styled(out, count, imgsz, classes, seed, NULL, st, err, errlen);
+}
+
+int pack_synth_styled(const char *out, const int count[SPLIT_COUNT], int imgsz, int classes,
+                      uint64_t seed, const synth_style *style, pack_stats *st, char *err,
+                      size_t errlen) {
     memset(st, 0, sizeof *st);
+    synth_style sty = style ? *style : synth_style_default();
+    if (!(sty.brightness > 0 && sty.brightness <= 4) ||
+        !(sty.object_scale > 0 && sty.object_scale <= 2.5))
+        return errf(err, errlen, "brightness=%g, object_scale=%g: expected (0, 4] and (0, 2.5]",
+                    sty.brightness, sty.object_scale);
     if (imgsz < SYNTH_MIN_IMGSZ || imgsz > 4096)
         return errf(err, errlen, "imgsz=%d: expected %d..4096", imgsz, SYNTH_MIN_IMGSZ);
     if (classes < 1 || classes > SYNTH_MAX_CLASSES)
@@ -187,9 +198,13 @@ int pack_synth(const char *out, const int count[SPLIT_COUNT], int imgsz, int cla
     if (count[SPLIT_TRAIN] < 1) return errf(err, errlen, "train=%d: expected >= 1", count[0]);
     const char *names[SYNTH_MAX_CLASSES];
     for (int k = 0; k < classes; k++) names[k] = synth_class_name(k);
-    char source[160];
-    snprintf(source, sizeof source, "synth seed=%llu imgsz=%d classes=%d", (unsigned long long)seed,
-             imgsz, classes);
+    char source[256];
+    int k = snprintf(source, sizeof source, "synth seed=%llu imgsz=%d classes=%d",
+                     (unsigned long long)seed, imgsz, classes);
+    if (sty.brightness != 1 || sty.object_scale != 1 || sty.background != SYNTH_BG_PLAIN)
+        snprintf(source + k, sizeof source - (size_t)k,
+                 " brightness=%g object_scale=%g background=%s", sty.brightness, sty.object_scale,
+                 synth_background_name(sty.background));
     dataset_writer *w = dataset_writer_create(out, classes, names, source, err, errlen);
     if (!w) return -1;
     uint8_t *rgb = xmalloc((size_t)imgsz * imgsz * 3);
@@ -199,7 +214,7 @@ int pack_synth(const char *out, const int count[SPLIT_COUNT], int imgsz, int cla
         if (count[s] <= 0) continue;
         rc = dataset_writer_begin_split(w, (split_id)s, err, errlen);
         for (int i = 0; i < count[s] && rc == 0; i++) {
-            int nb = synth_image(seed, (split_id)s, i, imgsz, classes, rgb, labels);
+            int nb = synth_image_styled(seed, (split_id)s, i, imgsz, classes, &sty, rgb, labels);
             char name[64];
             snprintf(name, sizeof name, "synth/%s/%06d", split_name((split_id)s), i);
             rc = dataset_writer_add(w, rgb, (size_t)imgsz * imgsz * 3, IMG_RAW_RGB, imgsz, imgsz,

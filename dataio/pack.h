@@ -5,6 +5,7 @@
  * counted in pack_stats. */
 #pragma once
 #include "dataio/dataset_write.h"
+#include "dataio/synth.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -41,6 +42,11 @@ int pack_coco(const char *const json[SPLIT_COUNT], const char *const images_dir[
 /* count[s] synthetic images per split (0 = absent), raw RGB imgsz x imgsz, classes in 1..3. */
 int pack_synth(const char *out, const int count[SPLIT_COUNT], int imgsz, int classes, uint64_t seed,
                pack_stats *st, char *err, size_t errlen);
+/* The same in a style (synth.h; NULL: the default); a non-default style is named in the source
+ * attribute. */
+int pack_synth_styled(const char *out, const int count[SPLIT_COUNT], int imgsz, int classes,
+                      uint64_t seed, const synth_style *style, pack_stats *st, char *err,
+                      size_t errlen);
 
 /* ---- shared by the packers (pack.c) ---- */
 typedef struct pack_ctx pack_ctx;

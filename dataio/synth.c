@@ -15,6 +15,20 @@ enum { SHAPE_CIRCLE, SHAPE_RECT, SHAPE_TRIANGLE };
 #define NOISE 24         /* background and shape noise amplitude, +- grey levels */
 #define MIN_CONTRAST 200 /* L1 distance between a shape's colour and the background colour */
 
+synth_style synth_style_default(void) {
+    return (synth_style){.brightness = 1, .object_scale = 1, .background = SYNTH_BG_PLAIN};
+}
+
+int synth_background_parse(const char *name, synth_background *out) {
+    if (!strcmp(name, "plain")) return *out = SYNTH_BG_PLAIN, 0;
+    if (!strcmp(name, "stripes")) return *out = SYNTH_BG_STRIPES, 0;
+    return -1;
+}
+
+const char *synth_background_name(synth_background b) {
+    return b == SYNTH_BG_STRIPES ? "stripes" : "plain";
+}
+
 const char *synth_class_name(int cls) {
     static const char *names[SYNTH_MAX_CLASSES] = {"circle", "rectangle", "triangle"};
     return cls >= 0 && cls < SYNTH_MAX_CLASSES ? names[cls] : "?";
@@ -56,19 +70,41 @@ static void pick_colour(rng *r, const int bg[3], int out[3]) {
     for (int c = 0; c < 3; c++) out[c] = bg[c] < 128 ? 255 : 0; /* the far corner always works */
 }
 
+/* Diagonal stripes of a second colour over the background, a period of an eighth of the side. The
+ * second colour is far from the first, so the background is busy. */
+static void stripes(rng *r, const int bg[3], int s, uint8_t *rgb) {
+    int col[3], period = s / 8 > 4 ? s / 8 : 4;
+    pick_colour(r, bg, col);
+    for (int y = 0; y < s; y++)
+        for (int x = 0; x < s; x++)
+            if ((x + y) % period < period / 2) {
+                uint8_t *p = rgb + ((size_t)y * s + x) * 3;
+                p[0] = (uint8_t)col[0], p[1] = (uint8_t)col[1], p[2] = (uint8_t)col[2];
+            }
+}
+
 int synth_image(uint64_t seed, split_id split, int index, int imgsz, int classes, uint8_t *rgb,
                 float *labels) {
+    return synth_image_styled(seed, split, index, imgsz, classes, NULL, rgb, labels);
+}
+
+int synth_image_styled(uint64_t seed, split_id split, int index, int imgsz, int classes,
+                       const synth_style *style, uint8_t *rgb, float *labels) {
+    synth_style st = style ? *style : synth_style_default();
     rng r = rng_keyed(seed, (uint64_t)split, (uint64_t)index);
     const int s = imgsz;
     int bg[3];
     for (int c = 0; c < 3; c++) bg[c] = rng_int(&r, 256);
     for (int i = 0; i < s * s; i++)
         for (int c = 0; c < 3; c++) rgb[i * 3 + c] = (uint8_t)bg[c];
+    if (st.background == SYNTH_BG_STRIPES) stripes(&r, bg, s, rgb);
 
     int want = 1 + rng_int(&r, SYNTH_MAX_OBJECTS), n = 0;
     box placed[SYNTH_MAX_OBJECTS];
-    int lo = (int)(MIN_FRAC * s), hi = (int)(MAX_FRAC * s);
+    int lo = (int)(MIN_FRAC * st.object_scale * s), hi = (int)(MAX_FRAC * st.object_scale * s);
     if (lo < 3) lo = 3;
+    if (hi < lo) hi = lo;
+    if (hi > s) hi = s;
     /* Rejection sampling for non-overlapping placements; after enough misses the image simply has
      * fewer objects (always at least one: the first placement cannot collide). */
     for (int attempt = 0; attempt < 200 && n < want; attempt++) {
@@ -112,5 +148,10 @@ int synth_image(uint64_t seed, split_id split, int index, int imgsz, int classes
             rgb[i + k] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
         }
     }
+    if (st.brightness != 1)
+        for (size_t i = 0; i < total; i++) {
+            double v = rgb[i] * st.brightness + 0.5;
+            rgb[i] = (uint8_t)(v > 255 ? 255 : v);
+        }
     return n;
 }

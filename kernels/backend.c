@@ -36,6 +36,11 @@ static const char *const op_names[] = {
     "optim_step",
     "clip_grad_norm",
     "ema_blend",
+    "detloss",
+    "conv2d_backward_data_set",
+    "to_bf16",
+    "conv2d_forward_bf16",
+    "conv2d_backward_bf16",
 };
 _Static_assert(sizeof op_names / sizeof op_names[0] == BACKEND_OP_COUNT,
                "op_names needs one name per backend_op");
@@ -105,6 +110,16 @@ static bool has_op(const backend_i *f, backend_op op) {
         return f->clip_grad_norm != NULL;
     case BACKEND_OP_EMA_BLEND:
         return f->ema_blend != NULL;
+    case BACKEND_OP_DETLOSS:
+        return f->detloss != NULL;
+    case BACKEND_OP_CONV2D_BACKWARD_DATA_SET:
+        return f->conv2d_backward_data_set != NULL;
+    case BACKEND_OP_TO_BF16:
+        return f->to_bf16 != NULL;
+    case BACKEND_OP_CONV2D_FORWARD_BF16:
+        return f->conv2d_forward_bf16 != NULL;
+    case BACKEND_OP_CONV2D_BACKWARD_BF16:
+        return f->conv2d_backward_bf16 != NULL;
     case BACKEND_OP_COUNT:
         break;
     }
@@ -149,6 +164,16 @@ void backend_destroy(backend *be) {
     if (be) be->iface.destroy(be);
 }
 
+int backend_device(const backend *be) {
+    return be->iface.device ? be->iface.device(be) : -1;
+}
+void *backend_native_stream(const backend *be) {
+    return be->iface.native_stream ? be->iface.native_stream(be) : NULL;
+}
+void *backend_event_native(const backend_event *ev) {
+    return backend_device(ev->be) >= 0 ? ev->handle : NULL;
+}
+
 /* ---- memory, events ---- */
 
 void *backend_alloc(backend *be, size_t bytes) {
@@ -172,6 +197,25 @@ void backend_copy_2d(backend *be, void *dst, size_t dst_pitch, const void *src, 
 }
 void backend_zero(backend *be, void *dst, size_t bytes) {
     if (bytes) be->iface.zero(be, dst, bytes);
+}
+void *backend_host_alloc(backend *be, size_t bytes) {
+    return be->iface.host_alloc ? be->iface.host_alloc(be, bytes) : xmalloc(bytes ? bytes : 1);
+}
+void backend_host_free(backend *be, void *p) {
+    if (!p) return;
+    if (be->iface.host_free)
+        be->iface.host_free(be, p);
+    else
+        free(p);
+}
+void backend_to_device_async(backend *be, void *dst, const void *host_src, size_t bytes,
+                             backend_event *after, backend_event *done) {
+    if (be->iface.to_device_async) {
+        be->iface.to_device_async(be, dst, host_src, bytes, after, done);
+        return;
+    }
+    backend_to_device(be, dst, host_src, bytes); /* one stream: after is already behind us */
+    if (done) backend_event_record(be, done);
 }
 void backend_synchronize(backend *be) {
     be->iface.synchronize(be);
@@ -341,4 +385,29 @@ void backend_clip_grad_norm(backend *be, float *grads, size_t n, double max_norm
 }
 void backend_ema_blend(backend *be, float *ema, const float *model, size_t n, double d) {
     DISPATCH(be, BACKEND_OP_EMA_BLEND, ema_blend, ema, model, n, d);
+}
+void backend_detloss(backend *be, const backend_detloss_desc *d, const float *const preds[2],
+                     float *const dpreds[2], double *result) {
+    DISPATCH(be, BACKEND_OP_DETLOSS, detloss, d, preds, dpreds, result);
+}
+void backend_conv2d_backward_data_set(backend *be, const conv2d_desc *d, const float *w,
+                                      const float *dy, float *dx, float *ws) {
+    if (!be->iface.conv2d_backward_data_set) { /* the same values through the accumulating op */
+        backend_zero(be, dx, (size_t)d->n * d->h * d->w * d->cin * sizeof *dx);
+        backend_conv2d_backward_data(be, d, w, dy, dx, ws);
+        return;
+    }
+    DISPATCH(be, BACKEND_OP_CONV2D_BACKWARD_DATA_SET, conv2d_backward_data_set, d, w, dy, dx, ws);
+}
+void backend_to_bf16(backend *be, size_t n, const float *x, bf16 *y) {
+    DISPATCH(be, BACKEND_OP_TO_BF16, to_bf16, n, x, y);
+}
+void backend_conv2d_forward_bf16(backend *be, const conv2d_desc *d, const bf16 *xb, const float *w,
+                                 const float *bias, float *y, float *ws) {
+    DISPATCH(be, BACKEND_OP_CONV2D_FORWARD_BF16, conv2d_forward_bf16, d, xb, w, bias, y, ws);
+}
+void backend_conv2d_backward_bf16(backend *be, const conv2d_desc *d, const bf16 *xb, const float *w,
+                                  const bf16 *dyb, float *dx, bool dx_write, float *dw, float *ws) {
+    DISPATCH(be, BACKEND_OP_CONV2D_BACKWARD_BF16, conv2d_backward_bf16, d, xb, w, dyb, dx, dx_write,
+             dw, ws);
 }

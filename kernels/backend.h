@@ -25,7 +25,9 @@
  * memory. */
 #pragma once
 #include "kernels/attention.h"
+#include "kernels/bf16.h"
 #include "kernels/conv2d.h"
+#include "kernels/detloss.h"
 #include "kernels/dfl.h"
 #include "kernels/optim.h"
 
@@ -66,6 +68,11 @@ typedef enum backend_op {
     BACKEND_OP_OPTIM_STEP,
     BACKEND_OP_CLIP_GRAD_NORM,
     BACKEND_OP_EMA_BLEND,
+    BACKEND_OP_DETLOSS,
+    BACKEND_OP_CONV2D_BACKWARD_DATA_SET,
+    BACKEND_OP_TO_BF16,
+    BACKEND_OP_CONV2D_FORWARD_BF16,
+    BACKEND_OP_CONV2D_BACKWARD_BF16,
     BACKEND_OP_COUNT
 } backend_op;
 
@@ -91,6 +98,14 @@ backend *backend_cpu_create(const backend_cpu_opts *opts);
  * it alone. */
 backend *backend_cpu_default(void);
 
+/* ---- interop: libraries that work on a GPU backend's device and stream (NCCL) ---- */
+/* The CUDA device ordinal of the backend, or -1 (no device: the CPU backend). */
+int backend_device(const backend *be);
+/* The backend's stream (a cudaStream_t), or NULL on a backend without one. */
+void *backend_native_stream(const backend *be);
+/* An event's native handle (a cudaEvent_t on a GPU backend), or NULL. */
+void *backend_event_native(const backend_event *ev);
+
 /* ---- memory (bytes) ---- */
 /* Never NULL: running out of memory ends the process, as xmalloc does. Contents undefined. */
 void *backend_alloc(backend *be, size_t bytes);
@@ -102,6 +117,19 @@ void backend_copy(backend *be, void *dst, const void *src, size_t bytes); /* dev
 void backend_copy_2d(backend *be, void *dst, size_t dst_pitch, const void *src, size_t src_pitch,
                      size_t width, size_t rows);
 void backend_zero(backend *be, void *dst, size_t bytes);
+
+/* ---- page-locked host memory and asynchronous uploads (the trainer's batch ring) ---- */
+/* Host memory the backend uploads from fastest: page-locked on a GPU, plain malloc on the CPU.
+ * Never NULL (out of memory ends the process). */
+void *backend_host_alloc(backend *be, size_t bytes);
+void backend_host_free(backend *be, void *p); /* NULL is fine */
+/* host -> device on the backend's copy stream, so it overlaps the ops already enqueued: the copy
+ * first waits for `after` (an event of this backend, or NULL), then `done` is recorded after it.
+ * Work that reads dst must come after backend_event_wait(be, done); src must not change until
+ * done is reached. src from backend_host_alloc makes the copy truly asynchronous. On a backend
+ * without a copy stream (the CPU) this is backend_to_device, then done recorded. */
+void backend_to_device_async(backend *be, void *dst, const void *host_src, size_t bytes,
+                             backend_event *after, backend_event *done);
 
 /* ---- synchronisation, events, timers ---- */
 void backend_synchronize(backend *be); /* the host waits for everything enqueued */
@@ -193,3 +221,53 @@ void backend_optim_step(backend *be, optimizer *o, float *params, const float *g
 void backend_clip_grad_norm(backend *be, float *grads, size_t n, double max_norm);
 /* ema_blend: ema = ema * d + (1 - d) * model */
 void backend_ema_blend(backend *be, float *ema, const float *model, size_t n, double d);
+
+/* ---- the detection loss (kernels/detloss.h) ---- */
+/* What a backend_detloss call adds to its result (doubles, device memory): the loss items
+ * (detloss_out.items), loss_sum and target_scores_raw of the reported branch (E2E: one2one), its
+ * foreground anchors, and the total that backward differentiates (detloss_out.total). */
+enum {
+    BACKEND_DETLOSS_ITEMS = 0,      /* 3 */
+    BACKEND_DETLOSS_LOSS_SUM = 3,   /* 3 */
+    BACKEND_DETLOSS_TARGET_RAW = 6, /* 1 */
+    BACKEND_DETLOSS_NUM_FG = 7,     /* 1 */
+    BACKEND_DETLOSS_TOTAL = 8,      /* 1 */
+    BACKEND_DETLOSS_RESULTS = 9
+};
+typedef struct backend_detloss_desc {
+    int branches;     /* 1: v8DetectionLoss (detloss_branch); 2: yolo26 E2ELoss (detloss_e2e) */
+    detloss_hyp h[2]; /* h[1]: the one2one branch; cls_weight (if set) host memory [nc] */
+    float o2m, o2o;   /* E2E branch weights (detloss_e2e_weights); unused with 1 branch */
+    int B, A;
+    float img_h, img_w;                   /* input size in pixels */
+    const float *anchor_points, *strides; /* device memory [A][2] (grid units), [A] */
+    int ntargets;
+    const float *targets; /* host memory [ntargets][6]: batch index, class, cx, cy, w, h */
+    float grad_scale;     /* the written gradients are d total / d preds times this */
+} backend_detloss_desc;
+/* detloss_branch / detloss_e2e on head outputs preds[branch] ([B][A][4*reg_max + nc], device
+ * memory): WRITES d total / d preds x grad_scale into dpreds[branch] (dpreds NULL or an entry
+ * NULL: no gradient, e.g. validation) and ADDS the BACKEND_DETLOSS_* values to result[]. Read the
+ * result with backend_to_host: that is the only copy to the host a training step needs. */
+void backend_detloss(backend *be, const backend_detloss_desc *d, const float *const preds[2],
+                     float *const dpreds[2], double *result);
+/* ---- CPU training-path ops (kernels/conv2d.h, kernels/bf16.h; each has the semantics of its CPU
+ * kernel). conv2d_backward_data_set falls back to zero + conv2d_backward_data on a backend without
+ * it; the bf16 ops are what model_set_conv_precision(CONV2D_BF16) trains with on the CPU. ---- */
+/* conv2d_backward_data_set (kernels/conv2d.h: conv2d_ctx_backward_data_set): dx =
+ * (conv2d_backward's dx), WRITTEN rather than added, for a gradient this conv is the first to
+ * produce (the model then does not zero it). The same values as conv2d_backward_data into a zeroed
+ * dx. */
+void backend_conv2d_backward_data_set(backend *be, const conv2d_desc *d, const float *w,
+                                      const float *dy, float *dx, float *ws);
+/* to_bf16 (kernels/bf16.h: bf16_from_f32): y[i] = bf16(x[i]), round to nearest even, denormals to
+ * signed zero. */
+void backend_to_bf16(backend *be, size_t n, const float *x, bf16 *y);
+/* conv2d_forward_bf16 (kernels/conv2d.h: conv2d_ctx_forward_bf16): conv2d_forward of a CONV2D_BF16
+ * desc whose input is already bf16 (xb = bf16(x)): the same values. */
+void backend_conv2d_forward_bf16(backend *be, const conv2d_desc *d, const bf16 *xb, const float *w,
+                                 const float *bias, float *y, float *ws);
+/* conv2d_backward_bf16 (conv2d_ctx_backward_bf16): both halves of a CONV2D_BF16 backward from bf16
+ * x and dy: dw += (when dw), dx += or, with dx_write, dx = (when dx); no bias gradient. */
+void backend_conv2d_backward_bf16(backend *be, const conv2d_desc *d, const bf16 *xb, const float *w,
+                                  const bf16 *dyb, float *dx, bool dx_write, float *dw, float *ws);

@@ -12,6 +12,7 @@
 #include "kernels/activation.h"
 #include "kernels/batchnorm.h"
 #include "kernels/batchnorm_silu.h"
+#include "kernels/bf16.h"
 #include "kernels/pool.h"
 #include "kernels/tensor_ops.h"
 #include "kernels/threads.h"
@@ -22,6 +23,7 @@
 typedef struct cpu_ctx {
     int threads; /* 0: leave kernels_threads() as the process set it */
     conv2d_ctx *conv;
+    detloss_ctx *loss; /* the loss's scratch, made on first use */
 } cpu_ctx;
 
 static cpu_ctx *ctx_of(const backend *be) {
@@ -93,6 +95,11 @@ static void cpu_conv2d_backward_data(backend *be, const conv2d_desc *d, const fl
     enter(be);
     conv2d_ctx_backward_data(ctx_of(be)->conv, d, w, dy, dx, ws);
 }
+static void cpu_conv2d_backward_data_set(backend *be, const conv2d_desc *d, const float *w,
+                                         const float *dy, float *dx, float *ws) {
+    enter(be);
+    conv2d_ctx_backward_data_set(ctx_of(be)->conv, d, w, dy, dx, ws);
+}
 static void cpu_conv2d_backward_filter(backend *be, const conv2d_desc *d, const float *x,
                                        const float *dy, float *dw, float *dbias, float *ws) {
     enter(be);
@@ -138,6 +145,21 @@ static void cpu_bn_silu_backward(backend *be, int m, int c, const float *x, cons
                                  float *dgamma, float *dbeta) {
     enter(be);
     batchnorm_silu_backward(m, c, x, gamma, beta, save_mean, save_invstd, dy, dx, dgamma, dbeta);
+}
+static void cpu_to_bf16(backend *be, size_t n, const float *x, bf16 *y) {
+    enter(be);
+    bf16_from_f32(n, x, y);
+}
+static void cpu_conv2d_forward_bf16(backend *be, const conv2d_desc *d, const bf16 *xb,
+                                    const float *w, const float *bias, float *y, float *ws) {
+    enter(be);
+    conv2d_ctx_forward_bf16(ctx_of(be)->conv, d, xb, w, bias, y, ws);
+}
+static void cpu_conv2d_backward_bf16(backend *be, const conv2d_desc *d, const bf16 *xb,
+                                     const float *w, const bf16 *dyb, float *dx, bool dx_write,
+                                     float *dw, float *ws) {
+    enter(be);
+    conv2d_ctx_backward_bf16(ctx_of(be)->conv, d, xb, w, dyb, dx, dx_write, dw, ws);
 }
 static void cpu_silu_forward(backend *be, size_t n, const float *x, float *y) {
     enter(be);
@@ -232,6 +254,36 @@ static void cpu_ema_blend(backend *be, float *ema, const float *model, size_t n,
     enter(be);
     ema_blend(ema, model, n, d);
 }
+/* The CPU loss (kernels/detloss.h) reads the head outputs and writes the gradients in place: the
+ * CPU backend's memory is host memory, also in device-memory mode. */
+static void cpu_detloss(backend *be, const backend_detloss_desc *d, const float *const preds[2],
+                        float *const dpreds[2], double *result) {
+    enter(be);
+    cpu_ctx *c = ctx_of(be);
+    if (!c->loss) c->loss = detloss_create();
+    float *g[2] = {dpreds ? dpreds[0] : NULL, dpreds && d->branches == 2 ? dpreds[1] : NULL};
+    detloss_out o;
+    int rc =
+        d->branches == 2
+            ? detloss_e2e(c->loss, &d->h[0], &d->h[1], d->o2m, d->o2o, d->B, d->A, preds[0],
+                          preds[1], d->anchor_points, d->strides, d->ntargets, d->targets, d->img_h,
+                          d->img_w, g[0], g[1], &o, NULL)
+            : detloss_branch(c->loss, &d->h[0], d->B, d->A, preds[0], d->anchor_points, d->strides,
+                             d->ntargets, d->targets, d->img_h, d->img_w, NULL, g[0], &o);
+    if (rc)
+        FATAL("backend %s: detloss refused reg_max %d, nc %d (or out of memory)", be->name,
+              d->h[0].reg_max, d->h[0].nc);
+    size_t n = (size_t)d->B * d->A * (4 * (size_t)d->h[0].reg_max + (size_t)d->h[0].nc);
+    for (int br = 0; br < 2; br++)
+        if (g[br] && d->grad_scale != 1.0f) scale_inplace(n, d->grad_scale, g[br]);
+    for (int k = 0; k < 3; k++) {
+        result[BACKEND_DETLOSS_ITEMS + k] += o.items[k];
+        result[BACKEND_DETLOSS_LOSS_SUM + k] += o.loss_sum[k];
+    }
+    result[BACKEND_DETLOSS_TARGET_RAW] += o.target_scores_raw;
+    result[BACKEND_DETLOSS_NUM_FG] += o.num_fg;
+    result[BACKEND_DETLOSS_TOTAL] += o.total;
+}
 
 static const backend_i cpu_iface = {
     .destroy = NULL, /* set per instance: the default backend is never destroyed */
@@ -279,11 +331,17 @@ static const backend_i cpu_iface = {
     .optim_step = cpu_optim_step,
     .clip_grad_norm = cpu_clip_grad_norm,
     .ema_blend = cpu_ema_blend,
+    .detloss = cpu_detloss,
+    .conv2d_backward_data_set = cpu_conv2d_backward_data_set,
+    .to_bf16 = cpu_to_bf16,
+    .conv2d_forward_bf16 = cpu_conv2d_forward_bf16,
+    .conv2d_backward_bf16 = cpu_conv2d_backward_bf16,
 };
 
 static void cpu_destroy(backend *be) {
     cpu_ctx *c = ctx_of(be);
     conv2d_ctx_destroy(c->conv);
+    detloss_destroy(c->loss);
     free(c);
     free(be);
 }

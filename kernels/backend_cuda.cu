@@ -202,10 +202,20 @@ static void cu_destroy(backend *be) {
     free(be);
 }
 
+// Interop (backend_device, backend_native_stream): NCCL shares the device and waits on our events.
+static int cu_device(const backend *be) {
+    return cuda_ctx_of(be)->opts.device;
+}
+static void *cu_native_stream(const backend *be) {
+    return (void *)cuda_ctx_of(be)->stream;
+}
+
 // The required entries (C++ has no partial designated initialisers without a warning).
 static void fill_base(backend_i *f) {
     *f = backend_i{};
     f->destroy = cu_destroy;
+    f->device = cu_device;
+    f->native_stream = cu_native_stream;
     f->alloc = cu_alloc;
     f->free = cu_free;
     f->to_device = cu_to_device;
@@ -232,6 +242,27 @@ extern "C" int backend_cuda_device_count(char *why, size_t whylen) {
     }
     if (why && whylen) snprintf(why, whylen, n ? "%d CUDA device(s)" : "no CUDA device", n);
     return n;
+}
+
+extern "C" int backend_cuda_device_memory(int device, double *free_bytes, double *total_bytes,
+                                          char *why, size_t whylen) {
+    *free_bytes = *total_bytes = 0;
+    int prev = 0;
+    size_t f = 0, t = 0;
+    cudaError_t e = cudaGetDevice(&prev);
+    if (e == cudaSuccess) e = cudaSetDevice(device);
+    if (e == cudaSuccess) e = cudaMemGetInfo(&f, &t);
+    cudaError_t back = cudaSetDevice(prev); // the caller's device stays current
+    if (e == cudaSuccess) e = back;
+    if (e != cudaSuccess) {
+        if (why && whylen)
+            snprintf(why, whylen, "GPU %d: cudaMemGetInfo failed: %s", device,
+                     cudaGetErrorString(e));
+        return -1;
+    }
+    *free_bytes = (double)f;
+    *total_bytes = (double)t;
+    return 0;
 }
 
 extern "C" const backend_cuda_opts *backend_cuda_options(const backend *be) {

@@ -54,6 +54,10 @@ typedef struct backend_cuda_opts {
 
 /* Number of CUDA devices; 0 with the reason in why (no driver, no device, built without CUDA). */
 int backend_cuda_device_count(char *why, size_t whylen);
+/* Free and total bytes of device `device` (cudaMemGetInfo); -1 with the reason in why. Checked
+ * before a worker allocates its model, so a batch too large for the GPU is one line. */
+int backend_cuda_device_memory(int device, double *free_bytes, double *total_bytes, char *why,
+                               size_t whylen);
 
 /* opts NULL: all defaults (device 0). NULL with a one-line reason in err when the backend cannot
  * be made (no device, bad index, a failed handle creation). */

@@ -10,6 +10,14 @@ int backend_cuda_device_count(char *why, size_t whylen) {
     return 0;
 }
 
+int backend_cuda_device_memory(int device, double *free_bytes, double *total_bytes, char *why,
+                               size_t whylen) {
+    (void)device;
+    *free_bytes = *total_bytes = 0;
+    if (why && whylen) snprintf(why, whylen, "built without CUDA");
+    return -1;
+}
+
 backend *backend_cuda_create(const backend_cuda_opts *opts, char *err, size_t errlen) {
     (void)opts;
     errf(err, errlen, "CUDA backend: built without CUDA (nvcc was not found; see docs/cuda.md)");

@@ -11,6 +11,10 @@
 
 typedef struct backend_i {
     void (*destroy)(backend *be);
+    /* interop (optional: NULL on a backend without a device): backend_device,
+     * backend_native_stream */
+    int (*device)(const backend *be);
+    void *(*native_stream)(const backend *be);
     /* memory */
     void *(*alloc)(backend *be, size_t bytes);
     void (*free)(backend *be, void *p);
@@ -20,6 +24,12 @@ typedef struct backend_i {
     void (*copy_2d)(backend *be, void *dst, size_t dst_pitch, const void *src, size_t src_pitch,
                     size_t width, size_t rows);
     void (*zero)(backend *be, void *dst, size_t bytes);
+    /* optional (NULL: malloc / free, and a synchronous to_device): page-locked host memory and
+     * uploads on a copy stream (backend_host_alloc, backend_to_device_async) */
+    void *(*host_alloc)(backend *be, size_t bytes);
+    void (*host_free)(backend *be, void *p);
+    void (*to_device_async)(backend *be, void *dst, const void *src, size_t bytes,
+                            backend_event *after, backend_event *done);
     /* synchronisation and events */
     void (*synchronize)(backend *be);
     void (*event_init)(backend *be, backend_event *ev); /* ev zeroed, ev->be set */
@@ -87,6 +97,15 @@ typedef struct backend_i {
     void (*optim_step)(backend *be, optimizer *o, float *params, const float *grads);
     void (*clip_grad_norm)(backend *be, float *grads, size_t n, double max_norm);
     void (*ema_blend)(backend *be, float *ema, const float *model, size_t n, double d);
+    void (*detloss)(backend *be, const backend_detloss_desc *d, const float *const preds[2],
+                    float *const dpreds[2], double *result);
+    void (*conv2d_backward_data_set)(backend *be, const conv2d_desc *d, const float *w,
+                                     const float *dy, float *dx, float *ws);
+    void (*to_bf16)(backend *be, size_t n, const float *x, bf16 *y);
+    void (*conv2d_forward_bf16)(backend *be, const conv2d_desc *d, const bf16 *xb, const float *w,
+                                const float *bias, float *y, float *ws);
+    void (*conv2d_backward_bf16)(backend *be, const conv2d_desc *d, const bf16 *xb, const float *w,
+                                 const bf16 *dyb, float *dx, bool dx_write, float *dw, float *ws);
 } backend_i;
 
 struct backend {

@@ -1,10 +1,14 @@
-/* Batch norm fused with SiLU: the CPU reference, the two kernels one after the other (the fused
- * passes are the GPU's business; kernels/batchnorm_silu.h). */
+/* Batch norm fused with SiLU on the CPU (kernels/batchnorm_silu.h): the passes of batch norm
+ * (kernels/batchnorm_internal.h, kernels/bn_sums.h) with SiLU's expressions inside, element by
+ * element, so the results are the bits of batchnorm_* followed by silu_* without the intermediate
+ * tensors. Backward: pass 1 sums dz = silu'(z) dy and dz (x - mean) with z recomputed; pass 2
+ * recomputes dz (cheaper than storing and reloading it) and accumulates dx. */
 #include "kernels/batchnorm_silu.h"
 
 #include "common/log.h"
-#include "kernels/activation.h"
-#include "kernels/batchnorm.h"
+#include "kernels/batchnorm_internal.h"
+#include "kernels/bn_sums.h"
+#include "kernels/threads.h"
 
 #include <stdlib.h>
 
@@ -12,33 +16,53 @@ void batchnorm_silu_forward_train(int m, int c, const float *x, const float *gam
                                   const float *beta, float eps, float momentum, float *running_mean,
                                   float *running_var, float *save_mean, float *save_invstd,
                                   float *y) {
-    batchnorm_forward_train(m, c, x, gamma, beta, eps, momentum, running_mean, running_var,
-                            save_mean, save_invstd, y);
-    silu_forward((size_t)m * c, y, y);
+    float *scale = xmalloc(sizeof(float) * c);
+    bn_train_stats(m, c, x, gamma, eps, momentum, running_mean, running_var, save_mean, save_invstd,
+                   scale);
+    bn_normalise(m, c, x, save_mean, scale, beta, true, y);
+    free(scale);
 }
 
 void batchnorm_silu_forward_infer(int m, int c, const float *x, const float *gamma,
                                   const float *beta, const float *running_mean,
                                   const float *running_var, float eps, float *y) {
-    batchnorm_forward_infer(m, c, x, gamma, beta, running_mean, running_var, eps, y);
-    silu_forward((size_t)m * c, y, y);
+    float *scale = xmalloc(sizeof(float) * c);
+    bn_infer_scale(c, gamma, running_var, eps, scale);
+    bn_normalise(m, c, x, running_mean, scale, beta, true, y);
+    free(scale);
 }
 
 void batchnorm_silu_backward(int m, int c, const float *x, const float *gamma, const float *beta,
                              const float *save_mean, const float *save_invstd, const float *dy,
                              float *dx, float *dgamma, float *dbeta) {
-    size_t n = (size_t)m * c;
-    float *z = xmalloc(n * sizeof *z), *dz = xcalloc(n, sizeof *dz);
-    float *scale = xmalloc((size_t)c * sizeof *scale);
+    if (m < 1 || c < 1) FATAL("batchnorm_silu_backward: bad shape m=%d c=%d", m, c);
+    float *scale = xmalloc(sizeof(float) * 4 * c), *k = scale + c;
     for (int ch = 0; ch < c; ch++) scale[ch] = batchnorm_silu_scale(gamma[ch], save_invstd[ch]);
-    for (size_t r = 0; r < (size_t)m; r++)
+    double *sdy = xmalloc(sizeof(double) * 2 * c), *sdyx = sdy + c;
+    bn_channel_sums(&(bn_sums_in){.kind = BN_SUMS_DZ_SILU,
+                                  .m = m,
+                                  .c = c,
+                                  .a = dy,
+                                  .b = x,
+                                  .mean = save_mean,
+                                  .scale = scale,
+                                  .beta = beta},
+                    sdy, sdyx);
+    bn_backward_coefs(m, c, gamma, save_invstd, sdy, sdyx, dgamma, dbeta, k);
+    const float *k_scale = k, *k_mdy = k + c, *k_xc = k + 2 * c;
+    long long work = (long long)m * c;
+#pragma omp parallel for num_threads(kernels_threads())                                            \
+    schedule(static) if (dx && work >= BN_PAR_MIN)
+    for (int r = 0; r < (dx ? m : 0); r++) {
+        const float *xr = x + (size_t)r * c, *dyr = dy + (size_t)r * c;
+        float *dxr = dx + (size_t)r * c;
+#pragma omp simd
         for (int ch = 0; ch < c; ch++) {
-            size_t i = r * c + ch;
-            z[i] = (x[i] - save_mean[ch]) * scale[ch] + beta[ch];
+            float z = (xr[ch] - save_mean[ch]) * scale[ch] + beta[ch];
+            float g = bn_silu_dz(z, dyr[ch]);
+            dxr[ch] += k_scale[ch] * (g - k_mdy[ch] - (xr[ch] - save_mean[ch]) * k_xc[ch]);
         }
-    silu_backward(n, z, dy, dz);
-    batchnorm_backward(m, c, x, gamma, save_mean, save_invstd, dz, dx, dgamma, dbeta);
+    }
+    free(sdy);
     free(scale);
-    free(dz);
-    free(z);
 }

@@ -1,6 +1,8 @@
 /* Batch norm fused with SiLU, the Conv-BN-SiLU unit's tail: y = silu(batchnorm(x)) without the
- * intermediate tensor. The CPU reference (kernels/batchnorm_silu.c) is batchnorm_* followed by
- * silu_*; backends may fuse the passes (kernels/cuda/batchnorm.cu does).
+ * intermediate tensor. The CPU kernels (kernels/batchnorm_silu.c; what the model trains with and
+ * the reference the op harness holds other backends to) fuse the passes and give the bits of
+ * batchnorm_* followed by silu_* (tests/test_ops_fused.c checks it); kernels/cuda/batchnorm.cu
+ * fuses them on the GPU.
  *
  * Forward train / eval: the outputs and statistics of batchnorm_forward_train / _infer, then SiLU.
  * Backward: recomputes z = batchnorm(x) from the saved statistics and gamma, beta (scale =

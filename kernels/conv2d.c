@@ -11,6 +11,7 @@
 #include "kernels/conv2d_internal.h"
 
 #include "common/log.h"
+#include "kernels/bf16.h"
 #include "kernels/gemm.h"
 
 #include <omp.h>
@@ -243,6 +244,37 @@ static void gemm_backward(const conv2d_desc *d, int step, const float *x, const 
     }
 }
 
+/* The bf16 reference on the GEMM path: the float convolution of the inputs rounded to bf16
+ * (conv2d.h), the rounded copies at the start of the workspace. */
+static size_t w_floats(const conv2d_desc *d) {
+    return (size_t)d->cout * d->kh * d->kw * (d->cin / d->groups);
+}
+static size_t rounded_ws_floats(const conv2d_desc *d) {
+    /* the widened bf16 inputs (conv2d_ctx_*_bf16), then the rounded copies */
+    return 2 * (round16(conv2d_rows_in(d) * d->cin) + round16(rows_out(d) * d->cout)) +
+           round16(w_floats(d));
+}
+static const float *rounded(size_t n, const float *src, float **ws) {
+    if (!src) return NULL;
+    float *dst = *ws;
+    bf16_round_f32(n, src, dst);
+    *ws += round16(n);
+    return dst;
+}
+static void gemm_forward_bf16(const conv2d_desc *d, int step, const float *x, const float *w,
+                              const float *bias, float *y, float *ws) {
+    const float *xr = rounded(conv2d_rows_in(d) * d->cin, x, &ws);
+    const float *wr = rounded(w_floats(d), w, &ws);
+    gemm_forward(d, step, xr, wr, bias, y, ws);
+}
+static void gemm_backward_bf16(const conv2d_desc *d, int step, const float *x, const float *w,
+                               const float *dy, float *dx, float *dw, float *ws) {
+    const float *xr = rounded(conv2d_rows_in(d) * d->cin, x, &ws);
+    const float *wr = rounded(w_floats(d), w, &ws);
+    const float *dyr = rounded(rows_out(d) * d->cout, dy, &ws);
+    gemm_backward(d, step, xr, wr, dyr, dx, dw, ws);
+}
+
 /* ---- per-shape choice and table ------------------------------------------------------------- */
 
 /* CONV2D_AUTO's choice for each op, from bench_conv compare=true clock=cpu (1 thread, yolov8n
@@ -327,7 +359,7 @@ void conv2d_set_im2col_cap(size_t floats) {
 static int desc_equal(const conv2d_desc *a, const conv2d_desc *b) {
     return a->n == b->n && a->h == b->h && a->w == b->w && a->cin == b->cin && a->cout == b->cout &&
            a->kh == b->kh && a->kw == b->kw && a->stride == b->stride && a->pad == b->pad &&
-           a->groups == b->groups && a->oh == b->oh && a->ow == b->ow;
+           a->groups == b->groups && a->oh == b->oh && a->ow == b->ow && a->prec == b->prec;
 }
 
 static size_t op_ws(const conv_entry *e, int op) {
@@ -338,7 +370,7 @@ static size_t op_ws(const conv_entry *e, int op) {
     case PATH_ONEDNN:
         return conv2d_dnn_ws_floats(d, e->dnn, op);
     default:
-        return gemm_ws_floats(d, e->chunk);
+        return gemm_ws_floats(d, e->chunk) + (d->prec == CONV2D_BF16 ? rounded_ws_floats(d) : 0);
     }
 }
 
@@ -351,7 +383,8 @@ static void op_name(const conv_entry *e, int op, char *buf, size_t len) {
         snprintf(buf, len, "onednn/%s", conv2d_dnn_impl_name(e->dnn, op));
         break;
     default:
-        snprintf(buf, len, is_pointwise(&e->d) ? "sgemm" : "im2col+sgemm");
+        snprintf(buf, len, "%s%s", is_pointwise(&e->d) ? "sgemm" : "im2col+sgemm",
+                 e->d.prec == CONV2D_BF16 ? " on bf16-rounded inputs" : "");
         break;
     }
 }
@@ -359,11 +392,13 @@ static void op_name(const conv_entry *e, int op, char *buf, size_t len) {
 static void entry_fill(conv2d_ctx *c, conv_entry *e) {
     const conv2d_desc *d = &e->d;
     int any_dnn = 0;
+    /* bf16: oneDNN's bf16 primitives where the CPU multiplies bf16 natively, else the reference */
+    int bf16 = d->prec == CONV2D_BF16;
     for (int op = 0; op < CONV_NOPS; op++) {
-        int p = auto_path(d, op);
+        int p = bf16 ? (bf16_cpu_has_native() ? PATH_ONEDNN : PATH_GEMM) : auto_path(d, op);
         if (e->impl == CONV2D_GEMM) p = PATH_GEMM;
         if (e->impl == CONV2D_ONEDNN) p = PATH_ONEDNN;
-        if (e->impl == CONV2D_DIRECT && is_depthwise(d)) p = PATH_DEPTHWISE;
+        if (e->impl == CONV2D_DIRECT && is_depthwise(d) && !bf16) p = PATH_DEPTHWISE;
         e->path[op] = p;
         any_dnn |= p == PATH_ONEDNN;
     }
@@ -373,7 +408,7 @@ static void entry_fill(conv2d_ctx *c, conv_entry *e) {
                  is_depthwise(d) ? "direct loops" : "GEMM");
         for (int op = 0; op < CONV_NOPS; op++)
             if (e->path[op] == PATH_ONEDNN)
-                e->path[op] = is_depthwise(d) ? PATH_DEPTHWISE : PATH_GEMM;
+                e->path[op] = is_depthwise(d) && !bf16 ? PATH_DEPTHWISE : PATH_GEMM;
     }
     e->chunk = chunk_images(d, c->im2col_cap);
     e->ws_floats = 0;
@@ -382,7 +417,9 @@ static void entry_fill(conv2d_ctx *c, conv_entry *e) {
     if (e->ws_floats) e->ws_floats += WS_SLACK;
     int same = e->path[0] == e->path[1] && e->path[1] == e->path[2];
     if (same && e->path[0] == PATH_GEMM)
-        snprintf(e->name, sizeof e->name, is_pointwise(d) ? "1x1 dnnl_sgemm" : "im2col+dnnl_sgemm");
+        snprintf(e->name, sizeof e->name, "%s%s",
+                 is_pointwise(d) ? "1x1 dnnl_sgemm" : "im2col+dnnl_sgemm",
+                 bf16 ? " on bf16-rounded inputs" : "");
     else if (same && e->path[0] == PATH_DEPTHWISE)
         snprintf(e->name, sizeof e->name, "depthwise-direct");
     else {
@@ -433,8 +470,18 @@ static float *checked_ws(const conv_entry *e, float *ws, const char *fn) {
     return ws ? align64(ws) : NULL;
 }
 
-void conv2d_ctx_forward(conv2d_ctx *c, const conv2d_desc *d, const float *x, const float *w,
-                        const float *bias, float *y, float *ws) {
+/* The floats of pre-converted bf16 inputs for the reference (GEMM) path, in the workspace region
+ * in front of what that path itself uses (bf16_inputs_ws_floats); NULL when not given. */
+static const float *widened(size_t n, const bf16 *src, float **ws) {
+    if (!src) return NULL;
+    float *dst = *ws;
+    bf16_to_f32(n, src, dst);
+    *ws += round16(n);
+    return dst;
+}
+
+static void forward_on(conv2d_ctx *c, const conv2d_desc *d, const float *x, const bf16 *xb,
+                       const float *w, const float *bias, float *y, float *ws) {
     conv_entry *e = lookup(c, d);
     float *a = checked_ws(e, ws, "conv2d_forward");
     switch (e->path[CONV_FWD]) {
@@ -442,27 +489,48 @@ void conv2d_ctx_forward(conv2d_ctx *c, const conv2d_desc *d, const float *x, con
         conv2d_dw_forward(d, x, w, bias, y, a);
         break;
     case PATH_ONEDNN:
-        conv2d_dnn_forward(d, e->dnn, x, w, bias, y, a);
+        conv2d_dnn_forward(d, e->dnn, x, xb, w, bias, y, a);
         break;
     default:
-        gemm_forward(d, e->chunk, x, w, bias, y, a);
+        if (d->prec == CONV2D_BF16) {
+            if (xb) x = widened(conv2d_rows_in(d) * d->cin, xb, &a);
+            gemm_forward_bf16(d, e->chunk, x, w, bias, y, a);
+        } else {
+            gemm_forward(d, e->chunk, x, w, bias, y, a);
+        }
         break;
     }
 }
 
-static void backward_on(const conv_entry *e, int path, const float *x, const float *w,
-                        const float *dy, float *dx, float *dw, float *ws) {
-    switch (path) {
-    case PATH_DEPTHWISE:
-        conv2d_dw_backward(&e->d, x, w, dy, dx, dw, ws);
-        break;
-    case PATH_ONEDNN:
-        conv2d_dnn_backward(&e->d, e->dnn, x, w, dy, dx, dw, ws);
-        break;
-    default:
-        gemm_backward(&e->d, e->chunk, x, w, dy, dx, dw, ws);
-        break;
+/* dw += (when dw), dx += or = with dx_write (when dx), on the op's path. */
+static void backward_on(const conv_entry *e, int op, const float *x, const bf16 *xb, const float *w,
+                        const float *dy, const bf16 *dyb, float *dx, int dx_write, float *dw,
+                        float *ws) {
+    const conv2d_desc *d = &e->d;
+    int path = e->path[op];
+    if (path == PATH_ONEDNN) { /* oneDNN writes dx itself when asked to: no add pass */
+        conv2d_dnn_backward(d, e->dnn, x, xb, w, dy, dyb, dx, dx_write, dw, ws);
+        return;
     }
+    if (dx && dx_write) {
+        size_t n = conv2d_rows_in(d) * d->cin;
+#pragma omp parallel for simd schedule(static) if (n >= 65536)
+        for (size_t i = 0; i < n; i++) dx[i] = 0.0f;
+    }
+    if (path == PATH_DEPTHWISE) {
+        conv2d_dw_backward(d, x, w, dy, dx, dw, ws);
+    } else if (d->prec == CONV2D_BF16) {
+        if (xb) x = widened(conv2d_rows_in(d) * d->cin, xb, &ws);
+        if (dyb) dy = widened(rows_out(d) * d->cout, dyb, &ws);
+        gemm_backward_bf16(d, e->chunk, x, w, dy, dx, dw, ws);
+    } else {
+        gemm_backward(d, e->chunk, x, w, dy, dx, dw, ws);
+    }
+}
+
+void conv2d_ctx_forward(conv2d_ctx *c, const conv2d_desc *d, const float *x, const float *w,
+                        const float *bias, float *y, float *ws) {
+    forward_on(c, d, x, NULL, w, bias, y, ws);
 }
 
 /* Every path computes dx and dw from separate loops (dw first, when both are asked for), so
@@ -471,15 +539,41 @@ void conv2d_ctx_backward_data(conv2d_ctx *c, const conv2d_desc *d, const float *
                               float *dx, float *ws) {
     conv_entry *e = lookup(c, d);
     float *a = checked_ws(e, ws, "conv2d_backward_data");
-    if (dx) backward_on(e, e->path[CONV_BWD_DATA], NULL, w, dy, dx, NULL, a);
+    if (dx) backward_on(e, CONV_BWD_DATA, NULL, NULL, w, dy, NULL, dx, 0, NULL, a);
+}
+
+void conv2d_ctx_backward_data_set(conv2d_ctx *c, const conv2d_desc *d, const float *w,
+                                  const float *dy, float *dx, float *ws) {
+    conv_entry *e = lookup(c, d);
+    float *a = checked_ws(e, ws, "conv2d_backward_data_set");
+    backward_on(e, CONV_BWD_DATA, NULL, NULL, w, dy, NULL, dx, 1, NULL, a);
 }
 
 void conv2d_ctx_backward_filter(conv2d_ctx *c, const conv2d_desc *d, const float *x,
                                 const float *dy, float *dw, float *dbias, float *ws) {
     conv_entry *e = lookup(c, d);
     float *a = checked_ws(e, ws, "conv2d_backward_filter");
-    if (dw) backward_on(e, e->path[CONV_BWD_WEIGHTS], x, NULL, dy, NULL, dw, a);
+    if (dw) backward_on(e, CONV_BWD_WEIGHTS, x, NULL, NULL, dy, NULL, NULL, 0, dw, a);
     if (dbias) bias_grad(rows_out(d), d->cout, dy, dbias);
+}
+
+static void need_bf16(const conv2d_desc *d, const char *fn) {
+    if (d->prec != CONV2D_BF16) FATAL("%s: the conv2d_desc is not CONV2D_BF16", fn);
+}
+
+void conv2d_ctx_forward_bf16(conv2d_ctx *c, const conv2d_desc *d, const bf16 *xb, const float *w,
+                             const float *bias, float *y, float *ws) {
+    need_bf16(d, "conv2d_forward_bf16");
+    forward_on(c, d, NULL, xb, w, bias, y, ws);
+}
+
+void conv2d_ctx_backward_bf16(conv2d_ctx *c, const conv2d_desc *d, const bf16 *xb, const float *w,
+                              const bf16 *dyb, float *dx, int dx_write, float *dw, float *ws) {
+    need_bf16(d, "conv2d_backward_bf16");
+    conv_entry *e = lookup(c, d);
+    float *a = checked_ws(e, ws, "conv2d_backward_bf16");
+    if (dw) backward_on(e, CONV_BWD_WEIGHTS, NULL, xb, NULL, NULL, dyb, NULL, 0, dw, a);
+    if (dx) backward_on(e, CONV_BWD_DATA, NULL, NULL, w, NULL, dyb, dx, dx_write, NULL, a);
 }
 
 /* ---- the default context -------------------------------------------------------------------- */
@@ -502,10 +596,10 @@ void conv2d_backward(const conv2d_desc *d, const float *x, const float *w, const
     conv_entry *e = lookup(&g_default, d);
     float *a = checked_ws(e, ws, "conv2d_backward");
     if (e->path[CONV_BWD_DATA] == e->path[CONV_BWD_WEIGHTS]) {
-        if (dx || dw) backward_on(e, e->path[CONV_BWD_DATA], x, w, dy, dx, dw, a);
+        if (dx || dw) backward_on(e, CONV_BWD_DATA, x, NULL, w, dy, NULL, dx, 0, dw, a);
     } else {
-        if (dw) backward_on(e, e->path[CONV_BWD_WEIGHTS], x, w, dy, NULL, dw, a);
-        if (dx) backward_on(e, e->path[CONV_BWD_DATA], x, w, dy, dx, NULL, a);
+        if (dw) backward_on(e, CONV_BWD_WEIGHTS, x, NULL, w, dy, NULL, NULL, 0, dw, a);
+        if (dx) backward_on(e, CONV_BWD_DATA, x, NULL, w, dy, NULL, dx, 0, NULL, a);
     }
     if (dbias) bias_grad(rows_out(d), d->cout, dy, dbias);
 }

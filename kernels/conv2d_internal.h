@@ -1,5 +1,6 @@
 /* Internal to the conv2d module (kernels/conv2d*.c); not for other modules. */
 #pragma once
+#include "kernels/bf16.h"
 #include "kernels/conv2d.h"
 
 #include <oneapi/dnnl/dnnl.h>
@@ -38,10 +39,13 @@ void conv2d_dnn_free(dnn_conv *c);
 /* Workspace floats of op (CONV_FWD, ...) and the name of oneDNN's implementation of it. */
 size_t conv2d_dnn_ws_floats(const conv2d_desc *d, const dnn_conv *c, int op);
 const char *conv2d_dnn_impl_name(const dnn_conv *c, int op);
-void conv2d_dnn_forward(const conv2d_desc *d, dnn_conv *c, const float *x, const float *w,
-                        const float *bias, float *y, float *ws);
-void conv2d_dnn_backward(const conv2d_desc *d, dnn_conv *c, const float *x, const float *w,
-                         const float *dy, float *dx, float *dw, float *ws);
+/* x / dy are given as floats (converted per lane for a bf16 primitive) or, for CONV2D_BF16, as
+ * bf16 (xb / dyb not NULL: used as they are). Backward: dw +=; dx += or, with dx_write, =. */
+void conv2d_dnn_forward(const conv2d_desc *d, dnn_conv *c, const float *x, const bf16 *xb,
+                        const float *w, const float *bias, float *y, float *ws);
+void conv2d_dnn_backward(const conv2d_desc *d, dnn_conv *c, const float *x, const bf16 *xb,
+                         const float *w, const float *dy, const bf16 *dyb, float *dx, int dx_write,
+                         float *dw, float *ws);
 
 /* Tests: the GEMM path's im2col buffer limit in floats of the default context (default 4 Mi; at
  * least one image per chunk). Clears its primitive table, since workspace sizes change. */

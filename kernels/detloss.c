@@ -2,14 +2,13 @@
  * Float32 arithmetic in PyTorch's order of operations where a value feeds a comparison (the
  * assigner) or the reported loss; sums are accumulated in double. See detloss.h. */
 #include "kernels/detloss.h"
+#include "kernels/detloss_math.h"
 #include "kernels/threads.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define CIOU_EPS 1e-7f
-#define DFL_CLAMP_MARGIN 0.01f
 /* below this many (anchor x channel) values a parallel region costs more than it saves */
 #define DETLOSS_PAR_MIN 65536
 
@@ -129,33 +128,6 @@ void detloss_preprocess_targets(int ntargets, const float *targets, int B, int M
     }
 }
 
-/* Softmax of one side's reg_max logits into p; returns the expectation sum_j j p_j. */
-static float dfl_side(int R, const float *z, float *p) {
-    float mx = z[0];
-    for (int j = 1; j < R; j++) mx = z[j] > mx ? z[j] : mx;
-    float s = 0;
-    for (int j = 0; j < R; j++) {
-        p[j] = expf(z[j] - mx);
-        s += p[j];
-    }
-    float d = 0;
-    for (int j = 0; j < R; j++) {
-        p[j] /= s;
-        d += p[j] * (float)j;
-    }
-    return d;
-}
-
-/* Distances (l,t,r,b) in grid units of one anchor's box channels. */
-static void anchor_dist(int R, const float *pa, float dist[4]) {
-    if (R == 1) {
-        for (int s = 0; s < 4; s++) dist[s] = pa[s];
-        return;
-    }
-    float p[DETLOSS_MAX_REG_MAX];
-    for (int s = 0; s < 4; s++) dist[s] = dfl_side(R, pa + s * R, p);
-}
-
 void detloss_decode(const detloss_hyp *h, int B, int A, const float *preds,
                     const float *anchor_points, float *boxes) {
     int no = 4 * h->reg_max + h->nc;
@@ -164,7 +136,7 @@ void detloss_decode(const detloss_hyp *h, int B, int A, const float *preds,
     for (int b = 0; b < B; b++)
         for (int a = 0; a < A; a++) {
             float d[4];
-            anchor_dist(h->reg_max, preds + ((size_t)b * A + a) * no, d);
+            dl_anchor_dist(h->reg_max, preds + ((size_t)b * A + a) * no, d);
             const float *ap = anchor_points + 2 * a;
             float *o = boxes + ((size_t)b * A + a) * 4;
             o[0] = ap[0] - d[0];
@@ -177,74 +149,9 @@ void detloss_decode(const detloss_hyp *h, int B, int A, const float *preds,
 /* ---- CIoU (bbox_iou(..., xywh=False, CIoU=True)) ------------------------------------------------
  */
 
-/* min/max with PyTorch's gradient rule: the chosen argument gets 1, a tie splits 1/2, 1/2. */
-static inline float gmin(float a, float b, float *ga) {
-    *ga = a < b ? 1.0f : (a == b ? 0.5f : 0.0f);
-    return a < b ? a : b;
-}
-static inline float gmax(float a, float b, float *ga) {
-    *ga = a > b ? 1.0f : (a == b ? 0.5f : 0.0f);
-    return a > b ? a : b;
-}
-
-/* CIoU of boxes b1, b2 (xyxy). If g is non-NULL it receives d CIoU / d b1 (alpha held constant,
- * as Ultralytics computes it under no_grad). alpha_fixed >= 0 replaces the computed alpha. */
-static float ciou_impl(const float *b1, const float *b2, float alpha_fixed, float *alpha_used,
-                       float g[4]) {
-    const float eps = CIOU_EPS;
-    float w1 = b1[2] - b1[0], h1 = b1[3] - b1[1] + eps;
-    float w2 = b2[2] - b2[0], h2 = b2[3] - b2[1] + eps;
-    float gx2, gx1, gy2, gy1; /* d(min/max)/d(b1 coordinate) */
-    float ix2 = gmin(b1[2], b2[2], &gx2), ix1 = gmax(b1[0], b2[0], &gx1);
-    float iy2 = gmin(b1[3], b2[3], &gy2), iy1 = gmax(b1[1], b2[1], &gy1);
-    float iw_raw = ix2 - ix1, ih_raw = iy2 - iy1;
-    float iw = iw_raw > 0 ? iw_raw : 0, ih = ih_raw > 0 ? ih_raw : 0;
-    float inter = iw * ih;
-    float uni = w1 * h1 + w2 * h2 - inter + eps;
-    float iou = inter / uni;
-    float cx2g, cx1g, cy2g, cy1g;
-    float cw = gmax(b1[2], b2[2], &cx2g) - gmin(b1[0], b2[0], &cx1g);
-    float ch = gmax(b1[3], b2[3], &cy2g) - gmin(b1[1], b2[1], &cy1g);
-    float c2 = cw * cw + ch * ch + eps;
-    float dx = b2[0] + b2[2] - b1[0] - b1[2], dy = b2[1] + b2[3] - b1[1] - b1[3];
-    float rho2 = (dx * dx + dy * dy) / 4;
-    const float k = (float)(4.0 / (M_PI * M_PI));
-    float at = atanf(w2 / h2) - atanf(w1 / h1);
-    float v = k * (at * at);
-    float alpha = alpha_fixed >= 0 ? alpha_fixed : v / (v - iou + (float)(1.0 + 1e-7));
-    float out = iou - (rho2 / c2 + v * alpha);
-    if (alpha_used) *alpha_used = alpha;
-    if (!g) return out;
-
-    /* iou = inter / uni */
-    double diou_dinter = (double)(uni + inter) / ((double)uni * uni);
-    double diou_da1 = -(double)inter / ((double)uni * uni); /* a1 = w1*h1 */
-    /* clamp_(0) lets the gradient through where the raw value is >= 0 */
-    double mw = iw_raw >= 0 ? 1 : 0, mh = ih_raw >= 0 ? 1 : 0;
-    double dinter[4] = {-ih * mw * gx1, -iw * mh * gy1, ih * mw * gx2, iw * mh * gy2};
-    double da1[4] = {-h1, -w1, h1, w1};
-    /* rho2 / c2 */
-    double drho2[4] = {-dx / 2.0, -dy / 2.0, -dx / 2.0, -dy / 2.0};
-    double dc2[4] = {-2.0 * cw * cx1g, -2.0 * ch * cy1g, 2.0 * cw * cx2g, 2.0 * ch * cy2g};
-    /* v = k (atan(w2/h2) - atan(w1/h1))^2; d atan(w1/h1) = (dw1 h1 - w1 dh1) / (h1^2 + w1^2) */
-    double den = (double)h1 * h1 + (double)w1 * w1;
-    double dv_dw1 = -2.0 * k * at * h1 / den, dv_dh1 = 2.0 * k * at * w1 / den;
-    double dv[4] = {-dv_dw1, -dv_dh1, dv_dw1, dv_dh1};
-    for (int i = 0; i < 4; i++) {
-        double diou = diou_dinter * dinter[i] + diou_da1 * da1[i];
-        double dterm = drho2[i] / c2 - (double)rho2 / ((double)c2 * c2) * dc2[i];
-        g[i] = (float)(diou - dterm - alpha * dv[i]);
-    }
-    return out;
-}
-
-static float ciou(const float *b1, const float *b2, float g[4]) {
-    return ciou_impl(b1, b2, -1.0f, NULL, g);
-}
-
 float detloss_ciou(const float b1[4], const float b2[4], float alpha_fixed, float *alpha_used,
                    float grad[4]) {
-    return ciou_impl(b1, b2, alpha_fixed, alpha_used, grad);
+    return dl_ciou(b1, b2, alpha_fixed, alpha_used, grad);
 }
 
 /* ---- TaskAlignedAssigner ------------------------------------------------------------------ */
@@ -258,22 +165,7 @@ size_t detloss_tal_workspace(int B, int A, int M) {
 /* Indices of the k largest v[0..n) into idx (k <= n), ties to the lower index. */
 static void topk_indices(int n, const float *v, int k, int *idx, float *val) {
     int cnt = 0;
-    for (int a = 0; a < n; a++) {
-        float x = v[a];
-        if (cnt == k && !(x > val[k - 1])) continue;
-        int pos = cnt < k ? cnt++ : k - 1;
-        while (pos > 0 && x > val[pos - 1]) {
-            val[pos] = val[pos - 1];
-            idx[pos] = idx[pos - 1];
-            pos--;
-        }
-        val[pos] = x;
-        idx[pos] = a;
-    }
-}
-
-static inline float pow_exp(float x, float e) {
-    return e == 0.5f ? sqrtf(x) : (e == 1.0f ? x : powf(x, e));
+    for (int a = 0; a < n; a++) dl_topk_insert(k, &cnt, val, idx, v[a], a);
 }
 
 void detloss_tal_assign(const detloss_hyp *h, int B, int A, int M, const float *pd_scores,
@@ -299,39 +191,23 @@ void detloss_tal_assign(const detloss_hyp *h, int B, int A, int M, const float *
         const float *mg_in = mask_gt + (size_t)b * M;
         /* a GT is real when mask_gt says so and its class is in range (else it is padding) */
         uint8_t *mg = valid;
-        for (int j = 0; j < M; j++) mg[j] = mg_in[j] != 0 && gl[j] >= 0 && (int)gl[j] < nc;
+        for (int j = 0; j < M; j++) mg[j] = (uint8_t)dl_gt_real(mg_in[j], gl[j], nc);
         /* 1. candidates: anchor centre strictly inside the (STAL-widened) GT */
         for (int j = 0; j < M; j++) {
-            const float *g = gb + 4 * j;
-            float cx = (g[0] + g[2]) / 2, cy = (g[1] + g[3]) / 2;
-            float w = g[2] - g[0], hh = g[3] - g[1];
-            if (mg[j] != 0) {
-                if (w < h->stal_min) w = h->stal_size;
-                if (hh < h->stal_min) hh = h->stal_size;
-            }
-            float x1 = cx - w / 2, y1 = cy - hh / 2, x2 = cx + w / 2, y2 = cy + hh / 2;
-            for (int a = 0; a < A; a++) {
-                float ax = anc_points[2 * a], ay = anc_points[2 * a + 1];
-                float d = ax - x1, e;
-                if ((e = ay - y1) < d) d = e;
-                if ((e = x2 - ax) < d) d = e;
-                if ((e = y2 - ay) < d) d = e;
-                in_gt[(size_t)j * A + a] = d > h->eps;
-            }
+            float box[4];
+            dl_stal_box(h, gb + 4 * j, mg[j] != 0, box);
+            for (int a = 0; a < A; a++)
+                in_gt[(size_t)j * A + a] =
+                    (uint8_t)dl_in_box(box, anc_points[2 * a], anc_points[2 * a + 1], h->eps);
         }
         /* 2. alignment metric on candidates of real GTs */
         for (int j = 0; j < M; j++) {
             int c = (int)gl[j];
             for (int a = 0; a < A; a++) {
                 size_t ja = (size_t)j * A + a;
-                float s = 0, u = 0;
-                if (in_gt[ja] && mg[j] != 0) {
-                    s = ps[(size_t)a * nc + c];
-                    u = ciou(gb + 4 * j, pb + 4 * a, NULL);
-                    if (!(u > 0)) u = 0;
-                }
-                overlaps[ja] = u;
-                metric[ja] = pow_exp(s, h->alpha) * pow_exp(u, h->beta);
+                int cand = in_gt[ja] && mg[j] != 0;
+                metric[ja] = dl_align_metric(h, cand, cand ? ps[(size_t)a * nc + c] : 0, gb + 4 * j,
+                                             pb + 4 * a, &overlaps[ja]);
             }
         }
         /* 3. top-k over all anchors, then AND candidates and mask_gt */
@@ -397,7 +273,7 @@ void detloss_tal_assign(const detloss_hyp *h, int B, int A, int M, const float *
                 size_t ja = (size_t)j * A + a;
                 if (!pos[ja]) continue;
                 size_t ba = (size_t)b * A + a;
-                float t = metric[ja] * U / (T + h->eps);
+                float t = dl_target_score(metric[ja], U, T, h->eps);
                 int lab = out->target_labels[ba];
                 if (lab >= nc) continue; /* not reachable: positives come from valid GTs */
                 float *ts = out->target_scores + ba * nc + lab;
@@ -410,34 +286,10 @@ void detloss_tal_assign(const detloss_hyp *h, int B, int A, int M, const float *
 /* ---- loss with a fixed assignment --------------------------------------------------------------
  */
 
-/* PyTorch's binary_cross_entropy_with_logits, one element:
- * (1 - y) x + m + log(exp(-m) + exp(-x - m)), m = max(-x, 0); one of the two exps is exactly 1.
- * *sig receives sigmoid(x) from the same exponential. */
-static inline float bce_logits(float x, float y, float *sig) {
-    float e = expf(-fabsf(x)); /* exp(-|x|) */
-    float mx = x < 0 ? -x : 0;
-    *sig = x >= 0 ? 1.0f / (1.0f + e) : e / (1.0f + e);
-    return (1 - y) * x + mx + logf(1.0f + e);
-}
-
-/* The same loss as PyTorch 2.x computes it: (1 - y) x - log_sigmoid(x), log_sigmoid(x) =
- * min(x, 0) - log1p(exp(-|x|)). Mathematically equal; in float32 the subtraction cancels for
- * very negative logits, and that rounding is what torch 2 gives (and the 8.4.190 oracle holds). */
-static inline float bce_logits_torch2(float x, float y, float *sig) {
-    float e = expf(-fabsf(x));
-    *sig = x >= 0 ? 1.0f / (1.0f + e) : e / (1.0f + e);
-    float ls = (x < 0 ? x : 0.0f) - log1pf(e);
-    return (1 - y) * x - ls;
-}
-
-typedef struct loss_coefs {
-    float gcls, gbox, gdfl, tclamp, img_h, img_w;
-} loss_coefs;
-
 /* One image's sums (cls, box, dfl) and foreground count; writes its slice of dpreds. */
 static void image_loss(const detloss_hyp *h, int b, int A, const float *preds,
                        const float *anchor_points, const float *strides, const detloss_assign *as,
-                       const loss_coefs *k, float *dpreds, double sums[3], int *num_fg) {
+                       const dl_coefs *k, float *dpreds, double sums[3], int *num_fg) {
     const int R = h->reg_max, nc = h->nc, no = 4 * R + nc;
     double lcls = 0, liou = 0, ldfl = 0;
     int nfg = 0;
@@ -445,82 +297,23 @@ static void image_loss(const detloss_hyp *h, int b, int A, const float *preds,
         /* classification: BCE over every anchor and class */
         const float *x = preds + ba * no + 4 * R;
         const float *y = as->target_scores + ba * nc;
-        for (int c = 0; c < nc; c++) {
-            float sg, l = h->bce_torch2 ? bce_logits_torch2(x[c], y[c], &sg)
-                                        : bce_logits(x[c], y[c], &sg);
-            if (h->cls_weight) { /* cls_pw: each class's BCE times its weight (8.4.190) */
-                float cw = h->cls_weight[c];
-                lcls += l * cw;
-                if (dpreds) dpreds[ba * no + 4 * R + c] = k->gcls * ((sg - y[c]) * cw);
-            } else {
-                lcls += l;
-                if (dpreds) dpreds[ba * no + 4 * R + c] = k->gcls * (sg - y[c]);
-            }
-        }
+        float *dx = dpreds ? dpreds + ba * no + 4 * R : NULL;
+        for (int c = 0; c < nc; c++)
+            lcls += dl_cls_elem(k, h->bce_torch2, x[c], y[c],
+                                h->cls_weight ? h->cls_weight + c : NULL, dx ? dx + c : NULL);
         if (!as->fg_mask[ba]) continue;
 
         /* box (CIoU) and DFL / L1 on foreground anchors */
         nfg++;
         int a = (int)(ba % A);
-        const float *pa = preds + ba * no, *ap = anchor_points + 2 * a;
-        const float *ts = as->target_scores + ba * nc, *tb_px = as->target_bboxes + ba * 4;
-        float st = strides[a], w = 0;
+        const float *ts = as->target_scores + ba * nc;
+        float w = 0;
         for (int c = 0; c < nc; c++) w += ts[c];
-        float p[4][DETLOSS_MAX_REG_MAX], dist[4];
-        for (int s = 0; s < 4; s++) dist[s] = R == 1 ? pa[s] : dfl_side(R, pa + s * R, p[s]);
-        float pbox[4] = {ap[0] - dist[0], ap[1] - dist[1], ap[0] + dist[2], ap[1] + dist[3]};
-        float tb[4];
-        for (int i = 0; i < 4; i++) tb[i] = tb_px[i] / st;
-        float g[4];
-        float ci = ciou(pbox, tb, dpreds ? g : NULL);
-        liou += (1.0f - ci) * w;
-        /* d loss / d distance: x1 = ax - l, y1 = ay - t, x2 = ax + r, y2 = ay + b */
-        float ddist[4] = {0, 0, 0, 0};
-        if (dpreds) {
-            float cb = -k->gbox * w;
-            ddist[0] = -cb * g[0];
-            ddist[1] = -cb * g[1];
-            ddist[2] = cb * g[2];
-            ddist[3] = cb * g[3];
-        }
-        float tl4[4] = {ap[0] - tb[0], ap[1] - tb[1], tb[2] - ap[0], tb[3] - ap[1]};
-        float side_sum = 0;
-        if (R > 1) {
-            /* DFL: two-bin cross-entropy around the clamped target distance */
-            for (int s = 0; s < 4; s++) {
-                float t = tl4[s] < 0 ? 0 : (tl4[s] > k->tclamp ? k->tclamp : tl4[s]);
-                int il = (int)t, ir = il + 1;
-                float wl = (float)ir - t, wr = 1 - wl;
-                const float *z = pa + s * R;
-                float mx = z[0];
-                for (int j = 1; j < R; j++) mx = z[j] > mx ? z[j] : mx;
-                double se = 0;
-                for (int j = 0; j < R; j++) se += exp((double)z[j] - mx);
-                float lse = mx + (float)log(se);
-                side_sum += (lse - z[il]) * wl + (lse - z[ir]) * wr;
-                if (dpreds) {
-                    float cd = k->gdfl * w / 4;
-                    float *dz = dpreds + ba * no + s * R;
-                    for (int j = 0; j < R; j++) {
-                        float d = p[s][j] * (wl + wr) - (j == il ? wl : 0) - (j == ir ? wr : 0);
-                        dz[j] = cd * d + ddist[s] * p[s][j] * ((float)j - dist[s]);
-                    }
-                }
-            }
-        } else {
-            /* reg_max 1: L1 on ltrb distances scaled to pixels and normalised by image size */
-            for (int s = 0; s < 4; s++) {
-                float dim = (s & 1) ? k->img_h : k->img_w;
-                float tgt = tl4[s] * st / dim, pd = dist[s] * st / dim;
-                float diff = pd - tgt;
-                side_sum += fabsf(diff);
-                if (dpreds) {
-                    float sg = diff > 0 ? 1.0f : (diff < 0 ? -1.0f : 0.0f);
-                    dpreds[ba * no + s] = k->gdfl * w / 4 * sg * st / dim + ddist[s];
-                }
-            }
-        }
-        ldfl += side_sum / 4 * w;
+        double li, ld;
+        dl_fg_anchor_loss(R, k, preds + ba * no, anchor_points + 2 * a, strides[a], w,
+                          as->target_bboxes + ba * 4, dpreds ? dpreds + ba * no : NULL, &li, &ld);
+        liou += li;
+        ldfl += ld;
     }
     sums[0] = lcls, sums[1] = liou, sums[2] = ldfl;
     *num_fg = nfg;
@@ -539,12 +332,7 @@ int detloss_from_assign(const detloss_hyp *h, int B, int A, const float *preds,
     float tss = (float)tsum;
     if (tss < 1) tss = 1;
     if (dpreds) memset(dpreds, 0, (size_t)B * A * no * sizeof *dpreds);
-    loss_coefs k = {.gcls = w3[1] * h->cls * (float)B / tss,
-                    .gbox = w3[0] * h->box * (float)B / tss,
-                    .gdfl = w3[2] * h->dfl * (float)B / tss,
-                    .tclamp = (float)((double)(R - 1) - DFL_CLAMP_MARGIN),
-                    .img_h = img_h,
-                    .img_w = img_w};
+    dl_coefs k = dl_make_coefs(h, w3, B, tss, img_h, img_w);
     /* images in parallel; partial sums added in image order, so the result does not depend on
      * the thread count */
     enum { CHUNK = 64 };

@@ -24,6 +24,7 @@ PKGS=(
   libcjson-dev                      # COCO json import, telemetry JSON
   libssl-dev                        # sha256 (dataset and checkpoint hashes)
   libcairo2-dev fonts-dejavu-core   # charts (results.png, PR curves, ...): drawing, text face
+  libcurl4-openssl-dev              # the MLflow sink (REST over HTTP)
   libcriterion-dev                  # C test framework
   clang libclang-rt-14-dev libomp-14-dev  # libFuzzer + ASan/UBSan runtimes, OpenMP (make fuzz)
 )

@@ -4,6 +4,8 @@
 #                           -> ${YOLO_TEST_VENV:-build/venv-test}
 #   scripts/pyenv.sh bench  torch + ultralytics (side-by-side benchmarks, oracle-style checks, export
 #                           and import tests)  -> ${YOLO_BENCH_VENV:-build/venv-bench}
+#   scripts/pyenv.sh mlflow an MLflow tracking server and client (the MLflow sink's test), kept apart
+#                           from the small test kind  -> ${YOLO_MLFLOW_VENV:-build/venv-mlflow}
 # Prints the venv's folder on its last line. Exits 1 with a message when PyPI cannot be reached,
 # so callers can report a skip with that reason.
 set -euo pipefail
@@ -18,8 +20,12 @@ bench)
   dir=${YOLO_BENCH_VENV:-build/venv-bench}
   pkgs=(torch==2.15.0 ultralytics==8.4.190 safetensors==0.8.0 h5py==3.16.0)
   ;;
+mlflow)
+  dir=${YOLO_MLFLOW_VENV:-build/venv-mlflow}
+  pkgs=(mlflow==3.17.2)
+  ;;
 *)
-  echo "usage: scripts/pyenv.sh test|bench" >&2
+  echo "usage: scripts/pyenv.sh test|bench|mlflow" >&2
   exit 2
   ;;
 esac

@@ -55,6 +55,49 @@ static void run_conv_backward_filter(bops_env *e, const bops_case *c) {
     if (db) bops_take(e, "dbias", db, (size_t)d.cout);
 }
 
+/* The CPU training-path ops: backward-data that writes dx, and bf16 convolutions from bf16
+ * inputs (converted by to_bf16 on the backend under test). bf16 buffers are taken as the floats
+ * their pairs of values make (exact mode compares them bit for bit). */
+static void run_conv_backward_data_set(bops_env *e, const bops_case *c) {
+    conv2d_desc d = conv_of(c);
+    float *w = bops_in(e, nw_of(&d), -0.5, 0.5), *dy = bops_in(e, ny_of(&d), -1, 1);
+    float *dx = bops_in(e, nx_of(&d), -1, 1); /* overwritten */
+    backend_conv2d_backward_data_set(e->be, &d, w, dy, dx, conv_ws(e, &d));
+    bops_take(e, "dx", dx, nx_of(&d));
+}
+static bf16 *bf16_in(bops_env *e, size_t n, double lo, double hi) {
+    float *x = bops_in(e, n, lo, hi);
+    bf16 *xb = (bf16 *)bops_zeros(e, (n + 1) / 2);
+    backend_to_bf16(e->be, n, x, xb);
+    return xb;
+}
+static void run_to_bf16(bops_env *e, const bops_case *c) {
+    size_t n = (size_t)c->p[0];
+    bops_take(e, "y", (const float *)bf16_in(e, n, -10, 10), (n + 1) / 2);
+}
+static void run_conv_forward_bf16(bops_env *e, const bops_case *c) {
+    conv2d_desc d = conv_of(c);
+    d.prec = CONV2D_BF16;
+    bf16 *xb = bf16_in(e, nx_of(&d), -1, 1);
+    float *w = bops_in(e, nw_of(&d), -0.5, 0.5), *y = bops_zeros(e, ny_of(&d));
+    float *b = c->p[9] ? bops_in(e, (size_t)d.cout, -1, 1) : NULL;
+    backend_conv2d_forward_bf16(e->be, &d, xb, w, b, y, conv_ws(e, &d));
+    bops_take(e, "y", y, ny_of(&d));
+}
+static void run_conv_backward_bf16(bops_env *e, const bops_case *c) {
+    conv2d_desc d = conv_of(c);
+    d.prec = CONV2D_BF16;
+    bf16 *xb = bf16_in(e, nx_of(&d), -1, 1), *dyb = bf16_in(e, ny_of(&d), -1, 1);
+    float *w = bops_in(e, nw_of(&d), -0.5, 0.5), *dw = bops_in(e, nw_of(&d), -1, 1);
+    float *dx = bops_in(e, nx_of(&d), -1, 1), *dx_set = bops_in(e, nx_of(&d), -1, 1);
+    float *ws = conv_ws(e, &d);
+    backend_conv2d_backward_bf16(e->be, &d, xb, w, dyb, dx, false, dw, ws);
+    backend_conv2d_backward_bf16(e->be, &d, xb, w, dyb, dx_set, true, NULL, ws);
+    bops_take(e, "dx", dx, nx_of(&d));
+    bops_take(e, "dw", dw, nw_of(&d));
+    bops_take(e, "dx (written)", dx_set, nx_of(&d));
+}
+
 /* ---- batch norm, and fused with SiLU (by the case's op): p = m c ---- */
 
 static void run_bn_train(bops_env *e, const bops_case *c) {
@@ -281,6 +324,58 @@ static void run_detect_decode(bops_env *e, const bops_case *c) {
     bops_take(e, "out", out, (size_t)d.rows * (4 + d.nc));
 }
 
+/* ---- the loss: p = images reg_max nc branches targets-per-image release190 ---- */
+
+static void run_detloss(bops_env *e, const bops_case *c) {
+    const int B = c->p[0], R = c->p[1], nc = c->p[2], nbr = c->p[3], per = c->p[4];
+    const int hs[3] = {8, 4, 2}, A = 84, no = 4 * R + nc;
+    const float ls[3] = {8, 16, 32};
+    float anc[2 * 84], str[84], t[16 * 6], u[16 * 4];
+    detloss_make_anchors(3, hs, hs, ls, anc, str);
+    float *d_anc = bops_bytes(e, sizeof anc), *d_str = bops_bytes(e, sizeof str);
+    backend_to_device(e->be, d_anc, anc, sizeof anc);
+    backend_to_device(e->be, d_str, str, sizeof str);
+    bops_host_rand(e, u, (size_t)B * per * 4, 0, 1);
+    for (int i = 0; i < B * per; i++) { /* boxes of 3..30 px in a 64 px image */
+        float *q = t + 6 * i, w = 0.05f + 0.4f * u[4 * i + 2], h = 0.05f + 0.4f * u[4 * i + 3];
+        q[0] = (float)(i / per), q[1] = (float)(i % nc), q[4] = w, q[5] = h;
+        q[2] = w / 2 + (1 - w) * u[4 * i], q[3] = h / 2 + (1 - h) * u[4 * i + 1];
+    }
+    static const float cw[4] = {0.6f, 1.4f, 1.0f, 1.2f};
+    backend_detloss_desc d = {.branches = nbr,
+                              .h = {detloss_hyp_default(nc, R), detloss_hyp_one2one(nc, R)},
+                              .o2m = 0.7f,
+                              .o2o = 0.3f,
+                              .B = B,
+                              .A = A,
+                              .img_h = 64,
+                              .img_w = 64,
+                              .anchor_points = d_anc,
+                              .strides = d_str,
+                              .ntargets = B * per,
+                              .targets = t,
+                              .grad_scale = 2};
+    for (int k = 0; k < 2; k++) {
+        d.h[k].stal_min = c->p[5] ? 16 : 8;
+        d.h[k].bce_torch2 = c->p[5];
+        d.h[k].cls_weight = c->p[5] && nc <= 4 ? cw : NULL;
+    }
+    size_t n = (size_t)B * A * no;
+    const float *preds[2] = {bops_in(e, n, -3, 3), bops_in(e, n, -3, 3)};
+    float *dpreds[2] = {bops_in(e, n, -1, 1), bops_in(e, n, -1, 1)}; /* written: every element */
+    double res[BACKEND_DETLOSS_RESULTS];
+    for (int k = 0; k < BACKEND_DETLOSS_RESULTS; k++) res[k] = 0.25 * k; /* added to */
+    double *d_res = bops_bytes(e, sizeof res);
+    backend_to_device(e->be, d_res, res, sizeof res);
+    backend_detloss(e->be, &d, preds, dpreds, d_res);
+    for (int br = 0; br < nbr; br++) bops_take(e, br ? "dpreds one2one" : "dpreds", dpreds[br], n);
+    backend_to_host(e->be, res, d_res, sizeof res);
+    float r32[BACKEND_DETLOSS_RESULTS], *d_r32 = bops_zeros(e, BACKEND_DETLOSS_RESULTS);
+    for (int k = 0; k < BACKEND_DETLOSS_RESULTS; k++) r32[k] = (float)res[k];
+    backend_to_device(e->be, d_r32, r32, sizeof r32);
+    bops_take(e, "results", d_r32, BACKEND_DETLOSS_RESULTS);
+}
+
 /* ---- optimizer, clip, EMA ---- */
 
 /* p = kind nesterov steps: a conv weight, a gap no tensor covers, BN weights, a linear weight,
@@ -363,6 +458,11 @@ int bops_cases(bops_case *cs, int max) {
         ADD(BACKEND_OP_CONV2D_FORWARD, run_conv_forward, 0, CONV_SHAPE);
         ADD(BACKEND_OP_CONV2D_BACKWARD_DATA, run_conv_backward_data, 0, CONV_SHAPE);
         ADD(BACKEND_OP_CONV2D_BACKWARD_FILTER, run_conv_backward_filter, 0, CONV_SHAPE);
+        ADD(BACKEND_OP_CONV2D_BACKWARD_DATA_SET, run_conv_backward_data_set, 0, CONV_SHAPE);
+        if (pv[8] == 1) { /* bf16: the shapes of the dense convolutions */
+            ADD(BACKEND_OP_CONV2D_FORWARD_BF16, run_conv_forward_bf16, 0, CONV_SHAPE);
+            ADD(BACKEND_OP_CONV2D_BACKWARD_BF16, run_conv_backward_bf16, 0, CONV_SHAPE);
+        }
 #undef CONV_SHAPE
     }
     static const int bns[][10] = {{1, 3}, {2 * 7 * 7, 16}, {2 * 20 * 20, 64}, {3 * 5 * 5, 40}};
@@ -385,6 +485,7 @@ int bops_cases(bops_case *cs, int max) {
         ADD(BACKEND_OP_SCALE, run_scale, 0, "n%d", pv[0]);
         ADD(BACKEND_OP_NORMALIZE_U8, run_normalize_u8, 0, "n%d", pv[0]);
         ADD(BACKEND_OP_EMA_BLEND, run_ema_blend, 0, "n%d", pv[0]);
+        ADD(BACKEND_OP_TO_BF16, run_to_bf16, 0, "n%d", pv[0]);
     }
     static const int concats[][10] = {{128, 2, 16, 16, 0, -1}, {75, 3, 8, 13, 24, 1}};
     for (size_t i = 0; i < sizeof concats / sizeof *concats; i++) {
@@ -432,6 +533,14 @@ int bops_cases(bops_case *cs, int max) {
         const int *pv = decs[i];
         ADD(BACKEND_OP_DETECT_DECODE, run_detect_decode, 0, "%d x %d anchors reg_max%d nc%d%s",
             pv[0], pv[1], pv[2], pv[3], pv[4] ? " xyxy" : "");
+    }
+    /* the loss: v8 (reg_max 16) under 8.4.33, yolo26's E2E (reg_max 1) under 8.4.190 with
+     * class weights, and a crowded image */
+    static const int losses[][10] = {{2, 16, 3, 1, 3, 0}, {2, 1, 4, 2, 4, 1}, {1, 16, 2, 1, 12, 1}};
+    for (size_t i = 0; i < sizeof losses / sizeof *losses; i++) {
+        const int *pv = losses[i];
+        ADD(BACKEND_OP_DETLOSS, run_detloss, 0, "%d x 84 anchors reg_max%d nc%d %s %d/img %s",
+            pv[0], pv[1], pv[2], pv[3] == 2 ? "e2e" : "v8", pv[4], pv[5] ? "8.4.190" : "8.4.33");
     }
     /* MuSGD: NS5 rounds every intermediate to bf16, and a last-bit difference of cuBLAS's sum
      * order can move a value across a bf16 rounding boundary: a looser limit */

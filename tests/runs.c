@@ -2,6 +2,9 @@
 #include "tests/testenv.h"
 
 #include <criterion/criterion.h>
+#include <hdf5.h>
+#include <limits.h>
+#include <math.h>
 #include <dirent.h>
 #include <hdf5.h>
 #include <limits.h>
@@ -128,6 +131,86 @@ const char *run_test_python(char *why, size_t n) {
         return NULL;
     }
     return py;
+}
+
+typedef struct cmp_ctx {
+    hid_t other;
+    run_cmp r;
+} cmp_ctx;
+
+static float *read_all(hid_t f, const char *name, size_t *n) {
+    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+    if (d < 0) return NULL;
+    hid_t s = H5Dget_space(d);
+    hssize_t k = H5Sget_simple_extent_npoints(s);
+    float *v = malloc((size_t)(k > 0 ? k : 1) * sizeof *v);
+    if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0) {
+        free(v);
+        v = NULL;
+    }
+    H5Sclose(s);
+    H5Dclose(d);
+    *n = (size_t)k;
+    return v;
+}
+
+static herr_t cmp_one(hid_t loc, const char *name, const H5L_info_t *info, void *op) {
+    (void)info;
+    cmp_ctx *c = op;
+    size_t na = 0, nb = 0;
+    float *a = read_all(loc, name, &na), *b = read_all(c->other, name, &nb);
+    if (!a || !b || na != nb) {
+        c->r.missing++;
+        free(a);
+        free(b);
+        return 0;
+    }
+    double diff = 0, scale = 0;
+    bool buffer = strstr(name, "running_") != NULL;
+    for (size_t i = 0; i < na; i++) {
+        diff = fmax(diff, fabs((double)a[i] - b[i]));
+        scale = fmax(scale, fabs((double)a[i]));
+    }
+    double rel = scale > 0 ? diff / scale : diff;
+    double *worst = buffer ? &c->r.max_rel_buffer : &c->r.max_rel_param;
+    if (!buffer && rel > *worst) snprintf(c->r.worst, sizeof c->r.worst, "%s", name);
+    if (rel > *worst) *worst = rel;
+    (buffer ? c->r.buffers++ : c->r.tensors++);
+    free(a);
+    free(b);
+    return 0;
+}
+
+run_cmp run_compare_weights(const char *pa, const char *pb) {
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    cmp_ctx c = {0};
+    hid_t fa = H5Fopen(pa, H5F_ACC_RDONLY, H5P_DEFAULT),
+          fb = H5Fopen(pb, H5F_ACC_RDONLY, H5P_DEFAULT);
+    cr_assert(fa >= 0 && fb >= 0, "open %s and %s", pa, pb);
+    /* the EMA model of each checkpoint (what Ultralytics validates and saves) */
+    hid_t ga = H5Gopen2(fa, "ema", H5P_DEFAULT), gb = H5Gopen2(fb, "ema", H5P_DEFAULT);
+    cr_assert(ga >= 0 && gb >= 0, "ema group in %s and %s", pa, pb);
+    c.other = gb;
+    cr_assert(H5Literate(ga, H5_INDEX_NAME, H5_ITER_NATIVE, NULL, cmp_one, &c) >= 0);
+    H5Gclose(ga);
+    H5Gclose(gb);
+    H5Fclose(fa);
+    H5Fclose(fb);
+    return c.r;
+}
+
+int run_mpi_program(const char *name, int np, char *out, size_t n) {
+    test_mpi_env(); /* mpirun as root on a 2-core box (make test exports these too) */
+    char prog[PATH_MAX + 64], cmd[PATH_MAX + 160];
+    snprintf(prog, sizeof prog, "%s/mpi/%s", test_exe_dir(), name);
+    cr_assert(access(prog, X_OK) == 0, "%s not built (make all builds it)", prog);
+    snprintf(cmd, sizeof cmd, "timeout 120 mpirun -np %d '%s' 2>&1", np, prog);
+    FILE *p = popen(cmd, "r");
+    cr_assert(p, "popen %s", cmd);
+    size_t len = fread(out, 1, n - 1, p);
+    out[len] = 0;
+    int status = pclose(p);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 void run_flip_dataset_byte(const char *path, const char *dataset, long at) {

@@ -24,6 +24,22 @@ int run_kill_session(pid_t sid, double seconds);
 /* Python of the pinned test environment (scripts/pyenv.sh test, or $YOLO_TEST_VENV when it
  * holds one); NULL with the reason in why (e.g. PyPI unreachable). */
 const char *run_test_python(char *why, size_t n);
+
+/* The EMA tensors of two weights files (checkpoints) compared by name: per tensor max|a-b| /
+ * max|a|, the largest over parameters and over BN running stats. */
+typedef struct run_cmp {
+    int tensors, buffers;
+    double max_rel_param; /* max over parameter tensors of max|a-b| / max|a| */
+    double max_rel_buffer;
+    char worst[128];
+    int missing;
+} run_cmp;
+run_cmp run_compare_weights(const char *pa, const char *pb);
+
+/* Runs tests/mpi/<name> (built next to the test binary) under mpirun -np np with a timeout;
+ * out receives its output; returns its exit code. */
+int run_mpi_program(const char *name, int np, char *out, size_t n);
+
 /* Damage as a failing disk or a hand edit would, in place: flips one byte `at` bytes into an HDF5
  * dataset's stored data (contiguous), or rewrites an int attribute of object obj ("/", "train"). */
 void run_flip_dataset_byte(const char *path, const char *dataset, long at);

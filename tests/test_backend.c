@@ -184,6 +184,13 @@ Test(backend, split_conv_backward_equals_conv2d_backward, .init = one_thread) {
             conv2d_forward(d, x, w, db[0], y0, ws);
             backend_conv2d_forward(be, d, x, w, db[0], y1, ws);
             cr_assert(!memcmp(y0, y1, ny * 4), "forward, shape %zu impl %zu", si, ii);
+            /* the writing backward-data: the values of backward-data into zeros, whatever dx held
+             */
+            memset(dx[0], 0, nx * 4);
+            backend_conv2d_backward_data(be, d, w, dy, dx[0], ws);
+            backend_conv2d_backward_data_set(be, d, w, dy, dx[1], ws);
+            for (size_t i = 0; i < nx; i++)
+                cr_assert(dx[0][i] == dx[1][i], "dx set [%zu], shape %zu impl %zu", i, si, ii);
             for (int k = 0; k < 2; k++) free(dx[k]), free(dw[k]), free(db[k]);
             free(x), free(w), free(dy), free(ws), free(y0), free(y1);
         }

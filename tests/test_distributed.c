@@ -32,76 +32,6 @@ static int train(const char *dir, const char *name, const char *env, const char 
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-typedef struct cmp_ctx {
-    hid_t other;
-    int tensors, buffers;
-    double max_rel_param; /* max over parameter tensors of max|a-b| / max|a| */
-    double max_rel_buffer;
-    char worst[128];
-    int missing;
-} cmp_ctx;
-
-static float *read_all(hid_t f, const char *name, size_t *n) {
-    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
-    if (d < 0) return NULL;
-    hid_t s = H5Dget_space(d);
-    hssize_t k = H5Sget_simple_extent_npoints(s);
-    float *v = malloc((size_t)(k > 0 ? k : 1) * sizeof *v);
-    if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0) {
-        free(v);
-        v = NULL;
-    }
-    H5Sclose(s);
-    H5Dclose(d);
-    *n = (size_t)k;
-    return v;
-}
-
-static herr_t cmp_one(hid_t loc, const char *name, const H5L_info_t *info, void *op) {
-    (void)info;
-    cmp_ctx *c = op;
-    size_t na = 0, nb = 0;
-    float *a = read_all(loc, name, &na), *b = read_all(c->other, name, &nb);
-    if (!a || !b || na != nb) {
-        c->missing++;
-        free(a);
-        free(b);
-        return 0;
-    }
-    double diff = 0, scale = 0;
-    bool buffer = strstr(name, "running_") != NULL;
-    for (size_t i = 0; i < na; i++) {
-        diff = fmax(diff, fabs((double)a[i] - b[i]));
-        scale = fmax(scale, fabs((double)a[i]));
-    }
-    double rel = scale > 0 ? diff / scale : diff;
-    double *worst = buffer ? &c->max_rel_buffer : &c->max_rel_param;
-    if (!buffer && rel > *worst) snprintf(c->worst, sizeof c->worst, "%s", name);
-    if (rel > *worst) *worst = rel;
-    (buffer ? c->buffers++ : c->tensors++);
-    free(a);
-    free(b);
-    return 0;
-}
-
-static cmp_ctx compare_weights(const char *pa, const char *pb) {
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    cmp_ctx c = {0};
-    hid_t fa = H5Fopen(pa, H5F_ACC_RDONLY, H5P_DEFAULT),
-          fb = H5Fopen(pb, H5F_ACC_RDONLY, H5P_DEFAULT);
-    cr_assert(fa >= 0 && fb >= 0, "open %s and %s", pa, pb);
-    /* the EMA model of each checkpoint (what Ultralytics validates and saves) */
-    hid_t ga = H5Gopen2(fa, "ema", H5P_DEFAULT), gb = H5Gopen2(fb, "ema", H5P_DEFAULT);
-    cr_assert(ga >= 0 && gb >= 0, "ema group in %s and %s", pa, pb);
-    c.other = gb;
-    cr_assert(H5Literate(ga, H5_INDEX_NAME, H5_ITER_NATIVE, NULL, cmp_one, &c) >= 0);
-    H5Gclose(ga);
-    H5Gclose(gb);
-    H5Fclose(fa);
-    H5Fclose(fb);
-    return c;
-}
-
 /* Columns 6..12 of results.csv row 1 (precision, recall, mAP50, mAP50-95, val box/cls/dfl). */
 static void read_metrics(const char *path, double v[7]) {
     FILE *f = fopen(path, "r");
@@ -130,7 +60,7 @@ static void check_equivalent(int workers) {
     cr_assert_eq(train(dir, "micro", NULL, extra), 0, "1 worker: see %s/micro.log", dir);
     snprintf(pa, sizeof pa, "%s/multi/weights/last.h5", dir);
     snprintf(pb, sizeof pb, "%s/micro/weights/last.h5", dir);
-    cmp_ctx c = compare_weights(pa, pb);
+    run_cmp c = run_compare_weights(pa, pb);
     cr_log_info("%d workers x %d vs 1 x %d micro-batches of %d: %d parameter tensors, max rel diff "
                 "%.3g (%s); %d BN buffers, max rel diff %.3g",
                 workers, share, workers, share, c.tensors, c.max_rel_param, c.worst, c.buffers,
@@ -171,6 +101,30 @@ Test(distributed, four_workers_equal_one_worker_four_micro_batches, .timeout = 3
     check_equivalent(4);
 }
 
+/* The trainer's GPU paths (batch ring with page-locked buffers and uploads ahead, forward from
+ * device memory, the loss on the backend writing device head gradients, device result buffer)
+ * over the CPU backend's device-memory mode: 2 workers train bit for bit as on host memory. */
+Test(distributed, device_memory_paths_train_bit_for_bit_like_host_memory, .timeout = 300) {
+    char dir[64], pa[256], pb[256];
+    run_make_data(dir, sizeof dir, "yolo-devmem", 24, 8);
+    cr_assert_eq(train(dir, "host", NULL, "workers=2"), 0, "see %s/host.log", dir);
+    cr_assert_eq(train(dir, "dev", "YOLO_TEST_DEVICE_MEMORY=1", "workers=2"), 0, "see %s/dev.log",
+                 dir);
+    snprintf(pa, sizeof pa, "%s/host/weights/last.h5", dir);
+    snprintf(pb, sizeof pb, "%s/dev/weights/last.h5", dir);
+    run_cmp c = run_compare_weights(pa, pb);
+    cr_assert_eq(c.missing, 0);
+    cr_assert_gt(c.tensors, 100);
+    cr_assert_eq(c.max_rel_param, 0.0, "parameters: %.3g in %s", c.max_rel_param, c.worst);
+    cr_assert_eq(c.max_rel_buffer, 0.0, "BN buffers: %.3g", c.max_rel_buffer);
+    /* every column but the time: losses, metrics, learning rates */
+    cr_assert_eq(run_sh("cut -d, -f1,3- %s/host/results.csv > %s/a.csv && cut -d, -f1,3- "
+                        "%s/dev/results.csv > %s/b.csv && cmp -s %s/a.csv %s/b.csv",
+                        dir, dir, dir, dir, dir, dir),
+                 0, "the same losses and metrics in results.csv (%s)", dir);
+    run_sh("rm -rf %s", dir);
+}
+
 /* The same 2-worker training twice (deterministic: same weights, checked); the val split (40
  * images, 3 chunks of VAL_CHUNK=16) once divided over both workers, once all on worker 0 (test
  * knob YOLO_TEST_VAL_ON_ONE_WORKER): metrics and val losses must be identical. */
@@ -182,7 +136,7 @@ Test(distributed, validation_split_over_workers_equals_one_worker, .timeout = 30
                  "see %s/one.log", dir);
     snprintf(pa, sizeof pa, "%s/split/weights/last.h5", dir);
     snprintf(pb, sizeof pb, "%s/one/weights/last.h5", dir);
-    cmp_ctx c = compare_weights(pa, pb);
+    run_cmp c = run_compare_weights(pa, pb);
     cr_assert(c.missing == 0 && c.max_rel_param == 0 && c.max_rel_buffer == 0,
               "the two runs validate the same weights");
     double a[7], b[7];

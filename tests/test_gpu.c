@@ -1,9 +1,13 @@
 #include "kernels/backend_cuda.h"
 #include "kernels/gpu.h"
 
+#include "tests/testenv.h"
+
 #include <criterion/criterion.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Runs everywhere: a machine without a GPU must report 0 devices with a reason, never crash. */
 Test(gpu, probe_reports_devices_or_reason) {
@@ -29,4 +33,55 @@ Test(gpu, cuda_backend_refuses_a_missing_device) {
     cr_assert_str_eq(backend_precision_name(BACKEND_PRECISION_BF16), "bf16");
     cr_assert_str_eq(backend_precision_name(BACKEND_PRECISION_COUNT), "?");
     cr_assert_null(backend_cuda_options(backend_cpu_default()));
+}
+
+/* `worker info ... device=cuda`, what `coordinator train` runs before it launches anything: where
+ * there is no GPU (or no CUDA in the build) one line naming device= and the reason, exit 2; where
+ * there is one, the model and its memory on the GPU. */
+Test(gpu, worker_info_checks_the_device) {
+    char why[256], cmd[PATH_MAX + 200], out[16384], line[1024];
+    int n = backend_cuda_device_count(why, sizeof why);
+    snprintf(cmd, sizeof cmd,
+             "'%s' info model=yolov8n.yaml nc=2 imgsz=64 batch=2 workers=1 device=cuda 2>&1",
+             bin_path("worker"));
+    int rc = test_run(cmd, out, sizeof out);
+    last_line(out, line, sizeof line);
+    if (n == 0) {
+        cr_assert_eq(rc, 2, "no GPU (%s) but exit %d:\n%s", why, rc, out);
+        cr_assert(strstr(line, "error: device=cuda: ") && strstr(line, why), "line: %s", line);
+    } else {
+        cr_assert_eq(rc, 0, "%d GPU(s) but exit %d:\n%s", n, rc, out);
+        cr_assert(strstr(out, "memory per worker"), "%s", out);
+    }
+    /* more workers than GPUs anywhere: refused with or without a GPU */
+    snprintf(cmd, sizeof cmd,
+             "'%s' info model=yolov8n.yaml nc=2 imgsz=64 device=0,1 workers=3 2>&1",
+             bin_path("worker"));
+    cr_assert_eq(test_run(cmd, out, sizeof out), 2, "%s", out);
+    last_line(out, line, sizeof line);
+    cr_assert(strstr(line, "device=0,1"), "line: %s", line);
+}
+
+/* `coordinator train device=cuda` on a machine without a GPU: refused before launch, one line,
+ * exit 2, no run folder. (Where there is a GPU, tests/gpu/run.sh trains with device=0.) */
+Test(gpu, train_device_cuda_refused_before_launch_without_gpu, .timeout = 120) {
+    char why[256];
+    if (backend_cuda_device_count(why, sizeof why) > 0)
+        cr_skip_test("this machine has a GPU (%s): the refusal is for machines without one", why);
+    char dir[PATH_MAX], cmd[3 * PATH_MAX], out[16384], line[1024];
+    test_temp_dir(dir, sizeof dir, "gpurefuse");
+    test_mpi_env();
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && '%s' data synth out=s.h5 train=8 val=2 imgsz=64 classes=2 >/dev/null && "
+             "'%s' train data=s.h5 model=yolov8n.yaml imgsz=64 batch=2 epochs=1 project=runs "
+             "device=cuda 2>&1",
+             dir, bin_path("coordinator"), bin_path("coordinator"));
+    int rc = test_run(cmd, out, sizeof out);
+    last_line(out, line, sizeof line);
+    cr_expect_eq(rc, 2, "exit %d:\n%s", rc, out);
+    cr_expect(strstr(line, "error: device=cuda: ") && strstr(line, why), "line: %s", line);
+    char runs[PATH_MAX + 8];
+    snprintf(runs, sizeof runs, "%s/runs", dir);
+    cr_expect_neq(access(runs, F_OK), 0, "%s was created", runs);
+    test_remove_dir(dir);
 }

@@ -39,8 +39,10 @@ Test(runsetup, train_args_defaults_and_errors) {
                {"colour=red", "colour"},
                {"data=/nonexistent.h5", "not found"},
                {"optimizer=Lion", "optimizer=Lion"},
-               {"device=cuda", "not implemented"},
-               {"device=tpu", "device=tpu"}};
+               {"device=tpu", "device=tpu"},
+               {"device=0,", "device=0,"},
+               {"device=0,0", "listed twice"},
+               {"device=cuda:x", "expected cpu, cuda"}};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         char *argv[] = {"data=/etc/hostname", bad[i].arg};
         cr_assert_eq(parse(&a, err, 2, argv), -1, "%s should fail", bad[i].arg);
@@ -49,6 +51,33 @@ Test(runsetup, train_args_defaults_and_errors) {
     char *indiv[] = {"data=/etc/hostname", "batch=10", "workers=4"};
     cr_assert_eq(parse(&a, err, 3, indiv), -1);
     cr_assert(strstr(err, "batch=8") && strstr(err, "12"), "suggests divisible values: %s", err);
+}
+
+/* device= in Ultralytics' syntax: what each form selects (whether the GPUs exist is checked by
+ * the workers and before launch, not by the parser). */
+Test(runsetup, device_forms_and_amp_bf16) {
+    train_args a;
+    char err[256];
+    int ids[4] = {-9, -9, -9, -9};
+    struct {
+        char *arg;
+        int n, first, second;
+    } forms[] = {{"device=cpu", 0, -9, -9},   {"device=cuda", -1, -9, -9},
+                 {"device=cuda:3", 1, 3, -9}, {"device=0", 1, 0, -9},
+                 {"device=0,1", 2, 0, 1},     {"device=2,0", 2, 2, 0}};
+    for (size_t i = 0; i < sizeof forms / sizeof *forms; i++) {
+        char *argv[] = {"data=/etc/hostname", forms[i].arg};
+        cr_assert_eq(parse(&a, err, 2, argv), 0, "%s: %s", forms[i].arg, err);
+        for (int k = 0; k < 4; k++) ids[k] = -9;
+        cr_assert_eq(train_args_gpus(&a, ids, 4), forms[i].n, "%s", forms[i].arg);
+        cr_assert_eq(ids[0], forms[i].first, "%s", forms[i].arg);
+        cr_assert_eq(ids[1], forms[i].second, "%s", forms[i].arg);
+    }
+    char *bf16_cpu[] = {"data=/etc/hostname", "amp=bf16"}; /* CPU: bf16 convolutions */
+    cr_assert_eq(parse(&a, err, 2, bf16_cpu), 0, "%s", err);
+    cr_assert(train_args_bf16(&a));
+    char *bf16_gpu[] = {"data=/etc/hostname", "amp=bf16", "device=0"};
+    cr_assert_eq(parse(&a, err, 3, bf16_gpu), 0, "%s", err);
 }
 
 /* batch=64 on a 16-image train split: lowered to the split (Ultralytics' min(batch, len(dataset)))

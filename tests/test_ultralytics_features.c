@@ -272,13 +272,13 @@ static int val_one_head(model *m, bool one2one, val_record **recs_out) {
     loader *L = loader_create_source(mem_source_of("mem", 3, fill_image), &c, err, sizeof err);
     cr_assert(L, "%s", err);
     detloss_hyp h2m = detloss_hyp_default(2, 1), h2o = detloss_hyp_one2one(2, 1);
-    detloss_ctx *ctx = detloss_create();
+    double *loss_res = backend_alloc(model_backend(m), BACKEND_DETLOSS_RESULTS * sizeof(double));
     validator v = {.m = m,
                    .ld = L,
                    .chunk = 2,
                    .nc = 2,
                    .imgsz = 64,
-                   .loss = ctx,
+                   .loss_res = loss_res,
                    .h_o2m = &h2m,
                    .h_o2o = &h2o,
                    .one2one = one2one,
@@ -333,7 +333,7 @@ static int val_one_head(model *m, bool one2one, val_record **recs_out) {
     cr_assert_eq(s.records, total);
     free(img);
     free(dec);
-    detloss_destroy(ctx);
+    backend_free(model_backend(m), loss_res);
     loader_destroy(L);
     *recs_out = recs;
     return s.records;

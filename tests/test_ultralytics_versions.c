@@ -73,7 +73,6 @@ Test(ulversion, new_arguments_work_or_are_refused_by_name) {
     struct {
         const char *arg, *expect;
     } bad[] = {
-        {"amp=bf16", "amp=bf16"},                  /* CPU float32 engine: refused with the reason */
         {"amp=half", "amp=half"},                  /* not a value Ultralytics knows */
         {"cls_pw=1.5", "cls_pw=1.5"},              /* Ultralytics asserts 0 <= cls_pw <= 1 */
         {"nms=maybe", "nms=maybe"},                /* True, False or None */
@@ -97,10 +96,14 @@ Test(ulversion, new_arguments_work_or_are_refused_by_name) {
     char *ok[] = {"data=/etc/hostname", "amp=fp32", "channels_last=True", "cls_remap=False",
                   "optimizer=musgd",    "nms=None", "pretrained=False"};
     cr_assert_eq(parse(&a, err, 7, ok), 0, "%s", err);
+    cr_assert(!train_args_bf16(&a));
     cr_assert_str_eq(a.optimizer, "MuSGD", "case-insensitive, as Ultralytics");
     cr_assert_eq(a.nms, -1);
     cr_assert_eq(a.channels_last, 1);
     cr_assert(!a.cls_remap);
+    char *bf[] = {"data=/etc/hostname", "amp=bf16"}; /* mixed-precision convolutions */
+    cr_assert_eq(parse(&a, err, 2, bf), 0, "%s", err);
+    cr_assert(train_args_bf16(&a));
     /* deprecated end2end maps onto nms in 8.4.190 */
     char *e2e[] = {"data=/etc/hostname", "end2end=True"};
     cr_assert_eq(parse(&a, err, 2, e2e), 0, "%s", err);

@@ -2,11 +2,13 @@
  * (parameters, and GFLOPs = 2 x (conv multiply-adds + Conv2d bias adds) for one image).
  * With batch=B [workers=W micro_batch=M], also the memory a training worker needs for that batch
  * (B / W images per worker) and a refusal (exit 2) when W of them do not fit in this machine's
- * available memory: `coordinator train` runs this before it launches anything. */
+ * available memory: `coordinator train` runs this before it launches anything. With device=
+ * (train's syntax) other than cpu: a refusal when this machine has no GPU for each of the W
+ * workers (or was built without CUDA), and the memory is checked on each worker's GPU. */
 #include "common/kv.h"
 #include "common/log.h"
 #include "worker/commands.h"
-#include "worker/mem_budget.h"
+#include "worker/device.h"
 #include "worker/model.h"
 
 #include <stdio.h>
@@ -24,11 +26,11 @@ static const char *commas(size_t v, char *buf, size_t n) {
     return buf;
 }
 
-/* The training memory line; -1 (message printed) when it does not fit. */
-static int print_memory(model *m, int batch, int workers, int micro, int imgsz) {
+/* The training memory line; -1 (message printed) when it does not fit on a's device. */
+static int print_memory(model *m, const train_args *a, int workers, int micro) {
     char err[512];
     mem_budget b;
-    int share = batch / workers;
+    int batch = (int)a->batch, imgsz = (int)a->imgsz, share = batch / workers;
     if (mem_budget_train(m, share, micro ? micro : share, imgsz, &b, err, sizeof err) != 0) {
         log_error("info: %s", err);
         return -1;
@@ -41,7 +43,7 @@ static int print_memory(model *m, int batch, int workers, int micro, int imgsz) 
            share, imgsz, b.total / GiB, b.model / GiB, b.optimizer / GiB, b.train_act / GiB,
            b.val_act / GiB, b.loss / GiB, b.loader / GiB, workers, workers * b.total / GiB,
            avail / GiB);
-    if (mem_budget_check(&b, workers, avail, imgsz, batch, err, sizeof err) != 0) {
+    if (device_check_memory(a, &b, workers, -1, err, sizeof err) != 0) {
         log_error("%s", err);
         return -1;
     }
@@ -55,7 +57,7 @@ int worker_cmd_info(int argc, char **argv) {
         log_error("info: %s", err);
         return 2;
     }
-    const char *spec;
+    const char *spec, *device;
     long nc, imgsz, batch, workers, micro;
     int rc = 2;
     model *m = NULL;
@@ -65,7 +67,7 @@ int worker_cmd_info(int argc, char **argv) {
         kv_get_long(&a, "batch", 0, &batch, err, sizeof err) ||
         kv_get_long(&a, "workers", 1, &workers, err, sizeof err) ||
         kv_get_long(&a, "micro_batch", 0, &micro, err, sizeof err) ||
-        kv_check_unused(&a, err, sizeof err)) {
+        kv_get_str(&a, "device", "cpu", &device) || kv_check_unused(&a, err, sizeof err)) {
         log_error("info: %s", err);
         goto done;
     }
@@ -80,6 +82,16 @@ int worker_cmd_info(int argc, char **argv) {
         log_error("info: need batch >= 0 divisible by workers >= 1, and micro_batch dividing "
                   "batch / workers (got batch=%ld workers=%ld micro_batch=%ld)",
                   batch, workers, micro);
+        goto done;
+    }
+    train_args ta = {.imgsz = imgsz, .batch = batch};
+    if (snprintf(ta.device, sizeof ta.device, "%s", device) >= (int)sizeof ta.device) {
+        log_error("info: device=%.40s...: too long", device);
+        goto done;
+    }
+    /* the GPUs first: the model is built on the host either way */
+    if (device_check_local(&ta, (int)workers, err, sizeof err) != 0) {
+        log_error("%s", err);
         goto done;
     }
     m = model_create(spec, (int)nc, 0, err, sizeof err);
@@ -108,8 +120,7 @@ int worker_cmd_info(int argc, char **argv) {
     char buf[32];
     printf("%s summary: %s parameters, %.1f GFLOPs\n", y->name,
            commas(model_num_params(m), buf, sizeof buf), 2.0 * (macs + bias) / 1e9);
-    if (batch > 0 && print_memory(m, (int)batch, (int)workers, (int)micro, (int)imgsz) != 0)
-        goto done;
+    if (batch > 0 && print_memory(m, &ta, (int)workers, (int)micro) != 0) goto done;
     rc = 0;
 done:
     model_free(m);

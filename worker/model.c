@@ -67,7 +67,7 @@ void model_free_plan(model *m) {
     void *dev[] = {m->act,     m->dact,    m->scratch,        m->iscratch,
                    m->ws,      m->img_u8,  m->out[0],         m->out[1],
                    m->dout[0], m->dout[1], m->anchor_pts_dev, m->anchor_str_dev,
-                   m->decoded};
+                   m->decoded, m->dyb};
     for (size_t i = 0; i < sizeof dev / sizeof *dev; i++) backend_free(be, dev[i]);
     free_events(be, m->ev_fwd, m->nops + 1);
     free_events(be, m->ev_bwd, m->nops + 1);
@@ -84,6 +84,7 @@ void model_free_plan(model *m) {
     m->anchor_pts_dev = m->anchor_str_dev = m->decoded = NULL;
     m->iscratch = NULL;
     m->img_u8 = NULL;
+    m->dyb = NULL;
     m->ev_fwd = m->ev_bwd = NULL;
     m->timed_fwd = m->timed_bwd = false;
     m->batch = 0;
@@ -272,6 +273,9 @@ int model_num_branches(const model *m) {
 int model_num_anchors(const model *m) {
     return m->anchors;
 }
+int model_planned_batch(const model *m) {
+    return m->batch;
+}
 int model_out_channels(const model *m) {
     return m->no;
 }
@@ -300,6 +304,12 @@ const float *model_anchor_points(const model *m) {
 const float *model_anchor_strides(const model *m) {
     return m->anchor_str;
 }
+const float *model_anchor_points_device(const model *m) {
+    return m->anchor_pts_dev;
+}
+const float *model_anchor_strides_device(const model *m) {
+    return m->anchor_str_dev;
+}
 
 static const float *named(const model *m, const float *base, const char *name, int dims[4]) {
     if (!base) return NULL;
@@ -320,6 +330,10 @@ const float *model_activation(const model *m, const char *name, int dims[4]) {
 const float *model_activation_grad(const model *m, const char *name, int dims[4]) {
     if (!m->keep_grads) return NULL;
     return named(m, m->dact, name, dims);
+}
+
+void model_set_conv_precision(model *m, conv2d_prec prec) {
+    m->conv_prec = prec;
 }
 
 void model_keep_activation_grads(model *m, bool keep) {

@@ -8,9 +8,11 @@
  *   model_plan(m, batch, imgsz, imgsz, err, sizeof err);  // activation arena for this shape
  *   model_zero_grad(m);
  *   model_forward_u8(m, images, true);          // host uint8 NHWC [B][H][W][3], 0..255
- *   const float *o2m = model_output_host(m, MODEL_ONE2MANY);  // [B][A][4*reg_max + nc] logits
- *   ... the loss (host) computes d loss / d output into dout (same layout) ...
- *   model_backward(m, dout, dout_o2o);          // ACCUMULATES into model_grads(m)
+ *   // the loss on the backend: head outputs [B][A][4*reg_max + nc] logits in, d loss / d
+ *   // output into model_head_grad (same layout), loss items added to `result` (device memory)
+ *   backend_detloss(be, &desc, (const float *[]){model_output(m, 0), model_output(m, 1)},
+ *                   (float *[]){model_head_grad(m, 0), model_head_grad(m, 1)}, result);
+ *   model_backward_from_head_grads(m);          // ACCUMULATES into model_grads(m)
  *   ... all-reduce model_grads(m); backend_optim_step(be, &opt, model_params(m), model_grads(m))
  *
  * Host/device boundary. Everything the model holds (parameters, gradients, BN buffers,
@@ -18,13 +20,15 @@
  * through it. The functions that return such memory say "backend memory": a host may read it only
  * when backend_memory_is_host() (the CPU backend, which the tests use), and otherwise hands it to
  * backend functions only. Data crosses at these points, and only here:
- *   in:  model_forward / model_forward_u8 (the image batch), model_backward (d loss / d output),
+ *   in:  model_forward / model_forward_u8 (the image batch; model_forward_u8_device when the
+ *        batch is already on the device), model_backward (d loss / d output),
  *        model_params_from_host / model_buffers_from_host (weights from a checkpoint);
  *   out: model_output_host (head outputs for the loss), model_decode (boxes for validation),
  *        model_params_to_host / model_buffers_to_host (weights to a checkpoint or a broadcast).
  * On a host-memory backend the "copies" of model_forward_u8, model_output_host and model_decode
- * are skipped (the data is read or written in place). A loss that runs on the device writes
- * model_head_grad(m, b) itself and calls model_backward_from_head_grads(m).
+ * are skipped (the data is read or written in place). Training runs the loss on the backend
+ * (backend_detloss on model_output, writing model_head_grad) and calls
+ * model_backward_from_head_grads(m): only the loss items come back to the host.
  *
  * Layout of the head outputs (per branch): A = sum over levels of H_l * W_l anchors, level-major
  * (stride 8, 16, 32), then row-major y * W + x inside a level; per anchor 4*reg_max box channels
@@ -141,6 +145,10 @@ int model_plan(model *m, int batch, int h, int w, char *err, size_t errlen);
  * forward / backward only some are still there. keep = true (before model_plan) gives every slot
  * its own memory, for model_activation / model_activation_grad in tests and debugging. */
 void model_keep_activation_grads(model *m, bool keep);
+/* Arithmetic of every convolution (kernels/conv2d.h): CONV2D_FP32 (default) or CONV2D_BF16 (mixed
+ * precision: inputs rounded to bfloat16, float sums; parameters, gradients, BN and everything
+ * else stay float). Takes effect at the next model_plan / model_plan_eval. */
+void model_set_conv_precision(model *m, conv2d_prec prec);
 /* An eval-only plan: activations share memory by lifetime (far less memory for validation);
  * only model_forward(..., false), outputs and decode are valid (no backward, no
  * model_activation). */
@@ -158,6 +166,11 @@ void model_forward(model *m, const float *images, bool train);
 /* The same from uint8 images [B][H][W][3] (host memory, 0..255), scaled by 1/255 on the backend:
  * what training and validation feed. */
 void model_forward_u8(model *m, const uint8_t *images, bool train);
+/* The same from uint8 images already in backend memory (model_input_bytes_u8 bytes, e.g. copied
+ * ahead on the backend's copy stream by backend_to_device_async): no copy at all. */
+void model_forward_u8_device(model *m, const uint8_t *images, bool train);
+size_t model_input_bytes_u8(const model *m);           /* B * H * W * 3 at the planned shape */
+int model_planned_batch(const model *m);               /* the batch of the last plan */
 int model_num_branches(const model *m);                /* 2 for end2end models, else 1 */
 int model_num_anchors(const model *m);                 /* A at the planned shape */
 int model_out_channels(const model *m);                /* 4 * reg_max + nc */
@@ -168,6 +181,9 @@ const float *model_output_host(model *m, int branch);
 /* Anchor centres [A][2] (grid units of their level) and strides [A], host memory. */
 const float *model_anchor_points(const model *m);
 const float *model_anchor_strides(const model *m);
+/* The same in backend memory (what backend_detloss takes). */
+const float *model_anchor_points_device(const model *m);
+const float *model_anchor_strides_device(const model *m);
 
 /* Backward from d loss / d outputs (host memory, same layout as model_output; NULL is a zero
  * gradient, and dout_one2one must be NULL for models without that branch). Needs a train-mode

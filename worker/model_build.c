@@ -70,7 +70,7 @@ static int new_slot(builder *b, int n, int h, int w, int c) {
         m->slots = xrealloc(m->slots, (size_t)m->cap_slots * sizeof *m->slots);
     }
     slot *s = &m->slots[m->nslots];
-    *s = (slot){n, h, w, c, m->arena_floats, 0};
+    *s = (slot){n, h, w, c, m->arena_floats, 0, -1, false};
     m->arena_floats += (size_t)n * h * w * c;
     return m->nslots++;
 }
@@ -84,7 +84,7 @@ static op *new_op(builder *b, op_kind k) {
     op *o = &m->ops[m->nops++];
     memset(o, 0, sizeof *o);
     o->kind = k;
-    o->pw = o->pb = o->x2 = o->y2 = -1;
+    o->pw = o->pb = o->x2 = o->y2 = o->xb = -1;
     return o;
 }
 
@@ -156,6 +156,21 @@ static cunit unit_decl(builder *b, const char *name, int cin, int cout, int k, i
     return u;
 }
 
+/* The bf16 shadow of slot x (made once): written by a conversion op emitted here, before the
+ * first convolution that reads it. */
+static int shadow_of(builder *b, int x) {
+    model *m = b->m;
+    if (m->slots[x].shadow >= 0) return m->slots[x].shadow;
+    slot xs = S(b, x);
+    int s = new_slot(b, xs.n, xs.h, xs.w, (xs.c + 1) / 2);
+    m->slots[s].bf16 = true;
+    m->slots[x].shadow = s;
+    op *t = new_op(b, OP_TO_BF16);
+    t->x = x;
+    t->y = s;
+    return s;
+}
+
 static int unit_emit(builder *b, const cunit *u, int x) {
     slot xs = S(b, x);
     if (xs.c != u->cin) {
@@ -173,7 +188,12 @@ static int unit_emit(builder *b, const cunit *u, int x) {
         b->failed = true;
         oh = ow = 1;
     }
+    /* bf16: the input's shadow (not for the Conv2d with bias of the Detect heads, whose bias
+     * gradient needs the float dy: those convert their inputs themselves) */
+    bool shadowed = b->m->conv_prec == CONV2D_BF16 && !u->bias;
+    int xb = shadowed ? shadow_of(b, x) : -1;
     op *o = new_op(b, OP_CONV);
+    o->xb = xb;
     o->x = x;
     o->cd = (conv2d_desc){.n = xs.n,
                           .h = xs.h,
@@ -186,9 +206,12 @@ static int unit_emit(builder *b, const cunit *u, int x) {
                           .pad = pad,
                           .groups = u->g,
                           .oh = oh,
-                          .ow = ow};
+                          .ow = ow,
+                          .prec = b->m->conv_prec};
     o->pw = u->pw;
     o->pb = u->pb;
+    if (shadowed && (size_t)xs.n * oh * ow * u->cout > b->m->dyb_elems)
+        b->m->dyb_elems = (size_t)xs.n * oh * ow * u->cout; /* its dy in bf16: model->dyb */
     int y = new_slot(b, xs.n, oh, ow, u->cout);
     o->y = y;
     double px = (double)oh * ow * xs.n;
@@ -199,7 +222,10 @@ static int unit_emit(builder *b, const cunit *u, int x) {
         return y;
     }
     name_slot(b, y, "%s.conv", u->name);
-    op *n = new_op(b, OP_BN);
+    /* BN + SiLU in one op, unless the BN output is wanted as a slot of its own (keep_grads:
+     * inspection): then BN and SiLU apart */
+    bool fused = u->act && !b->m->keep_grads;
+    op *n = new_op(b, fused ? OP_BN_SILU : OP_BN);
     n->x = y;
     n->pg = u->pg;
     n->pbeta = u->pbeta;
@@ -209,8 +235,8 @@ static int unit_emit(builder *b, const cunit *u, int x) {
     b->m->scratch_floats += 2 * (size_t)u->cout;
     int z = new_slot(b, xs.n, oh, ow, u->cout);
     n->y = z;
-    name_slot(b, z, "%s.bn", u->name);
-    if (!u->act) {
+    if (!fused) name_slot(b, z, "%s.bn", u->name);
+    if (!u->act || fused) {
         name_slot(b, z, "%s", u->name);
         return z;
     }
@@ -586,6 +612,7 @@ int model_build_graph(model *m, int batch, int h, int w, bool create, double *ma
     builder b = {.m = m, .create = create, .err = err, .errlen = errlen};
     m->nslots = m->nops = m->nnames = 0;
     m->arena_floats = m->scratch_floats = m->scratch_i32 = 0;
+    m->dyb_elems = 0;
     const model_yaml *y = &m->cfg;
     int *out = xcalloc((size_t)y->nlayers, sizeof *out);
     int img = new_slot(&b, batch, h, w, 3);

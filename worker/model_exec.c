@@ -21,6 +21,11 @@ static int level_anchor_offset(const model *m, int level) {
     return a;
 }
 
+/* A shadow slot's bf16 values. */
+static bf16 *shadow(const model *m, int s) {
+    return (bf16 *)(m->act + m->slots[s].off);
+}
+
 static void run_forward(model *m, const op *o, bool train) {
     backend *be = m->be;
     float *A = m->act;
@@ -29,18 +34,33 @@ static void run_forward(model *m, const op *o, bool train) {
     float *y = A + Y->off;
     switch (o->kind) {
     case OP_CONV:
-        backend_conv2d_forward(be, &o->cd, x, m->p + m->params[o->pw].offset,
-                               o->pb >= 0 ? m->p + m->params[o->pb].offset : NULL, y, m->ws);
+        if (o->xb >= 0)
+            backend_conv2d_forward_bf16(
+                be, &o->cd, shadow(m, o->xb), m->p + m->params[o->pw].offset,
+                o->pb >= 0 ? m->p + m->params[o->pb].offset : NULL, y, m->ws);
+        else
+            backend_conv2d_forward(be, &o->cd, x, m->p + m->params[o->pw].offset,
+                                   o->pb >= 0 ? m->p + m->params[o->pb].offset : NULL, y, m->ws);
         break;
-    case OP_BN: {
+    case OP_TO_BF16:
+        backend_to_bf16(be, numel(X), x, (bf16 *)y);
+        break;
+    case OP_BN:
+    case OP_BN_SILU: {
         const float *g = m->p + m->params[o->pg].offset, *b = m->p + m->params[o->pbeta].offset;
         float *rm = m->b + m->bufs[o->bm].offset, *rv = m->b + m->bufs[o->bv].offset;
         float *save = m->scratch + o->save;
-        if (train)
-            backend_batchnorm_forward_train(be, (int)rows(X), X->c, x, g, b, BN_EPS, BN_MOMENTUM,
-                                            rm, rv, save, save + X->c, y);
+        int r = (int)rows(X);
+        if (o->kind == OP_BN_SILU && train)
+            backend_batchnorm_silu_forward_train(be, r, X->c, x, g, b, BN_EPS, BN_MOMENTUM, rm, rv,
+                                                 save, save + X->c, y);
+        else if (o->kind == OP_BN_SILU)
+            backend_batchnorm_silu_forward_eval(be, r, X->c, x, g, b, rm, rv, BN_EPS, y);
+        else if (train)
+            backend_batchnorm_forward_train(be, r, X->c, x, g, b, BN_EPS, BN_MOMENTUM, rm, rv, save,
+                                            save + X->c, y);
         else
-            backend_batchnorm_forward_eval(be, (int)rows(X), X->c, x, g, b, rm, rv, BN_EPS, y);
+            backend_batchnorm_forward_eval(be, r, X->c, x, g, b, rm, rv, BN_EPS, y);
         break;
     }
     case OP_SILU:
@@ -96,16 +116,32 @@ static void run_backward(model *m, const op *o) {
     float *dx = o->x == 0 && !m->want_input_grad ? NULL : D + X->goff;
     switch (o->kind) {
     case OP_CONV:
+        if (o->xb >= 0) { /* bf16: dy converted once for both halves */
+            backend_to_bf16(be, numel(Y), dy, m->dyb);
+            backend_conv2d_backward_bf16(be, &o->cd, shadow(m, o->xb),
+                                         m->p + m->params[o->pw].offset, m->dyb, dx, o->dx_write,
+                                         m->g + m->params[o->pw].offset, m->ws);
+            break;
+        }
         backend_conv2d_backward_filter(be, &o->cd, x, dy, m->g + m->params[o->pw].offset,
                                        o->pb >= 0 ? m->g + m->params[o->pb].offset : NULL, m->ws);
-        if (dx)
+        if (dx && o->dx_write)
+            backend_conv2d_backward_data_set(be, &o->cd, m->p + m->params[o->pw].offset, dy, dx,
+                                             m->ws);
+        else if (dx)
             backend_conv2d_backward_data(be, &o->cd, m->p + m->params[o->pw].offset, dy, dx, m->ws);
         break;
-    case OP_BN: {
-        const float *save = m->scratch + o->save;
-        backend_batchnorm_backward(be, (int)rows(X), X->c, x, m->p + m->params[o->pg].offset, save,
-                                   save + X->c, dy, dx, m->g + m->params[o->pg].offset,
-                                   m->g + m->params[o->pbeta].offset);
+    case OP_BN:
+    case OP_BN_SILU: {
+        const float *save = m->scratch + o->save, *g = m->p + m->params[o->pg].offset;
+        float *dg = m->g + m->params[o->pg].offset, *db = m->g + m->params[o->pbeta].offset;
+        if (o->kind == OP_BN_SILU)
+            backend_batchnorm_silu_backward(be, (int)rows(X), X->c, x, g,
+                                            m->p + m->params[o->pbeta].offset, save, save + X->c,
+                                            dy, dx, dg, db);
+        else
+            backend_batchnorm_backward(be, (int)rows(X), X->c, x, g, save, save + X->c, dy, dx, dg,
+                                       db);
         break;
     }
     case OP_SILU:
@@ -140,6 +176,7 @@ static void run_backward(model *m, const op *o) {
                                    D + m->slots[o->y2].goff, dx);
         break;
     case OP_DETACH:
+    case OP_TO_BF16: /* the float slot's gradient flows through the convolutions */
         break;
     case OP_OUTPUT: {
         size_t hw = (size_t)X->h * X->w, A_ = (size_t)m->anchors, no = (size_t)m->no;
@@ -187,18 +224,26 @@ void model_forward(model *m, const float *images, bool train) {
     forward_ops(m, train);
 }
 
-void model_forward_u8(model *m, const uint8_t *images, bool train) {
+void model_forward_u8_device(model *m, const uint8_t *images, bool train) {
     check_forward(m, train);
     const slot *img = &m->slots[0];
-    size_t n = numel(img);
+    backend_normalize_u8(m->be, numel(img), images, 1.0f / 255.0f, m->act + img->off);
+    forward_ops(m, train);
+}
+
+void model_forward_u8(model *m, const uint8_t *images, bool train) {
+    size_t n = model_input_bytes_u8(m);
     const uint8_t *src = images; /* a host-memory backend reads the caller's bytes in place */
     if (!backend_memory_is_host(m->be)) {
         if (!m->img_u8) m->img_u8 = backend_alloc(m->be, n);
         backend_to_device(m->be, m->img_u8, images, n);
         src = m->img_u8;
     }
-    backend_normalize_u8(m->be, n, src, 1.0f / 255.0f, m->act + img->off);
-    forward_ops(m, train);
+    model_forward_u8_device(m, src, train);
+}
+
+size_t model_input_bytes_u8(const model *m) {
+    return numel(&m->slots[0]);
 }
 
 void model_set_grad_ready_hook(model *m, model_grad_ready_fn fn, void *ctx) {
@@ -232,7 +277,7 @@ static void report_unowned_grads(const model *m) {
         if (o->kind == OP_CONV) {
             owned[o->pw] = true;
             if (o->pb >= 0) owned[o->pb] = true;
-        } else if (o->kind == OP_BN) {
+        } else if (o->kind == OP_BN || o->kind == OP_BN_SILU) {
             owned[o->pg] = owned[o->pbeta] = true;
         }
     }
@@ -271,7 +316,8 @@ void model_backward_from_head_grads(model *m) {
         const op *o = &m->ops[i];
         run_backward(m, o);
         if (m->grad_hook && o->kind == OP_CONV) report_grads(m, o->pw, o->pb);
-        if (m->grad_hook && o->kind == OP_BN) report_grads(m, o->pg, o->pbeta);
+        if (m->grad_hook && (o->kind == OP_BN || o->kind == OP_BN_SILU))
+            report_grads(m, o->pg, o->pbeta);
     }
     backend_event_record(be, m->ev_bwd[0]);
     m->timed_bwd = true;
@@ -306,6 +352,7 @@ static int plan(model *m, int batch, int h, int w, bool eval_only, char *err, si
             if (s > m->conv_ws) m->conv_ws = s;
         }
     m->ws = backend_alloc(be, (m->conv_ws + 1) * sizeof *m->ws);
+    if (!eval_only && m->dyb_elems) m->dyb = backend_alloc(be, m->dyb_elems * sizeof *m->dyb);
     m->anchors = 0;
     for (int l = 0; l < m->nlevels; l++) m->anchors += m->level_h[l] * m->level_w[l];
     size_t no = (size_t)batch * m->anchors * m->no;
@@ -350,8 +397,9 @@ int model_plan_eval(model *m, int batch, int h, int w, char *err, size_t errlen)
 
 /* ---- timing from the events around each op ---- */
 
-static const char *const kind_names[] = {"conv",     "bn",   "silu", "add",    "concat", "slice",
-                                         "upsample", "pool", "attn", "detach", "output"};
+static const char *const kind_names[] = {"conv",   "bn",       "silu",   "add",  "concat",
+                                         "slice",  "upsample", "pool",   "attn", "detach",
+                                         "output", "bn_silu",  "to_bf16"};
 _Static_assert(sizeof kind_names / sizeof kind_names[0] == OP_KIND_COUNT,
                "kind_names needs one name per op_kind");
 

@@ -1,10 +1,10 @@
 /* Arena layouts by lifetime. Gradient arena: In backward (ops in reverse), the gradient of a slot
  * is live from the backward of its last consumer (the first to accumulate into it; it is zeroed
- * just before) to the backward of its producer (the last to read it). Slots whose live ranges do
- * not overlap share memory: placed largest first at the lowest offset that fits among the
- * overlapping ones. The image gradient stays live to the end (model_input_grad). Eval-only plans
- * also share the activation arena: a slot lives from its producer to its last consumer in forward
- * order. */
+ * just before, unless that consumer writes it: gradient_written) to the backward of its producer
+ * (the last to read it). Slots whose live ranges do not overlap share memory: placed largest first
+ * at the lowest offset that fits among the overlapping ones. The image gradient stays live to the
+ * end (model_input_grad). Eval-only plans also share the activation arena: a slot lives from its
+ * producer to its last consumer in forward order. */
 #include "common/log.h"
 #include "worker/model_internal.h"
 
@@ -55,9 +55,11 @@ static size_t place(range *r, int nr) {
     return total;
 }
 
-/* Inputs of an op (slot indices), as the backward reads/accumulates them. */
+/* Inputs of an op (slot indices) whose gradients its backward reads/accumulates; a conversion to
+ * bf16 has none (the float slot's gradient comes from the convolutions). */
 static int op_inputs(const op *o, int *in) {
     int k = 0;
+    if (o->kind == OP_TO_BF16) return 0;
     if (o->kind == OP_CONCAT) {
         for (int i = 0; i < o->nin; i++) in[k++] = o->ins[i];
         return k;
@@ -67,30 +69,55 @@ static int op_inputs(const op *o, int *in) {
     return k;
 }
 
-/* prod[s]: the op writing slot s (-1: the image); cons[s]: the last op reading it (-1: none). */
-static void lifetimes(const model *m, int *prod, int *cons) {
+/* Slots an op reads in forward (for activation lifetimes): a bf16 convolution reads its input's
+ * shadow, a conversion its float input. */
+static int op_reads(const op *o, int *in) {
+    if (o->kind == OP_TO_BF16) return in[0] = o->x, 1;
+    if (o->kind == OP_CONV && o->xb >= 0) return in[0] = o->xb, 1;
+    return op_inputs(o, in);
+}
+
+/* prod[s]: the op writing slot s (-1: the image); cons[s]: the last op reading it (-1: none),
+ * reading in forward (activations) or by gradient (activations false). */
+static void lifetimes(const model *m, int *prod, int *cons, bool activations) {
     for (int s = 0; s < m->nslots; s++) prod[s] = cons[s] = -1;
     for (int i = 0; i < m->nops; i++) {
         const op *o = &m->ops[i];
-        int in[OP_MAX_IN + 1], k = op_inputs(o, in);
+        int in[OP_MAX_IN + 1], k = activations ? op_reads(o, in) : op_inputs(o, in);
         for (int j = 0; j < k; j++)
             if (i > cons[in[j]]) cons[in[j]] = i;
         if (o->kind != OP_OUTPUT) prod[o->y] = i;
-        if (o->kind == OP_ATTN) prod[o->y2] = i;
+        if (o->kind == OP_ATTN && o->y2 >= 0) prod[o->y2] = i;
     }
+}
+
+/* Slots whose gradient the first op to produce it in backward (its last reader in forward)
+ * WRITES rather than accumulates, so it needs no zeroing: the input of a conv that is its last
+ * reader (the conv's backward-data then writes: op.dx_write). */
+static bool *gradient_written(model *m, const int *cons) {
+    bool *w = xcalloc((size_t)m->nslots, sizeof *w);
+    for (int i = 0; i < m->nops; i++) {
+        op *o = &m->ops[i];
+        o->dx_write = false;
+        if (o->kind == OP_CONV && o->x != 0 && cons[o->x] == i) w[o->x] = o->dx_write = true;
+    }
+    return w;
 }
 
 void model_share_activations(model *m, bool train) {
     int S = m->nslots, N = m->nops;
     int *prod = xmalloc((size_t)S * sizeof *prod), *cons = xmalloc((size_t)S * sizeof *cons);
-    lifetimes(m, prod, cons);
-    /* for training, slots that a backward op reads (conv, BN, SiLU and attention inputs) stay to
-     * the end; the rest (inputs only of add, concat, slice, upsample, pool, detach, output) die
-     * after their last forward reader */
+    lifetimes(m, prod, cons, true);
+    /* for training, slots that a backward op reads (conv, BN, SiLU, BN+SiLU and attention inputs;
+     * a bf16 conv's shadow instead of its input) stay to the end; the rest (inputs only of add,
+     * concat, slice, upsample, pool, detach, output, bf16 conversion) die after their last
+     * forward reader */
     bool *keep = xcalloc((size_t)S, sizeof *keep);
     for (int i = 0; train && i < N; i++) {
-        op_kind k = m->ops[i].kind;
-        if (k == OP_CONV || k == OP_BN || k == OP_SILU || k == OP_ATTN) keep[m->ops[i].x] = true;
+        const op *o = &m->ops[i];
+        op_kind k = o->kind;
+        if (k == OP_CONV || k == OP_BN || k == OP_SILU || k == OP_ATTN || k == OP_BN_SILU)
+            keep[k == OP_CONV && o->xb >= 0 ? o->xb : o->x] = true;
     }
     range *r = xmalloc((size_t)S * sizeof *r);
     for (int s = 0; s < S; s++) {
@@ -108,22 +135,25 @@ void model_share_activations(model *m, bool train) {
 void model_plan_grads(model *m) {
     int S = m->nslots, N = m->nops;
     int *prod = xmalloc((size_t)S * sizeof *prod), *cons = xmalloc((size_t)S * sizeof *cons);
-    lifetimes(m, prod, cons);
+    lifetimes(m, prod, cons, false);
     /* zero-before lists (CSR over ops) */
     free(m->zero_start);
     free(m->zero_slots);
     m->zero_start = xcalloc((size_t)N + 1, sizeof *m->zero_start);
     m->zero_slots = xmalloc(((size_t)S + 1) * sizeof *m->zero_slots);
     int *zero_at = xmalloc((size_t)S * sizeof *zero_at);
+    bool *written = gradient_written(m, cons);
     for (int s = 0; s < S; s++) {
-        zero_at[s] = cons[s] >= 0 ? cons[s] : prod[s];
-        if (zero_at[s] >= 0) m->zero_start[zero_at[s] + 1]++;
+        zero_at[s] = m->slots[s].bf16 ? -1 : cons[s] >= 0 ? cons[s] : prod[s]; /* shadow: none */
+        if (zero_at[s] >= 0 && !written[s]) m->zero_start[zero_at[s] + 1]++;
     }
     for (int i = 0; i < N; i++) m->zero_start[i + 1] += m->zero_start[i];
     int *fill = xcalloc((size_t)N, sizeof *fill);
     for (int s = 0; s < S; s++)
-        if (zero_at[s] >= 0) m->zero_slots[m->zero_start[zero_at[s]] + fill[zero_at[s]]++] = s;
+        if (zero_at[s] >= 0 && !written[s])
+            m->zero_slots[m->zero_start[zero_at[s]] + fill[zero_at[s]]++] = s;
     free(fill);
+    free(written);
 
     if (m->keep_grads) {
         for (int s = 0; s < S; s++) m->slots[s].goff = m->slots[s].off;

@@ -22,6 +22,8 @@ typedef enum {
     OP_ATTN,     /* qkv x -> y (attention out), y2 (V) */
     OP_DETACH,   /* y = x, no gradient back */
     OP_OUTPUT,   /* level slot x -> the flat output of a branch */
+    OP_BN_SILU,  /* x -> y = silu(bn(x)) (keep_grads models emit OP_BN + OP_SILU instead) */
+    OP_TO_BF16,  /* x -> its bf16 shadow y (bf16 convolutions read it) */
     OP_KIND_COUNT
 } op_kind;
 
@@ -36,6 +38,9 @@ typedef struct slot {
     size_t off;  /* floats into the activation arena */
     size_t goff; /* floats into the gradient arena (shared by slots whose gradients are never
                     live at the same time in backward, unless keep_grads) */
+    int shadow;  /* the slot holding this one's bf16 copy for bf16 convolutions, or -1 */
+    bool bf16;   /* a shadow: n*h*w*c2 bf16 values stored in c = ceil(c2 / 2) float columns; it
+                    has no gradient */
 } slot;
 
 typedef struct op {
@@ -45,12 +50,16 @@ typedef struct op {
     conv2d_desc cd;
     int pw, pb;            /* conv weight / bias params (-1: none) */
     int pg, pbeta, bm, bv; /* bn params and buffers */
-    size_t save;           /* bn save_mean/invstd, attention probs: scratch offset (floats) */
-    int off;               /* slice */
-    int k, stride, pad;    /* maxpool */
-    size_t argmax;         /* maxpool: int32 scratch offset */
+    size_t save; /* bn save_mean/invstd (bn_silu: + scale), attention probs: scratch offset */
+    int off;     /* slice */
+    int k, stride, pad; /* maxpool */
+    size_t argmax;      /* maxpool: int32 scratch offset */
     attention_desc ad;
     int branch, level; /* output */
+    bool dx_write;     /* conv: backward writes dx (the first to produce it: model_plan_grads) */
+    /* bf16 convolutions (model_set_conv_precision): a conv reads its input's shadow xb (-1: a
+     * float conv), which an OP_TO_BF16 writes; its dy is converted into m->dyb in backward */
+    int xb;
 } op;
 
 typedef struct act_name {
@@ -79,6 +88,9 @@ struct model {
     size_t arena_floats, scratch_floats, scratch_i32, conv_ws;
     size_t grad_floats;
     bool keep_grads;
+    conv2d_prec conv_prec;        /* of every conv op (model_set_conv_precision) */
+    bf16 *dyb;                    /* a bf16 conv's dy, converted for its backward (train) */
+    size_t dyb_elems;             /* its size: the largest bf16 conv output */
     int *zero_start, *zero_slots; /* host; CSR: slots whose gradient is zeroed before op i's
                                      backward */
     float *act, *dact, *scratch, *ws;

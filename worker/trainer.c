@@ -14,8 +14,12 @@
 #include "kernels/optim.h"
 #include "kernels/schedule.h"
 #include "kernels/threads.h"
-#include "worker/allreduce.h"
+#include "worker/allreduce_mpi.h"
+#include "worker/allreduce_nccl.h"
+#include "worker/batch_ring.h"
 #include "worker/coord_watch.h"
+#include "worker/device.h"
+#include "worker/head_loss.h"
 #include "worker/mem_budget.h"
 #include "worker/model.h"
 #include "worker/pretrained.h"
@@ -48,17 +52,23 @@ typedef struct worker {
     model_ema ema;
     int accumulate, share, micro, nmicro;
     long ni, last_opt_step, nw;
-    detloss_ctx *loss;
     detloss_hyp h_o2m, h_o2o;
+    double *loss_res; /* backend: BACKEND_DETLOSS_RESULTS of this step's micro-batches */
     int e2e_updates;
     loader *train_ld, *val_ld;
-    allreduce *ar;
-    float *dout[2];      /* host: d loss / d head outputs */
+    allreduce *ar; /* MPI (host memory) or NCCL (GPU): worker/allreduce.h */
+    backend_event
+        *grad_ev;        /* recorded when a gradient range is final: the all-reduce waits on it */
     bool ar_failed;      /* a mark_ready from the backward hook failed (message in err) */
     bool loader_primed;  /* the train loader has seen the global batches before this epoch */
     float *acc;          /* gradients of the earlier backwards of this optimizer step (backend) */
     bool acc_live;       /* acc holds something (else it counts as zero) */
     snapshot_parts snap; /* what a checkpoint holds of this worker (worker/snapshot.h) */
+    batch_ring *ring;    /* GPU: page-locked batches uploaded ahead (worker/batch_ring.h) */
+    loader_batch pre;    /* GPU: the next step's batch, taken during this step */
+    int pre_rc, pre_slot;
+    bool has_pre;
+    char pre_err[512];
     int test_stall_rank;
     double test_stall_s; /* YOLO_TEST_STALL_*: fault injection for the stall tests */
     char err[1024];
@@ -77,13 +87,15 @@ static void grad_ready(void *ctx, size_t first, size_t count) {
         float *g = model_grads(w->m) + first;
         backend_add(w->be, count, w->acc + first, g, g);
     }
+    backend_event_record(w->be, w->grad_ev); /* after the add: the range is final there */
     if (!w->ar_failed && allreduce_mark_ready(w->ar, first, count, w->err, sizeof w->err) != 0)
         w->ar_failed = true;
 }
 
-/* Forward, loss and backward of one micro-batch; loss items added to items[3]. The head-output
- * gradient is scaled by the number of workers: the all-reduce averages, so the optimizer sees the
- * SUM of the workers' gradients, as Ultralytics' DDP (loss x world_size, then average) does.
+/* Forward, loss and backward of one micro-batch; the loss items are added to w->loss_res on the
+ * backend. The head-output gradient is scaled by the number of workers: the all-reduce averages,
+ * so the optimizer sees the SUM of the workers' gradients, as Ultralytics' DDP (loss x world_size,
+ * then average) does.
  *
  * Accumulation over micro-batches and accumulation steps works as in PyTorch: each backward
  * computes its gradient from zero and it is ADDED to the running sum w->acc (grad += new), rather
@@ -91,8 +103,8 @@ static void grad_ready(void *ctx, size_t first, size_t count) {
  * adds w->acc range by range in the hook, just before the range is all-reduced. So N micro-batches
  * on one worker round exactly like N workers whose gradients the all-reduce sums (N = 2: bitwise).
  */
-static int micro_step(worker *w, const loader_batch *b, int first, int n, bool sync,
-                      double items[3]) {
+static void micro_step(worker *w, const loader_batch *b, const uint8_t *dev_images, int first,
+                       int n, bool sync) {
     size_t px = (size_t)w->a.imgsz * w->a.imgsz * 3;
     /* This micro-batch's targets, batch index rebased to 0. */
     float *t = xmalloc((size_t)(b->nlabels + 1) * 6 * sizeof *t);
@@ -104,34 +116,26 @@ static int micro_step(worker *w, const loader_batch *b, int first, int n, bool s
         t[nt * 6] = (float)(bi - first);
         nt++;
     }
-    model_forward_u8(w->m, b->images + (size_t)first * px, true);
-    int A = model_num_anchors(w->m);
-    float S = (float)w->a.imgsz;
-    detloss_out o;
-    int lrc;
-    /* The loss runs on the host: head outputs come out, their gradients go back. */
-    if (model_num_branches(w->m) == 2) {
-        float o2m, o2o;
+    if (dev_images) /* a GPU: the batch is in the ring's device slot */
+        model_forward_u8_device(w->m, dev_images + (size_t)first * px, true);
+    else
+        model_forward_u8(w->m, b->images + (size_t)first * px, true);
+    float o2m = 1, o2o = 0;
+    if (model_num_branches(w->m) == 2)
         detloss_e2e_weights(w->e2e_updates, (int)w->a.epochs, &o2m, &o2o);
-        lrc =
-            detloss_e2e(w->loss, &w->h_o2m, &w->h_o2o, o2m, o2o, n, A, model_output_host(w->m, 0),
-                        model_output_host(w->m, 1), model_anchor_points(w->m),
-                        model_anchor_strides(w->m), nt, t, S, S, w->dout[0], w->dout[1], &o, NULL);
-    } else {
-        lrc = detloss_branch(w->loss, &w->h_o2m, n, A, model_output_host(w->m, 0),
-                             model_anchor_points(w->m), model_anchor_strides(w->m), nt, t, S, S,
-                             NULL, w->dout[0], &o);
-    }
-    free(t);
-    if (lrc != 0)
-        return errf(w->err, sizeof w->err, "detection loss failed (nc=%d, reg_max=%d)", w->job.nc,
-                    model_config(w->m)->reg_max);
-    size_t nout = (size_t)n * A * model_out_channels(w->m);
-    for (int br = 0; br < model_num_branches(w->m); br++) {
-        float *hg = model_head_grad(w->m, br);
-        backend_to_device(w->be, hg, w->dout[br], nout * sizeof *hg);
-        if (w->W != 1) backend_scale(w->be, nout, (float)w->W, hg); /* x 1 changes nothing */
-    }
+    /* The loss runs on the backend: it writes the head gradients, only the items come back. */
+    head_loss(w->m,
+              &(head_loss_args){.h_o2m = &w->h_o2m,
+                                .h_o2o = &w->h_o2o,
+                                .o2m = o2m,
+                                .o2o = o2o,
+                                .img_h = (int)w->a.imgsz,
+                                .img_w = (int)w->a.imgsz,
+                                .ntargets = nt,
+                                .targets = t,
+                                .grad_scale = (float)w->W,
+                                .grad = true},
+              w->loss_res);
     /* Gradients accumulate locally over micro-batches and accumulation steps; only the backward
      * that completes an optimizer step feeds the all-reduce. */
     if (sync) {
@@ -151,8 +155,7 @@ static int micro_step(worker *w, const loader_batch *b, int first, int n, bool s
         w->acc_live = true;
         model_zero_grad(w->m);
     }
-    for (int k = 0; k < 3; k++) items[k] += o.items[k];
-    return 0;
+    free(t);
 }
 
 /* Optimizer step (Ultralytics order): finish averaging gradients over workers (the buckets were
@@ -173,6 +176,33 @@ static int optimizer_step(worker *w, step_report *r) {
     backend_ema_blend(w->be, model_buffers(w->ema_m), model_buffers(w->m),
                       model_num_buffer_floats(w->m), d);
     return 0;
+}
+
+/* The batch of the next step: the one taken ahead during the last step (GPU), else the loader's
+ * next. On a GPU its images go to a ring slot (*slot) and start uploading. */
+static int step_batch(worker *w, loader_batch *b, int *slot) {
+    *slot = -1;
+    if (w->has_pre) {
+        w->has_pre = false;
+        *b = w->pre;
+        *slot = w->pre_slot;
+        if (w->pre_rc != 0) snprintf(w->err, sizeof w->err, "%s", w->pre_err);
+        return w->pre_rc;
+    }
+    if (loader_next(w->train_ld, b, w->err, sizeof w->err) != 0) return -1;
+    if (w->ring) *slot = batch_ring_put(w->ring, b->images, (size_t)b->n * b->h * b->w * 3);
+    return 0;
+}
+
+/* GPU: once a step's work is enqueued, take the next batch and start its upload, so both overlap
+ * the step's compute. (A run that stops after this step drops it: stopping ends the run.) */
+static void take_ahead(worker *w) {
+    if (!w->ring) return;
+    w->has_pre = true;
+    w->pre_rc = loader_next(w->train_ld, &w->pre, w->pre_err, sizeof w->pre_err);
+    if (w->pre_rc == 0)
+        w->pre_slot =
+            batch_ring_put(w->ring, w->pre.images, (size_t)w->pre.n * w->pre.h * w->pre.w * 3);
 }
 
 /* Trains steps first_step.. of an epoch. idx: the global batches (h->history before the epoch,
@@ -201,29 +231,32 @@ static int train_epoch(worker *w, const epoch_header *h, const int32_t *idx, boo
     for (int s = h->first_step; s < h->steps; s++) {
         step_report r = {.epoch = h->epoch, .step = s, .worker = w->wrank, .ok = 1};
         loader_batch b;
-        if (loader_next(w->train_ld, &b, w->err, sizeof w->err) != 0)
+        int slot;
+        if (step_batch(w, &b, &slot) != 0)
             fail_report(&r, w->err);
         else {
             r.stall_s = b.stall_s;
             double t1 = now_seconds();
             w->accumulate = sched_apply(&w->sc, h->epoch, w->ni, w->nw, w->accumulate, &w->opt);
-            double items[3] = {0};
             bool opt_step = w->ni - w->last_opt_step >= w->accumulate;
-            int mrc = 0;
-            for (int j = 0; j < w->nmicro && mrc == 0; j++)
-                mrc = micro_step(w, &b, j * w->micro, w->micro, opt_step && j == w->nmicro - 1,
-                                 items);
-            if (mrc != 0) {
-                fail_report(&r, w->err);
-                if (opt_step) allreduce_wait(w->ar, NULL, NULL, 0); /* peers still reduce */
-            } else if (opt_step) {
+            backend_zero(w->be, w->loss_res, BACKEND_DETLOSS_RESULTS * sizeof *w->loss_res);
+            const uint8_t *dev = w->ring ? batch_ring_take(w->ring, slot) : NULL;
+            for (int j = 0; j < w->nmicro; j++)
+                micro_step(w, &b, dev, j * w->micro, w->micro, opt_step && j == w->nmicro - 1);
+            r.images = b.n;
+            r.instances = b.nlabels;
+            if (w->ring) batch_ring_release(w->ring, slot);
+            /* before the all-reduce wait: the next batch's loading and upload overlap backward */
+            if (s + 1 < h->steps) take_ahead(w); /* b is gone from here on */
+            if (opt_step) {
                 if (optimizer_step(w, &r) != 0) fail_report(&r, w->err);
                 w->last_opt_step = w->ni;
             }
             w->ni++;
-            for (int k = 0; k < 3; k++) r.loss[k] = (float)(items[k] / w->nmicro);
-            r.images = b.n;
-            r.instances = b.nlabels;
+            double res[BACKEND_DETLOSS_RESULTS]; /* the step's one copy to the host */
+            backend_to_host(w->be, res, w->loss_res, sizeof res);
+            for (int k = 0; k < 3; k++)
+                r.loss[k] = (float)(res[BACKEND_DETLOSS_ITEMS + k] / w->nmicro);
             r.compute_s = now_seconds() - t1 - r.comm_exposed_s;
             for (int k = 0; k < 3 && k < w->opt.ngroups; k++) r.lr[k] = w->opt.group[k].lr;
         }
@@ -243,12 +276,13 @@ static int train_epoch(worker *w, const epoch_header *h, const int32_t *idx, boo
         coord_watch_wait(TAG_CONTROL, "the answer to its step report");
         CHECK_MPI(
             MPI_Recv(&word, 1, MPI_INT32_T, 0, TAG_CONTROL, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
-        if (word == CTRL_ABORT) w->aborted = true; /* the coordinator said why */
-        if (word == CTRL_ABORT || !r.ok) return -1;
+        if (word == CTRL_ABORT) w->aborted = true;  /* the coordinator said why */
+        if (word == CTRL_ABORT || !r.ok) return -1; /* the job ends: a batch taken ahead too */
         if (word == CTRL_SAVE || word == CTRL_STOP) snapshot_send(&w->snap);
         if (word == CTRL_STOP) *halt = true;
         if (word == CTRL_STOP || word == CTRL_END_EPOCH) break;
     }
+    w->has_pre = false; /* a batch taken ahead of a stop is dropped: stopping ends the run */
     return 0;
 }
 
@@ -288,7 +322,7 @@ static int end_epoch(worker *w) {
                        .chunk = VAL_CHUNK,
                        .nc = w->job.nc,
                        .imgsz = (int)w->a.imgsz,
-                       .loss = w->loss,
+                       .loss_res = w->loss_res,
                        .h_o2m = &w->h_o2m,
                        .h_o2o = &w->h_o2o,
                        .one2one =
@@ -303,6 +337,7 @@ static int end_epoch(worker *w) {
         val_record *recs = NULL;
         val_plot_data plots;
         val_plot_data_init(&plots, w->job.nc);
+        plots.all = (vh.plots & VAL_SEND_ALL_PREDICTIONS) != 0;
         int64_t *counts = xcalloc(2 * (size_t)w->job.nc, sizeof *counts);
         validate_run(&v, 0, idx, vh.count, shapes, vh.batches, &s, &recs, counts,
                      vh.plots ? &plots : NULL, w->err, sizeof w->err);
@@ -360,15 +395,19 @@ static int setup(worker *w) {
     train_args *a = &w->a;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = a->threads > 0 ? (int)a->threads : cores / w->W > 1 ? (int)(cores / w->W) : 1;
-    kernels_set_threads(threads); /* the host's own kernels: the loss */
-    w->be = backend_cpu_create(
-        &(backend_cpu_opts){.threads = threads, .conv_impl = conv2d_impl_from_env(CONV2D_AUTO)});
-    /* The MPI all-reduce (allreduce.h) reads and writes the gradients in host memory. */
-    if (!backend_memory_is_host(w->be))
-        return errf(w->err, sizeof w->err,
-                    "the MPI gradient all-reduce needs a host-memory "
-                    "backend, not %s",
-                    backend_name(w->be));
+    kernels_set_threads(threads); /* the host's own kernels (validation's NMS) */
+    /* device=: the CPU backend, or the CUDA backend on this worker's GPU (worker/device.h) */
+    w->be = device_backend_create(a, w->wcomm, threads, w->err, sizeof w->err);
+    if (!w->be) return -1;
+    bool fp16;
+    if (backend_device(w->be) >= 0 && w->wrank == 0) {
+        backend_precision p = device_precision(a, &fp16);
+        log_info("device=%s: %d worker(s), one GPU each; arithmetic %s%s", a->device, w->W,
+                 backend_precision_name(p),
+                 fp16 ? " (amp=fp16: this engine's mixed precision is bf16, which needs no loss "
+                        "scaling)"
+                      : "");
+    }
     w->share = (int)a->batch / w->W;
     w->micro = a->micro_batch ? (int)a->micro_batch : w->share;
     w->nmicro = w->share / w->micro;
@@ -378,9 +417,14 @@ static int setup(worker *w) {
      * with `worker info` when it launched the job itself) */
     mem_budget mb;
     if (mem_budget_train(w->m, w->share, w->micro, (int)a->imgsz, &mb, w->err, sizeof w->err) ||
-        mem_budget_check(&mb, w->local_workers, mem_available(), (int)a->imgsz, (int)a->batch,
-                         w->err, sizeof w->err))
+        device_check_memory(a, &mb, w->local_workers, backend_device(w->be), w->err, sizeof w->err))
         return -1;
+    /* amp=bf16 on the CPU: bf16 convolutions in both models, so validation runs bf16 too (on a GPU
+     * the backend's precision is bf16 already) */
+    if (train_args_bf16(a) && backend_device(w->be) < 0) {
+        model_set_conv_precision(w->m, CONV2D_BF16);
+        model_set_conv_precision(w->ema_m, CONV2D_BF16);
+    }
     if (model_plan(w->m, w->micro, (int)a->imgsz, (int)a->imgsz, w->err, sizeof w->err) != 0)
         return -1;
     long n_train = train_args_train_images(a, w->job.n_train);
@@ -392,7 +436,7 @@ static int setup(worker *w) {
     w->last_opt_step = -1;
     w->nw = -1;
     const model_yaml *y = model_config(w->m);
-    w->loss = detloss_create();
+    w->loss_res = backend_alloc(w->be, BACKEND_DETLOSS_RESULTS * sizeof *w->loss_res);
     train_setup_loss(a, (int)w->job.nc, y->reg_max, &w->h_o2m, &w->h_o2o);
     w->h_o2m.cls_weight = w->h_o2o.cls_weight = w->cls_w;
     loader_config lc = loader_config_defaults();
@@ -432,11 +476,19 @@ static int setup(worker *w) {
         if (!w->val_ld) return -1;
     }
     size_t bucket = (size_t)(a->bucket_mb * 1024 * 1024);
-    w->ar = allreduce_create(w->wcomm, model_grads(w->m), model_num_params(w->m), bucket,
-                             ALLREDUCE_ORDER_BACKWARD, w->err, sizeof w->err);
+    /* MPI reduces the CPU backend's memory (host memory, also in its device-memory test mode),
+     * NCCL the memory of a GPU backend */
+    w->grad_ev = backend_event_create(w->be);
+    if (backend_device(w->be) < 0)
+        w->ar = allreduce_create_mpi(w->wcomm, model_grads(w->m), model_num_params(w->m), bucket,
+                                     ALLREDUCE_ORDER_BACKWARD, w->err, sizeof w->err);
+    else
+        w->ar = allreduce_create_nccl(w->wcomm, w->be, w->grad_ev, model_grads(w->m),
+                                      model_num_params(w->m), bucket, ALLREDUCE_ORDER_BACKWARD,
+                                      w->err, sizeof w->err);
     if (!w->ar) return -1;
-    size_t A = (size_t)model_num_anchors(w->m), no = (size_t)model_out_channels(w->m);
-    for (int i = 0; i < 2; i++) w->dout[i] = xcalloc((size_t)w->micro * A * no, sizeof *w->dout[i]);
+    if (!backend_memory_is_host(w->be)) /* a GPU: the next batch uploads during this step */
+        w->ring = batch_ring_create(w->be, 2, (size_t)w->share * a->imgsz * a->imgsz * 3);
     model_zero_grad(w->m);
     const char *sr = getenv("YOLO_TEST_STALL_RANK"), *ss = getenv("YOLO_TEST_STALL_SECONDS");
     w->test_stall_rank = sr ? atoi(sr) : -1;
@@ -556,19 +608,19 @@ int worker_train_main(void) {
     if (late && rc == 0) /* nothing left to stop: the run is complete, so no resume (exit 0) */
         log_info("rank %d: %s came after its last step; the job finishes as planned", w->rank,
                  stop_signal_name(late));
+    batch_ring_free(w->ring);
     allreduce_free(w->ar);
+    if (w->be) backend_event_destroy(w->be, w->grad_ev);
     loader_destroy(w->train_ld);
     loader_destroy(w->val_ld);
-    detloss_destroy(w->loss);
     if (w->m) train_free_optimizer(w->m, &w->opt); /* a setup that failed may have no model */
     if (w->be) backend_free(w->be, w->acc);
+    if (w->be) backend_free(w->be, w->loss_res);
     model_free(w->m);
     model_free(w->ema_m);
     backend_destroy(w->be);
     free(w->cls_w);
     free(w->model_msg);
-    free(w->dout[0]);
-    free(w->dout[1]);
 out:
     MPI_Comm_free(&w->wcomm);
     free(w);

@@ -72,26 +72,22 @@ void val_confusion_update(int64_t *matrix, int nc, const detection *det, int nd,
     free(keep);
 }
 
-static float clampf(float v, float lo, float hi) {
-    return v < lo ? lo : v > hi ? hi : v;
-}
-
 void val_plot_collect_image(val_plot_data *d, int index, const detection *det, int nd,
                             const float *gt_box, const int *gt_cls, int ngt,
                             const letterbox_info *lb, float conf_thres) {
     val_confusion_update(d->confusion, d->nc, det, nd, gt_box, gt_cls, ngt, conf_thres);
-    if (index < 0 || index >= VAL_PLOT_IMAGES) return;
+    if (!d->all && (index < 0 || index >= VAL_PLOT_IMAGES)) return;
     for (int p = 0; p < nd; p++) {
-        if (!(det[p].conf > VAL_PLOT_CONF)) continue;
-        /* x_input = x_orig * gain + pad, undone, then clipped to the image (scale_boxes) */
-        float W = (float)lb->orig_w, H = (float)lb->orig_h;
+        if (!d->all && !(det[p].conf > VAL_PLOT_CONF)) continue;
+        float b[4] = {det[p].x1, det[p].y1, det[p].x2, det[p].y2};
+        letterbox_undo_box(lb, b, b);
         val_plot_det o = {.image = index,
                           .cls = det[p].cls,
                           .conf = det[p].conf,
-                          .x1 = clampf((det[p].x1 - lb->pad_x) / lb->gain_x, 0, W),
-                          .y1 = clampf((det[p].y1 - lb->pad_y) / lb->gain_y, 0, H),
-                          .x2 = clampf((det[p].x2 - lb->pad_x) / lb->gain_x, 0, W),
-                          .y2 = clampf((det[p].y2 - lb->pad_y) / lb->gain_y, 0, H)};
+                          .x1 = b[0],
+                          .y1 = b[1],
+                          .x2 = b[2],
+                          .y2 = b[3]};
         val_plot_data_add_det(d, &o);
     }
 }

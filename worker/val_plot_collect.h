@@ -17,7 +17,8 @@ void val_confusion_update(int64_t *matrix, int nc, const detection *det, int nd,
                           const float *gt_box, const int *gt_cls, int ngt, float conf_thres);
 
 /* One validation image (val index `index`, letterboxed as lb): confusion counts, and when index
- * < VAL_PLOT_IMAGES its predictions above VAL_PLOT_CONF mapped back to original pixels. */
+ * < VAL_PLOT_IMAGES its predictions above VAL_PLOT_CONF mapped back to original pixels (with
+ * d->all: every image's predictions). */
 void val_plot_collect_image(val_plot_data *d, int index, const detection *det, int nd,
                             const float *gt_box, const int *gt_cls, int ngt,
                             const letterbox_info *lb, float conf_thres);

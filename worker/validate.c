@@ -1,46 +1,41 @@
 #include "worker/validate.h"
 
 #include "common/log.h"
+#include "common/timer.h"
+#include "worker/head_loss.h"
 #include "worker/val_plot_collect.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Loss sums of one rectangular batch, added up over its forward chunks: Ultralytics computes the
- * val loss items over the whole batch (one target-score sum), then averages them over batches.
- * For end2end models the items are the one2one branch's. */
-typedef struct batch_loss {
-    double sum[3], target;
-} batch_loss;
-
-static int chunk_loss(validator *v, int B, int h, int w, const float *labels, int nlabels,
-                      batch_loss *bl, char *err, size_t errlen) {
-    int A = model_num_anchors(v->m), rc;
-    detloss_out o;
-    if (model_num_branches(v->m) == 2)
-        rc = detloss_e2e(
-            v->loss, v->h_o2m, v->h_o2o, 0.8f, 0.2f, B, A, model_output_host(v->m, MODEL_ONE2MANY),
-            model_output_host(v->m, MODEL_ONE2ONE), model_anchor_points(v->m),
-            model_anchor_strides(v->m), nlabels, labels, (float)h, (float)w, NULL, NULL, &o, NULL);
-    else
-        rc = detloss_branch(v->loss, v->h_o2m, B, A, model_output_host(v->m, MODEL_ONE2MANY),
-                            model_anchor_points(v->m), model_anchor_strides(v->m), nlabels, labels,
-                            (float)h, (float)w, NULL, NULL, &o);
-    if (rc != 0)
-        return errf(err, errlen, "validation loss failed (nc=%d, reg_max=%d)", v->nc,
-                    model_config(v->m)->reg_max);
-    for (int k = 0; k < 3; k++) bl->sum[k] += o.loss_sum[k];
-    bl->target += o.target_scores_raw;
-    return 0;
+/* The val loss: Ultralytics computes the items over each whole rectangular batch (one target-score
+ * sum), then averages them over batches. The backend adds every chunk's sums to v->loss_res (for
+ * end2end models the one2one branch's, as the items); the batch's items come from them. */
+static void chunk_loss(validator *v, int h, int w, const float *labels, int nlabels) {
+    head_loss(v->m,
+              &(head_loss_args){.h_o2m = v->h_o2m,
+                                .h_o2o = v->h_o2o,
+                                .o2m = 0.8f,
+                                .o2o = 0.2f,
+                                .img_h = h,
+                                .img_w = w,
+                                .ntargets = nlabels,
+                                .targets = labels,
+                                .grad_scale = 1,
+                                .grad = false},
+              v->loss_res);
 }
 
-static void batch_items(const validator *v, const batch_loss *bl, double items[3]) {
+static void batch_items(validator *v, double items[3]) {
+    double r[BACKEND_DETLOSS_RESULTS];
+    backend_to_host(model_backend(v->m), r, v->loss_res, sizeof r);
     const detloss_hyp *h = model_num_branches(v->m) == 2 ? v->h_o2o : v->h_o2m;
-    float tss = (float)bl->target;
+    float tss = (float)r[BACKEND_DETLOSS_TARGET_RAW];
     if (tss < 1) tss = 1;
     const float gain[3] = {h->box, h->cls, h->dfl};
-    for (int k = 0; k < 3; k++) items[k] = (double)(((float)bl->sum[k] / tss) * gain[k]);
+    for (int k = 0; k < 3; k++)
+        items[k] = (double)(((float)r[BACKEND_DETLOSS_LOSS_SUM + k] / tss) * gain[k]);
 }
 
 /* Per image of the chunk: ground truth in canvas pixels, the class counts, post-processing and
@@ -84,6 +79,7 @@ static void match_chunk(validator *v, const loader_batch *bt, const float *dec, 
         if (plots)
             val_plot_collect_image(plots, bt->indices[i], det, nd, gt_box, gt_cls, ngt,
                                    &bt->info[i], v->conf);
+        if (v->on_image) v->on_image(v->on_image_ctx, bt->indices[i], det, nd, &bt->info[i]);
         s->records += nd;
         s->images++;
     }
@@ -116,7 +112,9 @@ int validate_run(validator *v, int epoch, const int32_t *idx, int n, const val_s
     detection *det = xmalloc((size_t)v->max_det * sizeof *det);
     int rc = 0, ph = 0, pw = 0, pn = 0; /* the shape the model is planned for */
     for (int b = 0; b < nb && rc == 0; b++) {
-        batch_loss bl = {{0, 0, 0}, 0};
+        if (v->loss_res)
+            backend_zero(model_backend(v->m), v->loss_res,
+                         BACKEND_DETLOSS_RESULTS * sizeof *v->loss_res);
         for (int lo = 0; lo < batches[b].count && rc == 0; lo += v->chunk) {
             loader_batch bt;
             if (loader_next(v->ld, &bt, err, errlen) != 0) {
@@ -129,20 +127,29 @@ int validate_run(validator *v, int epoch, const int32_t *idx, int n, const val_s
                 break;
             }
             pn = bt.n, ph = bt.h, pw = bt.w;
+            double t0 = now_seconds();
             model_forward_u8(v->m, bt.images, false);
             int A = model_num_anchors(v->m);
             dec = xrealloc(dec, (size_t)bt.n * A * (4 + v->nc) * sizeof *dec);
             model_decode(v->m, v->one2one ? MODEL_ONE2ONE : MODEL_ONE2MANY, dec);
-            if (chunk_loss(v, bt.n, bt.h, bt.w, bt.labels, bt.nlabels, &bl, err, errlen) != 0) {
-                rc = -1;
-                break;
-            }
+            double t1 = now_seconds();
+            if (v->loss_res) chunk_loss(v, bt.h, bt.w, bt.labels, bt.nlabels);
+            double t2 = now_seconds();
             match_chunk(v, &bt, dec, A, det, s, recs, &cap, counts, plots);
+            if (v->timing) {
+                v->timing->preprocess += bt.prep_s;
+                v->timing->inference += t1 - t0;
+                v->timing->loss += t2 - t1;
+                v->timing->postprocess += now_seconds() - t2;
+                v->timing->images += bt.n;
+            }
         }
         if (rc) break;
-        double items[3];
-        batch_items(v, &bl, items);
-        for (int k = 0; k < 3; k++) s->loss_sum[k] += items[k];
+        if (v->loss_res) {
+            double items[3];
+            batch_items(v, items);
+            for (int k = 0; k < 3; k++) s->loss_sum[k] += items[k];
+        }
         s->batches++;
         if (v->batch_done) v->batch_done(v->batch_ctx);
     }

@@ -17,12 +17,27 @@
 #include "kernels/nms.h"
 #include "worker/model.h"
 
+/* Where the time of a validation went, summed over images (seconds): Ultralytics' speed line.
+ * preprocess: the loader threads' read, decode and letterbox; inference: forward and decode
+ * (until the boxes are in host memory); loss: the val loss; postprocess: NMS / top-k, matching
+ * and plot data. */
+typedef struct val_timing {
+    double preprocess, inference, loss, postprocess;
+    int images;
+} val_timing;
+
+/* Per image, after post-processing: its index (as submitted), its kept detections (canvas
+ * pixels, score-sorted) and its letterbox (letterbox_undo_box maps a box back). */
+typedef void (*val_image_fn)(void *ctx, int index, const detection *det, int nd,
+                             const letterbox_info *lb);
+
 typedef struct validator {
     model *m;   /* the EMA model */
     loader *ld; /* augment = 0, max_side >= the largest batch side */
     int chunk;  /* images per forward */
     int nc, imgsz;
-    detloss_ctx *loss;
+    double *loss_res; /* backend memory, BACKEND_DETLOSS_RESULTS doubles: the val loss; NULL: none
+                         (loss_sum stays 0) */
     const detloss_hyp *h_o2m, *h_o2o; /* the training loss settings (val loss) */
     bool one2one;                     /* end2end models: one-to-one head + top-k; else NMS */
     val_match_rule match;             /* the release's prediction matching */
@@ -31,6 +46,9 @@ typedef struct validator {
     /* after each rectangular batch (NULL: nothing): the worker's heartbeat to the coordinator */
     void (*batch_done)(void *ctx);
     void *batch_ctx;
+    val_image_fn on_image; /* optional: every image's detections (predict, save_json, drift) */
+    void *on_image_ctx;
+    val_timing *timing; /* optional: accumulates where the time went */
 } validator;
 
 /* One rectangular batch: `count` consecutive indices, letterboxed into h x w. */

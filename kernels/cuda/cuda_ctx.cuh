@@ -13,8 +13,9 @@ extern "C" {
 #include "kernels/backend_impl.h"
 }
 
-struct conv_plan;    // kernels/cuda/conv2d_cudnn.cu: the cached algorithms of one shape
-struct optim_tables; // kernels/cuda/optim.cu: the optimizer's tables on the device
+struct conv_plan;       // kernels/cuda/conv2d_cudnn.cu: the cached algorithms of one shape
+struct optim_tables;    // kernels/cuda/optim.cu: the optimizer's tables on the device
+struct detloss_scratch; // kernels/cuda/detloss.cu: the loss's device scratch
 
 struct cuda_ctx {
     backend_cuda_opts opts;
@@ -35,6 +36,8 @@ struct cuda_ctx {
     conv_plan *plans; // a list: one per conv shape seen
     optim_tables *optim;
     double *gnorm; // device: the last clip_grad_norm's total norm (stays on the device)
+    detloss_scratch *loss;
+    cudaStream_t copy_stream; // uploads that overlap the compute stream (transfer.cu), lazily made
 };
 
 static inline cuda_ctx *cuda_ctx_of(const backend *be) {

@@ -14,6 +14,10 @@ void cuda_fill_optim(backend_i *f);       // optim.cu
 void cuda_fill_dfl(backend_i *f);         // dfl.cu
 void cuda_fill_attention(backend_i *f);   // attention.cu
 void cuda_fill_conv(backend_i *f);        // conv2d_cudnn.cu (+ conv2d_depthwise.cu)
+void cuda_fill_detloss(backend_i *f);     // detloss.cu
+void cuda_release_detloss(cuda_ctx *c);
+void cuda_fill_transfer(backend_i *f); // transfer.cu: page-locked memory, the copy stream
+void cuda_release_transfer(cuda_ctx *c);
 void cuda_release_conv(cuda_ctx *c);
 void cuda_release_optim(cuda_ctx *c);
 

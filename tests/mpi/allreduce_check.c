@@ -3,7 +3,7 @@
  * averaged result bit for bit, for several bucket sizes, launch orders and mark orders.
  * Prints "allreduce_check: OK ..." on rank 0 and exits 0 when every rank passed. */
 #include "common/log.h"
-#include "worker/allreduce.h"
+#include "worker/allreduce_mpi.h"
 
 #include <mpi.h>
 #include <stdint.h>
@@ -42,7 +42,7 @@ static void run_case(size_t count, size_t bucket_bytes, allreduce_order order, m
     char err[512];
     float *g = malloc(count * sizeof *g);
     allreduce *ar =
-        allreduce_create(MPI_COMM_WORLD, g, count, bucket_bytes, order, err, sizeof err);
+        allreduce_create_mpi(MPI_COMM_WORLD, g, count, bucket_bytes, order, err, sizeof err);
     CHECK(ar, "create failed: %s", err);
     if (!ar) {
         free(g);
@@ -111,8 +111,8 @@ static void check_ranges_and_errors(void) {
     char err[512];
     size_t count = 1000;
     float *g = calloc(count, sizeof *g);
-    allreduce *ar = allreduce_create(MPI_COMM_WORLD, g, count, 4 * 300, ALLREDUCE_ORDER_BACKWARD,
-                                     err, sizeof err);
+    allreduce *ar = allreduce_create_mpi(MPI_COMM_WORLD, g, count, 4 * 300,
+                                         ALLREDUCE_ORDER_BACKWARD, err, sizeof err);
     CHECK(ar && allreduce_num_buckets(ar) == 4, "1000 floats in buckets of 300: 4 buckets");
     size_t next = 0;
     for (int b = 0; b < allreduce_num_buckets(ar); b++) {

@@ -7,7 +7,7 @@
  * mark during backward (none left for allreduce_wait), and the averaged gradient equals the
  * reference bit for bit. Prints "overlap_check: OK np=N" on rank 0 and exits 0 when all passed. */
 #include "common/log.h"
-#include "worker/allreduce.h"
+#include "worker/allreduce_mpi.h"
 #include "worker/model.h"
 
 #include <mpi.h>
@@ -77,8 +77,8 @@ static void check_model(const char *yaml) {
     for (size_t i = 0; i < np; i++) ref[i] /= (float)size;
     /* overlapped: 256 KiB buckets, so yolov8n's 12.6 MB make ~50 */
     hook_ctx h = {0};
-    h.ar = allreduce_create(MPI_COMM_WORLD, model_grads(m), np, 256 << 10, ALLREDUCE_ORDER_BACKWARD,
-                            err, sizeof err);
+    h.ar = allreduce_create_mpi(MPI_COMM_WORLD, model_grads(m), np, 256 << 10,
+                                ALLREDUCE_ORDER_BACKWARD, err, sizeof err);
     CHECK(h.ar, "%s", err);
     if (h.ar) {
         model_zero_grad(m);

@@ -1,0 +1,40 @@
+/* Which backend a worker trains on (device=, amp=): the CPU backend, or the CUDA backend on one
+ * GPU per worker. A worker takes the GPU of its local rank (its rank among the workers on its
+ * node, MPI_Comm_split_type): device=cuda gives local rank r GPU r; a list (device=0,1 or
+ * cuda:N, Ultralytics' syntax) gives it the r-th listed GPU. */
+#pragma once
+#include "common/train_args.h"
+#include "kernels/backend.h"
+#include "kernels/backend_cuda.h"
+#include "worker/mem_budget.h"
+
+#include <mpi.h>
+#include <stdbool.h>
+
+/* amp= to the CUDA backend's arithmetic: True, fp16 and bf16 are mixed precision, which is bf16
+ * here (no loss scaling; *fp16_asked is set for amp=fp16 so the caller can say so); False and
+ * fp32 are fp32 data with TF32 convolutions, PyTorch's default for cuDNN. YOLO_CUDA_PRECISION
+ * (fp32, tf32 or bf16) overrides it, e.g. fp32 for comparisons with the CPU reference. */
+backend_precision device_precision(const train_args *a, bool *fp16_asked);
+
+/* The GPU index for local rank `local` under device=, or -1 with one line in err (device=cpu,
+ * more workers on the node than GPUs listed, or than GPUs present). */
+int device_gpu_for(const train_args *a, int local, int gpus_present, char *err, size_t errlen);
+
+/* The worker's backend: the CPU backend with `threads` for device=cpu (in its device-memory test
+ * mode when YOLO_TEST_DEVICE_MEMORY=1, so tests take the GPU's paths), else the CUDA backend on
+ * this worker's GPU (collective over wcomm, the workers' communicator). NULL with one line: the
+ * reason (no GPU, a bad index, too many workers on the node); the caller names the rank. */
+backend *device_backend_create(const train_args *a, MPI_Comm wcomm, int threads, char *err,
+                               size_t errlen);
+
+/* Before launch (worker info): can `workers` workers on this machine each get a GPU under
+ * device=? 0, or -1 with one line. device=cpu is always fine. */
+int device_check_local(const train_args *a, int workers, char *err, size_t errlen);
+
+/* Does a training worker of budget b fit? device=cpu: `workers` of them in this machine's
+ * available memory (MemAvailable). A GPU: one worker on GPU `gpu` (gpu < 0: on each GPU that
+ * local ranks 0..workers-1 would take) in its free memory, less the loader's buffers, which stay
+ * in host memory. 0, or -1 with one line giving what is needed and what there is. */
+int device_check_memory(const train_args *a, const mem_budget *b, int workers, int gpu, char *err,
+                        size_t errlen);
