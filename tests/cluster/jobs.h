@@ -24,6 +24,13 @@ typedef struct job {
 
 /* mkdtemp /tmp/<prefix>-XXXXXX with a 64-image synthetic dataset s.h5 (8 val images). */
 void job_make_dir(char *dir, size_t n, const char *prefix);
+/* Rank 1 stalls (once, after step 2 of epoch 1) until a stop signal reaches it or 10 s pass, and
+ * says so (JOB_STALLED in the job's log): whatever is done to the job after that line surely lands
+ * while steps remain, however fast the steps are (a few epochs of these jobs take under a second).
+ * Pass JOB_STALL_ENV as job_start's env. */
+#define JOB_STALLED "test: rank 1 stalls "
+#define JOB_STALL_ENV "YOLO_TEST_STALL_RANK=1 YOLO_TEST_STALL_SECONDS=10"
+
 /* Starts `env bin/coordinator train data=dir/s.h5 JOB_ARGS project=dir name=name args`. */
 void job_start(job *j, const char *dir, const char *name, const char *env, const char *args);
 /* The same in the foreground; returns its exit status. */

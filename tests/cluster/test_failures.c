@@ -38,27 +38,31 @@ static void resume_matches_reference(const char *dir, const char *name) {
     job_assert_same_weights(a, b);
 }
 
-/* Starts dir/run, waits for its second epoch and sends sig to target. */
+/* Rank 1 stalls in the first epoch (JOB_STALL_ENV), after a version at step 1 (so that one
+ * remains to fall back to, or to resume from) */
+#define HIT_ENV JOB_STALL_ENV " YOLO_TEST_SAVE_AT=1:1"
+
+/* Starts dir/run, waits for rank 1's stall and sends sig to target. */
 static void start_and_hit(job *j, const char *dir, int sig, pid_t (*target)(const job *)) {
-    job_start(j, dir, "run", "", EPOCHS " " STALL);
-    job_wait_text(j, " 2/4 ", 300);
+    job_start(j, dir, "run", HIT_ENV, EPOCHS " " STALL);
+    job_wait_text(j, JOB_STALLED, 300);
     pid_t p = target(j);
     cr_assert_gt(p, 0, "the process to hit is running");
     cr_assert_eq(kill(p, sig), 0);
 }
 
-static pid_t first_worker(const job *j) {
-    return job_worker(j, 0);
+static pid_t stalled_worker(const job *j) {
+    return job_worker_rank(j, 1);
 }
 
 Test(failures, a_killed_worker_is_named_and_resume_finishes_bit_identical, .timeout = 900) {
     char dir[128], tlog[256];
     job_make_dir(dir, sizeof dir, "yolo-fail-worker");
     job j;
-    job_start(&j, dir, "run", "", EPOCHS " " STALL);
-    job_wait_text(&j, " 2/4 ", 300);
+    job_start(&j, dir, "run", HIT_ENV, EPOCHS " " STALL);
+    job_wait_text(&j, JOB_STALLED, 300);
     job_watch_start(&j);
-    pid_t w = first_worker(&j);
+    pid_t w = stalled_worker(&j);
     cr_assert_gt(w, 0, "a worker is running");
     cr_assert_eq(kill(w, SIGKILL), 0);
     int rc = job_wait_end(&j, STALL_ABORT + 120);
@@ -82,7 +86,7 @@ Test(failures, a_hung_worker_is_named_past_stall_abort, .timeout = 900) {
     char dir[128], tlog[256];
     job_make_dir(dir, sizeof dir, "yolo-fail-hung");
     job j;
-    start_and_hit(&j, dir, SIGSTOP, first_worker);
+    start_and_hit(&j, dir, SIGSTOP, stalled_worker);
     int rc = job_wait_end(&j, 2 * STALL_ABORT + 120);
     cr_assert_eq(rc, 1, "the coordinator ended the job (status %d); see %s", rc, j.log);
     snprintf(tlog, sizeof tlog, "%s/run/train.log", dir);

@@ -24,23 +24,17 @@ static void reference(const char *dir) {
     cr_assert_eq(job_run(dir, "ref", "", EPOCHS " " STALL), 0, "see %s/ref.log", dir);
 }
 
-/* Rank 1 stalls (once, after step 2 of epoch 1) until a stop signal reaches it or 10 s pass, and
- * says so: a signal sent after that line surely lands while steps remain, however fast the steps
- * are (a few epochs of this job take well under a second). */
-#define STALL_RANK "1"
-#define STALLED "test: rank " STALL_RANK " stalls "
-#define STALL_ENV "YOLO_TEST_STALL_RANK=" STALL_RANK " YOLO_TEST_STALL_SECONDS=10"
-
-/* Signals `target` of a job while rank 1 stalls in its first epoch and checks the careful stop;
- * then resumes it and compares the final weights with the reference. Returns nothing: asserts. */
+/* Signals `target` of a job while rank 1 stalls in its first epoch (JOB_STALL_ENV) and checks the
+ * careful stop; then resumes it and compares the final weights with the reference. Returns nothing:
+ * asserts. */
 static void stop_and_resume(const char *prefix, int sig, pid_t (*target)(const job *),
                             const char *received_by) {
     char dir[128], a[512], b[512];
     job_make_dir(dir, sizeof dir, prefix);
     reference(dir);
     job j;
-    job_start(&j, dir, "run", STALL_ENV, EPOCHS " " STALL);
-    job_wait_text(&j, STALLED, 300);
+    job_start(&j, dir, "run", JOB_STALL_ENV, EPOCHS " " STALL);
+    job_wait_text(&j, JOB_STALLED, 300);
     job_watch_start(&j);
     pid_t p = target(&j);
     cr_assert_gt(p, 0, "the process to signal is running");
