@@ -14,7 +14,7 @@
 static volatile sig_atomic_t first_sig, n_int, n_term, n_usr1;
 static stop_signal_opts opts;
 static char unlink_paths[MAX_UNLINK][PATH_CAP];
-static volatile sig_atomic_t n_unlink;
+static volatile sig_atomic_t n_unlink, quiet;
 static int line_fds[2] = {-1, -1};
 static char line_interrupt[256], line_peer_gone[256];
 
@@ -30,8 +30,8 @@ static void write_all(int fd, const char *s) {
 }
 
 static _Noreturn void end_at_once(int sig, const char *line) {
-    if (line_fds[0] < 0) write_all(STDERR_FILENO, line);
-    for (int i = 0; i < 2; i++)
+    if (!quiet && line_fds[0] < 0) write_all(STDERR_FILENO, line);
+    for (int i = 0; i < 2 && !quiet; i++)
         if (line_fds[i] >= 0) write_all(line_fds[i], line);
     for (int i = 0; i < n_unlink; i++) unlink(unlink_paths[i]);
     _exit(128 + sig);
@@ -66,6 +66,10 @@ void stop_signal_install(const stop_signal_opts *o) {
     sigfillset(&sa.sa_mask);
     const int sigs[] = {SIGINT, SIGTERM, SIGUSR1};
     for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) sigaction(sigs[i], &sa, NULL);
+}
+
+void stop_signal_quiet(void) {
+    quiet = 1;
 }
 
 int stop_signal_first(void) {

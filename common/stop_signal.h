@@ -28,6 +28,10 @@ typedef struct stop_signal_opts {
 /* Installs the handlers for SIGINT, SIGTERM and SIGUSR1 (SA_RESTART: interrupted system calls in
  * libraries resume). Call once, early. */
 void stop_signal_install(const stop_signal_opts *o);
+/* From now on, ending at once writes no line: the job was refused and rank 0's line saying why
+ * must stay the last one (mpirun's SIGTERM to the ranks still exiting would otherwise follow it).
+ */
+void stop_signal_quiet(void);
 /* The first signal received (0: none yet), and how many of `sig` arrived. */
 int stop_signal_first(void);
 int stop_signal_received(int sig);

@@ -528,6 +528,7 @@ int worker_train_main(void) {
     CHECK_MPI(MPI_Bcast(&go, 1, MPI_INT32_T, 0, MPI_COMM_WORLD));
     int rc = 0;
     if (go != 1) { /* 0: the coordinator refused and said why; 2: nothing to do */
+        stop_signal_quiet();
         rc = go == 2 ? 0 : 2;
         goto out;
     }
@@ -555,7 +556,10 @@ int worker_train_main(void) {
     CHECK_MPI(MPI_Wait(&req, MPI_STATUS_IGNORE));
     int32_t start = 0;
     CHECK_MPI(MPI_Bcast(&start, 1, MPI_INT32_T, 0, MPI_COMM_WORLD));
-    if (!start) rc = 2;
+    if (!start) {
+        stop_signal_quiet(); /* the coordinator prints the failure */
+        rc = 2;
+    }
     if (start) {
         run_prep prep;
         CHECK_MPI(MPI_Bcast(&prep, sizeof prep, MPI_BYTE, 0, MPI_COMM_WORLD));
