@@ -16,6 +16,7 @@ extern "C" {
 struct conv_plan;       // kernels/cuda/conv2d_cudnn.cu: the cached algorithms of one shape
 struct optim_tables;    // kernels/cuda/optim.cu: the optimizer's tables on the device
 struct detloss_scratch; // kernels/cuda/detloss.cu: the loss's device scratch
+struct nms_scratch;     // kernels/cuda/nms.cu: validation NMS / top-k device scratch
 
 struct cuda_ctx {
     backend_cuda_opts opts;
@@ -37,6 +38,7 @@ struct cuda_ctx {
     optim_tables *optim;
     double *gnorm; // device: the last clip_grad_norm's total norm (stays on the device)
     detloss_scratch *loss;
+    nms_scratch *nms;
     cudaStream_t copy_stream; // uploads that overlap the compute stream (transfer.cu), lazily made
 };
 
