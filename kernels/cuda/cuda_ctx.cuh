@@ -84,6 +84,16 @@ void cuda_leave(cuda_ctx *c);
 // At least `bytes` of scratch device memory, valid until the next call (stream-ordered reuse).
 void *cuda_scratch(cuda_ctx *c, size_t bytes);
 
+// A device buffer an op family keeps between calls (detloss.cu, nms.cu).
+struct cuda_buf {
+    void *p;
+    size_t cap;
+};
+// At least `bytes` of b (16 when 0); a larger one replaces it once the stream has finished with
+// the old one, whose contents are not kept.
+void *cuda_buf_need(cuda_ctx *c, cuda_buf *b, size_t bytes);
+void cuda_buf_free(cuda_ctx *c, cuda_buf *b);
+
 // ---- launch geometry -------------------------------------------------------------------------
 
 enum { CUDA_BLOCK = 256 };

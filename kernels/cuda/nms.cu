@@ -36,32 +36,18 @@ enum {
     N_BUFS
 };
 
-struct nms_buf {
-    void *p;
-    size_t cap;
-};
 struct nms_scratch {
-    nms_buf b[N_BUFS];
+    cuda_buf b[N_BUFS];
 };
 
 // Device buffer i of at least bytes (grows; the old contents are not kept).
 static void *need(cuda_ctx *c, int i, size_t bytes) {
-    nms_buf *b = &c->nms->b[i];
-    if (bytes == 0) bytes = 16;
-    if (b->cap < bytes) {
-        CUDA_CHECK(cudaStreamSynchronize(c->stream)); // enqueued work may still use the old one
-        CUDA_CHECK(cudaFree(b->p));
-        b->p = NULL;
-        b->cap = 0;
-        CUDA_CHECK(cudaMalloc(&b->p, bytes));
-        b->cap = bytes;
-    }
-    return b->p;
+    return cuda_buf_need(c, &c->nms->b[i], bytes);
 }
 
 void cuda_release_nms(cuda_ctx *c) {
     if (!c->nms) return;
-    for (int i = 0; i < N_BUFS; i++) CUDA_CHECK(cudaFree(c->nms->b[i].p));
+    for (int i = 0; i < N_BUFS; i++) cuda_buf_free(c, &c->nms->b[i]);
     free(c->nms);
     c->nms = NULL;
 }

@@ -34,13 +34,8 @@
 /* 32 bits whose ascending order is the descending order of s (-0 and +0 are equal, as the CPU's
  * comparison says). Scores are never NaN here (sigmoids; candidates passed `> conf`). */
 YOLO_HD uint32_t nms_score_desc_bits(float s) {
-    union {
-        float f;
-        uint32_t u;
-    } v;
-    v.f = s;
-    if (s == 0.0f) v.u = 0;
-    uint32_t ascending = (v.u & 0x80000000u) ? ~v.u : (v.u | 0x80000000u);
+    uint32_t u = s == 0.0f ? 0u : hd_float_bits(s);
+    uint32_t ascending = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
     return ~ascending;
 }
 YOLO_HD uint64_t nms_key(float s, uint32_t index) {
