@@ -23,7 +23,7 @@ conv2d_prec device_cpu_precision(const train_args *a, bool all_native, char *why
         return CONV2D_FP32;
     }
     if (!strcmp(a->amp, "bf16")) {
-        snprintf(why, len, "bf16 convolutions (amp=bf16%s)",
+        snprintf(why, len, "bf16 training convolutions, fp32 validation (amp=bf16%s)",
                  all_native ? "" : "; a worker's CPU has no AVX512_BF16: emulated, slow");
         return CONV2D_BF16;
     }
@@ -33,8 +33,8 @@ conv2d_prec device_cpu_precision(const train_args *a, bool all_native, char *why
         return CONV2D_FP32;
     }
     snprintf(why, len,
-             "bf16 convolutions, fp32 weights, BN and loss (amp=%s and every worker's CPU has "
-             "AVX512_BF16; amp=False for fp32)",
+             "bf16 training convolutions; fp32 weights, BN, loss and validation (amp=%s and every "
+             "worker's CPU has AVX512_BF16; amp=False for fp32)",
              a->amp);
     return CONV2D_BF16;
 }

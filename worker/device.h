@@ -17,7 +17,8 @@
  * (fp32, tf32 or bf16) overrides it, e.g. fp32 for comparisons with the CPU reference. */
 backend_precision device_precision(const train_args *a, bool *fp16_asked);
 
-/* amp= to the CPU backend's convolutions. False and fp32: CONV2D_FP32. bf16: CONV2D_BF16 (through
+/* amp= to the CPU backend's training convolutions (validation runs fp32). False and fp32:
+ * CONV2D_FP32. bf16: CONV2D_BF16 (through
  * oneDNN's bf16 primitives where the CPU multiplies bf16, else the float reference on rounded
  * inputs, slowly). True (the default) and fp16: CONV2D_BF16 when all_native (every worker's CPU
  * has AVX512_BF16: bf16_cpu_has_native, agreed over the workers), else CONV2D_FP32. why gets one

@@ -420,13 +420,13 @@ static int setup(worker *w) {
     if (mem_budget_train(w->m, w->share, w->micro, (int)a->imgsz, &mb, w->err, sizeof w->err) ||
         device_check_memory(a, &mb, w->local_workers, backend_device(w->be), w->err, sizeof w->err))
         return -1;
-    /* the CPU's bf16 convolutions (amp, worker/device.h) in both models, so validation runs them
-     * too; on a GPU the backend's precision says */
+    /* the CPU's bf16 convolutions (amp, worker/device.h) train the model; the EMA model, which
+     * validation runs, stays fp32: the metrics (and best.h5) are those of the weights as val,
+     * predict and export use them, and `val` reproduces them. On a GPU the backend's precision
+     * says. */
     char why[sizeof w->info.precision];
     if (backend_device(w->be) < 0) {
-        conv2d_prec p = device_cpu_precision(a, w->bf16_native, why, sizeof why);
-        model_set_conv_precision(w->m, p);
-        model_set_conv_precision(w->ema_m, p);
+        model_set_conv_precision(w->m, device_cpu_precision(a, w->bf16_native, why, sizeof why));
     } else {
         snprintf(why, sizeof why, "%s (device=%s, amp=%s)",
                  backend_precision_name(device_precision(a, NULL)), a->device, a->amp);
