@@ -2,10 +2,12 @@
  * (a) peak: an AVX-512 (else AVX2) FMA loop with 12 independent accumulators, per thread count;
  * (b) forward and backward (dx + dw) of every distinct conv shape of yolov8n at imgsz 320, batch 8.
  * Usage: bench_conv [threads=1,2] [compare=false] [clock=wall|cpu] [mintime=0.15] [imgsz=320]
- *                   [batch=8] [peak_only=false]
+ *                   [batch=8] [peak_only=false] [precision=fp32|bf16]
  *   peak_only=true prints only the peaks (fp32 FMA, and bf16 dot products where the CPU has
  *   AVX512_BF16), one PEAK line per thread count.
- *   compare=true also times the forced GEMM and forced oneDNN implementations of every shape. */
+ *   compare=true also times the forced GEMM and forced oneDNN implementations of every shape.
+ *   precision=bf16: CONV2D_BF16 convolutions from float inputs (each call converts x / dy, as the
+ *   Detect heads' biased convs do), against the bf16 dot-product peak where the CPU has one. */
 #include "common/kv.h"
 #include "common/log.h"
 #include "common/rng.h"
@@ -85,6 +87,7 @@ __attribute__((target("avx2,fma"))) static float fma_loop_avx2(long iters) {
  * threads=1; with more threads it also counts OpenMP's spin-waiting, so it is divided by the
  * thread count and is only a rough guide). */
 static int g_cpu_clock, g_threads = 1;
+static conv2d_prec g_prec = CONV2D_FP32;
 static double tick(void) {
     if (!g_cpu_clock) return now_seconds();
     struct timespec t;
@@ -244,7 +247,9 @@ static int same_layer(const layer *a, const layer *b) {
 static void run_threads(int threads, int avx512, int compare, int imgsz, int batch) {
     kernels_set_threads(threads);
     g_threads = threads;
-    double peak = fma_peak(threads, avx512);
+    /* bf16: the dot-product peak where the CPU has AVX512_BF16 */
+    int bf16_peak = g_prec == CONV2D_BF16 && avx512 && __builtin_cpu_supports("avx512bf16");
+    double peak = fma_peak(threads, bf16_peak ? 2 : avx512);
     printf("\n== %d thread%s: measured FMA peak %.1f GFLOP/s (%.1f per thread), gemm: %s\n",
            threads, threads > 1 ? "s" : "", peak, peak / threads, gemm_backend());
     printf("%-20s %4s %4s %4s %2s %4s %3s | %7s %6s %5s | %7s %6s %5s |", "layer (n)", "in", "cin",
@@ -266,6 +271,7 @@ static void run_threads(int threads, int avx512, int compare, int imgsz, int bat
         int hin = imgsz / L->div;
         int need_dx = L->cin != 3; /* the stem's input is the image: training needs no dx */
         conv2d_desc d = conv2d_make(batch, hin, hin, L->cin, L->cout, L->k, L->s, L->k / 2, L->g);
+        d.prec = g_prec;
         const char *path;
         timing t = time_shape(&d, L->bias, need_dx, CONV2D_AUTO, 0, &path);
         char pathbuf[256];
@@ -303,7 +309,7 @@ int main(int argc, char **argv) {
     char err[256];
     const char *threads_s;
     bool compare, peak_only;
-    const char *clock_s;
+    const char *clock_s, *prec_s;
     long imgsz, batch;
     if (kv_parse(argc - 1, argv + 1, &a, err, sizeof err) ||
         kv_get_str(&a, "threads", "1,2", &threads_s) ||
@@ -313,7 +319,7 @@ int main(int argc, char **argv) {
         kv_get_double(&a, "mintime", 0.15, &g_mintime, err, sizeof err) ||
         kv_get_long(&a, "imgsz", 320, &imgsz, err, sizeof err) ||
         kv_get_long(&a, "batch", 8, &batch, err, sizeof err) ||
-        kv_check_unused(&a, err, sizeof err)) {
+        kv_get_str(&a, "precision", "fp32", &prec_s) || kv_check_unused(&a, err, sizeof err)) {
         log_error("%s (usage: bench_conv [threads=1,2] [compare=false] [clock=wall] [imgsz=320] "
                   "[batch=8])",
                   err);
@@ -324,6 +330,11 @@ int main(int argc, char **argv) {
         return 2;
     }
     g_cpu_clock = !strcmp(clock_s, "cpu");
+    if (strcmp(prec_s, "fp32") && strcmp(prec_s, "bf16")) {
+        log_error("precision=%s: expected fp32 or bf16", prec_s);
+        return 2;
+    }
+    g_prec = strcmp(prec_s, "bf16") ? CONV2D_FP32 : CONV2D_BF16;
     if (imgsz < 32 || imgsz % 32 || batch < 1) {
         log_error("imgsz=%ld batch=%ld: imgsz must be a positive multiple of 32, batch >= 1", imgsz,
                   batch);
@@ -351,10 +362,10 @@ int main(int argc, char **argv) {
         kv_free(&a);
         return 0;
     }
-    printf("bench_conv: yolov8n convs, imgsz %ld, batch %ld, fp32 NHWC; peak loop %s x %d "
+    printf("bench_conv: yolov8n convs, imgsz %ld, batch %ld, %s NHWC; peak loop %s x %d "
            "accumulators. Timings: fastest of several calls, %s clock; the machine is shared, so "
            "expect noise.\n",
-           imgsz, batch, avx512 ? "AVX-512" : "AVX2", FMA_ACC,
+           imgsz, batch, prec_s, avx512 ? "AVX-512" : "AVX2", FMA_ACC,
            g_cpu_clock ? "process CPU time / threads" : "wall");
     printf("%%pk = GFLOP/s / measured FMA peak for the same thread count; bwd = dx + dw (+ dbias), "
            "2x the forward FLOPs. (n) = occurrences in the model. * stem: bwd = dw only (its input "

@@ -3,7 +3,7 @@
  * images/s (best step and mean), the share of time in convolutions, the per-op-kind split and the
  * ratio to a forward-only pass measured in the same process (baseline), and one machine-readable
  * line per size for bench/vs_ultralytics.sh:
- *   RESULT <model> <imgsz> <batch> <threads> <best img/s> <mean img/s> <cpu share>
+ *   RESULT <model> <imgsz> <batch> <threads> <best img/s> <mean img/s> <cpu share> <precision>
  * (cpu share: process CPU time / (wall time x threads) over the timed steps; well below 1 means
  * the cores were busy with something else or the threads waited).
  *
@@ -11,15 +11,18 @@
  * from one linear congruential sequence (synthetic_targets below), classes j % 3.
  *
  * Usage: bench_train_step [model=yolov8n.yaml] [imgsz=160,320] [batch=16] [steps=3] [threads=1]
- *                         [loss=true] [nc=3] [clock=wall|cpu] [precision=fp32|bf16]
+ *                         [loss=true] [nc=3] [clock=wall|cpu] [precision=fp32|bf16|auto]
  *   threads=0 uses every core OpenMP reports. loss=false backpropagates a random head gradient.
  *   clock=cpu times steps by process CPU time / threads (for 1 thread on a shared machine).
- *   precision=bf16: mixed-precision convolutions (model_set_conv_precision), as amp=bf16 trains. */
+ *   precision=bf16: mixed-precision convolutions (model_set_conv_precision), as amp=bf16 trains;
+ *   auto: what amp=True (the trainer's default) trains with on this CPU: bf16 where it multiplies
+ *   bf16 natively (bf16_cpu_has_native), else fp32. */
 #include "common/kv.h"
 #include "common/log.h"
 #include "common/rng.h"
 #include "common/timer.h"
 #include "common/ultralytics_version.h"
+#include "kernels/bf16.h"
 #include "kernels/detloss.h"
 #include "kernels/threads.h"
 #include "worker/allreduce_mpi.h"
@@ -58,6 +61,7 @@ static int synthetic_targets(int batch, float *t) {
 
 typedef struct bench_cfg {
     int batch, steps, threads, loss, cpu_clock, nc;
+    const char *prec; /* fp32 or bf16 */
 } bench_cfg;
 
 typedef struct step_ctx {
@@ -144,8 +148,8 @@ static int run_size(step_ctx *s, const bench_cfg *c, int imgsz) {
     char kinds[512];
     printf("  last step by op kind (s, forward/backward): %s\n",
            model_timing_text(m, kinds, sizeof kinds));
-    printf("RESULT %s %d %d %d %.3f %.3f %.3f\n", model_config(m)->name, imgsz, c->batch,
-           c->threads, best_ips, mean_ips, share);
+    printf("RESULT %s %d %d %d %.3f %.3f %.3f %s\n", model_config(m)->name, imgsz, c->batch,
+           c->threads, best_ips, mean_ips, share, c->prec);
     fflush(stdout);
     free(img);
     free(s->dout[0]);
@@ -181,8 +185,9 @@ int main(int argc, char **argv) {
         log_error("clock=%s: expected wall or cpu", clock);
         return 2;
     }
+    if (!strcmp(prec, "auto")) prec = bf16_cpu_has_native() ? "bf16" : "fp32";
     if (strcmp(prec, "fp32") && strcmp(prec, "bf16")) {
-        log_error("precision=%s: expected fp32 or bf16", prec);
+        log_error("precision=%s: expected fp32, bf16 or auto", prec);
         return 2;
     }
     if (batch < 1 || steps < 1 || nc < 1 || threads < 0) {
@@ -194,7 +199,8 @@ int main(int argc, char **argv) {
                    .threads = threads > 0 ? (int)threads : omp_get_num_procs(),
                    .loss = loss,
                    .cpu_clock = !strcmp(clock, "cpu"),
-                   .nc = (int)nc};
+                   .nc = (int)nc,
+                   .prec = prec};
     kernels_set_threads(c.threads);
     step_ctx s = {0};
     s.m = model_create(spec, c.nc, 0, err, sizeof err);

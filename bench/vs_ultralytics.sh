@@ -10,9 +10,12 @@
 #     set to the cores, ours with each worker x thread split of SPLITS (best kept; both stated);
 #     training images/s of the epochs after the first (validation excluded, as the epoch's own
 #     clock).
-# Prints the machine (CPU, ISA, measured FMA peaks), the versions, one table (images/s, ratio,
-# CPU share of each side) and last `min ratio: X.XX` (smallest ours/Ultralytics of the rows of the
-# default setting). Refuses to start when the 1-minute load average is above BENCH_MAX_LOAD
+# Ours runs in its default precision, amp=True: bf16 convolutions where the CPU multiplies bf16
+# natively (avx512_bf16), else fp32 (docs/training.md); where bf16 is the default, every row of
+# ours is also run in fp32 (amp=False) and marked "not the default".
+# Prints the machine (CPU, ISA, measured FMA peaks), the versions, our default precision, one
+# table (images/s, ratio, CPU share of each side) and last `min ratio: X.XX` (smallest
+# ours/Ultralytics of the rows of the default setting). Refuses to start when the 1-minute load average is above BENCH_MAX_LOAD
 # (default 0.5): other processes would share the cores and the ratio would say nothing.
 #
 # usage: bench/vs_ultralytics.sh [--tta]
@@ -82,6 +85,13 @@ for f in avx512f avx512_bf16 amx_bf16; do
   case " $flags " in *" $f "*) isa="$isa $f" ;; esac
 done
 isa=${isa/AVX2 avx512f/AVX-512}
+# amp=True's choice on this CPU (worker/device.h: bf16_cpu_has_native is the avx512_bf16 flag);
+# OTHER: the precision also shown, not counted in min ratio
+case " $flags " in
+  *" avx512_bf16 "*) DEFAULT_PREC=bf16 OTHER_PREC=fp32 prec_why="the CPU has avx512_bf16" ;;
+  *) DEFAULT_PREC=fp32 OTHER_PREC="" prec_why="the CPU has no avx512_bf16" ;;
+esac
+amp_of() { [ "$1" = bf16 ] && echo True || echo False; }
 peaks=$(./bin/bench_conv peak_only=true threads="1,$CORES" clock=cpu)
 peak_txt=$(echo "$peaks" | awk '{printf "%s%s thread(s): fp32 FMA %s GFLOP/s%s", (NR > 1 ? "; " : ""), $3, $6, ($8 ? ", bf16 dot " $10 " GFLOP/s" : "")}')
 ul_ver=$("$PY" -c "import re, torch, ultralytics; m = re.search(r'MKL-DNN v([0-9.]+)', torch.__config__.show()); print(f'Ultralytics {ultralytics.__version__}, PyTorch {torch.__version__} (oneDNN {m.group(1) if m else \"?\"})')" 2>/dev/null || echo "?")
@@ -99,13 +109,20 @@ add_row() { # workload, ul ips, ours ips, note, counts-for-min (1/0)
 
 # ---- forward + backward ------------------------------------------------------------------------
 micro() { # model imgsz threads
-  local m=$1 s=$2 t=$3 u o ub ob us os
+  local m=$1 s=$2 t=$3 u o ub ob us os p
   u=$("$PY" bench/ul_fwdbwd.py "$m" "$s" "$t" "$STEPS" fp32 2>/dev/null | grep '^RESULT' || true)
-  o=$(./bin/bench_train_step model="$m.yaml" imgsz="$s" threads="$t" steps="$STEPS" | grep '^RESULT' || true)
   ub=$(echo "$u" | awk '{print $7}') us=$(echo "$u" | awk '{print $9}')
-  ob=$(echo "$o" | awk '{print $6}') os=$(echo "$o" | awk '{print $8}')
-  add_row "$m forward+backward+loss, imgsz $s, $t thread(s)" "${ub:-0}" "${ob:-0}" \
-    "CPU share Ultralytics ${us:-?}, ours ${os:-?}" 1
+  for p in $DEFAULT_PREC $OTHER_PREC; do
+    o=$(./bin/bench_train_step model="$m.yaml" imgsz="$s" threads="$t" steps="$STEPS" precision="$p" | grep '^RESULT' || true)
+    ob=$(echo "$o" | awk '{print $6}') os=$(echo "$o" | awk '{print $8}')
+    if [ "$p" = "$DEFAULT_PREC" ]; then
+      add_row "$m forward+backward+loss, imgsz $s, $t thread(s)" "${ub:-0}" "${ob:-0}" \
+        "ours $p (default); CPU share Ultralytics ${us:-?}, ours ${os:-?}" 1
+    else
+      add_row "$m forward+backward+loss, imgsz $s, $t thread(s), ours in $p" "${ub:-0}" "${ob:-0}" \
+        "ours $p, NOT the default (not in min ratio); CPU share ours ${os:-?}" 0
+    fi
+  done
 }
 
 # ---- end to end --------------------------------------------------------------------------------
@@ -114,22 +131,32 @@ ul_ips() { awk '/^EPOCH/ {n++; ips[n] = $8; sh[n] = $10} END {s = 0; k = 0; for 
 our_ips() { # train.log: the last progress line of each epoch ("N/N [mm:ss<00:00, X img/s]")
   tr '\r' '\n' <"$1" | grep -o '\([0-9]*\)/\1 \[[^]]*img/s\]' | awk '{gsub(/.*, /, ""); gsub(/ img\/s\]/, ""); n++; ips[n] = $0} END {s = 0; k = 0; for (i = (n > 1 ? 2 : 1); i <= n; i++) {s += ips[i]; k++} if (k) printf "%.2f", s / k; else print 0}'
 }
+our_train() { # model imgsz split precision -> training images/s
+  local m=$1 s=$2 sp=$3 p=$4 w=${3%x*} t=${3#*x} name="ours-$1-$2-$3-$4"
+  ./bin/coordinator train data="$D/shapes.h5" model="$m.yaml" imgsz="$s" batch=16 epochs="$EPOCHS" \
+    workers="$w" threads="$t" fraction="$FRACTION" amp="$(amp_of "$p")" plots=False project="$D/runs" \
+    name="$name" exist_ok=True >/dev/null 2>&1 || say "our training failed: $D/runs/$name/train.log"
+  our_ips "$D/runs/$name/train.log"
+}
 e2e() { # model imgsz
   local m=$1 s=$2 u us ui best=0 bsplit="" notes=""
   "$PY" bench/ul_train.py "$D/sets/shapes.yaml" "$m" "$s" "$EPOCHS" "$CORES" "$D/runs" "ul-$m-$s" \
     fraction="$FRACTION" >"$D/ul-$m-$s.log" 2>&1 || say "Ultralytics training failed: $D/ul-$m-$s.log"
   read -r ui us <<<"$(ul_ips "$D/ul-$m-$s.log")"
   for sp in $SPLITS; do
-    local w=${sp%x*} t=${sp#*x} oi
-    ./bin/coordinator train data="$D/shapes.h5" model="$m.yaml" imgsz="$s" batch=16 epochs="$EPOCHS" \
-      workers="$w" threads="$t" fraction="$FRACTION" plots=False project="$D/runs" name="ours-$m-$s-$sp" \
-      exist_ok=True >/dev/null 2>&1 || say "our training failed: $D/runs/ours-$m-$s-$sp/train.log"
-    oi=$(our_ips "$D/runs/ours-$m-$s-$sp/train.log")
-    notes="$notes${notes:+, }$w worker(s) x $t thread(s): $oi"
+    local oi
+    oi=$(our_train "$m" "$s" "$sp" "$DEFAULT_PREC")
+    notes="$notes${notes:+, }${sp%x*} worker(s) x ${sp#*x} thread(s): $oi"
     if awk -v a="$oi" -v b="$best" 'BEGIN {exit !(a > b)}'; then best=$oi bsplit=$sp; fi
   done
   add_row "$m end-to-end training, imgsz $s (train images/s, $EPOCHS epochs)" "$ui" "$best" \
-    "ours best of $notes; Ultralytics $CORES torch threads, CPU share $us" 1
+    "ours $DEFAULT_PREC (default), best of $notes; Ultralytics $CORES torch threads, CPU share $us" 1
+  if [ -n "$OTHER_PREC" ] && [ -n "$bsplit" ]; then
+    local oo
+    oo=$(our_train "$m" "$s" "$bsplit" "$OTHER_PREC")
+    add_row "$m end-to-end training, imgsz $s, ours in $OTHER_PREC" "$ui" "$oo" \
+      "ours $OTHER_PREC, NOT the default (not in min ratio), ${bsplit%x*} worker(s) x ${bsplit#*x} thread(s)" 0
+  fi
 }
 
 # ---- time to accuracy --------------------------------------------------------------------------
@@ -152,7 +179,7 @@ tta() { # model
     o=$(first_time "$D/runs/tta-ours-$m/results.csv" "$1" "$2")
     local r
     r=$(awk -v a="$u" -v b="$o" 'BEGIN {if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else print "?"}')
-    rows+=("| $m minutes to ${1#metrics/} >= $2, imgsz 160 | $u | $o | $r | ours ${sp%x*} worker(s) x ${sp#*x} thread(s); ratio = Ultralytics time / ours |")
+    rows+=("| $m minutes to ${1#metrics/} >= $2, imgsz 160 | $u | $o | $r | ours ${sp%x*} worker(s) x ${sp#*x} thread(s), $DEFAULT_PREC (default); ratio = Ultralytics time / ours |")
     say "$m ${1#metrics/} >= $2: Ultralytics $u min, ours $o min"
   done
 }
@@ -179,6 +206,7 @@ fi
 echo
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $CORES cores, $isa; measured peak: $peak_txt"
 echo "versions: $ul_ver; $our_ver"
+echo "our default precision here (amp=True): $DEFAULT_PREC convolutions ($prec_why)${OTHER_PREC:+; rows marked 'ours in $OTHER_PREC' are not the default and not in min ratio}"
 echo "both sides: GOMP_SPINCOUNT=$GOMP_SPINCOUNT, batch 16, the same synthetic targets (micro) / shapes set (training)"
 echo "load average at start $load, at the end $(cut -d' ' -f1-3 /proc/loadavg) (ours included); $(($(date +%s) - start)) s"
 echo

@@ -45,12 +45,13 @@
 #pragma once
 #include <stdint.h>
 
-/* 9: the cluster's hello exchange of every rank, stop signals in step reports, validation
+/* 10: model_info carries the arithmetic the convolutions run in (precision) and why;
+ * 9: the cluster's hello exchange of every rank, stop signals in step reports, validation
  * heartbeats (TAG_VAL_PROGRESS) and the setup reports gathered nonblocking, with main's 8;
  * 8: val_header.plots may ask for every prediction (VAL_SEND_ALL_PREDICTIONS, save_json);
  * 7: the model's yaml text follows job_info, pretrained weights after model_info (ckptcli);
  * 6: the epoch message carries the previous epoch's last global batches (epoch_header.history) */
-#define PROTOCOL_VERSION 9
+#define PROTOCOL_VERSION 10
 
 enum msg_tag {
     TAG_EPOCH = 100,
@@ -117,6 +118,9 @@ typedef struct model_info {
     int32_t n_weight, n_bn, n_bias;
     int32_t accumulate;   /* gradient accumulation after warmup */
     int64_t warmup_iters; /* -1: none */
+    /* the convolutions' arithmetic and why, one line (worker/device.h), which the coordinator
+     * logs and records in every checkpoint (lineage/precision) */
+    char precision[160];
 } model_info;
 
 typedef struct epoch_header {

@@ -222,10 +222,11 @@ static int check_device(const train_args *a, char *err, size_t errlen) {
 }
 
 /* amp: on the CPU, Ultralytics trains in float32 for True/fp16 (its AMP check is CUDA-only) and
- * for False/fp32, which is what this engine does. bf16 (PyTorch's CPU bfloat16 autocast there)
- * trains with mixed-precision convolutions here: inputs rounded to bfloat16, float sums, float
- * master weights, BN and loss (train_args_bf16; kernels/conv2d.h). On a GPU (device=), True, fp16
- * and bf16 train in bf16 mixed precision (worker/device.h). */
+ * for False/fp32. Here True/fp16 train with mixed-precision convolutions (inputs rounded to
+ * bfloat16, float sums, float master weights, BN and loss; kernels/conv2d.h) where every worker's
+ * CPU multiplies bf16 natively, else float32; False/fp32 float32 and bf16 (PyTorch's CPU bfloat16
+ * autocast there) bf16 always (worker/device.h: device_cpu_precision). On a GPU (device=), True,
+ * fp16 and bf16 train in bf16 mixed precision (device_precision). */
 static int check_amp(train_args *a, const ul_behaviour *beh, char *err, size_t errlen) {
     bool b;
     if (parse_bool(a->amp, &b)) {

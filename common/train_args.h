@@ -63,5 +63,5 @@ int train_args_gpus(const train_args *a, int *ids, int max);
 /* The YOLO26 validation head: true for the one-to-one head with top-k, false for one-to-many
  * with NMS (8.4.190: nms=False selects one-to-one; 8.4.33: always one-to-one). */
 bool train_args_val_one2one(const train_args *a);
-/* amp=bf16: mixed-precision (bfloat16-input) convolutions for training and validation. */
+/* amp=bf16: bf16 convolutions asked for (amp=True may pick them too: worker/device.h). */
 bool train_args_bf16(const train_args *a);

@@ -99,6 +99,7 @@ typedef struct ckpt_meta {
     char *class_names;          /* (heap) the dataset's class names, a JSON array of strings */
     char *pretrained;           /* (heap) the weights file a fine-tuned run started from */
     char pretrained_sha256[65]; /* that file's sha256 (of its bytes) */
+    char precision[160];        /* the convolutions' arithmetic and why (protocol.h model_info) */
 } ckpt_meta;
 
 void ckpt_meta_free(ckpt_meta *m);

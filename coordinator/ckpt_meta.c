@@ -193,6 +193,7 @@ static const field fields[] = {
     FHO("lineage", "class_names", class_names),
     FHO("lineage", "pretrained", pretrained),
     FSO("lineage", "pretrained_sha256", pretrained_sha256),
+    FSO("lineage", "precision", precision),
 };
 #define NFIELDS (sizeof fields / sizeof *fields)
 

@@ -111,6 +111,7 @@ cJSON *ckpt_meta_json(const ckpt_meta *m) {
     cJSON_AddNumberToObject(l, "world_size", m->world_size);
     cJSON_AddNumberToObject(l, "micro_batch", m->micro_batch);
     cJSON_AddStringToObject(l, "host", m->host);
+    cJSON_AddStringToObject(l, "precision", m->precision);
     return j;
 }
 

@@ -249,6 +249,7 @@ static void show_text(const ckpt_ref *ref, ckpt_file *f) {
         printf("fine-tuned  from %s (sha256 %s)\n", m->pretrained, m->pretrained_sha256);
     printf("code        %s; world size %d, micro_batch %d, host %s\n", m->code_version,
            m->world_size, m->micro_batch, m->host);
+    if (m->precision[0]) printf("precision   %s\n", m->precision);
     printf("content     sha256 %s\n            %d tensors (%s), %s\n", m->content_sha256,
            ckpt_num_tensors(f), groups, size);
 }

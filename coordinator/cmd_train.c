@@ -344,6 +344,8 @@ static int run(train_args *a, int workers, const resume_plan *plan) {
              ul_version_name(a->ultralytics), a->save_dir);
     model_info mi;
     rank_watch_recv(&mi, sizeof mi, MPI_BYTE, 1, TAG_MODEL_INFO, "model info");
+    mi.precision[sizeof mi.precision - 1] = '\0';
+    log_info("precision: %s", mi.precision);
     train_prep_print_optimizer(a, &mi);
     if (a->nms == 0 && mi.branches == 1) /* Ultralytics' end2end setter says the same */
         log_warn("nms=False: this model has no one-to-one head; using one-to-many outputs.");
@@ -371,6 +373,7 @@ static int run(train_args *a, int workers, const resume_plan *plan) {
         return 1;
     }
     st.loss_names[2] = train_prep_third_loss(a, &mi);
+    snprintf(st.precision, sizeof st.precision, "%.*s", (int)sizeof mi.precision - 1, mi.precision);
     rank_watch_on_fail(finish_after_rank_failure, &st);
     if (state) ckpt_state_broadcast(state, workers); /* the workers restore it after setup */
     int epoch0, step0;

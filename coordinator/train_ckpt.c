@@ -196,6 +196,7 @@ static void fill_meta(train_state *st, ckpt_meta *m, const char *reason, int epo
     }
     snprintf(m->code_version, sizeof m->code_version, "%s", code_version());
     m->micro_batch = (int)(a->micro_batch ? a->micro_batch : a->batch / st->workers);
+    snprintf(m->precision, sizeof m->precision, "%s", st->precision);
     if (gethostname(m->host, sizeof m->host - 1) != 0) snprintf(m->host, sizeof m->host, "?");
 }
 

@@ -53,6 +53,7 @@ typedef struct train_state {
     char *class_names;            /* the dataset's, a JSON array (lineage) */
     char *pretrained;             /* the weights file a fine-tuned run started from, or NULL */
     char pretrained_sha256[65];
+    char precision[160];        /* what the convolutions run in and why (model_info, lineage) */
     int submitted, failed_last; /* versions submitted; the newest's write failed */
     int test_save_epoch, test_save_step, test_hold_version; /* YOLO_TEST_* knobs */
 } train_state;

@@ -153,6 +153,7 @@ void fixture_run(const char *dir, const char *name, const fixture_run_opts *o) {
         meta.world_size = 1;
         meta.micro_batch = 8;
         snprintf(meta.host, sizeof meta.host, "test");
+        snprintf(meta.precision, sizeof meta.precision, "bf16 convolutions (fixture)");
         char path[700];
         ckpt_store_version_path(run, v, path, sizeof path);
         cr_assert_eq(ckpt_write(path, &meta, t, n, err, sizeof err), 0, "%s", err);

@@ -142,6 +142,7 @@ Test(ckptcli, show_gives_metadata_lineage_across_runs_and_tensor_statistics) {
               "%s", out);
     cr_assert(strstr(out, "mAP50-95 0.20000"), "%s", out);
     cr_assert(strstr(out, "sha256 cdcdcdcd"), "dataset hash:\n%s", out);
+    cr_assert(strstr(out, "precision   bf16 convolutions (fixture)"), "what ran:\n%s", out);
     /* the chain: b:v0001, then run a (b was resumed from a's v0002), down to a's first */
     const char *l1 = strstr(out, "b:v0001"), *l2 = strstr(out, "a:v0002"),
                *l3 = strstr(out, "a:v0001");
@@ -153,6 +154,9 @@ Test(ckptcli, show_gives_metadata_lineage_across_runs_and_tensor_statistics) {
     cJSON *j = cJSON_Parse(out);
     cr_assert(j, "%s", out);
     cr_assert_eq(cJSON_GetObjectItem(j, "version")->valueint, 1);
+    cJSON *lin = cJSON_GetObjectItem(j, "lineage");
+    cr_assert_str_eq(cJSON_GetObjectItem(lin, "precision")->valuestring,
+                     "bf16 convolutions (fixture)");
     cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "chain")), 2, "a:v0002, a:v0001");
     cJSON *ts = cJSON_GetObjectItem(j, "tensors");
     cr_assert_eq(cJSON_GetArraySize(ts), 1);

@@ -4,6 +4,7 @@
 #include "coordinator/shard_plan.h"
 #include "common/train_args.h"
 #include "dataio/pack.h"
+#include "worker/device.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -78,6 +79,32 @@ Test(runsetup, device_forms_and_amp_bf16) {
     cr_assert(train_args_bf16(&a));
     char *bf16_gpu[] = {"data=/etc/hostname", "amp=bf16", "device=0"};
     cr_assert_eq(parse(&a, err, 3, bf16_gpu), 0, "%s", err);
+}
+
+/* amp= on the CPU: True (the default) and fp16 train bf16 convolutions only where every worker's
+ * CPU multiplies bf16 natively; False and fp32 always fp32; bf16 always bf16. The line says which
+ * and names the reason. */
+Test(runsetup, amp_on_the_cpu_follows_native_bf16) {
+    struct {
+        const char *amp;
+        bool native;
+        conv2d_prec want;
+        const char *says;
+    } cases[] = {
+        {NULL, true, CONV2D_BF16, "AVX512_BF16"},    {NULL, false, CONV2D_FP32, "no AVX512_BF16"},
+        {"amp=fp16", true, CONV2D_BF16, "amp=fp16"}, {"amp=False", true, CONV2D_FP32, "amp=False"},
+        {"amp=fp32", true, CONV2D_FP32, "amp=fp32"}, {"amp=bf16", true, CONV2D_BF16, "amp=bf16"},
+        {"amp=bf16", false, CONV2D_BF16, "emulated"}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        train_args a;
+        char err[256], why[160];
+        char *argv[] = {"data=/etc/hostname", (char *)cases[i].amp};
+        cr_assert_eq(parse(&a, err, cases[i].amp ? 2 : 1, argv), 0, "%s", err);
+        conv2d_prec p = device_cpu_precision(&a, cases[i].native, why, sizeof why);
+        cr_assert_eq(p, cases[i].want, "%s native %d: %s", a.amp, cases[i].native, why);
+        cr_assert(strstr(why, p == CONV2D_BF16 ? "bf16" : "fp32"), "names it: %s", why);
+        cr_assert(strstr(why, cases[i].says), "says why (%s): %s", cases[i].says, why);
+    }
 }
 
 /* batch=64 on a 16-image train split: lowered to the split (Ultralytics' min(batch, len(dataset)))

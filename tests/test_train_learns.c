@@ -75,6 +75,9 @@ Test(trainlearns, yolov8n_on_synthetic_shapes, .timeout = 600) {
     f = fopen(path, "r");
     cr_assert(f, "args.yaml written");
     fclose(f);
+    /* the run says which precision its convolutions used (amp=True: bf16 where the CPU has it) */
+    snprintf(path, sizeof path, "grep -q 'precision: .* convolutions' '%s/run/train.log'", dir);
+    cr_assert_eq(system(path), 0, "train.log names the precision (%s/run)", dir);
     test_remove_dir(dir);
 }
 

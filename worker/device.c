@@ -2,6 +2,7 @@
 
 #include "common/log.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +15,28 @@ backend_precision device_precision(const train_args *a, bool *fp16_asked) {
                 return (backend_precision)p;
     bool mixed = !strcmp(a->amp, "True") || !strcmp(a->amp, "fp16") || !strcmp(a->amp, "bf16");
     return mixed ? BACKEND_PRECISION_BF16 : BACKEND_PRECISION_TF32;
+}
+
+conv2d_prec device_cpu_precision(const train_args *a, bool all_native, char *why, size_t len) {
+    if (!strcmp(a->amp, "False") || !strcmp(a->amp, "fp32")) {
+        snprintf(why, len, "fp32 convolutions (amp=%s)", a->amp);
+        return CONV2D_FP32;
+    }
+    if (!strcmp(a->amp, "bf16")) {
+        snprintf(why, len, "bf16 training convolutions, fp32 validation (amp=bf16%s)",
+                 all_native ? "" : "; a worker's CPU has no AVX512_BF16: emulated, slow");
+        return CONV2D_BF16;
+    }
+    if (!all_native) {
+        snprintf(why, len, "fp32 convolutions (amp=%s, but a worker's CPU has no AVX512_BF16)",
+                 a->amp);
+        return CONV2D_FP32;
+    }
+    snprintf(why, len,
+             "bf16 training convolutions; fp32 weights, BN, loss and validation (amp=%s and every "
+             "worker's CPU has AVX512_BF16; amp=False for fp32)",
+             a->amp);
+    return CONV2D_BF16;
 }
 
 int device_gpu_for(const train_args *a, int local, int gpus_present, char *err, size_t errlen) {

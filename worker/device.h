@@ -17,6 +17,14 @@
  * (fp32, tf32 or bf16) overrides it, e.g. fp32 for comparisons with the CPU reference. */
 backend_precision device_precision(const train_args *a, bool *fp16_asked);
 
+/* amp= to the CPU backend's training convolutions (validation runs fp32). False and fp32:
+ * CONV2D_FP32. bf16: CONV2D_BF16 (through
+ * oneDNN's bf16 primitives where the CPU multiplies bf16, else the float reference on rounded
+ * inputs, slowly). True (the default) and fp16: CONV2D_BF16 when all_native (every worker's CPU
+ * has AVX512_BF16: bf16_cpu_has_native, agreed over the workers), else CONV2D_FP32. why gets one
+ * line saying which and why, for the run's log and its checkpoints. */
+conv2d_prec device_cpu_precision(const train_args *a, bool all_native, char *why, size_t len);
+
 /* The GPU index for local rank `local` under device=, or -1 with one line in err (device=cpu,
  * more workers on the node than GPUs listed, or than GPUs present). */
 int device_gpu_for(const train_args *a, int local, int gpus_present, char *err, size_t errlen);

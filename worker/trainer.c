@@ -39,6 +39,7 @@ typedef struct worker {
     job_info job;
     int rank, wrank, W; /* world rank, rank among workers, number of workers */
     int local_workers;  /* workers on this machine (they share its memory) */
+    bool bf16_native;   /* every worker's CPU multiplies bf16 (bf16_cpu_has_native) */
     bool aborted;       /* the coordinator ended the job (CTRL_ABORT) and printed why */
     MPI_Comm wcomm;
     backend *be;      /* where the models, gradients and optimizer state live */
@@ -419,11 +420,16 @@ static int setup(worker *w) {
     if (mem_budget_train(w->m, w->share, w->micro, (int)a->imgsz, &mb, w->err, sizeof w->err) ||
         device_check_memory(a, &mb, w->local_workers, backend_device(w->be), w->err, sizeof w->err))
         return -1;
-    /* amp=bf16 on the CPU: bf16 convolutions in both models, so validation runs bf16 too (on a GPU
-     * the backend's precision is bf16 already) */
-    if (train_args_bf16(a) && backend_device(w->be) < 0) {
-        model_set_conv_precision(w->m, CONV2D_BF16);
-        model_set_conv_precision(w->ema_m, CONV2D_BF16);
+    /* the CPU's bf16 convolutions (amp, worker/device.h) train the model; the EMA model, which
+     * validation runs, stays fp32: the metrics (and best.h5) are those of the weights as val,
+     * predict and export use them, and `val` reproduces them. On a GPU the backend's precision
+     * says. */
+    char why[sizeof w->info.precision];
+    if (backend_device(w->be) < 0) {
+        model_set_conv_precision(w->m, device_cpu_precision(a, w->bf16_native, why, sizeof why));
+    } else {
+        snprintf(why, sizeof why, "%s (device=%s, amp=%s)",
+                 backend_precision_name(device_precision(a, NULL)), a->device, a->amp);
     }
     if (model_plan(w->m, w->micro, (int)a->imgsz, (int)a->imgsz, w->err, sizeof w->err) != 0)
         return -1;
@@ -431,6 +437,7 @@ static int setup(worker *w) {
     if (train_setup_optimizer(w->m, a, n_train, &w->opt, &w->sc, &w->accumulate, &w->info, w->err,
                               sizeof w->err) != 0)
         return -1;
+    snprintf(w->info.precision, sizeof w->info.precision, "%s", why);
     ema_init(&w->ema);
     w->ni = 0;
     w->last_opt_step = -1;
@@ -547,6 +554,11 @@ int worker_train_main(void) {
     CHECK_MPI(MPI_Comm_split_type(w->wcomm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
     CHECK_MPI(MPI_Comm_size(node, &w->local_workers));
     CHECK_MPI(MPI_Comm_free(&node));
+    /* amp=True trains bf16 convolutions only if every worker's CPU multiplies bf16 natively: the
+     * workers then all compute the same way */
+    int native = bf16_cpu_has_native();
+    CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &native, 1, MPI_INT, MPI_MIN, w->wcomm));
+    w->bf16_native = native != 0;
     /* The coordinator prints the first failure and creates nothing unless every worker is ready */
     setup_report sr = {.ok = setup(w) == 0};
     if (!sr.ok) snprintf(sr.error, sizeof sr.error, "%.199s", w->err);
