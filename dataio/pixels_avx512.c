@@ -4,7 +4,7 @@
  * -ffast-math or FMA contraction (-std=c17 keeps GCC's contraction off). */
 #include "dataio/pixels_simd.h"
 
-#if PIXELS_AVX512
+#if PIXELS_HAVE_AVX512
 #include "common/log.h"
 
 #include <immintrin.h>
@@ -90,75 +90,6 @@ void pixels_warp_vblend_avx512(const float *H0, const float *H1, float b, int n,
         __m512i q = _mm512_max_epi32(_mm512_cvtps_epi32(v), zero); /* round half even */
         _mm_mask_storeu_epi8(out + i, m, _mm512_cvtusepi32_epi8(q));
     }
-}
-
-/* ---- resize -----------------------------------------------------------------------------------
- */
-
-/* One source row along x into D = (p0 * a0 + p1 * a1) >> 4 as int16 (only D >> 4 is ever used).
- * off/w: per output element the byte offset of p0 and the weight pair a0 | a1 << 16; elements
- * from nsafe on (the right edge, whose dword read would pass the row) go the scalar way. */
-static void resize_hrow(const uint8_t *S, const int32_t *off, const int32_t *w, int nsafe, int n,
-                        const int *xi1, const int *xa0, const int *xa1, int16_t *D) {
-    const __m512i lo8 = _mm512_set1_epi32(0xFF), b3 = _mm512_set1_epi32(0xFF0000);
-    for (int i = 0; i < nsafe; i += 16) {
-        __mmask16 m = tail16(nsafe - i);
-        __m512i o = _mm512_maskz_loadu_epi32(m, off + i);
-        __m512i d = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, o, S, 1);
-        /* p0 in the low 16 bits, p1 (byte 3) in the high 16 bits, then a 16-bit dot product */
-        __m512i pair = _mm512_or_si512(_mm512_and_si512(d, lo8),
-                                       _mm512_and_si512(_mm512_srli_epi32(d, 8), b3));
-        __m512i v = _mm512_madd_epi16(pair, _mm512_maskz_loadu_epi32(m, w + i));
-        _mm256_mask_storeu_epi16(D + i, m, _mm512_cvtepi32_epi16(_mm512_srai_epi32(v, 4)));
-    }
-    for (int i = nsafe; i < n; i++) {
-        int x = i / 3, c = i % 3;
-        D[i] = (int16_t)((S[off[i]] * xa0[x] + S[3 * xi1[x] + c] * xa1[x]) >> 4);
-    }
-}
-
-void pixels_resize_avx512(const uint8_t *src, int sh, int sw, uint8_t *dst, size_t dstride, int dh,
-                          int dw) {
-    int n = 3 * dw;
-    int *xi0 = xmalloc(sizeof(int) * 4 * (size_t)dw), *xi1 = xi0 + dw, *xa0 = xi1 + dw,
-        *xa1 = xa0 + dw;
-    int *yi0 = xmalloc(sizeof(int) * 4 * (size_t)dh), *yi1 = yi0 + dh, *ya0 = yi1 + dh,
-        *ya1 = ya0 + dh;
-    pixels_resize_coefs(dw, sw, xi0, xi1, xa0, xa1);
-    pixels_resize_coefs(dh, sh, yi0, yi1, ya0, ya1);
-    int32_t *off = xmalloc(sizeof(int32_t) * 2 * (size_t)n), *w = off + n;
-    int nsafe = 0;
-    for (int i = 0; i < n; i++) {
-        int x = i / 3;
-        off[i] = 3 * xi0[x] + i % 3;
-        w[i] = xa0[x] | xa1[x] << 16;
-        if (off[i] + 3 < 3 * sw) nsafe = i + 1; /* columns only grow with x */
-    }
-    int16_t *rows = xmalloc(sizeof(int16_t) * 2 * (size_t)n);
-    int16_t *D[2] = {rows, rows + n};
-    int have[2] = {-1, -1};
-    const __m512i two = _mm512_set1_epi16(2), zero = _mm512_setzero_si512();
-    for (int y = 0; y < dh; y++) {
-        int want[2] = {yi0[y], yi1[y]};
-        PIXELS_ROWS_SHIFT(D, have, want[0]);
-        for (int k = 0; k < 2; k++) {
-            if (have[k] == want[k]) continue;
-            resize_hrow(src + (size_t)want[k] * sw * 3, off, w, nsafe, n, xi1, xa0, xa1, D[k]);
-            have[k] = want[k];
-        }
-        /* ((D0 * b0) >> 16) + ((D1 * b1) >> 16) + 2 >> 2 in 16-bit lanes: D < 2^15, b <= 2048 */
-        const __m512i b0 = _mm512_set1_epi16((short)ya0[y]), b1 = _mm512_set1_epi16((short)ya1[y]);
-        uint8_t *d = dst + y * dstride;
-        for (int i = 0; i < n; i += 32) {
-            __mmask32 m = n - i >= 32 ? 0xFFFFFFFFu : (1u << (n - i)) - 1;
-            __m512i d0 = _mm512_maskz_loadu_epi16(m, D[0] + i);
-            __m512i d1 = _mm512_maskz_loadu_epi16(m, D[1] + i);
-            __m512i v = _mm512_add_epi16(_mm512_mulhi_epi16(d0, b0), _mm512_mulhi_epi16(d1, b1));
-            v = _mm512_max_epi16(_mm512_srai_epi16(_mm512_add_epi16(v, two), 2), zero);
-            _mm256_mask_storeu_epi8(d + i, m, _mm512_cvtusepi16_epi8(v));
-        }
-    }
-    free(rows), free(off), free(xi0), free(yi0);
 }
 
 /* ---- HSV --------------------------------------------------------------------------------------
