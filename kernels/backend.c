@@ -42,6 +42,7 @@ static const char *const op_names[] = {
     "conv2d_forward_bf16",
     "conv2d_backward_bf16",
     "batchnorm_silu_backward_set",
+    "nms",
 };
 _Static_assert(sizeof op_names / sizeof op_names[0] == BACKEND_OP_COUNT,
                "op_names needs one name per backend_op");
@@ -123,6 +124,8 @@ static bool has_op(const backend_i *f, backend_op op) {
         return f->conv2d_backward_bf16 != NULL;
     case BACKEND_OP_BATCHNORM_SILU_BACKWARD_SET:
         return f->batchnorm_silu_backward_set != NULL;
+    case BACKEND_OP_NMS:
+        return f->nms != NULL;
     case BACKEND_OP_COUNT:
         break;
     }
@@ -426,4 +429,8 @@ void backend_batchnorm_silu_backward_set(backend *be, int m, int c, const float 
     }
     DISPATCH(be, BACKEND_OP_BATCHNORM_SILU_BACKWARD_SET, batchnorm_silu_backward_set, m, c, x,
              gamma, beta, save_mean, save_invstd, dy, dx, dgamma, dbeta);
+}
+void backend_nms(backend *be, const backend_nms_desc *d, const float *pred, detection *dets,
+                 int32_t *counts) {
+    DISPATCH(be, BACKEND_OP_NMS, nms, d, pred, dets, counts);
 }

@@ -110,6 +110,8 @@ typedef struct backend_i {
                                         const float *gamma, const float *beta,
                                         const float *save_mean, const float *save_invstd,
                                         const float *dy, float *dx, float *dgamma, float *dbeta);
+    void (*nms)(backend *be, const backend_nms_desc *d, const float *pred, detection *dets,
+                int32_t *counts);
 } backend_i;
 
 struct backend {
