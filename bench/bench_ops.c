@@ -6,6 +6,7 @@
 #include "kernels/activation.h"
 #include "kernels/attention.h"
 #include "kernels/batchnorm.h"
+#include "kernels/batchnorm_silu.h"
 #include "kernels/dfl.h"
 #include "kernels/pool.h"
 #include "kernels/tensor_ops.h"
@@ -67,6 +68,16 @@ int main(int argc, char **argv) {
     report("batchnorm_forward_train", t, 3.0 * sz * 4, base);
     TIME_BEST(t, reps, batchnorm_backward(m, c, x, g, mean, istd, dy, dx, dg, dg + c));
     report("batchnorm_backward", t, 5.0 * sz * 4, base);
+    /* the fused BN + SiLU backward as the model ran it (dx zeroed, then accumulated) and as it
+     * runs it now where it is dx's first producer (written); bytes: x, dy, dx once each */
+    TIME_BEST(t, reps,
+              (memset(dx, 0, sz * sizeof *dx),
+               batchnorm_silu_backward(m, c, x, g, b, mean, istd, dy, dx, dg, dg + c)));
+    report("zero + batchnorm_silu_backward", t, 3.0 * sz * 4, base);
+    double t_acc = t;
+    TIME_BEST(t, reps, batchnorm_silu_backward_set(m, c, x, g, b, mean, istd, dy, dx, dg, dg + c));
+    report("batchnorm_silu_backward_set", t, 3.0 * sz * 4, base);
+    printf("%-34s %8.2fx the time of zero + batchnorm_silu_backward\n", "", t / t_acc);
     TIME_BEST(t, reps, silu_forward(sz, x, y));
     report("silu_forward", t, mb, base);
     TIME_BEST(t, reps, silu_backward(sz, x, dy, dx));

@@ -41,6 +41,7 @@ static const char *const op_names[] = {
     "to_bf16",
     "conv2d_forward_bf16",
     "conv2d_backward_bf16",
+    "batchnorm_silu_backward_set",
     "nms",
 };
 _Static_assert(sizeof op_names / sizeof op_names[0] == BACKEND_OP_COUNT,
@@ -121,6 +122,8 @@ static bool has_op(const backend_i *f, backend_op op) {
         return f->conv2d_forward_bf16 != NULL;
     case BACKEND_OP_CONV2D_BACKWARD_BF16:
         return f->conv2d_backward_bf16 != NULL;
+    case BACKEND_OP_BATCHNORM_SILU_BACKWARD_SET:
+        return f->batchnorm_silu_backward_set != NULL;
     case BACKEND_OP_NMS:
         return f->nms != NULL;
     case BACKEND_OP_COUNT:
@@ -413,6 +416,19 @@ void backend_conv2d_backward_bf16(backend *be, const conv2d_desc *d, const bf16 
                                   const bf16 *dyb, float *dx, bool dx_write, float *dw, float *ws) {
     DISPATCH(be, BACKEND_OP_CONV2D_BACKWARD_BF16, conv2d_backward_bf16, d, xb, w, dyb, dx, dx_write,
              dw, ws);
+}
+void backend_batchnorm_silu_backward_set(backend *be, int m, int c, const float *x,
+                                         const float *gamma, const float *beta,
+                                         const float *save_mean, const float *save_invstd,
+                                         const float *dy, float *dx, float *dgamma, float *dbeta) {
+    if (!be->iface.batchnorm_silu_backward_set) { /* the same values through the accumulating op */
+        if (dx) backend_zero(be, dx, (size_t)m * c * sizeof *dx);
+        backend_batchnorm_silu_backward(be, m, c, x, gamma, beta, save_mean, save_invstd, dy, dx,
+                                        dgamma, dbeta);
+        return;
+    }
+    DISPATCH(be, BACKEND_OP_BATCHNORM_SILU_BACKWARD_SET, batchnorm_silu_backward_set, m, c, x,
+             gamma, beta, save_mean, save_invstd, dy, dx, dgamma, dbeta);
 }
 void backend_nms(backend *be, const backend_nms_desc *d, const float *pred, detection *dets,
                  int32_t *counts) {

@@ -74,6 +74,7 @@ typedef enum backend_op {
     BACKEND_OP_TO_BF16,
     BACKEND_OP_CONV2D_FORWARD_BF16,
     BACKEND_OP_CONV2D_BACKWARD_BF16,
+    BACKEND_OP_BATCHNORM_SILU_BACKWARD_SET,
     BACKEND_OP_NMS,
     BACKEND_OP_COUNT
 } backend_op;
@@ -273,6 +274,14 @@ void backend_conv2d_forward_bf16(backend *be, const conv2d_desc *d, const bf16 *
  * x and dy: dw += (when dw), dx += or, with dx_write, dx = (when dx); no bias gradient. */
 void backend_conv2d_backward_bf16(backend *be, const conv2d_desc *d, const bf16 *xb, const float *w,
                                   const bf16 *dyb, float *dx, bool dx_write, float *dw, float *ws);
+/* batchnorm_silu_backward_set (kernels/batchnorm_silu.h): batchnorm_silu_backward with dx WRITTEN
+ * rather than added, for a gradient this op is the first to produce (the model then does not zero
+ * it); the same values as batchnorm_silu_backward into a zeroed dx. Falls back to exactly that on a
+ * backend without it. */
+void backend_batchnorm_silu_backward_set(backend *be, int m, int c, const float *x,
+                                         const float *gamma, const float *beta,
+                                         const float *save_mean, const float *save_invstd,
+                                         const float *dy, float *dx, float *dgamma, float *dbeta);
 
 /* ---- validation post-processing (kernels/nms.h) ---- */
 typedef struct backend_nms_desc {

@@ -146,6 +146,14 @@ static void cpu_bn_silu_backward(backend *be, int m, int c, const float *x, cons
     enter(be);
     batchnorm_silu_backward(m, c, x, gamma, beta, save_mean, save_invstd, dy, dx, dgamma, dbeta);
 }
+static void cpu_bn_silu_backward_set(backend *be, int m, int c, const float *x, const float *gamma,
+                                     const float *beta, const float *save_mean,
+                                     const float *save_invstd, const float *dy, float *dx,
+                                     float *dgamma, float *dbeta) {
+    enter(be);
+    batchnorm_silu_backward_set(m, c, x, gamma, beta, save_mean, save_invstd, dy, dx, dgamma,
+                                dbeta);
+}
 static void cpu_to_bf16(backend *be, size_t n, const float *x, bf16 *y) {
     enter(be);
     bf16_from_f32(n, x, y);
@@ -348,6 +356,7 @@ static const backend_i cpu_iface = {
     .to_bf16 = cpu_to_bf16,
     .conv2d_forward_bf16 = cpu_conv2d_forward_bf16,
     .conv2d_backward_bf16 = cpu_conv2d_backward_bf16,
+    .batchnorm_silu_backward_set = cpu_bn_silu_backward_set,
     .nms = cpu_nms,
 };
 

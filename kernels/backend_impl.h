@@ -106,6 +106,10 @@ typedef struct backend_i {
                                 const float *bias, float *y, float *ws);
     void (*conv2d_backward_bf16)(backend *be, const conv2d_desc *d, const bf16 *xb, const float *w,
                                  const bf16 *dyb, float *dx, bool dx_write, float *dw, float *ws);
+    void (*batchnorm_silu_backward_set)(backend *be, int m, int c, const float *x,
+                                        const float *gamma, const float *beta,
+                                        const float *save_mean, const float *save_invstd,
+                                        const float *dy, float *dx, float *dgamma, float *dbeta);
     void (*nms)(backend *be, const backend_nms_desc *d, const float *pred, detection *dets,
                 int32_t *counts);
 } backend_i;

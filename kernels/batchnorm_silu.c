@@ -2,7 +2,9 @@
  * (kernels/batchnorm_internal.h, kernels/bn_sums.h) with SiLU's expressions inside, element by
  * element, so the results are the bits of batchnorm_* followed by silu_* without the intermediate
  * tensors. Backward: pass 1 sums dz = silu'(z) dy and dz (x - mean) with z recomputed; pass 2
- * recomputes dz (cheaper than storing and reloading it) and accumulates dx. */
+ * accumulates dx, recomputing dz (the sigmoid again: dx may hold other gradients, so it has no room
+ * for dz). The write variant (_set) stores dz into dx in pass 1 and pass 2 turns it into dx in
+ * place: one sigmoid per element instead of two, and the model skips zeroing dx. */
 #include "kernels/batchnorm_silu.h"
 
 #include "common/log.h"
@@ -32,9 +34,44 @@ void batchnorm_silu_forward_infer(int m, int c, const float *x, const float *gam
     free(scale);
 }
 
-void batchnorm_silu_backward(int m, int c, const float *x, const float *gamma, const float *beta,
-                             const float *save_mean, const float *save_invstd, const float *dy,
-                             float *dx, float *dgamma, float *dbeta) {
+/* dx += k_scale (dz - k_mdy - (x - mean) k_xc) with dz recomputed from x and dy. */
+static void dx_accumulate(int m, int c, const float *x, const float *save_mean, const float *scale,
+                          const float *beta, const float *k, const float *dy, float *dx) {
+    const float *k_scale = k, *k_mdy = k + c, *k_xc = k + 2 * c;
+    long long work = (long long)m * c;
+#pragma omp parallel for num_threads(kernels_threads()) schedule(static) if (work >= BN_PAR_MIN)
+    for (int r = 0; r < m; r++) {
+        const float *xr = x + (size_t)r * c, *dyr = dy + (size_t)r * c;
+        float *dxr = dx + (size_t)r * c;
+#pragma omp simd
+        for (int ch = 0; ch < c; ch++) {
+            float z = (xr[ch] - save_mean[ch]) * scale[ch] + beta[ch];
+            float g = bn_silu_dz(z, dyr[ch]);
+            dxr[ch] += k_scale[ch] * (g - k_mdy[ch] - (xr[ch] - save_mean[ch]) * k_xc[ch]);
+        }
+    }
+}
+
+/* dx = the same term from the dz already stored in dx (pass 1), + 0.0f: the bits of adding the
+ * term to a zeroed dx (-0 becomes +0). */
+static void dx_write(int m, int c, const float *x, const float *save_mean, const float *k,
+                     float *dx) {
+    const float *k_scale = k, *k_mdy = k + c, *k_xc = k + 2 * c;
+    long long work = (long long)m * c;
+#pragma omp parallel for num_threads(kernels_threads()) schedule(static) if (work >= BN_PAR_MIN)
+    for (int r = 0; r < m; r++) {
+        const float *xr = x + (size_t)r * c;
+        float *dxr = dx + (size_t)r * c;
+#pragma omp simd
+        for (int ch = 0; ch < c; ch++)
+            dxr[ch] =
+                k_scale[ch] * (dxr[ch] - k_mdy[ch] - (xr[ch] - save_mean[ch]) * k_xc[ch]) + 0.0f;
+    }
+}
+
+static void backward(int m, int c, const float *x, const float *gamma, const float *beta,
+                     const float *save_mean, const float *save_invstd, const float *dy, float *dx,
+                     bool write, float *dgamma, float *dbeta) {
     if (m < 1 || c < 1) FATAL("batchnorm_silu_backward: bad shape m=%d c=%d", m, c);
     float *scale = xmalloc(sizeof(float) * 4 * c), *k = scale + c;
     for (int ch = 0; ch < c; ch++) scale[ch] = batchnorm_silu_scale(gamma[ch], save_invstd[ch]);
@@ -46,23 +83,27 @@ void batchnorm_silu_backward(int m, int c, const float *x, const float *gamma, c
                                   .b = x,
                                   .mean = save_mean,
                                   .scale = scale,
-                                  .beta = beta},
+                                  .beta = beta,
+                                  .dz = write ? dx : NULL},
                     sdy, sdyx);
     bn_backward_coefs(m, c, gamma, save_invstd, sdy, sdyx, dgamma, dbeta, k);
-    const float *k_scale = k, *k_mdy = k + c, *k_xc = k + 2 * c;
-    long long work = (long long)m * c;
-#pragma omp parallel for num_threads(kernels_threads())                                            \
-    schedule(static) if (dx && work >= BN_PAR_MIN)
-    for (int r = 0; r < (dx ? m : 0); r++) {
-        const float *xr = x + (size_t)r * c, *dyr = dy + (size_t)r * c;
-        float *dxr = dx + (size_t)r * c;
-#pragma omp simd
-        for (int ch = 0; ch < c; ch++) {
-            float z = (xr[ch] - save_mean[ch]) * scale[ch] + beta[ch];
-            float g = bn_silu_dz(z, dyr[ch]);
-            dxr[ch] += k_scale[ch] * (g - k_mdy[ch] - (xr[ch] - save_mean[ch]) * k_xc[ch]);
-        }
-    }
+    if (dx && write)
+        dx_write(m, c, x, save_mean, k, dx);
+    else if (dx)
+        dx_accumulate(m, c, x, save_mean, scale, beta, k, dy, dx);
     free(sdy);
     free(scale);
+}
+
+void batchnorm_silu_backward(int m, int c, const float *x, const float *gamma, const float *beta,
+                             const float *save_mean, const float *save_invstd, const float *dy,
+                             float *dx, float *dgamma, float *dbeta) {
+    backward(m, c, x, gamma, beta, save_mean, save_invstd, dy, dx, false, dgamma, dbeta);
+}
+
+void batchnorm_silu_backward_set(int m, int c, const float *x, const float *gamma,
+                                 const float *beta, const float *save_mean,
+                                 const float *save_invstd, const float *dy, float *dx,
+                                 float *dgamma, float *dbeta) {
+    backward(m, c, x, gamma, beta, save_mean, save_invstd, dy, dx, true, dgamma, dbeta);
 }

@@ -21,6 +21,12 @@ void batchnorm_silu_forward_infer(int m, int c, const float *x, const float *gam
 void batchnorm_silu_backward(int m, int c, const float *x, const float *gamma, const float *beta,
                              const float *save_mean, const float *save_invstd, const float *dy,
                              float *dx, float *dgamma, float *dbeta);
+/* batchnorm_silu_backward with dx WRITTEN (=) rather than accumulated, for a gradient that this op
+ * is the first to produce: the bits of batchnorm_silu_backward into a zeroed dx. */
+void batchnorm_silu_backward_set(int m, int c, const float *x, const float *gamma,
+                                 const float *beta, const float *save_mean,
+                                 const float *save_invstd, const float *dy, float *dx,
+                                 float *dgamma, float *dbeta);
 /* The recomputation's per-channel scale (also the CUDA kernels'). */
 YOLO_HD float batchnorm_silu_scale(float gamma, float save_invstd) {
     return (float)((double)save_invstd * gamma);

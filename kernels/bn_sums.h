@@ -26,6 +26,8 @@ typedef struct bn_sums_in {
     int m, c;
     const float *a, *b;               /* see the kinds */
     const float *mean, *scale, *beta; /* [c]: mean for DY_X and DZ_SILU; scale, beta: DZ_SILU */
+    float *dz; /* DZ_SILU, may be NULL: also stores each dz here ([m][c]), so that a second pass
+                  over the rows need not recompute it */
 } bn_sums_in;
 
 void bn_channel_sums(const bn_sums_in *in, double *s1, double *s2);

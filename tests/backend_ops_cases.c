@@ -137,6 +137,8 @@ static void run_bn_backward(bops_env *e, const bops_case *c) {
     float *dx = bops_in(e, n, -1, 1), *dg = bops_in(e, ch, -1, 1), *db = bops_in(e, ch, -1, 1);
     if (c->op == BACKEND_OP_BATCHNORM_SILU_BACKWARD)
         backend_batchnorm_silu_backward(e->be, m, ch, x, g, b, sm, si, dy, dx, dg, db);
+    else if (c->op == BACKEND_OP_BATCHNORM_SILU_BACKWARD_SET) /* dx overwritten */
+        backend_batchnorm_silu_backward_set(e->be, m, ch, x, g, b, sm, si, dy, dx, dg, db);
     else
         backend_batchnorm_backward(e->be, m, ch, x, g, sm, si, dy, dx, dg, db);
     bops_take(e, "dx", dx, n);
@@ -474,6 +476,7 @@ int bops_cases(bops_case *cs, int max) {
         ADD(BACKEND_OP_BATCHNORM_SILU_FORWARD_TRAIN, run_bn_train, 0, "m%d c%d", pv[0], pv[1]);
         ADD(BACKEND_OP_BATCHNORM_SILU_FORWARD_EVAL, run_bn_eval, 0, "m%d c%d", pv[0], pv[1]);
         ADD(BACKEND_OP_BATCHNORM_SILU_BACKWARD, run_bn_backward, 0, "m%d c%d", pv[0], pv[1]);
+        ADD(BACKEND_OP_BATCHNORM_SILU_BACKWARD_SET, run_bn_backward, 0, "m%d c%d", pv[0], pv[1]);
     }
     static const int ns[][10] = {{1}, {1000}, {100003}};
     for (size_t i = 0; i < sizeof ns / sizeof *ns; i++) {

@@ -3,7 +3,8 @@
  * semantics in both memory modes of the CPU backend, the split conv backward against
  * conv2d_backward (bitwise, every implementation), the CPU backend's own state (threads, conv
  * context), and a whole model on a "device-memory" CPU backend (every host/device copy taken)
- * against the same model on host memory, bitwise. */
+ * against the same model on host memory, and on a CPU backend without the gradient-writing ops
+ * against one with them, bitwise. */
 #include "common/log.h"
 #include "common/rng.h"
 #include "kernels/backend_impl.h"
@@ -287,9 +288,8 @@ static void run_model(backend *be, const char *yaml, int B, int S, run_out *r) {
     free(d[1]);
 }
 
-static void same_on_both_memory_modes(const char *yaml, int B, int S) {
-    backend *host = backend_cpu_create(&(backend_cpu_opts){.threads = 1});
-    backend *dev = backend_cpu_create(&(backend_cpu_opts){.threads = 1, .device_memory = true});
+/* The same model on two backends: the same bits everywhere. */
+static void same_on_both(backend *host, backend *dev, const char *yaml, int B, int S) {
     run_out a = {0}, b = {0};
     run_model(host, yaml, B, S, &a);
     run_model(dev, yaml, B, S, &b);
@@ -323,6 +323,12 @@ static void same_on_both_memory_modes(const char *yaml, int B, int S) {
     cr_assert_gt(a.t_other, 0.0);
     free_run(&a);
     free_run(&b);
+}
+
+static void same_on_both_memory_modes(const char *yaml, int B, int S) {
+    backend *host = backend_cpu_create(&(backend_cpu_opts){.threads = 1});
+    backend *dev = backend_cpu_create(&(backend_cpu_opts){.threads = 1, .device_memory = true});
+    same_on_both(host, dev, yaml, B, S);
     backend_destroy(host);
     backend_destroy(dev);
 }
@@ -406,4 +412,23 @@ Test(backend, grad_ready_hook_has_an_event_per_range, .init = one_thread, .timeo
     backend_event_destroy(be, h.start);
     model_free(m);
     free(u), free(d);
+}
+
+/* The ops that write a gradient the model then need not zero (conv2d_backward_data_set,
+ * batchnorm_silu_backward_set) against a backend without them, where backend.c falls back to zero
+ * + the accumulating op: the same bits through a whole model. */
+Test(backend, model_with_write_ops_equals_zero_and_accumulate, .init = one_thread, .timeout = 120) {
+    backend *inner = backend_cpu_create(&(backend_cpu_opts){.threads = 1});
+    backend *be = xcalloc(1, sizeof *be);
+    *be = *inner;
+    be->iface.conv2d_backward_data_set = NULL;
+    be->iface.batchnorm_silu_backward_set = NULL;
+    be->iface.destroy = destroy_partial;
+    be->name = "cpu-without-write-ops";
+    backend_register(be);
+    cr_assert_not(backend_supports(be, BACKEND_OP_BATCHNORM_SILU_BACKWARD_SET));
+    same_on_both(inner, be, "yolov8n.yaml", 2, 64);
+    same_on_both(inner, be, "tests/fixtures/tiny-yolo26n.yaml", 2, 64);
+    backend_destroy(be);
+    backend_destroy(inner);
 }

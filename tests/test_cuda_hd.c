@@ -218,7 +218,9 @@ static void bn_silu_case(int m, int c, int sms) {
     float *b = rnd(c, 143, -1, 1), *sm = rnd(c, 144, -1, 1), *si = rnd(c, 145, 0.5, 2);
     float *dx = rnd(n, 146, -1, 1), *dxd = dup(dx, n), *dg = rnd(c, 147, -1, 1), *dgd = dup(dg, c);
     float *db = rnd(c, 148, -1, 1), *dbd = dup(db, c);
+    float *dxs = rnd(n, 151, -1, 1), *dxsd = malloc(n * 4); /* the write form: overwritten */
     batchnorm_silu_backward(m, c, x, g, b, sm, si, dy, dx, dg, db);
+    batchnorm_silu_backward_set(m, c, x, g, b, sm, si, dy, dxs, NULL, NULL);
     bn_split s = bn_split_rows(m, c, sms);
     for (int ch = 0; ch < c; ch++) {
         float scale = batchnorm_silu_scale(g[ch], si[ch]);
@@ -239,11 +241,13 @@ static void bn_silu_case(int m, int c, int sms) {
             size_t i = (size_t)r * c + ch;
             float dz = silu_bwd_1(bn_norm_1(x[i], sm[ch], scale, b[ch]), dy[i]);
             dxd[i] += bn_bwd_1(k, x[i], sm[ch], dz);
+            dxsd[i] = bn_bwd_1(k, x[i], sm[ch], dz) + 0.0f; /* bn_bwd_dx_k<true, true> */
         }
     }
     close_rel(dgd, dg, c, 1e-5, "fused dgamma");
     close_rel(dbd, db, c, 1e-5, "fused dbeta");
     close_norm(dxd, dx, n, 1e-6, "fused dx");
+    close_norm(dxsd, dxs, n, 1e-6, "fused dx, written");
     float *y = malloc(n * 4), *y2 = malloc(n * 4), *rm = rnd(c, 149, -1, 1),
           *rv = rnd(c, 150, 1, 2);
     batchnorm_silu_forward_infer(m, c, x, g, b, rm, rv, BN_EPS, y);
@@ -251,7 +255,7 @@ static void bn_silu_case(int m, int c, int sms) {
     for (size_t i = 0; i < n; i++) y2[i] = silu_fwd_1(y2[i]);
     same_bits(y2, y, n, "fused eval");
     free(x), free(dy), free(g), free(b), free(sm), free(si), free(dx), free(dxd), free(dg);
-    free(dgd), free(db), free(dbd), free(y), free(y2), free(rm), free(rv);
+    free(dgd), free(db), free(dbd), free(y), free(y2), free(rm), free(rv), free(dxs), free(dxsd);
 }
 
 Test(cuda_hd, batchnorm_silu_fused_match_cpu, .init = one_thread) {

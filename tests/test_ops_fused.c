@@ -1,6 +1,6 @@
 /* Fused kernels (suite ops): BN + SiLU (kernels/batchnorm_silu.h) against the plain ops it
- * replaces (the same bits, forward and backward), the vector channel sums against the scalar
- * reference order, exp_fast16 against exp_fast. */
+ * replaces (the same bits, forward and backward), its write variant against it, the vector channel
+ * sums against the scalar reference order, exp_fast16 and exp_fast8 against exp_fast. */
 #include "kernels/activation.h"
 #include "kernels/batchnorm.h"
 #include "kernels/batchnorm_silu.h"
@@ -114,6 +114,42 @@ Test(ops, bn_silu_backward_equals_silu_then_bn_backward) {
     kernels_set_threads(1);
 }
 
+/* The write variant: the bits of the accumulating op into a zeroed dx (the zero's sign included),
+ * whatever dx held; the same parameter gradients; dx NULL allowed. */
+Test(ops, bn_silu_backward_set_equals_backward_into_zeros) {
+    for (int threads = 1; threads <= 2; threads++) {
+        kernels_set_threads(threads);
+        for (size_t k = 0; k < sizeof SHAPES / sizeof *SHAPES; k++) {
+            int m = SHAPES[k][0], c = SHAPES[k][1];
+            size_t n = (size_t)m * c;
+            float *x = malloc(n * sizeof *x), *dy = malloc(n * sizeof *dy);
+            float *dx = calloc(n, sizeof *dx), *dxs = malloc(n * sizeof *dxs);
+            float *gb = malloc(2 * c * sizeof *gb), *save = malloc(2 * c * sizeof *save);
+            float *dgb = malloc(4 * c * sizeof *dgb), *y = malloc(n * sizeof *y);
+            fill_uniform(x, n, -3, 4, 7, (unsigned)k);
+            fill_uniform(dy, n, -1, 1, 7, 50 + k);
+            for (size_t i = 0; i < n; i += 7) dy[i] = 0.0f; /* zero terms: their sign */
+            fill_uniform(gb, 2 * c, 0.5, 1.5, 7, 100 + k);
+            fill_uniform(dgb, 2 * c, -1, 1, 7, 150 + k);
+            memcpy(dgb + 2 * c, dgb, 2 * c * sizeof *dgb);
+            fill_uniform(dxs, n, -5, 5, 7, 300 + k);
+            batchnorm_silu_forward_train(m, c, x, gb, gb + c, BN_EPS, BN_MOMENTUM, NULL, NULL, save,
+                                         save + c, y);
+            batchnorm_silu_backward(m, c, x, gb, gb + c, save, save + c, dy, dx, dgb, dgb + c);
+            batchnorm_silu_backward_set(m, c, x, gb, gb + c, save, save + c, dy, dxs, dgb + 2 * c,
+                                        dgb + 3 * c);
+            assert_same_bits("dx", dxs, dx, n);
+            assert_same_bits("dgamma, dbeta", dgb + 2 * c, dgb, 2 * c);
+            batchnorm_silu_backward_set(m, c, x, gb, gb + c, save, save + c, dy, NULL, dgb + 2 * c,
+                                        dgb + 3 * c);
+            batchnorm_silu_backward(m, c, x, gb, gb + c, save, save + c, dy, NULL, dgb, dgb + c);
+            assert_same_bits("dgamma, dbeta without dx", dgb + 2 * c, dgb, 2 * c);
+            free(x), free(dy), free(dx), free(dxs), free(gb), free(save), free(dgb), free(y);
+        }
+    }
+    kernels_set_threads(1);
+}
+
 Test(ops, bn_channel_sums_vector_equals_scalar_order) {
     for (size_t k = 0; k < sizeof SHAPES / sizeof *SHAPES; k++) {
         int m = SHAPES[k][0], c = SHAPES[k][1];
@@ -124,6 +160,7 @@ Test(ops, bn_channel_sums_vector_equals_scalar_order) {
         fill_uniform(b, n, -4, 4, 5, 10 + k);
         fill_uniform(p, 3 * c, 0.3, 1.7, 5, 20 + k);
         double *s = malloc(4 * c * sizeof *s);
+        float *dz = malloc(2 * n * sizeof *dz);
         for (bn_sums_kind kind = BN_SUMS_X; kind <= BN_SUMS_DZ_SILU; kind++)
             for (int threads = 1; threads <= 2; threads++) {
                 kernels_set_threads(threads);
@@ -140,30 +177,69 @@ Test(ops, bn_channel_sums_vector_equals_scalar_order) {
                 cr_assert_eq(memcmp(s, s + 2 * c, 2 * c * sizeof *s), 0,
                              "kind %d, %dx%d, %d threads: sums differ from the scalar order",
                              (int)kind, m, c, threads);
+                if (kind != BN_SUMS_DZ_SILU) continue;
+                /* storing dz: the same sums, and dz = bn_silu_dz of the scalar path */
+                in.dz = dz;
+                bn_channel_sums(&in, s, s + c);
+                in.dz = dz + n;
+                bn_channel_sums_scalar(&in, s + 2 * c, s + 3 * c);
+                cr_assert_eq(memcmp(s, s + 2 * c, 2 * c * sizeof *s), 0, "sums with dz stored");
+                for (int r = 0; r < m; r++)
+                    for (int ch = 0; ch < c; ch++) {
+                        size_t i = (size_t)r * c + ch;
+                        float z = (b[i] - p[ch]) * p[c + ch] + p[2 * c + ch];
+                        float want = bn_silu_dz(z, a[i]);
+                        cr_assert(!memcmp(&dz[i], &dz[n + i], sizeof *dz) &&
+                                      !memcmp(&dz[i], &want, sizeof want),
+                                  "dz[%zu] %.9g vs scalar %.9g", i, (double)dz[i],
+                                  (double)dz[n + i]);
+                    }
             }
-        free(a), free(b), free(p), free(s);
+        free(a), free(b), free(p), free(s), free(dz);
     }
     kernels_set_threads(1);
 }
 
-Test(ops, exp_fast16_equals_exp_fast_lane_by_lane) {
-#ifdef __AVX512F__
-    float in[4096], out[4096];
-    fill_uniform(in, 4000, -100, 100, 6, 0);
+/* Inputs for the vector exps: random ones, the clamp bounds, infinities, NaN, tiny and huge. */
+enum { EXP_N = 4096 };
+static void exp_inputs(float *in, unsigned seed) {
+    fill_uniform(in, 4000, -100, 100, 6, seed);
     const float special[] = {0.0f,   -0.0f,      -87.0f,   88.0f,     -87.5f, 88.5f,
                              1e-30f, -1e-30f,    INFINITY, -INFINITY, NAN,    0.5f,
                              -0.5f,  0.3465736f, 1e6f,     -1e6f};
     for (int i = 0; i < 16; i++) in[4000 + i] = special[i];
-    for (int i = 4016; i < 4096; i++) in[i] = (float)(i - 4056) * 0.01f;
-    for (int i = 0; i < 4096; i += 16)
-        _mm512_storeu_ps(out + i, exp_fast16(_mm512_loadu_ps(in + i)));
-    for (int i = 0; i < 4096; i++) {
+    for (int i = 4016; i < EXP_N; i++) in[i] = (float)(i - 4056) * 0.01f;
+}
+/* out = the vector exp of in: exp_fast's bits lane for lane (any NaN for a NaN) */
+static void exp_check(const char *name, const float *in, const float *out) {
+    for (int i = 0; i < EXP_N; i++) {
         float r = exp_fast(in[i]);
         cr_assert(memcmp(&r, &out[i], sizeof r) == 0 || (isnan(r) && isnan(out[i])),
-                  "exp_fast16(%.9g) = %.9g, exp_fast gives %.9g", (double)in[i], (double)out[i],
+                  "%s(%.9g) = %.9g, exp_fast gives %.9g", name, (double)in[i], (double)out[i],
                   (double)r);
     }
+}
+
+Test(ops, exp_fast16_equals_exp_fast_lane_by_lane) {
+#ifdef __AVX512F__
+    float in[EXP_N], out[EXP_N];
+    exp_inputs(in, 0);
+    for (int i = 0; i < EXP_N; i += 16)
+        _mm512_storeu_ps(out + i, exp_fast16(_mm512_loadu_ps(in + i)));
+    exp_check("exp_fast16", in, out);
 #else
     cr_skip_test("built without AVX-512: exp_fast16 is not compiled");
+#endif
+}
+
+Test(ops, exp_fast8_equals_exp_fast_lane_by_lane) {
+#if defined(__AVX2__) && defined(__FMA__)
+    float in[EXP_N], out[EXP_N];
+    exp_inputs(in, 1);
+    for (int i = 0; i < EXP_N; i += 8)
+        _mm256_storeu_ps(out + i, exp_fast8(_mm256_loadu_ps(in + i)));
+    exp_check("exp_fast8", in, out);
+#else
+    cr_skip_test("built without AVX2 + FMA: exp_fast8 is not compiled");
 #endif
 }

@@ -135,7 +135,11 @@ static void run_backward(model *m, const op *o) {
     case OP_BN_SILU: {
         const float *save = m->scratch + o->save, *g = m->p + m->params[o->pg].offset;
         float *dg = m->g + m->params[o->pg].offset, *db = m->g + m->params[o->pbeta].offset;
-        if (o->kind == OP_BN_SILU)
+        if (o->kind == OP_BN_SILU && o->dx_write)
+            backend_batchnorm_silu_backward_set(be, (int)rows(X), X->c, x, g,
+                                                m->p + m->params[o->pbeta].offset, save,
+                                                save + X->c, dy, dx, dg, db);
+        else if (o->kind == OP_BN_SILU)
             backend_batchnorm_silu_backward(be, (int)rows(X), X->c, x, g,
                                             m->p + m->params[o->pbeta].offset, save, save + X->c,
                                             dy, dx, dg, db);

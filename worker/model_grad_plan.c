@@ -92,14 +92,15 @@ static void lifetimes(const model *m, int *prod, int *cons, bool activations) {
 }
 
 /* Slots whose gradient the first op to produce it in backward (its last reader in forward)
- * WRITES rather than accumulates, so it needs no zeroing: the input of a conv that is its last
- * reader (the conv's backward-data then writes: op.dx_write). */
+ * WRITES rather than accumulates, so it needs no zeroing: the input of a conv or a BN + SiLU that
+ * is its last reader (the conv's backward-data, batchnorm_silu_backward_set: op.dx_write). */
 static bool *gradient_written(model *m, const int *cons) {
     bool *w = xcalloc((size_t)m->nslots, sizeof *w);
     for (int i = 0; i < m->nops; i++) {
         op *o = &m->ops[i];
         o->dx_write = false;
-        if (o->kind == OP_CONV && o->x != 0 && cons[o->x] == i) w[o->x] = o->dx_write = true;
+        bool writes = o->kind == OP_CONV || o->kind == OP_BN_SILU;
+        if (writes && o->x != 0 && cons[o->x] == i) w[o->x] = o->dx_write = true;
     }
     return w;
 }

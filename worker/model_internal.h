@@ -56,7 +56,8 @@ typedef struct op {
     size_t argmax;      /* maxpool: int32 scratch offset */
     attention_desc ad;
     int branch, level; /* output */
-    bool dx_write;     /* conv: backward writes dx (the first to produce it: model_plan_grads) */
+    bool dx_write; /* conv, bn_silu: backward writes dx (the first to produce it: model_plan_grads)
+                    */
     /* bf16 convolutions (model_set_conv_precision): a conv reads its input's shadow xb (-1: a
      * float conv), which an OP_TO_BF16 writes; its dy is converted into m->dyb in backward */
     int xb;

@@ -104,14 +104,16 @@ __global__ void bn_bwd_stats_k(int m, int c, const double *part, int chunks, con
                             dbeta ? dbeta + ch : NULL);
 }
 
-// dx += ...; with silu, dy is the gradient of silu(z) and dz is recomputed
-template <bool silu>
+// dx += ... or, with write, dx = ... + 0.0f (the bits of adding to a zeroed dx); with silu, dy is
+// the gradient of silu(z) and dz is recomputed
+template <bool silu, bool write>
 __global__ void bn_bwd_dx_k(size_t total, int c, const float *x, const float *mean, const float *dy,
                             const bn_bwd_k *kc, const float *scale, const float *beta, float *dx) {
     GRID_STRIDE(i, total) {
         int ch = (int)(i % (size_t)c);
         float g = silu ? silu_bwd_1(bn_norm_1(x[i], mean[ch], scale[ch], beta[ch]), dy[i]) : dy[i];
-        dx[i] += bn_bwd_1(kc[ch], x[i], mean[ch], g);
+        float t = bn_bwd_1(kc[ch], x[i], mean[ch], g);
+        dx[i] = write ? t + 0.0f : dx[i] + t;
     }
 }
 
@@ -193,8 +195,8 @@ static void forward_eval(backend *be, const char *op, int m, int ch, const float
     cuda_leave(c);
 }
 
-// beta is used (and read) only with silu
-template <bool silu>
+// beta is used (and read) only with silu; write: dx = (the _set ops)
+template <bool silu, bool write>
 static void backward(backend *be, const char *op, int m, int ch, const float *x, const float *gamma,
                      const float *beta, const float *save_mean, const float *save_invstd,
                      const float *dy, float *dx, float *dgamma, float *dbeta) {
@@ -216,7 +218,7 @@ static void backward(backend *be, const char *op, int m, int ch, const float *x,
     CUDA_LAUNCHED("bn_bwd_stats_k");
     if (dx) {
         size_t total = (size_t)m * ch;
-        bn_bwd_dx_k<silu><<<cuda_blocks(c, total), CUDA_BLOCK, 0, c->stream>>>(
+        bn_bwd_dx_k<silu, write><<<cuda_blocks(c, total), CUDA_BLOCK, 0, c->stream>>>(
             total, ch, x, save_mean, dy, kc, scale, beta, dx);
         CUDA_LAUNCHED("bn_bwd_dx_k");
     }
@@ -252,14 +254,21 @@ static void cu_bn_silu_forward_eval(backend *be, int m, int ch, const float *x, 
 static void cu_bn_backward(backend *be, int m, int ch, const float *x, const float *gamma,
                            const float *save_mean, const float *save_invstd, const float *dy,
                            float *dx, float *dgamma, float *dbeta) {
-    backward<false>(be, "batchnorm_backward", m, ch, x, gamma, NULL, save_mean, save_invstd, dy, dx,
-                    dgamma, dbeta);
+    backward<false, false>(be, "batchnorm_backward", m, ch, x, gamma, NULL, save_mean, save_invstd,
+                           dy, dx, dgamma, dbeta);
 }
 static void cu_bn_silu_backward(backend *be, int m, int ch, const float *x, const float *gamma,
                                 const float *beta, const float *save_mean, const float *save_invstd,
                                 const float *dy, float *dx, float *dgamma, float *dbeta) {
-    backward<true>(be, "batchnorm_silu_backward", m, ch, x, gamma, beta, save_mean, save_invstd, dy,
-                   dx, dgamma, dbeta);
+    backward<true, false>(be, "batchnorm_silu_backward", m, ch, x, gamma, beta, save_mean,
+                          save_invstd, dy, dx, dgamma, dbeta);
+}
+static void cu_bn_silu_backward_set(backend *be, int m, int ch, const float *x, const float *gamma,
+                                    const float *beta, const float *save_mean,
+                                    const float *save_invstd, const float *dy, float *dx,
+                                    float *dgamma, float *dbeta) {
+    backward<true, true>(be, "batchnorm_silu_backward_set", m, ch, x, gamma, beta, save_mean,
+                         save_invstd, dy, dx, dgamma, dbeta);
 }
 
 void cuda_channel_sum_add(cuda_ctx *c, int m, int ch, const float *a, float *acc) {
@@ -276,4 +285,5 @@ void cuda_fill_batchnorm(backend_i *f) {
     f->batchnorm_silu_forward_train = cu_bn_silu_forward_train;
     f->batchnorm_silu_forward_eval = cu_bn_silu_forward_eval;
     f->batchnorm_silu_backward = cu_bn_silu_backward;
+    f->batchnorm_silu_backward_set = cu_bn_silu_backward_set;
 }
