@@ -10,11 +10,12 @@
  *
  * Without data= it writes a synthetic dataset (2000 PNGs of 256 px, about 150 KB each) to /tmp
  * and prints the bare HDF5 cost (CPU microseconds per image of dataset_read one at a time and of
- * dataset_read_many in groups: the loader reads one at a time because groups are no cheaper),
- * then at imgsz 320 and 640 images/s for 1 and 2 threads (thread scaling; wall clock and per CPU
- * second) and the CPU time per image spent reading under the process-wide HDF5 lock, its share of
- * an image's CPU time (the serial part: Amdahl's bound on threads is 1/share), with the load
- * average. Numbers on a shared machine are noisy: the best of several rounds is reported. */
+ * dataset_read_many in groups, which are no cheaper), then at imgsz 320 and 640 images/s for 1
+ * and 2 threads (thread scaling; wall clock and per CPU second), the CPU time per image spent
+ * reading, how many reads went without the process-wide HDF5 lock (pread, dataio/heap_direct.h)
+ * and how many under it, and the CPU time per image under it with its share of an image's CPU
+ * time (the serial part: Amdahl's bound on threads is 1/share), with the load average. Numbers on a
+ * shared machine are noisy: the best of several rounds is reported. */
 #include "common/log.h"
 #include "common/rng.h"
 #include "common/timer.h"
@@ -40,7 +41,8 @@ typedef struct bench_result {
     double best_cpu, rate_cpu[16]; /* images per CPU second of the process (all its threads) */
     stage_times t;                 /* over the timed rounds */
     int timed_images;
-    double cpu_s; /* process CPU seconds over the timed rounds */
+    double cpu_s;            /* process CPU seconds over the timed rounds */
+    loader_read_stats reads; /* over the timed rounds */
 } bench_result;
 
 static double cpu_seconds(void) {
@@ -85,6 +87,8 @@ static void run(const bench_cfg *b, bench_result *res) {
         if (loader_next(L, &bt, err, sizeof err)) FATAL("%s", err);
     stage_times t0, t1;
     loader_stage_times(L, &t0);
+    loader_read_stats r0, r1;
+    loader_read_stats_get(L, &r0);
     memset(res, 0, sizeof *res);
     for (int k = 0; k < b->rounds; k++) {
         double w0 = now_seconds(), c0 = cpu_seconds();
@@ -101,6 +105,9 @@ static void run(const bench_cfg *b, bench_result *res) {
         res->timed_images += n;
     }
     loader_stage_times(L, &t1);
+    loader_read_stats_get(L, &r1);
+    res->reads = (loader_read_stats){r1.unlocked - r0.unlocked, r1.locked - r0.locked,
+                                     r1.locked_s - r0.locked_s};
     for (int k = 0; k < STAGE_COUNT; k++) res->t.s[k] = t1.s[k] - t0.s[k];
     loader_destroy(L);
     free(order);
@@ -191,22 +198,29 @@ static void scaling(void) {
     for (int s = 320; s <= 640; s *= 2)
         for (int m = 1; m >= 0; m--) {
             bench_result r[2];
-            double img_ms[2], lock_ms[2];
+            double img_ms[2], lock_ms[2], read_ms[2];
             for (int t = 1; t <= 2; t++) {
                 bench_cfg b = {path, s, 512, 16, 3, t, m, "False"};
                 run(&b, &r[t - 1]);
                 img_ms[t - 1] = 1e3 * r[t - 1].cpu_s / r[t - 1].timed_images;
-                lock_ms[t - 1] = 1e3 * r[t - 1].t.s[STAGE_READ] / r[t - 1].timed_images;
+                lock_ms[t - 1] = 1e3 * r[t - 1].reads.locked_s / r[t - 1].timed_images;
+                read_ms[t - 1] = 1e3 * r[t - 1].t.s[STAGE_READ] / r[t - 1].timed_images;
             }
             printf("imgsz %d mosaic %d: 1 thread %.1f img/s, 2 threads %.1f img/s (x%.2f); per CPU "
                    "second %.1f and %.1f (x%.2f: the cost of sharing)\n",
                    s, m, r[0].best, r[1].best, r[1].best / r[0].best, r[0].best_cpu, r[1].best_cpu,
                    r[1].best_cpu / r[0].best_cpu);
-            for (int t = 0; t < 2; t++)
-                printf("imgsz %d mosaic %d, %d thread(s): under the HDF5 lock %.4f ms of %.3f ms "
-                       "CPU per image (%.1f%%: Amdahl bound %.0f threads)\n",
-                       s, m, t + 1, lock_ms[t], img_ms[t], 100 * lock_ms[t] / img_ms[t],
-                       img_ms[t] / lock_ms[t]);
+            for (int t = 0; t < 2; t++) {
+                char bound[64] = "none: no read took the lock";
+                if (lock_ms[t] > 0)
+                    snprintf(bound, sizeof bound, "%.0f threads", img_ms[t] / lock_ms[t]);
+                printf("imgsz %d mosaic %d, %d thread(s): %.3f ms CPU per image, reading %.4f ms; "
+                       "%lld reads without the HDF5 lock, %lld under it, %.4f ms per image under "
+                       "it (%.2f%%; Amdahl bound %s)\n",
+                       s, m, t + 1, img_ms[t], read_ms[t], (long long)r[t].reads.unlocked,
+                       (long long)r[t].reads.locked, lock_ms[t], 100 * lock_ms[t] / img_ms[t],
+                       bound);
+            }
         }
     print_load("at the end");
     unlink(path);

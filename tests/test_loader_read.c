@@ -21,8 +21,9 @@ enum { NIMG = 300 };
 static const uint8_t MARKER[16] = "read-many-marker";
 
 /* NIMG raw RGB images of sides 40..64 (each over 4 KiB, so each has a global heap collection of
- * its own), labelled by synth. Image `marked` starts with MARKER (-1: none). */
-static void write_set(const char *path, int marked) {
+ * its own; tiny: sides 4..12, many images per collection), labelled by synth. Image `marked`
+ * starts with MARKER (-1: none). */
+static void write_set_sized(const char *path, int marked, int tiny) {
     char err[512];
     const char *names[3] = {"circle", "rectangle", "triangle"};
     dataset_writer *w = dataset_writer_create(path, 3, names, "test_loader_read", err, sizeof err);
@@ -31,7 +32,8 @@ static void write_set(const char *path, int marked) {
     uint8_t *rgb = malloc(64 * 64 * 3);
     float lab[SYNTH_MAX_OBJECTS * 5];
     for (int i = 0; i < NIMG; i++) {
-        int side = 40 + 4 * (i % 7), nb = synth_image(5, SPLIT_TRAIN, i, side, 3, rgb, lab);
+        int side = tiny ? 4 + i % 9 : 40 + 4 * (i % 7);
+        int nb = synth_image(5, SPLIT_TRAIN, i, side, 3, rgb, lab);
         if (i == marked) memcpy(rgb, MARKER, sizeof MARKER);
         cr_assert_eq(dataset_writer_add(w, rgb, (size_t)side * side * 3, IMG_RAW_RGB, side, side,
                                         lab, nb, "synth", err, sizeof err),
@@ -39,6 +41,10 @@ static void write_set(const char *path, int marked) {
     }
     free(rgb);
     cr_assert_eq(dataset_writer_finish(w, NULL, err, sizeof err), 0, "%s", err);
+}
+
+static void write_set(const char *path, int marked) {
+    write_set_sized(path, marked, 0);
 }
 
 static void expect_same_sample(const dataset_sample *a, const dataset_sample *b) {
@@ -63,6 +69,13 @@ Test(loader_read, read_many_gives_what_single_reads_give) {
     dataset_sample *one = calloc(NIMG, sizeof *one), got[80];
     for (int i = 0; i < NIMG; i++)
         cr_assert_eq(dataset_read(ds, SPLIT_TRAIN, i, &one[i], err, sizeof err), 0, "%s", err);
+    for (int i = 0; i < NIMG; i++) { /* without HDF5 (pread), as the loader's threads read */
+        dataset_sample u;
+        cr_assert_eq(dataset_read_unlocked(ds, SPLIT_TRAIN, i, &u, err, sizeof err), 0,
+                     "image %d must read without HDF5", i);
+        expect_same_sample(&u, &one[i]);
+        dataset_sample_free(&u);
+    }
     rng r = rng_keyed(11, 0, 0);
     for (int trial = 0; trial < 40; trial++) {
         int n = 1 + rng_int(&r, 80), idx[80];
@@ -73,8 +86,7 @@ Test(loader_read, read_many_gives_what_single_reads_give) {
         cr_assert_eq(dataset_read_many(ds, SPLIT_TRAIN, idx, n, got, err, sizeof err), 0, "%s",
                      err);
         for (int i = 0; i < n; i++) {
-            cr_assert_eq(got[i].index, idx[i], "trial %d: out[%d] is not indices[%d]", trial, i,
-                         i);
+            cr_assert_eq(got[i].index, idx[i], "trial %d: out[%d] is not indices[%d]", trial, i, i);
             expect_same_sample(&got[i], &one[idx[i]]);
         }
         for (int i = 0; i < n; i++) /* repeats own separate buffers: freeing each once is fine */
@@ -122,6 +134,29 @@ static void expect_one_line(const char *err, const char *path, const char *what)
     cr_assert_null(strstr(err, "HDF5-DIAG"), "%s", err);
 }
 
+/* Images small enough to share heap collections: read without HDF5 by walking a collection. */
+Test(loader_read, unlocked_reads_of_images_sharing_a_heap_collection) {
+    char dir[256], path[600], err[512];
+    test_temp_dir(dir, sizeof dir, "readmany-tiny");
+    snprintf(path, sizeof path, "%s/tiny.h5", dir);
+    write_set_sized(path, -1, 1);
+    dataset *ds = dataset_open(path, err, sizeof err);
+    cr_assert(ds, "%s", err);
+    for (int i = NIMG - 1; i >= 0; i--) {
+        dataset_sample a, u;
+        cr_assert_eq(dataset_read(ds, SPLIT_TRAIN, i, &a, err, sizeof err), 0, "%s", err);
+        cr_assert_eq(dataset_read_unlocked(ds, SPLIT_TRAIN, i, &u, err, sizeof err), 0,
+                     "image %d must read without HDF5", i);
+        expect_same_sample(&u, &a);
+        dataset_sample_free(&a), dataset_sample_free(&u);
+    }
+    dataset_sample u;
+    cr_assert_eq(dataset_read_unlocked(ds, SPLIT_TRAIN, NIMG, &u, err, sizeof err), -1);
+    expect_one_line(err, path, "no sample 300");
+    dataset_close(ds);
+    test_remove_dir(dir);
+}
+
 Test(loader_read, bad_index_and_corrupt_image_give_one_line) {
     char dir[256], path[600], err[512];
     test_temp_dir(dir, sizeof dir, "readmany-bad");
@@ -150,6 +185,10 @@ Test(loader_read, bad_index_and_corrupt_image_give_one_line) {
     ds = dataset_open(path, err, sizeof err);
     cr_assert(ds, "%s", err);
     int with_bad[4] = {3, 140, BAD, 20}, without[3] = {3, 140, 20};
+    /* without HDF5 the bad collection is noticed and left to HDF5 (1), the others read */
+    cr_assert_eq(dataset_read_unlocked(ds, SPLIT_TRAIN, BAD, got, err, sizeof err), 1);
+    cr_assert_eq(dataset_read_unlocked(ds, SPLIT_TRAIN, BAD + 1, got, err, sizeof err), 0);
+    dataset_sample_free(got);
     cr_assert_eq(dataset_read_many(ds, SPLIT_TRAIN, with_bad, 4, got, err, sizeof err), -1);
     expect_one_line(err, path, "train image 77: HDF5 read failed");
     cr_assert_eq(dataset_read_many(ds, SPLIT_TRAIN, without, 3, got, err, sizeof err), 0, "%s",
@@ -170,6 +209,12 @@ Test(loader_read, bad_index_and_corrupt_image_give_one_line) {
     cr_assert_eq(loader_next(L, &b, err, sizeof err), -1);
     expect_one_line(err, path, "sample 77");
     cr_assert_eq(loader_next(L, &b, err, sizeof err), 0, "%s", err);
+    loader_read_stats st;
+    loader_read_stats_get(L, &st);
+    /* steps 0 and 2 read without the lock; step 1 stops at its failure */
+    cr_assert(st.locked == 1 && st.unlocked >= 8,
+              "the bad image alone goes through HDF5: %lld without the lock, %lld under it",
+              (long long)st.unlocked, (long long)st.locked);
     loader_destroy(L);
     test_remove_dir(dir);
 }
@@ -201,12 +246,17 @@ static size_t run_loader(const char *path, int nthreads, loader_cache cache, uin
         memcpy(*out + n, b.images, per), n += per;
         memcpy(*out + n, b.labels, lb), n += lb;
     }
+    loader_read_stats st;
+    loader_read_stats_get(L, &st);
+    cr_assert(st.unlocked > 0 && st.locked == 0 && st.locked_s == 0,
+              "every read without the HDF5 lock: %lld without, %lld under it",
+              (long long)st.unlocked, (long long)st.locked);
     loader_destroy(L);
     return n;
 }
 
-/* Through the dataset file's reader (one read per sample under the HDF5 lock, a 4 KB conversion
- * buffer): the same batches for 1, 2 and 4 threads, with and without cache=ram. */
+/* Through the dataset file's reader (threads reading the bytes in parallel with pread): the same
+ * batches for 1, 2 and 4 threads, with and without cache=ram, and no read under the HDF5 lock. */
 Test(loader_read, dataset_batches_identical_for_1_2_4_threads_and_cache_ram) {
     char dir[256], path[600];
     test_temp_dir(dir, sizeof dir, "readmany-loader");
@@ -219,8 +269,8 @@ Test(loader_read, dataset_batches_identical_for_1_2_4_threads_and_cache_ram) {
         for (int cache = 0; cache < 2; cache++) {
             if (t == 0 && cache == 0) continue;
             uint8_t *got;
-            size_t n = run_loader(path, threads[t], cache ? LOADER_CACHE_RAM : LOADER_CACHE_NONE,
-                                  &got);
+            size_t n =
+                run_loader(path, threads[t], cache ? LOADER_CACHE_RAM : LOADER_CACHE_NONE, &got);
             cr_assert_eq(n, nwant);
             cr_assert_eq(memcmp(got, want, n), 0, "%d threads, cache=%s: batches differ",
                          threads[t], cache ? "ram" : "none");
