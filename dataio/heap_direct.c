@@ -148,8 +148,7 @@ int heap_direct_read(const heap_direct *h, int64_t i, uint8_t **bytes, size_t *n
         return 0;
     }
     uint8_t hdr[COLL_HDR + OBJ_HDR]; /* the collection's header and its first object's */
-    if (read_at(h->fd, hdr, sizeof hdr, r->addr) != 0 || memcmp(hdr, "GCOL", 4) != 0 ||
-        hdr[4] != 1)
+    if (read_at(h->fd, hdr, sizeof hdr, r->addr) != 0 || memcmp(hdr, "GCOL", 4) != 0 || hdr[4] != 1)
         return -1;
     uint64_t coll = le64(hdr + 8);
     if (coll < COLL_HDR + OBJ_HDR + (uint64_t)r->len) return -1;
