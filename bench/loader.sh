@@ -21,6 +21,7 @@ D=${BENCH_LOADER_DIR:-build/bench-loader}
 CORE=${BENCH_CORE:-0}
 N=${BENCH_IMAGES:-320}
 mkdir -p "$D"
+D=$(cd "$D" && pwd) # absolute: the yaml files name their folders by this path
 if [ ! -f "$D/shapes.h5" ] || [ ! -f "$D/cocolike.h5" ]; then
   echo "bench-loader: writing the image sets to $D (once)"
   ./bin/coordinator data synth out="$D/synth_raw.h5" train=2000 val=100 imgsz=256 classes=3 seed=0 >/dev/null
