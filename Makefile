@@ -131,6 +131,13 @@ $(B)/tests/ckpt-check: $(B)/tests/tools/ckpt_check.o $(B)/libyolo.a
 # kernels: float compares may be if-converted (we never enable FP traps), so clamps vectorise
 $(B)/kernels/%.o: CFLAGS += -fno-trapping-math
 
+# dataio/pixels_avx2.c: the AVX2 + FMA pixel kernels, built on every x86-64 machine (run where the
+# CPU has them and the build does not target AVX-512, or when forced) and without AVX-512, so that
+# they are the code an AVX2-only CPU runs whatever machine builds them
+ifneq ($(filter x86_64 amd64,$(shell uname -m)),)
+$(B)/dataio/pixels_avx2.o: CFLAGS += -mavx2 -mfma -mno-avx512f
+endif
+
 # V=1 shows full command lines
 Q := $(if $(V),,@)
 $(B)/%.o: %.c
@@ -239,6 +246,9 @@ bench: all
 bench-loader: all
 	bash bench/loader.sh
 
+bench-loader-simd: all
+	bash bench/loader_simd.sh
+
 # Our trainer against Ultralytics on PyTorch, side by side (needs scripts/pyenv.sh bench and a
 # quiet machine; QUICK=1 for the reduced table, BENCH_ARGS=--tta for time to accuracy).
 bench-vs-ultralytics: all
@@ -257,7 +267,7 @@ format:
 clean:
 	rm -rf build bin
 
-.PHONY: all features deps test run-test test-cluster run-test-cluster bench bench-loader \
+.PHONY: all features deps test run-test test-cluster run-test-cluster bench bench-loader bench-loader-simd \
         bench-vs-ultralytics demo run-demo format clean test-sanitize run-test-sanitize fuzz run-fuzz \
         backend-ops FORCE
 .SECONDARY:

@@ -2,11 +2,12 @@
  * over a shuffled order, batches taken as the trainer takes them.
  *
  *   bench_loader data=<file.h5> [imgsz=640] [mosaic=1] [images=512] [batch=16] [rounds=3]
- *                [threads=1] [cache=False|ram]
- * prints "ours <best img/s> <img/s per round...>" (wall clock), "ours_cpu ..." (images per CPU
- * second of the process, all threads: steadier on a shared machine) and "stages <name>=<ms of
- * thread CPU time per image> ...": what bench/loader.sh (make bench-loader) compares with
- * Ultralytics on the same files.
+ *                [threads=1] [cache=False|ram] [simd=scalar|avx2|avx512]
+ * (simd: the pixel kernels to run, default the best the build targets; a level this CPU or build
+ * lacks is refused) prints "simd <level>", "ours <best img/s> <img/s per round...>" (wall clock),
+ * "ours_cpu ..." (images per CPU second of the process, all threads: steadier on a shared machine)
+ * and "stages <name>=<ms of thread CPU time per image> ...": what bench/loader.sh (make
+ * bench-loader) compares with Ultralytics on the same files.
  *
  * Without data= it writes a synthetic dataset (2000 PNGs of 256 px, about 150 KB each) to /tmp
  * and prints the bare HDF5 cost (CPU microseconds per image of dataset_read one at a time and of
@@ -22,6 +23,7 @@
 #include "dataio/dataset_write.h"
 #include "dataio/decode.h"
 #include "dataio/loader.h"
+#include "dataio/pixels.h"
 #include "dataio/synth.h"
 
 #include <stdio.h>
@@ -253,12 +255,22 @@ int main(int argc, char **argv) {
             b.threads = atoi(v);
         else if (!strncmp(a, "cache=", 6))
             b.cache = v;
-        else
+        else if (!strncmp(a, "simd=", 5)) {
+            char err[256];
+            int level = pixels_simd_parse(v);
+            if (level < 0)
+                snprintf(err, sizeof err, "expected scalar, avx2 or avx512");
+            else if (!pixels_set_simd((pixels_level)level, err, sizeof err))
+                continue;
+            fprintf(stderr, "bench_loader: simd=%s: %s\n", v, err); /* one line, exit 2 */
+            return 2;
+        } else
             FATAL("bench_loader: unknown argument '%s'", a);
     }
     if (!b.data || b.rounds < 1 || b.rounds > 16 || b.images < 1 || b.batch < 1)
         FATAL("bench_loader: need data=<file.h5>, rounds in 1..16, images and batch >= 1");
     bench_result r;
+    printf("simd %s\n", pixels_simd_name(pixels_simd()));
     run(&b, &r);
     print_result(&r, b.rounds);
     return 0;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make bench-loader: our training loader against Ultralytics 8.4.190's (YOLODataset, cache off,
 # cv2.setNumThreads(0)) on the same files, both pinned to one core (taskset), training
-# augmentation, imgsz 320 / 640, mosaic on / off, on two sets:
+# augmentation, imgsz 320 / 640, mosaic on / off, on two sets (bench/loader_sets.sh):
 #   shapes:   the 2000-image synthetic shapes set (coordinator data synth) as 256 px PNG files
 #   cocolike: 2000 JPEGs of COCO's kind (about 640 x 480, quality 75-95) made from coco8's photos
 # Prints the table with ratios, our per-stage milliseconds per image, and "loader min ratio: X.XX".
@@ -12,24 +12,9 @@
 # the core (default 0), BENCH_IMAGES the images per timed round (default 320; 3 rounds, best kept).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! venv=$(scripts/pyenv.sh bench | tail -n 1); then
-  echo "bench-loader: skipped: no Python environment with ultralytics (scripts/pyenv.sh bench failed)" >&2
-  exit 1
-fi
-PY="$venv/bin/python"
-D=${BENCH_LOADER_DIR:-build/bench-loader}
+source bench/loader_sets.sh
 CORE=${BENCH_CORE:-0}
 N=${BENCH_IMAGES:-320}
-mkdir -p "$D"
-D=$(cd "$D" && pwd) # absolute: the yaml files name their folders by this path
-if [ ! -f "$D/shapes.h5" ] || [ ! -f "$D/cocolike.h5" ]; then
-  echo "bench-loader: writing the image sets to $D (once)"
-  ./bin/coordinator data synth out="$D/synth_raw.h5" train=2000 val=100 imgsz=256 classes=3 seed=0 >/dev/null
-  "$PY" bench/loader_data.py "$D/synth_raw.h5" "$D/sets" 2000
-  rm -f "$D/synth_raw.h5"
-  ./bin/coordinator data pack data="$D/sets/shapes.yaml" out="$D/shapes.h5" >/dev/null
-  ./bin/coordinator data pack data="$D/sets/cocolike.yaml" out="$D/cocolike.h5" >/dev/null
-fi
 
 echo "bench-loader: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), core $CORE, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 rows=()

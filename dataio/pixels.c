@@ -1,25 +1,69 @@
 /* The scalar kernels (the definitions) and the dispatch to the vectorised ones
- * (dataio/pixels_avx512.c). */
+ * (dataio/pixels_avx512.c, dataio/pixels_avx2.c). */
 #include "dataio/pixels.h"
 
 #include "common/log.h"
 #include "dataio/pixels_simd.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-int pixels_simd(void) {
-    return PIXELS_AVX512;
+/* ---- the level in force -----------------------------------------------------------------------
+ */
+
+#if PIXELS_HAVE_AVX512
+#define PIXELS_DEFAULT PIXELS_AVX512
+#elif PIXELS_HAVE_AVX2 && defined(__AVX2__) && defined(__FMA__)
+#define PIXELS_DEFAULT PIXELS_AVX2
+#else
+#define PIXELS_DEFAULT PIXELS_SCALAR
+#endif
+
+static pixels_level g_level = PIXELS_DEFAULT;
+
+pixels_level pixels_simd(void) {
+    return g_level;
 }
 
-/* Round half to even (as OpenCV's saturate_cast) without a libm call: adding 1.5 * 2^23 leaves
- * no fraction bits, so the FPU rounds in its default nearest-even mode. */
-static inline uint8_t sat_u8(float v) {
-    if (v <= 0.f) return 0;
-    if (v >= 255.f) return 255;
-    float t = v + 0x1.8p23f; /* exact without -ffast-math, which this file must not use */
-    return (uint8_t)(int)(t - 0x1.8p23f);
+const char *pixels_simd_name(pixels_level level) {
+    return level == PIXELS_AVX512 ? "avx512" : level == PIXELS_AVX2 ? "avx2" : "scalar";
+}
+
+int pixels_simd_parse(const char *name) {
+    for (int l = PIXELS_SCALAR; l <= PIXELS_AVX512; l++)
+        if (!strcmp(name, pixels_simd_name((pixels_level)l))) return l;
+    return -1;
+}
+
+int pixels_set_simd(pixels_level level, char *err, size_t errlen) {
+    const char *lacks = NULL;
+    if (level == PIXELS_AVX512) {
+#if PIXELS_HAVE_AVX512
+        if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
+            !__builtin_cpu_supports("avx512vl") || !__builtin_cpu_supports("avx512vbmi"))
+            lacks = "this CPU lacks AVX-512 F/BW/VL/VBMI";
+#else
+        lacks = "this build does not target AVX-512 (the Makefile's -march=native on a CPU "
+                "without AVX-512 F/BW/VL/VBMI)";
+#endif
+    } else if (level == PIXELS_AVX2) {
+#if PIXELS_HAVE_AVX2
+        if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))
+            lacks = "this CPU lacks AVX2 + FMA";
+#else
+        lacks = "the AVX2 kernels are built on x86-64 only";
+#endif
+    } else if (level != PIXELS_SCALAR) {
+        lacks = "no such level";
+    }
+    if (lacks) {
+        snprintf(err, errlen, "pixel kernels %s: %s", pixels_simd_name(level), lacks);
+        return -1;
+    }
+    g_level = level;
+    return 0;
 }
 
 /* OpenCV 5's 8-bit HSV->RGB truncates where 4.x rounded (checked against cv2 5.0). */
@@ -94,12 +138,20 @@ void image_resize_into_ref(const uint8_t *src, int sh, int sw, uint8_t *dst, siz
 
 void image_resize_into(const uint8_t *src, int sh, int sw, uint8_t *dst, size_t dstride, int dh,
                        int dw) {
-#if PIXELS_AVX512
     if (sh != dh || sw != dw) {
-        pixels_resize_avx512(src, sh, sw, dst, dstride, dh, dw);
-        return;
-    }
+#if PIXELS_HAVE_AVX512
+        if (g_level == PIXELS_AVX512) {
+            pixels_resize_avx512(src, sh, sw, dst, dstride, dh, dw);
+            return;
+        }
 #endif
+#if PIXELS_HAVE_AVX2
+        if (g_level == PIXELS_AVX2) {
+            pixels_resize_avx2(src, sh, sw, dst, dstride, dh, dw);
+            return;
+        }
+#endif
+    }
     image_resize_into_ref(src, sh, sw, dst, dstride, dh, dw);
 }
 
@@ -188,7 +240,7 @@ static void warp_drawn(const uint8_t *src, int sh, int sw, uint8_t *dst, int oh,
                 for (int k = 0; k < 3; k++) {
                     float v0 = fmaf(a, (float)(p[3 + k] - p[k]), (float)p[k]);
                     float v1 = fmaf(a, (float)(q[3 + k] - q[k]), (float)q[k]);
-                    d[k] = sat_u8(fmaf(b, v1 - v0, v0));
+                    d[k] = pixels_sat_u8(fmaf(b, v1 - v0, v0));
                 }
             } else {
                 int in00 = x0 >= 0 && y0 >= 0, in01 = x0 + 1 < sw && y0 >= 0;
@@ -198,7 +250,7 @@ static void warp_drawn(const uint8_t *src, int sh, int sw, uint8_t *dst, int oh,
                     float p00 = in00 ? p[k] : pad, p01 = in01 ? p[3 + k] : pad;
                     float p10 = in10 ? p[stride + k] : pad, p11 = in11 ? p[stride + 3 + k] : pad;
                     float v0 = fmaf(a, p01 - p00, p00), v1 = fmaf(a, p11 - p10, p10);
-                    d[k] = sat_u8(fmaf(b, v1 - v0, v0));
+                    d[k] = pixels_sat_u8(fmaf(b, v1 - v0, v0));
                 }
             }
         }
@@ -250,6 +302,7 @@ void image_hsv_prepare(image_hsv_tables *t, double r_h, double r_s, double r_v) 
         t->dh[i] = (uint8_t)(t->hdiv[i] >> 12), t->dlL[i] = (uint8_t)dl3;
         t->dlH[i] = (uint8_t)(dl3 >> 8);
         t->o0[i] = trunc_u8(t->lut_v[i] * (1.f / 255.f) * 255.f);
+        t->sdiv_v[i] = t->sdiv[i] | t->lut_v[i] << 20;
     }
 }
 
@@ -325,11 +378,19 @@ void image_hsv_apply_ref(const image_hsv_tables *t, uint8_t *rgb, size_t npix) {
 }
 
 void image_hsv_apply(const image_hsv_tables *t, uint8_t *rgb, size_t npix) {
-#if PIXELS_AVX512
-    pixels_hsv_avx512(t, rgb, npix);
-#else
-    image_hsv_apply_ref(t, rgb, npix);
+#if PIXELS_HAVE_AVX512
+    if (g_level == PIXELS_AVX512) {
+        pixels_hsv_avx512(t, rgb, npix);
+        return;
+    }
 #endif
+#if PIXELS_HAVE_AVX2
+    if (g_level == PIXELS_AVX2) {
+        pixels_hsv_avx2(t, rgb, npix);
+        return;
+    }
+#endif
+    image_hsv_apply_ref(t, rgb, npix);
 }
 
 void image_hsv(uint8_t *rgb, size_t npix, double r_h, double r_s, double r_v) {

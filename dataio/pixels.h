@@ -3,17 +3,27 @@
  * HSV round trip with Ultralytics' lookup tables, and flips.
  *
  * Each kernel has a portable scalar version (the *_ref functions: the definition of the result)
- * and, when the compiler targets AVX-512 (BW, VL, VBMI; the Makefile builds for -march=native),
- * a vectorised one that the plain names use. Both give identical bytes; tests check it, and
- * scripts/opencv_check compares them with OpenCV. */
+ * and vectorised ones: AVX-512 (BW, VL, VBMI; built when the compiler targets it, as the
+ * Makefile's -march=native does on such a CPU) and AVX2 + FMA (built on every x86-64 machine).
+ * The plain names run the level in force (pixels_simd). All give identical bytes; tests check
+ * it, and scripts/opencv_check compares them with OpenCV. */
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
 
 #define PIXELS_PAD 114 /* Ultralytics' border and letterbox colour */
 
-/* 1 when the plain names run the AVX-512 kernels, 0 for the scalar ones. */
-int pixels_simd(void);
+/* What the plain names run. The default is the best the build targets: AVX-512 when compiled
+ * for it, else AVX2 when compiled for AVX2 + FMA (-march=native on such a CPU), else scalar. */
+typedef enum pixels_level { PIXELS_SCALAR, PIXELS_AVX2, PIXELS_AVX512 } pixels_level;
+pixels_level pixels_simd(void);
+const char *pixels_simd_name(pixels_level level); /* "scalar", "avx2", "avx512" */
+/* "scalar" | "avx2" | "avx512" -> level; -1 for anything else. */
+int pixels_simd_parse(const char *name);
+/* Forces a level for the whole process (tests, benchmarks; call it before any pixel work
+ * starts): 0, or -1 with one line in err when this build has no kernels of that level or this
+ * CPU lacks its instructions. */
+int pixels_set_simd(pixels_level level, char *err, size_t errlen);
 
 /* Bilinear resize as OpenCV's INTER_LINEAR does it for 8-bit images (half-pixel centres, edge
  * clamp, 11-bit fixed-point weights, its SIMD path's rounding). dst (dh x dw) has its own row
@@ -70,9 +80,11 @@ void image_warp_ref(const pixel_canvas *c, const double mi[3][3], int projective
 typedef struct image_hsv_tables {
     int sdiv[256], hdiv[256]; /* OpenCV's fixed-point divisions */
     uint8_t lut_h[256], lut_s[256], lut_v[256];
-    /* derived for the vectorised kernel: sdiv and hdiv split at bit 12 (the low part << 3), and
+    /* derived for the AVX-512 kernel: sdiv and hdiv split at bit 12 (the low part << 3), and
      * the max channel's output byte per value */
     uint8_t qh[256], qlL[256], qlH[256], dh[256], dlL[256], dlH[256], o0[256];
+    /* for the AVX2 kernel: sdiv[v] | lut_v[v] << 20 (sdiv < 2^20), one gather for both */
+    int32_t sdiv_v[256];
 } image_hsv_tables;
 void image_hsv_prepare(image_hsv_tables *t, double r_h, double r_s, double r_v);
 void image_hsv_apply(const image_hsv_tables *t, uint8_t *rgb, size_t npix);

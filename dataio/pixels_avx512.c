@@ -4,7 +4,7 @@
  * -ffast-math or FMA contraction (-std=c17 keeps GCC's contraction off). */
 #include "dataio/pixels_simd.h"
 
-#if PIXELS_AVX512
+#if PIXELS_HAVE_AVX512
 #include "common/log.h"
 
 #include <immintrin.h>

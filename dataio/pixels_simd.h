@@ -7,10 +7,28 @@
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) &&                      \
     defined(__AVX512VBMI__)
-#define PIXELS_AVX512 1
+#define PIXELS_HAVE_AVX512 1
 #else
-#define PIXELS_AVX512 0
+#define PIXELS_HAVE_AVX512 0
 #endif
+
+/* dataio/pixels_avx2.c is built on every x86-64 machine, with AVX2 + FMA enabled for that file
+ * only (the Makefile), and runs only where the CPU has them (pixels_set_simd checks). */
+#if defined(__x86_64__)
+#define PIXELS_HAVE_AVX2 1
+#else
+#define PIXELS_HAVE_AVX2 0
+#endif
+
+/* Round half to even (as OpenCV's saturate_cast) and saturate, without a libm call: adding
+ * 1.5 * 2^23 leaves no fraction bits, so the FPU rounds in its default nearest-even mode (exact
+ * without -ffast-math, which these files must not use). */
+static inline uint8_t pixels_sat_u8(float v) {
+    if (v <= 0.f) return 0;
+    if (v >= 255.f) return 255;
+    float t = v + 0x1.8p23f;
+    return (uint8_t)(int)(t - 0x1.8p23f);
+}
 
 /* OpenCV's resize coefficients per output column (or row): source index, its clamped
  * neighbour, and the two 11-bit fixed-point weights. */
@@ -39,7 +57,7 @@ void pixels_canvas_row(const pixel_canvas *c, int y, uint8_t *row, int from, int
 int pixels_warp_separable(const pixel_canvas *c, const double mi[3][3], uint8_t *dst, int oh,
                           int ow, int flip_lr, int flip_ud, const pixels_row_op *post);
 
-#if PIXELS_AVX512
+#if PIXELS_HAVE_AVX512
 void pixels_resize_avx512(const uint8_t *src, int sh, int sw, uint8_t *dst, size_t dstride, int dh,
                           int dw);
 void pixels_hsv_avx512(const image_hsv_tables *t, uint8_t *rgb, size_t npix);
@@ -51,4 +69,22 @@ void pixels_hrow_plan_free(pixels_hrow_plan *p);
 void pixels_warp_hrow_avx512(const pixels_hrow_plan *p, const uint8_t *row, float *H);
 /* out[i] = round_half_even(fmaf(b, H1[i] - H0[i], H0[i])) saturated to uint8. */
 void pixels_warp_vblend_avx512(const float *H0, const float *H1, float b, int n, uint8_t *out);
+#endif
+
+#if PIXELS_HAVE_AVX2
+void pixels_resize_avx2(const uint8_t *src, int sh, int sw, uint8_t *dst, size_t dstride, int dh,
+                        int dw);
+void pixels_hsv_avx2(const image_hsv_tables *t, uint8_t *rgb, size_t npix);
+/* Per element i in [0, n): the bytes at off0[i] and off1[i] (off0[i] + 3 when off1 is NULL) of
+ * a row whose first `limit` bytes may be read, planned once for many rows (off0 and off1 are
+ * copied). */
+typedef struct pixels_pairs_avx2 pixels_pairs_avx2;
+pixels_pairs_avx2 *pixels_pairs_plan_avx2(const int32_t *off0, const int32_t *off1, int n,
+                                          int limit);
+void pixels_pairs_free_avx2(pixels_pairs_avx2 *p);
+/* The warp's rows as the AVX-512 versions above: H[i] = fmaf(a[i], p1 - p0, p0) with the pair
+ * (p0, p1) of element i, and the vertical blend. */
+void pixels_warp_hrow_avx2(const pixels_pairs_avx2 *p, const uint8_t *row, const float *a,
+                           float *H);
+void pixels_warp_vblend_avx2(const float *H0, const float *H1, float b, int n, uint8_t *out);
 #endif

@@ -9,53 +9,78 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if PIXELS_AVX512
-typedef pixels_hrow_plan hrow_plan;
-static hrow_plan *hrow_prepare(const int32_t *off, const float *a, int n) {
-    return pixels_hrow_plan_avx512(off, a, n);
+/* The two row kernels at the level in force: planned once per warp for the vectorised ones. */
+typedef struct row_kernels {
+    pixels_level level;
+    const int32_t *off;
+    const float *a;
+    int n;
+#if PIXELS_HAVE_AVX512
+    pixels_hrow_plan *p512;
+#endif
+#if PIXELS_HAVE_AVX2
+    pixels_pairs_avx2 *p2;
+#endif
+} row_kernels;
+
+/* limit: the bytes of a canvas row buffer that may be read */
+static row_kernels rows_prepare(const int32_t *off, const float *a, int n, int limit) {
+    row_kernels k = {.level = pixels_simd(), .off = off, .a = a, .n = n};
+    (void)limit;
+#if PIXELS_HAVE_AVX512
+    if (k.level == PIXELS_AVX512) k.p512 = pixels_hrow_plan_avx512(off, a, n);
+#endif
+#if PIXELS_HAVE_AVX2
+    if (k.level == PIXELS_AVX2) k.p2 = pixels_pairs_plan_avx2(off, NULL, n, limit);
+#endif
+    return k;
 }
-static void hrow_done(hrow_plan *p) {
-    pixels_hrow_plan_free(p);
+
+static void rows_done(row_kernels *k) {
+#if PIXELS_HAVE_AVX512
+    pixels_hrow_plan_free(k->p512);
+#endif
+#if PIXELS_HAVE_AVX2
+    pixels_pairs_free_avx2(k->p2);
+#endif
+    (void)k;
 }
-static void hrow(const hrow_plan *p, const uint8_t *row, const int32_t *off, const float *a, int n,
-                 float *H) {
-    (void)off, (void)a, (void)n;
-    pixels_warp_hrow_avx512(p, row, H);
-}
-#else
-typedef void hrow_plan;
-static hrow_plan *hrow_prepare(const int32_t *off, const float *a, int n) {
-    (void)off, (void)a, (void)n;
-    return NULL;
-}
-static void hrow_done(hrow_plan *p) {
-    (void)p;
-}
-static void hrow(const hrow_plan *p, const uint8_t *row, const int32_t *off, const float *a, int n,
-                 float *H) {
-    (void)p;
-    for (int i = 0; i < n; i++) {
-        float p0 = row[off[i]], p1 = row[off[i] + 3];
-        H[i] = fmaf(a[i], p1 - p0, p0);
+
+/* H[i] = row[off[i]] + a[i] (row[off[i] + 3] - row[off[i]]) as one fma */
+static void rows_h(const row_kernels *k, const uint8_t *row, float *H) {
+#if PIXELS_HAVE_AVX512
+    if (k->level == PIXELS_AVX512) {
+        pixels_warp_hrow_avx512(k->p512, row, H);
+        return;
+    }
+#endif
+#if PIXELS_HAVE_AVX2
+    if (k->level == PIXELS_AVX2) {
+        pixels_warp_hrow_avx2(k->p2, row, k->a, H);
+        return;
+    }
+#endif
+    for (int i = 0; i < k->n; i++) {
+        float p0 = row[k->off[i]], p1 = row[k->off[i] + 3];
+        H[i] = fmaf(k->a[i], p1 - p0, p0);
     }
 }
-#endif
 
-#if PIXELS_AVX512
-static void vblend(const float *H0, const float *H1, float b, int n, uint8_t *out) {
-    pixels_warp_vblend_avx512(H0, H1, b, n, out);
-}
-#else
-static inline uint8_t sat_u8(float v) {
-    if (v <= 0.f) return 0;
-    if (v >= 255.f) return 255;
-    float t = v + 0x1.8p23f;
-    return (uint8_t)(int)(t - 0x1.8p23f);
-}
-static void vblend(const float *H0, const float *H1, float b, int n, uint8_t *out) {
-    for (int i = 0; i < n; i++) out[i] = sat_u8(fmaf(b, H1[i] - H0[i], H0[i]));
-}
+static void rows_v(const row_kernels *k, const float *H0, const float *H1, float b, uint8_t *out) {
+#if PIXELS_HAVE_AVX512
+    if (k->level == PIXELS_AVX512) {
+        pixels_warp_vblend_avx512(H0, H1, b, k->n, out);
+        return;
+    }
 #endif
+#if PIXELS_HAVE_AVX2
+    if (k->level == PIXELS_AVX2) {
+        pixels_warp_vblend_avx2(H0, H1, b, k->n, out);
+        return;
+    }
+#endif
+    for (int i = 0; i < k->n; i++) out[i] = pixels_sat_u8(fmaf(b, H1[i] - H0[i], H0[i]));
+}
 
 /* Source coordinate -> (floor, fraction) as the per-pixel warp computes them; 0 when outside
  * (-1, n). */
@@ -100,7 +125,7 @@ int pixels_warp_separable(const pixel_canvas *c, const double mi[3][3], uint8_t 
         from = off[i] / 3 < from ? off[i] / 3 : from;
         to = off[i] / 3 + 2 > to ? off[i] / 3 + 2 : to;
     }
-    hrow_plan *plan = hrow_prepare(off + lo, aw + lo, n);
+    row_kernels rk = rows_prepare(off + lo, aw + lo, n, (int)rowb + 64);
     float *hbuf = xmalloc(sizeof(float) * 2 * (size_t)(n > 0 ? n : 1));
     float *H[2] = {hbuf, hbuf + n};
     int have[2] = {-2, -2}; /* canvas rows in H (-1 is a row of pad) */
@@ -117,16 +142,16 @@ int pixels_warp_separable(const pixel_canvas *c, const double mi[3][3], uint8_t 
             for (int k = 0; k < 2; k++) {
                 if (have[k] == want[k]) continue;
                 pixels_canvas_row(c, want[k], crow, from, to);
-                hrow(plan, crow, off + lo, aw + lo, n, H[k]);
+                rows_h(&rk, crow, H[k]);
                 have[k] = want[k];
             }
             memset(obuf, PIXELS_PAD, (size_t)lo);
-            vblend(H[0], H[1], b, n, obuf + lo);
+            rows_v(&rk, H[0], H[1], b, obuf + lo);
             memset(obuf + lo + n, PIXELS_PAD, (size_t)(n3 - lo - n));
         }
         if (post) post->fn(post->ctx, obuf, ow);
     }
-    hrow_done(plan);
+    rows_done(&rk);
     free(hbuf), free(crow), free(off), free(aw);
     return 0;
 }

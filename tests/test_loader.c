@@ -3,6 +3,7 @@
 #include "dataio/dataset_write.h"
 #include "dataio/loader.h"
 #include "dataio/pack.h"
+#include "dataio/pixels.h"
 #include "tests/oracle.h"
 #include "dataio/synth.h"
 
@@ -169,6 +170,35 @@ Test(loader, batches_identical_for_1_and_4_threads) {
     cr_assert_neq(memcmp(a.img, s.img, a.nimg), 0, "another seed must augment differently");
     run_out *all[] = {&a, &b, &e, &s};
     for (int i = 0; i < 4; i++) free(all[i]->img), free(all[i]->lab);
+}
+
+/* Whole batches (load-time resize, mosaic or letterbox, warp, HSV, flips) at a vectorised level
+ * against the scalar kernels, with mosaic on and off: identical bytes and labels. */
+static void expect_batches_equal_scalar(pixels_level level) {
+    char err[256];
+    if (pixels_set_simd(level, err, sizeof err)) cr_skip_test("%s", err);
+    for (int mosaic = 1; mosaic >= 0; mosaic--) {
+        loader_config c = small_cfg(2);
+        c.aug.mosaic = mosaic;
+        cr_assert_eq(pixels_set_simd(level, err, sizeof err), 0);
+        run_out v = run_steps(c, 3);
+        cr_assert_eq(pixels_set_simd(PIXELS_SCALAR, err, sizeof err), 0);
+        run_out s = run_steps(c, 3);
+        cr_assert_eq(v.nimg, s.nimg);
+        cr_assert_eq(memcmp(v.img, s.img, v.nimg), 0, "%s batch (mosaic %d) differs from scalar",
+                     pixels_simd_name(level), mosaic);
+        cr_assert_eq(v.nlab, s.nlab);
+        cr_assert_eq(memcmp(v.lab, s.lab, sizeof(float) * v.nlab), 0);
+        free(v.img), free(v.lab), free(s.img), free(s.lab);
+    }
+}
+
+Test(loader, batches_identical_with_avx2_and_scalar_kernels) {
+    expect_batches_equal_scalar(PIXELS_AVX2);
+}
+
+Test(loader, batches_identical_with_avx512_and_scalar_kernels) {
+    expect_batches_equal_scalar(PIXELS_AVX512);
 }
 
 /* The loader must produce exactly what the augmentation functions produce for the same keys,
