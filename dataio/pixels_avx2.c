@@ -93,8 +93,10 @@ static inline __m256i pairs_block(const pixels_pairs_avx2 *p, int k, const uint8
     const int32_t *o0 = p->off0 + 8 * k, *o1 = p->off1 + 8 * k;
     if (b == PAIRS_GATHER) {
         const __m256i lo8 = _mm256_set1_epi32(0xFF);
-        __m256i a = _mm256_i32gather_epi32((const int *)row, _mm256_loadu_si256((const void *)o0), 1);
-        __m256i c = _mm256_i32gather_epi32((const int *)row, _mm256_loadu_si256((const void *)o1), 1);
+        __m256i a =
+            _mm256_i32gather_epi32((const int *)row, _mm256_loadu_si256((const void *)o0), 1);
+        __m256i c =
+            _mm256_i32gather_epi32((const int *)row, _mm256_loadu_si256((const void *)o1), 1);
         return _mm256_or_si256(_mm256_and_si256(a, lo8),
                                _mm256_slli_epi32(_mm256_and_si256(c, lo8), 16));
     }
@@ -167,8 +169,8 @@ void pixels_warp_vblend_avx2(const float *H0, const float *H1, float b, int n, u
 static void resize_hrow(const pixels_pairs_avx2 *p, const uint8_t *S, const int32_t *w,
                         int16_t *D) {
     for (int k = 0; k < p->nblocks; k += 2) {
-        __m256i v0 = _mm256_madd_epi16(pairs_block(p, k, S),
-                                       _mm256_loadu_si256((const void *)(w + 8 * k)));
+        __m256i v0 =
+            _mm256_madd_epi16(pairs_block(p, k, S), _mm256_loadu_si256((const void *)(w + 8 * k)));
         __m256i v1 = _mm256_setzero_si256();
         if (k + 1 < p->nblocks)
             v1 = _mm256_madd_epi16(pairs_block(p, k + 1, S),
@@ -256,8 +258,8 @@ static hsv_consts hsv_consts_make(void) {
     for (int s = 0; s < 6; s++)
         sel[s] = (int32_t)(rgb[s][0] | rgb[s][1] << 8 | rgb[s][2] << 16 | 0x80u << 24);
     k.sel = _mm256_loadu_si256((const void *)sel);
-    k.sel_base = _mm256_setr_epi32(0, 0x040404, 0x080808, 0x0C0C0C, 0, 0x040404, 0x080808,
-                                   0x0C0C0C);
+    k.sel_base =
+        _mm256_setr_epi32(0, 0x040404, 0x080808, 0x0C0C0C, 0, 0x040404, 0x080808, 0x0C0C0C);
     uint8_t m[32];
     for (int i = 0; i < 32; i++) m[i] = i % 16 < 12 ? (uint8_t)(i % 16 / 3 * 4 + i % 16 % 3) : 0x80;
     k.compact = _mm256_loadu_si256((const void *)m);
@@ -266,9 +268,9 @@ static hsv_consts hsv_consts_make(void) {
 }
 
 /* OpenCV's integer RGB->HSV (S and H bytes) and the lookup tables, for 8 pixels in dwords. */
-static inline __attribute__((always_inline)) void
-hsv_int8(const image_hsv_tables *t, __m256i R, __m256i G, __m256i B, __m256i *hh, __m256i *ls,
-         __m256i *lv) {
+static inline __attribute__((always_inline)) void hsv_int8(const image_hsv_tables *t, __m256i R,
+                                                           __m256i G, __m256i B, __m256i *hh,
+                                                           __m256i *ls, __m256i *lv) {
     const __m256i half = _mm256_set1_epi32(1 << 11), lo8 = _mm256_set1_epi32(0xFF);
     __m256i v = _mm256_max_epi32(R, _mm256_max_epi32(G, B));
     __m256i d = _mm256_sub_epi32(v, _mm256_min_epi32(R, _mm256_min_epi32(G, B)));
@@ -282,8 +284,8 @@ hsv_int8(const image_hsv_tables *t, __m256i R, __m256i G, __m256i B, __m256i *hh
                            vg);
     h = _mm256_blendv_epi8(h, _mm256_sub_epi32(G, B), vr);
     h = _mm256_srai_epi32(_mm256_add_epi32(_mm256_mullo_epi32(h, hdiv), half), 12);
-    h = _mm256_add_epi32(h, _mm256_and_si256(_mm256_cmpgt_epi32(_mm256_setzero_si256(), h),
-                                             _mm256_set1_epi32(180)));
+    h = _mm256_add_epi32(
+        h, _mm256_and_si256(_mm256_cmpgt_epi32(_mm256_setzero_si256(), h), _mm256_set1_epi32(180)));
     /* byte tables read as dwords at byte offsets: the 3 bytes past index 255 are the next table
      * in image_hsv_tables */
     *hh = _mm256_and_si256(_mm256_i32gather_epi32((const int *)t->lut_h, h, 1), lo8);
@@ -311,13 +313,13 @@ static inline __attribute__((always_inline)) __m256i hsv_float8(__m256i hh, __m2
     __m256i o0 = _mm256_cvttps_epi32(_mm256_mul_ps(vf, k255));
     __m256i o1 = _mm256_cvttps_epi32(_mm256_mul_ps(t1, k255));
     __m256i om = _mm256_cvttps_epi32(_mm256_mul_ps(tm, k255));
-    return _mm256_or_si256(o0, _mm256_or_si256(_mm256_slli_epi32(o1, 8), _mm256_slli_epi32(om, 16)));
+    return _mm256_or_si256(o0,
+                           _mm256_or_si256(_mm256_slli_epi32(o1, 8), _mm256_slli_epi32(om, 16)));
 }
 
 /* 8 pixels from src (32 bytes readable) to dst (24 bytes written); src may be dst. */
-static inline __attribute__((always_inline)) void hsv8(const image_hsv_tables *t,
-                                                       const hsv_consts *k, const uint8_t *src,
-                                                       uint8_t *dst) {
+static inline __attribute__((always_inline)) void
+hsv8(const image_hsv_tables *t, const hsv_consts *k, const uint8_t *src, uint8_t *dst) {
     __m256i x = _mm256_permutevar8x32_epi32(_mm256_loadu_si256((const void *)src), k->load_order);
     __m256i hh, ls, lv, sector;
     hsv_int8(t, _mm256_shuffle_epi8(x, k->ch[0]), _mm256_shuffle_epi8(x, k->ch[1]),

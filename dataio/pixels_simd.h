@@ -58,8 +58,6 @@ int pixels_warp_separable(const pixel_canvas *c, const double mi[3][3], uint8_t 
                           int ow, int flip_lr, int flip_ud, const pixels_row_op *post);
 
 #if PIXELS_HAVE_AVX512
-void pixels_resize_avx512(const uint8_t *src, int sh, int sw, uint8_t *dst, size_t dstride, int dh,
-                          int dw);
 void pixels_hsv_avx512(const image_hsv_tables *t, uint8_t *rgb, size_t npix);
 /* H[i] = fmaf(a[i], row[off[i] + 3] - row[off[i]], row[off[i]]) for i in [0, n), planned once
  * per warp (off and a must outlive the plan). row must be readable 64 bytes past each off[i]. */
