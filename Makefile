@@ -156,7 +156,7 @@ $(B)/%.cu.o: %.cu
 # pkg-config packages. Where there is no mpicc: make backend-ops CC=gcc; headers and libraries
 # elsewhere: EXTRA_CFLAGS / EXTRA_NVCCFLAGS / EXTRA_LDFLAGS.
 BOPS_C    := $(filter kernels/%,$(LIB_C)) common/log.c common/rng.c tests/backend_ops.c \
-             tests/backend_ops_cases.c tests/ops/backend_ops_main.c
+             tests/backend_ops_cases.c tests/backend_ops_nms.c tests/ops/backend_ops_main.c
 BOPS_OBJ  := $(BOPS_C:%.c=build/bops/%.o) \
              $(filter-out build/kernels/gpu.cu.o,$(filter build/kernels/%,$(LIB_CU:%.cu=build/%.cu.o)))
 BOPS_CFLAGS = -std=c17 $(OPT) -g -fopenmp -D_GNU_SOURCE -Wall -Wextra -Werror -I. \

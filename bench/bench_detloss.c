@@ -32,8 +32,8 @@ static double best_of(int reps, detloss_ctx *ctx, int R, int A, const float *anc
                 detloss_branch(ctx, &h, B, A, x, anc, str, B * PER_IMAGE, t, 640, 640, NULL, g, &o);
         } else {
             detloss_hyp hm = detloss_hyp_default(NC, 1), ho = detloss_hyp_one2one(NC, 1);
-            rc = detloss_e2e(ctx, &hm, &ho, 0.8f, 0.2f, B, A, x, x, anc, str, B * PER_IMAGE, t, 640,
-                             640, g, g, &o, NULL);
+            rc = detloss_e2e(ctx, &hm, &ho, DETLOSS_E2E_O2M_INIT, DETLOSS_E2E_O2O_INIT, B, A, x, x,
+                             anc, str, B * PER_IMAGE, t, 640, 640, g, g, &o, NULL);
         }
         double dt = now_seconds() - t0;
         if (rc) {

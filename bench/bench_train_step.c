@@ -79,9 +79,10 @@ static void train_step(step_ctx *s, const uint8_t *img, bool loss) {
         float S = (float)s->imgsz;
         detloss_out o;
         if (model_num_branches(m) == 2)
-            detloss_e2e(s->loss, &s->h_o2m, &s->h_o2o, 0.8f, 0.2f, B, A, model_output_host(m, 0),
-                        model_output_host(m, 1), model_anchor_points(m), model_anchor_strides(m),
-                        s->ntargets, s->targets, S, S, s->dout[0], s->dout[1], &o, NULL);
+            detloss_e2e(s->loss, &s->h_o2m, &s->h_o2o, DETLOSS_E2E_O2M_INIT, DETLOSS_E2E_O2O_INIT,
+                        B, A, model_output_host(m, 0), model_output_host(m, 1),
+                        model_anchor_points(m), model_anchor_strides(m), s->ntargets, s->targets, S,
+                        S, s->dout[0], s->dout[1], &o, NULL);
         else
             detloss_branch(s->loss, &s->h_o2m, B, A, model_output_host(m, 0),
                            model_anchor_points(m), model_anchor_strides(m), s->ntargets, s->targets,

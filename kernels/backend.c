@@ -41,6 +41,7 @@ static const char *const op_names[] = {
     "to_bf16",
     "conv2d_forward_bf16",
     "conv2d_backward_bf16",
+    "nms",
 };
 _Static_assert(sizeof op_names / sizeof op_names[0] == BACKEND_OP_COUNT,
                "op_names needs one name per backend_op");
@@ -120,6 +121,8 @@ static bool has_op(const backend_i *f, backend_op op) {
         return f->conv2d_forward_bf16 != NULL;
     case BACKEND_OP_CONV2D_BACKWARD_BF16:
         return f->conv2d_backward_bf16 != NULL;
+    case BACKEND_OP_NMS:
+        return f->nms != NULL;
     case BACKEND_OP_COUNT:
         break;
     }
@@ -410,4 +413,8 @@ void backend_conv2d_backward_bf16(backend *be, const conv2d_desc *d, const bf16 
                                   const bf16 *dyb, float *dx, bool dx_write, float *dw, float *ws) {
     DISPATCH(be, BACKEND_OP_CONV2D_BACKWARD_BF16, conv2d_backward_bf16, d, xb, w, dyb, dx, dx_write,
              dw, ws);
+}
+void backend_nms(backend *be, const backend_nms_desc *d, const float *pred, detection *dets,
+                 int32_t *counts) {
+    DISPATCH(be, BACKEND_OP_NMS, nms, d, pred, dets, counts);
 }

@@ -29,6 +29,7 @@
 #include "kernels/conv2d.h"
 #include "kernels/detloss.h"
 #include "kernels/dfl.h"
+#include "kernels/nms.h"
 #include "kernels/optim.h"
 
 #include <stdbool.h>
@@ -73,6 +74,7 @@ typedef enum backend_op {
     BACKEND_OP_TO_BF16,
     BACKEND_OP_CONV2D_FORWARD_BF16,
     BACKEND_OP_CONV2D_BACKWARD_BF16,
+    BACKEND_OP_NMS,
     BACKEND_OP_COUNT
 } backend_op;
 
@@ -271,3 +273,17 @@ void backend_conv2d_forward_bf16(backend *be, const conv2d_desc *d, const bf16 *
  * x and dy: dw += (when dw), dx += or, with dx_write, dx = (when dx); no bias gradient. */
 void backend_conv2d_backward_bf16(backend *be, const conv2d_desc *d, const bf16 *xb, const float *w,
                                   const bf16 *dyb, float *dx, bool dx_write, float *dw, float *ws);
+
+/* ---- validation post-processing (kernels/nms.h) ---- */
+typedef struct backend_nms_desc {
+    int images, anchors, nc;
+    bool one2one; /* true: topk_detect on x1, y1, x2, y2 rows (yolo26's end-to-end head); false:
+                     nms_detect on cx, cy, w, h rows */
+    nms_cfg cfg;  /* cfg.max_det: the detections per image that dets has room for */
+} backend_nms_desc;
+/* Per image b of pred ([images][anchors][4 + nc] decoded rows, device memory, as model_decode
+ * writes them): nms_detect or topk_detect. WRITES counts[b] and dets[b * cfg.max_det + k] for k <
+ * counts[b] (device memory); the rest of dets is left as it was. The same detections, bit for
+ * bit, on every backend. */
+void backend_nms(backend *be, const backend_nms_desc *d, const float *pred, detection *dets,
+                 int32_t *counts);

@@ -284,6 +284,18 @@ static void cpu_detloss(backend *be, const backend_detloss_desc *d, const float 
     result[BACKEND_DETLOSS_NUM_FG] += o.num_fg;
     result[BACKEND_DETLOSS_TOTAL] += o.total;
 }
+/* kernels/nms.c, image by image: the CPU backend's memory is host memory. */
+static void cpu_nms(backend *be, const backend_nms_desc *d, const float *pred, detection *dets,
+                    int32_t *counts) {
+    enter(be);
+    size_t per_image = (size_t)d->anchors * (size_t)(4 + d->nc);
+    for (int b = 0; b < d->images; b++) {
+        const float *p = pred + (size_t)b * per_image;
+        detection *o = dets + (size_t)b * (size_t)(d->cfg.max_det > 0 ? d->cfg.max_det : 0);
+        counts[b] = d->one2one ? topk_detect(p, d->anchors, d->nc, &d->cfg, o)
+                               : nms_detect(p, d->anchors, d->nc, &d->cfg, o);
+    }
+}
 
 static const backend_i cpu_iface = {
     .destroy = NULL, /* set per instance: the default backend is never destroyed */
@@ -336,6 +348,7 @@ static const backend_i cpu_iface = {
     .to_bf16 = cpu_to_bf16,
     .conv2d_forward_bf16 = cpu_conv2d_forward_bf16,
     .conv2d_backward_bf16 = cpu_conv2d_backward_bf16,
+    .nms = cpu_nms,
 };
 
 static void cpu_destroy(backend *be) {

@@ -75,6 +75,23 @@ void *cuda_scratch(cuda_ctx *c, size_t bytes) {
     return c->scratch;
 }
 
+void *cuda_buf_need(cuda_ctx *c, cuda_buf *b, size_t bytes) {
+    if (bytes == 0) bytes = 16;
+    if (b->cap < bytes) {
+        CUDA_CHECK(cudaStreamSynchronize(c->stream)); // enqueued work may still use the old one
+        cuda_buf_free(c, b);
+        CUDA_CHECK(cudaMalloc(&b->p, bytes));
+        b->cap = bytes;
+    }
+    return b->p;
+}
+
+void cuda_buf_free(cuda_ctx *c, cuda_buf *b) {
+    CUDA_CHECK(cudaFree(b->p));
+    b->p = NULL;
+    b->cap = 0;
+}
+
 // ---- memory --------------------------------------------------------------------------------
 
 static void *cu_alloc(backend *be, size_t bytes) {

@@ -106,6 +106,8 @@ typedef struct backend_i {
                                 const float *bias, float *y, float *ws);
     void (*conv2d_backward_bf16)(backend *be, const conv2d_desc *d, const bf16 *xb, const float *w,
                                  const bf16 *dyb, float *dx, bool dx_write, float *dw, float *ws);
+    void (*nms)(backend *be, const backend_nms_desc *d, const float *pred, detection *dets,
+                int32_t *counts);
 } backend_i;
 
 struct backend {

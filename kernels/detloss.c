@@ -83,9 +83,12 @@ void detloss_e2e_weights(int updates, int epochs, float *o2m, float *o2o) {
     double f = 1.0 - (double)updates / denom;
     if (f < 0) f = 0;
     double m = f * (0.8 - 0.1) + 0.1, o = 1.0 - m;
-    if (updates == 0) m = 0.8, o = 0.2; /* E2ELoss.__init__ values, before any update() */
     *o2m = (float)m;
     *o2o = (float)(o > 0 ? o : 0);
+    if (updates == 0) { /* E2ELoss.__init__ values, before any update() */
+        *o2m = DETLOSS_E2E_O2M_INIT;
+        *o2o = DETLOSS_E2E_O2O_INIT;
+    }
 }
 
 /* ---- targets and decode ------------------------------------------------------------------------

@@ -55,6 +55,11 @@ void detloss_split_levels(int B, int nl, const int *hw, int no, const float *dpr
  * o2m = max(1 - u/max(epochs-1, 1), 0) * (0.8 - 0.1) + 0.1, o2o = max(1 - o2m, 0).
  * updates = 0 gives 0.8 / 0.2. */
 void detloss_e2e_weights(int updates, int epochs, float *o2m, float *o2o);
+/* The weights before any update (E2ELoss.__init__): what detloss_e2e_weights gives for updates 0,
+ * and what validation's loss uses (Ultralytics validates with the EMA model's own criterion, whose
+ * weights are never updated). */
+#define DETLOSS_E2E_O2M_INIT 0.8f
+#define DETLOSS_E2E_O2O_INIT 0.2f
 
 /* ---- pieces, public for tests and for callers that want them ----------------------------------
  */

@@ -2,6 +2,7 @@
 #include "kernels/nms.h"
 
 #include "common/log.h"
+#include "kernels/cuda/nms_hd.h" /* the box and overlap arithmetic, shared with the GPU's NMS */
 
 #include <math.h>
 #include <stdbool.h>
@@ -54,27 +55,17 @@ int nms_detect(const float *pred, int A, int nc, const nms_cfg *cfg, detection *
     const float ct = cfg->conf_thres;
     /* count candidates first so one allocation suffices */
     size_t n = 0;
-    for (int a = 0; a < A; a++) {
-        const float *s = pred + (size_t)a * row + 4;
-        float mx = s[0];
-        for (int c = 1; c < nc; c++) mx = s[c] > mx ? s[c] : mx;
-        if (!(mx > ct)) continue;
-        if (multi)
-            for (int c = 0; c < nc; c++) n += s[c] > ct;
-        else
-            n++;
-    }
+    for (int a = 0; a < A; a++)
+        n += (size_t)nms_row_count(pred + (size_t)a * row + 4, nc, ct, multi);
     if (n == 0) return 0;
     cand *cd = xmalloc(n * sizeof *cd);
     size_t k = 0;
     for (int a = 0; a < A; a++) {
         const float *r = pred + (size_t)a * row, *s = r + 4;
-        int am = 0;
-        for (int c = 1; c < nc; c++)
-            if (s[c] > s[am]) am = c;
+        int am = nms_argmax(s, nc);
         if (!(s[am] > ct)) continue;
-        float dw = r[2] / 2, dh = r[3] / 2;
-        float b[4] = {r[0] - dw, r[1] - dh, r[0] + dw, r[1] + dh};
+        float b[4];
+        nms_xyxy(r, b);
         if (multi) {
             for (int c = 0; c < nc; c++)
                 if (s[c] > ct) cd[k++] = (cand){{b[0], b[1], b[2], b[3]}, s[c], c};
@@ -92,10 +83,7 @@ int nms_detect(const float *pred, int A, int nc, const nms_cfg *cfg, detection *
     float lo = INFINITY, hi = -INFINITY;
     for (size_t i = 0; i < n; i++) {
         const cand *c = &cd[ord[i].i];
-        float off = cfg->agnostic ? 0.0f : (float)c->cls * cfg->max_wh;
-        float *o = ob + i * 5;
-        for (int j = 0; j < 4; j++) o[j] = c->b[j] + off;
-        o[4] = (o[2] - o[0]) * (o[3] - o[1]);
+        nms_offset_box(c->b, c->cls, cfg->max_wh, cfg->agnostic, ob + i * 5);
         for (int j = 0; j < 4; j++) {
             lo = fminf(lo, c->b[j]);
             hi = fmaxf(hi, c->b[j]);
@@ -128,12 +116,7 @@ int nms_detect(const float *pred, int A, int nc, const nms_cfg *cfg, detection *
         const float *bi = ob + i * 5;
         for (int j = nxt[i]; j >= 0; j = nxt[j]) {
             if (sup[j]) continue;
-            const float *bj = ob + (size_t)j * 5;
-            float w = fmaxf(0.0f, fminf(bi[2], bj[2]) - fmaxf(bi[0], bj[0]));
-            float h = fmaxf(0.0f, fminf(bi[3], bj[3]) - fmaxf(bi[1], bj[1]));
-            float inter = w * h;
-            float ovr = inter / (bi[4] + bj[4] - inter);
-            if ((double)ovr > cfg->iou_thres) sup[j] = 1;
+            if (nms_suppresses(bi, ob + (size_t)j * 5, cfg->iou_thres)) sup[j] = 1;
         }
     }
     free(sup);
@@ -152,9 +135,7 @@ int topk_detect(const float *pred, int A, int nc, const nms_cfg *cfg, detection 
     int *arg = xmalloc((size_t)A * sizeof *arg);
     for (int a = 0; a < A; a++) {
         const float *s = pred + (size_t)a * row + 4;
-        int best = 0;
-        for (int c = 1; c < nc; c++)
-            if (s[c] > s[best]) best = c;
+        int best = nms_argmax(s, nc);
         am[a] = (scored){s[best], a};
         arg[a] = best;
     }

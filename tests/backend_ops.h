@@ -90,3 +90,5 @@ void bops_host_rand(bops_env *e, float *x, size_t n, double lo, double hi);
 
 /* Fills cases (at most max); returns the count. tests/backend_ops_cases.c. */
 int bops_cases(bops_case *cases, int max);
+/* The nms op's case (tests/backend_ops_nms.c). */
+void bops_run_nms(bops_env *e, const bops_case *c);

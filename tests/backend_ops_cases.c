@@ -560,6 +560,22 @@ int bops_cases(bops_case *cs, int max) {
         const int *pv = clips[i];
         ADD(BACKEND_OP_CLIP_GRAD_NORM, run_clip_grad_norm, 0, "n%d max_norm %d", pv[0], pv[1]);
     }
+    /* images anchors nc one2one agnostic multi_label max_det max_nms conf x 1000 */
+    static const int nmss[][10] = {
+        {2, 300, 3, 0, 0, 1, 300, 30000, 1},    /* NMS, multi-label, conf 0.001 */
+        {2, 500, 80, 0, 0, 1, 100, 1000, 1},    /* 80 classes, more candidates than max_nms */
+        {3, 200, 5, 0, 1, 0, 50, 30000, 250},   /* class-agnostic, one label per anchor */
+        {2, 100, 2, 0, 0, 1, 300, 30000, 1000}, /* nothing above conf */
+        {2, 300, 5, 1, 0, 0, 300, 0, 1},        /* yolo26 top-k, K = anchors */
+        {2, 400, 3, 1, 1, 0, 50, 0, 100},       /* top-k, agnostic */
+    };
+    for (size_t i = 0; i < sizeof nmss / sizeof *nmss; i++) {
+        const int *pv = nmss[i];
+        ADD(BACKEND_OP_NMS, bops_run_nms, 0,
+            "%d x %d anchors nc%d %s%s%s max_det%d max_nms%d conf%g", pv[0], pv[1], pv[2],
+            pv[3] ? "top-k" : "nms", pv[4] ? " agnostic" : "", pv[5] ? " multi" : "", pv[6], pv[7],
+            pv[8] / 1000.0);
+    }
     if (n >= max) FATAL("op harness: more than %d cases", max);
     return n;
 }

@@ -204,13 +204,25 @@ Test(backend, split_conv_backward_equals_conv2d_backward, .init = one_thread) {
 typedef struct run_out {
     float *out[2], *grads, *bufs, *input_grad, *decoded, *params;
     size_t nout, np, nb, nimg, ndec;
-    int branches;
+    int branches, A, nc;
+    detection *det; /* model_detect: [B][VAL_MAX_DET] */
+    int32_t *ndet;  /* [B] */
     double t_conv, t_other;
 } run_out;
 
 static void free_run(run_out *r) {
     free(r->out[0]), free(r->out[1]), free(r->grads), free(r->bufs), free(r->input_grad);
-    free(r->decoded), free(r->params);
+    free(r->decoded), free(r->params), free(r->det), free(r->ndet);
+}
+
+enum { VAL_MAX_DET = 40 };
+
+/* Validation's post-processing (conf 0: random weights score low) */
+static nms_cfg val_cfg(void) {
+    nms_cfg c = nms_val_defaults();
+    c.conf_thres = 0;
+    c.max_det = VAL_MAX_DET;
+    return c;
 }
 
 /* Train forward + backward from fixed head gradients, then an eval forward and decode, reading
@@ -264,6 +276,11 @@ static void run_model(backend *be, const char *yaml, int B, int S, run_out *r) {
     r->ndec = (size_t)B * A * (4 + nc);
     r->decoded = xmalloc(r->ndec * sizeof(float));
     model_decode(m, r->branches - 1, r->decoded);
+    r->A = A, r->nc = nc;
+    r->det = xcalloc((size_t)B * VAL_MAX_DET, sizeof *r->det);
+    r->ndet = xcalloc((size_t)B, sizeof *r->ndet);
+    nms_cfg cfg = val_cfg();
+    model_detect(m, r->branches - 1, &cfg, r->det, r->ndet);
     model_free(m);
     free(img);
     free(d[0]);
@@ -283,6 +300,22 @@ static void same_on_both_memory_modes(const char *yaml, int B, int S) {
     cr_assert(!memcmp(a.params, b.params, a.np * sizeof(float)), "parameters");
     cr_assert(!memcmp(a.bufs, b.bufs, a.nb * sizeof(float)), "BN running statistics");
     cr_assert(!memcmp(a.decoded, b.decoded, a.ndec * sizeof(float)), "decoded boxes");
+    /* model_detect: the kernels/nms.c post-processing of those boxes, in both modes */
+    nms_cfg cfg = val_cfg();
+    for (int i = 0; i < B; i++) {
+        detection want[VAL_MAX_DET];
+        const float *p = a.decoded + (size_t)i * a.A * (4 + a.nc);
+        int n = a.branches == 2 ? topk_detect(p, a.A, a.nc, &cfg, want)
+                                : nms_detect(p, a.A, a.nc, &cfg, want);
+        cr_assert_gt(n, 0, "image %d keeps detections", i);
+        for (int k = 0; k < 2; k++) {
+            const run_out *r = k ? &b : &a;
+            cr_assert_eq(r->ndet[i], n, "%s memory, image %d: %d detections, want %d",
+                         k ? "device" : "host", i, r->ndet[i], n);
+            cr_assert(!memcmp(r->det + (size_t)i * VAL_MAX_DET, want, (size_t)n * sizeof *want),
+                      "%s memory, image %d: the kept detections", k ? "device" : "host", i);
+        }
+    }
     double gsum = 0;
     for (size_t i = 0; i < a.np; i++) gsum += a.grads[i] != 0.0f;
     cr_assert_gt(gsum, a.np / 2, "most parameters have a gradient");

@@ -61,7 +61,8 @@ Test(backend_ops, cpu_device_memory_mode_equals_cpu_bitwise, .timeout = 120) {
 }
 
 /* A backend with planted errors: accumulate overwrites instead of adding, SiLU is off by 1e-3
- * relative, the batch-norm running variance is not updated, and add is missing. */
+ * relative, the batch-norm running variance is not updated, NMS loses each image's last kept
+ * detection, and add is missing. */
 static backend *inner_of_wrong;
 static void wrong_accumulate(backend *be, size_t n, const float *x, float *y) {
     (void)be;
@@ -77,6 +78,13 @@ static void wrong_bn(backend *be, int m, int c, const float *x, const float *g, 
     (void)be, (void)rv;
     backend_batchnorm_forward_train(inner_of_wrong, m, c, x, g, b, eps, mom, rm, NULL, sm, si, y);
 }
+static void wrong_nms(backend *be, const backend_nms_desc *d, const float *pred, detection *dets,
+                      int32_t *counts) {
+    (void)be;
+    backend_nms(inner_of_wrong, d, pred, dets, counts); /* host memory underneath */
+    for (int b = 0; b < d->images; b++)
+        if (counts[b] > 0) counts[b]--;
+}
 static void destroy_wrong(backend *be) {
     free(be);
 }
@@ -91,6 +99,7 @@ Test(backend_ops, harness_catches_planted_errors, .timeout = 120) {
     bad->iface.accumulate = wrong_accumulate;
     bad->iface.silu_forward = wrong_silu;
     bad->iface.batchnorm_forward_train = wrong_bn;
+    bad->iface.nms = wrong_nms;
     bad->iface.add = NULL;
     backend_register(bad);
     for (int exact = 0; exact < 2; exact++) {
@@ -100,7 +109,7 @@ Test(backend_ops, harness_catches_planted_errors, .timeout = 120) {
         cr_assert_eq(fails, t.fail);
         for (int op = 0; op < BACKEND_OP_COUNT; op++) {
             bool planted = op == BACKEND_OP_ACCUMULATE || op == BACKEND_OP_SILU_FORWARD ||
-                           op == BACKEND_OP_BATCHNORM_FORWARD_TRAIN;
+                           op == BACKEND_OP_BATCHNORM_FORWARD_TRAIN || op == BACKEND_OP_NMS;
             cr_assert_eq(t.failed_op[op], planted, "%s %s (exact %d)", backend_op_name(op),
                          planted ? "not caught" : "failed", exact);
             cr_assert_eq(t.unsupported_op[op], op == BACKEND_OP_ADD, "%s", backend_op_name(op));

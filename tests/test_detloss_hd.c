@@ -107,8 +107,8 @@ static dl_sums emu_run(emu *e) {
         if (gi < 0) continue;
         int b = (int)(i / d->A), a = (int)(i % d->A);
         size_t q = dl_bma(d, b, gi, a);
-        uint32_t *tu = d->tu + ((size_t)b * d->M + gi) * 2, m = dl_float_bits(d->metric[q]),
-                 o = dl_float_bits(d->overlap[q]);
+        uint32_t *tu = d->tu + ((size_t)b * d->M + gi) * 2, m = hd_float_bits(d->metric[q]),
+                 o = hd_float_bits(d->overlap[q]);
         if (m > tu[0]) tu[0] = m;
         if (o > tu[1]) tu[1] = o;
     }

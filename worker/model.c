@@ -67,7 +67,7 @@ void model_free_plan(model *m) {
     void *dev[] = {m->act,     m->dact,    m->scratch,        m->iscratch,
                    m->ws,      m->img_u8,  m->out[0],         m->out[1],
                    m->dout[0], m->dout[1], m->anchor_pts_dev, m->anchor_str_dev,
-                   m->decoded, m->dyb};
+                   m->decoded, m->dyb,     m->det_dev,        m->det_counts_dev};
     for (size_t i = 0; i < sizeof dev / sizeof *dev; i++) backend_free(be, dev[i]);
     free_events(be, m->ev_fwd, m->nops + 1);
     free_events(be, m->ev_bwd, m->nops + 1);
@@ -82,6 +82,9 @@ void model_free_plan(model *m) {
     m->zero_start = m->zero_slots = NULL;
     m->act = m->dact = m->scratch = m->ws = m->anchor_pts = m->anchor_str = NULL;
     m->anchor_pts_dev = m->anchor_str_dev = m->decoded = NULL;
+    m->det_dev = NULL;
+    m->det_counts_dev = NULL;
+    m->det_room = m->det_images = 0;
     m->iscratch = NULL;
     m->img_u8 = NULL;
     m->dyb = NULL;

@@ -219,6 +219,12 @@ const float *model_input_grad(const model *m);
  * y2 in pixels; then sigmoid scores. DFL expectation when reg_max > 1, raw distances when 1. */
 void model_decode(model *m, int branch, float *out);
 
+/* Validation's post-processing of a branch after a forward, on the backend: model_decode's rows
+ * (kept on the device), then backend_nms: nms_detect, or topk_detect for MODEL_ONE2ONE (kernels/
+ * nms.h). Writes counts[b] and det[b * cfg->max_det + k], k < counts[b] (host memory, B =
+ * model_batch's images); only the kept detections cross to the host. */
+void model_detect(model *m, int branch, const nms_cfg *cfg, detection *det, int32_t *counts);
+
 /* End-to-end post-process of yolo26 (Ultralytics' Detect.postprocess, no NMS): from decoded
  * [B][A][4 + nc] (x1, y1, x2, y2, scores), the k anchors with the highest max class score, then
  * the k best (anchor, class) pairs among those k * nc scores, sorted by score (ties: lower index

@@ -8,24 +8,68 @@
 #include <math.h>
 #include <stdlib.h>
 
-void model_decode(model *m, int branch, float *out) {
+static detect_decode_desc decode_desc(const model *m, int branch) {
+    return (detect_decode_desc){.rows = m->batch * m->anchors,
+                                .anchors = m->anchors,
+                                .reg_max = m->cfg.reg_max,
+                                .nc = m->cfg.nc,
+                                .ld = m->no,
+                                .xyxy = branch == MODEL_ONE2ONE};
+}
+
+/* Decodes branch into out (device memory), or into m->decoded (allocated once per plan) when out
+ * is NULL; returns where the rows are. */
+static float *decode_on_backend(model *m, int branch, float *out, const char *who) {
     const float *o = model_output(m, branch);
-    if (!o) FATAL("model_decode: no branch %d", branch);
-    detect_decode_desc d = {.rows = m->batch * m->anchors,
-                            .anchors = m->anchors,
-                            .reg_max = m->cfg.reg_max,
-                            .nc = m->cfg.nc,
-                            .ld = m->no,
-                            .xyxy = branch == MODEL_ONE2ONE};
-    size_t bytes = (size_t)d.rows * (4 + d.nc) * sizeof *out;
+    if (!o) FATAL("%s: no branch %d", who, branch);
+    detect_decode_desc d = decode_desc(m, branch);
+    if (!out) {
+        if (!m->decoded)
+            m->decoded = backend_alloc(m->be, (size_t)d.rows * (4 + d.nc) * sizeof *m->decoded);
+        out = m->decoded;
+    }
+    backend_detect_decode(m->be, &d, o, m->anchor_pts_dev, m->anchor_str_dev, out);
+    return out;
+}
+
+void model_decode(model *m, int branch, float *out) {
     if (backend_memory_is_host(m->be)) { /* straight into the caller's memory */
-        backend_detect_decode(m->be, &d, o, m->anchor_pts_dev, m->anchor_str_dev, out);
+        decode_on_backend(m, branch, out, "model_decode");
         backend_synchronize(m->be);
         return;
     }
-    if (!m->decoded) m->decoded = backend_alloc(m->be, bytes);
-    backend_detect_decode(m->be, &d, o, m->anchor_pts_dev, m->anchor_str_dev, m->decoded);
-    backend_to_host(m->be, out, m->decoded, bytes);
+    const float *dec = decode_on_backend(m, branch, NULL, "model_decode");
+    backend_to_host(m->be, out, dec, (size_t)m->batch * m->anchors * (4 + m->cfg.nc) * sizeof *out);
+}
+
+void model_detect(model *m, int branch, const nms_cfg *cfg, detection *det, int32_t *counts) {
+    const float *dec = decode_on_backend(m, branch, NULL, "model_detect");
+    const int B = m->batch, room = cfg->max_det > 0 ? cfg->max_det : 0;
+    backend_nms_desc nd = {.images = B,
+                           .anchors = m->anchors,
+                           .nc = m->cfg.nc,
+                           .one2one = branch == MODEL_ONE2ONE,
+                           .cfg = *cfg};
+    if (backend_memory_is_host(m->be)) { /* written in place */
+        backend_nms(m->be, &nd, dec, det, counts);
+        backend_synchronize(m->be);
+        return;
+    }
+    if (m->det_room < room || m->det_images < B || !m->det_counts_dev) {
+        backend_free(m->be, m->det_dev);
+        backend_free(m->be, m->det_counts_dev);
+        m->det_dev = backend_alloc(m->be, (size_t)B * (room ? room : 1) * sizeof *m->det_dev);
+        m->det_counts_dev = backend_alloc(m->be, (size_t)B * sizeof *m->det_counts_dev);
+        m->det_room = room;
+        m->det_images = B;
+    }
+    nd.cfg.max_det = room; /* the rows of det_dev are room apart, as det's */
+    backend_nms(m->be, &nd, dec, m->det_dev, m->det_counts_dev);
+    backend_to_host(m->be, counts, m->det_counts_dev, (size_t)B * sizeof *counts);
+    for (int b = 0; b < B; b++)
+        if (counts[b] > 0)
+            backend_to_host(m->be, det + (size_t)b * room, m->det_dev + (size_t)b * room,
+                            (size_t)counts[b] * sizeof *det);
 }
 
 typedef struct scored {

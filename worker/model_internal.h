@@ -104,6 +104,9 @@ struct model {
     float *anchor_pts, *anchor_str;         /* host */
     float *anchor_pts_dev, *anchor_str_dev; /* the same on the backend (for decode) */
     float *decoded;                         /* model_decode's output (device memory) */
+    detection *det_dev;                     /* model_detect: [batch][det_room] kept detections */
+    int32_t *det_counts_dev;                /* and [batch] their counts (device memory) */
+    int det_room, det_images;               /* what they have room for */
     bool trained_forward, eval_only, want_input_grad;
     model_grad_ready_fn grad_hook; /* model_set_grad_ready_hook */
     void *grad_hook_ctx;

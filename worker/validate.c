@@ -16,8 +16,8 @@ static void chunk_loss(validator *v, int h, int w, const float *labels, int nlab
     head_loss(v->m,
               &(head_loss_args){.h_o2m = v->h_o2m,
                                 .h_o2o = v->h_o2o,
-                                .o2m = 0.8f,
-                                .o2o = 0.2f,
+                                .o2m = DETLOSS_E2E_O2M_INIT,
+                                .o2o = DETLOSS_E2E_O2O_INIT,
                                 .img_h = h,
                                 .img_w = w,
                                 .ntargets = nlabels,
@@ -38,16 +38,19 @@ static void batch_items(validator *v, double items[3]) {
         items[k] = (double)(((float)r[BACKEND_DETLOSS_LOSS_SUM + k] / tss) * gain[k]);
 }
 
-/* Per image of the chunk: ground truth in canvas pixels, the class counts, post-processing and
- * matching; records appended to *recs. */
-static void match_chunk(validator *v, const loader_batch *bt, const float *dec, int A,
-                        detection *det, val_summary *s, val_record **recs, size_t *cap,
-                        int64_t *counts, val_plot_data *plots) {
-    int no = 4 + v->nc;
+static nms_cfg val_nms_cfg(const validator *v) {
     nms_cfg cfg = nms_val_defaults();
     cfg.conf_thres = v->conf;
     cfg.iou_thres = v->iou;
     cfg.max_det = v->max_det;
+    return cfg;
+}
+
+/* Per image of the chunk: ground truth in canvas pixels, the class counts, and matching of its
+ * post-processed detections (dets[i * max_det ...], ndet[i]); records appended to *recs. */
+static void match_chunk(validator *v, const loader_batch *bt, const detection *dets,
+                        const int32_t *ndet, val_summary *s, val_record **recs, size_t *cap,
+                        int64_t *counts, val_plot_data *plots) {
     int *gt_cls = xmalloc((size_t)(bt->nlabels + 1) * sizeof *gt_cls);
     float *gt_box = xmalloc((size_t)(bt->nlabels + 1) * 4 * sizeof *gt_box);
     bool *seen = xmalloc((size_t)v->nc * sizeof *seen);
@@ -68,9 +71,8 @@ static void match_chunk(validator *v, const loader_batch *bt, const float *dec, 
                 if (!seen[c]) seen[c] = true, counts[v->nc + c]++;
             }
         }
-        const float *p = dec + (size_t)i * A * no;
-        int nd =
-            v->one2one ? topk_detect(p, A, v->nc, &cfg, det) : nms_detect(p, A, v->nc, &cfg, det);
+        const detection *det = dets + (size_t)i * v->max_det;
+        int nd = ndet[i];
         if ((size_t)s->records + (size_t)nd > *cap) {
             *cap = 2 * *cap + (size_t)nd + 256;
             *recs = xrealloc(*recs, *cap * sizeof **recs);
@@ -108,8 +110,9 @@ int validate_run(validator *v, int epoch, const int32_t *idx, int n, const val_s
                 return -1;
         }
     size_t cap = 0;
-    float *dec = NULL;
-    detection *det = xmalloc((size_t)v->max_det * sizeof *det);
+    const nms_cfg cfg = val_nms_cfg(v);
+    detection *det = NULL;
+    int32_t *ndet = NULL;
     int rc = 0, ph = 0, pw = 0, pn = 0; /* the shape the model is planned for */
     for (int b = 0; b < nb && rc == 0; b++) {
         if (v->loss_res)
@@ -129,13 +132,14 @@ int validate_run(validator *v, int epoch, const int32_t *idx, int n, const val_s
             pn = bt.n, ph = bt.h, pw = bt.w;
             double t0 = now_seconds();
             model_forward_u8(v->m, bt.images, false);
-            int A = model_num_anchors(v->m);
-            dec = xrealloc(dec, (size_t)bt.n * A * (4 + v->nc) * sizeof *dec);
-            model_decode(v->m, v->one2one ? MODEL_ONE2ONE : MODEL_ONE2MANY, dec);
+            det = xrealloc(det, (size_t)bt.n * (v->max_det > 0 ? v->max_det : 1) * sizeof *det);
+            ndet = xrealloc(ndet, (size_t)bt.n * sizeof *ndet);
             double t1 = now_seconds();
             if (v->loss_res) chunk_loss(v, bt.h, bt.w, bt.labels, bt.nlabels);
             double t2 = now_seconds();
-            match_chunk(v, &bt, dec, A, det, s, recs, &cap, counts, plots);
+            /* decode and NMS / top-k on the backend: only the kept detections come back */
+            model_detect(v->m, v->one2one ? MODEL_ONE2ONE : MODEL_ONE2MANY, &cfg, det, ndet);
+            match_chunk(v, &bt, det, ndet, s, recs, &cap, counts, plots);
             if (v->timing) {
                 v->timing->preprocess += bt.prep_s;
                 v->timing->inference += t1 - t0;
@@ -153,7 +157,7 @@ int validate_run(validator *v, int epoch, const int32_t *idx, int n, const val_s
         s->batches++;
         if (v->batch_done) v->batch_done(v->batch_ctx);
     }
-    free(dec);
+    free(ndet);
     free(det);
     s->ok = rc == 0;
     if (rc) snprintf(s->error, sizeof s->error, "%.199s", err);

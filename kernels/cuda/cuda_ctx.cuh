@@ -16,6 +16,7 @@ extern "C" {
 struct conv_plan;       // kernels/cuda/conv2d_cudnn.cu: the cached algorithms of one shape
 struct optim_tables;    // kernels/cuda/optim.cu: the optimizer's tables on the device
 struct detloss_scratch; // kernels/cuda/detloss.cu: the loss's device scratch
+struct nms_scratch;     // kernels/cuda/nms.cu: validation NMS / top-k device scratch
 
 struct cuda_ctx {
     backend_cuda_opts opts;
@@ -37,6 +38,7 @@ struct cuda_ctx {
     optim_tables *optim;
     double *gnorm; // device: the last clip_grad_norm's total norm (stays on the device)
     detloss_scratch *loss;
+    nms_scratch *nms;
     cudaStream_t copy_stream; // uploads that overlap the compute stream (transfer.cu), lazily made
 };
 
@@ -81,6 +83,16 @@ void cuda_leave(cuda_ctx *c);
 
 // At least `bytes` of scratch device memory, valid until the next call (stream-ordered reuse).
 void *cuda_scratch(cuda_ctx *c, size_t bytes);
+
+// A device buffer an op family keeps between calls (detloss.cu, nms.cu).
+struct cuda_buf {
+    void *p;
+    size_t cap;
+};
+// At least `bytes` of b (16 when 0); a larger one replaces it once the stream has finished with
+// the old one, whose contents are not kept.
+void *cuda_buf_need(cuda_ctx *c, cuda_buf *b, size_t bytes);
+void cuda_buf_free(cuda_ctx *c, cuda_buf *b);
 
 // ---- launch geometry -------------------------------------------------------------------------
 

@@ -135,8 +135,8 @@ __global__ void k_assign(dl_dev d) {
         int b = (int)(i / d.A), a = (int)(i % d.A);
         size_t q = dl_bma(&d, b, gi, a);
         uint32_t *tu = d.tu + ((size_t)b * d.M + gi) * 2;
-        atomicMax(&tu[0], dl_float_bits(d.metric[q])); // non-negative: bits order = value order
-        atomicMax(&tu[1], dl_float_bits(d.overlap[q]));
+        atomicMax(&tu[0], hd_float_bits(d.metric[q])); // non-negative: bits order = value order
+        atomicMax(&tu[1], hd_float_bits(d.overlap[q]));
     }
 }
 
@@ -228,11 +228,6 @@ __global__ void k_result(const double *sums, int nbr, detloss_hyp h0, detloss_hy
 
 // ---- host side --------------------------------------------------------------------------------
 
-struct dl_buf {
-    void *p;
-    size_t cap;
-};
-
 enum {
     B_GT_LAB,
     B_GT_BOX,
@@ -254,29 +249,19 @@ enum {
 
 // The loss's scratch in the backend's context (grows with B, A and M, kept between calls).
 struct detloss_scratch {
-    dl_buf b[B_COUNT];
+    cuda_buf b[B_COUNT];
     float *h_lab, *h_box, *h_mask; // host staging of the preprocessed targets
     size_t h_cap;
 };
 
 // Device buffer i of at least bytes (grows; the old contents are not kept).
 static void *need(cuda_ctx *c, int i, size_t bytes) {
-    dl_buf *b = &c->loss->b[i];
-    if (bytes == 0) bytes = 16;
-    if (b->cap < bytes) {
-        CUDA_CHECK(cudaStreamSynchronize(c->stream)); // enqueued work may still use the old one
-        CUDA_CHECK(cudaFree(b->p));
-        b->p = NULL;
-        b->cap = 0;
-        CUDA_CHECK(cudaMalloc(&b->p, bytes));
-        b->cap = bytes;
-    }
-    return b->p;
+    return cuda_buf_need(c, &c->loss->b[i], bytes);
 }
 
 void cuda_release_detloss(cuda_ctx *c) {
     if (!c->loss) return;
-    for (int i = 0; i < B_COUNT; i++) CUDA_CHECK(cudaFree(c->loss->b[i].p));
+    for (int i = 0; i < B_COUNT; i++) cuda_buf_free(c, &c->loss->b[i]);
     free(c->loss->h_lab);
     free(c->loss->h_box);
     free(c->loss->h_mask);

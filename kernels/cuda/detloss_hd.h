@@ -134,23 +134,6 @@ YOLO_HD void dl_k_topk2_keep(const dl_dev *d, int b, int j, int a, const int *id
     if (!keep) d->pos[dl_bma(d, b, j, a)] = 0;
 }
 
-YOLO_HD uint32_t dl_float_bits(float x) {
-    union {
-        float f;
-        uint32_t u;
-    } v;
-    v.f = x;
-    return v.u;
-}
-YOLO_HD float dl_bits_float(uint32_t u) {
-    union {
-        float f;
-        uint32_t u;
-    } v;
-    v.u = u;
-    return v.f;
-}
-
 /* 5. the GT of anchor (b, a): the first positive j, or -1. Writes gt_of; returns the GT so the
  * caller can raise T_j and U_j (tu, zeroed before) to this anchor's metric and overlap. */
 YOLO_HD int dl_k_assign(const dl_dev *d, size_t ba) {
@@ -168,8 +151,8 @@ YOLO_HD float dl_k_score(const dl_dev *d, size_t ba) {
     if (gi >= 0) {
         int b = (int)(ba / d->A), a = (int)(ba % d->A);
         const uint32_t *tu = d->tu + ((size_t)b * d->M + gi) * 2;
-        float s = dl_target_score(d->metric[dl_bma(d, b, gi, a)], dl_bits_float(tu[1]),
-                                  dl_bits_float(tu[0]), d->h.eps);
+        float s = dl_target_score(d->metric[dl_bma(d, b, gi, a)], hd_bits_float(tu[1]),
+                                  hd_bits_float(tu[0]), d->h.eps);
         t = s > 0 ? s : 0;
     }
     d->tscore[ba] = t;

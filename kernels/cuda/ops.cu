@@ -12,6 +12,7 @@ void cuda_ops_fill(backend_i *f) {
     cuda_fill_attention(f);
     cuda_fill_conv(f);
     cuda_fill_detloss(f);
+    cuda_fill_nms(f);
     cuda_fill_transfer(f);
 }
 
@@ -19,5 +20,6 @@ void cuda_ops_release(cuda_ctx *c) {
     cuda_release_optim(c);
     cuda_release_conv(c);
     cuda_release_detloss(c);
+    cuda_release_nms(c);
     cuda_release_transfer(c);
 }

@@ -16,6 +16,8 @@ void cuda_fill_attention(backend_i *f);   // attention.cu
 void cuda_fill_conv(backend_i *f);        // conv2d_cudnn.cu (+ conv2d_depthwise.cu)
 void cuda_fill_detloss(backend_i *f);     // detloss.cu
 void cuda_release_detloss(cuda_ctx *c);
+void cuda_fill_nms(backend_i *f); // nms.cu
+void cuda_release_nms(cuda_ctx *c);
 void cuda_fill_transfer(backend_i *f); // transfer.cu: page-locked memory, the copy stream
 void cuda_release_transfer(cuda_ctx *c);
 void cuda_release_conv(cuda_ctx *c);

@@ -136,9 +136,11 @@ criterion_phase() {
 # code and the all-reduce (already run where the pack was made: here they show the pack works).
 gpu_tests() {
   log "GPU tests: Criterion suites backend_ops, gpu_train, gpu (a skipped test says why;"
-  log "  gpu_train::train_device0_end_to_end is the train device=0 run; backend_ops the op harness)"
+  log "  gpu_train::train_device0_end_to_end is the train device=0 run; backend_ops the op harness,"
+  log "  every op, validation's nms / top-k included: kept detections bit for bit)"
   criterion_phase gpu-tests '@(backend_ops|gpu_train|gpu)/*' 240
-  log "host-side checks: Criterion suites allreduce (MPI; NCCL refusing a CPU backend), cuda_hd, detloss_hd"
+  log "host-side checks: Criterion suites allreduce (MPI; NCCL refusing a CPU backend), cuda_hd (NMS"
+  log "  / top-k included), detloss_hd"
   criterion_phase host-tests '@(allreduce|cuda_hd|detloss_hd)/*' 60
 }
 
