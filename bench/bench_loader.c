@@ -9,9 +9,14 @@
  * and "stages <name>=<ms of thread CPU time per image> ...": what bench/loader.sh (make
  * bench-loader) compares with Ultralytics on the same files.
  *
- * Without data= it writes a synthetic dataset (2000 PNGs of 256 px) to /tmp and prints images/s
- * for 1 and 2 threads at imgsz 320 and 640 (thread scaling). Numbers on a shared machine are
- * noisy: the best of several rounds is reported. */
+ * Without data= it writes a synthetic dataset (2000 PNGs of 256 px, about 150 KB each) to /tmp
+ * and prints the bare HDF5 cost (CPU microseconds per image of dataset_read one at a time and of
+ * dataset_read_many in groups, which are no cheaper), then at imgsz 320 and 640 images/s for 1
+ * and 2 threads (thread scaling; wall clock and per CPU second), the CPU time per image spent
+ * reading, how many reads went without the process-wide HDF5 lock (pread, dataio/heap_direct.h)
+ * and how many under it, and the CPU time per image under it with its share of an image's CPU
+ * time (the serial part: Amdahl's bound on threads is 1/share), with the load average. Numbers on a
+ * shared machine are noisy: the best of several rounds is reported. */
 #include "common/log.h"
 #include "common/rng.h"
 #include "common/timer.h"
@@ -38,6 +43,8 @@ typedef struct bench_result {
     double best_cpu, rate_cpu[16]; /* images per CPU second of the process (all its threads) */
     stage_times t;                 /* over the timed rounds */
     int timed_images;
+    double cpu_s;            /* process CPU seconds over the timed rounds */
+    loader_read_stats reads; /* over the timed rounds */
 } bench_result;
 
 static double cpu_seconds(void) {
@@ -82,6 +89,8 @@ static void run(const bench_cfg *b, bench_result *res) {
         if (loader_next(L, &bt, err, sizeof err)) FATAL("%s", err);
     stage_times t0, t1;
     loader_stage_times(L, &t0);
+    loader_read_stats r0, r1;
+    loader_read_stats_get(L, &r0);
     memset(res, 0, sizeof *res);
     for (int k = 0; k < b->rounds; k++) {
         double w0 = now_seconds(), c0 = cpu_seconds();
@@ -92,11 +101,15 @@ static void run(const bench_cfg *b, bench_result *res) {
         }
         res->rate[k] = n / (now_seconds() - w0);
         res->rate_cpu[k] = n / (cpu_seconds() - c0);
+        res->cpu_s += cpu_seconds() - c0;
         if (res->rate[k] > res->best) res->best = res->rate[k];
         if (res->rate_cpu[k] > res->best_cpu) res->best_cpu = res->rate_cpu[k];
         res->timed_images += n;
     }
     loader_stage_times(L, &t1);
+    loader_read_stats_get(L, &r1);
+    res->reads = (loader_read_stats){r1.unlocked - r0.unlocked, r1.locked - r0.locked,
+                                     r1.locked_s - r0.locked_s};
     for (int k = 0; k < STAGE_COUNT; k++) res->t.s[k] = t1.s[k] - t0.s[k];
     loader_destroy(L);
     free(order);
@@ -135,25 +148,83 @@ static void write_png_set(const char *path, int n, int side) {
     if (dataset_writer_finish(w, NULL, err, sizeof err)) FATAL("%s", err);
 }
 
+/* The bare HDF5 cost: microseconds per image of n random reads, one at a time and in groups. */
+static void read_cost(const char *path, int n, int group) {
+    char err[512];
+    dataset *ds = dataset_open(path, err, sizeof err);
+    if (!ds) FATAL("%s", err);
+    int size = dataset_split_size(ds, SPLIT_TRAIN), *idx = xmalloc(sizeof(int) * (size_t)n);
+    rng r = rng_keyed(7, 0, 0);
+    for (int i = 0; i < n; i++) idx[i] = rng_int(&r, size);
+    dataset_sample *s = xcalloc((size_t)group, sizeof *s);
+    double best1 = 1e9, bestg = 1e9;
+    for (int round = 0; round < 3; round++) {
+        double c0 = cpu_seconds();
+        for (int i = 0; i < n; i++) {
+            if (dataset_read(ds, SPLIT_TRAIN, idx[i], s, err, sizeof err)) FATAL("%s", err);
+            dataset_sample_free(s);
+        }
+        double c1 = cpu_seconds();
+        for (int i = 0; i < n; i += group) {
+            int m = n - i < group ? n - i : group;
+            if (dataset_read_many(ds, SPLIT_TRAIN, idx + i, m, s, err, sizeof err))
+                FATAL("%s", err);
+            for (int k = 0; k < m; k++) dataset_sample_free(&s[k]);
+        }
+        double c2 = cpu_seconds();
+        if (c1 - c0 < best1) best1 = c1 - c0;
+        if (c2 - c1 < bestg) bestg = c2 - c1;
+    }
+    printf("HDF5 read, CPU us per image (best of 3 x %d random reads): one at a time %.1f, in "
+           "groups of %d %.1f (grouped / single %.2f)\n",
+           n, 1e6 * best1 / n, group, 1e6 * bestg / n, bestg / best1);
+    free(s), free(idx);
+    dataset_close(ds);
+}
+
+static void print_load(const char *when) {
+    double l[3] = {0};
+    if (getloadavg(l, 3) < 3) l[0] = l[1] = l[2] = -1;
+    printf("load average %s: %.2f %.2f %.2f\n", when, l[0], l[1], l[2]);
+}
+
 static void scaling(void) {
     char path[256];
     snprintf(path, sizeof path, "/tmp/bench_loader_%d.h5", (int)getpid());
     /* more images than the mosaic buffer holds, so every sample is decoded */
     write_png_set(path, 2000, 256);
     printf("synthetic shapes, 2000 PNG images of 256 px, training augmentation, batch 16\n");
+    print_load("at the start");
+    read_cost(path, 2048, 16);
+    read_cost(path, 2048, 64);
     for (int s = 320; s <= 640; s *= 2)
         for (int m = 1; m >= 0; m--) {
-            double rate[2], cpu[2];
+            bench_result r[2];
+            double img_ms[2], lock_ms[2], read_ms[2];
             for (int t = 1; t <= 2; t++) {
                 bench_cfg b = {path, s, 512, 16, 3, t, m, "False"};
-                bench_result r;
-                run(&b, &r);
-                rate[t - 1] = r.best, cpu[t - 1] = r.best_cpu;
+                run(&b, &r[t - 1]);
+                img_ms[t - 1] = 1e3 * r[t - 1].cpu_s / r[t - 1].timed_images;
+                lock_ms[t - 1] = 1e3 * r[t - 1].reads.locked_s / r[t - 1].timed_images;
+                read_ms[t - 1] = 1e3 * r[t - 1].t.s[STAGE_READ] / r[t - 1].timed_images;
             }
             printf("imgsz %d mosaic %d: 1 thread %.1f img/s, 2 threads %.1f img/s (x%.2f); per CPU "
                    "second %.1f and %.1f (x%.2f: the cost of sharing)\n",
-                   s, m, rate[0], rate[1], rate[1] / rate[0], cpu[0], cpu[1], cpu[1] / cpu[0]);
+                   s, m, r[0].best, r[1].best, r[1].best / r[0].best, r[0].best_cpu, r[1].best_cpu,
+                   r[1].best_cpu / r[0].best_cpu);
+            for (int t = 0; t < 2; t++) {
+                char bound[64] = "none: no read took the lock";
+                if (lock_ms[t] > 0)
+                    snprintf(bound, sizeof bound, "%.0f threads", img_ms[t] / lock_ms[t]);
+                printf("imgsz %d mosaic %d, %d thread(s): %.3f ms CPU per image, reading %.4f ms; "
+                       "%lld reads without the HDF5 lock, %lld under it, %.4f ms per image under "
+                       "it (%.2f%%; Amdahl bound %s)\n",
+                       s, m, t + 1, img_ms[t], read_ms[t], (long long)r[t].reads.unlocked,
+                       (long long)r[t].reads.locked, lock_ms[t], 100 * lock_ms[t] / img_ms[t],
+                       bound);
+            }
         }
+    print_load("at the end");
     unlink(path);
 }
 

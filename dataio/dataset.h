@@ -61,6 +61,19 @@ const char *dataset_stored_as(const dataset *ds);
 /* One sample: encoded bytes, size, labels. 0 or -1 with err. Not thread-safe (HDF5 is built
  * without thread safety): callers with several threads serialise calls on one dataset. */
 int dataset_read(dataset *ds, split_id s, int index, dataset_sample *out, char *err, size_t errlen);
+/* dataset_read without HDF5 where the file allows it (dataio/heap_direct.h: the image bytes
+ * read with pread), so it may run in several threads at once, with no lock, beside anything else
+ * (dataset_close excepted). 0; 1 when it cannot (the layout is not known, or the bytes are not
+ * where the file's tables say): the caller then calls dataset_read, serialised, which reports
+ * what is wrong; -1 with err for an index out of range. */
+int dataset_read_unlocked(dataset *ds, split_id s, int index, dataset_sample *out, char *err,
+                          size_t errlen);
+/* Several samples in one HDF5 read, so HDF5's cost per call is paid once for all of them:
+ * out[i] is what dataset_read gives for indices[i] (any order, repeats allowed; each out[i] owns
+ * its buffers). 0, or -1 with one line in err naming the file and the first sample that does not
+ * read (out then holds nothing to free). Not thread-safe, as dataset_read. */
+int dataset_read_many(dataset *ds, split_id s, const int *indices, int n, dataset_sample *out,
+                      char *err, size_t errlen);
 void dataset_sample_free(dataset_sample *smp);
 
 /* Labels only (no image bytes), e.g. for validation ground truth. *labels is owned by the dataset

@@ -69,6 +69,7 @@ struct loader {
     double mosaic;
     stage_times times; /* under mu */
     image_cache *cache;
+    loader_read_stats reads; /* under mu */
     /* the last POOL_STEPS - 1 global batches submitted or noted, oldest first */
     int nhist;
     past_step hist[POOL_STEPS];
@@ -163,8 +164,9 @@ static double cpu_now(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-/* Read (serialised), decode and resize to the load-time size (parallel) into out. Stage times are
- * this thread's CPU time, so waiting for the read lock or for a core does not count. */
+/* Read (without the lock where the source can, else serialised), decode and resize to the
+ * load-time size (parallel) into out. Stage times are this thread's CPU time, so waiting for the
+ * read lock or for a core does not count. */
 static int load_sample(loader *L, int index, cached_image *out, stage_times *t, char *err,
                        size_t errlen) {
     dataset_sample smp;
@@ -172,10 +174,20 @@ static int load_sample(loader *L, int index, cached_image *out, stage_times *t, 
     char e[400];
     e[0] = 0;
     double t0 = cpu_now();
-    loader_io_lock();
-    int rc = L->src.read(L->src.ctx, index, &smp, e, sizeof e);
-    loader_io_unlock();
+    int rc = L->src.read_unlocked ? L->src.read_unlocked(L->src.ctx, index, &smp, e, sizeof e) : 1;
+    int locked = rc == 1;
+    double tl = 0;
+    if (locked) {
+        loader_io_lock();
+        double tl0 = cpu_now();
+        rc = L->src.read(L->src.ctx, index, &smp, e, sizeof e);
+        tl = cpu_now() - tl0;
+        loader_io_unlock();
+    }
     double t1 = cpu_now();
+    pthread_mutex_lock(&L->mu);
+    L->reads.unlocked += !locked, L->reads.locked += locked, L->reads.locked_s += tl;
+    pthread_mutex_unlock(&L->mu);
     t->s[STAGE_READ] += t1 - t0;
     if (rc != 0) return errf(err, errlen, "%s: sample %d: %s", L->src.name, index, e);
     int S = L->cfg.imgsz, th, tw;
@@ -605,6 +617,12 @@ int loader_size(const loader *L) {
 void loader_stage_times(loader *L, stage_times *out) {
     pthread_mutex_lock(&L->mu);
     *out = L->times;
+    pthread_mutex_unlock(&L->mu);
+}
+
+void loader_read_stats_get(loader *L, loader_read_stats *out) {
+    pthread_mutex_lock(&L->mu);
+    *out = L->reads;
     pthread_mutex_unlock(&L->mu);
 }
 

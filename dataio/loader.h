@@ -1,6 +1,7 @@
 /* Prefetching batch loader: the caller submits the sample indices of each step (its shard of the
- * global batch); N threads read (serialised: HDF5 here is not thread-safe), decode and augment
- * (in parallel) into a bounded ring of batch buffers ahead of the consumer.
+ * global batch); N threads read (in parallel where the source can read without HDF5, else
+ * serialised: HDF5 here is not thread-safe), decode and augment (in parallel) into a bounded ring
+ * of batch buffers ahead of the consumer.
  *
  * Determinism: a sample's augmentation depends only on (seed, epoch, dataset index), the mosaic
  * probability in force when its step was submitted, and its mosaic pool: the samples at the same
@@ -24,6 +25,9 @@ typedef struct sample_source {
     /* Called under loader_io_lock(), never concurrently: one sample's encoded bytes, original
      * size and labels. 0 or -1 with err. */
     int (*read)(void *ctx, int index, dataset_sample *out, char *err, size_t errlen);
+    /* May be NULL: the same read without the lock, called concurrently; 1 when it cannot for
+     * this sample (the loader then calls read under the lock). */
+    int (*read_unlocked)(void *ctx, int index, dataset_sample *out, char *err, size_t errlen);
     /* Called concurrently: decodes a sample to a malloc'd RGB HWC buffer, at least min_h x min_w
      * when the decoder can downscale while decoding (else full size). 0 or -1 with err. */
     int (*decode)(void *ctx, const dataset_sample *s, int min_h, int min_w, uint8_t **rgb, int *h,
@@ -120,6 +124,14 @@ int loader_size(const loader *L);
 
 /* Seconds spent so far per stage, summed over threads (see aug_stage). */
 void loader_stage_times(loader *L, stage_times *out);
+
+/* Sample reads so far: without the lock (source.read_unlocked) and under loader_io_lock(), with
+ * the CPU seconds spent holding the lock for them: the loader's serial part. */
+typedef struct loader_read_stats {
+    int64_t unlocked, locked;
+    double locked_s;
+} loader_read_stats;
+void loader_read_stats_get(loader *L, loader_read_stats *out);
 
 /* Stops the threads (finishing the samples in hand) and frees everything. NULL is fine. */
 void loader_destroy(loader *L);

@@ -19,6 +19,13 @@ static int ds_read(void *ctx, int index, dataset_sample *out, char *err, size_t 
     return dataset_read(d->ds, d->split, index, out, err, errlen);
 }
 
+/* The image bytes with pread where the file's layout allows (dataio/heap_direct.h), so loader
+ * threads read in parallel; 1 sends the loader to ds_read under the HDF5 lock. */
+static int ds_read_unlocked(void *ctx, int index, dataset_sample *out, char *err, size_t errlen) {
+    split_source *d = ctx;
+    return dataset_read_unlocked(d->ds, d->split, index, out, err, errlen);
+}
+
 static int ds_decode(void *ctx, const dataset_sample *s, int min_h, int min_w, uint8_t **rgb,
                      int *h, int *w, char *err, size_t errlen) {
     (void)ctx;
@@ -74,6 +81,7 @@ loader *loader_create(const char *dataset_path, split_id split, const loader_con
                          .name = d->name,
                          .size = n,
                          .read = ds_read,
+                         .read_unlocked = ds_read_unlocked,
                          .decode = ds_decode,
                          .free_sample = ds_free,
                          .close = ds_close,

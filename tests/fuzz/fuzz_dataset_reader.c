@@ -3,8 +3,9 @@
  * trusts, not HDF5's own metadata, which is HDF5's to parse): attributes (num_classes,
  * format_version), entries of a split's tables (encoding, height, width, label_offsets, labels),
  * and an image's bytes. Then the reader does what `data verify` and the loader do: open, read every
- * sample, decode it, read labels, sizes and names. Either dataset_open refuses it in one line, or
- * every read is safe: one-line errors, no crash, no sanitizer report.
+ * sample (through HDF5, and with pread as the loader does: both must agree), decode it, read
+ * labels, sizes and names. Either dataset_open refuses it in one line, or every read is safe:
+ * one-line errors, no crash, no sanitizer report.
  *
  * Edit format, repeated: op (1 byte), index (2 bytes), value (8 bytes); for op 7 (image bytes) the
  * rest of the input is the new bytes. */
@@ -140,11 +141,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int nc = dataset_num_classes(ds);
     for (int s = 0; s < SPLIT_COUNT; s++)
         for (int i = 0; i < dataset_split_size(ds, (split_id)s); i++) {
-            dataset_sample smp;
+            dataset_sample smp, direct;
+            /* the read without HDF5 (pread) either declines or gives HDF5's bytes */
+            int drc = dataset_read_unlocked(ds, (split_id)s, i, &direct, err, sizeof err);
+            if (drc < 0) __builtin_trap(); /* i is in range */
             if (dataset_read(ds, (split_id)s, i, &smp, err, sizeof err) != 0) {
                 fuzz_check_one_line(err);
+                if (drc == 0) dataset_sample_free(&direct);
                 continue;
             }
+            if (drc == 0 &&
+                (direct.nbytes != smp.nbytes || memcmp(direct.bytes, smp.bytes, smp.nbytes) != 0))
+                __builtin_trap();
+            if (drc == 0) dataset_sample_free(&direct);
             uint8_t *rgb = NULL;
             int h = smp.height, w = smp.width;
             if (image_decode(smp.bytes, smp.nbytes, smp.encoding, 0, 0, &rgb, &h, &w, err,
