@@ -2,9 +2,13 @@
  * (a) peak: an AVX-512 (else AVX2) FMA loop with 12 independent accumulators, per thread count;
  * (b) forward and backward (dx + dw) of every distinct conv shape of yolov8n at imgsz 320, batch 8.
  * Usage: bench_conv [threads=1,2] [compare=false] [clock=wall|cpu] [mintime=0.15] [imgsz=320]
- *                   [batch=8] [peak_only=false] [precision=fp32|bf16]
+ *                   [batch=8] [peak_only=false] [precision=fp32|bf16] [pointwise=false]
  *   peak_only=true prints only the peaks (fp32 FMA, and bf16 dot products where the CPU has
  *   AVX512_BF16), one PEAK line per thread count.
+ *   pointwise=true (AVX512_BF16 CPUs): every distinct 1x1 conv of yolov8n and yolo26n in bf16 with
+ *   pre-converted inputs (as a model runs them), forward, dx =, dx += and dw += each, on oneDNN's
+ *   convolution primitives, oneDNN's matmul and the AUTO choice, in GFLOP/s and % of the bf16 dot
+ *   peak, with the sums of their times per implementation.
  *   compare=true also times the forced GEMM and forced oneDNN implementations of every shape.
  *   precision=bf16: CONV2D_BF16 convolutions from float inputs (each call converts x / dy, as the
  *   Detect heads' biased convs do), against the bf16 dot-product peak where the CPU has one. */
@@ -12,6 +16,7 @@
 #include "common/log.h"
 #include "common/rng.h"
 #include "common/timer.h"
+#include "kernels/bf16.h"
 #include "kernels/conv2d.h"
 #include "kernels/gemm.h"
 #include "kernels/threads.h"
@@ -181,32 +186,43 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* Fastest of repeated single calls (other people's jobs only ever slow a call down): at least 3,
- * until mintime seconds are spent (default 0.15), at most 100.
- * op: 0 forward, 1 backward dx + dw, 2 dx only, 3 dw only. */
+/* Fastest of repeated single calls of fn(arg) (other people's jobs only ever slow a call down):
+ * at least 3, until mintime seconds are spent (default 0.15), at most 100. */
 #define MAX_REPS 100
 static double g_mintime = 0.15;
-static double time_call(const conv2d_desc *d, int op, const float *x, const float *w,
-                        const float *b, float *y, float *dx, float *dw, float *db, float *ws) {
+static double fastest_ms(void (*fn)(void *), void *arg) {
     double t[MAX_REPS], spent = 0;
     int n = 0;
-    for (int warm = 0; warm < 2; warm++) {
-        if (op)
-            conv2d_backward(d, x, w, y, op == 3 ? NULL : dx, op == 2 ? NULL : dw, db, ws);
-        else
-            conv2d_forward(d, x, w, b, y, ws);
-    }
+    for (int warm = 0; warm < 2; warm++) fn(arg);
     while (n < MAX_REPS && (n < 3 || spent < g_mintime)) {
         double t0 = tick();
-        if (op)
-            conv2d_backward(d, x, w, y, op == 3 ? NULL : dx, op == 2 ? NULL : dw, db, ws);
-        else
-            conv2d_forward(d, x, w, b, y, ws);
+        fn(arg);
         t[n] = tick() - t0;
         spent += t[n++];
     }
     qsort(t, n, sizeof *t, cmp_double);
     return t[0] * 1e3;
+}
+
+/* op: 0 forward, 1 backward dx + dw, 2 dx only, 3 dw only (default context). */
+typedef struct conv_call {
+    const conv2d_desc *d;
+    int op;
+    const float *x, *w, *b;
+    float *y, *dx, *dw, *db, *ws;
+} conv_call;
+static void run_conv_call(void *arg) {
+    const conv_call *c = arg;
+    if (c->op)
+        conv2d_backward(c->d, c->x, c->w, c->y, c->op == 3 ? NULL : c->dx,
+                        c->op == 2 ? NULL : c->dw, c->db, c->ws);
+    else
+        conv2d_forward(c->d, c->x, c->w, c->b, c->y, c->ws);
+}
+static double time_call(const conv2d_desc *d, int op, const float *x, const float *w,
+                        const float *b, float *y, float *dx, float *dw, float *db, float *ws) {
+    conv_call c = {d, op, x, w, b, y, dx, dw, db, ws};
+    return fastest_ms(run_conv_call, &c);
 }
 
 static float *rand_buf(size_t n, uint64_t key) {
@@ -303,18 +319,134 @@ static void run_threads(int threads, int avx512, int compare, int imgsz, int bat
            100 * total_gflop / (total_ms * 1e-3) / peak);
 }
 
+/* ---- pointwise=true: the 1x1 stride-1 bf16 convs, per implementation --------------------------
+ */
+
+/* The distinct 1x1 convs of yolov8n and yolo26n (nc 80): input size imgsz / div, in which model.
+ * yolo26n's C3k / PSA / head ones from its yaml (scale n: width 0.25, depth 0.5). */
+typedef struct pw_shape {
+    const char *where;
+    int div, cin, cout;
+} pw_shape;
+static const pw_shape PW_SHAPES[] = {
+    {"both C2f/C3k2.cv1", 4, 32, 32},
+    {"v8n C2f.cv2", 4, 48, 32},
+    {"26n C3k2.cv2", 4, 48, 64},
+    {"both cv1, head", 8, 64, 64},
+    {"v8n C2f.cv2", 8, 128, 64},
+    {"both C2f.cv2", 8, 96, 64},
+    {"26n C3k2.cv2", 8, 96, 128},
+    {"v8n C2f.cv1", 8, 192, 64},
+    {"26n C3k2.cv1", 8, 256, 64},
+    {"26n C3k", 8, 32, 16},
+    {"26n C3k", 8, 32, 32},
+    {"v8n head cls.2", 8, 80, 80},
+    {"26n head cls", 8, 64, 80},
+    {"both cv1", 16, 128, 128},
+    {"v8n C2f.cv2", 16, 256, 128},
+    {"both cv2", 16, 192, 128},
+    {"both cv1", 16, 384, 128},
+    {"26n C3k", 16, 64, 32},
+    {"26n C3k, head", 16, 64, 64},
+    {"26n head cls", 16, 128, 80},
+    {"both cv1", 32, 256, 256},
+    {"both cv2", 32, 384, 256},
+    {"both SPPF.cv1", 32, 256, 128},
+    {"both SPPF.cv2", 32, 512, 256},
+    {"26n C3k, PSA", 32, 128, 128},
+    {"26n C3k", 32, 128, 64},
+    {"26n PSA qkv/ffn", 32, 128, 256},
+    {"26n head cls", 32, 256, 80},
+};
+#define PW_NSHAPES (sizeof PW_SHAPES / sizeof *PW_SHAPES)
+
+/* The ops as a model runs them: bf16 inputs converted beforehand (its shadow slots).
+ * op: 0 forward, 1 dx = (backward-data writing), 2 dx +=, 3 dw +=. */
+typedef struct pw_call {
+    conv2d_ctx *ctx;
+    const conv2d_desc *d;
+    int op;
+    const uint16_t *xb, *dyb;
+    const float *w;
+    float *y, *dx, *dw, *ws;
+} pw_call;
+static void run_pw_call(void *arg) {
+    const pw_call *c = arg;
+    if (c->op == 0)
+        conv2d_ctx_forward_bf16(c->ctx, c->d, c->xb, c->w, NULL, c->y, c->ws);
+    else if (c->op < 3)
+        conv2d_ctx_backward_bf16(c->ctx, c->d, NULL, c->w, c->dyb, c->dx, c->op == 1, NULL, c->ws);
+    else
+        conv2d_ctx_backward_bf16(c->ctx, c->d, c->xb, NULL, c->dyb, NULL, 0, c->dw, c->ws);
+}
+
+#define PW_IMPLS 3
+static const conv2d_impl PW_IMPL[PW_IMPLS] = {CONV2D_ONEDNN, CONV2D_MATMUL, CONV2D_AUTO};
+static const char *const PW_IMPL_NAME[PW_IMPLS] = {"onednn conv", "onednn matmul", "auto"};
+
+static void run_pointwise(int threads, int imgsz, int batch) {
+    kernels_set_threads(threads);
+    g_threads = threads;
+    double peak = fma_peak(threads, 2);
+    printf("\n== %d thread%s, imgsz %d, batch %d: measured bf16 dot peak %.1f GFLOP/s\n", threads,
+           threads > 1 ? "s" : "", imgsz, batch, peak);
+    printf("%-18s %6s %4s %4s %-13s | %13s | %13s | %13s | %13s | path\n", "1x1 conv", "rows",
+           "cin", "cout", "impl", "fwd GF/s %pk", "dx= GF/s %pk", "dx+= GF/s %pk", "dw+= GF/s %pk");
+    double total[PW_IMPLS][4] = {{0}};
+    conv2d_ctx *ctx[PW_IMPLS];
+    for (int k = 0; k < PW_IMPLS; k++) ctx[k] = conv2d_ctx_create(PW_IMPL[k]);
+    for (size_t i = 0; i < PW_NSHAPES; i++) {
+        const pw_shape *S = &PW_SHAPES[i];
+        int hin = imgsz / S->div;
+        conv2d_desc d = conv2d_make(batch, hin, hin, S->cin, S->cout, 1, 1, 0, 1);
+        d.prec = CONV2D_BF16;
+        size_t nx = conv2d_x_elems(&d), ny = conv2d_y_elems(&d), nw = conv2d_w_elems(&d);
+        float *x = rand_buf(nx, 1), *w = rand_buf(nw, 2), *dy = rand_buf(ny, 3);
+        float *y = xcalloc(ny, 4), *dx = xcalloc(nx, 4), *dw = xcalloc(nw, 4);
+        uint16_t *xb = xmalloc(nx * 2), *dyb = xmalloc(ny * 2);
+        bf16_from_f32(nx, x, xb);
+        bf16_from_f32(ny, dy, dyb);
+        double gf = 2 * conv2d_macs(&d) * 1e-9;
+        for (int k = 0; k < PW_IMPLS; k++) {
+            float *ws = xmalloc((conv2d_ctx_workspace_floats(ctx[k], &d) + 1) * sizeof(float));
+            printf("%-18s %6zu %4d %4d %-13s |", k ? "" : S->where, conv2d_y_elems(&d) / S->cout,
+                   S->cin, S->cout, PW_IMPL_NAME[k]);
+            for (int op = 0; op < 4; op++) {
+                pw_call c = {ctx[k], &d, op, xb, dyb, w, y, dx, dw, ws};
+                double ms = fastest_ms(run_pw_call, &c), r = gf / (ms * 1e-3);
+                total[k][op] += ms;
+                printf(" %6.1f %4.0f%% |", r, 100 * r / peak);
+            }
+            printf(" %s\n", conv2d_ctx_path(ctx[k], &d));
+            free(ws);
+        }
+        free(x), free(w), free(dy), free(y), free(dx), free(dw), free(xb), free(dyb);
+    }
+    printf("sum over the shapes above (each once), ms:        fwd      dx=     dx+=     dw+=\n");
+    for (int k = 0; k < PW_IMPLS; k++) {
+        printf("  %-13s %34.3f %8.3f %8.3f %8.3f", PW_IMPL_NAME[k], total[k][0], total[k][1],
+               total[k][2], total[k][3]);
+        if (k)
+            printf("   (x%.2f %.2f %.2f %.2f of onednn conv's time)", total[k][0] / total[0][0],
+                   total[k][1] / total[0][1], total[k][2] / total[0][2], total[k][3] / total[0][3]);
+        printf("\n");
+        conv2d_ctx_destroy(ctx[k]);
+    }
+}
+
 int main(int argc, char **argv) {
     log_set_program("bench_conv");
     kv_args a;
     char err[256];
     const char *threads_s;
-    bool compare, peak_only;
+    bool compare, peak_only, pointwise;
     const char *clock_s, *prec_s;
     long imgsz, batch;
     if (kv_parse(argc - 1, argv + 1, &a, err, sizeof err) ||
         kv_get_str(&a, "threads", "1,2", &threads_s) ||
         kv_get_bool(&a, "compare", false, &compare, err, sizeof err) ||
         kv_get_bool(&a, "peak_only", false, &peak_only, err, sizeof err) ||
+        kv_get_bool(&a, "pointwise", false, &pointwise, err, sizeof err) ||
         kv_get_str(&a, "clock", "wall", &clock_s) ||
         kv_get_double(&a, "mintime", 0.15, &g_mintime, err, sizeof err) ||
         kv_get_long(&a, "imgsz", 320, &imgsz, err, sizeof err) ||
@@ -362,15 +494,25 @@ int main(int argc, char **argv) {
         kv_free(&a);
         return 0;
     }
-    printf("bench_conv: yolov8n convs, imgsz %ld, batch %ld, %s NHWC; peak loop %s x %d "
-           "accumulators. Timings: fastest of several calls, %s clock; the machine is shared, so "
-           "expect noise.\n",
-           imgsz, batch, prec_s, avx512 ? "AVX-512" : "AVX2", FMA_ACC,
-           g_cpu_clock ? "process CPU time / threads" : "wall");
-    printf("%%pk = GFLOP/s / measured FMA peak for the same thread count; bwd = dx + dw (+ dbias), "
-           "2x the forward FLOPs. (n) = occurrences in the model. * stem: bwd = dw only (its input "
-           "is the "
-           "image; training needs no dx).\n");
+    if (pointwise && !(avx512 && __builtin_cpu_supports("avx512bf16"))) {
+        log_error("pointwise=true needs a CPU with AVX512_BF16");
+        return 2;
+    }
+    if (pointwise) {
+        printf("bench_conv pointwise: 1x1 bf16 convs, NHWC, bf16 inputs converted beforehand; "
+               "%%pk = GFLOP/s / measured bf16 dot peak for the same thread count. Timings: "
+               "fastest of several calls, %s clock; the machine is shared, so expect noise.\n",
+               g_cpu_clock ? "process CPU time / threads" : "wall");
+    } else {
+        printf("bench_conv: yolov8n convs, imgsz %ld, batch %ld, %s NHWC; peak loop %s x %d "
+               "accumulators. Timings: fastest of several calls, %s clock; the machine is shared, "
+               "so expect noise.\n",
+               imgsz, batch, prec_s, avx512 ? "AVX-512" : "AVX2", FMA_ACC,
+               g_cpu_clock ? "process CPU time / threads" : "wall");
+        printf("%%pk = GFLOP/s / measured FMA peak for the same thread count; bwd = dx + dw (+ "
+               "dbias), 2x the forward FLOPs. (n) = occurrences in the model. * stem: bwd = dw "
+               "only (its input is the image; training needs no dx).\n");
+    }
     char buf[64];
     snprintf(buf, sizeof buf, "%s", threads_s);
     for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
@@ -379,7 +521,10 @@ int main(int argc, char **argv) {
             log_error("threads=%s: expected a comma-separated list of thread counts", threads_s);
             return 2;
         }
-        run_threads((int)t, avx512, compare, (int)imgsz, (int)batch);
+        if (pointwise)
+            run_pointwise((int)t, (int)imgsz, (int)batch);
+        else
+            run_threads((int)t, avx512, compare, (int)imgsz, (int)batch);
     }
     kv_free(&a);
     conv2d_cache_clear();

@@ -1,6 +1,8 @@
 /* 2-D convolution, fp32 NHWC, weights OHWI. Each op (forward, backward-data, backward-weights)
  * runs on one of:
  *  - oneDNN convolution primitives (conv2d_onednn.c);
+ *  - for the backward of 1x1 stride-1 bf16 convs up to MM_MAX_ROWS rows: oneDNN's matmul
+ *    primitive (conv2d_matmul.c);
  *  - GEMM: dnnl_sgemm per group, on the input itself for 1x1 stride-1 convs, else on an im2col
  *    buffer in the caller's workspace. beta = 1 gives backward's accumulation for free;
  *  - depthwise direct loops (conv2d_depthwise.c), when oneDNN has no primitive.
@@ -51,15 +53,15 @@ double conv2d_macs(const conv2d_desc *d) {
 
 /* ---- shared helpers ------------------------------------------------------------------------- */
 
-enum { PATH_DEPTHWISE, PATH_GEMM, PATH_ONEDNN };
+enum { PATH_DEPTHWISE, PATH_GEMM, PATH_ONEDNN, PATH_MATMUL };
 
 conv2d_impl conv2d_impl_from_env(conv2d_impl fallback) {
     const char *v = getenv("YOLO_CONV_IMPL");
     if (!v || !*v) return fallback;
-    const char *names[] = {"auto", "gemm", "onednn", "direct"};
-    for (int i = 0; i < 4; i++)
+    const char *names[] = {"auto", "gemm", "onednn", "direct", "matmul"};
+    for (int i = 0; i < 5; i++)
         if (!strcmp(v, names[i])) return (conv2d_impl)i;
-    log_warn("YOLO_CONV_IMPL=%s: expected auto, gemm, onednn or direct; using %s", v,
+    log_warn("YOLO_CONV_IMPL=%s: expected auto, gemm, onednn, direct or matmul; using %s", v,
              names[fallback]);
     return fallback;
 }
@@ -69,6 +71,10 @@ static int is_depthwise(const conv2d_desc *d) {
 }
 static int is_pointwise(const conv2d_desc *d) {
     return d->kh == 1 && d->kw == 1 && d->stride == 1 && d->pad == 0;
+}
+/* A 1x1 stride-1 bf16 conv without groups: one matrix product per op (conv2d_mm_*). */
+static int is_bf16_matmul(const conv2d_desc *d) {
+    return is_pointwise(d) && d->groups == 1 && d->prec == CONV2D_BF16;
 }
 static size_t rows_out(const conv2d_desc *d) {
     return (size_t)d->n * d->oh * d->ow;
@@ -301,6 +307,7 @@ typedef struct conv_entry {
     int chunk; /* GEMM path: images per im2col chunk */
     size_t ws_floats;
     dnn_conv *dnn;
+    conv2d_mm *mm;
     char name[256];
 } conv_entry;
 
@@ -326,7 +333,10 @@ conv2d_ctx *conv2d_ctx_create(conv2d_impl impl) {
 }
 
 static void cache_clear(conv2d_ctx *c) {
-    for (int i = 0; i < c->cache_used; i++) conv2d_dnn_free(c->cache[i].dnn);
+    for (int i = 0; i < c->cache_used; i++) {
+        conv2d_dnn_free(c->cache[i].dnn);
+        conv2d_mm_free(c->cache[i].mm);
+    }
     memset(c->cache, 0, sizeof c->cache);
     c->cache_used = c->cache_next = 0;
 }
@@ -369,6 +379,8 @@ static size_t op_ws(const conv_entry *e, int op) {
         return conv2d_dw_ws_floats(d, e->nthreads);
     case PATH_ONEDNN:
         return conv2d_dnn_ws_floats(d, e->dnn, op);
+    case PATH_MATMUL:
+        return conv2d_mm_ws_floats(d, e->mm, op);
     default:
         return gemm_ws_floats(d, e->chunk) + (d->prec == CONV2D_BF16 ? rounded_ws_floats(d) : 0);
     }
@@ -382,6 +394,9 @@ static void op_name(const conv_entry *e, int op, char *buf, size_t len) {
     case PATH_ONEDNN:
         snprintf(buf, len, "onednn/%s", conv2d_dnn_impl_name(e->dnn, op));
         break;
+    case PATH_MATMUL:
+        snprintf(buf, len, "matmul/%s", conv2d_mm_impl_name(e->mm, op));
+        break;
     default:
         snprintf(buf, len, "%s%s", is_pointwise(&e->d) ? "sgemm" : "im2col+sgemm",
                  e->d.prec == CONV2D_BF16 ? " on bf16-rounded inputs" : "");
@@ -389,16 +404,33 @@ static void op_name(const conv_entry *e, int op, char *buf, size_t len) {
     }
 }
 
+/* The backward (dx and dw) of a 1x1 stride-1 bf16 conv runs on oneDNN's matmul primitive up to
+ * this many rows (n h w), on its convolution primitives above: bench_conv pointwise=true, 1
+ * thread, CPU clock, yolov8n / yolo26n shapes at imgsz 320 batch 16 (docs/kernels.md). Forward
+ * stays on the convolution primitives (at the dot peak already). */
+#define MM_MAX_ROWS 6400
+
+static int wants_matmul(const conv_entry *e) {
+    const conv2d_desc *d = &e->d;
+    if (!is_bf16_matmul(d) || !bf16_cpu_has_native()) return 0;
+    return e->impl == CONV2D_MATMUL || (e->impl == CONV2D_AUTO && conv2d_rows_in(d) <= MM_MAX_ROWS);
+}
+
 static void entry_fill(conv2d_ctx *c, conv_entry *e) {
     const conv2d_desc *d = &e->d;
     int any_dnn = 0;
-    /* bf16: oneDNN's bf16 primitives where the CPU multiplies bf16 natively, else the reference */
     int bf16 = d->prec == CONV2D_BF16;
+    if (wants_matmul(e) && !(e->mm = conv2d_mm_create(&c->dnn, d)))
+        log_warn("conv2d: oneDNN has no matmul for 1x1 %dx%dx%d->%d; using its convolutions", d->h,
+                 d->w, d->cin, d->cout);
     for (int op = 0; op < CONV_NOPS; op++) {
+        /* bf16: oneDNN's bf16 primitives where the CPU multiplies bf16 natively, else the
+         * reference */
         int p = bf16 ? (bf16_cpu_has_native() ? PATH_ONEDNN : PATH_GEMM) : auto_path(d, op);
         if (e->impl == CONV2D_GEMM) p = PATH_GEMM;
         if (e->impl == CONV2D_ONEDNN) p = PATH_ONEDNN;
         if (e->impl == CONV2D_DIRECT && is_depthwise(d) && !bf16) p = PATH_DEPTHWISE;
+        if (e->mm && (e->impl == CONV2D_MATMUL || op != CONV_FWD)) p = PATH_MATMUL;
         e->path[op] = p;
         any_dnn |= p == PATH_ONEDNN;
     }
@@ -446,6 +478,7 @@ static conv_entry *lookup(conv2d_ctx *c, const conv2d_desc *d) {
         e = &c->cache[c->cache_next];
         c->cache_next = (c->cache_next + 1) % CACHE_SIZE;
         conv2d_dnn_free(e->dnn);
+        conv2d_mm_free(e->mm);
     }
     memset(e, 0, sizeof *e);
     e->d = *d;
@@ -491,6 +524,9 @@ static void forward_on(conv2d_ctx *c, const conv2d_desc *d, const float *x, cons
     case PATH_ONEDNN:
         conv2d_dnn_forward(d, e->dnn, x, xb, w, bias, y, a);
         break;
+    case PATH_MATMUL:
+        conv2d_mm_forward(d, e->mm, x, xb, w, bias, y, a);
+        break;
     default:
         if (d->prec == CONV2D_BF16) {
             if (xb) x = widened(conv2d_rows_in(d) * d->cin, xb, &a);
@@ -510,6 +546,11 @@ static void backward_on(const conv_entry *e, int op, const float *x, const bf16 
     int path = e->path[op];
     if (path == PATH_ONEDNN) { /* oneDNN writes dx itself when asked to: no add pass */
         conv2d_dnn_backward(d, e->dnn, x, xb, w, dy, dyb, dx, dx_write, dw, ws);
+        return;
+    }
+    if (path == PATH_MATMUL) { /* dw first, as everywhere (same bits) */
+        if (dw) conv2d_mm_backward_weights(d, e->mm, x, xb, dy, dyb, dw, ws);
+        if (dx) conv2d_mm_backward_data(d, e->mm, w, dy, dyb, dx, dx_write, ws);
         return;
     }
     if (dx && dx_write) {

@@ -28,11 +28,19 @@ typedef struct conv2d_desc {
 } conv2d_desc;
 
 /* Implementation choice, per op (forward, backward-data, backward-weights). AUTO picks per shape
- * from measurements (kernels/conv2d.c: auto_path): oneDNN convolution primitives, im2col or plain
- * (1x1) dnnl_sgemm, falling back to GEMM / direct loops if oneDNN refuses a shape. GEMM and ONEDNN
- * force one family for every op; DIRECT forces our depthwise loops for depthwise shapes (others as
- * AUTO). For tests and benchmarks. */
-typedef enum conv2d_impl { CONV2D_AUTO, CONV2D_GEMM, CONV2D_ONEDNN, CONV2D_DIRECT } conv2d_impl;
+ * from measurements (kernels/conv2d.c: auto_path, MM_MAX_ROWS): oneDNN convolution primitives,
+ * im2col or plain (1x1) dnnl_sgemm, oneDNN's matmul for the backward of small 1x1 stride-1 bf16
+ * convs, falling back to GEMM / direct loops if oneDNN refuses a shape. GEMM and ONEDNN force one
+ * family for every op; DIRECT forces our depthwise loops for depthwise shapes, MATMUL oneDNN's
+ * matmul primitive for every op of 1x1 stride-1 bf16 convs (others as AUTO). For tests and
+ * benchmarks. */
+typedef enum conv2d_impl {
+    CONV2D_AUTO,
+    CONV2D_GEMM,
+    CONV2D_ONEDNN,
+    CONV2D_DIRECT,
+    CONV2D_MATMUL
+} conv2d_impl;
 
 /* Square kernel k, PyTorch output size: oh = (h + 2 pad - k) / stride + 1. */
 conv2d_desc conv2d_make(int n, int h, int w, int cin, int cout, int k, int stride, int pad,
@@ -81,8 +89,8 @@ void conv2d_ctx_backward_bf16(conv2d_ctx *c, const conv2d_desc *d, const uint16_
                               float *dw, float *ws);
 /* Which implementation runs this shape, e.g. "onednn-brgconv", "im2col+dnnl_sgemm". */
 const char *conv2d_ctx_path(conv2d_ctx *c, const conv2d_desc *d);
-/* YOLO_CONV_IMPL=auto|gemm|onednn|direct (for debugging a model run), else fallback. A value that
- * is none of these warns and gives fallback. */
+/* YOLO_CONV_IMPL=auto|gemm|onednn|direct|matmul (for debugging a model run), else fallback. A value
+ * that is none of these warns and gives fallback. */
 conv2d_impl conv2d_impl_from_env(conv2d_impl fallback);
 
 /* ---- on the default context (its implementation starts as YOLO_CONV_IMPL, else AUTO) ---- */

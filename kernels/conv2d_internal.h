@@ -31,7 +31,14 @@ typedef struct conv2d_dnn_env {
     dnnl_engine_t engine;
     dnnl_stream_t stream;
 } conv2d_dnn_env;
+void conv2d_dnn_env_init(conv2d_dnn_env *env); /* creates them unless there */
 void conv2d_dnn_env_free(conv2d_dnn_env *env);
+/* A oneDNN call that must succeed (FATAL from common/log.h otherwise). */
+#define DNN_CHECK(call)                                                                            \
+    do {                                                                                           \
+        dnnl_status_t st_ = (call);                                                                \
+        if (st_ != dnnl_success) FATAL("%s failed: oneDNN status %d", #call, (int)st_);            \
+    } while (0)
 typedef struct dnn_conv dnn_conv; /* the primitives of one shape */
 /* NULL if oneDNN has no primitive for this shape. */
 dnn_conv *conv2d_dnn_create(conv2d_dnn_env *env, const conv2d_desc *d);
@@ -46,6 +53,22 @@ void conv2d_dnn_forward(const conv2d_desc *d, dnn_conv *c, const float *x, const
 void conv2d_dnn_backward(const conv2d_desc *d, dnn_conv *c, const float *x, const bf16 *xb,
                          const float *w, const float *dy, const bf16 *dyb, float *dx, int dx_write,
                          float *dw, float *ws);
+
+/* 1x1 stride-1 CONV2D_BF16 convolutions (groups 1) on oneDNN's matmul primitive
+ * (conv2d_matmul.c). NULL if oneDNN refuses. ws: conv2d_mm_ws_floats(d, m, op) floats, 64-byte
+ * aligned. x / dy as floats (converted into ws) or as bf16 (xb / dyb not NULL). Forward writes
+ * y (+ bias); backward-data dx += or, with dx_write, dx =; backward-weights dw +=. */
+typedef struct conv2d_mm conv2d_mm;
+conv2d_mm *conv2d_mm_create(conv2d_dnn_env *env, const conv2d_desc *d);
+void conv2d_mm_free(conv2d_mm *m);
+size_t conv2d_mm_ws_floats(const conv2d_desc *d, const conv2d_mm *m, int op);
+const char *conv2d_mm_impl_name(const conv2d_mm *m, int op);
+void conv2d_mm_forward(const conv2d_desc *d, conv2d_mm *m, const float *x, const bf16 *xb,
+                       const float *w, const float *bias, float *y, float *ws);
+void conv2d_mm_backward_data(const conv2d_desc *d, conv2d_mm *m, const float *w, const float *dy,
+                             const bf16 *dyb, float *dx, int dx_write, float *ws);
+void conv2d_mm_backward_weights(const conv2d_desc *d, conv2d_mm *m, const float *x, const bf16 *xb,
+                                const float *dy, const bf16 *dyb, float *dw, float *ws);
 
 /* Tests: the GEMM path's im2col buffer limit in floats of the default context (default 4 Mi; at
  * least one image per chunk). Clears its primitive table, since workspace sizes change. */

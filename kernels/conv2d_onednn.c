@@ -49,13 +49,7 @@ typedef struct dnn_conv {
     dnnl_stream_t stream;
 } dnn_conv;
 
-#define DNN_CHECK(call)                                                                            \
-    do {                                                                                           \
-        dnnl_status_t st_ = (call);                                                                \
-        if (st_ != dnnl_success) FATAL("%s failed: oneDNN status %d", #call, (int)st_);            \
-    } while (0)
-
-static void env_init(conv2d_dnn_env *env) {
+void conv2d_dnn_env_init(conv2d_dnn_env *env) {
     if (env->engine) return;
     DNN_CHECK(dnnl_engine_create(&env->engine, dnnl_cpu, 0));
     DNN_CHECK(dnnl_stream_create(&env->stream, env->engine, dnnl_stream_default_flags));
@@ -229,7 +223,7 @@ static int create_prims(dnn_conv *c, const conv2d_desc *d, int ns, int one_threa
 
 /* Builds the primitives and the weight reorders; NULL if oneDNN refuses. */
 dnn_conv *conv2d_dnn_create(conv2d_dnn_env *env, const conv2d_desc *d) {
-    env_init(env);
+    conv2d_dnn_env_init(env);
     dnn_conv *c = xcalloc(1, sizeof *c);
     c->engine = env->engine;
     c->stream = env->stream;

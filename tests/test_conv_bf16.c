@@ -108,17 +108,22 @@ static void reference(const conv2d_desc *d, const float *x, const float *w, cons
     free(xr), free(wr), free(dyr);
 }
 
-/* |got - base - want| <= 1e-5 max|want| + 1e-6 (float sums of exact bf16 products) */
-static void check(const char *what, const float *got, const float *base, const double *want,
-                  size_t n, const conv2d_desc *d, int impl, int threads) {
+/* |got - base - want| <= tol max|want| + 1e-6 */
+static void check_tol(const char *what, const float *got, const float *base, const double *want,
+                      size_t n, const conv2d_desc *d, int impl, int threads, double tol) {
     double scale = 0, worst = 0;
     for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(want[i]));
     for (size_t i = 0; i < n; i++)
         worst = fmax(worst, fabs((double)got[i] - (base ? base[i] : 0.0) - want[i]));
     cr_assert(scale > 1e-3, "%s: reference is all zero", what);
-    cr_assert(worst <= 1e-5 * scale + 1e-6,
+    cr_assert(worst <= tol * scale + 1e-6,
               "%s: error %.3g of %.3g (%dx%dx%d->%d k%d s%d g%d, impl %d, %d threads)", what, worst,
               scale, d->h, d->w, d->cin, d->cout, d->kh, d->stride, d->groups, impl, threads);
+}
+/* tolerance 1e-5 of the largest value (float sums of exact bf16 products) */
+static void check(const char *what, const float *got, const float *base, const double *want,
+                  size_t n, const conv2d_desc *d, int impl, int threads) {
+    check_tol(what, got, base, want, n, d, impl, threads, 1e-5);
 }
 
 Test(bf16, convolutions_match_the_rounded_reference, .timeout = 120) {
@@ -230,6 +235,98 @@ Test(bf16, preconverted_inputs_give_the_same_bits) {
             }
             conv2d_ctx_destroy(ctx);
         }
+    }
+    kernels_set_threads(1);
+}
+
+/* ---- 1x1 stride-1 convs as matrix products ------------------------------------------------- */
+
+static double *widen(const float *p, size_t n) {
+    double *q = malloc(n * sizeof *q);
+    for (size_t i = 0; i < n; i++) q[i] = p[i];
+    return q;
+}
+
+/* One op's results on a context: y, dw += (from dw0), dx += (from dx0), dx =. */
+typedef struct pw_out {
+    float *y, *dw, *dx_add, *dx_set;
+} pw_out;
+static pw_out pw_run(conv2d_ctx *ctx, const conv2d_desc *d, const float *x, const float *w,
+                     const float *b, const float *dy, const float *dx0, const float *dw0) {
+    size_t nx = conv2d_x_elems(d), ny = conv2d_y_elems(d), nw = conv2d_w_elems(d);
+    pw_out o = {malloc(ny * 4), malloc(nw * 4), malloc(nx * 4), malloc(nx * 4)};
+    memcpy(o.dw, dw0, nw * 4);
+    memcpy(o.dx_add, dx0, nx * 4);
+    float *ws = malloc((conv2d_ctx_workspace_floats(ctx, d) + 1) * sizeof *ws);
+    conv2d_ctx_forward(ctx, d, x, w, b, o.y, ws);
+    conv2d_ctx_backward_filter(ctx, d, x, dy, o.dw, NULL, ws);
+    conv2d_ctx_backward_data(ctx, d, w, dy, o.dx_add, ws);
+    conv2d_ctx_backward_data_set(ctx, d, w, dy, o.dx_set, ws);
+    free(ws);
+    return o;
+}
+static void pw_free(pw_out *o) {
+    free(o->y), free(o->dw), free(o->dx_add), free(o->dx_set);
+}
+
+/* oneDNN's matmul for 1x1 bf16 convs (AUTO's choice for the backward of small ones; forced for
+ * every op) against the double reference and against oneDNN's convolution primitives, on shapes
+ * with odd row counts (and odd cin and cout, the reductions of forward and backward-data), channel
+ * counts off 16 and 32, dx written and added, 1 and 2 threads. */
+Test(bf16, pointwise_matmul_matches_reference_and_onednn, .timeout = 120) {
+    if (!bf16_cpu_has_native()) cr_skip_test("needs a CPU with AVX512_BF16 (vdpbf16ps)");
+    const conv2d_desc base[] = {
+        conv2d_make(3, 7, 5, 19, 37, 1, 1, 0, 1),   /* 105 rows, odd cin and cout */
+        conv2d_make(2, 13, 11, 40, 24, 1, 1, 0, 1), /* 286 rows */
+        conv2d_make(1, 23, 23, 5, 3, 1, 1, 0, 1),   /* 529 rows (odd), tiny channels */
+        conv2d_make(4, 9, 9, 64, 96, 1, 1, 0, 1),   /* 324 rows */
+        conv2d_make(2, 17, 16, 33, 65, 1, 1, 0, 1), /* 544 rows, one channel past 64 */
+        conv2d_make(2, 60, 61, 16, 8, 1, 1, 0, 1),  /* 7320 rows: AUTO keeps oneDNN's convs */
+    };
+    for (int threads = 1; threads <= 2; threads++) {
+        kernels_set_threads(threads);
+        conv2d_ctx *ref_ctx = conv2d_ctx_create(CONV2D_ONEDNN);
+        conv2d_ctx *ctx[2] = {conv2d_ctx_create(CONV2D_AUTO), conv2d_ctx_create(CONV2D_MATMUL)};
+        for (size_t si = 0; si < sizeof base / sizeof *base; si++) {
+            conv2d_desc d = base[si];
+            d.prec = CONV2D_BF16;
+            size_t nx = conv2d_x_elems(&d), ny = conv2d_y_elems(&d), nw = conv2d_w_elems(&d);
+            float *x = rnd(nx, 21), *w = rnd(nw, 22), *dy = rnd(ny, 23), *b = rnd(d.cout, 24);
+            float *dx0 = rnd(nx, 25), *dw0 = rnd(nw, 26);
+            double *ry = malloc(ny * sizeof *ry), *rdx = malloc(nx * sizeof *rdx),
+                   *rdw = malloc(nw * sizeof *rdw);
+            reference(&d, x, w, b, dy, ry, rdx, rdw);
+            const char *auto_path = conv2d_ctx_path(ctx[0], &d);
+            if (ny / d.cout <= 6400)
+                cr_assert(strstr(auto_path, "fwd:onednn/") && strstr(auto_path, "dx:matmul/") &&
+                              strstr(auto_path, "dw:matmul/"),
+                          "%s", auto_path);
+            else
+                cr_assert(!strstr(auto_path, "matmul"), "%s", auto_path);
+            cr_assert(strstr(conv2d_ctx_path(ctx[1], &d), "fwd:matmul/"), "%s",
+                      conv2d_ctx_path(ctx[1], &d));
+            pw_out o = pw_run(ref_ctx, &d, x, w, b, dy, dx0, dw0);
+            double *oy = widen(o.y, ny), *odw = widen(o.dw, nw), *odx = widen(o.dx_set, nx);
+            for (int k = 0; k < 2; k++) {
+                pw_out p = pw_run(ctx[k], &d, x, w, b, dy, dx0, dw0);
+                int impl = k ? CONV2D_MATMUL : CONV2D_AUTO;
+                check("y", p.y, NULL, ry, ny, &d, impl, threads);
+                check("dw += ", p.dw, dw0, rdw, nw, &d, impl, threads);
+                check("dx += ", p.dx_add, dx0, rdx, nx, &d, impl, threads);
+                check("dx = ", p.dx_set, NULL, rdx, nx, &d, impl, threads);
+                /* both within 1e-5 of the reference: within 2e-5 of each other */
+                check_tol("y vs oneDNN conv", p.y, NULL, oy, ny, &d, impl, threads, 2e-5);
+                check_tol("dw vs oneDNN conv", p.dw, NULL, odw, nw, &d, impl, threads, 2e-5);
+                check_tol("dx vs oneDNN conv", p.dx_set, NULL, odx, nx, &d, impl, threads, 2e-5);
+                pw_free(&p);
+            }
+            pw_free(&o);
+            free(oy), free(odw), free(odx), free(x), free(w), free(dy), free(b), free(dx0);
+            free(dw0), free(ry), free(rdx), free(rdw);
+        }
+        conv2d_ctx_destroy(ref_ctx);
+        conv2d_ctx_destroy(ctx[0]);
+        conv2d_ctx_destroy(ctx[1]);
     }
     kernels_set_threads(1);
 }
