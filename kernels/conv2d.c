@@ -1,8 +1,8 @@
 /* 2-D convolution, fp32 NHWC, weights OHWI. Each op (forward, backward-data, backward-weights)
  * runs on one of:
  *  - oneDNN convolution primitives (conv2d_onednn.c);
- *  - for the backward of 1x1 stride-1 bf16 convs up to MM_MAX_ROWS rows: oneDNN's matmul
- *    primitive (conv2d_matmul.c);
+ *  - forced (CONV2D_MATMUL), for 1x1 stride-1 bf16 convs: oneDNN's matmul primitive
+ *    (conv2d_matmul.c);
  *  - GEMM: dnnl_sgemm per group, on the input itself for 1x1 stride-1 convs, else on an im2col
  *    buffer in the caller's workspace. beta = 1 gives backward's accumulation for free;
  *  - depthwise direct loops (conv2d_depthwise.c), when oneDNN has no primitive.
@@ -404,16 +404,13 @@ static void op_name(const conv_entry *e, int op, char *buf, size_t len) {
     }
 }
 
-/* The backward (dx and dw) of a 1x1 stride-1 bf16 conv runs on oneDNN's matmul primitive up to
- * this many rows (n h w), on its convolution primitives above: bench_conv pointwise=true, 1
- * thread, CPU clock, yolov8n / yolo26n shapes at imgsz 320 batch 16 (docs/kernels.md). Forward
- * stays on the convolution primitives (at the dot peak already). */
-#define MM_MAX_ROWS 6400
-
+/* CONV2D_MATMUL: 1x1 stride-1 bf16 convs on oneDNN's matmul primitive. Not AUTO's choice: per op
+ * it beats the convolution primitives' backward only on small shapes (<= 6400 rows, 1 thread) and
+ * a yolov8n train step showed no difference (docs/kernels.md, bench_conv pointwise=true). */
 static int wants_matmul(const conv_entry *e) {
     const conv2d_desc *d = &e->d;
     if (!is_bf16_matmul(d) || !bf16_cpu_has_native()) return 0;
-    return e->impl == CONV2D_MATMUL || (e->impl == CONV2D_AUTO && conv2d_rows_in(d) <= MM_MAX_ROWS);
+    return e->impl == CONV2D_MATMUL;
 }
 
 static void entry_fill(conv2d_ctx *c, conv_entry *e) {
@@ -430,7 +427,7 @@ static void entry_fill(conv2d_ctx *c, conv_entry *e) {
         if (e->impl == CONV2D_GEMM) p = PATH_GEMM;
         if (e->impl == CONV2D_ONEDNN) p = PATH_ONEDNN;
         if (e->impl == CONV2D_DIRECT && is_depthwise(d) && !bf16) p = PATH_DEPTHWISE;
-        if (e->mm && (e->impl == CONV2D_MATMUL || op != CONV_FWD)) p = PATH_MATMUL;
+        if (e->mm) p = PATH_MATMUL;
         e->path[op] = p;
         any_dnn |= p == PATH_ONEDNN;
     }

@@ -28,12 +28,11 @@ typedef struct conv2d_desc {
 } conv2d_desc;
 
 /* Implementation choice, per op (forward, backward-data, backward-weights). AUTO picks per shape
- * from measurements (kernels/conv2d.c: auto_path, MM_MAX_ROWS): oneDNN convolution primitives,
- * im2col or plain (1x1) dnnl_sgemm, oneDNN's matmul for the backward of small 1x1 stride-1 bf16
- * convs, falling back to GEMM / direct loops if oneDNN refuses a shape. GEMM and ONEDNN force one
- * family for every op; DIRECT forces our depthwise loops for depthwise shapes, MATMUL oneDNN's
- * matmul primitive for every op of 1x1 stride-1 bf16 convs (others as AUTO). For tests and
- * benchmarks. */
+ * from measurements (kernels/conv2d.c: auto_path): oneDNN convolution primitives, im2col or plain
+ * (1x1) dnnl_sgemm, falling back to GEMM / direct loops if oneDNN refuses a shape. GEMM and ONEDNN
+ * force one family for every op; DIRECT forces our depthwise loops for depthwise shapes, MATMUL
+ * oneDNN's matmul primitive for every op of 1x1 stride-1 bf16 convs (others as AUTO). For tests
+ * and benchmarks. */
 typedef enum conv2d_impl {
     CONV2D_AUTO,
     CONV2D_GEMM,

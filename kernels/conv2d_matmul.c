@@ -100,8 +100,10 @@ conv2d_mm *conv2d_mm_create(conv2d_dnn_env *env, const conv2d_desc *d) {
     md2(&dw, co, ci, ci, 1, dnnl_f32);
     md2(&bias, 1, co, co, 1, dnnl_f32);
     dnnl_engine_t e = m->engine;
-    if (mm_make(e, &m->op[MM_FWD], &x, &wt, &bias, &y, 0) || mm_make(e, &m->op[MM_BD_SET], &dy, &w, NULL, &dx, 0) ||
-        mm_make(e, &m->op[MM_BD_ADD], &dy, &w, NULL, &dx, 1) || mm_make(e, &m->op[MM_BW], &dyt, &x, NULL, &dw, 1)) {
+    if (mm_make(e, &m->op[MM_FWD], &x, &wt, &bias, &y, 0) ||
+        mm_make(e, &m->op[MM_BD_SET], &dy, &w, NULL, &dx, 0) ||
+        mm_make(e, &m->op[MM_BD_ADD], &dy, &w, NULL, &dx, 1) ||
+        mm_make(e, &m->op[MM_BW], &dyt, &x, NULL, &dw, 1)) {
         conv2d_mm_free(m);
         return NULL;
     }
@@ -183,9 +185,8 @@ void conv2d_mm_backward_data(const conv2d_desc *d, conv2d_mm *m, const float *w,
     run(m, &m->op[dx_write ? MM_BD_SET : MM_BD_ADD], a, wb, NULL, dx, ws);
 }
 
-void conv2d_mm_backward_weights(const conv2d_desc *d, conv2d_mm *m, const float *x,
-                                const bf16 *xb, const float *dy, const bf16 *dyb, float *dw,
-                                float *ws) {
+void conv2d_mm_backward_weights(const conv2d_desc *d, conv2d_mm *m, const float *x, const bf16 *xb,
+                                const float *dy, const bf16 *dyb, float *dw, float *ws) {
     const bf16 *b = as_bf16(conv2d_rows_in(d) * d->cin, x, xb, &ws);
     const bf16 *a = as_bf16(conv2d_rows_in(d) * d->cout, dy, dyb, &ws);
     run(m, &m->op[MM_BW], a, b, NULL, dw, ws);
