@@ -39,6 +39,11 @@ void conv2d_dnn_env_free(conv2d_dnn_env *env);
         dnnl_status_t st_ = (call);                                                                \
         if (st_ != dnnl_success) FATAL("%s failed: oneDNN status %d", #call, (int)st_);            \
     } while (0)
+/* A memory object for md (no buffer: set per call), and the scratchpad of a primitive created
+ * with dnnl_scratchpad_mode_user (NULL when it needs none; *floats its size, rounded to 16). */
+dnnl_memory_t conv2d_dnn_mem(dnnl_engine_t engine, const dnnl_memory_desc_t *md);
+dnnl_memory_t conv2d_dnn_scratch(dnnl_engine_t engine, const_dnnl_primitive_desc_t pd,
+                                 size_t *floats);
 typedef struct dnn_conv dnn_conv; /* the primitives of one shape */
 /* NULL if oneDNN has no primitive for this shape. */
 dnn_conv *conv2d_dnn_create(conv2d_dnn_env *env, const conv2d_desc *d);

@@ -46,12 +46,6 @@ static void md2(dnnl_memory_desc_t *md, int64_t rows, int64_t cols, int64_t rs, 
     DNN_CHECK(dnnl_memory_desc_init_by_strides(md, 2, dims, t, strides));
 }
 
-static dnnl_memory_t mem(dnnl_engine_t e, const dnnl_memory_desc_t *md) {
-    dnnl_memory_t m;
-    DNN_CHECK(dnnl_memory_create(&m, md, e, DNNL_MEMORY_NONE));
-    return m;
-}
-
 /* c (+)= a b (+ bias); 0 or -1 if oneDNN refuses. */
 static int mm_make(dnnl_engine_t e, mm_op *o, const dnnl_memory_desc_t *a,
                    const dnnl_memory_desc_t *b, const dnnl_memory_desc_t *bias,
@@ -72,14 +66,11 @@ static int mm_make(dnnl_engine_t e, mm_op *o, const dnnl_memory_desc_t *a,
              dnnl_primitive_create(&o->p, o->pd) == dnnl_success;
     dnnl_primitive_attr_destroy(attr);
     if (!ok) return -1;
-    o->a = mem(e, a);
-    o->b = mem(e, b);
-    o->c = mem(e, c);
-    if (bias) o->bias = mem(e, bias);
-    const dnnl_memory_desc_t *s = dnnl_primitive_desc_query_md(o->pd, dnnl_query_scratchpad_md, 0);
-    size_t bytes = s ? dnnl_memory_desc_get_size(s) : 0;
-    o->scr_f = conv2d_round16((bytes + 3) / 4);
-    if (o->scr_f) o->scr = mem(e, s);
+    o->a = conv2d_dnn_mem(e, a);
+    o->b = conv2d_dnn_mem(e, b);
+    o->c = conv2d_dnn_mem(e, c);
+    if (bias) o->bias = conv2d_dnn_mem(e, bias);
+    o->scr = conv2d_dnn_scratch(e, o->pd, &o->scr_f);
     return 0;
 }
 

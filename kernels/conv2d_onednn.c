@@ -73,7 +73,7 @@ static size_t md_floats(const dnnl_memory_desc_t *md) {
     return conv2d_round16((dnnl_memory_desc_get_size(md) + sizeof(float) - 1) / sizeof(float));
 }
 
-static dnnl_memory_t mem_for(dnnl_engine_t engine, const dnnl_memory_desc_t *md) {
+dnnl_memory_t conv2d_dnn_mem(dnnl_engine_t engine, const dnnl_memory_desc_t *md) {
     dnnl_memory_t m;
     DNN_CHECK(dnnl_memory_create(&m, md, engine, DNNL_MEMORY_NONE));
     return m;
@@ -129,10 +129,11 @@ static int create_prim(dnnl_engine_t engine, dnn_prim *p, const dnnl_convolution
     return dnnl_primitive_create(&p->p, p->pd) == dnnl_success ? 0 : -1;
 }
 
-static dnnl_memory_t scratch_mem(dnnl_engine_t engine, const dnn_prim *p, size_t *floats) {
-    const dnnl_memory_desc_t *md = pd_md(p, dnnl_query_scratchpad_md);
+dnnl_memory_t conv2d_dnn_scratch(dnnl_engine_t engine, const_dnnl_primitive_desc_t pd,
+                                 size_t *floats) {
+    const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
     *floats = md ? md_floats(md) : 0;
-    return *floats ? mem_for(engine, md) : NULL;
+    return *floats ? conv2d_dnn_mem(engine, md) : NULL;
 }
 
 /* The primitives for ns images. With one_thread, created while OpenMP reports one thread, so
@@ -192,10 +193,10 @@ static int create_prims(dnn_conv *c, const conv2d_desc *d, int ns, int one_threa
         make_reorder(eng, &c->w_to_bd, &wuser, wb, 0) != 0 ||
         make_reorder(eng, &c->dw_to_user, dwi, &wuser, 1) != 0)
         return -1;
-    c->wuser = mem_for(eng, &wuser);
-    c->dwuser = mem_for(eng, &wuser);
-    c->wfwd = mem_for(eng, wf);
-    c->wbd = mem_for(eng, wb);
+    c->wuser = conv2d_dnn_mem(eng, &wuser);
+    c->dwuser = conv2d_dnn_mem(eng, &wuser);
+    c->wfwd = conv2d_dnn_mem(eng, wf);
+    c->wbd = conv2d_dnn_mem(eng, wb);
     c->wfwd_f = c->w_to_fwd.p ? md_floats(wf) : 0;
     c->wbd_f = c->w_to_bd.p ? md_floats(wb) : 0;
     c->dwint_f = md_floats(dwi);
@@ -206,17 +207,17 @@ static int create_prims(dnn_conv *c, const conv2d_desc *d, int ns, int one_threa
             DNN_CHECK(dnnl_stream_create(&L->stream, eng, dnnl_stream_default_flags));
         else
             L->stream = NULL; /* the context's */
-        L->src = mem_for(eng, &src);
-        L->dst = mem_for(eng, &dst);
-        L->dsrc = mem_for(eng, &dsrc);
-        L->ddst = mem_for(eng, &ddst);
-        L->bias = mem_for(eng, &bias);
-        L->wfwd = mem_for(eng, wf);
-        L->wbd = mem_for(eng, wb);
-        L->dwint = mem_for(eng, dwi);
-        L->scr_f = scratch_mem(eng, &c->fwd, &c->scr_f_f);
-        L->scr_d = scratch_mem(eng, &c->bwd_data, &c->scr_d_f);
-        L->scr_w = scratch_mem(eng, &c->bwd_weights, &c->scr_w_f);
+        L->src = conv2d_dnn_mem(eng, &src);
+        L->dst = conv2d_dnn_mem(eng, &dst);
+        L->dsrc = conv2d_dnn_mem(eng, &dsrc);
+        L->ddst = conv2d_dnn_mem(eng, &ddst);
+        L->bias = conv2d_dnn_mem(eng, &bias);
+        L->wfwd = conv2d_dnn_mem(eng, wf);
+        L->wbd = conv2d_dnn_mem(eng, wb);
+        L->dwint = conv2d_dnn_mem(eng, dwi);
+        L->scr_f = conv2d_dnn_scratch(eng, c->fwd.pd, &c->scr_f_f);
+        L->scr_d = conv2d_dnn_scratch(eng, c->bwd_data.pd, &c->scr_d_f);
+        L->scr_w = conv2d_dnn_scratch(eng, c->bwd_weights.pd, &c->scr_w_f);
     }
     return 0;
 }
