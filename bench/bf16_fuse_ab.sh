@@ -14,20 +14,21 @@ BATCH=${BATCH:-16} STEPS=${STEPS:-3} ROUNDS=${ROUNDS:-2} CLOCK=${CLOCK:-wall}
 [ -x bin/bench_train_step ] || make -j2 bin/bench_train_step
 echo "bf16_fuse_ab: batch $BATCH, $STEPS steps, $ROUNDS rounds, clock $CLOCK;" \
   "load average $(cut -d' ' -f1-3 /proc/loadavg)"
-out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+out=$(mktemp) run=$(mktemp)
+trap 'rm -f "$out" "$run"' EXIT
 for m in $MODELS; do
   for t in $THREADS; do
     for r in $(seq "$ROUNDS"); do
       for f in false true; do
         echo "== $m threads $t fuse=$f (round $r)"
         ./bin/bench_train_step model="$m.yaml" imgsz="$IMGSZ" batch="$BATCH" steps="$STEPS" \
-          threads="$t" precision=bf16 clock="$CLOCK" fuse="$f" | tee /dev/stderr |
-          awk -v f="$f" '/^RESULT/ {print $2, $3, $5, f, $6}' >>"$out"
+          threads="$t" precision=bf16 clock="$CLOCK" fuse="$f" >"$run"
+        cat "$run"
+        awk -v f="$f" '/^RESULT/ {print $2, $3, $5, f, $6}' "$run" >>"$out"
       done
     done
   done
-done 2>&1
+done
 echo "load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "| model | imgsz | threads | separate img/s | fused img/s | fused / separate |"
 echo "|---|---|---|---|---|---|"
