@@ -374,6 +374,7 @@ static int run(train_args *a, int workers, const resume_plan *plan) {
     }
     st.loss_names[2] = train_prep_third_loss(a, &mi);
     snprintf(st.precision, sizeof st.precision, "%.*s", (int)sizeof mi.precision - 1, mi.precision);
+    if (resumed) resume_warn_precision_change(plan, resumed->precision, st.precision);
     rank_watch_on_fail(finish_after_rank_failure, &st);
     if (state) ckpt_state_broadcast(state, workers); /* the workers restore it after setup */
     int epoch0, step0;

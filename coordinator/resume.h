@@ -36,3 +36,9 @@ typedef struct resume_plan {
  * the check before launching passes false, the launched coordinator true. */
 int resume_prepare(kv_args *kv, train_args *a, resume_plan *plan, bool verbose, char *err,
                    size_t errlen);
+/* A resumed run whose workers compute in another arithmetic than its version did (bf16 against
+ * fp32: another CPU, or another default) goes on, but no longer as the uninterrupted run would:
+ * says so in one warning. `was` is the version's lineage/precision ("" in versions older than
+ * it: nothing to compare), `now` the workers' (protocol.h model_info). Returns true if it warned.
+ */
+bool resume_warn_precision_change(const resume_plan *plan, const char *was, const char *now);

@@ -10,6 +10,7 @@
  *   - refusals before launch (exit 2, one line, nothing written), resume=auto, and the run lock.
  * Small runs: 40 images at imgsz 64, batch 8 (5 steps an epoch). */
 #include "coordinator/ckpt_file.h"
+#include "kernels/bf16.h"
 #include "runs.h"
 
 #include <criterion/criterion.h>
@@ -149,6 +150,7 @@ static void kill_and_resume(const char *extra) {
     snprintf(pa, sizeof pa, "%s/b.log", dir);
     cr_assert(run_file_has(pa, "resuming ") && run_file_has(pa, "v0002.h5"),
               "says what it resumes");
+    cr_assert(!run_file_has(pa, "was trained with"), "the same arithmetic: no warning");
     /* ref: v1 epoch 1, v2 save, v3 epoch 2, v4 epoch 3; resumed: the same numbers */
     version_path(pa, sizeof pa, dir, "ref", 4);
     version_path(pb, sizeof pb, dir, "b", 4);
@@ -214,6 +216,39 @@ Test(resume, on_one_worker_with_two_micro_batches_matches_two_workers, .timeout 
     csv_columns(pa, cols, 7, ca, sizeof ca);
     csv_columns(pb, cols, 7, cb, sizeof cb);
     cr_assert_str_eq(cb, ca);
+    run_sh("rm -rf %s", dir);
+}
+
+/* A run saved in bf16 (amp=True on an AVX512_BF16 CPU), resumed where the workers' CPUs are
+ * taken for ones without (YOLO_TEST_CPU_NO_BF16: the default is then fp32): the resume goes on,
+ * says in one warning that it no longer matches the uninterrupted run, and the new versions
+ * record fp32. */
+Test(resume, a_change_of_arithmetic_is_warned_and_recorded, .timeout = 900) {
+    if (!bf16_cpu_has_native()) cr_skip_test("this CPU has no AVX512_BF16: amp=True trains fp32");
+    char dir[64], p[256];
+    run_make_data(dir, sizeof dir, "yolo-resumeprec", 40, 8);
+    pid_t sid = train_bg(dir, "b", "YOLO_TEST_SAVE_AT=1:2 YOLO_TEST_HOLD_AFTER_VERSION=1",
+                         "workers=1 epochs=2");
+    char log[256];
+    snprintf(log, sizeof log, "%s/b.log", dir);
+    cr_assert(run_wait_text(log, "holding after v0001", 240), "reached v0001; see %s", log);
+    cr_assert_geq(run_kill_session(sid, 30), 3, "job killed");
+    ckpt_file *f;
+    version_path(p, sizeof p, dir, "b", 1);
+    cr_assert_eq(strncmp(open_meta(&f, p)->precision, "bf16 ", 5), 0, "saved in bf16: %s",
+                 ckpt_file_meta(f)->precision);
+    ckpt_close(f);
+    char rb[160];
+    snprintf(rb, sizeof rb, "resume=%s/b", dir);
+    cr_assert_eq(train(dir, "b", "YOLO_TEST_CPU_NO_BF16=1", rb), 0, "resume: see %s", log);
+    cr_assert(run_file_has(log, "resume: v0001 was trained with bf16 arithmetic, this run "
+                                "computes in fp32"),
+              "the change is said; see %s", log);
+    version_path(p, sizeof p, dir, "b", 3);
+    cr_assert_eq(strncmp(open_meta(&f, p)->precision, "fp32 ", 5), 0, "v0003 records fp32: %s",
+                 ckpt_file_meta(f)->precision);
+    cr_assert(ckpt_file_meta(f)->finished);
+    ckpt_close(f);
     run_sh("rm -rf %s", dir);
 }
 
