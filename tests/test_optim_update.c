@@ -132,7 +132,8 @@ Test(optim_update, overlapping_tensors_fall_back_to_the_ops_in_turn) {
     optim_step(&b, pb, gb);
     memset(gb, 0, sizeof gb);
     ema_blend(eb, pb, 160, 0.5);
-    cr_assert(!memcmp(pa, pb, sizeof pa) && !memcmp(ea, eb, sizeof ea) && !memcmp(ga, gb, sizeof ga));
+    cr_assert(!memcmp(pa, pb, sizeof pa) && !memcmp(ea, eb, sizeof ea) &&
+              !memcmp(ga, gb, sizeof ga));
     optim_free(&a);
     optim_free(&b);
 }

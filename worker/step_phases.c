@@ -9,7 +9,8 @@
 #include <time.h>
 
 static const char *const phase_names[PHASE_COUNT] = {
-    "wait", "forward", "loss", "backward", "all-reduce", "optimizer+ema", "bn-ema", "report", "other",
+    "wait",          "forward", "loss",   "backward", "all-reduce",
+    "optimizer+ema", "bn-ema",  "report", "other",
 };
 
 static double process_cpu(void) {

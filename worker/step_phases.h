@@ -22,7 +22,7 @@ typedef enum step_phase {
 typedef struct step_phases {
     bool on;
     double s[PHASE_COUNT];
-    double t_mark;               /* end of the last phase timed */
+    double t_mark; /* end of the last phase timed */
     double epoch_wall0, proc_cpu0, loader_cpu0;
     int steps;
 } step_phases;
