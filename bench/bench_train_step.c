@@ -12,11 +12,15 @@
  *
  * Usage: bench_train_step [model=yolov8n.yaml] [imgsz=160,320] [batch=16] [steps=3] [threads=1]
  *                         [loss=true] [nc=3] [clock=wall|cpu] [precision=fp32|bf16|auto]
+ *                         [fuse=true]
  *   threads=0 uses every core OpenMP reports. loss=false backpropagates a random head gradient.
  *   clock=cpu times steps by process CPU time / threads (for 1 thread on a shared machine).
  *   precision=bf16: mixed-precision convolutions (model_set_conv_precision), as amp=bf16 trains;
  *   auto: what amp=True (the trainer's default) trains with on this CPU: bf16 where it multiplies
- *   bf16 natively (bf16_cpu_has_native), else fp32. */
+ *   bf16 natively (bf16_cpu_has_native), else fp32. fuse=false: bf16 conversions as separate
+ *   passes (model_set_bf16_fusion; the same bits), for before/after timings
+ * (bench/bf16_fuse_ab.sh).
+ */
 #include "common/kv.h"
 #include "common/log.h"
 #include "common/rng.h"
@@ -168,7 +172,7 @@ int main(int argc, char **argv) {
     }
     const char *spec, *sizes, *clock, *prec;
     long batch, steps, threads, nc;
-    bool loss;
+    bool loss, fuse;
     if (kv_get_str(&a, "model", "yolov8n.yaml", &spec) ||
         kv_get_str(&a, "imgsz", "160,320", &sizes) ||
         kv_get_long(&a, "batch", 16, &batch, err, sizeof err) ||
@@ -176,6 +180,7 @@ int main(int argc, char **argv) {
         kv_get_long(&a, "threads", 1, &threads, err, sizeof err) ||
         kv_get_long(&a, "nc", 3, &nc, err, sizeof err) ||
         kv_get_bool(&a, "loss", true, &loss, err, sizeof err) ||
+        kv_get_bool(&a, "fuse", true, &fuse, err, sizeof err) ||
         kv_get_str(&a, "clock", "wall", &clock) || kv_get_str(&a, "precision", "fp32", &prec) ||
         kv_check_unused(&a, err, sizeof err)) {
         log_error("%s", err);
@@ -209,6 +214,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     model_set_conv_precision(s.m, strcmp(prec, "bf16") ? CONV2D_FP32 : CONV2D_BF16);
+    model_set_bf16_fusion(s.m, fuse);
     /* the loss settings of the default release (8.4.190), default gains */
     const ul_behaviour *beh = ul_behaviour_of(UL_VERSION_DEFAULT);
     int reg_max = model_config(s.m)->reg_max;
@@ -219,9 +225,13 @@ int main(int argc, char **argv) {
     s.loss = detloss_create();
     s.targets = xmalloc((size_t)c.batch * 6 * 6 * sizeof *s.targets);
     s.ntargets = synthetic_targets(c.batch, s.targets);
-    printf("bench_train_step: %s, nc %d, %zu params, %d threads, %s convolutions, %s clock "
+    printf("bench_train_step: %s, nc %d, %zu params, %d threads, %s convolutions%s, %s clock "
            "(timings are noisy on a shared machine)\n",
-           spec, c.nc, model_num_params(s.m), kernels_threads(), prec, clock);
+           spec, c.nc, model_num_params(s.m), kernels_threads(), prec,
+           strcmp(prec, "bf16") ? ""
+           : fuse               ? " (fused conversions)"
+                                : " (separate conversions)",
+           clock);
     char *list = xstrdup(sizes), *save = NULL;
     int rc = 0;
     for (char *t = strtok_r(list, ",", &save); t && !rc; t = strtok_r(NULL, ",", &save)) {

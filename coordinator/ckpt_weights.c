@@ -49,6 +49,10 @@ static void digest(const ckpt_weights_info *w, const ckpt_tensor *t, int n, char
     put_entry(c, "nc", num);
     put_entry(c, "names", w->names);
     put_entry(c, "dataset_sha256", w->dataset_sha256);
+    if (w->format_version >= 2) {
+        snprintf(num, sizeof num, "%d", w->imgsz);
+        put_entry(c, "imgsz", num);
+    }
     /* tensors in name order (t is sorted by the caller or the reader) */
     for (int i = 0; i < n; i++) {
         char buf[512];
@@ -71,6 +75,7 @@ static int write_attrs(hid_t f, void *ctx, char *err, size_t errlen) {
         h5_attr_put_str(f, "created", w->created) || h5_attr_put_str(f, "source", w->source) ||
         h5_attr_put_str(f, "model", w->model) || h5_attr_put_str(f, "model_yaml", w->model_yaml) ||
         h5_attr_put(f, "nc", H5T_NATIVE_INT, &w->nc, 0) ||
+        h5_attr_put(f, "imgsz", H5T_NATIVE_INT, &w->imgsz, 0) ||
         h5_attr_put_str(f, "names", w->names ? w->names : "[]") ||
         h5_attr_put_str(f, "dataset_sha256", w->dataset_sha256) ||
         h5_attr_put_str(f, "content_sha256", w->content_sha256))
@@ -131,6 +136,10 @@ static int read_attrs(hid_t f, const char *path, ckpt_weights_info *w, char *err
     }
     if (h5_attr_get(f, "nc", H5T_NATIVE_INT, &w->nc, 0) != 0 || w->nc < 1)
         return errf(err, errlen, "%s: damaged weights file: attribute nc missing or < 1", path);
+    w->imgsz = 0;
+    if (w->format_version >= 2 &&
+        (h5_attr_get(f, "imgsz", H5T_NATIVE_INT, &w->imgsz, 0) != 0 || w->imgsz < 0))
+        return errf(err, errlen, "%s: damaged weights file: attribute imgsz missing or < 0", path);
     return 0;
 }
 

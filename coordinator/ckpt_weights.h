@@ -14,22 +14,24 @@
  *   /model/<name>     float32 (int64 for num_batches_tracked) tensors under Ultralytics state_dict
  *                     names, PyTorch layout, each with a "sha256" attribute over its bytes
  * Canonical listing (easy to reproduce in any language): for each of format_version, created,
- * source, model, model_yaml, nc, names, dataset_sha256 in that order, "<key>=<len>:<text>\n" (nc
- * and format_version as decimal text), then for each tensor in name order "tensor <name>
- * <float32|int64> [<d0>,<d1>,...] <sha256>\n". */
+ * source, model, model_yaml, nc, names, dataset_sha256 (and, from format 2 on, imgsz) in that
+ * order, "<key>=<len>:<text>\n" (nc, imgsz and format_version as decimal text), then for each
+ * tensor in name order "tensor <name> <float32|int64> [<d0>,<d1>,...] <sha256>\n". */
 #pragma once
 #include <stddef.h>
 
 #include "coordinator/ckpt_file.h"
 
 #define CKPT_WEIGHTS_FORMAT "yolo-cluster weights"
-#define CKPT_WEIGHTS_FORMAT_VERSION 1
+/* 2: the training image size (imgsz), what val / predict use when not given one */
+#define CKPT_WEIGHTS_FORMAT_VERSION 2
 
 typedef struct ckpt_weights_info {
     int format_version;
     char created[32];
     char *source, *model, *model_yaml, *names; /* (heap) names: a JSON array */
     int nc;
+    int imgsz; /* the training image size; 0: not recorded (format 1) */
     char dataset_sha256[65];
     char content_sha256[65]; /* reading: as stored; writing: filled in */
 } ckpt_weights_info;

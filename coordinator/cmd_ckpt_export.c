@@ -38,8 +38,9 @@ static void report_bad(void *ctx, const char *line) {
 }
 
 static int write_safetensors(const char *out, const model_weights *w, char *err, size_t errlen) {
-    char nc[16];
+    char nc[16], imgsz[16];
     snprintf(nc, sizeof nc, "%d", w->nc);
+    snprintf(imgsz, sizeof imgsz, "%d", w->imgsz);
     const safetensors_meta meta[] = {
         {"format", "pt"}, /* what transformers / safetensors.torch expect */
         {"producer", "yolo-cluster ckpt export"},
@@ -48,6 +49,7 @@ static int write_safetensors(const char *out, const model_weights *w, char *err,
         {"model", w->model},
         {"model_yaml", w->model_yaml},
         {"nc", nc},
+        {"imgsz", imgsz},
         {"names", w->names},
         {"dataset_sha256", w->dataset_sha256},
     };
@@ -55,7 +57,7 @@ static int write_safetensors(const char *out, const model_weights *w, char *err,
 }
 
 static int write_h5(const char *out, model_weights *w, char *err, size_t errlen) {
-    ckpt_weights_info info = {.nc = w->nc};
+    ckpt_weights_info info = {.nc = w->nc, .imgsz = w->imgsz};
     char source[4600];
     snprintf(source, sizeof source, "%s (content sha256 %s)", w->source, w->content_sha256);
     info.source = source;

@@ -1,6 +1,7 @@
 /* Weights from a checkpoint version's EMA or a weights file (model_weights.h). */
 #include "coordinator/model_weights.h"
 
+#include "common/kv.h"
 #include "common/log.h"
 #include "coordinator/ckpt_ref.h"
 #include "coordinator/ckpt_weights.h"
@@ -90,6 +91,10 @@ static int from_checkpoint(const char *path, model_weights *w, void (*report)(vo
     w->model_yaml = xstrdup(m->model_yaml ? m->model_yaml : "");
     w->nc = nc_of(w);
     w->names = names_of_version(m, w->nc);
+    char v[64];
+    long l;
+    kv_args_yaml_value(m->args_yaml ? m->args_yaml : "", "imgsz", v, sizeof v);
+    w->imgsz = parse_long(v, &l) && l > 0 && l < 1L << 20 ? (int)l : 0;
     snprintf(w->dataset_sha256, sizeof w->dataset_sha256, "%s", m->dataset_sha256);
     snprintf(w->content_sha256, sizeof w->content_sha256, "%s", m->content_sha256);
     ckpt_close(f);
@@ -121,6 +126,7 @@ static int from_weights_file(const char *path, model_weights *w,
     w->model_yaml = xstrdup(wi->model_yaml);
     w->names = xstrdup(wi->names);
     w->nc = wi->nc;
+    w->imgsz = wi->imgsz;
     snprintf(w->dataset_sha256, sizeof w->dataset_sha256, "%s", wi->dataset_sha256);
     snprintf(w->content_sha256, sizeof w->content_sha256, "%s", wi->content_sha256);
     ckpt_weights_close(f);

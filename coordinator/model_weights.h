@@ -17,6 +17,7 @@ typedef struct model_weights {
     char *names;      /* class names, a JSON array of strings (placeholders "0", "1", ... when the
                          source does not record them) */
     int nc;
+    int imgsz;               /* the training image size; 0 when the source does not record it */
     char dataset_sha256[65]; /* "" when unknown */
     char content_sha256[65]; /* of the source file */
     char source[4400];       /* "runs/a:v0003" or the file's path */

@@ -43,6 +43,9 @@ static const char *const op_names[] = {
     "conv2d_backward_bf16",
     "batchnorm_silu_backward_set",
     "nms",
+    "batchnorm_silu_forward_train_bf16",
+    "batchnorm_silu_forward_eval_bf16",
+    "batchnorm_silu_backward_set_bf16",
     "optim_update",
 };
 _Static_assert(sizeof op_names / sizeof op_names[0] == BACKEND_OP_COUNT,
@@ -127,6 +130,12 @@ static bool has_op(const backend_i *f, backend_op op) {
         return f->batchnorm_silu_backward_set != NULL;
     case BACKEND_OP_NMS:
         return f->nms != NULL;
+    case BACKEND_OP_BATCHNORM_SILU_FORWARD_TRAIN_BF16:
+        return f->batchnorm_silu_forward_train_bf16 != NULL;
+    case BACKEND_OP_BATCHNORM_SILU_FORWARD_EVAL_BF16:
+        return f->batchnorm_silu_forward_eval_bf16 != NULL;
+    case BACKEND_OP_BATCHNORM_SILU_BACKWARD_SET_BF16:
+        return f->batchnorm_silu_backward_set_bf16 != NULL;
     case BACKEND_OP_OPTIM_UPDATE: /* fused, or composed of the three ops (and zero) */
         return f->optim_update || (f->optim_step && f->clip_grad_norm && f->ema_blend);
     case BACKEND_OP_COUNT:
@@ -444,6 +453,30 @@ void backend_batchnorm_silu_backward_set(backend *be, int m, int c, const float 
     }
     DISPATCH(be, BACKEND_OP_BATCHNORM_SILU_BACKWARD_SET, batchnorm_silu_backward_set, m, c, x,
              gamma, beta, save_mean, save_invstd, dy, dx, dgamma, dbeta);
+}
+void backend_batchnorm_silu_forward_train_bf16(backend *be, int m, int c, const float *x,
+                                               const float *gamma, const float *beta, float eps,
+                                               float momentum, float *running_mean,
+                                               float *running_var, float *save_mean,
+                                               float *save_invstd, float *y, bf16 *yb) {
+    DISPATCH(be, BACKEND_OP_BATCHNORM_SILU_FORWARD_TRAIN_BF16, batchnorm_silu_forward_train_bf16, m,
+             c, x, gamma, beta, eps, momentum, running_mean, running_var, save_mean, save_invstd, y,
+             yb);
+}
+void backend_batchnorm_silu_forward_eval_bf16(backend *be, int m, int c, const float *x,
+                                              const float *gamma, const float *beta,
+                                              const float *running_mean, const float *running_var,
+                                              float eps, float *y, bf16 *yb) {
+    DISPATCH(be, BACKEND_OP_BATCHNORM_SILU_FORWARD_EVAL_BF16, batchnorm_silu_forward_eval_bf16, m,
+             c, x, gamma, beta, running_mean, running_var, eps, y, yb);
+}
+void backend_batchnorm_silu_backward_set_bf16(backend *be, int m, int c, const float *x,
+                                              const float *gamma, const float *beta,
+                                              const float *save_mean, const float *save_invstd,
+                                              const float *dy, float *dx, bf16 *dxb, float *dgamma,
+                                              float *dbeta) {
+    DISPATCH(be, BACKEND_OP_BATCHNORM_SILU_BACKWARD_SET_BF16, batchnorm_silu_backward_set_bf16, m,
+             c, x, gamma, beta, save_mean, save_invstd, dy, dx, dxb, dgamma, dbeta);
 }
 void backend_nms(backend *be, const backend_nms_desc *d, const float *pred, detection *dets,
                  int32_t *counts) {

@@ -76,6 +76,9 @@ typedef enum backend_op {
     BACKEND_OP_CONV2D_BACKWARD_BF16,
     BACKEND_OP_BATCHNORM_SILU_BACKWARD_SET,
     BACKEND_OP_NMS,
+    BACKEND_OP_BATCHNORM_SILU_FORWARD_TRAIN_BF16,
+    BACKEND_OP_BATCHNORM_SILU_FORWARD_EVAL_BF16,
+    BACKEND_OP_BATCHNORM_SILU_BACKWARD_SET_BF16,
     BACKEND_OP_OPTIM_UPDATE,
     BACKEND_OP_COUNT
 } backend_op;
@@ -288,6 +291,25 @@ void backend_batchnorm_silu_backward_set(backend *be, int m, int c, const float 
                                          const float *gamma, const float *beta,
                                          const float *save_mean, const float *save_invstd,
                                          const float *dy, float *dx, float *dgamma, float *dbeta);
+/* The BN + SiLU ops with a bf16 copy for the bf16 convolutions that read it (kernels/
+ * batchnorm_silu.h: the _bf16 variants), instead of a to_bf16 pass after them. Forward: the float
+ * op's outputs, and yb = bf16(y) (to_bf16's bits); y may be NULL (not written). Backward (_set):
+ * dxb = bf16(dx) of batchnorm_silu_backward_set; dx is float scratch of m*c, left undefined. No
+ * fallback: callers check backend_supports (the model keeps its to_bf16 ops without them). */
+void backend_batchnorm_silu_forward_train_bf16(backend *be, int m, int c, const float *x,
+                                               const float *gamma, const float *beta, float eps,
+                                               float momentum, float *running_mean,
+                                               float *running_var, float *save_mean,
+                                               float *save_invstd, float *y, bf16 *yb);
+void backend_batchnorm_silu_forward_eval_bf16(backend *be, int m, int c, const float *x,
+                                              const float *gamma, const float *beta,
+                                              const float *running_mean, const float *running_var,
+                                              float eps, float *y, bf16 *yb);
+void backend_batchnorm_silu_backward_set_bf16(backend *be, int m, int c, const float *x,
+                                              const float *gamma, const float *beta,
+                                              const float *save_mean, const float *save_invstd,
+                                              const float *dy, float *dx, bf16 *dxb, float *dgamma,
+                                              float *dbeta);
 
 /* ---- validation post-processing (kernels/nms.h) ---- */
 typedef struct backend_nms_desc {

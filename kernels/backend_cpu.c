@@ -154,6 +154,31 @@ static void cpu_bn_silu_backward_set(backend *be, int m, int c, const float *x, 
     batchnorm_silu_backward_set(m, c, x, gamma, beta, save_mean, save_invstd, dy, dx, dgamma,
                                 dbeta);
 }
+static void cpu_bn_silu_forward_train_bf16(backend *be, int m, int c, const float *x,
+                                           const float *gamma, const float *beta, float eps,
+                                           float momentum, float *running_mean, float *running_var,
+                                           float *save_mean, float *save_invstd, float *y,
+                                           bf16 *yb) {
+    enter(be);
+    batchnorm_silu_forward_train_bf16(m, c, x, gamma, beta, eps, momentum, running_mean,
+                                      running_var, save_mean, save_invstd, y, yb);
+}
+static void cpu_bn_silu_forward_eval_bf16(backend *be, int m, int c, const float *x,
+                                          const float *gamma, const float *beta,
+                                          const float *running_mean, const float *running_var,
+                                          float eps, float *y, bf16 *yb) {
+    enter(be);
+    batchnorm_silu_forward_infer_bf16(m, c, x, gamma, beta, running_mean, running_var, eps, y, yb);
+}
+static void cpu_bn_silu_backward_set_bf16(backend *be, int m, int c, const float *x,
+                                          const float *gamma, const float *beta,
+                                          const float *save_mean, const float *save_invstd,
+                                          const float *dy, float *dx, bf16 *dxb, float *dgamma,
+                                          float *dbeta) {
+    enter(be);
+    batchnorm_silu_backward_set_bf16(m, c, x, gamma, beta, save_mean, save_invstd, dy, dx, dxb,
+                                     dgamma, dbeta);
+}
 static void cpu_to_bf16(backend *be, size_t n, const float *x, bf16 *y) {
     enter(be);
     bf16_from_f32(n, x, y);
@@ -364,6 +389,9 @@ static const backend_i cpu_iface = {
     .conv2d_backward_bf16 = cpu_conv2d_backward_bf16,
     .batchnorm_silu_backward_set = cpu_bn_silu_backward_set,
     .nms = cpu_nms,
+    .batchnorm_silu_forward_train_bf16 = cpu_bn_silu_forward_train_bf16,
+    .batchnorm_silu_forward_eval_bf16 = cpu_bn_silu_forward_eval_bf16,
+    .batchnorm_silu_backward_set_bf16 = cpu_bn_silu_backward_set_bf16,
 };
 
 static void cpu_destroy(backend *be) {

@@ -115,6 +115,20 @@ typedef struct backend_i {
                                         const float *dy, float *dx, float *dgamma, float *dbeta);
     void (*nms)(backend *be, const backend_nms_desc *d, const float *pred, detection *dets,
                 int32_t *counts);
+    void (*batchnorm_silu_forward_train_bf16)(backend *be, int m, int c, const float *x,
+                                              const float *gamma, const float *beta, float eps,
+                                              float momentum, float *running_mean,
+                                              float *running_var, float *save_mean,
+                                              float *save_invstd, float *y, bf16 *yb);
+    void (*batchnorm_silu_forward_eval_bf16)(backend *be, int m, int c, const float *x,
+                                             const float *gamma, const float *beta,
+                                             const float *running_mean, const float *running_var,
+                                             float eps, float *y, bf16 *yb);
+    void (*batchnorm_silu_backward_set_bf16)(backend *be, int m, int c, const float *x,
+                                             const float *gamma, const float *beta,
+                                             const float *save_mean, const float *save_invstd,
+                                             const float *dy, float *dx, bf16 *dxb, float *dgamma,
+                                             float *dbeta);
 } backend_i;
 
 struct backend {

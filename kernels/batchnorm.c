@@ -14,22 +14,42 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* One row segment of n channels from channel offset c0 (mean, scale, beta are per channel). */
+static inline void normalise_row(int n, const float *xr, const float *mean, const float *scale,
+                                 const float *beta, bool silu, float *yr) {
+    if (!silu) {
+#pragma omp simd
+        for (int ch = 0; ch < n; ch++) yr[ch] = (xr[ch] - mean[ch]) * scale[ch] + beta[ch];
+        return;
+    }
+#pragma omp simd
+    for (int ch = 0; ch < n; ch++) {
+        float z = (xr[ch] - mean[ch]) * scale[ch] + beta[ch];
+        yr[ch] = z / (1.0f + exp_fast(-z));
+    }
+}
+
+/* With yb, each row is converted in chunks while it is in L1 (from y, or from a stack buffer
+ * when y is NULL): the float values are those of the plain pass, so the bits of bf16_from_f32. */
+#define BN_BF16_CHUNK 256
+
 void bn_normalise(int m, int c, const float *x, const float *mean, const float *scale,
-                  const float *beta, bool silu, float *y) {
+                  const float *beta, bool silu, float *y, bf16 *yb) {
     long long work = (long long)m * c;
 #pragma omp parallel for num_threads(kernels_threads()) schedule(static) if (work >= BN_PAR_MIN)
     for (int r = 0; r < m; r++) {
         const float *xr = x + (size_t)r * c;
-        float *yr = y + (size_t)r * c;
-        if (!silu) {
-#pragma omp simd
-            for (int ch = 0; ch < c; ch++) yr[ch] = (xr[ch] - mean[ch]) * scale[ch] + beta[ch];
+        float *yr = y ? y + (size_t)r * c : NULL;
+        if (!yb) {
+            normalise_row(c, xr, mean, scale, beta, silu, yr);
             continue;
         }
-#pragma omp simd
-        for (int ch = 0; ch < c; ch++) {
-            float z = (xr[ch] - mean[ch]) * scale[ch] + beta[ch];
-            yr[ch] = z / (1.0f + exp_fast(-z));
+        float tmp[BN_BF16_CHUNK];
+        for (int c0 = 0; c0 < c; c0 += BN_BF16_CHUNK) {
+            int n = c - c0 < BN_BF16_CHUNK ? c - c0 : BN_BF16_CHUNK;
+            float *out = yr ? yr + c0 : tmp;
+            normalise_row(n, xr + c0, mean + c0, scale + c0, beta + c0, silu, out);
+            bf16_from_f32_row((size_t)n, out, yb + (size_t)r * c + c0);
         }
     }
 }
@@ -65,7 +85,7 @@ void batchnorm_forward_train(int m, int c, const float *x, const float *gamma, c
     float *scale = xmalloc(sizeof(float) * c);
     bn_train_stats(m, c, x, gamma, eps, momentum, running_mean, running_var, save_mean, save_invstd,
                    scale);
-    bn_normalise(m, c, x, save_mean, scale, beta, false, y);
+    bn_normalise(m, c, x, save_mean, scale, beta, false, y, NULL);
     free(scale);
 }
 
@@ -79,7 +99,7 @@ void batchnorm_forward_infer(int m, int c, const float *x, const float *gamma, c
                              float *y) {
     float *scale = xmalloc(sizeof(float) * c);
     bn_infer_scale(c, gamma, running_var, eps, scale);
-    bn_normalise(m, c, x, running_mean, scale, beta, false, y);
+    bn_normalise(m, c, x, running_mean, scale, beta, false, y, NULL);
     free(scale);
 }
 

@@ -1,12 +1,15 @@
 /* Internal to kernels/ (batchnorm.c, batchnorm_silu.c): the passes of batch norm that the plain
  * and the SiLU-fused ops share, so that both run the same float expressions. */
 #pragma once
+#include "kernels/bf16.h"
+
 #include <stdbool.h>
 
 /* y = z = (x - mean) * scale + beta per channel, or y = silu(z) (kernels/activation.c's
- * expression) with `silu`. */
+ * expression) with `silu`; with yb also yb = bf16(y) (bf16_from_f32's bits), and then y may be
+ * NULL (not written). */
 void bn_normalise(int m, int c, const float *x, const float *mean, const float *scale,
-                  const float *beta, bool silu, float *y);
+                  const float *beta, bool silu, float *y, bf16 *yb);
 /* Batch statistics (save_mean, save_invstd), running statistics (may be NULL) and the per-channel
  * scale (float)(invstd * gamma) that normalises. */
 void bn_train_stats(int m, int c, const float *x, const float *gamma, float eps, float momentum,

@@ -91,9 +91,11 @@ static int load_weights(eval_model *e, const model_weights *w, char *err, size_t
     return rc;
 }
 
-/* Training settings from the version's args.yaml; Ultralytics' defaults for a weights file. */
-static void read_args(eval_model *e, const ckpt_meta *meta) {
-    e->imgsz = 640, e->batch = 16, e->ultralytics = UL_VERSION_DEFAULT, e->nms = -1;
+/* Training settings from the version's args.yaml; for a weights file the image size it records
+ * (imgsz, 0 when none) and Ultralytics' defaults for the rest. */
+static void read_args(eval_model *e, const ckpt_meta *meta, int imgsz) {
+    e->imgsz = imgsz > 0 ? imgsz : 640, e->batch = 16, e->ultralytics = UL_VERSION_DEFAULT,
+    e->nms = -1;
     if (!meta || !meta->args_yaml) return;
     char v[256];
     long l;
@@ -128,7 +130,7 @@ int eval_model_load(const char *ref, const eval_device *dev, eval_model *e, char
     int rc = parse_names(e, w.names, err, errlen);
     ckpt_file *f = rc == 0 && w.from_checkpoint ? ckpt_open(r.path, err, errlen) : NULL;
     if (rc == 0 && w.from_checkpoint && !f) rc = -1;
-    read_args(e, f ? ckpt_file_meta(f) : NULL);
+    read_args(e, f ? ckpt_file_meta(f) : NULL, w.imgsz);
     ckpt_close(f);
     if (rc == 0) rc = eval_device_backend(dev, &e->be, err, errlen);
     if (rc == 0 && !(e->m = build(e->be, &w, err, errlen))) rc = -1;

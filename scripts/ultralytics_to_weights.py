@@ -7,7 +7,8 @@ Usage: python scripts/ultralytics_to_weights.py model.pt out.h5
 Needs torch, ultralytics and h5py (scripts/pyenv.sh bench installs the pinned ones). Takes what
 Ultralytics' own loader takes (the EMA when the file has one, else the model), in float32, under
 its state_dict names (PyTorch layout), with the model yaml (its dict written back as yaml text,
-the scale letter included), nc and class names. The format and its content hash are described in
+the scale letter included), nc, class names and the training image size (train_args' imgsz; 0
+when the file has none). The format and its content hash are described in
 coordinator/ckpt_weights.h; this script writes exactly that.
 """
 
@@ -23,7 +24,7 @@ import torch
 from ultralytics.nn.tasks import load_checkpoint
 
 FORMAT = "yolo-cluster weights"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def scalar(v):
@@ -66,7 +67,7 @@ def content_sha256(attrs, tensors):
     """sha256 over the canonical listing of coordinator/ckpt_weights.h."""
     h = hashlib.sha256()
     for key in ("format_version", "created", "source", "model", "model_yaml", "nc", "names",
-                "dataset_sha256"):
+                "dataset_sha256", "imgsz"):
         h.update(entry(key, str(attrs[key])))
     for name in sorted(tensors):
         a = tensors[name]
@@ -78,7 +79,9 @@ def content_sha256(attrs, tensors):
 
 
 def main(src, dst):
-    model, _ = load_checkpoint(src)  # as YOLO(src) loads it: EMA first, float32
+    model, ckpt = load_checkpoint(src)  # as YOLO(src) loads it: EMA first, float32
+    imgsz = ((ckpt or {}).get("train_args") or {}).get("imgsz", 0)
+    imgsz = imgsz if isinstance(imgsz, int) and imgsz > 0 else 0  # a list (h, w): not recorded
     cfg = dict(model.yaml)
     name = os.path.basename(cfg.get("yaml_file") or os.path.splitext(src)[0] + ".yaml")
     nc = int(getattr(model, "nc", cfg.get("nc")))
@@ -101,6 +104,7 @@ def main(src, dst):
         "nc": nc,
         "names": json.dumps(names, separators=(",", ":")),
         "dataset_sha256": "",
+        "imgsz": imgsz,
     }
     digest = content_sha256(attrs, tensors)
     tmp = f"{dst}.tmp.{os.getpid()}"
@@ -111,6 +115,7 @@ def main(src, dst):
         for key in ("created", "source", "model", "model_yaml", "names", "dataset_sha256"):
             f.attrs.create(key, attrs[key], dtype=string)
         f.attrs.create("nc", nc, dtype="<i4")
+        f.attrs.create("imgsz", imgsz, dtype="<i4")
         f.attrs.create("content_sha256", digest, dtype=string)
         for k, a in tensors.items():
             d = f.create_dataset(k, data=a)

@@ -137,7 +137,7 @@ static void compare(const bops_opts *o, const bops_case *c, const bops_env *r, c
 }
 
 int bops_run(const bops_opts *o, bops_report_fn report, void *arg) {
-    enum { MAXC = 200 };
+    enum { MAXC = 256 };
     bops_case *cases = xcalloc(MAXC, sizeof *cases);
     int n = bops_cases(cases, MAXC), fails = 0;
     for (int i = 0; i < n; i++) {

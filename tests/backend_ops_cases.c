@@ -146,6 +146,52 @@ static void run_bn_backward(bops_env *e, const bops_case *c) {
     bops_take(e, "dbeta", db, ch);
 }
 
+/* The BN + SiLU ops with a bf16 copy (bf16 outputs taken as float pairs, as above): forward with
+ * the float output and without it (y NULL), backward's bf16 dx (its float dx is scratch). */
+static void run_bn_silu_train_bf16(bops_env *e, const bops_case *c) {
+    int m = c->p[0], ch = c->p[1];
+    size_t n = (size_t)m * ch, nb = (n + 1) / 2;
+    float *x = bops_in(e, n, -2, 3), *g = bops_in(e, ch, 0.5, 1.5), *b = bops_in(e, ch, -1, 1);
+    float *rm = bops_in(e, ch, -1, 1), *rv = bops_in(e, ch, 0.5, 2);
+    float *sm = bops_zeros(e, ch), *si = bops_zeros(e, ch), *y = bops_zeros(e, n);
+    bf16 *yb = (bf16 *)bops_zeros(e, nb), *yb_only = (bf16 *)bops_zeros(e, nb);
+    backend_batchnorm_silu_forward_train_bf16(e->be, m, ch, x, g, b, BN_EPS, BN_MOMENTUM, rm, rv,
+                                              sm, si, y, yb);
+    bops_take(e, "y", y, n);
+    bops_take(e, "yb", (const float *)yb, nb);
+    bops_take(e, "running_mean", rm, ch);
+    bops_take(e, "running_var", rv, ch);
+    bops_take(e, "save_mean", sm, ch);
+    bops_take(e, "save_invstd", si, ch);
+    backend_batchnorm_silu_forward_train_bf16(e->be, m, ch, x, g, b, BN_EPS, BN_MOMENTUM, NULL,
+                                              NULL, sm, si, NULL, yb_only);
+    bops_take(e, "yb (no y)", (const float *)yb_only, nb);
+}
+static void run_bn_silu_eval_bf16(bops_env *e, const bops_case *c) {
+    int m = c->p[0], ch = c->p[1];
+    size_t n = (size_t)m * ch, nb = (n + 1) / 2;
+    float *x = bops_in(e, n, -2, 3), *g = bops_in(e, ch, 0.5, 1.5), *b = bops_in(e, ch, -1, 1);
+    float *rm = bops_in(e, ch, -1, 1), *rv = bops_in(e, ch, 0.5, 2), *y = bops_zeros(e, n);
+    bf16 *yb = (bf16 *)bops_zeros(e, nb), *yb_only = (bf16 *)bops_zeros(e, nb);
+    backend_batchnorm_silu_forward_eval_bf16(e->be, m, ch, x, g, b, rm, rv, BN_EPS, y, yb);
+    backend_batchnorm_silu_forward_eval_bf16(e->be, m, ch, x, g, b, rm, rv, BN_EPS, NULL, yb_only);
+    bops_take(e, "y", y, n);
+    bops_take(e, "yb", (const float *)yb, nb);
+    bops_take(e, "yb (no y)", (const float *)yb_only, nb);
+}
+static void run_bn_silu_backward_set_bf16(bops_env *e, const bops_case *c) {
+    int m = c->p[0], ch = c->p[1];
+    size_t n = (size_t)m * ch, nb = (n + 1) / 2;
+    float *x = bops_in(e, n, -2, 3), *g = bops_in(e, ch, 0.5, 1.5), *b = bops_in(e, ch, -1, 1);
+    float *sm = bops_in(e, ch, -1, 1), *si = bops_in(e, ch, 0.5, 2), *dy = bops_in(e, n, -1, 1);
+    float *dx = bops_in(e, n, -1, 1), *dg = bops_in(e, ch, -1, 1), *db = bops_in(e, ch, -1, 1);
+    bf16 *dxb = (bf16 *)bops_zeros(e, nb);
+    backend_batchnorm_silu_backward_set_bf16(e->be, m, ch, x, g, b, sm, si, dy, dx, dxb, dg, db);
+    bops_take(e, "dxb", (const float *)dxb, nb);
+    bops_take(e, "dgamma", dg, ch);
+    bops_take(e, "dbeta", db, ch);
+}
+
 /* ---- elementwise: p = n ---- */
 
 static void run_silu_forward(bops_env *e, const bops_case *c) {
@@ -490,7 +536,8 @@ int bops_cases(bops_case *cs, int max) {
         }
 #undef CONV_SHAPE
     }
-    static const int bns[][10] = {{1, 3}, {2 * 7 * 7, 16}, {2 * 20 * 20, 64}, {3 * 5 * 5, 40}};
+    static const int bns[][10] = {
+        {1, 3}, {2 * 7 * 7, 16}, {2 * 20 * 20, 64}, {3 * 5 * 5, 40}, {2 * 4 * 4, 300}};
     for (size_t i = 0; i < sizeof bns / sizeof *bns; i++) {
         const int *pv = bns[i];
         ADD(BACKEND_OP_BATCHNORM_FORWARD_TRAIN, run_bn_train, 0, "m%d c%d", pv[0], pv[1]);
@@ -500,6 +547,12 @@ int bops_cases(bops_case *cs, int max) {
         ADD(BACKEND_OP_BATCHNORM_SILU_FORWARD_EVAL, run_bn_eval, 0, "m%d c%d", pv[0], pv[1]);
         ADD(BACKEND_OP_BATCHNORM_SILU_BACKWARD, run_bn_backward, 0, "m%d c%d", pv[0], pv[1]);
         ADD(BACKEND_OP_BATCHNORM_SILU_BACKWARD_SET, run_bn_backward, 0, "m%d c%d", pv[0], pv[1]);
+        ADD(BACKEND_OP_BATCHNORM_SILU_FORWARD_TRAIN_BF16, run_bn_silu_train_bf16, 0, "m%d c%d",
+            pv[0], pv[1]);
+        ADD(BACKEND_OP_BATCHNORM_SILU_FORWARD_EVAL_BF16, run_bn_silu_eval_bf16, 0, "m%d c%d", pv[0],
+            pv[1]);
+        ADD(BACKEND_OP_BATCHNORM_SILU_BACKWARD_SET_BF16, run_bn_silu_backward_set_bf16, 0,
+            "m%d c%d", pv[0], pv[1]);
     }
     static const int ns[][10] = {{1}, {1000}, {100003}};
     for (size_t i = 0; i < sizeof ns / sizeof *ns; i++) {

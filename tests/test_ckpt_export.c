@@ -45,7 +45,8 @@ static const char *reader =
     "d = load_file(sys.argv[1])\n"
     "with safe_open(sys.argv[1], 'np') as f:\n"
     "    meta = f.metadata()\n"
-    "print('meta', meta['nc'], meta['model'], json.loads(meta['names'])[2], meta['source'])\n"
+    "print('meta', meta['nc'], meta['imgsz'], meta['model'], json.loads(meta['names'])[2],\n"
+    "      meta['source'])\n"
     "for k in sorted(d):\n"
     "    v = d[k]\n"
     "    print(k, v.dtype, list(v.shape), hashlib.sha256(v.tobytes()).hexdigest())\n";
@@ -75,7 +76,7 @@ Test(ckptexport, safetensors_read_by_the_safetensors_package) {
     f = fopen(listing, "r");
     char line[1024], name[256], dtype[16], shape[64], sha[65];
     cr_assert(fgets(line, sizeof line, f));
-    cr_assert(strstr(line, "meta 3 yolov8n.yaml triangle a:v0001"), "%s", line);
+    cr_assert(strstr(line, "meta 3 64 yolov8n.yaml triangle a:v0001"), "%s", line);
     int rows = 0;
     while (fgets(line, sizeof line, f)) {
         cr_assert_eq(sscanf(line, "%255s %15s %63[^]]] %64s", name, dtype, shape, sha), 4, "%s",
@@ -107,6 +108,8 @@ Test(ckptexport, h5_weights_file_holds_the_ema_and_verifies) {
     cr_assert_eq(ckpt_weights_verify(w, NULL, NULL, err, sizeof err), 0, "%s", err);
     const ckpt_weights_info *info = ckpt_weights_meta(w);
     cr_assert_eq(info->nc, 3);
+    cr_assert_eq(info->imgsz, 64, "the version's training size (its args.yaml)");
+    cr_assert_eq(info->format_version, CKPT_WEIGHTS_FORMAT_VERSION);
     cr_assert_str_eq(info->model, "yolov8n.yaml");
     cr_assert_str_eq(info->names, "[\"circle\",\"rectangle\",\"triangle\"]");
     cr_assert(strstr(info->source, "a:v0002 (content sha256 "), "%s", info->source);

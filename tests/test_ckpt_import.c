@@ -104,6 +104,10 @@ Test(ckptimport, ultralytics_pt_converts_loads_matches_and_fine_tunes) {
     cr_assert_eq(
         pyref_run(py, repo_path("scripts/ultralytics_to_weights.py"), pt, h5, why, sizeof why), 0,
         "%s", why);
+    model_weights mw;
+    cr_assert_eq(model_weights_load(h5, &mw, NULL, NULL, why, sizeof why), 0, "%s", why);
+    cr_assert_eq(mw.imgsz, 64, "the .pt's training size (train_args imgsz) is kept");
+    model_weights_free(&mw);
     /* our forward on one coco8 batch, with the converted weights, against Ultralytics' on the .pt
      */
     cr_assert_eq(run_sh("cd %s && %s data pack data=coco8/coco8.yaml out=coco8.h5 > pack.txt 2>&1",

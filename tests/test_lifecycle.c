@@ -78,8 +78,8 @@ Test(lifecycle, val_reproduces_the_validation_at_the_end_of_training, .timeout =
                         "\"$YOLO_COORD\" ckpt export %s/r:last format=h5 out=%s/w.h5 > /dev/null",
                         dir, dir, dir),
                  0);
-    /* a weights file records no training settings: imgsz as trained is given */
-    const char *spelling[2] = {"%s/r@production", "%s/w.h5 imgsz=64"}, *name[2] = {"tag", "file"};
+    /* a weights file records the training imgsz (format 2): not given, it is the version's 64 */
+    const char *spelling[2] = {"%s/r@production", "%s/w.h5"}, *name[2] = {"tag", "file"};
     for (int k = 0; k < 2; k++) {
         char model[400];
         snprintf(model, sizeof model, spelling[k], dir);

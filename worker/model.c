@@ -339,6 +339,10 @@ void model_set_conv_precision(model *m, conv2d_prec prec) {
     m->conv_prec = prec;
 }
 
+void model_set_bf16_fusion(model *m, bool on) {
+    m->bf16_unfused = !on;
+}
+
 void model_keep_activation_grads(model *m, bool keep) {
     m->keep_grads = keep;
 }

@@ -149,6 +149,10 @@ void model_keep_activation_grads(model *m, bool keep);
  * precision: inputs rounded to bfloat16, float sums; parameters, gradients, BN and everything
  * else stay float). Takes effect at the next model_plan / model_plan_eval. */
 void model_set_conv_precision(model *m, conv2d_prec prec);
+/* With CONV2D_BF16 (default on): the BN + SiLU ops write the bf16 copies their convolutions read,
+ * and the bf16 dy of the convolution before them, instead of separate conversion passes (the same
+ * bits; off: for comparisons and benchmarks). Takes effect at the next model_plan. */
+void model_set_bf16_fusion(model *m, bool on);
 /* An eval-only plan: activations share memory by lifetime (far less memory for validation);
  * only model_forward(..., false), outputs and decode are valid (no backward, no
  * model_activation). */

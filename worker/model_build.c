@@ -70,7 +70,7 @@ static int new_slot(builder *b, int n, int h, int w, int c) {
         m->slots = xrealloc(m->slots, (size_t)m->cap_slots * sizeof *m->slots);
     }
     slot *s = &m->slots[m->nslots];
-    *s = (slot){n, h, w, c, m->arena_floats, 0, -1, false};
+    *s = (slot){n, h, w, c, m->arena_floats, 0, -1, false, false};
     m->arena_floats += (size_t)n * h * w * c;
     return m->nslots++;
 }
@@ -84,7 +84,7 @@ static op *new_op(builder *b, op_kind k) {
     op *o = &m->ops[m->nops++];
     memset(o, 0, sizeof *o);
     o->kind = k;
-    o->pw = o->pb = o->x2 = o->y2 = o->xb = -1;
+    o->pw = o->pb = o->x2 = o->y2 = o->xb = o->yb = -1;
     return o;
 }
 
@@ -682,5 +682,6 @@ int model_build_graph(model *m, int batch, int h, int w, bool create, double *ma
     if (b.failed) return -1;
     if (!create && (b.pnext != m->nparams || b.bnext != m->nbufs))
         FATAL("graph rebuild registered %d/%d tensors", b.pnext, m->nparams);
+    if (m->conv_prec == CONV2D_BF16 && !m->bf16_unfused) model_fuse_bf16(m);
     return 0;
 }

@@ -26,6 +26,18 @@ static bf16 *shadow(const model *m, int s) {
     return (bf16 *)(m->act + m->slots[s].off);
 }
 
+static void bn_silu_forward_bf16(model *m, const op *o, bool train, int r, int c, const float *x,
+                                 const float *g, const float *b, float *rm, float *rv,
+                                 float *save) {
+    float *y = o->skip_y ? NULL : m->act + m->slots[o->y].off;
+    if (train)
+        backend_batchnorm_silu_forward_train_bf16(m->be, r, c, x, g, b, BN_EPS, BN_MOMENTUM, rm, rv,
+                                                  save, save + c, y, shadow(m, o->yb));
+    else
+        backend_batchnorm_silu_forward_eval_bf16(m->be, r, c, x, g, b, rm, rv, BN_EPS, y,
+                                                 shadow(m, o->yb));
+}
+
 static void run_forward(model *m, const op *o, bool train) {
     backend *be = m->be;
     float *A = m->act;
@@ -51,7 +63,9 @@ static void run_forward(model *m, const op *o, bool train) {
         float *rm = m->b + m->bufs[o->bm].offset, *rv = m->b + m->bufs[o->bv].offset;
         float *save = m->scratch + o->save;
         int r = (int)rows(X);
-        if (o->kind == OP_BN_SILU && train)
+        if (o->kind == OP_BN_SILU && o->yb >= 0) /* with the shadow bf16 convs read */
+            bn_silu_forward_bf16(m, o, train, r, X->c, x, g, b, rm, rv, save);
+        else if (o->kind == OP_BN_SILU && train)
             backend_batchnorm_silu_forward_train(be, r, X->c, x, g, b, BN_EPS, BN_MOMENTUM, rm, rv,
                                                  save, save + X->c, y);
         else if (o->kind == OP_BN_SILU)
@@ -116,8 +130,8 @@ static void run_backward(model *m, const op *o) {
     float *dx = o->x == 0 && !m->want_input_grad ? NULL : D + X->goff;
     switch (o->kind) {
     case OP_CONV:
-        if (o->xb >= 0) { /* bf16: dy converted once for both halves */
-            backend_to_bf16(be, numel(Y), dy, m->dyb);
+        if (o->xb >= 0) { /* bf16: dy converted once for both halves (or by the BN + SiLU) */
+            if (!o->dyb_ready) backend_to_bf16(be, numel(Y), dy, m->dyb);
             backend_conv2d_backward_bf16(be, &o->cd, shadow(m, o->xb),
                                          m->p + m->params[o->pw].offset, m->dyb, dx, o->dx_write,
                                          m->g + m->params[o->pw].offset, m->ws);
@@ -135,7 +149,12 @@ static void run_backward(model *m, const op *o) {
     case OP_BN_SILU: {
         const float *save = m->scratch + o->save, *g = m->p + m->params[o->pg].offset;
         float *dg = m->g + m->params[o->pg].offset, *db = m->g + m->params[o->pbeta].offset;
-        if (o->kind == OP_BN_SILU && o->dx_write)
+        if (o->dx_bf16 && !o->dx_write) FATAL("bn_silu: a bf16 dy it does not write alone");
+        if (o->dx_bf16) /* the conv before it reads bf16(dx) from m->dyb; dx holds scratch */
+            backend_batchnorm_silu_backward_set_bf16(be, (int)rows(X), X->c, x, g,
+                                                     m->p + m->params[o->pbeta].offset, save,
+                                                     save + X->c, dy, dx, m->dyb, dg, db);
+        else if (o->kind == OP_BN_SILU && o->dx_write)
             backend_batchnorm_silu_backward_set(be, (int)rows(X), X->c, x, g,
                                                 m->p + m->params[o->pbeta].offset, save,
                                                 save + X->c, dy, dx, dg, db);

@@ -57,7 +57,7 @@ static size_t place(range *r, int nr) {
 
 /* Inputs of an op (slot indices) whose gradients its backward reads/accumulates; a conversion to
  * bf16 has none (the float slot's gradient comes from the convolutions). */
-static int op_inputs(const op *o, int *in) {
+int model_op_inputs(const op *o, int *in) {
     int k = 0;
     if (o->kind == OP_TO_BF16) return 0;
     if (o->kind == OP_CONCAT) {
@@ -71,10 +71,10 @@ static int op_inputs(const op *o, int *in) {
 
 /* Slots an op reads in forward (for activation lifetimes): a bf16 convolution reads its input's
  * shadow, a conversion its float input. */
-static int op_reads(const op *o, int *in) {
+int model_op_reads(const op *o, int *in) {
     if (o->kind == OP_TO_BF16) return in[0] = o->x, 1;
     if (o->kind == OP_CONV && o->xb >= 0) return in[0] = o->xb, 1;
-    return op_inputs(o, in);
+    return model_op_inputs(o, in);
 }
 
 /* prod[s]: the op writing slot s (-1: the image); cons[s]: the last op reading it (-1: none),
@@ -83,11 +83,12 @@ static void lifetimes(const model *m, int *prod, int *cons, bool activations) {
     for (int s = 0; s < m->nslots; s++) prod[s] = cons[s] = -1;
     for (int i = 0; i < m->nops; i++) {
         const op *o = &m->ops[i];
-        int in[OP_MAX_IN + 1], k = activations ? op_reads(o, in) : op_inputs(o, in);
+        int in[OP_MAX_IN + 1], k = activations ? model_op_reads(o, in) : model_op_inputs(o, in);
         for (int j = 0; j < k; j++)
             if (i > cons[in[j]]) cons[in[j]] = i;
         if (o->kind != OP_OUTPUT) prod[o->y] = i;
         if (o->kind == OP_ATTN && o->y2 >= 0) prod[o->y2] = i;
+        if (o->kind == OP_BN_SILU && o->yb >= 0) prod[o->yb] = i;
     }
 }
 
@@ -123,7 +124,7 @@ void model_share_activations(model *m, bool train) {
     range *r = xmalloc((size_t)S * sizeof *r);
     for (int s = 0; s < S; s++) {
         int t1 = keep[s] ? N : cons[s] >= 0 ? cons[s] : prod[s];
-        r[s] = (range){prod[s], t1, 0, numel(&m->slots[s]), s};
+        r[s] = (range){prod[s], t1, 0, m->slots[s].no_act ? 0 : numel(&m->slots[s]), s};
     }
     free(keep);
     m->arena_floats = place(r, S);

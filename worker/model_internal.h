@@ -41,6 +41,8 @@ typedef struct slot {
     int shadow;  /* the slot holding this one's bf16 copy for bf16 convolutions, or -1 */
     bool bf16;   /* a shadow: n*h*w*c2 bf16 values stored in c = ceil(c2 / 2) float columns; it
                     has no gradient */
+    bool no_act; /* no activation memory: its writer (a BN + SiLU that also writes the shadow)
+                    skips the float values, which nothing reads (model_fuse_bf16) */
 } slot;
 
 typedef struct op {
@@ -61,6 +63,12 @@ typedef struct op {
     /* bf16 convolutions (model_set_conv_precision): a conv reads its input's shadow xb (-1: a
      * float conv), which an OP_TO_BF16 writes; its dy is converted into m->dyb in backward */
     int xb;
+    /* bf16 fusions (model_fuse_bf16). BN + SiLU: yb, the shadow of y it also writes (-1: none;
+     * then no OP_TO_BF16 for y), skip_y when it writes only the shadow; dx_bf16, its backward
+     * writes bf16(dx) into m->dyb for the conv before it, which then has dyb_ready (no
+     * conversion). */
+    int yb;
+    bool skip_y, dx_bf16, dyb_ready;
 } op;
 
 typedef struct act_name {
@@ -90,6 +98,7 @@ struct model {
     size_t grad_floats;
     bool keep_grads;
     conv2d_prec conv_prec;        /* of every conv op (model_set_conv_precision) */
+    bool bf16_unfused;            /* model_set_bf16_fusion(false): no model_fuse_bf16 */
     bf16 *dyb;                    /* a bf16 conv's dy, converted for its backward (train) */
     size_t dyb_elems;             /* its size: the largest bf16 conv output */
     int *zero_start, *zero_slots; /* host; CSR: slots whose gradient is zeroed before op i's
@@ -132,3 +141,13 @@ void model_free_plan(model *m);
 
 int model_build_graph(model *m, int batch, int h, int w, bool create, double *macs,
                       double *bias_adds, char *err, size_t errlen);
+/* After the build of a bf16 graph on a backend with the BN + SiLU bf16 ops
+ * (backend_batchnorm_silu_*_bf16): a BN + SiLU writes the shadow of its output (its OP_TO_BF16
+ * removed), and not the float output when only bf16 convolutions read it; a BN + SiLU whose input
+ * is a bf16 conv's output, read by nothing else, writes that conv's dy in bf16 into m->dyb. The
+ * same bits as without (model_set_bf16_fusion). */
+void model_fuse_bf16(model *m);
+/* Slots an op reads in forward (a bf16 conv: its shadow), and those whose gradients its backward
+ * accumulates or writes (model_grad_plan.c); in has room for OP_MAX_IN + 1. */
+int model_op_reads(const op *o, int *in);
+int model_op_inputs(const op *o, int *in);
