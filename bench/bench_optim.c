@@ -7,6 +7,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define N 3157200
 
@@ -43,6 +44,18 @@ static void run_clip(void *a) {
     ctx *c = a;
     optim_clip_grad_norm(c->g, N, 1e30);
 }
+/* what the trainer runs after backward: the ops in turn, and fused (optim_update) */
+static void run_in_turn(void *a) {
+    ctx *c = a;
+    optim_clip_grad_norm(c->g, N, 1e30);
+    optim_step(c->o, c->p, c->g);
+    memset(c->g, 0, N * sizeof *c->g);
+    ema_blend(c->e, c->p, N, 0.5);
+}
+static void run_fused(void *a) {
+    ctx *c = a;
+    optim_update(c->o, c->p, c->g, 1e30, c->e, 0.5);
+}
 
 int main(int argc, char **argv) {
     int threads = argc > 1 ? atoi(argv[1]) : 2;
@@ -76,6 +89,9 @@ int main(int argc, char **argv) {
         c.o = &o;
         double s = best_of(10, run_step, &c);
         printf("  %-19s %7.2f ms  %.2fx saxpy\n", names[k], s * 1e3, s / base);
+        double t = best_of(10, run_in_turn, &c), f = best_of(10, run_fused, &c);
+        printf("  %-5s clip+step+zero+EMA: in turn %7.2f ms, fused %7.2f ms (%.2fx)\n", names[k],
+               t * 1e3, f * 1e3, t / f);
         optim_free(&o);
     }
     double s = best_of(10, run_ema, &c);

@@ -46,6 +46,7 @@ static const char *const op_names[] = {
     "batchnorm_silu_forward_train_bf16",
     "batchnorm_silu_forward_eval_bf16",
     "batchnorm_silu_backward_set_bf16",
+    "optim_update",
 };
 _Static_assert(sizeof op_names / sizeof op_names[0] == BACKEND_OP_COUNT,
                "op_names needs one name per backend_op");
@@ -135,6 +136,8 @@ static bool has_op(const backend_i *f, backend_op op) {
         return f->batchnorm_silu_forward_eval_bf16 != NULL;
     case BACKEND_OP_BATCHNORM_SILU_BACKWARD_SET_BF16:
         return f->batchnorm_silu_backward_set_bf16 != NULL;
+    case BACKEND_OP_OPTIM_UPDATE: /* fused, or composed of the three ops (and zero) */
+        return f->optim_update || (f->optim_step && f->clip_grad_norm && f->ema_blend);
     case BACKEND_OP_COUNT:
         break;
     }
@@ -400,6 +403,18 @@ void backend_clip_grad_norm(backend *be, float *grads, size_t n, double max_norm
 }
 void backend_ema_blend(backend *be, float *ema, const float *model, size_t n, double d) {
     DISPATCH(be, BACKEND_OP_EMA_BLEND, ema_blend, ema, model, n, d);
+}
+void backend_optim_update(backend *be, optimizer *o, float *params, float *grads, double max_norm,
+                          float *ema, double d) {
+    if (be->iface.optim_update) {
+        be->iface.optim_update(be, o, params, grads, max_norm, ema, d);
+        return;
+    }
+    if (!has_op(&be->iface, BACKEND_OP_OPTIM_UPDATE)) unsupported(be, BACKEND_OP_OPTIM_UPDATE);
+    backend_clip_grad_norm(be, grads, o->n, max_norm);
+    backend_optim_step(be, o, params, grads);
+    backend_zero(be, grads, o->n * sizeof *grads);
+    if (ema) backend_ema_blend(be, ema, params, o->n, d);
 }
 void backend_detloss(backend *be, const backend_detloss_desc *d, const float *const preds[2],
                      float *const dpreds[2], double *result) {

@@ -79,6 +79,7 @@ typedef enum backend_op {
     BACKEND_OP_BATCHNORM_SILU_FORWARD_TRAIN_BF16,
     BACKEND_OP_BATCHNORM_SILU_FORWARD_EVAL_BF16,
     BACKEND_OP_BATCHNORM_SILU_BACKWARD_SET_BF16,
+    BACKEND_OP_OPTIM_UPDATE,
     BACKEND_OP_COUNT
 } backend_op;
 
@@ -227,6 +228,11 @@ void backend_optim_step(backend *be, optimizer *o, float *params, const float *g
 void backend_clip_grad_norm(backend *be, float *grads, size_t n, double max_norm);
 /* ema_blend: ema = ema * d + (1 - d) * model */
 void backend_ema_blend(backend *be, float *ema, const float *model, size_t n, double d);
+/* optim_update: clip_grad_norm at max_norm, optim_step, zero the grads (o->n floats), ema_blend
+ * of params into ema with d, in one pass where the backend fuses them (the CPU's optim_update),
+ * else as those four ops in turn: a backend has it when it has them. */
+void backend_optim_update(backend *be, optimizer *o, float *params, float *grads, double max_norm,
+                          float *ema, double d);
 
 /* ---- the detection loss (kernels/detloss.h) ---- */
 /* What a backend_detloss call adds to its result (doubles, device memory): the loss items

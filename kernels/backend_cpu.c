@@ -287,6 +287,11 @@ static void cpu_ema_blend(backend *be, float *ema, const float *model, size_t n,
     enter(be);
     ema_blend(ema, model, n, d);
 }
+static void cpu_optim_update(backend *be, optimizer *o, float *params, float *grads,
+                             double max_norm, float *ema, double d) {
+    enter(be);
+    optim_update(o, params, grads, max_norm, ema, d);
+}
 /* The CPU loss (kernels/detloss.h) reads the head outputs and writes the gradients in place: the
  * CPU backend's memory is host memory, also in device-memory mode. */
 static void cpu_detloss(backend *be, const backend_detloss_desc *d, const float *const preds[2],
@@ -374,6 +379,7 @@ static const backend_i cpu_iface = {
     .detect_decode = cpu_detect_decode,
     .normalize_u8 = cpu_normalize_u8,
     .optim_step = cpu_optim_step,
+    .optim_update = cpu_optim_update,
     .clip_grad_norm = cpu_clip_grad_norm,
     .ema_blend = cpu_ema_blend,
     .detloss = cpu_detloss,

@@ -97,6 +97,9 @@ typedef struct backend_i {
     void (*optim_step)(backend *be, optimizer *o, float *params, const float *grads);
     void (*clip_grad_norm)(backend *be, float *grads, size_t n, double max_norm);
     void (*ema_blend)(backend *be, float *ema, const float *model, size_t n, double d);
+    /* optional: without it backend_optim_update runs clip_grad_norm, optim_step, zero, ema_blend */
+    void (*optim_update)(backend *be, optimizer *o, float *params, float *grads, double max_norm,
+                         float *ema, double d);
     void (*detloss)(backend *be, const backend_detloss_desc *d, const float *const preds[2],
                     float *const dpreds[2], double *result);
     void (*conv2d_backward_data_set)(backend *be, const conv2d_desc *d, const float *w,

@@ -6,6 +6,10 @@
 
 #include <math.h>
 #include <oneapi/dnnl/dnnl.h>
+#include <stdbool.h>
+#if defined(__AVX512F__) || defined(__AVX__)
+#include <immintrin.h>
+#endif
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,20 +84,20 @@ static inline float lerpf_torch(float a, float b, float w) {
 }
 
 /* torch.optim.SGD, dampening 0, buffer starting at zero (PyTorch clones g on the first step, which
- * gives the same value as mu*0 + g). */
-static void sgd_range(float *p, const float *g, float *m, size_t n, const optim_group *gr,
+ * gives the same value as mu*0 + g), on one chunk, one thread. */
+static void sgd_chunk(float *p, const float *g, float *m, size_t n, const optim_group *gr,
                       int nesterov) {
     const float lr = (float)gr->lr, mu = (float)gr->momentum, wd = (float)gr->weight_decay;
     const float nlr = -lr;
     /* one branch-free loop per case so that each vectorises */
     if (mu == 0.0f) {
-#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+#pragma omp simd
         for (size_t i = 0; i < n; i++) {
             float gi = wd != 0.0f ? g[i] + wd * p[i] : g[i];
             p[i] = p[i] + nlr * gi;
         }
     } else if (nesterov) {
-#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+#pragma omp simd
         for (size_t i = 0; i < n; i++) {
             float gi = wd != 0.0f ? g[i] + wd * p[i] : g[i];
             float mi = m[i] * mu + gi;
@@ -101,7 +105,7 @@ static void sgd_range(float *p, const float *g, float *m, size_t n, const optim_
             p[i] = p[i] + nlr * (gi + mu * mi);
         }
     } else {
-#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+#pragma omp simd
         for (size_t i = 0; i < n; i++) {
             float gi = wd != 0.0f ? g[i] + wd * p[i] : g[i];
             float mi = m[i] * mu + gi;
@@ -111,16 +115,81 @@ static void sgd_range(float *p, const float *g, float *m, size_t n, const optim_
     }
 }
 
-/* torch.optim.AdamW (single-tensor path, amsgrad off, maximize off), on one chunk. (The loop does
- * not vectorise: without -fno-math-errno GCC keeps sqrtf's errno path.) */
+#define SGD_CHUNK 8192
+
+static void sgd_range(float *p, const float *g, float *m, size_t n, const optim_group *gr,
+                      int nesterov) {
+    size_t nch = (n + SGD_CHUNK - 1) / SGD_CHUNK;
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (size_t c = 0; c < nch; c++) {
+        size_t lo = c * SGD_CHUNK, len = lo + SGD_CHUNK <= n ? SGD_CHUNK : n - lo;
+        sgd_chunk(p + lo, g + lo, m ? m + lo : NULL, len, gr, nesterov);
+    }
+}
+
+/* torch.optim.AdamW (single-tensor path, amsgrad off, maximize off), on one chunk. */
 typedef struct {
     float decay, w1, b2f, w2, nstep, bc2s, eps;
 } adamw_consts;
+
+/* The scalar loop does not vectorise (without -fno-math-errno GCC keeps sqrtf's errno path), so
+ * the leading multiple of the vector width runs here: the scalar loop's expressions, operation for
+ * operation, on GCC vectors (no contraction under -std=c17), with vsqrtps, which rounds as sqrtf
+ * does: the same bits. Returns how many elements it did. */
+#if defined(__AVX512F__) || defined(__AVX__)
+#if defined(__AVX512F__)
+typedef float vfloat __attribute__((vector_size(64)));
+static inline vfloat vsqrt(vfloat x) {
+    return (vfloat)_mm512_sqrt_ps((__m512)x);
+}
+#else
+typedef float vfloat __attribute__((vector_size(32)));
+static inline vfloat vsqrt(vfloat x) {
+    return (vfloat)_mm256_sqrt_ps((__m256)x);
+}
+#endif
+#define VW ((size_t)(sizeof(vfloat) / sizeof(float)))
+static inline vfloat vload(const float *x) {
+    vfloat v;
+    memcpy(&v, x, sizeof v);
+    return v;
+}
+static inline void vstore(float *x, vfloat v) {
+    memcpy(x, &v, sizeof v);
+}
+static size_t adamw_vector(float *p, const float *g, float *m, float *v, size_t n,
+                           const adamw_consts *k) {
+    const float decay = k->decay, w1 = k->w1, b2f = k->b2f, w2 = k->w2, nstep = k->nstep;
+    const float bc2s = k->bc2s, eps = k->eps, w1c = 1.0f - w1;
+    const size_t nv = n / VW * VW;
+    for (size_t i = 0; i < nv; i += VW) {
+        vfloat pi = vload(p + i) * decay, gi = vload(g + i), mo = vload(m + i);
+        vfloat mi;
+        if (w1 < 0.5f) /* torch.lerp's two branches, as below */
+            mi = mo + w1 * (gi - mo);
+        else
+            mi = gi - (gi - mo) * w1c;
+        vfloat vi = vload(v + i) * b2f + (w2 * gi) * gi;
+        vstore(m + i, mi);
+        vstore(v + i, vi);
+        vstore(p + i, pi + (nstep * mi) / (vsqrt(vi) / bc2s + eps));
+    }
+    return nv;
+}
+#else
+static size_t adamw_vector(float *p, const float *g, float *m, float *v, size_t n,
+                           const adamw_consts *k) {
+    (void)p, (void)g, (void)m, (void)v, (void)n, (void)k;
+    return 0;
+}
+#endif
 
 static void adamw_chunk(float *p, const float *g, float *m, float *v, size_t n,
                         const adamw_consts *k) {
     const float decay = k->decay, w1 = k->w1, b2f = k->b2f, w2 = k->w2, nstep = k->nstep;
     const float bc2s = k->bc2s, eps = k->eps;
+    const size_t done = adamw_vector(p, g, m, v, n, k);
+    p += done, g += done, m += done, v += done, n -= done;
     if (w1 < 0.5f) { /* torch.lerp's branch on the weight, hoisted */
 #pragma omp simd
         for (size_t i = 0; i < n; i++) {
@@ -146,17 +215,22 @@ static void adamw_chunk(float *p, const float *g, float *m, float *v, size_t n,
 
 #define ADAM_CHUNK 8192
 
-static void adamw_range(float *p, const float *g, float *m, float *v, size_t n,
-                        const optim_group *gr, double beta2, double eps, long step) {
+/* The step's scalars of one group (bias corrections of step t), computed in double. */
+static adamw_consts adamw_consts_of(const optim_group *gr, double beta2, double eps, long step) {
     const double b1 = gr->momentum;
     const double bc1 = 1.0 - pow(b1, (double)step), bc2 = 1.0 - pow(beta2, (double)step);
-    const adamw_consts k = {.decay = (float)(1.0 - gr->lr * gr->weight_decay),
-                            .w1 = (float)(1.0 - b1),
-                            .b2f = (float)beta2,
-                            .w2 = (float)(1.0 - beta2),
-                            .nstep = (float)(-(gr->lr / bc1)),
-                            .bc2s = (float)sqrt(bc2),
-                            .eps = (float)eps};
+    return (adamw_consts){.decay = (float)(1.0 - gr->lr * gr->weight_decay),
+                          .w1 = (float)(1.0 - b1),
+                          .b2f = (float)beta2,
+                          .w2 = (float)(1.0 - beta2),
+                          .nstep = (float)(-(gr->lr / bc1)),
+                          .bc2s = (float)sqrt(bc2),
+                          .eps = (float)eps};
+}
+
+static void adamw_range(float *p, const float *g, float *m, float *v, size_t n,
+                        const optim_group *gr, double beta2, double eps, long step) {
+    const adamw_consts k = adamw_consts_of(gr, beta2, eps, step);
     size_t nch = (n + ADAM_CHUNK - 1) / ADAM_CHUNK;
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t c = 0; c < nch; c++) {
@@ -317,7 +391,7 @@ void optim_step(optimizer *o, float *params, const float *grads) {
 /* Fixed chunks summed in a fixed order: the norm does not depend on the thread count. */
 #define CLIP_CHUNK 8192
 
-double optim_clip_grad_norm(float *grads, size_t n, double max_norm) {
+static double grad_norm(const float *grads, size_t n) {
     size_t nch = (n + CLIP_CHUNK - 1) / CLIP_CHUNK;
     double *part = xcalloc(nch ? nch : 1, sizeof *part);
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
@@ -330,13 +404,163 @@ double optim_clip_grad_norm(float *grads, size_t n, double max_norm) {
     double ss = 0;
     for (size_t c = 0; c < nch; c++) ss += part[c];
     free(part);
-    double total = sqrt(ss);
+    return sqrt(ss);
+}
+
+double optim_clip_grad_norm(float *grads, size_t n, double max_norm) {
+    double total = grad_norm(grads, n);
     double coef = max_norm / (total + 1e-6);
     if (coef < 1.0) { /* also false for a NaN norm: grads are left as they are */
         const float cf = (float)coef;
 #pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
         for (size_t i = 0; i < n; i++) grads[i] *= cf;
     }
+    return total;
+}
+
+/* ---- the fused update ---------------------------------------------------------------------- */
+
+/* v *= d; v += (1 - d) * model: two roundings, as PyTorch does it */
+static inline float ema_one(float e, float m, float df, float od) {
+    float v = e * df;
+    float t = od * m;
+    return v + t;
+}
+
+/* optim_update's unit of work: up to PIECE floats of one tensor (tensor >= 0) or of a range no
+ * tensor covers (-1: frozen parameters, which only the EMA and the zeroing touch). */
+#define PIECE 8192
+typedef struct optim_piece {
+    int tensor;
+    size_t lo, len;
+} optim_piece;
+
+static bool is_muon(const optimizer *o, const optim_tensor *t) {
+    return o->kind == OPTIM_MUSGD && o->group[t->group].use_muon && t->ndim >= 2;
+}
+
+typedef struct {
+    size_t offset;
+    int index;
+} tensor_at;
+static int by_offset(const void *a, const void *b) {
+    const tensor_at *x = a, *y = b;
+    return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+typedef struct {
+    optim_piece *at;
+    int n, cap;
+} piece_list;
+
+static void add_pieces(piece_list *l, int tensor, size_t lo, size_t hi) {
+    for (size_t x = lo; x < hi; x += PIECE) {
+        if (l->n == l->cap) {
+            l->cap = 2 * l->cap + 64;
+            l->at = xrealloc(l->at, (size_t)l->cap * sizeof *l->at);
+        }
+        l->at[l->n++] = (optim_piece){tensor, x, hi - x < PIECE ? hi - x : PIECE};
+    }
+}
+
+/* The work list over [0, n) in offset order (a few hundred entries, built per call: microseconds);
+ * Muon tensors are left out (updated whole). -1 when tensors overlap. */
+static int build_pieces(const optimizer *o, piece_list *l) {
+    int nt = o->ntensors, rc = 0;
+    tensor_at *ta = xmalloc((size_t)(nt > 0 ? nt : 1) * sizeof *ta);
+    for (int i = 0; i < nt; i++) ta[i] = (tensor_at){o->tensors[i].offset, i};
+    qsort(ta, (size_t)nt, sizeof *ta, by_offset);
+    size_t cur = 0;
+    for (int k = 0; k < nt && rc == 0; k++) {
+        const optim_tensor *t = &o->tensors[ta[k].index];
+        if (t->offset < cur) { /* overlap: no element may be updated twice */
+            rc = -1;
+            break;
+        }
+        add_pieces(l, -1, cur, t->offset);
+        if (!is_muon(o, t)) add_pieces(l, ta[k].index, t->offset, t->offset + t->numel);
+        cur = t->offset + t->numel;
+    }
+    if (rc == 0) add_pieces(l, -1, cur, o->n);
+    free(ta);
+    return rc;
+}
+
+typedef struct {
+    float *params, *grads, *ema;
+    int clip;
+    float cf, df, od;
+    adamw_consts k[OPTIM_MAX_GROUPS];
+} update_args;
+
+/* EMA blend and zeroing of [lo, lo + n) once the parameters there are final. */
+static void ema_and_zero(const update_args *u, size_t lo, size_t n) {
+    if (u->ema) {
+        float *e = u->ema + lo;
+        const float *p = u->params + lo;
+#pragma omp simd
+        for (size_t i = 0; i < n; i++) e[i] = ema_one(e[i], p[i], u->df, u->od);
+    }
+    memset(u->grads + lo, 0, n * sizeof *u->grads);
+}
+
+static void clip_range(const update_args *u, size_t lo, size_t n) {
+    if (!u->clip) return;
+    float *g = u->grads + lo;
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) g[i] *= u->cf;
+}
+
+static void update_piece(optimizer *o, const optim_piece *pc, const update_args *u) {
+    if (pc->tensor >= 0) {
+        const optim_tensor *t = &o->tensors[pc->tensor];
+        const optim_group *gr = &o->group[t->group];
+        float *p = u->params + pc->lo, *g = u->grads + pc->lo, *m1 = o->m1 + pc->lo;
+        clip_range(u, pc->lo, pc->len);
+        if (o->kind == OPTIM_ADAMW)
+            adamw_chunk(p, g, m1, o->m2 + pc->lo, pc->len, &u->k[t->group]);
+        else /* SGD, and MuSGD's groups without Muon */
+            sgd_chunk(p, g, m1, pc->len, gr, o->nesterov);
+    }
+    ema_and_zero(u, pc->lo, pc->len);
+}
+
+double optim_update(optimizer *o, float *params, float *grads, double max_norm, float *ema,
+                    double ema_d) {
+    const size_t n = o->n;
+    piece_list l = {0};
+    if (build_pieces(o, &l) != 0) { /* overlapping tensors: the ops in turn, whole buffers */
+        free(l.at);
+        double total = optim_clip_grad_norm(grads, n, max_norm);
+        optim_step(o, params, grads);
+        memset(grads, 0, n * sizeof *grads);
+        if (ema) ema_blend(ema, params, n, ema_d);
+        return total;
+    }
+    double total = grad_norm(grads, n), coef = max_norm / (total + 1e-6);
+    update_args u = {.params = params,
+                     .grads = grads,
+                     .ema = ema,
+                     .clip = coef < 1.0, /* false for a NaN norm, as optim_clip_grad_norm */
+                     .cf = (float)coef,
+                     .df = (float)ema_d,
+                     .od = (float)(1.0 - ema_d)};
+    o->step++;
+    if (o->kind == OPTIM_ADAMW)
+        for (int g = 0; g < o->ngroups; g++)
+            u.k[g] = adamw_consts_of(&o->group[g], o->beta2, o->eps, o->step);
+    for (int ti = 0; ti < o->ntensors; ti++) { /* Muon: NS5 needs the whole tensor */
+        const optim_tensor *t = &o->tensors[ti];
+        if (!is_muon(o, t)) continue;
+        clip_range(&u, t->offset, t->numel);
+        musgd_muon_tensor(o, t, params + t->offset, grads + t->offset, o->m1 + t->offset,
+                          o->m2 + t->offset, &o->group[t->group]);
+        ema_and_zero(&u, t->offset, t->numel);
+    }
+    const int np = l.n;
+#pragma omp parallel for schedule(dynamic, 4) if (n >= PAR_MIN)
+    for (int k = 0; k < np; k++) update_piece(o, &l.at[k], &u);
+    free(l.at);
     return total;
 }
 
@@ -408,6 +632,7 @@ optim_kind optim_auto(long iterations, int nc, double *lr, double *momentum) {
 }
 
 /* ---- EMA ----------------------------------------------------------------------------------- */
+/* (ema_one, the blend of one element, is defined above optim_update, which blends too) */
 
 void ema_init(model_ema *e) {
     e->updates = 0;
@@ -421,13 +646,8 @@ double ema_decay_at(const model_ema *e, long updates) {
 
 void ema_blend(float *ema, const float *model, size_t n, double d) {
     const float df = (float)d, od = (float)(1.0 - d);
-    /* v *= d; v += (1 - d) * model: two roundings, as PyTorch does it */
 #pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
-    for (size_t i = 0; i < n; i++) {
-        float v = ema[i] * df;
-        float t = od * model[i];
-        ema[i] = v + t;
-    }
+    for (size_t i = 0; i < n; i++) ema[i] = ema_one(ema[i], model[i], df, od);
 }
 
 double ema_advance(model_ema *e) {

@@ -101,6 +101,16 @@ float optim_bf16_round(float x);
 double optim_clip_grad_norm(float *grads, size_t n, double max_norm);
 #define OPTIM_CLIP_MAX_NORM 10.0
 
+/* The whole update after backward, in one pass over memory: exactly
+ *     optim_clip_grad_norm(grads, n, max_norm); optim_step(o, params, grads);
+ *     memset(grads, 0, n floats); ema_blend(ema, params, n, ema_d)   (ema may be NULL: no blend)
+ * (the same float operations on every element, so the same bits, for any thread count), but
+ * after the norm each 8192-float piece of every buffer is read and written once while it is in
+ * cache, and all pieces share one parallel region; Muon tensors (MuSGD) are updated whole, one
+ * after another, as optim_step does. Returns the gradient norm (before clipping). */
+double optim_update(optimizer *o, float *params, float *grads, double max_norm, float *ema,
+                    double ema_d);
+
 /* ---- building the groups as Ultralytics' build_optimizer does ---------------------------------
  * Tag of one parameter from its full state_dict name, its ndim and whether its module is a
  * normalisation layer: muon first, then "bias" in the name, then norm module or "logit_scale" in

@@ -426,10 +426,9 @@ static void run_detloss(bops_env *e, const bops_case *c) {
 
 /* ---- optimizer, clip, EMA ---- */
 
-/* p = kind nesterov steps: a conv weight, a gap no tensor covers, BN weights, a linear weight,
- * biases; 3 steps with fresh gradients. */
-static void run_optim_step(bops_env *e, const bops_case *c) {
-    optim_kind kind = (optim_kind)c->p[0];
+/* The optimizer of the optimizer cases: a conv weight, a gap no tensor covers, BN weights, a linear
+ * weight, biases; state in the backend's memory. */
+static void optim_case_init(bops_env *e, optimizer *o, optim_kind kind, int nesterov) {
     optim_group gr[OPTIM_MAX_GROUPS];
     int ng = optim_default_groups(kind, 0.01, 0.9, 5e-4, gr);
     bool mu = kind == OPTIM_MUSGD;
@@ -444,12 +443,19 @@ static void run_optim_step(bops_env *e, const bops_case *c) {
     t[2].group = optim_group_index(kind, mu ? PG_MUON : PG_WEIGHT, 1);
     t[3].group = optim_group_index(kind, PG_BIAS, 0);
     const size_t n = 1800;
-    optimizer o;
     char err[200];
-    if (optim_init(&o, kind, n, t, 4, gr, ng, err, sizeof err)) FATAL("op harness: %s", err);
-    o.nesterov = c->p[1];
-    float *m1 = bops_zeros(e, n), *m2 = kind == OPTIM_SGD ? NULL : bops_zeros(e, n);
-    optim_adopt_state(&o, m1, m2);
+    if (optim_init(o, kind, n, t, 4, gr, ng, err, sizeof err)) FATAL("op harness: %s", err);
+    o->nesterov = nesterov;
+    optim_adopt_state(o, bops_zeros(e, n), kind == OPTIM_SGD ? NULL : bops_zeros(e, n));
+}
+
+/* p = kind nesterov steps: 3 steps with fresh gradients. */
+static void run_optim_step(bops_env *e, const bops_case *c) {
+    optimizer o;
+    optim_kind kind = (optim_kind)c->p[0];
+    optim_case_init(e, &o, kind, c->p[1]);
+    const size_t n = o.n;
+    float *m1 = o.m1, *m2 = o.m2;
     float *p = bops_in(e, n, -1, 1);
     for (int s = 0; s < c->p[2]; s++) backend_optim_step(e->be, &o, p, bops_in(e, n, -1, 1));
     bops_take(e, "params", p, n);
@@ -463,6 +469,23 @@ static void run_clip_grad_norm(bops_env *e, const bops_case *c) {
     float *g = bops_in(e, n, -1, 1);
     backend_clip_grad_norm(e->be, g, n, (double)c->p[1]);
     bops_take(e, "grads", g, n);
+}
+/* p = kind nesterov steps max_norm: optim_update (clip, step, zero, EMA) with fresh gradients */
+static void run_optim_update(bops_env *e, const bops_case *c) {
+    optimizer o;
+    optim_case_init(e, &o, (optim_kind)c->p[0], c->p[1]);
+    const size_t n = o.n;
+    float *p = bops_in(e, n, -1, 1), *ema = bops_in(e, n, -1, 1), *g = NULL;
+    for (int s = 0; s < c->p[2]; s++) {
+        g = bops_in(e, n, -1, 1);
+        backend_optim_update(e->be, &o, p, g, (double)c->p[3], ema, 0.25 * (s + 1));
+    }
+    bops_take(e, "params", p, n);
+    bops_take(e, "ema", ema, n);
+    bops_take(e, "grads", g, n);
+    bops_take(e, "m1", o.m1, n);
+    if (o.m2) bops_take(e, "m2", o.m2, n);
+    optim_free(&o);
 }
 static void run_ema_blend(bops_env *e, const bops_case *c) {
     size_t n = (size_t)c->p[0];
@@ -610,6 +633,13 @@ int bops_cases(bops_case *cs, int max) {
         const int *pv = opts[i];
         ADD(BACKEND_OP_OPTIM_STEP, run_optim_step, pv[0] == OPTIM_MUSGD ? 1e3 : 0,
             "%s nesterov%d %d steps", kinds[pv[0]], pv[1], pv[2]);
+    }
+    static const int updates[][10] = {
+        {OPTIM_ADAMW, 1, 3, 5}, {OPTIM_SGD, 1, 2, 1000}, {OPTIM_MUSGD, 1, 2, 5}};
+    for (size_t i = 0; i < sizeof updates / sizeof *updates; i++) {
+        const int *pv = updates[i];
+        ADD(BACKEND_OP_OPTIM_UPDATE, run_optim_update, pv[0] == OPTIM_MUSGD ? 1e3 : 0,
+            "%s nesterov%d %d steps max_norm %d", kinds[pv[0]], pv[1], pv[2], pv[3]);
     }
     static const int clips[][10] = {{100003, 10}, {1000, 1000}};
     for (size_t i = 0; i < sizeof clips / sizeof *clips; i++) {

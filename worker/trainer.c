@@ -24,6 +24,7 @@
 #include "worker/model.h"
 #include "worker/pretrained.h"
 #include "worker/snapshot.h"
+#include "worker/step_phases.h"
 #include "worker/train_setup.h"
 #include "worker/validate.h"
 
@@ -70,6 +71,7 @@ typedef struct worker {
     int pre_rc, pre_slot;
     bool has_pre;
     char pre_err[512];
+    step_phases ph; /* YOLO_PHASE_TIMES=1: where the steps go (worker/step_phases.h) */
     int test_stall_rank;
     double test_stall_s; /* YOLO_TEST_STALL_*: fault injection for the stall tests */
     char err[1024];
@@ -117,10 +119,12 @@ static void micro_step(worker *w, const loader_batch *b, const uint8_t *dev_imag
         t[nt * 6] = (float)(bi - first);
         nt++;
     }
+    step_phases_mark(&w->ph, PHASE_OTHER);
     if (dev_images) /* a GPU: the batch is in the ring's device slot */
         model_forward_u8_device(w->m, dev_images + (size_t)first * px, true);
     else
         model_forward_u8(w->m, b->images + (size_t)first * px, true);
+    step_phases_mark(&w->ph, PHASE_FORWARD);
     float o2m = 1, o2o = 0;
     if (model_num_branches(w->m) == 2)
         detloss_e2e_weights(w->e2e_updates, (int)w->a.epochs, &o2m, &o2o);
@@ -137,6 +141,7 @@ static void micro_step(worker *w, const loader_batch *b, const uint8_t *dev_imag
                                 .grad_scale = (float)w->W,
                                 .grad = true},
               w->loss_res);
+    step_phases_mark(&w->ph, PHASE_LOSS);
     /* Gradients accumulate locally over micro-batches and accumulation steps; only the backward
      * that completes an optimizer step feeds the all-reduce. */
     if (sync) {
@@ -156,6 +161,7 @@ static void micro_step(worker *w, const loader_batch *b, const uint8_t *dev_imag
         w->acc_live = true;
         model_zero_grad(w->m);
     }
+    step_phases_mark(&w->ph, PHASE_BACKWARD);
     free(t);
 }
 
@@ -164,18 +170,19 @@ static void micro_step(worker *w, const loader_batch *b, const uint8_t *dev_imag
  */
 static int optimizer_step(worker *w, step_report *r) {
     allreduce_stats as = {0};
-    size_t n = model_num_params(w->m);
     if (w->ar_failed || allreduce_wait(w->ar, &as, w->err, sizeof w->err) != 0) return -1;
     r->comm_exposed_s += as.exposed_s;
     r->comm_total_s += as.comm_s;
-    backend_clip_grad_norm(w->be, model_grads(w->m), n, OPTIM_CLIP_MAX_NORM);
-    backend_optim_step(w->be, &w->opt, model_params(w->m), model_grads(w->m));
-    model_zero_grad(w->m);
-    w->acc_live = false;
+    step_phases_mark(&w->ph, PHASE_REDUCE);
     double d = ema_advance(&w->ema); /* ModelEMA over the parameters and the BN buffers */
-    backend_ema_blend(w->be, model_params(w->ema_m), model_params(w->m), n, d);
+    /* clip, step, zero the gradients and blend the parameters into the EMA: one pass (CPU) */
+    backend_optim_update(w->be, &w->opt, model_params(w->m), model_grads(w->m), OPTIM_CLIP_MAX_NORM,
+                         model_params(w->ema_m), d);
+    step_phases_mark(&w->ph, PHASE_OPTIM);
+    w->acc_live = false;
     backend_ema_blend(w->be, model_buffers(w->ema_m), model_buffers(w->m),
                       model_num_buffer_floats(w->m), d);
+    step_phases_mark(&w->ph, PHASE_EMA);
     return 0;
 }
 
@@ -206,6 +213,15 @@ static void take_ahead(worker *w) {
             batch_ring_put(w->ring, w->pre.images, (size_t)w->pre.n * w->pre.h * w->pre.w * 3);
 }
 
+/* The train loader's CPU seconds so far, summed over its stages and threads. */
+static double loader_cpu_seconds(loader *L) {
+    stage_times t;
+    loader_stage_times(L, &t);
+    double s = 0;
+    for (int k = 0; k < STAGE_COUNT; k++) s += t.s[k];
+    return s;
+}
+
 /* Trains steps first_step.. of an epoch. idx: the global batches (h->history before the epoch,
  * then h->steps of it, share x W each); this worker loads slice wrank of each. *halt: the
  * coordinator asked to stop here without validating (CTRL_STOP); the epoch is left unfinished. */
@@ -229,13 +245,16 @@ static int train_epoch(worker *w, const epoch_header *h, const int32_t *idx, boo
             return -1;
     /* each epoch: 8.4.190's warmup length follows `time`'s re-estimated epochs */
     w->nw = sched_warmup_iters(&w->sc, h->steps);
+    step_phases_epoch_begin(&w->ph, loader_cpu_seconds(w->train_ld));
     for (int s = h->first_step; s < h->steps; s++) {
         step_report r = {.epoch = h->epoch, .step = s, .worker = w->wrank, .ok = 1};
         loader_batch b;
         int slot;
+        step_phases_start(&w->ph);
         if (step_batch(w, &b, &slot) != 0)
             fail_report(&r, w->err);
         else {
+            step_phases_mark(&w->ph, PHASE_WAIT);
             r.stall_s = b.stall_s;
             double t1 = now_seconds();
             w->accumulate = sched_apply(&w->sc, h->epoch, w->ni, w->nw, w->accumulate, &w->opt);
@@ -260,6 +279,7 @@ static int train_epoch(worker *w, const epoch_header *h, const int32_t *idx, boo
                 r.loss[k] = (float)(res[BACKEND_DETLOSS_ITEMS + k] / w->nmicro);
             r.compute_s = now_seconds() - t1 - r.comm_exposed_s;
             for (int k = 0; k < 3 && k < w->opt.ngroups; k++) r.lr[k] = w->opt.group[k].lr;
+            step_phases_mark(&w->ph, PHASE_OTHER);
         }
         r.signal = 0;
         if (w->test_stall_rank == w->rank && s == 1) { /* once: after the all-reduce, so only */
@@ -277,6 +297,7 @@ static int train_epoch(worker *w, const epoch_header *h, const int32_t *idx, boo
         coord_watch_wait(TAG_CONTROL, "the answer to its step report");
         CHECK_MPI(
             MPI_Recv(&word, 1, MPI_INT32_T, 0, TAG_CONTROL, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+        step_phases_mark(&w->ph, PHASE_REPORT);
         if (word == CTRL_ABORT) w->aborted = true;  /* the coordinator said why */
         if (word == CTRL_ABORT || !r.ok) return -1; /* the job ends: a batch taken ahead too */
         if (word == CTRL_SAVE || word == CTRL_STOP) snapshot_send(&w->snap);
@@ -284,6 +305,7 @@ static int train_epoch(worker *w, const epoch_header *h, const int32_t *idx, boo
         if (word == CTRL_STOP || word == CTRL_END_EPOCH) break;
     }
     w->has_pre = false; /* a batch taken ahead of a stop is dropped: stopping ends the run */
+    step_phases_epoch_end(&w->ph, h->epoch, loader_cpu_seconds(w->train_ld));
     return 0;
 }
 
@@ -340,8 +362,16 @@ static int end_epoch(worker *w) {
         val_plot_data_init(&plots, w->job.nc);
         plots.all = (vh.plots & VAL_SEND_ALL_PREDICTIONS) != 0;
         int64_t *counts = xcalloc(2 * (size_t)w->job.nc, sizeof *counts);
+        val_timing vt = {0};
+        if (w->ph.on) v.timing = &vt;
+        double t_val = now_seconds();
         validate_run(&v, 0, idx, vh.count, shapes, vh.batches, &s, &recs, counts,
                      vh.plots ? &plots : NULL, w->err, sizeof w->err);
+        if (w->ph.on)
+            log_info("phases: validation %.3f s of %d images: loader CPU %.3f, inference %.3f, "
+                     "loss %.3f, postprocess %.3f",
+                     now_seconds() - t_val, vt.images, vt.preprocess, vt.inference, vt.loss,
+                     vt.postprocess);
         CHECK_MPI(MPI_Send(&s, sizeof s, MPI_BYTE, 0, TAG_VAL_SUMMARY, MPI_COMM_WORLD));
         CHECK_MPI(MPI_Send(recs, s.records * (int)sizeof *recs, MPI_BYTE, 0, TAG_VAL_RECORDS,
                            MPI_COMM_WORLD));
@@ -561,7 +591,10 @@ int worker_train_main(void) {
     CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &native, 1, MPI_INT, MPI_MIN, w->wcomm));
     w->bf16_native = native != 0;
     /* The coordinator prints the first failure and creates nothing unless every worker is ready */
+    step_phases_init(&w->ph);
+    double t_setup = now_seconds();
     setup_report sr = {.ok = setup(w) == 0};
+    if (w->ph.on) log_info("phases: setup %.3f s", now_seconds() - t_setup);
     if (!sr.ok) snprintf(sr.error, sizeof sr.error, "%.199s", w->err);
     /* nonblocking, as rank 0's (which watches the workers meanwhile): the two must match */
     MPI_Request req;
