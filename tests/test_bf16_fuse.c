@@ -109,8 +109,8 @@ static void run(const char *yaml, bool fuse, const uint8_t *img, const float *t,
     model_free(m);
 }
 
-static void assert_same(const char *yaml, const char *what, int step, const void *a,
-                        const void *b, size_t n, size_t size) {
+static void assert_same(const char *yaml, const char *what, int step, const void *a, const void *b,
+                        size_t n, size_t size) {
     if (!memcmp(a, b, n * size)) return;
     size_t i = 0;
     while (!memcmp((const char *)a + i * size, (const char *)b + i * size, size)) i++;
@@ -126,9 +126,8 @@ static void fused_equals_separate(const char *yaml) {
     for (int f = 0; f < 2; f++) run(yaml, f, img, t, nt, &o[f]);
     cr_log_info("%s: to_bf16 ops %d -> %d; BN + SiLU writing the shadow %d (no float output %d); "
                 "conv dy from the BN + SiLU %d; arena %.1f -> %.1f MB",
-                yaml, o[0].to_bf16_ops, o[1].to_bf16_ops, o[1].fused_outputs,
-                o[1].skipped_outputs, o[1].fused_dy, o[0].arena / 1048576.0,
-                o[1].arena / 1048576.0);
+                yaml, o[0].to_bf16_ops, o[1].to_bf16_ops, o[1].fused_outputs, o[1].skipped_outputs,
+                o[1].fused_dy, o[0].arena / 1048576.0, o[1].arena / 1048576.0);
     cr_assert_eq(o[0].fused_outputs + o[0].fused_dy + o[0].skipped_outputs, 0,
                  "fusion off, yet fused ops");
     cr_assert_gt(o[1].fused_outputs, 10, "%s: the fusion is not in effect", yaml);

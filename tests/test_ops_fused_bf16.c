@@ -84,7 +84,7 @@ Test(ops, bn_silu_backward_set_bf16_equals_backward_set_then_conversion) {
             float *dgb = malloc(4 * c * sizeof *dgb);
             fill_x(x, n, 20 + (unsigned)k);
             fill_uniform(dy, n, -1, 1, 9, 50 + k);
-            for (size_t i = 0; i < n; i += 7) dy[i] = 0.0f; /* zero terms: their sign */
+            for (size_t i = 0; i < n; i += 7) dy[i] = 0.0f;     /* zero terms: their sign */
             for (size_t i = 3; i < n; i += 17) dy[i] *= 1e-36f; /* tiny gradients */
             fill_uniform(gb, 2 * c, 0.5, 1.5, 9, 100 + k);
             fill_uniform(dgb, 2 * c, -1, 1, 9, 150 + k);

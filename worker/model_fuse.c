@@ -22,8 +22,8 @@ static int readers(const model *m, int s, int except, bool reads) {
     int n = 0;
     for (int i = 0; i < m->nops; i++) {
         if (i == except) continue;
-        int in[OP_MAX_IN + 1], k = reads ? model_op_reads(&m->ops[i], in)
-                                         : model_op_inputs(&m->ops[i], in);
+        int in[OP_MAX_IN + 1],
+            k = reads ? model_op_reads(&m->ops[i], in) : model_op_inputs(&m->ops[i], in);
         for (int j = 0; j < k; j++) n += in[j] == s;
     }
     return n;
