@@ -54,9 +54,10 @@ void bn_normalise(int m, int c, const float *x, const float *mean, const float *
     }
 }
 
-void bn_train_stats(int m, int c, const float *x, const float *gamma, float eps, float momentum,
-                    float *running_mean, float *running_var, float *save_mean, float *save_invstd,
-                    float *scale) {
+/* Batch statistics, running statistics (may be NULL) and the scale (float)(invstd * gamma). */
+static void bn_train_stats(int m, int c, const float *x, const float *gamma, float eps,
+                           float momentum, float *running_mean, float *running_var,
+                           float *save_mean, float *save_invstd, float *scale) {
     if (m < 1 || c < 1) FATAL("batchnorm_forward_train: bad shape m=%d c=%d", m, c);
     double *s1 = xmalloc(sizeof(double) * 2 * c), *s2 = s1 + c;
     bn_channel_sums(&(bn_sums_in){.kind = BN_SUMS_X, .m = m, .c = c, .a = x}, s1, s2);
@@ -79,28 +80,43 @@ void bn_train_stats(int m, int c, const float *x, const float *gamma, float eps,
     free(s1);
 }
 
-void batchnorm_forward_train(int m, int c, const float *x, const float *gamma, const float *beta,
-                             float eps, float momentum, float *running_mean, float *running_var,
-                             float *save_mean, float *save_invstd, float *y) {
+void bn_forward_train(int m, int c, const float *x, const float *gamma, const float *beta,
+                      float eps, float momentum, float *running_mean, float *running_var,
+                      float *save_mean, float *save_invstd, bool silu, float *y, bf16 *yb) {
     float *scale = xmalloc(sizeof(float) * c);
     bn_train_stats(m, c, x, gamma, eps, momentum, running_mean, running_var, save_mean, save_invstd,
                    scale);
-    bn_normalise(m, c, x, save_mean, scale, beta, false, y, NULL);
+    bn_normalise(m, c, x, save_mean, scale, beta, silu, y, yb);
     free(scale);
 }
 
-void bn_infer_scale(int c, const float *gamma, const float *running_var, float eps, float *scale) {
+void batchnorm_forward_train(int m, int c, const float *x, const float *gamma, const float *beta,
+                             float eps, float momentum, float *running_mean, float *running_var,
+                             float *save_mean, float *save_invstd, float *y) {
+    bn_forward_train(m, c, x, gamma, beta, eps, momentum, running_mean, running_var, save_mean,
+                     save_invstd, false, y, NULL);
+}
+
+/* The eval scale gamma / sqrt(running_var + eps). */
+static void bn_infer_scale(int c, const float *gamma, const float *running_var, float eps,
+                           float *scale) {
     for (int ch = 0; ch < c; ch++)
         scale[ch] = (float)(gamma[ch] / sqrt((double)running_var[ch] + eps));
+}
+
+void bn_forward_infer(int m, int c, const float *x, const float *gamma, const float *beta,
+                      const float *running_mean, const float *running_var, float eps, bool silu,
+                      float *y, bf16 *yb) {
+    float *scale = xmalloc(sizeof(float) * c);
+    bn_infer_scale(c, gamma, running_var, eps, scale);
+    bn_normalise(m, c, x, running_mean, scale, beta, silu, y, yb);
+    free(scale);
 }
 
 void batchnorm_forward_infer(int m, int c, const float *x, const float *gamma, const float *beta,
                              const float *running_mean, const float *running_var, float eps,
                              float *y) {
-    float *scale = xmalloc(sizeof(float) * c);
-    bn_infer_scale(c, gamma, running_var, eps, scale);
-    bn_normalise(m, c, x, running_mean, scale, beta, false, y, NULL);
-    free(scale);
+    bn_forward_infer(m, c, x, gamma, beta, running_mean, running_var, eps, false, y, NULL);
 }
 
 /* With xhat = (x - mean) invstd and y = gamma xhat + beta:

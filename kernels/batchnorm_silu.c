@@ -20,11 +20,8 @@ void batchnorm_silu_forward_train_bf16(int m, int c, const float *x, const float
                                        const float *beta, float eps, float momentum,
                                        float *running_mean, float *running_var, float *save_mean,
                                        float *save_invstd, float *y, bf16 *yb) {
-    float *scale = xmalloc(sizeof(float) * c);
-    bn_train_stats(m, c, x, gamma, eps, momentum, running_mean, running_var, save_mean, save_invstd,
-                   scale);
-    bn_normalise(m, c, x, save_mean, scale, beta, true, y, yb);
-    free(scale);
+    bn_forward_train(m, c, x, gamma, beta, eps, momentum, running_mean, running_var, save_mean,
+                     save_invstd, true, y, yb);
 }
 
 void batchnorm_silu_forward_train(int m, int c, const float *x, const float *gamma,
@@ -38,10 +35,7 @@ void batchnorm_silu_forward_train(int m, int c, const float *x, const float *gam
 void batchnorm_silu_forward_infer_bf16(int m, int c, const float *x, const float *gamma,
                                        const float *beta, const float *running_mean,
                                        const float *running_var, float eps, float *y, bf16 *yb) {
-    float *scale = xmalloc(sizeof(float) * c);
-    bn_infer_scale(c, gamma, running_var, eps, scale);
-    bn_normalise(m, c, x, running_mean, scale, beta, true, y, yb);
-    free(scale);
+    bn_forward_infer(m, c, x, gamma, beta, running_mean, running_var, eps, true, y, yb);
 }
 
 void batchnorm_silu_forward_infer(int m, int c, const float *x, const float *gamma,
