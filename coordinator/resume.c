@@ -265,12 +265,11 @@ int resume_prepare(kv_args *kv, train_args *a, resume_plan *plan, bool verbose, 
 }
 
 /* The arithmetic is the precision text's first word (bf16, fp32, tf32; device.c writes it). */
-bool resume_warn_precision_change(const resume_plan *plan, const char *was, const char *now) {
-    if (!plan->active || !was[0] || !now[0]) return false;
+void resume_warn_precision_change(const resume_plan *plan, const char *was, const char *now) {
+    if (!plan->active || !was[0] || !now[0]) return;
     size_t a = strcspn(was, " "), b = strcspn(now, " ");
-    if (a == b && !strncmp(was, now, a)) return false;
+    if (a == b && !strncmp(was, now, a)) return;
     log_warn("resume: v%04d was trained with %.*s arithmetic, this run computes in %.*s (%s): from "
              "here on it differs from an uninterrupted run",
              plan->version, (int)a, was, (int)b, now, now);
-    return true;
 }

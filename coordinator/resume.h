@@ -39,6 +39,5 @@ int resume_prepare(kv_args *kv, train_args *a, resume_plan *plan, bool verbose, 
 /* A resumed run whose workers compute in another arithmetic than its version did (bf16 against
  * fp32: another CPU, or another default) goes on, but no longer as the uninterrupted run would:
  * says so in one warning. `was` is the version's lineage/precision ("" in versions older than
- * it: nothing to compare), `now` the workers' (protocol.h model_info). Returns true if it warned.
- */
-bool resume_warn_precision_change(const resume_plan *plan, const char *was, const char *now);
+ * it: nothing to compare), `now` the workers' (protocol.h model_info). */
+void resume_warn_precision_change(const resume_plan *plan, const char *was, const char *now);
