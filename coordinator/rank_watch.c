@@ -1,6 +1,7 @@
 #include "coordinator/rank_watch.h"
 
 #include "common/log.h"
+#include "common/poll_wait.h"
 #include "common/stop_signal.h"
 #include "common/timer.h"
 #include "coordinator/launch.h"
@@ -28,6 +29,7 @@ static struct {
     telemetry *tel;
     void (*on_fail)(void *);
     void *ctx;
+    double t_reports, gap, gap_before; /* when the last step's reports were all in; the gaps */
 } g = {.warn_s = 60, .abort_s = 600};
 
 void rank_watch_start(void) {
@@ -224,7 +226,7 @@ static void wait_message(int src, int tag, MPI_Request *req, int progress_tag, c
             stall_warning(who, what, el);
             c.warned = true;
         }
-        usleep(1000);
+        poll_sleep(poll_pause_s(el, 0));
     }
     if (progress_tag >= 0) drop_all(src, progress_tag);
 }
@@ -263,7 +265,7 @@ void rank_watch_collective(MPI_Request *req, const char *what) {
             stall_warning(who, what, el);
             c.warned = true;
         }
-        usleep(1000);
+        poll_sleep(poll_pause_s(el, 0));
     }
 }
 
@@ -314,6 +316,9 @@ void rank_watch_reports(int workers, step_report *r) {
             MPI_Irecv(&r[w], sizeof *r, MPI_BYTE, w + 1, TAG_REPORT, MPI_COMM_WORLD, &req[w]));
     double t0 = now_seconds();
     wait_clock c = {.t0 = t0, .t_live = t0, .t_poll = t0};
+    /* steps repeat: the reports are due one period after the last ones */
+    double period = poll_expected_period_s(g.gap, g.gap_before);
+    double due = period > 0 ? g.t_reports + period - t0 : 0;
     for (;;) {
         int flag = 0;
         CHECK_MPI(MPI_Testall(workers, req, &flag, MPI_STATUSES_IGNORE));
@@ -333,8 +338,12 @@ void rank_watch_reports(int workers, step_report *r) {
             stall_warning(who, "step report", el);
             c.warned = true;
         }
-        usleep(1000); /* 1 ms: step reports need no finer timing, and rank 0 shares the cores */
+        poll_sleep(poll_pause_s(el, due));
     }
+    double t = now_seconds();
+    g.gap_before = g.gap;
+    g.gap = g.t_reports > 0 ? t - g.t_reports : 0;
+    g.t_reports = t;
     for (int w = 0; w < workers; w++) g.last[w + 1] = (last_step){r[w].epoch + 1, r[w].step + 1};
     free(req);
 }

@@ -1,6 +1,7 @@
 #include "worker/coord_watch.h"
 
 #include "common/log.h"
+#include "common/poll_wait.h"
 #include "common/protocol.h"
 #include "common/rank_info.h"
 #include "common/stop_signal.h"
@@ -67,7 +68,7 @@ void coord_watch_wait(int tag, const char *what) {
         }
         /* the answer to a step report comes at once: poll finely at first, then back off so that a
          * worker waiting through validation or a checkpoint write leaves the cores alone */
-        usleep(t - t0 < 0.01 ? 100 : 1000);
+        poll_sleep(poll_pause_s(t - t0, 0));
     }
 }
 
