@@ -8,12 +8,9 @@ static double clamp(double x, double lo, double hi) {
     return x < lo ? lo : x > hi ? hi : x;
 }
 
-double poll_pause_s(double elapsed_s, double expected_s) {
-    double due = expected_s > 0 ? expected_s : 0;
-    double window = due - (1e-3 + due / 16); /* where fine probing starts */
-    if (expected_s > 0 && elapsed_s < window)
-        return clamp(window - elapsed_s, POLL_FINE_S, POLL_AHEAD_MAX_S);
-    return clamp((elapsed_s - due) / 16, POLL_FINE_S, POLL_MAX_S);
+double poll_pause_s(double elapsed_s, double due_s) {
+    double pause = elapsed_s < due_s ? (due_s - elapsed_s) / 8 : (elapsed_s - due_s) / 16;
+    return clamp(pause, POLL_FINE_S, POLL_MAX_S);
 }
 
 double poll_expected_period_s(double last_gap_s, double gap_before_s) {
