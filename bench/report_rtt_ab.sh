@@ -27,13 +27,20 @@ if [ -n "${BASE_BIN:-}" ]; then
   base=$(cd "$BASE_BIN" && pwd)
 else
   sha=$(git rev-parse --short "$BASE")
-  base=$D/base-$sha/bin
+  base=$D/base-$sha-bin
   if [ ! -x "$base/coordinator" ] || [ ! -x "$base/worker" ]; then
-    say "building $BASE ($sha) into $D/base-$sha (once)"
-    rm -rf "$D/base-$sha"
-    git worktree add -q --detach "$D/base-$sha" "$sha"
-    make -C "$D/base-$sha" -j2 bin/coordinator bin/worker >"$D/base-$sha.build.log" 2>&1 ||
-      { say "building $BASE failed: $D/base-$sha.build.log"; exit 1; }
+    say "building $BASE ($sha) in a temporary worktree; its binaries are kept in $base"
+    tree=$D/base-$sha
+    rm -rf "$tree"
+    git worktree add -q --detach "$tree" "$sha"
+    if ! make -C "$tree" -j2 bin/coordinator bin/worker >"$D/base-$sha.build.log" 2>&1; then
+      say "building $BASE failed: $D/base-$sha.build.log"
+      git worktree remove --force "$tree"
+      exit 1
+    fi
+    mkdir -p "$base"
+    cp "$tree/bin/coordinator" "$tree/bin/worker" "$base/"
+    git worktree remove --force "$tree"
   fi
 fi
 if [ ! -f "$D/synth-$TRAIN.h5" ]; then
