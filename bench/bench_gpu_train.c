@@ -99,14 +99,15 @@ static float *random_targets(int B, int nc, int *nt) {
 /* The depthwise shapes' implementation as the backend's AUTO chose it at planning, with the two
  * times it compared (our kernel against cuDNN's chosen algorithm, both timed by the backend the
  * same way; cudnnFind's own time of that algorithm beside them). */
-static void print_depthwise(const backend *be) {
+static void print_depthwise(const backend *be, const char *model, const char *label) {
     enum { MAX = 64 };
     static const char *const dir[3] = {"fwd", "bwd-data", "bwd-filter"};
     backend_depthwise_choice ch[MAX];
     int n = backend_cuda_depthwise_choices(be, ch, MAX);
     if (n == 0) return;
-    printf("  depthwise convs (AUTO, per shape and direction: ms of ours / cuDNN's, ratio, "
-           "cudnnFind's ms, chosen):\n");
+    printf("  depthwise convs of %s %s (AUTO, per shape and direction: ms of ours / cuDNN's, "
+           "ratio, cudnnFind's ms, chosen):\n",
+           model, label);
     for (int i = 0; i < n && i < MAX; i++) {
         const conv2d_desc *d = &ch[i].d;
         printf("    n%d %dx%dx%d k%d s%d:", d->n, d->h, d->w, d->cin, d->kh, d->stride);
@@ -243,7 +244,7 @@ static int bench_one(const cfg *c) {
                peak, backend_precision_name(c->prec));
     else
         printf(" (no datasheet peak known for %s)\n", gpu);
-    print_depthwise(be);
+    print_depthwise(be, name, c->label);
     printf("RESULT %s %s %.1f %.1f %.0f\n", name, c->label, B / wall, wall * 1e3, mib);
     fflush(stdout);
     for (int i = 0; i < EV_COUNT; i++) backend_event_destroy(be, ev[i]);
