@@ -31,6 +31,11 @@ Test(gpu, cuda_backend_refuses_a_missing_device) {
     be = backend_cuda_create(&(backend_cuda_opts){.precision = BACKEND_PRECISION_COUNT}, err,
                              sizeof err);
     cr_assert_null(be);
+    be = backend_cuda_create(&(backend_cuda_opts){.depthwise = BACKEND_DEPTHWISE_COUNT}, err,
+                             sizeof err);
+    cr_assert_null(be);
+    cr_assert(strstr(err, strstr(why, "built without CUDA") ? "built without CUDA" : "depthwise 3"),
+              "err: %s", err);
     cr_assert_str_eq(backend_precision_name(BACKEND_PRECISION_BF16), "bf16");
     cr_assert_str_eq(backend_precision_name(BACKEND_PRECISION_COUNT), "?");
     cr_assert_null(backend_cuda_options(backend_cpu_default()));
