@@ -211,7 +211,7 @@ static int bench_one(const cfg *c) {
     char kinds[512];
     printf("  convolutions %.0f%% of forward+backward; last step by op (s fwd/bwd): %s\n",
            100 * conv / (conv + other), model_timing_text(m, kinds, sizeof kinds));
-    printf("  GPU memory held: %.0f MiB (activation arena %.0f MiB); %.1f TFLOP/s (%.2f GFLOP per "
+    printf("  GPU memory held: %.0f MiB (model arena %.0f MiB); %.1f TFLOP/s (%.2f GFLOP per "
            "image, x3 for training)",
            mib, model_arena_bytes(m) / 1048576.0, flops / wall / 1e12, (2 * macs + bias) / 1e9);
     if (peak > 0)
