@@ -459,12 +459,13 @@ static int setup(worker *w) {
     if (backend_device(w->be) < 0) {
         model_set_conv_precision(w->m, device_cpu_precision(a, w->bf16_native, why, sizeof why));
     } else {
-        backend_precision p = device_precision(a, NULL);
+        const backend_cuda_opts *co = backend_cuda_options(w->be);
+        backend_precision p = co ? co->precision : device_precision(a, NULL);
         conv2d_prec cp = device_gpu_conv_precision(w->be, p);
         model_set_conv_precision(w->m, cp);
-        snprintf(why, sizeof why, "%s%s (device=%s, amp=%s)", backend_precision_name(p),
-                 cp == CONV2D_BF16 ? ", bf16 activations for the convolutions" : "", a->device,
-                 a->amp);
+        /* the first word is the arithmetic (resume_warn_precision_change compares it) */
+        snprintf(why, sizeof why, "%s (device=%s, amp=%s%s)", backend_precision_name(p), a->device,
+                 a->amp, cp == CONV2D_BF16 ? "; bf16 activations for the convolutions" : "");
     }
     if (model_plan(w->m, w->micro, (int)a->imgsz, (int)a->imgsz, w->err, sizeof w->err) != 0)
         return -1;
