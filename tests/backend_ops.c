@@ -115,6 +115,20 @@ double bops_limit(backend_op op, backend_precision p) {
     return 1e-9;
 }
 
+bool bops_cuda_omits(backend_op op, backend_precision p) {
+    switch (op) {
+    case BACKEND_OP_TO_BF16:
+    case BACKEND_OP_CONV2D_FORWARD_BF16:
+    case BACKEND_OP_CONV2D_BACKWARD_BF16:
+    case BACKEND_OP_BATCHNORM_SILU_FORWARD_TRAIN_BF16:
+    case BACKEND_OP_BATCHNORM_SILU_FORWARD_EVAL_BF16:
+    case BACKEND_OP_BATCHNORM_SILU_BACKWARD_SET_BF16:
+        return p != BACKEND_PRECISION_BF16;
+    default:
+        return false;
+    }
+}
+
 static void compare(const bops_opts *o, const bops_case *c, const bops_env *r, const bops_env *t,
                     bops_result *res) {
     double limit =

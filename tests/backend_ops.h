@@ -49,6 +49,11 @@ double bops_limit(backend_op op, backend_precision p);
  * nearest even (half the values one step off). */
 #define BOPS_BF16_OUTPUT_LIMIT 1e-6
 
+/* Whether the CUDA backend at precision p omits op by design (and must say "not supported"): the
+ * bf16 graph's ops (to_bf16, the bf16 convolutions, the BN + SiLU ops writing bf16 copies) exist
+ * only at bf16, whose cuDNN plans are bf16 (kernels/cuda/ops.cu); every other op always. */
+bool bops_cuda_omits(backend_op op, backend_precision p);
+
 /* Memory, copies (1-d, 2-d, device to device), zeroing and events of a backend: 0, or -1 with
  * the first difference in err. */
 int bops_check_memory(backend *be, char *err, size_t errlen);

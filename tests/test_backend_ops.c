@@ -221,24 +221,10 @@ static backend *cuda_or_skip(backend_cuda_opts o) {
  * CPU's bf16 route (bf16 shadow copies of activations for oneDNN; on a GPU cuDNN takes the
  * precision instead, and the model fuses only where supported) and the write variant of the
  * backward data, which backend.c composes from zero + the accumulating op. */
-/* The CUDA backend has every op; the bf16 graph's (to_bf16, the bf16 convolutions, the BN + SiLU
- * ops writing bf16 copies) only at bf16 precision, whose cuDNN plans are bf16
- * (kernels/cuda/ops.cu). At bf16 they are compared with the CPU's: the convolutions at the bf16
- * conv limit, the bf16 outputs at BOPS_BF16_OUTPUT_LIMIT, the float outputs at the fp32 limit. */
-static bool cuda_leaves_out(backend_op op, backend_precision p) {
-    switch (op) {
-    case BACKEND_OP_TO_BF16:
-    case BACKEND_OP_CONV2D_FORWARD_BF16:
-    case BACKEND_OP_CONV2D_BACKWARD_BF16:
-    case BACKEND_OP_BATCHNORM_SILU_FORWARD_TRAIN_BF16:
-    case BACKEND_OP_BATCHNORM_SILU_FORWARD_EVAL_BF16:
-    case BACKEND_OP_BATCHNORM_SILU_BACKWARD_SET_BF16:
-        return p != BACKEND_PRECISION_BF16;
-    default:
-        return false;
-    }
-}
-
+/* The CUDA backend has every op but those it omits by design at a precision (bops_cuda_omits: the
+ * bf16 graph's, outside bf16). At bf16 they are compared with the CPU's: the convolutions at the
+ * bf16 conv limit, the bf16 outputs at BOPS_BF16_OUTPUT_LIMIT, the float outputs at the fp32
+ * limit. */
 static void cuda_against_cpu(backend_cuda_opts o) {
     backend *g = cuda_or_skip(o), *ref = cpu(false);
     tally t = {0};
@@ -249,7 +235,7 @@ static void cuda_against_cpu(backend_cuda_opts o) {
     cr_assert_eq(fails, 0, "%d failures; first: %s", fails, t.first_fail);
     for (int op = 0; op < BACKEND_OP_COUNT; op++) {
         const char *name = backend_op_name((backend_op)op);
-        if (cuda_leaves_out((backend_op)op, o.precision))
+        if (bops_cuda_omits((backend_op)op, o.precision))
             cr_assert(t.unsupported_op[op] && !backend_supports(g, (backend_op)op),
                       "%s: said not supported (the bf16 graph's ops: bf16 precision only)", name);
         else
