@@ -211,6 +211,26 @@ static void bn_case(int m, int c, int sms) {
     free(dx), free(dxd), free(dg), free(db), free(dgd), free(dbd), free(s1), free(s2);
 }
 
+/* The fused backward's sums of channel ch as bn_sums_k and chunk_total add them: lanes of a chunk
+ * in lane order, then chunks in chunk order. */
+static void sim_silu_sums(int m, int c, int ch, const float *x, const float *dy, float mean,
+                          float scale, float beta, int sms, double *s1, double *s2) {
+    bn_split s = bn_split_rows(m, c, sms);
+    double t1 = 0, t2 = 0;
+    for (int k = 0; k < s.chunks; k++) {
+        size_t r0 = (size_t)k * s.rows_per_chunk, r1 = r0 + s.rows_per_chunk;
+        double c1 = 0, c2 = 0;
+        for (int l = 0; l < BN_LANES; l++) {
+            double p1, p2;
+            bn_silu_lane_sums(x, dy, mean, scale, beta, c, ch, r0, r1 < (size_t)m ? r1 : (size_t)m,
+                              l, BN_LANES, &p1, &p2);
+            c1 += p1, c2 += p2;
+        }
+        t1 += c1, t2 += c2;
+    }
+    *s1 = t1, *s2 = t2;
+}
+
 /* The fused BN + SiLU backward: z and dz recomputed per element in the sums and in dx. */
 static void bn_silu_case(int m, int c, int sms) {
     size_t n = (size_t)m * c;
@@ -221,21 +241,10 @@ static void bn_silu_case(int m, int c, int sms) {
     float *dxs = rnd(n, 151, -1, 1), *dxsd = malloc(n * 4); /* the write form: overwritten */
     batchnorm_silu_backward(m, c, x, g, b, sm, si, dy, dx, dg, db);
     batchnorm_silu_backward_set(m, c, x, g, b, sm, si, dy, dxs, NULL, NULL);
-    bn_split s = bn_split_rows(m, c, sms);
     for (int ch = 0; ch < c; ch++) {
         float scale = batchnorm_silu_scale(g[ch], si[ch]);
-        double t1 = 0, t2 = 0;
-        for (int k = 0; k < s.chunks; k++) {
-            size_t r0 = (size_t)k * s.rows_per_chunk, r1 = r0 + s.rows_per_chunk;
-            double c1 = 0, c2 = 0;
-            for (int l = 0; l < BN_LANES; l++) {
-                double p1, p2;
-                bn_silu_lane_sums(x, dy, sm[ch], scale, b[ch], c, ch, r0,
-                                  r1 < (size_t)m ? r1 : (size_t)m, l, BN_LANES, &p1, &p2);
-                c1 += p1, c2 += p2;
-            }
-            t1 += c1, t2 += c2;
-        }
+        double t1, t2;
+        sim_silu_sums(m, c, ch, x, dy, sm[ch], scale, b[ch], sms, &t1, &t2);
         bn_bwd_k k = bn_bwd_channel(t1, t2, m, g[ch], si[ch], dgd + ch, dbd + ch);
         for (int r = 0; r < m; r++) {
             size_t i = (size_t)r * c + ch;
@@ -355,21 +364,10 @@ static void bn_silu_bf16_case(int m, int c, int sms) {
     batchnorm_silu_backward_set(m, c, x, g, b, sm, si, dy, dxs, NULL, NULL);
     batchnorm_silu_backward_set_bf16(m, c, x, g, b, sm, si, dy, scratch, dxb, dg, db);
     for (size_t i = 0; i < n; i++) cr_assert_eq(bf16_from_float(dxs[i]), dxb[i], "CPU dxb[%zu]", i);
-    bn_split sp = bn_split_rows(m, c, sms);
     for (int ch = 0; ch < c; ch++) {
         float sc = batchnorm_silu_scale(g[ch], si[ch]);
-        double t1 = 0, t2 = 0;
-        for (int k = 0; k < sp.chunks; k++) {
-            size_t r0 = (size_t)k * sp.rows_per_chunk, r1 = r0 + sp.rows_per_chunk;
-            double c1 = 0, c2 = 0; /* lanes, then chunks, as bn_sums_k and chunk_total */
-            for (int l = 0; l < BN_LANES; l++) {
-                double p1, p2;
-                bn_silu_lane_sums(x, dy, sm[ch], sc, b[ch], c, ch, r0,
-                                  r1 < (size_t)m ? r1 : (size_t)m, l, BN_LANES, &p1, &p2);
-                c1 += p1, c2 += p2;
-            }
-            t1 += c1, t2 += c2;
-        }
+        double t1, t2;
+        sim_silu_sums(m, c, ch, x, dy, sm[ch], sc, b[ch], sms, &t1, &t2);
         bn_bwd_k k = bn_bwd_channel(t1, t2, m, g[ch], si[ch], NULL, NULL);
         for (int r = 0; r < m; r++) {
             size_t i = (size_t)r * c + ch;
