@@ -26,6 +26,7 @@
 #include "kernels/backend_cuda.h"
 #include "kernels/optim.h"
 #include "worker/batch_ring.h"
+#include "worker/device.h"
 #include "worker/head_loss.h"
 #include "worker/model.h"
 #include "worker/train_setup.h"
@@ -139,6 +140,8 @@ static int bench_one(const cfg *c) {
     const int nc = 80, B = c->batch, S = c->imgsz;
     model *m = model_create_on(be, c->yaml, nc, 0, err, sizeof err);
     model *ema = m ? model_create_on(be, c->yaml, nc, 0, err, sizeof err) : NULL;
+    /* amp trains the bf16 graph, as the trainer does (worker/device.h); the EMA copy only blends */
+    if (m) model_set_conv_precision(m, device_gpu_conv_precision(be, c->prec));
     if (!m || !ema || model_plan(m, B, S, S, err, sizeof err) != 0) {
         log_error("%s", err);
         return 1;
@@ -237,8 +240,9 @@ static int bench_one(const cfg *c) {
     char kinds[512];
     printf("  convolutions %.0f%% of forward+backward; last step by op (s fwd/bwd): %s\n",
            100 * conv / (conv + other), model_timing_text(m, kinds, sizeof kinds));
-    printf("  GPU memory held: %.0f MiB; %.1f TFLOP/s (%.2f GFLOP per image, x3 for training)", mib,
-           flops / wall / 1e12, (2 * macs + bias) / 1e9);
+    printf("  GPU memory held: %.0f MiB (model arena %.0f MiB); %.1f TFLOP/s (%.2f GFLOP per "
+           "image, x3 for training)",
+           mib, model_arena_bytes(m) / 1048576.0, flops / wall / 1e12, (2 * macs + bias) / 1e9);
     if (peak > 0)
         printf(", MFU %.1f%% of %s's %.0f TFLOP/s %s peak\n", 100 * flops / wall / 1e12 / peak, gpu,
                peak, backend_precision_name(c->prec));

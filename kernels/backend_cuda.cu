@@ -356,7 +356,7 @@ extern "C" backend *backend_cuda_create(const backend_cuda_opts *opts, char *err
 #undef CUDNN_OK
 #undef CUBLAS_OK
     fill_base(&be->iface);
-    cuda_ops_fill(&be->iface);
+    cuda_ops_fill(&be->iface, o.precision);
     be->name = c->name;
     be->host_memory = false;
     be->ctx = c;

@@ -39,6 +39,13 @@ conv2d_prec device_cpu_precision(const train_args *a, bool all_native, char *why
     return CONV2D_BF16;
 }
 
+conv2d_prec device_gpu_conv_precision(const backend *be, backend_precision p) {
+    bool graph = backend_supports(be, BACKEND_OP_TO_BF16) &&
+                 backend_supports(be, BACKEND_OP_CONV2D_FORWARD_BF16) &&
+                 backend_supports(be, BACKEND_OP_CONV2D_BACKWARD_BF16);
+    return p == BACKEND_PRECISION_BF16 && graph ? CONV2D_BF16 : CONV2D_FP32;
+}
+
 int device_gpu_for(const train_args *a, int local, int gpus_present, char *err, size_t errlen) {
     int ids[64], n = train_args_gpus(a, ids, 64);
     if (n == 0) return errf(err, errlen, "device=%s is not a GPU", a->device);

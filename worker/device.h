@@ -25,6 +25,14 @@ backend_precision device_precision(const train_args *a, bool *fp16_asked);
  * line saying which and why, for the run's log and its checkpoints. */
 conv2d_prec device_cpu_precision(const train_args *a, bool all_native, char *why, size_t len);
 
+/* The training convolutions of a worker on a GPU backend whose arithmetic is p
+ * (model_set_conv_precision): CONV2D_BF16, the bf16 graph that the CPU's amp also trains (the
+ * convolutions read bf16 copies of their inputs, which the BN + SiLU ops write instead of float
+ * outputs that only convolutions read: worker/model_fuse.c), when p is BF16 and the backend has
+ * the bf16 convolutions (backend_supports); else CONV2D_FP32, the backend's precision then
+ * applying inside each fp32 convolution. */
+conv2d_prec device_gpu_conv_precision(const backend *be, backend_precision p);
+
 /* The GPU index for local rank `local` under device=, or -1 with one line in err (device=cpu,
  * more workers on the node than GPUs listed, or than GPUs present). */
 int device_gpu_for(const train_args *a, int local, int gpus_present, char *err, size_t errlen);
