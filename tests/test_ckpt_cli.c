@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static char dir[64];
@@ -477,13 +478,25 @@ Test(ckptcli, references_resolve_every_spelling) {
  * writes a version per epoch (its writes slowed so that they overlap the readers). Every reader
  * exits 0 with whole versions only, the number of versions never goes down, and the loop saw the
  * run at several version counts (so it did overlap the writes). */
+/* Seconds one reader round (ls, verify, show) takes here: the versions must come slower than that
+ * for the readers to see them one by one (a sanitizer build's readers are 20-30x slower). */
+static double reader_round_s(void) {
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    for (int i = 0; i < 3; i++) cli("ckpt ls no-such-run --json");
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    return (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) * 1e-9;
+}
+
 Test(ckptcli, readers_never_see_a_partial_version_while_a_run_writes, .timeout = 600) {
     char data[64];
     run_make_data(data, sizeof data, "yolo-ckptlive", 16, 8);
-    cr_assert_eq(run_sh("(YOLO_TEST_CKPT_DELAY_S=0.5 %s train data=%s/s.h5 model=yolov8n.yaml "
+    double delay = fmax(0.5, 2 * reader_round_s());
+    cr_log_info("each version's write is slowed by %.2f s", delay);
+    cr_assert_eq(run_sh("(YOLO_TEST_CKPT_DELAY_S=%.2f %s train data=%s/s.h5 model=yolov8n.yaml "
                         "epochs=6 imgsz=64 batch=8 nbs=8 workers=1 threads=1 project=%s name=r "
                         "> %s/train.log 2>&1; echo $? > %s/rc.txt) &",
-                        exe, data, dir, data, data),
+                        delay, exe, data, dir, data, data),
                  0);
     char rcfile[128], run[128];
     snprintf(rcfile, sizeof rcfile, "%s/rc.txt", data);

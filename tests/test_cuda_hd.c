@@ -326,7 +326,7 @@ static void bn_silu_bf16_case(int m, int c, int sms) {
     size_t n = (size_t)m * c;
     float *x = rnd(n, 240, -2, 3), *dy = rnd(n, 241, -1, 1), *g = rnd(c, 242, 0.5, 1.5);
     float *b = rnd(c, 243, -1, 1), *rm = rnd(c, 244, -1, 1), *rv = rnd(c, 245, 0.5, 2);
-    float *rmd = dup(rm, c), *rvd = dup(rv, c), *y = malloc(n * 4), *yd = malloc(n * 4);
+    float *rmd = dup(rm, c), *rvd = dup(rv, c), *y = malloc(n * 4), *yd = calloc(n, 4);
     float *sm = malloc(c * 4), *si = malloc(c * 4), *smd = malloc(c * 4), *sid = malloc(c * 4);
     float *scale = malloc(c * 4), *dxs = malloc(n * 4), *scratch = malloc(n * 4);
     float *dxsd = malloc(n * 4), *dg = calloc(c, 4), *db = calloc(c, 4);
