@@ -9,6 +9,8 @@
  * loss / backward / all-reduce (one GPU: none) / optimizer, the share of convolutions, the GPU
  * memory the step holds, and the model FLOP utilisation against the GPU's datasheet peak for the
  * precision (3 x the forward's conv FLOPs per image, Ultralytics' GFLOPs convention).
+ * The depthwise convs' implementation that the backend's AUTO chose per shape and direction, with
+ * our kernel's time against cuDNN's (the one conv comparison that is not cuDNN against itself).
  * One machine-readable line each:  RESULT <model> <fp32|tf32|amp> <images/s> <ms/step> <MiB>
  * tests/gpu/run.sh divides ours by bench_gpu_ultralytics.py's (same GPU, models, imgsz, batch).
  *
@@ -93,6 +95,33 @@ static float *random_targets(int B, int nc, int *nt) {
         }
     }
     return t;
+}
+
+/* The depthwise shapes' implementation as the backend's AUTO chose it at planning, with the two
+ * times it compared (our kernel against cuDNN's chosen algorithm, both timed by the backend the
+ * same way; cudnnFind's own time of that algorithm beside them). */
+static void print_depthwise(const backend *be, const char *model, const char *label) {
+    enum { MAX = 64 };
+    static const char *const dir[3] = {"fwd", "bwd-data", "bwd-filter"};
+    backend_depthwise_choice ch[MAX];
+    int n = backend_cuda_depthwise_choices(be, ch, MAX);
+    if (n == 0) return;
+    printf("  depthwise convs of %s %s (AUTO, per shape and direction: ms of ours / cuDNN's, "
+           "ratio, cudnnFind's ms, chosen):\n",
+           model, label);
+    for (int i = 0; i < n && i < MAX; i++) {
+        const conv2d_desc *d = &ch[i].d;
+        printf("    n%d %dx%dx%d k%d s%d:", d->n, d->h, d->w, d->cin, d->kh, d->stride);
+        for (int k = 0; k < 3; k++) {
+            if (ch[i].timed)
+                printf(" %s %.3f/%.3f (x%.2f, find %.3f) %s;", dir[k], ch[i].own_ms[k],
+                       ch[i].cudnn_ms[k], ch[i].own_ms[k] / ch[i].cudnn_ms[k], ch[i].find_ms[k],
+                       backend_depthwise_name(ch[i].use[k]));
+            else
+                printf(" %s untimed %s;", dir[k], backend_depthwise_name(ch[i].use[k]));
+        }
+        printf("\n");
+    }
 }
 
 static int bench_one(const cfg *c) {
@@ -219,6 +248,7 @@ static int bench_one(const cfg *c) {
                peak, backend_precision_name(c->prec));
     else
         printf(" (no datasheet peak known for %s)\n", gpu);
+    print_depthwise(be, name, c->label);
     printf("RESULT %s %s %.1f %.1f %.0f\n", name, c->label, B / wall, wall * 1e3, mib);
     fflush(stdout);
     for (int i = 0; i < EV_COUNT; i++) backend_event_destroy(be, ev[i]);

@@ -245,8 +245,11 @@ static void cuda_against_cpu(backend_cuda_opts o) {
     backend_destroy(ref);
 }
 
+/* fp32 with our depthwise kernel named (the tight comparison of ours); tf32 and bf16 take the
+ * default AUTO, whatever it chose; cuDNN's depthwise below. */
 Test(backend_ops, cuda_fp32_matches_cpu, .timeout = 300) {
-    cuda_against_cpu((backend_cuda_opts){.precision = BACKEND_PRECISION_FP32});
+    cuda_against_cpu((backend_cuda_opts){.precision = BACKEND_PRECISION_FP32,
+                                         .depthwise = BACKEND_DEPTHWISE_OWN});
 }
 Test(backend_ops, cuda_tf32_matches_cpu, .timeout = 300) {
     cuda_against_cpu((backend_cuda_opts){.precision = BACKEND_PRECISION_TF32});
@@ -257,6 +260,57 @@ Test(backend_ops, cuda_bf16_matches_cpu, .timeout = 300) {
 Test(backend_ops, cuda_cudnn_depthwise_and_heuristics_match_cpu, .timeout = 300) {
     cuda_against_cpu((backend_cuda_opts){.depthwise = BACKEND_DEPTHWISE_CUDNN,
                                          .search = BACKEND_CONV_HEURISTIC});
+}
+
+/* AUTO: a depthwise shape planned once is timed both ways per direction and its choice follows
+ * backend_depthwise_pick of those times; planning it again, or running it, keeps the one choice;
+ * a plain conv gets none. Under HEURISTIC nothing is timed and ours is taken. The outputs of the
+ * chosen routes are the op harness's (cuda_tf32/bf16_matches_cpu run AUTO). */
+Test(backend_ops, cuda_auto_depthwise_times_and_keeps_one_choice, .timeout = 120) {
+    conv2d_desc dw = conv2d_make(8, 40, 40, 64, 64, 3, 1, 1, 64),
+                plain = conv2d_make(8, 40, 40, 64, 64, 3, 1, 1, 1);
+    for (int heur = 0; heur <= 1; heur++) {
+        backend *g = cuda_or_skip(
+            (backend_cuda_opts){.search = heur ? BACKEND_CONV_HEURISTIC : BACKEND_CONV_FIND});
+        cr_assert_eq(backend_cuda_options(g)->depthwise, BACKEND_DEPTHWISE_AUTO, "the default");
+        backend_depthwise_choice ch[4];
+        backend_conv2d_workspace_floats(g, &plain);
+        cr_assert_eq(backend_cuda_depthwise_choices(g, ch, 4), 0, "a plain conv has no choice");
+        backend_conv2d_workspace_floats(g, &dw);
+        backend_conv2d_workspace_floats(g, &dw);
+        cr_assert_eq(backend_cuda_depthwise_choices(g, ch, 4), 1, "one choice per shape");
+        backend_depthwise_choice first = ch[0];
+        cr_assert_eq(first.timed, !heur);
+        for (int k = 0; k < 3; k++) {
+            if (heur) {
+                cr_assert_eq(first.use[k], BACKEND_DEPTHWISE_OWN, "untimed: ours");
+                continue;
+            }
+            cr_assert(first.own_ms[k] > 0 && first.cudnn_ms[k] > 0 && first.find_ms[k] >= 0,
+                      "direction %d: %g %g %g ms", k, first.own_ms[k], first.cudnn_ms[k],
+                      first.find_ms[k]);
+            cr_assert_eq(first.use[k], backend_depthwise_pick(first.own_ms[k], first.cudnn_ms[k],
+                                                              first.cudnn_deterministic[k], false));
+            cr_log_info("auto depthwise direction %d: ours %.4f ms, cuDNN %.4f ms (find %.4f): %s",
+                        k, first.own_ms[k], first.cudnn_ms[k], first.find_ms[k],
+                        backend_depthwise_name(first.use[k]));
+        }
+        /* the ops run the shape without planning it anew */
+        size_t nx = (size_t)8 * 40 * 40 * 64, nw = 64 * 9;
+        float *x = backend_alloc(g, nx * sizeof *x), *y = backend_alloc(g, nx * sizeof *y),
+              *w = backend_alloc(g, nw * sizeof *w), *gw = backend_alloc(g, nw * sizeof *gw);
+        backend_zero(g, x, nx * sizeof *x);
+        backend_zero(g, w, nw * sizeof *w);
+        backend_zero(g, gw, nw * sizeof *gw);
+        backend_conv2d_forward(g, &dw, x, w, NULL, y, NULL);
+        backend_conv2d_backward_data(g, &dw, w, y, x, NULL);
+        backend_conv2d_backward_filter(g, &dw, x, y, gw, NULL, NULL);
+        backend_synchronize(g);
+        cr_assert_eq(backend_cuda_depthwise_choices(g, ch, 4), 1);
+        cr_assert_eq(memcmp(ch[0].use, first.use, sizeof first.use), 0, "the choice is kept");
+        backend_free(g, x), backend_free(g, y), backend_free(g, w), backend_free(g, gw);
+        backend_destroy(g);
+    }
 }
 
 Test(backend_ops, cuda_memory_copies_and_events, .timeout = 60) {

@@ -1,5 +1,6 @@
 // Convolutions on the GPU through cuDNN (NHWC activations, OHWI weights = cuDNN's KRSC), and the
-// depthwise shapes on our kernels when the backend says so. Twin: kernels/conv2d.c.
+// depthwise shapes of the fp32 ops on our kernels when the backend says so (depthwise OWN, or
+// AUTO's choice per shape and direction, made at planning by timing both). Twin: kernels/conv2d.c.
 //
 // Each shape gets a plan once (at model planning, through conv2d_workspace_floats, or at its first
 // op): descriptors and one algorithm per direction, picked by cudnnFind* (trial runs) or
@@ -31,6 +32,10 @@ struct conv_plan {
     cudnnConvolutionBwdDataAlgo_t data;
     cudnnConvolutionBwdFilterAlgo_t filter;
     size_t ws[DIR_COUNT];
+    float find_ms[DIR_COUNT]; // cudnnFind's time of the picked algorithm; -1: heuristics
+    bool det[DIR_COUNT];      // the picked algorithm is deterministic
+    bool dw_auto;             // a depthwise shape under AUTO: dw.use[] routes each direction
+    backend_depthwise_choice dw;
     conv_plan *next;
 };
 
@@ -92,6 +97,8 @@ static void take(cuda_ctx *c, conv_plan *p, int dir, const Perf *r, int n, Algo 
     if (i < 0) no_algorithm(c, &p->d, dir);
     *algo = r[i].algo;
     p->ws[dir] = r[i].memory;
+    p->find_ms[dir] = c->opts.search == BACKEND_CONV_FIND ? r[i].time : -1.0f;
+    p->det[dir] = r[i].determinism == CUDNN_DETERMINISTIC;
     CUDNN_CHECK(cudnnSetConvolutionMathType(p->conv[dir], r[i].mathType));
 }
 
@@ -125,6 +132,8 @@ static void choose(cuda_ctx *c, conv_plan *p) {
             c->cudnn, p->x, p->y, cv[DIR_FILTER], p->w, MAXR, &n, rw));
     take(c, p, DIR_FILTER, rw, n, &p->filter);
 }
+
+static void choose_depthwise(cuda_ctx *c, conv_plan *p);
 
 static conv_plan *plan_for(cuda_ctx *c, const conv2d_desc *d) {
     for (conv_plan *p = c->plans; p; p = p->next)
@@ -165,6 +174,7 @@ static conv_plan *plan_for(cuda_ctx *c, const conv2d_desc *d) {
         CUDA_CHECK(cudaMalloc(&c->ws, need));
         c->ws_bytes = need;
     }
+    if (c->opts.depthwise == BACKEND_DEPTHWISE_AUTO && cuda_dw_fits(d)) choose_depthwise(c, p);
     p->next = c->plans;
     c->plans = p;
     return p;
@@ -256,27 +266,12 @@ static bool bf16_math(const cuda_ctx *c) {
     return c->opts.precision == BACKEND_PRECISION_BF16;
 }
 
-// ---- the ops ---------------------------------------------------------------------------------
+// ---- the fp32 ops' cuDNN path of each direction (the ops, and AUTO's timing) ------------------
 
-static size_t cu_conv_ws_floats(backend *be, const conv2d_desc *d) {
-    cuda_ctx *c = cuda_enter(be, "conv2d_workspace_floats");
-    // choose now, at planning, not in the first step; the bf16 ops take cuDNN for every shape
-    if (!cuda_dw_own(c, d) || bf16_math(c)) plan_for(c, d);
-    c->op = NULL;
-    return 0;
-}
-
-static void cu_conv_forward(backend *be, const conv2d_desc *d, const float *x, const float *w,
-                            const float *bias, float *y, float *ws) {
-    (void)ws;
-    cuda_ctx *c = cuda_enter(be, "conv2d_forward");
-    if (cuda_dw_own(c, d)) {
-        cuda_dw_forward(c, d, x, w, bias, y);
-        cuda_leave(c);
-        return;
-    }
-    conv_plan *p = plan_for(c, d);
-    conv_sizes s = sizes_of(d);
+// y = x * w (+ bias)
+static void cudnn_forward(cuda_ctx *c, const conv_plan *p, const float *x, const float *w,
+                          const float *bias, float *y) {
+    conv_sizes s = sizes_of(&p->d);
     if (bf16_math(c)) { // x, w converted here; y the bf16 result
         bf16_regions r = regions_of(c, s, true, true, true);
         cuda_to_bf16(c, s.x, x, r.x);
@@ -286,23 +281,16 @@ static void cu_conv_forward(backend *be, const conv2d_desc *d, const float *x, c
         CUDNN_CHECK(cudnnConvolutionForward(c->cudnn, &one, p->x, x, p->w, w, p->conv[DIR_FWD],
                                             p->fwd, c->ws, p->ws[DIR_FWD], &zero, p->y, y));
         if (bias) {
-            add_bias_k<<<cuda_blocks(c, s.y), CUDA_BLOCK, 0, c->stream>>>(s.y, d->cout, bias, y);
+            add_bias_k<<<cuda_blocks(c, s.y), CUDA_BLOCK, 0, c->stream>>>(s.y, p->d.cout, bias, y);
             CUDA_LAUNCHED("add_bias_k");
         }
     }
-    cuda_leave(c);
 }
 
-// dx += (write: dx =) the data gradient, for both backward-data ops.
-static void backward_data(cuda_ctx *c, const conv2d_desc *d, const float *w, const float *dy,
-                          float *dx, bool write) {
-    if (cuda_dw_own(c, d)) { // our kernel accumulates: into a zeroed dx for write
-        if (write) CUDA_CHECK(cudaMemsetAsync(dx, 0, sizes_of(d).x * sizeof *dx, c->stream));
-        cuda_dw_backward_data(c, d, w, dy, dx);
-        return;
-    }
-    conv_plan *p = plan_for(c, d);
-    conv_sizes s = sizes_of(d);
+// dx += (write: dx =) the data gradient
+static void cudnn_backward_data(cuda_ctx *c, const conv_plan *p, const float *w, const float *dy,
+                                float *dx, bool write) {
+    conv_sizes s = sizes_of(&p->d);
     if (bf16_math(c)) { // w, dy converted into their regions; x's receives dx
         bf16_regions r = regions_of(c, s, true, true, true);
         cuda_to_bf16(c, s.w, w, r.w);
@@ -313,6 +301,184 @@ static void backward_data(cuda_ctx *c, const conv2d_desc *d, const float *w, con
                                                  p->conv[DIR_DATA], p->data, c->ws, p->ws[DIR_DATA],
                                                  write ? &zero : &one, p->x, dx));
     }
+}
+
+// dw += the filter gradient (the bias gradient is the op's: our channel sum)
+static void cudnn_backward_filter(cuda_ctx *c, const conv_plan *p, const float *x, const float *dy,
+                                  float *dw) {
+    conv_sizes s = sizes_of(&p->d);
+    if (bf16_math(c)) { // x, dy converted into their regions; w's receives dw
+        bf16_regions r = regions_of(c, s, true, true, true);
+        cuda_to_bf16(c, s.x, x, r.x);
+        cuda_to_bf16(c, s.y, dy, r.y);
+        filter_bf16(c, p, s, r.x, r.y, r.w, dw);
+    } else {
+        CUDNN_CHECK(cudnnConvolutionBackwardFilter(c->cudnn, &one, p->x, x, p->y, dy,
+                                                   p->conv[DIR_FILTER], p->filter, c->ws,
+                                                   p->ws[DIR_FILTER], &one, p->w, dw));
+    }
+}
+
+// ---- AUTO: our depthwise kernel or cuDNN, per shape and direction ----------------------------
+//
+// Timed once, when the shape is planned, on scratch tensors of the shape (zeros; the caller's are
+// never touched): per direction and implementation DW_WARMUP calls (which also grow the shared
+// scratch, whose growth synchronises), then DW_REPS calls between two events on the backend's
+// stream; two rounds in opposite orders, the lower time of each side kept, so that neither gains
+// from the clocks ramping up after an idle GPU. Both sides are timed the same way and as the ops
+// run them (cuDNN's with its bf16 copies in amp); no bias (YOLO's depthwise convs have none).
+// backend_depthwise_pick decides.
+
+enum { DW_WARMUP = 2, DW_REPS = 5 };
+
+typedef struct dw_tensors {
+    float *x, *dx, *y, *w, *dw; // y also serves as dy
+} dw_tensors;
+
+static void dw_run(cuda_ctx *c, const conv_plan *p, int dir, bool own, const dw_tensors *t) {
+    const conv2d_desc *d = &p->d;
+    if (dir == DIR_FWD)
+        own ? cuda_dw_forward(c, d, t->x, t->w, NULL, t->y)
+            : cudnn_forward(c, p, t->x, t->w, NULL, t->y);
+    else if (dir == DIR_DATA)
+        own ? cuda_dw_backward_data(c, d, t->w, t->y, t->dx)
+            : cudnn_backward_data(c, p, t->w, t->y, t->dx, false);
+    else
+        own ? cuda_dw_backward_filter(c, d, t->x, t->y, t->dw, NULL)
+            : cudnn_backward_filter(c, p, t->x, t->y, t->dw);
+}
+
+// Mean milliseconds of one call.
+static double dw_time(cuda_ctx *c, const conv_plan *p, int dir, bool own, const dw_tensors *t,
+                      cudaEvent_t ev[2]) {
+    for (int i = 0; i < DW_WARMUP; i++) dw_run(c, p, dir, own, t);
+    CUDA_CHECK(cudaEventRecord(ev[0], c->stream));
+    for (int i = 0; i < DW_REPS; i++) dw_run(c, p, dir, own, t);
+    CUDA_CHECK(cudaEventRecord(ev[1], c->stream));
+    CUDA_CHECK(cudaEventSynchronize(ev[1]));
+    float ms = 0;
+    CUDA_CHECK(cudaEventElapsedTime(&ms, ev[0], ev[1]));
+    return ms / DW_REPS;
+}
+
+// cudaMalloc of n floats, zeroed on the stream; NULL (with the error cleared) when the device is
+// out of memory, which leaves the shape untimed rather than ending the run.
+static float *dw_alloc(cuda_ctx *c, size_t n) {
+    void *q = NULL;
+    cudaError_t e = cudaMalloc(&q, n * sizeof(float));
+    if (e == cudaErrorMemoryAllocation) {
+        (void)cudaGetLastError(); // not sticky: clear it, or the next launch check reports it
+        return NULL;
+    }
+    cuda_check_at(c, e, __FILE__, __LINE__, "cudaMalloc (depthwise timing tensors)");
+    CUDA_CHECK(cudaMemsetAsync(q, 0, n * sizeof(float), c->stream));
+    return (float *)q;
+}
+
+// Times both implementations of every direction into ch (whose times start at -1); false when the
+// scratch tensors do not fit.
+static bool dw_measure(cuda_ctx *c, const conv_plan *p, backend_depthwise_choice *ch) {
+    conv_sizes s = sizes_of(&p->d);
+    dw_tensors t = {dw_alloc(c, s.x), dw_alloc(c, s.x), dw_alloc(c, s.y), dw_alloc(c, s.w),
+                    dw_alloc(c, s.w)};
+    bool ok = t.x && t.dx && t.y && t.w && t.dw;
+    if (ok) {
+        cudaEvent_t ev[2];
+        CUDA_CHECK(cudaEventCreate(&ev[0]));
+        CUDA_CHECK(cudaEventCreate(&ev[1]));
+        for (int dir = 0; dir < DIR_COUNT; dir++)
+            for (int round = 0; round < 2; round++)
+                for (int k = 0; k < 2; k++) {
+                    bool own = k == round; // round 0: ours first; round 1: cuDNN first
+                    double ms = dw_time(c, p, dir, own, &t, ev),
+                           *best = own ? &ch->own_ms[dir] : &ch->cudnn_ms[dir];
+                    if (*best < 0 || ms < *best) *best = ms;
+                }
+        CUDA_CHECK(cudaEventDestroy(ev[0]));
+        CUDA_CHECK(cudaEventDestroy(ev[1]));
+    }
+    CUDA_CHECK(cudaStreamSynchronize(c->stream)); // nothing may still use them (the memsets)
+    float *all[] = {t.x, t.dx, t.y, t.w, t.dw};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        if (all[i]) CUDA_CHECK(cudaFree(all[i]));
+    return ok;
+}
+
+static void choose_depthwise(cuda_ctx *c, conv_plan *p) {
+    backend_depthwise_choice *ch = &p->dw;
+    const conv2d_desc *d = &p->d;
+    ch->d = *d;
+    for (int dir = 0; dir < DIR_COUNT; dir++) {
+        ch->find_ms[dir] = p->find_ms[dir], ch->own_ms[dir] = ch->cudnn_ms[dir] = -1;
+        ch->cudnn_deterministic[dir] = p->det[dir];
+    }
+    // Under HEURISTIC cuDNN's choice involves no timing, and neither does this one: ours.
+    ch->timed = c->opts.search == BACKEND_CONV_FIND && dw_measure(c, p, ch);
+    if (c->opts.search == BACKEND_CONV_FIND && !ch->timed)
+        log_warn("CUDA backend %s: depthwise conv n%d %dx%dx%d k%d s%d: no device memory to time "
+                 "it; our kernel",
+                 c->name, d->n, d->h, d->w, d->cin, d->kh, d->stride);
+    for (int dir = 0; dir < DIR_COUNT; dir++)
+        ch->use[dir] = backend_depthwise_pick(ch->own_ms[dir], ch->cudnn_ms[dir], p->det[dir],
+                                              c->opts.nondeterministic);
+    p->dw_auto = true;
+}
+
+// The plan that runs direction dir of d on cuDNN, or NULL where it runs on our depthwise kernel.
+static conv_plan *route(cuda_ctx *c, const conv2d_desc *d, int dir) {
+    if (c->opts.depthwise == BACKEND_DEPTHWISE_OWN && cuda_dw_fits(d)) return NULL;
+    conv_plan *p = plan_for(c, d);
+    return p->dw_auto && p->dw.use[dir] == BACKEND_DEPTHWISE_OWN ? NULL : p;
+}
+
+extern "C" int backend_cuda_depthwise_choices(const backend *be, backend_depthwise_choice *out,
+                                              int max) {
+    if (!backend_cuda_options(be)) return 0;
+    int n = 0;
+    for (const conv_plan *p = cuda_ctx_of(be)->plans; p; p = p->next) n += p->dw_auto;
+    int k = n; // the list is newest first: fill from the end for planning order
+    for (const conv_plan *p = cuda_ctx_of(be)->plans; p; p = p->next)
+        if (p->dw_auto && --k < max) out[k] = p->dw;
+    return n;
+}
+
+// ---- the ops ---------------------------------------------------------------------------------
+
+static size_t cu_conv_ws_floats(backend *be, const conv2d_desc *d) {
+    cuda_ctx *c = cuda_enter(be, "conv2d_workspace_floats");
+    // plan (and under AUTO choose) now, at planning, not in the first step; the bf16 ops take
+    // cuDNN for every shape
+    if (bf16_math(c))
+        plan_for(c, d);
+    else
+        route(c, d, DIR_FWD);
+    c->op = NULL;
+    return 0;
+}
+
+static void cu_conv_forward(backend *be, const conv2d_desc *d, const float *x, const float *w,
+                            const float *bias, float *y, float *ws) {
+    (void)ws;
+    cuda_ctx *c = cuda_enter(be, "conv2d_forward");
+    conv_plan *p = route(c, d, DIR_FWD);
+    if (p)
+        cudnn_forward(c, p, x, w, bias, y);
+    else
+        cuda_dw_forward(c, d, x, w, bias, y);
+    cuda_leave(c);
+}
+
+// dx += (write: dx =) the data gradient, for both backward-data ops.
+static void backward_data(cuda_ctx *c, const conv2d_desc *d, const float *w, const float *dy,
+                          float *dx, bool write) {
+    conv_plan *p = route(c, d, DIR_DATA);
+    if (p) {
+        cudnn_backward_data(c, p, w, dy, dx, write);
+        return;
+    }
+    // our kernel accumulates: into a zeroed dx for write
+    if (write) CUDA_CHECK(cudaMemsetAsync(dx, 0, sizes_of(d).x * sizeof *dx, c->stream));
+    cuda_dw_backward_data(c, d, w, dy, dx);
 }
 
 static void cu_conv_backward_data(backend *be, const conv2d_desc *d, const float *w,
@@ -335,25 +501,15 @@ static void cu_conv_backward_filter(backend *be, const conv2d_desc *d, const flo
                                     const float *dy, float *dw, float *dbias, float *ws) {
     (void)ws;
     cuda_ctx *c = cuda_enter(be, "conv2d_backward_filter");
-    if (cuda_dw_own(c, d)) {
+    conv_plan *p = route(c, d, DIR_FILTER);
+    if (!p) {
         cuda_dw_backward_filter(c, d, x, dy, dw, dbias);
         cuda_leave(c);
         return;
     }
-    conv_plan *p = plan_for(c, d);
-    conv_sizes s = sizes_of(d);
-    if (dw && bf16_math(c)) { // x, dy converted into their regions; w's receives dw
-        bf16_regions r = regions_of(c, s, true, true, true);
-        cuda_to_bf16(c, s.x, x, r.x);
-        cuda_to_bf16(c, s.y, dy, r.y);
-        filter_bf16(c, p, s, r.x, r.y, r.w, dw);
-    } else if (dw) {
-        CUDNN_CHECK(cudnnConvolutionBackwardFilter(c->cudnn, &one, p->x, x, p->y, dy,
-                                                   p->conv[DIR_FILTER], p->filter, c->ws,
-                                                   p->ws[DIR_FILTER], &one, p->w, dw));
-    }
+    if (dw) cudnn_backward_filter(c, p, x, dy, dw);
     // after the bf16 work above: its scratch is not this sum's (stream order)
-    if (dbias) cuda_channel_sum_add(c, (int)(s.y / (size_t)d->cout), d->cout, dy, dbias);
+    if (dbias) cuda_channel_sum_add(c, (int)(sizes_of(d).y / (size_t)d->cout), d->cout, dy, dbias);
     cuda_leave(c);
 }
 

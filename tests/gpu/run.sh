@@ -244,6 +244,8 @@ run_all() {
     echo "==== GPU report ($(date -u +%FT%TZ), $(nvidia-smi -L 2>/dev/null | head -1 || echo 'no GPU'))"
     printf '%s\n' "${RESULTS[@]}"
     grep -h '^RESULT' build/gpu-bench.log build/gpu-bench-ul.log 2>/dev/null
+    # what depthwise AUTO chose per shape, with our kernel's time against cuDNN's
+    grep -h -E '^  depthwise convs of |^    n[0-9]+ ' build/gpu-bench.log 2>/dev/null
     echo "==== total $(($(date +%s) - T0)) s"
   } | tee "$REPORT"
   if [ -n "${OUT:-}" ]; then

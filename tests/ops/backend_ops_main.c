@@ -3,7 +3,7 @@
  * one line per case, a summary per configuration. Built by `make backend-ops` from the kernels,
  * the backends and the harness alone (docs/cuda.md).
  *
- *   build/backend_ops [device=0] [precision=fp32|tf32|bf16|all] [depthwise=own|cudnn|both]
+ *   build/backend_ops [device=0] [precision=fp32|tf32|bf16|all] [depthwise=auto|own|cudnn|both|all]
  *                     [search=find|heuristic] [op=NAME] [seed=N] [quiet=1] [backend=cuda|cpu]
  *
  * backend=cpu runs the CPU backend in device-memory mode against the CPU backend, bit for bit:
@@ -76,11 +76,12 @@ static int run_on_cpu(const char *only, unsigned long long seed, bool quiet) {
 }
 
 static int usage(const char *bad) {
-    fprintf(stderr,
-            "backend_ops: %s\nusage: backend_ops [device=0] [precision=fp32|tf32|bf16|all] "
-            "[depthwise=own|cudnn|both] [search=find|heuristic] [op=NAME] [seed=N] [quiet=1] "
-            "[backend=cuda|cpu]\n",
-            bad);
+    fprintf(
+        stderr,
+        "backend_ops: %s\nusage: backend_ops [device=0] [precision=fp32|tf32|bf16|all] "
+        "[depthwise=auto|own|cudnn|both|all] [search=find|heuristic] [op=NAME] [seed=N] [quiet=1] "
+        "[backend=cuda|cpu]\n",
+        bad);
     return 2;
 }
 
@@ -107,14 +108,16 @@ int main(int argc, char **argv) {
                 prec_lo = prec_hi = p;
             }
         } else if (!strncmp(a, "depthwise=", 10)) {
-            if (!strcmp(v, "own"))
-                dw_lo = dw_hi = BACKEND_DEPTHWISE_OWN;
-            else if (!strcmp(v, "cudnn"))
-                dw_lo = dw_hi = BACKEND_DEPTHWISE_CUDNN;
-            else if (!strcmp(v, "both"))
-                dw_lo = 0, dw_hi = 1;
-            else
-                return usage(a);
+            if (!strcmp(v, "both")) { /* the two implementations; all: and AUTO's choice */
+                dw_lo = BACKEND_DEPTHWISE_OWN, dw_hi = BACKEND_DEPTHWISE_CUDNN;
+            } else if (!strcmp(v, "all")) {
+                dw_lo = 0, dw_hi = BACKEND_DEPTHWISE_COUNT - 1;
+            } else {
+                int d = 0;
+                while (d < BACKEND_DEPTHWISE_COUNT && strcmp(v, backend_depthwise_name(d))) d++;
+                if (d == BACKEND_DEPTHWISE_COUNT) return usage(a);
+                dw_lo = dw_hi = d;
+            }
         } else if (!strncmp(a, "search=", 7)) {
             if (!strcmp(v, "find"))
                 base.search = BACKEND_CONV_FIND;
@@ -160,7 +163,7 @@ int main(int argc, char **argv) {
                 return 1;
             }
             printf("backend_ops: %s, precision %s, depthwise %s, search %s\n", backend_name(g),
-                   backend_precision_name(o.precision), dw ? "cudnn" : "own",
+                   backend_precision_name(o.precision), backend_depthwise_name(o.depthwise),
                    o.search == BACKEND_CONV_FIND ? "find" : "heuristic");
             failures += check_memory(g);
             counts c = {.quiet = quiet, .cuda = true, .precision = o.precision};
@@ -170,7 +173,7 @@ int main(int argc, char **argv) {
                 report, &c);
             char what[64];
             snprintf(what, sizeof what, "%s %s", backend_precision_name(o.precision),
-                     dw ? "cudnn" : "own");
+                     backend_depthwise_name(o.depthwise));
             failures += summary(what, &c);
             backend_destroy(g);
         }
