@@ -9,13 +9,16 @@
  * loss / backward / all-reduce (one GPU: none) / optimizer, the share of convolutions, the GPU
  * memory the step holds, and the model FLOP utilisation against the GPU's datasheet peak for the
  * precision (3 x the forward's conv FLOPs per image, Ultralytics' GFLOPs convention).
- * The depthwise convs' implementation that the backend's AUTO chose per shape and direction, with
+ * deterministic= as train's (default True: cuDNN's heuristic algorithm choices, as the trainer and
+ * Ultralytics' default make them; False: timed, the fastest). Under deterministic=False, the
+ * depthwise convs' implementation that the backend's AUTO chose per shape and direction, with
  * our kernel's time against cuDNN's (the one conv comparison that is not cuDNN against itself).
  * One machine-readable line each:  RESULT <model> <fp32|tf32|amp> <images/s> <ms/step> <MiB>
+ * (the precision label gets "-timed" under deterministic=False).
  * tests/gpu/run.sh divides ours by bench_gpu_ultralytics.py's (same GPU, models, imgsz, batch).
  *
  * Usage: bench_gpu_train [model=yolov8n.yaml,yolo26n.yaml] [imgsz=640] [batch=64]
- *        [precision=fp32,amp] [steps=20] [warmup=3] [device=0]
+ *        [precision=fp32,amp] [steps=20] [warmup=3] [deterministic=True] [device=0]
  * Without a GPU it says why and exits 0. device=cpu runs the same code on the CPU backend in its
  * device-memory mode (every copy a GPU needs is taken): the rehearsal's check of this program. */
 #include "common/kv.h"
@@ -45,6 +48,7 @@ typedef struct cfg {
     backend_precision prec;
     const char *label;
     int imgsz, batch, steps, warmup, device; /* device -1: the CPU backend (device memory mode) */
+    bool deterministic; /* train's deterministic=: cuDNN heuristics, or timed (worker/device.h) */
 } cfg;
 
 /* Datasheet dense peak (TFLOP/s) of the GPUs we are lent, by precision; 0 when unknown. */
@@ -128,11 +132,9 @@ static int bench_one(const cfg *c) {
     char err[512], gpu[256];
     size_t free0, free1;
     gpu_name(c->device, gpu, sizeof gpu, &free0);
-    backend *be =
-        c->device < 0
-            ? backend_cpu_create(&(backend_cpu_opts){.device_memory = true})
-            : backend_cuda_create(&(backend_cuda_opts){.device = c->device, .precision = c->prec},
-                                  err, sizeof err);
+    backend_cuda_opts co = device_cuda_options(c->device, c->prec, c->deterministic);
+    backend *be = c->device < 0 ? backend_cpu_create(&(backend_cpu_opts){.device_memory = true})
+                                : backend_cuda_create(&co, err, sizeof err);
     if (!be) {
         log_error("%s", err);
         return 1;
@@ -273,12 +275,14 @@ int main(int argc, char **argv) {
     }
     const char *models, *precs, *dev;
     long imgsz, batch, steps, warmup, device = -1;
+    bool deterministic;
     if (kv_get_str(&a, "model", "yolov8n.yaml,yolo26n.yaml", &models) ||
         kv_get_str(&a, "precision", "fp32,amp", &precs) ||
         kv_get_long(&a, "imgsz", 640, &imgsz, err, sizeof err) ||
         kv_get_long(&a, "batch", 64, &batch, err, sizeof err) ||
         kv_get_long(&a, "steps", 20, &steps, err, sizeof err) ||
         kv_get_long(&a, "warmup", 3, &warmup, err, sizeof err) ||
+        kv_get_bool(&a, "deterministic", true, &deterministic, err, sizeof err) ||
         kv_get_str(&a, "device", "0", &dev) || kv_check_unused(&a, err, sizeof err) ||
         (strcmp(dev, "cpu") && (!parse_long(dev, &device) || device < 0))) {
         if (!err[0]) snprintf(err, sizeof err, "device=%s: expected cpu or a GPU index", dev);
@@ -305,7 +309,8 @@ int main(int argc, char **argv) {
                      .batch = (int)batch,
                      .steps = (int)steps,
                      .warmup = (int)warmup,
-                     .device = (int)device};
+                     .device = (int)device,
+                     .deterministic = deterministic};
             if (!strcmp(p, "fp32"))
                 c.prec = BACKEND_PRECISION_FP32;
             else if (!strcmp(p, "tf32"))
@@ -317,6 +322,10 @@ int main(int argc, char **argv) {
                 rc = 2;
                 break;
             }
+            if (!deterministic) /* its own RESULT label: run.sh's ratios take the default's */
+                c.label = c.prec == BACKEND_PRECISION_FP32   ? "fp32-timed"
+                          : c.prec == BACKEND_PRECISION_TF32 ? "tf32-timed"
+                                                             : "amp-timed";
             rc = bench_one(&c);
         }
         free(pl);
