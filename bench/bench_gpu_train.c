@@ -9,11 +9,16 @@
  * loss / backward / all-reduce (one GPU: none) / optimizer, the share of convolutions, the GPU
  * memory the step holds, and the model FLOP utilisation against the GPU's datasheet peak for the
  * precision (3 x the forward's conv FLOPs per image, Ultralytics' GFLOPs convention).
+ * deterministic= as train's (default True: cuDNN's heuristic algorithm choices, as the trainer and
+ * Ultralytics' default make them; False: timed, the fastest). Under deterministic=False, the
+ * depthwise convs' implementation that the backend's AUTO chose per shape and direction, with
+ * our kernel's time against cuDNN's (the one conv comparison that is not cuDNN against itself).
  * One machine-readable line each:  RESULT <model> <fp32|tf32|amp> <images/s> <ms/step> <MiB>
+ * (the precision label gets "-timed" under deterministic=False).
  * tests/gpu/run.sh divides ours by bench_gpu_ultralytics.py's (same GPU, models, imgsz, batch).
  *
  * Usage: bench_gpu_train [model=yolov8n.yaml,yolo26n.yaml] [imgsz=640] [batch=64]
- *        [precision=fp32,amp] [steps=20] [warmup=3] [device=0]
+ *        [precision=fp32,amp] [steps=20] [warmup=3] [deterministic=True] [device=0]
  * Without a GPU it says why and exits 0. device=cpu runs the same code on the CPU backend in its
  * device-memory mode (every copy a GPU needs is taken): the rehearsal's check of this program. */
 #include "common/kv.h"
@@ -24,6 +29,7 @@
 #include "kernels/backend_cuda.h"
 #include "kernels/optim.h"
 #include "worker/batch_ring.h"
+#include "worker/device.h"
 #include "worker/head_loss.h"
 #include "worker/model.h"
 #include "worker/train_setup.h"
@@ -42,6 +48,7 @@ typedef struct cfg {
     backend_precision prec;
     const char *label;
     int imgsz, batch, steps, warmup, device; /* device -1: the CPU backend (device memory mode) */
+    bool deterministic; /* train's deterministic=: cuDNN heuristics, or timed (worker/device.h) */
 } cfg;
 
 /* Datasheet dense peak (TFLOP/s) of the GPUs we are lent, by precision; 0 when unknown. */
@@ -94,15 +101,40 @@ static float *random_targets(int B, int nc, int *nt) {
     return t;
 }
 
+/* The depthwise shapes' implementation as the backend's AUTO chose it at planning, with the two
+ * times it compared (our kernel against cuDNN's chosen algorithm, both timed by the backend the
+ * same way; cudnnFind's own time of that algorithm beside them). */
+static void print_depthwise(const backend *be, const char *model, const char *label) {
+    enum { MAX = 64 };
+    static const char *const dir[3] = {"fwd", "bwd-data", "bwd-filter"};
+    backend_depthwise_choice ch[MAX];
+    int n = backend_cuda_depthwise_choices(be, ch, MAX);
+    if (n == 0) return;
+    printf("  depthwise convs of %s %s (AUTO, per shape and direction: ms of ours / cuDNN's, "
+           "ratio, cudnnFind's ms, chosen):\n",
+           model, label);
+    for (int i = 0; i < n && i < MAX; i++) {
+        const conv2d_desc *d = &ch[i].d;
+        printf("    n%d %dx%dx%d k%d s%d:", d->n, d->h, d->w, d->cin, d->kh, d->stride);
+        for (int k = 0; k < 3; k++) {
+            if (ch[i].timed)
+                printf(" %s %.3f/%.3f (x%.2f, find %.3f) %s;", dir[k], ch[i].own_ms[k],
+                       ch[i].cudnn_ms[k], ch[i].own_ms[k] / ch[i].cudnn_ms[k], ch[i].find_ms[k],
+                       backend_depthwise_name(ch[i].use[k]));
+            else
+                printf(" %s untimed %s;", dir[k], backend_depthwise_name(ch[i].use[k]));
+        }
+        printf("\n");
+    }
+}
+
 static int bench_one(const cfg *c) {
     char err[512], gpu[256];
     size_t free0, free1;
     gpu_name(c->device, gpu, sizeof gpu, &free0);
-    backend *be =
-        c->device < 0
-            ? backend_cpu_create(&(backend_cpu_opts){.device_memory = true})
-            : backend_cuda_create(&(backend_cuda_opts){.device = c->device, .precision = c->prec},
-                                  err, sizeof err);
+    backend_cuda_opts co = device_cuda_options(c->device, c->prec, c->deterministic);
+    backend *be = c->device < 0 ? backend_cpu_create(&(backend_cpu_opts){.device_memory = true})
+                                : backend_cuda_create(&co, err, sizeof err);
     if (!be) {
         log_error("%s", err);
         return 1;
@@ -110,6 +142,8 @@ static int bench_one(const cfg *c) {
     const int nc = 80, B = c->batch, S = c->imgsz;
     model *m = model_create_on(be, c->yaml, nc, 0, err, sizeof err);
     model *ema = m ? model_create_on(be, c->yaml, nc, 0, err, sizeof err) : NULL;
+    /* amp trains the bf16 graph, as the trainer does (worker/device.h); the EMA copy only blends */
+    if (m) model_set_conv_precision(m, device_gpu_conv_precision(be, c->prec));
     if (!m || !ema || model_plan(m, B, S, S, err, sizeof err) != 0) {
         log_error("%s", err);
         return 1;
@@ -208,13 +242,15 @@ static int bench_one(const cfg *c) {
     char kinds[512];
     printf("  convolutions %.0f%% of forward+backward; last step by op (s fwd/bwd): %s\n",
            100 * conv / (conv + other), model_timing_text(m, kinds, sizeof kinds));
-    printf("  GPU memory held: %.0f MiB; %.1f TFLOP/s (%.2f GFLOP per image, x3 for training)", mib,
-           flops / wall / 1e12, (2 * macs + bias) / 1e9);
+    printf("  GPU memory held: %.0f MiB (model arena %.0f MiB); %.1f TFLOP/s (%.2f GFLOP per "
+           "image, x3 for training)",
+           mib, model_arena_bytes(m) / 1048576.0, flops / wall / 1e12, (2 * macs + bias) / 1e9);
     if (peak > 0)
         printf(", MFU %.1f%% of %s's %.0f TFLOP/s %s peak\n", 100 * flops / wall / 1e12 / peak, gpu,
                peak, backend_precision_name(c->prec));
     else
         printf(" (no datasheet peak known for %s)\n", gpu);
+    print_depthwise(be, name, c->label);
     printf("RESULT %s %s %.1f %.1f %.0f\n", name, c->label, B / wall, wall * 1e3, mib);
     fflush(stdout);
     for (int i = 0; i < EV_COUNT; i++) backend_event_destroy(be, ev[i]);
@@ -239,12 +275,14 @@ int main(int argc, char **argv) {
     }
     const char *models, *precs, *dev;
     long imgsz, batch, steps, warmup, device = -1;
+    bool deterministic;
     if (kv_get_str(&a, "model", "yolov8n.yaml,yolo26n.yaml", &models) ||
         kv_get_str(&a, "precision", "fp32,amp", &precs) ||
         kv_get_long(&a, "imgsz", 640, &imgsz, err, sizeof err) ||
         kv_get_long(&a, "batch", 64, &batch, err, sizeof err) ||
         kv_get_long(&a, "steps", 20, &steps, err, sizeof err) ||
         kv_get_long(&a, "warmup", 3, &warmup, err, sizeof err) ||
+        kv_get_bool(&a, "deterministic", true, &deterministic, err, sizeof err) ||
         kv_get_str(&a, "device", "0", &dev) || kv_check_unused(&a, err, sizeof err) ||
         (strcmp(dev, "cpu") && (!parse_long(dev, &device) || device < 0))) {
         if (!err[0]) snprintf(err, sizeof err, "device=%s: expected cpu or a GPU index", dev);
@@ -271,7 +309,8 @@ int main(int argc, char **argv) {
                      .batch = (int)batch,
                      .steps = (int)steps,
                      .warmup = (int)warmup,
-                     .device = (int)device};
+                     .device = (int)device,
+                     .deterministic = deterministic};
             if (!strcmp(p, "fp32"))
                 c.prec = BACKEND_PRECISION_FP32;
             else if (!strcmp(p, "tf32"))
@@ -283,6 +322,10 @@ int main(int argc, char **argv) {
                 rc = 2;
                 break;
             }
+            if (!deterministic) /* its own RESULT label: run.sh's ratios take the default's */
+                c.label = c.prec == BACKEND_PRECISION_FP32   ? "fp32-timed"
+                          : c.prec == BACKEND_PRECISION_TF32 ? "tf32-timed"
+                                                             : "amp-timed";
             rc = bench_one(&c);
         }
         free(pl);

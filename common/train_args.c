@@ -302,6 +302,9 @@ int train_args_parse(kv_args *args, train_args *out, char *err, size_t errlen) {
     }
     if (map_end2end(args, out, err, errlen) != 0) return -1;
     if (kv_check_unused(args, err, errlen) != 0) return -1;
+    if (!out->deterministic && train_args_gpus(out, NULL, 0) == 0)
+        log_warn("deterministic=False has no effect on the CPU: its training is always "
+                 "deterministic (on a GPU it lets cuDNN time and pick any algorithm)");
     if (!out->data[0]) return errf(err, errlen, "data: missing (data=<file.h5|dataset.yaml>)");
     if (access(out->data, R_OK) != 0)
         return errf(err, errlen, "data=%s: file not found", out->data);

@@ -3,6 +3,7 @@
 #include "common/log.h"
 #include "coordinator/charts.h"
 #include "dataio/decode.h"
+#include "dataio/loader.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,7 +65,15 @@ static int draw_mosaics(const chart_run *s, int k, const chart_validation *v, ch
     int rc = 0;
     for (int i = 0; i < n && rc == 0; i++) {
         dataset_sample smp;
-        if (dataset_read(s->ds, s->split, lo + i, &smp, err, errlen) != 0) {
+        char file[256];
+        /* HDF5 is not thread-safe here and the checkpoint writer thread may be writing a version
+         * (the last validation comes while versions are still queued): take its lock */
+        loader_io_lock();
+        int got = dataset_read(s->ds, s->split, lo + i, &smp, err, errlen);
+        if (got == 0 && dataset_filename(s->ds, s->split, lo + i, file, sizeof file) != 0)
+            snprintf(file, sizeof file, "val %d", lo + i);
+        loader_io_unlock();
+        if (got != 0) {
             rc = -1;
             break;
         }
@@ -73,9 +82,6 @@ static int draw_mosaics(const chart_run *s, int k, const chart_validation *v, ch
         rc = image_decode(smp.bytes, smp.nbytes, smp.encoding, 0, 0, &rgb, &h, &w, err, errlen);
         if (rc == 0) {
             tiles[i] = (chart_tile){.rgb = rgb, .w = w, .h = h, .name = names[i]};
-            char file[256];
-            if (dataset_filename(s->ds, s->split, lo + i, file, sizeof file) != 0)
-                snprintf(file, sizeof file, "val %d", lo + i);
             const char *base = strrchr(file, '/'); /* plot_images shows the file's name */
             snprintf(names[i], sizeof names[i], "%s", base ? base + 1 : file);
             gt = xrealloc(gt, (ngt + (size_t)smp.nboxes + 1) * sizeof *gt);

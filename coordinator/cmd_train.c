@@ -340,9 +340,10 @@ static int run(train_args *a, int workers, const resume_plan *plan) {
     if (prep.class_weights) CHECK_MPI(MPI_Bcast(cls_w, job.nc, MPI_FLOAT, 0, MPI_COMM_WORLD));
     free(cls_w);
     log_info("training %s on %s (%d train / %d val images, %d classes) with %d worker(s), "
-             "batch %ld, imgsz %ld, Ultralytics %s semantics -> %s",
+             "batch %ld, imgsz %ld%s%s%s, Ultralytics %s semantics -> %s",
              a->model, a->data, n_train, job.n_val, job.nc, workers, a->batch, a->imgsz,
-             ul_version_name(a->ultralytics), a->save_dir);
+             plan->imgsz_from[0] ? " (the training imgsz of " : "", plan->imgsz_from,
+             plan->imgsz_from[0] ? ")" : "", ul_version_name(a->ultralytics), a->save_dir);
     model_info mi;
     rank_watch_recv(&mi, sizeof mi, MPI_BYTE, 1, TAG_MODEL_INFO, "model info");
     mi.precision[sizeof mi.precision - 1] = '\0';

@@ -2,6 +2,7 @@
 
 #include "common/atomic_file.h"
 #include "common/log.h"
+#include "dataio/loader.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -42,8 +43,10 @@ int coco_predictions_write(const char *path, dataset *ds, split_id split, const 
         const val_plot_det *d = k[i].d;
         if (d->image != last) {
             last = d->image;
-            if (dataset_filename(ds, split, d->image, name, sizeof name) != 0 || !name[0])
-                snprintf(name, sizeof name, "%06d", d->image);
+            loader_io_lock(); /* HDF5: the checkpoint writer thread may be writing */
+            int got = dataset_filename(ds, split, d->image, name, sizeof name);
+            loader_io_unlock();
+            if (got != 0 || !name[0]) snprintf(name, sizeof name, "%06d", d->image);
             const char *base = strrchr(name, '/') ? strrchr(name, '/') + 1 : name;
             memmove(name, base, strlen(base) + 1);
             snprintf(stem, sizeof stem, "%s", name);

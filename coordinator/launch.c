@@ -168,7 +168,7 @@ static int read_report(int fd, char *run, size_t n) {
  * and on the terminal, and removes the endpoints it left once its process is gone. */
 static void note_unfinished(const char *run, int mpirun_rc) {
     int newest = ckpt_store_max_version(run);
-    char line[PATH_MAX + 256], path[PATH_MAX + 16];
+    char line[2 * PATH_MAX + 256], path[PATH_MAX + 16]; /* the run folder appears twice */
     int n = snprintf(line, sizeof line,
                      "the job ended before the coordinator finished (mpirun status %d%s); ",
                      mpirun_rc, mpirun_rc > 128 ? ": a rank was killed by a signal" : "");

@@ -28,6 +28,16 @@ bool model_source_is_weights(const char *spec) {
     return ends_with(spec, ".h5") || ends_with(spec, ".pt");
 }
 
+bool model_source_default_imgsz(train_args *a, bool imgsz_given, char *from, size_t n) {
+    if (n) from[0] = 0;
+    if (imgsz_given || !model_source_is_weights(a->model)) return false;
+    int s = model_weights_recorded_imgsz(a->model);
+    if (s <= 0) return false;
+    a->imgsz = s;
+    snprintf(from, n, "%s", a->model);
+    return true;
+}
+
 /* A top-level "scale:" line, or none. */
 static bool has_scale_key(const char *text) {
     for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)

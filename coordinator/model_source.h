@@ -41,6 +41,16 @@ void model_source_free(model_source *s);
  * builds the same model under any name). NULL with one line in err. */
 char *model_source_yaml(const char *spec, char *name, size_t n, char *err, size_t errlen);
 
+/* Ultralytics' imgsz default for `train model=<weights>` (8.4.190: YOLO("x.pt") keeps the
+ * checkpoint's imgsz among its overrides (Model._reset_ckpt_args), and train() puts only the
+ * caller's own arguments above them): when imgsz= was not given and model= names weights (a
+ * weights file or a version, whether or not pretrained=False) that record their training imgsz,
+ * a->imgsz becomes that one and `from` names the file; otherwise nothing changes and from is "".
+ * model=<yaml> with pretrained=<weights> keeps the default (Ultralytics' too). Weights that cannot
+ * be read change nothing here (model_source_resolve refuses them with the reason). Returns
+ * whether a->imgsz was taken from the weights. */
+bool model_source_default_imgsz(train_args *a, bool imgsz_given, char *from, size_t n);
+
 /* Whether a model= / pretrained= value names weights (an .h5 file) rather than a yaml. */
 bool model_source_is_weights(const char *spec);
 

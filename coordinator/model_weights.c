@@ -66,6 +66,14 @@ static void add_tensor(model_weights *w, const ckpt_tensor *src, const char *nam
     t->data = NULL;
 }
 
+/* The imgsz of a version's args.yaml text: > 0, or 0 when absent or not a size. */
+static int imgsz_of_args(const char *args_yaml) {
+    char v[64];
+    long l;
+    kv_args_yaml_value(args_yaml ? args_yaml : "", "imgsz", v, sizeof v);
+    return parse_long(v, &l) && l > 0 && l < 1L << 20 ? (int)l : 0;
+}
+
 static int from_checkpoint(const char *path, model_weights *w, void (*report)(void *, const char *),
                            void *ctx, char *err, size_t errlen) {
     ckpt_file *f = ckpt_open(path, err, errlen);
@@ -91,10 +99,7 @@ static int from_checkpoint(const char *path, model_weights *w, void (*report)(vo
     w->model_yaml = xstrdup(m->model_yaml ? m->model_yaml : "");
     w->nc = nc_of(w);
     w->names = names_of_version(m, w->nc);
-    char v[64];
-    long l;
-    kv_args_yaml_value(m->args_yaml ? m->args_yaml : "", "imgsz", v, sizeof v);
-    w->imgsz = parse_long(v, &l) && l > 0 && l < 1L << 20 ? (int)l : 0;
+    w->imgsz = imgsz_of_args(m->args_yaml);
     snprintf(w->dataset_sha256, sizeof w->dataset_sha256, "%s", m->dataset_sha256);
     snprintf(w->content_sha256, sizeof w->content_sha256, "%s", m->content_sha256);
     ckpt_close(f);
@@ -165,6 +170,22 @@ int model_weights_load(const char *path, model_weights *w, void (*report)(void *
     }
     if (rc) model_weights_free(w);
     return rc;
+}
+
+int model_weights_recorded_imgsz(const char *path) {
+    char e1[1200], e2[1200];
+    ckpt_file *f = ckpt_open(path, e1, sizeof e1);
+    if (f) {
+        int s = imgsz_of_args(ckpt_file_meta(f)->args_yaml);
+        ckpt_close(f);
+        return s;
+    }
+    if (!strstr(e1, "a weights file")) return -1;
+    ckpt_weights *w = ckpt_weights_open(path, e2, sizeof e2);
+    if (!w) return -1;
+    int s = ckpt_weights_meta(w)->imgsz;
+    ckpt_weights_close(w);
+    return s > 0 ? s : 0;
 }
 
 void model_weights_free(model_weights *w) {

@@ -33,6 +33,10 @@ int model_weights_load(const char *path, model_weights *w,
                        void (*report)(void *ctx, const char *line), void *ctx, char *err,
                        size_t errlen);
 void model_weights_free(model_weights *w);
+/* The training imgsz a checkpoint version (its args.yaml) or a weights file (format 2) records,
+ * read from its metadata only (no tensor, no verification): > 0; 0 when it records none (a
+ * format-1 weights file); -1 when the file is neither (or cannot be read). */
+int model_weights_recorded_imgsz(const char *path);
 /* The index of a tensor by name, or -1. */
 int model_weights_find(const model_weights *w, const char *name);
 

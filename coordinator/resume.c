@@ -38,8 +38,15 @@ static void project_name(kv_args *kv, char *out, size_t n) {
     snprintf(out, n, "%s/%s", p ? p : "runs/detect", nm ? nm : "train");
 }
 
-static int fresh(kv_args *kv, train_args *a, char *err, size_t errlen) {
+static int fresh(kv_args *kv, train_args *a, resume_plan *plan, bool verbose, char *err,
+                 size_t errlen) {
     if (train_args_parse(kv, a, err, errlen) != 0) return -1;
+    if (model_source_default_imgsz(a, kv_get(kv, "imgsz") != NULL, plan->imgsz_from,
+                                   sizeof plan->imgsz_from) &&
+        verbose)
+        log_info("imgsz=%ld: the training imgsz recorded in %s (model=), Ultralytics' default when "
+                 "fine-tuning from weights; imgsz= overrides it",
+                 a->imgsz, plan->imgsz_from);
     if (!a->exist_ok) return 0; /* a new folder is made: nobody else can hold it */
     char dir[2400];
     snprintf(dir, sizeof dir, "%s/%s", a->project, a->name);
@@ -198,7 +205,8 @@ int resume_prepare(kv_args *kv, train_args *a, resume_plan *plan, bool verbose, 
     memset(plan, 0, sizeof *plan);
     const char *r = kv_get(kv, "resume");
     bool b = false, is_auto = r && !strcmp(r, "auto");
-    if (!r || (!is_auto && parse_bool(r, &b) && !b)) return fresh(kv, a, err, errlen);
+    if (!r || (!is_auto && parse_bool(r, &b) && !b))
+        return fresh(kv, a, plan, verbose, err, errlen);
     char run[2400] = "", file[2048] = "";
     bool model_is_version = false;
     if (is_auto || b) {
@@ -220,7 +228,7 @@ int resume_prepare(kv_args *kv, train_args *a, resume_plan *plan, bool verbose, 
                           errlen);
     if (rc == 1) { /* resume=auto with nothing to resume: a fresh run in exactly project/name */
         kv_set(kv, "exist_ok", "True");
-        return fresh(kv, a, err, errlen);
+        return fresh(kv, a, plan, verbose, err, errlen);
     }
     if (rc != 0) return -1;
     ckpt_file *f = ckpt_open(plan->version_path, err, errlen);

@@ -28,9 +28,13 @@ typedef struct resume_plan {
     char run_dir[2048];    /* where the run goes on; "" = a folder from project/name */
     bool in_run_dir;       /* the version is one of run_dir's (retention keeps it) */
     char parent_run[4200]; /* absolute folder of the run the version belongs to */
+    char imgsz_from[4200]; /* a fresh run's imgsz came from these weights (model=), not from
+                              imgsz= or the default (model_source_default_imgsz); else "" */
 } resume_plan;
 
-/* From the command line kv, fills *a with the effective arguments and *plan. Returns 0; 1 when
+/* From the command line kv, fills *a with the effective arguments and *plan (a fresh run
+ * fine-tuning from model=<weights> without imgsz= takes the weights' training imgsz, as
+ * Ultralytics does; a resumed run keeps its own arguments, imgsz included). Returns 0; 1 when
  * there is nothing to do (resume=auto of a run that finished; said on stdout); -1 with one line
  * in err (also for bad arguments). verbose: log the notes (version fallbacks, what is resumed);
  * the check before launching passes false, the launched coordinator true. */

@@ -38,8 +38,6 @@ static void read_test_knobs(train_state *st, ckpt_writer_opts *o) {
     o->test_delay_s = d ? atof(d) : 0;
 }
 
-/* A resumed run's results.csv is the version's: rows written after it (the crash came after the
- * row, before the next version) are dropped, a missing or damaged file is restored. */
 /* A resumed run's results.csv is the version's text, written atomically (the results.csv sink
  * appends to it from here; a version before the first row means no file, so the sink writes the
  * header): rows written after the version (the crash came after the row, before the next

@@ -306,6 +306,10 @@ extern "C" backend *backend_cuda_create(const backend_cuda_opts *opts, char *err
         errf(err, errlen, "CUDA backend: precision %d unknown", (int)o.precision);
         return NULL;
     }
+    if ((unsigned)o.depthwise >= BACKEND_DEPTHWISE_COUNT) {
+        errf(err, errlen, "CUDA backend: depthwise %d unknown", (int)o.depthwise);
+        return NULL;
+    }
     if (n == 0) {
         errf(err, errlen, "CUDA backend: %s", why);
         return NULL;
@@ -352,7 +356,7 @@ extern "C" backend *backend_cuda_create(const backend_cuda_opts *opts, char *err
 #undef CUDNN_OK
 #undef CUBLAS_OK
     fill_base(&be->iface);
-    cuda_ops_fill(&be->iface);
+    cuda_ops_fill(&be->iface, o.precision);
     be->name = c->name;
     be->host_memory = false;
     be->ctx = c;

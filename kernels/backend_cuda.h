@@ -33,9 +33,21 @@ typedef enum backend_precision {
 } backend_precision;
 const char *backend_precision_name(backend_precision p); /* "fp32", "tf32", "bf16" */
 
-/* Depthwise convolutions (groups == cin == cout): our kernel (kernels/cuda/conv2d_depthwise.cu)
- * or cuDNN with a group count. The GPU benchmark decides the default. */
-typedef enum backend_depthwise { BACKEND_DEPTHWISE_OWN, BACKEND_DEPTHWISE_CUDNN } backend_depthwise;
+/* Depthwise convolutions (groups == cin == cout, windows up to 7x7): our kernel
+ * (kernels/cuda/conv2d_depthwise.cu) or cuDNN with a group count.
+ *  AUTO (the default): chosen per shape and direction when the shape is planned, the way cuDNN
+ *        chooses its algorithms: under search FIND both are timed on scratch buffers and the
+ *        faster is kept for the backend's life (backend_depthwise_pick); under HEURISTIC no
+ *        timing, our kernel. Runs on the same GPU may choose differently (timing noise), as
+ *        cudnnFind may (docs/cuda.md, "Depthwise").
+ *  OWN, CUDNN: always that one (the op harness checks both). */
+typedef enum backend_depthwise {
+    BACKEND_DEPTHWISE_AUTO,
+    BACKEND_DEPTHWISE_OWN,
+    BACKEND_DEPTHWISE_CUDNN,
+    BACKEND_DEPTHWISE_COUNT
+} backend_depthwise;
+const char *backend_depthwise_name(backend_depthwise d); /* "auto", "own", "cudnn" */
 
 /* How a conv shape's algorithms are chosen: cudnnFind* (runs each candidate once, at planning
  * time) or cudnnGet*_v7 (heuristics only, no trial runs). */
@@ -44,7 +56,7 @@ typedef enum backend_conv_search { BACKEND_CONV_FIND, BACKEND_CONV_HEURISTIC } b
 typedef struct backend_cuda_opts {
     int device;                  /* CUDA device index (the caller maps ranks to devices) */
     backend_precision precision; /* default FP32 */
-    backend_depthwise depthwise; /* default OWN */
+    backend_depthwise depthwise; /* default AUTO */
     backend_conv_search search;  /* default FIND */
     size_t workspace_limit;      /* bytes of cuDNN workspace one algorithm may use; 0: 256 MiB */
     bool nondeterministic;       /* also allow cuDNN algorithms whose sums vary run to run */
@@ -65,3 +77,26 @@ backend *backend_cuda_create(const backend_cuda_opts *opts, char *err, size_t er
 
 /* The options a CUDA backend was made with; NULL for any other backend. */
 const backend_cuda_opts *backend_cuda_options(const backend *be);
+
+/* AUTO's choice for one direction of one depthwise shape, from what was measured (a pure
+ * function, unit-tested on the host). own_ms, cudnn_ms: mean milliseconds of one call of each
+ * (<= 0 or not finite: not measured); cudnn_deterministic: the cuDNN algorithm chosen for the
+ * direction gives the same bits every run; allow_nondeterministic: backend_cuda_opts'. Our kernel
+ * (deterministic) unless cuDNN was measured faster by more than BACKEND_DEPTHWISE_MARGIN, and
+ * never a nondeterministic cuDNN algorithm unless allowed. Returns OWN or CUDNN. */
+#define BACKEND_DEPTHWISE_MARGIN 0.05 /* cuDNN must be 5% faster: near-ties stay on ours */
+backend_depthwise backend_depthwise_pick(double own_ms, double cudnn_ms, bool cudnn_deterministic,
+                                         bool allow_nondeterministic);
+
+/* What AUTO chose for one depthwise shape (backend_cuda_depthwise_choices). */
+typedef struct backend_depthwise_choice {
+    conv2d_desc d;
+    bool timed;                    /* false: search HEURISTIC, nothing measured */
+    backend_depthwise use[3];      /* forward, backward data, backward filter: OWN or CUDNN */
+    double own_ms[3], cudnn_ms[3]; /* mean ms of one call each, as the choice saw them */
+    double find_ms[3];             /* cudnnFind's own time for its algorithm (-1: heuristics) */
+    bool cudnn_deterministic[3];   /* cuDNN's algorithm for the direction is deterministic */
+} backend_depthwise_choice;
+/* The choices AUTO has made so far (one per depthwise shape planned, in planning order): up to
+ * max into out; returns how many there are. 0 for any backend other than a CUDA one in AUTO. */
+int backend_cuda_depthwise_choices(const backend *be, backend_depthwise_choice *out, int max);

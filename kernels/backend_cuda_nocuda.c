@@ -28,3 +28,8 @@ const backend_cuda_opts *backend_cuda_options(const backend *be) {
     (void)be;
     return NULL;
 }
+
+int backend_cuda_depthwise_choices(const backend *be, backend_depthwise_choice *out, int max) {
+    (void)be, (void)out, (void)max;
+    return 0;
+}

@@ -4,6 +4,8 @@
  * bf16 -> float is exact. Each element is converted on its own, so results
  * do not depend on the thread count or on which path (AVX512_BF16 or portable) ran. */
 #pragma once
+#include "kernels/cuda/hd.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,20 +21,24 @@ void bf16_round_f32(size_t n, const float *x, float *y);
 /* Whether this CPU converts and multiplies bf16 in hardware (AVX512_BF16). */
 int bf16_cpu_has_native(void);
 
-static inline bf16 bf16_from_float(float f) {
+/* One value (also the CUDA kernels' conversion: kernels/cuda/hd.h, so a bf16 copy made on a GPU
+ * has the CPU's bits). */
+YOLO_HD bf16 bf16_from_float(float f) {
     union {
         float f;
         uint32_t u;
-    } v = {.f = f};
+    } v;
+    v.f = f;
     if ((v.u & 0x7fffffffu) > 0x7f800000u) return (bf16)((v.u >> 16) | 0x40); /* quiet NaN */
     if ((v.u & 0x7f800000u) == 0) return (bf16)((v.u >> 16) & 0x8000);        /* denormal */
     return (bf16)((v.u + 0x7fffu + ((v.u >> 16) & 1u)) >> 16);
 }
-static inline float bf16_to_float(bf16 h) {
+YOLO_HD float bf16_to_float(bf16 h) {
     union {
         uint32_t u;
         float f;
-    } v = {.u = (uint32_t)h << 16};
+    } v;
+    v.u = (uint32_t)h << 16;
     return v.f;
 }
 #ifdef __AVX512BF16__

@@ -47,6 +47,7 @@ static struct bops_out *new_out(bops_env *e, const char *name, size_t n) {
     struct bops_out *o = &e->out[e->nout++];
     o->name = name;
     o->n = n;
+    o->bf16 = false;
     o->host = xmalloc((n ? n : 1) * sizeof *o->host);
     return o;
 }
@@ -54,6 +55,15 @@ static struct bops_out *new_out(bops_env *e, const char *name, size_t n) {
 void bops_take(bops_env *e, const char *name, const float *dev, size_t n) {
     struct bops_out *o = new_out(e, name, n);
     backend_to_host(e->be, o->host, dev, n * sizeof *o->host);
+}
+
+void bops_take_bf16(bops_env *e, const char *name, const bf16 *dev, size_t n) {
+    struct bops_out *o = new_out(e, name, n);
+    bf16 *h = xmalloc((n ? n : 1) * sizeof *h);
+    backend_to_host(e->be, h, dev, n * sizeof *h);
+    bf16_to_f32(n, h, o->host);
+    o->bf16 = true;
+    free(h);
 }
 
 void bops_take_i32(bops_env *e, const char *name, const int32_t *dev, size_t n) {
@@ -95,12 +105,28 @@ double bops_nmse(const float *t, const float *r, size_t n, size_t *nonfinite) {
  * (tests/test_backend_ops.c checks that it stays within 10x to 100x of the emulation). */
 double bops_limit(backend_op op, backend_precision p) {
     bool conv = op == BACKEND_OP_CONV2D_FORWARD || op == BACKEND_OP_CONV2D_BACKWARD_DATA ||
-                op == BACKEND_OP_CONV2D_BACKWARD_FILTER;
+                op == BACKEND_OP_CONV2D_BACKWARD_FILTER ||
+                op == BACKEND_OP_CONV2D_BACKWARD_DATA_SET || op == BACKEND_OP_CONV2D_FORWARD_BF16 ||
+                op == BACKEND_OP_CONV2D_BACKWARD_BF16;
     bool gemm = op == BACKEND_OP_ATTENTION_FORWARD || op == BACKEND_OP_ATTENTION_BACKWARD;
     if (op == BACKEND_OP_NMS) return 0; /* the same kept detections, bit for bit, everywhere */
     if (p == BACKEND_PRECISION_TF32 && (conv || gemm)) return 1e-5;
     if (p == BACKEND_PRECISION_BF16 && conv) return 2e-4;
     return 1e-9;
+}
+
+bool bops_cuda_omits(backend_op op, backend_precision p) {
+    switch (op) {
+    case BACKEND_OP_TO_BF16:
+    case BACKEND_OP_CONV2D_FORWARD_BF16:
+    case BACKEND_OP_CONV2D_BACKWARD_BF16:
+    case BACKEND_OP_BATCHNORM_SILU_FORWARD_TRAIN_BF16:
+    case BACKEND_OP_BATCHNORM_SILU_FORWARD_EVAL_BF16:
+    case BACKEND_OP_BATCHNORM_SILU_BACKWARD_SET_BF16:
+        return p != BACKEND_PRECISION_BF16;
+    default:
+        return false;
+    }
 }
 
 static void compare(const bops_opts *o, const bops_case *c, const bops_env *r, const bops_env *t,
@@ -121,15 +147,17 @@ static void compare(const bops_opts *o, const bops_case *c, const bops_env *r, c
         size_t bad = 0;
         double e = bops_nmse(a->host, b->host, b->n, &bad);
         bool differs = o->exact && memcmp(a->host, b->host, b->n * sizeof *b->host);
+        double lim =
+            b->bf16 && !o->exact && limit < BOPS_BF16_OUTPUT_LIMIT ? BOPS_BF16_OUTPUT_LIMIT : limit;
         if (e > res->nmse) res->nmse = e;
-        if (bad || differs || e > limit || isnan(e)) {
+        if (bad || differs || e > lim || isnan(e)) {
             res->status = BOPS_FAIL;
             size_t k = 0;
             while (k < b->n && !memcmp(a->host + k, b->host + k, sizeof *b->host)) k++;
             snprintf(res->detail, sizeof res->detail,
                      "%s: nmse %.3g > %.3g, %zu non-finite mismatches, first difference [%zu] "
                      "%.9g vs %.9g",
-                     b->name, e, limit, bad, k, k < b->n ? a->host[k] : 0.0,
+                     b->name, e, lim, bad, k, k < b->n ? a->host[k] : 0.0,
                      k < b->n ? b->host[k] : 0.0);
             return;
         }

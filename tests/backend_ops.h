@@ -42,6 +42,17 @@ int bops_run(const bops_opts *o, bops_report_fn report, void *arg);
 
 /* The NMSE limit of an op at a precision (bops_run may scale it per case; docs/cuda.md). */
 double bops_limit(backend_op op, backend_precision p);
+/* The least limit of a bf16 output (bops_take_bf16) outside exact mode: a bf16 value one rounding
+ * step (2^-8 to 2^-7 relative) off costs 1.5e-5 to 6e-5 of NMSE over the values that differ, so
+ * 1e-6 allows a last-bit difference in a few percent of them (float inputs one ulp apart that
+ * straddle a rounding boundary) and catches a conversion that truncates instead of rounding to
+ * nearest even (half the values one step off). */
+#define BOPS_BF16_OUTPUT_LIMIT 1e-6
+
+/* Whether the CUDA backend at precision p omits op by design (and must say "not supported"): the
+ * bf16 graph's ops (to_bf16, the bf16 convolutions, the BN + SiLU ops writing bf16 copies) exist
+ * only at bf16, whose cuDNN plans are bf16 (kernels/cuda/ops.cu); every other op always. */
+bool bops_cuda_omits(backend_op op, backend_precision p);
 
 /* Memory, copies (1-d, 2-d, device to device), zeroing and events of a backend: 0, or -1 with
  * the first difference in err. */
@@ -63,6 +74,7 @@ typedef struct bops_env {
         const char *name;
         float *host;
         size_t n;
+        bool bf16; /* taken by bops_take_bf16: held to at least BOPS_BF16_OUTPUT_LIMIT */
     } out[12];
     int nout;
 } bops_env;
@@ -83,6 +95,8 @@ float *bops_zeros(bops_env *e, size_t n);
 void *bops_bytes(bops_env *e, size_t bytes);
 /* Fetches n floats of device memory as output `name`. */
 void bops_take(bops_env *e, const char *name, const float *dev, size_t n);
+/* The same for n bf16 values (converted to float, exactly: exact mode still compares bits). */
+void bops_take_bf16(bops_env *e, const char *name, const bf16 *dev, size_t n);
 /* The same for int32 (compared exactly: converted to float, values below 2^24). */
 void bops_take_i32(bops_env *e, const char *name, const int32_t *dev, size_t n);
 /* Uniform random host numbers of the env's input sequence. */

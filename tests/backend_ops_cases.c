@@ -56,8 +56,8 @@ static void run_conv_backward_filter(bops_env *e, const bops_case *c) {
 }
 
 /* The CPU training-path ops: backward-data that writes dx, and bf16 convolutions from bf16
- * inputs (converted by to_bf16 on the backend under test). bf16 buffers are taken as the floats
- * their pairs of values make (exact mode compares them bit for bit). */
+ * inputs (converted by to_bf16 on the backend under test). bf16 outputs are taken as their float
+ * values (bops_take_bf16; exact mode compares them bit for bit). */
 static void run_conv_backward_data_set(bops_env *e, const bops_case *c) {
     conv2d_desc d = conv_of(c);
     float *w = bops_in(e, nw_of(&d), -0.5, 0.5), *dy = bops_in(e, ny_of(&d), -1, 1);
@@ -73,7 +73,7 @@ static bf16 *bf16_in(bops_env *e, size_t n, double lo, double hi) {
 }
 static void run_to_bf16(bops_env *e, const bops_case *c) {
     size_t n = (size_t)c->p[0];
-    bops_take(e, "y", (const float *)bf16_in(e, n, -10, 10), (n + 1) / 2);
+    bops_take_bf16(e, "y", bf16_in(e, n, -10, 10), n);
 }
 static void run_conv_forward_bf16(bops_env *e, const bops_case *c) {
     conv2d_desc d = conv_of(c);
@@ -146,7 +146,7 @@ static void run_bn_backward(bops_env *e, const bops_case *c) {
     bops_take(e, "dbeta", db, ch);
 }
 
-/* The BN + SiLU ops with a bf16 copy (bf16 outputs taken as float pairs, as above): forward with
+/* The BN + SiLU ops with a bf16 copy (bf16 outputs taken as their values, as above): forward with
  * the float output and without it (y NULL), backward's bf16 dx (its float dx is scratch). */
 static void run_bn_silu_train_bf16(bops_env *e, const bops_case *c) {
     int m = c->p[0], ch = c->p[1];
@@ -158,14 +158,14 @@ static void run_bn_silu_train_bf16(bops_env *e, const bops_case *c) {
     backend_batchnorm_silu_forward_train_bf16(e->be, m, ch, x, g, b, BN_EPS, BN_MOMENTUM, rm, rv,
                                               sm, si, y, yb);
     bops_take(e, "y", y, n);
-    bops_take(e, "yb", (const float *)yb, nb);
+    bops_take_bf16(e, "yb", yb, n);
     bops_take(e, "running_mean", rm, ch);
     bops_take(e, "running_var", rv, ch);
     bops_take(e, "save_mean", sm, ch);
     bops_take(e, "save_invstd", si, ch);
     backend_batchnorm_silu_forward_train_bf16(e->be, m, ch, x, g, b, BN_EPS, BN_MOMENTUM, NULL,
                                               NULL, sm, si, NULL, yb_only);
-    bops_take(e, "yb (no y)", (const float *)yb_only, nb);
+    bops_take_bf16(e, "yb (no y)", yb_only, n);
 }
 static void run_bn_silu_eval_bf16(bops_env *e, const bops_case *c) {
     int m = c->p[0], ch = c->p[1];
@@ -176,8 +176,8 @@ static void run_bn_silu_eval_bf16(bops_env *e, const bops_case *c) {
     backend_batchnorm_silu_forward_eval_bf16(e->be, m, ch, x, g, b, rm, rv, BN_EPS, y, yb);
     backend_batchnorm_silu_forward_eval_bf16(e->be, m, ch, x, g, b, rm, rv, BN_EPS, NULL, yb_only);
     bops_take(e, "y", y, n);
-    bops_take(e, "yb", (const float *)yb, nb);
-    bops_take(e, "yb (no y)", (const float *)yb_only, nb);
+    bops_take_bf16(e, "yb", yb, n);
+    bops_take_bf16(e, "yb (no y)", yb_only, n);
 }
 static void run_bn_silu_backward_set_bf16(bops_env *e, const bops_case *c) {
     int m = c->p[0], ch = c->p[1];
@@ -187,7 +187,7 @@ static void run_bn_silu_backward_set_bf16(bops_env *e, const bops_case *c) {
     float *dx = bops_in(e, n, -1, 1), *dg = bops_in(e, ch, -1, 1), *db = bops_in(e, ch, -1, 1);
     bf16 *dxb = (bf16 *)bops_zeros(e, nb);
     backend_batchnorm_silu_backward_set_bf16(e->be, m, ch, x, g, b, sm, si, dy, dx, dxb, dg, db);
-    bops_take(e, "dxb", (const float *)dxb, nb);
+    bops_take_bf16(e, "dxb", dxb, n);
     bops_take(e, "dgamma", dg, ch);
     bops_take(e, "dbeta", db, ch);
 }
@@ -530,10 +530,9 @@ int bops_cases(bops_case *cs, int max) {
         ADD(BACKEND_OP_CONV2D_BACKWARD_DATA, run_conv_backward_data, 0, CONV_SHAPE);
         ADD(BACKEND_OP_CONV2D_BACKWARD_FILTER, run_conv_backward_filter, 0, CONV_SHAPE);
         ADD(BACKEND_OP_CONV2D_BACKWARD_DATA_SET, run_conv_backward_data_set, 0, CONV_SHAPE);
-        if (pv[8] == 1) { /* bf16: the shapes of the dense convolutions */
-            ADD(BACKEND_OP_CONV2D_FORWARD_BF16, run_conv_forward_bf16, 0, CONV_SHAPE);
-            ADD(BACKEND_OP_CONV2D_BACKWARD_BF16, run_conv_backward_bf16, 0, CONV_SHAPE);
-        }
+        /* bf16: every shape (the bf16 graph reads shadows in its depthwise convs too) */
+        ADD(BACKEND_OP_CONV2D_FORWARD_BF16, run_conv_forward_bf16, 0, CONV_SHAPE);
+        ADD(BACKEND_OP_CONV2D_BACKWARD_BF16, run_conv_backward_bf16, 0, CONV_SHAPE);
 #undef CONV_SHAPE
     }
     static const int bns[][10] = {

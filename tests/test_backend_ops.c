@@ -62,7 +62,7 @@ Test(backend_ops, cpu_device_memory_mode_equals_cpu_bitwise, .timeout = 120) {
 
 /* A backend with planted errors: accumulate overwrites instead of adding, SiLU is off by 1e-3
  * relative, the batch-norm running variance is not updated, NMS loses each image's last kept
- * detection, and add is missing. */
+ * detection, the BN + SiLU eval's bf16 copy truncates, and add is missing. */
 static backend *inner_of_wrong;
 static void wrong_accumulate(backend *be, size_t n, const float *x, float *y) {
     (void)be;
@@ -85,6 +85,22 @@ static void wrong_nms(backend *be, const backend_nms_desc *d, const float *pred,
     for (int b = 0; b < d->images; b++)
         if (counts[b] > 0) counts[b]--;
 }
+/* bf16 copies by truncation instead of rounding to nearest even: BOPS_BF16_OUTPUT_LIMIT must
+ * catch it (device memory of the CPU backend is host memory underneath) */
+static void wrong_bn_silu_eval_bf16(backend *be, int m, int c, const float *x, const float *g,
+                                    const float *b, const float *rm, const float *rv, float eps,
+                                    float *y, bf16 *yb) {
+    (void)be;
+    float *t = malloc((size_t)m * c * sizeof *t);
+    backend_batchnorm_silu_forward_eval(inner_of_wrong, m, c, x, g, b, rm, rv, eps, t);
+    for (size_t i = 0; i < (size_t)m * c; i++) {
+        uint32_t u;
+        memcpy(&u, t + i, 4);
+        yb[i] = (bf16)(u >> 16);
+    }
+    if (y) memcpy(y, t, (size_t)m * c * sizeof *t);
+    free(t);
+}
 static void destroy_wrong(backend *be) {
     free(be);
 }
@@ -100,6 +116,7 @@ Test(backend_ops, harness_catches_planted_errors, .timeout = 120) {
     bad->iface.silu_forward = wrong_silu;
     bad->iface.batchnorm_forward_train = wrong_bn;
     bad->iface.nms = wrong_nms;
+    bad->iface.batchnorm_silu_forward_eval_bf16 = wrong_bn_silu_eval_bf16;
     bad->iface.add = NULL;
     backend_register(bad);
     for (int exact = 0; exact < 2; exact++) {
@@ -109,7 +126,8 @@ Test(backend_ops, harness_catches_planted_errors, .timeout = 120) {
         cr_assert_eq(fails, t.fail);
         for (int op = 0; op < BACKEND_OP_COUNT; op++) {
             bool planted = op == BACKEND_OP_ACCUMULATE || op == BACKEND_OP_SILU_FORWARD ||
-                           op == BACKEND_OP_BATCHNORM_FORWARD_TRAIN || op == BACKEND_OP_NMS;
+                           op == BACKEND_OP_BATCHNORM_FORWARD_TRAIN || op == BACKEND_OP_NMS ||
+                           op == BACKEND_OP_BATCHNORM_SILU_FORWARD_EVAL_BF16;
             cr_assert_eq(t.failed_op[op], planted, "%s %s (exact %d)", backend_op_name(op),
                          planted ? "not caught" : "failed", exact);
             cr_assert_eq(t.unsupported_op[op], op == BACKEND_OP_ADD, "%s", backend_op_name(op));
@@ -151,8 +169,8 @@ static float *urand(size_t n, unsigned seed) {
 }
 
 Test(backend_ops, bf16_limits_cover_an_emulation_of_bf16_convs, .timeout = 120) {
-    bops_case cs[160];
-    int n = bops_cases(cs, 160);
+    bops_case cs[256]; /* bops_run's room */
+    int n = bops_cases(cs, 256);
     double worst = 0;
     for (int i = 0; i < n; i++) {
         if (cs[i].op != BACKEND_OP_CONV2D_FORWARD) continue;
@@ -203,21 +221,10 @@ static backend *cuda_or_skip(backend_cuda_opts o) {
  * CPU's bf16 route (bf16 shadow copies of activations for oneDNN; on a GPU cuDNN takes the
  * precision instead, and the model fuses only where supported) and the write variant of the
  * backward data, which backend.c composes from zero + the accumulating op. */
-static bool cuda_leaves_out(backend_op op) {
-    switch (op) {
-    case BACKEND_OP_TO_BF16:
-    case BACKEND_OP_CONV2D_FORWARD_BF16:
-    case BACKEND_OP_CONV2D_BACKWARD_BF16:
-    case BACKEND_OP_BATCHNORM_SILU_FORWARD_TRAIN_BF16:
-    case BACKEND_OP_BATCHNORM_SILU_FORWARD_EVAL_BF16:
-    case BACKEND_OP_BATCHNORM_SILU_BACKWARD_SET_BF16:
-    case BACKEND_OP_CONV2D_BACKWARD_DATA_SET:
-        return true;
-    default:
-        return false;
-    }
-}
-
+/* The CUDA backend has every op but those it omits by design at a precision (bops_cuda_omits: the
+ * bf16 graph's, outside bf16). At bf16 they are compared with the CPU's: the convolutions at the
+ * bf16 conv limit, the bf16 outputs at BOPS_BF16_OUTPUT_LIMIT, the float outputs at the fp32
+ * limit. */
 static void cuda_against_cpu(backend_cuda_opts o) {
     backend *g = cuda_or_skip(o), *ref = cpu(false);
     tally t = {0};
@@ -228,9 +235,9 @@ static void cuda_against_cpu(backend_cuda_opts o) {
     cr_assert_eq(fails, 0, "%d failures; first: %s", fails, t.first_fail);
     for (int op = 0; op < BACKEND_OP_COUNT; op++) {
         const char *name = backend_op_name((backend_op)op);
-        if (cuda_leaves_out((backend_op)op))
+        if (bops_cuda_omits((backend_op)op, o.precision))
             cr_assert(t.unsupported_op[op] && !backend_supports(g, (backend_op)op),
-                      "%s: said not supported (left to the CPU by design)", name);
+                      "%s: said not supported (the bf16 graph's ops: bf16 precision only)", name);
         else
             cr_assert(!t.unsupported_op[op] && t.cases[op] >= 1, "the CUDA backend lacks %s", name);
     }
@@ -238,8 +245,11 @@ static void cuda_against_cpu(backend_cuda_opts o) {
     backend_destroy(ref);
 }
 
+/* fp32 with our depthwise kernel named (the tight comparison of ours); tf32 and bf16 take the
+ * default AUTO, whatever it chose; cuDNN's depthwise below. */
 Test(backend_ops, cuda_fp32_matches_cpu, .timeout = 300) {
-    cuda_against_cpu((backend_cuda_opts){.precision = BACKEND_PRECISION_FP32});
+    cuda_against_cpu((backend_cuda_opts){.precision = BACKEND_PRECISION_FP32,
+                                         .depthwise = BACKEND_DEPTHWISE_OWN});
 }
 Test(backend_ops, cuda_tf32_matches_cpu, .timeout = 300) {
     cuda_against_cpu((backend_cuda_opts){.precision = BACKEND_PRECISION_TF32});
@@ -250,6 +260,57 @@ Test(backend_ops, cuda_bf16_matches_cpu, .timeout = 300) {
 Test(backend_ops, cuda_cudnn_depthwise_and_heuristics_match_cpu, .timeout = 300) {
     cuda_against_cpu((backend_cuda_opts){.depthwise = BACKEND_DEPTHWISE_CUDNN,
                                          .search = BACKEND_CONV_HEURISTIC});
+}
+
+/* AUTO: a depthwise shape planned once is timed both ways per direction and its choice follows
+ * backend_depthwise_pick of those times; planning it again, or running it, keeps the one choice;
+ * a plain conv gets none. Under HEURISTIC nothing is timed and ours is taken. The outputs of the
+ * chosen routes are the op harness's (cuda_tf32/bf16_matches_cpu run AUTO). */
+Test(backend_ops, cuda_auto_depthwise_times_and_keeps_one_choice, .timeout = 120) {
+    conv2d_desc dw = conv2d_make(8, 40, 40, 64, 64, 3, 1, 1, 64),
+                plain = conv2d_make(8, 40, 40, 64, 64, 3, 1, 1, 1);
+    for (int heur = 0; heur <= 1; heur++) {
+        backend *g = cuda_or_skip(
+            (backend_cuda_opts){.search = heur ? BACKEND_CONV_HEURISTIC : BACKEND_CONV_FIND});
+        cr_assert_eq(backend_cuda_options(g)->depthwise, BACKEND_DEPTHWISE_AUTO, "the default");
+        backend_depthwise_choice ch[4];
+        backend_conv2d_workspace_floats(g, &plain);
+        cr_assert_eq(backend_cuda_depthwise_choices(g, ch, 4), 0, "a plain conv has no choice");
+        backend_conv2d_workspace_floats(g, &dw);
+        backend_conv2d_workspace_floats(g, &dw);
+        cr_assert_eq(backend_cuda_depthwise_choices(g, ch, 4), 1, "one choice per shape");
+        backend_depthwise_choice first = ch[0];
+        cr_assert_eq(first.timed, !heur);
+        for (int k = 0; k < 3; k++) {
+            if (heur) {
+                cr_assert_eq(first.use[k], BACKEND_DEPTHWISE_OWN, "untimed: ours");
+                continue;
+            }
+            cr_assert(first.own_ms[k] > 0 && first.cudnn_ms[k] > 0 && first.find_ms[k] >= 0,
+                      "direction %d: %g %g %g ms", k, first.own_ms[k], first.cudnn_ms[k],
+                      first.find_ms[k]);
+            cr_assert_eq(first.use[k], backend_depthwise_pick(first.own_ms[k], first.cudnn_ms[k],
+                                                              first.cudnn_deterministic[k], false));
+            cr_log_info("auto depthwise direction %d: ours %.4f ms, cuDNN %.4f ms (find %.4f): %s",
+                        k, first.own_ms[k], first.cudnn_ms[k], first.find_ms[k],
+                        backend_depthwise_name(first.use[k]));
+        }
+        /* the ops run the shape without planning it anew */
+        size_t nx = (size_t)8 * 40 * 40 * 64, nw = 64 * 9;
+        float *x = backend_alloc(g, nx * sizeof *x), *y = backend_alloc(g, nx * sizeof *y),
+              *w = backend_alloc(g, nw * sizeof *w), *gw = backend_alloc(g, nw * sizeof *gw);
+        backend_zero(g, x, nx * sizeof *x);
+        backend_zero(g, w, nw * sizeof *w);
+        backend_zero(g, gw, nw * sizeof *gw);
+        backend_conv2d_forward(g, &dw, x, w, NULL, y, NULL);
+        backend_conv2d_backward_data(g, &dw, w, y, x, NULL);
+        backend_conv2d_backward_filter(g, &dw, x, y, gw, NULL, NULL);
+        backend_synchronize(g);
+        cr_assert_eq(backend_cuda_depthwise_choices(g, ch, 4), 1);
+        cr_assert_eq(memcmp(ch[0].use, first.use, sizeof first.use), 0, "the choice is kept");
+        backend_free(g, x), backend_free(g, y), backend_free(g, w), backend_free(g, gw);
+        backend_destroy(g);
+    }
 }
 
 Test(backend_ops, cuda_memory_copies_and_events, .timeout = 60) {

@@ -3,10 +3,14 @@
  * the convolutions, dy for the conv before them) against the separate to_bf16 passes: loss items,
  * head outputs, every parameter gradient and BN buffer bit for bit over two steps (an SGD update
  * between them), and an eval forward. The graph check reads the op list (worker/model_internal.h)
- * to see that the fusion is in effect. */
+ * to see that the fusion is in effect. Also the GPU worker's amp configuration
+ * (device_gpu_conv_precision) over the CPU backend in device-memory mode: the same graph and the
+ * same bits as the CPU's own bf16 steps. */
 #include "common/rng.h"
 #include "kernels/backend.h"
+#include "kernels/backend_impl.h"
 #include "kernels/detloss.h"
+#include "worker/device.h"
 #include "worker/head_loss.h"
 #include "worker/model.h"
 #include "worker/model_internal.h"
@@ -57,12 +61,14 @@ static float *output_copy(model *m, size_t n) {
     return c;
 }
 
-static void run(const char *yaml, bool fuse, const uint8_t *img, const float *t, int nt,
-                run_out *o) {
+/* be NULL: the default CPU backend */
+static void run_on(backend *on, conv2d_prec prec, const char *yaml, bool fuse, const uint8_t *img,
+                   const float *t, int nt, run_out *o) {
     char err[512];
-    model *m = model_create(yaml, 3, 11, err, sizeof err);
+    model *m = on ? model_create_on(on, yaml, 3, 11, err, sizeof err)
+                  : model_create(yaml, 3, 11, err, sizeof err);
     cr_assert(m, "%s", err);
-    model_set_conv_precision(m, CONV2D_BF16);
+    model_set_conv_precision(m, prec);
     model_set_bf16_fusion(m, fuse);
     cr_assert_eq(model_plan(m, B, S, S, err, sizeof err), 0, "%s", err);
     count_fusions(m, o);
@@ -109,12 +115,33 @@ static void run(const char *yaml, bool fuse, const uint8_t *img, const float *t,
     model_free(m);
 }
 
+static void run(const char *yaml, bool fuse, const uint8_t *img, const float *t, int nt,
+                run_out *o) {
+    run_on(NULL, CONV2D_BF16, yaml, fuse, img, t, nt, o);
+}
+
 static void assert_same(const char *yaml, const char *what, int step, const void *a, const void *b,
                         size_t n, size_t size) {
     if (!memcmp(a, b, n * size)) return;
     size_t i = 0;
     while (!memcmp((const char *)a + i * size, (const char *)b + i * size, size)) i++;
     cr_assert_fail("%s step %d: %s differ first at [%zu] of %zu", yaml, step, what, i, n);
+}
+
+static void same_steps(const char *yaml, const run_out *a, const run_out *b) {
+    for (int s = 0; s < STEPS; s++) {
+        assert_same(yaml, "loss items", s, a->res[s], b->res[s], BACKEND_DETLOSS_RESULTS,
+                    sizeof(double));
+        assert_same(yaml, "head outputs", s, a->out[s], b->out[s], a->nout, sizeof(float));
+        assert_same(yaml, "gradients", s, a->grads[s], b->grads[s], a->np, sizeof(float));
+        assert_same(yaml, "BN buffers", s, a->bufs[s], b->bufs[s], a->nb, sizeof(float));
+    }
+    assert_same(yaml, "eval outputs", STEPS, a->out[STEPS], b->out[STEPS], a->nout, sizeof(float));
+}
+
+static void free_out(run_out *o) {
+    for (int s = 0; s < STEPS; s++) free(o->out[s]), free(o->grads[s]), free(o->bufs[s]);
+    free(o->out[STEPS]);
 }
 
 static void fused_equals_separate(const char *yaml) {
@@ -135,20 +162,9 @@ static void fused_equals_separate(const char *yaml) {
     cr_assert_gt(o[1].skipped_outputs, 0);
     cr_assert_gt(o[1].fused_dy, 10);
     cr_assert_leq(o[1].arena, o[0].arena, "float outputs nothing reads take more memory");
-    for (int s = 0; s < STEPS; s++) {
-        assert_same(yaml, "loss items", s, o[0].res[s], o[1].res[s], BACKEND_DETLOSS_RESULTS,
-                    sizeof(double));
-        assert_same(yaml, "head outputs", s, o[0].out[s], o[1].out[s], o[0].nout, sizeof(float));
-        assert_same(yaml, "gradients", s, o[0].grads[s], o[1].grads[s], o[0].np, sizeof(float));
-        assert_same(yaml, "BN buffers", s, o[0].bufs[s], o[1].bufs[s], o[0].nb, sizeof(float));
-    }
-    assert_same(yaml, "eval outputs", STEPS, o[0].out[STEPS], o[1].out[STEPS], o[0].nout,
-                sizeof(float));
+    same_steps(yaml, &o[0], &o[1]);
     cr_assert_gt(o[0].res[0][BACKEND_DETLOSS_TOTAL], 0, "no loss");
-    for (int f = 0; f < 2; f++) {
-        for (int s = 0; s < STEPS; s++) free(o[f].out[s]), free(o[f].grads[s]), free(o[f].bufs[s]);
-        free(o[f].out[STEPS]);
-    }
+    for (int f = 0; f < 2; f++) free_out(&o[f]);
     free(img);
 }
 
@@ -158,4 +174,54 @@ Test(bf16_fuse, yolov8n_steps_bit_identical_to_separate_conversions, .timeout = 
 
 Test(bf16_fuse, yolo26n_steps_bit_identical_to_separate_conversions, .timeout = 240) {
     fused_equals_separate("yolo26n.yaml");
+}
+
+/* ---- the GPU worker's amp configuration, on the CPU backend in device-memory mode ---- */
+
+static void destroy_shell(backend *be) {
+    free(be);
+}
+
+Test(bf16_fuse, gpu_amp_configuration_trains_the_cpus_bf16_graph, .timeout = 240) {
+    backend *host = backend_cpu_create(&(backend_cpu_opts){.conv_impl = CONV2D_AUTO});
+    backend *dev =
+        backend_cpu_create(&(backend_cpu_opts){.conv_impl = CONV2D_AUTO, .device_memory = true});
+    /* the trainer's choice for a GPU backend (worker/device.h): the bf16 graph with amp only, and
+     * only where the backend has its convolutions */
+    cr_assert_eq(device_gpu_conv_precision(dev, BACKEND_PRECISION_BF16), CONV2D_BF16);
+    cr_assert_eq(device_gpu_conv_precision(dev, BACKEND_PRECISION_TF32), CONV2D_FP32);
+    cr_assert_eq(device_gpu_conv_precision(dev, BACKEND_PRECISION_FP32), CONV2D_FP32);
+    backend *lacking = calloc(1, sizeof *lacking);
+    *lacking = *dev;
+    lacking->iface.destroy = destroy_shell;
+    lacking->iface.conv2d_backward_bf16 = NULL;
+    backend_register(lacking);
+    cr_assert_eq(device_gpu_conv_precision(lacking, BACKEND_PRECISION_BF16), CONV2D_FP32);
+    backend_destroy(lacking);
+    /* steps of that configuration against the CPU's own bf16 steps (host memory): same bits */
+    const char *yaml = "yolov8n.yaml";
+    uint8_t *img;
+    float t[6 * 16];
+    int nt;
+    make_batch(&img, t, &nt);
+    run_out cpu = {0}, gpu_cfg = {0};
+    run_on(host, CONV2D_BF16, yaml, true, img, t, nt, &cpu);
+    run_on(dev, device_gpu_conv_precision(dev, BACKEND_PRECISION_BF16), yaml, true, img, t, nt,
+           &gpu_cfg);
+    cr_log_info("amp on a device-memory backend: BN + SiLU writing the shadow %d (no float output "
+                "%d), conv dy from the BN + SiLU %d, to_bf16 ops left %d",
+                gpu_cfg.fused_outputs, gpu_cfg.skipped_outputs, gpu_cfg.fused_dy,
+                gpu_cfg.to_bf16_ops);
+    cr_assert_gt(gpu_cfg.fused_outputs, 10, "the fused bf16 graph is not built");
+    cr_assert_gt(gpu_cfg.skipped_outputs, 0);
+    cr_assert_gt(gpu_cfg.fused_dy, 10);
+    cr_assert_eq(gpu_cfg.fused_outputs, cpu.fused_outputs);
+    cr_assert_eq(gpu_cfg.to_bf16_ops, cpu.to_bf16_ops);
+    cr_assert_eq(gpu_cfg.arena, cpu.arena);
+    same_steps(yaml, &cpu, &gpu_cfg);
+    cr_assert_gt(cpu.res[0][BACKEND_DETLOSS_TOTAL], 0, "no loss");
+    free_out(&cpu), free_out(&gpu_cfg);
+    free(img);
+    backend_destroy(host);
+    backend_destroy(dev);
 }

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static char dir[64];
@@ -473,6 +474,21 @@ Test(ckptcli, references_resolve_every_spelling) {
     cr_assert(strstr(err, "is a run folder"), "%s", err);
 }
 
+/* Seconds one reader round (ls, verify, show) takes here on a run of 3 yolov8n versions written
+ * in scratch: each version's write is slowed by that much, so that the readers see the versions
+ * come one by one (in the sanitizer build, with its slow stack unwinding on every malloc, a round
+ * takes seconds). */
+static double reader_round_s(const char *scratch) {
+    fixture_run(scratch, "probe", &(fixture_run_opts){.versions = 3, .lr0 = 0.01, .seed = 1});
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    cr_assert_eq(cli("ckpt ls %s/probe --json", scratch), 0, "%s", errtext);
+    cr_assert_eq(cli("ckpt verify %s/probe", scratch), 0, "%s", errtext);
+    cr_assert_eq(cli("ckpt show %s/probe --json", scratch), 0, "%s", errtext);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    return (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) * 1e-9;
+}
+
 /* Readers while a run writes: ls, verify and show in a loop against a real training run that
  * writes a version per epoch (its writes slowed so that they overlap the readers). Every reader
  * exits 0 with whole versions only, the number of versions never goes down, and the loop saw the
@@ -480,10 +496,12 @@ Test(ckptcli, references_resolve_every_spelling) {
 Test(ckptcli, readers_never_see_a_partial_version_while_a_run_writes, .timeout = 600) {
     char data[64];
     run_make_data(data, sizeof data, "yolo-ckptlive", 16, 8);
-    cr_assert_eq(run_sh("(YOLO_TEST_CKPT_DELAY_S=0.5 %s train data=%s/s.h5 model=yolov8n.yaml "
+    double delay = fmax(0.5, reader_round_s(data));
+    cr_log_info("each version's write is slowed by %.2f s", delay);
+    cr_assert_eq(run_sh("(YOLO_TEST_CKPT_DELAY_S=%.2f %s train data=%s/s.h5 model=yolov8n.yaml "
                         "epochs=6 imgsz=64 batch=8 nbs=8 workers=1 threads=1 project=%s name=r "
                         "> %s/train.log 2>&1; echo $? > %s/rc.txt) &",
-                        exe, data, dir, data, data),
+                        delay, exe, data, dir, data, data),
                  0);
     char rcfile[128], run[128];
     snprintf(rcfile, sizeof rcfile, "%s/rc.txt", data);

@@ -4,9 +4,10 @@
  * lineage (skipped with the reason where torch + Ultralytics are not installed, tests/pyref.h).
  * Without torch: fine-tuning from a checkpoint version and from an exported weights file, with
  * Ultralytics 8.4.190's class-branch width rule and cls_remap by class name (and 8.4.33's plain
- * intersection), and the refusals. */
+ * intersection), the refusals, and the imgsz a fine-tuning run defaults to (the weights'). */
 #include "common/sha256.h"
 #include "coordinator/ckpt_file.h"
+#include "coordinator/model_source.h"
 #include "coordinator/model_weights.h"
 #include "dataio/loader.h"
 #include "tests/ckpt_fixture.h"
@@ -344,6 +345,69 @@ Test(ckptimport, pretrained_from_a_version_and_the_refusals) {
     cr_assert(!run_file_has(p, "rank 1:"), "refused before launch, not by a worker: see %s", p);
     snprintf(p, sizeof p, "%s/big", dir);
     cr_assert_neq(access(p, F_OK), 0, "no run folder");
+}
+
+/* Ultralytics 8.4.190 (Model._load keeps the checkpoint's imgsz among its overrides, train()
+ * puts only the caller's arguments above them): `train model=<weights>` without imgsz= trains at
+ * the imgsz the weights record, and says so; imgsz= always wins; model=<yaml> with
+ * pretrained=<weights> keeps 640. The fixture's runs record imgsz 64. */
+Test(ckptimport, fine_tuning_defaults_imgsz_to_the_weights_training_imgsz) {
+    fixture_run(dir, "src", &(fixture_run_opts){.versions = 1, .lr0 = 0.01, .seed = 5});
+    cr_assert_eq(run_sh("cd %s && %s ckpt export src format=h5 out=src.h5 > /dev/null", dir, exe),
+                 0);
+    small_dataset("tgt", "  0: circle\n  1: rectangle\n  2: triangle\n");
+    char file[256], version[256], data[256], from[4200];
+    snprintf(file, sizeof file, "%s/src.h5", dir);
+    snprintf(version, sizeof version, "%s/src/weights/v0001.h5", dir);
+    snprintf(data, sizeof data, "%s/tgt.h5", dir);
+    cr_assert_eq(model_weights_recorded_imgsz(file), 64, "a weights file (format 2)");
+    cr_assert_eq(model_weights_recorded_imgsz(version), 64, "a version (its args.yaml)");
+    cr_assert_eq(model_weights_recorded_imgsz(data), -1, "a dataset file is neither");
+    const struct {
+        const char *model, *pretrained;
+        bool given;
+        long want;
+        const char *from;
+    } cases[] = {
+        {file, "True", false, 64, file},
+        {version, "True", false, 64, version},
+        {file, "False", false, 64, file}, /* the architecture only: the overrides still hold */
+        {file, "True", true, 96, ""},     /* imgsz=96 given: it wins */
+        {"yolov8n.yaml", "True", false, 640, ""},
+        {"yolov8n.yaml", file, false, 640, ""}, /* pretrained=<weights> into a yaml: 640 */
+        {"nothere.h5", "True", false, 640, ""}, /* refused later, by model_source_resolve */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        train_args a = {.imgsz = cases[i].given ? 96 : 640};
+        snprintf(a.model, sizeof a.model, "%s", cases[i].model);
+        snprintf(a.pretrained, sizeof a.pretrained, "%s", cases[i].pretrained);
+        bool took = model_source_default_imgsz(&a, cases[i].given, from, sizeof from);
+        cr_assert_eq(a.imgsz, cases[i].want, "case %zu (%s): imgsz %ld", i, cases[i].model,
+                     a.imgsz);
+        cr_assert_eq(took, cases[i].from[0] != 0, "case %zu", i);
+        cr_assert_str_eq(from, cases[i].from, "case %zu", i);
+    }
+    /* the command: no imgsz= -> 64 from the weights file, in the log and in args.yaml */
+    cr_assert_eq(run_sh("cd %s && %s train model=src.h5 data=tgt.h5 epochs=1 batch=4 workers=1 "
+                        "threads=1 project=%s name=ft > ft.txt 2>&1",
+                        dir, exe, dir),
+                 0, "see %s/ft.txt", dir);
+    char log[256], args[256];
+    snprintf(log, sizeof log, "%s/ft.txt", dir);
+    cr_assert(run_file_has(log, "imgsz=64: the training imgsz recorded in src.h5"), "see %s", log);
+    cr_assert(run_file_has(log, "imgsz 64 (the training imgsz of src.h5)"), "see %s", log);
+    snprintf(args, sizeof args, "%s/ft/args.yaml", dir);
+    cr_assert(run_file_has(args, "imgsz: 64"), "see %s", args);
+    /* imgsz= given wins in the command too (8192: refused by the launcher's memory estimate,
+     * so nothing trains) */
+    int rc = run_sh("cd %s && %s train model=src.h5 data=tgt.h5 epochs=1 imgsz=8192 batch=4 "
+                    "project=%s name=big > big.txt 2>&1",
+                    dir, exe, dir);
+    snprintf(log, sizeof log, "%s/big.txt", dir);
+    cr_assert_eq(rc, 2, "imgsz=8192 given wins over the weights' 64: refused; see %s", log);
+    cr_assert(run_file_has(log, "GiB of memory per worker") &&
+                  !run_file_has(log, "the training imgsz recorded"),
+              "see %s", log);
 }
 
 /* cls_remap's conditions (Ultralytics' _remap_cls_by_names): by name, case and surrounding spaces

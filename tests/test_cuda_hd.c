@@ -211,6 +211,26 @@ static void bn_case(int m, int c, int sms) {
     free(dx), free(dxd), free(dg), free(db), free(dgd), free(dbd), free(s1), free(s2);
 }
 
+/* The fused backward's sums of channel ch as bn_sums_k and chunk_total add them: lanes of a chunk
+ * in lane order, then chunks in chunk order. */
+static void sim_silu_sums(int m, int c, int ch, const float *x, const float *dy, float mean,
+                          float scale, float beta, int sms, double *s1, double *s2) {
+    bn_split s = bn_split_rows(m, c, sms);
+    double t1 = 0, t2 = 0;
+    for (int k = 0; k < s.chunks; k++) {
+        size_t r0 = (size_t)k * s.rows_per_chunk, r1 = r0 + s.rows_per_chunk;
+        double c1 = 0, c2 = 0;
+        for (int l = 0; l < BN_LANES; l++) {
+            double p1, p2;
+            bn_silu_lane_sums(x, dy, mean, scale, beta, c, ch, r0, r1 < (size_t)m ? r1 : (size_t)m,
+                              l, BN_LANES, &p1, &p2);
+            c1 += p1, c2 += p2;
+        }
+        t1 += c1, t2 += c2;
+    }
+    *s1 = t1, *s2 = t2;
+}
+
 /* The fused BN + SiLU backward: z and dz recomputed per element in the sums and in dx. */
 static void bn_silu_case(int m, int c, int sms) {
     size_t n = (size_t)m * c;
@@ -221,27 +241,17 @@ static void bn_silu_case(int m, int c, int sms) {
     float *dxs = rnd(n, 151, -1, 1), *dxsd = malloc(n * 4); /* the write form: overwritten */
     batchnorm_silu_backward(m, c, x, g, b, sm, si, dy, dx, dg, db);
     batchnorm_silu_backward_set(m, c, x, g, b, sm, si, dy, dxs, NULL, NULL);
-    bn_split s = bn_split_rows(m, c, sms);
     for (int ch = 0; ch < c; ch++) {
         float scale = batchnorm_silu_scale(g[ch], si[ch]);
-        double t1 = 0, t2 = 0;
-        for (int k = 0; k < s.chunks; k++) {
-            size_t r0 = (size_t)k * s.rows_per_chunk, r1 = r0 + s.rows_per_chunk;
-            double c1 = 0, c2 = 0;
-            for (int l = 0; l < BN_LANES; l++) {
-                double p1, p2;
-                bn_silu_lane_sums(x, dy, sm[ch], scale, b[ch], c, ch, r0,
-                                  r1 < (size_t)m ? r1 : (size_t)m, l, BN_LANES, &p1, &p2);
-                c1 += p1, c2 += p2;
-            }
-            t1 += c1, t2 += c2;
-        }
+        double t1, t2;
+        sim_silu_sums(m, c, ch, x, dy, sm[ch], scale, b[ch], sms, &t1, &t2);
         bn_bwd_k k = bn_bwd_channel(t1, t2, m, g[ch], si[ch], dgd + ch, dbd + ch);
         for (int r = 0; r < m; r++) {
             size_t i = (size_t)r * c + ch;
             float dz = silu_bwd_1(bn_norm_1(x[i], sm[ch], scale, b[ch]), dy[i]);
             dxd[i] += bn_bwd_1(k, x[i], sm[ch], dz);
-            dxsd[i] = bn_bwd_1(k, x[i], sm[ch], dz) + 0.0f; /* bn_bwd_dx_k<true, true> */
+            dxsd[i] = bn_silu_bwd_set_1(k, x[i], sm[ch], scale, b[ch], dy[i]); /* bn_bwd_dx_k */
+            cr_assert(!memcmp(&(float){bn_bwd_1(k, x[i], sm[ch], dz) + 0.0f}, dxsd + i, 4));
         }
     }
     close_rel(dgd, dg, c, 1e-5, "fused dgamma");
@@ -274,6 +284,108 @@ Test(cuda_hd, batchnorm_split_sums_match_cpu, .init = one_thread) {
             cr_assert(s.chunks >= 1 && s.rows_per_chunk * (size_t)s.chunks >= (size_t)m &&
                       s.rows_per_chunk * (size_t)(s.chunks - 1) < (size_t)m);
         }
+}
+
+/* ---- the bf16 copies: to_bf16 and the BN + SiLU ops that write them ---- */
+
+static bool bf16_within_ulp(bf16 a, bf16 b) {
+    float fa = bf16_to_float(a), fb = bf16_to_float(b);
+    return fabs((double)fa - fb) <= fabs((double)fb) / 128.0 + 1e-30;
+}
+
+/* to_bf16_k's element (bf16_from_float) against bf16_from_f32 (AVX512_BF16's vcvtneps2bf16 where
+ * the CPU has it): every class of float (ties, denormals, NaN, infinities, signed zeros). */
+Test(cuda_hd, to_bf16_bitwise) {
+    enum { N = 200003 };
+    uint32_t *u = malloc(N * sizeof *u);
+    bf16 *cpu = malloc(N * sizeof *cpu);
+    rng r = rng_keyed(19, 9, 9);
+    static const uint32_t edge[] = {0x00000000u, 0x80000000u, 0x00000001u, 0x807fffffu,
+                                    0x00800000u, 0x7f7fffffu, 0x7f800000u, 0xff800000u,
+                                    0x7fc00001u, 0x7f800001u, 0xffa00000u, 0x3f808000u,
+                                    0x3f818000u, 0x3f80ffffu, 0x7f7f8000u};
+    for (size_t i = 0; i < N; i++) u[i] = i < sizeof edge / sizeof *edge ? edge[i] : rng_u32(&r);
+    bf16_from_f32(N, (const float *)u, cpu);
+    for (size_t i = 0; i < N; i++) {
+        float x;
+        memcpy(&x, u + i, 4);
+        bf16 d = bf16_from_float(x);
+        cr_assert_eq(d, cpu[i], "0x%08x: device function 0x%04x, CPU 0x%04x", u[i], d, cpu[i]);
+        /* the conv ops' from_bf16 / store kernels read it back exactly */
+        float back;
+        bf16_to_f32(1, &d, &back);
+        cr_assert(!memcmp(&back, &(float){bf16_to_float(d)}, 4));
+    }
+    free(u), free(cpu);
+}
+
+/* The _bf16 BN + SiLU ops: bn_norm_k writes bf16_from_float(y); bn_bwd_dx_k<silu, write> with dxb
+ * writes bf16_from_float of the written dx. Eval: bitwise (no sums); train and backward: where the
+ * float value is the CPU's, the same bits, elsewhere within a bf16 ulp. */
+static void bn_silu_bf16_case(int m, int c, int sms) {
+    size_t n = (size_t)m * c;
+    float *x = rnd(n, 240, -2, 3), *dy = rnd(n, 241, -1, 1), *g = rnd(c, 242, 0.5, 1.5);
+    float *b = rnd(c, 243, -1, 1), *rm = rnd(c, 244, -1, 1), *rv = rnd(c, 245, 0.5, 2);
+    float *rmd = dup(rm, c), *rvd = dup(rv, c), *y = malloc(n * 4), *yd = calloc(n, 4);
+    float *sm = malloc(c * 4), *si = malloc(c * 4), *smd = malloc(c * 4), *sid = malloc(c * 4);
+    float *scale = malloc(c * 4), *dxs = malloc(n * 4), *scratch = malloc(n * 4);
+    float *dxsd = malloc(n * 4), *dg = calloc(c, 4), *db = calloc(c, 4);
+    bf16 *yb = malloc(n * 2), *yb_only = malloc(n * 2), *dxb = malloc(n * 2);
+    double *s1 = malloc(c * 8), *s2 = malloc(c * 8);
+    /* eval, with and without the float output */
+    batchnorm_silu_forward_infer_bf16(m, c, x, g, b, rm, rv, BN_EPS, y, yb);
+    batchnorm_silu_forward_infer_bf16(m, c, x, g, b, rm, rv, BN_EPS, NULL, yb_only);
+    for (size_t i = 0; i < n; i++) {
+        int ch = (int)(i % (size_t)c);
+        float v = bn_silu_fwd_1(x[i], rm[ch], bn_eval_scale(g[ch], rv[ch], BN_EPS), b[ch]);
+        cr_assert(!memcmp(&v, y + i, 4), "eval y[%zu]", i);
+        cr_assert_eq(bf16_from_float(v), yb[i], "eval yb[%zu]", i);
+        cr_assert_eq(yb_only[i], yb[i], "eval yb without y [%zu]", i);
+    }
+    /* train */
+    batchnorm_silu_forward_train_bf16(m, c, x, g, b, BN_EPS, BN_MOMENTUM, rm, rv, sm, si, y, yb);
+    sim_sums(m, c, x, NULL, NULL, sms, s1, s2);
+    for (int ch = 0; ch < c; ch++)
+        scale[ch] = bn_train_channel(s1[ch], s2[ch], m, g[ch], BN_EPS, BN_MOMENTUM, rmd + ch,
+                                     rvd + ch, smd + ch, sid + ch);
+    close_rel(smd, sm, c, 1e-6, "save_mean");
+    close_rel(rvd, rv, c, 1e-6, "running_var");
+    for (size_t i = 0; i < n; i++) {
+        int ch = (int)(i % (size_t)c);
+        yd[i] = bn_silu_fwd_1(x[i], smd[ch], scale[ch], b[ch]);
+        bf16 d = bf16_from_float(yd[i]);
+        if (!memcmp(yd + i, y + i, 4))
+            cr_assert_eq(d, yb[i], "train yb[%zu]", i);
+        else
+            cr_assert(bf16_within_ulp(d, yb[i]), "train yb[%zu]: 0x%04x vs 0x%04x", i, d, yb[i]);
+    }
+    close_rel(yd, y, n, 1e-5, "train y");
+    /* backward (_set_bf16): the CPU's dxb is bf16 of its float write form */
+    batchnorm_silu_backward_set(m, c, x, g, b, sm, si, dy, dxs, NULL, NULL);
+    batchnorm_silu_backward_set_bf16(m, c, x, g, b, sm, si, dy, scratch, dxb, dg, db);
+    for (size_t i = 0; i < n; i++) cr_assert_eq(bf16_from_float(dxs[i]), dxb[i], "CPU dxb[%zu]", i);
+    for (int ch = 0; ch < c; ch++) {
+        float sc = batchnorm_silu_scale(g[ch], si[ch]);
+        double t1, t2;
+        sim_silu_sums(m, c, ch, x, dy, sm[ch], sc, b[ch], sms, &t1, &t2);
+        bn_bwd_k k = bn_bwd_channel(t1, t2, m, g[ch], si[ch], NULL, NULL);
+        for (int r = 0; r < m; r++) {
+            size_t i = (size_t)r * c + ch;
+            dxsd[i] = bn_silu_bwd_set_1(k, x[i], sm[ch], sc, b[ch], dy[i]);
+            bf16 d = bf16_from_float(dxsd[i]);
+            if (!memcmp(dxsd + i, dxs + i, 4)) cr_assert_eq(d, dxb[i], "dxb[%zu]", i);
+        }
+    }
+    close_norm(dxsd, dxs, n, 1e-6, "dx (written, before bf16)");
+    free(x), free(dy), free(g), free(b), free(rm), free(rv), free(rmd), free(rvd), free(y);
+    free(yd), free(sm), free(si), free(smd), free(sid), free(scale), free(dxs), free(scratch);
+    free(dxsd), free(dg), free(db), free(yb), free(yb_only), free(dxb), free(s1), free(s2);
+}
+
+Test(cuda_hd, batchnorm_silu_bf16_copies_match_cpu, .init = one_thread) {
+    bn_silu_bf16_case(37, 16, 132);
+    bn_silu_bf16_case(2000, 40, 7);
+    bn_silu_bf16_case(300, 300, 132); /* rows longer than the CPU's 256-value bf16 chunks */
 }
 
 /* ---- optimizer, EMA, clip, bf16 ---- */

@@ -5,6 +5,7 @@
 
 #include <criterion/criterion.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -30,6 +31,11 @@ Test(gpu, cuda_backend_refuses_a_missing_device) {
     be = backend_cuda_create(&(backend_cuda_opts){.precision = BACKEND_PRECISION_COUNT}, err,
                              sizeof err);
     cr_assert_null(be);
+    be = backend_cuda_create(&(backend_cuda_opts){.depthwise = BACKEND_DEPTHWISE_COUNT}, err,
+                             sizeof err);
+    cr_assert_null(be);
+    cr_assert(strstr(err, strstr(why, "built without CUDA") ? "built without CUDA" : "depthwise 3"),
+              "err: %s", err);
     cr_assert_str_eq(backend_precision_name(BACKEND_PRECISION_BF16), "bf16");
     cr_assert_str_eq(backend_precision_name(BACKEND_PRECISION_COUNT), "?");
     cr_assert_null(backend_cuda_options(backend_cpu_default()));
@@ -84,4 +90,38 @@ Test(gpu, train_device_cuda_refused_before_launch_without_gpu, .timeout = 120) {
     snprintf(runs, sizeof runs, "%s/runs", dir);
     cr_expect_neq(access(runs, F_OK), 0, "%s was created", runs);
     test_remove_dir(dir);
+}
+
+/* AUTO's rule (backend_depthwise_pick), which the CUDA backend applies to the times it measured
+ * at planning: ours unless cuDNN is faster by more than the margin; ours when either time is
+ * missing (search=heuristic, no memory to time) or cuDNN's algorithm is nondeterministic and that
+ * is not allowed. Host-only: no GPU needed. */
+Test(gpu, depthwise_auto_pick_rule) {
+    const backend_depthwise OWN = BACKEND_DEPTHWISE_OWN, CUDNN = BACKEND_DEPTHWISE_CUDNN;
+    const double m = BACKEND_DEPTHWISE_MARGIN;
+    cr_assert_eq(backend_depthwise_pick(1.0, 0.5, true, false), CUDNN);
+    cr_assert_eq(backend_depthwise_pick(0.5, 1.0, true, false), OWN);
+    cr_assert_eq(backend_depthwise_pick(1.0, 1.0, true, false), OWN, "a tie stays on ours");
+    cr_assert_eq(backend_depthwise_pick(1.0, 1 - m / 2, true, false), OWN, "within the margin");
+    cr_assert_eq(backend_depthwise_pick(1.0, 1 - 2 * m, true, false), CUDNN, "past the margin");
+    /* a nondeterministic cuDNN algorithm only where allowed */
+    cr_assert_eq(backend_depthwise_pick(1.0, 0.1, false, false), OWN);
+    cr_assert_eq(backend_depthwise_pick(1.0, 0.1, false, true), CUDNN);
+    /* not measured: ours */
+    cr_assert_eq(backend_depthwise_pick(-1, -1, true, false), OWN);
+    cr_assert_eq(backend_depthwise_pick(1.0, -1, true, false), OWN);
+    cr_assert_eq(backend_depthwise_pick(-1, 0.5, true, false), OWN);
+    cr_assert_eq(backend_depthwise_pick(1.0, 0, true, false), OWN);
+    cr_assert_eq(backend_depthwise_pick(1.0, NAN, true, false), OWN);
+    cr_assert_eq(backend_depthwise_pick(INFINITY, 0.5, true, false), OWN);
+    /* names, and the default is AUTO (a zeroed options struct) */
+    cr_assert_str_eq(backend_depthwise_name(BACKEND_DEPTHWISE_AUTO), "auto");
+    cr_assert_str_eq(backend_depthwise_name(OWN), "own");
+    cr_assert_str_eq(backend_depthwise_name(CUDNN), "cudnn");
+    cr_assert_str_eq(backend_depthwise_name(BACKEND_DEPTHWISE_COUNT), "?");
+    backend_cuda_opts zero = {0};
+    cr_assert_eq(zero.depthwise, BACKEND_DEPTHWISE_AUTO);
+    backend_depthwise_choice ch[1];
+    cr_assert_eq(backend_cuda_depthwise_choices(backend_cpu_default(), ch, 1), 0,
+                 "not a CUDA backend: no choices");
 }

@@ -7,7 +7,8 @@
  *   whole step     same weights, same uint8 batch and targets, the trainer's calls
  *                  (model_forward_u8, head_loss, model_backward_from_head_grads, clip, SGD step):
  *                  loss items, every parameter's gradient, BN running stats, the updated weights;
- *   amp            the bf16 step against the fp32 step on the GPU;
+ *   amp            the bf16 step (the bf16 graph, as the trainer configures it: worker/device.h)
+ *                  against the fp32 step on the GPU and against the CPU's bf16 graph step;
  *   NCCL           the all-reduce on the GPU (tests/mpi/nccl_check.c, 1 rank, 2 when 2 GPUs);
  *   2 GPUs         2 workers on 2 GPUs train like 1 worker with 2 micro-batches (only with 2);
  *   train device=0 a short `coordinator train device=0` run ends well with finite losses.
@@ -23,6 +24,7 @@
 #include "kernels/threads.h"
 #include "runs.h"
 #include "tests/testenv.h"
+#include "worker/device.h"
 #include "worker/head_loss.h"
 #include "worker/model.h"
 #include "worker/train_setup.h"
@@ -173,14 +175,16 @@ static void parse_args(train_args *a) {
     kv_free(&kv);
 }
 
-/* One optimizer step of one micro-batch on be, as the trainer computes it. */
-static void one_step(backend *be, const char *yaml, const uint8_t *img, int B, int S, int nt,
-                     const float *t, step_out *o) {
+/* One optimizer step of one micro-batch on be, as the trainer computes it; prec: the model's
+ * convolutions (the trainer's choice for a GPU: device_gpu_conv_precision). */
+static void one_step_prec(backend *be, conv2d_prec prec, const char *yaml, const uint8_t *img,
+                          int B, int S, int nt, const float *t, step_out *o) {
     char err[512];
     train_args a;
     parse_args(&a);
     model *m = model_create_on(be, yaml, 3, 11, err, sizeof err);
     cr_assert(m, "%s", err);
+    model_set_conv_precision(m, prec);
     cr_assert_eq(model_plan(m, B, S, S, err, sizeof err), 0, "%s", err);
     optimizer opt;
     sched_cfg sc;
@@ -220,6 +224,24 @@ static void one_step(backend *be, const char *yaml, const uint8_t *img, int B, i
     backend_free(be, res);
     train_free_optimizer(m, &opt);
     model_free(m);
+}
+
+/* ... with the trainer's choice of convolutions for be */
+static void one_step(backend *be, const char *yaml, const uint8_t *img, int B, int S, int nt,
+                     const float *t, step_out *o) {
+    const backend_cuda_opts *co = backend_cuda_options(be);
+    conv2d_prec prec = co ? device_gpu_conv_precision(be, co->precision) : CONV2D_FP32;
+    one_step_prec(be, prec, yaml, img, B, S, nt, t, o);
+}
+
+static double cosine(const float *a, const float *b, size_t n) {
+    double dot = 0, na = 0, nb = 0;
+    for (size_t i = 0; i < n; i++) {
+        dot += (double)a[i] * b[i];
+        na += (double)a[i] * a[i];
+        nb += (double)b[i] * b[i];
+    }
+    return dot / sqrt(na * nb);
 }
 
 static void make_batch(int B, int S, uint8_t **img, float *t, int *nt) {
@@ -292,37 +314,44 @@ Test(gpu_train, step_matches_cpu_yolo26n, .timeout = 300) {
     step_case("yolo26n.yaml");
 }
 
-/* amp: the bf16 step against the fp32 step, both on the GPU: the loss within 2 %, the gradient
- * as a whole pointing the same way (cosine >= 0.99). */
+/* amp: the bf16 step (the bf16 graph: BN + SiLU writing the bf16 copies the convolutions read)
+ * against the fp32 step, both on the GPU, and against the CPU's bf16 graph step: the loss within
+ * 2 %, the gradient as a whole pointing the same way (cosine >= 0.99). */
 Test(gpu_train, amp_step_close_to_fp32, .timeout = 300) {
     backend *g32 = gpu_or_skip(BACKEND_PRECISION_FP32);
     char err[512];
     backend *g16 = backend_cuda_create(
         &(backend_cuda_opts){.device = 0, .precision = BACKEND_PRECISION_BF16}, err, sizeof err);
     cr_assert(g16, "%s", err);
+    cr_assert_eq(device_gpu_conv_precision(g16, BACKEND_PRECISION_BF16), CONV2D_BF16,
+                 "the CUDA backend lacks the bf16 graph's ops at bf16");
+    cr_assert_eq(device_gpu_conv_precision(g32, BACKEND_PRECISION_FP32), CONV2D_FP32);
+    kernels_set_threads(0);
+    backend *cpu = backend_cpu_create(&(backend_cpu_opts){.threads = 0});
     uint8_t *img;
     float t[64 * 6];
     int nt;
     make_batch(4, 128, &img, t, &nt);
-    step_out a, b;
+    step_out a, b, c;
     one_step(g32, "yolov8n.yaml", img, 4, 128, nt, t, &a);
     one_step(g16, "yolov8n.yaml", img, 4, 128, nt, t, &b);
+    one_step_prec(cpu, CONV2D_BF16, "yolov8n.yaml", img, 4, 128, nt, t, &c);
     expect_close("amp total loss", b.res[BACKEND_DETLOSS_TOTAL], a.res[BACKEND_DETLOSS_TOTAL],
                  2e-2);
+    expect_close("amp total loss vs the CPU's bf16", b.res[BACKEND_DETLOSS_TOTAL],
+                 c.res[BACKEND_DETLOSS_TOTAL], 2e-2);
     model *m = model_create("yolov8n.yaml", 3, 11, err, sizeof err);
     size_t n = model_num_params(m);
-    double dot = 0, na = 0, nb = 0;
-    for (size_t i = 0; i < n; i++) {
-        dot += (double)a.grads[i] * b.grads[i];
-        na += (double)a.grads[i] * a.grads[i];
-        nb += (double)b.grads[i] * b.grads[i];
-    }
-    double cosine = dot / sqrt(na * nb);
-    cr_log_info("amp (bf16) vs fp32: total loss %.6g vs %.6g, gradient cosine %.5f",
-                b.res[BACKEND_DETLOSS_TOTAL], a.res[BACKEND_DETLOSS_TOTAL], cosine);
-    cr_expect_geq(cosine, 0.99, "gradient cosine %.5f", cosine);
+    double cos32 = cosine(a.grads, b.grads, n), cos_cpu = cosine(c.grads, b.grads, n);
+    cr_log_info("amp (bf16 graph) vs fp32: total loss %.6g vs %.6g, gradient cosine %.5f; vs the "
+                "CPU's bf16 graph: loss %.6g, cosine %.5f",
+                b.res[BACKEND_DETLOSS_TOTAL], a.res[BACKEND_DETLOSS_TOTAL], cos32,
+                c.res[BACKEND_DETLOSS_TOTAL], cos_cpu);
+    cr_expect_geq(cos32, 0.99, "gradient cosine vs fp32 %.5f", cos32);
+    cr_expect_geq(cos_cpu, 0.99, "gradient cosine vs the CPU's bf16 %.5f", cos_cpu);
     model_free(m);
-    free_step(&a), free_step(&b), free(img);
+    free_step(&a), free_step(&b), free_step(&c), free(img);
+    backend_destroy(cpu);
     backend_destroy(g16);
     backend_destroy(g32);
 }

@@ -81,6 +81,29 @@ Test(runsetup, device_forms_and_amp_bf16) {
     cr_assert_eq(parse(&a, err, 3, bf16_gpu), 0, "%s", err);
 }
 
+/* deterministic= on a GPU: True (the default) takes cuDNN's heuristic choices among deterministic
+ * algorithms (no timing: the same choices every run); False times them and allows every
+ * algorithm. The GPU index and amp's precision pass through. */
+Test(runsetup, deterministic_picks_how_cudnn_chooses) {
+    train_args a;
+    char err[256];
+    char *def[] = {"data=/etc/hostname", "device=1"};
+    cr_assert_eq(parse(&a, err, 2, def), 0, "%s", err);
+    cr_assert(a.deterministic, "Ultralytics' default");
+    backend_cuda_opts o = device_cuda_options(1, device_precision(&a, NULL), a.deterministic);
+    cr_assert_eq(o.device, 1);
+    cr_assert_eq(o.precision, BACKEND_PRECISION_BF16, "amp=True");
+    cr_assert_eq(o.search, BACKEND_CONV_HEURISTIC);
+    cr_assert_not(o.nondeterministic);
+    cr_assert_eq(o.depthwise, BACKEND_DEPTHWISE_AUTO);
+    char *fast[] = {"data=/etc/hostname", "device=0", "deterministic=False", "amp=False"};
+    cr_assert_eq(parse(&a, err, 4, fast), 0, "%s", err);
+    o = device_cuda_options(0, device_precision(&a, NULL), a.deterministic);
+    cr_assert_eq(o.precision, BACKEND_PRECISION_TF32, "amp=False");
+    cr_assert_eq(o.search, BACKEND_CONV_FIND);
+    cr_assert(o.nondeterministic);
+}
+
 /* amp= on the CPU: True (the default) and fp16 train bf16 convolutions only where every worker's
  * CPU multiplies bf16 natively; False and fp32 always fp32; bf16 always bf16. The line says which
  * and names the reason. */

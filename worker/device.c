@@ -39,6 +39,20 @@ conv2d_prec device_cpu_precision(const train_args *a, bool all_native, char *why
     return CONV2D_BF16;
 }
 
+conv2d_prec device_gpu_conv_precision(const backend *be, backend_precision p) {
+    bool graph = backend_supports(be, BACKEND_OP_TO_BF16) &&
+                 backend_supports(be, BACKEND_OP_CONV2D_FORWARD_BF16) &&
+                 backend_supports(be, BACKEND_OP_CONV2D_BACKWARD_BF16);
+    return p == BACKEND_PRECISION_BF16 && graph ? CONV2D_BF16 : CONV2D_FP32;
+}
+
+backend_cuda_opts device_cuda_options(int gpu, backend_precision p, bool deterministic) {
+    return (backend_cuda_opts){.device = gpu,
+                               .precision = p,
+                               .search = deterministic ? BACKEND_CONV_HEURISTIC : BACKEND_CONV_FIND,
+                               .nondeterministic = !deterministic};
+}
+
 int device_gpu_for(const train_args *a, int local, int gpus_present, char *err, size_t errlen) {
     int ids[64], n = train_args_gpus(a, ids, 64);
     if (n == 0) return errf(err, errlen, "device=%s is not a GPU", a->device);
@@ -88,8 +102,8 @@ backend *device_backend_create(const train_args *a, MPI_Comm wcomm, int threads,
     }
     int gpu = device_gpu_for(a, local, present, err, errlen);
     if (gpu < 0) return NULL;
-    return backend_cuda_create(
-        &(backend_cuda_opts){.device = gpu, .precision = device_precision(a, NULL)}, err, errlen);
+    backend_cuda_opts o = device_cuda_options(gpu, device_precision(a, NULL), a->deterministic);
+    return backend_cuda_create(&o, err, errlen);
 }
 
 int device_check_local(const train_args *a, int workers, char *err, size_t errlen) {

@@ -25,6 +25,22 @@ backend_precision device_precision(const train_args *a, bool *fp16_asked);
  * line saying which and why, for the run's log and its checkpoints. */
 conv2d_prec device_cpu_precision(const train_args *a, bool all_native, char *why, size_t len);
 
+/* The training convolutions of a worker on a GPU backend whose arithmetic is p
+ * (model_set_conv_precision): CONV2D_BF16, the bf16 graph that the CPU's amp also trains (the
+ * convolutions read bf16 copies of their inputs, which the BN + SiLU ops write instead of float
+ * outputs that only convolutions read: worker/model_fuse.c), when p is BF16 and the backend has
+ * the bf16 convolutions (backend_supports); else CONV2D_FP32, the backend's precision then
+ * applying inside each fp32 convolution. */
+conv2d_prec device_gpu_conv_precision(const backend *be, backend_precision p);
+
+/* The CUDA backend's options for GPU `gpu` at arithmetic p. deterministic (train's
+ * deterministic=, default True, as Ultralytics') picks cuDNN's algorithms by its heuristics
+ * (BACKEND_CONV_HEURISTIC: no trial runs, so two runs on one GPU make the same choices and give
+ * the same bits; Ultralytics' PyTorch leaves cudnn.benchmark off too) among deterministic ones;
+ * deterministic=False times them (BACKEND_CONV_FIND, the depthwise AUTO timing included) and
+ * also allows algorithms whose sums vary run to run: the fastest, not reproducible. */
+backend_cuda_opts device_cuda_options(int gpu, backend_precision p, bool deterministic);
+
 /* The GPU index for local rank `local` under device=, or -1 with one line in err (device=cpu,
  * more workers on the node than GPUs listed, or than GPUs present). */
 int device_gpu_for(const train_args *a, int local, int gpus_present, char *err, size_t errlen);

@@ -453,13 +453,19 @@ static int setup(worker *w) {
     /* the CPU's bf16 convolutions (amp, worker/device.h) train the model; the EMA model, which
      * validation runs, stays fp32: the metrics (and best.h5) are those of the weights as val,
      * predict and export use them, and `val` reproduces them. On a GPU the backend's precision
-     * says. */
+     * says, and with amp the model trains the same bf16 graph as the CPU's (its activations that
+     * only convolutions read stored in bf16). */
     char why[sizeof w->info.precision];
     if (backend_device(w->be) < 0) {
         model_set_conv_precision(w->m, device_cpu_precision(a, w->bf16_native, why, sizeof why));
     } else {
-        snprintf(why, sizeof why, "%s (device=%s, amp=%s)",
-                 backend_precision_name(device_precision(a, NULL)), a->device, a->amp);
+        const backend_cuda_opts *co = backend_cuda_options(w->be);
+        backend_precision p = co ? co->precision : device_precision(a, NULL);
+        conv2d_prec cp = device_gpu_conv_precision(w->be, p);
+        model_set_conv_precision(w->m, cp);
+        /* the first word is the arithmetic (resume_warn_precision_change compares it) */
+        snprintf(why, sizeof why, "%s (device=%s, amp=%s%s)", backend_precision_name(p), a->device,
+                 a->amp, cp == CONV2D_BF16 ? "; bf16 activations for the convolutions" : "");
     }
     if (model_plan(w->m, w->micro, (int)a->imgsz, (int)a->imgsz, w->err, sizeof w->err) != 0)
         return -1;

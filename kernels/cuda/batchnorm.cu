@@ -1,8 +1,9 @@
 // Batch norm on the GPU: train (statistics, running update, normalisation), eval, backward, and
-// the same fused with SiLU. Twins: kernels/batchnorm.c, kernels/batchnorm_silu.c; the arithmetic
-// is kernels/cuda/batchnorm_hd.h. Per-channel sums are in double and deterministic: fixed chunks
-// of rows, lanes added in lane order, chunks in chunk order (no atomics), so a run gives the same
-// bits every time.
+// the same fused with SiLU, also writing the bf16 copy that bf16 convolutions read (the _bf16 ops:
+// a BACKEND_PRECISION_BF16 backend only, kernels/cuda/ops.cu). Twins: kernels/batchnorm.c,
+// kernels/batchnorm_silu.c; the arithmetic is kernels/cuda/batchnorm_hd.h. Per-channel sums are in
+// double and deterministic: fixed chunks of rows, lanes added in lane order, chunks in chunk order
+// (no atomics), so a run gives the same bits every time.
 #include "kernels/batchnorm_silu.h"
 #include "kernels/cuda/batchnorm_hd.h"
 #include "kernels/cuda/ops.cuh"
@@ -83,13 +84,16 @@ __global__ void bn_silu_scale_k(int c, const float *gamma, const float *save_inv
     if (ch < c) scale[ch] = batchnorm_silu_scale(gamma[ch], save_invstd[ch]);
 }
 
+// y (may be NULL with yb) and yb = bf16(y) (may be NULL)
 template <bool silu>
 __global__ void bn_norm_k(size_t total, int c, const float *x, const float *mean,
-                          const float *scale, const float *beta, float *y) {
+                          const float *scale, const float *beta, float *y, bf16 *yb) {
     GRID_STRIDE(i, total) {
         int ch = (int)(i % (size_t)c);
-        float v = bn_norm_1(x[i], mean[ch], scale[ch], beta[ch]);
-        y[i] = silu ? silu_fwd_1(v) : v;
+        float v = silu ? bn_silu_fwd_1(x[i], mean[ch], scale[ch], beta[ch])
+                       : bn_norm_1(x[i], mean[ch], scale[ch], beta[ch]);
+        if (y) y[i] = v;
+        if (yb) yb[i] = bf16_from_float(v);
     }
 }
 
@@ -105,12 +109,22 @@ __global__ void bn_bwd_stats_k(int m, int c, const double *part, int chunks, con
 }
 
 // dx += ... or, with write, dx = ... + 0.0f (the bits of adding to a zeroed dx); with silu, dy is
-// the gradient of silu(z) and dz is recomputed
+// the gradient of silu(z) and dz is recomputed. With dxb (silu and write only): dxb = bf16(dx)
+// instead, and dx is not touched.
 template <bool silu, bool write>
 __global__ void bn_bwd_dx_k(size_t total, int c, const float *x, const float *mean, const float *dy,
-                            const bn_bwd_k *kc, const float *scale, const float *beta, float *dx) {
+                            const bn_bwd_k *kc, const float *scale, const float *beta, float *dx,
+                            bf16 *dxb) {
     GRID_STRIDE(i, total) {
         int ch = (int)(i % (size_t)c);
+        if (silu && write) {
+            float t = bn_silu_bwd_set_1(kc[ch], x[i], mean[ch], scale[ch], beta[ch], dy[i]);
+            if (dxb)
+                dxb[i] = bf16_from_float(t);
+            else
+                dx[i] = t;
+            continue;
+        }
         float g = silu ? silu_bwd_1(bn_norm_1(x[i], mean[ch], scale[ch], beta[ch]), dy[i]) : dy[i];
         float t = bn_bwd_1(kc[ch], x[i], mean[ch], g);
         dx[i] = write ? t + 0.0f : dx[i] + t;
@@ -157,14 +171,19 @@ static unsigned ch_blocks(int ch) {
 static void check_shape(const cuda_ctx *c, int m, int ch) {
     if (m < 1 || ch < 1) FATAL("%s on %s: bad shape m=%d c=%d", c->op, c->name, m, ch);
 }
+// y may be NULL only where the bf16 copy is written instead
+static void check_outputs(const cuda_ctx *c, const float *y, const bf16 *yb) {
+    if (!y && !yb) FATAL("%s on %s: no output (y and yb NULL)", c->op, c->name);
+}
 
 template <bool silu>
 static void forward_train(backend *be, const char *op, int m, int ch, const float *x,
                           const float *gamma, const float *beta, float eps, float momentum,
                           float *running_mean, float *running_var, float *save_mean,
-                          float *save_invstd, float *y) {
+                          float *save_invstd, float *y, bf16 *yb = NULL) {
     cuda_ctx *c = cuda_enter(be, op);
     check_shape(c, m, ch);
+    check_outputs(c, y, yb);
     bn_work w = bn_scratch(c, m, ch, sizeof(float));
     float *scale = (float *)w.per_channel;
     launch_sums(c, m, ch, plain_lanes{x, NULL, NULL}, w);
@@ -174,7 +193,7 @@ static void forward_train(backend *be, const char *op, int m, int ch, const floa
     CUDA_LAUNCHED("bn_train_stats_k");
     size_t total = (size_t)m * ch;
     bn_norm_k<silu><<<cuda_blocks(c, total), CUDA_BLOCK, 0, c->stream>>>(total, ch, x, save_mean,
-                                                                         scale, beta, y);
+                                                                         scale, beta, y, yb);
     CUDA_LAUNCHED("bn_norm_k");
     cuda_leave(c);
 }
@@ -182,24 +201,26 @@ static void forward_train(backend *be, const char *op, int m, int ch, const floa
 template <bool silu>
 static void forward_eval(backend *be, const char *op, int m, int ch, const float *x,
                          const float *gamma, const float *beta, const float *running_mean,
-                         const float *running_var, float eps, float *y) {
+                         const float *running_var, float eps, float *y, bf16 *yb = NULL) {
     cuda_ctx *c = cuda_enter(be, op);
     check_shape(c, m, ch);
+    check_outputs(c, y, yb);
     float *scale = (float *)cuda_scratch(c, (size_t)ch * sizeof(float));
     bn_eval_scale_k<<<ch_blocks(ch), 128, 0, c->stream>>>(ch, gamma, running_var, eps, scale);
     CUDA_LAUNCHED("bn_eval_scale_k");
     size_t total = (size_t)m * ch;
     bn_norm_k<silu><<<cuda_blocks(c, total), CUDA_BLOCK, 0, c->stream>>>(total, ch, x, running_mean,
-                                                                         scale, beta, y);
+                                                                         scale, beta, y, yb);
     CUDA_LAUNCHED("bn_norm_k");
     cuda_leave(c);
 }
 
-// beta is used (and read) only with silu; write: dx = (the _set ops)
+// beta is used (and read) only with silu; write: dx = (the _set ops); dxb: bf16(dx) instead of dx
+// (silu and write only)
 template <bool silu, bool write>
 static void backward(backend *be, const char *op, int m, int ch, const float *x, const float *gamma,
                      const float *beta, const float *save_mean, const float *save_invstd,
-                     const float *dy, float *dx, float *dgamma, float *dbeta) {
+                     const float *dy, float *dx, float *dgamma, float *dbeta, bf16 *dxb = NULL) {
     cuda_ctx *c = cuda_enter(be, op);
     check_shape(c, m, ch);
     size_t kbytes = (sizeof(bn_bwd_k) + 15) & ~(size_t)15;
@@ -216,10 +237,10 @@ static void backward(backend *be, const char *op, int m, int ch, const float *x,
     bn_bwd_stats_k<<<ch_blocks(ch), 128, 0, c->stream>>>(m, ch, w.part, w.s.chunks, gamma,
                                                          save_invstd, dgamma, dbeta, kc);
     CUDA_LAUNCHED("bn_bwd_stats_k");
-    if (dx) {
+    if (dx || dxb) {
         size_t total = (size_t)m * ch;
         bn_bwd_dx_k<silu, write><<<cuda_blocks(c, total), CUDA_BLOCK, 0, c->stream>>>(
-            total, ch, x, save_mean, dy, kc, scale, beta, dx);
+            total, ch, x, save_mean, dy, kc, scale, beta, dx, dxb);
         CUDA_LAUNCHED("bn_bwd_dx_k");
     }
     cuda_leave(c);
@@ -271,6 +292,33 @@ static void cu_bn_silu_backward_set(backend *be, int m, int ch, const float *x, 
                          save_invstd, dy, dx, dgamma, dbeta);
 }
 
+static void cu_bn_silu_forward_train_bf16(backend *be, int m, int ch, const float *x,
+                                          const float *gamma, const float *beta, float eps,
+                                          float momentum, float *running_mean, float *running_var,
+                                          float *save_mean, float *save_invstd, float *y,
+                                          bf16 *yb) {
+    forward_train<true>(be, "batchnorm_silu_forward_train_bf16", m, ch, x, gamma, beta, eps,
+                        momentum, running_mean, running_var, save_mean, save_invstd, y, yb);
+}
+static void cu_bn_silu_forward_eval_bf16(backend *be, int m, int ch, const float *x,
+                                         const float *gamma, const float *beta,
+                                         const float *running_mean, const float *running_var,
+                                         float eps, float *y, bf16 *yb) {
+    forward_eval<true>(be, "batchnorm_silu_forward_eval_bf16", m, ch, x, gamma, beta, running_mean,
+                       running_var, eps, y, yb);
+}
+// dx is the CPU's float scratch (backend.h: left undefined): not touched here, but required as on
+// the CPU, so that a caller's mistake shows on every backend
+static void cu_bn_silu_backward_set_bf16(backend *be, int m, int ch, const float *x,
+                                         const float *gamma, const float *beta,
+                                         const float *save_mean, const float *save_invstd,
+                                         const float *dy, float *dx, bf16 *dxb, float *dgamma,
+                                         float *dbeta) {
+    if (!dx || !dxb) FATAL("batchnorm_silu_backward_set_bf16: needs dx (scratch) and dxb");
+    backward<true, true>(be, "batchnorm_silu_backward_set_bf16", m, ch, x, gamma, beta, save_mean,
+                         save_invstd, dy, NULL, dgamma, dbeta, dxb);
+}
+
 void cuda_channel_sum_add(cuda_ctx *c, int m, int ch, const float *a, float *acc) {
     bn_work w = bn_scratch(c, m, ch, 0);
     launch_sums(c, m, ch, plain_lanes{a, NULL, NULL}, w);
@@ -286,4 +334,7 @@ void cuda_fill_batchnorm(backend_i *f) {
     f->batchnorm_silu_forward_eval = cu_bn_silu_forward_eval;
     f->batchnorm_silu_backward = cu_bn_silu_backward;
     f->batchnorm_silu_backward_set = cu_bn_silu_backward_set;
+    f->batchnorm_silu_forward_train_bf16 = cu_bn_silu_forward_train_bf16;
+    f->batchnorm_silu_forward_eval_bf16 = cu_bn_silu_forward_eval_bf16;
+    f->batchnorm_silu_backward_set_bf16 = cu_bn_silu_backward_set_bf16;
 }

@@ -101,6 +101,19 @@ YOLO_HD float bn_bwd_1(bn_bwd_k k, float x, float mean, float dy) {
     return k.scale * (dy - k.mdy - (x - mean) * k.xc);
 }
 
+/* batchnorm_silu_forward_*: y = silu(bn_norm_1(x)) (the _bf16 variants store bf16_from_float(y)) */
+YOLO_HD float bn_silu_fwd_1(float x, float mean, float scale, float beta) {
+    return silu_fwd_1(bn_norm_1(x, mean, scale, beta));
+}
+
+/* batchnorm_silu_backward_set's dx of one element, dz = silu'(z) dy recomputed: the term written,
+ * + 0.0f (the bits of adding it to a zeroed dx: -0 becomes +0); the _bf16 variant stores
+ * bf16_from_float of it. */
+YOLO_HD float bn_silu_bwd_set_1(bn_bwd_k k, float x, float mean, float scale, float beta,
+                                float dy) {
+    return bn_bwd_1(k, x, mean, silu_bwd_1(bn_norm_1(x, mean, scale, beta), dy)) + 0.0f;
+}
+
 /* batchnorm_silu_backward's sums at one lane: with z = bn_norm_1(x) and dz = silu'(z) dy,
  * s1 = sum dz, s2 = sum dz (x - mean). */
 YOLO_HD void bn_silu_lane_sums(const float *x, const float *dy, float mean, float scale, float beta,

@@ -1,5 +1,6 @@
 // Convolutions on the GPU through cuDNN (NHWC activations, OHWI weights = cuDNN's KRSC), and the
-// depthwise shapes on our kernels when the backend says so. Twin: kernels/conv2d.c.
+// depthwise shapes of the fp32 ops on our kernels when the backend says so (depthwise OWN, or
+// AUTO's choice per shape and direction, made at planning by timing both). Twin: kernels/conv2d.c.
 //
 // Each shape gets a plan once (at model planning, through conv2d_workspace_floats, or at its first
 // op): descriptors and one algorithm per direction, picked by cudnnFind* (trial runs) or
@@ -8,12 +9,14 @@
 // one workspace in the backend (the largest need), so conv2d_workspace_floats asks the caller for
 // none.
 //
-// Accumulation (dx +=, dw +=) is cuDNN's beta = 1 in fp32. In bf16 (amp) x, w and dy are rounded
-// to bf16 copies in scratch, cuDNN writes a bf16 result, and a kernel adds (or, forward, stores
-// with the bias) it into the fp32 tensor. The bias gradient is our deterministic channel sum.
+// Accumulation (dx +=, dw +=) is cuDNN's beta = 1 in fp32 (beta = 0 where dx is written). In bf16
+// (amp) cuDNN's descriptors are bf16 (inputs and result; fp32 accumulation inside): the fp32 ops
+// round x, w and dy to bf16 copies in scratch (kernels/bf16.h's rounding, the to_bf16 op's bits),
+// cuDNN writes a bf16 result, and a kernel adds (or, forward, stores with the bias) it into the
+// fp32 tensor. The bf16 ops (the bf16 graph, model_set_conv_precision) take x and dy already in
+// bf16 and convert only w. The bias gradient is our deterministic channel sum.
 #include "kernels/cuda/conv2d_internal.cuh"
 
-#include <cuda_bf16.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,6 +32,10 @@ struct conv_plan {
     cudnnConvolutionBwdDataAlgo_t data;
     cudnnConvolutionBwdFilterAlgo_t filter;
     size_t ws[DIR_COUNT];
+    float find_ms[DIR_COUNT]; // cudnnFind's time of the picked algorithm; -1: heuristics
+    bool det[DIR_COUNT];      // the picked algorithm is deterministic
+    bool dw_auto;             // a depthwise shape under AUTO: dw.use[] routes each direction
+    backend_depthwise_choice dw;
     conv_plan *next;
 };
 
@@ -90,6 +97,8 @@ static void take(cuda_ctx *c, conv_plan *p, int dir, const Perf *r, int n, Algo 
     if (i < 0) no_algorithm(c, &p->d, dir);
     *algo = r[i].algo;
     p->ws[dir] = r[i].memory;
+    p->find_ms[dir] = c->opts.search == BACKEND_CONV_FIND ? r[i].time : -1.0f;
+    p->det[dir] = r[i].determinism == CUDNN_DETERMINISTIC;
     CUDNN_CHECK(cudnnSetConvolutionMathType(p->conv[dir], r[i].mathType));
 }
 
@@ -123,6 +132,8 @@ static void choose(cuda_ctx *c, conv_plan *p) {
             c->cudnn, p->x, p->y, cv[DIR_FILTER], p->w, MAXR, &n, rw));
     take(c, p, DIR_FILTER, rw, n, &p->filter);
 }
+
+static void choose_depthwise(cuda_ctx *c, conv_plan *p);
 
 static conv_plan *plan_for(cuda_ctx *c, const conv2d_desc *d) {
     for (conv_plan *p = c->plans; p; p = p->next)
@@ -163,6 +174,7 @@ static conv_plan *plan_for(cuda_ctx *c, const conv2d_desc *d) {
         CUDA_CHECK(cudaMalloc(&c->ws, need));
         c->ws_bytes = need;
     }
+    if (c->opts.depthwise == BACKEND_DEPTHWISE_AUTO && cuda_dw_fits(d)) choose_depthwise(c, p);
     p->next = c->plans;
     c->plans = p;
     return p;
@@ -170,54 +182,276 @@ static conv_plan *plan_for(cuda_ctx *c, const conv2d_desc *d) {
 
 // ---- bf16 copies and the fp32 results -------------------------------------------------------
 
-__global__ void to_bf16_k(size_t n, const float *x, __nv_bfloat16 *y) {
-    GRID_STRIDE(i, n) y[i] = __float2bfloat16_rn(x[i]);
-}
-// y = yb (+ bias[channel])
-__global__ void from_bf16_bias_k(size_t n, int c, const __nv_bfloat16 *yb, const float *bias,
-                                 float *y) {
+static const float one = 1.0f, zero = 0.0f; // cuDNN's alpha and beta
+
+// y = float(yb) (+ bias[channel])
+__global__ void from_bf16_bias_k(size_t n, int c, const bf16 *yb, const float *bias, float *y) {
     GRID_STRIDE(i, n) {
-        float v = __bfloat162float(yb[i]);
+        float v = bf16_to_float(yb[i]);
         y[i] = bias ? v + bias[i % (size_t)c] : v;
     }
 }
-__global__ void acc_bf16_k(size_t n, const __nv_bfloat16 *xb, float *y) {
-    GRID_STRIDE(i, n) y[i] += __bfloat162float(xb[i]);
+// y += float(xb), or (write) y = float(xb) + 0.0f: the bits of adding it to a zeroed y
+template <bool write> __global__ void store_bf16_k(size_t n, const bf16 *xb, float *y) {
+    GRID_STRIDE(i, n) y[i] = write ? bf16_to_float(xb[i]) + 0.0f : y[i] + bf16_to_float(xb[i]);
 }
 __global__ void add_bias_k(size_t n, int c, const float *bias, float *y) {
     GRID_STRIDE(i, n) y[i] += bias[i % (size_t)c];
 }
 
-static __nv_bfloat16 *to_bf16(cuda_ctx *c, const float *x, size_t n, __nv_bfloat16 *dst) {
-    to_bf16_k<<<cuda_blocks(c, n), CUDA_BLOCK, 0, c->stream>>>(n, x, dst);
-    CUDA_LAUNCHED("to_bf16_k");
-    return dst;
+// The element counts of x, w and y.
+struct conv_sizes {
+    size_t x, w, y;
+};
+static conv_sizes sizes_of(const conv2d_desc *d) {
+    conv_sizes s;
+    s.x = (size_t)d->n * d->h * d->w * d->cin;
+    s.w = (size_t)d->cout * d->kh * d->kw * (d->cin / d->groups);
+    s.y = (size_t)d->n * d->oh * d->ow * d->cout;
+    return s;
 }
 
-static size_t sizes(const conv2d_desc *d, size_t *nx, size_t *nw, size_t *ny) {
-    *nx = (size_t)d->n * d->h * d->w * d->cin;
-    *nw = (size_t)d->cout * d->kh * d->kw * (d->cin / d->groups);
-    *ny = (size_t)d->n * d->oh * d->ow * d->cout;
-    size_t a = 256 / sizeof(__nv_bfloat16) - 1; // each copy 256-byte aligned
-    return ((*nx + a) & ~a) + ((*nw + a) & ~a) + ((*ny + a) & ~a);
+// Up to three bf16 regions of scratch, one per tensor of the conv (each 256-byte aligned; NULL
+// where not wanted, so the scratch holds only what the op uses), taken once per op: cuda_scratch
+// gives the same memory to every call. Each op says which tensor's bf16 copy (or bf16 result) each
+// region holds; a region is reused only after the work reading it, in stream order.
+struct bf16_regions {
+    bf16 *x, *w, *y;
+};
+static bf16_regions regions_of(cuda_ctx *c, const conv_sizes &s, bool want_x, bool want_w,
+                               bool want_y) {
+    size_t a = 256 / sizeof(bf16) - 1;
+    size_t nx = want_x ? (s.x + a) & ~a : 0, nw = want_w ? (s.w + a) & ~a : 0,
+           ny = want_y ? (s.y + a) & ~a : 0;
+    bf16 *base = (bf16 *)cuda_scratch(c, (nx + nw + ny) * sizeof(bf16));
+    bf16_regions r;
+    r.x = want_x ? base : NULL;
+    r.w = want_w ? base + nx : NULL;
+    r.y = want_y ? base + nx + nw : NULL;
+    return r;
 }
-// Three bf16 regions of scratch: for x, w and y (in that order).
-static void bf16_regions(cuda_ctx *c, const conv2d_desc *d, __nv_bfloat16 **xb, __nv_bfloat16 **wb,
-                         __nv_bfloat16 **yb) {
-    size_t nx, nw, ny, a = 256 / sizeof(__nv_bfloat16) - 1;
-    size_t total = sizes(d, &nx, &nw, &ny);
-    *xb = (__nv_bfloat16 *)cuda_scratch(c, total * sizeof(__nv_bfloat16));
-    *wb = *xb + ((nx + a) & ~a);
-    *yb = *wb + ((nw + a) & ~a);
+
+// The three bf16 convolutions (cuDNN's bf16 descriptors: inputs and result in bf16, fp32
+// accumulation) with their fp32 results. Forward: y = float(yb) + bias, yb in scratch.
+static void fwd_bf16(cuda_ctx *c, const conv_plan *p, const conv_sizes &s, const bf16 *xb,
+                     const bf16 *wb, bf16 *yb, const float *bias, float *y) {
+    CUDNN_CHECK(cudnnConvolutionForward(c->cudnn, &one, p->x, xb, p->w, wb, p->conv[DIR_FWD],
+                                        p->fwd, c->ws, p->ws[DIR_FWD], &zero, p->y, yb));
+    from_bf16_bias_k<<<cuda_blocks(c, s.y), CUDA_BLOCK, 0, c->stream>>>(s.y, p->d.cout, yb, bias,
+                                                                        y);
+    CUDA_LAUNCHED("from_bf16_bias_k");
+}
+// dx += (or, write, dx =) the data gradient, through dxb in scratch.
+static void data_bf16(cuda_ctx *c, const conv_plan *p, const conv_sizes &s, const bf16 *wb,
+                      const bf16 *dyb, bf16 *dxb, float *dx, bool write) {
+    CUDNN_CHECK(cudnnConvolutionBackwardData(c->cudnn, &one, p->w, wb, p->y, dyb, p->conv[DIR_DATA],
+                                             p->data, c->ws, p->ws[DIR_DATA], &zero, p->x, dxb));
+    if (write)
+        store_bf16_k<true><<<cuda_blocks(c, s.x), CUDA_BLOCK, 0, c->stream>>>(s.x, dxb, dx);
+    else
+        store_bf16_k<false><<<cuda_blocks(c, s.x), CUDA_BLOCK, 0, c->stream>>>(s.x, dxb, dx);
+    CUDA_LAUNCHED("store_bf16_k");
+}
+// dw += the filter gradient, through dwb in scratch.
+static void filter_bf16(cuda_ctx *c, const conv_plan *p, const conv_sizes &s, const bf16 *xb,
+                        const bf16 *dyb, bf16 *dwb, float *dw) {
+    CUDNN_CHECK(cudnnConvolutionBackwardFilter(c->cudnn, &one, p->x, xb, p->y, dyb,
+                                               p->conv[DIR_FILTER], p->filter, c->ws,
+                                               p->ws[DIR_FILTER], &zero, p->w, dwb));
+    store_bf16_k<false><<<cuda_blocks(c, s.w), CUDA_BLOCK, 0, c->stream>>>(s.w, dwb, dw);
+    CUDA_LAUNCHED("store_bf16_k");
+}
+
+static bool bf16_math(const cuda_ctx *c) {
+    return c->opts.precision == BACKEND_PRECISION_BF16;
+}
+
+// ---- the fp32 ops' cuDNN path of each direction (the ops, and AUTO's timing) ------------------
+
+// y = x * w (+ bias)
+static void cudnn_forward(cuda_ctx *c, const conv_plan *p, const float *x, const float *w,
+                          const float *bias, float *y) {
+    conv_sizes s = sizes_of(&p->d);
+    if (bf16_math(c)) { // x, w converted here; y the bf16 result
+        bf16_regions r = regions_of(c, s, true, true, true);
+        cuda_to_bf16(c, s.x, x, r.x);
+        cuda_to_bf16(c, s.w, w, r.w);
+        fwd_bf16(c, p, s, r.x, r.w, r.y, bias, y);
+    } else {
+        CUDNN_CHECK(cudnnConvolutionForward(c->cudnn, &one, p->x, x, p->w, w, p->conv[DIR_FWD],
+                                            p->fwd, c->ws, p->ws[DIR_FWD], &zero, p->y, y));
+        if (bias) {
+            add_bias_k<<<cuda_blocks(c, s.y), CUDA_BLOCK, 0, c->stream>>>(s.y, p->d.cout, bias, y);
+            CUDA_LAUNCHED("add_bias_k");
+        }
+    }
+}
+
+// dx += (write: dx =) the data gradient
+static void cudnn_backward_data(cuda_ctx *c, const conv_plan *p, const float *w, const float *dy,
+                                float *dx, bool write) {
+    conv_sizes s = sizes_of(&p->d);
+    if (bf16_math(c)) { // w, dy converted into their regions; x's receives dx
+        bf16_regions r = regions_of(c, s, true, true, true);
+        cuda_to_bf16(c, s.w, w, r.w);
+        cuda_to_bf16(c, s.y, dy, r.y);
+        data_bf16(c, p, s, r.w, r.y, r.x, dx, write);
+    } else { // beta 1 adds to dx, beta 0 writes it
+        CUDNN_CHECK(cudnnConvolutionBackwardData(c->cudnn, &one, p->w, w, p->y, dy,
+                                                 p->conv[DIR_DATA], p->data, c->ws, p->ws[DIR_DATA],
+                                                 write ? &zero : &one, p->x, dx));
+    }
+}
+
+// dw += the filter gradient (the bias gradient is the op's: our channel sum)
+static void cudnn_backward_filter(cuda_ctx *c, const conv_plan *p, const float *x, const float *dy,
+                                  float *dw) {
+    conv_sizes s = sizes_of(&p->d);
+    if (bf16_math(c)) { // x, dy converted into their regions; w's receives dw
+        bf16_regions r = regions_of(c, s, true, true, true);
+        cuda_to_bf16(c, s.x, x, r.x);
+        cuda_to_bf16(c, s.y, dy, r.y);
+        filter_bf16(c, p, s, r.x, r.y, r.w, dw);
+    } else {
+        CUDNN_CHECK(cudnnConvolutionBackwardFilter(c->cudnn, &one, p->x, x, p->y, dy,
+                                                   p->conv[DIR_FILTER], p->filter, c->ws,
+                                                   p->ws[DIR_FILTER], &one, p->w, dw));
+    }
+}
+
+// ---- AUTO: our depthwise kernel or cuDNN, per shape and direction ----------------------------
+//
+// Timed once, when the shape is planned, on scratch tensors of the shape (zeros; the caller's are
+// never touched): per direction and implementation DW_WARMUP calls (which also grow the shared
+// scratch, whose growth synchronises), then DW_REPS calls between two events on the backend's
+// stream; two rounds in opposite orders, the lower time of each side kept, so that neither gains
+// from the clocks ramping up after an idle GPU. Both sides are timed the same way and as the ops
+// run them (cuDNN's with its bf16 copies in amp); no bias (YOLO's depthwise convs have none).
+// backend_depthwise_pick decides.
+
+enum { DW_WARMUP = 2, DW_REPS = 5 };
+
+typedef struct dw_tensors {
+    float *x, *dx, *y, *w, *dw; // y also serves as dy
+} dw_tensors;
+
+static void dw_run(cuda_ctx *c, const conv_plan *p, int dir, bool own, const dw_tensors *t) {
+    const conv2d_desc *d = &p->d;
+    if (dir == DIR_FWD)
+        own ? cuda_dw_forward(c, d, t->x, t->w, NULL, t->y)
+            : cudnn_forward(c, p, t->x, t->w, NULL, t->y);
+    else if (dir == DIR_DATA)
+        own ? cuda_dw_backward_data(c, d, t->w, t->y, t->dx)
+            : cudnn_backward_data(c, p, t->w, t->y, t->dx, false);
+    else
+        own ? cuda_dw_backward_filter(c, d, t->x, t->y, t->dw, NULL)
+            : cudnn_backward_filter(c, p, t->x, t->y, t->dw);
+}
+
+// Mean milliseconds of one call.
+static double dw_time(cuda_ctx *c, const conv_plan *p, int dir, bool own, const dw_tensors *t,
+                      cudaEvent_t ev[2]) {
+    for (int i = 0; i < DW_WARMUP; i++) dw_run(c, p, dir, own, t);
+    CUDA_CHECK(cudaEventRecord(ev[0], c->stream));
+    for (int i = 0; i < DW_REPS; i++) dw_run(c, p, dir, own, t);
+    CUDA_CHECK(cudaEventRecord(ev[1], c->stream));
+    CUDA_CHECK(cudaEventSynchronize(ev[1]));
+    float ms = 0;
+    CUDA_CHECK(cudaEventElapsedTime(&ms, ev[0], ev[1]));
+    return ms / DW_REPS;
+}
+
+// cudaMalloc of n floats, zeroed on the stream; NULL (with the error cleared) when the device is
+// out of memory, which leaves the shape untimed rather than ending the run.
+static float *dw_alloc(cuda_ctx *c, size_t n) {
+    void *q = NULL;
+    cudaError_t e = cudaMalloc(&q, n * sizeof(float));
+    if (e == cudaErrorMemoryAllocation) {
+        (void)cudaGetLastError(); // not sticky: clear it, or the next launch check reports it
+        return NULL;
+    }
+    cuda_check_at(c, e, __FILE__, __LINE__, "cudaMalloc (depthwise timing tensors)");
+    CUDA_CHECK(cudaMemsetAsync(q, 0, n * sizeof(float), c->stream));
+    return (float *)q;
+}
+
+// Times both implementations of every direction into ch (whose times start at -1); false when the
+// scratch tensors do not fit.
+static bool dw_measure(cuda_ctx *c, const conv_plan *p, backend_depthwise_choice *ch) {
+    conv_sizes s = sizes_of(&p->d);
+    dw_tensors t = {dw_alloc(c, s.x), dw_alloc(c, s.x), dw_alloc(c, s.y), dw_alloc(c, s.w),
+                    dw_alloc(c, s.w)};
+    bool ok = t.x && t.dx && t.y && t.w && t.dw;
+    if (ok) {
+        cudaEvent_t ev[2];
+        CUDA_CHECK(cudaEventCreate(&ev[0]));
+        CUDA_CHECK(cudaEventCreate(&ev[1]));
+        for (int dir = 0; dir < DIR_COUNT; dir++)
+            for (int round = 0; round < 2; round++)
+                for (int k = 0; k < 2; k++) {
+                    bool own = k == round; // round 0: ours first; round 1: cuDNN first
+                    double ms = dw_time(c, p, dir, own, &t, ev),
+                           *best = own ? &ch->own_ms[dir] : &ch->cudnn_ms[dir];
+                    if (*best < 0 || ms < *best) *best = ms;
+                }
+        CUDA_CHECK(cudaEventDestroy(ev[0]));
+        CUDA_CHECK(cudaEventDestroy(ev[1]));
+    }
+    CUDA_CHECK(cudaStreamSynchronize(c->stream)); // nothing may still use them (the memsets)
+    float *all[] = {t.x, t.dx, t.y, t.w, t.dw};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        if (all[i]) CUDA_CHECK(cudaFree(all[i]));
+    return ok;
+}
+
+static void choose_depthwise(cuda_ctx *c, conv_plan *p) {
+    backend_depthwise_choice *ch = &p->dw;
+    const conv2d_desc *d = &p->d;
+    ch->d = *d;
+    for (int dir = 0; dir < DIR_COUNT; dir++) {
+        ch->find_ms[dir] = p->find_ms[dir], ch->own_ms[dir] = ch->cudnn_ms[dir] = -1;
+        ch->cudnn_deterministic[dir] = p->det[dir];
+    }
+    // Under HEURISTIC cuDNN's choice involves no timing, and neither does this one: ours.
+    ch->timed = c->opts.search == BACKEND_CONV_FIND && dw_measure(c, p, ch);
+    if (c->opts.search == BACKEND_CONV_FIND && !ch->timed)
+        log_warn("CUDA backend %s: depthwise conv n%d %dx%dx%d k%d s%d: no device memory to time "
+                 "it; our kernel",
+                 c->name, d->n, d->h, d->w, d->cin, d->kh, d->stride);
+    for (int dir = 0; dir < DIR_COUNT; dir++)
+        ch->use[dir] = backend_depthwise_pick(ch->own_ms[dir], ch->cudnn_ms[dir], p->det[dir],
+                                              c->opts.nondeterministic);
+    p->dw_auto = true;
+}
+
+// The plan that runs direction dir of d on cuDNN, or NULL where it runs on our depthwise kernel.
+static conv_plan *route(cuda_ctx *c, const conv2d_desc *d, int dir) {
+    if (c->opts.depthwise == BACKEND_DEPTHWISE_OWN && cuda_dw_fits(d)) return NULL;
+    conv_plan *p = plan_for(c, d);
+    return p->dw_auto && p->dw.use[dir] == BACKEND_DEPTHWISE_OWN ? NULL : p;
+}
+
+extern "C" int backend_cuda_depthwise_choices(const backend *be, backend_depthwise_choice *out,
+                                              int max) {
+    if (!backend_cuda_options(be)) return 0;
+    int n = 0;
+    for (const conv_plan *p = cuda_ctx_of(be)->plans; p; p = p->next) n += p->dw_auto;
+    int k = n; // the list is newest first: fill from the end for planning order
+    for (const conv_plan *p = cuda_ctx_of(be)->plans; p; p = p->next)
+        if (p->dw_auto && --k < max) out[k] = p->dw;
+    return n;
 }
 
 // ---- the ops ---------------------------------------------------------------------------------
 
-static const float one = 1.0f, zero = 0.0f;
-
 static size_t cu_conv_ws_floats(backend *be, const conv2d_desc *d) {
     cuda_ctx *c = cuda_enter(be, "conv2d_workspace_floats");
-    if (!cuda_dw_own(c, d)) plan_for(c, d); // choose now, at planning, not in the first step
+    // plan (and under AUTO choose) now, at planning, not in the first step; the bf16 ops take
+    // cuDNN for every shape
+    if (bf16_math(c))
+        plan_for(c, d);
+    else
+        route(c, d, DIR_FWD);
     c->op = NULL;
     return 0;
 }
@@ -226,59 +460,40 @@ static void cu_conv_forward(backend *be, const conv2d_desc *d, const float *x, c
                             const float *bias, float *y, float *ws) {
     (void)ws;
     cuda_ctx *c = cuda_enter(be, "conv2d_forward");
-    if (cuda_dw_own(c, d)) {
+    conv_plan *p = route(c, d, DIR_FWD);
+    if (p)
+        cudnn_forward(c, p, x, w, bias, y);
+    else
         cuda_dw_forward(c, d, x, w, bias, y);
-        cuda_leave(c);
+    cuda_leave(c);
+}
+
+// dx += (write: dx =) the data gradient, for both backward-data ops.
+static void backward_data(cuda_ctx *c, const conv2d_desc *d, const float *w, const float *dy,
+                          float *dx, bool write) {
+    conv_plan *p = route(c, d, DIR_DATA);
+    if (p) {
+        cudnn_backward_data(c, p, w, dy, dx, write);
         return;
     }
-    conv_plan *p = plan_for(c, d);
-    size_t nx, nw, ny;
-    sizes(d, &nx, &nw, &ny);
-    if (c->opts.precision == BACKEND_PRECISION_BF16) {
-        __nv_bfloat16 *xb, *wb, *yb;
-        bf16_regions(c, d, &xb, &wb, &yb);
-        CUDNN_CHECK(cudnnConvolutionForward(c->cudnn, &one, p->x, to_bf16(c, x, nx, xb), p->w,
-                                            to_bf16(c, w, nw, wb), p->conv[DIR_FWD], p->fwd, c->ws,
-                                            p->ws[DIR_FWD], &zero, p->y, yb));
-        from_bf16_bias_k<<<cuda_blocks(c, ny), CUDA_BLOCK, 0, c->stream>>>(ny, d->cout, yb, bias,
-                                                                           y);
-        CUDA_LAUNCHED("from_bf16_bias_k");
-    } else {
-        CUDNN_CHECK(cudnnConvolutionForward(c->cudnn, &one, p->x, x, p->w, w, p->conv[DIR_FWD],
-                                            p->fwd, c->ws, p->ws[DIR_FWD], &zero, p->y, y));
-        if (bias) {
-            add_bias_k<<<cuda_blocks(c, ny), CUDA_BLOCK, 0, c->stream>>>(ny, d->cout, bias, y);
-            CUDA_LAUNCHED("add_bias_k");
-        }
-    }
-    cuda_leave(c);
+    // our kernel accumulates: into a zeroed dx for write
+    if (write) CUDA_CHECK(cudaMemsetAsync(dx, 0, sizes_of(d).x * sizeof *dx, c->stream));
+    cuda_dw_backward_data(c, d, w, dy, dx);
 }
 
 static void cu_conv_backward_data(backend *be, const conv2d_desc *d, const float *w,
                                   const float *dy, float *dx, float *ws) {
     (void)ws;
     cuda_ctx *c = cuda_enter(be, "conv2d_backward_data");
-    if (cuda_dw_own(c, d)) {
-        cuda_dw_backward_data(c, d, w, dy, dx);
-        cuda_leave(c);
-        return;
-    }
-    conv_plan *p = plan_for(c, d);
-    size_t nx, nw, ny;
-    sizes(d, &nx, &nw, &ny);
-    if (c->opts.precision == BACKEND_PRECISION_BF16) {
-        __nv_bfloat16 *xb, *wb, *yb; // xb receives dx, yb holds dy
-        bf16_regions(c, d, &xb, &wb, &yb);
-        CUDNN_CHECK(cudnnConvolutionBackwardData(c->cudnn, &one, p->w, to_bf16(c, w, nw, wb), p->y,
-                                                 to_bf16(c, dy, ny, yb), p->conv[DIR_DATA], p->data,
-                                                 c->ws, p->ws[DIR_DATA], &zero, p->x, xb));
-        acc_bf16_k<<<cuda_blocks(c, nx), CUDA_BLOCK, 0, c->stream>>>(nx, xb, dx);
-        CUDA_LAUNCHED("acc_bf16_k");
-    } else {
-        CUDNN_CHECK(cudnnConvolutionBackwardData(c->cudnn, &one, p->w, w, p->y, dy,
-                                                 p->conv[DIR_DATA], p->data, c->ws, p->ws[DIR_DATA],
-                                                 &one, p->x, dx));
-    }
+    backward_data(c, d, w, dy, dx, false);
+    cuda_leave(c);
+}
+
+static void cu_conv_backward_data_set(backend *be, const conv2d_desc *d, const float *w,
+                                      const float *dy, float *dx, float *ws) {
+    (void)ws;
+    cuda_ctx *c = cuda_enter(be, "conv2d_backward_data_set");
+    backward_data(c, d, w, dy, dx, true);
     cuda_leave(c);
 }
 
@@ -286,28 +501,46 @@ static void cu_conv_backward_filter(backend *be, const conv2d_desc *d, const flo
                                     const float *dy, float *dw, float *dbias, float *ws) {
     (void)ws;
     cuda_ctx *c = cuda_enter(be, "conv2d_backward_filter");
-    if (cuda_dw_own(c, d)) {
+    conv_plan *p = route(c, d, DIR_FILTER);
+    if (!p) {
         cuda_dw_backward_filter(c, d, x, dy, dw, dbias);
         cuda_leave(c);
         return;
     }
+    if (dw) cudnn_backward_filter(c, p, x, dy, dw);
+    // after the bf16 work above: its scratch is not this sum's (stream order)
+    if (dbias) cuda_channel_sum_add(c, (int)(sizes_of(d).y / (size_t)d->cout), d->cout, dy, dbias);
+    cuda_leave(c);
+}
+
+// The bf16 graph's convolutions (BACKEND_PRECISION_BF16 only, kernels/cuda/ops.cu): x and dy
+// arrive in bf16 (the shadows that to_bf16 or a BN + SiLU wrote), only w is converted here. Every
+// shape goes to cuDNN, depthwise ones included (our depthwise kernels read fp32).
+static void cu_conv_forward_bf16(backend *be, const conv2d_desc *d, const bf16 *xb, const float *w,
+                                 const float *bias, float *y, float *ws) {
+    (void)ws;
+    cuda_ctx *c = cuda_enter(be, "conv2d_forward_bf16");
     conv_plan *p = plan_for(c, d);
-    size_t nx, nw, ny;
-    sizes(d, &nx, &nw, &ny);
-    if (dw && c->opts.precision == BACKEND_PRECISION_BF16) {
-        __nv_bfloat16 *xb, *wb, *yb; // wb receives dw
-        bf16_regions(c, d, &xb, &wb, &yb);
-        CUDNN_CHECK(cudnnConvolutionBackwardFilter(
-            c->cudnn, &one, p->x, to_bf16(c, x, nx, xb), p->y, to_bf16(c, dy, ny, yb),
-            p->conv[DIR_FILTER], p->filter, c->ws, p->ws[DIR_FILTER], &zero, p->w, wb));
-        acc_bf16_k<<<cuda_blocks(c, nw), CUDA_BLOCK, 0, c->stream>>>(nw, wb, dw);
-        CUDA_LAUNCHED("acc_bf16_k");
-    } else if (dw) {
-        CUDNN_CHECK(cudnnConvolutionBackwardFilter(c->cudnn, &one, p->x, x, p->y, dy,
-                                                   p->conv[DIR_FILTER], p->filter, c->ws,
-                                                   p->ws[DIR_FILTER], &one, p->w, dw));
+    conv_sizes s = sizes_of(d);
+    bf16_regions r = regions_of(c, s, false, true, true); // x is xb
+    cuda_to_bf16(c, s.w, w, r.w);
+    fwd_bf16(c, p, s, xb, r.w, r.y, bias, y);
+    cuda_leave(c);
+}
+
+static void cu_conv_backward_bf16(backend *be, const conv2d_desc *d, const bf16 *xb, const float *w,
+                                  const bf16 *dyb, float *dx, bool dx_write, float *dw, float *ws) {
+    (void)ws;
+    cuda_ctx *c = cuda_enter(be, "conv2d_backward_bf16");
+    conv_plan *p = plan_for(c, d);
+    conv_sizes s = sizes_of(d);
+    bf16_regions r = regions_of(c, s, dx != NULL, true, false); // dy is dyb
+    if (dx) { // w's region holds bf16(w), x's receives dx
+        cuda_to_bf16(c, s.w, w, r.w);
+        data_bf16(c, p, s, r.w, dyb, r.x, dx, dx_write);
     }
-    if (dbias) cuda_channel_sum_add(c, (int)(ny / (size_t)d->cout), d->cout, dy, dbias);
+    // w's region receives dw once the data gradient, enqueued before, has read bf16(w)
+    if (dw) filter_bf16(c, p, s, xb, dyb, r.w, dw);
     cuda_leave(c);
 }
 
@@ -329,4 +562,8 @@ void cuda_fill_conv(backend_i *f) {
     f->conv2d_forward = cu_conv_forward;
     f->conv2d_backward_data = cu_conv_backward_data;
     f->conv2d_backward_filter = cu_conv_backward_filter;
+    f->conv2d_backward_data_set = cu_conv_backward_data_set;
+    // cleared by cuda_ops_fill below bf16 precision
+    f->conv2d_forward_bf16 = cu_conv_forward_bf16;
+    f->conv2d_backward_bf16 = cu_conv_backward_bf16;
 }

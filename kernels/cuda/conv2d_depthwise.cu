@@ -1,8 +1,8 @@
 // Depthwise convolutions on the GPU, our kernels (the other choice is cuDNN with a group count:
-// backend_cuda_opts.depthwise). Twin: kernels/conv2d_depthwise.c; per-element math in
-// kernels/cuda/conv2d_depthwise_hd.h. fp32 in every precision (memory-bound, no tensor cores).
-// The filter gradient is summed in double over fixed chunks of output pixels, chunks added in
-// order: deterministic.
+// backend_cuda_opts.depthwise; conv2d_cudnn.cu routes each direction). Twin:
+// kernels/conv2d_depthwise.c; per-element math in kernels/cuda/conv2d_depthwise_hd.h. fp32 in every
+// precision (memory-bound, no tensor cores). The filter gradient is summed in double over fixed
+// chunks of output pixels, chunks added in order: deterministic.
 #include "kernels/cuda/conv2d_depthwise_hd.h"
 #include "kernels/cuda/conv2d_internal.cuh"
 
@@ -40,9 +40,8 @@ __global__ void dw_filter_finish_k(conv2d_desc d, int chunks, const double *part
     }
 }
 
-bool cuda_dw_own(const cuda_ctx *c, const conv2d_desc *d) {
-    return c->opts.depthwise == BACKEND_DEPTHWISE_OWN && dw_is_depthwise(d) &&
-           d->kh * d->kw <= DW_MAX_TAPS;
+bool cuda_dw_fits(const conv2d_desc *d) {
+    return dw_is_depthwise(d) && d->kh * d->kw <= DW_MAX_TAPS;
 }
 
 void cuda_dw_forward(cuda_ctx *c, const conv2d_desc *d, const float *x, const float *w,

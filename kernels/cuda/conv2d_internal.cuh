@@ -3,8 +3,9 @@
 #pragma once
 #include "kernels/cuda/ops.cuh"
 
-// Whether this shape runs on our depthwise kernels (by the backend's choice).
-bool cuda_dw_own(const cuda_ctx *c, const conv2d_desc *d);
+// Whether our depthwise kernels can run this shape (depthwise, window up to DW_MAX_TAPS); which
+// of them run it is backend_cuda_opts.depthwise's choice (conv2d_cudnn.cu).
+bool cuda_dw_fits(const conv2d_desc *d);
 void cuda_dw_forward(cuda_ctx *c, const conv2d_desc *d, const float *x, const float *w,
                      const float *bias, float *y);
 void cuda_dw_backward_data(cuda_ctx *c, const conv2d_desc *d, const float *w, const float *dy,

@@ -3,7 +3,9 @@
 #pragma once
 #include "kernels/cuda/cuda_ctx.cuh"
 
-void cuda_ops_fill(backend_i *f);   // every family below
+// every family below; the bf16 graph's ops (to_bf16, the bf16 convolutions, the BN + SiLU ops
+// writing bf16 copies) only at BACKEND_PRECISION_BF16, whose cuDNN plans are bf16
+void cuda_ops_fill(backend_i *f, backend_precision p);
 void cuda_ops_release(cuda_ctx *c); // what the families cached (conv plans, optimizer tables)
 
 void cuda_fill_elementwise(backend_i *f); // elementwise.cu
@@ -23,6 +25,8 @@ void cuda_release_transfer(cuda_ctx *c);
 void cuda_release_conv(cuda_ctx *c);
 void cuda_release_optim(cuda_ctx *c);
 
+// y[i] = bf16_from_float(x[i]) (kernels/bf16.h: the CPU's bits), on the stream.
+void cuda_to_bf16(cuda_ctx *c, size_t n, const float *x, bf16 *y);
 // y += x over n floats, on the stream (for other families' use).
 void cuda_accumulate(cuda_ctx *c, size_t n, const float *x, float *y);
 // acc[ch] += sum over the m rows of a[r][ch] (deterministic; batchnorm.cu's sums).

@@ -6,7 +6,7 @@
 #   DEBS=dir     .deb files of oneDNN (libdnnl2, libdnnl-dev) and ocl-icd-libopencl1, unpacked into
 #                a scratch prefix when the machine has no oneDNN (apt-get download them elsewhere)
 #   CUDA_HOME    default /usr/local/cuda
-#   arguments    passed to build/backend_ops; default: precision=all depthwise=both quiet=1
+#   arguments    passed to build/backend_ops; default: precision=all depthwise=all quiet=1
 #                (backend=cpu: the rehearsal without a GPU)
 #
 # Exit status: build/backend_ops's (0 passed, 1 failed, 77 no GPU), 2 when it cannot be built.
@@ -63,5 +63,5 @@ cap=$( (nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null || 
 make -j"$(nproc)" backend-ops CC=gcc CUDA=1 CUDA_HOME="$cuda_home" "${arch[@]}" \
   EXTRA_CFLAGS="${cflags[*]}" EXTRA_NVCCFLAGS="${nvflags[*]}" EXTRA_LDFLAGS="${ldflags[*]}" ||
   { say "build failed"; exit 2; }
-[ $# -gt 0 ] || set -- precision=all depthwise=both quiet=1
+[ $# -gt 0 ] || set -- precision=all depthwise=all quiet=1
 exec build/backend_ops "$@"
