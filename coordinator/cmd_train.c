@@ -133,6 +133,14 @@ static int train_steps(train_state *st, int epoch, int first, int n_train, int *
             rc = 1;
             break;
         }
+        double ips = (double)(s + 1 - first) * a->batch / (now_seconds() - t_epoch);
+        int32_t word = train_state_control(st, epoch, s);
+        /* time=H: checked after every step, as Ultralytics checks after every optimizer step */
+        if (word != CTRL_STOP && a->time_hours > 0 &&
+            now_seconds() - st->t_train > a->time_hours * 3600)
+            word = CTRL_END_EPOCH;
+        /* the answer first: the workers wait for it, and nothing below changes it */
+        send_control(workers, word);
         int inst = 0;
         for (int w = 0; w < workers; w++) {
             inst += rep[w].instances;
@@ -140,15 +148,8 @@ static int train_steps(train_state *st, int epoch, int first, int n_train, int *
         }
         double mean[3];
         for (int k = 0; k < 3; k++) mean[k] = st->loss_sum[k] / (s + 1);
-        double ips = (double)(s + 1 - first) * a->batch / (now_seconds() - t_epoch);
         progress_step(&pr, s, mean, inst, ips, false);
         train_state_step(st, epoch, s, plan.steps, rep, workers, mean, ips);
-        int32_t word = train_state_control(st, epoch, s);
-        /* time=H: checked after every step, as Ultralytics checks after every optimizer step */
-        if (word != CTRL_STOP && a->time_hours > 0 &&
-            now_seconds() - st->t_train > a->time_hours * 3600)
-            word = CTRL_END_EPOCH;
-        send_control(workers, word);
         if (word == CTRL_SAVE || word == CTRL_STOP)
             train_state_save_now(st,
                                  word == CTRL_SAVE ? "save"

@@ -1,6 +1,7 @@
 #include "coordinator/rank_watch.h"
 
 #include "common/log.h"
+#include "common/poll_wait.h"
 #include "common/stop_signal.h"
 #include "common/timer.h"
 #include "coordinator/launch.h"
@@ -28,6 +29,7 @@ static struct {
     telemetry *tel;
     void (*on_fail)(void *);
     void *ctx;
+    double t_reports, gap, gap_before; /* when the last step's reports were all in; the gaps */
 } g = {.warn_s = 60, .abort_s = 600};
 
 void rank_watch_start(void) {
@@ -139,6 +141,11 @@ static int dead_worker(void) {
     return 0;
 }
 
+/* PROBES: Open MPI's MPI_Test, MPI_Testall and MPI_Iprobe look for the message first and only
+ * then advance the transports, so a message that arrived while the waiting rank slept is seen by
+ * the second call after the pause, not the first: each probe below is two calls, which saves a
+ * whole pause of latency per message (measured: the step report's round trip, docs/training.md). */
+
 /* The clock of one wait: liveness of every worker twice a second (a dead peer can be why the
  * awaited rank is silent), control requests served meanwhile. */
 typedef struct wait_clock {
@@ -209,10 +216,11 @@ static void wait_message(int src, int tag, MPI_Request *req, int progress_tag, c
     wait_clock c = {.t0 = t0, .t_live = t0, .t_poll = t0};
     for (;;) {
         int flag = 0;
-        if (req)
-            CHECK_MPI(MPI_Test(req, &flag, MPI_STATUS_IGNORE));
-        else
-            CHECK_MPI(MPI_Iprobe(src, tag, MPI_COMM_WORLD, &flag, MPI_STATUS_IGNORE));
+        for (int k = 0; k < 2 && !flag; k++) /* twice: see PROBES */
+            if (req)
+                CHECK_MPI(MPI_Test(req, &flag, MPI_STATUS_IGNORE));
+            else
+                CHECK_MPI(MPI_Iprobe(src, tag, MPI_COMM_WORLD, &flag, MPI_STATUS_IGNORE));
         if (flag) break;
         if (progress_tag >= 0 && drop_all(src, progress_tag))
             c.t0 = now_seconds(), c.warned = false;
@@ -224,7 +232,7 @@ static void wait_message(int src, int tag, MPI_Request *req, int progress_tag, c
             stall_warning(who, what, el);
             c.warned = true;
         }
-        usleep(1000);
+        poll_sleep(poll_pause_s(el, 0));
     }
     if (progress_tag >= 0) drop_all(src, progress_tag);
 }
@@ -248,7 +256,8 @@ void rank_watch_collective(MPI_Request *req, const char *what) {
     wait_clock c = {.t0 = t0, .t_live = t0, .t_poll = t0};
     for (;;) {
         int flag = 0;
-        CHECK_MPI(MPI_Test(req, &flag, MPI_STATUS_IGNORE));
+        for (int k = 0; k < 2 && !flag; k++) /* twice: see PROBES */
+            CHECK_MPI(MPI_Test(req, &flag, MPI_STATUS_IGNORE));
         if (flag) return;
         double el = tick(&c);
         if (el > g.abort_s) {
@@ -263,7 +272,7 @@ void rank_watch_collective(MPI_Request *req, const char *what) {
             stall_warning(who, what, el);
             c.warned = true;
         }
-        usleep(1000);
+        poll_sleep(poll_pause_s(el, 0));
     }
 }
 
@@ -314,9 +323,13 @@ void rank_watch_reports(int workers, step_report *r) {
             MPI_Irecv(&r[w], sizeof *r, MPI_BYTE, w + 1, TAG_REPORT, MPI_COMM_WORLD, &req[w]));
     double t0 = now_seconds();
     wait_clock c = {.t0 = t0, .t_live = t0, .t_poll = t0};
+    /* steps repeat: the reports are due one period after the last ones */
+    double period = poll_expected_period_s(g.gap, g.gap_before);
+    double due = period > 0 ? g.t_reports + period - t0 : 0;
     for (;;) {
         int flag = 0;
-        CHECK_MPI(MPI_Testall(workers, req, &flag, MPI_STATUSES_IGNORE));
+        for (int k = 0; k < 2 && !flag; k++) /* twice: see PROBES */
+            CHECK_MPI(MPI_Testall(workers, req, &flag, MPI_STATUSES_IGNORE));
         if (flag) break;
         double el = tick(&c);
         if (el > g.abort_s || (el > g.warn_s && !c.warned)) {
@@ -333,8 +346,12 @@ void rank_watch_reports(int workers, step_report *r) {
             stall_warning(who, "step report", el);
             c.warned = true;
         }
-        usleep(1000); /* 1 ms: step reports need no finer timing, and rank 0 shares the cores */
+        poll_sleep(poll_pause_s(el, due));
     }
+    double t = now_seconds();
+    g.gap_before = g.gap;
+    g.gap = g.t_reports > 0 ? t - g.t_reports : 0;
+    g.t_reports = t;
     for (int w = 0; w < workers; w++) g.last[w + 1] = (last_step){r[w].epoch + 1, r[w].step + 1};
     free(req);
 }

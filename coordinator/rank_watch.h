@@ -6,7 +6,9 @@
  * A worker on the coordinator's host is checked for life twice a second (its process: gone, a
  * zombie, or its pid reused is dead); one on another host is known only by its messages: silent
  * past stall_abort, it is named as hung. Waiting never spins a core (the coordinator shares the
- * machine with the workers it waits for): it probes every millisecond. */
+ * machine with the workers it waits for): it probes and sleeps (common/poll_wait.h), finely where
+ * the message is due (the step reports: one step's period after the last ones), at most every
+ * millisecond elsewhere. */
 #pragma once
 #include <mpi.h>
 #include <stddef.h>

@@ -1,11 +1,14 @@
 #include "common/atomic_file.h"
 #include "common/kv.h"
+#include "common/poll_wait.h"
 #include "common/rng.h"
 #include "common/sha256.h"
+#include "common/timer.h"
 
 #include "tests/testenv.h"
 
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,4 +92,69 @@ Test(common, oracle_files_readable) {
     for (size_t i = 0; i < n; i++) s += img[i];
     cr_assert_float_eq(s, 3458714.0, 0.5, "sum of images_u8 as the oracle README gives");
     free(img);
+}
+
+/* The probes of a wait for a message that arrives at `arrive` (from the wait's beginning), due at
+ * `due`: how many, and how long after the arrival the last one sees it. */
+static int probes_until(double arrive, double due, double *late) {
+    double t = 0;
+    int n = 1;
+    while (t < arrive) t += poll_pause_s(t, due), n++;
+    *late = t - arrive;
+    return n;
+}
+
+Test(common, poll_pause_is_fine_where_the_message_is_due_and_bounded_elsewhere) {
+    cr_assert_float_eq(poll_pause_s(0, 0), POLL_FINE_S, 1e-12, "due at once: probe finely");
+    cr_assert_float_eq(poll_pause_s(0.070, 0.070), POLL_FINE_S, 1e-12);
+    cr_assert_float_eq(poll_pause_s(0, 0.070), POLL_MAX_S, 1e-12, "far from due: 1 ms");
+    cr_assert_float_eq(poll_pause_s(0.066, 0.070), 0.5e-3, 1e-12, "an eighth of the time left");
+    cr_assert_float_eq(poll_pause_s(0.078, 0.070), 0.5e-3, 1e-12, "a sixteenth of the lateness");
+    cr_assert_float_eq(poll_pause_s(5.0, 0.070), POLL_MAX_S, 1e-12, "late by seconds: 1 ms");
+    cr_assert_float_eq(poll_pause_s(0, -3.0), POLL_MAX_S, 1e-12, "due before the wait began");
+    for (double e = 0; e < 0.2; e += 1e-4)
+        for (double d = -0.1; d < 0.2; d += 0.01) {
+            double p = poll_pause_s(e, d);
+            cr_assert(p >= POLL_FINE_S && p <= POLL_MAX_S, "pause %g at %g due %g", p, e, d);
+        }
+}
+
+Test(common, poll_sees_a_message_within_an_eighth_of_its_distance_from_due) {
+    double due = 0.070;
+    for (double arrive = 0.0005; arrive < 0.2; arrive += 0.00037) {
+        double late;
+        probes_until(arrive, due, &late);
+        double err = fabs(arrive - due);
+        double bound = fmin(POLL_MAX_S, fmax(POLL_FINE_S, err / 8 + POLL_FINE_S));
+        cr_assert(late <= bound + 1e-9, "arrival %.5f: seen %.6f s late, bound %.6f", arrive, late,
+                  bound);
+    }
+    double late;
+    probes_until(0.0702, due, &late);
+    cr_assert(late <= POLL_FINE_S + 1e-9, "on time: seen within the fine pause (%g)", late);
+}
+
+Test(common, poll_wakes_at_most_twice_as_often_as_probing_every_millisecond) {
+    for (double arrive = 0.060; arrive < 0.090; arrive += 0.001) {
+        double late;
+        int n = probes_until(arrive, 0.070, &late);
+        cr_assert(n <= 2 * (int)(arrive / POLL_MAX_S + 1), "arrival %.3f: %d probes", arrive, n);
+    }
+}
+
+Test(common, poll_expected_period_is_the_shorter_known_gap) {
+    cr_assert_float_eq(poll_expected_period_s(0.070, 0.072), 0.070, 1e-12);
+    cr_assert_float_eq(poll_expected_period_s(5.0, 0.070), 0.070, 1e-12,
+                       "validation between epochs does not count");
+    cr_assert_float_eq(poll_expected_period_s(0.070, 0), 0, 1e-12, "not known yet");
+    cr_assert_float_eq(poll_expected_period_s(0, 0.070), 0, 1e-12);
+}
+
+Test(common, poll_sleep_sleeps_about_as_long_as_asked) {
+    /* only a lower bound: a loaded machine may sleep longer, never shorter (no signal here) */
+    double t0 = now_seconds();
+    for (int i = 0; i < 20; i++) poll_sleep(POLL_FINE_S);
+    cr_assert(now_seconds() - t0 >= 20 * POLL_FINE_S, "slept %g s", now_seconds() - t0);
+    poll_sleep(0);
+    poll_sleep(-1);
 }

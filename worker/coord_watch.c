@@ -1,6 +1,7 @@
 #include "worker/coord_watch.h"
 
 #include "common/log.h"
+#include "common/poll_wait.h"
 #include "common/protocol.h"
 #include "common/rank_info.h"
 #include "common/stop_signal.h"
@@ -53,7 +54,10 @@ void coord_watch_wait(int tag, const char *what) {
     double t0 = now_seconds(), t_check = t0;
     for (;;) {
         int flag = 0;
-        CHECK_MPI(MPI_Iprobe(0, tag, MPI_COMM_WORLD, &flag, MPI_STATUS_IGNORE));
+        /* twice: Open MPI's probe looks first and advances the transports after, so a message that
+         * came during the pause is seen by the second call (coordinator/rank_watch.c, PROBES) */
+        for (int k = 0; k < 2 && !flag; k++)
+            CHECK_MPI(MPI_Iprobe(0, tag, MPI_COMM_WORLD, &flag, MPI_STATUS_IGNORE));
         if (flag) return;
         double t = now_seconds();
         if (t - t_check > 0.5) { /* /proc is cheap, but not every millisecond */
@@ -67,7 +71,7 @@ void coord_watch_wait(int tag, const char *what) {
         }
         /* the answer to a step report comes at once: poll finely at first, then back off so that a
          * worker waiting through validation or a checkpoint write leaves the cores alone */
-        usleep(t - t0 < 0.01 ? 100 : 1000);
+        poll_sleep(poll_pause_s(t - t0, 0));
     }
 }
 
