@@ -279,6 +279,24 @@ Test(model, bad_yaml_errors) {
                  "activation", NULL);
 }
 
+/* A width multiple or expansion ratio that rounds a layer down to 0 channels is refused by
+ * model_create with the layer named, in one line. Here C3k2's e=0.025 of 64 channels leaves 1
+ * hidden channel, which its Bottleneck's e=0.5 rounds to 0 (found by fuzz_model_yaml: a division
+ * by zero in the conv planner). */
+Test(model, a_layer_rounded_to_no_channels_is_refused) {
+    char dir[256], path[300], err[512] = "";
+    test_temp_dir(dir, sizeof dir, "zeroch");
+    snprintf(path, sizeof path, "%s/zero.yaml", dir);
+    write_file(path, "nc: 2\nbackbone:\n  - [-1, 1, Conv, [16, 3, 2]]\n"
+                     "  - [-1, 1, C3k2, [64, False, 0.025]]\n"
+                     "head:\n  - [[0, 1, 1], 1, Detect, [nc]]\n");
+    model *m = model_create(path, 0, 1, err, sizeof err);
+    cr_assert_null(m, "accepted");
+    cr_assert(strstr(err, "0 output channels") && strstr(err, "leaves no channels"), "%s", err);
+    cr_assert(!strchr(err, '\n'), "one line: %s", err);
+    test_remove_dir(dir);
+}
+
 static char *run_cmd(const char *cmd, int *status) {
     FILE *p = popen(cmd, "r");
     cr_assert(p);

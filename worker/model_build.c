@@ -173,7 +173,14 @@ static int shadow_of(builder *b, int x) {
 
 static int unit_emit(builder *b, const cunit *u, int x) {
     slot xs = S(b, x);
-    if (xs.c != u->cin) {
+    if (u->cin < 1 || u->cout < 1) { /* a width or expansion that rounds a layer down to nothing */
+        if (!b->failed)
+            errf(b->err, b->errlen,
+                 "%s: a convolution with %d input and %d output channels (the yaml's width "
+                 "multiple or expansion ratio leaves no channels)",
+                 u->name, u->cin, u->cout);
+        b->failed = true;
+    } else if (xs.c != u->cin) {
         if (!b->failed)
             errf(b->err, b->errlen, "%s: input has %d channels, expected %d", u->name, xs.c,
                  u->cin);
