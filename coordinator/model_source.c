@@ -75,8 +75,9 @@ char *model_source_yaml(const char *spec, char *name, size_t n, char *err, size_
         errf(err, errlen, "model=%s: no such weights file (%s)", spec, strerror(errno));
         return NULL;
     }
-    ckpt_file *f = ckpt_open(spec, e1, sizeof e1);
-    if (f) {
+    ckpt_file *f = NULL;
+    int kind = model_weights_open_either(spec, &f, e1, sizeof e1);
+    if (kind == 0) {
         const ckpt_meta *m = ckpt_file_meta(f);
         snprintf(name, n, "%s", m->model ? m->model : spec);
         char *text = xstrdup(m->model_yaml ? m->model_yaml : "");
@@ -85,7 +86,7 @@ char *model_source_yaml(const char *spec, char *name, size_t n, char *err, size_
     }
     ckpt_weights *w = ckpt_weights_open(spec, e2, sizeof e2);
     if (!w) {
-        errf(err, errlen, "%s", strstr(e1, "a weights file") ? e2 : e1);
+        errf(err, errlen, "%s", kind == 1 ? e2 : e1);
         return NULL;
     }
     snprintf(name, n, "%s", ckpt_weights_meta(w)->model);
@@ -124,12 +125,12 @@ static int weights_of(const char *path, model_source *s, char *err, size_t errle
                     "%s: an Ultralytics .pt cannot be read here; convert it first: python "
                     "scripts/ultralytics_to_weights.py %s <file.h5>",
                     path, path);
-    ckpt_file *f = ckpt_open(path, e2, sizeof e2);
-    int bad = 0;
-    if (f) {
+    ckpt_file *f = NULL;
+    int kind = model_weights_open_either(path, &f, e2, sizeof e2), bad = 0;
+    if (kind == 0) {
         bad = ckpt_verify(f, report_problem, NULL, e2, sizeof e2);
         ckpt_close(f);
-    } else if (strstr(e2, "a weights file")) {
+    } else if (kind == 1) {
         ckpt_weights *w = ckpt_weights_open(path, e2, sizeof e2);
         bad = w ? ckpt_weights_verify(w, report_problem, NULL, e2, sizeof e2) : 1;
         ckpt_weights_close(w);

@@ -138,6 +138,12 @@ static int from_weights_file(const char *path, model_weights *w,
     return rc;
 }
 
+int model_weights_open_either(const char *path, ckpt_file **f, char *err, size_t errlen) {
+    *f = ckpt_open(path, err, errlen);
+    if (*f) return 0;
+    return strstr(err, "a weights file") ? 1 : -1;
+}
+
 int model_weights_load(const char *path, model_weights *w, void (*report)(void *, const char *),
                        void *ctx, char *err, size_t errlen) {
     memset(w, 0, sizeof *w);
@@ -157,30 +163,29 @@ int model_weights_load(const char *path, model_weights *w, void (*report)(void *
     else
         snprintf(w->run_dir, sizeof w->run_dir, "%.*s", slash ? (int)(slash - r.path) : 1,
                  slash ? r.path : ".");
-    /* which format: a checkpoint's reader names a weights file as such, and the other way */
-    ckpt_file *probe = ckpt_open(r.path, e1, sizeof e1);
-    int rc;
-    if (probe) {
-        ckpt_close(probe);
+    ckpt_file *f = NULL;
+    int rc = model_weights_open_either(r.path, &f, e1, sizeof e1);
+    if (f) ckpt_close(f);
+    if (rc == 0)
         rc = from_checkpoint(r.path, w, report, ctx, err, errlen);
-    } else if (strstr(e1, "a weights file")) {
+    else if (rc == 1)
         rc = from_weights_file(r.path, w, report, ctx, err, errlen);
-    } else {
+    else
         rc = errf(err, errlen, "%s", e1);
-    }
     if (rc) model_weights_free(w);
     return rc;
 }
 
 int model_weights_recorded_imgsz(const char *path) {
     char e1[1200], e2[1200];
-    ckpt_file *f = ckpt_open(path, e1, sizeof e1);
-    if (f) {
+    ckpt_file *f = NULL;
+    int kind = model_weights_open_either(path, &f, e1, sizeof e1);
+    if (kind == 0) {
         int s = imgsz_of_args(ckpt_file_meta(f)->args_yaml);
         ckpt_close(f);
         return s;
     }
-    if (!strstr(e1, "a weights file")) return -1;
+    if (kind < 0) return -1;
     ckpt_weights *w = ckpt_weights_open(path, e2, sizeof e2);
     if (!w) return -1;
     int s = ckpt_weights_meta(w)->imgsz;

@@ -33,6 +33,11 @@ int model_weights_load(const char *path, model_weights *w,
                        void (*report)(void *ctx, const char *line), void *ctx, char *err,
                        size_t errlen);
 void model_weights_free(model_weights *w);
+/* Which format path is: 0, a checkpoint version (*f holds it open, for the caller to close); 1, a
+ * weights file (the checkpoint reader names one as such; *f is NULL); -1, neither (err says why:
+ * the checkpoint reader's line). */
+int model_weights_open_either(const char *path, ckpt_file **f, char *err, size_t errlen);
+
 /* The training imgsz a checkpoint version (its args.yaml) or a weights file (format 2) records,
  * read from its metadata only (no tensor, no verification): > 0; 0 when it records none (a
  * format-1 weights file); -1 when the file is neither (or cannot be read). */
